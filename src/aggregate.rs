@@ -1,0 +1,270 @@
+//! Aggregates and success rates.
+
+use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::query::Filter;
+use crate::record::{AggregationType, MetricKind, MetricType, TaskResult};
+use crate::storage::MetricsStorage;
+
+/// The result of [`MetricsStorage::aggregate_metrics`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Aggregate {
+    /// How the values were combined.
+    pub aggregation: AggregationType,
+    /// What was aggregated: for task metrics the column (`task_duration`,
+    /// `task_tokens` or `task_files`); for agent and swarm metrics the
+    /// metric type filtered on, if any.
+    pub metric_type: Option<MetricType>,
+    /// How many values the selection held.
+    pub count: u64,
+    /// The aggregate; `None` when the selection is empty (and, for
+    /// `stddev`, when it holds a single value).
+    pub value: Option<f64>,
+}
+
+/// The outcome counts of a set of tasks and the share that succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct SuccessRate {
+    /// `success / total`, in `[0, 1]`; `None` when there were no tasks.
+    pub rate: Option<f64>,
+    /// Tasks that succeeded.
+    pub success: u64,
+    /// Tasks that failed.
+    pub failure: u64,
+    /// Tasks that timed out.
+    pub timeout: u64,
+    /// Tasks that were cancelled.
+    pub cancelled: u64,
+    /// All tasks.
+    pub total: u64,
+}
+
+impl SuccessRate {
+    /// Adds `n` tasks with `result` and updates the rate.
+    pub fn add(&mut self, result: TaskResult, n: u64) {
+        match result {
+            TaskResult::Success => self.success += n,
+            TaskResult::Failure => self.failure += n,
+            TaskResult::Timeout => self.timeout += n,
+            TaskResult::Cancelled => self.cancelled += n,
+        }
+        self.total += n;
+        self.rate = (self.total > 0).then(|| self.success as f64 / self.total as f64);
+    }
+}
+
+impl MetricsStorage {
+    /// Combines the values of the metrics of `kind` that match `filter`.
+    ///
+    /// Task metrics aggregate `duration_ms` unless `filter.metric_type`
+    /// names another column (`task_tokens`, `task_files`); agent and swarm
+    /// metrics aggregate `value`, of the metric type in the filter if any.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a filter field that does not apply to
+    /// `kind`, or `task_result` (not numeric: see
+    /// [`success_rate`](Self::success_rate)); [`Error::Sqlite`] or
+    /// [`Error::Pool`] when the read fails.
+    pub fn aggregate_metrics(
+        &self,
+        kind: MetricKind,
+        aggregation: AggregationType,
+        filter: &Filter,
+    ) -> Result<Aggregate> {
+        filter.validate(kind, true)?;
+        let (column, metric_type) = aggregated_column(kind, filter.metric_type)?;
+        let (clause, params) = filter.where_clause(kind);
+        let table = kind.table();
+        let run = |function: &str| -> Result<(u64, Option<f64>)> {
+            let sql = format!(
+                "SELECT count(m.{column}), {function}(m.{column}) FROM {table} m WHERE {clause}"
+            );
+            let rows = self.read_rows(&sql, params.clone(), "aggregate metrics", |row| {
+                let count: i64 = row.get(0).map_err(Error::sqlite("aggregate metrics"))?;
+                let value: Option<f64> = row.get(1).map_err(Error::sqlite("aggregate metrics"))?;
+                Ok((u64::try_from(count).unwrap_or(0), value))
+            })?;
+            Ok(rows.into_iter().next().unwrap_or((0, None)))
+        };
+        let function = match aggregation {
+            AggregationType::Avg => "avg",
+            AggregationType::Sum => "sum",
+            AggregationType::Count => "count",
+            AggregationType::Min => "min",
+            AggregationType::Max => "max",
+            AggregationType::Stddev => STDDEV_FUNCTION,
+        };
+        let (count, value) = match run(function) {
+            // sum() of integers fails rather than overflow; total() sums
+            // in floating point instead.
+            Err(Error::Sqlite { source, .. })
+                if aggregation == AggregationType::Sum
+                    && source.to_string().contains("integer overflow") =>
+            {
+                run("total")?
+            }
+            other => other?,
+        };
+        Ok(Aggregate {
+            aggregation,
+            metric_type,
+            count,
+            value: if count == 0 { None } else { value },
+        })
+    }
+
+    /// The share of successful tasks among the tasks matching `filter`
+    /// (typically an agent or a swarm and a time range), with the counts
+    /// behind it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a filter field that does not apply to
+    /// task metrics; [`Error::Sqlite`] or [`Error::Pool`] when the read
+    /// fails.
+    pub fn success_rate(&self, filter: &Filter) -> Result<SuccessRate> {
+        filter.validate(MetricKind::Task, false)?;
+        let (clause, params) = filter.where_clause(MetricKind::Task);
+        let sql = format!(
+            "SELECT m.result, count(*) FROM task_metrics m WHERE {clause} GROUP BY m.result"
+        );
+        let counts = self.read_rows(&sql, params, "compute success rate", |row| {
+            let code: i64 = row.get(0).map_err(Error::sqlite("compute success rate"))?;
+            let n: i64 = row.get(1).map_err(Error::sqlite("compute success rate"))?;
+            let result = TaskResult::from_code(code).ok_or_else(|| Error::CorruptRow {
+                table: "task_metrics",
+                reason: format!("unknown result code {code}"),
+            })?;
+            Ok((result, u64::try_from(n).unwrap_or(0)))
+        })?;
+        let mut rate = SuccessRate::default();
+        for (result, n) in counts {
+            rate.add(result, n);
+        }
+        Ok(rate)
+    }
+}
+
+/// The column aggregated for `kind`, and the metric type the result names.
+fn aggregated_column(
+    kind: MetricKind,
+    metric_type: Option<MetricType>,
+) -> Result<(&'static str, Option<MetricType>)> {
+    if kind != MetricKind::Task {
+        return Ok(("value", metric_type));
+    }
+    match metric_type.unwrap_or(MetricType::TaskDuration) {
+        MetricType::TaskDuration => Ok(("duration_ms", Some(MetricType::TaskDuration))),
+        MetricType::TaskTokens => Ok(("tokens_used", Some(MetricType::TaskTokens))),
+        MetricType::TaskFiles => Ok(("files_changed", Some(MetricType::TaskFiles))),
+        other => Err(Error::invalid(
+            "metric_type",
+            format!(
+                "{other} cannot be aggregated; use task_duration, task_tokens or task_files \
+                 (success rates come from success_rate)"
+            ),
+        )),
+    }
+}
+
+/// The SQL name of the sample standard deviation aggregate.
+const STDDEV_FUNCTION: &str = "swarm_stddev_samp";
+
+/// Registers the SQL functions the queries use on one connection.
+pub(crate) fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    conn.create_aggregate_function(
+        STDDEV_FUNCTION,
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        SampleStddev,
+    )
+}
+
+/// Running mean and sum of squared deviations (Welford): stable where the
+/// textbook `sqrt((Σx² - (Σx)²/n) / (n-1))` cancels to nothing, e.g. for
+/// 1e9+1 … 1e9+4.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Welford {
+    n: u64,
+    mean: f64,
+    m2: f64,
+}
+
+impl Welford {
+    pub fn push(&mut self, x: f64) {
+        self.n += 1;
+        let delta = x - self.mean;
+        self.mean += delta / self.n as f64;
+        self.m2 += delta * (x - self.mean);
+    }
+
+    /// The sample standard deviation; `None` below two values.
+    pub fn sample_stddev(&self) -> Option<f64> {
+        (self.n >= 2).then(|| (self.m2 / (self.n - 1) as f64).sqrt())
+    }
+}
+
+struct SampleStddev;
+
+impl rusqlite::functions::Aggregate<Welford, Option<f64>> for SampleStddev {
+    fn init(&self, _: &mut Context<'_>) -> rusqlite::Result<Welford> {
+        Ok(Welford::default())
+    }
+
+    fn step(&self, ctx: &mut Context<'_>, acc: &mut Welford) -> rusqlite::Result<()> {
+        match ctx.get_raw(0) {
+            rusqlite::types::ValueRef::Integer(i) => acc.push(i as f64),
+            rusqlite::types::ValueRef::Real(x) => acc.push(x),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn finalize(&self, _: &mut Context<'_>, acc: Option<Welford>) -> rusqlite::Result<Option<f64>> {
+        Ok(acc.and_then(|a| a.sample_stddev()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn two_pass(xs: &[f64]) -> f64 {
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        let ss: f64 = xs.iter().map(|x| (x - mean).powi(2)).sum();
+        (ss / (xs.len() - 1) as f64).sqrt()
+    }
+
+    #[test]
+    fn welford_keeps_precision_on_large_offsets() {
+        let mut w = Welford::default();
+        for x in [1e9 + 1.0, 1e9 + 2.0, 1e9 + 3.0, 1e9 + 4.0] {
+            w.push(x);
+        }
+        let expected = (5.0f64 / 3.0).sqrt();
+        assert!((w.sample_stddev().unwrap() - expected).abs() < 1e-12);
+        assert!((two_pass(&[1.0, 2.0, 3.0, 4.0]) - expected).abs() < 1e-15);
+    }
+
+    #[test]
+    fn welford_needs_two_values() {
+        let mut w = Welford::default();
+        assert_eq!(w.sample_stddev(), None);
+        w.push(3.0);
+        assert_eq!(w.sample_stddev(), None);
+        w.push(3.0);
+        assert_eq!(w.sample_stddev(), Some(0.0));
+    }
+
+    #[test]
+    fn success_rate_counts_add_up() {
+        let mut r = SuccessRate::default();
+        assert_eq!(r.rate, None);
+        r.add(TaskResult::Success, 3);
+        r.add(TaskResult::Timeout, 1);
+        assert_eq!((r.total, r.success, r.timeout), (4, 3, 1));
+        assert_eq!(r.rate, Some(0.75));
+    }
+}

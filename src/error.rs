@@ -1,0 +1,152 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+/// The result type of every fallible call in this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong when opening, writing or querying a store.
+///
+/// Input is validated before anything is written: an [`Error::InvalidInput`]
+/// means the database was not touched.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An argument or record field was rejected before anything was written.
+    #[error("invalid {field}: {reason}")]
+    InvalidInput {
+        /// The name of the offending argument or field, as the API spells it.
+        field: &'static str,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// The file was written by a newer version of this crate; it was left
+    /// untouched.
+    #[error(
+        "{path}: schema version {found} is newer than the {supported} this version of \
+         swarm-metrics supports; the file was left untouched",
+        path = path.display()
+    )]
+    SchemaTooNew {
+        /// The database file.
+        path: PathBuf,
+        /// The schema version found in the file.
+        found: i64,
+        /// The newest schema version this crate knows.
+        supported: i64,
+    },
+
+    /// The file is an SQLite database of another application: it has tables
+    /// but no swarm-metrics schema. It was left untouched.
+    #[error(
+        "{path}: an SQLite database of another application (no swarm-metrics schema); \
+         the file was left untouched",
+        path = path.display()
+    )]
+    ForeignDatabase {
+        /// The database file.
+        path: PathBuf,
+    },
+
+    /// The file exists but is not an SQLite database, or is damaged.
+    #[error("{path}: not an SQLite database, or damaged: {source}", path = path.display())]
+    NotADatabase {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite reported.
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    /// The file was written by an older version of this crate and must be
+    /// migrated, which a read-only store cannot do (open it writable once),
+    /// or no migration leads from its version to the current one.
+    #[error(
+        "{path}: schema version {found} is older than the current {current} and cannot be \
+         migrated here",
+        path = path.display()
+    )]
+    SchemaTooOld {
+        /// The database file.
+        path: PathBuf,
+        /// The schema version found in the file.
+        found: i64,
+        /// The version this crate writes.
+        current: i64,
+    },
+
+    /// The database file could not be opened or created: a missing or
+    /// unwritable folder, a path that is a folder, missing permissions.
+    #[error("{path}: cannot open the database: {source}", path = path.display())]
+    CannotOpen {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite reported.
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    /// The store was opened read-only, so it cannot be written.
+    #[error("{path}: the store was opened read-only", path = path.display())]
+    ReadOnly {
+        /// The database file.
+        path: PathBuf,
+    },
+
+    /// A file-system operation on the database's path failed.
+    #[error("{path}: {operation}: {source}", path = path.display())]
+    Io {
+        /// What was being done, e.g. "create parent folder".
+        operation: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// SQLite reported an error.
+    #[error("{operation}: {source}")]
+    Sqlite {
+        /// What was being done, e.g. "store task metrics".
+        operation: &'static str,
+        /// The underlying error.
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    /// No pooled connection could be had.
+    #[error("connection pool: {0}")]
+    Pool(#[from] r2d2::Error),
+
+    /// A stored value could not be read back (the file was altered outside
+    /// this crate).
+    #[error("corrupt row in {table}: {reason}")]
+    CorruptRow {
+        /// The table the row came from.
+        table: &'static str,
+        /// What was wrong with it.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Shorthand for [`Error::InvalidInput`].
+    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidInput {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// Wraps an SQLite error with what was being done.
+    pub(crate) fn sqlite(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> Self {
+        move |source| Error::Sqlite { operation, source }
+    }
+
+    /// True when the error is about the caller's input, not the store.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(self, Error::InvalidInput { .. })
+    }
+}

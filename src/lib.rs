@@ -1,0 +1,57 @@
+//! An embedded, single-file metrics store for agent orchestration.
+//!
+//! `swarm-metrics` keeps three kinds of metrics in one SQLite file:
+//! **task** metrics (one per finished task: agent, swarm, duration, result,
+//! tokens, files changed), and **agent** and **swarm** metrics (a typed
+//! value with JSON metadata). It answers filtered time-range queries,
+//! aggregates (avg, sum, count, min, max, stddev) and success rates, and
+//! cleans up old data.
+//!
+//! [`MetricsStorage`] is synchronous and `Send + Sync`: share it between
+//! the threads of an orchestrator. Stores from many threads are committed
+//! together by a single writer, and a store that returned `Ok` survives the
+//! process being killed.
+//!
+//! ```
+//! use swarm_metrics::{
+//!     AggregationType, Filter, MetricKind, MetricsStorage, TaskMetric, TaskResult,
+//! };
+//!
+//! let store = MetricsStorage::temporary()?;
+//! store.store_task_metrics(&[
+//!     TaskMetric::new("task-1", "agent-1", 1200, TaskResult::Success).swarm("swarm-a"),
+//!     TaskMetric::new("task-2", "agent-1", 1800, TaskResult::Failure).swarm("swarm-a"),
+//! ])?;
+//!
+//! let rate = store.success_rate(&Filter::new().swarm("swarm-a"))?;
+//! assert_eq!((rate.success, rate.total, rate.rate), (1, 2, Some(0.5)));
+//!
+//! let avg = store.aggregate_metrics(MetricKind::Task, AggregationType::Avg, &Filter::new())?;
+//! assert_eq!(avg.value, Some(1500.0));
+//! # Ok::<(), swarm_metrics::Error>(())
+//! ```
+//!
+//! Timestamps are UTC with microsecond resolution; finer parts are
+//! truncated.
+
+mod aggregate;
+mod error;
+mod generic;
+mod query;
+mod record;
+mod retention;
+mod schema;
+mod storage;
+mod writer;
+
+pub use aggregate::{Aggregate, SuccessRate};
+pub use error::{Error, Result};
+pub use generic::{parse_filter, parse_metric, Parsed};
+pub use query::{Filter, TimeRange, DEFAULT_LIMIT};
+pub use record::{
+    now, AgentMetric, AggregationType, MetricKind, MetricType, Stored, SwarmMetric, TaskMetric,
+    TaskResult, MAX_ID_LEN,
+};
+pub use retention::{CleanupReport, DEFAULT_RETENTION_DAYS};
+pub use schema::{Durability, SCHEMA_VERSION};
+pub use storage::{MetricsStorage, StorageBuilder, DEFAULT_PATH};

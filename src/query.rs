@@ -1,0 +1,336 @@
+//! Filters and time ranges, and the SQL they turn into.
+
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use rusqlite::types::Value as SqlValue;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::record::{validate_id, MetricKind, MetricType, TaskResult};
+
+/// How many rows a query returns when the caller does not say: the
+/// reference's default.
+pub const DEFAULT_LIMIT: usize = 1000;
+
+/// Microseconds since the Unix epoch, the store's time unit.
+pub(crate) fn to_micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// The inverse of [`to_micros`]; `None` only for values outside chrono's
+/// range, which this crate never writes.
+pub(crate) fn from_micros(us: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(us)
+}
+
+/// An inclusive range of time: `start <= timestamp <= end`, as the
+/// reference's `time_range=(start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeRange {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+impl TimeRange {
+    /// The range from `start` to `end`, both included (truncated to
+    /// microseconds).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] (field `time_range`) when `start` is after
+    /// `end`.
+    pub fn new(start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Self> {
+        if start > end {
+            return Err(Error::invalid(
+                "time_range",
+                format!("start {start} is after end {end}"),
+            ));
+        }
+        Ok(TimeRange {
+            start: start.trunc_subsecs(6),
+            end: end.trunc_subsecs(6),
+        })
+    }
+
+    /// The last `span` up to now, e.g. `TimeRange::last(Duration::hours(24))`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] (field `time_range`) when `span` is negative
+    /// or reaches outside the representable dates.
+    pub fn last(span: Duration) -> Result<Self> {
+        let end = crate::record::now();
+        let start = end
+            .checked_sub_signed(span)
+            .ok_or_else(|| Error::invalid("time_range", format!("span {span} is too large")))?;
+        TimeRange::new(start, end)
+    }
+
+    /// The first instant included.
+    pub fn start(&self) -> DateTime<Utc> {
+        self.start
+    }
+
+    /// The last instant included.
+    pub fn end(&self) -> DateTime<Utc> {
+        self.end
+    }
+
+    /// True when `t` lies in the range.
+    pub fn contains(&self, t: DateTime<Utc>) -> bool {
+        self.start <= t && t <= self.end
+    }
+}
+
+/// Which metrics a query, aggregate or success rate looks at. Every field
+/// is optional; an empty filter matches everything.
+///
+/// Not every field applies to every kind of metric: `task_id` and `result`
+/// only to task metrics, `metric_type` on task metrics only to aggregates
+/// (it picks the measured column). A field that does not apply is an error,
+/// not silently ignored.
+///
+/// ```
+/// use swarm_metrics::{Filter, TaskResult, TimeRange};
+/// use chrono::Duration;
+///
+/// let filter = Filter::new()
+///     .agent("agent-007")
+///     .result(TaskResult::Failure)
+///     .range(TimeRange::last(Duration::hours(1))?);
+/// # Ok::<(), swarm_metrics::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Filter {
+    /// Only this task (task metrics).
+    pub task_id: Option<String>,
+    /// Only this agent (task and agent metrics).
+    pub agent_id: Option<String>,
+    /// Only this swarm (task and swarm metrics).
+    pub swarm_id: Option<String>,
+    /// Only tasks with this result (task metrics).
+    pub result: Option<TaskResult>,
+    /// Only this metric type (agent and swarm metrics); for task aggregates,
+    /// the column to aggregate.
+    pub metric_type: Option<MetricType>,
+    /// Only this time range.
+    pub time_range: Option<TimeRange>,
+}
+
+impl Filter {
+    /// A filter that matches everything.
+    pub fn new() -> Self {
+        Filter::default()
+    }
+
+    /// Only this task.
+    pub fn task(mut self, task_id: impl Into<String>) -> Self {
+        self.task_id = Some(task_id.into());
+        self
+    }
+
+    /// Only this agent.
+    pub fn agent(mut self, agent_id: impl Into<String>) -> Self {
+        self.agent_id = Some(agent_id.into());
+        self
+    }
+
+    /// Only this swarm.
+    pub fn swarm(mut self, swarm_id: impl Into<String>) -> Self {
+        self.swarm_id = Some(swarm_id.into());
+        self
+    }
+
+    /// Only tasks with this result.
+    pub fn result(mut self, result: TaskResult) -> Self {
+        self.result = Some(result);
+        self
+    }
+
+    /// Only this metric type.
+    pub fn metric_type(mut self, metric_type: MetricType) -> Self {
+        self.metric_type = Some(metric_type);
+        self
+    }
+
+    /// Only this time range.
+    pub fn range(mut self, range: TimeRange) -> Self {
+        self.time_range = Some(range);
+        self
+    }
+
+    /// Checks that every set field applies to `kind` and is well formed.
+    /// `for_aggregate` allows `metric_type` on task metrics.
+    pub(crate) fn validate(&self, kind: MetricKind, for_aggregate: bool) -> Result<()> {
+        let reject = |field: &'static str| {
+            Err(Error::invalid(
+                field,
+                format!("does not apply to {kind} metrics"),
+            ))
+        };
+        if let Some(id) = &self.task_id {
+            if kind != MetricKind::Task {
+                return reject("task_id");
+            }
+            validate_id("task_id", id)?;
+        }
+        if let Some(id) = &self.agent_id {
+            if kind == MetricKind::Swarm {
+                return reject("agent_id");
+            }
+            validate_id("agent_id", id)?;
+        }
+        if let Some(id) = &self.swarm_id {
+            if kind == MetricKind::Agent {
+                return reject("swarm_id");
+            }
+            validate_id("swarm_id", id)?;
+        }
+        if self.result.is_some() && kind != MetricKind::Task {
+            return reject("result");
+        }
+        if let Some(metric_type) = self.metric_type {
+            if kind == MetricKind::Task && !for_aggregate {
+                return Err(Error::invalid(
+                    "metric_type",
+                    "applies to task metrics only in aggregates, where it picks the column",
+                ));
+            }
+            crate::record::validate_metric_type(kind, metric_type)?;
+        }
+        if let Some(range) = &self.time_range {
+            // Fields are private, but a deserialized range skips `new`.
+            TimeRange::new(range.start, range.end)?;
+        }
+        Ok(())
+    }
+
+    /// The SQL `WHERE` clause (without the keyword; `1` when empty) for
+    /// this filter on `kind`'s table aliased `m`, and its parameters.
+    /// `metric_type` is left out for task metrics (it picks a column there).
+    pub(crate) fn where_clause(&self, kind: MetricKind) -> (String, Vec<SqlValue>) {
+        let mut clauses = Vec::new();
+        let mut params = Vec::new();
+        let mut push = |clause: &str, value: SqlValue| {
+            params.push(value);
+            clauses.push(clause.replace('?', &format!("?{}", params.len())));
+        };
+        if let Some(id) = &self.task_id {
+            push("m.task_id = ?", SqlValue::Text(id.clone()));
+        }
+        if let Some(id) = &self.agent_id {
+            push(
+                "m.agent = (SELECT id FROM agents WHERE name = ?)",
+                SqlValue::Text(id.clone()),
+            );
+        }
+        if let Some(id) = &self.swarm_id {
+            push(
+                "m.swarm = (SELECT id FROM swarms WHERE name = ?)",
+                SqlValue::Text(id.clone()),
+            );
+        }
+        if let Some(result) = self.result {
+            push("m.result = ?", SqlValue::Integer(result.code()));
+        }
+        if let Some(metric_type) = self.metric_type {
+            if kind != MetricKind::Task {
+                push("m.metric_type = ?", SqlValue::Integer(metric_type.code()));
+            }
+        }
+        if let Some(range) = &self.time_range {
+            push(
+                "m.timestamp >= ?",
+                SqlValue::Integer(to_micros(range.start)),
+            );
+            push("m.timestamp <= ?", SqlValue::Integer(to_micros(range.end)));
+        }
+        if clauses.is_empty() {
+            ("1".to_owned(), params)
+        } else {
+            (clauses.join(" AND "), params)
+        }
+    }
+}
+
+/// Checks a query's row limit.
+pub(crate) fn validate_limit(limit: usize) -> Result<i64> {
+    if limit == 0 {
+        return Err(Error::invalid("limit", "must be at least 1"));
+    }
+    Ok(i64::try_from(limit).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn ranges_reject_reversed_bounds() {
+        let a = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+        let b = Utc.with_ymd_and_hms(2025, 1, 2, 0, 0, 0).unwrap();
+        assert!(TimeRange::new(a, b).is_ok());
+        assert!(TimeRange::new(a, a).unwrap().contains(a));
+        let err = TimeRange::new(b, a).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidInput {
+                field: "time_range",
+                ..
+            }
+        ));
+        assert!(TimeRange::last(Duration::hours(-1)).is_err());
+    }
+
+    #[test]
+    fn filters_refuse_fields_of_other_kinds() {
+        assert!(Filter::new()
+            .task("t")
+            .validate(MetricKind::Agent, false)
+            .is_err());
+        assert!(Filter::new()
+            .agent("a")
+            .validate(MetricKind::Swarm, false)
+            .is_err());
+        assert!(Filter::new()
+            .swarm("s")
+            .validate(MetricKind::Agent, false)
+            .is_err());
+        assert!(Filter::new()
+            .result(TaskResult::Success)
+            .validate(MetricKind::Swarm, false)
+            .is_err());
+        let tokens = Filter::new().metric_type(MetricType::TaskTokens);
+        assert!(tokens.validate(MetricKind::Task, false).is_err());
+        assert!(tokens.validate(MetricKind::Task, true).is_ok());
+        assert!(tokens.validate(MetricKind::Agent, true).is_err());
+        assert!(Filter::new()
+            .agent("")
+            .validate(MetricKind::Task, false)
+            .is_err());
+    }
+
+    #[test]
+    fn where_clause_numbers_its_parameters() {
+        let (sql, params) = Filter::new()
+            .agent("a")
+            .result(TaskResult::Timeout)
+            .where_clause(MetricKind::Task);
+        assert_eq!(
+            sql,
+            "m.agent = (SELECT id FROM agents WHERE name = ?1) AND m.result = ?2"
+        );
+        assert_eq!(params.len(), 2);
+        assert_eq!(Filter::new().where_clause(MetricKind::Swarm).0, "1");
+    }
+
+    #[test]
+    fn micros_round_trip() {
+        for us in [0, -1, 1_700_000_000_123_456, -62_135_596_800_000_000] {
+            assert_eq!(to_micros(from_micros(us).unwrap()), us);
+        }
+        assert_eq!(
+            validate_limit(0).unwrap_err().to_string(),
+            "invalid limit: must be at least 1"
+        );
+    }
+}

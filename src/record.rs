@@ -1,0 +1,581 @@
+//! Typed metric records and the enums they use.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// Defines a closed enum of reference strings with `Display`, `FromStr`,
+/// serde support and a stable integer code for storage.
+macro_rules! string_enum {
+    (
+        $(#[$meta:meta])*
+        $name:ident, $field:literal {
+            $( $(#[$vmeta:meta])* $variant:ident = ($code:literal, $text:literal) ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum $name {
+            $( $(#[$vmeta])* #[serde(rename = $text)] $variant, )+
+        }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The reference string, e.g. as stored in JSON documents.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text,)+ }
+            }
+
+            /// The integer stored in the database.
+            #[allow(dead_code)]
+            pub(crate) fn code(self) -> i64 {
+                match self { $($name::$variant => $code,)+ }
+            }
+
+            /// The variant stored as `code`, if any.
+            #[allow(dead_code)]
+            pub(crate) fn from_code(code: i64) -> Option<Self> {
+                match code { $($code => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = Error;
+
+            fn from_str(s: &str) -> Result<Self> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(Error::invalid(
+                        $field,
+                        format!(
+                            "unknown value {:?}; expected one of: {}",
+                            s,
+                            [$($text),+].join(", ")
+                        ),
+                    )),
+                }
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// How a task ended.
+    TaskResult, "result" {
+        /// The task succeeded.
+        Success = (0, "success"),
+        /// The task failed.
+        Failure = (1, "failure"),
+        /// The task ran out of time.
+        Timeout = (2, "timeout"),
+        /// The task was cancelled.
+        Cancelled = (3, "cancelled"),
+    }
+}
+
+string_enum! {
+    /// What a metric measures. The `Task*` variants name the numeric columns
+    /// of task metrics (for aggregation); the `Agent*` and `Swarm*` variants
+    /// are the types of agent and swarm metrics.
+    MetricType, "metric_type" {
+        /// Task duration in milliseconds.
+        TaskDuration = (1, "task_duration"),
+        /// Task result (not numeric: use success rates).
+        TaskResult = (2, "task_result"),
+        /// Tokens a task used.
+        TaskTokens = (3, "task_tokens"),
+        /// Files a task changed.
+        TaskFiles = (4, "task_files"),
+        /// An agent's duration measure.
+        AgentDuration = (5, "agent_duration"),
+        /// An agent's success rate.
+        AgentSuccessRate = (6, "agent_success_rate"),
+        /// An agent's error count.
+        AgentErrorCount = (7, "agent_error_count"),
+        /// An agent's throughput.
+        AgentThroughput = (8, "agent_throughput"),
+        /// A swarm's health.
+        SwarmHealth = (9, "swarm_health"),
+        /// A swarm's throughput.
+        SwarmThroughput = (10, "swarm_throughput"),
+        /// A swarm's latency.
+        SwarmLatency = (11, "swarm_latency"),
+        /// A swarm's resource use.
+        SwarmResource = (12, "swarm_resource"),
+    }
+}
+
+string_enum! {
+    /// The three kinds of metric, one table each.
+    MetricKind, "kind" {
+        /// Task metrics (`task_metrics`).
+        Task = (0, "task"),
+        /// Agent metrics (`agent_metrics`).
+        Agent = (1, "agent"),
+        /// Swarm metrics (`swarm_metrics`).
+        Swarm = (2, "swarm"),
+    }
+}
+
+string_enum! {
+    /// How [`aggregate_metrics`](crate::MetricsStorage::aggregate_metrics)
+    /// combines values.
+    AggregationType, "aggregation" {
+        /// The arithmetic mean.
+        Avg = (0, "avg"),
+        /// The sum.
+        Sum = (1, "sum"),
+        /// The number of values.
+        Count = (2, "count"),
+        /// The smallest value.
+        Min = (3, "min"),
+        /// The largest value.
+        Max = (4, "max"),
+        /// The sample standard deviation (n - 1 in the denominator),
+        /// computed with Welford's numerically stable method.
+        Stddev = (5, "stddev"),
+    }
+}
+
+impl MetricType {
+    /// The kind of metric this type belongs to.
+    pub fn kind(self) -> MetricKind {
+        match self.code() {
+            1..=4 => MetricKind::Task,
+            5..=8 => MetricKind::Agent,
+            _ => MetricKind::Swarm,
+        }
+    }
+}
+
+impl MetricKind {
+    /// The table holding this kind of metric.
+    pub fn table(self) -> &'static str {
+        match self {
+            MetricKind::Task => "task_metrics",
+            MetricKind::Agent => "agent_metrics",
+            MetricKind::Swarm => "swarm_metrics",
+        }
+    }
+}
+
+/// Longest id accepted, in bytes.
+pub const MAX_ID_LEN: usize = 512;
+
+/// The current time, truncated to the microsecond resolution of the store.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// One completed task, as an orchestrator reports it.
+///
+/// `(task_id, timestamp)` identifies a task metric: storing the same pair
+/// again is ignored (the first write wins), so a retried store is never
+/// counted twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskMetric {
+    /// The task's id.
+    pub task_id: String,
+    /// The agent that ran it.
+    pub agent_id: String,
+    /// The swarm it ran in, if any.
+    #[serde(default)]
+    pub swarm_id: Option<String>,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
+    /// How it ended.
+    pub result: TaskResult,
+    /// Tokens it used.
+    #[serde(default)]
+    pub tokens_used: u64,
+    /// Files it changed.
+    #[serde(default)]
+    pub files_changed: u64,
+    /// When it was recorded (UTC, microsecond resolution).
+    pub timestamp: DateTime<Utc>,
+}
+
+impl TaskMetric {
+    /// A task metric stamped now, with no tokens, files or swarm.
+    pub fn new(
+        task_id: impl Into<String>,
+        agent_id: impl Into<String>,
+        duration_ms: u64,
+        result: TaskResult,
+    ) -> Self {
+        TaskMetric {
+            task_id: task_id.into(),
+            agent_id: agent_id.into(),
+            swarm_id: None,
+            duration_ms,
+            result,
+            tokens_used: 0,
+            files_changed: 0,
+            timestamp: now(),
+        }
+    }
+
+    /// Sets the swarm the task ran in.
+    pub fn swarm(mut self, swarm_id: impl Into<String>) -> Self {
+        self.swarm_id = Some(swarm_id.into());
+        self
+    }
+
+    /// Sets the tokens used.
+    pub fn tokens(mut self, tokens_used: u64) -> Self {
+        self.tokens_used = tokens_used;
+        self
+    }
+
+    /// Sets the files changed.
+    pub fn files(mut self, files_changed: u64) -> Self {
+        self.files_changed = files_changed;
+        self
+    }
+
+    /// Sets the timestamp (truncated to microseconds).
+    pub fn at(mut self, timestamp: DateTime<Utc>) -> Self {
+        self.timestamp = timestamp.trunc_subsecs(6);
+        self
+    }
+
+    /// Checks every field; called before anything is written.
+    pub(crate) fn validate(&self) -> Result<()> {
+        validate_id("task_id", &self.task_id)?;
+        validate_id("agent_id", &self.agent_id)?;
+        if let Some(swarm_id) = &self.swarm_id {
+            validate_id("swarm_id", swarm_id)?;
+        }
+        validate_count("duration_ms", self.duration_ms)?;
+        validate_count("tokens_used", self.tokens_used)?;
+        validate_count("files_changed", self.files_changed)?;
+        Ok(())
+    }
+}
+
+/// Defines the agent and swarm metric records: the same fields, with the id
+/// named `agent_id` or `swarm_id` as in the reference.
+macro_rules! entity_metric {
+    ($(#[$meta:meta])* $name:ident, $id:ident, $kind:expr, $what:literal) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        pub struct $name {
+            #[doc = concat!("The ", $what, "'s id.")]
+            pub $id: String,
+            /// What the value measures; must be one of this kind's types.
+            pub metric_type: MetricType,
+            /// The value: finite and not negative.
+            pub value: f64,
+            /// Optional metadata: a JSON object.
+            #[serde(default)]
+            pub metadata: Option<Value>,
+            /// When it was recorded (UTC, microsecond resolution).
+            pub timestamp: DateTime<Utc>,
+        }
+
+        impl $name {
+            #[doc = concat!("A ", $what, " metric stamped now, without metadata.")]
+            pub fn new($id: impl Into<String>, metric_type: MetricType, value: f64) -> Self {
+                $name {
+                    $id: $id.into(),
+                    metric_type,
+                    value,
+                    metadata: None,
+                    timestamp: now(),
+                }
+            }
+
+            /// Sets the metadata (must be a JSON object).
+            pub fn metadata(mut self, metadata: Value) -> Self {
+                self.metadata = Some(metadata);
+                self
+            }
+
+            /// Sets the timestamp (truncated to microseconds).
+            pub fn at(mut self, timestamp: DateTime<Utc>) -> Self {
+                self.timestamp = timestamp.trunc_subsecs(6);
+                self
+            }
+
+            /// The fields the store writes, after checking every one.
+            pub(crate) fn entity(&self) -> Result<EntityRecord<'_>> {
+                let record = EntityRecord {
+                    kind: $kind,
+                    id: &self.$id,
+                    metric_type: self.metric_type,
+                    value: self.value,
+                    metadata: self.metadata.as_ref(),
+                    timestamp: self.timestamp,
+                };
+                record.validate()?;
+                Ok(record)
+            }
+        }
+    };
+}
+
+entity_metric! {
+    /// A measurement of one agent: success rate, error count, throughput or
+    /// duration, with optional JSON metadata.
+    AgentMetric, agent_id, MetricKind::Agent, "agent"
+}
+
+entity_metric! {
+    /// A measurement of one swarm: health, throughput, latency or resource
+    /// use, with optional JSON metadata.
+    SwarmMetric, swarm_id, MetricKind::Swarm, "swarm"
+}
+
+/// An agent or swarm metric as the storage layer sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EntityRecord<'a> {
+    pub kind: MetricKind,
+    pub id: &'a str,
+    pub metric_type: MetricType,
+    pub value: f64,
+    pub metadata: Option<&'a Value>,
+    pub timestamp: DateTime<Utc>,
+}
+
+impl EntityRecord<'_> {
+    fn validate(&self) -> Result<()> {
+        let id_field = match self.kind {
+            MetricKind::Agent => "agent_id",
+            _ => "swarm_id",
+        };
+        validate_id(id_field, self.id)?;
+        validate_metric_type(self.kind, self.metric_type)?;
+        validate_value("value", self.value)?;
+        if let Some(metadata) = self.metadata {
+            if !metadata.is_object() {
+                return Err(Error::invalid(
+                    "metadata",
+                    format!("must be a JSON object, not {}", json_type_name(metadata)),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A stored agent or swarm metric with the id the store gave it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stored<T> {
+    /// The id the store assigned (increasing, never reused).
+    pub metric_id: i64,
+    /// The metric itself.
+    #[serde(flatten)]
+    pub metric: T,
+}
+
+impl<T> std::ops::Deref for Stored<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.metric
+    }
+}
+
+/// Rejects empty, blank, over-long and NUL-carrying ids.
+pub(crate) fn validate_id(field: &'static str, id: &str) -> Result<()> {
+    if id.trim().is_empty() {
+        return Err(Error::invalid(field, "must not be empty or blank"));
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "is {} bytes long; at most {MAX_ID_LEN} are allowed",
+                id.len()
+            ),
+        ));
+    }
+    if id.contains('\0') {
+        return Err(Error::invalid(field, "must not contain a NUL character"));
+    }
+    Ok(())
+}
+
+/// Counts are stored as SQLite integers, so they must fit an `i64`.
+pub(crate) fn validate_count(field: &'static str, n: u64) -> Result<()> {
+    if i64::try_from(n).is_err() {
+        return Err(Error::invalid(
+            field,
+            format!("{n} is larger than the largest storable value {}", i64::MAX),
+        ));
+    }
+    Ok(())
+}
+
+/// Values must be finite and not negative.
+pub(crate) fn validate_value(field: &'static str, value: f64) -> Result<()> {
+    if !value.is_finite() {
+        return Err(Error::invalid(
+            field,
+            format!("must be finite, not {value}"),
+        ));
+    }
+    if value < 0.0 {
+        return Err(Error::invalid(
+            field,
+            format!("must not be negative, got {value}"),
+        ));
+    }
+    Ok(())
+}
+
+/// An agent metric must have an `agent_*` type, a swarm metric a `swarm_*`.
+pub(crate) fn validate_metric_type(kind: MetricKind, metric_type: MetricType) -> Result<()> {
+    if metric_type.kind() != kind {
+        let allowed: Vec<&str> = MetricType::ALL
+            .iter()
+            .filter(|t| t.kind() == kind)
+            .map(|t| t.as_str())
+            .collect();
+        return Err(Error::invalid(
+            "metric_type",
+            format!(
+                "{metric_type} is not a {kind} metric type; expected one of: {}",
+                allowed.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn json_type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enums_round_trip_through_strings_and_codes() {
+        for &r in TaskResult::ALL {
+            assert_eq!(r.as_str().parse::<TaskResult>().unwrap(), r);
+            assert_eq!(TaskResult::from_code(r.code()), Some(r));
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
+        for &t in MetricType::ALL {
+            assert_eq!(t.to_string().parse::<MetricType>().unwrap(), t);
+            assert_eq!(MetricType::from_code(t.code()), Some(t));
+            assert!(t.as_str().starts_with(t.kind().as_str()));
+        }
+        for &k in MetricKind::ALL {
+            assert_eq!(k.as_str().parse::<MetricKind>().unwrap(), k);
+        }
+    }
+
+    #[test]
+    fn unknown_strings_name_the_field_and_the_choices() {
+        let err = "succeeded".parse::<TaskResult>().unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidInput {
+                field: "result",
+                ..
+            }
+        ));
+        assert!(err
+            .to_string()
+            .contains("success, failure, timeout, cancelled"));
+        assert!("".parse::<MetricKind>().is_err());
+        assert!("AGENT_THROUGHPUT".parse::<MetricType>().is_err());
+    }
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(validate_id("agent_id", "a").is_ok());
+        assert!(validate_id("agent_id", "agent 'x'; DROP TABLE t; --").is_ok());
+        assert!(validate_id("agent_id", "").is_err());
+        assert!(validate_id("agent_id", "  \t").is_err());
+        assert!(validate_id("agent_id", "a\0b").is_err());
+        assert!(validate_id("agent_id", &"x".repeat(MAX_ID_LEN)).is_ok());
+        assert!(validate_id("agent_id", &"x".repeat(MAX_ID_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn values_and_types_are_checked() {
+        let ok = AgentMetric::new("a", MetricType::AgentThroughput, 1.5);
+        assert!(ok.entity().is_ok());
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.5] {
+            let err = AgentMetric::new("a", MetricType::AgentThroughput, bad)
+                .entity()
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidInput { field: "value", .. }),
+                "{bad}"
+            );
+        }
+        let err = AgentMetric::new("a", MetricType::SwarmHealth, 1.0)
+            .entity()
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidInput {
+                field: "metric_type",
+                ..
+            }
+        ));
+        let err = SwarmMetric::new("s", MetricType::SwarmHealth, 1.0)
+            .metadata(serde_json::json!([1, 2]))
+            .entity()
+            .unwrap_err();
+        assert!(err.to_string().contains("an array"));
+    }
+
+    #[test]
+    fn task_counts_must_fit_sqlite_integers() {
+        let t = TaskMetric::new("t", "a", u64::MAX, TaskResult::Success);
+        let err = t.validate().unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidInput {
+                field: "duration_ms",
+                ..
+            }
+        ));
+        assert!(
+            TaskMetric::new("t", "a", i64::MAX as u64, TaskResult::Success)
+                .validate()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn records_serialize_with_the_reference_field_names() {
+        let m = SwarmMetric::new("s1", MetricType::SwarmHealth, 0.5);
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["swarm_id"], "s1");
+        assert_eq!(v["metric_type"], "swarm_health");
+        let stored = Stored {
+            metric_id: 7,
+            metric: m,
+        };
+        let v = serde_json::to_value(&stored).unwrap();
+        assert_eq!(v["metric_id"], 7);
+        assert_eq!(v["swarm_id"], "s1");
+    }
+}

@@ -1,0 +1,130 @@
+//! Retention cleanup and space reclamation.
+
+use chrono::Duration;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::query::to_micros;
+use crate::record::{now, MetricKind};
+use crate::storage::MetricsStorage;
+
+/// The reference's retention period.
+pub const DEFAULT_RETENTION_DAYS: u32 = 30;
+
+/// Rows deleted per transaction: small enough that concurrent stores wait
+/// for one chunk at most, never for the whole cleanup.
+const DELETE_CHUNK: i64 = 5_000;
+
+/// How many rows [`MetricsStorage::cleanup_old_metrics`] deleted, per
+/// table (serialized with the table names, as the reference's dict).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CleanupReport {
+    /// Rows deleted from `task_metrics`.
+    pub task_metrics: u64,
+    /// Rows deleted from `agent_metrics`.
+    pub agent_metrics: u64,
+    /// Rows deleted from `swarm_metrics`.
+    pub swarm_metrics: u64,
+}
+
+impl CleanupReport {
+    /// All rows deleted.
+    pub fn total(&self) -> u64 {
+        self.task_metrics + self.agent_metrics + self.swarm_metrics
+    }
+}
+
+impl MetricsStorage {
+    /// Deletes every metric older than `retention_days` days (timestamp
+    /// before now minus that many days) from all three tables.
+    ///
+    /// Deletes in bounded chunks, one transaction each, so that stores from
+    /// other threads go on meanwhile. The space freed is reused by later
+    /// stores; [`vacuum`](Self::vacuum) gives it back to the file system.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for 0 days (that would delete everything:
+    /// say so with an explicit range instead) or a period too long to
+    /// subtract from now; [`Error::ReadOnly`]; [`Error::Sqlite`] when a
+    /// chunk fails (chunks already committed stay deleted).
+    pub fn cleanup_old_metrics(&self, retention_days: u32) -> Result<CleanupReport> {
+        if retention_days == 0 {
+            return Err(Error::invalid("retention_days", "must be at least 1"));
+        }
+        let cutoff = now()
+            .checked_sub_signed(Duration::days(i64::from(retention_days)))
+            .ok_or_else(|| {
+                Error::invalid(
+                    "retention_days",
+                    format!("{retention_days} days is too long"),
+                )
+            })?;
+        let writer = self.writer()?;
+        let cutoff = to_micros(cutoff);
+        let mut report = CleanupReport::default();
+        for kind in MetricKind::ALL {
+            let deleted = delete_before(writer, *kind, cutoff)?;
+            match kind {
+                MetricKind::Task => report.task_metrics = deleted,
+                MetricKind::Agent => report.agent_metrics = deleted,
+                MetricKind::Swarm => report.swarm_metrics = deleted,
+            }
+        }
+        Ok(report)
+    }
+
+    /// Rebuilds the database file to give freed space back to the file
+    /// system and defragment it. Takes the write lock for its whole run and
+    /// may need as much free disk as the file's size.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`]; [`Error::Sqlite`] when SQLite fails (for
+    /// example with too little disk space).
+    pub fn vacuum(&self) -> Result<()> {
+        self.writer()?.with_connection(|conn| {
+            conn.execute_batch("VACUUM")
+                .map_err(Error::sqlite("vacuum"))
+        })
+    }
+}
+
+/// Deletes the rows of `kind` older than `cutoff` (µs), chunk by chunk.
+fn delete_before(writer: &crate::writer::Writer, kind: MetricKind, cutoff: i64) -> Result<u64> {
+    let sql = match kind {
+        MetricKind::Task => {
+            "DELETE FROM task_metrics WHERE (timestamp, seq) IN \
+             (SELECT timestamp, seq FROM task_metrics WHERE timestamp < ?1 \
+              ORDER BY timestamp, seq LIMIT ?2)"
+        }
+        MetricKind::Agent => {
+            "DELETE FROM agent_metrics WHERE metric_id IN \
+             (SELECT metric_id FROM agent_metrics WHERE timestamp < ?1 \
+              ORDER BY timestamp LIMIT ?2)"
+        }
+        MetricKind::Swarm => {
+            "DELETE FROM swarm_metrics WHERE metric_id IN \
+             (SELECT metric_id FROM swarm_metrics WHERE timestamp < ?1 \
+              ORDER BY timestamp LIMIT ?2)"
+        }
+    };
+    let mut total = 0u64;
+    loop {
+        let deleted = writer.with_connection(|conn| delete_chunk(conn, sql, cutoff))?;
+        total += deleted as u64;
+        if (deleted as i64) < DELETE_CHUNK {
+            return Ok(total);
+        }
+    }
+}
+
+fn delete_chunk(conn: &Connection, sql: &str, cutoff: i64) -> Result<usize> {
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+        .map_err(Error::sqlite("clean up old metrics"))?;
+    let deleted = tx
+        .prepare_cached(sql)
+        .and_then(|mut stmt| stmt.execute((cutoff, DELETE_CHUNK)))
+        .map_err(Error::sqlite("clean up old metrics"))?;
+    tx.commit().map_err(Error::sqlite("clean up old metrics"))?;
+    Ok(deleted)
+}

@@ -1,0 +1,362 @@
+//! Opening a database file: recognising it, creating or migrating the
+//! schema, and the pragmas every connection gets.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{
+    Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
+};
+
+use crate::error::{Error, Result};
+
+/// The schema this version of the crate writes: `schema.sql`.
+pub(crate) const SCHEMA_SQL: &str = include_str!("../schema.sql");
+
+/// The version `schema.sql` describes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// `PRAGMA application_id` of a swarm-metrics file ("SwMt").
+pub(crate) const APPLICATION_ID: i64 = 0x5377_4d74;
+
+/// One step from the version before `to` to `to`, applied in the same
+/// transaction as every other pending step.
+pub(crate) struct Migration {
+    pub to: i64,
+    pub sql: &'static str,
+}
+
+/// Every migration, oldest first. Version 1 is the first schema, so there
+/// is nothing to migrate from yet.
+pub(crate) const MIGRATIONS: &[Migration] = &[];
+
+/// How much a commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous = NORMAL`: a committed store survives the process being
+    /// killed; the last commits may be lost if the machine loses power.
+    #[default]
+    Normal,
+    /// `synchronous = FULL`: every commit is flushed to the disk before the
+    /// store returns; survives power loss too, at the cost of an fsync per
+    /// commit.
+    Full,
+}
+
+impl Durability {
+    fn pragma(self) -> &'static str {
+        match self {
+            Durability::Normal => "NORMAL",
+            Durability::Full => "FULL",
+        }
+    }
+}
+
+/// Per-connection settings, applied to the writer and every pooled reader.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnectionSettings {
+    pub busy_timeout: Duration,
+    pub durability: Durability,
+    pub read_only: bool,
+}
+
+impl ConnectionSettings {
+    pub fn flags(&self) -> OpenFlags {
+        let base = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        if self.read_only {
+            base | OpenFlags::SQLITE_OPEN_READ_ONLY
+        } else {
+            base | OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+        }
+    }
+
+    /// Pragmas and functions for one connection; `reader` connections are
+    /// additionally made query-only, so only the writer ever writes.
+    pub fn apply(&self, conn: &Connection, reader: bool) -> rusqlite::Result<()> {
+        conn.busy_timeout(self.busy_timeout)?;
+        conn.pragma_update(None, "synchronous", self.durability.pragma())?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        if reader || self.read_only {
+            conn.pragma_update(None, "query_only", "ON")?;
+        }
+        conn.set_prepared_statement_cache_capacity(64);
+        crate::aggregate::register_functions(conn)?;
+        Ok(())
+    }
+}
+
+/// Opens `path` and makes sure it holds the current schema: creates it in
+/// an empty file, migrates an older one, refuses a newer or foreign one
+/// without writing to it. Returns the connection, set up as the writer (or
+/// as a reader when read-only).
+pub(crate) fn open_database(path: &Path, settings: &ConnectionSettings) -> Result<Connection> {
+    let conn = Connection::open_with_flags(path, settings.flags())
+        .map_err(|source| classify_open_error(path, source, "open database"))?;
+    conn.busy_timeout(settings.busy_timeout)
+        .map_err(Error::sqlite("set busy timeout"))?;
+
+    match inspect(&conn, path)? {
+        Found::Empty if settings.read_only => {
+            return Err(Error::ForeignDatabase {
+                path: path.to_owned(),
+            })
+        }
+        Found::Empty => create(&conn, path)?,
+        Found::Version(v) if v > SCHEMA_VERSION => {
+            return Err(Error::SchemaTooNew {
+                path: path.to_owned(),
+                found: v,
+                supported: SCHEMA_VERSION,
+            })
+        }
+        Found::Version(v) if v < SCHEMA_VERSION => {
+            if settings.read_only {
+                return Err(Error::SchemaTooOld {
+                    path: path.to_owned(),
+                    found: v,
+                    current: SCHEMA_VERSION,
+                });
+            }
+            migrate(&conn, path, MIGRATIONS, SCHEMA_VERSION)?;
+        }
+        Found::Version(_) => {}
+    }
+
+    if !settings.read_only {
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(Error::sqlite("enable WAL journal"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Sqlite {
+                operation: "enable WAL journal",
+                source: rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                    Some(format!("journal mode stayed {mode:?}")),
+                ),
+            });
+        }
+    }
+    settings
+        .apply(&conn, false)
+        .map_err(Error::sqlite("configure connection"))?;
+    Ok(conn)
+}
+
+/// What an opened file holds.
+enum Found {
+    /// No tables at all: a new file.
+    Empty,
+    /// A swarm-metrics schema of this version.
+    Version(i64),
+}
+
+/// Reads, without writing, what the file holds.
+fn inspect(conn: &Connection, path: &Path) -> Result<Found> {
+    let not_a_db = |source| classify_open_error(path, source, "read schema");
+    let tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(not_a_db)?;
+    let app_id: i64 = conn
+        .query_row("PRAGMA application_id", [], |row| row.get(0))
+        .map_err(|source| classify_open_error(path, source, "read application id"))?;
+    if tables == 0 && app_id == 0 {
+        return Ok(Found::Empty);
+    }
+    let foreign = || Error::ForeignDatabase {
+        path: path.to_owned(),
+    };
+    if app_id != APPLICATION_ID {
+        return Err(foreign());
+    }
+    let has_info: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_schema \
+             WHERE type = 'table' AND name = 'metrics_schema_info')",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(Error::sqlite("read schema"))?;
+    if !has_info {
+        return Err(foreign());
+    }
+    let version: Option<i64> = conn
+        .query_row("SELECT max(version) FROM metrics_schema_info", [], |row| {
+            row.get(0)
+        })
+        .optional()
+        .map_err(Error::sqlite("read schema version"))?
+        .flatten();
+    version.map(Found::Version).ok_or_else(foreign)
+}
+
+/// Writes the current schema into an empty file, in one transaction.
+fn create(conn: &Connection, path: &Path) -> Result<()> {
+    // Must precede the first table: incremental vacuum lets retention give
+    // space back in bounded steps, without a full VACUUM.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+        .map_err(Error::sqlite("set auto_vacuum"))?;
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+        .map_err(Error::sqlite("create schema"))?;
+    // Another process may have created the schema since `inspect`.
+    let still_empty: i64 = tx
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+        .map_err(Error::sqlite("create schema"))?;
+    if still_empty != 0 {
+        drop(tx);
+        return match inspect(conn, path)? {
+            Found::Version(v) if v == SCHEMA_VERSION => Ok(()),
+            Found::Version(v) => Err(Error::SchemaTooNew {
+                path: path.to_owned(),
+                found: v,
+                supported: SCHEMA_VERSION,
+            }),
+            Found::Empty => Err(Error::ForeignDatabase {
+                path: path.to_owned(),
+            }),
+        };
+    }
+    tx.pragma_update(None, "application_id", APPLICATION_ID)
+        .map_err(Error::sqlite("set application id"))?;
+    tx.execute_batch(SCHEMA_SQL)
+        .map_err(Error::sqlite("create schema"))?;
+    record_version(&tx, SCHEMA_VERSION)?;
+    tx.commit().map_err(Error::sqlite("create schema"))
+}
+
+/// Applies every migration newer than the file's version, all in one
+/// transaction: either the file ends at `target` or it is left as it was.
+pub(crate) fn migrate(
+    conn: &Connection,
+    path: &Path,
+    migrations: &[Migration],
+    target: i64,
+) -> Result<()> {
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+        .map_err(Error::sqlite("migrate schema"))?;
+    let from = match inspect(&tx, path)? {
+        Found::Version(v) => v,
+        Found::Empty => return Err(Error::ForeignDatabase { path: path.into() }),
+    };
+    let mut version = from;
+    for step in migrations.iter().filter(|m| m.to > from && m.to <= target) {
+        tx.execute_batch(step.sql)
+            .map_err(Error::sqlite("migrate schema"))?;
+        record_version(&tx, step.to)?;
+        version = step.to;
+    }
+    if version != target {
+        return Err(Error::SchemaTooOld {
+            path: path.to_owned(),
+            found: from,
+            current: target,
+        });
+    }
+    tx.commit().map_err(Error::sqlite("migrate schema"))
+}
+
+fn record_version(conn: &Connection, version: i64) -> Result<()> {
+    conn.execute(
+        "INSERT INTO metrics_schema_info (version, applied_at) VALUES (?1, ?2)",
+        (version, crate::query::to_micros(crate::record::now())),
+    )
+    .map(drop)
+    .map_err(Error::sqlite("record schema version"))
+}
+
+/// Maps the errors SQLite gives for files that are not databases, or that
+/// cannot be opened, to the error naming the path.
+pub(crate) fn classify_open_error(
+    path: &Path,
+    source: rusqlite::Error,
+    operation: &'static str,
+) -> Error {
+    match source.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => Error::NotADatabase {
+            path: path.to_owned(),
+            source,
+        },
+        Some(ErrorCode::CannotOpen) | Some(ErrorCode::PermissionDenied) => Error::CannotOpen {
+            path: path.to_owned(),
+            source,
+        },
+        Some(ErrorCode::ReadOnly) => Error::ReadOnly {
+            path: path.to_owned(),
+        },
+        _ => Error::Sqlite { operation, source },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> ConnectionSettings {
+        ConnectionSettings {
+            busy_timeout: Duration::from_secs(1),
+            durability: Durability::Normal,
+            read_only: false,
+        }
+    }
+
+    #[test]
+    fn a_new_file_gets_the_current_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let conn = open_database(&path, &settings()).unwrap();
+        let version: i64 = conn
+            .query_row("SELECT max(version) FROM metrics_schema_info", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        drop(conn);
+        // Opening again finds it and changes nothing.
+        open_database(&path, &settings()).unwrap();
+    }
+
+    #[test]
+    fn migrations_run_in_one_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let conn = open_database(&path, &settings()).unwrap();
+        let steps = [
+            Migration {
+                to: SCHEMA_VERSION + 1,
+                sql: "CREATE TABLE step_two (x INTEGER);",
+            },
+            Migration {
+                to: SCHEMA_VERSION + 2,
+                sql: "CREATE TABLE step_three (x INTEGER); SELECT no_such_function();",
+            },
+        ];
+        // The second step fails: the first must not stay applied.
+        assert!(migrate(&conn, &path, &steps, SCHEMA_VERSION + 2).is_err());
+        let exists: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'step_two')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(!exists);
+        // Without the broken step, both the table and the version land.
+        migrate(&conn, &path, &steps[..1], SCHEMA_VERSION + 1).unwrap();
+        let version: i64 = conn
+            .query_row("SELECT max(version) FROM metrics_schema_info", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION + 1);
+        // A migration list that cannot reach the target is refused.
+        let err = migrate(&conn, &path, &[], SCHEMA_VERSION + 5).unwrap_err();
+        assert!(matches!(err, Error::SchemaTooOld { .. }));
+    }
+}

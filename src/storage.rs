@@ -1,0 +1,649 @@
+//! [`MetricsStorage`]: opening a store, storing metrics and reading them
+//! back.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use r2d2::{Pool, PooledConnection};
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params_from_iter, Row};
+
+use crate::error::{Error, Result};
+use crate::query::{from_micros, validate_limit, Filter};
+use crate::record::{AgentMetric, MetricKind, Stored, SwarmMetric, TaskMetric, TaskResult};
+use crate::schema::{open_database, ConnectionSettings, Durability};
+use crate::writer::{Output, Work, Writer};
+
+/// Where [`MetricsStorage::open_default`] keeps its file, relative to the
+/// current folder (the reference's location).
+pub const DEFAULT_PATH: &str = ".swarm/metrics.db";
+
+/// An embedded metrics store in one SQLite file.
+///
+/// Synchronous, `Send + Sync`: share it across threads by reference or in
+/// an `Arc`. Reads use a pool of connections, one per thread at a time;
+/// writes go through a single writer that commits concurrent stores
+/// together (group commit), so callers never fight over SQLite's write lock
+/// and every store that returns `Ok` is committed.
+///
+/// ```
+/// use swarm_metrics::{Filter, MetricsStorage, TaskMetric, TaskResult};
+///
+/// let store = MetricsStorage::temporary()?;
+/// store.store_task_metric(&TaskMetric::new("task-1", "agent-1", 1500, TaskResult::Success))?;
+/// let rows = store.get_task_metrics(&Filter::new().agent("agent-1"), 100)?;
+/// assert_eq!(rows.len(), 1);
+/// # Ok::<(), swarm_metrics::Error>(())
+/// ```
+pub struct MetricsStorage {
+    path: PathBuf,
+    settings: ConnectionSettings,
+    readers: Pool<SqliteConnectionManager>,
+    /// `None` when opened read-only.
+    writer: Option<Writer>,
+    closed: bool,
+    /// Removes the folder of a [`MetricsStorage::temporary`] store; declared
+    /// last so that it is dropped after every connection.
+    _temporary: Option<tempfile::TempDir>,
+}
+
+/// Options for opening a [`MetricsStorage`]; start from
+/// [`MetricsStorage::builder`].
+///
+/// | option | default |
+/// |---|---|
+/// | [`pool_size`](Self::pool_size) | 8 reader connections |
+/// | [`busy_timeout`](Self::busy_timeout) | 5 seconds |
+/// | [`durability`](Self::durability) | [`Durability::Normal`] |
+/// | [`read_only`](Self::read_only) | `false` |
+/// | [`create_dirs`](Self::create_dirs) | `true` |
+#[derive(Debug, Clone)]
+pub struct StorageBuilder {
+    path: PathBuf,
+    pool_size: u32,
+    busy_timeout: Duration,
+    durability: Durability,
+    read_only: bool,
+    create_dirs: bool,
+}
+
+impl StorageBuilder {
+    /// The most reader connections open at once.
+    pub fn pool_size(mut self, size: u32) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    /// How long a connection waits for another process's lock before
+    /// failing.
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// How much a commit waits for the disk.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Opens without writing: stores fail with [`Error::ReadOnly`]. The file
+    /// must exist and hold the current schema.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Whether to create the file's missing parent folders.
+    pub fn create_dirs(mut self, create: bool) -> Self {
+        self.create_dirs = create;
+        self
+    }
+
+    /// Opens the store.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a pool size of 0;
+    /// [`Error::Io`] when a parent folder cannot be created;
+    /// [`Error::CannotOpen`] when the file cannot be opened or created (a
+    /// folder, a missing file in read-only mode, no permission);
+    /// [`Error::NotADatabase`], [`Error::ForeignDatabase`],
+    /// [`Error::SchemaTooNew`] or [`Error::SchemaTooOld`] when the file is
+    /// not a store this version can use (it is left untouched);
+    /// [`Error::Sqlite`] for other SQLite failures.
+    pub fn open(self) -> Result<MetricsStorage> {
+        MetricsStorage::open_with(self, None)
+    }
+}
+
+impl MetricsStorage {
+    /// Opens (or creates) the store at `path`, creating missing parent
+    /// folders, with the default options.
+    ///
+    /// # Errors
+    /// As [`StorageBuilder::open`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::builder(path).open()
+    }
+
+    /// Opens (or creates) `.swarm/metrics.db` under the current folder.
+    ///
+    /// # Errors
+    /// As [`StorageBuilder::open`].
+    pub fn open_default() -> Result<Self> {
+        Self::open(DEFAULT_PATH)
+    }
+
+    /// A new store in a unique temporary file, removed when the store is
+    /// dropped: for tests, each with its own database.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when no temporary folder can be created; otherwise as
+    /// [`StorageBuilder::open`].
+    pub fn temporary() -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("swarm-metrics-")
+            .tempdir()
+            .map_err(|source| Error::Io {
+                operation: "create temporary folder",
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        let builder = Self::builder(dir.path().join("metrics.db"));
+        Self::open_with(builder, Some(dir))
+    }
+
+    /// Options for opening the store at `path`.
+    pub fn builder(path: impl AsRef<Path>) -> StorageBuilder {
+        StorageBuilder {
+            path: path.as_ref().to_owned(),
+            pool_size: 8,
+            busy_timeout: Duration::from_secs(5),
+            durability: Durability::Normal,
+            read_only: false,
+            create_dirs: true,
+        }
+    }
+
+    fn open_with(options: StorageBuilder, temporary: Option<tempfile::TempDir>) -> Result<Self> {
+        if options.pool_size == 0 {
+            return Err(Error::invalid("pool_size", "must be at least 1"));
+        }
+        let path = options.path;
+        if path.as_os_str().is_empty() {
+            return Err(Error::invalid("path", "must not be empty"));
+        }
+        if path.is_dir() {
+            return Err(Error::CannotOpen {
+                source: rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                    Some("the path is a folder".to_owned()),
+                ),
+                path,
+            });
+        }
+        if options.read_only && !path.exists() {
+            return Err(Error::CannotOpen {
+                source: rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                    Some("no such file (a read-only store is never created)".to_owned()),
+                ),
+                path,
+            });
+        }
+        if options.create_dirs && !options.read_only {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+                    operation: "create parent folder",
+                    path: parent.to_owned(),
+                    source,
+                })?;
+            }
+        }
+        let settings = ConnectionSettings {
+            busy_timeout: options.busy_timeout,
+            durability: options.durability,
+            read_only: options.read_only,
+        };
+        let first = open_database(&path, &settings)?;
+        let writer = if settings.read_only {
+            None
+        } else {
+            Some(Writer::new(first))
+        };
+        let manager = SqliteConnectionManager::file(&path)
+            .with_flags(settings.flags())
+            .with_init(move |conn| settings.apply(conn, true));
+        let readers = Pool::builder()
+            .max_size(options.pool_size)
+            .min_idle(Some(0))
+            .connection_timeout(options.busy_timeout.max(Duration::from_secs(1)))
+            .build(manager)?;
+        Ok(MetricsStorage {
+            path,
+            settings,
+            readers,
+            writer,
+            closed: false,
+            _temporary: temporary,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the store was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.settings.read_only
+    }
+
+    /// A reader connection from the pool.
+    pub(crate) fn reader(&self) -> Result<PooledConnection<SqliteConnectionManager>> {
+        Ok(self.readers.get()?)
+    }
+
+    /// The single writer, or [`Error::ReadOnly`].
+    pub(crate) fn writer(&self) -> Result<&Writer> {
+        self.writer.as_ref().ok_or_else(|| Error::ReadOnly {
+            path: self.path.clone(),
+        })
+    }
+
+    /// Stores one task metric; returns `false` when a metric with the same
+    /// `task_id` and `timestamp` was already stored (it is left as it was:
+    /// a retried store is never counted twice).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a bad field (nothing is written);
+    /// [`Error::ReadOnly`]; [`Error::Sqlite`] when the write fails.
+    pub fn store_task_metric(&self, metric: &TaskMetric) -> Result<bool> {
+        self.store_task_metrics(std::slice::from_ref(metric))
+            .map(|n| n == 1)
+    }
+
+    /// Stores task metrics in one transaction: all or nothing. Returns how
+    /// many were new (see [`store_task_metric`](Self::store_task_metric)).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the first bad record (nothing is
+    /// written); [`Error::ReadOnly`]; [`Error::Sqlite`] when the write fails
+    /// (nothing is written).
+    pub fn store_task_metrics(&self, metrics: &[TaskMetric]) -> Result<usize> {
+        for (i, metric) in metrics.iter().enumerate() {
+            metric
+                .validate()
+                .map_err(|e| in_batch(e, i, metrics.len()))?;
+        }
+        let writer = self.writer()?;
+        if metrics.is_empty() {
+            return Ok(0);
+        }
+        match writer.submit(Work::Tasks(metrics.to_vec()))? {
+            Output::Tasks(n) => Ok(n),
+            Output::Ids(_) => unreachable_output(),
+        }
+    }
+
+    /// Stores one agent metric and returns its id.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a bad field (nothing is written);
+    /// [`Error::ReadOnly`]; [`Error::Sqlite`] when the write fails.
+    pub fn store_agent_metric(&self, metric: &AgentMetric) -> Result<i64> {
+        self.store_agent_metrics(std::slice::from_ref(metric))
+            .map(|ids| ids[0])
+    }
+
+    /// Stores agent metrics in one transaction, all or nothing, and returns
+    /// their ids in order.
+    ///
+    /// # Errors
+    /// As [`store_task_metrics`](Self::store_task_metrics).
+    pub fn store_agent_metrics(&self, metrics: &[AgentMetric]) -> Result<Vec<i64>> {
+        for (i, metric) in metrics.iter().enumerate() {
+            metric.entity().map_err(|e| in_batch(e, i, metrics.len()))?;
+        }
+        self.submit_entities(metrics.is_empty(), || Work::Agents(metrics.to_vec()))
+    }
+
+    /// Stores one swarm metric and returns its id.
+    ///
+    /// # Errors
+    /// As [`store_agent_metric`](Self::store_agent_metric).
+    pub fn store_swarm_metric(&self, metric: &SwarmMetric) -> Result<i64> {
+        self.store_swarm_metrics(std::slice::from_ref(metric))
+            .map(|ids| ids[0])
+    }
+
+    /// Stores swarm metrics in one transaction, all or nothing, and returns
+    /// their ids in order.
+    ///
+    /// # Errors
+    /// As [`store_task_metrics`](Self::store_task_metrics).
+    pub fn store_swarm_metrics(&self, metrics: &[SwarmMetric]) -> Result<Vec<i64>> {
+        for (i, metric) in metrics.iter().enumerate() {
+            metric.entity().map_err(|e| in_batch(e, i, metrics.len()))?;
+        }
+        self.submit_entities(metrics.is_empty(), || Work::Swarms(metrics.to_vec()))
+    }
+
+    fn submit_entities(&self, empty: bool, work: impl FnOnce() -> Work) -> Result<Vec<i64>> {
+        let writer = self.writer()?;
+        if empty {
+            return Ok(Vec::new());
+        }
+        match writer.submit(work())? {
+            Output::Ids(ids) => Ok(ids),
+            Output::Tasks(_) => unreachable_output(),
+        }
+    }
+
+    /// Task metrics matching `filter`, newest first, at most `limit`
+    /// ([`DEFAULT_LIMIT`](crate::DEFAULT_LIMIT) is the reference's 1000).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a limit of 0 or a filter field that does
+    /// not apply to task metrics; [`Error::Sqlite`] or [`Error::Pool`] when
+    /// the read fails.
+    pub fn get_task_metrics(&self, filter: &Filter, limit: usize) -> Result<Vec<TaskMetric>> {
+        filter.validate(MetricKind::Task, false)?;
+        let limit = validate_limit(limit)?;
+        let (clause, mut params) = filter.where_clause(MetricKind::Task);
+        let sql = format!(
+            "SELECT m.task_id, a.name, s.name, m.duration_ms, m.result, m.tokens_used, \
+                    m.files_changed, m.timestamp \
+             FROM task_metrics m \
+             CROSS JOIN agents a ON a.id = m.agent \
+             LEFT JOIN swarms s ON s.id = m.swarm \
+             WHERE {clause} \
+             ORDER BY m.timestamp DESC, m.seq DESC LIMIT ?{}",
+            params.len() + 1
+        );
+        params.push(SqlValue::Integer(limit));
+        self.read_rows(&sql, params, "query task metrics", task_from_row)
+    }
+
+    /// Agent metrics matching `filter`, newest first, at most `limit`.
+    ///
+    /// # Errors
+    /// As [`get_task_metrics`](Self::get_task_metrics).
+    pub fn get_agent_metrics(
+        &self,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Vec<Stored<AgentMetric>>> {
+        self.get_entities(MetricKind::Agent, filter, limit, |row| {
+            let (metric_id, agent_id, metric_type, value, metadata, timestamp) =
+                entity_fields(row, "agent_metrics")?;
+            Ok(Stored {
+                metric_id,
+                metric: AgentMetric {
+                    agent_id,
+                    metric_type,
+                    value,
+                    metadata,
+                    timestamp,
+                },
+            })
+        })
+    }
+
+    /// Swarm metrics matching `filter`, newest first, at most `limit`.
+    ///
+    /// # Errors
+    /// As [`get_task_metrics`](Self::get_task_metrics).
+    pub fn get_swarm_metrics(
+        &self,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Vec<Stored<SwarmMetric>>> {
+        self.get_entities(MetricKind::Swarm, filter, limit, |row| {
+            let (metric_id, swarm_id, metric_type, value, metadata, timestamp) =
+                entity_fields(row, "swarm_metrics")?;
+            Ok(Stored {
+                metric_id,
+                metric: SwarmMetric {
+                    swarm_id,
+                    metric_type,
+                    value,
+                    metadata,
+                    timestamp,
+                },
+            })
+        })
+    }
+
+    fn get_entities<T>(
+        &self,
+        kind: MetricKind,
+        filter: &Filter,
+        limit: usize,
+        map: impl FnMut(&Row<'_>) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        filter.validate(kind, false)?;
+        let limit = validate_limit(limit)?;
+        let (clause, mut params) = filter.where_clause(kind);
+        let (table, names, id_column) = match kind {
+            MetricKind::Swarm => ("swarm_metrics", "swarms", "swarm"),
+            _ => ("agent_metrics", "agents", "agent"),
+        };
+        let sql = format!(
+            "SELECT m.metric_id, n.name, m.metric_type, m.value, m.metadata, m.timestamp \
+             FROM {table} m CROSS JOIN {names} n ON n.id = m.{id_column} \
+             WHERE {clause} \
+             ORDER BY m.timestamp DESC, m.metric_id DESC LIMIT ?{}",
+            params.len() + 1
+        );
+        params.push(SqlValue::Integer(limit));
+        let operation = match kind {
+            MetricKind::Swarm => "query swarm metrics",
+            _ => "query agent metrics",
+        };
+        self.read_rows(&sql, params, operation, map)
+    }
+
+    /// Runs a read query on a pooled connection and maps every row.
+    pub(crate) fn read_rows<T>(
+        &self,
+        sql: &str,
+        params: Vec<SqlValue>,
+        operation: &'static str,
+        mut map: impl FnMut(&Row<'_>) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(sql).map_err(Error::sqlite(operation))?;
+        let mut rows = stmt
+            .query(params_from_iter(params))
+            .map_err(Error::sqlite(operation))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(Error::sqlite(operation))? {
+            out.push(map(row)?);
+        }
+        Ok(out)
+    }
+
+    /// Checkpoints the WAL into the database file and closes the store:
+    /// afterwards the store is one file again.
+    ///
+    /// Dropping the store does the same, but cannot report failure.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`] when the checkpoint fails; the store is closed all
+    /// the same.
+    pub fn close(mut self) -> Result<()> {
+        self.closed = true;
+        self.checkpoint()
+    }
+
+    /// Copies the WAL into the main file and truncates it.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`] when the checkpoint fails (for example while
+    /// another process holds a read transaction open).
+    pub fn checkpoint(&self) -> Result<()> {
+        let Some(writer) = &self.writer else {
+            return Ok(());
+        };
+        writer.with_connection(|conn| {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .map_err(Error::sqlite("checkpoint"))
+        })
+    }
+}
+
+impl Drop for MetricsStorage {
+    fn drop(&mut self) {
+        if !self.closed {
+            // Best effort: SQLite checkpoints again when the last
+            // connection closes.
+            let _ = self.checkpoint();
+        }
+    }
+}
+
+impl std::fmt::Debug for MetricsStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsStorage")
+            .field("path", &self.path)
+            .field("read_only", &self.settings.read_only)
+            .field("durability", &self.settings.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Names the position of a bad record in a batch.
+fn in_batch(error: Error, index: usize, len: usize) -> Error {
+    match error {
+        Error::InvalidInput { field, reason } if len > 1 => Error::InvalidInput {
+            field,
+            reason: format!("{reason} (record {index} of the batch; nothing was stored)"),
+        },
+        other => other,
+    }
+}
+
+fn unreachable_output<T>() -> Result<T> {
+    Err(Error::invalid(
+        "writer",
+        "internal error: the writer answered with another kind of output",
+    ))
+}
+
+fn corrupt(table: &'static str, reason: impl Into<String>) -> Error {
+    Error::CorruptRow {
+        table,
+        reason: reason.into(),
+    }
+}
+
+fn column<T: rusqlite::types::FromSql>(
+    row: &Row<'_>,
+    index: usize,
+    table: &'static str,
+) -> Result<T> {
+    row.get(index)
+        .map_err(|e| corrupt(table, format!("column {index}: {e}")))
+}
+
+fn timestamp_column(
+    row: &Row<'_>,
+    index: usize,
+    table: &'static str,
+) -> Result<chrono::DateTime<chrono::Utc>> {
+    let us: i64 = column(row, index, table)?;
+    from_micros(us).ok_or_else(|| corrupt(table, format!("timestamp {us} out of range")))
+}
+
+fn count_column(row: &Row<'_>, index: usize, table: &'static str) -> Result<u64> {
+    let n: i64 = column(row, index, table)?;
+    u64::try_from(n).map_err(|_| corrupt(table, format!("negative count {n}")))
+}
+
+fn task_from_row(row: &Row<'_>) -> Result<TaskMetric> {
+    const TABLE: &str = "task_metrics";
+    let code: i64 = column(row, 4, TABLE)?;
+    let result = TaskResult::from_code(code)
+        .ok_or_else(|| corrupt(TABLE, format!("unknown result code {code}")))?;
+    Ok(TaskMetric {
+        task_id: column(row, 0, TABLE)?,
+        agent_id: column(row, 1, TABLE)?,
+        swarm_id: column(row, 2, TABLE)?,
+        duration_ms: count_column(row, 3, TABLE)?,
+        result,
+        tokens_used: count_column(row, 5, TABLE)?,
+        files_changed: count_column(row, 6, TABLE)?,
+        timestamp: timestamp_column(row, 7, TABLE)?,
+    })
+}
+
+type EntityFields = (
+    i64,
+    String,
+    crate::record::MetricType,
+    f64,
+    Option<serde_json::Value>,
+    chrono::DateTime<chrono::Utc>,
+);
+
+fn entity_fields(row: &Row<'_>, table: &'static str) -> Result<EntityFields> {
+    let code: i64 = column(row, 2, table)?;
+    let metric_type = crate::record::MetricType::from_code(code)
+        .ok_or_else(|| corrupt(table, format!("unknown metric type code {code}")))?;
+    let metadata: Option<String> = column(row, 4, table)?;
+    let metadata = metadata
+        .map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|e| corrupt(table, format!("metadata is not JSON: {e}")))?;
+    Ok((
+        column(row, 0, table)?,
+        column(row, 1, table)?,
+        metric_type,
+        column(row, 3, table)?,
+        metadata,
+        timestamp_column(row, 5, table)?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn storage_is_send_and_sync() {
+        assert_send_sync::<MetricsStorage>();
+    }
+
+    #[test]
+    fn temporary_stores_are_separate_and_removed_on_drop() {
+        let a = MetricsStorage::temporary().unwrap();
+        let b = MetricsStorage::temporary().unwrap();
+        assert_ne!(a.path(), b.path());
+        let folder = a.path().parent().unwrap().to_owned();
+        a.store_task_metric(&TaskMetric::new("t", "a", 1, TaskResult::Success))
+            .unwrap();
+        assert!(b.get_task_metrics(&Filter::new(), 10).unwrap().is_empty());
+        drop(a);
+        assert!(!folder.exists());
+    }
+
+    #[test]
+    fn pool_size_zero_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = MetricsStorage::builder(dir.path().join("m.db"))
+            .pool_size(0)
+            .open()
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidInput {
+                field: "pool_size",
+                ..
+            }
+        ));
+    }
+}
