@@ -1,6 +1,7 @@
 //! Aggregates and success rates.
 
 use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::types::Value as SqlValue;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
@@ -75,28 +76,16 @@ impl MetricsStorage {
         filter: &Filter,
     ) -> Result<Aggregate> {
         filter.validate(kind, true)?;
-        let (column, metric_type) = aggregated_column(kind, filter.metric_type)?;
-        let (clause, params) = filter.where_clause(kind);
-        let table = kind.table();
         let run = |function: &str| -> Result<(u64, Option<f64>)> {
-            let sql = format!(
-                "SELECT count(m.{column}), {function}(m.{column}) FROM {table} m WHERE {clause}"
-            );
-            let rows = self.read_rows(&sql, params.clone(), "aggregate metrics", |row| {
+            let (sql, params) = aggregate_sql(kind, function, filter)?;
+            let rows = self.read_rows(&sql, params, "aggregate metrics", |row| {
                 let count: i64 = row.get(0).map_err(Error::sqlite("aggregate metrics"))?;
                 let value: Option<f64> = row.get(1).map_err(Error::sqlite("aggregate metrics"))?;
                 Ok((u64::try_from(count).unwrap_or(0), value))
             })?;
             Ok(rows.into_iter().next().unwrap_or((0, None)))
         };
-        let function = match aggregation {
-            AggregationType::Avg => "avg",
-            AggregationType::Sum => "sum",
-            AggregationType::Count => "count",
-            AggregationType::Min => "min",
-            AggregationType::Max => "max",
-            AggregationType::Stddev => STDDEV_FUNCTION,
-        };
+        let function = sql_function(aggregation);
         let (count, value) = match run(function) {
             // sum() of integers fails rather than overflow; total() sums
             // in floating point instead.
@@ -108,6 +97,7 @@ impl MetricsStorage {
             }
             other => other?,
         };
+        let (_, metric_type) = aggregated_column(kind, filter.metric_type)?;
         Ok(Aggregate {
             aggregation,
             metric_type,
@@ -126,10 +116,7 @@ impl MetricsStorage {
     /// fails.
     pub fn success_rate(&self, filter: &Filter) -> Result<SuccessRate> {
         filter.validate(MetricKind::Task, false)?;
-        let (clause, params) = filter.where_clause(MetricKind::Task);
-        let sql = format!(
-            "SELECT m.result, count(*) FROM task_metrics m WHERE {clause} GROUP BY m.result"
-        );
+        let (sql, params) = success_rate_sql(filter);
         let counts = self.read_rows(&sql, params, "compute success rate", |row| {
             let code: i64 = row.get(0).map_err(Error::sqlite("compute success rate"))?;
             let n: i64 = row.get(1).map_err(Error::sqlite("compute success rate"))?;
@@ -145,6 +132,41 @@ impl MetricsStorage {
         }
         Ok(rate)
     }
+}
+
+/// The SQL aggregate function computing `aggregation`.
+pub(crate) fn sql_function(aggregation: AggregationType) -> &'static str {
+    match aggregation {
+        AggregationType::Avg => "avg",
+        AggregationType::Sum => "sum",
+        AggregationType::Count => "count",
+        AggregationType::Min => "min",
+        AggregationType::Max => "max",
+        AggregationType::Stddev => STDDEV_FUNCTION,
+    }
+}
+
+/// The query behind `aggregate_metrics`: the count and `function` of the
+/// aggregated column over the rows matching `filter`.
+pub(crate) fn aggregate_sql(
+    kind: MetricKind,
+    function: &str,
+    filter: &Filter,
+) -> Result<(String, Vec<SqlValue>)> {
+    let (column, _) = aggregated_column(kind, filter.metric_type)?;
+    let (clause, params) = filter.where_clause(kind);
+    let table = kind.table();
+    let sql =
+        format!("SELECT count(m.{column}), {function}(m.{column}) FROM {table} m WHERE {clause}");
+    Ok((sql, params))
+}
+
+/// The query behind `success_rate`: task counts per result.
+pub(crate) fn success_rate_sql(filter: &Filter) -> (String, Vec<SqlValue>) {
+    let (clause, params) = filter.where_clause(MetricKind::Task);
+    let sql =
+        format!("SELECT m.result, count(*) FROM task_metrics m WHERE {clause} GROUP BY m.result");
+    (sql, params)
 }
 
 /// The column aggregated for `kind`, and the metric type the result names.

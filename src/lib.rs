@@ -37,6 +37,7 @@
 mod aggregate;
 mod error;
 mod generic;
+mod plan;
 mod query;
 mod record;
 mod retention;
@@ -47,6 +48,7 @@ mod writer;
 pub use aggregate::{Aggregate, SuccessRate};
 pub use error::{Error, Result};
 pub use generic::{parse_filter, parse_metric, Parsed};
+pub use plan::QueryShape;
 pub use query::{Filter, TimeRange, DEFAULT_LIMIT};
 pub use record::{
     now, AgentMetric, AggregationType, MetricKind, MetricType, Stored, SwarmMetric, TaskMetric,

@@ -251,6 +251,38 @@ impl Filter {
     }
 }
 
+/// The query behind `get_*_metrics`: rows of `kind` matching `filter`,
+/// newest first, at most `limit`, with their parameters.
+pub(crate) fn select_sql(kind: MetricKind, filter: &Filter, limit: i64) -> (String, Vec<SqlValue>) {
+    let (clause, mut params) = filter.where_clause(kind);
+    params.push(SqlValue::Integer(limit));
+    let limit_param = params.len();
+    let sql = match kind {
+        MetricKind::Task => format!(
+            "SELECT m.task_id, a.name, s.name, m.duration_ms, m.result, m.tokens_used, \
+                    m.files_changed, m.timestamp \
+             FROM task_metrics m \
+             CROSS JOIN agents a ON a.id = m.agent \
+             LEFT JOIN swarms s ON s.id = m.swarm \
+             WHERE {clause} \
+             ORDER BY m.timestamp DESC, m.seq DESC LIMIT ?{limit_param}"
+        ),
+        MetricKind::Agent | MetricKind::Swarm => {
+            let (table, names, id_column) = match kind {
+                MetricKind::Swarm => ("swarm_metrics", "swarms", "swarm"),
+                _ => ("agent_metrics", "agents", "agent"),
+            };
+            format!(
+                "SELECT m.metric_id, n.name, m.metric_type, m.value, m.metadata, m.timestamp \
+                 FROM {table} m CROSS JOIN {names} n ON n.id = m.{id_column} \
+                 WHERE {clause} \
+                 ORDER BY m.timestamp DESC, m.metric_id DESC LIMIT ?{limit_param}"
+            )
+        }
+    };
+    (sql, params)
+}
+
 /// Checks a query's row limit.
 pub(crate) fn validate_limit(limit: usize) -> Result<i64> {
     if limit == 0 {

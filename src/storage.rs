@@ -10,7 +10,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{params_from_iter, Row};
 
 use crate::error::{Error, Result};
-use crate::query::{from_micros, validate_limit, Filter};
+use crate::query::{from_micros, select_sql, validate_limit, Filter};
 use crate::record::{AgentMetric, MetricKind, Stored, SwarmMetric, TaskMetric, TaskResult};
 use crate::schema::{open_database, ConnectionSettings, Durability};
 use crate::writer::{Output, Work, Writer};
@@ -351,18 +351,7 @@ impl MetricsStorage {
     pub fn get_task_metrics(&self, filter: &Filter, limit: usize) -> Result<Vec<TaskMetric>> {
         filter.validate(MetricKind::Task, false)?;
         let limit = validate_limit(limit)?;
-        let (clause, mut params) = filter.where_clause(MetricKind::Task);
-        let sql = format!(
-            "SELECT m.task_id, a.name, s.name, m.duration_ms, m.result, m.tokens_used, \
-                    m.files_changed, m.timestamp \
-             FROM task_metrics m \
-             CROSS JOIN agents a ON a.id = m.agent \
-             LEFT JOIN swarms s ON s.id = m.swarm \
-             WHERE {clause} \
-             ORDER BY m.timestamp DESC, m.seq DESC LIMIT ?{}",
-            params.len() + 1
-        );
-        params.push(SqlValue::Integer(limit));
+        let (sql, params) = select_sql(MetricKind::Task, filter, limit);
         self.read_rows(&sql, params, "query task metrics", task_from_row)
     }
 
@@ -425,19 +414,7 @@ impl MetricsStorage {
     ) -> Result<Vec<T>> {
         filter.validate(kind, false)?;
         let limit = validate_limit(limit)?;
-        let (clause, mut params) = filter.where_clause(kind);
-        let (table, names, id_column) = match kind {
-            MetricKind::Swarm => ("swarm_metrics", "swarms", "swarm"),
-            _ => ("agent_metrics", "agents", "agent"),
-        };
-        let sql = format!(
-            "SELECT m.metric_id, n.name, m.metric_type, m.value, m.metadata, m.timestamp \
-             FROM {table} m CROSS JOIN {names} n ON n.id = m.{id_column} \
-             WHERE {clause} \
-             ORDER BY m.timestamp DESC, m.metric_id DESC LIMIT ?{}",
-            params.len() + 1
-        );
-        params.push(SqlValue::Integer(limit));
+        let (sql, params) = select_sql(kind, filter, limit);
         let operation = match kind {
             MetricKind::Swarm => "query swarm metrics",
             _ => "query agent metrics",

@@ -1,0 +1,68 @@
+//! Query plans: which index a query uses, for troubleshooting and for the
+//! tests that guard against full scans.
+
+use rusqlite::params_from_iter;
+
+use crate::aggregate::{aggregate_sql, sql_function, success_rate_sql};
+use crate::error::{Error, Result};
+use crate::query::{select_sql, Filter};
+use crate::record::{AggregationType, MetricKind};
+use crate::storage::MetricsStorage;
+
+/// Which of the store's queries to explain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryShape {
+    /// `get_*_metrics` (rows, newest first).
+    Rows,
+    /// `aggregate_metrics` with this aggregation.
+    Aggregate(AggregationType),
+    /// `success_rate` (task metrics only).
+    SuccessRate,
+}
+
+impl MetricsStorage {
+    /// SQLite's `EXPLAIN QUERY PLAN` for the query the store runs for
+    /// `shape` over `filter` on `kind`: one line per plan step, such as
+    /// `SEARCH m USING INDEX idx_task_metrics_agent (agent=? AND timestamp>? AND timestamp<?)`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the filter does not apply to `kind` or
+    /// `SuccessRate` is asked of agent or swarm metrics; [`Error::Sqlite`]
+    /// or [`Error::Pool`] when SQLite fails.
+    pub fn query_plan(
+        &self,
+        kind: MetricKind,
+        shape: QueryShape,
+        filter: &Filter,
+    ) -> Result<Vec<String>> {
+        let (sql, params) = match shape {
+            QueryShape::Rows => {
+                filter.validate(kind, false)?;
+                select_sql(kind, filter, crate::DEFAULT_LIMIT as i64)
+            }
+            QueryShape::Aggregate(aggregation) => {
+                filter.validate(kind, true)?;
+                aggregate_sql(kind, sql_function(aggregation), filter)?
+            }
+            QueryShape::SuccessRate if kind == MetricKind::Task => {
+                filter.validate(kind, false)?;
+                success_rate_sql(filter)
+            }
+            QueryShape::SuccessRate => {
+                return Err(Error::invalid(
+                    "kind",
+                    format!("success rates are computed from task metrics, not {kind} metrics"),
+                ))
+            }
+        };
+        let conn = self.reader()?;
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .map_err(Error::sqlite("explain query"))?;
+        let rows = stmt
+            .query_map(params_from_iter(params), |row| row.get::<_, String>(3))
+            .map_err(Error::sqlite("explain query"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(Error::sqlite("explain query"))
+    }
+}
