@@ -1,0 +1,219 @@
+//! Opening, closing and reopening files; files that are not ours, are
+//! newer, damaged or not files at all: each refused with its own error and
+//! left exactly as it was.
+
+use std::path::Path;
+
+use swarm_metrics::{
+    Error, Filter, MetricType, MetricsStorage, SwarmMetric, TaskMetric, TaskResult, SCHEMA_VERSION,
+};
+
+fn sample_task(i: usize) -> TaskMetric {
+    TaskMetric::new(format!("task-{i}"), "agent", 10, TaskResult::Success)
+}
+
+fn wal_files(path: &Path) -> Vec<std::path::PathBuf> {
+    ["-wal", "-shm"]
+        .iter()
+        .map(|suffix| {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            p.into()
+        })
+        .filter(|p: &std::path::PathBuf| p.exists())
+        .collect()
+}
+
+#[test]
+fn open_creates_parent_folders_and_close_leaves_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a/b/c/metrics.db");
+    let store = MetricsStorage::open(&path).unwrap();
+    store
+        .store_task_metrics(&(0..100).map(sample_task).collect::<Vec<_>>())
+        .unwrap();
+    assert!(
+        !wal_files(&path).is_empty(),
+        "WAL mode keeps a -wal file while open"
+    );
+    store.close().unwrap();
+    assert!(path.is_file());
+    assert_eq!(wal_files(&path), Vec::<std::path::PathBuf>::new());
+
+    let store = MetricsStorage::open(&path).unwrap();
+    assert_eq!(
+        store.get_task_metrics(&Filter::new(), 1000).unwrap().len(),
+        100
+    );
+    drop(store);
+    assert_eq!(
+        wal_files(&path),
+        Vec::<std::path::PathBuf>::new(),
+        "drop closes as well"
+    );
+}
+
+/// Opens `path`, expecting an error, and checks the file's bytes did not
+/// change and no side files were left.
+fn refused_untouched(path: &Path) -> Error {
+    let before = std::fs::read(path).unwrap();
+    let err = MetricsStorage::open(path).unwrap_err();
+    assert_eq!(std::fs::read(path).unwrap(), before, "the file was changed");
+    assert!(wal_files(path).is_empty(), "side files left behind");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
+    err
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    MetricsStorage::open(&path).unwrap().close().unwrap();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute(
+            "INSERT INTO metrics_schema_info (version, applied_at) VALUES (?1, 0)",
+            [SCHEMA_VERSION + 1],
+        )
+        .unwrap();
+    }
+    let err = refused_untouched(&path);
+    assert!(
+        matches!(err, Error::SchemaTooNew { found, supported, .. } if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn another_applications_database_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users VALUES (1, 'x');")
+            .unwrap();
+    }
+    let err = refused_untouched(&path);
+    assert!(matches!(err, Error::ForeignDatabase { .. }), "{err:?}");
+}
+
+#[test]
+fn a_file_that_is_not_sqlite_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.db");
+    std::fs::write(
+        &path,
+        "these are not the pages you are looking for\n".repeat(200),
+    )
+    .unwrap();
+    let err = refused_untouched(&path);
+    assert!(matches!(err, Error::NotADatabase { .. }), "{err:?}");
+}
+
+#[test]
+fn a_truncated_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let store = MetricsStorage::open(&path).unwrap();
+    store
+        .store_task_metrics(&(0..5000).map(sample_task).collect::<Vec<_>>())
+        .unwrap();
+    store.close().unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
+    // Depending on which pages survive, opening or the first read fails;
+    // either way with an error, never a panic or wrong rows.
+    match MetricsStorage::open(&path) {
+        Err(err) => assert!(matches!(err, Error::NotADatabase { .. }), "{err:?}"),
+        Ok(store) => {
+            let read = store.get_task_metrics(&Filter::new(), 10_000);
+            assert!(
+                read.is_err(),
+                "a truncated file read back {:?} rows",
+                read.map(|r| r.len())
+            );
+        }
+    }
+}
+
+#[test]
+fn a_folder_is_not_a_database_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = MetricsStorage::open(dir.path()).unwrap_err();
+    assert!(matches!(err, Error::CannotOpen { .. }), "{err:?}");
+    assert!(err.to_string().contains("folder"), "{err}");
+}
+
+#[test]
+fn a_path_under_a_file_cannot_be_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain.txt");
+    std::fs::write(&file, "x").unwrap();
+    let err = MetricsStorage::open(file.join("metrics.db")).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    assert!(err.to_string().contains("plain.txt"), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+}
+
+#[test]
+fn read_only_stores_read_but_refuse_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let missing = MetricsStorage::builder(&path)
+        .read_only(true)
+        .open()
+        .unwrap_err();
+    assert!(matches!(missing, Error::CannotOpen { .. }), "{missing:?}");
+    assert!(!path.exists(), "a read-only open must not create the file");
+
+    let store = MetricsStorage::open(&path).unwrap();
+    store.store_task_metric(&sample_task(1)).unwrap();
+    store.close().unwrap();
+
+    let store = MetricsStorage::builder(&path)
+        .read_only(true)
+        .open()
+        .unwrap();
+    assert!(store.is_read_only());
+    assert_eq!(store.get_task_metrics(&Filter::new(), 10).unwrap().len(), 1);
+    let err = store.store_task_metric(&sample_task(2)).unwrap_err();
+    assert!(matches!(err, Error::ReadOnly { .. }), "{err:?}");
+    let err = store
+        .store_swarm_metric(&SwarmMetric::new("s", MetricType::SwarmHealth, 1.0))
+        .unwrap_err();
+    assert!(matches!(err, Error::ReadOnly { .. }));
+    assert!(matches!(
+        store.cleanup_old_metrics(1).unwrap_err(),
+        Error::ReadOnly { .. }
+    ));
+    assert!(matches!(
+        store.vacuum().unwrap_err(),
+        Error::ReadOnly { .. }
+    ));
+}
+
+#[test]
+fn stores_from_two_handles_on_one_file_are_both_kept() {
+    // Two stores (as two processes would) share the file through SQLite's
+    // locking; neither overwrites the other.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let a = MetricsStorage::open(&path).unwrap();
+    let b = MetricsStorage::open(&path).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..200 {
+                a.store_task_metric(&sample_task(i)).unwrap();
+            }
+        });
+        s.spawn(|| {
+            for i in 200..400 {
+                b.store_task_metric(&sample_task(i)).unwrap();
+            }
+        });
+    });
+    assert_eq!(a.get_task_metrics(&Filter::new(), 1000).unwrap().len(), 400);
+}

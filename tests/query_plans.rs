@@ -1,0 +1,182 @@
+//! Every filtered or time-ranged query must be served by an index: a full
+//! scan of a metrics table would make queries grow with the whole history
+//! instead of with the answer.
+
+use chrono::{Duration, TimeZone, Utc};
+use swarm_metrics::{
+    AggregationType, Filter, MetricKind, MetricType, MetricsStorage, QueryShape, TaskResult,
+    TimeRange,
+};
+
+fn range() -> TimeRange {
+    let start = Utc.with_ymd_and_hms(2025, 6, 1, 0, 0, 0).unwrap();
+    TimeRange::new(start, start + Duration::hours(1)).unwrap()
+}
+
+/// The plan lines that read the metrics table (alias `m`).
+fn metric_steps(plan: &[String]) -> Vec<&String> {
+    plan.iter()
+        .filter(|line| line.contains(" m ") || line.ends_with(" m"))
+        .collect()
+}
+
+fn assert_indexed(
+    store: &MetricsStorage,
+    kind: MetricKind,
+    shape: QueryShape,
+    filter: &Filter,
+    index: &str,
+) {
+    let plan = store.query_plan(kind, shape, filter).unwrap();
+    let steps = metric_steps(&plan);
+    assert!(!steps.is_empty(), "no step reads the table: {plan:?}");
+    for step in steps {
+        assert!(
+            step.starts_with("SEARCH m USING"),
+            "full scan for {kind} {shape:?} {filter:?}: {plan:?}"
+        );
+        assert!(
+            step.contains(index),
+            "expected {index} for {kind} {shape:?} {filter:?}: {plan:?}"
+        );
+    }
+}
+
+#[test]
+fn task_queries_use_indexes() {
+    let store = MetricsStorage::temporary().unwrap();
+    let shapes = [
+        QueryShape::Rows,
+        QueryShape::Aggregate(AggregationType::Avg),
+        QueryShape::Aggregate(AggregationType::Stddev),
+        QueryShape::SuccessRate,
+    ];
+    for shape in shapes {
+        let task = MetricKind::Task;
+        assert_indexed(
+            &store,
+            task,
+            shape,
+            &Filter::new().range(range()),
+            "PRIMARY KEY (timestamp>? AND timestamp<?)",
+        );
+        assert_indexed(
+            &store,
+            task,
+            shape,
+            &Filter::new().agent("a"),
+            "idx_task_metrics_agent (agent=?)",
+        );
+        assert_indexed(
+            &store,
+            task,
+            shape,
+            &Filter::new().agent("a").range(range()),
+            "idx_task_metrics_agent (agent=? AND timestamp>? AND timestamp<?)",
+        );
+        assert_indexed(
+            &store,
+            task,
+            shape,
+            &Filter::new().swarm("s").range(range()),
+            "idx_task_metrics_swarm (swarm=? AND timestamp>? AND timestamp<?)",
+        );
+        assert_indexed(
+            &store,
+            task,
+            shape,
+            &Filter::new().swarm("s"),
+            "idx_task_metrics_swarm (swarm=?)",
+        );
+        assert_indexed(
+            &store,
+            task,
+            shape,
+            &Filter::new().task("t"),
+            "idx_task_metrics_task (task_id=?)",
+        );
+        assert_indexed(
+            &store,
+            task,
+            shape,
+            &Filter::new().result(TaskResult::Failure).range(range()),
+            "PRIMARY KEY (timestamp>? AND timestamp<?)",
+        );
+    }
+}
+
+#[test]
+fn the_check_catches_a_full_scan() {
+    // A result-only filter has no index of its own (results ride on the
+    // time order), so it is the scan this test must be able to see.
+    let store = MetricsStorage::temporary().unwrap();
+    let filter = Filter::new().result(TaskResult::Failure);
+    let plan = store
+        .query_plan(MetricKind::Task, QueryShape::SuccessRate, &filter)
+        .unwrap();
+    assert!(
+        metric_steps(&plan).iter().any(|l| l.starts_with("SCAN m")),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn newest_first_needs_no_sort_on_the_hot_queries() {
+    let store = MetricsStorage::temporary().unwrap();
+    for filter in [
+        Filter::new().range(range()),
+        Filter::new().agent("a").range(range()),
+        Filter::new(),
+    ] {
+        let plan = store
+            .query_plan(MetricKind::Task, QueryShape::Rows, &filter)
+            .unwrap();
+        assert!(
+            !plan.iter().any(|l| l.contains("TEMP B-TREE")),
+            "rows are sorted after reading: {filter:?} {plan:?}"
+        );
+    }
+}
+
+#[test]
+fn agent_and_swarm_queries_use_indexes() {
+    let store = MetricsStorage::temporary().unwrap();
+    for (kind, id_filter, by_id, by_type, by_time) in [
+        (
+            MetricKind::Agent,
+            Filter::new().agent("a"),
+            "idx_agent_metrics_agent",
+            MetricType::AgentThroughput,
+            "idx_agent_metrics_time",
+        ),
+        (
+            MetricKind::Swarm,
+            Filter::new().swarm("s"),
+            "idx_swarm_metrics_swarm",
+            MetricType::SwarmHealth,
+            "idx_swarm_metrics_time",
+        ),
+    ] {
+        for shape in [
+            QueryShape::Rows,
+            QueryShape::Aggregate(AggregationType::Avg),
+        ] {
+            assert_indexed(&store, kind, shape, &id_filter, by_id);
+            assert_indexed(
+                &store,
+                kind,
+                shape,
+                &id_filter.clone().metric_type(by_type).range(range()),
+                by_id,
+            );
+            assert_indexed(&store, kind, shape, &Filter::new().range(range()), by_time);
+            assert_indexed(
+                &store,
+                kind,
+                shape,
+                &Filter::new().metric_type(by_type),
+                &format!("idx_{kind}_metrics_type"),
+            );
+        }
+    }
+}
