@@ -38,6 +38,7 @@ mod aggregate;
 mod error;
 mod generic;
 mod plan;
+mod pool;
 mod query;
 mod record;
 mod retention;
@@ -57,3 +58,8 @@ pub use record::{
 pub use retention::{CleanupReport, DEFAULT_RETENTION_DAYS};
 pub use schema::{Durability, SCHEMA_VERSION};
 pub use storage::{MetricsStorage, StorageBuilder, DEFAULT_PATH};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -2,6 +2,7 @@
 //! back.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use r2d2::{Pool, PooledConnection};
@@ -10,6 +11,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{params_from_iter, Row};
 
 use crate::error::{Error, Result};
+use crate::pool::{OpenReaders, ReaderManager};
 use crate::query::{from_micros, select_sql, validate_limit, Filter};
 use crate::record::{AgentMetric, MetricKind, Stored, SwarmMetric, TaskMetric, TaskResult};
 use crate::schema::{open_database, ConnectionSettings, Durability};
@@ -39,7 +41,9 @@ pub const DEFAULT_PATH: &str = ".swarm/metrics.db";
 pub struct MetricsStorage {
     path: PathBuf,
     settings: ConnectionSettings,
-    readers: Pool<SqliteConnectionManager>,
+    /// Taken out only while closing.
+    readers: Option<Pool<ReaderManager>>,
+    open_readers: Arc<OpenReaders>,
     /// `None` when opened read-only.
     writer: Option<Writer>,
     closed: bool,
@@ -212,9 +216,13 @@ impl MetricsStorage {
         } else {
             Some(Writer::new(first))
         };
-        let manager = SqliteConnectionManager::file(&path)
-            .with_flags(settings.flags())
-            .with_init(move |conn| settings.apply(conn, true));
+        let open_readers = Arc::new(OpenReaders::default());
+        let manager = ReaderManager::new(
+            SqliteConnectionManager::file(&path)
+                .with_flags(settings.flags())
+                .with_init(move |conn| settings.apply(conn, true)),
+            Arc::clone(&open_readers),
+        );
         let readers = Pool::builder()
             .max_size(options.pool_size)
             .min_idle(Some(0))
@@ -223,7 +231,8 @@ impl MetricsStorage {
         Ok(MetricsStorage {
             path,
             settings,
-            readers,
+            readers: Some(readers),
+            open_readers,
             writer,
             closed: false,
             _temporary: temporary,
@@ -241,8 +250,11 @@ impl MetricsStorage {
     }
 
     /// A reader connection from the pool.
-    pub(crate) fn reader(&self) -> Result<PooledConnection<SqliteConnectionManager>> {
-        Ok(self.readers.get()?)
+    pub(crate) fn reader(&self) -> Result<PooledConnection<ReaderManager>> {
+        match &self.readers {
+            Some(pool) => Ok(pool.get()?),
+            None => Err(Error::invalid("store", "used while closing")),
+        }
     }
 
     /// The single writer, or [`Error::ReadOnly`].
@@ -452,7 +464,19 @@ impl MetricsStorage {
     /// the same.
     pub fn close(mut self) -> Result<()> {
         self.closed = true;
-        self.checkpoint()
+        let checkpoint = self.checkpoint();
+        self.close_readers();
+        checkpoint
+    }
+
+    /// Closes every reader connection, so that the writer, dropped after
+    /// them, is the last connection: SQLite then checkpoints once more and
+    /// removes the WAL and shared-memory files.
+    fn close_readers(&mut self) {
+        drop(self.readers.take());
+        // r2d2 may still hold a connection on one of its threads for a
+        // moment; it lets go as soon as that thread's job ends.
+        self.open_readers.wait_all_closed(Duration::from_secs(5));
     }
 
     /// Copies the WAL into the main file and truncates it.
@@ -477,6 +501,7 @@ impl Drop for MetricsStorage {
             // Best effort: SQLite checkpoints again when the last
             // connection closes.
             let _ = self.checkpoint();
+            self.close_readers();
         }
     }
 }
