@@ -62,7 +62,15 @@ CREATE TABLE task_metrics (
 -- A retried store of the same task metric is ignored, never counted twice.
 CREATE UNIQUE INDEX idx_task_metrics_task ON task_metrics (task_id, timestamp);
 CREATE INDEX idx_task_metrics_agent ON task_metrics (agent, timestamp);
-CREATE INDEX idx_task_metrics_swarm ON task_metrics (swarm, timestamp);
+
+-- Which agents ran tasks in which swarm. A swarm's tasks are found through
+-- the agent index, one range per agent of the swarm, instead of through an
+-- index of their own: it keeps task rows small.
+CREATE TABLE agent_swarms (
+    swarm INTEGER NOT NULL REFERENCES swarms (id),
+    agent INTEGER NOT NULL REFERENCES agents (id),
+    PRIMARY KEY (swarm, agent)
+) WITHOUT ROWID;
 
 CREATE TABLE agent_metrics (
     metric_id   INTEGER PRIMARY KEY AUTOINCREMENT,

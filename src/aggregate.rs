@@ -26,6 +26,19 @@ pub struct Aggregate {
     pub value: Option<f64>,
 }
 
+/// The result of [`MetricsStorage::percentile`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Percentile {
+    /// The quantile asked for, in `[0, 1]` (0.95 for p95).
+    pub q: f64,
+    /// What was measured, as in [`Aggregate::metric_type`].
+    pub metric_type: Option<MetricType>,
+    /// How many values the selection held.
+    pub count: u64,
+    /// The quantile; `None` when the selection is empty.
+    pub value: Option<f64>,
+}
+
 /// The outcome counts of a set of tasks and the share that succeeded.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct SuccessRate {
@@ -106,6 +119,68 @@ impl MetricsStorage {
         })
     }
 
+    /// The `q` quantile (0.5 for the median, 0.95 for p95) of the values
+    /// [`aggregate_metrics`](Self::aggregate_metrics) would combine, exact
+    /// on the raw data.
+    ///
+    /// Uses numpy's default definition: with the `n` values sorted, the
+    /// quantile lies at rank `q * (n - 1)`, interpolated linearly between
+    /// the two closest ranks.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for `q` outside `[0, 1]` (or NaN), and as
+    /// [`aggregate_metrics`](Self::aggregate_metrics).
+    pub fn percentile(&self, kind: MetricKind, q: f64, filter: &Filter) -> Result<Percentile> {
+        Ok(self.percentiles(kind, &[q], filter)?[0])
+    }
+
+    /// Several quantiles of the same selection, read once; see
+    /// [`percentile`](Self::percentile).
+    ///
+    /// # Errors
+    /// As [`percentile`](Self::percentile); also for an empty `qs`.
+    pub fn percentiles(
+        &self,
+        kind: MetricKind,
+        qs: &[f64],
+        filter: &Filter,
+    ) -> Result<Vec<Percentile>> {
+        if qs.is_empty() {
+            return Err(Error::invalid("q", "at least one quantile is needed"));
+        }
+        for &q in qs {
+            if !(0.0..=1.0).contains(&q) {
+                return Err(Error::invalid("q", format!("must lie in [0, 1], got {q}")));
+            }
+        }
+        filter.validate(kind, true)?;
+        let (column, metric_type) = aggregated_column(kind, filter.metric_type)?;
+        let (clause, params) = filter.where_clause(kind);
+        let sql = format!("SELECT m.{column} FROM {} m WHERE {clause}", kind.table());
+        let mut values = self.read_rows(&sql, params, "compute percentile", |row| {
+            match row
+                .get_ref(0)
+                .map_err(Error::sqlite("compute percentile"))?
+            {
+                rusqlite::types::ValueRef::Integer(i) => Ok(i as f64),
+                rusqlite::types::ValueRef::Real(x) => Ok(x),
+                other => Err(Error::CorruptRow {
+                    table: kind.table(),
+                    reason: format!("{column} holds {:?}", other.data_type()),
+                }),
+            }
+        })?;
+        Ok(qs
+            .iter()
+            .map(|&q| Percentile {
+                q,
+                metric_type,
+                count: values.len() as u64,
+                value: quantile(&mut values, q),
+            })
+            .collect())
+    }
+
     /// The share of successful tasks among the tasks matching `filter`
     /// (typically an agent or a swarm and a time range), with the counts
     /// behind it.
@@ -132,6 +207,23 @@ impl MetricsStorage {
         }
         Ok(rate)
     }
+}
+
+/// The `q` quantile of `values` by linear interpolation between closest
+/// ranks (numpy's default), in linear time; reorders `values`.
+pub(crate) fn quantile(values: &mut [f64], q: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let rank = q * (values.len() - 1) as f64;
+    let lo = rank.floor() as usize;
+    let (_, &mut low, above) = values.select_nth_unstable_by(lo, f64::total_cmp);
+    let fraction = rank - lo as f64;
+    if fraction == 0.0 || above.is_empty() {
+        return Some(low);
+    }
+    let high = above.iter().copied().fold(f64::INFINITY, f64::min);
+    Some(low + (high - low) * fraction)
 }
 
 /// The SQL aggregate function computing `aggregation`.
@@ -278,6 +370,23 @@ mod tests {
         assert_eq!(w.sample_stddev(), None);
         w.push(3.0);
         assert_eq!(w.sample_stddev(), Some(0.0));
+    }
+
+    #[test]
+    fn quantiles_interpolate_like_numpy() {
+        // numpy.quantile([1, 2, 3, 4], [0, 0.25, 0.5, 0.95, 1]) =
+        // [1, 1.75, 2.5, 3.85, 4]
+        let mut v = vec![4.0, 1.0, 3.0, 2.0];
+        let got: Vec<f64> = [0.0, 0.25, 0.5, 0.95, 1.0]
+            .iter()
+            .map(|&q| quantile(&mut v, q).unwrap())
+            .collect();
+        let want = [1.0, 1.75, 2.5, 3.85, 4.0];
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-12, "{got:?}");
+        }
+        assert_eq!(quantile(&mut [7.0], 0.3), Some(7.0));
+        assert_eq!(quantile(&mut [], 0.5), None);
     }
 
     #[test]

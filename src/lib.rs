@@ -46,7 +46,7 @@ mod schema;
 mod storage;
 mod writer;
 
-pub use aggregate::{Aggregate, SuccessRate};
+pub use aggregate::{Aggregate, Percentile, SuccessRate};
 pub use error::{Error, Result};
 pub use generic::{parse_filter, parse_metric, Parsed};
 pub use plan::QueryShape;

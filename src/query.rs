@@ -223,10 +223,20 @@ impl Filter {
             );
         }
         if let Some(id) = &self.swarm_id {
-            push(
-                "m.swarm = (SELECT id FROM swarms WHERE name = ?)",
-                SqlValue::Text(id.clone()),
-            );
+            if kind == MetricKind::Task {
+                // Through the agent index: the ranges of the swarm's agents.
+                push(
+                    "m.agent IN (SELECT agent FROM agent_swarms WHERE swarm = \
+                     (SELECT id FROM swarms WHERE name = ?)) \
+                     AND m.swarm = (SELECT id FROM swarms WHERE name = ?)",
+                    SqlValue::Text(id.clone()),
+                );
+            } else {
+                push(
+                    "m.swarm = (SELECT id FROM swarms WHERE name = ?)",
+                    SqlValue::Text(id.clone()),
+                );
+            }
         }
         if let Some(result) = self.result {
             push("m.result = ?", SqlValue::Integer(result.code()));

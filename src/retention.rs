@@ -1,20 +1,21 @@
 //! Retention cleanup and space reclamation.
 
 use chrono::Duration;
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::query::to_micros;
 use crate::record::{now, MetricKind};
 use crate::storage::MetricsStorage;
+use crate::writer::{Output, Work, Writer};
 
 /// The reference's retention period.
 pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 
 /// Rows deleted per transaction: small enough that concurrent stores wait
 /// for one chunk at most, never for the whole cleanup.
-const DELETE_CHUNK: i64 = 5_000;
+const DELETE_CHUNK: i64 = 2_000;
 
 /// How many rows [`MetricsStorage::cleanup_old_metrics`] deleted, per
 /// table (serialized with the table names, as the reference's dict).
@@ -89,28 +90,22 @@ impl MetricsStorage {
     }
 }
 
-/// Deletes the rows of `kind` older than `cutoff` (µs), chunk by chunk.
-fn delete_before(writer: &crate::writer::Writer, kind: MetricKind, cutoff: i64) -> Result<u64> {
-    let sql = match kind {
-        MetricKind::Task => {
-            "DELETE FROM task_metrics WHERE (timestamp, seq) IN \
-             (SELECT timestamp, seq FROM task_metrics WHERE timestamp < ?1 \
-              ORDER BY timestamp, seq LIMIT ?2)"
-        }
-        MetricKind::Agent => {
-            "DELETE FROM agent_metrics WHERE metric_id IN \
-             (SELECT metric_id FROM agent_metrics WHERE timestamp < ?1 \
-              ORDER BY timestamp LIMIT ?2)"
-        }
-        MetricKind::Swarm => {
-            "DELETE FROM swarm_metrics WHERE metric_id IN \
-             (SELECT metric_id FROM swarm_metrics WHERE timestamp < ?1 \
-              ORDER BY timestamp LIMIT ?2)"
-        }
-    };
+/// Deletes the rows of `kind` older than `cutoff` (µs), one chunk per
+/// writer job, so that stores queued meanwhile go first.
+fn delete_before(writer: &Writer, kind: MetricKind, cutoff: i64) -> Result<u64> {
     let mut total = 0u64;
     loop {
-        let deleted = writer.with_connection(|conn| delete_chunk(conn, sql, cutoff))?;
+        let work = Work::DeleteBefore {
+            kind,
+            cutoff,
+            limit: DELETE_CHUNK,
+        };
+        let Output::Deleted(deleted) = writer.submit(work)? else {
+            return Err(Error::invalid(
+                "writer",
+                "internal error: a delete answered with another kind of output",
+            ));
+        };
         total += deleted as u64;
         if (deleted as i64) < DELETE_CHUNK {
             return Ok(total);
@@ -118,13 +113,40 @@ fn delete_before(writer: &crate::writer::Writer, kind: MetricKind, cutoff: i64) 
     }
 }
 
-fn delete_chunk(conn: &Connection, sql: &str, cutoff: i64) -> Result<usize> {
-    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+/// Deletes the `limit` oldest rows of `kind` older than `cutoff`, or all of
+/// them if fewer: finds the last row of the chunk, then deletes the key
+/// range up to it, one contiguous run of the time-ordered key.
+pub(crate) fn delete_chunk(
+    conn: &Connection,
+    kind: MetricKind,
+    cutoff: i64,
+    limit: i64,
+) -> Result<usize> {
+    let (table, key) = match kind {
+        MetricKind::Task => ("task_metrics", "seq"),
+        MetricKind::Agent => ("agent_metrics", "metric_id"),
+        MetricKind::Swarm => ("swarm_metrics", "metric_id"),
+    };
+    let boundary = format!(
+        "SELECT timestamp, {key} FROM {table} WHERE timestamp < ?1 \
+         ORDER BY timestamp, {key} LIMIT 1 OFFSET ?2"
+    );
+    let last: Option<(i64, i64)> = conn
+        .prepare_cached(&boundary)
+        .and_then(|mut s| {
+            s.query_row((cutoff, limit - 1), |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
         .map_err(Error::sqlite("clean up old metrics"))?;
-    let deleted = tx
-        .prepare_cached(sql)
-        .and_then(|mut stmt| stmt.execute((cutoff, DELETE_CHUNK)))
-        .map_err(Error::sqlite("clean up old metrics"))?;
-    tx.commit().map_err(Error::sqlite("clean up old metrics"))?;
-    Ok(deleted)
+    let deleted = match last {
+        Some((timestamp, key_value)) => conn
+            .prepare_cached(&format!(
+                "DELETE FROM {table} WHERE (timestamp, {key}) <= (?1, ?2)"
+            ))
+            .and_then(|mut s| s.execute((timestamp, key_value))),
+        None => conn
+            .prepare_cached(&format!("DELETE FROM {table} WHERE timestamp < ?1"))
+            .and_then(|mut s| s.execute([cutoff])),
+    };
+    deleted.map_err(Error::sqlite("clean up old metrics"))
 }

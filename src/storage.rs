@@ -295,7 +295,7 @@ impl MetricsStorage {
         }
         match writer.submit(Work::Tasks(metrics.to_vec()))? {
             Output::Tasks(n) => Ok(n),
-            Output::Ids(_) => unreachable_output(),
+            _ => unreachable_output(),
         }
     }
 
@@ -349,7 +349,7 @@ impl MetricsStorage {
         }
         match writer.submit(work())? {
             Output::Ids(ids) => Ok(ids),
-            Output::Tasks(_) => unreachable_output(),
+            _ => unreachable_output(),
         }
     }
 

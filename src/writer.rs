@@ -4,29 +4,44 @@
 //! the lock taken sleeps in its busy handler. So every write of this store
 //! goes through one connection, and concurrent stores share its
 //! transactions: a caller that finds no write under way becomes the leader,
-//! takes every store queued so far, writes them all in one transaction and
-//! commits once; callers that arrive meanwhile queue up and wait. Each caller
-//! returns only after the commit that holds its records, so `Ok` always means
-//! durable, and under load one commit (one WAL append) serves many stores.
+//! takes every job queued so far, writes them all in one transaction and
+//! commits once; callers that arrive meanwhile queue up and wait. The leader
+//! goes on with the next queued group (up to a bound, then hands over), so
+//! under load one commit serves many stores and no wake-up sits between two
+//! commits. Each caller returns only after the commit that holds its
+//! records, so `Ok` always means committed.
 //!
-//! Each caller's records are written under their own savepoint, so one
-//! failing batch is rolled back alone and never half-written.
+//! Jobs of a group are written without savepoints; if one fails, the
+//! transaction is rolled back and the group is written again with one
+//! savepoint per job, so that the failing job is undone alone and no batch
+//! is ever half-written.
+//!
+//! Retention deletes go through the same queue, one bounded chunk per job,
+//! so that stores wait for at most one chunk, in arrival order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
 use crate::query::to_micros;
 use crate::record::{AgentMetric, EntityRecord, MetricKind, SwarmMetric, TaskMetric};
 
-/// Records waiting to be written, owned so that the leader can write them on
-/// the caller's behalf.
+/// Groups a leader writes before handing over to the next caller.
+const MAX_ROUNDS: usize = 16;
+
+/// A write, owned so that the leader can do it on the caller's behalf.
 pub(crate) enum Work {
     Tasks(Vec<TaskMetric>),
     Agents(Vec<AgentMetric>),
     Swarms(Vec<SwarmMetric>),
+    /// Delete at most `limit` rows of `kind` older than `cutoff` (µs).
+    DeleteBefore {
+        kind: MetricKind,
+        cutoff: i64,
+        limit: i64,
+    },
 }
 
 /// What a write produced.
@@ -35,14 +50,39 @@ pub(crate) enum Output {
     Tasks(usize),
     /// The ids given to agent or swarm metrics, in order.
     Ids(Vec<i64>),
+    /// How many rows a delete removed.
+    Deleted(usize),
 }
 
-/// The writer connection and what it caches about the file.
+/// What the writer remembers about the file between transactions. Valid
+/// only while no other connection writes: `PRAGMA data_version` tells, and
+/// the cache is cleared when it changes.
+#[derive(Default)]
+struct Cache {
+    data_version: Option<i64>,
+    /// Interned agent and swarm ids (only committed ones: cleared on any
+    /// rollback).
+    agents: HashMap<String, i64>,
+    swarms: HashMap<String, i64>,
+    /// `(swarm, agent)` pairs known to be in `agent_swarms`.
+    agent_swarms: HashSet<(i64, i64)>,
+    /// No task metric has a later timestamp (an upper bound: deletes and
+    /// rollbacks may leave it higher than the real maximum, which is safe).
+    max_task_timestamp: Option<i64>,
+}
+
+impl Cache {
+    fn forget_ids(&mut self) {
+        self.agents.clear();
+        self.swarms.clear();
+        self.agent_swarms.clear();
+    }
+}
+
+/// The writer connection and its cache.
 pub(crate) struct WriterConnection {
     conn: Connection,
-    /// Interned agent and swarm ids. Only committed entries are trusted: the
-    /// cache is cleared whenever a transaction or savepoint rolls back.
-    ids: HashMap<(MetricKind, String), i64>,
+    cache: Cache,
 }
 
 /// One caller's pending write and the slot its outcome is delivered to.
@@ -64,15 +104,15 @@ struct Queue {
     leader_active: bool,
 }
 
-/// The single writer shared by every handle of one store.
+/// The single writer of a store.
 pub(crate) struct Writer {
     connection: Mutex<WriterConnection>,
     queue: Mutex<Queue>,
 }
 
 /// Locks a mutex, ignoring poisoning: the data behind these mutexes stays
-/// consistent across a panic (the cache is only an optimisation and is
-/// cleared on any doubt, and SQLite rolls back an unfinished transaction).
+/// consistent across a panic (the cache is cleared on any doubt, and SQLite
+/// rolls back an unfinished transaction).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -82,24 +122,23 @@ impl Writer {
         Writer {
             connection: Mutex::new(WriterConnection {
                 conn,
-                ids: HashMap::new(),
+                cache: Cache::default(),
             }),
             queue: Mutex::new(Queue::default()),
         }
     }
 
-    /// Exclusive use of the writer connection for maintenance (retention,
-    /// vacuum, checkpoints). Group commits wait while it is held.
+    /// Exclusive use of the writer connection outside any transaction, for
+    /// maintenance (vacuum, checkpoints). Group commits wait meanwhile.
     pub fn with_connection<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let mut guard = lock(&self.connection);
         let result = f(&guard.conn);
-        if result.is_err() {
-            guard.ids.clear();
-        }
+        guard.cache = Cache::default();
         result
     }
 
-    /// Writes `work` durably, sharing a transaction with concurrent callers.
+    /// Does `work`, sharing a transaction with concurrent callers, and
+    /// returns once it is committed (or failed).
     pub fn submit(&self, work: Work) -> Result<Output> {
         let job = Arc::new(Job {
             work,
@@ -125,21 +164,23 @@ impl Writer {
         self.lead(&job)
     }
 
-    /// Writes every queued job (this caller's among them) in one
-    /// transaction, hands the results out, and passes leadership on.
+    /// Writes queued groups, this caller's first, hands the results out,
+    /// and passes leadership on.
     fn lead(&self, own: &Arc<Job>) -> Result<Output> {
-        let group = std::mem::take(&mut lock(&self.queue).pending);
-        let mut results = {
-            let mut writer = lock(&self.connection);
-            writer.write_group(&group)
-        };
         let mut own_result = None;
-        for (job, result) in group.iter().zip(results.drain(..)) {
-            if Arc::ptr_eq(job, own) {
-                own_result = Some(result);
-            } else {
-                *lock(&job.outcome) = Some(Outcome::Done(result));
-                job.ready.notify_one();
+        for _ in 0..MAX_ROUNDS {
+            let group = std::mem::take(&mut lock(&self.queue).pending);
+            if group.is_empty() {
+                break;
+            }
+            let results = lock(&self.connection).write_group(&group);
+            for (job, result) in group.iter().zip(results) {
+                if Arc::ptr_eq(job, own) {
+                    own_result = Some(result);
+                } else {
+                    *lock(&job.outcome) = Some(Outcome::Done(result));
+                    job.ready.notify_one();
+                }
             }
         }
         let mut queue = lock(&self.queue);
@@ -154,118 +195,141 @@ impl Writer {
         own_result.unwrap_or_else(|| {
             Err(Error::invalid(
                 "writer",
-                "internal error: the leader's own job was not in its group",
+                "internal error: the leader's own job was not written",
             ))
         })
     }
 }
 
 impl WriterConnection {
-    /// One transaction for the whole group; one savepoint per job when
-    /// there are several, so that a failing job is undone alone.
+    /// Writes a group in one transaction: first without savepoints; if a
+    /// job fails, again with one savepoint per job.
     fn write_group(&mut self, group: &[Arc<Job>]) -> Vec<Result<Output>> {
-        let tx = match Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate) {
-            Ok(tx) => tx,
-            Err(e) => {
-                return group
-                    .iter()
-                    .map(|_| Err(copy_error("begin write", &e)))
-                    .collect()
-            }
-        };
-        let mut ids = std::mem::take(&mut self.ids);
-        let mut rolled_back = false;
-        let mut results = Vec::with_capacity(group.len());
-        for job in group {
-            let result = if group.len() == 1 {
-                write_job(&tx, &mut ids, &job.work)
-            } else {
-                write_job_in_savepoint(&tx, &mut ids, &job.work, &mut rolled_back)
+        if let Err(e) = self.begin() {
+            return group.iter().map(|_| Err(copy_error(&e))).collect();
+        }
+        let results: Vec<Result<Output>> = group
+            .iter()
+            .map(|job| write_job(&self.conn, &mut self.cache, &job.work))
+            .collect();
+        if results.iter().all(Result::is_ok) {
+            return self.commit(results);
+        }
+        self.rollback();
+        if group.len() == 1 {
+            return results;
+        }
+        if let Err(e) = self.begin() {
+            return group.iter().map(|_| Err(copy_error(&e))).collect();
+        }
+        let results = group
+            .iter()
+            .map(|job| self.write_in_savepoint(&job.work))
+            .collect();
+        self.commit(results)
+    }
+
+    fn begin(&mut self) -> Result<()> {
+        self.conn
+            .prepare_cached("BEGIN IMMEDIATE")
+            .and_then(|mut s| s.execute([]))
+            .map_err(Error::sqlite("begin write"))?;
+        let version: i64 = self
+            .conn
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(Error::sqlite("begin write"))?;
+        if self.cache.data_version != Some(version) {
+            // Another connection wrote: what the cache knows may be stale.
+            self.cache = Cache {
+                data_version: Some(version),
+                ..Cache::default()
             };
-            results.push(result);
         }
-        let commit = if group.len() == 1 && results[0].is_err() {
-            rolled_back = true;
-            tx.rollback().map_err(|e| copy_error("roll back", &e))
-        } else {
-            tx.commit().map_err(|e| copy_error("commit", &e))
-        };
+        Ok(())
+    }
+
+    /// Commits; if that fails, every job of the group fails with it.
+    fn commit(&mut self, mut results: Vec<Result<Output>>) -> Vec<Result<Output>> {
+        let commit = self
+            .conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]))
+            .map_err(Error::sqlite("commit"));
         if let Err(e) = commit {
-            rolled_back = true;
+            self.rollback();
             for r in results.iter_mut().filter(|r| r.is_ok()) {
-                *r = Err(copy_error_of(&e));
+                *r = Err(copy_error(&e));
             }
-        }
-        if !rolled_back {
-            self.ids = ids;
         }
         results
     }
-}
 
-fn write_job_in_savepoint(
-    tx: &Connection,
-    ids: &mut HashMap<(MetricKind, String), i64>,
-    work: &Work,
-    rolled_back: &mut bool,
-) -> Result<Output> {
-    tx.execute_batch("SAVEPOINT job")
-        .map_err(Error::sqlite("begin batch"))?;
-    match write_job(tx, ids, work) {
-        Ok(output) => {
-            tx.execute_batch("RELEASE job")
-                .map_err(Error::sqlite("end batch"))?;
-            Ok(output)
-        }
-        Err(e) => {
-            *rolled_back = true;
-            ids.clear();
-            // If even the rollback fails, the commit that follows fails too
-            // and every job of the group reports it.
-            let _ = tx.execute_batch("ROLLBACK TO job; RELEASE job");
-            Err(e)
+    fn rollback(&mut self) {
+        // Fails only when SQLite already rolled back (it does on some I/O
+        // errors); either way no transaction remains.
+        let _ = self.conn.execute_batch("ROLLBACK");
+        self.cache.forget_ids();
+    }
+
+    fn write_in_savepoint(&mut self, work: &Work) -> Result<Output> {
+        self.conn
+            .execute_batch("SAVEPOINT job")
+            .map_err(Error::sqlite("begin batch"))?;
+        match write_job(&self.conn, &mut self.cache, work) {
+            Ok(output) => {
+                self.conn
+                    .execute_batch("RELEASE job")
+                    .map_err(Error::sqlite("end batch"))?;
+                Ok(output)
+            }
+            Err(e) => {
+                self.cache.forget_ids();
+                // If even this fails, the commit that follows fails too and
+                // every job of the group reports it.
+                let _ = self.conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                Err(e)
+            }
         }
     }
 }
 
-fn write_job(
-    conn: &Connection,
-    ids: &mut HashMap<(MetricKind, String), i64>,
-    work: &Work,
-) -> Result<Output> {
+fn write_job(conn: &Connection, cache: &mut Cache, work: &Work) -> Result<Output> {
     match work {
-        Work::Tasks(tasks) => insert_tasks(conn, ids, tasks).map(Output::Tasks),
+        Work::Tasks(tasks) => insert_tasks(conn, cache, tasks).map(Output::Tasks),
         Work::Agents(metrics) => {
             let records = metrics.iter().map(AgentMetric::entity);
-            insert_entities(conn, ids, MetricKind::Agent, records).map(Output::Ids)
+            insert_entities(conn, cache, MetricKind::Agent, records).map(Output::Ids)
         }
         Work::Swarms(metrics) => {
             let records = metrics.iter().map(SwarmMetric::entity);
-            insert_entities(conn, ids, MetricKind::Swarm, records).map(Output::Ids)
+            insert_entities(conn, cache, MetricKind::Swarm, records).map(Output::Ids)
         }
+        Work::DeleteBefore {
+            kind,
+            cutoff,
+            limit,
+        } => crate::retention::delete_chunk(conn, *kind, *cutoff, *limit).map(Output::Deleted),
     }
 }
 
 /// The interned integer for an agent or swarm id, created on first use.
-fn intern(
-    conn: &Connection,
-    ids: &mut HashMap<(MetricKind, String), i64>,
-    kind: MetricKind,
-    name: &str,
-) -> Result<i64> {
-    if let Some(&id) = ids.get(&(kind, name.to_owned())) {
-        return Ok(id);
-    }
-    let (select, insert) = match kind {
+fn intern(conn: &Connection, cache: &mut Cache, kind: MetricKind, name: &str) -> Result<i64> {
+    let (map, select, insert) = match kind {
         MetricKind::Swarm => (
+            &mut cache.swarms,
             "SELECT id FROM swarms WHERE name = ?1",
             "INSERT INTO swarms (name) VALUES (?1) RETURNING id",
         ),
         _ => (
+            &mut cache.agents,
             "SELECT id FROM agents WHERE name = ?1",
             "INSERT INTO agents (name) VALUES (?1) RETURNING id",
         ),
     };
+    if let Some(&id) = map.get(name) {
+        return Ok(id);
+    }
     let found = conn
         .prepare_cached(select)
         .and_then(|mut s| s.query_row([name], |r| r.get(0)).optional())
@@ -277,38 +341,74 @@ fn intern(
             .and_then(|mut s| s.query_row([name], |r| r.get(0)))
             .map_err(Error::sqlite("intern id"))?,
     };
-    ids.insert((kind, name.to_owned()), id);
+    map.insert(name.to_owned(), id);
     Ok(id)
 }
 
 const INSERT_TASK: &str = "\
 INSERT INTO task_metrics
     (timestamp, seq, task_id, agent, swarm, duration_ms, result, tokens_used, files_changed)
-VALUES
-    (?1, coalesce((SELECT max(seq) + 1 FROM task_metrics WHERE timestamp = ?1), 0),
-     ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
 ON CONFLICT (task_id, timestamp) DO NOTHING";
 
-fn insert_tasks(
-    conn: &Connection,
-    ids: &mut HashMap<(MetricKind, String), i64>,
-    tasks: &[TaskMetric],
-) -> Result<usize> {
+/// `seq` for a new row at `timestamp`: 0 unless rows already share it. A
+/// row later than every stored one needs no look-up.
+fn next_seq(conn: &Connection, cache: &mut Cache, timestamp: i64) -> Result<i64> {
+    let max = match cache.max_task_timestamp {
+        Some(max) => max,
+        None => conn
+            .prepare_cached("SELECT max(timestamp) FROM task_metrics")
+            .and_then(|mut s| s.query_row([], |r| r.get::<_, Option<i64>>(0)))
+            .map_err(Error::sqlite("store task metrics"))?
+            .unwrap_or(i64::MIN),
+    };
+    cache.max_task_timestamp = Some(max.max(timestamp));
+    if timestamp > max {
+        return Ok(0);
+    }
+    conn.prepare_cached("SELECT coalesce(max(seq) + 1, 0) FROM task_metrics WHERE timestamp = ?1")
+        .and_then(|mut s| s.query_row([timestamp], |r| r.get(0)))
+        .map_err(Error::sqlite("store task metrics"))
+}
+
+/// Records that `agent` ran tasks in `swarm`, which swarm queries use to
+/// find the swarm's tasks through the agent index.
+fn link_agent_swarm(conn: &Connection, cache: &mut Cache, agent: i64, swarm: i64) -> Result<()> {
+    if cache.agent_swarms.contains(&(swarm, agent)) {
+        return Ok(());
+    }
+    conn.prepare_cached(
+        "INSERT INTO agent_swarms (swarm, agent) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+    )
+    .and_then(|mut s| s.execute((swarm, agent)))
+    .map_err(Error::sqlite("store task metrics"))?;
+    cache.agent_swarms.insert((swarm, agent));
+    Ok(())
+}
+
+fn insert_tasks(conn: &Connection, cache: &mut Cache, tasks: &[TaskMetric]) -> Result<usize> {
     let mut inserted = 0;
+    let mut stmt = conn
+        .prepare_cached(INSERT_TASK)
+        .map_err(Error::sqlite("store task metrics"))?;
     for task in tasks {
-        let agent = intern(conn, ids, MetricKind::Agent, &task.agent_id)?;
+        let agent = intern(conn, cache, MetricKind::Agent, &task.agent_id)?;
         let swarm = match &task.swarm_id {
-            Some(name) => Some(intern(conn, ids, MetricKind::Swarm, name)?),
+            Some(name) => {
+                let swarm = intern(conn, cache, MetricKind::Swarm, name)?;
+                link_agent_swarm(conn, cache, agent, swarm)?;
+                Some(swarm)
+            }
             None => None,
         };
+        let timestamp = to_micros(task.timestamp);
+        let seq = next_seq(conn, cache, timestamp)?;
         // Validated before submission: every count fits an i64.
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        let mut stmt = conn
-            .prepare_cached(INSERT_TASK)
-            .map_err(Error::sqlite("store task metrics"))?;
         inserted += stmt
             .execute(params![
-                to_micros(task.timestamp),
+                timestamp,
+                seq,
                 task.task_id,
                 agent,
                 swarm,
@@ -324,47 +424,59 @@ fn insert_tasks(
 
 fn insert_entities<'a>(
     conn: &Connection,
-    ids: &mut HashMap<(MetricKind, String), i64>,
+    cache: &mut Cache,
     kind: MetricKind,
     records: impl Iterator<Item = Result<EntityRecord<'a>>>,
 ) -> Result<Vec<i64>> {
-    let sql = match kind {
-        MetricKind::Swarm => {
+    let (sql, operation) = match kind {
+        MetricKind::Swarm => (
             "INSERT INTO swarm_metrics (swarm, metric_type, value, metadata, timestamp) \
-             VALUES (?1, ?2, ?3, ?4, ?5)"
-        }
-        _ => {
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "store swarm metrics",
+        ),
+        _ => (
             "INSERT INTO agent_metrics (agent, metric_type, value, metadata, timestamp) \
-             VALUES (?1, ?2, ?3, ?4, ?5)"
-        }
-    };
-    let operation = match kind {
-        MetricKind::Swarm => "store swarm metrics",
-        _ => "store agent metrics",
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "store agent metrics",
+        ),
     };
     let mut out = Vec::new();
     for record in records {
         let record = record?;
-        let id = intern(conn, ids, kind, record.id)?;
+        let id = intern(conn, cache, kind, record.id)?;
         let metadata = record.metadata.map(|m| m.to_string());
-        let mut stmt = conn.prepare_cached(sql).map_err(Error::sqlite(operation))?;
-        stmt.execute(params![
-            id,
-            record.metric_type.code(),
-            record.value,
-            metadata,
-            to_micros(record.timestamp),
-        ])
-        .map_err(Error::sqlite(operation))?;
+        conn.prepare_cached(sql)
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    id,
+                    record.metric_type.code(),
+                    record.value,
+                    metadata,
+                    to_micros(record.timestamp),
+                ])
+            })
+            .map_err(Error::sqlite(operation))?;
         out.push(conn.last_insert_rowid());
     }
     Ok(out)
 }
 
-/// rusqlite errors are not `Clone`; a commit failure is reported to every
-/// caller of the group, so it is rebuilt from its code and message.
-fn copy_error(operation: &'static str, e: &rusqlite::Error) -> Error {
-    let source = match e {
+/// Errors are not `Clone`; a failure that every job of a group shares is
+/// rebuilt for each from its code and message.
+fn copy_error(e: &Error) -> Error {
+    let (operation, source) = match e {
+        Error::Sqlite { operation, source } => (*operation, source),
+        other => {
+            return Error::Sqlite {
+                operation: "write",
+                source: rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+                    Some(other.to_string()),
+                ),
+            }
+        }
+    };
+    let source = match source {
         rusqlite::Error::SqliteFailure(code, msg) => {
             rusqlite::Error::SqliteFailure(*code, msg.clone())
         }
@@ -374,17 +486,4 @@ fn copy_error(operation: &'static str, e: &rusqlite::Error) -> Error {
         ),
     };
     Error::Sqlite { operation, source }
-}
-
-fn copy_error_of(e: &Error) -> Error {
-    match e {
-        Error::Sqlite { operation, source } => copy_error(operation, source),
-        other => Error::Sqlite {
-            operation: "commit",
-            source: rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
-                Some(other.to_string()),
-            ),
-        },
-    }
 }

@@ -79,14 +79,15 @@ fn task_queries_use_indexes() {
             task,
             shape,
             &Filter::new().swarm("s").range(range()),
-            "idx_task_metrics_swarm (swarm=? AND timestamp>? AND timestamp<?)",
+            // A swarm is read through the ranges of its agents.
+            "idx_task_metrics_agent (agent=? AND timestamp>? AND timestamp<?)",
         );
         assert_indexed(
             &store,
             task,
             shape,
             &Filter::new().swarm("s"),
-            "idx_task_metrics_swarm (swarm=?)",
+            "idx_task_metrics_agent (agent=?)",
         );
         assert_indexed(
             &store,

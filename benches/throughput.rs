@@ -1,0 +1,575 @@
+//! Throughput, latency and size of swarm-metrics against a hand-written
+//! rusqlite baseline on the reference's task_metrics shape (integer
+//! timestamps, its primary key and three indexes), measured in one run.
+//!
+//! ```text
+//! cargo bench --bench throughput                         # 1,000,000 task metrics
+//! SWARM_BENCH_ROWS=100000 cargo bench --bench throughput # quicker
+//! ```
+//!
+//! Prints one row per workload: the library's figure, the baseline's, and
+//! their ratio (library / baseline; the last column says which way is
+//! better).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection};
+use swarm_metrics::{
+    AggregationType, Filter, MetricKind, MetricsStorage, TaskMetric, TaskResult, TimeRange,
+};
+
+const AGENTS: u64 = 100;
+const SWARMS: u64 = 10;
+const DAYS: i64 = 30;
+const BATCH: usize = 1_000;
+const QUERY_SAMPLES: usize = 200;
+
+/// A small deterministic generator: every run stores the same metrics.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+}
+
+/// The i-th of `rows` task metrics spread evenly over the 30 days before
+/// `end`, time-ordered.
+fn task(i: u64, rows: u64, end: DateTime<Utc>, rng: &mut Lcg) -> TaskMetric {
+    let span_us = DAYS * 86_400_000_000;
+    let at = end - chrono::Duration::microseconds(span_us - (i as i64 * span_us) / rows as i64);
+    let agent = rng.next() % AGENTS;
+    let result = match rng.next() % 100 {
+        0..=84 => TaskResult::Success,
+        85..=94 => TaskResult::Failure,
+        95..=97 => TaskResult::Timeout,
+        _ => TaskResult::Cancelled,
+    };
+    TaskMetric::new(
+        format!("task-{i:08}"),
+        format!("agent-{agent:03}"),
+        100 + rng.next() % 60_000,
+        result,
+    )
+    .swarm(format!("swarm-{:02}", agent % SWARMS))
+    .tokens(rng.next() % 8_000)
+    .files(rng.next() % 20)
+    .at(at)
+}
+
+fn tasks(range: std::ops::Range<u64>, rows: u64, end: DateTime<Utc>) -> Vec<TaskMetric> {
+    let mut rng = Lcg(range.start + 7);
+    range.map(|i| task(i, rows, end, &mut rng)).collect()
+}
+
+// ---------------------------------------------------------------- baseline
+
+const REFERENCE_SCHEMA: &str = "
+CREATE TABLE task_metrics (
+    task_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    duration_ms INTEGER,
+    result TEXT NOT NULL,
+    tokens_used INTEGER DEFAULT 0,
+    files_changed INTEGER DEFAULT 0,
+    timestamp INTEGER NOT NULL,
+    PRIMARY KEY (task_id, timestamp)
+);
+CREATE INDEX idx_task_metrics_agent ON task_metrics(agent_id, timestamp);
+CREATE INDEX idx_task_metrics_time ON task_metrics(timestamp);
+CREATE INDEX idx_task_metrics_result ON task_metrics(result, timestamp);";
+
+const RAW_INSERT: &str = "INSERT INTO task_metrics \
+    (task_id, agent_id, duration_ms, result, tokens_used, files_changed, timestamp) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+fn raw_open(path: &Path) -> Connection {
+    let conn = Connection::open(path).unwrap();
+    conn.busy_timeout(Duration::from_secs(30)).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
+    conn
+}
+
+fn raw_create(path: &Path) -> Connection {
+    let conn = raw_open(path);
+    conn.execute_batch(REFERENCE_SCHEMA).unwrap();
+    conn
+}
+
+fn raw_insert(conn: &Connection, t: &TaskMetric) {
+    conn.prepare_cached(RAW_INSERT)
+        .unwrap()
+        .execute(params![
+            t.task_id,
+            t.agent_id,
+            t.duration_ms as i64,
+            t.result.as_str(),
+            t.tokens_used as i64,
+            t.files_changed as i64,
+            t.timestamp.timestamp_micros()
+        ])
+        .unwrap();
+}
+
+// ------------------------------------------------------------- measurement
+
+struct Row {
+    name: &'static str,
+    unit: &'static str,
+    ours: f64,
+    baseline: Option<f64>,
+    higher_is_better: bool,
+}
+
+fn rate(rows: usize, elapsed: Duration) -> f64 {
+    rows as f64 / elapsed.as_secs_f64()
+}
+
+fn median_ms(mut samples: Vec<Duration>) -> f64 {
+    samples.sort();
+    samples[samples.len() / 2].as_secs_f64() * 1e3
+}
+
+/// Median latency of `f` over `QUERY_SAMPLES` calls, each on the i-th
+/// sample's arguments.
+fn median_of(mut f: impl FnMut(usize)) -> f64 {
+    f(0); // warm the caches and the statement cache
+    let samples = (0..QUERY_SAMPLES)
+        .map(|i| {
+            let start = Instant::now();
+            f(i);
+            start.elapsed()
+        })
+        .collect();
+    median_ms(samples)
+}
+
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or("?".to_owned(), |kb| {
+            format!("{:.0} GiB", kb / 1024.0 / 1024.0)
+        });
+    format!(
+        "{cpu}, {cores} cores, {memory}, {} {}, SQLite {}",
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+        rusqlite::version()
+    )
+}
+
+fn main() {
+    let rows: u64 = std::env::var("SWARM_BENCH_ROWS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|n| *n >= 10_000)
+        .unwrap_or(1_000_000);
+    let single_rows = (rows / 50).clamp(2_000, 20_000) as usize;
+    let dir = tempfile::tempdir().unwrap();
+    let end = swarm_metrics::now();
+    let mut table = Vec::new();
+    println!("swarm-metrics throughput: {rows} task metrics, {AGENTS} agents, {SWARMS} swarms, {DAYS} days");
+    println!("machine: {}\n", machine());
+
+    // store_batch: time-ordered batches of 1,000.
+    let ours_path = dir.path().join("ours.db");
+    let store = MetricsStorage::open(&ours_path).unwrap();
+    let mut stored = Duration::ZERO;
+    for start in (0..rows).step_by(BATCH) {
+        let batch = tasks(start..(start + BATCH as u64).min(rows), rows, end);
+        let clock = Instant::now();
+        store.store_task_metrics(&batch).unwrap();
+        stored += clock.elapsed();
+    }
+    let peak_rss = peak_rss_mb();
+    let raw_path = dir.path().join("raw.db");
+    let raw = raw_create(&raw_path);
+    let mut raw_stored = Duration::ZERO;
+    for start in (0..rows).step_by(BATCH) {
+        let batch = tasks(start..(start + BATCH as u64).min(rows), rows, end);
+        let clock = Instant::now();
+        let tx = raw.unchecked_transaction().unwrap();
+        for t in &batch {
+            raw_insert(&tx, t);
+        }
+        tx.commit().unwrap();
+        raw_stored += clock.elapsed();
+    }
+    table.push(Row {
+        name: "store_batch",
+        unit: "rows/s",
+        ours: rate(rows as usize, stored),
+        baseline: Some(rate(rows as usize, raw_stored)),
+        higher_is_better: true,
+    });
+    eprintln!("stored {rows} rows in both stores");
+
+    // store_single: one durable store per call.
+    let singles = tasks(0..single_rows as u64, single_rows as u64, end);
+    let raw_single = {
+        let conn = raw_create(&dir.path().join("raw-single.db"));
+        let clock = Instant::now();
+        for t in &singles {
+            raw_insert(&conn, t);
+        }
+        rate(single_rows, clock.elapsed())
+    };
+    let ours_single_1t = {
+        let s = MetricsStorage::open(dir.path().join("single-1t.db")).unwrap();
+        let clock = Instant::now();
+        for t in &singles {
+            s.store_task_metric(t).unwrap();
+        }
+        rate(single_rows, clock.elapsed())
+    };
+    let ours_single_8t = {
+        let s = MetricsStorage::open(dir.path().join("single-8t.db")).unwrap();
+        let clock = Instant::now();
+        std::thread::scope(|scope| {
+            for chunk in singles.chunks(single_rows.div_ceil(8)) {
+                let s = &s;
+                scope.spawn(move || {
+                    for t in chunk {
+                        s.store_task_metric(t).unwrap();
+                    }
+                });
+            }
+        });
+        rate(single_rows, clock.elapsed())
+    };
+    table.push(Row {
+        name: "store_single_1t",
+        unit: "rows/s",
+        ours: ours_single_1t,
+        baseline: Some(raw_single),
+        higher_is_better: true,
+    });
+    table.push(Row {
+        name: "store_single_8t",
+        unit: "rows/s",
+        ours: ours_single_8t,
+        baseline: Some(raw_single),
+        higher_is_better: true,
+    });
+    eprintln!("measured single stores");
+
+    // Queries over the full data set.
+    let mut rng = Lcg(99);
+    let windows: Vec<(String, i64)> = (0..=QUERY_SAMPLES)
+        .map(|_| {
+            let agent = format!("agent-{:03}", rng.next() % AGENTS);
+            let hours_back = 24 + (rng.next() % (DAYS as u64 * 24 - 48)) as i64;
+            (agent, hours_back)
+        })
+        .collect();
+    let range_of = |hours_back: i64, span_hours: i64| {
+        let start = end - chrono::Duration::hours(hours_back);
+        TimeRange::new(start, start + chrono::Duration::hours(span_hours)).unwrap()
+    };
+    let micros = |r: &TimeRange| (r.start().timestamp_micros(), r.end().timestamp_micros());
+
+    let ours = median_of(|i| {
+        let (agent, back) = &windows[i];
+        let filter = Filter::new().agent(agent).range(range_of(*back, 1));
+        std::hint::black_box(store.get_task_metrics(&filter, 1000).unwrap());
+    });
+    let base = median_of(|i| {
+        let (agent, back) = &windows[i];
+        let (a, b) = micros(&range_of(*back, 1));
+        let mut stmt = raw
+            .prepare_cached(
+                "SELECT task_id, agent_id, duration_ms, result, tokens_used, files_changed, timestamp \
+                 FROM task_metrics WHERE agent_id = ?1 AND timestamp BETWEEN ?2 AND ?3 \
+                 ORDER BY timestamp DESC LIMIT 1000",
+            )
+            .unwrap();
+        let rows: Vec<(String, String, i64, String, i64, i64, i64)> = stmt
+            .query_map(params![agent, a, b], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        std::hint::black_box(rows);
+    });
+    table.push(Row {
+        name: "query_agent_1h",
+        unit: "ms",
+        ours,
+        baseline: Some(base),
+        higher_is_better: false,
+    });
+
+    let ours = median_of(|i| {
+        let filter = Filter::new().range(range_of(windows[i].1, 24));
+        std::hint::black_box(
+            store
+                .aggregate_metrics(MetricKind::Task, AggregationType::Avg, &filter)
+                .unwrap(),
+        );
+    });
+    let base = median_of(|i| {
+        let (a, b) = micros(&range_of(windows[i].1, 24));
+        let v: Option<f64> = raw
+            .prepare_cached(
+                "SELECT avg(duration_ms) FROM task_metrics WHERE timestamp BETWEEN ?1 AND ?2",
+            )
+            .unwrap()
+            .query_row(params![a, b], |r| r.get(0))
+            .unwrap();
+        std::hint::black_box(v);
+    });
+    table.push(Row {
+        name: "aggregate_avg_24h",
+        unit: "ms",
+        ours,
+        baseline: Some(base),
+        higher_is_better: false,
+    });
+
+    let ours = median_of(|i| {
+        let filter = Filter::new().range(range_of(windows[i].1, 24));
+        std::hint::black_box(store.success_rate(&filter).unwrap());
+    });
+    let base = median_of(|i| {
+        let (a, b) = micros(&range_of(windows[i].1, 24));
+        let mut stmt = raw
+            .prepare_cached(
+                "SELECT result, count(*) FROM task_metrics WHERE timestamp BETWEEN ?1 AND ?2 GROUP BY result",
+            )
+            .unwrap();
+        let counts: Vec<(String, i64)> = stmt
+            .query_map(params![a, b], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        std::hint::black_box(counts);
+    });
+    table.push(Row {
+        name: "success_rate_24h",
+        unit: "ms",
+        ours,
+        baseline: Some(base),
+        higher_is_better: false,
+    });
+
+    let ours = median_of(|i| {
+        let filter = Filter::new().range(range_of(windows[i].1, 24));
+        std::hint::black_box(store.percentile(MetricKind::Task, 0.95, &filter).unwrap());
+    });
+    let base = median_of(|i| {
+        let (a, b) = micros(&range_of(windows[i].1, 24));
+        let mut stmt = raw
+            .prepare_cached(
+                "SELECT duration_ms FROM task_metrics WHERE timestamp BETWEEN ?1 AND ?2 ORDER BY duration_ms",
+            )
+            .unwrap();
+        let values: Vec<i64> = stmt
+            .query_map(params![a, b], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let rank = 0.95 * (values.len() - 1) as f64;
+        let (lo, hi) = (
+            values[rank.floor() as usize] as f64,
+            values[rank.ceil() as usize] as f64,
+        );
+        std::hint::black_box(lo + (hi - lo) * rank.fract());
+    });
+    table.push(Row {
+        name: "percentile_p95_24h",
+        unit: "ms",
+        ours,
+        baseline: Some(base),
+        higher_is_better: false,
+    });
+
+    let clock = Instant::now();
+    for _ in 0..3 {
+        std::hint::black_box(
+            store
+                .aggregate_metrics(MetricKind::Task, AggregationType::Avg, &Filter::new())
+                .unwrap(),
+        );
+    }
+    let ours = clock.elapsed().as_secs_f64() * 1e3 / 3.0;
+    let clock = Instant::now();
+    for _ in 0..3 {
+        let v: Option<f64> = raw
+            .query_row("SELECT avg(duration_ms) FROM task_metrics", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        std::hint::black_box(v);
+    }
+    let base = clock.elapsed().as_secs_f64() * 1e3 / 3.0;
+    table.push(Row {
+        name: "aggregate_avg_all",
+        unit: "ms",
+        ours,
+        baseline: Some(base),
+        higher_is_better: false,
+    });
+    eprintln!("measured queries");
+
+    // Size on disk after close, indexes included.
+    drop(store);
+    drop(raw);
+    let ours_bytes = file_size(&ours_path) as f64 / rows as f64;
+    let raw_bytes = file_size(&raw_path) as f64 / rows as f64;
+
+    // cleanup_half while a writer keeps storing single metrics.
+    let store = MetricsStorage::open(&ours_path).unwrap();
+    let (ours_cleanup, ours_wait) = {
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(|| {
+                let mut worst = Duration::ZERO;
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let t =
+                        TaskMetric::new(format!("live-{i}"), "agent-live", 10, TaskResult::Success);
+                    let clock = Instant::now();
+                    store.store_task_metric(&t).unwrap();
+                    worst = worst.max(clock.elapsed());
+                    i += 1;
+                }
+                worst
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            let clock = Instant::now();
+            let report = store.cleanup_old_metrics((DAYS / 2) as u32).unwrap();
+            let elapsed = clock.elapsed();
+            stop.store(true, Ordering::Relaxed);
+            assert!(report.task_metrics >= rows / 2 - rows / 100, "{report:?}");
+            (elapsed, writer.join().unwrap())
+        })
+    };
+    let raw = raw_open(&raw_path);
+    let (raw_cleanup, raw_wait) = {
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(|| {
+                let conn = raw_open(&raw_path);
+                let mut worst = Duration::ZERO;
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let t =
+                        TaskMetric::new(format!("live-{i}"), "agent-live", 10, TaskResult::Success);
+                    let clock = Instant::now();
+                    raw_insert(&conn, &t);
+                    worst = worst.max(clock.elapsed());
+                    i += 1;
+                }
+                worst
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            let cutoff = (end - chrono::Duration::days(DAYS / 2)).timestamp_micros();
+            let clock = Instant::now();
+            raw.execute("DELETE FROM task_metrics WHERE timestamp < ?1", [cutoff])
+                .unwrap();
+            let elapsed = clock.elapsed();
+            stop.store(true, Ordering::Relaxed);
+            (elapsed, writer.join().unwrap())
+        })
+    };
+    table.push(Row {
+        name: "cleanup_half",
+        unit: "ms",
+        ours: ours_cleanup.as_secs_f64() * 1e3,
+        baseline: Some(raw_cleanup.as_secs_f64() * 1e3),
+        higher_is_better: false,
+    });
+    table.push(Row {
+        name: "cleanup_max_writer_wait_ms",
+        unit: "ms",
+        ours: ours_wait.as_secs_f64() * 1e3,
+        baseline: Some(raw_wait.as_secs_f64() * 1e3),
+        higher_is_better: false,
+    });
+    table.push(Row {
+        name: "bytes_per_task",
+        unit: "bytes",
+        ours: ours_bytes,
+        baseline: Some(raw_bytes),
+        higher_is_better: false,
+    });
+    table.push(Row {
+        name: "peak_rss_mb",
+        unit: "MiB",
+        ours: peak_rss.unwrap_or(f64::NAN),
+        baseline: None,
+        higher_is_better: false,
+    });
+
+    println!(
+        "| {:<27} | {:>14} | {:>14} | {:>7} | {:<8} | {:<6} |",
+        "workload", "swarm-metrics", "raw rusqlite", "ratio", "better", "unit"
+    );
+    println!(
+        "|{:-<29}|{:->16}|{:->16}|{:->9}|{:-<10}|{:-<8}|",
+        "", "", "", "", "", ""
+    );
+    for row in &table {
+        let base = row.baseline.map_or("-".to_owned(), |b| format!("{b:.3}"));
+        let ratio = row
+            .baseline
+            .map_or("-".to_owned(), |b| format!("{:.2}x", row.ours / b));
+        println!(
+            "| {:<27} | {:>14.3} | {:>14} | {:>7} | {:<8} | {:<6} |",
+            row.name,
+            row.ours,
+            base,
+            ratio,
+            if row.higher_is_better {
+                "higher"
+            } else {
+                "lower"
+            },
+            row.unit
+        );
+    }
+}
