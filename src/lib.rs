@@ -35,6 +35,7 @@
 //! truncated.
 
 mod aggregate;
+mod checkpoint;
 mod error;
 mod generic;
 mod plan;

@@ -8,13 +8,14 @@ use std::time::Duration;
 use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{params_from_iter, Row};
+use rusqlite::{params_from_iter, Connection, Row};
 
+use crate::checkpoint::Checkpointer;
 use crate::error::{Error, Result};
 use crate::pool::{OpenReaders, ReaderManager};
 use crate::query::{from_micros, select_sql, validate_limit, Filter};
 use crate::record::{AgentMetric, MetricKind, Stored, SwarmMetric, TaskMetric, TaskResult};
-use crate::schema::{open_database, ConnectionSettings, Durability};
+use crate::schema::{classify_open_error, open_database, ConnectionSettings, Durability};
 use crate::writer::{Output, Work, Writer};
 
 /// Where [`MetricsStorage::open_default`] keeps its file, relative to the
@@ -214,7 +215,17 @@ impl MetricsStorage {
         let writer = if settings.read_only {
             None
         } else {
-            Some(Writer::new(first))
+            let conn = Connection::open_with_flags(&path, settings.flags())
+                .and_then(|conn| settings.apply(&conn, false).map(|()| conn))
+                .map_err(|source| {
+                    classify_open_error(&path, source, "open checkpoint connection")
+                })?;
+            let checkpointer = Checkpointer::start(conn).map_err(|source| Error::Io {
+                operation: "start checkpoint thread",
+                path: path.clone(),
+                source,
+            })?;
+            Some(Writer::new(first, Some(checkpointer))?)
         };
         let open_readers = Arc::new(OpenReaders::default());
         let manager = ReaderManager::new(
@@ -464,6 +475,9 @@ impl MetricsStorage {
     /// the same.
     pub fn close(mut self) -> Result<()> {
         self.closed = true;
+        if let Some(writer) = &self.writer {
+            writer.stop_checkpointer();
+        }
         let checkpoint = self.checkpoint();
         self.close_readers();
         checkpoint
@@ -498,6 +512,9 @@ impl MetricsStorage {
 impl Drop for MetricsStorage {
     fn drop(&mut self) {
         if !self.closed {
+            if let Some(writer) = &self.writer {
+                writer.stop_checkpointer();
+            }
             // Best effort: SQLite checkpoints again when the last
             // connection closes.
             let _ = self.checkpoint();

@@ -24,12 +24,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::checkpoint::{Checkpointer, BACKSTOP_PAGES};
 use crate::error::{Error, Result};
 use crate::query::to_micros;
 use crate::record::{AgentMetric, EntityRecord, MetricKind, SwarmMetric, TaskMetric};
-
-/// Groups a leader writes before handing over to the next caller.
-const MAX_ROUNDS: usize = 16;
 
 /// A write, owned so that the leader can do it on the caller's behalf.
 pub(crate) enum Work {
@@ -83,31 +81,37 @@ impl Cache {
 pub(crate) struct WriterConnection {
     conn: Connection,
     cache: Cache,
+    checkpointer: Option<Checkpointer>,
 }
 
-/// One caller's pending write and the slot its outcome is delivered to.
+/// One caller's pending write and the slot its result is delivered to.
 struct Job {
     work: Work,
-    outcome: Mutex<Option<Outcome>>,
+    result: Mutex<Option<Result<Output>>>,
     ready: Condvar,
-}
-
-enum Outcome {
-    Done(Result<Output>),
-    /// The previous leader is done and this caller leads the next group.
-    Lead,
 }
 
 #[derive(Default)]
 struct Queue {
     pending: Vec<Arc<Job>>,
-    leader_active: bool,
+    /// A write is under way (a caller's inline write or a group).
+    writing: bool,
+    stop: bool,
 }
 
-/// The single writer of a store.
-pub(crate) struct Writer {
+/// What the callers and the group-commit thread share.
+struct Shared {
     connection: Mutex<WriterConnection>,
     queue: Mutex<Queue>,
+    /// Wakes the group-commit thread.
+    work_queued: Condvar,
+}
+
+/// The single writer of a store: callers write inline when nothing else
+/// is being written, and otherwise queue for the group-commit thread.
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    group_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Locks a mutex, ignoring poisoning: the data behind these mutexes stays
@@ -118,93 +122,153 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Writer {
-    pub fn new(conn: Connection) -> Self {
-        Writer {
+    /// The writer over `conn`, with `checkpointer` taking the WAL
+    /// checkpoints off the commit path when given.
+    pub fn new(conn: Connection, checkpointer: Option<Checkpointer>) -> Result<Self> {
+        if checkpointer.is_some() {
+            conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)
+                .map_err(Error::sqlite("configure checkpoints"))?;
+        }
+        let shared = Arc::new(Shared {
             connection: Mutex::new(WriterConnection {
                 conn,
                 cache: Cache::default(),
+                checkpointer,
             }),
             queue: Mutex::new(Queue::default()),
+            work_queued: Condvar::new(),
+        });
+        let group_thread = std::thread::Builder::new()
+            .name("swarm-metrics-writer".to_owned())
+            .spawn({
+                let shared = Arc::clone(&shared);
+                move || shared.commit_groups()
+            })
+            .map_err(|e| {
+                Error::invalid(
+                    "writer",
+                    format!("cannot start the group-commit thread: {e}"),
+                )
+            })?;
+        Ok(Writer {
+            shared,
+            group_thread: Some(group_thread),
+        })
+    }
+
+    /// Stops background checkpoints (before the final one, on close).
+    pub fn stop_checkpointer(&self) {
+        if let Some(mut checkpointer) = lock(&self.shared.connection).checkpointer.take() {
+            checkpointer.stop();
         }
     }
 
     /// Exclusive use of the writer connection outside any transaction, for
-    /// maintenance (vacuum, checkpoints). Group commits wait meanwhile.
+    /// maintenance (vacuum, checkpoints). Writes wait meanwhile.
     pub fn with_connection<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let mut guard = lock(&self.connection);
+        let mut guard = lock(&self.shared.connection);
         let result = f(&guard.conn);
         guard.cache = Cache::default();
         result
     }
 
-    /// Does `work`, sharing a transaction with concurrent callers, and
-    /// returns once it is committed (or failed).
+    /// Does `work` and returns once it is committed (or failed): at once
+    /// on the caller's thread when nothing else is being written, otherwise
+    /// in the next group commit.
     pub fn submit(&self, work: Work) -> Result<Output> {
+        let shared = &*self.shared;
+        let mut queue = lock(&shared.queue);
+        if !queue.writing && queue.pending.is_empty() {
+            queue.writing = true;
+            drop(queue);
+            let job = Job {
+                work,
+                result: Mutex::new(None),
+                ready: Condvar::new(),
+            };
+            let result = lock(&shared.connection)
+                .write_group(std::slice::from_ref(&&job))
+                .pop();
+            let mut queue = lock(&shared.queue);
+            queue.writing = false;
+            if !queue.pending.is_empty() {
+                shared.work_queued.notify_one();
+            }
+            drop(queue);
+            return result.unwrap_or_else(|| Err(internal_error()));
+        }
         let job = Arc::new(Job {
             work,
-            outcome: Mutex::new(None),
+            result: Mutex::new(None),
             ready: Condvar::new(),
         });
-        let mut queue = lock(&self.queue);
         queue.pending.push(Arc::clone(&job));
-        if queue.leader_active {
-            drop(queue);
-            let mut slot = lock(&job.outcome);
-            loop {
-                match slot.take() {
-                    Some(Outcome::Done(result)) => return result,
-                    Some(Outcome::Lead) => break,
-                    None => slot = job.ready.wait(slot).unwrap_or_else(PoisonError::into_inner),
-                }
-            }
-        } else {
-            queue.leader_active = true;
-            drop(queue);
-        }
-        self.lead(&job)
-    }
-
-    /// Writes queued groups, this caller's first, hands the results out,
-    /// and passes leadership on.
-    fn lead(&self, own: &Arc<Job>) -> Result<Output> {
-        let mut own_result = None;
-        for _ in 0..MAX_ROUNDS {
-            let group = std::mem::take(&mut lock(&self.queue).pending);
-            if group.is_empty() {
-                break;
-            }
-            let results = lock(&self.connection).write_group(&group);
-            for (job, result) in group.iter().zip(results) {
-                if Arc::ptr_eq(job, own) {
-                    own_result = Some(result);
-                } else {
-                    *lock(&job.outcome) = Some(Outcome::Done(result));
-                    job.ready.notify_one();
-                }
-            }
-        }
-        let mut queue = lock(&self.queue);
-        match queue.pending.first() {
-            Some(next) => {
-                *lock(&next.outcome) = Some(Outcome::Lead);
-                next.ready.notify_one();
-            }
-            None => queue.leader_active = false,
+        if !queue.writing {
+            shared.work_queued.notify_one();
         }
         drop(queue);
-        own_result.unwrap_or_else(|| {
-            Err(Error::invalid(
-                "writer",
-                "internal error: the leader's own job was not written",
-            ))
-        })
+        let mut slot = lock(&job.result);
+        loop {
+            match slot.take() {
+                Some(result) => return result,
+                None => slot = job.ready.wait(slot).unwrap_or_else(PoisonError::into_inner),
+            }
+        }
     }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        lock(&self.shared.queue).stop = true;
+        self.shared.work_queued.notify_one();
+        if let Some(thread) = self.group_thread.take() {
+            // The thread only writes queued jobs, and there are none left:
+            // every caller has returned before the writer is dropped.
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Shared {
+    /// The group-commit thread: writes everything queued while another
+    /// write was under way, in one transaction, until told to stop.
+    fn commit_groups(&self) {
+        loop {
+            let mut queue = lock(&self.queue);
+            while (queue.pending.is_empty() || queue.writing) && !queue.stop {
+                queue = self
+                    .work_queued
+                    .wait(queue)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            if queue.pending.is_empty() && queue.stop {
+                return;
+            }
+            if queue.writing {
+                continue;
+            }
+            let group = std::mem::take(&mut queue.pending);
+            queue.writing = true;
+            drop(queue);
+            let jobs: Vec<&Job> = group.iter().map(|job| &**job).collect();
+            let results = lock(&self.connection).write_group(&jobs);
+            for (job, result) in group.iter().zip(results) {
+                *lock(&job.result) = Some(result);
+                job.ready.notify_one();
+            }
+            lock(&self.queue).writing = false;
+        }
+    }
+}
+
+fn internal_error() -> Error {
+    Error::invalid("writer", "internal error: a write produced no result")
 }
 
 impl WriterConnection {
     /// Writes a group in one transaction: first without savepoints; if a
     /// job fails, again with one savepoint per job.
-    fn write_group(&mut self, group: &[Arc<Job>]) -> Vec<Result<Output>> {
+    fn write_group(&mut self, group: &[&Job]) -> Vec<Result<Output>> {
         if let Err(e) = self.begin() {
             return group.iter().map(|_| Err(copy_error(&e))).collect();
         }
@@ -256,10 +320,17 @@ impl WriterConnection {
             .prepare_cached("COMMIT")
             .and_then(|mut s| s.execute([]))
             .map_err(Error::sqlite("commit"));
-        if let Err(e) = commit {
-            self.rollback();
-            for r in results.iter_mut().filter(|r| r.is_ok()) {
-                *r = Err(copy_error(&e));
+        match commit {
+            Ok(_) => {
+                if let Some(checkpointer) = &self.checkpointer {
+                    checkpointer.note_commit();
+                }
+            }
+            Err(e) => {
+                self.rollback();
+                for r in results.iter_mut().filter(|r| r.is_ok()) {
+                    *r = Err(copy_error(&e));
+                }
             }
         }
         results
