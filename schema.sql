@@ -49,13 +49,15 @@ INSERT INTO metric_types (code, name) VALUES
 CREATE TABLE task_metrics (
     timestamp     INTEGER NOT NULL,
     seq           INTEGER NOT NULL,
-    task_id       TEXT    NOT NULL,
-    agent         INTEGER NOT NULL REFERENCES agents (id),
-    swarm         INTEGER REFERENCES swarms (id),
-    duration_ms   INTEGER NOT NULL CHECK (duration_ms >= 0),
+    -- The columns aggregates read come first: SQLite finds a column by
+    -- walking the ones before it.
     result        INTEGER NOT NULL CHECK (result BETWEEN 0 AND 3),
+    duration_ms   INTEGER NOT NULL CHECK (duration_ms >= 0),
     tokens_used   INTEGER NOT NULL CHECK (tokens_used >= 0),
     files_changed INTEGER NOT NULL CHECK (files_changed >= 0),
+    agent         INTEGER NOT NULL REFERENCES agents (id),
+    swarm         INTEGER REFERENCES swarms (id),
+    task_id       TEXT    NOT NULL,
     PRIMARY KEY (timestamp, seq)
 ) WITHOUT ROWID;
 

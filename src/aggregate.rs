@@ -155,8 +155,7 @@ impl MetricsStorage {
         }
         filter.validate(kind, true)?;
         let (column, metric_type) = aggregated_column(kind, filter.metric_type)?;
-        let (clause, params) = filter.where_clause(kind);
-        let sql = format!("SELECT m.{column} FROM {} m WHERE {clause}", kind.table());
+        let (sql, params) = percentile_sql(kind, filter)?;
         let mut values = self.read_rows(&sql, params, "compute percentile", |row| {
             match row
                 .get_ref(0)
@@ -192,17 +191,18 @@ impl MetricsStorage {
     pub fn success_rate(&self, filter: &Filter) -> Result<SuccessRate> {
         filter.validate(MetricKind::Task, false)?;
         let (sql, params) = success_rate_sql(filter);
-        let counts = self.read_rows(&sql, params, "compute success rate", |row| {
-            let code: i64 = row.get(0).map_err(Error::sqlite("compute success rate"))?;
-            let n: i64 = row.get(1).map_err(Error::sqlite("compute success rate"))?;
-            let result = TaskResult::from_code(code).ok_or_else(|| Error::CorruptRow {
-                table: "task_metrics",
-                reason: format!("unknown result code {code}"),
-            })?;
-            Ok((result, u64::try_from(n).unwrap_or(0)))
+        let rows = self.read_rows(&sql, params, "compute success rate", |row| {
+            TaskResult::ALL
+                .iter()
+                .enumerate()
+                .map(|(i, result)| {
+                    let n: i64 = row.get(i).map_err(Error::sqlite("compute success rate"))?;
+                    Ok((*result, u64::try_from(n).unwrap_or(0)))
+                })
+                .collect::<Result<Vec<_>>>()
         })?;
         let mut rate = SuccessRate::default();
-        for (result, n) in counts {
+        for (result, n) in rows.into_iter().flatten() {
             rate.add(result, n);
         }
         Ok(rate)
@@ -253,11 +253,26 @@ pub(crate) fn aggregate_sql(
     Ok((sql, params))
 }
 
-/// The query behind `success_rate`: task counts per result.
+/// The query behind `percentile`: the values to rank.
+pub(crate) fn percentile_sql(kind: MetricKind, filter: &Filter) -> Result<(String, Vec<SqlValue>)> {
+    let (column, _) = aggregated_column(kind, filter.metric_type)?;
+    let (clause, params) = filter.where_clause(kind);
+    let sql = format!("SELECT m.{column} FROM {} m WHERE {clause}", kind.table());
+    Ok((sql, params))
+}
+
+/// The query behind `success_rate`: the task counts of each result, in
+/// code order, read in one pass (a `GROUP BY` would sort).
 pub(crate) fn success_rate_sql(filter: &Filter) -> (String, Vec<SqlValue>) {
     let (clause, params) = filter.where_clause(MetricKind::Task);
-    let sql =
-        format!("SELECT m.result, count(*) FROM task_metrics m WHERE {clause} GROUP BY m.result");
+    let counts: Vec<String> = TaskResult::ALL
+        .iter()
+        .map(|r| format!("count(*) FILTER (WHERE m.result = {})", r.code()))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM task_metrics m WHERE {clause}",
+        counts.join(", ")
+    );
     (sql, params)
 }
 

@@ -3,7 +3,7 @@
 
 use rusqlite::params_from_iter;
 
-use crate::aggregate::{aggregate_sql, sql_function, success_rate_sql};
+use crate::aggregate::{aggregate_sql, percentile_sql, sql_function, success_rate_sql};
 use crate::error::{Error, Result};
 use crate::query::{select_sql, Filter};
 use crate::record::{AggregationType, MetricKind};
@@ -18,6 +18,8 @@ pub enum QueryShape {
     Aggregate(AggregationType),
     /// `success_rate` (task metrics only).
     SuccessRate,
+    /// `percentile` and `percentiles`.
+    Percentile,
 }
 
 impl MetricsStorage {
@@ -43,6 +45,10 @@ impl MetricsStorage {
             QueryShape::Aggregate(aggregation) => {
                 filter.validate(kind, true)?;
                 aggregate_sql(kind, sql_function(aggregation), filter)?
+            }
+            QueryShape::Percentile => {
+                filter.validate(kind, true)?;
+                percentile_sql(kind, filter)?
             }
             QueryShape::SuccessRate if kind == MetricKind::Task => {
                 filter.validate(kind, false)?;

@@ -134,6 +134,18 @@ fn model_aggregate(aggregation: AggregationType, values: &[f64]) -> Option<f64> 
     }
 }
 
+/// numpy's default quantile, on a sorted copy.
+fn model_quantile(values: &[f64], q: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+    Some(sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64))
+}
+
 fn assert_close(got: Option<f64>, want: Option<f64>, what: &str) {
     match (got, want) {
         (None, None) => {}
@@ -187,6 +199,12 @@ proptest! {
             ] {
                 let values: Vec<f64> = matching.iter().map(|t| column(t) as f64).collect();
                 let with_type = filter.clone().metric_type(metric_type);
+                let qs = [0.0, 0.25, 0.5, 0.9, 0.95, 0.99, 1.0];
+                let got = store.percentiles(MetricKind::Task, &qs, &with_type).unwrap();
+                for (p, q) in got.iter().zip(qs) {
+                    prop_assert_eq!(p.count, values.len() as u64);
+                    assert_close(p.value, model_quantile(&values, q), &format!("p{q} {metric_type} {filter:?}"));
+                }
                 for aggregation in AggregationType::ALL {
                     let got = store.aggregate_metrics(MetricKind::Task, *aggregation, &with_type).unwrap();
                     prop_assert_eq!(got.count, values.len() as u64);

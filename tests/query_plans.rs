@@ -50,6 +50,7 @@ fn task_queries_use_indexes() {
         QueryShape::Aggregate(AggregationType::Avg),
         QueryShape::Aggregate(AggregationType::Stddev),
         QueryShape::SuccessRate,
+        QueryShape::Percentile,
     ];
     for shape in shapes {
         let task = MetricKind::Task;
