@@ -277,7 +277,7 @@ pub(crate) fn success_rate_sql(filter: &Filter) -> (String, Vec<SqlValue>) {
 }
 
 /// The column aggregated for `kind`, and the metric type the result names.
-fn aggregated_column(
+pub(crate) fn aggregated_column(
     kind: MetricKind,
     metric_type: Option<MetricType>,
 ) -> Result<(&'static str, Option<MetricType>)> {

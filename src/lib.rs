@@ -35,6 +35,7 @@
 //! truncated.
 
 mod aggregate;
+mod analytics;
 mod checkpoint;
 mod error;
 mod generic;
@@ -48,6 +49,10 @@ mod storage;
 mod writer;
 
 pub use aggregate::{Aggregate, Percentile, SuccessRate};
+pub use analytics::{
+    Bucket, BucketValue, DurationStats, GroupBy, Grouped, Measure, Outlier, RankBy, Ranked,
+    Summary, P50, P90, P95, P99,
+};
 pub use error::{Error, Result};
 pub use generic::{parse_filter, parse_metric, Parsed};
 pub use plan::QueryShape;

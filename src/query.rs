@@ -264,6 +264,20 @@ impl Filter {
 /// The query behind `get_*_metrics`: rows of `kind` matching `filter`,
 /// newest first, at most `limit`, with their parameters.
 pub(crate) fn select_sql(kind: MetricKind, filter: &Filter, limit: i64) -> (String, Vec<SqlValue>) {
+    let order = match kind {
+        MetricKind::Task => "m.timestamp DESC, m.seq DESC",
+        _ => "m.timestamp DESC, m.metric_id DESC",
+    };
+    select_sql_ordered(kind, filter, limit, order)
+}
+
+/// [`select_sql`] with another order.
+pub(crate) fn select_sql_ordered(
+    kind: MetricKind,
+    filter: &Filter,
+    limit: i64,
+    order: &str,
+) -> (String, Vec<SqlValue>) {
     let (clause, mut params) = filter.where_clause(kind);
     params.push(SqlValue::Integer(limit));
     let limit_param = params.len();
@@ -275,7 +289,7 @@ pub(crate) fn select_sql(kind: MetricKind, filter: &Filter, limit: i64) -> (Stri
              CROSS JOIN agents a ON a.id = m.agent \
              LEFT JOIN swarms s ON s.id = m.swarm \
              WHERE {clause} \
-             ORDER BY m.timestamp DESC, m.seq DESC LIMIT ?{limit_param}"
+             ORDER BY {order} LIMIT ?{limit_param}"
         ),
         MetricKind::Agent | MetricKind::Swarm => {
             let (table, names, id_column) = match kind {
@@ -286,7 +300,7 @@ pub(crate) fn select_sql(kind: MetricKind, filter: &Filter, limit: i64) -> (Stri
                 "SELECT m.metric_id, n.name, m.metric_type, m.value, m.metadata, m.timestamp \
                  FROM {table} m CROSS JOIN {names} n ON n.id = m.{id_column} \
                  WHERE {clause} \
-                 ORDER BY m.timestamp DESC, m.metric_id DESC LIMIT ?{limit_param}"
+                 ORDER BY {order} LIMIT ?{limit_param}"
             )
         }
     };

@@ -13,7 +13,7 @@ use rusqlite::{params_from_iter, Connection, Row};
 use crate::checkpoint::Checkpointer;
 use crate::error::{Error, Result};
 use crate::pool::{OpenReaders, ReaderManager};
-use crate::query::{from_micros, select_sql, validate_limit, Filter};
+use crate::query::{from_micros, select_sql, select_sql_ordered, validate_limit, Filter};
 use crate::record::{AgentMetric, MetricKind, Stored, SwarmMetric, TaskMetric, TaskResult};
 use crate::schema::{classify_open_error, open_database, ConnectionSettings, Durability};
 use crate::writer::{Output, Work, Writer};
@@ -375,6 +375,20 @@ impl MetricsStorage {
         filter.validate(MetricKind::Task, false)?;
         let limit = validate_limit(limit)?;
         let (sql, params) = select_sql(MetricKind::Task, filter, limit);
+        self.read_rows(&sql, params, "query task metrics", task_from_row)
+    }
+
+    /// Task metrics matching `filter` in another order (an SQL `ORDER BY`
+    /// list over the table aliased `m`), at most `limit`.
+    pub(crate) fn get_task_metrics_ordered(
+        &self,
+        filter: &Filter,
+        limit: usize,
+        order: &str,
+    ) -> Result<Vec<TaskMetric>> {
+        filter.validate(MetricKind::Task, false)?;
+        let limit = validate_limit(limit)?;
+        let (sql, params) = select_sql_ordered(MetricKind::Task, filter, limit, order);
         self.read_rows(&sql, params, "query task metrics", task_from_row)
     }
 

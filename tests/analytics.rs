@@ -1,0 +1,392 @@
+//! Grouped results, time series, rankings, summaries and outliers against
+//! plain models of the same records.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use common::*;
+use proptest::prelude::*;
+use swarm_metrics::{
+    AgentMetric, AggregationType, BucketValue, Error, Filter, GroupBy, Measure, MetricKind,
+    MetricType, MetricsStorage, RankBy, SuccessRate, TaskMetric, TaskResult, TimeRange,
+};
+
+/// The group key a task falls in.
+type KeyOf = fn(&TaskMetric) -> Option<String>;
+
+fn rate_of<'a>(tasks: impl IntoIterator<Item = &'a TaskMetric>) -> SuccessRate {
+    let mut rate = SuccessRate::default();
+    for t in tasks {
+        rate.add(t.result, 1);
+    }
+    rate
+}
+
+fn bucket_start(t: DateTime<Utc>, width: Duration) -> i64 {
+    let w = width.num_microseconds().unwrap();
+    t.timestamp_micros().div_euclid(w) * w
+}
+
+fn setup(tasks: &[TaskMetric], chunk: usize) -> (MetricsStorage, Vec<TaskMetric>) {
+    let store = MetricsStorage::temporary().unwrap();
+    store_in_chunks(&store, tasks, chunk);
+    (store, task_model(tasks))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    #[test]
+    fn groups_match_the_model(
+        tasks in prop::collection::vec(task_strategy(), 0..80),
+        chunk in 1..20usize,
+        filter in task_filter_strategy(),
+    ) {
+        let (store, model) = setup(&tasks, chunk);
+        let matching: Vec<&TaskMetric> = model.iter().filter(|t| task_matches(&filter, t)).collect();
+        let keys: [(GroupBy, KeyOf); 3] = [
+            (GroupBy::Agent, |t| Some(t.agent_id.clone())),
+            (GroupBy::Swarm, |t| t.swarm_id.clone()),
+            (GroupBy::Result, |t| Some(t.result.to_string())),
+        ];
+        for (group_by, key_of) in keys {
+            let mut groups: BTreeMap<Option<String>, Vec<&TaskMetric>> = BTreeMap::new();
+            for t in &matching {
+                groups.entry(key_of(t)).or_default().push(t);
+            }
+            for aggregation in [AggregationType::Count, AggregationType::Sum, AggregationType::Max, AggregationType::Stddev] {
+                let got = store.aggregate_by(MetricKind::Task, aggregation, group_by, &filter).unwrap();
+                prop_assert_eq!(got.len(), groups.len());
+                for (g, (key, members)) in got.iter().zip(&groups) {
+                    prop_assert_eq!(&g.key, key);
+                    let values: Vec<f64> = members.iter().map(|t| t.duration_ms as f64).collect();
+                    prop_assert_eq!(g.value.count, values.len() as u64);
+                    assert_close(g.value.value, model_aggregate(aggregation, &values), &format!("{group_by:?} {aggregation}"));
+                }
+            }
+            let got = store.success_rate_by(group_by, &filter).unwrap();
+            prop_assert_eq!(got.len(), groups.len());
+            for g in &got {
+                prop_assert_eq!(g.value, rate_of(groups[&g.key].iter().copied()));
+            }
+            prop_assert!(got.windows(2).all(|w| w[0].value.rate >= w[1].value.rate), "best rate first");
+        }
+    }
+
+    #[test]
+    fn series_match_the_model(
+        tasks in prop::collection::vec(task_strategy(), 0..80),
+        width_minutes in 1..45i64,
+        filter in task_filter_strategy(),
+        q in 0.0..=1.0f64,
+    ) {
+        let (store, model) = setup(&tasks, 10);
+        let width = Duration::minutes(width_minutes);
+        let mut buckets: BTreeMap<i64, Vec<&TaskMetric>> = BTreeMap::new();
+        for t in model.iter().filter(|t| task_matches(&filter, t)) {
+            buckets.entry(bucket_start(t.timestamp, width)).or_default().push(t);
+        }
+
+        let sums = store.series(MetricKind::Task, Measure::Aggregate(AggregationType::Sum), width, &filter, false).unwrap();
+        prop_assert_eq!(sums.len(), buckets.len());
+        for (b, (start, members)) in sums.iter().zip(&buckets) {
+            prop_assert_eq!(b.start.timestamp_micros(), *start);
+            let BucketValue::Aggregate(a) = b.value else { panic!("not an aggregate") };
+            prop_assert_eq!(a.count, members.len() as u64);
+            prop_assert_eq!(a.value, Some(members.iter().map(|t| t.duration_ms as f64).sum::<f64>()));
+        }
+
+        let rates = store.series(MetricKind::Task, Measure::SuccessRate, width, &filter, false).unwrap();
+        for (b, members) in rates.iter().zip(buckets.values()) {
+            prop_assert_eq!(b.value, BucketValue::SuccessRate(rate_of(members.iter().copied())));
+        }
+
+        let percentiles = store.series(MetricKind::Task, Measure::Percentile(q), width, &filter, false).unwrap();
+        for (b, members) in percentiles.iter().zip(buckets.values()) {
+            let BucketValue::Percentile(p) = b.value else { panic!("not a percentile") };
+            let values: Vec<f64> = members.iter().map(|t| t.duration_ms as f64).collect();
+            assert_close(p.value, model_quantile(&values, q), "bucket percentile");
+        }
+
+        let filled = store.series(MetricKind::Task, Measure::SuccessRate, width, &filter, true).unwrap();
+        prop_assert!(filled.windows(2).all(|w| w[1].start - w[0].start == width), "no gaps");
+        prop_assert!(filled.len() >= buckets.len());
+        let empty = filled.iter().filter(|b| b.value == BucketValue::SuccessRate(SuccessRate::default())).count();
+        prop_assert_eq!(filled.len() - empty, buckets.len());
+        if let (Some(range), false) = (filter.time_range, filled.is_empty()) {
+            prop_assert_eq!(filled[0].start.timestamp_micros(), bucket_start(range.start(), width));
+            prop_assert_eq!(filled[filled.len() - 1].start.timestamp_micros(), bucket_start(range.end(), width));
+        }
+    }
+
+    #[test]
+    fn rankings_summaries_and_outliers_match_the_model(
+        tasks in prop::collection::vec(task_strategy(), 0..80),
+        filter in task_filter_strategy(),
+        n in 1..6usize,
+        min_tasks in 0..4u64,
+    ) {
+        let (store, model) = setup(&tasks, 7);
+        let matching: Vec<&TaskMetric> = model.iter().filter(|t| task_matches(&filter, t)).collect();
+        let mut by_agent: BTreeMap<&str, Vec<&TaskMetric>> = BTreeMap::new();
+        for t in &matching {
+            by_agent.entry(&t.agent_id).or_default().push(t);
+        }
+
+        // Rankings: the scores, filtered by task count, in order.
+        for (by, best_first) in [(RankBy::SuccessRate, true), (RankBy::AvgDuration, true), (RankBy::AvgTokens, false)] {
+            let mut expected: Vec<(String, f64)> = by_agent
+                .iter()
+                .filter(|(_, ts)| ts.len() as u64 >= min_tasks.max(1))
+                .map(|(a, ts)| {
+                    let n = ts.len() as f64;
+                    let score = match by {
+                        RankBy::SuccessRate => ts.iter().filter(|t| t.result == TaskResult::Success).count() as f64 / n,
+                        RankBy::AvgDuration => ts.iter().map(|t| t.duration_ms as f64).sum::<f64>() / n,
+                        _ => ts.iter().map(|t| t.tokens_used as f64).sum::<f64>() / n,
+                    };
+                    (a.to_string(), score)
+                })
+                .collect();
+            let higher_is_better = by == RankBy::SuccessRate;
+            expected.sort_by(|a, b| {
+                let o = if higher_is_better == best_first { b.1.total_cmp(&a.1) } else { a.1.total_cmp(&b.1) };
+                o.then_with(|| a.0.cmp(&b.0))
+            });
+            expected.truncate(n);
+            let got = store.rank_agents(by, best_first, n, min_tasks, &filter).unwrap();
+            prop_assert_eq!(got.len(), expected.len());
+            for (g, (agent, score)) in got.iter().zip(&expected) {
+                prop_assert_eq!(&g.agent_id, agent);
+                assert_close(Some(g.score), Some(*score), &format!("{by:?}"));
+            }
+        }
+
+        // The slowest tasks.
+        let mut slowest: Vec<&TaskMetric> = matching.clone();
+        slowest.sort_by(|a, b| b.duration_ms.cmp(&a.duration_ms).then(b.timestamp.cmp(&a.timestamp)));
+        let got = store.slowest_tasks(n, &filter).unwrap();
+        prop_assert_eq!(
+            got.iter().map(|t| t.duration_ms).collect::<Vec<_>>(),
+            slowest.iter().take(n).map(|t| t.duration_ms).collect::<Vec<_>>()
+        );
+
+        // The summary.
+        let summary = store.summary(&filter).unwrap();
+        let durations: Vec<f64> = matching.iter().map(|t| t.duration_ms as f64).collect();
+        prop_assert_eq!(summary.tasks, matching.len() as u64);
+        prop_assert_eq!(summary.success_rate, rate_of(matching.iter().copied()));
+        prop_assert_eq!(summary.tokens_total, matching.iter().map(|t| t.tokens_used).sum::<u64>());
+        prop_assert_eq!(summary.files_changed_total, matching.iter().map(|t| t.files_changed).sum::<u64>());
+        assert_close(summary.duration_ms.avg, model_aggregate(AggregationType::Avg, &durations), "avg");
+        assert_close(summary.duration_ms.p95, model_quantile(&durations, 0.95), "p95");
+        assert_close(summary.duration_ms.max, model_aggregate(AggregationType::Max, &durations), "max");
+
+        // Outliers: outside their agent's Tukey fences.
+        let mut expected = 0;
+        for ts in by_agent.values() {
+            let ds: Vec<f64> = ts.iter().map(|t| t.duration_ms as f64).collect();
+            let (q1, q3) = (model_quantile(&ds, 0.25).unwrap(), model_quantile(&ds, 0.75).unwrap());
+            let (lo, hi) = (q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1));
+            expected += ds.iter().filter(|d| **d < lo || **d > hi).count();
+        }
+        let outliers = store.duration_outliers(&filter).unwrap();
+        prop_assert_eq!(outliers.len(), expected);
+        for o in &outliers {
+            let d = o.task.duration_ms as f64;
+            prop_assert!(d < o.low_fence || d > o.high_fence);
+        }
+    }
+}
+
+#[test]
+fn throughput_is_tasks_per_hour_of_the_range() {
+    let store = MetricsStorage::temporary().unwrap();
+    let start = base();
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let agent = if i < 20 { "busy" } else { "idle" };
+            TaskMetric::new(format!("t{i}"), agent, 10, TaskResult::Success)
+                .at(start + Duration::minutes(i))
+        })
+        .collect();
+    store.store_task_metrics(&tasks).unwrap();
+    let range = TimeRange::new(start, start + Duration::hours(2)).unwrap();
+    let top = store
+        .rank_agents(RankBy::Throughput, true, 5, 1, &Filter::new().range(range))
+        .unwrap();
+    assert_eq!(top[0].agent_id, "busy");
+    assert_eq!(top[0].score, 10.0);
+    assert_eq!(top[1].score, 5.0);
+    let bottom = store
+        .rank_agents(
+            RankBy::Throughput,
+            false,
+            1,
+            15,
+            &Filter::new().range(range),
+        )
+        .unwrap();
+    assert_eq!(bottom.len(), 1, "min_tasks leaves only the busy agent");
+}
+
+#[test]
+fn bad_arguments_are_refused() {
+    let store = MetricsStorage::temporary().unwrap();
+    let field = |e: Error| match e {
+        Error::InvalidInput { field, .. } => field,
+        other => panic!("{other:?}"),
+    };
+    let all = Filter::new();
+    assert_eq!(
+        field(store.percentile(MetricKind::Task, 1.5, &all).unwrap_err()),
+        "q"
+    );
+    assert_eq!(
+        field(store.percentile(MetricKind::Task, -0.1, &all).unwrap_err()),
+        "q"
+    );
+    assert_eq!(
+        field(
+            store
+                .series(
+                    MetricKind::Task,
+                    Measure::Percentile(2.0),
+                    Duration::hours(1),
+                    &all,
+                    false
+                )
+                .unwrap_err()
+        ),
+        "q"
+    );
+    assert_eq!(
+        field(
+            store
+                .series(
+                    MetricKind::Task,
+                    Measure::SuccessRate,
+                    Duration::zero(),
+                    &all,
+                    false
+                )
+                .unwrap_err()
+        ),
+        "width"
+    );
+    assert_eq!(
+        field(
+            store
+                .series(
+                    MetricKind::Agent,
+                    Measure::SuccessRate,
+                    Duration::hours(1),
+                    &all,
+                    false
+                )
+                .unwrap_err()
+        ),
+        "kind"
+    );
+    assert_eq!(
+        field(
+            store
+                .rank_agents(RankBy::SuccessRate, true, 0, 0, &all)
+                .unwrap_err()
+        ),
+        "n"
+    );
+    assert_eq!(field(store.slowest_tasks(0, &all).unwrap_err()), "n");
+    assert_eq!(
+        field(
+            store
+                .aggregate_by(
+                    MetricKind::Agent,
+                    AggregationType::Avg,
+                    GroupBy::Result,
+                    &all
+                )
+                .unwrap_err()
+        ),
+        "group_by"
+    );
+    assert_eq!(
+        field(
+            store
+                .success_rate_by(GroupBy::MetricType, &all)
+                .unwrap_err()
+        ),
+        "group_by"
+    );
+    let wide = Filter::new().range(TimeRange::new(base(), base() + Duration::days(3650)).unwrap());
+    assert_eq!(
+        field(
+            store
+                .series(
+                    MetricKind::Task,
+                    Measure::SuccessRate,
+                    Duration::seconds(1),
+                    &wide,
+                    true
+                )
+                .unwrap_err()
+        ),
+        "width"
+    );
+}
+
+#[test]
+fn agent_metrics_group_by_metric_type_and_bucket() {
+    let store = MetricsStorage::temporary().unwrap();
+    let metrics: Vec<_> = (0..12)
+        .map(|i| {
+            let ty = if i % 3 == 0 {
+                MetricType::AgentErrorCount
+            } else {
+                MetricType::AgentThroughput
+            };
+            AgentMetric::new("a", ty, i as f64).at(base() + Duration::minutes(10 * i))
+        })
+        .collect();
+    store.store_agent_metrics(&metrics).unwrap();
+    let groups = store
+        .aggregate_by(
+            MetricKind::Agent,
+            AggregationType::Count,
+            GroupBy::MetricType,
+            &Filter::new(),
+        )
+        .unwrap();
+    let counts: Vec<_> = groups
+        .iter()
+        .map(|g| (g.key.clone().unwrap(), g.value.count))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("agent_error_count".to_owned(), 4),
+            ("agent_throughput".to_owned(), 8)
+        ]
+    );
+    let hourly = store
+        .series(
+            MetricKind::Agent,
+            Measure::Aggregate(AggregationType::Max),
+            Duration::hours(1),
+            &Filter::new(),
+            false,
+        )
+        .unwrap();
+    assert_eq!(hourly.len(), 2);
+    assert_eq!(
+        hourly[0].value,
+        BucketValue::Aggregate(swarm_metrics::Aggregate {
+            aggregation: AggregationType::Max,
+            metric_type: None,
+            count: 6,
+            value: Some(5.0),
+        })
+    );
+}
