@@ -45,6 +45,7 @@ mod query;
 mod record;
 mod retention;
 mod schema;
+mod stats;
 mod storage;
 mod writer;
 
@@ -63,7 +64,8 @@ pub use record::{
 };
 pub use retention::{CleanupReport, DEFAULT_RETENTION_DAYS};
 pub use schema::{Durability, SCHEMA_VERSION};
-pub use storage::{MetricsStorage, StorageBuilder, DEFAULT_PATH};
+pub use stats::{StoreStats, TableStats};
+pub use storage::{BatchReport, MetricBatch, MetricsStorage, StorageBuilder, DEFAULT_PATH};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -75,6 +75,35 @@ impl MetricsStorage {
         Ok(report)
     }
 
+    /// How many metrics [`cleanup_old_metrics`](Self::cleanup_old_metrics)
+    /// with the same `retention_days` would delete now, without deleting.
+    ///
+    /// # Errors
+    /// As [`cleanup_old_metrics`](Self::cleanup_old_metrics), except that a
+    /// read-only store can answer.
+    pub fn count_old_metrics(&self, retention_days: u32) -> Result<CleanupReport> {
+        let cutoff = cutoff(retention_days)?;
+        let mut report = CleanupReport::default();
+        for kind in MetricKind::ALL {
+            let sql = format!("SELECT count(*) FROM {} WHERE timestamp < ?1", kind.table());
+            let n = self
+                .read_rows(&sql, vec![cutoff.into()], "count old metrics", |row| {
+                    row.get::<_, i64>(0)
+                        .map_err(Error::sqlite("count old metrics"))
+                })?
+                .into_iter()
+                .next()
+                .unwrap_or(0);
+            let n = u64::try_from(n).unwrap_or(0);
+            match kind {
+                MetricKind::Task => report.task_metrics = n,
+                MetricKind::Agent => report.agent_metrics = n,
+                MetricKind::Swarm => report.swarm_metrics = n,
+            }
+        }
+        Ok(report)
+    }
+
     /// Rebuilds the database file to give freed space back to the file
     /// system and defragment it. Takes the write lock for its whole run and
     /// may need as much free disk as the file's size.
@@ -88,6 +117,22 @@ impl MetricsStorage {
                 .map_err(Error::sqlite("vacuum"))
         })
     }
+}
+
+/// The first timestamp (µs) kept by a retention of `retention_days`.
+fn cutoff(retention_days: u32) -> Result<i64> {
+    if retention_days == 0 {
+        return Err(Error::invalid("retention_days", "must be at least 1"));
+    }
+    let cutoff = now()
+        .checked_sub_signed(Duration::days(i64::from(retention_days)))
+        .ok_or_else(|| {
+            Error::invalid(
+                "retention_days",
+                format!("{retention_days} days is too long"),
+            )
+        })?;
+    Ok(to_micros(cutoff))
 }
 
 /// Deletes the rows of `kind` older than `cutoff` (µs), one chunk per

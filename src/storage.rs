@@ -53,6 +53,41 @@ pub struct MetricsStorage {
     _temporary: Option<tempfile::TempDir>,
 }
 
+/// Metrics of all three kinds, stored together by
+/// [`MetricsStorage::store_batch`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricBatch {
+    /// Task metrics.
+    pub tasks: Vec<TaskMetric>,
+    /// Agent metrics.
+    pub agents: Vec<AgentMetric>,
+    /// Swarm metrics.
+    pub swarms: Vec<SwarmMetric>,
+}
+
+impl MetricBatch {
+    /// How many metrics the batch holds.
+    pub fn len(&self) -> usize {
+        self.tasks.len() + self.agents.len() + self.swarms.len()
+    }
+
+    /// Whether the batch holds no metric.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What [`MetricsStorage::store_batch`] stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Task metrics that were new (the rest were already stored).
+    pub new_tasks: usize,
+    /// The ids given to the agent metrics, in order.
+    pub agent_ids: Vec<i64>,
+    /// The ids given to the swarm metrics, in order.
+    pub swarm_ids: Vec<i64>,
+}
+
 /// Options for opening a [`MetricsStorage`]; start from
 /// [`MetricsStorage::builder`].
 ///
@@ -467,16 +502,151 @@ impl MetricsStorage {
         operation: &'static str,
         mut map: impl FnMut(&Row<'_>) -> Result<T>,
     ) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        self.read_each(sql, params, operation, |row| {
+            out.push(map(row)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Runs a read query and hands each row to `visit`, without collecting
+    /// them; one read transaction sees a consistent snapshot throughout.
+    pub(crate) fn read_each(
+        &self,
+        sql: &str,
+        params: Vec<SqlValue>,
+        operation: &'static str,
+        mut visit: impl FnMut(&Row<'_>) -> Result<()>,
+    ) -> Result<()> {
         let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(sql).map_err(Error::sqlite(operation))?;
         let mut rows = stmt
             .query(params_from_iter(params))
             .map_err(Error::sqlite(operation))?;
-        let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(Error::sqlite(operation))? {
-            out.push(map(row)?);
+            visit(row)?;
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// Hands every task metric matching `filter` to `visit`, oldest first,
+    /// without holding them all in memory (for exports). Stops at the
+    /// first error `visit` returns.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a filter field that does not apply to
+    /// task metrics; what `visit` returns; [`Error::Sqlite`] or
+    /// [`Error::Pool`] when the read fails.
+    pub fn for_each_task_metric(
+        &self,
+        filter: &Filter,
+        mut visit: impl FnMut(TaskMetric) -> Result<()>,
+    ) -> Result<()> {
+        filter.validate(MetricKind::Task, false)?;
+        let (sql, params) =
+            select_sql_ordered(MetricKind::Task, filter, i64::MAX, "m.timestamp, m.seq");
+        self.read_each(&sql, params, "read task metrics", |row| {
+            visit(task_from_row(row)?)
+        })
+    }
+
+    /// Hands every agent metric matching `filter` to `visit`, oldest
+    /// first; see [`for_each_task_metric`](Self::for_each_task_metric).
+    ///
+    /// # Errors
+    /// As [`for_each_task_metric`](Self::for_each_task_metric).
+    pub fn for_each_agent_metric(
+        &self,
+        filter: &Filter,
+        mut visit: impl FnMut(Stored<AgentMetric>) -> Result<()>,
+    ) -> Result<()> {
+        filter.validate(MetricKind::Agent, false)?;
+        let (sql, params) = select_sql_ordered(
+            MetricKind::Agent,
+            filter,
+            i64::MAX,
+            "m.timestamp, m.metric_id",
+        );
+        self.read_each(&sql, params, "read agent metrics", |row| {
+            let (metric_id, agent_id, metric_type, value, metadata, timestamp) =
+                entity_fields(row, "agent_metrics")?;
+            visit(Stored {
+                metric_id,
+                metric: AgentMetric {
+                    agent_id,
+                    metric_type,
+                    value,
+                    metadata,
+                    timestamp,
+                },
+            })
+        })
+    }
+
+    /// Hands every swarm metric matching `filter` to `visit`, oldest
+    /// first; see [`for_each_task_metric`](Self::for_each_task_metric).
+    ///
+    /// # Errors
+    /// As [`for_each_task_metric`](Self::for_each_task_metric).
+    pub fn for_each_swarm_metric(
+        &self,
+        filter: &Filter,
+        mut visit: impl FnMut(Stored<SwarmMetric>) -> Result<()>,
+    ) -> Result<()> {
+        filter.validate(MetricKind::Swarm, false)?;
+        let (sql, params) = select_sql_ordered(
+            MetricKind::Swarm,
+            filter,
+            i64::MAX,
+            "m.timestamp, m.metric_id",
+        );
+        self.read_each(&sql, params, "read swarm metrics", |row| {
+            let (metric_id, swarm_id, metric_type, value, metadata, timestamp) =
+                entity_fields(row, "swarm_metrics")?;
+            visit(Stored {
+                metric_id,
+                metric: SwarmMetric {
+                    swarm_id,
+                    metric_type,
+                    value,
+                    metadata,
+                    timestamp,
+                },
+            })
+        })
+    }
+
+    /// Stores task, agent and swarm metrics together in one transaction:
+    /// all or nothing. Returns how many task metrics were new and the ids
+    /// of the agent and swarm metrics.
+    ///
+    /// # Errors
+    /// As [`store_task_metrics`](Self::store_task_metrics).
+    pub fn store_batch(&self, batch: &MetricBatch) -> Result<BatchReport> {
+        for (i, metric) in batch.tasks.iter().enumerate() {
+            metric
+                .validate()
+                .map_err(|e| in_batch(e, i, batch.tasks.len()))?;
+        }
+        for (i, metric) in batch.agents.iter().enumerate() {
+            metric
+                .entity()
+                .map_err(|e| in_batch(e, i, batch.agents.len()))?;
+        }
+        for (i, metric) in batch.swarms.iter().enumerate() {
+            metric
+                .entity()
+                .map_err(|e| in_batch(e, i, batch.swarms.len()))?;
+        }
+        let writer = self.writer()?;
+        if batch.is_empty() {
+            return Ok(BatchReport::default());
+        }
+        match writer.submit(Work::Mixed(batch.clone()))? {
+            Output::Mixed(report) => Ok(report),
+            _ => unreachable_output(),
+        }
     }
 
     /// Checkpoints the WAL into the database file and closes the store:

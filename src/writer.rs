@@ -28,12 +28,15 @@ use crate::checkpoint::{Checkpointer, BACKSTOP_PAGES};
 use crate::error::{Error, Result};
 use crate::query::to_micros;
 use crate::record::{AgentMetric, EntityRecord, MetricKind, SwarmMetric, TaskMetric};
+use crate::storage::{BatchReport, MetricBatch};
 
 /// A write, owned so that the leader can do it on the caller's behalf.
 pub(crate) enum Work {
     Tasks(Vec<TaskMetric>),
     Agents(Vec<AgentMetric>),
     Swarms(Vec<SwarmMetric>),
+    /// All three kinds in one job.
+    Mixed(MetricBatch),
     /// Delete at most `limit` rows of `kind` older than `cutoff` (µs).
     DeleteBefore {
         kind: MetricKind,
@@ -50,6 +53,8 @@ pub(crate) enum Output {
     Ids(Vec<i64>),
     /// How many rows a delete removed.
     Deleted(usize),
+    /// What a mixed batch stored.
+    Mixed(BatchReport),
 }
 
 /// What the writer remembers about the file between transactions. Valid
@@ -375,6 +380,18 @@ fn write_job(conn: &Connection, cache: &mut Cache, work: &Work) -> Result<Output
         Work::Swarms(metrics) => {
             let records = metrics.iter().map(SwarmMetric::entity);
             insert_entities(conn, cache, MetricKind::Swarm, records).map(Output::Ids)
+        }
+        Work::Mixed(batch) => {
+            let new_tasks = insert_tasks(conn, cache, &batch.tasks)?;
+            let agents = batch.agents.iter().map(AgentMetric::entity);
+            let agent_ids = insert_entities(conn, cache, MetricKind::Agent, agents)?;
+            let swarms = batch.swarms.iter().map(SwarmMetric::entity);
+            let swarm_ids = insert_entities(conn, cache, MetricKind::Swarm, swarms)?;
+            Ok(Output::Mixed(BatchReport {
+                new_tasks,
+                agent_ids,
+                swarm_ids,
+            }))
         }
         Work::DeleteBefore {
             kind,

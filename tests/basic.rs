@@ -602,3 +602,81 @@ fn cleanup_deletes_only_old_metrics_and_reports_per_table() {
         1
     );
 }
+
+#[test]
+fn mixed_batches_are_all_or_nothing_and_stream_back_oldest_first() {
+    let store = MetricsStorage::temporary().unwrap();
+    let mut batch = swarm_metrics::MetricBatch {
+        tasks: (0..3)
+            .map(|i| task(&format!("t{i}"), "a", 5, TaskResult::Success, 2 - i))
+            .collect(),
+        agents: vec![AgentMetric::new("a", MetricType::AgentThroughput, 1.0).at(t0())],
+        swarms: vec![SwarmMetric::new("s", MetricType::SwarmHealth, 0.9).at(t0())],
+    };
+    batch
+        .swarms
+        .push(SwarmMetric::new("s", MetricType::SwarmHealth, f64::NAN));
+    assert!(store.store_batch(&batch).is_err());
+    assert_eq!(
+        store.stats().unwrap().task_metrics.rows,
+        0,
+        "nothing of a bad batch is stored"
+    );
+    batch.swarms.pop();
+    let report = store.store_batch(&batch).unwrap();
+    assert_eq!(
+        (
+            report.new_tasks,
+            report.agent_ids.len(),
+            report.swarm_ids.len()
+        ),
+        (3, 1, 1)
+    );
+
+    let mut seen = Vec::new();
+    store
+        .for_each_task_metric(&Filter::new(), |t| {
+            seen.push(t.task_id);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(seen, ["t2", "t1", "t0"], "oldest first");
+    let mut agents = 0;
+    store
+        .for_each_agent_metric(&Filter::new(), |_| {
+            agents += 1;
+            Ok(())
+        })
+        .unwrap();
+    let mut swarms = 0;
+    store
+        .for_each_swarm_metric(&Filter::new(), |_| {
+            swarms += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!((agents, swarms), (1, 1));
+
+    let stats = store.stats().unwrap();
+    assert_eq!(stats.task_metrics.rows, 3);
+    assert_eq!(stats.task_metrics.oldest, Some(t0()));
+    assert_eq!(stats.task_metrics.newest, Some(t0() + Duration::minutes(2)));
+    assert_eq!(stats.schema_version, swarm_metrics::SCHEMA_VERSION);
+    assert!(stats.file_size > 0);
+    assert!(store.integrity_check().unwrap().is_empty());
+}
+
+#[test]
+fn counting_old_metrics_matches_what_cleanup_deletes() {
+    let store = MetricsStorage::temporary().unwrap();
+    let now = swarm_metrics::now();
+    store
+        .store_task_metrics(&[
+            TaskMetric::new("old", "a", 1, TaskResult::Success).at(now - Duration::days(10)),
+            TaskMetric::new("new", "a", 1, TaskResult::Success).at(now - Duration::days(1)),
+        ])
+        .unwrap();
+    let counted = store.count_old_metrics(5).unwrap();
+    assert_eq!(counted.task_metrics, 1);
+    assert_eq!(store.cleanup_old_metrics(5).unwrap(), counted);
+}
