@@ -209,9 +209,14 @@ impl MetricsStorage {
     }
 }
 
-/// The `q` quantile of `values` by linear interpolation between closest
-/// ranks (numpy's default), in linear time; reorders `values`.
-pub(crate) fn quantile(values: &mut [f64], q: f64) -> Option<f64> {
+/// The `q` quantile (in `[0, 1]`) of `values` by linear interpolation
+/// between the closest ranks (numpy's default), in linear time; reorders
+/// `values`. `None` for no values.
+///
+/// ```
+/// assert_eq!(swarm_metrics::quantile(&mut [4.0, 1.0, 3.0, 2.0], 0.5), Some(2.5));
+/// ```
+pub fn quantile(values: &mut [f64], q: f64) -> Option<f64> {
     if values.is_empty() {
         return None;
     }

@@ -49,7 +49,7 @@ mod stats;
 mod storage;
 mod writer;
 
-pub use aggregate::{Aggregate, Percentile, SuccessRate};
+pub use aggregate::{quantile, Aggregate, Percentile, SuccessRate};
 pub use analytics::{
     Bucket, BucketValue, DurationStats, GroupBy, Grouped, Measure, Outlier, RankBy, Ranked,
     Summary, P50, P90, P95, P99,

@@ -1,0 +1,392 @@
+//! The command line's arguments.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Duration, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use swarm_metrics::{Filter, MetricKind, MetricType, TaskResult, TimeRange, DEFAULT_PATH};
+
+use crate::Failure;
+
+/// Query, import, export and maintain a swarm-metrics database.
+#[derive(Debug, Parser)]
+#[command(name = "swarm-metrics", version, about)]
+pub struct Cli {
+    /// The database file.
+    #[arg(long, global = true, default_value = DEFAULT_PATH)]
+    pub db: PathBuf,
+    /// Print one JSON document on stdout instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Delete metrics older than the retention period.
+    Cleanup {
+        /// Keep this many days (at least 1).
+        #[arg(long)]
+        retention_days: u32,
+        /// Give the freed space back to the file system afterwards.
+        #[arg(long)]
+        vacuum: bool,
+        /// Only count what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Rebuild the file to give freed space back to the file system.
+    Vacuum,
+    /// Check the file's integrity and schema version (exit 1 if damaged).
+    Check,
+    /// Rows per table, time spans, file size and schema version.
+    Stats,
+    /// Store metrics from a JSON Lines file (or - for stdin).
+    Import {
+        /// The file, or - for standard input.
+        file: PathBuf,
+        /// What to do with a bad line: store nothing at all (abort), or
+        /// store the rest and report the bad lines (skip).
+        #[arg(long, value_enum, default_value_t = OnError::Abort)]
+        on_error: OnError,
+    },
+    /// Write metrics to stdout as JSON Lines, CSV or Prometheus text.
+    Export {
+        #[command(flatten)]
+        range: RangeArgs,
+        /// Only this kind of metric (all kinds by default).
+        #[arg(long)]
+        kind: Option<Kind>,
+        /// The output format.
+        #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+        format: Format,
+    },
+    /// Metrics matching the filters, newest first.
+    Query {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// At most this many rows.
+        #[arg(long, default_value_t = swarm_metrics::DEFAULT_LIMIT)]
+        limit: usize,
+    },
+    /// avg, sum, count, min, max, stddev or a percentile (p50, p95, p99.9)
+    /// of durations (or --metric-type task_tokens / task_files) or values.
+    Aggregate {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// The aggregation: avg|sum|count|min|max|stddev|pNN.
+        #[arg(long)]
+        agg: String,
+        /// One result per group.
+        #[arg(long, value_enum)]
+        by: Option<By>,
+    },
+    /// The share of successful tasks, with the counts behind it.
+    SuccessRate {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// One result per group, best first.
+        #[arg(long, value_enum)]
+        by: Option<By>,
+    },
+    /// An aggregation, percentile or success rate per time bucket.
+    Series {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// avg|sum|count|min|max|stddev|pNN|success-rate.
+        #[arg(long)]
+        measure: String,
+        /// The bucket width, e.g. 1m, 1h, 1d.
+        #[arg(long)]
+        width: String,
+        /// List empty buckets too.
+        #[arg(long)]
+        fill: bool,
+    },
+    /// Tasks, success rate, durations, tokens and files in one overview.
+    Summary {
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// The best (or, with --bottom, worst) agents by a measure.
+    Top {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// What to rank by.
+        #[arg(long, value_enum, default_value_t = Rank::SuccessRate)]
+        by: Rank,
+        /// The worst first instead.
+        #[arg(long)]
+        bottom: bool,
+        /// How many agents.
+        #[arg(short, long, default_value_t = 10)]
+        n: usize,
+        /// Leave out agents with fewer tasks.
+        #[arg(long, default_value_t = 1)]
+        min_tasks: u64,
+    },
+    /// The slowest tasks.
+    Slowest {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// How many tasks.
+        #[arg(short, long, default_value_t = 10)]
+        n: usize,
+    },
+    /// Tasks outside their agent's Tukey fences (1.5 x IQR) of duration.
+    Outliers {
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnError {
+    Abort,
+    Skip,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Jsonl,
+    Csv,
+    Prometheus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Kind {
+    Task,
+    Agent,
+    Swarm,
+}
+
+impl From<Kind> for MetricKind {
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::Task => MetricKind::Task,
+            Kind::Agent => MetricKind::Agent,
+            Kind::Swarm => MetricKind::Swarm,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum By {
+    Agent,
+    Swarm,
+    Result,
+    MetricType,
+}
+
+impl From<By> for swarm_metrics::GroupBy {
+    fn from(by: By) -> Self {
+        match by {
+            By::Agent => swarm_metrics::GroupBy::Agent,
+            By::Swarm => swarm_metrics::GroupBy::Swarm,
+            By::Result => swarm_metrics::GroupBy::Result,
+            By::MetricType => swarm_metrics::GroupBy::MetricType,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Rank {
+    SuccessRate,
+    Throughput,
+    AvgDuration,
+    AvgTokens,
+}
+
+impl From<Rank> for swarm_metrics::RankBy {
+    fn from(rank: Rank) -> Self {
+        match rank {
+            Rank::SuccessRate => swarm_metrics::RankBy::SuccessRate,
+            Rank::Throughput => swarm_metrics::RankBy::Throughput,
+            Rank::AvgDuration => swarm_metrics::RankBy::AvgDuration,
+            Rank::AvgTokens => swarm_metrics::RankBy::AvgTokens,
+        }
+    }
+}
+
+/// A time range: --from/--to (RFC 3339) or --since (24h, 30m, 7d).
+#[derive(Debug, Args)]
+pub struct RangeArgs {
+    /// From this time (RFC 3339, e.g. 2025-06-01T00:00:00Z).
+    #[arg(long, conflicts_with = "since")]
+    pub from: Option<String>,
+    /// Up to this time (RFC 3339).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// The last span up to now, e.g. 90s, 30m, 24h, 7d, 2w.
+    #[arg(long)]
+    pub since: Option<String>,
+}
+
+impl RangeArgs {
+    /// The range asked for, if any.
+    pub fn range(&self) -> Result<Option<TimeRange>, Failure> {
+        let to = self
+            .to
+            .as_deref()
+            .map(|t| parse_time("--to", t))
+            .transpose()?;
+        let from = match (&self.from, &self.since) {
+            (Some(from), _) => Some(parse_time("--from", from)?),
+            (None, Some(since)) => {
+                let span = parse_span("--since", since)?;
+                Some(to.unwrap_or_else(swarm_metrics::now) - span)
+            }
+            (None, None) => None,
+        };
+        let range = match (from, to) {
+            (None, None) => return Ok(None),
+            (from, to) => TimeRange::new(
+                from.unwrap_or(DateTime::<Utc>::MIN_UTC),
+                to.unwrap_or_else(|| {
+                    if self.since.is_some() {
+                        swarm_metrics::now()
+                    } else {
+                        DateTime::<Utc>::MAX_UTC
+                    }
+                }),
+            )?,
+        };
+        Ok(Some(range))
+    }
+}
+
+/// The filters every query takes.
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// Which kind of metric.
+    #[arg(long, value_enum, default_value_t = Kind::Task)]
+    pub kind: Kind,
+    /// Only this task.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Only this agent.
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Only this swarm.
+    #[arg(long)]
+    pub swarm: Option<String>,
+    /// Only tasks with this result (success|failure|timeout|cancelled).
+    #[arg(long)]
+    pub result: Option<String>,
+    /// Only this metric type (for tasks: the column to aggregate).
+    #[arg(long)]
+    pub metric_type: Option<String>,
+    #[command(flatten)]
+    pub range: RangeArgs,
+}
+
+impl FilterArgs {
+    pub fn kind(&self) -> MetricKind {
+        self.kind.into()
+    }
+
+    pub fn filter(&self) -> Result<Filter, Failure> {
+        Ok(Filter {
+            task_id: self.task.clone(),
+            agent_id: self.agent.clone(),
+            swarm_id: self.swarm.clone(),
+            result: self
+                .result
+                .as_deref()
+                .map(str::parse::<TaskResult>)
+                .transpose()?,
+            metric_type: self
+                .metric_type
+                .as_deref()
+                .map(str::parse::<MetricType>)
+                .transpose()?,
+            time_range: self.range.range()?,
+        })
+    }
+}
+
+pub fn parse_time(flag: &str, text: &str) -> Result<DateTime<Utc>, Failure> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            Failure::Usage(format!(
+                "{flag} {text:?} is not an RFC 3339 time such as 2025-06-01T12:00:00Z: {e}"
+            ))
+        })
+}
+
+/// Parses spans such as `90s`, `30m`, `24h`, `7d`, `2w`.
+pub fn parse_span(flag: &str, text: &str) -> Result<Duration, Failure> {
+    let bad = || {
+        Failure::Usage(format!(
+            "{flag} {text:?} is not a span such as 90s, 30m, 24h, 7d or 2w"
+        ))
+    };
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let n: i64 = number.parse().map_err(|_| bad())?;
+    let span = match unit {
+        "s" => Duration::try_seconds(n),
+        "m" => Duration::try_minutes(n),
+        "h" => Duration::try_hours(n),
+        "d" => Duration::try_days(n),
+        "w" => Duration::try_weeks(n),
+        _ => None,
+    };
+    span.filter(|s| *s > Duration::zero()).ok_or_else(bad)
+}
+
+/// An aggregation name: one of the reference's, or a percentile `pNN`.
+pub enum Aggregation {
+    Plain(swarm_metrics::AggregationType),
+    Percentile { name: String, q: f64 },
+}
+
+pub fn parse_aggregation(text: &str) -> Result<Aggregation, Failure> {
+    if let Some(digits) = text.strip_prefix('p') {
+        let percent: f64 = digits.parse().map_err(|_| {
+            Failure::Usage(format!(
+                "--agg {text:?}: a percentile is p followed by a number, e.g. p95"
+            ))
+        })?;
+        if !(0.0..=100.0).contains(&percent) {
+            return Err(Failure::Usage(format!(
+                "--agg {text:?}: a percentile lies between p0 and p100"
+            )));
+        }
+        return Ok(Aggregation::Percentile {
+            name: text.to_owned(),
+            q: percent / 100.0,
+        });
+    }
+    Ok(Aggregation::Plain(text.parse()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_parse() {
+        assert_eq!(parse_span("--since", "24h").unwrap(), Duration::hours(24));
+        assert_eq!(parse_span("--since", "30m").unwrap(), Duration::minutes(30));
+        assert_eq!(parse_span("--since", "7d").unwrap(), Duration::days(7));
+        for bad in ["", "h", "24", "24x", "-1h", "0h", "1.5h"] {
+            assert!(parse_span("--since", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn aggregations_parse() {
+        assert!(
+            matches!(parse_aggregation("p95"), Ok(Aggregation::Percentile { q, .. }) if (q - 0.95).abs() < 1e-12)
+        );
+        assert!(matches!(
+            parse_aggregation("avg"),
+            Ok(Aggregation::Plain(_))
+        ));
+        assert!(parse_aggregation("p101").is_err());
+        assert!(parse_aggregation("median").is_err());
+    }
+}

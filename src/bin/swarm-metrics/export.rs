@@ -1,0 +1,330 @@
+//! `export`: JSON Lines (which `import` reads back exactly), CSV, or the
+//! Prometheus text exposition format.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Map, Value};
+use swarm_metrics::{
+    AgentMetric, Filter, MetricKind, MetricType, MetricsStorage, Stored, SwarmMetric, TaskMetric,
+    TaskResult, TimeRange,
+};
+
+use crate::args::Format;
+use crate::Failure;
+
+/// Timestamps to the microsecond, always with six digits, so that an
+/// export reads back to the same instant and prints the same again.
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// A task metric as a JSON Lines record.
+fn task_record(t: &TaskMetric) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("kind".into(), json!("task"));
+    m.insert("task_id".into(), json!(t.task_id));
+    m.insert("agent_id".into(), json!(t.agent_id));
+    if let Some(swarm) = &t.swarm_id {
+        m.insert("swarm_id".into(), json!(swarm));
+    }
+    m.insert("duration_ms".into(), json!(t.duration_ms));
+    m.insert("result".into(), json!(t.result));
+    m.insert("tokens_used".into(), json!(t.tokens_used));
+    m.insert("files_changed".into(), json!(t.files_changed));
+    m.insert("timestamp".into(), json!(time(t.timestamp)));
+    m
+}
+
+/// An agent or swarm metric as a JSON Lines record (its store-given id is
+/// left out: a fresh store gives its own).
+fn entity_record(
+    kind: &str,
+    id_field: &str,
+    id: &str,
+    metric_type: MetricType,
+    value: f64,
+    metadata: &Option<Value>,
+    timestamp: DateTime<Utc>,
+) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("kind".into(), json!(kind));
+    m.insert(id_field.into(), json!(id));
+    m.insert("metric_type".into(), json!(metric_type));
+    m.insert("value".into(), json!(value));
+    if let Some(metadata) = metadata {
+        m.insert("metadata".into(), metadata.clone());
+    }
+    m.insert("timestamp".into(), json!(time(timestamp)));
+    m
+}
+
+fn agent_record(m: &Stored<AgentMetric>) -> Map<String, Value> {
+    entity_record(
+        "agent",
+        "agent_id",
+        &m.agent_id,
+        m.metric_type,
+        m.value,
+        &m.metadata,
+        m.timestamp,
+    )
+}
+
+fn swarm_record(m: &Stored<SwarmMetric>) -> Map<String, Value> {
+    entity_record(
+        "swarm",
+        "swarm_id",
+        &m.swarm_id,
+        m.metric_type,
+        m.value,
+        &m.metadata,
+        m.timestamp,
+    )
+}
+
+const CSV_COLUMNS: [&str; 12] = [
+    "kind",
+    "timestamp",
+    "task_id",
+    "agent_id",
+    "swarm_id",
+    "duration_ms",
+    "result",
+    "tokens_used",
+    "files_changed",
+    "metric_type",
+    "value",
+    "metadata",
+];
+
+/// One CSV field, quoted when it holds a comma, quote or line break.
+fn csv_field(value: &Value) -> String {
+    let text = match value {
+        Value::Null => return String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+/// Errors from `write!` inside the visitors, carried out through the
+/// library's error type and turned back into the command's failure.
+struct Sink<'a, W: Write> {
+    out: &'a mut W,
+    failure: Option<Failure>,
+}
+
+impl<W: Write> Sink<'_, W> {
+    fn line(&mut self, text: &str) -> swarm_metrics::Result<()> {
+        writeln!(self.out, "{text}").map_err(|e| {
+            self.failure = Some(Failure::from(e));
+            swarm_metrics::Error::InvalidInput {
+                field: "output",
+                reason: "write failed".to_owned(),
+            }
+        })
+    }
+
+    fn record(&mut self, format: Format, record: Map<String, Value>) -> swarm_metrics::Result<()> {
+        match format {
+            Format::Csv => {
+                let fields: Vec<String> = CSV_COLUMNS
+                    .iter()
+                    .map(|c| csv_field(record.get(*c).unwrap_or(&Value::Null)))
+                    .collect();
+                self.line(&fields.join(","))
+            }
+            _ => self.line(&Value::Object(record).to_string()),
+        }
+    }
+}
+
+pub fn run(
+    store: &MetricsStorage,
+    out: &mut impl Write,
+    kind: Option<MetricKind>,
+    range: Option<TimeRange>,
+    format: Format,
+) -> Result<(), Failure> {
+    let filter = Filter {
+        time_range: range,
+        ..Filter::default()
+    };
+    if format == Format::Prometheus {
+        return prometheus(store, out, kind, &filter);
+    }
+    let mut sink = Sink { out, failure: None };
+    if format == Format::Csv {
+        sink.line(&CSV_COLUMNS.join(",")).ok();
+    }
+    let wanted = |k: MetricKind| kind.is_none_or(|only| only == k);
+    let result = (|| {
+        if wanted(MetricKind::Task) {
+            store.for_each_task_metric(&filter, |t| sink.record(format, task_record(&t)))?;
+        }
+        if wanted(MetricKind::Agent) {
+            store.for_each_agent_metric(&filter, |m| sink.record(format, agent_record(&m)))?;
+        }
+        if wanted(MetricKind::Swarm) {
+            store.for_each_swarm_metric(&filter, |m| sink.record(format, swarm_record(&m)))?;
+        }
+        Ok::<(), swarm_metrics::Error>(())
+    })();
+    if let Some(failure) = sink.failure.take() {
+        return Err(failure);
+    }
+    result.map_err(Failure::from)
+}
+
+/// A Prometheus label value, escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// A sample value as Prometheus writes it.
+fn sample(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_owned()
+    } else {
+        format!("{v}")
+    }
+}
+
+#[derive(Default)]
+struct TaskGroup {
+    by_result: BTreeMap<TaskResult, u64>,
+    durations: Vec<f64>,
+    tokens: u64,
+}
+
+/// Per agent and swarm: task totals by result (counter), durations
+/// (summary with quantiles), tokens (counter); the latest value of every
+/// agent and swarm metric (gauges).
+fn prometheus(
+    store: &MetricsStorage,
+    out: &mut impl Write,
+    kind: Option<MetricKind>,
+    filter: &Filter,
+) -> Result<(), Failure> {
+    let wanted = |k: MetricKind| kind.is_none_or(|only| only == k);
+    if wanted(MetricKind::Task) {
+        let mut groups: BTreeMap<(String, String), TaskGroup> = BTreeMap::new();
+        store.for_each_task_metric(filter, |t| {
+            let g = groups
+                .entry((t.agent_id.clone(), t.swarm_id.clone().unwrap_or_default()))
+                .or_default();
+            *g.by_result.entry(t.result).or_default() += 1;
+            g.durations.push(t.duration_ms as f64);
+            g.tokens = g.tokens.saturating_add(t.tokens_used);
+            Ok(())
+        })?;
+        let labels = |(agent, swarm): &(String, String)| {
+            format!("agent=\"{}\",swarm=\"{}\"", label(agent), label(swarm))
+        };
+        writeln!(
+            out,
+            "# HELP swarm_tasks_total Tasks finished, by agent, swarm and result."
+        )?;
+        writeln!(out, "# TYPE swarm_tasks_total counter")?;
+        for (key, g) in &groups {
+            for result in TaskResult::ALL {
+                let n = g.by_result.get(result).copied().unwrap_or(0);
+                writeln!(
+                    out,
+                    "swarm_tasks_total{{{},result=\"{result}\"}} {n}",
+                    labels(key)
+                )?;
+            }
+        }
+        writeln!(
+            out,
+            "# HELP swarm_task_duration_milliseconds Task durations, by agent and swarm."
+        )?;
+        writeln!(out, "# TYPE swarm_task_duration_milliseconds summary")?;
+        for (key, g) in &mut groups {
+            let l = labels(key);
+            for q in [0.5, 0.9, 0.95, 0.99] {
+                let v = swarm_metrics::quantile(&mut g.durations, q).unwrap_or(f64::NAN);
+                writeln!(
+                    out,
+                    "swarm_task_duration_milliseconds{{{l},quantile=\"{q}\"}} {}",
+                    sample(v)
+                )?;
+            }
+            let sum: f64 = g.durations.iter().sum();
+            writeln!(
+                out,
+                "swarm_task_duration_milliseconds_sum{{{l}}} {}",
+                sample(sum)
+            )?;
+            writeln!(
+                out,
+                "swarm_task_duration_milliseconds_count{{{l}}} {}",
+                g.durations.len()
+            )?;
+        }
+        writeln!(
+            out,
+            "# HELP swarm_tokens_used_total Tokens used by tasks, by agent and swarm."
+        )?;
+        writeln!(out, "# TYPE swarm_tokens_used_total counter")?;
+        for (key, g) in &groups {
+            writeln!(
+                out,
+                "swarm_tokens_used_total{{{}}} {}",
+                labels(key),
+                g.tokens
+            )?;
+        }
+    }
+    if wanted(MetricKind::Agent) {
+        let mut latest: BTreeMap<(String, MetricType), f64> = BTreeMap::new();
+        store.for_each_agent_metric(filter, |m| {
+            latest.insert((m.agent_id.clone(), m.metric_type), m.value);
+            Ok(())
+        })?;
+        writeln!(
+            out,
+            "# HELP swarm_agent_metric The latest value of each agent metric."
+        )?;
+        writeln!(out, "# TYPE swarm_agent_metric gauge")?;
+        for ((agent, ty), v) in &latest {
+            writeln!(
+                out,
+                "swarm_agent_metric{{agent=\"{}\",metric_type=\"{ty}\"}} {}",
+                label(agent),
+                sample(*v)
+            )?;
+        }
+    }
+    if wanted(MetricKind::Swarm) {
+        let mut latest: BTreeMap<(String, MetricType), f64> = BTreeMap::new();
+        store.for_each_swarm_metric(filter, |m| {
+            latest.insert((m.swarm_id.clone(), m.metric_type), m.value);
+            Ok(())
+        })?;
+        writeln!(
+            out,
+            "# HELP swarm_swarm_metric The latest value of each swarm metric."
+        )?;
+        writeln!(out, "# TYPE swarm_swarm_metric gauge")?;
+        for ((swarm, ty), v) in &latest {
+            writeln!(
+                out,
+                "swarm_swarm_metric{{swarm=\"{}\",metric_type=\"{ty}\"}} {}",
+                label(swarm),
+                sample(*v)
+            )?;
+        }
+    }
+    Ok(())
+}

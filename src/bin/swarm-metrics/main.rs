@@ -1,0 +1,235 @@
+//! `swarm-metrics`: the command line over a swarm-metrics database, for
+//! cron jobs and shell scripts.
+//!
+//! Exit codes: 0 ok, 1 operational failure (damaged database, I/O), 2 bad
+//! usage or bad input.
+
+mod args;
+mod export;
+mod import;
+mod report;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Parser;
+use serde_json::{json, Value};
+use swarm_metrics::{Error, MetricsStorage};
+
+use args::{Cli, Command};
+
+/// Why the command failed, which decides its exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad usage or bad input: exit 2.
+    Usage(String),
+    /// The database or the file system failed: exit 1.
+    Operational(String),
+    /// Writing to stdout failed because the reader went away: exit quietly.
+    BrokenPipe,
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        if e.is_invalid_input() {
+            Failure::Usage(e.to_string())
+        } else {
+            Failure::Operational(e.to_string())
+        }
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Failure::BrokenPipe
+        } else {
+            Failure::Operational(format!("writing output: {e}"))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(Failure::BrokenPipe) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("swarm-metrics: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Operational(message)) => {
+            eprintln!("swarm-metrics: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Opens an existing database; `writable` for commands that change it.
+fn open_existing(path: &Path, writable: bool) -> Result<MetricsStorage, Failure> {
+    if !path.exists() {
+        return Err(Failure::Operational(format!(
+            "{}: no such database (import metrics first, or pass --db)",
+            path.display()
+        )));
+    }
+    Ok(MetricsStorage::builder(path).read_only(!writable).open()?)
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let json = cli.json;
+    match cli.command {
+        Command::Cleanup {
+            retention_days,
+            vacuum,
+            dry_run,
+        } => {
+            let store = open_existing(&cli.db, !dry_run)?;
+            let report = if dry_run {
+                store.count_old_metrics(retention_days)?
+            } else {
+                store.cleanup_old_metrics(retention_days)?
+            };
+            if vacuum && !dry_run {
+                store.vacuum()?;
+            }
+            if json {
+                report::json(&mut out, &serde_json::to_value(report).map_err(json_error)?)?;
+            } else {
+                let verb = if dry_run { "would delete" } else { "deleted" };
+                writeln!(out, "{verb} (older than {retention_days} days):")?;
+                writeln!(out, "  task_metrics   {}", report.task_metrics)?;
+                writeln!(out, "  agent_metrics  {}", report.agent_metrics)?;
+                writeln!(out, "  swarm_metrics  {}", report.swarm_metrics)?;
+            }
+            store.close()?;
+        }
+        Command::Vacuum => {
+            let store = open_existing(&cli.db, true)?;
+            store.checkpoint()?;
+            let before = file_size(&cli.db)?;
+            store.vacuum()?;
+            store.checkpoint()?;
+            let after = file_size(&cli.db)?;
+            store.close()?;
+            if json {
+                report::json(
+                    &mut out,
+                    &json!({"bytes_before": before, "bytes_after": after}),
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "vacuumed {}: {before} bytes -> {after} bytes",
+                    cli.db.display()
+                )?;
+            }
+        }
+        Command::Check => return check(&cli.db, json, &mut out),
+        Command::Stats => {
+            let store = open_existing(&cli.db, false)?;
+            let stats = store.stats()?;
+            if json {
+                report::json(&mut out, &serde_json::to_value(stats).map_err(json_error)?)?;
+            } else {
+                report::stats(&mut out, &stats)?;
+            }
+        }
+        Command::Import { file, on_error } => {
+            let store = MetricsStorage::open(&cli.db)?;
+            let outcome = import::run(&store, &file, on_error)?;
+            store.close()?;
+            outcome.print(&mut out, json)?;
+            if outcome.aborted() {
+                out.flush()?;
+                return Ok(ExitCode::from(2));
+            }
+        }
+        Command::Export {
+            range,
+            kind,
+            format,
+        } => {
+            let store = open_existing(&cli.db, false)?;
+            export::run(
+                &store,
+                &mut out,
+                kind.map(Into::into),
+                range.range()?,
+                format,
+            )?;
+        }
+        command => {
+            let store = open_existing(&cli.db, false)?;
+            report::question(&store, command, json, &mut out)?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `check`: exit 1 when the file is damaged or not a store at all.
+fn check(path: &Path, json: bool, out: &mut impl Write) -> Result<ExitCode, Failure> {
+    let outcome = open_existing(path, false).and_then(|store| {
+        let problems = store.integrity_check()?;
+        let version = store.schema_version()?;
+        Ok((problems, version))
+    });
+    let (ok, version, problems) = match outcome {
+        Ok((problems, version)) => (problems.is_empty(), Some(version), problems),
+        Err(Failure::Operational(message)) => (false, None, vec![message]),
+        Err(other) => return Err(other),
+    };
+    if json {
+        report::json(
+            out,
+            &json!({"ok": ok, "schema_version": version, "problems": problems}),
+        )?;
+    } else if ok {
+        writeln!(
+            out,
+            "{}: ok (schema version {})",
+            path.display(),
+            version.unwrap_or_default()
+        )?;
+    } else {
+        writeln!(out, "{}: damaged", path.display())?;
+        for problem in &problems {
+            writeln!(out, "  {problem}")?;
+        }
+    }
+    out.flush()?;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn file_size(path: &Path) -> Result<u64, Failure> {
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|e| Failure::Operational(format!("{}: {e}", path.display())))
+}
+
+/// A value that cannot be shown as JSON (only non-finite numbers, which the
+/// store never holds).
+pub fn json_error(e: serde_json::Error) -> Failure {
+    Failure::Operational(format!("cannot write JSON: {e}"))
+}
+
+/// Writes `value` as one JSON document and a newline.
+pub fn write_json(out: &mut impl Write, value: &Value) -> Result<(), Failure> {
+    serde_json::to_writer(&mut *out, value).map_err(|e| {
+        if e.is_io() {
+            Failure::from(std::io::Error::from(e))
+        } else {
+            json_error(e)
+        }
+    })?;
+    writeln!(out)?;
+    Ok(())
+}

@@ -1,0 +1,488 @@
+//! The questions (`query`, `aggregate`, `success-rate`, `series`,
+//! `summary`, `top`, `slowest`, `outliers`) and how their answers print.
+
+use std::io::Write;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use swarm_metrics::{
+    Aggregate, Bucket, BucketValue, GroupBy, Measure, MetricKind, MetricsStorage, StoreStats,
+    SuccessRate, TaskMetric,
+};
+
+use crate::args::{parse_aggregation, parse_span, Aggregation, Command};
+use crate::{json_error, write_json, Failure};
+
+pub fn json(out: &mut impl Write, value: &Value) -> Result<(), Failure> {
+    write_json(out, value)
+}
+
+fn to_json(value: impl Serialize) -> Result<Value, Failure> {
+    serde_json::to_value(value).map_err(json_error)
+}
+
+/// A number for a table cell: `-` for none.
+fn cell(value: Option<f64>) -> String {
+    match value {
+        None => "-".to_owned(),
+        Some(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{v:.0}"),
+        Some(v) => format!("{v:.3}"),
+    }
+}
+
+fn rate_cell(rate: Option<f64>) -> String {
+    rate.map_or("-".to_owned(), |r| format!("{:.2}%", 100.0 * r))
+}
+
+/// Prints rows as aligned columns.
+fn table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> Result<(), Failure> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    writeln!(
+        out,
+        "{}",
+        line(header.iter().map(|h| h.to_string()).collect())
+    )?;
+    for row in rows {
+        writeln!(out, "{}", line(row.clone()))?;
+    }
+    if rows.is_empty() {
+        writeln!(out, "(no metrics match)")?;
+    }
+    Ok(())
+}
+
+pub fn stats(out: &mut impl Write, stats: &StoreStats) -> Result<(), Failure> {
+    let time =
+        |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or("-".to_owned(), |t| t.to_rfc3339());
+    let rows: Vec<Vec<String>> = [
+        ("task_metrics", &stats.task_metrics),
+        ("agent_metrics", &stats.agent_metrics),
+        ("swarm_metrics", &stats.swarm_metrics),
+    ]
+    .iter()
+    .map(|(name, t)| {
+        vec![
+            name.to_string(),
+            t.rows.to_string(),
+            time(t.oldest),
+            time(t.newest),
+        ]
+    })
+    .collect();
+    table(out, &["table", "rows", "oldest", "newest"], &rows)?;
+    writeln!(out, "file size: {} bytes", stats.file_size)?;
+    writeln!(out, "schema version: {}", stats.schema_version)?;
+    Ok(())
+}
+
+fn aggregate_json(name: &str, a: &Aggregate) -> Value {
+    json!({
+        "aggregation": name,
+        "metric_type": a.metric_type,
+        "value": a.value,
+        "count": a.count,
+    })
+}
+
+fn rate_json(rate: &SuccessRate) -> Value {
+    json!({
+        "rate": rate.rate,
+        "success": rate.success,
+        "failure": rate.failure,
+        "timeout": rate.timeout,
+        "cancelled": rate.cancelled,
+        "total": rate.total,
+    })
+}
+
+/// Adds `"id": key` to a JSON object.
+fn with_id(mut value: Value, key: &Option<String>) -> Value {
+    if let Value::Object(map) = &mut value {
+        map.insert("id".to_owned(), json!(key));
+    }
+    value
+}
+
+fn task_rows(tasks: &[TaskMetric]) -> Vec<Vec<String>> {
+    tasks
+        .iter()
+        .map(|t| {
+            vec![
+                t.timestamp.to_rfc3339(),
+                t.task_id.clone(),
+                t.agent_id.clone(),
+                t.swarm_id.clone().unwrap_or_else(|| "-".to_owned()),
+                t.result.to_string(),
+                t.duration_ms.to_string(),
+                t.tokens_used.to_string(),
+                t.files_changed.to_string(),
+            ]
+        })
+        .collect()
+}
+
+const TASK_HEADER: [&str; 8] = [
+    "timestamp",
+    "task_id",
+    "agent_id",
+    "swarm_id",
+    "result",
+    "duration_ms",
+    "tokens",
+    "files",
+];
+
+/// Answers one of the questions.
+pub fn question(
+    store: &MetricsStorage,
+    command: Command,
+    as_json: bool,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    match command {
+        Command::Query { filter, limit } => {
+            let kind = filter.kind();
+            let f = filter.filter()?;
+            match kind {
+                MetricKind::Task => {
+                    let rows = store.get_task_metrics(&f, limit)?;
+                    if as_json {
+                        return json(out, &to_json(&rows)?);
+                    }
+                    table(out, &TASK_HEADER, &task_rows(&rows))
+                }
+                MetricKind::Agent | MetricKind::Swarm => {
+                    let rows = match kind {
+                        MetricKind::Agent => to_json(store.get_agent_metrics(&f, limit)?)?,
+                        _ => to_json(store.get_swarm_metrics(&f, limit)?)?,
+                    };
+                    let rows = match rows {
+                        Value::Array(rows) => rows,
+                        other => vec![other],
+                    };
+                    if as_json {
+                        return json(out, &Value::Array(rows));
+                    }
+                    let id_field = if kind == MetricKind::Agent {
+                        "agent_id"
+                    } else {
+                        "swarm_id"
+                    };
+                    let cells: Vec<Vec<String>> = rows
+                        .iter()
+                        .map(|r| {
+                            vec![
+                                r["timestamp"].as_str().unwrap_or_default().to_owned(),
+                                r["metric_id"].to_string(),
+                                r[id_field].as_str().unwrap_or_default().to_owned(),
+                                r["metric_type"].as_str().unwrap_or_default().to_owned(),
+                                r["value"].to_string(),
+                                if r["metadata"].is_null() {
+                                    "-".to_owned()
+                                } else {
+                                    r["metadata"].to_string()
+                                },
+                            ]
+                        })
+                        .collect();
+                    table(
+                        out,
+                        &[
+                            "timestamp",
+                            "metric_id",
+                            id_field,
+                            "metric_type",
+                            "value",
+                            "metadata",
+                        ],
+                        &cells,
+                    )
+                }
+            }
+        }
+        Command::Aggregate { filter, agg, by } => {
+            let kind = filter.kind();
+            let f = filter.filter()?;
+            let (name, results): (String, Vec<(Option<String>, Aggregate)>) =
+                match parse_aggregation(&agg)? {
+                    Aggregation::Plain(aggregation) => {
+                        let results = match by {
+                            None => vec![(None, store.aggregate_metrics(kind, aggregation, &f)?)],
+                            Some(by) => store
+                                .aggregate_by(kind, aggregation, by.into(), &f)?
+                                .into_iter()
+                                .map(|g| (g.key, g.value))
+                                .collect(),
+                        };
+                        (aggregation.to_string(), results)
+                    }
+                    Aggregation::Percentile { name, q } => {
+                        let percentile_of =
+                            |f: &swarm_metrics::Filter| -> Result<Aggregate, Failure> {
+                                let p = store.percentile(kind, q, f)?;
+                                Ok(Aggregate {
+                                    aggregation: swarm_metrics::AggregationType::Count,
+                                    metric_type: p.metric_type,
+                                    count: p.count,
+                                    value: p.value,
+                                })
+                            };
+                        let results = match by {
+                            None => vec![(None, percentile_of(&f)?)],
+                            Some(by) => {
+                                let group_by: GroupBy = by.into();
+                                let groups = store.aggregate_by(
+                                    kind,
+                                    swarm_metrics::AggregationType::Count,
+                                    group_by,
+                                    &f,
+                                )?;
+                                let mut results = Vec::new();
+                                for g in groups {
+                                    let Some(key) = g.key.clone() else { continue };
+                                    let narrowed = match group_by {
+                                        GroupBy::Agent => f.clone().agent(key),
+                                        GroupBy::Swarm => f.clone().swarm(key),
+                                        GroupBy::Result => f.clone().result(key.parse()?),
+                                        GroupBy::MetricType => f.clone().metric_type(key.parse()?),
+                                    };
+                                    results.push((g.key, percentile_of(&narrowed)?));
+                                }
+                                results
+                            }
+                        };
+                        (name, results)
+                    }
+                };
+            if as_json {
+                let value = if by.is_none() {
+                    aggregate_json(&name, &results[0].1)
+                } else {
+                    Value::Array(
+                        results
+                            .iter()
+                            .map(|(k, a)| with_id(aggregate_json(&name, a), k))
+                            .collect(),
+                    )
+                };
+                return json(out, &value);
+            }
+            let rows: Vec<Vec<String>> = results
+                .iter()
+                .map(|(k, a)| {
+                    vec![
+                        k.clone().unwrap_or_else(|| "(all)".to_owned()),
+                        a.count.to_string(),
+                        cell(a.value),
+                    ]
+                })
+                .collect();
+            table(out, &["id", "count", &name], &rows)
+        }
+        Command::SuccessRate { filter, by } => {
+            let f = filter.filter()?;
+            match by {
+                None => {
+                    let rate = store.success_rate(&f)?;
+                    if as_json {
+                        return json(out, &rate_json(&rate));
+                    }
+                    rate_table(out, &[(None, rate)])
+                }
+                Some(by) => {
+                    let groups = store.success_rate_by(by.into(), &f)?;
+                    if as_json {
+                        let list = groups
+                            .iter()
+                            .map(|g| with_id(rate_json(&g.value), &g.key))
+                            .collect();
+                        return json(out, &Value::Array(list));
+                    }
+                    let rows: Vec<(Option<String>, SuccessRate)> =
+                        groups.into_iter().map(|g| (g.key, g.value)).collect();
+                    rate_table(out, &rows)
+                }
+            }
+        }
+        Command::Series {
+            filter,
+            measure,
+            width,
+            fill,
+        } => {
+            let kind = filter.kind();
+            let f = filter.filter()?;
+            let width = parse_span("--width", &width)?;
+            let measure = match measure.as_str() {
+                "success-rate" | "success_rate" => Measure::SuccessRate,
+                other => match parse_aggregation(other)? {
+                    Aggregation::Plain(a) => Measure::Aggregate(a),
+                    Aggregation::Percentile { q, .. } => Measure::Percentile(q),
+                },
+            };
+            let buckets = store.series(kind, measure, width, &f, fill)?;
+            if as_json {
+                return json(out, &to_json(&buckets)?);
+            }
+            series_table(out, &buckets)
+        }
+        Command::Summary { filter } => {
+            let summary = store.summary(&filter.filter()?)?;
+            if as_json {
+                return json(out, &to_json(summary)?);
+            }
+            let d = &summary.duration_ms;
+            writeln!(out, "tasks            {}", summary.tasks)?;
+            writeln!(
+                out,
+                "success rate     {} (success {}, failure {}, timeout {}, cancelled {})",
+                rate_cell(summary.success_rate.rate),
+                summary.success_rate.success,
+                summary.success_rate.failure,
+                summary.success_rate.timeout,
+                summary.success_rate.cancelled
+            )?;
+            writeln!(
+                out,
+                "duration ms      avg {}  p50 {}  p95 {}  p99 {}  max {}",
+                cell(d.avg),
+                cell(d.p50),
+                cell(d.p95),
+                cell(d.p99),
+                cell(d.max)
+            )?;
+            writeln!(
+                out,
+                "tokens           {} in all, {} per task",
+                summary.tokens_total,
+                cell(summary.tokens_per_task)
+            )?;
+            writeln!(out, "files changed    {}", summary.files_changed_total)?;
+            Ok(())
+        }
+        Command::Top {
+            filter,
+            by,
+            bottom,
+            n,
+            min_tasks,
+        } => {
+            let ranked = store.rank_agents(by.into(), !bottom, n, min_tasks, &filter.filter()?)?;
+            if as_json {
+                return json(out, &to_json(&ranked)?);
+            }
+            let rows: Vec<Vec<String>> = ranked
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    vec![
+                        (i + 1).to_string(),
+                        r.agent_id.clone(),
+                        cell(Some(r.score)),
+                        r.tasks.to_string(),
+                    ]
+                })
+                .collect();
+            table(out, &["rank", "agent_id", "score", "tasks"], &rows)
+        }
+        Command::Slowest { filter, n } => {
+            let tasks = store.slowest_tasks(n, &filter.filter()?)?;
+            if as_json {
+                return json(out, &to_json(&tasks)?);
+            }
+            table(out, &TASK_HEADER, &task_rows(&tasks))
+        }
+        Command::Outliers { filter } => {
+            let outliers = store.duration_outliers(&filter.filter()?)?;
+            if as_json {
+                return json(out, &to_json(&outliers)?);
+            }
+            let rows: Vec<Vec<String>> = outliers
+                .iter()
+                .map(|o| {
+                    vec![
+                        o.task.agent_id.clone(),
+                        o.task.task_id.clone(),
+                        o.task.duration_ms.to_string(),
+                        format!(
+                            "{} .. {}",
+                            cell(Some(o.low_fence)),
+                            cell(Some(o.high_fence))
+                        ),
+                    ]
+                })
+                .collect();
+            table(
+                out,
+                &["agent_id", "task_id", "duration_ms", "fences"],
+                &rows,
+            )
+        }
+        Command::Cleanup { .. }
+        | Command::Vacuum
+        | Command::Check
+        | Command::Stats
+        | Command::Import { .. }
+        | Command::Export { .. } => Err(Failure::Usage("not a question".to_owned())),
+    }
+}
+
+fn rate_table(out: &mut impl Write, rows: &[(Option<String>, SuccessRate)]) -> Result<(), Failure> {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(k, r)| {
+            vec![
+                k.clone().unwrap_or_else(|| "(all)".to_owned()),
+                rate_cell(r.rate),
+                r.success.to_string(),
+                r.failure.to_string(),
+                r.timeout.to_string(),
+                r.cancelled.to_string(),
+                r.total.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &[
+            "id",
+            "rate",
+            "success",
+            "failure",
+            "timeout",
+            "cancelled",
+            "total",
+        ],
+        &cells,
+    )
+}
+
+fn series_table(out: &mut impl Write, buckets: &[Bucket]) -> Result<(), Failure> {
+    let rows: Vec<Vec<String>> = buckets
+        .iter()
+        .map(|b| {
+            let (count, value) = match b.value {
+                BucketValue::Aggregate(a) => (a.count, cell(a.value)),
+                BucketValue::Percentile(p) => (p.count, cell(p.value)),
+                BucketValue::SuccessRate(r) => (r.total, rate_cell(r.rate)),
+            };
+            vec![b.start.to_rfc3339(), count.to_string(), value]
+        })
+        .collect();
+    table(out, &["bucket", "count", "value"], &rows)
+}

@@ -1,0 +1,320 @@
+//! The `swarm-metrics` command line, run as scripts run it.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn cli(db: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("swarm-metrics").unwrap();
+    cmd.arg("--db").arg(db);
+    cmd
+}
+
+/// Runs and returns (exit code, stdout, stderr).
+fn run(db: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut cmd = cli(db);
+    cmd.args(args);
+    if let Some(input) = stdin {
+        cmd.write_stdin(input);
+    }
+    let output = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("RUST_BACKTRACE"), "{stderr}");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr,
+    )
+}
+
+fn json_of(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+const SAMPLE: &str = r#"{"kind": "task", "task_id": "t1", "agent_id": "a1", "swarm_id": "s1", "duration_ms": 1000, "result": "success", "tokens_used": 10, "files_changed": 1, "timestamp": "2025-06-01T10:00:00Z"}
+{"kind": "task", "task_id": "t2", "agent_id": "a1", "swarm_id": "s1", "duration_ms": 3000, "result": "failure", "timestamp": "2025-06-01T10:30:00.123456Z"}
+{"kind": "task", "task_id": "t3", "agent_id": "a2", "duration_ms": 2000, "result": "timeout", "timestamp": "2025-06-01T11:00:00+02:00"}
+
+{"kind": "agent", "agent_id": "a1", "metric_type": "agent_success_rate", "value": 0.5, "metadata": {"note": "with, \"quotes\"\nand lines"}, "timestamp": "2025-06-01T10:45:00Z"}
+{"kind": "swarm", "swarm_id": "s1", "metric_type": "swarm_health", "value": 0.25, "timestamp": "2025-06-01T10:50:00Z"}
+"#;
+
+fn imported() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let (code, out, err) = run(&db, &["--json", "import", "-"], Some(SAMPLE));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        json_of(&out),
+        serde_json::json!({"imported": 5, "duplicates": 0, "rejected": 0})
+    );
+    (dir, db)
+}
+
+#[test]
+fn jsonl_export_import_export_round_trips_byte_for_byte() {
+    let (dir, db) = imported();
+    let (code, first, _) = run(&db, &["export", "--format", "jsonl"], None);
+    assert_eq!(code, 0);
+    assert_eq!(first.lines().count(), 5);
+    let file = dir.path().join("export.jsonl");
+    std::fs::write(&file, &first).unwrap();
+
+    let fresh = dir.path().join("fresh.db");
+    let (code, _, err) = run(&fresh, &["import", file.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{err}");
+    let (_, second, _) = run(&fresh, &["export", "--format", "jsonl"], None);
+    assert_eq!(first, second);
+
+    // Importing the same file again stores nothing new for tasks.
+    let (_, out, _) = run(&fresh, &["--json", "import", file.to_str().unwrap()], None);
+    assert_eq!(json_of(&out)["duplicates"], 3);
+}
+
+#[test]
+fn a_bad_line_aborts_the_whole_import_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let input = format!("{SAMPLE}{{\"kind\": \"task\", \"task_id\": \"t9\"}}\nnot json\n");
+    let (code, _, err) = run(&db, &["import", "-"], Some(&input));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("line 7: invalid agent_id: is missing"),
+        "{err}"
+    );
+    assert!(err.contains("line 8: not JSON"), "{err}");
+    assert!(err.contains("nothing was imported"), "{err}");
+    let (_, out, _) = run(&db, &["--json", "stats"], None);
+    assert_eq!(json_of(&out)["task_metrics"]["rows"], 0);
+
+    let (code, out, _) = run(
+        &db,
+        &["--json", "import", "--on-error", "skip", "-"],
+        Some(&input),
+    );
+    assert_eq!(code, 0);
+    assert_eq!(
+        json_of(&out),
+        serde_json::json!({"imported": 5, "duplicates": 0, "rejected": 2})
+    );
+}
+
+#[test]
+fn questions_answer_in_the_documented_json_shapes() {
+    let (_dir, db) = imported();
+    let (code, out, _) = run(&db, &["--json", "aggregate", "--agg", "avg"], None);
+    assert_eq!(code, 0);
+    assert_eq!(
+        json_of(&out),
+        serde_json::json!({"aggregation": "avg", "metric_type": "task_duration", "value": 2000.0, "count": 3})
+    );
+    let (_, out, _) = run(
+        &db,
+        &["--json", "aggregate", "--agg", "max", "--agent", "nobody"],
+        None,
+    );
+    assert_eq!(json_of(&out)["value"], Value::Null);
+    assert_eq!(json_of(&out)["count"], 0);
+    let (_, out, _) = run(
+        &db,
+        &["--json", "aggregate", "--agg", "p50", "--by", "agent"],
+        None,
+    );
+    let groups = json_of(&out);
+    assert_eq!(groups[0]["id"], "a1");
+    assert_eq!(groups[0]["value"], 2000.0);
+
+    let (_, out, _) = run(&db, &["--json", "success-rate"], None);
+    assert_eq!(
+        json_of(&out),
+        serde_json::json!({"rate": 1.0 / 3.0, "success": 1, "failure": 1, "timeout": 1, "cancelled": 0, "total": 3})
+    );
+    let (_, out, _) = run(&db, &["--json", "success-rate", "--by", "swarm"], None);
+    let by_swarm = json_of(&out);
+    assert_eq!(by_swarm[0]["id"], "s1");
+    assert_eq!(by_swarm[0]["total"], 2);
+    assert_eq!(by_swarm[1]["id"], Value::Null);
+
+    let (_, out, _) = run(
+        &db,
+        &[
+            "--json",
+            "query",
+            "--kind",
+            "agent",
+            "--from",
+            "2025-06-01T00:00:00Z",
+            "--to",
+            "2025-06-02T00:00:00Z",
+        ],
+        None,
+    );
+    assert_eq!(
+        json_of(&out)[0]["metadata"]["note"],
+        "with, \"quotes\"\nand lines"
+    );
+
+    for args in [
+        &["--json", "summary", "--swarm", "s1"][..],
+        &["--json", "top", "--by", "avg-duration", "-n", "1"],
+        &["--json", "slowest", "-n", "2"],
+        &["--json", "outliers"],
+        &[
+            "--json",
+            "series",
+            "--measure",
+            "success-rate",
+            "--width",
+            "1h",
+            "--fill",
+        ],
+        &["--json", "stats"],
+    ] {
+        let (code, out, err) = run(&db, args, None);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        json_of(&out);
+    }
+    let (_, out, _) = run(&db, &["--json", "summary", "--swarm", "s1"], None);
+    assert_eq!(json_of(&out)["tasks"], 2);
+    let (_, out, _) = run(&db, &["--json", "slowest", "-n", "1"], None);
+    assert_eq!(json_of(&out)[0]["task_id"], "t2");
+    // Human-readable tables too.
+    let (code, out, _) = run(&db, &["success-rate", "--by", "agent"], None);
+    assert_eq!(code, 0);
+    assert!(out.lines().next().unwrap().starts_with("id"), "{out}");
+}
+
+#[test]
+fn csv_and_prometheus_exports_are_well_formed() {
+    let (_dir, db) = imported();
+    let (_, csv, _) = run(&db, &["export", "--format", "csv"], None);
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "kind,timestamp,task_id,agent_id,swarm_id,duration_ms,result,tokens_used,files_changed,metric_type,value,metadata"
+    );
+    assert!(
+        csv.contains("\"{\"\"note\"\":\"\"with, \\\"\"quotes\\\"\"\\nand lines\"\"}\""),
+        "{csv}"
+    );
+
+    let (_, text, _) = run(&db, &["export", "--format", "prometheus"], None);
+    let mut typed = std::collections::HashSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            typed.insert(rest.split(' ').next().unwrap().to_owned());
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        let (name, value) = line.rsplit_once(' ').unwrap();
+        assert!(value.parse::<f64>().is_ok() || value == "NaN", "{line}");
+        let metric = name.split('{').next().unwrap();
+        let family = metric.trim_end_matches("_sum").trim_end_matches("_count");
+        assert!(typed.contains(family), "sample before its TYPE: {line}");
+        assert!(
+            name.ends_with('}') && name.matches('"').count() % 2 == 0,
+            "{line}"
+        );
+    }
+    assert!(text.contains("swarm_tasks_total{agent=\"a1\",swarm=\"s1\",result=\"failure\"} 1"));
+    assert!(text.contains("swarm_task_duration_milliseconds_count{agent=\"a2\",swarm=\"\"} 1"));
+    assert!(text.contains("swarm_swarm_metric{swarm=\"s1\",metric_type=\"swarm_health\"} 0.25"));
+}
+
+#[test]
+fn cleanup_reports_per_table_and_dry_run_deletes_nothing() {
+    let (_dir, db) = imported();
+    let (code, out, _) = run(
+        &db,
+        &["--json", "cleanup", "--retention-days", "1", "--dry-run"],
+        None,
+    );
+    assert_eq!(code, 0);
+    assert_eq!(
+        json_of(&out),
+        serde_json::json!({"task_metrics": 3, "agent_metrics": 1, "swarm_metrics": 1})
+    );
+    let (_, out, _) = run(&db, &["--json", "stats"], None);
+    assert_eq!(json_of(&out)["task_metrics"]["rows"], 3);
+    let (code, out, _) = run(
+        &db,
+        &["--json", "cleanup", "--retention-days", "1", "--vacuum"],
+        None,
+    );
+    assert_eq!(code, 0);
+    assert_eq!(json_of(&out)["task_metrics"], 3);
+    let (_, out, _) = run(&db, &["--json", "stats"], None);
+    assert_eq!(json_of(&out)["task_metrics"]["rows"], 0);
+    let (code, out, _) = run(&db, &["--json", "vacuum"], None);
+    assert_eq!(code, 0);
+    assert!(json_of(&out)["bytes_after"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn exit_codes_tell_bad_usage_from_operational_failure() {
+    let (dir, db) = imported();
+    for args in [
+        &["cleanup", "--retention-days", "0"][..],
+        &["query", "--since", "yesterday"],
+        &["query", "--result", "ok"],
+        &["query", "--limit", "0"],
+        &["aggregate", "--agg", "median"],
+        &["query", "--kind", "agent", "--task", "t1"],
+        &["no-such-command"],
+        &[
+            "query",
+            "--from",
+            "2025-06-02T00:00:00Z",
+            "--to",
+            "2025-06-01T00:00:00Z",
+        ],
+    ] {
+        let (code, _, err) = run(&db, args, None);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(!err.is_empty());
+    }
+    let missing = dir.path().join("missing.db");
+    let (code, _, err) = run(&missing, &["query"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("no such database"), "{err}");
+    assert!(!missing.exists(), "a query must not create a database");
+
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, "not a database at all, just some text\n".repeat(100)).unwrap();
+    let (code, out, _) = run(&junk, &["check"], None);
+    assert_eq!(code, 1);
+    assert!(out.contains("damaged"), "{out}");
+
+    let (code, out, _) = run(&db, &["--json", "check"], None);
+    assert_eq!(code, 0);
+    assert_eq!(json_of(&out)["ok"], true);
+}
+
+#[test]
+fn check_finds_damage_inside_a_valid_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let lines: String = (0..3000)
+        .map(|i| {
+            format!(
+                "{{\"kind\": \"task\", \"task_id\": \"t{i}\", \"agent_id\": \"a{}\", \"duration_ms\": {i}, \"result\": \"success\"}}\n",
+                i % 7
+            )
+        })
+        .collect();
+    assert_eq!(run(&db, &["import", "-"], Some(&lines)).0, 0);
+    // Scribble over a page in the middle of the file, keeping the header.
+    let mut bytes = std::fs::read(&db).unwrap();
+    let page = 4096;
+    let middle = (bytes.len() / page / 2) * page;
+    for b in &mut bytes[middle + 8..middle + page] {
+        *b = 0x5a;
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    let (code, out, err) = run(&db, &["check"], None);
+    assert_eq!(code, 1, "{out}{err}");
+}
