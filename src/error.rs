@@ -106,6 +106,14 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The database reached its size cap, or the disk is full: the write
+    /// failed and none of it was stored; the store stays usable.
+    #[error("{operation}: the database or the disk is full; nothing of this write was stored")]
+    DatabaseFull {
+        /// What was being done.
+        operation: &'static str,
+    },
+
     /// SQLite reported an error.
     #[error("{operation}: {source}")]
     Sqlite {

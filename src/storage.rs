@@ -98,6 +98,7 @@ pub struct BatchReport {
 /// | [`durability`](Self::durability) | [`Durability::Normal`] |
 /// | [`read_only`](Self::read_only) | `false` |
 /// | [`create_dirs`](Self::create_dirs) | `true` |
+/// | [`max_size_bytes`](Self::max_size_bytes) | no cap |
 #[derive(Debug, Clone)]
 pub struct StorageBuilder {
     path: PathBuf,
@@ -106,6 +107,7 @@ pub struct StorageBuilder {
     durability: Durability,
     read_only: bool,
     create_dirs: bool,
+    max_size: Option<u64>,
 }
 
 impl StorageBuilder {
@@ -132,6 +134,16 @@ impl StorageBuilder {
     /// must exist and hold the current schema.
     pub fn read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;
+        self
+    }
+
+    /// Caps the database file at about `bytes`: a store that would grow it
+    /// further fails with [`Error::DatabaseFull`] and writes nothing, and
+    /// the store stays usable (deleting old metrics makes room again).
+    /// Without a cap the file grows until the disk is full, which fails
+    /// the same way.
+    pub fn max_size_bytes(mut self, bytes: u64) -> Self {
+        self.max_size = Some(bytes);
         self
     }
 
@@ -203,6 +215,7 @@ impl MetricsStorage {
             durability: Durability::Normal,
             read_only: false,
             create_dirs: true,
+            max_size: None,
         }
     }
 
@@ -247,6 +260,19 @@ impl MetricsStorage {
             read_only: options.read_only,
         };
         let first = open_database(&path, &settings)?;
+        if let Some(bytes) = options.max_size {
+            let page_size: i64 = first
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .map_err(Error::sqlite("read page size"))?;
+            let pages = i64::try_from(bytes).unwrap_or(i64::MAX) / page_size.max(1);
+            first
+                .query_row(
+                    &format!("PRAGMA max_page_count = {}", pages.max(1)),
+                    [],
+                    |_| Ok(()),
+                )
+                .map_err(Error::sqlite("cap database size"))?;
+        }
         let writer = if settings.read_only {
             None
         } else {

@@ -181,6 +181,17 @@ impl Writer {
     /// on the caller's thread when nothing else is being written, otherwise
     /// in the next group commit.
     pub fn submit(&self, work: Work) -> Result<Output> {
+        self.submit_inner(work).map_err(|e| match e {
+            Error::Sqlite { operation, source }
+                if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) =>
+            {
+                Error::DatabaseFull { operation }
+            }
+            other => other,
+        })
+    }
+
+    fn submit_inner(&self, work: Work) -> Result<Output> {
         let shared = &*self.shared;
         let mut queue = lock(&shared.queue);
         if !queue.writing && queue.pending.is_empty() {
