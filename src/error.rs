@@ -87,8 +87,12 @@ pub enum Error {
         source: rusqlite::Error,
     },
 
-    /// The store was opened read-only, so it cannot be written.
-    #[error("{path}: the store was opened read-only", path = path.display())]
+    /// The store cannot be written: it was opened read-only, or the file
+    /// (or its folder) is not writable.
+    #[error(
+        "{path}: read-only (opened read-only, or the file or its folder is not writable)",
+        path = path.display()
+    )]
     ReadOnly {
         /// The database file.
         path: PathBuf,

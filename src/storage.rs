@@ -259,7 +259,22 @@ impl MetricsStorage {
             durability: options.durability,
             read_only: options.read_only,
         };
-        let first = open_database(&path, &settings)?;
+        let (first, target) = match open_database(&path, &settings) {
+            Err(Error::ReadOnly { .. } | Error::CannotOpen { .. })
+                if settings.read_only && !side_file(&path, "-wal").exists() =>
+            {
+                // A WAL database in a folder this process cannot write:
+                // SQLite cannot create the shared-memory file it reads
+                // through. With no WAL file there is nothing but the main
+                // file to read, so read it as immutable.
+                let target = immutable_uri(&path);
+                (
+                    open_database(Path::new(&target), &settings)?,
+                    PathBuf::from(target),
+                )
+            }
+            other => (other?, path.clone()),
+        };
         if let Some(bytes) = options.max_size {
             let page_size: i64 = first
                 .query_row("PRAGMA page_size", [], |r| r.get(0))
@@ -290,7 +305,7 @@ impl MetricsStorage {
         };
         let open_readers = Arc::new(OpenReaders::default());
         let manager = ReaderManager::new(
-            SqliteConnectionManager::file(&path)
+            SqliteConnectionManager::file(&target)
                 .with_flags(settings.flags())
                 .with_init(move |conn| settings.apply(conn, true)),
             Arc::clone(&open_readers),
@@ -741,6 +756,29 @@ impl std::fmt::Debug for MetricsStorage {
             .field("durability", &self.settings.durability)
             .finish_non_exhaustive()
     }
+}
+
+/// `path` with `suffix` appended, e.g. the `-wal` file of a database.
+fn side_file(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// An SQLite URI opening `path` read-only as immutable (no locks, no
+/// shared-memory file).
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            '%' => uri.push_str("%25"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?mode=ro&immutable=1");
+    uri
 }
 
 /// Names the position of a bad record in a batch.

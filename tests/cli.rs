@@ -318,3 +318,96 @@ fn check_finds_damage_inside_a_valid_header() {
     let (code, out, err) = run(&db, &["check"], None);
     assert_eq!(code, 1, "{out}{err}");
 }
+
+/// Whether this process runs as root, for whom file permissions do not
+/// apply: permission tests then run the command line as `nobody`.
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Runs the command line (a copy in `bin`, which any user can run) as an
+/// unprivileged user.
+fn run_unprivileged(
+    bin: &Path,
+    db: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (i32, String, String) {
+    let mut cmd = if is_root() {
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin);
+        cmd
+    } else {
+        std::process::Command::new(bin)
+    };
+    cmd.arg("--db").arg(db).args(args);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("run the command line");
+    {
+        use std::io::Write as _;
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr,
+    )
+}
+
+#[test]
+fn unwritable_files_and_folders_refuse_writes_but_allow_reads() {
+    use std::os::unix::fs::PermissionsExt;
+    let set_mode = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    let (dir, db) = imported();
+    set_mode(dir.path(), 0o755);
+    // The build folder may be closed to other users: run a copy.
+    let bin_dir = tempfile::tempdir().unwrap();
+    set_mode(bin_dir.path(), 0o755);
+    let bin = bin_dir.path().join("swarm-metrics");
+    std::fs::copy(env!("CARGO_BIN_EXE_swarm-metrics"), &bin).unwrap();
+    set_mode(&bin, 0o755);
+    // A read-only database file in a read-only folder.
+    let before = std::fs::read(&db).unwrap();
+    set_mode(&db, 0o444);
+    set_mode(dir.path(), 0o555);
+    let line =
+        r#"{"kind":"task","task_id":"new","agent_id":"a","duration_ms":1,"result":"success"}"#;
+    let (code, _, err) = run_unprivileged(&bin, &db, &["import", "-"], Some(line));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("read-only") && err.contains("m.db"), "{err}");
+    let (code, out, err) = run_unprivileged(&bin, &db, &["--json", "query"], None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        json_of(&out).as_array().unwrap().len(),
+        3,
+        "reads still work"
+    );
+    let (code, _, err) = run_unprivileged(&bin, &db, &["cleanup", "--retention-days", "1"], None);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(std::fs::read(&db).unwrap(), before, "the file was changed");
+
+    // A new database in a folder that cannot be written.
+    let new_db = dir.path().join("new.db");
+    let (code, _, err) = run_unprivileged(&bin, &new_db, &["import", "-"], Some(line));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("new.db"), "{err}");
+    assert!(!new_db.exists());
+    set_mode(dir.path(), 0o755);
+    set_mode(&db, 0o644);
+}
