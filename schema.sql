@@ -98,6 +98,70 @@ CREATE INDEX idx_swarm_metrics_swarm ON swarm_metrics (swarm, metric_type, times
 CREATE INDEX idx_swarm_metrics_type ON swarm_metrics (metric_type, timestamp);
 CREATE INDEX idx_swarm_metrics_time ON swarm_metrics (timestamp);
 
+-- Rollups: what retention folds raw rows into before deleting them, so that
+-- long-range answers survive. `level` 1 is hourly, 2 daily; `bucket` is the
+-- bucket's first microsecond. Every row of a metrics table is either still
+-- raw or folded into exactly one rollup row, never both. Each measured
+-- column keeps its sum, min, max, Welford mean and M2 (an exact, mergeable
+-- standard deviation) and a DDSketch of its values (quantiles within 1%).
+CREATE TABLE task_rollups (
+    level           INTEGER NOT NULL,
+    bucket          INTEGER NOT NULL,
+    agent           INTEGER NOT NULL,
+    swarm           INTEGER NOT NULL,   -- 0: tasks without a swarm
+    result          INTEGER NOT NULL,
+    count           INTEGER NOT NULL,
+    duration_sum    INTEGER NOT NULL,
+    duration_min    INTEGER NOT NULL,
+    duration_max    INTEGER NOT NULL,
+    duration_mean   REAL    NOT NULL,
+    duration_m2     REAL    NOT NULL,
+    duration_sketch BLOB    NOT NULL,
+    tokens_sum      INTEGER NOT NULL,
+    tokens_min      INTEGER NOT NULL,
+    tokens_max      INTEGER NOT NULL,
+    tokens_mean     REAL    NOT NULL,
+    tokens_m2       REAL    NOT NULL,
+    tokens_sketch   BLOB    NOT NULL,
+    files_sum       INTEGER NOT NULL,
+    files_min       INTEGER NOT NULL,
+    files_max       INTEGER NOT NULL,
+    files_mean      REAL    NOT NULL,
+    files_m2        REAL    NOT NULL,
+    files_sketch    BLOB    NOT NULL,
+    PRIMARY KEY (level, bucket, agent, swarm, result)
+) WITHOUT ROWID;
+
+CREATE TABLE agent_rollups (
+    level        INTEGER NOT NULL,
+    bucket       INTEGER NOT NULL,
+    agent        INTEGER NOT NULL,
+    metric_type  INTEGER NOT NULL,
+    count        INTEGER NOT NULL,
+    value_sum    REAL    NOT NULL,
+    value_min    REAL    NOT NULL,
+    value_max    REAL    NOT NULL,
+    value_mean   REAL    NOT NULL,
+    value_m2     REAL    NOT NULL,
+    value_sketch BLOB    NOT NULL,
+    PRIMARY KEY (level, bucket, agent, metric_type)
+) WITHOUT ROWID;
+
+CREATE TABLE swarm_rollups (
+    level        INTEGER NOT NULL,
+    bucket       INTEGER NOT NULL,
+    swarm        INTEGER NOT NULL,
+    metric_type  INTEGER NOT NULL,
+    count        INTEGER NOT NULL,
+    value_sum    REAL    NOT NULL,
+    value_min    REAL    NOT NULL,
+    value_max    REAL    NOT NULL,
+    value_mean   REAL    NOT NULL,
+    value_m2     REAL    NOT NULL,
+    value_sketch BLOB    NOT NULL,
+    PRIMARY KEY (level, bucket, swarm, metric_type)
+) WITHOUT ROWID;
+
 -- Reference-shaped views with names and ISO-8601 UTC timestamps.
 CREATE VIEW task_metrics_view AS
 SELECT t.task_id, a.name AS agent_id, s.name AS swarm_id, t.duration_ms,

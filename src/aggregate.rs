@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::query::Filter;
 use crate::record::{AggregationType, MetricKind, MetricType, TaskResult};
+use crate::rollup::{rollup_result_counts, rollup_stat, rollup_where, sketch_quantile, Stat};
 use crate::storage::MetricsStorage;
 
 /// The result of [`MetricsStorage::aggregate_metrics`].
@@ -37,6 +38,10 @@ pub struct Percentile {
     pub count: u64,
     /// The quantile; `None` when the selection is empty.
     pub value: Option<f64>,
+    /// True when part of the selection was read from rollups, whose
+    /// sketches answer within 1% of the exact quantile.
+    #[serde(default)]
+    pub approximate: bool,
 }
 
 /// The outcome counts of a set of tasks and the share that succeeded.
@@ -110,12 +115,80 @@ impl MetricsStorage {
             }
             other => other?,
         };
-        let (_, metric_type) = aggregated_column(kind, filter.metric_type)?;
+        let (column, metric_type) = aggregated_column(kind, filter.metric_type)?;
+        if self.has_rollups(kind)? && rollup_where(filter, kind).is_some() {
+            return self.aggregate_with_rollups(kind, aggregation, column, metric_type, filter);
+        }
         Ok(Aggregate {
             aggregation,
             metric_type,
             count,
             value: if count == 0 { None } else { value },
+        })
+    }
+
+    /// `aggregate_metrics` over raw rows and the rollups the filter
+    /// covers: counts, sums, extremes and Welford states merge exactly.
+    fn aggregate_with_rollups(
+        &self,
+        kind: MetricKind,
+        aggregation: AggregationType,
+        column: &str,
+        metric_type: Option<MetricType>,
+        filter: &Filter,
+    ) -> Result<Aggregate> {
+        let int = kind == MetricKind::Task;
+        let (clause, params) = filter.where_clause(kind);
+        let sum = if int { "sum" } else { "total" };
+        let sql = format!(
+            "SELECT count(m.{column}), {sum}(m.{column}), min(m.{column}), max(m.{column}), \
+             {WELFORD_FUNCTION}(m.{column}) FROM {} m WHERE {clause}",
+            kind.table()
+        );
+        let mut stat = Stat::new(int, false);
+        self.read_each(&sql, params, "aggregate metrics", |row| {
+            let sqlite = Error::sqlite("aggregate metrics");
+            let bytes: Vec<u8> = row.get(4).map_err(sqlite)?;
+            let welford = Welford::from_bytes(&bytes).unwrap_or_default();
+            stat.count = welford.n;
+            if stat.count == 0 {
+                return Ok(());
+            }
+            stat.mean = welford.mean;
+            stat.m2 = welford.m2;
+            if int {
+                stat.sum_int = i128::from(
+                    row.get::<_, i64>(1)
+                        .map_err(Error::sqlite("aggregate metrics"))?,
+                );
+                stat.min_int = row.get(2).map_err(Error::sqlite("aggregate metrics"))?;
+                stat.max_int = row.get(3).map_err(Error::sqlite("aggregate metrics"))?;
+            } else {
+                stat.sum_real = row.get(1).map_err(Error::sqlite("aggregate metrics"))?;
+                stat.min = row.get(2).map_err(Error::sqlite("aggregate metrics"))?;
+                stat.max = row.get(3).map_err(Error::sqlite("aggregate metrics"))?;
+            }
+            Ok(())
+        })?;
+        let prefix = rollup_prefix(column);
+        stat.merge(&rollup_stat(self, kind, prefix, int, filter, false)?)?;
+        let value = (stat.count > 0)
+            .then(|| match aggregation {
+                AggregationType::Avg => Some(stat.sum() / stat.count as f64),
+                AggregationType::Sum => Some(stat.sum()),
+                AggregationType::Count => Some(stat.count as f64),
+                AggregationType::Min => Some(stat.extreme(false)),
+                AggregationType::Max => Some(stat.extreme(true)),
+                AggregationType::Stddev => {
+                    (stat.count >= 2).then(|| (stat.m2 / (stat.count - 1) as f64).sqrt())
+                }
+            })
+            .flatten();
+        Ok(Aggregate {
+            aggregation,
+            metric_type,
+            count: stat.count,
+            value,
         })
     }
 
@@ -169,6 +242,36 @@ impl MetricsStorage {
                 }),
             }
         })?;
+        if self.has_rollups(kind)? && rollup_where(filter, kind).is_some() {
+            let rolled = rollup_stat(
+                self,
+                kind,
+                rollup_prefix(column),
+                kind == MetricKind::Task,
+                filter,
+                true,
+            )?;
+            if rolled.count > 0 {
+                let mut sketch = rolled.sketch.ok_or_else(|| Error::CorruptRow {
+                    table: "rollups",
+                    reason: "rollup without a sketch".to_owned(),
+                })?;
+                for v in &values {
+                    sketch.add(*v);
+                }
+                let count = sketch.count() as u64;
+                return Ok(qs
+                    .iter()
+                    .map(|&q| Percentile {
+                        q,
+                        metric_type,
+                        count,
+                        value: sketch_quantile(&sketch, q),
+                        approximate: true,
+                    })
+                    .collect());
+            }
+        }
         Ok(qs
             .iter()
             .map(|&q| Percentile {
@@ -176,6 +279,7 @@ impl MetricsStorage {
                 metric_type,
                 count: values.len() as u64,
                 value: quantile(&mut values, q),
+                approximate: false,
             })
             .collect())
     }
@@ -204,6 +308,15 @@ impl MetricsStorage {
         let mut rate = SuccessRate::default();
         for (result, n) in rows.into_iter().flatten() {
             rate.add(result, n);
+        }
+        if self.has_rollups(MetricKind::Task)? {
+            for (code, n) in rollup_result_counts(self, filter)? {
+                let result = TaskResult::from_code(code).ok_or_else(|| Error::CorruptRow {
+                    table: "task_rollups",
+                    reason: format!("unknown result code {code}"),
+                })?;
+                rate.add(result, n);
+            }
         }
         Ok(rate)
     }
@@ -281,6 +394,16 @@ pub(crate) fn success_rate_sql(filter: &Filter) -> (String, Vec<SqlValue>) {
     (sql, params)
 }
 
+/// The rollup column prefix of a raw column.
+fn rollup_prefix(column: &str) -> &'static str {
+    match column {
+        "duration_ms" => "duration",
+        "tokens_used" => "tokens",
+        "files_changed" => "files",
+        _ => "value",
+    }
+}
+
 /// The column aggregated for `kind`, and the metric type the result names.
 pub(crate) fn aggregated_column(
     kind: MetricKind,
@@ -308,12 +431,29 @@ const STDDEV_FUNCTION: &str = "swarm_stddev_samp";
 
 /// Registers the SQL functions the queries use on one connection.
 pub(crate) fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
-    conn.create_aggregate_function(
-        STDDEV_FUNCTION,
-        1,
-        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
-        SampleStddev,
-    )
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    conn.create_aggregate_function(STDDEV_FUNCTION, 1, flags, SampleStddev)?;
+    conn.create_aggregate_function(WELFORD_FUNCTION, 1, flags, WelfordState)
+}
+
+/// The SQL name of the aggregate returning a Welford state (for merging
+/// raw rows with rollups).
+const WELFORD_FUNCTION: &str = "swarm_welford";
+
+struct WelfordState;
+
+impl rusqlite::functions::Aggregate<Welford, Vec<u8>> for WelfordState {
+    fn init(&self, _: &mut Context<'_>) -> rusqlite::Result<Welford> {
+        Ok(Welford::default())
+    }
+
+    fn step(&self, ctx: &mut Context<'_>, acc: &mut Welford) -> rusqlite::Result<()> {
+        SampleStddev.step(ctx, acc)
+    }
+
+    fn finalize(&self, _: &mut Context<'_>, acc: Option<Welford>) -> rusqlite::Result<Vec<u8>> {
+        Ok(acc.unwrap_or_default().to_bytes())
+    }
 }
 
 /// Running mean and sum of squared deviations (Welford): stable where the
@@ -332,6 +472,25 @@ impl Welford {
         let delta = x - self.mean;
         self.mean += delta / self.n as f64;
         self.m2 += delta * (x - self.mean);
+    }
+
+    /// The state as 24 bytes: count, mean, M2 (little-endian).
+    pub fn to_bytes(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(24);
+        out.extend(self.n.to_le_bytes());
+        out.extend(self.mean.to_le_bytes());
+        out.extend(self.m2.to_le_bytes());
+        out
+    }
+
+    /// The inverse of [`Welford::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let part = |i: usize| -> Option<[u8; 8]> { bytes.get(i * 8..i * 8 + 8)?.try_into().ok() };
+        Some(Welford {
+            n: u64::from_le_bytes(part(0)?),
+            mean: f64::from_le_bytes(part(1)?),
+            m2: f64::from_le_bytes(part(2)?),
+        })
     }
 
     /// The sample standard deviation; `None` below two values.

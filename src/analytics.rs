@@ -447,6 +447,7 @@ impl MetricsStorage {
                             metric_type,
                             count,
                             value,
+                            approximate: false,
                         }),
                     );
                 }
@@ -456,6 +457,7 @@ impl MetricsStorage {
                         metric_type,
                         count: 0,
                         value: None,
+                        approximate: false,
                     });
                     fill(&mut buckets, filter, width, empty)?;
                 }

@@ -44,6 +44,7 @@ mod pool;
 mod query;
 mod record;
 mod retention;
+mod rollup;
 mod schema;
 mod stats;
 mod storage;
@@ -63,6 +64,7 @@ pub use record::{
     TaskResult, MAX_ID_LEN,
 };
 pub use retention::{CleanupReport, DEFAULT_RETENTION_DAYS};
+pub use rollup::{RetentionPolicy, RetentionReport};
 pub use schema::{Durability, SCHEMA_VERSION};
 pub use stats::{StoreStats, TableStats};
 pub use storage::{BatchReport, MetricBatch, MetricsStorage, StorageBuilder, DEFAULT_PATH};

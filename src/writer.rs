@@ -37,6 +37,8 @@ pub(crate) enum Work {
     Swarms(Vec<SwarmMetric>),
     /// All three kinds in one job.
     Mixed(MetricBatch),
+    /// One chunk of tiered retention.
+    Retention(crate::rollup::Step),
     /// Delete at most `limit` rows of `kind` older than `cutoff` (µs).
     DeleteBefore {
         kind: MetricKind,
@@ -404,6 +406,7 @@ fn write_job(conn: &Connection, cache: &mut Cache, work: &Work) -> Result<Output
                 swarm_ids,
             }))
         }
+        Work::Retention(step) => step.run(conn).map(Output::Deleted),
         Work::DeleteBefore {
             kind,
             cutoff,

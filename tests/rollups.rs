@@ -1,0 +1,258 @@
+//! Tiered retention keeps the answers: for random data and random
+//! horizons, every aggregate over day-aligned ranges is the same before and
+//! after `apply_retention` (exactly for counts, sums, min, max and success
+//! rates; to rounding for averages and standard deviations; within 1% for
+//! percentiles), also when a run is interrupted and repeated.
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use proptest::prelude::*;
+use swarm_metrics::{
+    AgentMetric, Aggregate, AggregationType, Filter, MetricKind, MetricType, MetricsStorage,
+    RetentionPolicy, SuccessRate, TaskMetric, TaskResult, TimeRange,
+};
+
+#[derive(Debug, Clone)]
+struct Answers {
+    aggregates: Vec<Aggregate>,
+    rates: Vec<SuccessRate>,
+    percentiles: Vec<Option<f64>>,
+}
+
+fn filters(now: DateTime<Utc>, days: &[(i64, i64)]) -> Vec<Filter> {
+    let today = now.duration_trunc(Duration::days(1)).unwrap();
+    let mut ranges: Vec<Option<TimeRange>> = vec![None];
+    for &(a, b) in days {
+        let (a, b) = (a.max(b), a.min(b));
+        let start = today - Duration::days(a);
+        // Up to the end of day b (b = 0: up to the end of today).
+        let end = today - Duration::days(b) + Duration::days(1) - Duration::microseconds(1);
+        ranges.push(Some(TimeRange::new(start, end).unwrap()));
+    }
+    let mut out = Vec::new();
+    for range in ranges {
+        for (agent, swarm, result) in [
+            (None, None, None),
+            (Some("agent-1"), None, None),
+            (None, Some("swarm-0"), None),
+            (None, None, Some(TaskResult::Failure)),
+            (Some("agent-2"), Some("swarm-1"), None),
+        ] {
+            out.push(Filter {
+                agent_id: agent.map(str::to_owned),
+                swarm_id: swarm.map(str::to_owned),
+                result,
+                time_range: range,
+                ..Filter::default()
+            });
+        }
+    }
+    out
+}
+
+fn answers(store: &MetricsStorage, filters: &[Filter]) -> Answers {
+    let mut a = Answers {
+        aggregates: Vec::new(),
+        rates: Vec::new(),
+        percentiles: Vec::new(),
+    };
+    for f in filters {
+        for column in [MetricType::TaskDuration, MetricType::TaskTokens] {
+            for agg in AggregationType::ALL {
+                a.aggregates.push(
+                    store
+                        .aggregate_metrics(MetricKind::Task, *agg, &f.clone().metric_type(column))
+                        .unwrap(),
+                );
+            }
+            for q in [0.5, 0.95] {
+                a.percentiles.push(
+                    store
+                        .percentile(MetricKind::Task, q, &f.clone().metric_type(column))
+                        .unwrap()
+                        .value,
+                );
+            }
+        }
+        a.rates.push(store.success_rate(f).unwrap());
+        let entity = Filter {
+            agent_id: f.agent_id.clone(),
+            time_range: f.time_range,
+            ..Filter::default()
+        };
+        for agg in AggregationType::ALL {
+            a.aggregates.push(
+                store
+                    .aggregate_metrics(MetricKind::Agent, *agg, &entity)
+                    .unwrap(),
+            );
+        }
+        a.percentiles.push(
+            store
+                .percentile(MetricKind::Agent, 0.9, &entity)
+                .unwrap()
+                .value,
+        );
+    }
+    a
+}
+
+fn assert_same(before: &Answers, after: &Answers, when: &str) {
+    assert_eq!(before.rates, after.rates, "{when}: success rates");
+    for (b, a) in before.aggregates.iter().zip(&after.aggregates) {
+        assert_eq!(
+            (b.aggregation, b.count),
+            (a.aggregation, a.count),
+            "{when}: {b:?} vs {a:?}"
+        );
+        match (b.value, a.value) {
+            (None, None) => {}
+            (Some(x), Some(y)) => {
+                let exact = matches!(
+                    b.aggregation,
+                    AggregationType::Count | AggregationType::Min | AggregationType::Max
+                ) || (b.aggregation == AggregationType::Sum && b.metric_type.is_some());
+                if exact {
+                    assert_eq!(x, y, "{when}: {b:?} vs {a:?}");
+                } else {
+                    assert!(
+                        (x - y).abs() <= 1e-9 * x.abs().max(1.0),
+                        "{when}: {b:?} vs {a:?}"
+                    );
+                }
+            }
+            _ => panic!("{when}: {b:?} vs {a:?}"),
+        }
+    }
+    for (b, a) in before.percentiles.iter().zip(&after.percentiles) {
+        match (b, a) {
+            (None, None) => {}
+            (Some(x), Some(y)) => assert!(
+                (x - y).abs() <= 0.01 * x.abs() + 1e-9,
+                "{when}: percentile {x} vs {y}"
+            ),
+            _ => panic!("{when}: percentile {b:?} vs {a:?}"),
+        }
+    }
+}
+
+fn policy_strategy() -> impl Strategy<Value = RetentionPolicy> {
+    (
+        1..15i64,
+        prop::option::of(0..20i64),
+        any::<bool>(),
+        1..40usize,
+    )
+        .prop_map(|(raw, hourly_extra, drop_far, chunk)| {
+            let hourly = hourly_extra.map(|extra| Duration::days(raw + extra));
+            RetentionPolicy {
+                raw: Some(Duration::days(raw)),
+                hourly,
+                // Dropping only what lies beyond all data keeps every answer.
+                daily: (drop_far && hourly.is_some()).then(|| Duration::days(400)),
+                chunk_rows: chunk,
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn answers_survive_retention_even_when_interrupted(
+        tasks in prop::collection::vec((0..4u32, 0..2u32, 0..4usize, 0..5_000u64, 0..3_000u64, 0..(40 * 24i64), 0..60i64), 0..120),
+        metrics in prop::collection::vec((0..4u32, 0.0..100.0f64, 0..(40 * 24i64)), 0..40),
+        days in prop::collection::vec((0..42i64, 0..42i64), 1..4),
+        policy in policy_strategy(),
+        interrupt_after in 1..6usize,
+    ) {
+        let store = MetricsStorage::temporary().unwrap();
+        let now = swarm_metrics::now();
+        let batch: Vec<TaskMetric> = tasks
+            .iter()
+            .enumerate()
+            .map(|(i, (agent, swarm, result, duration, tokens, hours, minutes))| {
+                TaskMetric::new(format!("t{i}"), format!("agent-{agent}"), *duration, TaskResult::ALL[*result])
+                    .swarm(format!("swarm-{swarm}"))
+                    .tokens(*tokens)
+                    .at(now - Duration::hours(*hours) - Duration::minutes(*minutes))
+            })
+            .collect();
+        store.store_task_metrics(&batch).unwrap();
+        let agent_metrics: Vec<AgentMetric> = metrics
+            .iter()
+            .map(|(agent, value, hours)| {
+                AgentMetric::new(format!("agent-{agent}"), MetricType::AgentThroughput, *value).at(now - Duration::hours(*hours))
+            })
+            .collect();
+        store.store_agent_metrics(&agent_metrics).unwrap();
+
+        let filters = filters(now, &days);
+        let before = answers(&store, &filters);
+
+        let partial = store.apply_retention_steps(&policy, interrupt_after).unwrap();
+        assert_same(&before, &answers(&store, &filters), "after an interrupted run");
+        let report = store.apply_retention(&policy).unwrap();
+        prop_assert!(report.finished);
+        assert_same(&before, &answers(&store, &filters), "after the full run");
+        // Running again changes nothing.
+        let again = store.apply_retention(&policy).unwrap();
+        prop_assert_eq!(again.raw_folded + again.hourly_folded, 0);
+        assert_same(&before, &answers(&store, &filters), "after a second run");
+        // Raw rows older than the raw horizon are gone.
+        let old = Filter::new().range(TimeRange::new(DateTime::<Utc>::MIN_UTC, now - policy.raw.unwrap() - Duration::hours(1)).unwrap());
+        prop_assert!(store.get_task_metrics(&old, 10_000).unwrap().is_empty());
+        let _ = partial;
+    }
+}
+
+#[test]
+fn percentiles_from_rollups_say_they_are_approximate() {
+    let store = MetricsStorage::temporary().unwrap();
+    let now = swarm_metrics::now();
+    let tasks: Vec<_> = (0..500)
+        .map(|i| {
+            TaskMetric::new(format!("t{i}"), "a", 100 + i, TaskResult::Success)
+                .at(now - Duration::days(10) - Duration::minutes(i as i64))
+        })
+        .collect();
+    store.store_task_metrics(&tasks).unwrap();
+    let exact = store
+        .percentile(MetricKind::Task, 0.95, &Filter::new())
+        .unwrap();
+    assert!(!exact.approximate);
+    let report = store.apply_retention(&RetentionPolicy::default()).unwrap();
+    assert_eq!(report.raw_folded, 500);
+    let approx = store
+        .percentile(MetricKind::Task, 0.95, &Filter::new())
+        .unwrap();
+    assert!(approx.approximate);
+    assert_eq!(approx.count, 500);
+    let (x, y) = (exact.value.unwrap(), approx.value.unwrap());
+    assert!((x - y).abs() <= 0.01 * x, "{x} vs {y}");
+    // The rows are gone, the answers are not.
+    assert!(store
+        .get_task_metrics(&Filter::new(), 10)
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.success_rate(&Filter::new()).unwrap().total, 500);
+}
+
+#[test]
+fn bad_policies_are_refused() {
+    let store = MetricsStorage::temporary().unwrap();
+    let bad = RetentionPolicy {
+        raw: Some(Duration::days(10)),
+        hourly: Some(Duration::days(5)),
+        ..RetentionPolicy::default()
+    };
+    assert!(store.apply_retention(&bad).unwrap_err().is_invalid_input());
+    let bad = RetentionPolicy {
+        chunk_rows: 0,
+        ..RetentionPolicy::default()
+    };
+    assert!(store.apply_retention(&bad).unwrap_err().is_invalid_input());
+    assert!(store
+        .apply_retention_steps(&RetentionPolicy::default(), 0)
+        .unwrap_err()
+        .is_invalid_input());
+}
