@@ -63,7 +63,7 @@ pub use record::{
     now, AgentMetric, AggregationType, MetricKind, MetricType, Stored, SwarmMetric, TaskMetric,
     TaskResult, MAX_ID_LEN,
 };
-pub use retention::{CleanupReport, DEFAULT_RETENTION_DAYS};
+pub use retention::{CleanupReport, VacuumReport, DEFAULT_RETENTION_DAYS};
 pub use rollup::{RetentionPolicy, RetentionReport};
 pub use schema::{Durability, SCHEMA_VERSION};
 pub use stats::{StoreStats, TableStats};

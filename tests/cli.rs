@@ -411,3 +411,47 @@ fn unwritable_files_and_folders_refuse_writes_but_allow_reads() {
     set_mode(dir.path(), 0o755);
     set_mode(&db, 0o644);
 }
+
+#[test]
+fn tiered_cleanup_keeps_the_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let old = (chrono::Utc::now() - chrono::Duration::days(20)).to_rfc3339();
+    let lines: String = (0..50)
+        .map(|i| {
+            format!(
+                "{{\"kind\":\"task\",\"task_id\":\"t{i}\",\"agent_id\":\"a\",\"duration_ms\":{},\"result\":\"{}\",\"timestamp\":\"{old}\"}}\n",
+                100 + i,
+                if i % 5 == 0 { "failure" } else { "success" }
+            )
+        })
+        .collect();
+    assert_eq!(run(&db, &["import", "-"], Some(&lines)).0, 0);
+    let (_, before, _) = run(&db, &["--json", "success-rate"], None);
+    let (code, out, err) = run(
+        &db,
+        &["--json", "cleanup", "--policy", "7d,90d,2y", "--vacuum"],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json_of(&out)["raw_folded"], 50);
+    let (_, after, _) = run(&db, &["--json", "success-rate"], None);
+    assert_eq!(json_of(&before), json_of(&after));
+    let (_, out, _) = run(&db, &["--json", "stats"], None);
+    assert_eq!(
+        json_of(&out)["task_metrics"]["rows"],
+        0,
+        "the raw rows are gone"
+    );
+
+    for bad in ["7d,90d", "90d,7d,2y", "7d,90d,2x"] {
+        let (code, _, err) = run(&db, &["cleanup", "--policy", bad], None);
+        assert_eq!(code, 2, "{bad}: {err}");
+    }
+    let (code, _, _) = run(&db, &["cleanup"], None);
+    assert_eq!(code, 2, "cleanup needs --retention-days or --policy");
+    let (code, out, _) = run(&db, &["--json", "vacuum", "--incremental", "100"], None);
+    assert_eq!(code, 0);
+    let report = json_of(&out);
+    assert!(report["bytes_after"].as_u64() <= report["bytes_before"].as_u64());
+}

@@ -256,3 +256,36 @@ fn bad_policies_are_refused() {
         .unwrap_err()
         .is_invalid_input());
 }
+
+#[test]
+fn incremental_vacuum_gives_space_back_in_steps() {
+    let store = MetricsStorage::temporary().unwrap();
+    let old = swarm_metrics::now() - Duration::days(60);
+    let tasks: Vec<_> = (0..20_000)
+        .map(|i| {
+            TaskMetric::new(
+                format!("task-{i:08}"),
+                format!("agent-{}", i % 50),
+                i,
+                TaskResult::Success,
+            )
+            .at(old)
+        })
+        .collect();
+    store.store_task_metrics(&tasks).unwrap();
+    store.cleanup_old_metrics(30).unwrap();
+    let first = store.incremental_vacuum(Some(10)).unwrap();
+    assert_eq!(
+        first.bytes_before - first.bytes_after,
+        10 * 4096,
+        "{first:?}"
+    );
+    let rest = store.incremental_vacuum(None).unwrap();
+    assert!(rest.bytes_after < rest.bytes_before / 4, "{rest:?}");
+    let full = store.vacuum().unwrap();
+    assert!(full.bytes_after <= full.bytes_before);
+    assert!(store
+        .incremental_vacuum(Some(0))
+        .unwrap_err()
+        .is_invalid_input());
+}

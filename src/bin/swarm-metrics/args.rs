@@ -24,11 +24,18 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Delete metrics older than the retention period.
+    /// Delete metrics older than the retention period, or with --policy
+    /// fold them into hourly and daily rollups first.
+    #[command(group(clap::ArgGroup::new("how").required(true).args(["retention_days", "policy"])))]
     Cleanup {
-        /// Keep this many days (at least 1).
+        /// Keep this many days of raw metrics, deleting older ones.
         #[arg(long)]
-        retention_days: u32,
+        retention_days: Option<u32>,
+        /// Tiered retention: RAW,HOURLY,DAILY horizons (e.g. 7d,90d,2y;
+        /// each may be "forever"). Raw rows past RAW fold into hourly
+        /// rollups, hourly past HOURLY into daily, daily past DAILY go.
+        #[arg(long, conflicts_with = "dry_run")]
+        policy: Option<String>,
         /// Give the freed space back to the file system afterwards.
         #[arg(long)]
         vacuum: bool,
@@ -36,8 +43,13 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Rebuild the file to give freed space back to the file system.
-    Vacuum,
+    /// Give freed space back to the file system.
+    Vacuum {
+        /// Free at most this many pages in place instead of rebuilding the
+        /// file (no extra disk space, no long lock).
+        #[arg(long)]
+        incremental: Option<u32>,
+    },
     /// Check the file's integrity and schema version (exit 1 if damaged).
     Check,
     /// Rows per table, time spans, file size and schema version.
@@ -316,11 +328,36 @@ pub fn parse_time(flag: &str, text: &str) -> Result<DateTime<Utc>, Failure> {
         })
 }
 
-/// Parses spans such as `90s`, `30m`, `24h`, `7d`, `2w`.
+/// Parses a tiered retention policy: `RAW,HOURLY,DAILY`.
+pub fn parse_policy(text: &str) -> Result<swarm_metrics::RetentionPolicy, Failure> {
+    let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+    if parts.len() != 3 {
+        return Err(Failure::Usage(format!(
+            "--policy {text:?}: expected RAW,HOURLY,DAILY such as 7d,90d,2y (each may be forever)"
+        )));
+    }
+    let horizon = |part: &str| -> Result<Option<Duration>, Failure> {
+        if part == "forever" {
+            Ok(None)
+        } else {
+            parse_span("--policy", part).map(Some)
+        }
+    };
+    let policy = swarm_metrics::RetentionPolicy {
+        raw: horizon(parts[0])?,
+        hourly: horizon(parts[1])?,
+        daily: horizon(parts[2])?,
+        ..swarm_metrics::RetentionPolicy::default()
+    };
+    policy.validate()?;
+    Ok(policy)
+}
+
+/// Parses spans such as `90s`, `30m`, `24h`, `7d`, `2w`, `1y`.
 pub fn parse_span(flag: &str, text: &str) -> Result<Duration, Failure> {
     let bad = || {
         Failure::Usage(format!(
-            "{flag} {text:?} is not a span such as 90s, 30m, 24h, 7d or 2w"
+            "{flag} {text:?} is not a span such as 90s, 30m, 24h, 7d, 2w or 1y"
         ))
     };
     let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
@@ -332,6 +369,7 @@ pub fn parse_span(flag: &str, text: &str) -> Result<Duration, Failure> {
         "h" => Duration::try_hours(n),
         "d" => Duration::try_days(n),
         "w" => Duration::try_weeks(n),
+        "y" => n.checked_mul(365).and_then(Duration::try_days),
         _ => None,
     };
     span.filter(|s| *s > Duration::zero()).ok_or_else(bad)
@@ -375,6 +413,17 @@ mod tests {
         for bad in ["", "h", "24", "24x", "-1h", "0h", "1.5h"] {
             assert!(parse_span("--since", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn policies_parse() {
+        let p = parse_policy("7d,90d,2y").unwrap();
+        assert_eq!(p.raw, Some(Duration::days(7)));
+        assert_eq!(p.daily, Some(Duration::days(730)));
+        assert_eq!(parse_policy("1d,forever,forever").unwrap().hourly, None);
+        assert!(parse_policy("7d,90d").is_err());
+        assert!(parse_policy("90d,7d,2y").is_err());
+        assert!(parse_policy("forever,7d,2y").is_err());
     }
 
     #[test]

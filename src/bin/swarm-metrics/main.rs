@@ -84,47 +84,76 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Cleanup {
             retention_days,
+            policy,
             vacuum,
             dry_run,
         } => {
             let store = open_existing(&cli.db, !dry_run)?;
-            let report = if dry_run {
-                store.count_old_metrics(retention_days)?
+            if let Some(policy) = policy {
+                let policy = args::parse_policy(&policy)?;
+                let report = store.apply_retention(&policy)?;
+                if vacuum {
+                    store.incremental_vacuum(None)?;
+                }
+                if json {
+                    report::json(&mut out, &serde_json::to_value(report).map_err(json_error)?)?;
+                } else {
+                    writeln!(out, "tiered retention:")?;
+                    writeln!(
+                        out,
+                        "  raw rows folded into hourly rollups  {}",
+                        report.raw_folded
+                    )?;
+                    writeln!(
+                        out,
+                        "  hourly rollups folded into daily     {}",
+                        report.hourly_folded
+                    )?;
+                    writeln!(
+                        out,
+                        "  daily rollups dropped                {}",
+                        report.daily_dropped
+                    )?;
+                }
             } else {
-                store.cleanup_old_metrics(retention_days)?
-            };
-            if vacuum && !dry_run {
-                store.vacuum()?;
-            }
-            if json {
-                report::json(&mut out, &serde_json::to_value(report).map_err(json_error)?)?;
-            } else {
-                let verb = if dry_run { "would delete" } else { "deleted" };
-                writeln!(out, "{verb} (older than {retention_days} days):")?;
-                writeln!(out, "  task_metrics   {}", report.task_metrics)?;
-                writeln!(out, "  agent_metrics  {}", report.agent_metrics)?;
-                writeln!(out, "  swarm_metrics  {}", report.swarm_metrics)?;
+                let retention_days =
+                    retention_days.unwrap_or(swarm_metrics::DEFAULT_RETENTION_DAYS);
+                let report = if dry_run {
+                    store.count_old_metrics(retention_days)?
+                } else {
+                    store.cleanup_old_metrics(retention_days)?
+                };
+                if vacuum && !dry_run {
+                    store.incremental_vacuum(None)?;
+                }
+                if json {
+                    report::json(&mut out, &serde_json::to_value(report).map_err(json_error)?)?;
+                } else {
+                    let verb = if dry_run { "would delete" } else { "deleted" };
+                    writeln!(out, "{verb} (older than {retention_days} days):")?;
+                    writeln!(out, "  task_metrics   {}", report.task_metrics)?;
+                    writeln!(out, "  agent_metrics  {}", report.agent_metrics)?;
+                    writeln!(out, "  swarm_metrics  {}", report.swarm_metrics)?;
+                }
             }
             store.close()?;
         }
-        Command::Vacuum => {
+        Command::Vacuum { incremental } => {
             let store = open_existing(&cli.db, true)?;
-            store.checkpoint()?;
-            let before = file_size(&cli.db)?;
-            store.vacuum()?;
-            store.checkpoint()?;
-            let after = file_size(&cli.db)?;
+            let report = match incremental {
+                Some(pages) => store.incremental_vacuum(Some(pages))?,
+                None => store.vacuum()?,
+            };
             store.close()?;
             if json {
-                report::json(
-                    &mut out,
-                    &json!({"bytes_before": before, "bytes_after": after}),
-                )?;
+                report::json(&mut out, &serde_json::to_value(report).map_err(json_error)?)?;
             } else {
                 writeln!(
                     out,
-                    "vacuumed {}: {before} bytes -> {after} bytes",
-                    cli.db.display()
+                    "vacuumed {}: {} bytes -> {} bytes",
+                    cli.db.display(),
+                    report.bytes_before,
+                    report.bytes_after
                 )?;
             }
         }
@@ -207,12 +236,6 @@ fn check(path: &Path, json: bool, out: &mut impl Write) -> Result<ExitCode, Fail
     } else {
         ExitCode::from(1)
     })
-}
-
-fn file_size(path: &Path) -> Result<u64, Failure> {
-    std::fs::metadata(path)
-        .map(|m| m.len())
-        .map_err(|e| Failure::Operational(format!("{}: {e}", path.display())))
 }
 
 /// A value that cannot be shown as JSON (only non-finite numbers, which the

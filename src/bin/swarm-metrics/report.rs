@@ -434,7 +434,7 @@ pub fn question(
             )
         }
         Command::Cleanup { .. }
-        | Command::Vacuum
+        | Command::Vacuum { .. }
         | Command::Check
         | Command::Stats
         | Command::Import { .. }
