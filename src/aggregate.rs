@@ -139,57 +139,19 @@ impl MetricsStorage {
     ) -> Result<Aggregate> {
         let int = kind == MetricKind::Task;
         let (clause, params) = filter.where_clause(kind);
-        let sum = if int { "sum" } else { "total" };
         let sql = format!(
-            "SELECT count(m.{column}), {sum}(m.{column}), min(m.{column}), max(m.{column}), \
-             {WELFORD_FUNCTION}(m.{column}) FROM {} m WHERE {clause}",
+            "SELECT {} FROM {} m WHERE {clause}",
+            raw_stat_columns(column, int),
             kind.table()
         );
         let mut stat = Stat::new(int, false);
         self.read_each(&sql, params, "aggregate metrics", |row| {
-            let sqlite = Error::sqlite("aggregate metrics");
-            let bytes: Vec<u8> = row.get(4).map_err(sqlite)?;
-            let welford = Welford::from_bytes(&bytes).unwrap_or_default();
-            stat.count = welford.n;
-            if stat.count == 0 {
-                return Ok(());
-            }
-            stat.mean = welford.mean;
-            stat.m2 = welford.m2;
-            if int {
-                stat.sum_int = i128::from(
-                    row.get::<_, i64>(1)
-                        .map_err(Error::sqlite("aggregate metrics"))?,
-                );
-                stat.min_int = row.get(2).map_err(Error::sqlite("aggregate metrics"))?;
-                stat.max_int = row.get(3).map_err(Error::sqlite("aggregate metrics"))?;
-            } else {
-                stat.sum_real = row.get(1).map_err(Error::sqlite("aggregate metrics"))?;
-                stat.min = row.get(2).map_err(Error::sqlite("aggregate metrics"))?;
-                stat.max = row.get(3).map_err(Error::sqlite("aggregate metrics"))?;
-            }
+            stat = raw_stat(row, 0, int)?;
             Ok(())
         })?;
         let prefix = rollup_prefix(column);
         stat.merge(&rollup_stat(self, kind, prefix, int, filter, false)?)?;
-        let value = (stat.count > 0)
-            .then(|| match aggregation {
-                AggregationType::Avg => Some(stat.sum() / stat.count as f64),
-                AggregationType::Sum => Some(stat.sum()),
-                AggregationType::Count => Some(stat.count as f64),
-                AggregationType::Min => Some(stat.extreme(false)),
-                AggregationType::Max => Some(stat.extreme(true)),
-                AggregationType::Stddev => {
-                    (stat.count >= 2).then(|| (stat.m2 / (stat.count - 1) as f64).sqrt())
-                }
-            })
-            .flatten();
-        Ok(Aggregate {
-            aggregation,
-            metric_type,
-            count: stat.count,
-            value,
-        })
+        Ok(finish(&stat, aggregation, metric_type))
     }
 
     /// The `q` quantile (0.5 for the median, 0.95 for p95) of the values
@@ -394,8 +356,67 @@ pub(crate) fn success_rate_sql(filter: &Filter) -> (String, Vec<SqlValue>) {
     (sql, params)
 }
 
+/// The select list reading a raw column's stat (see [`raw_stat`]).
+pub(crate) fn raw_stat_columns(column: &str, int: bool) -> String {
+    let sum = if int { "sum" } else { "total" };
+    format!(
+        "count(m.{column}), {sum}(m.{column}), min(m.{column}), max(m.{column}), \
+         {WELFORD_FUNCTION}(m.{column})"
+    )
+}
+
+/// The stat read by [`raw_stat_columns`], from column `at` on.
+pub(crate) fn raw_stat(row: &rusqlite::Row<'_>, at: usize, int: bool) -> Result<Stat> {
+    let get_err = || Error::sqlite("aggregate metrics");
+    let mut stat = Stat::new(int, false);
+    let bytes: Vec<u8> = row.get(at + 4).map_err(get_err())?;
+    let welford = Welford::from_bytes(&bytes).unwrap_or_default();
+    stat.count = welford.n;
+    if stat.count == 0 {
+        return Ok(stat);
+    }
+    stat.mean = welford.mean;
+    stat.m2 = welford.m2;
+    if int {
+        stat.sum_int = i128::from(row.get::<_, i64>(at + 1).map_err(get_err())?);
+        stat.min_int = row.get(at + 2).map_err(get_err())?;
+        stat.max_int = row.get(at + 3).map_err(get_err())?;
+    } else {
+        stat.sum_real = row.get(at + 1).map_err(get_err())?;
+        stat.min = row.get(at + 2).map_err(get_err())?;
+        stat.max = row.get(at + 3).map_err(get_err())?;
+    }
+    Ok(stat)
+}
+
+/// `aggregation` of a merged stat.
+pub(crate) fn finish(
+    stat: &Stat,
+    aggregation: AggregationType,
+    metric_type: Option<MetricType>,
+) -> Aggregate {
+    let value = (stat.count > 0)
+        .then(|| match aggregation {
+            AggregationType::Avg => Some(stat.sum() / stat.count as f64),
+            AggregationType::Sum => Some(stat.sum()),
+            AggregationType::Count => Some(stat.count as f64),
+            AggregationType::Min => Some(stat.extreme(false)),
+            AggregationType::Max => Some(stat.extreme(true)),
+            AggregationType::Stddev => {
+                (stat.count >= 2).then(|| (stat.m2 / (stat.count - 1) as f64).sqrt())
+            }
+        })
+        .flatten();
+    Aggregate {
+        aggregation,
+        metric_type,
+        count: stat.count,
+        value,
+    }
+}
+
 /// The rollup column prefix of a raw column.
-fn rollup_prefix(column: &str) -> &'static str {
+pub(crate) fn rollup_prefix(column: &str) -> &'static str {
     match column {
         "duration_ms" => "duration",
         "tokens_used" => "tokens",

@@ -9,11 +9,13 @@ use rusqlite::types::Value as SqlValue;
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{
-    aggregated_column, quantile, sql_function, Aggregate, Percentile, SuccessRate,
+    aggregated_column, finish, quantile, raw_stat, raw_stat_columns, rollup_prefix, sql_function,
+    Aggregate, Percentile, SuccessRate,
 };
 use crate::error::{Error, Result};
 use crate::query::{from_micros, to_micros, Filter};
 use crate::record::{AggregationType, MetricKind, TaskMetric, TaskResult};
+use crate::rollup::{rollup_table, rollup_where, Stat};
 use crate::storage::MetricsStorage;
 
 /// The median.
@@ -282,6 +284,52 @@ impl MetricsStorage {
         let key = group_by.key_sql(kind)?;
         let (column, metric_type) = aggregated_column(kind, filter.metric_type)?;
         let (clause, params) = filter.where_clause(kind);
+        if self.has_rollups(kind)? {
+            if let Some(rollups) = rollup_where(filter, kind) {
+                let int = kind == MetricKind::Task;
+                let sql = format!(
+                    "SELECT {key}, {} FROM {} m WHERE {clause} GROUP BY {}",
+                    raw_stat_columns(column, int),
+                    kind.table(),
+                    group_by.column()
+                );
+                let mut groups: BTreeMap<Option<String>, Stat> = BTreeMap::new();
+                self.read_each(&sql, params, "aggregate by group", |row| {
+                    let key: Option<String> =
+                        row.get(0).map_err(Error::sqlite("aggregate by group"))?;
+                    groups.insert(key, raw_stat(row, 1, int)?);
+                    Ok(())
+                })?;
+                let (rclause, rparams) = rollups;
+                let p = rollup_prefix(column);
+                let table = rollup_table(kind);
+                let sql = format!(
+                    "SELECT {}, r.count, r.{p}_sum, r.{p}_min, r.{p}_max, r.{p}_mean, r.{p}_m2 \
+                     FROM {table} r WHERE {rclause}",
+                    key.replace("m.", "r.")
+                );
+                self.read_each(&sql, rparams, "aggregate by group", |row| {
+                    let key: Option<String> =
+                        row.get(0).map_err(Error::sqlite("aggregate by group"))?;
+                    let count = row
+                        .get::<_, i64>(1)
+                        .map_err(Error::sqlite("aggregate by group"))?
+                        as u64;
+                    let stat = Stat::read_at(row, count, 2, int, table)?;
+                    groups
+                        .entry(key)
+                        .or_insert_with(|| Stat::new(int, false))
+                        .merge(&stat)
+                })?;
+                return Ok(groups
+                    .into_iter()
+                    .map(|(key, stat)| Grouped {
+                        key,
+                        value: finish(&stat, aggregation, metric_type),
+                    })
+                    .collect());
+            }
+        }
         let sql = format!(
             "SELECT {key}, count(m.{column}), {}(m.{column}) FROM {} m WHERE {clause} \
              GROUP BY {}",
@@ -343,6 +391,33 @@ impl MetricsStorage {
                 .entry(key)
                 .or_default()
                 .add(result, u64::try_from(n).unwrap_or(0));
+        }
+        if self.has_rollups(MetricKind::Task)? {
+            if let Some((rclause, rparams)) = rollup_where(filter, MetricKind::Task) {
+                let sql = format!(
+                    "SELECT {}, r.result, sum(r.count) FROM task_rollups r WHERE {rclause} \
+                     GROUP BY {}, r.result",
+                    key.replace("m.", "r."),
+                    group_by.column().replace("m.", "r.")
+                );
+                let rolled = self.read_rows(&sql, rparams, "success rate by group", |row| {
+                    let key: Option<String> =
+                        row.get(0).map_err(Error::sqlite("success rate by group"))?;
+                    let code: i64 = row.get(1).map_err(Error::sqlite("success rate by group"))?;
+                    let n: i64 = row.get(2).map_err(Error::sqlite("success rate by group"))?;
+                    Ok((key, code, n))
+                })?;
+                for (key, code, n) in rolled {
+                    let result = TaskResult::from_code(code).ok_or_else(|| Error::CorruptRow {
+                        table: "task_rollups",
+                        reason: format!("unknown result code {code}"),
+                    })?;
+                    groups
+                        .entry(key)
+                        .or_default()
+                        .add(result, u64::try_from(n).unwrap_or(0));
+                }
+            }
         }
         let mut out: Vec<Grouped<SuccessRate>> = groups
             .into_iter()

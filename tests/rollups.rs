@@ -7,8 +7,8 @@
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use proptest::prelude::*;
 use swarm_metrics::{
-    AgentMetric, Aggregate, AggregationType, Filter, MetricKind, MetricType, MetricsStorage,
-    RetentionPolicy, SuccessRate, TaskMetric, TaskResult, TimeRange,
+    AgentMetric, Aggregate, AggregationType, Filter, GroupBy, MetricKind, MetricType,
+    MetricsStorage, RetentionPolicy, SuccessRate, TaskMetric, TaskResult, TimeRange,
 };
 
 #[derive(Debug, Clone)]
@@ -74,6 +74,24 @@ fn answers(store: &MetricsStorage, filters: &[Filter]) -> Answers {
             }
         }
         a.rates.push(store.success_rate(f).unwrap());
+        for group_by in [GroupBy::Agent, GroupBy::Swarm, GroupBy::Result] {
+            for g in store.success_rate_by(group_by, f).unwrap() {
+                a.rates.push(g.value);
+            }
+            for agg in [
+                AggregationType::Count,
+                AggregationType::Sum,
+                AggregationType::Max,
+                AggregationType::Stddev,
+            ] {
+                for g in store
+                    .aggregate_by(MetricKind::Task, agg, group_by, f)
+                    .unwrap()
+                {
+                    a.aggregates.push(g.value);
+                }
+            }
+        }
         let entity = Filter {
             agent_id: f.agent_id.clone(),
             time_range: f.time_range,
