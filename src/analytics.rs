@@ -375,23 +375,8 @@ impl MetricsStorage {
              GROUP BY {}, m.result",
             group_by.column()
         );
-        let rows = self.read_rows(&sql, params, "success rate by group", |row| {
-            let key: Option<String> = row.get(0).map_err(Error::sqlite("success rate by group"))?;
-            let code: i64 = row.get(1).map_err(Error::sqlite("success rate by group"))?;
-            let n: i64 = row.get(2).map_err(Error::sqlite("success rate by group"))?;
-            Ok((key, code, n))
-        })?;
         let mut groups: BTreeMap<Option<String>, SuccessRate> = BTreeMap::new();
-        for (key, code, n) in rows {
-            let result = TaskResult::from_code(code).ok_or_else(|| Error::CorruptRow {
-                table: "task_metrics",
-                reason: format!("unknown result code {code}"),
-            })?;
-            groups
-                .entry(key)
-                .or_default()
-                .add(result, u64::try_from(n).unwrap_or(0));
-        }
+        self.count_results_by_group(&sql, params, "task_metrics", &mut groups)?;
         if self.has_rollups(MetricKind::Task)? {
             if let Some((rclause, rparams)) = rollup_where(filter, MetricKind::Task) {
                 let sql = format!(
@@ -400,23 +385,7 @@ impl MetricsStorage {
                     key.replace("m.", "r."),
                     group_by.column().replace("m.", "r.")
                 );
-                let rolled = self.read_rows(&sql, rparams, "success rate by group", |row| {
-                    let key: Option<String> =
-                        row.get(0).map_err(Error::sqlite("success rate by group"))?;
-                    let code: i64 = row.get(1).map_err(Error::sqlite("success rate by group"))?;
-                    let n: i64 = row.get(2).map_err(Error::sqlite("success rate by group"))?;
-                    Ok((key, code, n))
-                })?;
-                for (key, code, n) in rolled {
-                    let result = TaskResult::from_code(code).ok_or_else(|| Error::CorruptRow {
-                        table: "task_rollups",
-                        reason: format!("unknown result code {code}"),
-                    })?;
-                    groups
-                        .entry(key)
-                        .or_default()
-                        .add(result, u64::try_from(n).unwrap_or(0));
-                }
+                self.count_results_by_group(&sql, rparams, "task_rollups", &mut groups)?;
             }
         }
         let mut out: Vec<Grouped<SuccessRate>> = groups
@@ -428,6 +397,30 @@ impl MetricsStorage {
             rate(b).total_cmp(&rate(a)).then_with(|| a.key.cmp(&b.key))
         });
         Ok(out)
+    }
+
+    /// Adds the `(key, result code, count)` rows of `sql` to `groups`.
+    fn count_results_by_group(
+        &self,
+        sql: &str,
+        params: Vec<SqlValue>,
+        table: &'static str,
+        groups: &mut BTreeMap<Option<String>, SuccessRate>,
+    ) -> Result<()> {
+        self.read_each(sql, params, "success rate by group", |row| {
+            let key: Option<String> = row.get(0).map_err(Error::sqlite("success rate by group"))?;
+            let code: i64 = row.get(1).map_err(Error::sqlite("success rate by group"))?;
+            let n: i64 = row.get(2).map_err(Error::sqlite("success rate by group"))?;
+            let result = TaskResult::from_code(code).ok_or_else(|| Error::CorruptRow {
+                table,
+                reason: format!("unknown result code {code}"),
+            })?;
+            groups
+                .entry(key)
+                .or_default()
+                .add(result, u64::try_from(n).unwrap_or(0));
+            Ok(())
+        })
     }
 
     /// `measure` over time, one bucket of `width` each, buckets aligned to

@@ -30,6 +30,15 @@ pub struct CleanupReport {
 }
 
 impl CleanupReport {
+    /// Records `n` rows for `kind`'s table.
+    fn set(&mut self, kind: MetricKind, n: u64) {
+        match kind {
+            MetricKind::Task => self.task_metrics = n,
+            MetricKind::Agent => self.agent_metrics = n,
+            MetricKind::Swarm => self.swarm_metrics = n,
+        }
+    }
+
     /// All rows deleted.
     pub fn total(&self) -> u64 {
         self.task_metrics + self.agent_metrics + self.swarm_metrics
@@ -65,12 +74,7 @@ impl MetricsStorage {
         let cutoff = to_micros(cutoff);
         let mut report = CleanupReport::default();
         for kind in MetricKind::ALL {
-            let deleted = delete_before(writer, *kind, cutoff)?;
-            match kind {
-                MetricKind::Task => report.task_metrics = deleted,
-                MetricKind::Agent => report.agent_metrics = deleted,
-                MetricKind::Swarm => report.swarm_metrics = deleted,
-            }
+            report.set(*kind, delete_before(writer, *kind, cutoff)?);
         }
         Ok(report)
     }
@@ -94,12 +98,7 @@ impl MetricsStorage {
                 .into_iter()
                 .next()
                 .unwrap_or(0);
-            let n = u64::try_from(n).unwrap_or(0);
-            match kind {
-                MetricKind::Task => report.task_metrics = n,
-                MetricKind::Agent => report.agent_metrics = n,
-                MetricKind::Swarm => report.swarm_metrics = n,
-            }
+            report.set(*kind, u64::try_from(n).unwrap_or(0));
         }
         Ok(report)
     }

@@ -477,20 +477,7 @@ impl MetricsStorage {
         filter: &Filter,
         limit: usize,
     ) -> Result<Vec<Stored<AgentMetric>>> {
-        self.get_entities(MetricKind::Agent, filter, limit, |row| {
-            let (metric_id, agent_id, metric_type, value, metadata, timestamp) =
-                entity_fields(row, "agent_metrics")?;
-            Ok(Stored {
-                metric_id,
-                metric: AgentMetric {
-                    agent_id,
-                    metric_type,
-                    value,
-                    metadata,
-                    timestamp,
-                },
-            })
-        })
+        self.get_entities(MetricKind::Agent, filter, limit, agent_from_row)
     }
 
     /// Swarm metrics matching `filter`, newest first, at most `limit`.
@@ -502,20 +489,7 @@ impl MetricsStorage {
         filter: &Filter,
         limit: usize,
     ) -> Result<Vec<Stored<SwarmMetric>>> {
-        self.get_entities(MetricKind::Swarm, filter, limit, |row| {
-            let (metric_id, swarm_id, metric_type, value, metadata, timestamp) =
-                entity_fields(row, "swarm_metrics")?;
-            Ok(Stored {
-                metric_id,
-                metric: SwarmMetric {
-                    swarm_id,
-                    metric_type,
-                    value,
-                    metadata,
-                    timestamp,
-                },
-            })
-        })
+        self.get_entities(MetricKind::Swarm, filter, limit, swarm_from_row)
     }
 
     fn get_entities<T>(
@@ -610,18 +584,7 @@ impl MetricsStorage {
             "m.timestamp, m.metric_id",
         );
         self.read_each(&sql, params, "read agent metrics", |row| {
-            let (metric_id, agent_id, metric_type, value, metadata, timestamp) =
-                entity_fields(row, "agent_metrics")?;
-            visit(Stored {
-                metric_id,
-                metric: AgentMetric {
-                    agent_id,
-                    metric_type,
-                    value,
-                    metadata,
-                    timestamp,
-                },
-            })
+            visit(agent_from_row(row)?)
         })
     }
 
@@ -643,18 +606,7 @@ impl MetricsStorage {
             "m.timestamp, m.metric_id",
         );
         self.read_each(&sql, params, "read swarm metrics", |row| {
-            let (metric_id, swarm_id, metric_type, value, metadata, timestamp) =
-                entity_fields(row, "swarm_metrics")?;
-            visit(Stored {
-                metric_id,
-                metric: SwarmMetric {
-                    swarm_id,
-                    metric_type,
-                    value,
-                    metadata,
-                    timestamp,
-                },
-            })
+            visit(swarm_from_row(row)?)
         })
     }
 
@@ -843,6 +795,36 @@ fn task_from_row(row: &Row<'_>) -> Result<TaskMetric> {
         tokens_used: count_column(row, 5, TABLE)?,
         files_changed: count_column(row, 6, TABLE)?,
         timestamp: timestamp_column(row, 7, TABLE)?,
+    })
+}
+
+fn agent_from_row(row: &Row<'_>) -> Result<Stored<AgentMetric>> {
+    let (metric_id, agent_id, metric_type, value, metadata, timestamp) =
+        entity_fields(row, "agent_metrics")?;
+    Ok(Stored {
+        metric_id,
+        metric: AgentMetric {
+            agent_id,
+            metric_type,
+            value,
+            metadata,
+            timestamp,
+        },
+    })
+}
+
+fn swarm_from_row(row: &Row<'_>) -> Result<Stored<SwarmMetric>> {
+    let (metric_id, swarm_id, metric_type, value, metadata, timestamp) =
+        entity_fields(row, "swarm_metrics")?;
+    Ok(Stored {
+        metric_id,
+        metric: SwarmMetric {
+            swarm_id,
+            metric_type,
+            value,
+            metadata,
+            timestamp,
+        },
     })
 }
 
