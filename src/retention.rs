@@ -59,19 +59,8 @@ impl MetricsStorage {
     /// subtract from now; [`Error::ReadOnly`]; [`Error::Sqlite`] when a
     /// chunk fails (chunks already committed stay deleted).
     pub fn cleanup_old_metrics(&self, retention_days: u32) -> Result<CleanupReport> {
-        if retention_days == 0 {
-            return Err(Error::invalid("retention_days", "must be at least 1"));
-        }
-        let cutoff = now()
-            .checked_sub_signed(Duration::days(i64::from(retention_days)))
-            .ok_or_else(|| {
-                Error::invalid(
-                    "retention_days",
-                    format!("{retention_days} days is too long"),
-                )
-            })?;
+        let cutoff = cutoff(retention_days)?;
         let writer = self.writer()?;
-        let cutoff = to_micros(cutoff);
         let mut report = CleanupReport::default();
         for kind in MetricKind::ALL {
             report.set(*kind, delete_before(writer, *kind, cutoff)?);
