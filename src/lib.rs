@@ -33,6 +33,27 @@
 //!
 //! Timestamps are UTC with microsecond resolution; finer parts are
 //! truncated.
+//!
+//! Where to look:
+//!
+//! - storing and reading: [`MetricsStorage`], [`StorageBuilder`],
+//!   [`TaskMetric`], [`AgentMetric`], [`SwarmMetric`], [`Filter`],
+//!   [`TimeRange`], and the JSON-shaped [`MetricsStorage::store_metric`] /
+//!   [`MetricsStorage::query_metrics`] with the reference's field names;
+//! - numbers: [`MetricsStorage::aggregate_metrics`],
+//!   [`MetricsStorage::success_rate`], [`MetricsStorage::percentile`], and
+//!   the analytics built on them ([`MetricsStorage::aggregate_by`],
+//!   [`MetricsStorage::series`], [`MetricsStorage::rank_agents`],
+//!   [`MetricsStorage::summary`], [`MetricsStorage::duration_outliers`]);
+//! - keeping the file in shape: [`MetricsStorage::cleanup_old_metrics`],
+//!   tiered retention with rollups ([`RetentionPolicy`],
+//!   [`MetricsStorage::apply_retention`]), [`MetricsStorage::vacuum`],
+//!   [`MetricsStorage::integrity_check`], [`MetricsStorage::stats`];
+//! - troubleshooting: [`MetricsStorage::query_plan`] shows which index a
+//!   query uses.
+//!
+//! The `swarm-metrics` command line (default feature `cli`) offers the same
+//! for scripts and cron jobs.
 
 mod aggregate;
 mod analytics;
