@@ -199,6 +199,7 @@ impl Writer {
         if !queue.writing && queue.pending.is_empty() {
             queue.writing = true;
             drop(queue);
+            let _writing = WritingGuard(shared);
             let job = Job {
                 work,
                 result: Mutex::new(None),
@@ -207,12 +208,6 @@ impl Writer {
             let result = lock(&shared.connection)
                 .write_group(std::slice::from_ref(&&job))
                 .pop();
-            let mut queue = lock(&shared.queue);
-            queue.writing = false;
-            if !queue.pending.is_empty() {
-                shared.work_queued.notify_one();
-            }
-            drop(queue);
             return result.unwrap_or_else(|| Err(internal_error()));
         }
         let job = Arc::new(Job {
@@ -268,13 +263,32 @@ impl Shared {
             let group = std::mem::take(&mut queue.pending);
             queue.writing = true;
             drop(queue);
+            let _writing = WritingGuard(self);
             let jobs: Vec<&Job> = group.iter().map(|job| &**job).collect();
-            let results = lock(&self.connection).write_group(&jobs);
+            // A panic here would be a bug; its callers must still get an
+            // answer rather than wait forever.
+            let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                lock(&self.connection).write_group(&jobs)
+            }))
+            .unwrap_or_else(|_| jobs.iter().map(|_| Err(internal_error())).collect());
             for (job, result) in group.iter().zip(results) {
                 *lock(&job.result) = Some(result);
                 job.ready.notify_one();
             }
-            lock(&self.queue).writing = false;
+        }
+    }
+}
+
+/// Marks the end of a write when dropped, also on a panic, and wakes the
+/// group-commit thread if stores queued meanwhile.
+struct WritingGuard<'a>(&'a Shared);
+
+impl Drop for WritingGuard<'_> {
+    fn drop(&mut self) {
+        let mut queue = lock(&self.0.queue);
+        queue.writing = false;
+        if !queue.pending.is_empty() {
+            self.0.work_queued.notify_one();
         }
     }
 }
@@ -312,6 +326,10 @@ impl WriterConnection {
     }
 
     fn begin(&mut self) -> Result<()> {
+        if !self.conn.is_autocommit() {
+            // Only after a panic mid-write: end what it left open.
+            self.rollback();
+        }
         self.conn
             .prepare_cached("BEGIN IMMEDIATE")
             .and_then(|mut s| s.execute([]))
