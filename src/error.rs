@@ -132,6 +132,11 @@ pub enum Error {
     #[error("connection pool: {0}")]
     Pool(#[from] r2d2::Error),
 
+    /// A bug in this crate: something that cannot happen did. Please
+    /// report it with the message.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+
     /// A stored value could not be read back (the file was altered outside
     /// this crate).
     #[error("corrupt row in {table}: {reason}")]

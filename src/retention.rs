@@ -187,9 +187,8 @@ fn delete_before(writer: &Writer, kind: MetricKind, cutoff: i64) -> Result<u64> 
             limit: DELETE_CHUNK,
         };
         let Output::Deleted(deleted) = writer.submit(work)? else {
-            return Err(Error::invalid(
-                "writer",
-                "internal error: a delete answered with another kind of output",
+            return Err(Error::Internal(
+                "a delete answered with another kind of output",
             ));
         };
         total += deleted as u64;

@@ -214,9 +214,8 @@ impl MetricsStorage {
                         Step::DropDaily { .. } => &mut report.daily_dropped,
                     };
                     let Output::Deleted(n) = writer.submit(Work::Retention(step))? else {
-                        return Err(Error::invalid(
-                            "writer",
-                            "internal error: unexpected output",
+                        return Err(Error::Internal(
+                            "a retention step answered with another kind of output",
                         ));
                     };
                     *counter += n as u64;

@@ -745,9 +745,8 @@ fn in_batch(error: Error, index: usize, len: usize) -> Error {
 }
 
 fn unreachable_output<T>() -> Result<T> {
-    Err(Error::invalid(
-        "writer",
-        "internal error: the writer answered with another kind of output",
+    Err(Error::Internal(
+        "the writer answered with another kind of output",
     ))
 }
 

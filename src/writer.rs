@@ -294,7 +294,7 @@ impl Drop for WritingGuard<'_> {
 }
 
 fn internal_error() -> Error {
-    Error::invalid("writer", "internal error: a write produced no result")
+    Error::Internal("a write produced no result")
 }
 
 impl WriterConnection {
