@@ -880,6 +880,41 @@ mod tests {
     }
 
     #[test]
+    fn every_connection_gets_the_same_pragmas() {
+        let dir = tempfile::tempdir().unwrap();
+        for (durability, level) in [(Durability::Normal, 1), (Durability::Full, 2)] {
+            let store = MetricsStorage::builder(dir.path().join(format!("{level}.db")))
+                .durability(durability)
+                .busy_timeout(Duration::from_millis(1234))
+                .open()
+                .unwrap();
+            let check = |conn: &Connection, reader: bool| {
+                let get = |pragma: &str| -> i64 {
+                    conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
+                        .unwrap()
+                };
+                assert_eq!(get("synchronous"), level);
+                assert_eq!(get("foreign_keys"), 1);
+                assert_eq!(get("busy_timeout"), 1234);
+                assert_eq!(get("query_only"), i64::from(reader));
+                let mode: String = conn
+                    .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                    .unwrap();
+                assert_eq!(mode, "wal");
+            };
+            check(&store.reader().unwrap(), true);
+            store
+                .writer()
+                .unwrap()
+                .with_connection(|conn| {
+                    check(conn, false);
+                    Ok(())
+                })
+                .unwrap();
+        }
+    }
+
+    #[test]
     fn pool_size_zero_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let err = MetricsStorage::builder(dir.path().join("m.db"))
