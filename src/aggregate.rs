@@ -94,6 +94,10 @@ impl MetricsStorage {
         filter: &Filter,
     ) -> Result<Aggregate> {
         filter.validate(kind, true)?;
+        let (column, metric_type) = aggregated_column(kind, filter.metric_type)?;
+        if self.has_rollups(kind)? && rollup_where(filter, kind).is_some() {
+            return self.aggregate_with_rollups(kind, aggregation, column, metric_type, filter);
+        }
         let run = |function: &str| -> Result<(u64, Option<f64>)> {
             let (sql, params) = aggregate_sql(kind, function, filter)?;
             let rows = self.read_rows(&sql, params, "aggregate metrics", |row| {
@@ -115,10 +119,6 @@ impl MetricsStorage {
             }
             other => other?,
         };
-        let (column, metric_type) = aggregated_column(kind, filter.metric_type)?;
-        if self.has_rollups(kind)? && rollup_where(filter, kind).is_some() {
-            return self.aggregate_with_rollups(kind, aggregation, column, metric_type, filter);
-        }
         Ok(Aggregate {
             aggregation,
             metric_type,
