@@ -152,6 +152,37 @@ fn median_of(mut f: impl FnMut(usize)) -> f64 {
     median_ms(samples)
 }
 
+/// Runs `cleanup` while another thread stores live metrics one at a time
+/// with the store function `writer` makes (on that thread); returns how
+/// long the cleanup took and the longest single store meanwhile.
+fn cleanup_while_storing<W: FnMut(&TaskMetric)>(
+    writer: impl FnOnce() -> W + Send,
+    cleanup: impl FnOnce(),
+) -> (Duration, Duration) {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let storing = scope.spawn(|| {
+            let mut store_one = writer();
+            let mut worst = Duration::ZERO;
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let t = TaskMetric::new(format!("live-{i}"), "agent-live", 10, TaskResult::Success);
+                let clock = Instant::now();
+                store_one(&t);
+                worst = worst.max(clock.elapsed());
+                i += 1;
+            }
+            worst
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        let clock = Instant::now();
+        cleanup();
+        let elapsed = clock.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        (elapsed, storing.join().unwrap())
+    })
+}
+
 fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -466,59 +497,25 @@ fn main() {
 
     // cleanup_half while a writer keeps storing single metrics.
     let store = MetricsStorage::open(&ours_path).unwrap();
-    let (ours_cleanup, ours_wait) = {
-        let stop = AtomicBool::new(false);
-        std::thread::scope(|scope| {
-            let writer = scope.spawn(|| {
-                let mut worst = Duration::ZERO;
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let t =
-                        TaskMetric::new(format!("live-{i}"), "agent-live", 10, TaskResult::Success);
-                    let clock = Instant::now();
-                    store.store_task_metric(&t).unwrap();
-                    worst = worst.max(clock.elapsed());
-                    i += 1;
-                }
-                worst
-            });
-            std::thread::sleep(Duration::from_millis(50));
-            let clock = Instant::now();
+    let (ours_cleanup, ours_wait) = cleanup_while_storing(
+        || |t: &TaskMetric| assert!(store.store_task_metric(t).unwrap()),
+        || {
             let report = store.cleanup_old_metrics((DAYS / 2) as u32).unwrap();
-            let elapsed = clock.elapsed();
-            stop.store(true, Ordering::Relaxed);
             assert!(report.task_metrics >= rows / 2 - rows / 100, "{report:?}");
-            (elapsed, writer.join().unwrap())
-        })
-    };
+        },
+    );
     let raw = raw_open(&raw_path);
-    let (raw_cleanup, raw_wait) = {
-        let stop = AtomicBool::new(false);
-        std::thread::scope(|scope| {
-            let writer = scope.spawn(|| {
-                let conn = raw_open(&raw_path);
-                let mut worst = Duration::ZERO;
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let t =
-                        TaskMetric::new(format!("live-{i}"), "agent-live", 10, TaskResult::Success);
-                    let clock = Instant::now();
-                    raw_insert(&conn, &t);
-                    worst = worst.max(clock.elapsed());
-                    i += 1;
-                }
-                worst
-            });
-            std::thread::sleep(Duration::from_millis(50));
+    let (raw_cleanup, raw_wait) = cleanup_while_storing(
+        || {
+            let conn = raw_open(&raw_path);
+            move |t: &TaskMetric| raw_insert(&conn, t)
+        },
+        || {
             let cutoff = (end - chrono::Duration::days(DAYS / 2)).timestamp_micros();
-            let clock = Instant::now();
             raw.execute("DELETE FROM task_metrics WHERE timestamp < ?1", [cutoff])
                 .unwrap();
-            let elapsed = clock.elapsed();
-            stop.store(true, Ordering::Relaxed);
-            (elapsed, writer.join().unwrap())
-        })
-    };
+        },
+    );
     table.push(Row {
         name: "cleanup_half",
         unit: "ms",

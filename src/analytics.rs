@@ -315,7 +315,7 @@ impl MetricsStorage {
                         .get::<_, i64>(1)
                         .map_err(Error::sqlite("aggregate by group"))?
                         as u64;
-                    let stat = Stat::read_at(row, count, 2, int, table)?;
+                    let stat = Stat::read(row, count, 2, int, false, table)?;
                     groups
                         .entry(key)
                         .or_insert_with(|| Stat::new(int, false))

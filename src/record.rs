@@ -312,16 +312,22 @@ macro_rules! entity_metric {
 
             /// The fields the store writes, after checking every one.
             pub(crate) fn entity(&self) -> Result<EntityRecord<'_>> {
-                let record = EntityRecord {
+                let record = self.record();
+                record.validate()?;
+                Ok(record)
+            }
+
+            /// The fields the store writes, unchecked: for the writer,
+            /// which only receives records already checked.
+            pub(crate) fn record(&self) -> EntityRecord<'_> {
+                EntityRecord {
                     kind: $kind,
                     id: &self.$id,
                     metric_type: self.metric_type,
                     value: self.value,
                     metadata: self.metadata.as_ref(),
                     timestamp: self.timestamp,
-                };
-                record.validate()?;
-                Ok(record)
+                }
             }
         }
     };

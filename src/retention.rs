@@ -139,16 +139,6 @@ impl MetricsStorage {
             bytes_after: self.file_size()?,
         })
     }
-
-    fn file_size(&self) -> Result<u64> {
-        std::fs::metadata(self.path())
-            .map(|m| m.len())
-            .map_err(|source| Error::Io {
-                operation: "read file size",
-                path: self.path().to_owned(),
-                source,
-            })
-    }
 }
 
 /// The database file's size before and after a vacuum.

@@ -400,21 +400,9 @@ impl Stat {
         }
     }
 
-    /// Reads `{p}_sum, {p}_min, {p}_max, {p}_mean, {p}_m2` from column `at`
-    /// on, without a sketch.
-    pub fn read_at(
-        row: &Row<'_>,
-        count: u64,
-        at: usize,
-        int: bool,
-        table: &'static str,
-    ) -> Result<Stat> {
-        Stat::read(row, count, at, int, false, table)
-    }
-
     /// Reads the columns `{p}_sum, {p}_min, {p}_max, {p}_mean, {p}_m2` and
     /// optionally `{p}_sketch` starting at `at`.
-    fn read(
+    pub fn read(
         row: &Row<'_>,
         count: u64,
         at: usize,

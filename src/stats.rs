@@ -59,13 +59,7 @@ impl MetricsStorage {
             })?;
             Ok(rows.into_iter().next().unwrap_or_default())
         };
-        let file_size = std::fs::metadata(self.path())
-            .map_err(|source| Error::Io {
-                operation: "read file size",
-                path: self.path().to_owned(),
-                source,
-            })?
-            .len();
+        let file_size = self.file_size()?;
         Ok(StoreStats {
             task_metrics: table(MetricKind::Task)?,
             agent_metrics: table(MetricKind::Agent)?,
@@ -73,6 +67,17 @@ impl MetricsStorage {
             file_size,
             schema_version: self.schema_version()?,
         })
+    }
+
+    /// The database file's size in bytes (the WAL not included).
+    pub(crate) fn file_size(&self) -> Result<u64> {
+        std::fs::metadata(self.path())
+            .map(|m| m.len())
+            .map_err(|source| Error::Io {
+                operation: "read file size",
+                path: self.path().to_owned(),
+                source,
+            })
     }
 
     /// The schema version recorded in the file.

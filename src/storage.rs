@@ -1,6 +1,7 @@
 //! [`MetricsStorage`]: opening a store, storing metrics and reading them
 //! back.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -340,7 +341,7 @@ impl MetricsStorage {
     pub(crate) fn reader(&self) -> Result<PooledConnection<ReaderManager>> {
         match &self.readers {
             Some(pool) => Ok(pool.get()?),
-            None => Err(Error::invalid("store", "used while closing")),
+            None => Err(Error::Internal("the store was used while closing")),
         }
     }
 
@@ -380,7 +381,7 @@ impl MetricsStorage {
         if metrics.is_empty() {
             return Ok(0);
         }
-        match writer.submit(Work::Tasks(metrics.to_vec()))? {
+        match writer.submit(Work::Tasks(Cow::Borrowed(metrics)))? {
             Output::Tasks(n) => Ok(n),
             _ => unreachable_output(),
         }
@@ -405,7 +406,7 @@ impl MetricsStorage {
         for (i, metric) in metrics.iter().enumerate() {
             metric.entity().map_err(|e| in_batch(e, i, metrics.len()))?;
         }
-        self.submit_entities(metrics.is_empty(), || Work::Agents(metrics.to_vec()))
+        self.submit_entities(metrics.is_empty(), Work::Agents(Cow::Borrowed(metrics)))
     }
 
     /// Stores one swarm metric and returns its id.
@@ -426,15 +427,15 @@ impl MetricsStorage {
         for (i, metric) in metrics.iter().enumerate() {
             metric.entity().map_err(|e| in_batch(e, i, metrics.len()))?;
         }
-        self.submit_entities(metrics.is_empty(), || Work::Swarms(metrics.to_vec()))
+        self.submit_entities(metrics.is_empty(), Work::Swarms(Cow::Borrowed(metrics)))
     }
 
-    fn submit_entities(&self, empty: bool, work: impl FnOnce() -> Work) -> Result<Vec<i64>> {
+    fn submit_entities(&self, empty: bool, work: Work<'_>) -> Result<Vec<i64>> {
         let writer = self.writer()?;
         if empty {
             return Ok(Vec::new());
         }
-        match writer.submit(work())? {
+        match writer.submit(work)? {
             Output::Ids(ids) => Ok(ids),
             _ => unreachable_output(),
         }
@@ -636,7 +637,7 @@ impl MetricsStorage {
         if batch.is_empty() {
             return Ok(BatchReport::default());
         }
-        match writer.submit(Work::Mixed(batch.clone()))? {
+        match writer.submit(Work::Mixed(Cow::Borrowed(batch)))? {
             Output::Mixed(report) => Ok(report),
             _ => unreachable_output(),
         }

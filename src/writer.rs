@@ -3,13 +3,12 @@
 //! SQLite lets one connection write at a time, and a connection that finds
 //! the lock taken sleeps in its busy handler. So every write of this store
 //! goes through one connection, and concurrent stores share its
-//! transactions: a caller that finds no write under way becomes the leader,
-//! takes every job queued so far, writes them all in one transaction and
-//! commits once; callers that arrive meanwhile queue up and wait. The leader
-//! goes on with the next queued group (up to a bound, then hands over), so
-//! under load one commit serves many stores and no wake-up sits between two
-//! commits. Each caller returns only after the commit that holds its
-//! records, so `Ok` always means committed.
+//! transactions. A caller that finds no write under way writes on its own
+//! thread, with its own records, with no hand-off. Callers that arrive
+//! while a write is under way queue up; the group-commit thread then writes
+//! everything queued in one transaction and commits once, so under load one
+//! commit serves many stores. Each caller returns only after the commit
+//! that holds its records, so `Ok` always means committed.
 //!
 //! Jobs of a group are written without savepoints; if one fails, the
 //! transaction is rolled back and the group is written again with one
@@ -19,6 +18,7 @@
 //! Retention deletes go through the same queue, one bounded chunk per job,
 //! so that stores wait for at most one chunk, in arrival order.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
@@ -30,13 +30,14 @@ use crate::query::to_micros;
 use crate::record::{AgentMetric, EntityRecord, MetricKind, SwarmMetric, TaskMetric};
 use crate::storage::{BatchReport, MetricBatch};
 
-/// A write, owned so that the leader can do it on the caller's behalf.
-pub(crate) enum Work {
-    Tasks(Vec<TaskMetric>),
-    Agents(Vec<AgentMetric>),
-    Swarms(Vec<SwarmMetric>),
+/// A write. A caller that writes inline lends its records; one that
+/// queues hands the group-commit thread an owned copy.
+pub(crate) enum Work<'a> {
+    Tasks(Cow<'a, [TaskMetric]>),
+    Agents(Cow<'a, [AgentMetric]>),
+    Swarms(Cow<'a, [SwarmMetric]>),
     /// All three kinds in one job.
-    Mixed(MetricBatch),
+    Mixed(Cow<'a, MetricBatch>),
     /// One chunk of tiered retention.
     Retention(crate::rollup::Step),
     /// Delete at most `limit` rows of `kind` older than `cutoff` (µs).
@@ -45,6 +46,28 @@ pub(crate) enum Work {
         cutoff: i64,
         limit: i64,
     },
+}
+
+impl Work<'_> {
+    /// The same write, owning its records.
+    fn into_owned(self) -> Work<'static> {
+        match self {
+            Work::Tasks(t) => Work::Tasks(Cow::Owned(t.into_owned())),
+            Work::Agents(m) => Work::Agents(Cow::Owned(m.into_owned())),
+            Work::Swarms(m) => Work::Swarms(Cow::Owned(m.into_owned())),
+            Work::Mixed(b) => Work::Mixed(Cow::Owned(b.into_owned())),
+            Work::Retention(step) => Work::Retention(step),
+            Work::DeleteBefore {
+                kind,
+                cutoff,
+                limit,
+            } => Work::DeleteBefore {
+                kind,
+                cutoff,
+                limit,
+            },
+        }
+    }
 }
 
 /// What a write produced.
@@ -92,15 +115,15 @@ pub(crate) struct WriterConnection {
 }
 
 /// One caller's pending write and the slot its result is delivered to.
-struct Job {
-    work: Work,
+struct Job<'a> {
+    work: Work<'a>,
     result: Mutex<Option<Result<Output>>>,
     ready: Condvar,
 }
 
 #[derive(Default)]
 struct Queue {
-    pending: Vec<Arc<Job>>,
+    pending: Vec<Arc<Job<'static>>>,
     /// A write is under way (a caller's inline write or a group).
     writing: bool,
     stop: bool,
@@ -119,6 +142,16 @@ struct Shared {
 pub(crate) struct Writer {
     shared: Arc<Shared>,
     group_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl<'a> Job<'a> {
+    fn new(work: Work<'a>) -> Self {
+        Job {
+            work,
+            result: Mutex::new(None),
+            ready: Condvar::new(),
+        }
+    }
 }
 
 /// Locks a mutex, ignoring poisoning: the data behind these mutexes stays
@@ -182,7 +215,7 @@ impl Writer {
     /// Does `work` and returns once it is committed (or failed): at once
     /// on the caller's thread when nothing else is being written, otherwise
     /// in the next group commit.
-    pub fn submit(&self, work: Work) -> Result<Output> {
+    pub fn submit(&self, work: Work<'_>) -> Result<Output> {
         self.submit_inner(work).map_err(|e| match e {
             Error::Sqlite { operation, source }
                 if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) =>
@@ -193,28 +226,21 @@ impl Writer {
         })
     }
 
-    fn submit_inner(&self, work: Work) -> Result<Output> {
+    fn submit_inner(&self, work: Work<'_>) -> Result<Output> {
         let shared = &*self.shared;
         let mut queue = lock(&shared.queue);
         if !queue.writing && queue.pending.is_empty() {
             queue.writing = true;
             drop(queue);
             let _writing = WritingGuard(shared);
-            let job = Job {
-                work,
-                result: Mutex::new(None),
-                ready: Condvar::new(),
-            };
+            // Nobody else writes: the records are written where they are.
+            let job = Job::new(work);
             let result = lock(&shared.connection)
                 .write_group(std::slice::from_ref(&&job))
                 .pop();
             return result.unwrap_or_else(|| Err(internal_error()));
         }
-        let job = Arc::new(Job {
-            work,
-            result: Mutex::new(None),
-            ready: Condvar::new(),
-        });
+        let job = Arc::new(Job::new(work.into_owned()));
         queue.pending.push(Arc::clone(&job));
         if !queue.writing {
             shared.work_queued.notify_one();
@@ -264,7 +290,7 @@ impl Shared {
             queue.writing = true;
             drop(queue);
             let _writing = WritingGuard(self);
-            let jobs: Vec<&Job> = group.iter().map(|job| &**job).collect();
+            let jobs: Vec<&Job<'_>> = group.iter().map(|job| &**job).collect();
             // A panic here would be a bug; its callers must still get an
             // answer rather than wait forever.
             let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -300,7 +326,7 @@ fn internal_error() -> Error {
 impl WriterConnection {
     /// Writes a group in one transaction: first without savepoints; if a
     /// job fails, again with one savepoint per job.
-    fn write_group(&mut self, group: &[&Job]) -> Vec<Result<Output>> {
+    fn write_group(&mut self, group: &[&Job<'_>]) -> Vec<Result<Output>> {
         if let Err(e) = self.begin() {
             return group.iter().map(|_| Err(copy_error(&e))).collect();
         }
@@ -379,7 +405,7 @@ impl WriterConnection {
         self.cache.forget_ids();
     }
 
-    fn write_in_savepoint(&mut self, work: &Work) -> Result<Output> {
+    fn write_in_savepoint(&mut self, work: &Work<'_>) -> Result<Output> {
         self.conn
             .execute_batch("SAVEPOINT job")
             .map_err(Error::sqlite("begin batch"))?;
@@ -401,22 +427,22 @@ impl WriterConnection {
     }
 }
 
-fn write_job(conn: &Connection, cache: &mut Cache, work: &Work) -> Result<Output> {
+fn write_job(conn: &Connection, cache: &mut Cache, work: &Work<'_>) -> Result<Output> {
     match work {
         Work::Tasks(tasks) => insert_tasks(conn, cache, tasks).map(Output::Tasks),
         Work::Agents(metrics) => {
-            let records = metrics.iter().map(AgentMetric::entity);
+            let records = metrics.iter().map(AgentMetric::record);
             insert_entities(conn, cache, MetricKind::Agent, records).map(Output::Ids)
         }
         Work::Swarms(metrics) => {
-            let records = metrics.iter().map(SwarmMetric::entity);
+            let records = metrics.iter().map(SwarmMetric::record);
             insert_entities(conn, cache, MetricKind::Swarm, records).map(Output::Ids)
         }
         Work::Mixed(batch) => {
             let new_tasks = insert_tasks(conn, cache, &batch.tasks)?;
-            let agents = batch.agents.iter().map(AgentMetric::entity);
+            let agents = batch.agents.iter().map(AgentMetric::record);
             let agent_ids = insert_entities(conn, cache, MetricKind::Agent, agents)?;
-            let swarms = batch.swarms.iter().map(SwarmMetric::entity);
+            let swarms = batch.swarms.iter().map(SwarmMetric::record);
             let swarm_ids = insert_entities(conn, cache, MetricKind::Swarm, swarms)?;
             Ok(Output::Mixed(BatchReport {
                 new_tasks,
@@ -546,7 +572,7 @@ fn insert_entities<'a>(
     conn: &Connection,
     cache: &mut Cache,
     kind: MetricKind,
-    records: impl Iterator<Item = Result<EntityRecord<'a>>>,
+    records: impl Iterator<Item = EntityRecord<'a>>,
 ) -> Result<Vec<i64>> {
     let (sql, operation) = match kind {
         MetricKind::Swarm => (
@@ -562,7 +588,6 @@ fn insert_entities<'a>(
     };
     let mut out = Vec::new();
     for record in records {
-        let record = record?;
         let id = intern(conn, cache, kind, record.id)?;
         let metadata = record.metadata.map(|m| m.to_string());
         conn.prepare_cached(sql)

@@ -287,44 +287,44 @@ fn prometheus(
         }
     }
     if wanted(MetricKind::Agent) {
-        let mut latest: BTreeMap<(String, MetricType), f64> = BTreeMap::new();
+        let mut latest = BTreeMap::new();
         store.for_each_agent_metric(filter, |m| {
             latest.insert((m.agent_id.clone(), m.metric_type), m.value);
             Ok(())
         })?;
-        writeln!(
-            out,
-            "# HELP swarm_agent_metric The latest value of each agent metric."
-        )?;
-        writeln!(out, "# TYPE swarm_agent_metric gauge")?;
-        for ((agent, ty), v) in &latest {
-            writeln!(
-                out,
-                "swarm_agent_metric{{agent=\"{}\",metric_type=\"{ty}\"}} {}",
-                label(agent),
-                sample(*v)
-            )?;
-        }
+        gauges(out, "agent", &latest)?;
     }
     if wanted(MetricKind::Swarm) {
-        let mut latest: BTreeMap<(String, MetricType), f64> = BTreeMap::new();
+        let mut latest = BTreeMap::new();
         store.for_each_swarm_metric(filter, |m| {
             latest.insert((m.swarm_id.clone(), m.metric_type), m.value);
             Ok(())
         })?;
+        gauges(out, "swarm", &latest)?;
+    }
+    Ok(())
+}
+
+/// The latest value of each agent or swarm metric (`entity` is "agent" or
+/// "swarm"), as the gauge family `swarm_{entity}_metric`.
+fn gauges(
+    out: &mut impl Write,
+    entity: &str,
+    latest: &BTreeMap<(String, MetricType), f64>,
+) -> Result<(), Failure> {
+    let family = format!("swarm_{entity}_metric");
+    writeln!(
+        out,
+        "# HELP {family} The latest value of each {entity} metric."
+    )?;
+    writeln!(out, "# TYPE {family} gauge")?;
+    for ((id, ty), v) in latest {
         writeln!(
             out,
-            "# HELP swarm_swarm_metric The latest value of each swarm metric."
+            "{family}{{{entity}=\"{}\",metric_type=\"{ty}\"}} {}",
+            label(id),
+            sample(*v)
         )?;
-        writeln!(out, "# TYPE swarm_swarm_metric gauge")?;
-        for ((swarm, ty), v) in &latest {
-            writeln!(
-                out,
-                "swarm_swarm_metric{{swarm=\"{}\",metric_type=\"{ty}\"}} {}",
-                label(swarm),
-                sample(*v)
-            )?;
-        }
     }
     Ok(())
 }

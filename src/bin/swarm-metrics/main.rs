@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
-use serde_json::{json, Value};
+use serde_json::json;
 use swarm_metrics::{Error, MetricsStorage};
 
 use args::{Cli, Command};
@@ -96,7 +96,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     store.incremental_vacuum(None)?;
                 }
                 if json {
-                    report::json(&mut out, &serde_json::to_value(report).map_err(json_error)?)?;
+                    write_json(&mut out, &report)?;
                 } else {
                     writeln!(out, "tiered retention:")?;
                     writeln!(
@@ -127,7 +127,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     store.incremental_vacuum(None)?;
                 }
                 if json {
-                    report::json(&mut out, &serde_json::to_value(report).map_err(json_error)?)?;
+                    write_json(&mut out, &report)?;
                 } else {
                     let verb = if dry_run { "would delete" } else { "deleted" };
                     writeln!(out, "{verb} (older than {retention_days} days):")?;
@@ -146,7 +146,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             };
             store.close()?;
             if json {
-                report::json(&mut out, &serde_json::to_value(report).map_err(json_error)?)?;
+                write_json(&mut out, &report)?;
             } else {
                 writeln!(
                     out,
@@ -162,7 +162,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let store = open_existing(&cli.db, false)?;
             let stats = store.stats()?;
             if json {
-                report::json(&mut out, &serde_json::to_value(stats).map_err(json_error)?)?;
+                write_json(&mut out, &stats)?;
             } else {
                 report::stats(&mut out, &stats)?;
             }
@@ -213,7 +213,7 @@ fn check(path: &Path, json: bool, out: &mut impl Write) -> Result<ExitCode, Fail
         Err(other) => return Err(other),
     };
     if json {
-        report::json(
+        write_json(
             out,
             &json!({"ok": ok, "schema_version": version, "problems": problems}),
         )?;
@@ -245,7 +245,7 @@ pub fn json_error(e: serde_json::Error) -> Failure {
 }
 
 /// Writes `value` as one JSON document and a newline.
-pub fn write_json(out: &mut impl Write, value: &Value) -> Result<(), Failure> {
+pub fn write_json(out: &mut impl Write, value: &impl serde::Serialize) -> Result<(), Failure> {
     serde_json::to_writer(&mut *out, value).map_err(|e| {
         if e.is_io() {
             Failure::from(std::io::Error::from(e))

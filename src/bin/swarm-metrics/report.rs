@@ -13,10 +13,6 @@ use swarm_metrics::{
 use crate::args::{parse_aggregation, parse_span, Aggregation, Command};
 use crate::{json_error, write_json, Failure};
 
-pub fn json(out: &mut impl Write, value: &Value) -> Result<(), Failure> {
-    write_json(out, value)
-}
-
 fn to_json(value: impl Serialize) -> Result<Value, Failure> {
     serde_json::to_value(value).map_err(json_error)
 }
@@ -162,7 +158,7 @@ pub fn question(
                 MetricKind::Task => {
                     let rows = store.get_task_metrics(&f, limit)?;
                     if as_json {
-                        return json(out, &to_json(&rows)?);
+                        return write_json(out, &&rows);
                     }
                     table(out, &TASK_HEADER, &task_rows(&rows))
                 }
@@ -176,7 +172,7 @@ pub fn question(
                         other => vec![other],
                     };
                     if as_json {
-                        return json(out, &Value::Array(rows));
+                        return write_json(out, &Value::Array(rows));
                     }
                     let id_field = if kind == MetricKind::Agent {
                         "agent_id"
@@ -280,7 +276,7 @@ pub fn question(
                             .collect(),
                     )
                 };
-                return json(out, &value);
+                return write_json(out, &value);
             }
             let rows: Vec<Vec<String>> = results
                 .iter()
@@ -300,7 +296,7 @@ pub fn question(
                 None => {
                     let rate = store.success_rate(&f)?;
                     if as_json {
-                        return json(out, &rate_json(&rate));
+                        return write_json(out, &rate_json(&rate));
                     }
                     rate_table(out, &[(None, rate)])
                 }
@@ -311,7 +307,7 @@ pub fn question(
                             .iter()
                             .map(|g| with_id(rate_json(&g.value), &g.key))
                             .collect();
-                        return json(out, &Value::Array(list));
+                        return write_json(out, &Value::Array(list));
                     }
                     let rows: Vec<(Option<String>, SuccessRate)> =
                         groups.into_iter().map(|g| (g.key, g.value)).collect();
@@ -337,14 +333,14 @@ pub fn question(
             };
             let buckets = store.series(kind, measure, width, &f, fill)?;
             if as_json {
-                return json(out, &to_json(&buckets)?);
+                return write_json(out, &&buckets);
             }
             series_table(out, &buckets)
         }
         Command::Summary { filter } => {
             let summary = store.summary(&filter.filter()?)?;
             if as_json {
-                return json(out, &to_json(summary)?);
+                return write_json(out, &summary);
             }
             let d = &summary.duration_ms;
             writeln!(out, "tasks            {}", summary.tasks)?;
@@ -384,7 +380,7 @@ pub fn question(
         } => {
             let ranked = store.rank_agents(by.into(), !bottom, n, min_tasks, &filter.filter()?)?;
             if as_json {
-                return json(out, &to_json(&ranked)?);
+                return write_json(out, &&ranked);
             }
             let rows: Vec<Vec<String>> = ranked
                 .iter()
@@ -403,14 +399,14 @@ pub fn question(
         Command::Slowest { filter, n } => {
             let tasks = store.slowest_tasks(n, &filter.filter()?)?;
             if as_json {
-                return json(out, &to_json(&tasks)?);
+                return write_json(out, &&tasks);
             }
             table(out, &TASK_HEADER, &task_rows(&tasks))
         }
         Command::Outliers { filter } => {
             let outliers = store.duration_outliers(&filter.filter()?)?;
             if as_json {
-                return json(out, &to_json(&outliers)?);
+                return write_json(out, &&outliers);
             }
             let rows: Vec<Vec<String>> = outliers
                 .iter()
