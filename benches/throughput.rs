@@ -129,6 +129,30 @@ struct Row {
     higher_is_better: bool,
 }
 
+impl Row {
+    /// A workload where more is better (rows per second).
+    fn higher(name: &'static str, unit: &'static str, ours: f64, baseline: Option<f64>) -> Row {
+        Row {
+            name,
+            unit,
+            ours,
+            baseline,
+            higher_is_better: true,
+        }
+    }
+
+    /// A workload where less is better (time, bytes, memory).
+    fn lower(name: &'static str, unit: &'static str, ours: f64, baseline: Option<f64>) -> Row {
+        Row {
+            name,
+            unit,
+            ours,
+            baseline,
+            higher_is_better: false,
+        }
+    }
+}
+
 fn rate(rows: usize, elapsed: Duration) -> f64 {
     rows as f64 / elapsed.as_secs_f64()
 }
@@ -261,13 +285,12 @@ fn main() {
         tx.commit().unwrap();
         raw_stored += clock.elapsed();
     }
-    table.push(Row {
-        name: "store_batch",
-        unit: "rows/s",
-        ours: rate(rows as usize, stored),
-        baseline: Some(rate(rows as usize, raw_stored)),
-        higher_is_better: true,
-    });
+    table.push(Row::higher(
+        "store_batch",
+        "rows/s",
+        rate(rows as usize, stored),
+        Some(rate(rows as usize, raw_stored)),
+    ));
     eprintln!("stored {rows} rows in both stores");
 
     // store_single: one durable store per call.
@@ -306,20 +329,18 @@ fn main() {
         });
         rate(single_rows, clock.elapsed())
     };
-    table.push(Row {
-        name: "store_single_1t",
-        unit: "rows/s",
-        ours: ours_single_1t,
-        baseline: Some(raw_single),
-        higher_is_better: true,
-    });
-    table.push(Row {
-        name: "store_single_8t",
-        unit: "rows/s",
-        ours: ours_single_8t,
-        baseline: Some(raw_single),
-        higher_is_better: true,
-    });
+    table.push(Row::higher(
+        "store_single_1t",
+        "rows/s",
+        ours_single_1t,
+        Some(raw_single),
+    ));
+    table.push(Row::higher(
+        "store_single_8t",
+        "rows/s",
+        ours_single_8t,
+        Some(raw_single),
+    ));
     eprintln!("measured single stores");
 
     // Queries over the full data set.
@@ -369,13 +390,7 @@ fn main() {
             .unwrap();
         std::hint::black_box(rows);
     });
-    table.push(Row {
-        name: "query_agent_1h",
-        unit: "ms",
-        ours,
-        baseline: Some(base),
-        higher_is_better: false,
-    });
+    table.push(Row::lower("query_agent_1h", "ms", ours, Some(base)));
 
     let ours = median_of(|i| {
         let filter = Filter::new().range(range_of(windows[i].1, 24));
@@ -396,13 +411,7 @@ fn main() {
             .unwrap();
         std::hint::black_box(v);
     });
-    table.push(Row {
-        name: "aggregate_avg_24h",
-        unit: "ms",
-        ours,
-        baseline: Some(base),
-        higher_is_better: false,
-    });
+    table.push(Row::lower("aggregate_avg_24h", "ms", ours, Some(base)));
 
     let ours = median_of(|i| {
         let filter = Filter::new().range(range_of(windows[i].1, 24));
@@ -422,13 +431,7 @@ fn main() {
             .unwrap();
         std::hint::black_box(counts);
     });
-    table.push(Row {
-        name: "success_rate_24h",
-        unit: "ms",
-        ours,
-        baseline: Some(base),
-        higher_is_better: false,
-    });
+    table.push(Row::lower("success_rate_24h", "ms", ours, Some(base)));
 
     let ours = median_of(|i| {
         let filter = Filter::new().range(range_of(windows[i].1, 24));
@@ -453,13 +456,7 @@ fn main() {
         );
         std::hint::black_box(lo + (hi - lo) * rank.fract());
     });
-    table.push(Row {
-        name: "percentile_p95_24h",
-        unit: "ms",
-        ours,
-        baseline: Some(base),
-        higher_is_better: false,
-    });
+    table.push(Row::lower("percentile_p95_24h", "ms", ours, Some(base)));
 
     let clock = Instant::now();
     for _ in 0..3 {
@@ -480,13 +477,7 @@ fn main() {
         std::hint::black_box(v);
     }
     let base = clock.elapsed().as_secs_f64() * 1e3 / 3.0;
-    table.push(Row {
-        name: "aggregate_avg_all",
-        unit: "ms",
-        ours,
-        baseline: Some(base),
-        higher_is_better: false,
-    });
+    table.push(Row::lower("aggregate_avg_all", "ms", ours, Some(base)));
     eprintln!("measured queries");
 
     // Size on disk after close, indexes included.
@@ -516,34 +507,30 @@ fn main() {
                 .unwrap();
         },
     );
-    table.push(Row {
-        name: "cleanup_half",
-        unit: "ms",
-        ours: ours_cleanup.as_secs_f64() * 1e3,
-        baseline: Some(raw_cleanup.as_secs_f64() * 1e3),
-        higher_is_better: false,
-    });
-    table.push(Row {
-        name: "cleanup_max_writer_wait_ms",
-        unit: "ms",
-        ours: ours_wait.as_secs_f64() * 1e3,
-        baseline: Some(raw_wait.as_secs_f64() * 1e3),
-        higher_is_better: false,
-    });
-    table.push(Row {
-        name: "bytes_per_task",
-        unit: "bytes",
-        ours: ours_bytes,
-        baseline: Some(raw_bytes),
-        higher_is_better: false,
-    });
-    table.push(Row {
-        name: "peak_rss_mb",
-        unit: "MiB",
-        ours: peak_rss.unwrap_or(f64::NAN),
-        baseline: None,
-        higher_is_better: false,
-    });
+    table.push(Row::lower(
+        "cleanup_half",
+        "ms",
+        ours_cleanup.as_secs_f64() * 1e3,
+        Some(raw_cleanup.as_secs_f64() * 1e3),
+    ));
+    table.push(Row::lower(
+        "cleanup_max_writer_wait_ms",
+        "ms",
+        ours_wait.as_secs_f64() * 1e3,
+        Some(raw_wait.as_secs_f64() * 1e3),
+    ));
+    table.push(Row::lower(
+        "bytes_per_task",
+        "bytes",
+        ours_bytes,
+        Some(raw_bytes),
+    ));
+    table.push(Row::lower(
+        "peak_rss_mb",
+        "MiB",
+        peak_rss.unwrap_or(f64::NAN),
+        None,
+    ));
 
     println!(
         "| {:<27} | {:>14} | {:>14} | {:>7} | {:<8} | {:<6} |",
