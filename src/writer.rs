@@ -3,12 +3,20 @@
 //! SQLite lets one connection write at a time, and a connection that finds
 //! the lock taken sleeps in its busy handler. So every write of this store
 //! goes through one connection, and concurrent stores share its
-//! transactions. A caller that finds no write under way writes on its own
-//! thread, with its own records, with no hand-off. Callers that arrive
-//! while a write is under way queue up; the group-commit thread then writes
+//! transactions. A caller that is alone, with no other store under way,
+//! writes on its own thread, with its own records, with no hand-off.
+//! Concurrent callers queue up; the group-commit thread then writes
 //! everything queued in one transaction and commits once, so under load one
 //! commit serves many stores. Each caller returns only after the commit
 //! that holds its records, so `Ok` always means committed.
+//!
+//! Under load the group-commit thread is the bottleneck, so it does as
+//! little else as it can. It wakes only the first caller of a committed
+//! group; each woken caller wakes two more, so the rest of the wake-ups run
+//! on the callers' threads, in parallel with the next group's write. Before
+//! it starts a group, it yields a few times while callers of the previous
+//! group are still on their way back, so that they join this group rather
+//! than make a small one of their own.
 //!
 //! Jobs of a group are written without savepoints; if one fails, the
 //! transaction is rolled back and the group is written again with one
@@ -20,6 +28,7 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -117,9 +126,22 @@ pub(crate) struct WriterConnection {
 /// One caller's pending write and the slot its result is delivered to.
 struct Job<'a> {
     work: Work<'a>,
-    result: Mutex<Option<Result<Output>>>,
+    slot: Mutex<Slot>,
     ready: Condvar,
 }
+
+/// What the group-commit thread hands back to a waiting caller.
+#[derive(Default)]
+struct Slot {
+    result: Option<Result<Output>>,
+    /// Callers of the same group that this one wakes once it has its
+    /// result.
+    wakes: Vec<Arc<Job<'static>>>,
+}
+
+/// How many times the group-commit thread yields, at most, to let callers
+/// of the previous group join the next one.
+const GATHER_YIELDS: usize = 3;
 
 #[derive(Default)]
 struct Queue {
@@ -135,6 +157,9 @@ struct Shared {
     queue: Mutex<Queue>,
     /// Wakes the group-commit thread.
     work_queued: Condvar,
+    /// Callers inside [`Writer::submit`]: queued, being written, or about
+    /// to return.
+    callers: AtomicUsize,
 }
 
 /// The single writer of a store: callers write inline when nothing else
@@ -148,7 +173,7 @@ impl<'a> Job<'a> {
     fn new(work: Work<'a>) -> Self {
         Job {
             work,
-            result: Mutex::new(None),
+            slot: Mutex::new(Slot::default()),
             ready: Condvar::new(),
         }
     }
@@ -177,6 +202,7 @@ impl Writer {
             }),
             queue: Mutex::new(Queue::default()),
             work_queued: Condvar::new(),
+            callers: AtomicUsize::new(0),
         });
         let group_thread = std::thread::Builder::new()
             .name("swarm-metrics-writer".to_owned())
@@ -213,7 +239,7 @@ impl Writer {
     }
 
     /// Does `work` and returns once it is committed (or failed): at once
-    /// on the caller's thread when nothing else is being written, otherwise
+    /// on the caller's thread when no other store is under way, otherwise
     /// in the next group commit.
     pub fn submit(&self, work: Work<'_>) -> Result<Output> {
         self.submit_inner(work).map_err(|e| match e {
@@ -228,8 +254,9 @@ impl Writer {
 
     fn submit_inner(&self, work: Work<'_>) -> Result<Output> {
         let shared = &*self.shared;
+        let caller = CallerGuard::enter(shared);
         let mut queue = lock(&shared.queue);
-        if !queue.writing && queue.pending.is_empty() {
+        if caller.alone && !queue.writing && queue.pending.is_empty() {
             queue.writing = true;
             drop(queue);
             let _writing = WritingGuard(shared);
@@ -246,13 +273,19 @@ impl Writer {
             shared.work_queued.notify_one();
         }
         drop(queue);
-        let mut slot = lock(&job.result);
-        loop {
-            match slot.take() {
-                Some(result) => return result,
+        let mut slot = lock(&job.slot);
+        let result = loop {
+            match slot.result.take() {
+                Some(result) => break result,
                 None => slot = job.ready.wait(slot).unwrap_or_else(PoisonError::into_inner),
             }
+        };
+        let wakes = std::mem::take(&mut slot.wakes);
+        drop(slot);
+        for next in wakes {
+            next.ready.notify_one();
         }
+        result
     }
 }
 
@@ -286,6 +319,14 @@ impl Shared {
             if queue.writing {
                 continue;
             }
+            for _ in 0..GATHER_YIELDS {
+                if queue.pending.len() >= self.callers.load(Ordering::Relaxed) {
+                    break;
+                }
+                drop(queue);
+                std::thread::yield_now();
+                queue = lock(&self.queue);
+            }
             let group = std::mem::take(&mut queue.pending);
             queue.writing = true;
             drop(queue);
@@ -297,11 +338,48 @@ impl Shared {
                 lock(&self.connection).write_group(&jobs)
             }))
             .unwrap_or_else(|_| jobs.iter().map(|_| Err(internal_error())).collect());
-            for (job, result) in group.iter().zip(results) {
-                *lock(&job.result) = Some(result);
-                job.ready.notify_one();
-            }
+            deliver(&group, results);
         }
+    }
+}
+
+/// Hands each caller of a group its result. Every slot is filled first;
+/// then only the first caller is woken, and caller `i` wakes callers
+/// `2i + 1` and `2i + 2` (a binary tree), so the group-commit thread makes
+/// one wake-up call per group and the last caller wakes after about
+/// log2(group size) hops.
+fn deliver(group: &[Arc<Job<'static>>], results: Vec<Result<Output>>) {
+    for (i, (job, result)) in group.iter().zip(results).enumerate() {
+        let mut slot = lock(&job.slot);
+        slot.result = Some(result);
+        slot.wakes = group.iter().skip(2 * i + 1).take(2).cloned().collect();
+    }
+    if let Some(first) = group.first() {
+        first.ready.notify_one();
+    }
+}
+
+/// Counts a caller in [`Shared::callers`] for as long as it is inside
+/// [`Writer::submit`].
+struct CallerGuard<'a> {
+    shared: &'a Shared,
+    /// No other caller was inside when this one entered.
+    alone: bool,
+}
+
+impl<'a> CallerGuard<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        let others = shared.callers.fetch_add(1, Ordering::Relaxed);
+        CallerGuard {
+            shared,
+            alone: others == 0,
+        }
+    }
+}
+
+impl Drop for CallerGuard<'_> {
+    fn drop(&mut self) {
+        self.shared.callers.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
