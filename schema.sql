@@ -1,4 +1,4 @@
--- swarm-metrics schema, version 1.
+-- swarm-metrics schema, version 2.
 --
 -- This file is the one schema: the library embeds it and applies it to a new
 -- database. Conventions:
@@ -43,12 +43,13 @@ INSERT INTO metric_types (code, name) VALUES
     (12, 'swarm_resource');
 
 -- Task metrics are clustered by time: a time range is one contiguous run of
--- the primary key, so range scans and aggregates read no other pages. `seq`
--- tells apart rows that share a timestamp (it is 0, stored in no bytes, for
--- all but the second and later rows of one microsecond).
+-- the primary key, so range scans and aggregates read no other pages. The
+-- key is (timestamp, task_id), which is also what identifies a task metric:
+-- a retried store of the same one hits the key and is ignored, never
+-- counted twice, with no index of its own.
 CREATE TABLE task_metrics (
     timestamp     INTEGER NOT NULL,
-    seq           INTEGER NOT NULL,
+    task_id       TEXT    NOT NULL,
     -- The columns aggregates read come first: SQLite finds a column by
     -- walking the ones before it.
     result        INTEGER NOT NULL CHECK (result BETWEEN 0 AND 3),
@@ -57,12 +58,12 @@ CREATE TABLE task_metrics (
     files_changed INTEGER NOT NULL CHECK (files_changed >= 0),
     agent         INTEGER NOT NULL REFERENCES agents (id),
     swarm         INTEGER REFERENCES swarms (id),
-    task_id       TEXT    NOT NULL,
-    PRIMARY KEY (timestamp, seq)
+    PRIMARY KEY (timestamp, task_id)
 ) WITHOUT ROWID;
 
--- A retried store of the same task metric is ignored, never counted twice.
-CREATE UNIQUE INDEX idx_task_metrics_task ON task_metrics (task_id, timestamp);
+-- The one secondary index, because every commit writes a page of each
+-- index: task ids have none (a filter on a task id alone walks the time
+-- order).
 CREATE INDEX idx_task_metrics_agent ON task_metrics (agent, timestamp);
 
 -- Which agents ran tasks in which swarm. A swarm's tasks are found through

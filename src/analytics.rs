@@ -692,7 +692,7 @@ impl MetricsStorage {
         self.get_task_metrics_ordered(
             filter,
             n,
-            "m.duration_ms DESC, m.timestamp DESC, m.seq DESC",
+            "m.duration_ms DESC, m.timestamp DESC, m.task_id DESC",
         )
     }
 
@@ -758,7 +758,7 @@ impl MetricsStorage {
     /// As [`get_task_metrics`](Self::get_task_metrics).
     pub fn duration_outliers(&self, filter: &Filter) -> Result<Vec<Outlier>> {
         let tasks =
-            self.get_task_metrics_ordered(filter, usize::MAX, "m.timestamp DESC, m.seq DESC")?;
+            self.get_task_metrics_ordered(filter, usize::MAX, "m.timestamp DESC, m.task_id DESC")?;
         let mut by_agent: BTreeMap<&str, Vec<&TaskMetric>> = BTreeMap::new();
         for t in &tasks {
             by_agent.entry(&t.agent_id).or_default().push(t);

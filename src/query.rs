@@ -100,7 +100,8 @@ impl TimeRange {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Filter {
-    /// Only this task (task metrics).
+    /// Only this task (task metrics). Task ids have no index: without a
+    /// time range, this filter reads every task metric.
     pub task_id: Option<String>,
     /// Only this agent (task and agent metrics).
     pub agent_id: Option<String>,
@@ -121,7 +122,8 @@ impl Filter {
         Filter::default()
     }
 
-    /// Only this task.
+    /// Only this task. Task ids have no index (it would cost every store
+    /// a page): add a time range where you can.
     pub fn task(mut self, task_id: impl Into<String>) -> Self {
         self.task_id = Some(task_id.into());
         self
@@ -265,7 +267,7 @@ impl Filter {
 /// newest first, at most `limit`, with their parameters.
 pub(crate) fn select_sql(kind: MetricKind, filter: &Filter, limit: i64) -> (String, Vec<SqlValue>) {
     let order = match kind {
-        MetricKind::Task => "m.timestamp DESC, m.seq DESC",
+        MetricKind::Task => "m.timestamp DESC, m.task_id DESC",
         _ => "m.timestamp DESC, m.metric_id DESC",
     };
     select_sql_ordered(kind, filter, limit, order)

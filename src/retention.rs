@@ -198,7 +198,7 @@ pub(crate) fn delete_chunk(
     limit: i64,
 ) -> Result<usize> {
     let (table, key) = match kind {
-        MetricKind::Task => ("task_metrics", "seq"),
+        MetricKind::Task => ("task_metrics", "task_id"),
         MetricKind::Agent => ("agent_metrics", "metric_id"),
         MetricKind::Swarm => ("swarm_metrics", "metric_id"),
     };
@@ -206,7 +206,7 @@ pub(crate) fn delete_chunk(
         "SELECT timestamp, {key} FROM {table} WHERE timestamp < ?1 \
          ORDER BY timestamp, {key} LIMIT 1 OFFSET ?2"
     );
-    let last: Option<(i64, i64)> = conn
+    let last: Option<(i64, rusqlite::types::Value)> = conn
         .prepare_cached(&boundary)
         .and_then(|mut s| {
             s.query_row((cutoff, limit - 1), |r| Ok((r.get(0)?, r.get(1)?)))

@@ -585,9 +585,9 @@ fn fold_raw(conn: &Connection, kind: MetricKind, cutoff: i64, limit: i64) -> Res
     let (table, order_key, select) = match kind {
         MetricKind::Task => (
             "task_metrics",
-            "seq",
-            "SELECT timestamp, seq, agent, coalesce(swarm, 0), result, duration_ms, tokens_used, files_changed \
-             FROM task_metrics WHERE timestamp < ?1 ORDER BY timestamp, seq LIMIT ?2",
+            "task_id",
+            "SELECT timestamp, task_id, agent, coalesce(swarm, 0), result, duration_ms, tokens_used, files_changed \
+             FROM task_metrics WHERE timestamp < ?1 ORDER BY timestamp, task_id LIMIT ?2",
         ),
         MetricKind::Agent => (
             "agent_metrics",
@@ -603,7 +603,9 @@ fn fold_raw(conn: &Connection, kind: MetricKind, cutoff: i64, limit: i64) -> Res
         ),
     };
     let mut groups: BTreeMap<(i64, Vec<i64>), Rollup> = BTreeMap::new();
-    let mut last: Option<(i64, i64)> = None;
+    // The key of the last row folded: a timestamp and the task id or
+    // metric id that orders rows within it.
+    let mut last: Option<(i64, rusqlite::types::Value)> = None;
     let mut n = 0;
     {
         let mut stmt = conn
@@ -614,8 +616,10 @@ fn fold_raw(conn: &Connection, kind: MetricKind, cutoff: i64, limit: i64) -> Res
             .map_err(Error::sqlite("fold metrics"))?;
         while let Some(row) = rows.next().map_err(Error::sqlite("fold metrics"))? {
             let get = |i: usize| row.get::<_, i64>(i).map_err(Error::sqlite("fold metrics"));
-            let (ts, key2) = (get(0)?, get(1)?);
-            last = Some((ts, key2));
+            let ts = get(0)?;
+            let within: rusqlite::types::Value =
+                row.get(1).map_err(Error::sqlite("fold metrics"))?;
+            last = Some((ts, within));
             n += 1;
             let bucket = floor_to(ts, HOUR_US);
             match kind {

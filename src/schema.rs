@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 pub(crate) const SCHEMA_SQL: &str = include_str!("../schema.sql");
 
 /// The version `schema.sql` describes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// `PRAGMA application_id` of a swarm-metrics file ("SwMt").
 pub(crate) const APPLICATION_ID: i64 = 0x5377_4d74;
@@ -26,9 +26,45 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-/// Every migration, oldest first. Version 1 is the first schema, so there
-/// is nothing to migrate from yet.
-pub(crate) const MIGRATIONS: &[Migration] = &[];
+/// Every migration, oldest first.
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    to: 2,
+    sql: MIGRATE_TO_2,
+}];
+
+/// Version 1 keyed task metrics by (timestamp, seq) and kept a unique
+/// index on (task_id, timestamp), which cost every commit a page. Version 2
+/// keys them by (timestamp, task_id). The view is dropped and made again,
+/// because SQLite checks views when a table is renamed.
+const MIGRATE_TO_2: &str = "
+DROP VIEW task_metrics_view;
+CREATE TABLE task_metrics_v2 (
+    timestamp     INTEGER NOT NULL,
+    task_id       TEXT    NOT NULL,
+    result        INTEGER NOT NULL CHECK (result BETWEEN 0 AND 3),
+    duration_ms   INTEGER NOT NULL CHECK (duration_ms >= 0),
+    tokens_used   INTEGER NOT NULL CHECK (tokens_used >= 0),
+    files_changed INTEGER NOT NULL CHECK (files_changed >= 0),
+    agent         INTEGER NOT NULL REFERENCES agents (id),
+    swarm         INTEGER REFERENCES swarms (id),
+    PRIMARY KEY (timestamp, task_id)
+) WITHOUT ROWID;
+INSERT INTO task_metrics_v2
+    (timestamp, task_id, result, duration_ms, tokens_used, files_changed, agent, swarm)
+SELECT timestamp, task_id, result, duration_ms, tokens_used, files_changed, agent, swarm
+FROM task_metrics ORDER BY timestamp, task_id;
+DROP TABLE task_metrics;
+ALTER TABLE task_metrics_v2 RENAME TO task_metrics;
+CREATE INDEX idx_task_metrics_agent ON task_metrics (agent, timestamp);
+CREATE VIEW task_metrics_view AS
+SELECT t.task_id, a.name AS agent_id, s.name AS swarm_id, t.duration_ms,
+       r.name AS result, t.tokens_used, t.files_changed,
+       strftime('%Y-%m-%dT%H:%M:%f', t.timestamp / 1000000.0, 'unixepoch') || 'Z' AS timestamp
+FROM task_metrics t
+JOIN agents a ON a.id = t.agent
+LEFT JOIN swarms s ON s.id = t.swarm
+JOIN task_results r ON r.code = t.result;
+";
 
 /// How much a commit waits for the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -441,7 +441,8 @@ impl MetricsStorage {
         }
     }
 
-    /// Task metrics matching `filter`, newest first, at most `limit`
+    /// Task metrics matching `filter`, newest first (metrics that share a
+    /// timestamp by task id, last first), at most `limit`
     /// ([`DEFAULT_LIMIT`](crate::DEFAULT_LIMIT) is the reference's 1000).
     ///
     /// # Errors
@@ -561,7 +562,7 @@ impl MetricsStorage {
     ) -> Result<()> {
         filter.validate(MetricKind::Task, false)?;
         let (sql, params) =
-            select_sql_ordered(MetricKind::Task, filter, i64::MAX, "m.timestamp, m.seq");
+            select_sql_ordered(MetricKind::Task, filter, i64::MAX, "m.timestamp, m.task_id");
         self.read_each(&sql, params, "read task metrics", |row| {
             visit(task_from_row(row)?)
         })

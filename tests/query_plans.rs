@@ -94,8 +94,8 @@ fn task_queries_use_indexes() {
             &store,
             task,
             shape,
-            &Filter::new().task("t"),
-            "idx_task_metrics_task (task_id=?)",
+            &Filter::new().task("t").range(range()),
+            "PRIMARY KEY (timestamp>? AND timestamp<?)",
         );
         assert_indexed(
             &store,

@@ -80,7 +80,7 @@ pub fn task_matches(f: &Filter, t: &TaskMetric) -> bool {
 }
 
 /// The model of the task table: first write of a `(task_id, timestamp)`
-/// wins, and rows keep their store order.
+/// wins.
 pub fn task_model(stored: &[TaskMetric]) -> Vec<TaskMetric> {
     let mut model: Vec<TaskMetric> = Vec::new();
     for t in stored {
@@ -92,6 +92,17 @@ pub fn task_model(stored: &[TaskMetric]) -> Vec<TaskMetric> {
         }
     }
     model
+}
+
+/// Task metrics newest first; among equal timestamps, by task id, last
+/// first (the order of the table's key, read backwards).
+pub fn newest_tasks_first(rows: &[TaskMetric], limit: usize) -> Vec<TaskMetric> {
+    let mut sorted = rows.to_vec();
+    sorted.sort_by(|a, b| {
+        (b.timestamp, b.task_id.as_bytes()).cmp(&(a.timestamp, a.task_id.as_bytes()))
+    });
+    sorted.truncate(limit);
+    sorted
 }
 
 /// Newest first; among equal timestamps, the later store first.
