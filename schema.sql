@@ -58,13 +58,27 @@ CREATE TABLE task_metrics (
     files_changed INTEGER NOT NULL CHECK (files_changed >= 0),
     agent         INTEGER NOT NULL REFERENCES agents (id),
     swarm         INTEGER REFERENCES swarms (id),
+    -- 1 once the row is in the agent index; see task_index_state.
+    indexed       INTEGER NOT NULL DEFAULT 1 CHECK (indexed IN (0, 1)),
     PRIMARY KEY (timestamp, task_id)
 ) WITHOUT ROWID;
 
--- The one secondary index, because every commit writes a page of each
--- index: task ids have none (a filter on a task id alone walks the time
--- order).
-CREATE INDEX idx_task_metrics_agent ON task_metrics (agent, timestamp);
+-- The agent index. Every commit writes a page of each index it touches,
+-- and single stores from many agents would touch one agent-index page
+-- each, so rows join this index in batches (it is partial: only rows with
+-- indexed = 1 are in it). Task ids have no index (a filter on a task id
+-- alone walks the time order).
+CREATE INDEX idx_task_metrics_agent ON task_metrics (agent, timestamp) WHERE indexed = 1;
+
+-- Rows with a timestamp up to `watermark` are in the agent index
+-- (indexed = 1); later rows are not yet (indexed = 0), and queries by agent
+-- or swarm read them through the primary key, from the watermark on. The
+-- writer moves the watermark to the newest row every so many rows.
+CREATE TABLE task_index_state (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    watermark INTEGER NOT NULL
+);
+INSERT INTO task_index_state (id, watermark) VALUES (1, -9223372036854775808);
 
 -- Which agents ran tasks in which swarm. A swarm's tasks are found through
 -- the agent index, one range per agent of the swarm, instead of through an

@@ -138,12 +138,8 @@ impl MetricsStorage {
         filter: &Filter,
     ) -> Result<Aggregate> {
         let int = kind == MetricKind::Task;
-        let (clause, params) = filter.where_clause(kind);
-        let sql = format!(
-            "SELECT {} FROM {} m WHERE {clause}",
-            raw_stat_columns(column, int),
-            kind.table()
-        );
+        let (from, params) = filter.sql_from(kind);
+        let sql = format!("SELECT {} FROM {from}", raw_stat_columns(column, int));
         let mut stat = Stat::new(int, false);
         self.read_each(&sql, params, "aggregate metrics", |row| {
             stat = raw_stat(row, 0, int)?;
@@ -326,33 +322,28 @@ pub(crate) fn aggregate_sql(
     filter: &Filter,
 ) -> Result<(String, Vec<SqlValue>)> {
     let (column, _) = aggregated_column(kind, filter.metric_type)?;
-    let (clause, params) = filter.where_clause(kind);
-    let table = kind.table();
-    let sql =
-        format!("SELECT count(m.{column}), {function}(m.{column}) FROM {table} m WHERE {clause}");
+    let (from, params) = filter.sql_from(kind);
+    let sql = format!("SELECT count(m.{column}), {function}(m.{column}) FROM {from}");
     Ok((sql, params))
 }
 
 /// The query behind `percentile`: the values to rank.
 pub(crate) fn percentile_sql(kind: MetricKind, filter: &Filter) -> Result<(String, Vec<SqlValue>)> {
     let (column, _) = aggregated_column(kind, filter.metric_type)?;
-    let (clause, params) = filter.where_clause(kind);
-    let sql = format!("SELECT m.{column} FROM {} m WHERE {clause}", kind.table());
+    let (from, params) = filter.sql_from(kind);
+    let sql = format!("SELECT m.{column} FROM {from}");
     Ok((sql, params))
 }
 
 /// The query behind `success_rate`: the task counts of each result, in
 /// code order, read in one pass (a `GROUP BY` would sort).
 pub(crate) fn success_rate_sql(filter: &Filter) -> (String, Vec<SqlValue>) {
-    let (clause, params) = filter.where_clause(MetricKind::Task);
+    let (from, params) = filter.sql_from(MetricKind::Task);
     let counts: Vec<String> = TaskResult::ALL
         .iter()
         .map(|r| format!("count(*) FILTER (WHERE m.result = {})", r.code()))
         .collect();
-    let sql = format!(
-        "SELECT {} FROM task_metrics m WHERE {clause}",
-        counts.join(", ")
-    );
+    let sql = format!("SELECT {} FROM {from}", counts.join(", "));
     (sql, params)
 }
 

@@ -283,14 +283,13 @@ impl MetricsStorage {
         filter.validate(kind, true)?;
         let key = group_by.key_sql(kind)?;
         let (column, metric_type) = aggregated_column(kind, filter.metric_type)?;
-        let (clause, params) = filter.where_clause(kind);
+        let (from, params) = filter.sql_from(kind);
         if self.has_rollups(kind)? {
             if let Some(rollups) = rollup_where(filter, kind) {
                 let int = kind == MetricKind::Task;
                 let sql = format!(
-                    "SELECT {key}, {} FROM {} m WHERE {clause} GROUP BY {}",
+                    "SELECT {key}, {} FROM {from} GROUP BY {}",
                     raw_stat_columns(column, int),
-                    kind.table(),
                     group_by.column()
                 );
                 let mut groups: BTreeMap<Option<String>, Stat> = BTreeMap::new();
@@ -331,10 +330,8 @@ impl MetricsStorage {
             }
         }
         let sql = format!(
-            "SELECT {key}, count(m.{column}), {}(m.{column}) FROM {} m WHERE {clause} \
-             GROUP BY {}",
+            "SELECT {key}, count(m.{column}), {}(m.{column}) FROM {from} GROUP BY {}",
             sql_function(aggregation),
-            kind.table(),
             group_by.column()
         );
         let mut rows = self.read_rows(&sql, params, "aggregate by group", |row| {
@@ -369,10 +366,9 @@ impl MetricsStorage {
     ) -> Result<Vec<Grouped<SuccessRate>>> {
         filter.validate(MetricKind::Task, false)?;
         let key = group_by.key_sql(MetricKind::Task)?;
-        let (clause, params) = filter.where_clause(MetricKind::Task);
+        let (from, params) = filter.sql_from(MetricKind::Task);
         let sql = format!(
-            "SELECT {key}, m.result, count(*) FROM task_metrics m WHERE {clause} \
-             GROUP BY {}, m.result",
+            "SELECT {key}, m.result, count(*) FROM {from} GROUP BY {}, m.result",
             group_by.column()
         );
         let mut groups: BTreeMap<Option<String>, SuccessRate> = BTreeMap::new();
@@ -450,14 +446,13 @@ impl MetricsStorage {
             Measure::Aggregate(aggregation) => {
                 filter.validate(kind, true)?;
                 let (column, metric_type) = aggregated_column(kind, filter.metric_type)?;
-                let (clause, mut params) = filter.where_clause(kind);
+                let (from, mut params) = filter.sql_from(kind);
                 params.push(SqlValue::Integer(width));
                 let w = params.len();
                 let sql = format!(
                     "SELECT (m.timestamp - (((m.timestamp % ?{w}) + ?{w}) % ?{w})) AS bucket, \
-                     count(m.{column}), {}(m.{column}) FROM {} m WHERE {clause} GROUP BY bucket",
+                     count(m.{column}), {}(m.{column}) FROM {from} GROUP BY bucket",
                     sql_function(aggregation),
-                    kind.table()
                 );
                 for (start, count, value) in
                     self.read_rows(&sql, params, "aggregate series", |row| {
@@ -492,11 +487,8 @@ impl MetricsStorage {
                 validate_q(q)?;
                 filter.validate(kind, true)?;
                 let (column, metric_type) = aggregated_column(kind, filter.metric_type)?;
-                let (clause, params) = filter.where_clause(kind);
-                let sql = format!(
-                    "SELECT m.timestamp, m.{column} FROM {} m WHERE {clause}",
-                    kind.table()
-                );
+                let (from, params) = filter.sql_from(kind);
+                let sql = format!("SELECT m.timestamp, m.{column} FROM {from}");
                 let mut values: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
                 for (t, v) in self.read_rows(&sql, params, "percentile series", |row| {
                     let t: i64 = row.get(0).map_err(Error::sqlite("percentile series"))?;
@@ -538,12 +530,12 @@ impl MetricsStorage {
                     ));
                 }
                 filter.validate(kind, false)?;
-                let (clause, mut params) = filter.where_clause(kind);
+                let (from, mut params) = filter.sql_from(kind);
                 params.push(SqlValue::Integer(width));
                 let w = params.len();
                 let sql = format!(
                     "SELECT (m.timestamp - (((m.timestamp % ?{w}) + ?{w}) % ?{w})) AS bucket, \
-                     m.result, count(*) FROM task_metrics m WHERE {clause} GROUP BY bucket, m.result"
+                     m.result, count(*) FROM {from} GROUP BY bucket, m.result"
                 );
                 for (start, code, n) in
                     self.read_rows(&sql, params, "success rate series", |row| {
@@ -605,12 +597,12 @@ impl MetricsStorage {
     ) -> Result<Vec<Ranked>> {
         filter.validate(MetricKind::Task, false)?;
         validate_n(n)?;
-        let (clause, params) = filter.where_clause(MetricKind::Task);
+        let (from, params) = filter.sql_from(MetricKind::Task);
         let sql = format!(
             "SELECT (SELECT name FROM agents WHERE id = m.agent), count(*), \
                     count(*) FILTER (WHERE m.result = 0), avg(m.duration_ms), avg(m.tokens_used), \
                     min(m.timestamp), max(m.timestamp) \
-             FROM task_metrics m WHERE {clause} GROUP BY m.agent"
+             FROM {from} GROUP BY m.agent"
         );
         struct Row {
             agent: String,
@@ -703,11 +695,9 @@ impl MetricsStorage {
     /// As [`success_rate`](Self::success_rate).
     pub fn summary(&self, filter: &Filter) -> Result<Summary> {
         filter.validate(MetricKind::Task, false)?;
-        let (clause, params) = filter.where_clause(MetricKind::Task);
-        let sql = format!(
-            "SELECT m.result, m.duration_ms, m.tokens_used, m.files_changed \
-             FROM task_metrics m WHERE {clause}"
-        );
+        let (from, params) = filter.sql_from(MetricKind::Task);
+        let sql =
+            format!("SELECT m.result, m.duration_ms, m.tokens_used, m.files_changed FROM {from}");
         let mut summary = Summary::default();
         let mut durations = Vec::new();
         let mut sum_duration = 0f64;

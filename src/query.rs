@@ -205,41 +205,93 @@ impl Filter {
         Ok(())
     }
 
-    /// The SQL `WHERE` clause (without the keyword; `1` when empty) for
-    /// this filter on `kind`'s table aliased `m`, and its parameters.
-    /// `metric_type` is left out for task metrics (it picks a column there).
-    pub(crate) fn where_clause(&self, kind: MetricKind) -> (String, Vec<SqlValue>) {
+    /// What follows `FROM` in a query of `kind`'s metrics matching this
+    /// filter: the rows' source, aliased `m`, and the `WHERE` clause, with
+    /// their parameters. `metric_type` is left out for task metrics (it
+    /// picks a column there).
+    ///
+    /// Task metrics filtered by agent or swarm come from two parts: rows
+    /// already in the agent index, read through it, and the newest rows,
+    /// not in it yet, read through the primary key from the watermark on
+    /// (see `task_index_state` in `schema.sql`). SQLite pushes the other
+    /// conditions, such as the time range, into both parts.
+    pub(crate) fn sql_from(&self, kind: MetricKind) -> (String, Vec<SqlValue>) {
+        let (source, clause, params) = self.source_and_clause(kind);
+        (format!("{source} m WHERE {clause}"), params)
+    }
+
+    /// [`sql_from`](Self::sql_from) in its two parts: the source (to
+    /// alias `m`) and the `WHERE` clause (`1` when empty).
+    pub(crate) fn source_and_clause(&self, kind: MetricKind) -> (String, String, Vec<SqlValue>) {
         let mut clauses = Vec::new();
         let mut params = Vec::new();
-        let mut push = |clause: &str, value: SqlValue| {
+        // Conditions on the task table that pick the index part.
+        let mut by_agent = Vec::new();
+        let mut push = |to: &mut Vec<String>, clause: &str, value: SqlValue| {
             params.push(value);
-            clauses.push(clause.replace('?', &format!("?{}", params.len())));
+            to.push(clause.replace('?', &format!("?{}", params.len())));
         };
         if let Some(id) = &self.task_id {
-            push("m.task_id = ?", SqlValue::Text(id.clone()));
+            push(&mut clauses, "m.task_id = ?", SqlValue::Text(id.clone()));
         }
-        if let Some(id) = &self.agent_id {
-            push(
-                "m.agent = (SELECT id FROM agents WHERE name = ?)",
-                SqlValue::Text(id.clone()),
-            );
-        }
-        if let Some(id) = &self.swarm_id {
-            if kind == MetricKind::Task {
-                // Through the agent index: the ranges of the swarm's agents.
+        let table = kind.table();
+        if kind == MetricKind::Task {
+            if let Some(id) = &self.agent_id {
                 push(
-                    "m.agent IN (SELECT agent FROM agent_swarms WHERE swarm = \
-                     (SELECT id FROM swarms WHERE name = ?)) \
-                     AND m.swarm = (SELECT id FROM swarms WHERE name = ?)",
+                    &mut by_agent,
+                    "agent = (SELECT id FROM agents WHERE name = ?)",
                     SqlValue::Text(id.clone()),
                 );
-            } else {
+            }
+            if let Some(id) = &self.swarm_id {
+                let swarm = "(SELECT id FROM swarms WHERE name = ?)";
+                if self.agent_id.is_none() {
+                    // Through the agent index: the ranges of the swarm's
+                    // agents.
+                    push(
+                        &mut by_agent,
+                        &format!(
+                            "agent IN (SELECT agent FROM agent_swarms WHERE swarm = {swarm}) \
+                             AND swarm = {swarm}"
+                        ),
+                        SqlValue::Text(id.clone()),
+                    );
+                } else {
+                    push(
+                        &mut by_agent,
+                        &format!("swarm = {swarm}"),
+                        SqlValue::Text(id.clone()),
+                    );
+                }
+            }
+        } else {
+            if let Some(id) = &self.agent_id {
                 push(
+                    &mut clauses,
+                    "m.agent = (SELECT id FROM agents WHERE name = ?)",
+                    SqlValue::Text(id.clone()),
+                );
+            }
+            if let Some(id) = &self.swarm_id {
+                push(
+                    &mut clauses,
                     "m.swarm = (SELECT id FROM swarms WHERE name = ?)",
                     SqlValue::Text(id.clone()),
                 );
             }
         }
+        let source = if by_agent.is_empty() {
+            table.to_owned()
+        } else {
+            let by_agent = by_agent.join(" AND ");
+            format!(
+                "(SELECT * FROM task_metrics \
+                  WHERE timestamp > (SELECT watermark FROM task_index_state) AND {by_agent} \
+                  UNION ALL \
+                  SELECT * FROM task_metrics WHERE indexed = 1 AND {by_agent})"
+            )
+        };
+        let mut push = |clause: &str, value: SqlValue| push(&mut clauses, clause, value);
         if let Some(result) = self.result {
             push("m.result = ?", SqlValue::Integer(result.code()));
         }
@@ -255,11 +307,12 @@ impl Filter {
             );
             push("m.timestamp <= ?", SqlValue::Integer(to_micros(range.end)));
         }
-        if clauses.is_empty() {
-            ("1".to_owned(), params)
+        let clause = if clauses.is_empty() {
+            "1".to_owned()
         } else {
-            (clauses.join(" AND "), params)
-        }
+            clauses.join(" AND ")
+        };
+        (source, clause, params)
     }
 }
 
@@ -280,14 +333,14 @@ pub(crate) fn select_sql_ordered(
     limit: i64,
     order: &str,
 ) -> (String, Vec<SqlValue>) {
-    let (clause, mut params) = filter.where_clause(kind);
+    let (source, clause, mut params) = filter.source_and_clause(kind);
     params.push(SqlValue::Integer(limit));
     let limit_param = params.len();
     let sql = match kind {
         MetricKind::Task => format!(
             "SELECT m.task_id, a.name, s.name, m.duration_ms, m.result, m.tokens_used, \
                     m.files_changed, m.timestamp \
-             FROM task_metrics m \
+             FROM {source} m \
              CROSS JOIN agents a ON a.id = m.agent \
              LEFT JOIN swarms s ON s.id = m.swarm \
              WHERE {clause} \
@@ -368,17 +421,27 @@ mod tests {
     }
 
     #[test]
-    fn where_clause_numbers_its_parameters() {
+    fn sql_from_numbers_its_parameters() {
         let (sql, params) = Filter::new()
             .agent("a")
             .result(TaskResult::Timeout)
-            .where_clause(MetricKind::Task);
+            .sql_from(MetricKind::Task);
+        let agent = "agent = (SELECT id FROM agents WHERE name = ?1)";
         assert_eq!(
             sql,
-            "m.agent = (SELECT id FROM agents WHERE name = ?1) AND m.result = ?2"
+            format!(
+                "(SELECT * FROM task_metrics \
+                  WHERE timestamp > (SELECT watermark FROM task_index_state) AND {agent} \
+                  UNION ALL \
+                  SELECT * FROM task_metrics WHERE indexed = 1 AND {agent}) m \
+                 WHERE m.result = ?2"
+            )
         );
         assert_eq!(params.len(), 2);
-        assert_eq!(Filter::new().where_clause(MetricKind::Swarm).0, "1");
+        assert_eq!(
+            Filter::new().sql_from(MetricKind::Swarm).0,
+            "swarm_metrics m WHERE 1"
+        );
     }
 
     #[test]

@@ -32,10 +32,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
     sql: MIGRATE_TO_2,
 }];
 
-/// Version 1 keyed task metrics by (timestamp, seq) and kept a unique
-/// index on (task_id, timestamp), which cost every commit a page. Version 2
-/// keys them by (timestamp, task_id). The view is dropped and made again,
-/// because SQLite checks views when a table is renamed.
+/// Version 1 keyed task metrics by (timestamp, seq), kept a unique index
+/// on (task_id, timestamp) and a full agent index, which cost every commit
+/// a page each. Version 2 keys them by (timestamp, task_id) and fills a
+/// partial agent index in batches; every row of a migrated file is already
+/// indexed. The view is dropped and made again, because SQLite checks
+/// views when a table is renamed.
 const MIGRATE_TO_2: &str = "
 DROP VIEW task_metrics_view;
 CREATE TABLE task_metrics_v2 (
@@ -47,6 +49,7 @@ CREATE TABLE task_metrics_v2 (
     files_changed INTEGER NOT NULL CHECK (files_changed >= 0),
     agent         INTEGER NOT NULL REFERENCES agents (id),
     swarm         INTEGER REFERENCES swarms (id),
+    indexed       INTEGER NOT NULL DEFAULT 1 CHECK (indexed IN (0, 1)),
     PRIMARY KEY (timestamp, task_id)
 ) WITHOUT ROWID;
 INSERT INTO task_metrics_v2
@@ -55,7 +58,13 @@ SELECT timestamp, task_id, result, duration_ms, tokens_used, files_changed, agen
 FROM task_metrics ORDER BY timestamp, task_id;
 DROP TABLE task_metrics;
 ALTER TABLE task_metrics_v2 RENAME TO task_metrics;
-CREATE INDEX idx_task_metrics_agent ON task_metrics (agent, timestamp);
+CREATE INDEX idx_task_metrics_agent ON task_metrics (agent, timestamp) WHERE indexed = 1;
+CREATE TABLE task_index_state (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    watermark INTEGER NOT NULL
+);
+INSERT INTO task_index_state (id, watermark)
+VALUES (1, coalesce((SELECT max(timestamp) FROM task_metrics), -9223372036854775808));
 CREATE VIEW task_metrics_view AS
 SELECT t.task_id, a.name AS agent_id, s.name AS swarm_id, t.duration_ms,
        r.name AS result, t.tokens_used, t.files_changed,

@@ -100,6 +100,7 @@ pub struct BatchReport {
 /// | [`read_only`](Self::read_only) | `false` |
 /// | [`create_dirs`](Self::create_dirs) | `true` |
 /// | [`max_size_bytes`](Self::max_size_bytes) | no cap |
+/// | [`index_batch_rows`](Self::index_batch_rows) | 1024 |
 #[derive(Debug, Clone)]
 pub struct StorageBuilder {
     path: PathBuf,
@@ -109,6 +110,7 @@ pub struct StorageBuilder {
     read_only: bool,
     create_dirs: bool,
     max_size: Option<u64>,
+    index_batch_rows: usize,
 }
 
 impl StorageBuilder {
@@ -148,6 +150,17 @@ impl StorageBuilder {
         self
     }
 
+    /// How many task metrics stored one at a time wait, at most, before
+    /// they join the agent index in one go. Each single store then writes
+    /// the table's last page instead of a page of the agent index too;
+    /// queries by agent or swarm read the waiting rows through the time
+    /// order. Batches of 64 or more metrics join the index at once. Must
+    /// be at least 1 ([`open`](Self::open) refuses 0).
+    pub fn index_batch_rows(mut self, rows: usize) -> Self {
+        self.index_batch_rows = rows;
+        self
+    }
+
     /// Whether to create the file's missing parent folders.
     pub fn create_dirs(mut self, create: bool) -> Self {
         self.create_dirs = create;
@@ -157,7 +170,7 @@ impl StorageBuilder {
     /// Opens the store.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for a pool size of 0;
+    /// [`Error::InvalidInput`] for a pool size or index batch of 0;
     /// [`Error::Io`] when a parent folder cannot be created;
     /// [`Error::CannotOpen`] when the file cannot be opened or created (a
     /// folder, a missing file in read-only mode, no permission);
@@ -217,12 +230,16 @@ impl MetricsStorage {
             read_only: false,
             create_dirs: true,
             max_size: None,
+            index_batch_rows: crate::writer::DEFAULT_INDEX_BATCH_ROWS,
         }
     }
 
     fn open_with(options: StorageBuilder, temporary: Option<tempfile::TempDir>) -> Result<Self> {
         if options.pool_size == 0 {
             return Err(Error::invalid("pool_size", "must be at least 1"));
+        }
+        if options.index_batch_rows == 0 {
+            return Err(Error::invalid("index_batch_rows", "must be at least 1"));
         }
         let path = options.path;
         if path.as_os_str().is_empty() {
@@ -302,7 +319,11 @@ impl MetricsStorage {
                 path: path.clone(),
                 source,
             })?;
-            Some(Writer::new(first, Some(checkpointer))?)
+            Some(Writer::new(
+                first,
+                Some(checkpointer),
+                options.index_batch_rows,
+            )?)
         };
         let open_readers = Arc::new(OpenReaders::default());
         let manager = ReaderManager::new(

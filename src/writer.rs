@@ -25,6 +25,16 @@
 //!
 //! Retention deletes go through the same queue, one bounded chunk per job,
 //! so that stores wait for at most one chunk, in arrival order.
+//!
+//! Task metrics stored one at a time join the agent index in batches: a
+//! commit of a few stores from different agents would otherwise write one
+//! agent-index page per store on top of the table's last page. Rows later
+//! than the watermark in `task_index_state` are not in the index yet
+//! (`indexed = 0`); once [`DEFAULT_INDEX_BATCH_ROWS`] (or the configured
+//! number of) such rows have been stored, one transaction marks them
+//! indexed and moves the watermark to the newest row. A row stored at or
+//! before the watermark, and every row of a large batch, is indexed at
+//! once, so the rule "indexed exactly up to the watermark" always holds.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -103,13 +113,21 @@ struct Cache {
     swarms: HashMap<String, i64>,
     /// `(swarm, agent)` pairs known to be in `agent_swarms`.
     agent_swarms: HashSet<(i64, i64)>,
+    /// The agent index's watermark, as `task_index_state` holds it.
+    watermark: Option<i64>,
+    /// How many task metrics are later than the watermark (an upper bound:
+    /// deletes may have removed some).
+    unindexed: Option<usize>,
 }
 
 impl Cache {
-    fn forget_ids(&mut self) {
+    /// Forgets what a rolled-back transaction may have changed.
+    fn forget_uncommitted(&mut self) {
         self.agents.clear();
         self.swarms.clear();
         self.agent_swarms.clear();
+        self.watermark = None;
+        self.unindexed = None;
     }
 }
 
@@ -118,6 +136,8 @@ pub(crate) struct WriterConnection {
     conn: Connection,
     cache: Cache,
     checkpointer: Option<Checkpointer>,
+    /// Unindexed task metrics after which they join the agent index.
+    index_batch_rows: usize,
 }
 
 /// One caller's pending write and the slot its result is delivered to.
@@ -139,6 +159,15 @@ struct Slot {
 /// How many times the group-commit thread yields, at most, to let callers
 /// of the previous group join the next one.
 const GATHER_YIELDS: usize = 3;
+
+/// Task metrics stored one at a time that wait, at most, before joining the
+/// agent index (see the module documentation).
+pub(crate) const DEFAULT_INDEX_BATCH_ROWS: usize = 1024;
+
+/// A store of at least this many task metrics indexes them at once: it
+/// writes many index pages anyway, and marking rows indexed later costs
+/// more than indexing them now.
+const EAGER_INDEX_ROWS: usize = 64;
 
 #[derive(Default)]
 struct Queue {
@@ -189,7 +218,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Writer {
     /// The writer over `conn`, with `checkpointer` taking the WAL
     /// checkpoints off the commit path when given.
-    pub fn new(conn: Connection, checkpointer: Option<Checkpointer>) -> Result<Self> {
+    pub fn new(
+        conn: Connection,
+        checkpointer: Option<Checkpointer>,
+        index_batch_rows: usize,
+    ) -> Result<Self> {
         if checkpointer.is_some() {
             conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)
                 .map_err(Error::sqlite("configure checkpoints"))?;
@@ -199,6 +232,7 @@ impl Writer {
                 conn,
                 cache: Cache::default(),
                 checkpointer,
+                index_batch_rows,
             }),
             queue: Mutex::new(Queue::default()),
             work_queued: Condvar::new(),
@@ -415,6 +449,10 @@ impl WriterConnection {
             .map(|job| write_job(&self.conn, &mut self.cache, &job.work))
             .collect();
         if results.iter().all(Result::is_ok) {
+            if let Err(e) = self.index_if_due() {
+                self.rollback();
+                return group.iter().map(|_| Err(copy_error(&e))).collect();
+            }
             return self.commit(results);
         }
         self.rollback();
@@ -428,7 +466,20 @@ impl WriterConnection {
             .iter()
             .map(|job| self.write_in_savepoint(&job.work))
             .collect();
+        if let Err(e) = self.index_if_due() {
+            self.rollback();
+            return group.iter().map(|_| Err(copy_error(&e))).collect();
+        }
         self.commit(results)
+    }
+
+    /// Moves the unindexed task metrics into the agent index once there
+    /// are enough of them.
+    fn index_if_due(&mut self) -> Result<()> {
+        if unindexed(&self.conn, &mut self.cache)? >= self.index_batch_rows {
+            index_pending(&self.conn, &mut self.cache)?;
+        }
+        Ok(())
     }
 
     fn begin(&mut self) -> Result<()> {
@@ -482,7 +533,7 @@ impl WriterConnection {
         // Fails only when SQLite already rolled back (it does on some I/O
         // errors); either way no transaction remains.
         let _ = self.conn.execute_batch("ROLLBACK");
-        self.cache.forget_ids();
+        self.cache.forget_uncommitted();
     }
 
     fn write_in_savepoint(&mut self, work: &Work<'_>) -> Result<Output> {
@@ -497,7 +548,7 @@ impl WriterConnection {
                 Ok(output)
             }
             Err(e) => {
-                self.cache.forget_ids();
+                self.cache.forget_uncommitted();
                 // If even this fails, the commit that follows fails too and
                 // every job of the group reports it.
                 let _ = self.conn.execute_batch("ROLLBACK TO job; RELEASE job");
@@ -575,8 +626,8 @@ fn intern(conn: &Connection, cache: &mut Cache, kind: MetricKind, name: &str) ->
 /// task id) hits the primary key and is ignored.
 const INSERT_TASK: &str = "\
 INSERT INTO task_metrics
-    (timestamp, task_id, agent, swarm, duration_ms, result, tokens_used, files_changed)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+    (timestamp, task_id, agent, swarm, duration_ms, result, tokens_used, files_changed, indexed)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
 ON CONFLICT (timestamp, task_id) DO NOTHING";
 
 /// Records that `agent` ran tasks in `swarm`, which swarm queries use to
@@ -594,7 +645,81 @@ fn link_agent_swarm(conn: &Connection, cache: &mut Cache, agent: i64, swarm: i64
     Ok(())
 }
 
+/// The agent index's watermark: task metrics up to it are in the index.
+fn watermark(conn: &Connection, cache: &mut Cache) -> Result<i64> {
+    if let Some(watermark) = cache.watermark {
+        return Ok(watermark);
+    }
+    let watermark = conn
+        .prepare_cached("SELECT watermark FROM task_index_state")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(Error::sqlite("read the index watermark"))?;
+    cache.watermark = Some(watermark);
+    Ok(watermark)
+}
+
+/// How many task metrics are not in the agent index yet.
+fn unindexed(conn: &Connection, cache: &mut Cache) -> Result<usize> {
+    if let Some(n) = cache.unindexed {
+        return Ok(n);
+    }
+    let watermark = watermark(conn, cache)?;
+    let n: i64 = conn
+        .prepare_cached("SELECT count(*) FROM task_metrics WHERE timestamp > ?1")
+        .and_then(|mut s| s.query_row([watermark], |r| r.get(0)))
+        .map_err(Error::sqlite("count unindexed metrics"))?;
+    let n = usize::try_from(n).unwrap_or(usize::MAX);
+    cache.unindexed = Some(n);
+    Ok(n)
+}
+
+/// Puts every task metric later than the watermark into the agent index
+/// and moves the watermark to the newest one.
+fn index_pending(conn: &Connection, cache: &mut Cache) -> Result<()> {
+    let old = watermark(conn, cache)?;
+    let newest: Option<i64> = conn
+        .prepare_cached("SELECT max(timestamp) FROM task_metrics")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(Error::sqlite("index task metrics"))?;
+    if let Some(new) = newest.filter(|&new| new > old) {
+        set_watermark(conn, cache, old, new)?;
+    }
+    cache.unindexed = Some(0);
+    Ok(())
+}
+
+/// Marks the task metrics after `old` up to `new` indexed and records
+/// `new` as the watermark.
+fn set_watermark(conn: &Connection, cache: &mut Cache, old: i64, new: i64) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE task_metrics SET indexed = 1 \
+         WHERE timestamp > ?1 AND timestamp <= ?2 AND indexed = 0",
+    )
+    .and_then(|mut s| s.execute([old, new]))
+    .map_err(Error::sqlite("index task metrics"))?;
+    record_watermark(conn, cache, new)
+}
+
+/// Records `new` as the watermark; every task metric up to it must be in
+/// the agent index.
+fn record_watermark(conn: &Connection, cache: &mut Cache, new: i64) -> Result<()> {
+    conn.prepare_cached("UPDATE task_index_state SET watermark = ?1")
+        .and_then(|mut s| s.execute([new]))
+        .map_err(Error::sqlite("index task metrics"))?;
+    cache.watermark = Some(new);
+    Ok(())
+}
+
 fn insert_tasks(conn: &Connection, cache: &mut Cache, tasks: &[TaskMetric]) -> Result<usize> {
+    // A large batch indexes its rows at once: the rows waiting before it
+    // join the index first, so that all of them can be indexed and the
+    // watermark moved past them at the end.
+    let eager = tasks.len() >= EAGER_INDEX_ROWS;
+    if eager && unindexed(conn, cache)? > 0 {
+        index_pending(conn, cache)?;
+    }
+    let watermark = watermark(conn, cache)?;
+    let mut newest = watermark;
     let mut inserted = 0;
     let mut stmt = conn
         .prepare_cached(INSERT_TASK)
@@ -611,9 +736,11 @@ fn insert_tasks(conn: &Connection, cache: &mut Cache, tasks: &[TaskMetric]) -> R
         };
         // Validated before submission: every count fits an i64.
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        inserted += stmt
+        let timestamp = to_micros(task.timestamp);
+        let indexed = eager || timestamp <= watermark;
+        let new = stmt
             .execute(params![
-                to_micros(task.timestamp),
+                timestamp,
                 task.task_id,
                 agent,
                 swarm,
@@ -621,8 +748,19 @@ fn insert_tasks(conn: &Connection, cache: &mut Cache, tasks: &[TaskMetric]) -> R
                 task.result.code(),
                 count(task.tokens_used),
                 count(task.files_changed),
+                indexed,
             ])
             .map_err(Error::sqlite("store task metrics"))?;
+        inserted += new;
+        if new > 0 && !indexed {
+            cache.unindexed = cache.unindexed.map(|n| n + 1);
+        }
+        newest = newest.max(timestamp);
+    }
+    if eager && newest > watermark {
+        // Every row up to `newest` is indexed now: the earlier ones by
+        // index_pending, this batch's as they were stored.
+        record_watermark(conn, cache, newest)?;
     }
     Ok(inserted)
 }

@@ -88,10 +88,11 @@ fn a_newer_schema_is_refused_and_left_untouched() {
 }
 
 /// The task table of schema version 1: keyed by (timestamp, seq), with a
-/// unique index on (task_id, timestamp).
+/// unique index on (task_id, timestamp) and a full agent index.
 const VERSION_1_TASKS: &str = "
 DROP VIEW task_metrics_view;
 DROP TABLE task_metrics;
+DROP TABLE task_index_state;
 CREATE TABLE task_metrics (
     timestamp     INTEGER NOT NULL,
     seq           INTEGER NOT NULL,
