@@ -684,3 +684,81 @@ fn counting_old_metrics_matches_what_cleanup_deletes() {
     assert_eq!(counted.task_metrics, 1);
     assert_eq!(store.cleanup_old_metrics(5).unwrap(), counted);
 }
+
+/// What the file says about the agent index: the watermark, and how many
+/// rows are indexed wrongly (in the index after the watermark, or out of
+/// it at or before the watermark).
+fn index_state(path: &std::path::Path) -> (i64, i64) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let watermark: i64 = conn
+        .query_row("SELECT watermark FROM task_index_state", [], |r| r.get(0))
+        .unwrap();
+    let wrong: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM task_metrics WHERE indexed != (timestamp <= ?1)",
+            [watermark],
+            |r| r.get(0),
+        )
+        .unwrap();
+    (watermark, wrong)
+}
+
+#[test]
+fn rows_on_both_sides_of_the_index_watermark_are_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let store = MetricsStorage::builder(&path)
+        .index_batch_rows(2)
+        .open()
+        .unwrap();
+    let at = Utc.with_ymd_and_hms(2025, 5, 1, 12, 0, 0).unwrap();
+    let stored = |id: &str, when: DateTime<Utc>| {
+        let t = TaskMetric::new(id, "a", 10, TaskResult::Success)
+            .swarm("s")
+            .at(when);
+        assert!(store.store_task_metric(&t).unwrap());
+    };
+    // Two single stores fill a batch: both join the index.
+    stored("t1", at);
+    stored("t2", at);
+    assert_eq!(index_state(&path), (at.timestamp_micros(), 0));
+    // At the watermark and before it: indexed at once.
+    stored("t3", at);
+    stored("t4", at - Duration::minutes(1));
+    // After it: waits.
+    stored("t5", at + Duration::minutes(1));
+    assert_eq!(index_state(&path), (at.timestamp_micros(), 0));
+
+    let ids = |filter: Filter| -> Vec<String> {
+        let mut ids: Vec<String> = store
+            .get_task_metrics(&filter, 100)
+            .unwrap()
+            .into_iter()
+            .map(|t| t.task_id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let all = ["t1", "t2", "t3", "t4", "t5"];
+    assert_eq!(ids(Filter::new().agent("a")), all);
+    assert_eq!(ids(Filter::new().swarm("s")), all);
+    assert_eq!(
+        store.success_rate(&Filter::new().agent("a")).unwrap().total,
+        5
+    );
+
+    // A batch of 64 or more is indexed at once, with what waited before it.
+    let batch: Vec<_> = (0..64)
+        .map(|i| {
+            TaskMetric::new(format!("b{i}"), "a", 10, TaskResult::Success)
+                .at(at + Duration::minutes(2 + i))
+        })
+        .collect();
+    assert_eq!(store.store_task_metrics(&batch).unwrap(), 64);
+    let newest = (at + Duration::minutes(65)).timestamp_micros();
+    assert_eq!(index_state(&path), (newest, 0));
+    assert_eq!(
+        store.success_rate(&Filter::new().agent("a")).unwrap().total,
+        69
+    );
+}

@@ -18,11 +18,24 @@ proptest! {
     #[test]
     fn task_queries_aggregates_and_rates_match_the_model(
         tasks in prop::collection::vec(task_strategy(), 0..80),
-        chunk in 1..20usize,
+        // Batches of 64 or more are indexed at once; smaller ones wait.
+        chunk in prop_oneof![1..20usize, 64..80usize],
+        index_batch_rows in 1..12usize,
         filters in prop::collection::vec((task_filter_strategy(), 1..40usize), 1..6),
     ) {
-        let store = MetricsStorage::temporary().unwrap();
+        let (dir, store) = store_indexing_every(index_batch_rows);
         store_in_chunks(&store, &tasks, chunk);
+        // Rows are in the agent index exactly up to the watermark.
+        let wrongly_indexed: i64 = rusqlite::Connection::open(dir.path().join("metrics.db"))
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM task_metrics \
+                 WHERE indexed != (timestamp <= (SELECT watermark FROM task_index_state))",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        prop_assert_eq!(wrongly_indexed, 0);
         let model = task_model(&tasks);
 
         for (filter, limit) in &filters {

@@ -164,6 +164,18 @@ pub fn assert_close(got: Option<f64>, want: Option<f64>, what: &str) {
     }
 }
 
+/// A store in a temporary folder whose single stores join the agent index
+/// every `index_batch_rows` rows, so that queries meet rows on both sides
+/// of the index watermark.
+pub fn store_indexing_every(index_batch_rows: usize) -> (tempfile::TempDir, MetricsStorage) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MetricsStorage::builder(dir.path().join("metrics.db"))
+        .index_batch_rows(index_batch_rows)
+        .open()
+        .unwrap();
+    (dir, store)
+}
+
 pub fn store_in_chunks(store: &MetricsStorage, tasks: &[TaskMetric], chunk: usize) {
     for part in tasks.chunks(chunk) {
         if part.len() == 1 {
