@@ -100,7 +100,7 @@ pub struct BatchReport {
 /// | [`read_only`](Self::read_only) | `false` |
 /// | [`create_dirs`](Self::create_dirs) | `true` |
 /// | [`max_size_bytes`](Self::max_size_bytes) | no cap |
-/// | [`index_batch_rows`](Self::index_batch_rows) | 1024 |
+/// | [`index_batch_rows`](Self::index_batch_rows) | 4096 |
 #[derive(Debug, Clone)]
 pub struct StorageBuilder {
     path: PathBuf,
@@ -665,22 +665,34 @@ impl MetricsStorage {
         }
     }
 
-    /// Checkpoints the WAL into the database file and closes the store:
+    /// Puts the task metrics still waiting for the agent index into it,
+    /// checkpoints the WAL into the database file and closes the store:
     /// afterwards the store is one file again.
     ///
     /// Dropping the store does the same, but cannot report failure.
     ///
     /// # Errors
-    /// [`Error::Sqlite`] when the checkpoint fails; the store is closed all
-    /// the same.
+    /// [`Error::Sqlite`] when indexing or the checkpoint fails; the store is
+    /// closed all the same.
     pub fn close(mut self) -> Result<()> {
         self.closed = true;
+        let indexed = self.index_pending();
         if let Some(writer) = &self.writer {
             writer.stop_checkpointer();
         }
         let checkpoint = self.checkpoint();
         self.close_readers();
-        checkpoint
+        indexed.and(checkpoint)
+    }
+
+    /// Puts the task metrics still waiting for the agent index into it, so
+    /// that the closed file serves agent and swarm queries from the index
+    /// alone.
+    fn index_pending(&self) -> Result<()> {
+        match &self.writer {
+            Some(writer) => writer.submit(Work::IndexPending).map(drop),
+            None => Ok(()),
+        }
     }
 
     /// Closes every reader connection, so that the writer, dropped after
@@ -712,6 +724,7 @@ impl MetricsStorage {
 impl Drop for MetricsStorage {
     fn drop(&mut self) {
         if !self.closed {
+            let _ = self.index_pending();
             if let Some(writer) = &self.writer {
                 writer.stop_checkpointer();
             }

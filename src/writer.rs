@@ -59,6 +59,8 @@ pub(crate) enum Work<'a> {
     Mixed(Cow<'a, MetricBatch>),
     /// One chunk of tiered retention.
     Retention(crate::rollup::Step),
+    /// Put every task metric waiting for the agent index into it.
+    IndexPending,
     /// Delete at most `limit` rows of `kind` older than `cutoff` (µs).
     DeleteBefore {
         kind: MetricKind,
@@ -76,6 +78,7 @@ impl Work<'_> {
             Work::Swarms(m) => Work::Swarms(Cow::Owned(m.into_owned())),
             Work::Mixed(b) => Work::Mixed(Cow::Owned(b.into_owned())),
             Work::Retention(step) => Work::Retention(step),
+            Work::IndexPending => Work::IndexPending,
             Work::DeleteBefore {
                 kind,
                 cutoff,
@@ -99,6 +102,8 @@ pub(crate) enum Output {
     Deleted(usize),
     /// What a mixed batch stored.
     Mixed(BatchReport),
+    /// The work is done and has nothing to report.
+    Done,
 }
 
 /// What the writer remembers about the file between transactions. Valid
@@ -162,7 +167,7 @@ const GATHER_YIELDS: usize = 3;
 
 /// Task metrics stored one at a time that wait, at most, before joining the
 /// agent index (see the module documentation).
-pub(crate) const DEFAULT_INDEX_BATCH_ROWS: usize = 1024;
+pub(crate) const DEFAULT_INDEX_BATCH_ROWS: usize = 4096;
 
 /// A store of at least this many task metrics indexes them at once: it
 /// writes many index pages anyway, and marking rows indexed later costs
@@ -582,6 +587,7 @@ fn write_job(conn: &Connection, cache: &mut Cache, work: &Work<'_>) -> Result<Ou
             }))
         }
         Work::Retention(step) => step.run(conn).map(Output::Deleted),
+        Work::IndexPending => index_pending(conn, cache).map(|()| Output::Done),
         Work::DeleteBefore {
             kind,
             cutoff,

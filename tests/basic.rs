@@ -761,4 +761,10 @@ fn rows_on_both_sides_of_the_index_watermark_are_found() {
         store.success_rate(&Filter::new().agent("a")).unwrap().total,
         69
     );
+
+    // Closing indexes whatever still waits.
+    let last = at + Duration::minutes(70);
+    stored("t6", last);
+    store.close().unwrap();
+    assert_eq!(index_state(&path), (last.timestamp_micros(), 0));
 }
