@@ -286,8 +286,15 @@ fn stores_from_two_handles_on_one_file_are_both_kept() {
     // locking; neither overwrites the other.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.db");
-    let a = MetricsStorage::open(&path).unwrap();
-    let b = MetricsStorage::open(&path).unwrap();
+    // Small index batches, so that each handle moves the agent index's
+    // watermark past rows the other stored.
+    let open = || {
+        MetricsStorage::builder(&path)
+            .index_batch_rows(7)
+            .open()
+            .unwrap()
+    };
+    let (a, b) = (open(), open());
     std::thread::scope(|s| {
         s.spawn(|| {
             for i in 0..200 {
@@ -300,5 +307,31 @@ fn stores_from_two_handles_on_one_file_are_both_kept() {
             }
         });
     });
-    assert_eq!(a.get_task_metrics(&Filter::new(), 1000).unwrap().len(), 400);
+    for store in [&a, &b] {
+        let all = store.get_task_metrics(&Filter::new(), 1000).unwrap();
+        assert_eq!(all.len(), 400);
+        let mut agents: Vec<String> = all.iter().map(|t| t.agent_id.clone()).collect();
+        agents.sort();
+        agents.dedup();
+        let by_agent: usize = agents
+            .iter()
+            .map(|agent| {
+                store
+                    .get_task_metrics(&Filter::new().agent(agent.as_str()), 1000)
+                    .unwrap()
+                    .len()
+            })
+            .sum();
+        assert_eq!(by_agent, 400, "a row is missing from the agent queries");
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let wrongly_indexed: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM task_metrics \
+             WHERE indexed != (timestamp <= (SELECT watermark FROM task_index_state))",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(wrongly_indexed, 0);
 }
