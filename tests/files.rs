@@ -110,6 +110,7 @@ CREATE INDEX idx_task_metrics_agent ON task_metrics (agent, timestamp);
 CREATE VIEW task_metrics_view AS SELECT task_id FROM task_metrics;
 INSERT INTO agents (id, name) VALUES (1, 'a1');
 INSERT INTO swarms (id, name) VALUES (1, 's1');
+INSERT INTO agent_swarms (swarm, agent) VALUES (1, 1);
 INSERT INTO task_metrics VALUES
     (1750000000000000, 0, 0, 10, 5, 1, 1, 1, 't1'),
     (1750000000000000, 1, 1, 20, 6, 2, 1, NULL, 't2'),
@@ -170,6 +171,29 @@ fn a_version_1_file_is_migrated_and_keeps_its_rows() {
         .at(chrono::DateTime::from_timestamp(1_750_000_000, 0).unwrap());
     assert!(!store.store_task_metric(&retry).unwrap());
     assert_eq!(store.success_rate(&Filter::new()).unwrap().total, 3);
+    // Migrated rows are in the agent index, and found by agent and swarm.
+    assert_eq!(
+        store
+            .success_rate(&Filter::new().agent("a1"))
+            .unwrap()
+            .total,
+        3
+    );
+    assert_eq!(
+        store
+            .success_rate(&Filter::new().swarm("s1"))
+            .unwrap()
+            .total,
+        2
+    );
+    let unindexed: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM task_metrics WHERE indexed = 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(unindexed, 0);
 }
 
 #[test]
