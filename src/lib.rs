@@ -66,6 +66,7 @@ mod query;
 mod record;
 mod retention;
 mod rollup;
+mod rows;
 mod schema;
 mod stats;
 mod storage;

@@ -230,7 +230,7 @@ impl MetricsStorage {
             read_only: false,
             create_dirs: true,
             max_size: None,
-            index_batch_rows: crate::writer::DEFAULT_INDEX_BATCH_ROWS,
+            index_batch_rows: crate::rows::DEFAULT_INDEX_BATCH_ROWS,
         }
     }
 

@@ -26,27 +26,19 @@
 //! Retention deletes go through the same queue, one bounded chunk per job,
 //! so that stores wait for at most one chunk, in arrival order.
 //!
-//! Task metrics stored one at a time join the agent index in batches: a
-//! commit of a few stores from different agents would otherwise write one
-//! agent-index page per store on top of the table's last page. Rows later
-//! than the watermark in `task_index_state` are not in the index yet
-//! (`indexed = 0`); once [`DEFAULT_INDEX_BATCH_ROWS`] (or the configured
-//! number of) such rows have been stored, one transaction marks them
-//! indexed and moves the watermark to the newest row. A row stored at or
-//! before the watermark, and every row of a large batch, is indexed at
-//! once, so the rule "indexed exactly up to the watermark" always holds.
+//! How records become rows inside these transactions, and how the agent
+//! index is filled in batches, is the business of [`crate::rows`].
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 
 use crate::checkpoint::{Checkpointer, BACKSTOP_PAGES};
 use crate::error::{Error, Result};
-use crate::query::to_micros;
-use crate::record::{AgentMetric, EntityRecord, MetricKind, SwarmMetric, TaskMetric};
+use crate::record::{AgentMetric, MetricKind, SwarmMetric, TaskMetric};
+use crate::rows::{index_pending, insert_entities, insert_tasks, unindexed, Cache};
 use crate::storage::{BatchReport, MetricBatch};
 
 /// A write. A caller that writes inline lends its records; one that
@@ -106,36 +98,6 @@ pub(crate) enum Output {
     Done,
 }
 
-/// What the writer remembers about the file between transactions. Valid
-/// only while no other connection writes: `PRAGMA data_version` tells, and
-/// the cache is cleared when it changes.
-#[derive(Default)]
-struct Cache {
-    data_version: Option<i64>,
-    /// Interned agent and swarm ids (only committed ones: cleared on any
-    /// rollback).
-    agents: HashMap<String, i64>,
-    swarms: HashMap<String, i64>,
-    /// `(swarm, agent)` pairs known to be in `agent_swarms`.
-    agent_swarms: HashSet<(i64, i64)>,
-    /// The agent index's watermark, as `task_index_state` holds it.
-    watermark: Option<i64>,
-    /// How many task metrics are later than the watermark (an upper bound:
-    /// deletes may have removed some).
-    unindexed: Option<usize>,
-}
-
-impl Cache {
-    /// Forgets what a rolled-back transaction may have changed.
-    fn forget_uncommitted(&mut self) {
-        self.agents.clear();
-        self.swarms.clear();
-        self.agent_swarms.clear();
-        self.watermark = None;
-        self.unindexed = None;
-    }
-}
-
 /// The writer connection and its cache.
 pub(crate) struct WriterConnection {
     conn: Connection,
@@ -164,15 +126,6 @@ struct Slot {
 /// How many times the group-commit thread yields, at most, to let callers
 /// of the previous group join the next one.
 const GATHER_YIELDS: usize = 3;
-
-/// Task metrics stored one at a time that wait, at most, before joining the
-/// agent index (see the module documentation).
-pub(crate) const DEFAULT_INDEX_BATCH_ROWS: usize = 4096;
-
-/// A store of at least this many task metrics indexes them at once: it
-/// writes many index pages anyway, and marking rows indexed later costs
-/// more than indexing them now.
-const EAGER_INDEX_ROWS: usize = 64;
 
 #[derive(Default)]
 struct Queue {
@@ -503,10 +456,7 @@ impl WriterConnection {
             .map_err(Error::sqlite("begin write"))?;
         if self.cache.data_version != Some(version) {
             // Another connection wrote: what the cache knows may be stale.
-            self.cache = Cache {
-                data_version: Some(version),
-                ..Cache::default()
-            };
+            self.cache = Cache::as_of(version);
         }
         Ok(())
     }
@@ -596,219 +546,6 @@ fn write_job(conn: &Connection, cache: &mut Cache, work: &Work<'_>) -> Result<Ou
     }
 }
 
-/// The interned integer for an agent or swarm id, created on first use.
-fn intern(conn: &Connection, cache: &mut Cache, kind: MetricKind, name: &str) -> Result<i64> {
-    let (map, select, insert) = match kind {
-        MetricKind::Swarm => (
-            &mut cache.swarms,
-            "SELECT id FROM swarms WHERE name = ?1",
-            "INSERT INTO swarms (name) VALUES (?1) RETURNING id",
-        ),
-        _ => (
-            &mut cache.agents,
-            "SELECT id FROM agents WHERE name = ?1",
-            "INSERT INTO agents (name) VALUES (?1) RETURNING id",
-        ),
-    };
-    if let Some(&id) = map.get(name) {
-        return Ok(id);
-    }
-    let found = conn
-        .prepare_cached(select)
-        .and_then(|mut s| s.query_row([name], |r| r.get(0)).optional())
-        .map_err(Error::sqlite("look up id"))?;
-    let id = match found {
-        Some(id) => id,
-        None => conn
-            .prepare_cached(insert)
-            .and_then(|mut s| s.query_row([name], |r| r.get(0)))
-            .map_err(Error::sqlite("intern id"))?,
-    };
-    map.insert(name.to_owned(), id);
-    Ok(id)
-}
-
-/// A retried store of a task metric already stored (same timestamp and
-/// task id) hits the primary key and is ignored.
-const INSERT_TASK: &str = "\
-INSERT INTO task_metrics
-    (timestamp, task_id, agent, swarm, duration_ms, result, tokens_used, files_changed, indexed)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-ON CONFLICT (timestamp, task_id) DO NOTHING";
-
-/// Records that `agent` ran tasks in `swarm`, which swarm queries use to
-/// find the swarm's tasks through the agent index.
-fn link_agent_swarm(conn: &Connection, cache: &mut Cache, agent: i64, swarm: i64) -> Result<()> {
-    if cache.agent_swarms.contains(&(swarm, agent)) {
-        return Ok(());
-    }
-    conn.prepare_cached(
-        "INSERT INTO agent_swarms (swarm, agent) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-    )
-    .and_then(|mut s| s.execute((swarm, agent)))
-    .map_err(Error::sqlite("store task metrics"))?;
-    cache.agent_swarms.insert((swarm, agent));
-    Ok(())
-}
-
-/// The agent index's watermark: task metrics up to it are in the index.
-fn watermark(conn: &Connection, cache: &mut Cache) -> Result<i64> {
-    if let Some(watermark) = cache.watermark {
-        return Ok(watermark);
-    }
-    let watermark = conn
-        .prepare_cached("SELECT watermark FROM task_index_state")
-        .and_then(|mut s| s.query_row([], |r| r.get(0)))
-        .map_err(Error::sqlite("read the index watermark"))?;
-    cache.watermark = Some(watermark);
-    Ok(watermark)
-}
-
-/// How many task metrics are not in the agent index yet.
-fn unindexed(conn: &Connection, cache: &mut Cache) -> Result<usize> {
-    if let Some(n) = cache.unindexed {
-        return Ok(n);
-    }
-    let watermark = watermark(conn, cache)?;
-    let n: i64 = conn
-        .prepare_cached("SELECT count(*) FROM task_metrics WHERE timestamp > ?1")
-        .and_then(|mut s| s.query_row([watermark], |r| r.get(0)))
-        .map_err(Error::sqlite("count unindexed metrics"))?;
-    let n = usize::try_from(n).unwrap_or(usize::MAX);
-    cache.unindexed = Some(n);
-    Ok(n)
-}
-
-/// Puts every task metric later than the watermark into the agent index
-/// and moves the watermark to the newest one.
-fn index_pending(conn: &Connection, cache: &mut Cache) -> Result<()> {
-    let old = watermark(conn, cache)?;
-    let newest: Option<i64> = conn
-        .prepare_cached("SELECT max(timestamp) FROM task_metrics")
-        .and_then(|mut s| s.query_row([], |r| r.get(0)))
-        .map_err(Error::sqlite("index task metrics"))?;
-    if let Some(new) = newest.filter(|&new| new > old) {
-        set_watermark(conn, cache, old, new)?;
-    }
-    cache.unindexed = Some(0);
-    Ok(())
-}
-
-/// Marks the task metrics after `old` up to `new` indexed and records
-/// `new` as the watermark.
-fn set_watermark(conn: &Connection, cache: &mut Cache, old: i64, new: i64) -> Result<()> {
-    conn.prepare_cached(
-        "UPDATE task_metrics SET indexed = 1 \
-         WHERE timestamp > ?1 AND timestamp <= ?2 AND indexed = 0",
-    )
-    .and_then(|mut s| s.execute([old, new]))
-    .map_err(Error::sqlite("index task metrics"))?;
-    record_watermark(conn, cache, new)
-}
-
-/// Records `new` as the watermark; every task metric up to it must be in
-/// the agent index.
-fn record_watermark(conn: &Connection, cache: &mut Cache, new: i64) -> Result<()> {
-    conn.prepare_cached("UPDATE task_index_state SET watermark = ?1")
-        .and_then(|mut s| s.execute([new]))
-        .map_err(Error::sqlite("index task metrics"))?;
-    cache.watermark = Some(new);
-    Ok(())
-}
-
-fn insert_tasks(conn: &Connection, cache: &mut Cache, tasks: &[TaskMetric]) -> Result<usize> {
-    // A large batch indexes its rows at once: the rows waiting before it
-    // join the index first, so that all of them can be indexed and the
-    // watermark moved past them at the end.
-    let eager = tasks.len() >= EAGER_INDEX_ROWS;
-    if eager && unindexed(conn, cache)? > 0 {
-        index_pending(conn, cache)?;
-    }
-    let watermark = watermark(conn, cache)?;
-    let mut newest = watermark;
-    let mut inserted = 0;
-    let mut stmt = conn
-        .prepare_cached(INSERT_TASK)
-        .map_err(Error::sqlite("store task metrics"))?;
-    for task in tasks {
-        let agent = intern(conn, cache, MetricKind::Agent, &task.agent_id)?;
-        let swarm = match &task.swarm_id {
-            Some(name) => {
-                let swarm = intern(conn, cache, MetricKind::Swarm, name)?;
-                link_agent_swarm(conn, cache, agent, swarm)?;
-                Some(swarm)
-            }
-            None => None,
-        };
-        // Validated before submission: every count fits an i64.
-        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        let timestamp = to_micros(task.timestamp);
-        let indexed = eager || timestamp <= watermark;
-        let new = stmt
-            .execute(params![
-                timestamp,
-                task.task_id,
-                agent,
-                swarm,
-                count(task.duration_ms),
-                task.result.code(),
-                count(task.tokens_used),
-                count(task.files_changed),
-                indexed,
-            ])
-            .map_err(Error::sqlite("store task metrics"))?;
-        inserted += new;
-        if new > 0 && !indexed {
-            cache.unindexed = cache.unindexed.map(|n| n + 1);
-        }
-        newest = newest.max(timestamp);
-    }
-    if eager && newest > watermark {
-        // Every row up to `newest` is indexed now: the earlier ones by
-        // index_pending, this batch's as they were stored.
-        record_watermark(conn, cache, newest)?;
-    }
-    Ok(inserted)
-}
-
-fn insert_entities<'a>(
-    conn: &Connection,
-    cache: &mut Cache,
-    kind: MetricKind,
-    records: impl Iterator<Item = EntityRecord<'a>>,
-) -> Result<Vec<i64>> {
-    let (sql, operation) = match kind {
-        MetricKind::Swarm => (
-            "INSERT INTO swarm_metrics (swarm, metric_type, value, metadata, timestamp) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            "store swarm metrics",
-        ),
-        _ => (
-            "INSERT INTO agent_metrics (agent, metric_type, value, metadata, timestamp) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            "store agent metrics",
-        ),
-    };
-    let mut out = Vec::new();
-    for record in records {
-        let id = intern(conn, cache, kind, record.id)?;
-        let metadata = record.metadata.map(|m| m.to_string());
-        conn.prepare_cached(sql)
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    id,
-                    record.metric_type.code(),
-                    record.value,
-                    metadata,
-                    to_micros(record.timestamp),
-                ])
-            })
-            .map_err(Error::sqlite(operation))?;
-        out.push(conn.last_insert_rowid());
-    }
-    Ok(out)
-}
-
 /// Errors are not `Clone`; a failure that every job of a group shares is
 /// rebuilt for each from its code and message.
 fn copy_error(e: &Error) -> Error {
@@ -834,38 +571,4 @@ fn copy_error(e: &Error) -> Error {
         ),
     };
     Error::Sqlite { operation, source }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rows_sharing_a_timestamp_are_kept_and_retries_ignored() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(crate::schema::SCHEMA_SQL).unwrap();
-        let mut cache = Cache::default();
-        let tasks: Vec<TaskMetric> = ["t1", "t2", "t1"]
-            .iter()
-            .map(|id| {
-                TaskMetric::new(*id, "a", 1, crate::TaskResult::Success)
-                    .at(chrono::DateTime::from_timestamp(1_000, 0).unwrap())
-            })
-            .collect();
-        // t1 and t2 share a timestamp; the second t1 is a retry.
-        assert_eq!(insert_tasks(&conn, &mut cache, &tasks).unwrap(), 2);
-        let ids: Vec<String> = conn
-            .prepare("SELECT task_id FROM task_metrics")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        assert_eq!(ids, ["t1", "t2"]);
-        // The same again, with a cold cache: all retries.
-        assert_eq!(
-            insert_tasks(&conn, &mut Cache::default(), &tasks).unwrap(),
-            0
-        );
-    }
 }
