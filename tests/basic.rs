@@ -1,7 +1,10 @@
 //! Storing and reading back every kind of metric, filters, limits, batches,
 //! idempotence, aggregates and success rates.
 
+mod common;
+
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use common::index_state;
 use serde_json::json;
 use swarm_metrics::{
     AgentMetric, AggregationType, Error, Filter, MetricKind, MetricType, MetricsStorage,
@@ -683,24 +686,6 @@ fn counting_old_metrics_matches_what_cleanup_deletes() {
     let counted = store.count_old_metrics(5).unwrap();
     assert_eq!(counted.task_metrics, 1);
     assert_eq!(store.cleanup_old_metrics(5).unwrap(), counted);
-}
-
-/// What the file says about the agent index: the watermark, and how many
-/// rows are indexed wrongly (in the index after the watermark, or out of
-/// it at or before the watermark).
-fn index_state(path: &std::path::Path) -> (i64, i64) {
-    let conn = rusqlite::Connection::open(path).unwrap();
-    let watermark: i64 = conn
-        .query_row("SELECT watermark FROM task_index_state", [], |r| r.get(0))
-        .unwrap();
-    let wrong: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM task_metrics WHERE indexed != (timestamp <= ?1)",
-            [watermark],
-            |r| r.get(0),
-        )
-        .unwrap();
-    (watermark, wrong)
 }
 
 #[test]

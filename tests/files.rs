@@ -2,6 +2,8 @@
 //! newer, damaged or not files at all: each refused with its own error and
 //! left exactly as it was.
 
+mod common;
+
 use std::path::Path;
 
 use swarm_metrics::{
@@ -348,14 +350,5 @@ fn stores_from_two_handles_on_one_file_are_both_kept() {
             .sum();
         assert_eq!(by_agent, 400, "a row is missing from the agent queries");
     }
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let wrongly_indexed: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM task_metrics \
-             WHERE indexed != (timestamp <= (SELECT watermark FROM task_index_state))",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(wrongly_indexed, 0);
+    assert_eq!(common::index_state(&path).1, 0);
 }

@@ -185,3 +185,21 @@ pub fn store_in_chunks(store: &MetricsStorage, tasks: &[TaskMetric], chunk: usiz
         }
     }
 }
+
+/// What the file at `path` says about the agent index: its watermark, and
+/// how many task rows are indexed wrongly (in the index after the
+/// watermark, or out of it at or before the watermark).
+pub fn index_state(path: &std::path::Path) -> (i64, i64) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let watermark: i64 = conn
+        .query_row("SELECT watermark FROM task_index_state", [], |r| r.get(0))
+        .unwrap();
+    let wrong: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM task_metrics WHERE indexed != (timestamp <= ?1)",
+            [watermark],
+            |r| r.get(0),
+        )
+        .unwrap();
+    (watermark, wrong)
+}
