@@ -225,11 +225,15 @@ impl Filter {
     pub(crate) fn source_and_clause(&self, kind: MetricKind) -> (String, String, Vec<SqlValue>) {
         let mut clauses = Vec::new();
         let mut params = Vec::new();
-        // Conditions on the task table that pick the index part.
+        // Conditions on the task table by agent or swarm, which both parts
+        // of the source apply, and one more for the index part alone.
         let mut by_agent = Vec::new();
+        let mut through_index = String::new();
         let mut push = |to: &mut Vec<String>, clause: &str, value: SqlValue| {
             params.push(value);
-            to.push(clause.replace('?', &format!("?{}", params.len())));
+            let n = params.len();
+            to.push(clause.replace('?', &format!("?{n}")));
+            n
         };
         if let Some(id) = &self.task_id {
             push(&mut clauses, "m.task_id = ?", SqlValue::Text(id.clone()));
@@ -244,23 +248,16 @@ impl Filter {
                 );
             }
             if let Some(id) = &self.swarm_id {
-                let swarm = "(SELECT id FROM swarms WHERE name = ?)";
+                let n = push(
+                    &mut by_agent,
+                    "swarm = (SELECT id FROM swarms WHERE name = ?)",
+                    SqlValue::Text(id.clone()),
+                );
                 if self.agent_id.is_none() {
-                    // Through the agent index: the ranges of the swarm's
-                    // agents.
-                    push(
-                        &mut by_agent,
-                        &format!(
-                            "agent IN (SELECT agent FROM agent_swarms WHERE swarm = {swarm}) \
-                             AND swarm = {swarm}"
-                        ),
-                        SqlValue::Text(id.clone()),
-                    );
-                } else {
-                    push(
-                        &mut by_agent,
-                        &format!("swarm = {swarm}"),
-                        SqlValue::Text(id.clone()),
+                    // The index part reads the ranges of the swarm's agents.
+                    through_index = format!(
+                        "agent IN (SELECT agent FROM agent_swarms \
+                         WHERE swarm = (SELECT id FROM swarms WHERE name = ?{n})) AND "
                     );
                 }
             }
@@ -288,7 +285,7 @@ impl Filter {
                 "(SELECT * FROM task_metrics \
                   WHERE timestamp > (SELECT watermark FROM task_index_state) AND {by_agent} \
                   UNION ALL \
-                  SELECT * FROM task_metrics WHERE indexed = 1 AND {by_agent})"
+                  SELECT * FROM task_metrics WHERE indexed = 1 AND {through_index}{by_agent})"
             )
         };
         let mut push = |clause: &str, value: SqlValue| push(&mut clauses, clause, value);

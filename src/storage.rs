@@ -675,6 +675,12 @@ impl MetricsStorage {
     /// [`Error::Sqlite`] when indexing or the checkpoint fails; the store is
     /// closed all the same.
     pub fn close(mut self) -> Result<()> {
+        self.shut_down()
+    }
+
+    /// What [`close`](Self::close) and drop do: every step runs, and the
+    /// first failure is reported.
+    fn shut_down(&mut self) -> Result<()> {
         self.closed = true;
         let indexed = self.index_pending();
         if let Some(writer) = &self.writer {
@@ -724,14 +730,9 @@ impl MetricsStorage {
 impl Drop for MetricsStorage {
     fn drop(&mut self) {
         if !self.closed {
-            let _ = self.index_pending();
-            if let Some(writer) = &self.writer {
-                writer.stop_checkpointer();
-            }
             // Best effort: SQLite checkpoints again when the last
             // connection closes.
-            let _ = self.checkpoint();
-            self.close_readers();
+            let _ = self.shut_down();
         }
     }
 }

@@ -310,16 +310,13 @@ impl Shared {
             // once: waiting for them a moment, yielding the processor, costs
             // less than sleeping and being woken.
             let polling_since = Instant::now();
-            while queue.pending.is_empty()
-                && !queue.writing
-                && !queue.stop
-                && self.callers.load(Ordering::Relaxed) > 0
-                && polling_since.elapsed() < IDLE_POLL
-            {
-                drop(queue);
-                std::thread::yield_now();
-                queue = lock(&self.queue);
-            }
+            queue = self.yield_while(queue, |queue| {
+                queue.pending.is_empty()
+                    && !queue.writing
+                    && !queue.stop
+                    && self.callers.load(Ordering::Relaxed) > 0
+                    && polling_since.elapsed() < IDLE_POLL
+            });
             while (queue.pending.is_empty() || queue.writing) && !queue.stop {
                 queue.idle = true;
                 queue = self
@@ -334,14 +331,12 @@ impl Shared {
             if queue.writing {
                 continue;
             }
-            for _ in 0..GATHER_YIELDS {
-                if queue.pending.len() >= self.callers.load(Ordering::Relaxed) {
-                    break;
-                }
-                drop(queue);
-                std::thread::yield_now();
-                queue = lock(&self.queue);
-            }
+            let mut yields = 0;
+            queue = self.yield_while(queue, |queue| {
+                yields += 1;
+                yields <= GATHER_YIELDS
+                    && queue.pending.len() < self.callers.load(Ordering::Relaxed)
+            });
             let group = std::mem::take(&mut queue.pending);
             queue.writing = true;
             drop(queue);
@@ -355,6 +350,21 @@ impl Shared {
             .unwrap_or_else(|_| jobs.iter().map(|_| Err(internal_error())).collect());
             deliver(&group, results);
         }
+    }
+
+    /// Lets go of the queue and yields the processor for as long as
+    /// `keep_waiting` says so of the queue; returns it locked again.
+    fn yield_while<'a>(
+        &'a self,
+        mut queue: MutexGuard<'a, Queue>,
+        mut keep_waiting: impl FnMut(&Queue) -> bool,
+    ) -> MutexGuard<'a, Queue> {
+        while keep_waiting(&queue) {
+            drop(queue);
+            std::thread::yield_now();
+            queue = lock(&self.queue);
+        }
+        queue
     }
 }
 
@@ -428,10 +438,6 @@ impl WriterConnection {
             .map(|job| write_job(&self.conn, &mut self.cache, &job.work))
             .collect();
         if results.iter().all(Result::is_ok) {
-            if let Err(e) = self.index_if_due() {
-                self.rollback();
-                return group.iter().map(|_| Err(copy_error(&e))).collect();
-            }
             return self.commit(results);
         }
         self.rollback();
@@ -445,10 +451,6 @@ impl WriterConnection {
             .iter()
             .map(|job| self.write_in_savepoint(&job.work))
             .collect();
-        if let Err(e) = self.index_if_due() {
-            self.rollback();
-            return group.iter().map(|_| Err(copy_error(&e))).collect();
-        }
         self.commit(results)
     }
 
@@ -482,13 +484,15 @@ impl WriterConnection {
         Ok(())
     }
 
-    /// Commits; if that fails, every job of the group fails with it.
+    /// Commits, after moving the task metrics due for the agent index into
+    /// it; if either fails, every job of the group fails with it.
     fn commit(&mut self, mut results: Vec<Result<Output>>) -> Vec<Result<Output>> {
-        let commit = self
-            .conn
-            .prepare_cached("COMMIT")
-            .and_then(|mut s| s.execute([]))
-            .map_err(Error::sqlite("commit"));
+        let commit = self.index_if_due().and_then(|()| {
+            self.conn
+                .prepare_cached("COMMIT")
+                .and_then(|mut s| s.execute([]))
+                .map_err(Error::sqlite("commit"))
+        });
         match commit {
             Ok(_) => {
                 if let Some(checkpointer) = &self.checkpointer {

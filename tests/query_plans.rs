@@ -81,67 +81,34 @@ fn task_queries_use_indexes() {
         QueryShape::Percentile,
     ];
     // Rows not yet in the agent index are read through the primary key
-    // from the watermark on; the rest through the agent index.
+    // from the watermark on; the rest through the agent index (a swarm
+    // through the ranges of its agents).
+    let by_time = "PRIMARY KEY (timestamp>? AND timestamp<?)";
     let recent = "PRIMARY KEY (timestamp>?)";
-    let recent_in_range = "PRIMARY KEY (timestamp>? AND timestamp<?)";
+    let by_agent = "idx_task_metrics_agent (agent=?)";
+    let by_agent_in_range = "idx_task_metrics_agent (agent=? AND timestamp>? AND timestamp<?)";
+    let cases: [(Filter, &[&str]); 7] = [
+        (Filter::new().range(range()), &[by_time]),
+        (Filter::new().agent("a"), &[by_agent, recent]),
+        (
+            Filter::new().agent("a").range(range()),
+            &[by_agent_in_range, by_time],
+        ),
+        (
+            Filter::new().swarm("s").range(range()),
+            &[by_agent_in_range, by_time],
+        ),
+        (Filter::new().swarm("s"), &[by_agent, recent]),
+        (Filter::new().task("t").range(range()), &[by_time]),
+        (
+            Filter::new().result(TaskResult::Failure).range(range()),
+            &[by_time],
+        ),
+    ];
     for shape in shapes {
-        let task = MetricKind::Task;
-        assert_indexed(
-            &store,
-            task,
-            shape,
-            &Filter::new().range(range()),
-            "PRIMARY KEY (timestamp>? AND timestamp<?)",
-        );
-        assert_indexed_by(
-            &store,
-            task,
-            shape,
-            &Filter::new().agent("a"),
-            &["idx_task_metrics_agent (agent=?)", recent],
-        );
-        assert_indexed_by(
-            &store,
-            task,
-            shape,
-            &Filter::new().agent("a").range(range()),
-            &[
-                "idx_task_metrics_agent (agent=? AND timestamp>? AND timestamp<?)",
-                recent_in_range,
-            ],
-        );
-        assert_indexed_by(
-            &store,
-            task,
-            shape,
-            &Filter::new().swarm("s").range(range()),
-            // A swarm is read through the ranges of its agents.
-            &[
-                "idx_task_metrics_agent (agent=? AND timestamp>? AND timestamp<?)",
-                recent_in_range,
-            ],
-        );
-        assert_indexed_by(
-            &store,
-            task,
-            shape,
-            &Filter::new().swarm("s"),
-            &["idx_task_metrics_agent (agent=?)", recent],
-        );
-        assert_indexed(
-            &store,
-            task,
-            shape,
-            &Filter::new().task("t").range(range()),
-            "PRIMARY KEY (timestamp>? AND timestamp<?)",
-        );
-        assert_indexed(
-            &store,
-            task,
-            shape,
-            &Filter::new().result(TaskResult::Failure).range(range()),
-            "PRIMARY KEY (timestamp>? AND timestamp<?)",
-        );
+        for (filter, indexes) in &cases {
+            assert_indexed_by(&store, MetricKind::Task, shape, filter, indexes);
+        }
     }
 }
 

@@ -254,6 +254,22 @@ fn hostile_ids_and_values_are_stored_exactly_or_refused_clearly() {
     );
 }
 
+/// Every field of a generic record.
+const RECORD_FIELDS: [&str; 12] = [
+    "kind",
+    "task_id",
+    "agent_id",
+    "swarm_id",
+    "duration_ms",
+    "result",
+    "tokens_used",
+    "files_changed",
+    "metric_type",
+    "value",
+    "metadata",
+    "timestamp",
+];
+
 /// Any JSON value, nested a little.
 fn arbitrary_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -279,22 +295,8 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
             prop::collection::btree_map(
-                prop::sample::select(vec![
-                    "kind",
-                    "task_id",
-                    "agent_id",
-                    "swarm_id",
-                    "duration_ms",
-                    "result",
-                    "tokens_used",
-                    "files_changed",
-                    "metric_type",
-                    "value",
-                    "metadata",
-                    "timestamp",
-                    "other",
-                ])
-                .prop_map(str::to_owned),
+                prop::sample::select([RECORD_FIELDS.as_slice(), &["other"]].concat())
+                    .prop_map(str::to_owned),
                 inner,
                 0..10
             )
@@ -306,20 +308,7 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
 /// A valid record of `kind` with one field replaced by arbitrary JSON (or
 /// removed), so that both stored and refused records are common.
 fn mutated_record() -> impl Strategy<Value = (MetricKind, Value)> {
-    let fields = vec![
-        "task_id",
-        "agent_id",
-        "swarm_id",
-        "duration_ms",
-        "result",
-        "tokens_used",
-        "files_changed",
-        "metric_type",
-        "value",
-        "metadata",
-        "timestamp",
-        "kind",
-    ];
+    let fields = RECORD_FIELDS.to_vec();
     (
         prop::sample::select(MetricKind::ALL.to_vec()),
         prop::sample::select(fields),
