@@ -2,30 +2,78 @@
 //!
 //! In WAL mode every commit appends pages to the WAL, and a checkpoint
 //! copies them back into the database file (and, with
-//! `synchronous = NORMAL`, syncs it). SQLite runs that checkpoint inside
-//! whichever commit crosses the WAL size threshold, so one unlucky store
-//! pays for it, and holds up every store queued behind it. Here a thread of
-//! its own, on its own connection, checkpoints after every
-//! [`COMMITS_PER_CHECKPOINT`] commits instead; `PASSIVE` checkpoints never
-//! block the writer. The writer keeps SQLite's automatic checkpoint only as
-//! a backstop, far above the usual WAL size.
+//! `synchronous = NORMAL`, syncs both files). SQLite runs that checkpoint
+//! inside whichever commit crosses the WAL size threshold, so one unlucky
+//! store pays for it, and holds up every store queued behind it. Here a
+//! thread of its own, on its own connection, checkpoints instead each time
+//! the WAL has grown by [`CHECKPOINT_PAGES`]; `PASSIVE` checkpoints never
+//! block the writer.
+//!
+//! The trigger is the WAL's size, not the number of commits: single stores
+//! commit a page or two each, and checkpointing after every few dozen of
+//! them spent most of the checkpoint's work on its two syncs. The writer
+//! learns the WAL's size from SQLite's WAL hook, which replaces SQLite's
+//! automatic checkpoint; the hook keeps it only as a backstop, far above the
+//! usual WAL size, should the background thread fall behind.
 
+use std::cell::Cell;
+use std::os::raw::c_int;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
+use rusqlite::hooks::{CheckpointMode, Wal};
 use rusqlite::Connection;
 
-/// Commits between two background checkpoints.
-const COMMITS_PER_CHECKPOINT: u32 = 64;
+/// WAL growth, in pages, between two background checkpoints (SQLite's own
+/// automatic checkpoint runs at 1000).
+const CHECKPOINT_PAGES: c_int = 4000;
 
 /// WAL pages after which a commit checkpoints by itself, should the
-/// background thread fall behind (SQLite's default is 1000).
-pub(crate) const BACKSTOP_PAGES: i64 = 20_000;
+/// background thread fall behind.
+const BACKSTOP_PAGES: c_int = 20_000;
+
+thread_local! {
+    /// The WAL's size in pages after the last commit on this thread, as
+    /// SQLite's WAL hook reported it, until taken.
+    static WAL_PAGES: Cell<Option<c_int>> = const { Cell::new(None) };
+}
+
+/// Has SQLite report the WAL's size after each of `conn`'s commits (see
+/// [`take_wal_pages`]), and checkpoint in the commit once it passes the
+/// backstop.
+pub(crate) fn watch_wal(conn: &Connection) {
+    conn.wal_hook(Some(after_commit));
+}
+
+fn after_commit(wal: &Wal, pages: c_int) -> rusqlite::Result<()> {
+    WAL_PAGES.with(|cell| cell.set(Some(pages)));
+    if pages >= BACKSTOP_PAGES {
+        // As SQLite's automatic checkpoint does: a checkpoint that cannot
+        // finish now is retried after a later commit.
+        let _ = wal.checkpoint_v2(CheckpointMode::PASSIVE);
+    }
+    Ok(())
+}
+
+/// The WAL's size in pages after the last commit on this thread, if that
+/// commit wrote to the WAL and nobody has taken it yet.
+pub(crate) fn take_wal_pages() -> Option<c_int> {
+    WAL_PAGES.with(Cell::take)
+}
 
 #[derive(Default)]
 struct State {
-    commits: u32,
+    /// The WAL's size after the last commit.
+    pages: c_int,
+    /// The size at which the next checkpoint is due.
+    due_at: c_int,
     stop: bool,
+}
+
+impl State {
+    fn due(&self) -> bool {
+        self.pages >= self.due_at
+    }
 }
 
 #[derive(Default)]
@@ -43,7 +91,13 @@ pub(crate) struct Checkpointer {
 impl Checkpointer {
     /// Starts the thread; it owns `conn` and closes it when stopped.
     pub fn start(conn: Connection) -> std::io::Result<Self> {
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                due_at: CHECKPOINT_PAGES,
+                ..State::default()
+            }),
+            wake: Condvar::new(),
+        });
         let thread = std::thread::Builder::new()
             .name("swarm-metrics-checkpoint".to_owned())
             .spawn({
@@ -56,15 +110,19 @@ impl Checkpointer {
         })
     }
 
-    /// Called after each commit.
-    pub fn note_commit(&self) {
+    /// Called after each commit with the WAL's size in pages.
+    pub fn note_commit(&self, pages: c_int) {
         let mut state = self
             .shared
             .state
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        state.commits += 1;
-        if state.commits == COMMITS_PER_CHECKPOINT {
+        if pages < state.pages {
+            // The WAL started over after a complete checkpoint.
+            state.due_at = CHECKPOINT_PAGES;
+        }
+        state.pages = pages;
+        if state.due() {
             self.shared.wake.notify_one();
         }
     }
@@ -93,7 +151,7 @@ impl Drop for Checkpointer {
 fn run(conn: &Connection, shared: &Shared) {
     loop {
         let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
-        while !state.stop && state.commits < COMMITS_PER_CHECKPOINT {
+        while !state.stop && !state.due() {
             state = shared
                 .wake
                 .wait(state)
@@ -102,7 +160,9 @@ fn run(conn: &Connection, shared: &Shared) {
         if state.stop {
             return;
         }
-        state.commits = 0;
+        // If readers keep this checkpoint from finishing, the WAL keeps
+        // growing, and the next one is due a CHECKPOINT_PAGES later.
+        state.due_at = state.pages.saturating_add(CHECKPOINT_PAGES);
         drop(state);
         // A checkpoint that cannot finish (readers still need old pages)
         // is simply tried again next time; the store's data is safe in the

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
-use crate::checkpoint::{Checkpointer, BACKSTOP_PAGES};
+use crate::checkpoint::{take_wal_pages, Checkpointer};
 use crate::error::{Error, Result};
 use crate::record::{AgentMetric, MetricKind, SwarmMetric, TaskMetric};
 use crate::rows::{index_pending, insert_entities, insert_tasks, unindexed, Cache};
@@ -189,8 +189,7 @@ impl Writer {
         index_batch_rows: usize,
     ) -> Result<Self> {
         if checkpointer.is_some() {
-            conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)
-                .map_err(Error::sqlite("configure checkpoints"))?;
+            crate::checkpoint::watch_wal(&conn);
         }
         let shared = Arc::new(Shared {
             connection: Mutex::new(WriterConnection {
@@ -493,10 +492,12 @@ impl WriterConnection {
                 .and_then(|mut s| s.execute([]))
                 .map_err(Error::sqlite("commit"))
         });
+        // Taken in any case, so that no later commit on this thread sees it.
+        let wal_pages = take_wal_pages();
         match commit {
             Ok(_) => {
-                if let Some(checkpointer) = &self.checkpointer {
-                    checkpointer.note_commit();
+                if let (Some(checkpointer), Some(pages)) = (&self.checkpointer, wal_pages) {
+                    checkpointer.note_commit(pages);
                 }
             }
             Err(e) => {
