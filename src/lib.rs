@@ -60,36 +60,41 @@ mod analytics;
 mod checkpoint;
 mod error;
 mod generic;
+mod open;
 mod plan;
-mod pool;
 mod query;
+mod read;
 mod record;
 mod retention;
-mod rollup;
 mod rows;
-mod schema;
+mod stat;
 mod stats;
 mod storage;
+mod store;
 mod writer;
 
-pub use aggregate::{quantile, Aggregate, Percentile, SuccessRate};
+pub use aggregate::{Aggregate, Percentile, SuccessRate};
 pub use analytics::{
-    Bucket, BucketValue, DurationStats, GroupBy, Grouped, Measure, Outlier, RankBy, Ranked,
-    Summary, P50, P90, P95, P99,
+    Bucket, BucketValue, DurationStats, Grouped, Measure, Outlier, RankBy, Ranked, Summary, P50,
+    P90, P95, P99,
 };
 pub use error::{Error, Result};
 pub use generic::{parse_filter, parse_metric, Parsed};
+pub use open::schema::SCHEMA_VERSION;
+pub use open::settings::Durability;
 pub use plan::QueryShape;
-pub use query::{Filter, TimeRange, DEFAULT_LIMIT};
+pub use query::{Filter, GroupBy, TimeRange, DEFAULT_LIMIT};
 pub use record::{
     now, AgentMetric, AggregationType, MetricKind, MetricType, Stored, SwarmMetric, TaskMetric,
     TaskResult, MAX_ID_LEN,
 };
-pub use retention::{CleanupReport, VacuumReport, DEFAULT_RETENTION_DAYS};
-pub use rollup::{RetentionPolicy, RetentionReport};
-pub use schema::{Durability, SCHEMA_VERSION};
+pub use retention::{
+    CleanupReport, RetentionPolicy, RetentionReport, VacuumReport, DEFAULT_RETENTION_DAYS,
+};
+pub use stat::quantile;
 pub use stats::{StoreStats, TableStats};
-pub use storage::{BatchReport, MetricBatch, MetricsStorage, StorageBuilder, DEFAULT_PATH};
+pub use storage::{MetricsStorage, StorageBuilder, DEFAULT_PATH};
+pub use store::{BatchReport, MetricBatch};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -3,10 +3,12 @@
 
 use rusqlite::params_from_iter;
 
-use crate::aggregate::{aggregate_sql, percentile_sql, sql_function, success_rate_sql};
+use crate::aggregate::{aggregate_sql, percentile_sql, success_rate_sql};
 use crate::error::{Error, Result};
-use crate::query::{select_sql, Filter};
+use crate::query::Filter;
+use crate::read::select_sql;
 use crate::record::{AggregationType, MetricKind};
+use crate::stat::sql_function;
 use crate::storage::MetricsStorage;
 
 /// Which of the store's queries to explain.

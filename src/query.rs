@@ -313,58 +313,55 @@ impl Filter {
     }
 }
 
-/// The query behind `get_*_metrics`: rows of `kind` matching `filter`,
-/// newest first, at most `limit`, with their parameters.
-pub(crate) fn select_sql(kind: MetricKind, filter: &Filter, limit: i64) -> (String, Vec<SqlValue>) {
-    let order = match kind {
-        MetricKind::Task => "m.timestamp DESC, m.task_id DESC",
-        _ => "m.timestamp DESC, m.metric_id DESC",
-    };
-    select_sql_ordered(kind, filter, limit, order)
+/// What results are grouped by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    /// The agent (task and agent metrics).
+    Agent,
+    /// The swarm (task and swarm metrics); tasks without a swarm form the
+    /// group with no key.
+    Swarm,
+    /// The task result (task metrics).
+    Result,
+    /// The metric type (agent and swarm metrics).
+    MetricType,
 }
 
-/// [`select_sql`] with another order.
-pub(crate) fn select_sql_ordered(
-    kind: MetricKind,
-    filter: &Filter,
-    limit: i64,
-    order: &str,
-) -> (String, Vec<SqlValue>) {
-    let (source, clause, mut params) = filter.source_and_clause(kind);
-    params.push(SqlValue::Integer(limit));
-    let limit_param = params.len();
-    let sql = match kind {
-        MetricKind::Task => format!(
-            "SELECT m.task_id, a.name, s.name, m.duration_ms, m.result, m.tokens_used, \
-                    m.files_changed, m.timestamp \
-             FROM {source} m \
-             CROSS JOIN agents a ON a.id = m.agent \
-             LEFT JOIN swarms s ON s.id = m.swarm \
-             WHERE {clause} \
-             ORDER BY {order} LIMIT ?{limit_param}"
-        ),
-        MetricKind::Agent | MetricKind::Swarm => {
-            let (table, names, id_column) = match kind {
-                MetricKind::Swarm => ("swarm_metrics", "swarms", "swarm"),
-                _ => ("agent_metrics", "agents", "agent"),
-            };
-            format!(
-                "SELECT m.metric_id, n.name, m.metric_type, m.value, m.metadata, m.timestamp \
-                 FROM {table} m CROSS JOIN {names} n ON n.id = m.{id_column} \
-                 WHERE {clause} \
-                 ORDER BY {order} LIMIT ?{limit_param}"
-            )
-        }
-    };
-    (sql, params)
-}
-
-/// Checks a query's row limit.
-pub(crate) fn validate_limit(limit: usize) -> Result<i64> {
-    if limit == 0 {
-        return Err(Error::invalid("limit", "must be at least 1"));
+impl GroupBy {
+    /// The SQL expression naming the group of a row of `kind` in the
+    /// table aliased `alias` (raw rows or rollups), or an error when the
+    /// grouping does not apply.
+    pub(crate) fn key_sql(self, kind: MetricKind, alias: &str) -> Result<String> {
+        let (names, key) = match (self, kind) {
+            (GroupBy::Agent, MetricKind::Task | MetricKind::Agent) => ("agents", "id"),
+            (GroupBy::Swarm, MetricKind::Task | MetricKind::Swarm) => ("swarms", "id"),
+            (GroupBy::Result, MetricKind::Task) => ("task_results", "code"),
+            (GroupBy::MetricType, MetricKind::Agent | MetricKind::Swarm) => {
+                ("metric_types", "code")
+            }
+            _ => {
+                return Err(Error::invalid(
+                    "group_by",
+                    format!("{self:?} does not apply to {kind} metrics"),
+                ))
+            }
+        };
+        let column = self.column(alias);
+        Ok(format!("(SELECT name FROM {names} WHERE {key} = {column})"))
     }
-    Ok(i64::try_from(limit).unwrap_or(i64::MAX))
+
+    /// The column grouped on, in the table aliased `alias` (cheap to group
+    /// by; names are looked up once per group).
+    pub(crate) fn column(self, alias: &str) -> String {
+        let column = match self {
+            GroupBy::Agent => "agent",
+            GroupBy::Swarm => "swarm",
+            GroupBy::Result => "result",
+            GroupBy::MetricType => "metric_type",
+        };
+        format!("{alias}.{column}")
+    }
 }
 
 #[cfg(test)]
@@ -446,9 +443,5 @@ mod tests {
         for us in [0, -1, 1_700_000_000_123_456, -62_135_596_800_000_000] {
             assert_eq!(to_micros(from_micros(us).unwrap()), us);
         }
-        assert_eq!(
-            validate_limit(0).unwrap_err().to_string(),
-            "invalid limit: must be at least 1"
-        );
     }
 }

@@ -20,6 +20,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::error::{Error, Result};
 use crate::query::to_micros;
 use crate::record::{EntityRecord, MetricKind, TaskMetric};
+use crate::writer::Caches;
 
 /// Task metrics stored one at a time that wait, at most, before joining the
 /// agent index (see the module documentation).
@@ -30,12 +31,13 @@ pub(crate) const DEFAULT_INDEX_BATCH_ROWS: usize = 4096;
 /// more than indexing them now.
 const EAGER_INDEX_ROWS: usize = 64;
 
-/// What the writer remembers about the file between transactions. Valid
-/// only while no other connection writes: `PRAGMA data_version` tells, and
-/// the cache is cleared when it changes.
-#[derive(Default)]
+/// What the writer remembers about the file between transactions, for
+/// the jobs of this module. Valid only while no other connection writes:
+/// the writer watches `PRAGMA data_version` and has it forgotten when it
+/// changes, and after every rollback.
 pub(crate) struct Cache {
-    pub data_version: Option<i64>,
+    /// Unindexed task metrics after which they join the agent index.
+    index_batch_rows: usize,
     /// Interned agent and swarm ids (only committed ones: cleared on any
     /// rollback).
     agents: HashMap<String, i64>,
@@ -50,21 +52,32 @@ pub(crate) struct Cache {
 }
 
 impl Cache {
-    /// A cache for the file at `data_version`, knowing nothing else yet.
-    pub fn as_of(data_version: i64) -> Self {
+    /// An empty cache; task metrics join the agent index once
+    /// `index_batch_rows` of them wait.
+    pub fn new(index_batch_rows: usize) -> Self {
         Cache {
-            data_version: Some(data_version),
-            ..Cache::default()
+            index_batch_rows,
+            agents: HashMap::new(),
+            swarms: HashMap::new(),
+            agent_swarms: HashSet::new(),
+            watermark: None,
+            unindexed: None,
         }
     }
+}
 
-    /// Forgets what a rolled-back transaction may have changed.
-    pub fn forget_uncommitted(&mut self) {
-        self.agents.clear();
-        self.swarms.clear();
-        self.agent_swarms.clear();
-        self.watermark = None;
-        self.unindexed = None;
+impl Caches for Cache {
+    fn forget(&mut self) {
+        *self = Cache::new(self.index_batch_rows);
+    }
+
+    /// Moves the unindexed task metrics into the agent index once there
+    /// are enough of them.
+    fn before_commit(&mut self, conn: &Connection) -> Result<()> {
+        if unindexed(conn, self)? >= self.index_batch_rows {
+            index_pending(conn, self)?;
+        }
+        Ok(())
     }
 }
 
@@ -297,8 +310,8 @@ mod tests {
     #[test]
     fn rows_sharing_a_timestamp_are_kept_and_retries_ignored() {
         let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(crate::schema::SCHEMA_SQL).unwrap();
-        let mut cache = Cache::default();
+        crate::open::schema::create_for_test(&conn);
+        let mut cache = Cache::new(DEFAULT_INDEX_BATCH_ROWS);
         let tasks: Vec<TaskMetric> = ["t1", "t2", "t1"]
             .iter()
             .map(|id| {
@@ -317,9 +330,6 @@ mod tests {
             .unwrap();
         assert_eq!(ids, ["t1", "t2"]);
         // The same again, with a cold cache: all retries.
-        assert_eq!(
-            insert_tasks(&conn, &mut Cache::default(), &tasks).unwrap(),
-            0
-        );
+        assert_eq!(insert_tasks(&conn, &mut Cache::new(1), &tasks).unwrap(), 0);
     }
 }

@@ -25,105 +25,65 @@
 //! savepoint per job, so that the failing job is undone alone and no batch
 //! is ever half-written.
 //!
-//! Retention deletes go through the same queue, one bounded chunk per job,
-//! so that stores wait for at most one chunk, in arrival order.
-//!
-//! How records become rows inside these transactions, and how the agent
-//! index is filled in batches, is the business of [`crate::rows`].
+//! The writer knows nothing of what it writes. A job is a closure over
+//! the write transaction's connection and the writer's caches (a type the
+//! store chooses, see [`Caches`]) that returns the job's output; stores,
+//! retention chunks and index moves are all such jobs, written by the
+//! modules that own them.
 
-use std::borrow::Cow;
+use std::any::Any;
+use std::borrow::Borrow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
-use crate::checkpoint::{take_wal_pages, Checkpointer};
+use crate::checkpoint::{take_wal_pages, watch_wal, Checkpointer};
 use crate::error::{Error, Result};
-use crate::record::{AgentMetric, MetricKind, SwarmMetric, TaskMetric};
-use crate::rows::{index_pending, insert_entities, insert_tasks, unindexed, Cache};
-use crate::storage::{BatchReport, MetricBatch};
 
-/// A write. A caller that writes inline lends its records; one that
-/// queues hands the group-commit thread an owned copy.
-pub(crate) enum Work<'a> {
-    Tasks(Cow<'a, [TaskMetric]>),
-    Agents(Cow<'a, [AgentMetric]>),
-    Swarms(Cow<'a, [SwarmMetric]>),
-    /// All three kinds in one job.
-    Mixed(Cow<'a, MetricBatch>),
-    /// One chunk of tiered retention.
-    Retention(crate::rollup::Step),
-    /// Put every task metric waiting for the agent index into it.
-    IndexPending,
-    /// Delete at most `limit` rows of `kind` older than `cutoff` (µs).
-    DeleteBefore {
-        kind: MetricKind,
-        cutoff: i64,
-        limit: i64,
-    },
+/// What the writer remembers between transactions, on behalf of the jobs
+/// that use it (interned ids, for example). The writer tells it when what
+/// it remembers may no longer hold.
+pub(crate) trait Caches: Send + 'static {
+    /// What the caches remember may be wrong: a job's writes were rolled
+    /// back, or another connection wrote since the last transaction.
+    fn forget(&mut self);
+
+    /// Runs inside each transaction just before it commits; if it fails,
+    /// every job of the transaction fails with it.
+    fn before_commit(&mut self, conn: &Connection) -> Result<()>;
 }
 
-impl Work<'_> {
-    /// The same write, owning its records.
-    fn into_owned(self) -> Work<'static> {
-        match self {
-            Work::Tasks(t) => Work::Tasks(Cow::Owned(t.into_owned())),
-            Work::Agents(m) => Work::Agents(Cow::Owned(m.into_owned())),
-            Work::Swarms(m) => Work::Swarms(Cow::Owned(m.into_owned())),
-            Work::Mixed(b) => Work::Mixed(Cow::Owned(b.into_owned())),
-            Work::Retention(step) => Work::Retention(step),
-            Work::IndexPending => Work::IndexPending,
-            Work::DeleteBefore {
-                kind,
-                cutoff,
-                limit,
-            } => Work::DeleteBefore {
-                kind,
-                cutoff,
-                limit,
-            },
-        }
-    }
-}
+/// A job's output, whatever its type, until its caller takes it back.
+type Output = Box<dyn Any + Send>;
 
-/// What a write produced.
-pub(crate) enum Output {
-    /// How many task metrics were new (the rest were already stored).
-    Tasks(usize),
-    /// The ids given to agent or swarm metrics, in order.
-    Ids(Vec<i64>),
-    /// How many rows a delete removed.
-    Deleted(usize),
-    /// What a mixed batch stored.
-    Mixed(BatchReport),
-    /// The work is done and has nothing to report.
-    Done,
-}
+/// A job: runs inside the write transaction. It may run twice (see the
+/// module documentation), so it is `Fn`.
+type JobFn<'a, C> = Box<dyn Fn(&Connection, &mut C) -> Result<Output> + Send + Sync + 'a>;
 
-/// The writer connection and its cache.
-pub(crate) struct WriterConnection {
+/// The writer connection and its caches.
+struct WriterConnection<C> {
     conn: Connection,
-    cache: Cache,
+    caches: C,
+    /// `PRAGMA data_version` when the caches were last known good.
+    data_version: Option<i64>,
     checkpointer: Option<Checkpointer>,
-    /// Unindexed task metrics after which they join the agent index.
-    index_batch_rows: usize,
 }
 
 /// One caller's pending write and the slot its result is delivered to.
-struct Job<'a> {
-    work: Work<'a>,
-    slot: Mutex<Slot>,
+struct Job<'a, C> {
+    work: JobFn<'a, C>,
+    slot: Mutex<Slot<C>>,
     ready: Condvar,
 }
 
 /// What the group-commit thread hands back to a waiting caller.
-#[derive(Default)]
-struct Slot {
+struct Slot<C> {
     result: Option<Result<Output>>,
     /// Callers of the same group that this one wakes once it has its
     /// result.
-    wakes: Vec<Arc<Job<'static>>>,
+    wakes: Vec<Arc<Job<'static, C>>>,
 }
 
 /// How many times the group-commit thread yields, at most, to let callers
@@ -134,9 +94,8 @@ const GATHER_YIELDS: usize = 3;
 /// yielding the processor, before it goes to sleep.
 const IDLE_POLL: Duration = Duration::from_micros(200);
 
-#[derive(Default)]
-struct Queue {
-    pending: Vec<Arc<Job<'static>>>,
+struct Queue<C> {
+    pending: Vec<Arc<Job<'static, C>>>,
     /// A write is under way (a caller's inline write or a group).
     writing: bool,
     /// The group-commit thread waits for work: only then does queuing a
@@ -146,9 +105,9 @@ struct Queue {
 }
 
 /// What the callers and the group-commit thread share.
-struct Shared {
-    connection: Mutex<WriterConnection>,
-    queue: Mutex<Queue>,
+struct Shared<C> {
+    connection: Mutex<WriterConnection<C>>,
+    queue: Mutex<Queue<C>>,
     /// Wakes the group-commit thread.
     work_queued: Condvar,
     /// Callers inside [`Writer::submit`]: queued, being written, or about
@@ -158,17 +117,31 @@ struct Shared {
 
 /// The single writer of a store: callers write inline when nothing else
 /// is being written, and otherwise queue for the group-commit thread.
-pub(crate) struct Writer {
-    shared: Arc<Shared>,
+pub(crate) struct Writer<C: Caches> {
+    shared: Arc<Shared<C>>,
     group_thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl<'a> Job<'a> {
-    fn new(work: Work<'a>) -> Self {
+impl<'a, C> Job<'a, C> {
+    fn new(work: JobFn<'a, C>) -> Self {
         Job {
             work,
-            slot: Mutex::new(Slot::default()),
+            slot: Mutex::new(Slot {
+                result: None,
+                wakes: Vec::new(),
+            }),
             ready: Condvar::new(),
+        }
+    }
+}
+
+impl<C> Default for Queue<C> {
+    fn default() -> Self {
+        Queue {
+            pending: Vec::new(),
+            writing: false,
+            idle: false,
+            stop: false,
         }
     }
 }
@@ -180,23 +153,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Writer {
-    /// The writer over `conn`, with `checkpointer` taking the WAL
-    /// checkpoints off the commit path when given.
-    pub fn new(
-        conn: Connection,
-        checkpointer: Option<Checkpointer>,
-        index_batch_rows: usize,
-    ) -> Result<Self> {
+impl<C: Caches> Writer<C> {
+    /// The writer over `conn`, with `caches` for its jobs and
+    /// `checkpointer` taking the WAL checkpoints off the commit path when
+    /// given.
+    pub fn new(conn: Connection, caches: C, checkpointer: Option<Checkpointer>) -> Result<Self> {
         if checkpointer.is_some() {
-            crate::checkpoint::watch_wal(&conn);
+            watch_wal(&conn);
         }
         let shared = Arc::new(Shared {
             connection: Mutex::new(WriterConnection {
                 conn,
-                cache: Cache::default(),
+                caches,
+                data_version: None,
                 checkpointer,
-                index_batch_rows,
             }),
             queue: Mutex::new(Queue::default()),
             work_queued: Condvar::new(),
@@ -232,43 +202,107 @@ impl Writer {
     pub fn with_connection<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let mut guard = lock(&self.shared.connection);
         let result = f(&guard.conn);
-        guard.cache = Cache::default();
+        // Maintenance may have changed anything.
+        guard.caches.forget();
         result
     }
 
-    /// Does `work` and returns once it is committed (or failed): at once
-    /// on the caller's thread when no other store is under way, otherwise
-    /// in the next group commit.
-    pub fn submit(&self, work: Work<'_>) -> Result<Output> {
-        self.submit_inner(work).map_err(|e| match e {
-            Error::Sqlite { operation, source }
-                if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) =>
-            {
-                Error::DatabaseFull { operation }
-            }
-            other => other,
-        })
+    /// Runs `job` in a write transaction and returns its output once that
+    /// transaction is committed (or failed).
+    ///
+    /// # Errors
+    /// What `job` returns; [`Error::DatabaseFull`] when the disk or the
+    /// size cap is reached; [`Error::Sqlite`] when the transaction fails.
+    pub fn run<T, F>(&self, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&Connection, &mut C) -> Result<T> + Send + Sync + 'static,
+    {
+        self.run_with(&(), move |conn, caches, ()| job(conn, caches))
     }
 
-    fn submit_inner(&self, work: Work<'_>) -> Result<Output> {
+    /// Runs `job` over `input` in a write transaction, as [`run`](Self::run).
+    /// The input is borrowed while the caller writes inline, and copied
+    /// only when the job has to queue for the group-commit thread.
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub fn run_with<D, T, F>(&self, input: &D, job: F) -> Result<T>
+    where
+        D: ToOwned + Sync + ?Sized,
+        D::Owned: Send + Sync + 'static,
+        T: Send + 'static,
+        F: Fn(&Connection, &mut C, &D) -> Result<T> + Send + Sync + 'static,
+    {
         let shared = &*self.shared;
         let caller = CallerGuard::enter(shared);
-        let mut queue = lock(&shared.queue);
+        let output = match shared.claim_inline(&caller) {
+            Ok(_writing) => {
+                // Nobody else writes: the input is written where it is.
+                let job: JobFn<'_, C> =
+                    Box::new(|conn: &Connection, caches: &mut C| erase(job(conn, caches, input)));
+                let job = Job::new(job);
+                lock(&shared.connection)
+                    .write_group(std::slice::from_ref(&&job))
+                    .pop()
+                    .unwrap_or_else(|| Err(internal_error()))
+            }
+            Err(queue) => {
+                let owned = input.to_owned();
+                let job: JobFn<'static, C> = Box::new(move |conn: &Connection, caches: &mut C| {
+                    erase(job(conn, caches, owned.borrow()))
+                });
+                shared.queue_and_wait(queue, job)
+            }
+        };
+        drop(caller);
+        output
+            .map_err(|e| match e {
+                Error::Sqlite { operation, source }
+                    if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) =>
+                {
+                    Error::DatabaseFull { operation }
+                }
+                other => other,
+            })?
+            .downcast::<T>()
+            .map(|output| *output)
+            .map_err(|_| Error::Internal("a job answered with another type of output"))
+    }
+}
+
+/// A job's output with its type erased, to travel through the queue.
+fn erase<T: Send + 'static>(result: Result<T>) -> Result<Output> {
+    result.map(|output| Box::new(output) as Output)
+}
+
+impl<C: Caches> Shared<C> {
+    /// Makes the caller the writer when no other store is under way: then
+    /// the write is marked under way until the guard drops. Otherwise
+    /// returns the queue, still locked, to queue the job in.
+    fn claim_inline(
+        &self,
+        caller: &CallerGuard<'_, C>,
+    ) -> Result<WritingGuard<'_, C>, MutexGuard<'_, Queue<C>>> {
+        let mut queue = lock(&self.queue);
         if caller.alone && !queue.writing && queue.pending.is_empty() {
             queue.writing = true;
             drop(queue);
-            let _writing = WritingGuard(shared);
-            // Nobody else writes: the records are written where they are.
-            let job = Job::new(work);
-            let result = lock(&shared.connection)
-                .write_group(std::slice::from_ref(&&job))
-                .pop();
-            return result.unwrap_or_else(|| Err(internal_error()));
+            return Ok(WritingGuard(self));
         }
-        let job = Arc::new(Job::new(work.into_owned()));
+        Err(queue)
+    }
+
+    /// Queues `job` for the group-commit thread and waits for its result.
+    fn queue_and_wait(
+        &self,
+        mut queue: MutexGuard<'_, Queue<C>>,
+        job: JobFn<'static, C>,
+    ) -> Result<Output> {
+        let job = Arc::new(Job::new(job));
         queue.pending.push(Arc::clone(&job));
         if queue.idle && !queue.writing {
-            shared.work_queued.notify_one();
+            self.work_queued.notify_one();
         }
         drop(queue);
         let mut slot = lock(&job.slot);
@@ -287,7 +321,7 @@ impl Writer {
     }
 }
 
-impl Drop for Writer {
+impl<C: Caches> Drop for Writer<C> {
     fn drop(&mut self) {
         lock(&self.shared.queue).stop = true;
         self.shared.work_queued.notify_one();
@@ -299,7 +333,7 @@ impl Drop for Writer {
     }
 }
 
-impl Shared {
+impl<C: Caches> Shared<C> {
     /// The group-commit thread: writes everything queued while another
     /// write was under way, in one transaction, until told to stop.
     fn commit_groups(&self) {
@@ -340,7 +374,7 @@ impl Shared {
             queue.writing = true;
             drop(queue);
             let _writing = WritingGuard(self);
-            let jobs: Vec<&Job<'_>> = group.iter().map(|job| &**job).collect();
+            let jobs: Vec<&Job<'_, C>> = group.iter().map(|job| &**job).collect();
             // A panic here would be a bug; its callers must still get an
             // answer rather than wait forever.
             let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -355,9 +389,9 @@ impl Shared {
     /// `keep_waiting` says so of the queue; returns it locked again.
     fn yield_while<'a>(
         &'a self,
-        mut queue: MutexGuard<'a, Queue>,
-        mut keep_waiting: impl FnMut(&Queue) -> bool,
-    ) -> MutexGuard<'a, Queue> {
+        mut queue: MutexGuard<'a, Queue<C>>,
+        mut keep_waiting: impl FnMut(&Queue<C>) -> bool,
+    ) -> MutexGuard<'a, Queue<C>> {
         while keep_waiting(&queue) {
             drop(queue);
             std::thread::yield_now();
@@ -372,7 +406,7 @@ impl Shared {
 /// `2i + 1` and `2i + 2` (a binary tree), so the group-commit thread makes
 /// one wake-up call per group and the last caller wakes after about
 /// log2(group size) hops.
-fn deliver(group: &[Arc<Job<'static>>], results: Vec<Result<Output>>) {
+fn deliver<C>(group: &[Arc<Job<'static, C>>], results: Vec<Result<Output>>) {
     for (i, (job, result)) in group.iter().zip(results).enumerate() {
         let mut slot = lock(&job.slot);
         slot.result = Some(result);
@@ -385,14 +419,14 @@ fn deliver(group: &[Arc<Job<'static>>], results: Vec<Result<Output>>) {
 
 /// Counts a caller in [`Shared::callers`] for as long as it is inside
 /// [`Writer::submit`].
-struct CallerGuard<'a> {
-    shared: &'a Shared,
+struct CallerGuard<'a, C> {
+    shared: &'a Shared<C>,
     /// No other caller was inside when this one entered.
     alone: bool,
 }
 
-impl<'a> CallerGuard<'a> {
-    fn enter(shared: &'a Shared) -> Self {
+impl<'a, C> CallerGuard<'a, C> {
+    fn enter(shared: &'a Shared<C>) -> Self {
         let others = shared.callers.fetch_add(1, Ordering::Relaxed);
         CallerGuard {
             shared,
@@ -401,7 +435,7 @@ impl<'a> CallerGuard<'a> {
     }
 }
 
-impl Drop for CallerGuard<'_> {
+impl<C> Drop for CallerGuard<'_, C> {
     fn drop(&mut self) {
         self.shared.callers.fetch_sub(1, Ordering::Relaxed);
     }
@@ -409,9 +443,9 @@ impl Drop for CallerGuard<'_> {
 
 /// Marks the end of a write when dropped, also on a panic, and wakes the
 /// group-commit thread if stores queued meanwhile.
-struct WritingGuard<'a>(&'a Shared);
+struct WritingGuard<'a, C>(&'a Shared<C>);
 
-impl Drop for WritingGuard<'_> {
+impl<C> Drop for WritingGuard<'_, C> {
     fn drop(&mut self) {
         let mut queue = lock(&self.0.queue);
         queue.writing = false;
@@ -425,16 +459,16 @@ fn internal_error() -> Error {
     Error::Internal("a write produced no result")
 }
 
-impl WriterConnection {
+impl<C: Caches> WriterConnection<C> {
     /// Writes a group in one transaction: first without savepoints; if a
     /// job fails, again with one savepoint per job.
-    fn write_group(&mut self, group: &[&Job<'_>]) -> Vec<Result<Output>> {
+    fn write_group(&mut self, group: &[&Job<'_, C>]) -> Vec<Result<Output>> {
         if let Err(e) = self.begin() {
             return group.iter().map(|_| Err(copy_error(&e))).collect();
         }
         let results: Vec<Result<Output>> = group
             .iter()
-            .map(|job| write_job(&self.conn, &mut self.cache, &job.work))
+            .map(|job| (job.work)(&self.conn, &mut self.caches))
             .collect();
         if results.iter().all(Result::is_ok) {
             return self.commit(results);
@@ -453,15 +487,6 @@ impl WriterConnection {
         self.commit(results)
     }
 
-    /// Moves the unindexed task metrics into the agent index once there
-    /// are enough of them.
-    fn index_if_due(&mut self) -> Result<()> {
-        if unindexed(&self.conn, &mut self.cache)? >= self.index_batch_rows {
-            index_pending(&self.conn, &mut self.cache)?;
-        }
-        Ok(())
-    }
-
     fn begin(&mut self) -> Result<()> {
         if !self.conn.is_autocommit() {
             // Only after a panic mid-write: end what it left open.
@@ -476,17 +501,18 @@ impl WriterConnection {
             .prepare_cached("PRAGMA data_version")
             .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(Error::sqlite("begin write"))?;
-        if self.cache.data_version != Some(version) {
-            // Another connection wrote: what the cache knows may be stale.
-            self.cache = Cache::as_of(version);
+        if self.data_version != Some(version) {
+            // Another connection wrote: what the caches know may be stale.
+            self.caches.forget();
+            self.data_version = Some(version);
         }
         Ok(())
     }
 
-    /// Commits, after moving the task metrics due for the agent index into
-    /// it; if either fails, every job of the group fails with it.
+    /// Commits, after the caches' last words; if either fails, every job
+    /// of the group fails with it.
     fn commit(&mut self, mut results: Vec<Result<Output>>) -> Vec<Result<Output>> {
-        let commit = self.index_if_due().and_then(|()| {
+        let commit = self.caches.before_commit(&self.conn).and_then(|()| {
             self.conn
                 .prepare_cached("COMMIT")
                 .and_then(|mut s| s.execute([]))
@@ -514,14 +540,14 @@ impl WriterConnection {
         // Fails only when SQLite already rolled back (it does on some I/O
         // errors); either way no transaction remains.
         let _ = self.conn.execute_batch("ROLLBACK");
-        self.cache.forget_uncommitted();
+        self.caches.forget();
     }
 
-    fn write_in_savepoint(&mut self, work: &Work<'_>) -> Result<Output> {
+    fn write_in_savepoint(&mut self, job: &JobFn<'_, C>) -> Result<Output> {
         self.conn
             .execute_batch("SAVEPOINT job")
             .map_err(Error::sqlite("begin batch"))?;
-        match write_job(&self.conn, &mut self.cache, work) {
+        match job(&self.conn, &mut self.caches) {
             Ok(output) => {
                 self.conn
                     .execute_batch("RELEASE job")
@@ -529,46 +555,13 @@ impl WriterConnection {
                 Ok(output)
             }
             Err(e) => {
-                self.cache.forget_uncommitted();
+                self.caches.forget();
                 // If even this fails, the commit that follows fails too and
                 // every job of the group reports it.
                 let _ = self.conn.execute_batch("ROLLBACK TO job; RELEASE job");
                 Err(e)
             }
         }
-    }
-}
-
-fn write_job(conn: &Connection, cache: &mut Cache, work: &Work<'_>) -> Result<Output> {
-    match work {
-        Work::Tasks(tasks) => insert_tasks(conn, cache, tasks).map(Output::Tasks),
-        Work::Agents(metrics) => {
-            let records = metrics.iter().map(AgentMetric::record);
-            insert_entities(conn, cache, MetricKind::Agent, records).map(Output::Ids)
-        }
-        Work::Swarms(metrics) => {
-            let records = metrics.iter().map(SwarmMetric::record);
-            insert_entities(conn, cache, MetricKind::Swarm, records).map(Output::Ids)
-        }
-        Work::Mixed(batch) => {
-            let new_tasks = insert_tasks(conn, cache, &batch.tasks)?;
-            let agents = batch.agents.iter().map(AgentMetric::record);
-            let agent_ids = insert_entities(conn, cache, MetricKind::Agent, agents)?;
-            let swarms = batch.swarms.iter().map(SwarmMetric::record);
-            let swarm_ids = insert_entities(conn, cache, MetricKind::Swarm, swarms)?;
-            Ok(Output::Mixed(BatchReport {
-                new_tasks,
-                agent_ids,
-                swarm_ids,
-            }))
-        }
-        Work::Retention(step) => step.run(conn).map(Output::Deleted),
-        Work::IndexPending => index_pending(conn, cache).map(|()| Output::Done),
-        Work::DeleteBefore {
-            kind,
-            cutoff,
-            limit,
-        } => crate::retention::delete_chunk(conn, *kind, *cutoff, *limit).map(Output::Deleted),
     }
 }
 

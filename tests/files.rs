@@ -89,27 +89,13 @@ fn a_newer_schema_is_refused_and_left_untouched() {
     );
 }
 
-/// The task table of schema version 1: keyed by (timestamp, seq), with a
-/// unique index on (task_id, timestamp) and a full agent index.
-const VERSION_1_TASKS: &str = "
-DROP VIEW task_metrics_view;
-DROP TABLE task_metrics;
-DROP TABLE task_index_state;
-CREATE TABLE task_metrics (
-    timestamp     INTEGER NOT NULL,
-    seq           INTEGER NOT NULL,
-    result        INTEGER NOT NULL CHECK (result BETWEEN 0 AND 3),
-    duration_ms   INTEGER NOT NULL CHECK (duration_ms >= 0),
-    tokens_used   INTEGER NOT NULL CHECK (tokens_used >= 0),
-    files_changed INTEGER NOT NULL CHECK (files_changed >= 0),
-    agent         INTEGER NOT NULL REFERENCES agents (id),
-    swarm         INTEGER REFERENCES swarms (id),
-    task_id       TEXT    NOT NULL,
-    PRIMARY KEY (timestamp, seq)
-) WITHOUT ROWID;
-CREATE UNIQUE INDEX idx_task_metrics_task ON task_metrics (task_id, timestamp);
-CREATE INDEX idx_task_metrics_agent ON task_metrics (agent, timestamp);
-CREATE VIEW task_metrics_view AS SELECT task_id FROM task_metrics;
+/// A file as version 1 of the schema left it, with three task metrics:
+/// the first migration alone, with its version recorded as the store
+/// records it.
+const VERSION_1: &str = include_str!("../src/open/migrations/0001_initial.sql");
+const VERSION_1_ROWS: &str = "
+PRAGMA application_id = 1400327540;
+INSERT INTO metrics_schema_info (version, applied_at) VALUES (1, 0);
 INSERT INTO agents (id, name) VALUES (1, 'a1');
 INSERT INTO swarms (id, name) VALUES (1, 's1');
 INSERT INTO agent_swarms (swarm, agent) VALUES (1, 1);
@@ -117,18 +103,16 @@ INSERT INTO task_metrics VALUES
     (1750000000000000, 0, 0, 10, 5, 1, 1, 1, 't1'),
     (1750000000000000, 1, 1, 20, 6, 2, 1, NULL, 't2'),
     (1750000001000000, 0, 2, 30, 7, 3, 1, 1, 't3');
-UPDATE metrics_schema_info SET version = 1;
 ";
 
 #[test]
 fn a_version_1_file_is_migrated_and_keeps_its_rows() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v1.db");
-    MetricsStorage::open(&path).unwrap().close().unwrap();
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute_batch(VERSION_1_TASKS)
-        .unwrap();
+    let v1 = rusqlite::Connection::open(&path).unwrap();
+    v1.execute_batch(VERSION_1).unwrap();
+    v1.execute_batch(VERSION_1_ROWS).unwrap();
+    drop(v1);
 
     let store = MetricsStorage::open(&path).unwrap();
     assert_eq!(store.stats().unwrap().schema_version, SCHEMA_VERSION);

@@ -1,4 +1,4 @@
-//! Retention cleanup and space reclamation.
+//! Plain cleanup: deleting every metric older than a number of days.
 
 use chrono::Duration;
 use rusqlite::{Connection, OptionalExtension};
@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::query::to_micros;
 use crate::record::{now, MetricKind};
+use crate::rows::Cache;
 use crate::storage::MetricsStorage;
-use crate::writer::{Output, Work, Writer};
+use crate::writer::Writer;
 
 /// The reference's retention period.
 pub const DEFAULT_RETENTION_DAYS: u32 = 30;
@@ -91,63 +92,6 @@ impl MetricsStorage {
         }
         Ok(report)
     }
-
-    /// Rebuilds the database file to give freed space back to the file
-    /// system and defragment it, and reports the file's size before and
-    /// after. Takes the write lock for its whole run and may need as much
-    /// free disk as the file's size; [`incremental_vacuum`](Self::incremental_vacuum)
-    /// gives space back in bounded steps instead.
-    ///
-    /// # Errors
-    /// [`Error::ReadOnly`]; [`Error::Sqlite`] when SQLite fails (for
-    /// example with too little disk space); [`Error::Io`] when the file's
-    /// size cannot be read.
-    pub fn vacuum(&self) -> Result<VacuumReport> {
-        self.reclaim("VACUUM")
-    }
-
-    /// Gives up to `max_pages` free pages (all of them with `None`) back to
-    /// the file system without rebuilding the file: quick, and it never
-    /// needs extra disk space. Stores that free pages (cleanup, retention)
-    /// leave them on the free list for reuse until then.
-    ///
-    /// # Errors
-    /// As [`vacuum`](Self::vacuum).
-    pub fn incremental_vacuum(&self, max_pages: Option<u32>) -> Result<VacuumReport> {
-        let pages = max_pages.map_or(0, i64::from);
-        if max_pages == Some(0) {
-            return Err(Error::invalid("max_pages", "must be at least 1"));
-        }
-        self.reclaim(&format!("PRAGMA incremental_vacuum({pages})"))
-    }
-
-    /// Runs `sql` on the writer between two checkpoints (the file shrinks
-    /// only when the WAL is copied back) and measures the file.
-    fn reclaim(&self, sql: &str) -> Result<VacuumReport> {
-        let writer = self.writer()?;
-        self.checkpoint()?;
-        let bytes_before = self.file_size()?;
-        writer.with_connection(|conn| {
-            let mut stmt = conn.prepare(sql).map_err(Error::sqlite("vacuum"))?;
-            let mut rows = stmt.query([]).map_err(Error::sqlite("vacuum"))?;
-            while rows.next().map_err(Error::sqlite("vacuum"))?.is_some() {}
-            Ok(())
-        })?;
-        self.checkpoint()?;
-        Ok(VacuumReport {
-            bytes_before,
-            bytes_after: self.file_size()?,
-        })
-    }
-}
-
-/// The database file's size before and after a vacuum.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VacuumReport {
-    /// Bytes before.
-    pub bytes_before: u64,
-    /// Bytes after.
-    pub bytes_after: u64,
 }
 
 /// The first timestamp (µs) kept by a retention of `retention_days`.
@@ -168,19 +112,10 @@ fn cutoff(retention_days: u32) -> Result<i64> {
 
 /// Deletes the rows of `kind` older than `cutoff` (µs), one chunk per
 /// writer job, so that stores queued meanwhile go first.
-fn delete_before(writer: &Writer, kind: MetricKind, cutoff: i64) -> Result<u64> {
+fn delete_before(writer: &Writer<Cache>, kind: MetricKind, cutoff: i64) -> Result<u64> {
     let mut total = 0u64;
     loop {
-        let work = Work::DeleteBefore {
-            kind,
-            cutoff,
-            limit: DELETE_CHUNK,
-        };
-        let Output::Deleted(deleted) = writer.submit(work)? else {
-            return Err(Error::Internal(
-                "a delete answered with another kind of output",
-            ));
-        };
+        let deleted = writer.run(move |conn, _| delete_chunk(conn, kind, cutoff, DELETE_CHUNK))?;
         total += deleted as u64;
         if (deleted as i64) < DELETE_CHUNK {
             return Ok(total);
@@ -191,12 +126,7 @@ fn delete_before(writer: &Writer, kind: MetricKind, cutoff: i64) -> Result<u64> 
 /// Deletes the `limit` oldest rows of `kind` older than `cutoff`, or all of
 /// them if fewer: finds the last row of the chunk, then deletes the key
 /// range up to it, one contiguous run of the time-ordered key.
-pub(crate) fn delete_chunk(
-    conn: &Connection,
-    kind: MetricKind,
-    cutoff: i64,
-    limit: i64,
-) -> Result<usize> {
+fn delete_chunk(conn: &Connection, kind: MetricKind, cutoff: i64, limit: i64) -> Result<usize> {
     let (table, key) = match kind {
         MetricKind::Task => ("task_metrics", "task_id"),
         MetricKind::Agent => ("agent_metrics", "metric_id"),

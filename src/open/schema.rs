@@ -1,19 +1,14 @@
-//! Opening a database file: recognising it, creating or migrating the
-//! schema, and the pragmas every connection gets.
+//! Recognising a database file, and creating or migrating its schema.
 
 use std::path::Path;
-use std::time::Duration;
 
-use rusqlite::{
-    Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
-};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior};
 
+use super::settings::ConnectionSettings;
 use crate::error::{Error, Result};
 
-/// The schema this version of the crate writes: `schema.sql`.
-pub(crate) const SCHEMA_SQL: &str = include_str!("../schema.sql");
-
-/// The version `schema.sql` describes.
+/// The version the last migration leads to: what this version of the
+/// crate writes.
 pub const SCHEMA_VERSION: i64 = 2;
 
 /// `PRAGMA application_id` of a swarm-metrics file ("SwMt").
@@ -26,109 +21,19 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-/// Every migration, oldest first.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    to: 2,
-    sql: MIGRATE_TO_2,
-}];
-
-/// Version 1 keyed task metrics by (timestamp, seq), kept a unique index
-/// on (task_id, timestamp) and a full agent index, which cost every commit
-/// a page each. Version 2 keys them by (timestamp, task_id) and fills a
-/// partial agent index in batches; every row of a migrated file is already
-/// indexed. The view is dropped and made again, because SQLite checks
-/// views when a table is renamed.
-const MIGRATE_TO_2: &str = "
-DROP VIEW task_metrics_view;
-CREATE TABLE task_metrics_v2 (
-    timestamp     INTEGER NOT NULL,
-    task_id       TEXT    NOT NULL,
-    result        INTEGER NOT NULL CHECK (result BETWEEN 0 AND 3),
-    duration_ms   INTEGER NOT NULL CHECK (duration_ms >= 0),
-    tokens_used   INTEGER NOT NULL CHECK (tokens_used >= 0),
-    files_changed INTEGER NOT NULL CHECK (files_changed >= 0),
-    agent         INTEGER NOT NULL REFERENCES agents (id),
-    swarm         INTEGER REFERENCES swarms (id),
-    indexed       INTEGER NOT NULL DEFAULT 1 CHECK (indexed IN (0, 1)),
-    PRIMARY KEY (timestamp, task_id)
-) WITHOUT ROWID;
-INSERT INTO task_metrics_v2
-    (timestamp, task_id, result, duration_ms, tokens_used, files_changed, agent, swarm)
-SELECT timestamp, task_id, result, duration_ms, tokens_used, files_changed, agent, swarm
-FROM task_metrics ORDER BY timestamp, task_id;
-DROP TABLE task_metrics;
-ALTER TABLE task_metrics_v2 RENAME TO task_metrics;
-CREATE INDEX idx_task_metrics_agent ON task_metrics (agent, timestamp) WHERE indexed = 1;
-CREATE TABLE task_index_state (
-    id        INTEGER PRIMARY KEY CHECK (id = 1),
-    watermark INTEGER NOT NULL
-);
-INSERT INTO task_index_state (id, watermark)
-VALUES (1, coalesce((SELECT max(timestamp) FROM task_metrics), -9223372036854775808));
-CREATE VIEW task_metrics_view AS
-SELECT t.task_id, a.name AS agent_id, s.name AS swarm_id, t.duration_ms,
-       r.name AS result, t.tokens_used, t.files_changed,
-       strftime('%Y-%m-%dT%H:%M:%f', t.timestamp / 1000000.0, 'unixepoch') || 'Z' AS timestamp
-FROM task_metrics t
-JOIN agents a ON a.id = t.agent
-LEFT JOIN swarms s ON s.id = t.swarm
-JOIN task_results r ON r.code = t.result;
-";
-
-/// How much a commit waits for the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// `synchronous = NORMAL`: a committed store survives the process being
-    /// killed; the last commits may be lost if the machine loses power.
-    #[default]
-    Normal,
-    /// `synchronous = FULL`: every commit is flushed to the disk before the
-    /// store returns; survives power loss too, at the cost of an fsync per
-    /// commit.
-    Full,
-}
-
-impl Durability {
-    fn pragma(self) -> &'static str {
-        match self {
-            Durability::Normal => "NORMAL",
-            Durability::Full => "FULL",
-        }
-    }
-}
-
-/// Per-connection settings, applied to the writer and every pooled reader.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ConnectionSettings {
-    pub busy_timeout: Duration,
-    pub durability: Durability,
-    pub read_only: bool,
-}
-
-impl ConnectionSettings {
-    pub fn flags(&self) -> OpenFlags {
-        let base = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-        if self.read_only {
-            base | OpenFlags::SQLITE_OPEN_READ_ONLY
-        } else {
-            base | OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
-        }
-    }
-
-    /// Pragmas and functions for one connection; `reader` connections are
-    /// additionally made query-only, so only the writer ever writes.
-    pub fn apply(&self, conn: &Connection, reader: bool) -> rusqlite::Result<()> {
-        conn.busy_timeout(self.busy_timeout)?;
-        conn.pragma_update(None, "synchronous", self.durability.pragma())?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        if reader || self.read_only {
-            conn.pragma_update(None, "query_only", "ON")?;
-        }
-        conn.set_prepared_statement_cache_capacity(64);
-        crate::aggregate::register_functions(conn)?;
-        Ok(())
-    }
-}
+/// Every migration, oldest first: a new file gets them all, an older file
+/// the ones it lacks. Each statement of the schema is written once, in the
+/// migration that introduced it.
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        to: 1,
+        sql: include_str!("migrations/0001_initial.sql"),
+    },
+    Migration {
+        to: 2,
+        sql: include_str!("migrations/0002_time_keyed_tasks.sql"),
+    },
+];
 
 /// Opens `path` and makes sure it holds the current schema: creates it in
 /// an empty file, migrates an older one, refuses a newer or foreign one
@@ -266,9 +171,7 @@ fn create(conn: &Connection, path: &Path) -> Result<()> {
     }
     tx.pragma_update(None, "application_id", APPLICATION_ID)
         .map_err(Error::sqlite("set application id"))?;
-    tx.execute_batch(SCHEMA_SQL)
-        .map_err(Error::sqlite("create schema"))?;
-    record_version(&tx, SCHEMA_VERSION)?;
+    apply(&tx, MIGRATIONS, 0, SCHEMA_VERSION)?;
     tx.commit().map_err(Error::sqlite("create schema"))
 }
 
@@ -286,14 +189,7 @@ pub(crate) fn migrate(
         Found::Version(v) => v,
         Found::Empty => return Err(Error::ForeignDatabase { path: path.into() }),
     };
-    let mut version = from;
-    for step in migrations.iter().filter(|m| m.to > from && m.to <= target) {
-        tx.execute_batch(step.sql)
-            .map_err(Error::sqlite("migrate schema"))?;
-        record_version(&tx, step.to)?;
-        version = step.to;
-    }
-    if version != target {
+    if apply(&tx, migrations, from, target)? != target {
         return Err(Error::SchemaTooOld {
             path: path.to_owned(),
             found: from,
@@ -301,6 +197,26 @@ pub(crate) fn migrate(
         });
     }
     tx.commit().map_err(Error::sqlite("migrate schema"))
+}
+
+/// Applies the migrations after version `from` up to `target`, recording
+/// each; returns the version reached.
+fn apply(conn: &Connection, migrations: &[Migration], from: i64, target: i64) -> Result<i64> {
+    let mut version = from;
+    for step in migrations.iter().filter(|m| m.to > from && m.to <= target) {
+        conn.execute_batch(step.sql)
+            .map_err(Error::sqlite("migrate schema"))?;
+        record_version(conn, step.to)?;
+        version = step.to;
+    }
+    Ok(version)
+}
+
+/// Writes the current schema into an empty database, without the file's
+/// pragmas: for tests of the layers below a store.
+#[cfg(test)]
+pub(crate) fn create_for_test(conn: &Connection) {
+    apply(conn, MIGRATIONS, 0, SCHEMA_VERSION).expect("the migrations apply");
 }
 
 fn record_version(conn: &Connection, version: i64) -> Result<()> {
@@ -338,6 +254,15 @@ pub(crate) fn classify_open_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::open::settings::Durability;
+    use std::time::Duration;
+
+    #[test]
+    fn the_last_migration_reaches_the_schema_version() {
+        let versions: Vec<i64> = MIGRATIONS.iter().map(|m| m.to).collect();
+        let expected: Vec<i64> = (1..=SCHEMA_VERSION).collect();
+        assert_eq!(versions, expected);
+    }
 
     fn settings() -> ConnectionSettings {
         ConnectionSettings {

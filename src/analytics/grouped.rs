@@ -1,0 +1,178 @@
+//! Results per agent, swarm, result or metric type.
+
+use std::collections::BTreeMap;
+
+use rusqlite::types::Value as SqlValue;
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::{aggregated_column, finish, Aggregate, SuccessRate};
+use crate::error::{Error, Result};
+use crate::query::{Filter, GroupBy};
+use crate::record::{AggregationType, MetricKind, TaskResult};
+use crate::retention::{merge_rollups, rollups_apply, RollupRead};
+use crate::stat::{raw_stat, raw_stat_columns, sql_function, Stat};
+use crate::storage::{MetricsStorage, Snapshot};
+
+/// One group's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grouped<T> {
+    /// The group's key: an agent or swarm id, a result or a metric type;
+    /// `None` for tasks without a swarm.
+    pub key: Option<String>,
+    /// The result for that group.
+    #[serde(flatten)]
+    pub value: T,
+}
+
+impl MetricsStorage {
+    /// [`aggregate_metrics`](Self::aggregate_metrics) for every group at
+    /// once, sorted by key (no key first).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the grouping or a filter field does not
+    /// apply to `kind`; otherwise as `aggregate_metrics`.
+    pub fn aggregate_by(
+        &self,
+        kind: MetricKind,
+        aggregation: AggregationType,
+        group_by: GroupBy,
+        filter: &Filter,
+    ) -> Result<Vec<Grouped<Aggregate>>> {
+        filter.validate(kind, true)?;
+        let key = group_by.key_sql(kind, "m")?;
+        let (column, metric_type) = aggregated_column(kind, filter.metric_type)?;
+        let (from, params) = filter.sql_from(kind);
+        let group_column = group_by.column("m");
+        self.snapshot(|snapshot| {
+            if rollups_apply(snapshot, kind, filter)? {
+                let int = kind == MetricKind::Task;
+                let sql = format!(
+                    "SELECT {key}, {} FROM {from} GROUP BY {group_column}",
+                    raw_stat_columns(column, int),
+                );
+                let mut groups: BTreeMap<Option<String>, Stat> = BTreeMap::new();
+                snapshot.each(&sql, params, "aggregate by group", |row| {
+                    let key: Option<String> =
+                        row.get(0).map_err(Error::sqlite("aggregate by group"))?;
+                    groups.insert(key, raw_stat(row, 1, int)?);
+                    Ok(())
+                })?;
+                let read = RollupRead {
+                    kind,
+                    filter,
+                    group: Some(group_by),
+                    column: Some(column),
+                    sketches: false,
+                };
+                for (key, rolled) in merge_rollups(snapshot, &read)? {
+                    groups
+                        .entry(key)
+                        .or_insert_with(|| Stat::new(int, false))
+                        .merge(&rolled.stat)?;
+                }
+                return Ok(groups
+                    .into_iter()
+                    .map(|(key, stat)| Grouped {
+                        key,
+                        value: finish(&stat, aggregation, metric_type),
+                    })
+                    .collect());
+            }
+            let sql = format!(
+                "SELECT {key}, count(m.{column}), {}(m.{column}) FROM {from} GROUP BY {group_column}",
+                sql_function(aggregation),
+            );
+            let mut rows = snapshot.rows(&sql, params, "aggregate by group", |row| {
+                let key: Option<String> =
+                    row.get(0).map_err(Error::sqlite("aggregate by group"))?;
+                let count: i64 = row.get(1).map_err(Error::sqlite("aggregate by group"))?;
+                let value: Option<f64> =
+                    row.get(2).map_err(Error::sqlite("aggregate by group"))?;
+                let count = u64::try_from(count).unwrap_or(0);
+                Ok(Grouped {
+                    key,
+                    value: Aggregate {
+                        aggregation,
+                        metric_type,
+                        count,
+                        value: if count == 0 { None } else { value },
+                    },
+                })
+            })?;
+            rows.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(rows)
+        })
+    }
+
+    /// [`success_rate`](Self::success_rate) for every agent, swarm or
+    /// result at once, best rate first (ties by key).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for `GroupBy::MetricType` or a filter field
+    /// that does not apply to task metrics; otherwise as `success_rate`.
+    pub fn success_rate_by(
+        &self,
+        group_by: GroupBy,
+        filter: &Filter,
+    ) -> Result<Vec<Grouped<SuccessRate>>> {
+        filter.validate(MetricKind::Task, false)?;
+        let key = group_by.key_sql(MetricKind::Task, "m")?;
+        let (from, params) = filter.sql_from(MetricKind::Task);
+        let sql = format!(
+            "SELECT {key}, m.result, count(*) FROM {from} GROUP BY {}, m.result",
+            group_by.column("m")
+        );
+        let groups = self.snapshot(|snapshot| {
+            let mut groups: BTreeMap<Option<String>, SuccessRate> = BTreeMap::new();
+            count_results_by_group(snapshot, &sql, params, &mut groups)?;
+            if rollups_apply(snapshot, MetricKind::Task, filter)? {
+                let read = RollupRead {
+                    kind: MetricKind::Task,
+                    filter,
+                    group: Some(group_by),
+                    column: None,
+                    sketches: false,
+                };
+                for (key, rolled) in merge_rollups(snapshot, &read)? {
+                    let rate = groups.entry(key).or_default();
+                    for (result, n) in rolled.result_counts() {
+                        rate.add(result, n);
+                    }
+                }
+            }
+            Ok(groups)
+        })?;
+        let mut out: Vec<Grouped<SuccessRate>> = groups
+            .into_iter()
+            .map(|(key, value)| Grouped { key, value })
+            .collect();
+        out.sort_by(|a, b| {
+            let rate = |g: &Grouped<SuccessRate>| g.value.rate.unwrap_or(-1.0);
+            rate(b).total_cmp(&rate(a)).then_with(|| a.key.cmp(&b.key))
+        });
+        Ok(out)
+    }
+}
+
+/// Adds the `(key, result code, count)` rows of `sql` to `groups`.
+fn count_results_by_group(
+    snapshot: &Snapshot<'_>,
+    sql: &str,
+    params: Vec<SqlValue>,
+    groups: &mut BTreeMap<Option<String>, SuccessRate>,
+) -> Result<()> {
+    snapshot.each(sql, params, "success rate by group", |row| {
+        let key: Option<String> = row.get(0).map_err(Error::sqlite("success rate by group"))?;
+        let code: i64 = row.get(1).map_err(Error::sqlite("success rate by group"))?;
+        let n: i64 = row.get(2).map_err(Error::sqlite("success rate by group"))?;
+        let result = TaskResult::from_code(code).ok_or_else(|| Error::CorruptRow {
+            table: "task_metrics",
+            reason: format!("unknown result code {code}"),
+        })?;
+        groups
+            .entry(key)
+            .or_default()
+            .add(result, u64::try_from(n).unwrap_or(0));
+        Ok(())
+    })
+}

@@ -1,0 +1,294 @@
+//! Rankings, summaries and outliers of tasks.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{validate_n, P50, P95, P99};
+use crate::aggregate::SuccessRate;
+use crate::error::{Error, Result};
+use crate::query::{to_micros, Filter};
+use crate::record::{MetricKind, TaskMetric, TaskResult};
+use crate::stat::quantile;
+use crate::storage::MetricsStorage;
+
+/// What agents are ranked by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RankBy {
+    /// The share of successful tasks.
+    SuccessRate,
+    /// Tasks per hour over the filter's time range (or, without one, over
+    /// the span from the oldest to the newest matching task).
+    Throughput,
+    /// The mean task duration.
+    AvgDuration,
+    /// The mean tokens per task.
+    AvgTokens,
+}
+
+/// One agent in a ranking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ranked {
+    /// The agent.
+    pub agent_id: String,
+    /// Its score by the ranking's measure.
+    pub score: f64,
+    /// Its tasks in the selection.
+    pub tasks: u64,
+}
+
+/// Statistics of task durations, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct DurationStats {
+    /// The mean.
+    pub avg: Option<f64>,
+    /// The median.
+    pub p50: Option<f64>,
+    /// The 95th percentile.
+    pub p95: Option<f64>,
+    /// The 99th percentile.
+    pub p99: Option<f64>,
+    /// The longest.
+    pub max: Option<f64>,
+}
+
+/// One call's overview of a swarm, an agent or everything over a range.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Summary {
+    /// Tasks in the selection.
+    pub tasks: u64,
+    /// Their success rate and outcome counts.
+    pub success_rate: SuccessRate,
+    /// Their durations.
+    pub duration_ms: DurationStats,
+    /// Tokens used in all.
+    pub tokens_total: u64,
+    /// Tokens per task (`None` without tasks).
+    pub tokens_per_task: Option<f64>,
+    /// Files changed in all.
+    pub files_changed_total: u64,
+}
+
+/// A task whose duration lies outside its agent's Tukey fences.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outlier {
+    /// The task.
+    pub task: TaskMetric,
+    /// Its agent's first quartile of durations over the selection.
+    pub q1: f64,
+    /// Its agent's third quartile.
+    pub q3: f64,
+    /// `q1 - 1.5 * (q3 - q1)`.
+    pub low_fence: f64,
+    /// `q3 + 1.5 * (q3 - q1)`.
+    pub high_fence: f64,
+}
+
+impl MetricsStorage {
+    /// The top (best first) or bottom (worst first) `n` agents by `by`,
+    /// among agents with at least `min_tasks` tasks in the selection.
+    /// "Best" is the highest success rate or throughput, and the lowest
+    /// average duration or tokens.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for `n` = 0 or a filter that does not apply
+    /// to task metrics; [`Error::Sqlite`] or [`Error::Pool`] when the read
+    /// fails.
+    pub fn rank_agents(
+        &self,
+        by: RankBy,
+        best_first: bool,
+        n: usize,
+        min_tasks: u64,
+        filter: &Filter,
+    ) -> Result<Vec<Ranked>> {
+        filter.validate(MetricKind::Task, false)?;
+        validate_n(n)?;
+        let (from, params) = filter.sql_from(MetricKind::Task);
+        let sql = format!(
+            "SELECT (SELECT name FROM agents WHERE id = m.agent), count(*), \
+                    count(*) FILTER (WHERE m.result = 0), avg(m.duration_ms), avg(m.tokens_used), \
+                    min(m.timestamp), max(m.timestamp) \
+             FROM {from} GROUP BY m.agent"
+        );
+        struct Row {
+            agent: String,
+            tasks: u64,
+            success: u64,
+            avg_duration: f64,
+            avg_tokens: f64,
+        }
+        let mut oldest = i64::MAX;
+        let mut newest = i64::MIN;
+        let rows = self.read_rows(&sql, params, "rank agents", |row| {
+            let agent: String = row.get(0).map_err(Error::sqlite("rank agents"))?;
+            let tasks: i64 = row.get(1).map_err(Error::sqlite("rank agents"))?;
+            let success: i64 = row.get(2).map_err(Error::sqlite("rank agents"))?;
+            let avg_duration: f64 = row.get(3).map_err(Error::sqlite("rank agents"))?;
+            let avg_tokens: f64 = row.get(4).map_err(Error::sqlite("rank agents"))?;
+            let first: i64 = row.get(5).map_err(Error::sqlite("rank agents"))?;
+            let last: i64 = row.get(6).map_err(Error::sqlite("rank agents"))?;
+            Ok((
+                Row {
+                    agent,
+                    tasks: u64::try_from(tasks).unwrap_or(0),
+                    success: u64::try_from(success).unwrap_or(0),
+                    avg_duration,
+                    avg_tokens,
+                },
+                first,
+                last,
+            ))
+        })?;
+        for (_, first, last) in &rows {
+            oldest = oldest.min(*first);
+            newest = newest.max(*last);
+        }
+        let span = match &filter.time_range {
+            Some(range) => to_micros(range.end()) - to_micros(range.start()),
+            None => newest.saturating_sub(oldest),
+        };
+        // Tasks all in one instant are counted as one hour's worth.
+        let hours = if span > 0 { span as f64 / 3.6e9 } else { 1.0 };
+        let mut ranked: Vec<Ranked> = rows
+            .into_iter()
+            .map(|(r, _, _)| r)
+            .filter(|r| r.tasks >= min_tasks.max(1))
+            .map(|r| {
+                let score = match by {
+                    RankBy::SuccessRate => r.success as f64 / r.tasks as f64,
+                    RankBy::Throughput => r.tasks as f64 / hours,
+                    RankBy::AvgDuration => r.avg_duration,
+                    RankBy::AvgTokens => r.avg_tokens,
+                };
+                Ranked {
+                    agent_id: r.agent,
+                    score,
+                    tasks: r.tasks,
+                }
+            })
+            .collect();
+        let higher_is_better = matches!(by, RankBy::SuccessRate | RankBy::Throughput);
+        ranked.sort_by(|a, b| {
+            let order = if higher_is_better == best_first {
+                b.score.total_cmp(&a.score)
+            } else {
+                a.score.total_cmp(&b.score)
+            };
+            order.then_with(|| a.agent_id.cmp(&b.agent_id))
+        });
+        ranked.truncate(n);
+        Ok(ranked)
+    }
+
+    /// The `n` slowest tasks of the selection, slowest first (ties: newest
+    /// first).
+    ///
+    /// # Errors
+    /// As [`get_task_metrics`](Self::get_task_metrics), and for `n` = 0.
+    pub fn slowest_tasks(&self, n: usize, filter: &Filter) -> Result<Vec<TaskMetric>> {
+        validate_n(n)?;
+        self.get_task_metrics_ordered(
+            filter,
+            n,
+            "m.duration_ms DESC, m.timestamp DESC, m.task_id DESC",
+        )
+    }
+
+    /// Task count, success rate, duration statistics, and token and file
+    /// totals of the selection, in one call.
+    ///
+    /// # Errors
+    /// As [`success_rate`](Self::success_rate).
+    pub fn summary(&self, filter: &Filter) -> Result<Summary> {
+        filter.validate(MetricKind::Task, false)?;
+        let (from, params) = filter.sql_from(MetricKind::Task);
+        let sql =
+            format!("SELECT m.result, m.duration_ms, m.tokens_used, m.files_changed FROM {from}");
+        let mut summary = Summary::default();
+        let mut durations = Vec::new();
+        let mut sum_duration = 0f64;
+        for (code, duration, tokens, files) in
+            self.read_rows(&sql, params, "summarise tasks", |row| {
+                let code: i64 = row.get(0).map_err(Error::sqlite("summarise tasks"))?;
+                let duration: i64 = row.get(1).map_err(Error::sqlite("summarise tasks"))?;
+                let tokens: i64 = row.get(2).map_err(Error::sqlite("summarise tasks"))?;
+                let files: i64 = row.get(3).map_err(Error::sqlite("summarise tasks"))?;
+                Ok((code, duration, tokens, files))
+            })?
+        {
+            let result = TaskResult::from_code(code).ok_or_else(|| Error::CorruptRow {
+                table: "task_metrics",
+                reason: format!("unknown result code {code}"),
+            })?;
+            summary.success_rate.add(result, 1);
+            durations.push(duration as f64);
+            sum_duration += duration as f64;
+            summary.tokens_total = summary
+                .tokens_total
+                .saturating_add(u64::try_from(tokens).unwrap_or(0));
+            summary.files_changed_total = summary
+                .files_changed_total
+                .saturating_add(u64::try_from(files).unwrap_or(0));
+        }
+        summary.tasks = durations.len() as u64;
+        if summary.tasks > 0 {
+            let n = summary.tasks as f64;
+            summary.tokens_per_task = Some(summary.tokens_total as f64 / n);
+            summary.duration_ms = DurationStats {
+                avg: Some(sum_duration / n),
+                p50: quantile(&mut durations, P50),
+                p95: quantile(&mut durations, P95),
+                p99: quantile(&mut durations, P99),
+                max: durations.iter().copied().reduce(f64::max),
+            };
+        }
+        Ok(summary)
+    }
+
+    /// Tasks whose duration lies outside Tukey's fences (1.5 times the
+    /// interquartile range below the first or above the third quartile)
+    /// of their own agent's durations over the selection; by agent, then
+    /// slowest first.
+    ///
+    /// # Errors
+    /// As [`get_task_metrics`](Self::get_task_metrics).
+    pub fn duration_outliers(&self, filter: &Filter) -> Result<Vec<Outlier>> {
+        let tasks =
+            self.get_task_metrics_ordered(filter, usize::MAX, "m.timestamp DESC, m.task_id DESC")?;
+        let mut by_agent: BTreeMap<&str, Vec<&TaskMetric>> = BTreeMap::new();
+        for t in &tasks {
+            by_agent.entry(&t.agent_id).or_default().push(t);
+        }
+        let mut out = Vec::new();
+        for (_, agent_tasks) in by_agent {
+            let mut durations: Vec<f64> =
+                agent_tasks.iter().map(|t| t.duration_ms as f64).collect();
+            let (Some(q1), Some(q3)) = (
+                quantile(&mut durations, 0.25),
+                quantile(&mut durations, 0.75),
+            ) else {
+                continue;
+            };
+            let iqr = q3 - q1;
+            let (low_fence, high_fence) = (q1 - 1.5 * iqr, q3 + 1.5 * iqr);
+            let mut outliers: Vec<Outlier> = agent_tasks
+                .into_iter()
+                .filter(|t| {
+                    (t.duration_ms as f64) < low_fence || (t.duration_ms as f64) > high_fence
+                })
+                .map(|t| Outlier {
+                    task: t.clone(),
+                    q1,
+                    q3,
+                    low_fence,
+                    high_fence,
+                })
+                .collect();
+            outliers.sort_by_key(|o| std::cmp::Reverse(o.task.duration_ms));
+            out.extend(outliers);
+        }
+        Ok(out)
+    }
+}

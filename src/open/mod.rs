@@ -1,0 +1,197 @@
+//! Opening a store's file: checking the path, recognising the file,
+//! creating or migrating its schema ([`schema`]), the pragmas every
+//! connection gets ([`settings`]) and the pool of readers ([`pool`]).
+//!
+//! What comes out is a set of configured connections; the store
+//! ([`crate::MetricsStorage`]) puts its writer on top of them.
+
+pub(crate) mod pool;
+pub(crate) mod schema;
+pub(crate) mod settings;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use r2d2::Pool;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::Connection;
+
+use crate::error::{Error, Result};
+use pool::{OpenReaders, ReaderManager};
+use schema::{classify_open_error, open_database};
+use settings::{ConnectionSettings, Durability};
+
+/// How to open a store's file; the options of
+/// [`StorageBuilder`](crate::StorageBuilder) that concern the file.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub path: PathBuf,
+    pub pool_size: u32,
+    pub busy_timeout: Duration,
+    pub durability: Durability,
+    pub read_only: bool,
+    pub create_dirs: bool,
+    pub max_size: Option<u64>,
+}
+
+impl Options {
+    /// The defaults listed on [`StorageBuilder`](crate::StorageBuilder).
+    pub fn new(path: PathBuf) -> Self {
+        Options {
+            path,
+            pool_size: 8,
+            busy_timeout: Duration::from_secs(5),
+            durability: Durability::Normal,
+            read_only: false,
+            create_dirs: true,
+            max_size: None,
+        }
+    }
+}
+
+/// An opened store file: its connections, configured, with the schema
+/// current.
+pub(crate) struct Opened {
+    pub settings: ConnectionSettings,
+    /// The connection that found the schema: the writer's, or a reader's
+    /// when read-only.
+    pub first: Connection,
+    /// A second writable connection, for background checkpoints; `None`
+    /// when read-only.
+    pub checkpoint: Option<Connection>,
+    pub readers: Pool<ReaderManager>,
+    pub open_readers: Arc<OpenReaders>,
+}
+
+/// Opens (or creates) the file `options` name.
+///
+/// # Errors
+/// As [`StorageBuilder::open`](crate::StorageBuilder::open).
+pub(crate) fn open(options: &Options) -> Result<Opened> {
+    if options.pool_size == 0 {
+        return Err(Error::invalid("pool_size", "must be at least 1"));
+    }
+    let path = &options.path;
+    if path.as_os_str().is_empty() {
+        return Err(Error::invalid("path", "must not be empty"));
+    }
+    if path.is_dir() {
+        return Err(cannot_open(path, "the path is a folder"));
+    }
+    if options.read_only && !path.exists() {
+        return Err(cannot_open(
+            path,
+            "no such file (a read-only store is never created)",
+        ));
+    }
+    if options.create_dirs && !options.read_only {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+                operation: "create parent folder",
+                path: parent.to_owned(),
+                source,
+            })?;
+        }
+    }
+    let settings = ConnectionSettings {
+        busy_timeout: options.busy_timeout,
+        durability: options.durability,
+        read_only: options.read_only,
+    };
+    let (first, target) = match open_database(path, &settings) {
+        Err(Error::ReadOnly { .. } | Error::CannotOpen { .. })
+            if settings.read_only && !side_file(path, "-wal").exists() =>
+        {
+            // A WAL database in a folder this process cannot write:
+            // SQLite cannot create the shared-memory file it reads
+            // through. With no WAL file there is nothing but the main
+            // file to read, so read it as immutable.
+            let target = immutable_uri(path);
+            (
+                open_database(Path::new(&target), &settings)?,
+                PathBuf::from(target),
+            )
+        }
+        other => (other?, path.clone()),
+    };
+    if let Some(bytes) = options.max_size {
+        cap_size(&first, bytes)?;
+    }
+    let checkpoint = if settings.read_only {
+        None
+    } else {
+        let conn = Connection::open_with_flags(path, settings.flags())
+            .and_then(|conn| settings.apply(&conn, false).map(|()| conn))
+            .map_err(|source| classify_open_error(path, source, "open checkpoint connection"))?;
+        Some(conn)
+    };
+    let open_readers = Arc::new(OpenReaders::default());
+    let manager = ReaderManager::new(
+        SqliteConnectionManager::file(&target)
+            .with_flags(settings.flags())
+            .with_init(move |conn| settings.apply(conn, true)),
+        Arc::clone(&open_readers),
+    );
+    let readers = Pool::builder()
+        .max_size(options.pool_size)
+        .min_idle(Some(0))
+        .connection_timeout(options.busy_timeout.max(Duration::from_secs(1)))
+        .build(manager)?;
+    Ok(Opened {
+        settings,
+        first,
+        checkpoint,
+        readers,
+        open_readers,
+    })
+}
+
+/// Caps the file at about `bytes` through `PRAGMA max_page_count`.
+fn cap_size(conn: &Connection, bytes: u64) -> Result<()> {
+    let page_size: i64 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .map_err(Error::sqlite("read page size"))?;
+    let pages = i64::try_from(bytes).unwrap_or(i64::MAX) / page_size.max(1);
+    conn.query_row(
+        &format!("PRAGMA max_page_count = {}", pages.max(1)),
+        [],
+        |_| Ok(()),
+    )
+    .map_err(Error::sqlite("cap database size"))
+}
+
+/// [`Error::CannotOpen`] for `path`, for a reason found before SQLite was
+/// asked.
+fn cannot_open(path: &Path, reason: &str) -> Error {
+    Error::CannotOpen {
+        source: rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(reason.to_owned()),
+        ),
+        path: path.to_owned(),
+    }
+}
+
+/// `path` with `suffix` appended, e.g. the `-wal` file of a database.
+fn side_file(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// An SQLite URI opening `path` read-only as immutable (no locks, no
+/// shared-memory file).
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            '%' => uri.push_str("%25"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?mode=ro&immutable=1");
+    uri
+}

@@ -1,0 +1,60 @@
+//! The pragmas and functions every connection of a store gets.
+
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+/// How much a commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous = NORMAL`: a committed store survives the process being
+    /// killed; the last commits may be lost if the machine loses power.
+    #[default]
+    Normal,
+    /// `synchronous = FULL`: every commit is flushed to the disk before the
+    /// store returns; survives power loss too, at the cost of an fsync per
+    /// commit.
+    Full,
+}
+
+impl Durability {
+    fn pragma(self) -> &'static str {
+        match self {
+            Durability::Normal => "NORMAL",
+            Durability::Full => "FULL",
+        }
+    }
+}
+
+/// Per-connection settings, applied to the writer and every pooled reader.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnectionSettings {
+    pub busy_timeout: Duration,
+    pub durability: Durability,
+    pub read_only: bool,
+}
+
+impl ConnectionSettings {
+    pub fn flags(&self) -> OpenFlags {
+        let base = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        if self.read_only {
+            base | OpenFlags::SQLITE_OPEN_READ_ONLY
+        } else {
+            base | OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+        }
+    }
+
+    /// Pragmas and functions for one connection; `reader` connections are
+    /// additionally made query-only, so only the writer ever writes.
+    pub fn apply(&self, conn: &Connection, reader: bool) -> rusqlite::Result<()> {
+        conn.busy_timeout(self.busy_timeout)?;
+        conn.pragma_update(None, "synchronous", self.durability.pragma())?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        if reader || self.read_only {
+            conn.pragma_update(None, "query_only", "ON")?;
+        }
+        conn.set_prepared_statement_cache_capacity(64);
+        crate::stat::register_functions(conn)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,320 @@
+//! Reading metrics back as rows: the `SELECT` lists and the decoders that
+//! turn their rows into records, side by side.
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::Row;
+
+use crate::error::{Error, Result};
+use crate::query::{from_micros, Filter};
+use crate::record::{AgentMetric, MetricKind, Stored, SwarmMetric, TaskMetric, TaskResult};
+use crate::storage::MetricsStorage;
+
+impl MetricsStorage {
+    /// Task metrics matching `filter`, newest first (metrics that share a
+    /// timestamp by task id, last first), at most `limit`
+    /// ([`DEFAULT_LIMIT`](crate::DEFAULT_LIMIT) is the reference's 1000).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a limit of 0 or a filter field that does
+    /// not apply to task metrics; [`Error::Sqlite`] or [`Error::Pool`] when
+    /// the read fails.
+    pub fn get_task_metrics(&self, filter: &Filter, limit: usize) -> Result<Vec<TaskMetric>> {
+        filter.validate(MetricKind::Task, false)?;
+        let limit = validate_limit(limit)?;
+        let (sql, params) = select_sql(MetricKind::Task, filter, limit);
+        self.read_rows(&sql, params, "query task metrics", task_from_row)
+    }
+
+    /// Task metrics matching `filter` in another order (an SQL `ORDER BY`
+    /// list over the table aliased `m`), at most `limit`.
+    pub(crate) fn get_task_metrics_ordered(
+        &self,
+        filter: &Filter,
+        limit: usize,
+        order: &str,
+    ) -> Result<Vec<TaskMetric>> {
+        filter.validate(MetricKind::Task, false)?;
+        let limit = validate_limit(limit)?;
+        let (sql, params) = select_sql_ordered(MetricKind::Task, filter, limit, order);
+        self.read_rows(&sql, params, "query task metrics", task_from_row)
+    }
+
+    /// Agent metrics matching `filter`, newest first, at most `limit`.
+    ///
+    /// # Errors
+    /// As [`get_task_metrics`](Self::get_task_metrics).
+    pub fn get_agent_metrics(
+        &self,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Vec<Stored<AgentMetric>>> {
+        self.get_entities(MetricKind::Agent, filter, limit, agent_from_row)
+    }
+
+    /// Swarm metrics matching `filter`, newest first, at most `limit`.
+    ///
+    /// # Errors
+    /// As [`get_task_metrics`](Self::get_task_metrics).
+    pub fn get_swarm_metrics(
+        &self,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Vec<Stored<SwarmMetric>>> {
+        self.get_entities(MetricKind::Swarm, filter, limit, swarm_from_row)
+    }
+
+    fn get_entities<T>(
+        &self,
+        kind: MetricKind,
+        filter: &Filter,
+        limit: usize,
+        map: impl FnMut(&Row<'_>) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        filter.validate(kind, false)?;
+        let limit = validate_limit(limit)?;
+        let (sql, params) = select_sql(kind, filter, limit);
+        let operation = match kind {
+            MetricKind::Swarm => "query swarm metrics",
+            _ => "query agent metrics",
+        };
+        self.read_rows(&sql, params, operation, map)
+    }
+
+    /// Hands every task metric matching `filter` to `visit`, oldest first,
+    /// without holding them all in memory (for exports). Stops at the
+    /// first error `visit` returns.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a filter field that does not apply to
+    /// task metrics; what `visit` returns; [`Error::Sqlite`] or
+    /// [`Error::Pool`] when the read fails.
+    pub fn for_each_task_metric(
+        &self,
+        filter: &Filter,
+        mut visit: impl FnMut(TaskMetric) -> Result<()>,
+    ) -> Result<()> {
+        filter.validate(MetricKind::Task, false)?;
+        let (sql, params) =
+            select_sql_ordered(MetricKind::Task, filter, i64::MAX, "m.timestamp, m.task_id");
+        self.read_each(&sql, params, "read task metrics", |row| {
+            visit(task_from_row(row)?)
+        })
+    }
+
+    /// Hands every agent metric matching `filter` to `visit`, oldest
+    /// first; see [`for_each_task_metric`](Self::for_each_task_metric).
+    ///
+    /// # Errors
+    /// As [`for_each_task_metric`](Self::for_each_task_metric).
+    pub fn for_each_agent_metric(
+        &self,
+        filter: &Filter,
+        mut visit: impl FnMut(Stored<AgentMetric>) -> Result<()>,
+    ) -> Result<()> {
+        filter.validate(MetricKind::Agent, false)?;
+        let (sql, params) = select_sql_ordered(
+            MetricKind::Agent,
+            filter,
+            i64::MAX,
+            "m.timestamp, m.metric_id",
+        );
+        self.read_each(&sql, params, "read agent metrics", |row| {
+            visit(agent_from_row(row)?)
+        })
+    }
+
+    /// Hands every swarm metric matching `filter` to `visit`, oldest
+    /// first; see [`for_each_task_metric`](Self::for_each_task_metric).
+    ///
+    /// # Errors
+    /// As [`for_each_task_metric`](Self::for_each_task_metric).
+    pub fn for_each_swarm_metric(
+        &self,
+        filter: &Filter,
+        mut visit: impl FnMut(Stored<SwarmMetric>) -> Result<()>,
+    ) -> Result<()> {
+        filter.validate(MetricKind::Swarm, false)?;
+        let (sql, params) = select_sql_ordered(
+            MetricKind::Swarm,
+            filter,
+            i64::MAX,
+            "m.timestamp, m.metric_id",
+        );
+        self.read_each(&sql, params, "read swarm metrics", |row| {
+            visit(swarm_from_row(row)?)
+        })
+    }
+}
+
+/// The query behind `get_*_metrics`: rows of `kind` matching `filter`,
+/// newest first, at most `limit`, with their parameters.
+pub(crate) fn select_sql(kind: MetricKind, filter: &Filter, limit: i64) -> (String, Vec<SqlValue>) {
+    let order = match kind {
+        MetricKind::Task => "m.timestamp DESC, m.task_id DESC",
+        _ => "m.timestamp DESC, m.metric_id DESC",
+    };
+    select_sql_ordered(kind, filter, limit, order)
+}
+
+/// [`select_sql`] with another order.
+pub(crate) fn select_sql_ordered(
+    kind: MetricKind,
+    filter: &Filter,
+    limit: i64,
+    order: &str,
+) -> (String, Vec<SqlValue>) {
+    let (source, clause, mut params) = filter.source_and_clause(kind);
+    params.push(SqlValue::Integer(limit));
+    let limit_param = params.len();
+    let sql = match kind {
+        MetricKind::Task => format!(
+            "SELECT m.task_id, a.name, s.name, m.duration_ms, m.result, m.tokens_used, \
+                    m.files_changed, m.timestamp \
+             FROM {source} m \
+             CROSS JOIN agents a ON a.id = m.agent \
+             LEFT JOIN swarms s ON s.id = m.swarm \
+             WHERE {clause} \
+             ORDER BY {order} LIMIT ?{limit_param}"
+        ),
+        MetricKind::Agent | MetricKind::Swarm => {
+            let (table, names, id_column) = match kind {
+                MetricKind::Swarm => ("swarm_metrics", "swarms", "swarm"),
+                _ => ("agent_metrics", "agents", "agent"),
+            };
+            format!(
+                "SELECT m.metric_id, n.name, m.metric_type, m.value, m.metadata, m.timestamp \
+                 FROM {table} m CROSS JOIN {names} n ON n.id = m.{id_column} \
+                 WHERE {clause} \
+                 ORDER BY {order} LIMIT ?{limit_param}"
+            )
+        }
+    };
+    (sql, params)
+}
+
+/// Checks a query's row limit.
+pub(crate) fn validate_limit(limit: usize) -> Result<i64> {
+    if limit == 0 {
+        return Err(Error::invalid("limit", "must be at least 1"));
+    }
+    Ok(i64::try_from(limit).unwrap_or(i64::MAX))
+}
+
+fn corrupt(table: &'static str, reason: impl Into<String>) -> Error {
+    Error::CorruptRow {
+        table,
+        reason: reason.into(),
+    }
+}
+
+fn column<T: rusqlite::types::FromSql>(
+    row: &Row<'_>,
+    index: usize,
+    table: &'static str,
+) -> Result<T> {
+    row.get(index)
+        .map_err(|e| corrupt(table, format!("column {index}: {e}")))
+}
+
+fn timestamp_column(
+    row: &Row<'_>,
+    index: usize,
+    table: &'static str,
+) -> Result<chrono::DateTime<chrono::Utc>> {
+    let us: i64 = column(row, index, table)?;
+    from_micros(us).ok_or_else(|| corrupt(table, format!("timestamp {us} out of range")))
+}
+
+fn count_column(row: &Row<'_>, index: usize, table: &'static str) -> Result<u64> {
+    let n: i64 = column(row, index, table)?;
+    u64::try_from(n).map_err(|_| corrupt(table, format!("negative count {n}")))
+}
+
+fn task_from_row(row: &Row<'_>) -> Result<TaskMetric> {
+    const TABLE: &str = "task_metrics";
+    let code: i64 = column(row, 4, TABLE)?;
+    let result = TaskResult::from_code(code)
+        .ok_or_else(|| corrupt(TABLE, format!("unknown result code {code}")))?;
+    Ok(TaskMetric {
+        task_id: column(row, 0, TABLE)?,
+        agent_id: column(row, 1, TABLE)?,
+        swarm_id: column(row, 2, TABLE)?,
+        duration_ms: count_column(row, 3, TABLE)?,
+        result,
+        tokens_used: count_column(row, 5, TABLE)?,
+        files_changed: count_column(row, 6, TABLE)?,
+        timestamp: timestamp_column(row, 7, TABLE)?,
+    })
+}
+
+fn agent_from_row(row: &Row<'_>) -> Result<Stored<AgentMetric>> {
+    let (metric_id, agent_id, metric_type, value, metadata, timestamp) =
+        entity_fields(row, "agent_metrics")?;
+    Ok(Stored {
+        metric_id,
+        metric: AgentMetric {
+            agent_id,
+            metric_type,
+            value,
+            metadata,
+            timestamp,
+        },
+    })
+}
+
+fn swarm_from_row(row: &Row<'_>) -> Result<Stored<SwarmMetric>> {
+    let (metric_id, swarm_id, metric_type, value, metadata, timestamp) =
+        entity_fields(row, "swarm_metrics")?;
+    Ok(Stored {
+        metric_id,
+        metric: SwarmMetric {
+            swarm_id,
+            metric_type,
+            value,
+            metadata,
+            timestamp,
+        },
+    })
+}
+
+type EntityFields = (
+    i64,
+    String,
+    crate::record::MetricType,
+    f64,
+    Option<serde_json::Value>,
+    chrono::DateTime<chrono::Utc>,
+);
+
+fn entity_fields(row: &Row<'_>, table: &'static str) -> Result<EntityFields> {
+    let code: i64 = column(row, 2, table)?;
+    let metric_type = crate::record::MetricType::from_code(code)
+        .ok_or_else(|| corrupt(table, format!("unknown metric type code {code}")))?;
+    let metadata: Option<String> = column(row, 4, table)?;
+    let metadata = metadata
+        .map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|e| corrupt(table, format!("metadata is not JSON: {e}")))?;
+    Ok((
+        column(row, 0, table)?,
+        column(row, 1, table)?,
+        metric_type,
+        column(row, 3, table)?,
+        metadata,
+        timestamp_column(row, 5, table)?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_must_be_positive() {
+        assert_eq!(
+            validate_limit(0).unwrap_err().to_string(),
+            "invalid limit: must be at least 1"
+        );
+        assert_eq!(validate_limit(usize::MAX).unwrap(), i64::MAX);
+    }
+}

@@ -1,0 +1,241 @@
+//! Keeping the file in shape: tiered retention (this file: the policy and
+//! its driver), folding rows into rollups ([`fold`], in the format of
+//! [`rollup_row`]), reading rollups back into answers ([`merge`]), plain
+//! cleanup ([`cleanup`]) and giving space back ([`vacuum`]).
+//!
+//! Tiered retention folds raw rows into hourly rollups, hourly into daily
+//! ones, and drops the oldest daily rollups, so that long-range answers
+//! survive the rows they came from.
+//!
+//! Every row of a metrics table is either raw or folded into exactly one
+//! rollup row. Each fold moves one bounded chunk in one transaction (read
+//! the chunk, merge it into the rollups, delete it), so retention can run
+//! while writers store, and a run that is killed halfway loses nothing and
+//! counts nothing twice: the next run picks up where it stopped.
+
+mod cleanup;
+mod fold;
+mod merge;
+mod rollup_row;
+mod vacuum;
+
+use chrono::Duration;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::query::to_micros;
+use crate::record::{now, MetricKind};
+use crate::storage::MetricsStorage;
+use fold::Step;
+
+pub use cleanup::{CleanupReport, DEFAULT_RETENTION_DAYS};
+pub(crate) use merge::{merge_rollups, rollups_apply, RollupRead};
+pub use vacuum::VacuumReport;
+
+pub(crate) const HOUR_US: i64 = 3_600_000_000;
+pub(crate) const DAY_US: i64 = 24 * HOUR_US;
+
+/// How long each tier is kept; `None` keeps it forever.
+///
+/// Defaults: raw rows 7 days, hourly rollups 90 days, daily rollups 2
+/// years. Each horizon must be at least as long as the one before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionPolicy {
+    /// Raw rows older than this are folded into hourly rollups.
+    pub raw: Option<Duration>,
+    /// Hourly rollups older than this are folded into daily rollups.
+    pub hourly: Option<Duration>,
+    /// Daily rollups older than this are dropped.
+    pub daily: Option<Duration>,
+    /// Rows (or hourly rollups) folded per transaction: what a concurrent
+    /// store waits for at most.
+    pub chunk_rows: usize,
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        RetentionPolicy {
+            raw: Some(Duration::days(7)),
+            hourly: Some(Duration::days(90)),
+            daily: Some(Duration::days(730)),
+            chunk_rows: 5_000,
+        }
+    }
+}
+
+impl RetentionPolicy {
+    /// Checks that every horizon is positive and none is shorter than the
+    /// tier before it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] (field `policy`) naming the horizon.
+    pub fn validate(&self) -> Result<()> {
+        if self.chunk_rows == 0 {
+            return Err(Error::invalid("policy", "chunk_rows must be at least 1"));
+        }
+        let tiers = [
+            ("raw", self.raw),
+            ("hourly", self.hourly),
+            ("daily", self.daily),
+        ];
+        for (name, horizon) in tiers {
+            if let Some(h) = horizon {
+                if h <= Duration::zero() {
+                    return Err(Error::invalid(
+                        "policy",
+                        format!("the {name} horizon must be positive, got {h}"),
+                    ));
+                }
+            }
+        }
+        for pair in tiers.windows(2) {
+            let ((a, ha), (b, hb)) = (pair[0], pair[1]);
+            match (ha, hb) {
+                (None, Some(_)) => {
+                    return Err(Error::invalid(
+                        "policy",
+                        format!("{a} is kept forever, so {b} must be too"),
+                    ))
+                }
+                (Some(x), Some(y)) if y < x => {
+                    return Err(Error::invalid(
+                        "policy",
+                        format!("the {b} horizon ({y}) is shorter than the {a} horizon ({x})"),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What [`MetricsStorage::apply_retention`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionReport {
+    /// Raw rows folded into hourly rollups (and deleted).
+    pub raw_folded: u64,
+    /// Hourly rollups folded into daily ones (and deleted).
+    pub hourly_folded: u64,
+    /// Daily rollups dropped.
+    pub daily_dropped: u64,
+    /// Whether the run finished (false when stopped by a chunk limit).
+    pub finished: bool,
+}
+
+/// `t` rounded down to a multiple of `width`, also before 1970.
+fn floor_to(t: i64, width: i64) -> i64 {
+    t.div_euclid(width) * width
+}
+
+impl MetricsStorage {
+    /// Applies `policy`: folds raw rows older than the raw horizon into
+    /// hourly rollups, hourly rollups older than the hourly horizon into
+    /// daily ones, and drops daily rollups older than the daily horizon.
+    /// Horizons are aligned down to whole hours (raw) and days (rollups).
+    ///
+    /// Works in bounded chunks, one transaction each, through the same
+    /// queue as stores, so writers wait for one chunk at most. Safe to
+    /// interrupt and to run again: no row is ever counted twice or lost.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an invalid policy; [`Error::ReadOnly`];
+    /// [`Error::Sqlite`] when a chunk fails (chunks already done stay done).
+    pub fn apply_retention(&self, policy: &RetentionPolicy) -> Result<RetentionReport> {
+        self.apply_retention_steps(policy, usize::MAX)
+    }
+
+    /// [`apply_retention`](Self::apply_retention), stopping after at most
+    /// `max_chunks` chunks (for bounded maintenance windows); the report
+    /// says whether it finished. The next call goes on from there.
+    ///
+    /// # Errors
+    /// As [`apply_retention`](Self::apply_retention), and for `max_chunks`
+    /// = 0.
+    pub fn apply_retention_steps(
+        &self,
+        policy: &RetentionPolicy,
+        max_chunks: usize,
+    ) -> Result<RetentionReport> {
+        policy.validate()?;
+        if max_chunks == 0 {
+            return Err(Error::invalid("max_chunks", "must be at least 1"));
+        }
+        let writer = self.writer()?;
+        let now_us = to_micros(now());
+        let horizon = |d: Option<Duration>, width: i64| -> Result<Option<i64>> {
+            d.map(|d| {
+                let us = d
+                    .num_microseconds()
+                    .ok_or_else(|| Error::invalid("policy", format!("horizon {d} is too long")))?;
+                Ok(floor_to(now_us.saturating_sub(us), width))
+            })
+            .transpose()
+        };
+        let (raw, hourly, daily) = (
+            horizon(policy.raw, HOUR_US)?,
+            horizon(policy.hourly, DAY_US)?,
+            horizon(policy.daily, DAY_US)?,
+        );
+        let mut report = RetentionReport::default();
+        let mut chunks = 0;
+        let limit = i64::try_from(policy.chunk_rows).unwrap_or(i64::MAX);
+        for kind in MetricKind::ALL.iter().copied() {
+            let steps = [
+                raw.map(|cutoff| Step::FoldRaw {
+                    kind,
+                    cutoff,
+                    limit,
+                }),
+                hourly.map(|cutoff| Step::FoldHourly {
+                    kind,
+                    cutoff,
+                    limit,
+                }),
+                daily.map(|cutoff| Step::DropDaily { kind, cutoff }),
+            ];
+            for step in steps.into_iter().flatten() {
+                loop {
+                    if chunks == max_chunks {
+                        return Ok(report);
+                    }
+                    chunks += 1;
+                    let counter = match &step {
+                        Step::FoldRaw { .. } => &mut report.raw_folded,
+                        Step::FoldHourly { .. } => &mut report.hourly_folded,
+                        Step::DropDaily { .. } => &mut report.daily_dropped,
+                    };
+                    let n = writer.run(move |conn, _| step.run(conn))?;
+                    *counter += n as u64;
+                    if matches!(step, Step::DropDaily { .. }) || (n as i64) < limit {
+                        break;
+                    }
+                }
+            }
+        }
+        report.finished = true;
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_are_checked() {
+        assert!(RetentionPolicy::default().validate().is_ok());
+        let p = |r: Option<i64>, h: Option<i64>, d: Option<i64>| RetentionPolicy {
+            raw: r.map(Duration::days),
+            hourly: h.map(Duration::days),
+            daily: d.map(Duration::days),
+            ..RetentionPolicy::default()
+        };
+        assert!(p(Some(1), None, None).validate().is_ok());
+        assert!(p(None, None, None).validate().is_ok());
+        assert!(p(Some(0), None, None).validate().is_err());
+        assert!(p(Some(10), Some(5), None).validate().is_err());
+        assert!(p(None, Some(5), None).validate().is_err());
+        assert!(p(Some(1), Some(5), Some(4)).validate().is_err());
+    }
+}
