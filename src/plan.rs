@@ -5,7 +5,7 @@ use rusqlite::params_from_iter;
 
 use crate::aggregate::{aggregate_sql, percentile_sql, success_rate_sql};
 use crate::error::{Error, Result};
-use crate::query::Filter;
+use crate::query::{Filter, DEFAULT_LIMIT};
 use crate::read::select_sql;
 use crate::record::{AggregationType, MetricKind};
 use crate::stat::sql_function;
@@ -42,7 +42,7 @@ impl MetricsStorage {
         let (sql, params) = match shape {
             QueryShape::Rows => {
                 filter.validate(kind, false)?;
-                select_sql(kind, filter, crate::DEFAULT_LIMIT as i64)
+                select_sql(kind, filter, DEFAULT_LIMIT as i64)
             }
             QueryShape::Aggregate(aggregation) => {
                 filter.validate(kind, true)?;

@@ -223,93 +223,102 @@ impl Filter {
     /// [`sql_from`](Self::sql_from) in its two parts: the source (to
     /// alias `m`) and the `WHERE` clause (`1` when empty).
     pub(crate) fn source_and_clause(&self, kind: MetricKind) -> (String, String, Vec<SqlValue>) {
+        let mut params = Params::default();
         let mut clauses = Vec::new();
-        let mut params = Vec::new();
-        // Conditions on the task table by agent or swarm, which both parts
-        // of the source apply, and one more for the index part alone.
-        let mut by_agent = Vec::new();
-        let mut through_index = String::new();
-        let mut push = |to: &mut Vec<String>, clause: &str, value: SqlValue| {
-            params.push(value);
-            let n = params.len();
-            to.push(clause.replace('?', &format!("?{n}")));
-            n
-        };
         if let Some(id) = &self.task_id {
-            push(&mut clauses, "m.task_id = ?", SqlValue::Text(id.clone()));
+            clauses.push(params.bind("m.task_id = ?", id.clone()));
         }
-        let table = kind.table();
+        let mut source = kind.table().to_owned();
         if kind == MetricKind::Task {
+            // Conditions by agent or swarm, which both parts of the source
+            // apply, and one more for the index part alone.
+            let mut by_agent = Vec::new();
+            let mut through_index = String::new();
             if let Some(id) = &self.agent_id {
-                push(
-                    &mut by_agent,
-                    "agent = (SELECT id FROM agents WHERE name = ?)",
-                    SqlValue::Text(id.clone()),
-                );
+                by_agent.push(params.bind(AGENT_IS, id.clone()));
             }
             if let Some(id) = &self.swarm_id {
-                let n = push(
-                    &mut by_agent,
-                    "swarm = (SELECT id FROM swarms WHERE name = ?)",
-                    SqlValue::Text(id.clone()),
-                );
+                by_agent.push(params.bind(SWARM_IS, id.clone()));
                 if self.agent_id.is_none() {
                     // The index part reads the ranges of the swarm's agents.
+                    let n = params.count();
                     through_index = format!(
                         "agent IN (SELECT agent FROM agent_swarms \
                          WHERE swarm = (SELECT id FROM swarms WHERE name = ?{n})) AND "
                     );
                 }
             }
+            if !by_agent.is_empty() {
+                let by_agent = by_agent.join(" AND ");
+                source = format!(
+                    "(SELECT * FROM task_metrics \
+                      WHERE timestamp > (SELECT watermark FROM task_index_state) AND {by_agent} \
+                      UNION ALL \
+                      SELECT * FROM task_metrics WHERE indexed = 1 AND {through_index}{by_agent})"
+                );
+            }
         } else {
             if let Some(id) = &self.agent_id {
-                push(
-                    &mut clauses,
-                    "m.agent = (SELECT id FROM agents WHERE name = ?)",
-                    SqlValue::Text(id.clone()),
-                );
+                clauses.push(params.bind(&format!("m.{AGENT_IS}"), id.clone()));
             }
             if let Some(id) = &self.swarm_id {
-                push(
-                    &mut clauses,
-                    "m.swarm = (SELECT id FROM swarms WHERE name = ?)",
-                    SqlValue::Text(id.clone()),
-                );
+                clauses.push(params.bind(&format!("m.{SWARM_IS}"), id.clone()));
             }
         }
-        let source = if by_agent.is_empty() {
-            table.to_owned()
-        } else {
-            let by_agent = by_agent.join(" AND ");
-            format!(
-                "(SELECT * FROM task_metrics \
-                  WHERE timestamp > (SELECT watermark FROM task_index_state) AND {by_agent} \
-                  UNION ALL \
-                  SELECT * FROM task_metrics WHERE indexed = 1 AND {through_index}{by_agent})"
-            )
-        };
-        let mut push = |clause: &str, value: SqlValue| push(&mut clauses, clause, value);
         if let Some(result) = self.result {
-            push("m.result = ?", SqlValue::Integer(result.code()));
+            clauses.push(params.bind("m.result = ?", result.code()));
         }
-        if let Some(metric_type) = self.metric_type {
-            if kind != MetricKind::Task {
-                push("m.metric_type = ?", SqlValue::Integer(metric_type.code()));
-            }
+        if let (Some(metric_type), false) = (self.metric_type, kind == MetricKind::Task) {
+            clauses.push(params.bind("m.metric_type = ?", metric_type.code()));
         }
         if let Some(range) = &self.time_range {
-            push(
-                "m.timestamp >= ?",
-                SqlValue::Integer(to_micros(range.start)),
-            );
-            push("m.timestamp <= ?", SqlValue::Integer(to_micros(range.end)));
+            clauses.extend(params.bind_range("m.timestamp", range));
         }
-        let clause = if clauses.is_empty() {
-            "1".to_owned()
-        } else {
-            clauses.join(" AND ")
-        };
-        (source, clause, params)
+        (source, all_of(&clauses), params.into_values())
+    }
+}
+
+/// Rows of one agent, by name: `agent = (…)`.
+const AGENT_IS: &str = "agent = (SELECT id FROM agents WHERE name = ?)";
+
+/// Rows of one swarm, by name: `swarm = (…)`.
+const SWARM_IS: &str = "swarm = (SELECT id FROM swarms WHERE name = ?)";
+
+/// The parameters of a query being built, numbered in order.
+#[derive(Default)]
+pub(crate) struct Params(Vec<SqlValue>);
+
+impl Params {
+    /// `clause` with its one `?` numbered for `value`, which is added.
+    pub fn bind(&mut self, clause: &str, value: impl Into<SqlValue>) -> String {
+        self.0.push(value.into());
+        clause.replace('?', &format!("?{}", self.0.len()))
+    }
+
+    /// The two clauses keeping `column` inside `range`, both ends included.
+    pub fn bind_range(&mut self, column: &str, range: &TimeRange) -> [String; 2] {
+        [
+            self.bind(&format!("{column} >= ?"), to_micros(range.start)),
+            self.bind(&format!("{column} <= ?"), to_micros(range.end)),
+        ]
+    }
+
+    /// How many parameters there are: the number of the last one.
+    pub fn count(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn into_values(self) -> Vec<SqlValue> {
+        self.0
+    }
+}
+
+/// `clauses` joined with `AND`; `1` (true) for none.
+pub(crate) fn all_of(clauses: &[String]) -> String {
+    if clauses.is_empty() {
+        "1".to_owned()
+    } else {
+        clauses.join(" AND ")
     }
 }
 

@@ -9,6 +9,43 @@ use crate::query::{from_micros, Filter};
 use crate::record::{AgentMetric, MetricKind, Stored, SwarmMetric, TaskMetric, TaskResult};
 use crate::storage::MetricsStorage;
 
+/// How the rows of one kind are read back: their two orders and their
+/// decoder.
+struct Rows<T> {
+    kind: MetricKind,
+    /// Newest first, for `get_*_metrics`.
+    newest_first: &'static str,
+    /// Oldest first, for `for_each_*_metric`.
+    oldest_first: &'static str,
+    decode: fn(&Row<'_>) -> Result<T>,
+    /// What a failed read was doing.
+    operation: &'static str,
+}
+
+const TASKS: Rows<TaskMetric> = Rows {
+    kind: MetricKind::Task,
+    newest_first: "m.timestamp DESC, m.task_id DESC",
+    oldest_first: "m.timestamp, m.task_id",
+    decode: task_from_row,
+    operation: "read task metrics",
+};
+
+const AGENTS: Rows<Stored<AgentMetric>> = Rows {
+    kind: MetricKind::Agent,
+    newest_first: "m.timestamp DESC, m.metric_id DESC",
+    oldest_first: "m.timestamp, m.metric_id",
+    decode: agent_from_row,
+    operation: "read agent metrics",
+};
+
+const SWARMS: Rows<Stored<SwarmMetric>> = Rows {
+    kind: MetricKind::Swarm,
+    newest_first: "m.timestamp DESC, m.metric_id DESC",
+    oldest_first: "m.timestamp, m.metric_id",
+    decode: swarm_from_row,
+    operation: "read swarm metrics",
+};
+
 impl MetricsStorage {
     /// Task metrics matching `filter`, newest first (metrics that share a
     /// timestamp by task id, last first), at most `limit`
@@ -19,10 +56,7 @@ impl MetricsStorage {
     /// not apply to task metrics; [`Error::Sqlite`] or [`Error::Pool`] when
     /// the read fails.
     pub fn get_task_metrics(&self, filter: &Filter, limit: usize) -> Result<Vec<TaskMetric>> {
-        filter.validate(MetricKind::Task, false)?;
-        let limit = validate_limit(limit)?;
-        let (sql, params) = select_sql(MetricKind::Task, filter, limit);
-        self.read_rows(&sql, params, "query task metrics", task_from_row)
+        self.get_rows(&TASKS, filter, limit, TASKS.newest_first)
     }
 
     /// Task metrics matching `filter` in another order (an SQL `ORDER BY`
@@ -33,10 +67,7 @@ impl MetricsStorage {
         limit: usize,
         order: &str,
     ) -> Result<Vec<TaskMetric>> {
-        filter.validate(MetricKind::Task, false)?;
-        let limit = validate_limit(limit)?;
-        let (sql, params) = select_sql_ordered(MetricKind::Task, filter, limit, order);
-        self.read_rows(&sql, params, "query task metrics", task_from_row)
+        self.get_rows(&TASKS, filter, limit, order)
     }
 
     /// Agent metrics matching `filter`, newest first, at most `limit`.
@@ -48,7 +79,7 @@ impl MetricsStorage {
         filter: &Filter,
         limit: usize,
     ) -> Result<Vec<Stored<AgentMetric>>> {
-        self.get_entities(MetricKind::Agent, filter, limit, agent_from_row)
+        self.get_rows(&AGENTS, filter, limit, AGENTS.newest_first)
     }
 
     /// Swarm metrics matching `filter`, newest first, at most `limit`.
@@ -60,24 +91,7 @@ impl MetricsStorage {
         filter: &Filter,
         limit: usize,
     ) -> Result<Vec<Stored<SwarmMetric>>> {
-        self.get_entities(MetricKind::Swarm, filter, limit, swarm_from_row)
-    }
-
-    fn get_entities<T>(
-        &self,
-        kind: MetricKind,
-        filter: &Filter,
-        limit: usize,
-        map: impl FnMut(&Row<'_>) -> Result<T>,
-    ) -> Result<Vec<T>> {
-        filter.validate(kind, false)?;
-        let limit = validate_limit(limit)?;
-        let (sql, params) = select_sql(kind, filter, limit);
-        let operation = match kind {
-            MetricKind::Swarm => "query swarm metrics",
-            _ => "query agent metrics",
-        };
-        self.read_rows(&sql, params, operation, map)
+        self.get_rows(&SWARMS, filter, limit, SWARMS.newest_first)
     }
 
     /// Hands every task metric matching `filter` to `visit`, oldest first,
@@ -91,14 +105,9 @@ impl MetricsStorage {
     pub fn for_each_task_metric(
         &self,
         filter: &Filter,
-        mut visit: impl FnMut(TaskMetric) -> Result<()>,
+        visit: impl FnMut(TaskMetric) -> Result<()>,
     ) -> Result<()> {
-        filter.validate(MetricKind::Task, false)?;
-        let (sql, params) =
-            select_sql_ordered(MetricKind::Task, filter, i64::MAX, "m.timestamp, m.task_id");
-        self.read_each(&sql, params, "read task metrics", |row| {
-            visit(task_from_row(row)?)
-        })
+        self.each_row(&TASKS, filter, visit)
     }
 
     /// Hands every agent metric matching `filter` to `visit`, oldest
@@ -109,18 +118,9 @@ impl MetricsStorage {
     pub fn for_each_agent_metric(
         &self,
         filter: &Filter,
-        mut visit: impl FnMut(Stored<AgentMetric>) -> Result<()>,
+        visit: impl FnMut(Stored<AgentMetric>) -> Result<()>,
     ) -> Result<()> {
-        filter.validate(MetricKind::Agent, false)?;
-        let (sql, params) = select_sql_ordered(
-            MetricKind::Agent,
-            filter,
-            i64::MAX,
-            "m.timestamp, m.metric_id",
-        );
-        self.read_each(&sql, params, "read agent metrics", |row| {
-            visit(agent_from_row(row)?)
-        })
+        self.each_row(&AGENTS, filter, visit)
     }
 
     /// Hands every swarm metric matching `filter` to `visit`, oldest
@@ -131,17 +131,34 @@ impl MetricsStorage {
     pub fn for_each_swarm_metric(
         &self,
         filter: &Filter,
-        mut visit: impl FnMut(Stored<SwarmMetric>) -> Result<()>,
+        visit: impl FnMut(Stored<SwarmMetric>) -> Result<()>,
     ) -> Result<()> {
-        filter.validate(MetricKind::Swarm, false)?;
-        let (sql, params) = select_sql_ordered(
-            MetricKind::Swarm,
-            filter,
-            i64::MAX,
-            "m.timestamp, m.metric_id",
-        );
-        self.read_each(&sql, params, "read swarm metrics", |row| {
-            visit(swarm_from_row(row)?)
+        self.each_row(&SWARMS, filter, visit)
+    }
+
+    fn get_rows<T>(
+        &self,
+        rows: &Rows<T>,
+        filter: &Filter,
+        limit: usize,
+        order: &str,
+    ) -> Result<Vec<T>> {
+        filter.validate(rows.kind, false)?;
+        let limit = validate_limit(limit)?;
+        let (sql, params) = select_sql_ordered(rows.kind, filter, limit, order);
+        self.read_rows(&sql, params, rows.operation, rows.decode)
+    }
+
+    fn each_row<T>(
+        &self,
+        rows: &Rows<T>,
+        filter: &Filter,
+        mut visit: impl FnMut(T) -> Result<()>,
+    ) -> Result<()> {
+        filter.validate(rows.kind, false)?;
+        let (sql, params) = select_sql_ordered(rows.kind, filter, i64::MAX, rows.oldest_first);
+        self.read_each(&sql, params, rows.operation, |row| {
+            visit((rows.decode)(row)?)
         })
     }
 }
@@ -150,8 +167,9 @@ impl MetricsStorage {
 /// newest first, at most `limit`, with their parameters.
 pub(crate) fn select_sql(kind: MetricKind, filter: &Filter, limit: i64) -> (String, Vec<SqlValue>) {
     let order = match kind {
-        MetricKind::Task => "m.timestamp DESC, m.task_id DESC",
-        _ => "m.timestamp DESC, m.metric_id DESC",
+        MetricKind::Task => TASKS.newest_first,
+        MetricKind::Agent => AGENTS.newest_first,
+        MetricKind::Swarm => SWARMS.newest_first,
     };
     select_sql_ordered(kind, filter, limit, order)
 }

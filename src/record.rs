@@ -317,9 +317,10 @@ macro_rules! entity_metric {
                 Ok(record)
             }
 
-            /// The fields the store writes, unchecked: for the writer,
-            /// which only receives records already checked.
-            pub(crate) fn record(&self) -> EntityRecord<'_> {
+        }
+
+        impl Entity for $name {
+            fn record(&self) -> EntityRecord<'_> {
                 EntityRecord {
                     kind: $kind,
                     id: &self.$id,
@@ -343,6 +344,13 @@ entity_metric! {
     /// A measurement of one swarm: health, throughput, latency or resource
     /// use, with optional JSON metadata.
     SwarmMetric, swarm_id, MetricKind::Swarm, "swarm"
+}
+
+/// An agent or swarm metric.
+pub(crate) trait Entity: Clone + Send + Sync + 'static {
+    /// The fields the store writes, unchecked: for the writer, which only
+    /// receives records already checked.
+    fn record(&self) -> EntityRecord<'_>;
 }
 
 /// An agent or swarm metric as the storage layer sees it.

@@ -19,7 +19,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
 use crate::query::to_micros;
-use crate::record::{EntityRecord, MetricKind, TaskMetric};
+use crate::record::{Entity, MetricKind, TaskMetric};
 use crate::writer::Caches;
 
 /// Task metrics stored one at a time that wait, at most, before joining the
@@ -265,12 +265,15 @@ pub(crate) fn insert_tasks(
     Ok(inserted)
 }
 
-pub(crate) fn insert_entities<'a>(
+/// Stores agent or swarm metrics and returns their new ids.
+pub(crate) fn insert_entities<E: Entity>(
     conn: &Connection,
     cache: &mut Cache,
-    kind: MetricKind,
-    records: impl Iterator<Item = EntityRecord<'a>>,
+    metrics: &[E],
 ) -> Result<Vec<i64>> {
+    let Some(kind) = metrics.first().map(|m| m.record().kind) else {
+        return Ok(Vec::new());
+    };
     let (sql, operation) = match kind {
         MetricKind::Swarm => (
             "INSERT INTO swarm_metrics (swarm, metric_type, value, metadata, timestamp) \
@@ -284,7 +287,7 @@ pub(crate) fn insert_entities<'a>(
         ),
     };
     let mut out = Vec::new();
-    for record in records {
+    for record in metrics.iter().map(Entity::record) {
         let id = intern(conn, cache, kind, record.id)?;
         let metadata = record.metadata.map(|m| m.to_string());
         conn.prepare_cached(sql)

@@ -254,8 +254,14 @@ pub(crate) fn sql_function(aggregation: AggregationType) -> &'static str {
 /// Registers the SQL functions the queries use on one connection.
 pub(crate) fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
     let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
-    conn.create_aggregate_function(STDDEV_FUNCTION, 1, flags, SampleStddev)?;
-    conn.create_aggregate_function(WELFORD_FUNCTION, 1, flags, WelfordState)
+    let stddev: fn(Welford) -> Option<f64> = |w| w.sample_stddev();
+    conn.create_aggregate_function(STDDEV_FUNCTION, 1, flags, WelfordAggregate(stddev))?;
+    conn.create_aggregate_function(
+        WELFORD_FUNCTION,
+        1,
+        flags,
+        WelfordAggregate(Welford::to_bytes),
+    )
 }
 
 /// Adds a numeric SQL value to a Welford state; other values are skipped,
@@ -268,9 +274,11 @@ fn push_value(ctx: &Context<'_>, acc: &mut Welford) {
     }
 }
 
-struct SampleStddev;
+/// An SQL aggregate that folds its argument into a Welford state and
+/// answers with `finish` of the state.
+struct WelfordAggregate<T>(fn(Welford) -> T);
 
-impl rusqlite::functions::Aggregate<Welford, Option<f64>> for SampleStddev {
+impl<T: rusqlite::ToSql> rusqlite::functions::Aggregate<Welford, T> for WelfordAggregate<T> {
     fn init(&self, _: &mut Context<'_>) -> rusqlite::Result<Welford> {
         Ok(Welford::default())
     }
@@ -280,25 +288,8 @@ impl rusqlite::functions::Aggregate<Welford, Option<f64>> for SampleStddev {
         Ok(())
     }
 
-    fn finalize(&self, _: &mut Context<'_>, acc: Option<Welford>) -> rusqlite::Result<Option<f64>> {
-        Ok(acc.and_then(|a| a.sample_stddev()))
-    }
-}
-
-struct WelfordState;
-
-impl rusqlite::functions::Aggregate<Welford, Vec<u8>> for WelfordState {
-    fn init(&self, _: &mut Context<'_>) -> rusqlite::Result<Welford> {
-        Ok(Welford::default())
-    }
-
-    fn step(&self, ctx: &mut Context<'_>, acc: &mut Welford) -> rusqlite::Result<()> {
-        push_value(ctx, acc);
-        Ok(())
-    }
-
-    fn finalize(&self, _: &mut Context<'_>, acc: Option<Welford>) -> rusqlite::Result<Vec<u8>> {
-        Ok(acc.unwrap_or_default().to_bytes())
+    fn finalize(&self, _: &mut Context<'_>, acc: Option<Welford>) -> rusqlite::Result<T> {
+        Ok((self.0)(acc.unwrap_or_default()))
     }
 }
 

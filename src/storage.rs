@@ -402,20 +402,29 @@ impl Snapshot<'_> {
         sql: &str,
         params: Vec<SqlValue>,
         operation: &'static str,
-        mut visit: impl FnMut(&Row<'_>) -> Result<()>,
+        visit: impl FnMut(&Row<'_>) -> Result<()>,
     ) -> Result<()> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(sql)
-            .map_err(Error::sqlite(operation))?;
-        let mut rows = stmt
-            .query(params_from_iter(params))
-            .map_err(Error::sqlite(operation))?;
-        while let Some(row) = rows.next().map_err(Error::sqlite(operation))? {
-            visit(row)?;
-        }
-        Ok(())
+        each_row(self.conn, sql, params, operation, visit)
     }
+}
+
+/// Runs a query on `conn` (a reader, or the writer inside a job) and
+/// hands each row to `visit`, stopping at the first error.
+pub(crate) fn each_row(
+    conn: &Connection,
+    sql: &str,
+    params: Vec<SqlValue>,
+    operation: &'static str,
+    mut visit: impl FnMut(&Row<'_>) -> Result<()>,
+) -> Result<()> {
+    let mut stmt = conn.prepare_cached(sql).map_err(Error::sqlite(operation))?;
+    let mut rows = stmt
+        .query(params_from_iter(params))
+        .map_err(Error::sqlite(operation))?;
+    while let Some(row) = rows.next().map_err(Error::sqlite(operation))? {
+        visit(row)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

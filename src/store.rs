@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 use crate::error::{Error, Result};
-use crate::record::{AgentMetric, MetricKind, SwarmMetric, TaskMetric};
+use crate::record::{AgentMetric, SwarmMetric, TaskMetric};
 use crate::rows::{insert_entities, insert_tasks, Cache};
 use crate::storage::MetricsStorage;
 
@@ -63,16 +63,7 @@ impl MetricsStorage {
     /// written); [`Error::ReadOnly`]; [`Error::Sqlite`] when the write fails
     /// (nothing is written).
     pub fn store_task_metrics(&self, metrics: &[TaskMetric]) -> Result<usize> {
-        for (i, metric) in metrics.iter().enumerate() {
-            metric
-                .validate()
-                .map_err(|e| in_batch(e, i, metrics.len()))?;
-        }
-        let writer = self.writer()?;
-        if metrics.is_empty() {
-            return Ok(0);
-        }
-        writer.run_with(metrics, insert_tasks)
+        self.store(metrics, TaskMetric::validate, insert_tasks)
     }
 
     /// Stores one agent metric and returns its id.
@@ -91,14 +82,7 @@ impl MetricsStorage {
     /// # Errors
     /// As [`store_task_metrics`](Self::store_task_metrics).
     pub fn store_agent_metrics(&self, metrics: &[AgentMetric]) -> Result<Vec<i64>> {
-        for (i, metric) in metrics.iter().enumerate() {
-            metric.entity().map_err(|e| in_batch(e, i, metrics.len()))?;
-        }
-        let writer = self.writer()?;
-        if metrics.is_empty() {
-            return Ok(Vec::new());
-        }
-        writer.run_with(metrics, insert_agents)
+        self.store(metrics, |m| m.entity().map(drop), insert_entities)
     }
 
     /// Stores one swarm metric and returns its id.
@@ -116,14 +100,7 @@ impl MetricsStorage {
     /// # Errors
     /// As [`store_task_metrics`](Self::store_task_metrics).
     pub fn store_swarm_metrics(&self, metrics: &[SwarmMetric]) -> Result<Vec<i64>> {
-        for (i, metric) in metrics.iter().enumerate() {
-            metric.entity().map_err(|e| in_batch(e, i, metrics.len()))?;
-        }
-        let writer = self.writer()?;
-        if metrics.is_empty() {
-            return Ok(Vec::new());
-        }
-        writer.run_with(metrics, insert_swarms)
+        self.store(metrics, |m| m.entity().map(drop), insert_entities)
     }
 
     /// Stores task, agent and swarm metrics together in one transaction:
@@ -133,27 +110,44 @@ impl MetricsStorage {
     /// # Errors
     /// As [`store_task_metrics`](Self::store_task_metrics).
     pub fn store_batch(&self, batch: &MetricBatch) -> Result<BatchReport> {
-        for (i, metric) in batch.tasks.iter().enumerate() {
-            metric
-                .validate()
-                .map_err(|e| in_batch(e, i, batch.tasks.len()))?;
-        }
-        for (i, metric) in batch.agents.iter().enumerate() {
-            metric
-                .entity()
-                .map_err(|e| in_batch(e, i, batch.agents.len()))?;
-        }
-        for (i, metric) in batch.swarms.iter().enumerate() {
-            metric
-                .entity()
-                .map_err(|e| in_batch(e, i, batch.swarms.len()))?;
-        }
+        check_each(&batch.tasks, TaskMetric::validate)?;
+        check_each(&batch.agents, |m| m.entity().map(drop))?;
+        check_each(&batch.swarms, |m| m.entity().map(drop))?;
         let writer = self.writer()?;
         if batch.is_empty() {
             return Ok(BatchReport::default());
         }
         writer.run_with(batch, insert_batch)
     }
+
+    /// Checks every record, then stores them all with `insert` in one
+    /// writer job; nothing is written for no records.
+    fn store<R, T, F>(
+        &self,
+        records: &[R],
+        check: impl Fn(&R) -> Result<()>,
+        insert: F,
+    ) -> Result<T>
+    where
+        R: Clone + Send + Sync + 'static,
+        T: Default + Send + 'static,
+        F: Fn(&Connection, &mut Cache, &[R]) -> Result<T> + Send + Sync + 'static,
+    {
+        check_each(records, check)?;
+        let writer = self.writer()?;
+        if records.is_empty() {
+            return Ok(T::default());
+        }
+        writer.run_with(records, insert)
+    }
+}
+
+/// Checks every record of a batch, naming the first bad one's position.
+fn check_each<R>(records: &[R], check: impl Fn(&R) -> Result<()>) -> Result<()> {
+    for (i, record) in records.iter().enumerate() {
+        check(record).map_err(|e| in_batch(e, i, records.len()))?;
+    }
+    Ok(())
 }
 
 /// Names the position of a bad record in a batch.
@@ -167,39 +161,11 @@ fn in_batch(error: Error, index: usize, len: usize) -> Error {
     }
 }
 
-/// Stores agent metrics, inside the writer's transaction.
-fn insert_agents(
-    conn: &Connection,
-    cache: &mut Cache,
-    metrics: &[AgentMetric],
-) -> Result<Vec<i64>> {
-    insert_entities(
-        conn,
-        cache,
-        MetricKind::Agent,
-        metrics.iter().map(AgentMetric::record),
-    )
-}
-
-/// Stores swarm metrics, inside the writer's transaction.
-fn insert_swarms(
-    conn: &Connection,
-    cache: &mut Cache,
-    metrics: &[SwarmMetric],
-) -> Result<Vec<i64>> {
-    insert_entities(
-        conn,
-        cache,
-        MetricKind::Swarm,
-        metrics.iter().map(SwarmMetric::record),
-    )
-}
-
 /// Stores a batch of all three kinds, inside the writer's transaction.
 fn insert_batch(conn: &Connection, cache: &mut Cache, batch: &MetricBatch) -> Result<BatchReport> {
     Ok(BatchReport {
         new_tasks: insert_tasks(conn, cache, &batch.tasks)?,
-        agent_ids: insert_agents(conn, cache, &batch.agents)?,
-        swarm_ids: insert_swarms(conn, cache, &batch.swarms)?,
+        agent_ids: insert_entities(conn, cache, &batch.agents)?,
+        swarm_ids: insert_entities(conn, cache, &batch.swarms)?,
     })
 }

@@ -92,7 +92,7 @@ fn a_newer_schema_is_refused_and_left_untouched() {
 /// A file as version 1 of the schema left it, with three task metrics:
 /// the first migration alone, with its version recorded as the store
 /// records it.
-const VERSION_1: &str = include_str!("../src/open/migrations/0001_initial.sql");
+const VERSION_1: &str = include_str!("../migrations/0001_initial.sql");
 const VERSION_1_ROWS: &str = "
 PRAGMA application_id = 1400327540;
 INSERT INTO metrics_schema_info (version, applied_at) VALUES (1, 0);

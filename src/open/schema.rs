@@ -27,11 +27,11 @@ pub(crate) struct Migration {
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         to: 1,
-        sql: include_str!("migrations/0001_initial.sql"),
+        sql: include_str!("../../migrations/0001_initial.sql"),
     },
     Migration {
         to: 2,
-        sql: include_str!("migrations/0002_time_keyed_tasks.sql"),
+        sql: include_str!("../../migrations/0002_time_keyed_tasks.sql"),
     },
 ];
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension};
 
 use super::rollup_row::{
     all_measure_columns, empty_stats, key_columns, measures, read_stat, rollup_table, stat_values,
@@ -17,6 +17,7 @@ use super::{floor_to, DAY_US, HOUR_US};
 use crate::error::{Error, Result};
 use crate::record::MetricKind;
 use crate::stat::Stat;
+use crate::storage::each_row;
 
 /// One step of retention, done as one writer job (one transaction).
 #[derive(Debug, Clone, Copy)]
@@ -131,6 +132,17 @@ fn merge_into(
     Ok(())
 }
 
+/// Rollups being built, by bucket and key: one stat per measure.
+type Groups = BTreeMap<(i64, Vec<i64>), Vec<Stat>>;
+
+/// Merges every group into its rollup row at `level`.
+fn merge_groups(conn: &Connection, kind: MetricKind, level: i64, groups: &Groups) -> Result<()> {
+    for ((bucket, key), stats) in groups {
+        merge_into(conn, kind, level, *bucket, key, stats)?;
+    }
+    Ok(())
+}
+
 /// Folds the oldest chunk of raw rows before `cutoff` into hourly rollups
 /// and deletes them. Returns how many rows it folded.
 fn fold_raw(conn: &Connection, kind: MetricKind, cutoff: i64, limit: i64) -> Result<usize> {
@@ -154,50 +166,41 @@ fn fold_raw(conn: &Connection, kind: MetricKind, cutoff: i64, limit: i64) -> Res
              FROM swarm_metrics WHERE timestamp < ?1 ORDER BY timestamp, metric_id LIMIT ?2",
         ),
     };
-    let mut groups: BTreeMap<(i64, Vec<i64>), Vec<Stat>> = BTreeMap::new();
+    let mut groups = Groups::new();
     // The key of the last row folded: a timestamp and the task id or
     // metric id that orders rows within it.
-    let mut last: Option<(i64, rusqlite::types::Value)> = None;
+    let mut last: Option<(i64, SqlValue)> = None;
     let mut n = 0;
-    {
-        let mut stmt = conn
-            .prepare_cached(select)
-            .map_err(Error::sqlite("fold metrics"))?;
-        let mut rows = stmt
-            .query(params![cutoff, limit])
-            .map_err(Error::sqlite("fold metrics"))?;
-        while let Some(row) = rows.next().map_err(Error::sqlite("fold metrics"))? {
-            let get = |i: usize| row.get::<_, i64>(i).map_err(Error::sqlite("fold metrics"));
-            let ts = get(0)?;
-            let within: rusqlite::types::Value =
-                row.get(1).map_err(Error::sqlite("fold metrics"))?;
-            last = Some((ts, within));
-            n += 1;
-            let bucket = floor_to(ts, HOUR_US);
-            match kind {
-                MetricKind::Task => {
-                    let key = vec![get(2)?, get(3)?, get(4)?];
-                    let r = groups
-                        .entry((bucket, key))
-                        .or_insert_with(|| empty_stats(kind));
-                    r[0].push_int(get(5)?);
-                    r[1].push_int(get(6)?);
-                    r[2].push_int(get(7)?);
-                }
-                _ => {
-                    let key = vec![get(2)?, get(3)?];
-                    let value: f64 = row.get(4).map_err(Error::sqlite("fold metrics"))?;
-                    groups
-                        .entry((bucket, key))
-                        .or_insert_with(|| empty_stats(kind))[0]
-                        .push_real(value);
-                }
+    let params = vec![cutoff.into(), limit.into()];
+    each_row(conn, select, params, "fold metrics", |row| {
+        let get = |i: usize| row.get::<_, i64>(i).map_err(Error::sqlite("fold metrics"));
+        let ts = get(0)?;
+        let within: SqlValue = row.get(1).map_err(Error::sqlite("fold metrics"))?;
+        last = Some((ts, within));
+        n += 1;
+        let bucket = floor_to(ts, HOUR_US);
+        match kind {
+            MetricKind::Task => {
+                let key = vec![get(2)?, get(3)?, get(4)?];
+                let r = groups
+                    .entry((bucket, key))
+                    .or_insert_with(|| empty_stats(kind));
+                r[0].push_int(get(5)?);
+                r[1].push_int(get(6)?);
+                r[2].push_int(get(7)?);
+            }
+            _ => {
+                let key = vec![get(2)?, get(3)?];
+                let value: f64 = row.get(4).map_err(Error::sqlite("fold metrics"))?;
+                groups
+                    .entry((bucket, key))
+                    .or_insert_with(|| empty_stats(kind))[0]
+                    .push_real(value);
             }
         }
-    }
-    for ((bucket, key), rollup) in &groups {
-        merge_into(conn, kind, 1, *bucket, key, rollup)?;
-    }
+        Ok(())
+    })?;
+    merge_groups(conn, kind, 1, &groups)?;
     if let Some((ts, k)) = last {
         conn.prepare_cached(&format!(
             "DELETE FROM {table} WHERE (timestamp, {order_key}) <= (?1, ?2)"
@@ -220,51 +223,43 @@ fn fold_hourly(conn: &Connection, kind: MetricKind, cutoff: i64, limit: i64) -> 
         all_measure_columns(kind),
         keys.join(", ")
     );
-    let mut groups: BTreeMap<(i64, Vec<i64>), Vec<Stat>> = BTreeMap::new();
+    let mut groups = Groups::new();
     let mut last: Option<Vec<i64>> = None;
     let mut n = 0;
-    {
-        let mut stmt = conn
-            .prepare_cached(&select)
-            .map_err(Error::sqlite("fold rollups"))?;
-        let mut rows = stmt
-            .query(params![cutoff, limit])
-            .map_err(Error::sqlite("fold rollups"))?;
-        while let Some(row) = rows.next().map_err(Error::sqlite("fold rollups"))? {
-            let get = |i: usize| row.get::<_, i64>(i).map_err(Error::sqlite("fold rollups"));
-            let bucket = get(0)?;
-            let key: Vec<i64> = (1..=keys.len()).map(get).collect::<Result<_>>()?;
-            let count = get(1 + keys.len())? as u64;
-            let stats: Vec<Stat> = measures(kind)
-                .iter()
-                .enumerate()
-                .map(|(i, (_, int))| {
-                    read_stat(
-                        row,
-                        count,
-                        2 + keys.len() + STAT_COLUMNS * i,
-                        *int,
-                        true,
-                        table,
-                    )
-                })
-                .collect::<Result<_>>()?;
-            let mut full = vec![bucket];
-            full.extend(&key);
-            last = Some(full);
-            n += 1;
-            let day = floor_to(bucket, DAY_US);
-            let r = groups
-                .entry((day, key))
-                .or_insert_with(|| empty_stats(kind));
-            for (m, s) in r.iter_mut().zip(&stats) {
-                m.merge(s)?;
-            }
+    let params = vec![cutoff.into(), limit.into()];
+    each_row(conn, &select, params, "fold rollups", |row| {
+        let get = |i: usize| row.get::<_, i64>(i).map_err(Error::sqlite("fold rollups"));
+        let bucket = get(0)?;
+        let key: Vec<i64> = (1..=keys.len()).map(get).collect::<Result<_>>()?;
+        let count = get(1 + keys.len())? as u64;
+        let stats: Vec<Stat> = measures(kind)
+            .iter()
+            .enumerate()
+            .map(|(i, (_, int))| {
+                read_stat(
+                    row,
+                    count,
+                    2 + keys.len() + STAT_COLUMNS * i,
+                    *int,
+                    true,
+                    table,
+                )
+            })
+            .collect::<Result<_>>()?;
+        let mut full = vec![bucket];
+        full.extend(&key);
+        last = Some(full);
+        n += 1;
+        let day = floor_to(bucket, DAY_US);
+        let r = groups
+            .entry((day, key))
+            .or_insert_with(|| empty_stats(kind));
+        for (m, s) in r.iter_mut().zip(&stats) {
+            m.merge(s)?;
         }
-    }
-    for ((day, key), rollup) in &groups {
-        merge_into(conn, kind, 2, *day, key, rollup)?;
-    }
+        Ok(())
+    })?;
+    merge_groups(conn, kind, 2, &groups)?;
     if let Some(last) = last {
         let columns = format!("bucket, {}", keys.join(", "));
         let placeholders: Vec<String> = (1..=last.len()).map(|i| format!("?{i}")).collect();

@@ -9,7 +9,7 @@ use rusqlite::types::Value as SqlValue;
 
 use super::rollup_row::{measure_columns, read_stat, rollup_prefix, rollup_table};
 use crate::error::{Error, Result};
-use crate::query::{to_micros, Filter, GroupBy};
+use crate::query::{all_of, Filter, GroupBy, Params};
 use crate::record::{MetricKind, TaskResult};
 use crate::stat::Stat;
 use crate::storage::Snapshot;
@@ -128,47 +128,30 @@ fn rollup_where(filter: &Filter, kind: MetricKind) -> Option<(String, Vec<SqlVal
     if filter.task_id.is_some() {
         return None;
     }
+    let mut params = Params::default();
     let mut clauses = Vec::new();
-    let mut params: Vec<SqlValue> = Vec::new();
-    let mut push = |clause: String, value: SqlValue| {
-        params.push(value);
-        clauses.push(clause.replace('?', &format!("?{}", params.len())));
-    };
     if let Some(id) = &filter.agent_id {
-        push(
-            "r.agent = (SELECT id FROM agents WHERE name = ?)".into(),
-            SqlValue::Text(id.clone()),
-        );
+        clauses.push(params.bind(
+            "r.agent = (SELECT id FROM agents WHERE name = ?)",
+            id.clone(),
+        ));
     }
     if let Some(id) = &filter.swarm_id {
-        push(
-            "r.swarm = coalesce((SELECT id FROM swarms WHERE name = ?), -1)".into(),
-            SqlValue::Text(id.clone()),
-        );
+        // Tasks without a swarm are rolled up under swarm 0; no swarm has
+        // id -1.
+        clauses.push(params.bind(
+            "r.swarm = coalesce((SELECT id FROM swarms WHERE name = ?), -1)",
+            id.clone(),
+        ));
     }
     if let Some(result) = filter.result {
-        push("r.result = ?".into(), SqlValue::Integer(result.code()));
+        clauses.push(params.bind("r.result = ?", result.code()));
     }
     if let (Some(metric_type), false) = (filter.metric_type, kind == MetricKind::Task) {
-        push(
-            "r.metric_type = ?".into(),
-            SqlValue::Integer(metric_type.code()),
-        );
+        clauses.push(params.bind("r.metric_type = ?", metric_type.code()));
     }
     if let Some(range) = &filter.time_range {
-        push(
-            "r.bucket >= ?".into(),
-            SqlValue::Integer(to_micros(range.start())),
-        );
-        push(
-            "r.bucket <= ?".into(),
-            SqlValue::Integer(to_micros(range.end())),
-        );
+        clauses.extend(params.bind_range("r.bucket", range));
     }
-    let clause = if clauses.is_empty() {
-        "1".to_owned()
-    } else {
-        clauses.join(" AND ")
-    };
-    Some((clause, params))
+    Some((all_of(&clauses), params.into_values()))
 }
