@@ -1,13 +1,6 @@
--- swarm-metrics schema, version 2.
---
--- This file is the one schema: the library embeds it and applies it to a new
--- database. Conventions:
---   * timestamps are INTEGER microseconds since the Unix epoch, UTC;
---   * agent and swarm ids are interned in `agents` / `swarms`, so each metric
---     row stores a small integer instead of repeating the id text;
---   * task results and metric types are stored as small integer codes, named
---     in `task_results` / `metric_types` (the views at the end show rows with
---     their names, for people reading the file with the sqlite3 shell).
+-- The swarm-metrics schema, version 2, as the migrations in migrations/ make it.
+-- Written by a test from those files (which say why each part is as it is);
+-- do not edit by hand. The rows the migrations insert are not shown.
 
 CREATE TABLE metrics_schema_info (
     version    INTEGER PRIMARY KEY,
@@ -28,61 +21,12 @@ CREATE TABLE task_results (
     code INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE
 );
-INSERT INTO task_results (code, name) VALUES
-    (0, 'success'), (1, 'failure'), (2, 'timeout'), (3, 'cancelled');
 
 CREATE TABLE metric_types (
     code INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE
 );
-INSERT INTO metric_types (code, name) VALUES
-    (1, 'task_duration'), (2, 'task_result'), (3, 'task_tokens'), (4, 'task_files'),
-    (5, 'agent_duration'), (6, 'agent_success_rate'), (7, 'agent_error_count'),
-    (8, 'agent_throughput'),
-    (9, 'swarm_health'), (10, 'swarm_throughput'), (11, 'swarm_latency'),
-    (12, 'swarm_resource');
 
--- Task metrics are clustered by time: a time range is one contiguous run of
--- the primary key, so range scans and aggregates read no other pages. The
--- key is (timestamp, task_id), which is also what identifies a task metric:
--- a retried store of the same one hits the key and is ignored, never
--- counted twice, with no index of its own.
-CREATE TABLE task_metrics (
-    timestamp     INTEGER NOT NULL,
-    task_id       TEXT    NOT NULL,
-    -- The columns aggregates read come first: SQLite finds a column by
-    -- walking the ones before it.
-    result        INTEGER NOT NULL CHECK (result BETWEEN 0 AND 3),
-    duration_ms   INTEGER NOT NULL CHECK (duration_ms >= 0),
-    tokens_used   INTEGER NOT NULL CHECK (tokens_used >= 0),
-    files_changed INTEGER NOT NULL CHECK (files_changed >= 0),
-    agent         INTEGER NOT NULL REFERENCES agents (id),
-    swarm         INTEGER REFERENCES swarms (id),
-    -- 1 once the row is in the agent index; see task_index_state.
-    indexed       INTEGER NOT NULL DEFAULT 1 CHECK (indexed IN (0, 1)),
-    PRIMARY KEY (timestamp, task_id)
-) WITHOUT ROWID;
-
--- The agent index. Every commit writes a page of each index it touches,
--- and single stores from many agents would touch one agent-index page
--- each, so rows join this index in batches (it is partial: only rows with
--- indexed = 1 are in it). Task ids have no index (a filter on a task id
--- alone walks the time order).
-CREATE INDEX idx_task_metrics_agent ON task_metrics (agent, timestamp) WHERE indexed = 1;
-
--- Rows with a timestamp up to `watermark` are in the agent index
--- (indexed = 1); later rows are not yet (indexed = 0), and queries by agent
--- or swarm read them through the primary key, from the watermark on. The
--- writer moves the watermark to the newest row every so many rows.
-CREATE TABLE task_index_state (
-    id        INTEGER PRIMARY KEY CHECK (id = 1),
-    watermark INTEGER NOT NULL
-);
-INSERT INTO task_index_state (id, watermark) VALUES (1, -9223372036854775808);
-
--- Which agents ran tasks in which swarm. A swarm's tasks are found through
--- the agent index, one range per agent of the swarm, instead of through an
--- index of their own: it keeps task rows small.
 CREATE TABLE agent_swarms (
     swarm INTEGER NOT NULL REFERENCES swarms (id),
     agent INTEGER NOT NULL REFERENCES agents (id),
@@ -97,8 +41,11 @@ CREATE TABLE agent_metrics (
     metadata    TEXT,
     timestamp   INTEGER NOT NULL
 );
+
 CREATE INDEX idx_agent_metrics_agent ON agent_metrics (agent, metric_type, timestamp);
+
 CREATE INDEX idx_agent_metrics_type ON agent_metrics (metric_type, timestamp);
+
 CREATE INDEX idx_agent_metrics_time ON agent_metrics (timestamp);
 
 CREATE TABLE swarm_metrics (
@@ -109,16 +56,13 @@ CREATE TABLE swarm_metrics (
     metadata    TEXT,
     timestamp   INTEGER NOT NULL
 );
+
 CREATE INDEX idx_swarm_metrics_swarm ON swarm_metrics (swarm, metric_type, timestamp);
+
 CREATE INDEX idx_swarm_metrics_type ON swarm_metrics (metric_type, timestamp);
+
 CREATE INDEX idx_swarm_metrics_time ON swarm_metrics (timestamp);
 
--- Rollups: what retention folds raw rows into before deleting them, so that
--- long-range answers survive. `level` 1 is hourly, 2 daily; `bucket` is the
--- bucket's first microsecond. Every row of a metrics table is either still
--- raw or folded into exactly one rollup row, never both. Each measured
--- column keeps its sum, min, max, Welford mean and M2 (an exact, mergeable
--- standard deviation) and a DDSketch of its values (quantiles within 1%).
 CREATE TABLE task_rollups (
     level           INTEGER NOT NULL,
     bucket          INTEGER NOT NULL,
@@ -177,16 +121,6 @@ CREATE TABLE swarm_rollups (
     PRIMARY KEY (level, bucket, swarm, metric_type)
 ) WITHOUT ROWID;
 
--- Reference-shaped views with names and ISO-8601 UTC timestamps.
-CREATE VIEW task_metrics_view AS
-SELECT t.task_id, a.name AS agent_id, s.name AS swarm_id, t.duration_ms,
-       r.name AS result, t.tokens_used, t.files_changed,
-       strftime('%Y-%m-%dT%H:%M:%f', t.timestamp / 1000000.0, 'unixepoch') || 'Z' AS timestamp
-FROM task_metrics t
-JOIN agents a ON a.id = t.agent
-LEFT JOIN swarms s ON s.id = t.swarm
-JOIN task_results r ON r.code = t.result;
-
 CREATE VIEW agent_metrics_view AS
 SELECT m.metric_id, a.name AS agent_id, ty.name AS metric_type, m.value, m.metadata,
        strftime('%Y-%m-%dT%H:%M:%f', m.timestamp / 1000000.0, 'unixepoch') || 'Z' AS timestamp
@@ -200,3 +134,35 @@ SELECT m.metric_id, s.name AS swarm_id, ty.name AS metric_type, m.value, m.metad
 FROM swarm_metrics m
 JOIN swarms s ON s.id = m.swarm
 JOIN metric_types ty ON ty.code = m.metric_type;
+
+CREATE TABLE "task_metrics" (
+    timestamp     INTEGER NOT NULL,
+    task_id       TEXT    NOT NULL,
+    -- The columns aggregates read come first: SQLite finds a column by
+    -- walking the ones before it.
+    result        INTEGER NOT NULL CHECK (result BETWEEN 0 AND 3),
+    duration_ms   INTEGER NOT NULL CHECK (duration_ms >= 0),
+    tokens_used   INTEGER NOT NULL CHECK (tokens_used >= 0),
+    files_changed INTEGER NOT NULL CHECK (files_changed >= 0),
+    agent         INTEGER NOT NULL REFERENCES agents (id),
+    swarm         INTEGER REFERENCES swarms (id),
+    -- 1 once the row is in the agent index; see task_index_state.
+    indexed       INTEGER NOT NULL DEFAULT 1 CHECK (indexed IN (0, 1)),
+    PRIMARY KEY (timestamp, task_id)
+) WITHOUT ROWID;
+
+CREATE INDEX idx_task_metrics_agent ON task_metrics (agent, timestamp) WHERE indexed = 1;
+
+CREATE TABLE task_index_state (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    watermark INTEGER NOT NULL
+);
+
+CREATE VIEW task_metrics_view AS
+SELECT t.task_id, a.name AS agent_id, s.name AS swarm_id, t.duration_ms,
+       r.name AS result, t.tokens_used, t.files_changed,
+       strftime('%Y-%m-%dT%H:%M:%f', t.timestamp / 1000000.0, 'unixepoch') || 'Z' AS timestamp
+FROM task_metrics t
+JOIN agents a ON a.id = t.agent
+LEFT JOIN swarms s ON s.id = t.swarm
+JOIN task_results r ON r.code = t.result;

@@ -1,13 +1,13 @@
 //! The reference's generic, JSON-shaped calls: `store_metric` and
 //! `query_metrics`, with the reference's field names.
 
-use chrono::{DateTime, SubsecRound, Utc};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::query::{Filter, TimeRange};
 use crate::record::{
-    json_type_name, now, AgentMetric, MetricKind, MetricType, SwarmMetric, TaskMetric, TaskResult,
+    json_type_name, AgentMetric, MetricKind, MetricType, SwarmMetric, TaskMetric, TaskResult,
 };
 use crate::storage::MetricsStorage;
 
@@ -90,26 +90,25 @@ pub enum Parsed {
 }
 
 /// Parses and checks one metric of `kind` from its JSON form (see
-/// [`MetricsStorage::store_metric`] for the fields).
+/// [`MetricsStorage::store_metric`] for the fields). The records' own
+/// `Deserialize` reads the fields; a null field counts as missing.
 ///
 /// # Errors
 /// [`Error::InvalidInput`] naming the offending field.
 pub fn parse_metric(kind: MetricKind, data: &Value) -> Result<Parsed> {
-    let object = data.as_object().ok_or_else(|| {
-        Error::invalid(
+    let Value::Object(object) = data else {
+        return Err(Error::invalid(
             "data",
             format!("must be a JSON object, not {}", json_type_name(data)),
-        )
-    })?;
-    let mut fields = Fields {
-        object,
-        used: vec!["kind", "timestamp"],
+        ));
     };
-    if let Some(k) = object.get("kind") {
-        let named: MetricKind = k
-            .as_str()
-            .ok_or_else(|| Error::invalid("kind", "must be a string"))?
-            .parse()?;
+    let mut fields: Map<String, Value> = object
+        .iter()
+        .filter(|(_, value)| !value.is_null())
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    if let Some(named) = fields.remove("kind") {
+        let named: MetricKind = deserialize(named)?;
         if named != kind {
             return Err(Error::invalid(
                 "kind",
@@ -117,47 +116,35 @@ pub fn parse_metric(kind: MetricKind, data: &Value) -> Result<Parsed> {
             ));
         }
     }
-    let timestamp = fields.timestamp()?;
-    let parsed = match kind {
+    let fields = Value::Object(fields);
+    Ok(match kind {
         MetricKind::Task => {
-            let task = TaskMetric {
-                task_id: fields.string("task_id")?,
-                agent_id: fields.string("agent_id")?,
-                swarm_id: fields.optional_string("swarm_id")?,
-                duration_ms: fields.count("duration_ms", None)?,
-                result: fields.string("result")?.parse::<TaskResult>()?,
-                tokens_used: fields.count("tokens_used", Some(0))?,
-                files_changed: fields.count("files_changed", Some(0))?,
-                timestamp,
-            };
+            let task: TaskMetric = deserialize(fields)?;
             task.validate()?;
             Parsed::Task(task)
         }
         MetricKind::Agent => {
-            let metric = AgentMetric {
-                agent_id: fields.string("agent_id")?,
-                metric_type: fields.string("metric_type")?.parse::<MetricType>()?,
-                value: fields.number("value")?,
-                metadata: fields.metadata()?,
-                timestamp,
-            };
+            let metric: AgentMetric = deserialize(fields)?;
             metric.entity()?;
             Parsed::Agent(metric)
         }
         MetricKind::Swarm => {
-            let metric = SwarmMetric {
-                swarm_id: fields.string("swarm_id")?,
-                metric_type: fields.string("metric_type")?.parse::<MetricType>()?,
-                value: fields.number("value")?,
-                metadata: fields.metadata()?,
-                timestamp,
-            };
+            let metric: SwarmMetric = deserialize(fields)?;
             metric.entity()?;
             Parsed::Swarm(metric)
         }
-    };
-    fields.reject_unknown()?;
-    Ok(parsed)
+    })
+}
+
+/// The filters of the reference's `query_metrics`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilterFields {
+    task_id: Option<String>,
+    agent_id: Option<String>,
+    swarm_id: Option<String>,
+    result: Option<TaskResult>,
+    metric_type: Option<MetricType>,
 }
 
 /// Builds a [`Filter`] from the reference's `filters` dict.
@@ -165,132 +152,66 @@ pub fn parse_metric(kind: MetricKind, data: &Value) -> Result<Parsed> {
 /// # Errors
 /// [`Error::InvalidInput`] for an unknown key or a value of the wrong type.
 pub fn parse_filter(filters: &Value) -> Result<Filter> {
-    let object = match filters {
-        Value::Null => return Ok(Filter::new()),
-        Value::Object(object) => object,
-        other => {
-            return Err(Error::invalid(
-                "filters",
-                format!(
-                    "must be a JSON object or null, not {}",
-                    json_type_name(other)
-                ),
-            ))
-        }
-    };
-    let mut fields = Fields {
-        object,
-        used: Vec::new(),
-    };
-    let filter = Filter {
-        task_id: fields.optional_string("task_id")?,
-        agent_id: fields.optional_string("agent_id")?,
-        swarm_id: fields.optional_string("swarm_id")?,
-        result: fields
-            .optional_string("result")?
-            .map(|s| s.parse::<TaskResult>())
-            .transpose()?,
-        metric_type: fields
-            .optional_string("metric_type")?
-            .map(|s| s.parse::<MetricType>())
-            .transpose()?,
+    if !matches!(filters, Value::Null | Value::Object(_)) {
+        return Err(Error::invalid(
+            "filters",
+            format!(
+                "must be a JSON object or null, not {}",
+                json_type_name(filters)
+            ),
+        ));
+    }
+    let fields: Option<FilterFields> = deserialize(filters.clone())?;
+    Ok(fields.map_or_else(Filter::new, |f| Filter {
+        task_id: f.task_id,
+        agent_id: f.agent_id,
+        swarm_id: f.swarm_id,
+        result: f.result,
+        metric_type: f.metric_type,
         time_range: None,
-    };
-    fields.reject_unknown()?;
-    Ok(filter)
+    }))
 }
 
-/// Field access on a JSON object that remembers which fields were read,
-/// so that unknown ones can be reported.
-struct Fields<'a> {
-    object: &'a Map<String, Value>,
-    used: Vec<&'static str>,
-}
+/// Every field a generic record or filter may name: an error on one of
+/// them names it.
+const FIELDS: [&str; 12] = [
+    "kind",
+    "task_id",
+    "agent_id",
+    "swarm_id",
+    "duration_ms",
+    "result",
+    "tokens_used",
+    "files_changed",
+    "metric_type",
+    "value",
+    "metadata",
+    "timestamp",
+];
 
-impl Fields<'_> {
-    fn get(&mut self, field: &'static str) -> Option<&Value> {
-        self.used.push(field);
-        self.object.get(field).filter(|v| !v.is_null())
-    }
-
-    fn string(&mut self, field: &'static str) -> Result<String> {
-        self.optional_string(field)?
-            .ok_or_else(|| Error::invalid(field, "is missing"))
-    }
-
-    fn optional_string(&mut self, field: &'static str) -> Result<Option<String>> {
-        match self.get(field) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(Error::invalid(
-                field,
-                format!("must be a string, not {}", json_type_name(other)),
-            )),
-        }
-    }
-
-    fn count(&mut self, field: &'static str, default: Option<u64>) -> Result<u64> {
-        match self.get(field) {
-            None => default.ok_or_else(|| Error::invalid(field, "is missing")),
-            Some(Value::Number(n)) => n.as_u64().ok_or_else(|| {
-                Error::invalid(
-                    field,
-                    format!("must be a whole number from 0 to {}, got {n}", i64::MAX),
-                )
-            }),
-            Some(other) => Err(Error::invalid(
-                field,
-                format!("must be a number, not {}", json_type_name(other)),
-            )),
-        }
-    }
-
-    fn number(&mut self, field: &'static str) -> Result<f64> {
-        match self.get(field) {
-            None => Err(Error::invalid(field, "is missing")),
-            Some(Value::Number(n)) => n
-                .as_f64()
-                .ok_or_else(|| Error::invalid(field, format!("{n} is not a finite number"))),
-            Some(other) => Err(Error::invalid(
-                field,
-                format!("must be a number, not {}", json_type_name(other)),
-            )),
-        }
-    }
-
-    fn metadata(&mut self) -> Result<Option<Value>> {
-        Ok(self.get("metadata").cloned())
-    }
-
-    fn timestamp(&mut self) -> Result<DateTime<Utc>> {
-        match self.get("timestamp") {
-            None => Ok(now()),
-            Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
-                .map(|t| t.with_timezone(&Utc).trunc_subsecs(6))
-                .map_err(|e| Error::invalid("timestamp", format!("{s:?} is not RFC 3339: {e}"))),
-            Some(other) => Err(Error::invalid(
-                "timestamp",
-                format!("must be an RFC 3339 string, not {}", json_type_name(other)),
-            )),
-        }
-    }
-
-    fn reject_unknown(&self) -> Result<()> {
-        match self
-            .object
-            .keys()
-            .find(|k| !self.used.contains(&k.as_str()))
-        {
-            Some(unknown) => Err(Error::invalid(
-                "data",
-                format!(
-                    "unknown field {unknown:?}; expected one of: {}",
-                    self.used.join(", ")
-                ),
-            )),
-            None => Ok(()),
-        }
-    }
+/// Deserializes `value`, turning serde's error into an input error that
+/// names the field (or `data` for the record as a whole).
+fn deserialize<T: serde::de::DeserializeOwned>(value: Value) -> Result<T> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // A missing field is reported on the record, with its name in the
+        // message: "missing field `task_id`".
+        let named = inner
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+            .unwrap_or(&path);
+        let field = FIELDS
+            .iter()
+            .find(|f| **f == named)
+            .copied()
+            .unwrap_or("data");
+        let reason = match inner.strip_prefix("missing field ") {
+            Some(_) => "is missing".to_owned(),
+            None => inner,
+        };
+        Error::invalid(field, reason)
+    })
 }
 
 #[cfg(test)]
@@ -372,6 +293,27 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_missing_timestamp_means_now_in_both_readings() {
+        let data = json!({"task_id": "t", "agent_id": "a", "duration_ms": 1, "result": "success"});
+        let before = crate::now();
+        let derived: TaskMetric = serde_json::from_value(data.clone()).unwrap();
+        let Parsed::Task(parsed) = parse_metric(MetricKind::Task, &data).unwrap() else {
+            panic!("not a task")
+        };
+        let after = crate::now();
+        for t in [derived.timestamp, parsed.timestamp] {
+            assert!(before <= t && t <= after, "{t}");
+        }
+        // A null timestamp is missing too in the generic calls.
+        let null = json!({"agent_id": "a", "metric_type": "agent_throughput", "value": 1, "timestamp": null});
+        assert!(parse_metric(MetricKind::Agent, &null).is_ok());
+        // Unknown fields are refused by the derived reading as well.
+        let extra =
+            json!({"swarm_id": "s", "metric_type": "swarm_health", "value": 1, "colour": 2});
+        assert!(serde_json::from_value::<SwarmMetric>(extra).is_err());
     }
 
     #[test]

@@ -172,6 +172,14 @@ impl MetricKind {
     }
 }
 
+/// Reads a timestamp from an RFC 3339 string, truncated to microseconds.
+fn rfc3339<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    DateTime::parse_from_rfc3339(&text)
+        .map(|t| t.with_timezone(&Utc).trunc_subsecs(6))
+        .map_err(|e| serde::de::Error::custom(format!("{text:?} is not RFC 3339: {e}")))
+}
+
 /// Longest id accepted, in bytes.
 pub const MAX_ID_LEN: usize = 512;
 
@@ -186,6 +194,7 @@ pub fn now() -> DateTime<Utc> {
 /// again is ignored (the first write wins), so a retried store is never
 /// counted twice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TaskMetric {
     /// The task's id.
     pub task_id: String,
@@ -204,7 +213,9 @@ pub struct TaskMetric {
     /// Files it changed.
     #[serde(default)]
     pub files_changed: u64,
-    /// When it was recorded (UTC, microsecond resolution).
+    /// When it was recorded (UTC, microsecond resolution); in JSON an
+    /// RFC 3339 string, and now when missing.
+    #[serde(default = "now", deserialize_with = "rfc3339")]
     pub timestamp: DateTime<Utc>,
 }
 
@@ -272,6 +283,7 @@ macro_rules! entity_metric {
     ($(#[$meta:meta])* $name:ident, $id:ident, $kind:expr, $what:literal) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
         pub struct $name {
             #[doc = concat!("The ", $what, "'s id.")]
             pub $id: String,
@@ -282,7 +294,9 @@ macro_rules! entity_metric {
             /// Optional metadata: a JSON object.
             #[serde(default)]
             pub metadata: Option<Value>,
-            /// When it was recorded (UTC, microsecond resolution).
+            /// When it was recorded (UTC, microsecond resolution); in JSON
+            /// an RFC 3339 string, and now when missing.
+            #[serde(default = "now", deserialize_with = "rfc3339")]
             pub timestamp: DateTime<Utc>,
         }
 

@@ -257,6 +257,44 @@ mod tests {
     use crate::open::settings::Durability;
     use std::time::Duration;
 
+    /// `schema.sql` shows the schema that the migrations make, for people
+    /// reading it; this test keeps it true. After a new migration, write it
+    /// anew with `SWARM_METRICS_WRITE_SCHEMA=1 cargo test --lib schema_sql`.
+    #[test]
+    fn schema_sql_is_what_the_migrations_make() {
+        let conn = Connection::open_in_memory().unwrap();
+        create_for_test(&conn);
+        let mut dump = String::from("-- The swarm-metrics schema, version ");
+        dump.push_str(&SCHEMA_VERSION.to_string());
+        dump.push_str(
+            ", as the migrations in migrations/ make it.\n\
+             -- Written by a test from those files (which say why each part is as it is);\n\
+             -- do not edit by hand. The rows the migrations insert are not shown.\n",
+        );
+        let mut stmt = conn
+            .prepare(
+                "SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' \
+                 ORDER BY rowid",
+            )
+            .unwrap();
+        let statements = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+        for sql in statements {
+            dump.push('\n');
+            dump.push_str(&sql.unwrap());
+            dump.push_str(";\n");
+        }
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema.sql");
+        if std::env::var_os("SWARM_METRICS_WRITE_SCHEMA").is_some() {
+            std::fs::write(path, &dump).unwrap();
+        }
+        let file = std::fs::read_to_string(path).unwrap();
+        assert!(
+            file == dump,
+            "schema.sql is not what the migrations make; write it anew with \
+             SWARM_METRICS_WRITE_SCHEMA=1 cargo test --lib schema_sql"
+        );
+    }
+
     #[test]
     fn the_last_migration_reaches_the_schema_version() {
         let versions: Vec<i64> = MIGRATIONS.iter().map(|m| m.to).collect();
