@@ -172,10 +172,12 @@ pub fn parse_filter(filters: &Value) -> Result<Filter> {
     }))
 }
 
-/// Every field a generic record or filter may name: an error on one of
-/// them names it.
-const FIELDS: [&str; 12] = [
+/// Every field of a generic record, in the order of the command line's
+/// CSV export: `kind` and `timestamp`, then the task fields, then those
+/// of agent and swarm metrics.
+pub const RECORD_FIELDS: [&str; 12] = [
     "kind",
+    "timestamp",
     "task_id",
     "agent_id",
     "swarm_id",
@@ -186,7 +188,6 @@ const FIELDS: [&str; 12] = [
     "metric_type",
     "value",
     "metadata",
-    "timestamp",
 ];
 
 /// Deserializes `value`, turning serde's error into an input error that
@@ -201,7 +202,7 @@ fn deserialize<T: serde::de::DeserializeOwned>(value: Value) -> Result<T> {
             .strip_prefix("missing field `")
             .and_then(|rest| rest.split('`').next())
             .unwrap_or(&path);
-        let field = FIELDS
+        let field = RECORD_FIELDS
             .iter()
             .find(|f| **f == named)
             .copied()

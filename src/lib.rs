@@ -79,7 +79,7 @@ pub use analytics::{
     P90, P95, P99,
 };
 pub use error::{Error, Result};
-pub use generic::{parse_filter, parse_metric, Parsed};
+pub use generic::{parse_filter, parse_metric, Parsed, RECORD_FIELDS};
 pub use open::schema::SCHEMA_VERSION;
 pub use open::settings::Durability;
 pub use plan::QueryShape;

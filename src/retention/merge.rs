@@ -144,14 +144,7 @@ fn rollup_where(filter: &Filter, kind: MetricKind) -> Option<(String, Vec<SqlVal
             id.clone(),
         ));
     }
-    if let Some(result) = filter.result {
-        clauses.push(params.bind("r.result = ?", result.code()));
-    }
-    if let (Some(metric_type), false) = (filter.metric_type, kind == MetricKind::Task) {
-        clauses.push(params.bind("r.metric_type = ?", metric_type.code()));
-    }
-    if let Some(range) = &filter.time_range {
-        clauses.extend(params.bind_range("r.bucket", range));
-    }
+    // A rollup counts when its bucket starts inside the range.
+    filter.bind_result_type_and_range(kind, &mut params, &mut clauses, "r", "r.bucket");
     Some((all_of(&clauses), params.into_values()))
 }

@@ -84,20 +84,7 @@ fn swarm_record(m: &Stored<SwarmMetric>) -> Map<String, Value> {
     )
 }
 
-const CSV_COLUMNS: [&str; 12] = [
-    "kind",
-    "timestamp",
-    "task_id",
-    "agent_id",
-    "swarm_id",
-    "duration_ms",
-    "result",
-    "tokens_used",
-    "files_changed",
-    "metric_type",
-    "value",
-    "metadata",
-];
+const CSV_COLUMNS: [&str; 12] = swarm_metrics::RECORD_FIELDS;
 
 /// One CSV field, quoted when it holds a comma, quote or line break.
 fn csv_field(value: &Value) -> String {
@@ -286,21 +273,24 @@ fn prometheus(
             )?;
         }
     }
-    if wanted(MetricKind::Agent) {
+    for (kind, entity) in [(MetricKind::Agent, "agent"), (MetricKind::Swarm, "swarm")] {
+        if !wanted(kind) {
+            continue;
+        }
         let mut latest = BTreeMap::new();
-        store.for_each_agent_metric(filter, |m| {
-            latest.insert((m.agent_id.clone(), m.metric_type), m.value);
-            Ok(())
-        })?;
-        gauges(out, "agent", &latest)?;
-    }
-    if wanted(MetricKind::Swarm) {
-        let mut latest = BTreeMap::new();
-        store.for_each_swarm_metric(filter, |m| {
-            latest.insert((m.swarm_id.clone(), m.metric_type), m.value);
-            Ok(())
-        })?;
-        gauges(out, "swarm", &latest)?;
+        let mut note =
+            |id: &str, metric_type, value| latest.insert((id.to_owned(), metric_type), value);
+        match kind {
+            MetricKind::Agent => store.for_each_agent_metric(filter, |m| {
+                note(&m.agent_id, m.metric_type, m.value);
+                Ok(())
+            })?,
+            _ => store.for_each_swarm_metric(filter, |m| {
+                note(&m.swarm_id, m.metric_type, m.value);
+                Ok(())
+            })?,
+        }
+        gauges(out, entity, &latest)?;
     }
     Ok(())
 }
