@@ -1,80 +1,129 @@
 //! Many threads storing at once: no busy or locked error reaches a caller,
-//! group commits keep every batch whole, and the counts come out exact.
+//! group commits keep every batch whole, and every answer is exact, also
+//! those read while writers and a cleaner run.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use chrono::Duration;
 use swarm_metrics::{
     AgentMetric, AggregationType, Error, Filter, MetricKind, MetricType, MetricsStorage,
-    TaskMetric, TaskResult,
+    SuccessRate, TaskMetric, TaskResult,
 };
 
 const THREADS: usize = 8;
-const STORES_PER_THREAD: usize = 1_500;
+const STORES_PER_THREAD: usize = 20_000;
+
+/// What a reader may see of one writer's tasks while it stores: the first
+/// `n` of them, for some `n` from what the writer had stored (and been
+/// told so) before the read began to what it had stored after the read
+/// ended, plus the one store it may have had committed but not yet
+/// returned; with the outcome counts of exactly those tasks (task `i` has
+/// result `ALL[i % 4]`).
+fn check_prefix(rate: &SuccessRate, before: u64, after: u64, who: &str) {
+    let n = rate.total;
+    assert!(
+        (before..=after + 1).contains(&n),
+        "{who}: read {n} tasks, but {before} to {after} were stored"
+    );
+    let of = |k: u64| (n + 3 - k) / 4;
+    assert_eq!(
+        (rate.success, rate.failure, rate.timeout, rate.cancelled),
+        (of(0), of(1), of(2), of(3)),
+        "{who}: outcome counts of {n} tasks"
+    );
+}
 
 #[test]
-fn concurrent_single_stores_with_a_reader_and_cleanup_lose_nothing() {
+fn eight_writers_a_reader_and_a_cleaner_see_exact_answers_and_lose_nothing() {
     let store = MetricsStorage::temporary().unwrap();
-    // Old rows for the cleanup thread to delete while writers run.
-    let old = swarm_metrics::now() - Duration::days(60);
-    let stale: Vec<_> = (0..20_000)
-        .map(|i| TaskMetric::new(format!("old-{i}"), "agent-old", 5, TaskResult::Failure).at(old))
+    // Old rows for the cleaner to delete while writers run.
+    let old = swarm_metrics::now() - Duration::days(90);
+    let stale: Vec<_> = (0..30_000)
+        .map(|i| TaskMetric::new(format!("old-{i}"), "old-agent", 1, TaskResult::Success).at(old))
         .collect();
     store.store_task_metrics(&stale).unwrap();
 
-    let writers_done = AtomicBool::new(false);
-    let (deleted, reads) = std::thread::scope(|s| {
+    // How many tasks each writer has stored (acknowledged) so far.
+    let stored: Vec<AtomicU64> = (0..THREADS).map(|_| AtomicU64::new(0)).collect();
+    let done = AtomicBool::new(false);
+    let (cleaned, reads) = std::thread::scope(|s| {
         let writers: Vec<_> = (0..THREADS)
-            .map(|t| {
-                let store = &store;
+            .map(|w| {
+                let (store, stored) = (&store, &stored);
                 s.spawn(move || {
                     for i in 0..STORES_PER_THREAD {
-                        let result = if i % 4 == 0 {
-                            TaskResult::Failure
-                        } else {
-                            TaskResult::Success
-                        };
-                        let task =
-                            TaskMetric::new(format!("t{t}-{i}"), format!("agent-{t}"), 10, result)
-                                .swarm(format!("swarm-{}", t % 2));
+                        let task = TaskMetric::new(
+                            format!("w{w}-{i}"),
+                            format!("agent-{w}"),
+                            i as u64,
+                            TaskResult::ALL[i % 4],
+                        )
+                        .swarm(format!("swarm-{}", w % 3));
+                        // Any error, busy or locked included, fails the test.
                         assert!(store.store_task_metric(&task).unwrap());
+                        stored[w].fetch_add(1, Ordering::SeqCst);
                     }
                 })
             })
             .collect();
         let reader = s.spawn(|| {
             let mut reads = 0;
-            while !writers_done.load(Ordering::Relaxed) {
-                store
-                    .get_task_metrics(&Filter::new().agent("agent-3"), 100)
+            while !done.load(Ordering::SeqCst) {
+                let w = reads % THREADS;
+                let before = stored[w].load(Ordering::SeqCst);
+                let agent = format!("agent-{w}");
+                let rate = store.success_rate(&Filter::new().agent(&agent)).unwrap();
+                let rows = store
+                    .get_task_metrics(&Filter::new().agent(&agent), 50)
                     .unwrap();
-                store.success_rate(&Filter::new().swarm("swarm-1")).unwrap();
+                let after = stored[w].load(Ordering::SeqCst);
+                check_prefix(&rate, before, after, &agent);
+                // The newest rows are the writer's last ones, newest first.
+                let newest = rows.first().map_or(0, |t| t.duration_ms + 1);
+                assert!(
+                    (before..=after + 1).contains(&newest),
+                    "{agent}: newest row {newest}, stored {before}..{after}, rate {}, rows {:?}",
+                    rate.total,
+                    rows.iter()
+                        .take(8)
+                        .map(|t| (t.duration_ms, t.timestamp.timestamp_micros()))
+                        .collect::<Vec<_>>()
+                );
+                assert!(rows
+                    .windows(2)
+                    .all(|p| p[0].duration_ms == p[1].duration_ms + 1));
                 reads += 1;
             }
             reads
         });
-        let cleaner = s.spawn(|| store.cleanup_old_metrics(30).unwrap());
+        let cleaner = s.spawn(|| {
+            let mut deleted = 0;
+            while !done.load(Ordering::SeqCst) {
+                deleted += store.cleanup_old_metrics(30).unwrap().task_metrics;
+            }
+            deleted
+        });
         for w in writers {
             w.join().unwrap();
         }
-        writers_done.store(true, Ordering::Relaxed);
+        done.store(true, Ordering::SeqCst);
         (cleaner.join().unwrap(), reader.join().unwrap())
     });
-    assert_eq!(deleted.task_metrics, 20_000);
+    assert_eq!(cleaned, 30_000);
     assert!(reads > 0);
-
-    let total = THREADS * STORES_PER_THREAD;
+    let total = (THREADS * STORES_PER_THREAD) as u64;
     let all = store.success_rate(&Filter::new()).unwrap();
-    assert_eq!(all.total as usize, total);
-    assert_eq!(all.failure as usize, total / 4);
-    for t in 0..THREADS {
-        let agent = store
-            .success_rate(&Filter::new().agent(format!("agent-{t}")))
-            .unwrap();
-        assert_eq!(agent.total as usize, STORES_PER_THREAD);
+    assert_eq!(all.total, total);
+    assert_eq!(all.cancelled, total / 4);
+    for w in 0..THREADS {
+        let agent = format!("agent-{w}");
+        let n = STORES_PER_THREAD as u64;
+        let rate = store.success_rate(&Filter::new().agent(&agent)).unwrap();
+        check_prefix(&rate, n, n, &agent);
     }
     let swarm0 = store.success_rate(&Filter::new().swarm("swarm-0")).unwrap();
-    assert_eq!(swarm0.total as usize, total / 2);
+    assert_eq!(swarm0.total, 3 * STORES_PER_THREAD as u64);
+    assert!(store.integrity_check().unwrap().is_empty());
 }
 
 #[test]

@@ -1,87 +1,17 @@
-//! Reliability under load and abuse: many writers with a reader and a
-//! cleaner, several processes on one file, a full database, and hostile
-//! input. Figures from these tests are listed in RELIABILITY.md.
+//! Reliability under load and abuse: several processes on one file, a full
+//! database, and hostile input. Figures from these tests are listed in
+//! RELIABILITY.md; many writers with a reader and a cleaner are in
+//! `concurrency.rs`.
 
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use chrono::{Duration, TimeZone, Utc};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use swarm_metrics::{
-    AgentMetric, Error, Filter, MetricKind, MetricType, MetricsStorage, SwarmMetric, TaskMetric,
-    TaskResult,
+    parse_filter, parse_metric, AgentMetric, Error, Filter, MetricKind, MetricType, MetricsStorage,
+    Parsed, SwarmMetric, TaskMetric, TaskResult, RECORD_FIELDS,
 };
-
-const WRITERS: usize = 8;
-const STORES_PER_WRITER: usize = 20_000;
-
-#[test]
-fn eight_writers_a_reader_and_a_cleaner_see_no_busy_error_and_lose_nothing() {
-    let store = MetricsStorage::temporary().unwrap();
-    let old = swarm_metrics::now() - Duration::days(90);
-    let stale: Vec<_> = (0..30_000)
-        .map(|i| TaskMetric::new(format!("old-{i}"), "old-agent", 1, TaskResult::Success).at(old))
-        .collect();
-    store.store_task_metrics(&stale).unwrap();
-
-    let done = AtomicBool::new(false);
-    let reads = AtomicU64::new(0);
-    let cleaned = std::thread::scope(|s| {
-        let writers: Vec<_> = (0..WRITERS)
-            .map(|w| {
-                let store = &store;
-                s.spawn(move || {
-                    for i in 0..STORES_PER_WRITER {
-                        let result = TaskResult::ALL[i % 4];
-                        let task = TaskMetric::new(
-                            format!("w{w}-{i}"),
-                            format!("agent-{w}"),
-                            i as u64,
-                            result,
-                        )
-                        .swarm(format!("swarm-{}", w % 3));
-                        // Any error, busy or locked included, fails the test.
-                        assert!(store.store_task_metric(&task).unwrap());
-                    }
-                })
-            })
-            .collect();
-        s.spawn(|| {
-            while !done.load(Ordering::Relaxed) {
-                store.success_rate(&Filter::new().swarm("swarm-1")).unwrap();
-                store
-                    .get_task_metrics(&Filter::new().agent("agent-2"), 50)
-                    .unwrap();
-                reads.fetch_add(1, Ordering::Relaxed);
-            }
-        });
-        let cleaner = s.spawn(|| {
-            let mut deleted = 0;
-            while !done.load(Ordering::Relaxed) {
-                deleted += store.cleanup_old_metrics(30).unwrap().task_metrics;
-            }
-            deleted
-        });
-        for w in writers {
-            w.join().unwrap();
-        }
-        done.store(true, Ordering::Relaxed);
-        cleaner.join().unwrap()
-    });
-    assert_eq!(cleaned, 30_000);
-    assert!(reads.load(Ordering::Relaxed) > 0);
-    let total = store.success_rate(&Filter::new()).unwrap();
-    assert_eq!(total.total as usize, WRITERS * STORES_PER_WRITER);
-    assert_eq!(total.cancelled as usize, WRITERS * STORES_PER_WRITER / 4);
-    for w in 0..WRITERS {
-        let agent = store
-            .success_rate(&Filter::new().agent(format!("agent-{w}")))
-            .unwrap();
-        assert_eq!(agent.total as usize, STORES_PER_WRITER);
-    }
-    assert!(store.integrity_check().unwrap().is_empty());
-}
 
 #[test]
 fn three_processes_importing_into_one_file_all_succeed_with_exact_counts() {
@@ -254,22 +184,6 @@ fn hostile_ids_and_values_are_stored_exactly_or_refused_clearly() {
     );
 }
 
-/// Every field of a generic record.
-const RECORD_FIELDS: [&str; 12] = [
-    "kind",
-    "task_id",
-    "agent_id",
-    "swarm_id",
-    "duration_ms",
-    "result",
-    "tokens_used",
-    "files_changed",
-    "metric_type",
-    "value",
-    "metadata",
-    "timestamp",
-];
-
 /// Any JSON value, nested a little.
 fn arbitrary_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -342,71 +256,175 @@ fn mutated_record() -> impl Strategy<Value = (MetricKind, Value)> {
         })
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+/// The fields of `data` that are set (not null), other than `kind`, each
+/// with what `parsed` holds for it in its JSON form.
+fn set_fields_and_parsed(data: &Value, parsed: &Parsed) -> Vec<(String, Value, Value)> {
+    let parsed = match parsed {
+        Parsed::Task(t) => serde_json::to_value(t),
+        Parsed::Agent(m) => serde_json::to_value(m),
+        Parsed::Swarm(m) => serde_json::to_value(m),
+    }
+    .unwrap();
+    data.as_object()
+        .unwrap()
+        .iter()
+        .filter(|(field, value)| *field != "kind" && !value.is_null())
+        .map(|(field, value)| (field.clone(), value.clone(), parsed[field].clone()))
+        .collect()
+}
 
-    /// Mostly-valid records: stored exactly when accepted, nothing written
-    /// when refused.
+/// Whether a field's given and parsed JSON mean the same: numbers by
+/// value, timestamps by instant, anything else exactly.
+fn same(field: &str, given: &Value, parsed: &Value) -> bool {
+    if field == "timestamp" {
+        let instant =
+            |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+        return instant(given) == instant(parsed);
+    }
+    match (given.as_f64(), parsed.as_f64()) {
+        (Some(a), Some(b)) => a == b,
+        _ => given == parsed,
+    }
+}
+
+/// Rows of every kind in the store.
+fn rows(store: &MetricsStorage) -> u64 {
+    let s = store.stats().unwrap();
+    s.task_metrics.rows + s.agent_metrics.rows + s.swarm_metrics.rows
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+    /// Mostly-valid records: accepted with every set field read as given,
+    /// or refused with an input error.
     #[test]
-    fn generic_store_of_mutated_records_is_exact_or_refused((kind, data) in mutated_record()) {
-        let store = MetricsStorage::temporary().unwrap();
-        let result = store.store_metric(kind, &data);
-        let rows = store.query_metrics(kind, &Value::Null, None, 10).unwrap();
-        match result {
-            Ok(_) => {
-                prop_assert_eq!(rows.len(), 1);
-                for (field, value) in data.as_object().unwrap() {
-                    if field == "kind" || value.is_null() {
-                        continue;
-                    }
-                    let stored = &rows[0][field];
-                    if field == "timestamp" {
-                        let a = chrono::DateTime::parse_from_rfc3339(value.as_str().unwrap()).unwrap();
-                        let b = chrono::DateTime::parse_from_rfc3339(stored.as_str().unwrap()).unwrap();
-                        prop_assert_eq!(a, b);
-                    } else {
-                        match (value.as_f64(), stored.as_f64()) {
-                            (Some(a), Some(b)) => prop_assert_eq!(a, b, "{}", field),
-                            _ => prop_assert_eq!(value, stored, "{}", field),
-                        }
-                    }
+    fn mutated_records_parse_exactly_or_are_refused((kind, data) in mutated_record()) {
+        match parse_metric(kind, &data) {
+            Ok(parsed) => {
+                for (field, given, got) in set_fields_and_parsed(&data, &parsed) {
+                    prop_assert!(same(&field, &given, &got), "{}: {} read as {}", field, given, got);
                 }
             }
-            Err(e) => {
-                prop_assert!(e.is_invalid_input(), "{e:?}");
-                prop_assert!(rows.is_empty());
-            }
+            Err(e) => prop_assert!(e.is_invalid_input(), "{e:?}"),
         }
     }
 
-    /// The generic calls take any JSON: either the metric is stored and
-    /// reads back as given, or the call fails with an input error and
-    /// nothing is written. Never a panic.
+    /// Any JSON at all: a record or filter is accepted or refused with an
+    /// input error, never a panic.
     #[test]
-    fn generic_calls_survive_arbitrary_json(data in arbitrary_json(), filters in arbitrary_json(), kind in prop::sample::select(MetricKind::ALL.to_vec())) {
-        let store = MetricsStorage::temporary().unwrap();
-        match store.store_metric(kind, &data) {
-            Ok(_) => {
-                let rows = store.query_metrics(kind, &Value::Null, None, 10).unwrap();
-                prop_assert_eq!(rows.len(), 1);
-                for (field, value) in data.as_object().unwrap() {
-                    if field == "kind" || field == "timestamp" || value.is_null() {
-                        continue;
-                    }
-                    let stored = &rows[0][field];
-                    match (value.as_f64(), stored.as_f64()) {
-                        (Some(a), Some(b)) => prop_assert_eq!(a, b, "{}", field),
-                        _ => prop_assert_eq!(value, stored, "{}", field),
-                    }
+    fn the_parsers_survive_arbitrary_json(data in arbitrary_json(), filters in arbitrary_json(), kind in prop::sample::select(MetricKind::ALL.to_vec())) {
+        match parse_metric(kind, &data) {
+            Ok(parsed) => {
+                for (field, given, got) in set_fields_and_parsed(&data, &parsed) {
+                    prop_assert!(same(&field, &given, &got), "{}: {} read as {}", field, given, got);
                 }
             }
-            Err(e) => {
-                prop_assert!(e.is_invalid_input(), "{e:?}");
-                prop_assert_eq!(store.stats().unwrap().task_metrics.rows + store.stats().unwrap().agent_metrics.rows + store.stats().unwrap().swarm_metrics.rows, 0);
-            }
+            Err(e) => prop_assert!(e.is_invalid_input(), "{e:?}"),
         }
-        if let Err(e) = store.query_metrics(kind, &filters, None, 5) {
+        if let Err(e) = parse_filter(&filters) {
             prop_assert!(e.is_invalid_input(), "{e:?}");
         }
     }
+}
+
+/// The generic calls on one store agree with the parser: what it accepts
+/// is stored as parsed, what it refuses is refused the same way and
+/// writes nothing.
+#[test]
+fn generic_calls_store_what_the_parser_accepts_and_nothing_else() {
+    let store = MetricsStorage::temporary().unwrap();
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 300,
+        ..ProptestConfig::default()
+    });
+    let cases = prop_oneof![
+        mutated_record(),
+        (
+            prop::sample::select(MetricKind::ALL.to_vec()),
+            arbitrary_json()
+        ),
+    ];
+    runner
+        .run(&cases, |(kind, data)| {
+            let before = rows(&store);
+            // Without a timestamp, the parser and the store each stamp the
+            // record with their own now.
+            let stamped = !data.get("timestamp").is_none_or(Value::is_null);
+            let parsed = parse_metric(kind, &data);
+            let stored = store.store_metric(kind, &data);
+            let after = rows(&store);
+            match (parsed, stored) {
+                (Ok(Parsed::Task(_)), Ok(None)) if !stamped => {
+                    prop_assert_eq!(after, before + 1);
+                }
+                (Ok(Parsed::Task(task)), Ok(None)) => {
+                    // New, or a retry of a task already stored (ignored).
+                    prop_assert!(after == before || after == before + 1);
+                    let found = store
+                        .get_task_metrics(&Filter::new().task(&task.task_id), 10_000)
+                        .unwrap()
+                        .into_iter()
+                        .filter(|t| t.timestamp == task.timestamp)
+                        .count();
+                    prop_assert_eq!(found, 1);
+                    if after == before + 1 {
+                        let range =
+                            swarm_metrics::TimeRange::new(task.timestamp, task.timestamp).unwrap();
+                        let back = store
+                            .get_task_metrics(&Filter::new().task(&task.task_id).range(range), 1)
+                            .unwrap();
+                        prop_assert_eq!(&back[0], &task);
+                    }
+                }
+                (Ok(Parsed::Agent(mut metric)), Ok(Some(id))) => {
+                    prop_assert_eq!(after, before + 1);
+                    let mut back = None;
+                    store
+                        .for_each_agent_metric(&Filter::new(), |m| {
+                            if m.metric_id == id {
+                                back = Some(m.metric.clone());
+                            }
+                            Ok(())
+                        })
+                        .unwrap();
+                    let back = back.unwrap();
+                    if !stamped {
+                        prop_assert!(back.timestamp >= metric.timestamp);
+                        metric.timestamp = back.timestamp;
+                    }
+                    prop_assert_eq!(back, metric);
+                }
+                (Ok(Parsed::Swarm(mut metric)), Ok(Some(id))) => {
+                    prop_assert_eq!(after, before + 1);
+                    let mut back = None;
+                    store
+                        .for_each_swarm_metric(&Filter::new(), |m| {
+                            if m.metric_id == id {
+                                back = Some(m.metric.clone());
+                            }
+                            Ok(())
+                        })
+                        .unwrap();
+                    let back = back.unwrap();
+                    if !stamped {
+                        prop_assert!(back.timestamp >= metric.timestamp);
+                        metric.timestamp = back.timestamp;
+                    }
+                    prop_assert_eq!(back, metric);
+                }
+                (
+                    Err(Error::InvalidInput { field: a, .. }),
+                    Err(Error::InvalidInput { field: b, .. }),
+                ) => {
+                    prop_assert_eq!(a, b);
+                    prop_assert_eq!(after, before);
+                }
+                (parsed, stored) => {
+                    prop_assert!(false, "parsed {:?} but stored {:?}", parsed, stored);
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
 }
