@@ -57,7 +57,7 @@
 
 mod aggregate;
 mod analytics;
-mod checkpoint;
+mod enums;
 mod error;
 mod generic;
 mod open;

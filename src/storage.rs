@@ -15,13 +15,13 @@ use r2d2::{Pool, PooledConnection};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params_from_iter, Connection, Row};
 
-use crate::checkpoint::Checkpointer;
 use crate::error::{Error, Result};
 use crate::open::pool::{OpenReaders, ReaderManager};
 use crate::open::settings::{ConnectionSettings, Durability};
 use crate::open::Options;
 use crate::rows::{index_pending, Cache, DEFAULT_INDEX_BATCH_ROWS};
-use crate::writer::Writer;
+use crate::writer::checkpoint::Checkpointer;
+use crate::writer::{Writer, WriterOptions};
 
 /// Where [`MetricsStorage::open_default`] keeps its file, relative to the
 /// current folder (the reference's location).
@@ -206,7 +206,11 @@ impl MetricsStorage {
                     source,
                 })?;
                 let caches = Cache::new(options.index_batch_rows);
-                Some(Writer::new(opened.first, caches, Some(checkpointer))?)
+                let writer_options = WriterOptions {
+                    checkpointer: Some(checkpointer),
+                    busy_timeout: options.file.busy_timeout,
+                };
+                Some(Writer::new(opened.first, caches, writer_options)?)
             }
         };
         Ok(MetricsStorage {

@@ -26,6 +26,10 @@ impl Durability {
     }
 }
 
+/// The largest WAL file kept when the log starts over; a larger one is
+/// truncated to this size (see `writer::checkpoint`).
+const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
 /// Per-connection settings, applied to the writer and every pooled reader.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConnectionSettings {
@@ -52,6 +56,8 @@ impl ConnectionSettings {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         if reader || self.read_only {
             conn.pragma_update(None, "query_only", "ON")?;
+        } else {
+            conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
         }
         conn.set_prepared_statement_cache_capacity(64);
         crate::stat::register_functions(conn)?;

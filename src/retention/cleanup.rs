@@ -4,6 +4,8 @@ use chrono::Duration;
 use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+use super::rollup_row::rollup_table;
+use super::{DAY_US, HOUR_US};
 use crate::error::{Error, Result};
 use crate::query::to_micros;
 use crate::record::{now, MetricKind};
@@ -28,6 +30,11 @@ pub struct CleanupReport {
     pub agent_metrics: u64,
     /// Rows deleted from `swarm_metrics`.
     pub swarm_metrics: u64,
+    /// Rollup rows (of tiered retention) deleted: those wholly older than
+    /// the horizon. Left out of the JSON form when 0, which keeps the
+    /// reference's shape for stores without rollups.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rollups: u64,
 }
 
 impl CleanupReport {
@@ -40,7 +47,7 @@ impl CleanupReport {
         }
     }
 
-    /// All rows deleted.
+    /// All metric rows deleted (rollups not included).
     pub fn total(&self) -> u64 {
         self.task_metrics + self.agent_metrics + self.swarm_metrics
     }
@@ -48,7 +55,11 @@ impl CleanupReport {
 
 impl MetricsStorage {
     /// Deletes every metric older than `retention_days` days (timestamp
-    /// before now minus that many days) from all three tables.
+    /// before now minus that many days) from all three tables, and every
+    /// rollup of [tiered retention](Self::apply_retention) whose hour or
+    /// day ends at or before that moment: afterwards nothing older than
+    /// the horizon is left, raw or rolled up. (A rollup that straddles the
+    /// horizon is kept whole: it cannot be cut.)
     ///
     /// Deletes in bounded chunks, one transaction each, so that stores from
     /// other threads go on meanwhile. The space freed is reused by later
@@ -65,6 +76,7 @@ impl MetricsStorage {
         let mut report = CleanupReport::default();
         for kind in MetricKind::ALL {
             report.set(*kind, delete_before(writer, *kind, cutoff)?);
+            report.rollups += delete_rollups_before(writer, *kind, cutoff)?;
         }
         Ok(report)
     }
@@ -77,21 +89,37 @@ impl MetricsStorage {
     /// read-only store can answer.
     pub fn count_old_metrics(&self, retention_days: u32) -> Result<CleanupReport> {
         let cutoff = cutoff(retention_days)?;
-        let mut report = CleanupReport::default();
-        for kind in MetricKind::ALL {
-            let sql = format!("SELECT count(*) FROM {} WHERE timestamp < ?1", kind.table());
-            let n = self
-                .read_rows(&sql, vec![cutoff.into()], "count old metrics", |row| {
+        self.snapshot(|snapshot| {
+            let count = |sql: String, params: Vec<i64>| -> Result<u64> {
+                let params = params.into_iter().map(Into::into).collect();
+                let n = snapshot.rows(&sql, params, "count old metrics", |row| {
                     row.get::<_, i64>(0)
                         .map_err(Error::sqlite("count old metrics"))
-                })?
-                .into_iter()
-                .next()
-                .unwrap_or(0);
-            report.set(*kind, u64::try_from(n).unwrap_or(0));
-        }
-        Ok(report)
+                })?;
+                Ok(n.first().map_or(0, |&n| u64::try_from(n).unwrap_or(0)))
+            };
+            let mut report = CleanupReport::default();
+            for kind in MetricKind::ALL {
+                let sql = format!("SELECT count(*) FROM {} WHERE timestamp < ?1", kind.table());
+                report.set(*kind, count(sql, vec![cutoff])?);
+                let sql = format!(
+                    "SELECT count(*) FROM {} WHERE (level = 1 AND bucket <= ?1) \
+                     OR (level = 2 AND bucket <= ?2)",
+                    rollup_table(*kind)
+                );
+                let buckets = vec![
+                    cutoff.saturating_sub(HOUR_US),
+                    cutoff.saturating_sub(DAY_US),
+                ];
+                report.rollups += count(sql, buckets)?;
+            }
+            Ok(report)
+        })
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The first timestamp (µs) kept by a retention of `retention_days`.
@@ -121,6 +149,37 @@ fn delete_before(writer: &Writer<Cache>, kind: MetricKind, cutoff: i64) -> Resul
             return Ok(total);
         }
     }
+}
+
+/// Rollup buckets deleted per transaction.
+const DELETE_BUCKETS: i64 = 24;
+
+/// Deletes the rollups of `kind` whose bucket ends at or before `cutoff`
+/// (µs), a few buckets per writer job.
+fn delete_rollups_before(writer: &Writer<Cache>, kind: MetricKind, cutoff: i64) -> Result<u64> {
+    let table = rollup_table(kind);
+    let mut total = 0u64;
+    for (level, width) in [(1, HOUR_US), (2, DAY_US)] {
+        let last_bucket = cutoff.saturating_sub(width);
+        let sql = format!(
+            "DELETE FROM {table} WHERE level = ?1 AND bucket IN \
+             (SELECT DISTINCT bucket FROM {table} WHERE level = ?1 AND bucket <= ?2 \
+              ORDER BY bucket LIMIT ?3)"
+        );
+        loop {
+            let sql = sql.clone();
+            let deleted = writer.run(move |conn, _| {
+                conn.prepare_cached(&sql)
+                    .and_then(|mut s| s.execute((level, last_bucket, DELETE_BUCKETS)))
+                    .map_err(Error::sqlite("clean up old rollups"))
+            })?;
+            total += deleted as u64;
+            if deleted == 0 {
+                break;
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// Deletes the `limit` oldest rows of `kind` older than `cutoff`, or all of

@@ -39,6 +39,24 @@ pub(super) enum Step {
 }
 
 impl Step {
+    /// A query telling whether the step has anything to do, with its
+    /// parameter.
+    pub(super) fn has_work_sql(&self) -> (String, i64) {
+        let (table, condition, cutoff) = match *self {
+            Step::FoldRaw { kind, cutoff, .. } => (kind.table(), "timestamp < ?1", cutoff),
+            Step::FoldHourly { kind, cutoff, .. } => {
+                (rollup_table(kind), "level = 1 AND bucket < ?1", cutoff)
+            }
+            Step::DropDaily { kind, cutoff } => {
+                (rollup_table(kind), "level = 2 AND bucket < ?1", cutoff)
+            }
+        };
+        (
+            format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE {condition})"),
+            cutoff,
+        )
+    }
+
     /// Runs on the writer connection, inside the writer's transaction;
     /// returns how many rows it folded or dropped.
     pub(super) fn run(&self, conn: &Connection) -> Result<usize> {

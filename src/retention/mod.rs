@@ -146,8 +146,10 @@ impl MetricsStorage {
     }
 
     /// [`apply_retention`](Self::apply_retention), stopping after at most
-    /// `max_chunks` chunks (for bounded maintenance windows); the report
-    /// says whether it finished. The next call goes on from there.
+    /// `max_chunks` chunks that did something (for bounded maintenance
+    /// windows); steps with nothing to do cost nothing. The report says
+    /// whether it finished: `finished` is true as soon as nothing is left
+    /// to do. The next call goes on from where this one stopped.
     ///
     /// # Errors
     /// As [`apply_retention`](Self::apply_retention), and for `max_chunks`
@@ -197,9 +199,13 @@ impl MetricsStorage {
             for step in steps.into_iter().flatten() {
                 loop {
                     if chunks == max_chunks {
-                        return Ok(report);
+                        // The budget is spent: the run is finished only if
+                        // no step has anything left to do.
+                        if self.has_work(&step)? {
+                            return Ok(report);
+                        }
+                        break;
                     }
-                    chunks += 1;
                     let counter = match &step {
                         Step::FoldRaw { .. } => &mut report.raw_folded,
                         Step::FoldHourly { .. } => &mut report.hourly_folded,
@@ -207,6 +213,11 @@ impl MetricsStorage {
                     };
                     let n = writer.run(move |conn, _| step.run(conn))?;
                     *counter += n as u64;
+                    // Only a chunk that did something counts: a step with
+                    // nothing to do must not use up a bounded run.
+                    if n > 0 {
+                        chunks += 1;
+                    }
                     if matches!(step, Step::DropDaily { .. }) || (n as i64) < limit {
                         break;
                     }
@@ -215,6 +226,16 @@ impl MetricsStorage {
         }
         report.finished = true;
         Ok(report)
+    }
+
+    /// Whether `step` would find anything to do now.
+    fn has_work(&self, step: &Step) -> Result<bool> {
+        let (sql, cutoff) = step.has_work_sql();
+        let found = self.read_rows(&sql, vec![cutoff.into()], "read retention work", |row| {
+            row.get::<_, bool>(0)
+                .map_err(Error::sqlite("read retention work"))
+        })?;
+        Ok(found.first().copied().unwrap_or(false))
     }
 }
 

@@ -39,8 +39,21 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
-use crate::checkpoint::{take_wal_pages, watch_wal, Checkpointer};
+pub(crate) mod checkpoint;
+mod transaction;
+
+use checkpoint::Checkpointer;
+use transaction::WriterConnection;
+
 use crate::error::{Error, Result};
+
+/// How the writer deals with the world outside its process.
+pub(crate) struct WriterOptions {
+    /// Takes the WAL checkpoints off the commit path, when given.
+    pub checkpointer: Option<Checkpointer>,
+    /// How long to wait for another process's write lock.
+    pub busy_timeout: Duration,
+}
 
 /// What the writer remembers between transactions, on behalf of the jobs
 /// that use it (interned ids, for example). The writer tells it when what
@@ -61,15 +74,6 @@ type Output = Box<dyn Any + Send>;
 /// A job: runs inside the write transaction. It may run twice (see the
 /// module documentation), so it is `Fn`.
 type JobFn<'a, C> = Box<dyn Fn(&Connection, &mut C) -> Result<Output> + Send + Sync + 'a>;
-
-/// The writer connection and its caches.
-struct WriterConnection<C> {
-    conn: Connection,
-    caches: C,
-    /// `PRAGMA data_version` when the caches were last known good.
-    data_version: Option<i64>,
-    checkpointer: Option<Checkpointer>,
-}
 
 /// One caller's pending write and the slot its result is delivered to.
 struct Job<'a, C> {
@@ -154,20 +158,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl<C: Caches> Writer<C> {
-    /// The writer over `conn`, with `caches` for its jobs and
-    /// `checkpointer` taking the WAL checkpoints off the commit path when
-    /// given.
-    pub fn new(conn: Connection, caches: C, checkpointer: Option<Checkpointer>) -> Result<Self> {
-        if checkpointer.is_some() {
-            watch_wal(&conn);
-        }
+    /// The writer over `conn`, with `caches` for its jobs.
+    pub fn new(conn: Connection, caches: C, options: WriterOptions) -> Result<Self> {
         let shared = Arc::new(Shared {
-            connection: Mutex::new(WriterConnection {
-                conn,
-                caches,
-                data_version: None,
-                checkpointer,
-            }),
+            connection: Mutex::new(WriterConnection::new(conn, caches, options)?),
             queue: Mutex::new(Queue::default()),
             work_queued: Condvar::new(),
             callers: AtomicUsize::new(0),
@@ -192,19 +186,13 @@ impl<C: Caches> Writer<C> {
 
     /// Stops background checkpoints (before the final one, on close).
     pub fn stop_checkpointer(&self) {
-        if let Some(mut checkpointer) = lock(&self.shared.connection).checkpointer.take() {
-            checkpointer.stop();
-        }
+        lock(&self.shared.connection).stop_checkpointer();
     }
 
     /// Exclusive use of the writer connection outside any transaction, for
     /// maintenance (vacuum, checkpoints). Writes wait meanwhile.
     pub fn with_connection<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let mut guard = lock(&self.shared.connection);
-        let result = f(&guard.conn);
-        // Maintenance may have changed anything.
-        guard.caches.forget();
-        result
+        lock(&self.shared.connection).maintain(f)
     }
 
     /// Runs `job` in a write transaction and returns its output once that
@@ -457,137 +445,4 @@ impl<C> Drop for WritingGuard<'_, C> {
 
 fn internal_error() -> Error {
     Error::Internal("a write produced no result")
-}
-
-impl<C: Caches> WriterConnection<C> {
-    /// Writes a group in one transaction: first without savepoints; if a
-    /// job fails, again with one savepoint per job.
-    fn write_group(&mut self, group: &[&Job<'_, C>]) -> Vec<Result<Output>> {
-        if let Err(e) = self.begin() {
-            return group.iter().map(|_| Err(copy_error(&e))).collect();
-        }
-        let results: Vec<Result<Output>> = group
-            .iter()
-            .map(|job| (job.work)(&self.conn, &mut self.caches))
-            .collect();
-        if results.iter().all(Result::is_ok) {
-            return self.commit(results);
-        }
-        self.rollback();
-        if group.len() == 1 {
-            return results;
-        }
-        if let Err(e) = self.begin() {
-            return group.iter().map(|_| Err(copy_error(&e))).collect();
-        }
-        let results = group
-            .iter()
-            .map(|job| self.write_in_savepoint(&job.work))
-            .collect();
-        self.commit(results)
-    }
-
-    fn begin(&mut self) -> Result<()> {
-        if !self.conn.is_autocommit() {
-            // Only after a panic mid-write: end what it left open.
-            self.rollback();
-        }
-        self.conn
-            .prepare_cached("BEGIN IMMEDIATE")
-            .and_then(|mut s| s.execute([]))
-            .map_err(Error::sqlite("begin write"))?;
-        let version: i64 = self
-            .conn
-            .prepare_cached("PRAGMA data_version")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)))
-            .map_err(Error::sqlite("begin write"))?;
-        if self.data_version != Some(version) {
-            // Another connection wrote: what the caches know may be stale.
-            self.caches.forget();
-            self.data_version = Some(version);
-        }
-        Ok(())
-    }
-
-    /// Commits, after the caches' last words; if either fails, every job
-    /// of the group fails with it.
-    fn commit(&mut self, mut results: Vec<Result<Output>>) -> Vec<Result<Output>> {
-        let commit = self.caches.before_commit(&self.conn).and_then(|()| {
-            self.conn
-                .prepare_cached("COMMIT")
-                .and_then(|mut s| s.execute([]))
-                .map_err(Error::sqlite("commit"))
-        });
-        // Taken in any case, so that no later commit on this thread sees it.
-        let wal_pages = take_wal_pages();
-        match commit {
-            Ok(_) => {
-                if let (Some(checkpointer), Some(pages)) = (&self.checkpointer, wal_pages) {
-                    checkpointer.note_commit(pages);
-                }
-            }
-            Err(e) => {
-                self.rollback();
-                for r in results.iter_mut().filter(|r| r.is_ok()) {
-                    *r = Err(copy_error(&e));
-                }
-            }
-        }
-        results
-    }
-
-    fn rollback(&mut self) {
-        // Fails only when SQLite already rolled back (it does on some I/O
-        // errors); either way no transaction remains.
-        let _ = self.conn.execute_batch("ROLLBACK");
-        self.caches.forget();
-    }
-
-    fn write_in_savepoint(&mut self, job: &JobFn<'_, C>) -> Result<Output> {
-        self.conn
-            .execute_batch("SAVEPOINT job")
-            .map_err(Error::sqlite("begin batch"))?;
-        match job(&self.conn, &mut self.caches) {
-            Ok(output) => {
-                self.conn
-                    .execute_batch("RELEASE job")
-                    .map_err(Error::sqlite("end batch"))?;
-                Ok(output)
-            }
-            Err(e) => {
-                self.caches.forget();
-                // If even this fails, the commit that follows fails too and
-                // every job of the group reports it.
-                let _ = self.conn.execute_batch("ROLLBACK TO job; RELEASE job");
-                Err(e)
-            }
-        }
-    }
-}
-
-/// Errors are not `Clone`; a failure that every job of a group shares is
-/// rebuilt for each from its code and message.
-fn copy_error(e: &Error) -> Error {
-    let (operation, source) = match e {
-        Error::Sqlite { operation, source } => (*operation, source),
-        other => {
-            return Error::Sqlite {
-                operation: "write",
-                source: rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
-                    Some(other.to_string()),
-                ),
-            }
-        }
-    };
-    let source = match source {
-        rusqlite::Error::SqliteFailure(code, msg) => {
-            rusqlite::Error::SqliteFailure(*code, msg.clone())
-        }
-        other => rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
-            Some(other.to_string()),
-        ),
-    };
-    Error::Sqlite { operation, source }
 }

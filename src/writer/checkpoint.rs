@@ -15,6 +15,13 @@
 //! learns the WAL's size from SQLite's WAL hook, which replaces SQLite's
 //! automatic checkpoint; the hook keeps it only as a backstop, far above the
 //! usual WAL size, should the background thread fall behind.
+//!
+//! A PASSIVE checkpoint cannot make the log start over while readers keep
+//! overlapping (each holds a snapshot the log must keep), so the WAL would
+//! grow without bound under steady reads. Past [`TRUNCATE_PAGES`] the
+//! background checkpoint therefore truncates the log, waiting briefly for
+//! the readers of older snapshots, and `journal_size_limit` caps what the
+//! file keeps when the log starts over.
 
 use std::cell::Cell;
 use std::os::raw::c_int;
@@ -28,9 +35,15 @@ use rusqlite::Connection;
 /// automatic checkpoint runs at 1000).
 const CHECKPOINT_PAGES: c_int = 4000;
 
+/// WAL pages from which a background checkpoint truncates the WAL: it
+/// waits for the readers of older snapshots to finish (reads are short)
+/// and holds back new writes meanwhile, so that the log starts over even
+/// while reads overlap without a pause. With 4 KiB pages, 32 MiB.
+const TRUNCATE_PAGES: c_int = 8000;
+
 /// WAL pages after which a commit checkpoints by itself, should the
-/// background thread fall behind.
-const BACKSTOP_PAGES: c_int = 20_000;
+/// background thread fall behind (48 MiB with 4 KiB pages).
+const BACKSTOP_PAGES: c_int = 12_000;
 
 thread_local! {
     /// The WAL's size in pages after the last commit on this thread, as
@@ -163,10 +176,19 @@ fn run(conn: &Connection, shared: &Shared) {
         // If readers keep this checkpoint from finishing, the WAL keeps
         // growing, and the next one is due a CHECKPOINT_PAGES later.
         state.due_at = state.pages.saturating_add(CHECKPOINT_PAGES);
+        // A PASSIVE checkpoint copies what no reader still needs and never
+        // waits; but while reads overlap without a pause the log never
+        // starts over, so past TRUNCATE_PAGES the checkpoint waits for them.
+        let mode = if state.pages >= TRUNCATE_PAGES {
+            "TRUNCATE"
+        } else {
+            "PASSIVE"
+        };
         drop(state);
-        // A checkpoint that cannot finish (readers still need old pages)
-        // is simply tried again next time; the store's data is safe in the
-        // WAL either way.
-        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        // A checkpoint that cannot finish (readers still need old pages, or
+        // the busy timeout passed) is simply tried again next time; the
+        // store's data is safe in the WAL either way.
+        let sql = format!("PRAGMA wal_checkpoint({mode})");
+        let _ = conn.query_row(&sql, [], |_| Ok(()));
     }
 }
