@@ -278,7 +278,7 @@ fn stat_with_rollups(
 ) -> Result<Stat> {
     let int = kind == MetricKind::Task;
     let (from, params) = filter.sql_from(kind);
-    let sql = format!("SELECT {} FROM {from}", raw_stat_columns(column, int));
+    let sql = format!("SELECT {} FROM {from}", raw_stat_columns(column));
     let mut stat = Stat::new(int, false);
     snapshot.each(&sql, params, "aggregate metrics", |row| {
         stat = raw_stat(row, 0, int)?;

@@ -53,24 +53,38 @@ impl Welford {
     pub fn sample_stddev(&self) -> Option<f64> {
         (self.n >= 2).then(|| (self.m2 / (self.n - 1) as f64).sqrt())
     }
+}
 
-    /// The state as 24 bytes: count, mean, M2 (little-endian), as the SQL
-    /// function [`WELFORD_FUNCTION`] returns it.
+/// What the SQL function [`RUNNING_FUNCTION`] keeps over a column: the
+/// Welford state, and the exact sum of its integers (an `i128`, so that no
+/// sum of storable values overflows).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Running {
+    welford: Welford,
+    int_sum: i128,
+}
+
+impl Running {
+    /// The state as 40 little-endian bytes: count, mean, M2, integer sum.
     fn to_bytes(self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(24);
-        out.extend(self.n.to_le_bytes());
-        out.extend(self.mean.to_le_bytes());
-        out.extend(self.m2.to_le_bytes());
+        let mut out = Vec::with_capacity(40);
+        out.extend(self.welford.n.to_le_bytes());
+        out.extend(self.welford.mean.to_le_bytes());
+        out.extend(self.welford.m2.to_le_bytes());
+        out.extend(self.int_sum.to_le_bytes());
         out
     }
 
-    /// The inverse of [`Welford::to_bytes`].
+    /// The inverse of [`Running::to_bytes`].
     fn from_bytes(bytes: &[u8]) -> Option<Self> {
         let part = |i: usize| -> Option<[u8; 8]> { bytes.get(i * 8..i * 8 + 8)?.try_into().ok() };
-        Some(Welford {
-            n: u64::from_le_bytes(part(0)?),
-            mean: f64::from_le_bytes(part(1)?),
-            m2: f64::from_le_bytes(part(2)?),
+        Some(Running {
+            welford: Welford {
+                n: u64::from_le_bytes(part(0)?),
+                mean: f64::from_le_bytes(part(1)?),
+                m2: f64::from_le_bytes(part(2)?),
+            },
+            int_sum: i128::from_le_bytes(bytes.get(24..40)?.try_into().ok()?),
         })
     }
 }
@@ -201,33 +215,31 @@ impl Stat {
 
 /// The select list computing a raw column's stat in SQL (aliased `m`);
 /// [`raw_stat`] decodes it.
-pub(crate) fn raw_stat_columns(column: &str, int: bool) -> String {
-    let sum = if int { "sum" } else { "total" };
-    format!(
-        "count(m.{column}), {sum}(m.{column}), min(m.{column}), max(m.{column}), \
-         {WELFORD_FUNCTION}(m.{column})"
-    )
+pub(crate) fn raw_stat_columns(column: &str) -> String {
+    format!("total(m.{column}), min(m.{column}), max(m.{column}), {RUNNING_FUNCTION}(m.{column})")
 }
 
-/// The stat selected by [`raw_stat_columns`], from column `at` on.
+/// The stat selected by [`raw_stat_columns`], from column `at` on, of an
+/// integer column when `int`.
 pub(crate) fn raw_stat(row: &Row<'_>, at: usize, int: bool) -> Result<Stat> {
     let get_err = || Error::sqlite("aggregate metrics");
     let mut stat = Stat::new(int, false);
-    let bytes: Vec<u8> = row.get(at + 4).map_err(get_err())?;
-    stat.welford = Welford::from_bytes(&bytes).unwrap_or_default();
+    let bytes: Vec<u8> = row.get(at + 3).map_err(get_err())?;
+    let running = Running::from_bytes(&bytes).unwrap_or_default();
+    stat.welford = running.welford;
     if stat.count() == 0 {
         return Ok(stat);
     }
     if int {
-        stat.sum_int = i128::from(row.get::<_, i64>(at + 1).map_err(get_err())?);
-        stat.min_int = row.get(at + 2).map_err(get_err())?;
-        stat.max_int = row.get(at + 3).map_err(get_err())?;
+        stat.sum_int = running.int_sum;
+        stat.min_int = row.get(at + 1).map_err(get_err())?;
+        stat.max_int = row.get(at + 2).map_err(get_err())?;
         stat.min = stat.min_int as f64;
         stat.max = stat.max_int as f64;
     } else {
-        stat.sum_real = row.get(at + 1).map_err(get_err())?;
-        stat.min = row.get(at + 2).map_err(get_err())?;
-        stat.max = row.get(at + 3).map_err(get_err())?;
+        stat.sum_real = row.get(at).map_err(get_err())?;
+        stat.min = row.get(at + 1).map_err(get_err())?;
+        stat.max = row.get(at + 2).map_err(get_err())?;
     }
     Ok(stat)
 }
@@ -235,9 +247,9 @@ pub(crate) fn raw_stat(row: &Row<'_>, at: usize, int: bool) -> Result<Stat> {
 /// The SQL name of the sample standard deviation aggregate.
 const STDDEV_FUNCTION: &str = "swarm_stddev_samp";
 
-/// The SQL name of the aggregate returning a Welford state (for merging
+/// The SQL name of the aggregate returning a [`Running`] state (for merging
 /// raw rows with rollups).
-const WELFORD_FUNCTION: &str = "swarm_welford";
+const RUNNING_FUNCTION: &str = "swarm_running";
 
 /// The SQL aggregate function computing `aggregation`.
 pub(crate) fn sql_function(aggregation: AggregationType) -> &'static str {
@@ -254,41 +266,39 @@ pub(crate) fn sql_function(aggregation: AggregationType) -> &'static str {
 /// Registers the SQL functions the queries use on one connection.
 pub(crate) fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
     let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
-    let stddev: fn(Welford) -> Option<f64> = |w| w.sample_stddev();
-    conn.create_aggregate_function(STDDEV_FUNCTION, 1, flags, WelfordAggregate(stddev))?;
+    let stddev: fn(Running) -> Option<f64> = |r| r.welford.sample_stddev();
+    conn.create_aggregate_function(STDDEV_FUNCTION, 1, flags, RunningAggregate(stddev))?;
     conn.create_aggregate_function(
-        WELFORD_FUNCTION,
+        RUNNING_FUNCTION,
         1,
         flags,
-        WelfordAggregate(Welford::to_bytes),
+        RunningAggregate(Running::to_bytes),
     )
 }
 
-/// Adds a numeric SQL value to a Welford state; other values are skipped,
-/// as SQL aggregates skip NULL.
-fn push_value(ctx: &Context<'_>, acc: &mut Welford) {
-    match ctx.get_raw(0) {
-        ValueRef::Integer(i) => acc.push(i as f64),
-        ValueRef::Real(x) => acc.push(x),
-        _ => {}
-    }
-}
+/// An SQL aggregate that folds its numeric argument into a [`Running`]
+/// state (skipping other values, as SQL aggregates skip NULL) and answers
+/// with `finish` of the state.
+struct RunningAggregate<T>(fn(Running) -> T);
 
-/// An SQL aggregate that folds its argument into a Welford state and
-/// answers with `finish` of the state.
-struct WelfordAggregate<T>(fn(Welford) -> T);
-
-impl<T: rusqlite::ToSql> rusqlite::functions::Aggregate<Welford, T> for WelfordAggregate<T> {
-    fn init(&self, _: &mut Context<'_>) -> rusqlite::Result<Welford> {
-        Ok(Welford::default())
+impl<T: rusqlite::ToSql> rusqlite::functions::Aggregate<Running, T> for RunningAggregate<T> {
+    fn init(&self, _: &mut Context<'_>) -> rusqlite::Result<Running> {
+        Ok(Running::default())
     }
 
-    fn step(&self, ctx: &mut Context<'_>, acc: &mut Welford) -> rusqlite::Result<()> {
-        push_value(ctx, acc);
+    fn step(&self, ctx: &mut Context<'_>, acc: &mut Running) -> rusqlite::Result<()> {
+        match ctx.get_raw(0) {
+            ValueRef::Integer(i) => {
+                acc.welford.push(i as f64);
+                acc.int_sum += i128::from(i);
+            }
+            ValueRef::Real(x) => acc.welford.push(x),
+            _ => {}
+        }
         Ok(())
     }
 
-    fn finalize(&self, _: &mut Context<'_>, acc: Option<Welford>) -> rusqlite::Result<T> {
+    fn finalize(&self, _: &mut Context<'_>, acc: Option<Running>) -> rusqlite::Result<T> {
         Ok((self.0)(acc.unwrap_or_default()))
     }
 }
@@ -405,11 +415,29 @@ mod tests {
     }
 
     #[test]
-    fn welford_states_survive_their_byte_form() {
-        let mut w = Welford::default();
-        [0.5, 1e300, -3.0].iter().for_each(|x| w.push(*x));
-        assert_eq!(Welford::from_bytes(&w.to_bytes()), Some(w));
-        assert_eq!(Welford::from_bytes(&[1, 2, 3]), None);
+    fn running_states_survive_their_byte_form() {
+        let mut r = Running {
+            int_sum: 2 * i128::from(i64::MAX),
+            ..Running::default()
+        };
+        [0.5, 1e300, -3.0].iter().for_each(|x| r.welford.push(*x));
+        assert_eq!(Running::from_bytes(&r.to_bytes()), Some(r));
+        assert_eq!(Running::from_bytes(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn sql_sums_of_integers_stay_exact_past_64_bits() {
+        let conn = Connection::open_in_memory().unwrap();
+        register_functions(&conn).unwrap();
+        conn.execute_batch("CREATE TABLE m (x INTEGER); INSERT INTO m VALUES (9223372036854775807), (9223372036854775807), (1);")
+            .unwrap();
+        let sql = format!("SELECT {} FROM m", raw_stat_columns("x"));
+        let stat = conn
+            .query_row(&sql, [], |row| Ok(raw_stat(row, 0, true).unwrap()))
+            .unwrap();
+        assert_eq!(stat.count(), 3);
+        assert_eq!(stat.sum_int, 2 * i128::from(i64::MAX) + 1);
+        assert_eq!((stat.min_int, stat.max_int), (1, i64::MAX));
     }
 
     #[test]

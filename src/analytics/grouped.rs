@@ -48,7 +48,7 @@ impl MetricsStorage {
                 let int = kind == MetricKind::Task;
                 let sql = format!(
                     "SELECT {key}, {} FROM {from} GROUP BY {group_column}",
-                    raw_stat_columns(column, int),
+                    raw_stat_columns(column),
                 );
                 let mut groups: BTreeMap<Option<String>, Stat> = BTreeMap::new();
                 snapshot.each(&sql, params, "aggregate by group", |row| {

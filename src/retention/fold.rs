@@ -135,7 +135,7 @@ fn merge_into(
         i64::try_from(merged[0].count()).unwrap_or(i64::MAX),
     ));
     for s in &merged {
-        values.extend(stat_values(s)?);
+        values.extend(stat_values(s));
     }
     let placeholders: Vec<String> = (1..=values.len()).map(|i| format!("?{i}")).collect();
     let insert = format!(

@@ -3,7 +3,7 @@
 //! a measure's columns (`{p}_sum, {p}_min, {p}_max, {p}_mean, {p}_m2,
 //! {p}_sketch`).
 
-use rusqlite::types::Value as SqlValue;
+use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::Row;
 
 use crate::error::{Error, Result};
@@ -97,7 +97,7 @@ pub(super) fn read_stat(
     };
     let mut s = Stat::new(int, false);
     if int {
-        s.sum_int = i128::from(row.get::<_, i64>(at).map_err(col)?);
+        s.sum_int = read_sum(row, at, table)?;
         s.min_int = row.get(at + 1).map_err(col)?;
         s.max_int = row.get(at + 2).map_err(col)?;
         s.min = s.min_int as f64;
@@ -119,20 +119,37 @@ pub(super) fn read_stat(
     Ok(s)
 }
 
+/// An integer sum as stored: an SQLite integer while it fits 64 bits, and
+/// beyond (a sum of several values near `i64::MAX`, each one storable) its
+/// 16 little-endian bytes, so that every sum stays exact.
+fn sum_value(sum: i128) -> SqlValue {
+    match i64::try_from(sum) {
+        Ok(sum) => SqlValue::Integer(sum),
+        Err(_) => SqlValue::Blob(sum.to_le_bytes().to_vec()),
+    }
+}
+
+/// The inverse of [`sum_value`], from column `at`.
+fn read_sum(row: &Row<'_>, at: usize, table: &'static str) -> Result<i128> {
+    let corrupt = |reason: String| Error::CorruptRow { table, reason };
+    match row.get_ref(at).map_err(|e| corrupt(e.to_string()))? {
+        ValueRef::Integer(sum) => Ok(i128::from(sum)),
+        ValueRef::Blob(bytes) => bytes
+            .try_into()
+            .map(i128::from_le_bytes)
+            .map_err(|_| corrupt(format!("a sum of {} bytes", bytes.len()))),
+        other => Err(corrupt(format!("a sum of type {:?}", other.data_type()))),
+    }
+}
+
 /// The values of a measure's columns for `stat`, in [`measure_columns`]
 /// order, sketch included.
-pub(super) fn stat_values(stat: &Stat) -> Result<[SqlValue; STAT_COLUMNS]> {
+pub(super) fn stat_values(stat: &Stat) -> [SqlValue; STAT_COLUMNS] {
     let sketch = stat.sketch.as_ref().map(encode_sketch).unwrap_or_default();
     let w = stat.welford;
-    Ok(if stat.int {
-        let sum = i64::try_from(stat.sum_int).map_err(|_| {
-            Error::invalid(
-                "rollup",
-                "a rollup sum exceeds the largest storable integer",
-            )
-        })?;
+    if stat.int {
         [
-            SqlValue::Integer(sum),
+            sum_value(stat.sum_int),
             SqlValue::Integer(stat.min_int),
             SqlValue::Integer(stat.max_int),
             SqlValue::Real(w.mean),
@@ -148,5 +165,5 @@ pub(super) fn stat_values(stat: &Stat) -> Result<[SqlValue; STAT_COLUMNS]> {
             SqlValue::Real(w.m2),
             SqlValue::Blob(sketch),
         ]
-    })
+    }
 }
