@@ -17,8 +17,8 @@ use crate::writer::Writer;
 pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 
 /// Rows deleted per transaction: small enough that concurrent stores wait
-/// for one chunk at most, never for the whole cleanup.
-const DELETE_CHUNK: i64 = 2_000;
+/// for one chunk at most (a few milliseconds), never for the whole cleanup.
+const DELETE_CHUNK: i64 = 5_000;
 
 /// How many rows [`MetricsStorage::cleanup_old_metrics`] deleted, per
 /// table (serialized with the table names, as the reference's dict).
@@ -148,6 +148,7 @@ fn delete_before(writer: &Writer<Cache>, kind: MetricKind, cutoff: i64) -> Resul
         if (deleted as i64) < DELETE_CHUNK {
             return Ok(total);
         }
+        super::let_others_write();
     }
 }
 
@@ -177,6 +178,7 @@ fn delete_rollups_before(writer: &Writer<Cache>, kind: MetricKind, cutoff: i64) 
             if deleted == 0 {
                 break;
             }
+            super::let_others_write();
         }
     }
     Ok(total)

@@ -123,6 +123,17 @@ pub struct RetentionReport {
     pub finished: bool,
 }
 
+/// How long maintenance pauses after each chunk of work. A writer in
+/// another process retries the write lock at least every millisecond (see
+/// `writer::transaction`), so it gets in between two chunks instead of
+/// waiting for the whole run and timing out.
+const BETWEEN_CHUNKS: std::time::Duration = std::time::Duration::from_micros(1_500);
+
+/// Pauses between two chunks of maintenance; see [`BETWEEN_CHUNKS`].
+fn let_others_write() {
+    std::thread::sleep(BETWEEN_CHUNKS);
+}
+
 /// `t` rounded down to a multiple of `width`, also before 1970.
 fn floor_to(t: i64, width: i64) -> i64 {
     t.div_euclid(width) * width
@@ -135,8 +146,11 @@ impl MetricsStorage {
     /// Horizons are aligned down to whole hours (raw) and days (rollups).
     ///
     /// Works in bounded chunks, one transaction each, through the same
-    /// queue as stores, so writers wait for one chunk at most. Safe to
-    /// interrupt and to run again: no row is ever counted twice or lost.
+    /// queue as stores, so writers wait for one chunk at most, with a short
+    /// pause after each so that writers in other processes get in too.
+    /// Safe to interrupt and to run again: no row is ever counted twice or
+    /// lost, and reads that combine raw rows and rollups see each row once
+    /// whatever the moment.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for an invalid policy; [`Error::ReadOnly`];
@@ -217,6 +231,7 @@ impl MetricsStorage {
                     // nothing to do must not use up a bounded run.
                     if n > 0 {
                         chunks += 1;
+                        let_others_write();
                     }
                     if matches!(step, Step::DropDaily { .. }) || (n as i64) < limit {
                         break;

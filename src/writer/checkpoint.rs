@@ -161,6 +161,34 @@ impl Drop for Checkpointer {
     }
 }
 
+/// Checkpoints in `mode` (`PASSIVE` or `TRUNCATE`). A truncating
+/// checkpoint holds off every writer, in every process, while it runs, so
+/// a passive one first copies what it can without blocking anybody, and
+/// the truncating one is left with the few pages written since.
+///
+/// While it waits for readers it blocks writers, so it waits briefly
+/// (see [`brief_wait`]) and, if readers are still there, gives up: SQLite
+/// reports that in the pragma's result, not as an error, and the next
+/// checkpoint tries again. This sets `conn`'s busy handler.
+pub(crate) fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<()> {
+    if mode != "PASSIVE" {
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        conn.busy_handler(Some(brief_wait))?;
+    }
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()))
+}
+
+/// A busy handler for truncating checkpoints: up to about 50 ms in steps
+/// of a millisecond. Reads are short, and writers in every process wait
+/// while the checkpoint does.
+fn brief_wait(tries: i32) -> bool {
+    if tries >= 50 {
+        return false;
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1));
+    true
+}
+
 fn run(conn: &Connection, shared: &Shared) {
     loop {
         let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -188,7 +216,6 @@ fn run(conn: &Connection, shared: &Shared) {
         // A checkpoint that cannot finish (readers still need old pages, or
         // the busy timeout passed) is simply tried again next time; the
         // store's data is safe in the WAL either way.
-        let sql = format!("PRAGMA wal_checkpoint({mode})");
-        let _ = conn.query_row(&sql, [], |_| Ok(()));
+        let _ = checkpoint(conn, mode);
     }
 }

@@ -43,12 +43,18 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Give freed space back to the file system.
+    /// Give freed space back to the file system, in place and in steps
+    /// (stores from other processes go on meanwhile).
     Vacuum {
-        /// Free at most this many pages in place instead of rebuilding the
-        /// file (no extra disk space, no long lock).
-        #[arg(long)]
+        /// Free at most this many pages (default: all free pages).
+        #[arg(long, conflicts_with = "full")]
         incremental: Option<u32>,
+        /// Rebuild the whole file instead, which also defragments it. It
+        /// holds the write lock for its whole run, so stores from other
+        /// processes wait (and fail after their busy timeout), and it may
+        /// need as much free disk as the file's size.
+        #[arg(long)]
+        full: bool,
     },
     /// Check the file's integrity and schema version (exit 1 if damaged).
     Check,

@@ -138,11 +138,12 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
             store.close()?;
         }
-        Command::Vacuum { incremental } => {
+        Command::Vacuum { incremental, full } => {
             let store = open_existing(&cli.db, true)?;
-            let report = match incremental {
-                Some(pages) => store.incremental_vacuum(Some(pages))?,
-                None => store.vacuum()?,
+            let report = if full {
+                store.vacuum()?
+            } else {
+                store.incremental_vacuum(incremental)?
             };
             store.close()?;
             if json {
