@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection};
 use swarm_metrics::{
-    AggregationType, Filter, MetricKind, MetricsStorage, TaskMetric, TaskResult, TimeRange,
+    AggregationType, Filter, MetricKind, MetricsStorage, RetentionPolicy, TaskMetric, TaskResult,
+    TimeRange,
 };
 
 const AGENTS: u64 = 100;
@@ -508,6 +509,44 @@ fn main() {
     let ours_bytes = file_size(&ours_path) as f64 / rows as f64;
     let raw_bytes = file_size(&raw_path) as f64 / rows as f64;
 
+    // Tiered retention with the default policy on a copy of the file,
+    // then a full vacuum: how long it takes, and what share of the bytes
+    // is left. The baseline deletes what is older than the raw horizon
+    // (7 days) and vacuums: the least a file can keep and still answer
+    // for the last week.
+    let (retention_s, shrink) = {
+        let copy = dir.path().join("retention.db");
+        std::fs::copy(&ours_path, &copy).unwrap();
+        let before = file_size(&copy) as f64;
+        let store = MetricsStorage::open(&copy).unwrap();
+        let clock = Instant::now();
+        let report = store.apply_retention(&RetentionPolicy::default()).unwrap();
+        let elapsed = clock.elapsed().as_secs_f64();
+        assert!(report.finished && report.raw_folded > 0, "{report:?}");
+        store.vacuum().unwrap();
+        store.close().unwrap();
+        let after = file_size(&copy) as f64;
+        std::fs::remove_file(&copy).unwrap();
+        (elapsed, after / before)
+    };
+    let (raw_retention_s, raw_shrink) = {
+        let copy = dir.path().join("raw-retention.db");
+        std::fs::copy(&raw_path, &copy).unwrap();
+        let before = file_size(&copy) as f64;
+        let conn = raw_open(&copy);
+        let clock = Instant::now();
+        let cutoff = (end - chrono::Duration::days(7)).timestamp_micros();
+        conn.execute("DELETE FROM task_metrics WHERE timestamp < ?1", [cutoff])
+            .unwrap();
+        let elapsed = clock.elapsed().as_secs_f64();
+        conn.execute_batch("VACUUM").unwrap();
+        drop(conn);
+        let after = file_size(&copy) as f64;
+        std::fs::remove_file(&copy).unwrap();
+        (elapsed, after / before)
+    };
+    eprintln!("measured retention");
+
     // cleanup_half while a writer keeps storing single metrics.
     let store = MetricsStorage::open(&ours_path).unwrap();
     let (ours_cleanup, ours_wait) = cleanup_while_storing(
@@ -546,6 +585,18 @@ fn main() {
         "bytes",
         ours_bytes,
         Some(raw_bytes),
+    ));
+    table.push(Row::lower(
+        "apply_retention_s",
+        "s",
+        retention_s,
+        Some(raw_retention_s),
+    ));
+    table.push(Row::lower(
+        "retention_shrink",
+        "share",
+        shrink,
+        Some(raw_shrink),
     ));
     table.push(Row::lower(
         "peak_rss_mb",

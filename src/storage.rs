@@ -20,7 +20,7 @@ use crate::open::pool::{OpenReaders, ReaderManager};
 use crate::open::settings::{ConnectionSettings, Durability};
 use crate::open::Options;
 use crate::rows::{index_pending, Cache, DEFAULT_INDEX_BATCH_ROWS};
-use crate::writer::checkpoint::{checkpoint, Checkpointer};
+use crate::writer::checkpoint::{truncate_wal, Checkpointer};
 use crate::writer::{Writer, WriterOptions};
 
 /// Where [`MetricsStorage::open_default`] keeps its file, relative to the
@@ -351,7 +351,9 @@ impl MetricsStorage {
             return Ok(());
         };
         writer.with_connection(|conn| {
-            checkpoint(conn, "TRUNCATE").map_err(Error::sqlite("checkpoint"))
+            truncate_wal(conn, self.settings.busy_timeout)
+                .map(drop)
+                .map_err(Error::sqlite("checkpoint"))
         })
     }
 }

@@ -16,17 +16,22 @@
 //! automatic checkpoint; the hook keeps it only as a backstop, far above the
 //! usual WAL size, should the background thread fall behind.
 //!
-//! A PASSIVE checkpoint cannot make the log start over while readers keep
-//! overlapping (each holds a snapshot the log must keep), so the WAL would
-//! grow without bound under steady reads. Past [`TRUNCATE_PAGES`] the
-//! background checkpoint therefore truncates the log, waiting briefly for
-//! the readers of older snapshots, and `journal_size_limit` caps what the
-//! file keeps when the log starts over.
+//! A PASSIVE checkpoint cannot make the log start over while reads keep
+//! overlapping: each reader that starts while some frames are not yet
+//! copied holds on to the log, and under steady writes there always are
+//! such frames. So the WAL would grow without bound. Past
+//! [`TRUNCATE_PAGES`] the background thread therefore also truncates the
+//! log, with this process's writer holding back meanwhile: no frame is
+//! added while it waits briefly for the readers of older snapshots, and
+//! readers that start meanwhile read the database file alone.
+//! `journal_size_limit` caps what the file keeps when the log starts over.
 
 use std::cell::Cell;
 use std::os::raw::c_int;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rusqlite::hooks::{CheckpointMode, Wal};
 use rusqlite::Connection;
@@ -35,11 +40,19 @@ use rusqlite::Connection;
 /// automatic checkpoint runs at 1000).
 const CHECKPOINT_PAGES: c_int = 4000;
 
-/// WAL pages from which a background checkpoint truncates the WAL: it
-/// waits for the readers of older snapshots to finish (reads are short)
-/// and holds back new writes meanwhile, so that the log starts over even
-/// while reads overlap without a pause. With 4 KiB pages, 32 MiB.
+/// WAL pages from which a background checkpoint also truncates the WAL
+/// (32 MiB with 4 KiB pages); see [`truncate_with_writer_paused`].
 const TRUNCATE_PAGES: c_int = 8000;
+
+/// WAL growth, in pages, after which a truncation is tried again when
+/// readers kept it from finishing.
+const TRUNCATE_RETRY_PAGES: c_int = 1000;
+
+/// The first wait of a truncating checkpoint for readers.
+const TRUNCATE_WAIT_MIN: Duration = Duration::from_millis(50);
+
+/// The longest wait of a truncating checkpoint for readers.
+pub(crate) const TRUNCATE_WAIT_MAX: Duration = Duration::from_secs(1);
 
 /// WAL pages after which a commit checkpoints by itself, should the
 /// background thread fall behind (48 MiB with 4 KiB pages).
@@ -80,6 +93,11 @@ struct State {
     pages: c_int,
     /// The size at which the next checkpoint is due.
     due_at: c_int,
+    /// A truncating checkpoint is under way: the writer starts no
+    /// transaction meanwhile (see [`Checkpointer::wait_for_truncation`]).
+    truncating: bool,
+    /// How long the next truncating checkpoint waits for readers.
+    truncate_wait: Duration,
     stop: bool,
 }
 
@@ -93,6 +111,11 @@ impl State {
 struct Shared {
     state: Mutex<State>,
     wake: Condvar,
+    /// Signalled when a truncating checkpoint ends.
+    truncated: Condvar,
+    /// Mirrors `State::truncating`, so that the writer can tell without a
+    /// lock that nothing is under way.
+    truncating: AtomicBool,
 }
 
 /// The background checkpoint thread; stopped and joined on drop.
@@ -107,9 +130,10 @@ impl Checkpointer {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 due_at: CHECKPOINT_PAGES,
+                truncate_wait: TRUNCATE_WAIT_MIN,
                 ..State::default()
             }),
-            wake: Condvar::new(),
+            ..Shared::default()
         });
         let thread = std::thread::Builder::new()
             .name("swarm-metrics-checkpoint".to_owned())
@@ -140,6 +164,24 @@ impl Checkpointer {
         }
     }
 
+    /// Waits, at most `max`, while a truncating checkpoint is under way:
+    /// the writer calls this before each transaction, so that the
+    /// checkpoint finds the write lock free.
+    pub fn wait_for_truncation(&self, max: Duration) {
+        if !self.shared.truncating.load(Ordering::Acquire) {
+            return;
+        }
+        let state = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let _ = self
+            .shared
+            .truncated
+            .wait_timeout_while(state, max, |state| state.truncating);
+    }
+
     /// Stops the thread and closes its connection.
     pub fn stop(&mut self) {
         if let Some(thread) = self.thread.take() {
@@ -161,32 +203,19 @@ impl Drop for Checkpointer {
     }
 }
 
-/// Checkpoints in `mode` (`PASSIVE` or `TRUNCATE`). A truncating
-/// checkpoint holds off every writer, in every process, while it runs, so
-/// a passive one first copies what it can without blocking anybody, and
-/// the truncating one is left with the few pages written since.
-///
-/// While it waits for readers it blocks writers, so it waits briefly
-/// (see [`brief_wait`]) and, if readers are still there, gives up: SQLite
-/// reports that in the pragma's result, not as an error, and the next
-/// checkpoint tries again. This sets `conn`'s busy handler.
-pub(crate) fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<()> {
-    if mode != "PASSIVE" {
-        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
-        conn.busy_handler(Some(brief_wait))?;
-    }
-    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()))
-}
-
-/// A busy handler for truncating checkpoints: up to about 50 ms in steps
-/// of a millisecond. Reads are short, and writers in every process wait
-/// while the checkpoint does.
-fn brief_wait(tries: i32) -> bool {
-    if tries >= 50 {
-        return false;
-    }
-    std::thread::sleep(std::time::Duration::from_millis(1));
-    true
+/// Copies the WAL into the database file and truncates it: a passive
+/// checkpoint first copies what it can without blocking anybody, then a
+/// truncating one copies the rest and starts the log over. The truncating
+/// one must wait for the readers of older snapshots, and no writer of any
+/// process writes meanwhile, so it waits at most `wait` and, if readers
+/// are still there, gives up. Returns whether the WAL was truncated. Sets
+/// `conn`'s busy timeout to `wait`.
+pub(crate) fn truncate_wal(conn: &Connection, wait: Duration) -> rusqlite::Result<bool> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+    conn.busy_timeout(wait)?;
+    // The first column is 1 when the checkpoint was blocked.
+    let blocked: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+    Ok(blocked == 0)
 }
 
 fn run(conn: &Connection, shared: &Shared) {
@@ -204,18 +233,40 @@ fn run(conn: &Connection, shared: &Shared) {
         // If readers keep this checkpoint from finishing, the WAL keeps
         // growing, and the next one is due a CHECKPOINT_PAGES later.
         state.due_at = state.pages.saturating_add(CHECKPOINT_PAGES);
-        // A PASSIVE checkpoint copies what no reader still needs and never
-        // waits; but while reads overlap without a pause the log never
-        // starts over, so past TRUNCATE_PAGES the checkpoint waits for them.
-        let mode = if state.pages >= TRUNCATE_PAGES {
-            "TRUNCATE"
-        } else {
-            "PASSIVE"
-        };
+        let truncate = state.pages >= TRUNCATE_PAGES;
         drop(state);
-        // A checkpoint that cannot finish (readers still need old pages, or
-        // the busy timeout passed) is simply tried again next time; the
-        // store's data is safe in the WAL either way.
-        let _ = checkpoint(conn, mode);
+        // A checkpoint that cannot finish (readers still need old pages)
+        // is simply tried again next time; the store's data is safe in the
+        // WAL either way.
+        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        if truncate {
+            truncate_with_writer_paused(conn, shared);
+        }
     }
+}
+
+/// Truncates the WAL while this process's writer holds back: it would
+/// otherwise hardly ever let go of the write lock that a truncating
+/// checkpoint needs. The wait for readers starts short; each time readers
+/// keep the truncation from finishing, the next try comes
+/// [`TRUNCATE_RETRY_PAGES`] later and waits twice as long, up to
+/// [`TRUNCATE_WAIT_MAX`]: as long as the longest read.
+fn truncate_with_writer_paused(conn: &Connection, shared: &Shared) {
+    let set = |truncating: bool| {
+        let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.truncating = truncating;
+        shared.truncating.store(truncating, Ordering::Release);
+        state
+    };
+    let wait = set(true).truncate_wait;
+    let truncated = truncate_wal(conn, wait).unwrap_or(false);
+    let mut state = set(false);
+    if truncated {
+        state.truncate_wait = TRUNCATE_WAIT_MIN;
+    } else {
+        state.due_at = state.pages.saturating_add(TRUNCATE_RETRY_PAGES);
+        state.truncate_wait = (wait * 2).min(TRUNCATE_WAIT_MAX);
+    }
+    drop(state);
+    shared.truncated.notify_all();
 }

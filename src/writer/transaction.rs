@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode};
 
-use super::checkpoint::{take_wal_pages, watch_wal, Checkpointer};
+use super::checkpoint::{take_wal_pages, watch_wal, Checkpointer, TRUNCATE_WAIT_MAX};
 use super::{Caches, Job, JobFn, Output, WriterOptions};
 use crate::error::{Error, Result};
 
@@ -14,6 +14,10 @@ use crate::error::{Error, Result};
 /// process: short, so that a writer gets in between the chunks of another
 /// process's maintenance (which pauses longer than this between chunks).
 const LOCK_POLL_MAX: Duration = Duration::from_millis(1);
+
+/// Longest the writer holds back for a truncating checkpoint: its wait for
+/// readers, and the copy of what the passive one before it left.
+const TRUNCATION_WAIT_MAX: Duration = TRUNCATE_WAIT_MAX.saturating_mul(2);
 
 /// The writer connection and its caches.
 pub(super) struct WriterConnection<C> {
@@ -104,6 +108,9 @@ impl<C: Caches> WriterConnection<C> {
         if !self.conn.is_autocommit() {
             // Only after a panic mid-write: end what it left open.
             self.rollback();
+        }
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.wait_for_truncation(TRUNCATION_WAIT_MAX);
         }
         self.take_write_lock()?;
         let version: i64 = self
