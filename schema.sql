@@ -1,4 +1,4 @@
--- The swarm-metrics schema, version 2, as the migrations in migrations/ make it.
+-- The swarm-metrics schema, version 4, as the migrations in migrations/ make it.
 -- Written by a test from those files (which say why each part is as it is);
 -- do not edit by hand. The rows the migrations insert are not shown.
 
@@ -63,64 +63,6 @@ CREATE INDEX idx_swarm_metrics_type ON swarm_metrics (metric_type, timestamp);
 
 CREATE INDEX idx_swarm_metrics_time ON swarm_metrics (timestamp);
 
-CREATE TABLE task_rollups (
-    level           INTEGER NOT NULL,
-    bucket          INTEGER NOT NULL,
-    agent           INTEGER NOT NULL,
-    swarm           INTEGER NOT NULL,   -- 0: tasks without a swarm
-    result          INTEGER NOT NULL,
-    count           INTEGER NOT NULL,
-    duration_sum    INTEGER NOT NULL,
-    duration_min    INTEGER NOT NULL,
-    duration_max    INTEGER NOT NULL,
-    duration_mean   REAL    NOT NULL,
-    duration_m2     REAL    NOT NULL,
-    duration_sketch BLOB    NOT NULL,
-    tokens_sum      INTEGER NOT NULL,
-    tokens_min      INTEGER NOT NULL,
-    tokens_max      INTEGER NOT NULL,
-    tokens_mean     REAL    NOT NULL,
-    tokens_m2       REAL    NOT NULL,
-    tokens_sketch   BLOB    NOT NULL,
-    files_sum       INTEGER NOT NULL,
-    files_min       INTEGER NOT NULL,
-    files_max       INTEGER NOT NULL,
-    files_mean      REAL    NOT NULL,
-    files_m2        REAL    NOT NULL,
-    files_sketch    BLOB    NOT NULL,
-    PRIMARY KEY (level, bucket, agent, swarm, result)
-) WITHOUT ROWID;
-
-CREATE TABLE agent_rollups (
-    level        INTEGER NOT NULL,
-    bucket       INTEGER NOT NULL,
-    agent        INTEGER NOT NULL,
-    metric_type  INTEGER NOT NULL,
-    count        INTEGER NOT NULL,
-    value_sum    REAL    NOT NULL,
-    value_min    REAL    NOT NULL,
-    value_max    REAL    NOT NULL,
-    value_mean   REAL    NOT NULL,
-    value_m2     REAL    NOT NULL,
-    value_sketch BLOB    NOT NULL,
-    PRIMARY KEY (level, bucket, agent, metric_type)
-) WITHOUT ROWID;
-
-CREATE TABLE swarm_rollups (
-    level        INTEGER NOT NULL,
-    bucket       INTEGER NOT NULL,
-    swarm        INTEGER NOT NULL,
-    metric_type  INTEGER NOT NULL,
-    count        INTEGER NOT NULL,
-    value_sum    REAL    NOT NULL,
-    value_min    REAL    NOT NULL,
-    value_max    REAL    NOT NULL,
-    value_mean   REAL    NOT NULL,
-    value_m2     REAL    NOT NULL,
-    value_sketch BLOB    NOT NULL,
-    PRIMARY KEY (level, bucket, swarm, metric_type)
-) WITHOUT ROWID;
-
 CREATE VIEW agent_metrics_view AS
 SELECT m.metric_id, a.name AS agent_id, ty.name AS metric_type, m.value, m.metadata,
        strftime('%Y-%m-%dT%H:%M:%f', m.timestamp / 1000000.0, 'unixepoch') || 'Z' AS timestamp
@@ -166,3 +108,36 @@ FROM task_metrics t
 JOIN agents a ON a.id = t.agent
 LEFT JOIN swarms s ON s.id = t.swarm
 JOIN task_results r ON r.code = t.result;
+
+CREATE TABLE task_summaries (
+    level     INTEGER NOT NULL,
+    bucket    INTEGER NOT NULL,
+    agent     INTEGER NOT NULL,
+    swarm     INTEGER NOT NULL,   -- 0: tasks without a swarm
+    success   INTEGER NOT NULL,
+    failure   INTEGER NOT NULL,
+    timeout   INTEGER NOT NULL,
+    cancelled INTEGER NOT NULL,
+    data      BLOB    NOT NULL,
+    PRIMARY KEY (level, bucket, agent, swarm)
+) WITHOUT ROWID;
+
+CREATE TABLE agent_summaries (
+    level       INTEGER NOT NULL,
+    bucket      INTEGER NOT NULL,
+    agent       INTEGER NOT NULL,
+    metric_type INTEGER NOT NULL,
+    count       INTEGER NOT NULL,
+    data        BLOB    NOT NULL,
+    PRIMARY KEY (level, bucket, agent, metric_type)
+) WITHOUT ROWID;
+
+CREATE TABLE swarm_summaries (
+    level       INTEGER NOT NULL,
+    bucket      INTEGER NOT NULL,
+    swarm       INTEGER NOT NULL,
+    metric_type INTEGER NOT NULL,
+    count       INTEGER NOT NULL,
+    data        BLOB    NOT NULL,
+    PRIMARY KEY (level, bucket, swarm, metric_type)
+) WITHOUT ROWID;

@@ -37,7 +37,8 @@ pub struct Percentile {
     pub count: u64,
     /// The quantile; `None` when the selection is empty.
     pub value: Option<f64>,
-    /// True when part of the selection was read from rollups, whose
+    /// True when part of the selection was read from rollups that keep
+    /// statistics rather than values (past 512 metrics in a bucket): their
     /// sketches answer within 1% of the exact quantile.
     #[serde(default)]
     pub approximate: bool,
@@ -187,14 +188,20 @@ impl MetricsStorage {
                         filter,
                         group: None,
                         column: Some(column),
-                        sketches: true,
+                        quantiles: true,
                     };
                     rolled = merge_rollups(snapshot, &read)?.remove(&None);
                 }
                 Ok((values, rolled))
             })?;
-        if let Some(sketch) = rolled.and_then(|r| r.stat.sketch.filter(|s| s.count() > 0)) {
-            let mut sketch = sketch;
+        // Rollups that keep their values answer exactly; those that keep
+        // sketches make the answer approximate.
+        let mut sketch = None;
+        if let Some(rolled) = rolled {
+            values.extend(rolled.values);
+            sketch = rolled.sketch;
+        }
+        if let Some(mut sketch) = sketch {
             for v in &values {
                 sketch.add(*v);
             }
@@ -254,7 +261,7 @@ impl MetricsStorage {
                     filter,
                     group: None,
                     column: None,
-                    sketches: false,
+                    quantiles: false,
                 };
                 for rolled in merge_rollups(snapshot, &read)?.values() {
                     for (result, n) in rolled.result_counts() {
@@ -289,7 +296,7 @@ fn stat_with_rollups(
         filter,
         group: None,
         column: Some(column),
-        sketches: false,
+        quantiles: false,
     };
     for rolled in merge_rollups(snapshot, &read)?.values() {
         stat.merge(&rolled.stat)?;

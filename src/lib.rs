@@ -71,6 +71,7 @@ mod stat;
 mod stats;
 mod storage;
 mod store;
+mod summary;
 mod writer;
 
 pub use aggregate::{Aggregate, Percentile, SuccessRate};

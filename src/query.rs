@@ -265,15 +265,17 @@ impl Filter {
                 clauses.push(params.bind(&format!("m.{SWARM_IS}"), id.clone()));
             }
         }
-        self.bind_result_type_and_range(kind, &mut params, &mut clauses, "m", "m.timestamp");
+        if let Some(result) = self.result {
+            clauses.push(params.bind("m.result = ?", result.code()));
+        }
+        self.bind_type_and_range(kind, &mut params, &mut clauses, "m", "m.timestamp");
         (source, all_of(&clauses), params.into_values())
     }
 
-    /// The conditions on the result, the metric type (of agent and swarm
-    /// metrics) and the time range, on the table aliased `alias`, with
-    /// `time` the column the range applies to; raw rows and rollups share
-    /// them.
-    pub(crate) fn bind_result_type_and_range(
+    /// The conditions on the metric type (of agent and swarm metrics) and
+    /// the time range, on the table aliased `alias`, with `time` the
+    /// column the range applies to; raw rows and rollups share them.
+    pub(crate) fn bind_type_and_range(
         &self,
         kind: MetricKind,
         params: &mut Params,
@@ -281,9 +283,6 @@ impl Filter {
         alias: &str,
         time: &str,
     ) {
-        if let Some(result) = self.result {
-            clauses.push(params.bind(&format!("{alias}.result = ?"), result.code()));
-        }
         if let (Some(metric_type), false) = (self.metric_type, kind == MetricKind::Task) {
             clauses.push(params.bind(&format!("{alias}.metric_type = ?"), metric_type.code()));
         }

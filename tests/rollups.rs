@@ -223,36 +223,61 @@ proptest! {
     }
 }
 
+/// Rollups keep the exact values of up to 512 metrics a bucket, and
+/// percentiles over them stay exact; past that they keep sketches, and
+/// percentiles say they are approximate (within 1%).
 #[test]
-fn percentiles_from_rollups_say_they_are_approximate() {
-    let store = MetricsStorage::temporary().unwrap();
-    let now = swarm_metrics::now();
-    let tasks: Vec<_> = (0..500)
-        .map(|i| {
-            TaskMetric::new(format!("t{i}"), "a", 100 + i, TaskResult::Success)
-                .at(now - Duration::days(10) - Duration::minutes(i as i64))
-        })
-        .collect();
-    store.store_task_metrics(&tasks).unwrap();
-    let exact = store
-        .percentile(MetricKind::Task, 0.95, &Filter::new())
-        .unwrap();
-    assert!(!exact.approximate);
-    let report = store.apply_retention(&RetentionPolicy::default()).unwrap();
-    assert_eq!(report.raw_folded, 500);
-    let approx = store
-        .percentile(MetricKind::Task, 0.95, &Filter::new())
-        .unwrap();
-    assert!(approx.approximate);
-    assert_eq!(approx.count, 500);
-    let (x, y) = (exact.value.unwrap(), approx.value.unwrap());
-    assert!((x - y).abs() <= 0.01 * x, "{x} vs {y}");
-    // The rows are gone, the answers are not.
-    assert!(store
-        .get_task_metrics(&Filter::new(), 10)
-        .unwrap()
-        .is_empty());
-    assert_eq!(store.success_rate(&Filter::new()).unwrap().total, 500);
+fn percentiles_from_rollups_are_exact_while_buckets_are_small() {
+    for (tasks_per_hour, approximate) in [(500, false), (600, true)] {
+        let store = MetricsStorage::temporary().unwrap();
+        let hour = (swarm_metrics::now() - Duration::days(10))
+            .duration_trunc(Duration::hours(1))
+            .unwrap();
+        let tasks: Vec<_> = (0..tasks_per_hour)
+            .map(|i| {
+                TaskMetric::new(
+                    format!("t{i}"),
+                    "a",
+                    100 + i * i,
+                    TaskResult::ALL[i as usize % 4],
+                )
+                .at(hour + Duration::seconds(i as i64))
+            })
+            .collect();
+        store.store_task_metrics(&tasks).unwrap();
+        let before = store
+            .percentiles(MetricKind::Task, &[0.5, 0.95], &Filter::new())
+            .unwrap();
+        assert!(!before[0].approximate);
+        let report = store.apply_retention(&RetentionPolicy::default()).unwrap();
+        assert_eq!(report.raw_folded, tasks_per_hour);
+        let after = store
+            .percentiles(MetricKind::Task, &[0.5, 0.95], &Filter::new())
+            .unwrap();
+        for (b, a) in before.iter().zip(&after) {
+            assert_eq!(a.approximate, approximate, "{tasks_per_hour} tasks");
+            assert_eq!(a.count, tasks_per_hour);
+            let (x, y) = (b.value.unwrap(), a.value.unwrap());
+            if approximate {
+                assert!((x - y).abs() <= 0.01 * x, "{x} vs {y}");
+            } else {
+                assert_eq!(x, y);
+            }
+        }
+        // One result's percentile reads that result's values alone.
+        let failures = Filter::new().result(TaskResult::Failure);
+        let b = store.percentile(MetricKind::Task, 0.5, &failures).unwrap();
+        assert_eq!(b.count, tasks_per_hour / 4);
+        // The rows are gone, the answers are not.
+        assert!(store
+            .get_task_metrics(&Filter::new(), 10)
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            store.success_rate(&Filter::new()).unwrap().total,
+            tasks_per_hour
+        );
+    }
 }
 
 #[test]

@@ -62,7 +62,7 @@ impl MetricsStorage {
                     filter,
                     group: Some(group_by),
                     column: Some(column),
-                    sketches: false,
+                    quantiles: false,
                 };
                 for (key, rolled) in merge_rollups(snapshot, &read)? {
                     groups
@@ -131,7 +131,7 @@ impl MetricsStorage {
                     filter,
                     group: Some(group_by),
                     column: None,
-                    sketches: false,
+                    quantiles: false,
                 };
                 for (key, rolled) in merge_rollups(snapshot, &read)? {
                     let rate = groups.entry(key).or_default();

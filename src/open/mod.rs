@@ -8,6 +8,7 @@
 pub(crate) mod pool;
 pub(crate) mod schema;
 pub(crate) mod settings;
+mod upgrade;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 
 /// The version the last migration leads to: what this version of the
 /// crate writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// `PRAGMA application_id` of a swarm-metrics file ("SwMt").
 pub(crate) const APPLICATION_ID: i64 = 0x5377_4d74;
@@ -19,6 +19,8 @@ pub(crate) const APPLICATION_ID: i64 = 0x5377_4d74;
 pub(crate) struct Migration {
     pub to: i64,
     pub sql: &'static str,
+    /// What moves the data, after `sql`, where SQL alone cannot.
+    pub then: Option<fn(&Connection) -> Result<()>>,
 }
 
 /// Every migration, oldest first: a new file gets them all, an older file
@@ -28,10 +30,22 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         to: 1,
         sql: include_str!("../../migrations/0001_initial.sql"),
+        then: None,
     },
     Migration {
         to: 2,
         sql: include_str!("../../migrations/0002_time_keyed_tasks.sql"),
+        then: None,
+    },
+    Migration {
+        to: 3,
+        sql: include_str!("../../migrations/0003_compact_rollups.sql"),
+        then: Some(super::upgrade::copy_v2_rollups),
+    },
+    Migration {
+        to: 4,
+        sql: include_str!("../../migrations/0004_drop_old_rollups.sql"),
+        then: None,
     },
 ];
 
@@ -206,6 +220,9 @@ fn apply(conn: &Connection, migrations: &[Migration], from: i64, target: i64) ->
     for step in migrations.iter().filter(|m| m.to > from && m.to <= target) {
         conn.execute_batch(step.sql)
             .map_err(Error::sqlite("migrate schema"))?;
+        if let Some(then) = step.then {
+            then(conn)?;
+        }
         record_version(conn, step.to)?;
         version = step.to;
     }
@@ -216,7 +233,14 @@ fn apply(conn: &Connection, migrations: &[Migration], from: i64, target: i64) ->
 /// pragmas: for tests of the layers below a store.
 #[cfg(test)]
 pub(crate) fn create_for_test(conn: &Connection) {
-    apply(conn, MIGRATIONS, 0, SCHEMA_VERSION).expect("the migrations apply");
+    apply_for_test(conn, SCHEMA_VERSION);
+}
+
+/// Writes the schema of version `version` into an empty database and
+/// records it: for tests of migrations.
+#[cfg(test)]
+pub(crate) fn apply_for_test(conn: &Connection, version: i64) {
+    apply(conn, MIGRATIONS, 0, version).expect("the migrations apply");
 }
 
 fn record_version(conn: &Connection, version: i64) -> Result<()> {
@@ -339,10 +363,12 @@ mod tests {
             Migration {
                 to: SCHEMA_VERSION + 1,
                 sql: "CREATE TABLE step_two (x INTEGER);",
+                then: None,
             },
             Migration {
                 to: SCHEMA_VERSION + 2,
                 sql: "CREATE TABLE step_three (x INTEGER); SELECT no_such_function();",
+                then: None,
             },
         ];
         // The second step fails: the first must not stay applied.

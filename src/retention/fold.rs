@@ -9,15 +9,12 @@ use std::collections::BTreeMap;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension};
 
-use super::rollup_row::{
-    all_measure_columns, empty_stats, key_columns, measures, read_stat, rollup_table, stat_values,
-    STAT_COLUMNS,
-};
+use super::rollup_row::{count_columns, key_columns, read_summary, rollup_table, row_values};
 use super::{floor_to, DAY_US, HOUR_US};
 use crate::error::{Error, Result};
 use crate::record::MetricKind;
-use crate::stat::Stat;
 use crate::storage::each_row;
+use crate::summary::Summary;
 
 /// One step of retention, done as one writer job (one transaction).
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +81,17 @@ impl Step {
     }
 }
 
+/// Rollups being built, by bucket and key.
+type Groups = BTreeMap<(i64, Vec<i64>), Summary>;
+
+/// Merges every group into its rollup row at `level`.
+fn merge_groups(conn: &Connection, kind: MetricKind, level: i64, groups: Groups) -> Result<()> {
+    for ((bucket, key), summary) in groups {
+        merge_into(conn, kind, level, bucket, &key, summary)?;
+    }
+    Ok(())
+}
+
 /// Merges `add` into the rollup row at (`level`, `bucket`, `key`).
 fn merge_into(
     conn: &Connection,
@@ -91,7 +99,7 @@ fn merge_into(
     level: i64,
     bucket: i64,
     key: &[i64],
-    add: &[Stat],
+    mut add: Summary,
 ) -> Result<()> {
     let table = rollup_table(kind);
     let keys = key_columns(kind);
@@ -101,8 +109,7 @@ fn merge_into(
         .map(|(i, k)| format!("{k} = ?{}", i + 3))
         .collect();
     let select = format!(
-        "SELECT count, {} FROM {table} WHERE level = ?1 AND bucket = ?2 AND {}",
-        all_measure_columns(kind),
+        "SELECT data FROM {table} WHERE level = ?1 AND bucket = ?2 AND {}",
         key_match.join(" AND ")
     );
     let mut params: Vec<SqlValue> = vec![level.into(), bucket.into()];
@@ -111,53 +118,31 @@ fn merge_into(
         .prepare_cached(&select)
         .and_then(|mut s| {
             s.query_row(rusqlite::params_from_iter(params.iter()), |row| {
-                Ok(measures(kind)
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (_, int))| {
-                        let count = row.get::<_, i64>(0).unwrap_or(0) as u64;
-                        read_stat(row, count, 1 + STAT_COLUMNS * i, *int, true, table)
-                    })
-                    .collect::<Vec<_>>())
+                Ok(read_summary(row, 0, kind, table))
             })
             .optional()
         })
         .map_err(Error::sqlite("read rollup"))?;
-    let mut merged = match existing {
-        Some(stats) => stats.into_iter().collect::<Result<Vec<_>>>()?,
-        None => empty_stats(kind),
+    let merged = match existing {
+        Some(summary) => {
+            let mut summary = summary?;
+            summary.merge(&mut add)?;
+            summary
+        }
+        None => add,
     };
-    for (m, a) in merged.iter_mut().zip(add) {
-        m.merge(a)?;
-    }
     let mut values = params;
-    values.push(SqlValue::Integer(
-        i64::try_from(merged[0].count()).unwrap_or(i64::MAX),
-    ));
-    for s in &merged {
-        values.extend(stat_values(s));
-    }
+    values.extend(row_values(&merged, kind));
     let placeholders: Vec<String> = (1..=values.len()).map(|i| format!("?{i}")).collect();
     let insert = format!(
-        "INSERT OR REPLACE INTO {table} (level, bucket, {}, count, {}) VALUES ({})",
+        "INSERT OR REPLACE INTO {table} (level, bucket, {}, {}, data) VALUES ({})",
         keys.join(", "),
-        all_measure_columns(kind),
+        count_columns(kind).join(", "),
         placeholders.join(", ")
     );
     conn.prepare_cached(&insert)
         .and_then(|mut s| s.execute(rusqlite::params_from_iter(values.iter())))
         .map_err(Error::sqlite("write rollup"))?;
-    Ok(())
-}
-
-/// Rollups being built, by bucket and key: one stat per measure.
-type Groups = BTreeMap<(i64, Vec<i64>), Vec<Stat>>;
-
-/// Merges every group into its rollup row at `level`.
-fn merge_groups(conn: &Connection, kind: MetricKind, level: i64, groups: &Groups) -> Result<()> {
-    for ((bucket, key), stats) in groups {
-        merge_into(conn, kind, level, *bucket, key, stats)?;
-    }
     Ok(())
 }
 
@@ -197,28 +182,22 @@ fn fold_raw(conn: &Connection, kind: MetricKind, cutoff: i64, limit: i64) -> Res
         last = Some((ts, within));
         n += 1;
         let bucket = floor_to(ts, HOUR_US);
+        let key = vec![get(2)?, get(3)?];
+        let summary = groups
+            .entry((bucket, key))
+            .or_insert_with(|| Summary::new(kind));
         match kind {
             MetricKind::Task => {
-                let key = vec![get(2)?, get(3)?, get(4)?];
-                let r = groups
-                    .entry((bucket, key))
-                    .or_insert_with(|| empty_stats(kind));
-                r[0].push_int(get(5)?);
-                r[1].push_int(get(6)?);
-                r[2].push_int(get(7)?);
+                let result = usize::try_from(get(4)?).unwrap_or(usize::MAX);
+                summary.push_task(result, [get(5)?, get(6)?, get(7)?])
             }
             _ => {
-                let key = vec![get(2)?, get(3)?];
                 let value: f64 = row.get(4).map_err(Error::sqlite("fold metrics"))?;
-                groups
-                    .entry((bucket, key))
-                    .or_insert_with(|| empty_stats(kind))[0]
-                    .push_real(value);
+                summary.push_value(value)
             }
         }
-        Ok(())
     })?;
-    merge_groups(conn, kind, 1, &groups)?;
+    merge_groups(conn, kind, 1, groups)?;
     if let Some((ts, k)) = last {
         conn.prepare_cached(&format!(
             "DELETE FROM {table} WHERE (timestamp, {order_key}) <= (?1, ?2)"
@@ -235,11 +214,9 @@ fn fold_hourly(conn: &Connection, kind: MetricKind, cutoff: i64, limit: i64) -> 
     let table = rollup_table(kind);
     let keys = key_columns(kind);
     let select = format!(
-        "SELECT bucket, {}, count, {} FROM {table} WHERE level = 1 AND bucket < ?1 \
-         ORDER BY bucket, {} LIMIT ?2",
-        keys.join(", "),
-        all_measure_columns(kind),
-        keys.join(", ")
+        "SELECT bucket, {keys}, data FROM {table} WHERE level = 1 AND bucket < ?1 \
+         ORDER BY bucket, {keys} LIMIT ?2",
+        keys = keys.join(", "),
     );
     let mut groups = Groups::new();
     let mut last: Option<Vec<i64>> = None;
@@ -249,35 +226,18 @@ fn fold_hourly(conn: &Connection, kind: MetricKind, cutoff: i64, limit: i64) -> 
         let get = |i: usize| row.get::<_, i64>(i).map_err(Error::sqlite("fold rollups"));
         let bucket = get(0)?;
         let key: Vec<i64> = (1..=keys.len()).map(get).collect::<Result<_>>()?;
-        let count = get(1 + keys.len())? as u64;
-        let stats: Vec<Stat> = measures(kind)
-            .iter()
-            .enumerate()
-            .map(|(i, (_, int))| {
-                read_stat(
-                    row,
-                    count,
-                    2 + keys.len() + STAT_COLUMNS * i,
-                    *int,
-                    true,
-                    table,
-                )
-            })
-            .collect::<Result<_>>()?;
+        let mut summary = read_summary(row, 1 + keys.len(), kind, table)?;
         let mut full = vec![bucket];
         full.extend(&key);
         last = Some(full);
         n += 1;
         let day = floor_to(bucket, DAY_US);
-        let r = groups
+        groups
             .entry((day, key))
-            .or_insert_with(|| empty_stats(kind));
-        for (m, s) in r.iter_mut().zip(&stats) {
-            m.merge(s)?;
-        }
-        Ok(())
+            .or_insert_with(|| Summary::new(kind))
+            .merge(&mut summary)
     })?;
-    merge_groups(conn, kind, 2, &groups)?;
+    merge_groups(conn, kind, 2, groups)?;
     if let Some(last) = last {
         let columns = format!("bucket, {}", keys.join(", "));
         let placeholders: Vec<String> = (1..=last.len()).map(|i| format!("?{i}")).collect();

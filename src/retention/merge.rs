@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use rusqlite::types::Value as SqlValue;
 
-use super::rollup_row::{measure_columns, read_stat, rollup_prefix, rollup_table};
+use sketches_ddsketch::DDSketch;
+
+use super::rollup_row::{count_columns, measure_of, read_counts, read_summary, rollup_table};
 use crate::error::{Error, Result};
 use crate::query::{all_of, Filter, GroupBy, Params};
 use crate::record::{MetricKind, TaskResult};
@@ -24,8 +26,9 @@ pub(crate) struct RollupRead<'a> {
     /// The raw column whose stat to merge (`duration_ms`, `value`, ...);
     /// `None` to count only.
     pub column: Option<&'static str>,
-    /// Whether to merge the sketches too (for percentiles).
-    pub sketches: bool,
+    /// Whether to gather what quantiles need too: exact values where the
+    /// rows keep them, sketches where they do not.
+    pub quantiles: bool,
 }
 
 /// What the rollups of one group hold.
@@ -35,6 +38,10 @@ pub(crate) struct Rolled {
     pub results: [u64; 4],
     /// The merged stat of the column asked for (empty without one).
     pub stat: Stat,
+    /// With `quantiles`: the exact values of rows that keep them.
+    pub values: Vec<f64>,
+    /// With `quantiles`: the merged sketch of rows that keep statistics.
+    pub sketch: Option<DDSketch>,
 }
 
 impl Rolled {
@@ -73,48 +80,71 @@ pub(crate) fn merge_rollups(
     let Some((clause, params)) = rollup_where(read.filter, read.kind) else {
         return Ok(groups);
     };
-    let table = rollup_table(read.kind);
-    let int = read.kind == MetricKind::Task;
+    let kind = read.kind;
+    let table = rollup_table(kind);
+    let by_result = read.group == Some(GroupBy::Result);
     let key = match read.group {
-        Some(group) => group.key_sql(read.kind, "r")?,
-        None => "NULL".to_owned(),
+        Some(group) if !by_result => group.key_sql(kind, "r")?,
+        _ => "NULL".to_owned(),
     };
-    let result = if int { "r.result" } else { "0" };
-    let measure = read
-        .column
-        .map(|column| {
-            format!(
-                ", {}",
-                measure_columns(rollup_prefix(column), "r.", read.sketches)
-            )
-        })
-        .unwrap_or_default();
-    let sql = format!("SELECT {key}, {result}, r.count{measure} FROM {table} r WHERE {clause}");
+    let counts = count_columns(kind);
+    let data = if read.column.is_some() {
+        ", r.data"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT {key}, {}{data} FROM {table} r WHERE {clause}",
+        counts
+            .iter()
+            .map(|c| format!("r.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    // The classes to read: every task result, or the one asked for; the
+    // one class of agent and swarm metrics.
+    let classes: Vec<usize> = match (kind, read.filter.result) {
+        (MetricKind::Task, Some(result)) => vec![result.code() as usize],
+        (MetricKind::Task, None) => (0..4).collect(),
+        _ => vec![0],
+    };
     snapshot.each(&sql, params, "read rollups", |row| {
-        let get_err = || Error::sqlite("read rollups");
-        let key: Option<String> = row.get(0).map_err(get_err())?;
-        let code: i64 = row.get(1).map_err(get_err())?;
-        let count: i64 = row.get(2).map_err(get_err())?;
-        let count = u64::try_from(count).map_err(|_| Error::CorruptRow {
-            table,
-            reason: format!("negative count {count}"),
-        })?;
-        let slot = usize::try_from(code)
-            .ok()
-            .filter(|&c| c < 4)
-            .ok_or_else(|| Error::CorruptRow {
-                table,
-                reason: format!("unknown result code {code}"),
-            })?;
-        let group = groups.entry(key).or_insert_with(|| Rolled {
-            results: [0; 4],
-            stat: Stat::new(int, read.sketches),
-        });
-        group.results[slot] += count;
-        if read.column.is_some() {
-            group
-                .stat
-                .merge(&read_stat(row, count, 3, int, read.sketches, table)?)?;
+        let sql_key: Option<String> = row.get(0).map_err(Error::sqlite("read rollups"))?;
+        let row_counts = read_counts(row, 1, kind, table)?;
+        let summary = match read.column {
+            Some(_) => Some(read_summary(row, 1 + counts.len(), kind, table)?),
+            None => None,
+        };
+        for &class in &classes {
+            if row_counts[class] == 0 {
+                continue;
+            }
+            let key = if by_result {
+                TaskResult::from_code(class as i64).map(|r| r.as_str().to_owned())
+            } else {
+                sql_key.clone()
+            };
+            let group = groups.entry(key).or_insert_with(|| Rolled {
+                results: [0; 4],
+                stat: Stat::new(kind == MetricKind::Task, false),
+                values: Vec::new(),
+                sketch: None,
+            });
+            group.results[class] += row_counts[class];
+            if let (Some(summary), Some(column)) = (&summary, read.column) {
+                let part = summary.part(class, measure_of(column), read.quantiles);
+                group.stat.merge(&part.stat)?;
+                group.values.extend(part.values);
+                if let Some(sketch) = part.sketch {
+                    match &mut group.sketch {
+                        Some(merged) => merged.merge(&sketch).map_err(|e| Error::CorruptRow {
+                            table,
+                            reason: format!("sketches do not merge: {e:?}"),
+                        })?,
+                        None => group.sketch = Some(sketch),
+                    }
+                }
+            }
         }
         Ok(())
     })?;
@@ -144,7 +174,8 @@ fn rollup_where(filter: &Filter, kind: MetricKind) -> Option<(String, Vec<SqlVal
             id.clone(),
         ));
     }
-    // A rollup counts when its bucket starts inside the range.
-    filter.bind_result_type_and_range(kind, &mut params, &mut clauses, "r", "r.bucket");
+    // A rollup counts when its bucket starts inside the range. The result
+    // is no column of a rollup: reads pick it out of each row.
+    filter.bind_type_and_range(kind, &mut params, &mut clauses, "r", "r.bucket");
     Some((all_of(&clauses), params.into_values()))
 }

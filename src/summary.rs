@@ -1,0 +1,597 @@
+//! What one rollup row holds of the metrics folded into it.
+//!
+//! While a bucket holds few metrics, the row keeps their exact values,
+//! packed: a task costs about six bytes (its result in two bits, its
+//! duration, tokens and files as variable-length integers), so a rollup
+//! row is far smaller than the raw rows it replaces, and everything read
+//! from it is exact, percentiles included. Past [`MAX_VALUES`] metrics the
+//! row keeps, per class (a task's result; agent and swarm metrics have one
+//! class), one running [`Stat`] per measure with a quantile sketch:
+//! counts, sums, extremes and standard deviations stay exact, percentiles
+//! come within 1%.
+
+use sketches_ddsketch::DDSketch;
+
+use crate::error::{Error, Result};
+use crate::record::MetricKind;
+use crate::stat::{decode_sketch, encode_sketch, Stat};
+
+/// Metrics a row keeps as exact values, at most.
+const MAX_VALUES: usize = 512;
+
+/// The form tags that open an encoded summary.
+const VALUES_TAG: u8 = 0;
+const STATS_TAG: u8 = 1;
+
+/// The measured columns of one kind: how many, and whether integers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shape {
+    /// Task results, or the one class of agent and swarm metrics.
+    classes: usize,
+    measures: usize,
+    int: bool,
+}
+
+fn shape(kind: MetricKind) -> Shape {
+    match kind {
+        MetricKind::Task => Shape {
+            classes: 4,
+            measures: 3,
+            int: true,
+        },
+        _ => Shape {
+            classes: 1,
+            measures: 1,
+            int: false,
+        },
+    }
+}
+
+/// One measured column's exact values.
+#[derive(Debug, Clone, PartialEq)]
+enum Column {
+    Int(Vec<i64>),
+    Real(Vec<f64>),
+}
+
+impl Column {
+    fn new(int: bool) -> Self {
+        if int {
+            Column::Int(Vec::new())
+        } else {
+            Column::Real(Vec::new())
+        }
+    }
+
+    fn value(&self, i: usize) -> f64 {
+        match self {
+            Column::Int(v) => v[i] as f64,
+            Column::Real(v) => v[i],
+        }
+    }
+
+    fn push_into(&self, i: usize, stat: &mut Stat) {
+        match self {
+            Column::Int(v) => stat.push_int(v[i]),
+            Column::Real(v) => stat.push_real(v[i]),
+        }
+    }
+
+    fn extend(&mut self, other: &Column) {
+        match (self, other) {
+            (Column::Int(a), Column::Int(b)) => a.extend(b),
+            (Column::Real(a), Column::Real(b)) => a.extend(b),
+            // Columns of one kind are all of one type.
+            _ => {}
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Form {
+    /// Every metric: its class and one value per measure.
+    Values {
+        class: Vec<u8>,
+        columns: Vec<Column>,
+    },
+    /// Per class, one stat per measure, with sketches.
+    Stats(Vec<Vec<Stat>>),
+}
+
+/// The metrics folded into one rollup row.
+#[derive(Clone)]
+pub(crate) struct Summary {
+    shape: Shape,
+    form: Form,
+}
+
+/// What a summary holds of one class and one measure, for reads.
+pub(crate) struct Part {
+    /// Count, sum, extremes and Welford state (no sketch).
+    pub stat: Stat,
+    /// The exact values, when the row keeps them and they were asked for.
+    pub values: Vec<f64>,
+    /// The sketch, when the row keeps statistics instead of values.
+    pub sketch: Option<DDSketch>,
+}
+
+impl Summary {
+    /// An empty summary for metrics of `kind`.
+    pub fn new(kind: MetricKind) -> Self {
+        let shape = shape(kind);
+        Summary {
+            shape,
+            form: Form::Values {
+                class: Vec::new(),
+                columns: (0..shape.measures)
+                    .map(|_| Column::new(shape.int))
+                    .collect(),
+            },
+        }
+    }
+
+    /// Adds a task of result `class` with its duration, tokens and files.
+    pub fn push_task(&mut self, class: usize, measures: [i64; 3]) -> Result<()> {
+        self.push(class, |m, column| match column {
+            Column::Int(v) => v.push(measures[m]),
+            Column::Real(v) => v.push(measures[m] as f64),
+        })
+    }
+
+    /// Adds an agent or swarm metric's value.
+    pub fn push_value(&mut self, value: f64) -> Result<()> {
+        self.push(0, |_, column| match column {
+            Column::Real(v) => v.push(value),
+            Column::Int(v) => v.push(value as i64),
+        })
+    }
+
+    /// Adds one metric of `class`, whose value for measure `m` `add`
+    /// pushes onto a column.
+    fn push(&mut self, class: usize, mut add: impl FnMut(usize, &mut Column)) -> Result<()> {
+        let code = class_code(class, self.shape)?;
+        if let Form::Values { class: classes, .. } = &self.form {
+            if classes.len() >= MAX_VALUES {
+                self.make_stats();
+            }
+        }
+        match &mut self.form {
+            Form::Values {
+                class: classes,
+                columns,
+            } => {
+                classes.push(code);
+                columns.iter_mut().enumerate().for_each(|(m, c)| add(m, c));
+            }
+            Form::Stats(stats) => {
+                for (m, stat) in stats[class].iter_mut().enumerate() {
+                    let mut one = Column::new(self.shape.int);
+                    add(m, &mut one);
+                    one.push_into(0, stat);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// How many metrics of each class; for agent and swarm metrics, the
+    /// first alone.
+    pub fn counts(&self) -> [u64; 4] {
+        let mut counts = [0; 4];
+        match &self.form {
+            Form::Values { class, .. } => class.iter().for_each(|c| counts[*c as usize] += 1),
+            Form::Stats(stats) => {
+                for (c, measures) in stats.iter().enumerate() {
+                    counts[c] = measures.first().map_or(0, Stat::count);
+                }
+            }
+        }
+        counts
+    }
+
+    /// Adds `other`'s metrics to this summary's; `other` may be left in
+    /// another form.
+    pub fn merge(&mut self, other: &mut Summary) -> Result<()> {
+        if let (
+            Form::Values { class, columns },
+            Form::Values {
+                class: c,
+                columns: cols,
+            },
+        ) = (&mut self.form, &other.form)
+        {
+            if class.len() + c.len() <= MAX_VALUES {
+                class.extend(c);
+                for (a, b) in columns.iter_mut().zip(cols) {
+                    a.extend(b);
+                }
+                return Ok(());
+            }
+        }
+        self.make_stats();
+        other.make_stats();
+        if let (Form::Stats(a), Form::Stats(b)) = (&mut self.form, &other.form) {
+            for (x, y) in a.iter_mut().flatten().zip(b.iter().flatten()) {
+                x.merge(y)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns exact values into per-class statistics with sketches.
+    fn make_stats(&mut self) {
+        let Form::Values { class, columns } = &self.form else {
+            return;
+        };
+        let mut stats: Vec<Vec<Stat>> = (0..self.shape.classes)
+            .map(|_| {
+                (0..self.shape.measures)
+                    .map(|_| Stat::new(self.shape.int, true))
+                    .collect()
+            })
+            .collect();
+        for (i, c) in class.iter().enumerate() {
+            for (m, column) in columns.iter().enumerate() {
+                column.push_into(i, &mut stats[*c as usize][m]);
+            }
+        }
+        self.form = Form::Stats(stats);
+    }
+
+    /// What the summary holds of `class` for `measure`, with the exact
+    /// values when `with_values` and the row keeps them.
+    pub fn part(&self, class: usize, measure: usize, with_values: bool) -> Part {
+        match &self.form {
+            Form::Values {
+                class: classes,
+                columns,
+            } => {
+                let mut stat = Stat::new(self.shape.int, false);
+                let mut values = Vec::new();
+                let column = &columns[measure];
+                for (i, _) in classes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| **c as usize == class)
+                {
+                    column.push_into(i, &mut stat);
+                    if with_values {
+                        values.push(column.value(i));
+                    }
+                }
+                Part {
+                    stat,
+                    values,
+                    sketch: None,
+                }
+            }
+            Form::Stats(stats) => {
+                let mut stat = stats[class][measure].clone();
+                let sketch = stat.sketch.take();
+                Part {
+                    stat,
+                    values: Vec::new(),
+                    sketch: sketch.filter(|s| s.count() > 0),
+                }
+            }
+        }
+    }
+
+    /// The summary as stored in a rollup row.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match &self.form {
+            Form::Values { class, columns } => {
+                out.push(VALUES_TAG);
+                put_varint(&mut out, class.len() as u64);
+                if self.shape.classes > 1 {
+                    // Two bits per class.
+                    for four in class.chunks(4) {
+                        let byte = four
+                            .iter()
+                            .enumerate()
+                            .fold(0u8, |b, (i, c)| b | (c << (2 * i)));
+                        out.push(byte);
+                    }
+                }
+                for column in columns {
+                    match column {
+                        // Task measures are never negative: as unsigned
+                        // they take the fewest bytes.
+                        Column::Int(v) => v.iter().for_each(|x| put_varint(&mut out, *x as u64)),
+                        Column::Real(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+                    }
+                }
+            }
+            Form::Stats(stats) => {
+                out.push(STATS_TAG);
+                for measures in stats {
+                    let count = measures.first().map_or(0, Stat::count);
+                    put_varint(&mut out, count);
+                    if count > 0 {
+                        measures.iter().for_each(|s| put_stat(&mut out, s));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The inverse of [`encode`](Self::encode), for a row of `kind`'s
+    /// rollups in `table`.
+    pub fn decode(bytes: &[u8], kind: MetricKind, table: &'static str) -> Result<Summary> {
+        let shape = shape(kind);
+        let mut r = Reader {
+            bytes,
+            at: 0,
+            table,
+        };
+        let form = match r.byte()? {
+            VALUES_TAG => {
+                let n = usize::try_from(r.varint()?).map_err(|_| r.corrupt("count"))?;
+                if n > MAX_VALUES {
+                    return Err(r.corrupt("too many values"));
+                }
+                let mut class = Vec::with_capacity(n);
+                if shape.classes > 1 {
+                    for i in 0..n.div_ceil(4) {
+                        let byte = r.byte()?;
+                        for j in 0..4.min(n - 4 * i) {
+                            class.push((byte >> (2 * j)) & 3);
+                        }
+                    }
+                } else {
+                    class.resize(n, 0);
+                }
+                let mut columns = Vec::with_capacity(shape.measures);
+                for _ in 0..shape.measures {
+                    columns.push(if shape.int {
+                        Column::Int(
+                            (0..n)
+                                .map(|_| r.varint().map(|x| x as i64))
+                                .collect::<Result<_>>()?,
+                        )
+                    } else {
+                        Column::Real((0..n).map(|_| r.f64()).collect::<Result<_>>()?)
+                    });
+                }
+                Form::Values { class, columns }
+            }
+            STATS_TAG => {
+                let mut stats = Vec::with_capacity(shape.classes);
+                for _ in 0..shape.classes {
+                    let count = r.varint()?;
+                    let measures = (0..shape.measures)
+                        .map(|_| {
+                            if count == 0 {
+                                Ok(Stat::new(shape.int, true))
+                            } else {
+                                r.stat(count, shape.int)
+                            }
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    stats.push(measures);
+                }
+                Form::Stats(stats)
+            }
+            tag => return Err(r.corrupt(&format!("unknown form {tag}"))),
+        };
+        if r.at != bytes.len() {
+            return Err(r.corrupt("trailing bytes"));
+        }
+        Ok(Summary { shape, form })
+    }
+}
+
+/// A summary of one class of metrics given by their statistics: what
+/// rollups of schema version 2 kept, one row per class.
+pub(crate) fn from_stats(kind: MetricKind, class: usize, stats: Vec<Stat>) -> Result<Summary> {
+    let shape = shape(kind);
+    class_code(class, shape)?;
+    let mut all: Vec<Vec<Stat>> = (0..shape.classes)
+        .map(|_| {
+            (0..shape.measures)
+                .map(|_| Stat::new(shape.int, true))
+                .collect()
+        })
+        .collect();
+    all[class] = stats;
+    Ok(Summary {
+        shape,
+        form: Form::Stats(all),
+    })
+}
+
+fn class_code(class: usize, shape: Shape) -> Result<u8> {
+    if class < shape.classes {
+        Ok(class as u8)
+    } else {
+        Err(Error::Internal("a rollup class out of range"))
+    }
+}
+
+fn zigzag(x: i64) -> u64 {
+    ((x << 1) ^ (x >> 63)) as u64
+}
+
+fn unzigzag(x: u64) -> i64 {
+    ((x >> 1) as i64) ^ -((x & 1) as i64)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut x: u64) {
+    while x >= 0x80 {
+        out.push((x as u8) | 0x80);
+        x >>= 7;
+    }
+    out.push(x as u8);
+}
+
+/// A stat as stored: sum, min and max (integers: 16-byte sum, zigzag
+/// varints; reals: 8-byte floats), mean and M2, and the sketch with its
+/// length.
+fn put_stat(out: &mut Vec<u8>, s: &Stat) {
+    if s.int {
+        out.extend(s.sum_int.to_le_bytes());
+        put_varint(out, zigzag(s.min_int));
+        put_varint(out, zigzag(s.max_int));
+    } else {
+        out.extend(s.sum_real.to_le_bytes());
+        out.extend(s.min.to_le_bytes());
+        out.extend(s.max.to_le_bytes());
+    }
+    out.extend(s.welford.mean.to_le_bytes());
+    out.extend(s.welford.m2.to_le_bytes());
+    let sketch = s.sketch.as_ref().map(encode_sketch).unwrap_or_default();
+    put_varint(out, sketch.len() as u64);
+    out.extend(sketch);
+}
+
+/// Reads an encoded summary, every read checked.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    table: &'static str,
+}
+
+impl Reader<'_> {
+    fn corrupt(&self, what: &str) -> Error {
+        Error::CorruptRow {
+            table: self.table,
+            reason: format!("rollup data at byte {}: {what}", self.at),
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
+        let end = end.ok_or_else(|| self.corrupt("cut short"))?;
+        let slice = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn byte(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn varint(&mut self) -> Result<u64> {
+        let mut x = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            x |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(x);
+            }
+        }
+        Err(self.corrupt("varint too long"))
+    }
+
+    fn f64(&mut self) -> Result<f64> {
+        let b = self.take(8)?;
+        Ok(f64::from_le_bytes(b.try_into().unwrap_or_default()))
+    }
+
+    fn stat(&mut self, count: u64, int: bool) -> Result<Stat> {
+        let mut s = Stat::new(int, false);
+        if int {
+            let b = self.take(16)?;
+            s.sum_int = i128::from_le_bytes(b.try_into().unwrap_or_default());
+            s.min_int = unzigzag(self.varint()?);
+            s.max_int = unzigzag(self.varint()?);
+            s.min = s.min_int as f64;
+            s.max = s.max_int as f64;
+        } else {
+            s.sum_real = self.f64()?;
+            s.min = self.f64()?;
+            s.max = self.f64()?;
+        }
+        s.welford.n = count;
+        s.welford.mean = self.f64()?;
+        s.welford.m2 = self.f64()?;
+        let len = usize::try_from(self.varint()?).map_err(|_| self.corrupt("sketch length"))?;
+        let table = self.table;
+        let sketch = self.take(len)?;
+        s.sketch = Some(decode_sketch(sketch, table)?);
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::AggregationType;
+
+    fn tasks(n: i64) -> Summary {
+        let mut s = Summary::new(MetricKind::Task);
+        for i in 0..n {
+            s.push_task((i % 4) as usize, [i * 1000, i % 97, i % 5])
+                .unwrap();
+        }
+        s
+    }
+
+    #[test]
+    fn values_round_trip_and_stay_small() {
+        let s = tasks(14);
+        let bytes = s.encode();
+        assert!(bytes.len() < 14 * 6, "{} bytes", bytes.len());
+        let back = Summary::decode(&bytes, MetricKind::Task, "t").unwrap();
+        assert_eq!(back.encode(), bytes);
+        assert_eq!(back.counts(), [4, 4, 3, 3]);
+        let part = back.part(1, 0, true);
+        assert_eq!(part.values, [1000.0, 5000.0, 9000.0, 13000.0]);
+        assert_eq!(part.stat.value(AggregationType::Sum), Some(28000.0));
+    }
+
+    #[test]
+    fn past_the_limit_statistics_keep_counts_and_sums_exact() {
+        let mut a = tasks(400);
+        let mut b = tasks(400);
+        a.merge(&mut b).unwrap();
+        assert!(matches!(a.form, Form::Stats(_)));
+        assert_eq!(a.counts(), [200, 200, 200, 200]);
+        let back = Summary::decode(&a.encode(), MetricKind::Task, "t").unwrap();
+        let part = back.part(0, 0, true);
+        // Results 0 are tasks 0, 4, ..., 396, twice.
+        let sum: i64 = (0..100).map(|k| 2 * 4 * k * 1000).sum();
+        assert_eq!(part.stat.sum_int, i128::from(sum));
+        assert_eq!(part.stat.count(), 200);
+        assert!(part.values.is_empty());
+        assert_eq!(part.sketch.unwrap().count(), 200);
+    }
+
+    #[test]
+    fn sums_past_64_bits_survive() {
+        let mut s = Summary::new(MetricKind::Task);
+        for _ in 0..600 {
+            s.push_task(0, [i64::MAX, 0, 0]).unwrap();
+        }
+        let back = Summary::decode(&s.encode(), MetricKind::Task, "t").unwrap();
+        assert_eq!(
+            back.part(0, 0, false).stat.sum_int,
+            600 * i128::from(i64::MAX)
+        );
+    }
+
+    #[test]
+    fn entity_values_round_trip() {
+        let mut s = Summary::new(MetricKind::Agent);
+        for v in [0.5, 1e300, 3.25] {
+            s.push_value(v).unwrap();
+        }
+        let back = Summary::decode(&s.encode(), MetricKind::Agent, "t").unwrap();
+        assert_eq!(back.part(0, 0, true).values, [0.5, 1e300, 3.25]);
+        assert_eq!(back.counts(), [3, 0, 0, 0]);
+    }
+
+    #[test]
+    fn damaged_data_is_refused() {
+        let bytes = tasks(10).encode();
+        for cut in [0, 1, 5, bytes.len() - 1] {
+            assert!(Summary::decode(&bytes[..cut], MetricKind::Task, "t").is_err());
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(Summary::decode(&longer, MetricKind::Task, "t").is_err());
+        assert!(Summary::decode(&[9], MetricKind::Task, "t").is_err());
+    }
+}
