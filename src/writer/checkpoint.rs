@@ -41,15 +41,16 @@ use rusqlite::Connection;
 const CHECKPOINT_PAGES: c_int = 4000;
 
 /// WAL pages from which a background checkpoint also truncates the WAL
-/// (32 MiB with 4 KiB pages); see [`truncate_with_writer_paused`].
-const TRUNCATE_PAGES: c_int = 8000;
+/// (24 MiB with 4 KiB pages, leaving ten tries before 64 MiB); see
+/// [`truncate_with_writer_paused`].
+const TRUNCATE_PAGES: c_int = 6000;
 
 /// WAL growth, in pages, after which a truncation is tried again when
 /// readers kept it from finishing.
 const TRUNCATE_RETRY_PAGES: c_int = 1000;
 
 /// The first wait of a truncating checkpoint for readers.
-const TRUNCATE_WAIT_MIN: Duration = Duration::from_millis(50);
+const TRUNCATE_WAIT_MIN: Duration = Duration::from_millis(100);
 
 /// The longest wait of a truncating checkpoint for readers.
 pub(crate) const TRUNCATE_WAIT_MAX: Duration = Duration::from_secs(1);
