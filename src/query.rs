@@ -250,14 +250,11 @@ impl Filter {
             }
             if !by_agent.is_empty() {
                 let by_agent = by_agent.join(" AND ");
-                // Both parts are bounded by the watermark, so that no row
-                // can be in both, whatever the `indexed` flags say.
                 source = format!(
                     "(SELECT * FROM task_metrics \
                       WHERE timestamp > (SELECT watermark FROM task_index_state) AND {by_agent} \
                       UNION ALL \
-                      SELECT * FROM task_metrics WHERE indexed = 1 AND {through_index}{by_agent} \
-                      AND timestamp <= (SELECT watermark FROM task_index_state))"
+                      SELECT * FROM task_metrics WHERE indexed = 1 AND {through_index}{by_agent})"
                 );
             }
         } else {
@@ -453,8 +450,7 @@ mod tests {
                 "(SELECT * FROM task_metrics \
                   WHERE timestamp > (SELECT watermark FROM task_index_state) AND {agent} \
                   UNION ALL \
-                  SELECT * FROM task_metrics WHERE indexed = 1 AND {agent} \
-                  AND timestamp <= (SELECT watermark FROM task_index_state)) m \
+                  SELECT * FROM task_metrics WHERE indexed = 1 AND {agent}) m \
                  WHERE m.result = ?2"
             )
         );
