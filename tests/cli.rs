@@ -458,3 +458,80 @@ fn tiered_cleanup_keeps_the_answers() {
     let report = json_of(&out);
     assert!(report["bytes_after"].as_u64() <= report["bytes_before"].as_u64());
 }
+
+/// A FIFO given as the database is refused at once, not read forever.
+#[test]
+fn a_fifo_is_refused_without_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("metrics.db");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for command in ["stats", "check"] {
+        let output = cli(&fifo)
+            .arg(command)
+            .timeout(std::time::Duration::from_secs(20))
+            .output()
+            .unwrap();
+        // `check` reports on stdout, the others on stderr.
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(output.status.code(), Some(1), "{command}: {said}");
+        assert!(said.contains("not a regular file"), "{command}: {said}");
+    }
+}
+
+/// A span reaching before the earliest date is a usage error, not a
+/// panic.
+#[test]
+fn huge_spans_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    swarm_metrics::MetricsStorage::open(&db)
+        .unwrap()
+        .close()
+        .unwrap();
+    for since in ["100000000d", "9999999999w", "99999999999y"] {
+        let (code, _, err) = run(&db, &["query", "--since", since], None);
+        assert_eq!(code, 2, "{since}: {err}");
+    }
+}
+
+/// A line that is not UTF-8 is skipped with its number in skip mode, and
+/// the rest is imported.
+#[test]
+fn a_line_that_is_not_utf8_is_skipped_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let file = dir.path().join("in.jsonl");
+    let good = |i: usize| {
+        format!(
+            "{{\"kind\":\"task\",\"task_id\":\"t{i}\",\"agent_id\":\"a\",\"duration_ms\":1,\"result\":\"success\",\"timestamp\":\"2025-01-01T00:00:00Z\"}}\n"
+        )
+    };
+    let mut bytes = Vec::new();
+    for i in 0..6_000 {
+        if i == 5_500 {
+            bytes.extend(b"{\"kind\":\"task\",\"task_id\":\"\xff\xfe\"}\n");
+        } else {
+            bytes.extend(good(i).into_bytes());
+        }
+    }
+    std::fs::write(&file, bytes).unwrap();
+    let output = cli(&db)
+        .args(["--json", "import", "--on-error", "skip"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("line 5501"), "{stderr}");
+    assert!(stderr.contains("UTF-8"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["imported"], 5_999, "{report}");
+    assert_eq!(report["rejected"], 1);
+}

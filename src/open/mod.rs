@@ -77,8 +77,13 @@ pub(crate) fn open(options: &Options) -> Result<Opened> {
     if path.as_os_str().is_empty() {
         return Err(Error::invalid("path", "must not be empty"));
     }
-    if path.is_dir() {
-        return Err(cannot_open(path, "the path is a folder"));
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => return Err(cannot_open(path, "the path is a folder")),
+        // A FIFO, a device or a socket: SQLite would block on it, or worse.
+        Ok(meta) if !meta.is_file() => {
+            return Err(cannot_open(path, "not a regular file"));
+        }
+        _ => {}
     }
     if options.read_only && !path.exists() {
         return Err(cannot_open(

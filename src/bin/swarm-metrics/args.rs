@@ -253,7 +253,15 @@ impl RangeArgs {
             (Some(from), _) => Some(parse_time("--from", from)?),
             (None, Some(since)) => {
                 let span = parse_span("--since", since)?;
-                Some(to.unwrap_or_else(swarm_metrics::now) - span)
+                let from = to
+                    .unwrap_or_else(swarm_metrics::now)
+                    .checked_sub_signed(span)
+                    .ok_or_else(|| {
+                        Failure::Usage(format!(
+                            "--since {since:?} reaches before the earliest representable date"
+                        ))
+                    })?;
+                Some(from)
             }
             (None, None) => None,
         };

@@ -122,18 +122,27 @@ pub fn run(store: &MetricsStorage, file: &Path, on_error: OnError) -> Result<Out
     // chunk at a time as they come.
     let mut pending = MetricBatch::default();
     let mut reader = BufReader::new(input);
-    let mut line = String::new();
+    let mut line = Vec::new();
     loop {
         line.clear();
         let read = reader
-            .read_line(&mut line)
+            .read_until(b'\n', &mut line)
             .map_err(|e| Failure::Operational(format!("{}: reading: {e}", file.display())))?;
         if read == 0 {
             break;
         }
         bar.inc(read as u64);
         outcome.lines += 1;
-        let text = line.trim();
+        // A line that is not UTF-8 is a bad line like any other: reported
+        // with its number, skipped or aborting as asked.
+        let text = match std::str::from_utf8(&line) {
+            Ok(text) => text.trim(),
+            Err(e) => {
+                let reason = format!("not valid UTF-8 (byte {})", e.valid_up_to());
+                outcome.rejected.push((outcome.lines, reason));
+                continue;
+            }
+        };
         if text.is_empty() {
             continue;
         }
