@@ -195,6 +195,59 @@ fn another_applications_database_is_refused_and_left_untouched() {
     assert!(matches!(err, Error::ForeignDatabase { .. }), "{err:?}");
 }
 
+/// An SQLite file with no tables but a `user_version` of its own is another
+/// application's, not an empty store to write a schema into.
+#[test]
+fn an_empty_database_of_another_application_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 42)
+        .unwrap();
+    let err = refused_untouched(&path);
+    assert!(matches!(err, Error::ForeignDatabase { .. }), "{err:?}");
+}
+
+/// Another application's file left with a hot journal (its process died
+/// mid-transaction): the journal is not rolled back, the bytes of both
+/// files stay as they were.
+#[test]
+fn another_applications_hot_journal_is_not_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live.db");
+    let conn = rusqlite::Connection::open(&live).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = DELETE; PRAGMA cache_size = 1;
+         CREATE TABLE t (x BLOB);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200)
+         INSERT INTO t SELECT randomblob(1000) FROM n;
+         BEGIN; UPDATE t SET x = randomblob(1000);",
+    )
+    .unwrap();
+    // Copied mid-transaction: a database with changed pages and the
+    // journal that would undo them.
+    let path = dir.path().join("app.db");
+    let journal = dir.path().join("app.db-journal");
+    std::fs::copy(&live, &path).unwrap();
+    std::fs::copy(dir.path().join("live.db-journal"), &journal).unwrap();
+    drop(conn);
+    let journal_before = std::fs::read(&journal).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let err = MetricsStorage::open(&path).unwrap_err();
+    assert!(matches!(err, Error::ForeignDatabase { .. }), "{err:?}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the database changed"
+    );
+    assert_eq!(
+        std::fs::read(&journal).unwrap(),
+        journal_before,
+        "the journal changed"
+    );
+}
+
 #[test]
 fn a_file_that_is_not_sqlite_is_refused_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();

@@ -100,6 +100,7 @@ pub(crate) fn open(options: &Options) -> Result<Opened> {
             })?;
         }
     }
+    check_header(path)?;
     let settings = ConnectionSettings {
         busy_timeout: options.busy_timeout,
         durability: options.durability,
@@ -151,6 +152,58 @@ pub(crate) fn open(options: &Options) -> Result<Opened> {
         readers,
         open_readers,
     })
+}
+
+/// Refuses, before SQLite opens it (and might roll back a hot journal or
+/// write a schema into it), a file that is neither empty nor a database of
+/// this crate: its header must carry our application id. A missing or
+/// empty file is a new store.
+fn check_header(path: &Path) -> Result<()> {
+    let mut header = [0u8; 100];
+    let read = match std::fs::File::open(path) {
+        Ok(file) => read_up_to(file, &mut header),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        // SQLite reports what it cannot open, with its own reason.
+        Err(_) => return Ok(()),
+    }
+    .map_err(|source| Error::Io {
+        operation: "read the database header",
+        path: path.to_owned(),
+        source,
+    })?;
+    if read == 0 {
+        return Ok(());
+    }
+    if read < header.len() || !header.starts_with(b"SQLite format 3\0") {
+        return Err(Error::NotADatabase {
+            path: path.to_owned(),
+            source: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOTADB),
+                Some("no SQLite header".to_owned()),
+            ),
+        });
+    }
+    let application_id = i64::from(u32::from_be_bytes([
+        header[68], header[69], header[70], header[71],
+    ]));
+    if application_id != schema::APPLICATION_ID {
+        return Err(Error::ForeignDatabase {
+            path: path.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Reads into `buf` until it is full or the file ends; returns how much.
+fn read_up_to(mut file: impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut read = 0;
+    while read < buf.len() {
+        match file.read(&mut buf[read..])? {
+            0 => break,
+            n => read += n,
+        }
+    }
+    Ok(read)
 }
 
 /// Caps the file at about `bytes` through `PRAGMA max_page_count`.
