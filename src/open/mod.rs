@@ -155,9 +155,10 @@ pub(crate) fn open(options: &Options) -> Result<Opened> {
 }
 
 /// Refuses, before SQLite opens it (and might roll back a hot journal or
-/// write a schema into it), a file that is neither empty nor a database of
-/// this crate: its header must carry our application id. A missing or
-/// empty file is a new store.
+/// write a schema into it), a file that is neither new nor a database of
+/// this crate: its header must carry our application id, or be that of an
+/// SQLite file nobody has written anything into. A missing or empty file
+/// is a new store.
 fn check_header(path: &Path) -> Result<()> {
     let mut header = [0u8; 100];
     let read = match std::fs::File::open(path) {
@@ -183,15 +184,28 @@ fn check_header(path: &Path) -> Result<()> {
             ),
         });
     }
-    let application_id = i64::from(u32::from_be_bytes([
-        header[68], header[69], header[70], header[71],
-    ]));
-    if application_id != schema::APPLICATION_ID {
-        return Err(Error::ForeignDatabase {
-            path: path.to_owned(),
-        });
+    let field = |at: usize| {
+        i64::from(u32::from_be_bytes([
+            header[at],
+            header[at + 1],
+            header[at + 2],
+            header[at + 3],
+        ]))
+    };
+    let (schema_cookie, user_version, application_id) = (field(40), field(60), field(68));
+    if application_id == schema::APPLICATION_ID {
+        return Ok(());
     }
-    Ok(())
+    // An SQLite file that nobody ever gave a schema, a version or an id: a
+    // new store, possibly being created by another process right now (its
+    // first page is written before the schema and the id are). Its journal,
+    // if any, can only undo that creation.
+    if application_id == 0 && schema_cookie == 0 && user_version == 0 {
+        return Ok(());
+    }
+    Err(Error::ForeignDatabase {
+        path: path.to_owned(),
+    })
 }
 
 /// Reads into `buf` until it is full or the file ends; returns how much.
