@@ -220,8 +220,13 @@ fn csv_and_prometheus_exports_are_well_formed() {
             "{line}"
         );
     }
-    assert!(text.contains("swarm_tasks_total{agent=\"a1\",swarm=\"s1\",result=\"failure\"} 1"));
-    assert!(text.contains("swarm_task_duration_milliseconds_count{agent=\"a2\",swarm=\"\"} 1"));
+    assert!(text.contains("swarm_tasks{agent=\"a1\",swarm=\"s1\",result=\"failure\"} 1"));
+    assert!(
+        text.contains("swarm_task_duration_milliseconds{agent=\"a2\",swarm=\"\",quantile=\"0.5\"}")
+    );
+    // What can fall (cleanup and retention remove rows) is no counter.
+    assert!(!text.contains(" counter"), "{text}");
+    assert!(!text.contains("_total"), "{text}");
     assert!(text.contains("swarm_swarm_metric{swarm=\"s1\",metric_type=\"swarm_health\"} 0.25"));
 }
 
@@ -534,4 +539,31 @@ fn a_line_that_is_not_utf8_is_skipped_and_named() {
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["imported"], 5_999, "{report}");
     assert_eq!(report["rejected"], 1);
+}
+
+/// Carriage returns, which Prometheus's text format cannot escape, are
+/// left out of label values; other characters are escaped.
+#[test]
+fn prometheus_labels_carry_no_carriage_return() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let store = swarm_metrics::MetricsStorage::open(&db).unwrap();
+    store
+        .store_task_metric(&swarm_metrics::TaskMetric::new(
+            "t",
+            "agent\r\n\"x\"\\",
+            5,
+            swarm_metrics::TaskResult::Success,
+        ))
+        .unwrap();
+    store.close().unwrap();
+    let (code, text, _) = run(&db, &["export", "--format", "prometheus"], None);
+    assert_eq!(code, 0);
+    assert!(!text.contains('\r'), "{text:?}");
+    assert!(
+        text.contains(
+            "swarm_tasks{agent=\"agent\\n\\\"x\\\"\\\\\",swarm=\"\",result=\"success\"} 1"
+        ),
+        "{text}"
+    );
 }

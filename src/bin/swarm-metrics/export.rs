@@ -169,9 +169,11 @@ pub fn run(
     result.map_err(Failure::from)
 }
 
-/// A Prometheus label value, escaped.
+/// A Prometheus label value, escaped; carriage returns, which the text
+/// format has no escape for, are left out.
 fn label(value: &str) -> String {
     value
+        .replace('\r', "")
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
@@ -193,9 +195,10 @@ struct TaskGroup {
     tokens: u64,
 }
 
-/// Per agent and swarm: task totals by result (counter), durations
-/// (summary with quantiles), tokens (counter); the latest value of every
-/// agent and swarm metric (gauges).
+/// Per agent and swarm: tasks by result, duration quantiles and tokens, as
+/// gauges of what the store holds over the filter's range (they fall when
+/// cleanup or retention removes rows, so none is a counter); the latest
+/// value of every agent and swarm metric (gauges).
 fn prometheus(
     store: &MetricsStorage,
     out: &mut impl Write,
@@ -219,15 +222,15 @@ fn prometheus(
         };
         writeln!(
             out,
-            "# HELP swarm_tasks_total Tasks finished, by agent, swarm and result."
+            "# HELP swarm_tasks Tasks stored, by agent, swarm and result."
         )?;
-        writeln!(out, "# TYPE swarm_tasks_total counter")?;
+        writeln!(out, "# TYPE swarm_tasks gauge")?;
         for (key, g) in &groups {
             for result in TaskResult::ALL {
                 let n = g.by_result.get(result).copied().unwrap_or(0);
                 writeln!(
                     out,
-                    "swarm_tasks_total{{{},result=\"{result}\"}} {n}",
+                    "swarm_tasks{{{},result=\"{result}\"}} {n}",
                     labels(key)
                 )?;
             }
@@ -236,7 +239,7 @@ fn prometheus(
             out,
             "# HELP swarm_task_duration_milliseconds Task durations, by agent and swarm."
         )?;
-        writeln!(out, "# TYPE swarm_task_duration_milliseconds summary")?;
+        writeln!(out, "# TYPE swarm_task_duration_milliseconds gauge")?;
         for (key, g) in &mut groups {
             let l = labels(key);
             for q in [0.5, 0.9, 0.95, 0.99] {
@@ -247,30 +250,14 @@ fn prometheus(
                     sample(v)
                 )?;
             }
-            let sum: f64 = g.durations.iter().sum();
-            writeln!(
-                out,
-                "swarm_task_duration_milliseconds_sum{{{l}}} {}",
-                sample(sum)
-            )?;
-            writeln!(
-                out,
-                "swarm_task_duration_milliseconds_count{{{l}}} {}",
-                g.durations.len()
-            )?;
         }
         writeln!(
             out,
-            "# HELP swarm_tokens_used_total Tokens used by tasks, by agent and swarm."
+            "# HELP swarm_tokens_used Tokens used by the tasks stored, by agent and swarm."
         )?;
-        writeln!(out, "# TYPE swarm_tokens_used_total counter")?;
+        writeln!(out, "# TYPE swarm_tokens_used gauge")?;
         for (key, g) in &groups {
-            writeln!(
-                out,
-                "swarm_tokens_used_total{{{}}} {}",
-                labels(key),
-                g.tokens
-            )?;
+            writeln!(out, "swarm_tokens_used{{{}}} {}", labels(key), g.tokens)?;
         }
     }
     for (kind, entity) in [(MetricKind::Agent, "agent"), (MetricKind::Swarm, "swarm")] {
