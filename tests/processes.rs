@@ -10,7 +10,7 @@ use swarm_metrics::{Filter, MetricsStorage, TaskMetric, TaskResult};
 /// seconds to store, one per line.
 const STORING_CHILD: &str = "SWARM_METRICS_STORING_CHILD";
 
-/// Three processes store single task metrics for a few seconds, each with
+/// Three processes store single task metrics for 8 seconds, each with
 /// a busy timeout of 1 s, while the command line runs cleanup, tiered
 /// retention and vacuum on the same file in a loop: no store fails, and
 /// every one is there afterwards.
@@ -80,7 +80,7 @@ fn stores_in_other_processes_never_fail_during_cli_maintenance() {
                     "--nocapture",
                     "--test-threads=1",
                 ])
-                .env(STORING_CHILD, format!("{}\n{c}\n6", db.display()))
+                .env(STORING_CHILD, format!("{}\n{c}\n8", db.display()))
                 .stdout(std::process::Stdio::piped())
                 .spawn()
                 .unwrap()
@@ -93,9 +93,11 @@ fn stores_in_other_processes_never_fail_during_cli_maintenance() {
         &["vacuum"],
         &["cleanup", "--retention-days", "30", "--vacuum"],
     ];
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    // Every command at least once, and for 6 s, while the children store
+    // for 8 s.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(6);
     let mut runs = 0;
-    while std::time::Instant::now() < until {
+    while std::time::Instant::now() < until || runs < maintenance.len() {
         let args = maintenance[runs % maintenance.len()];
         let out = std::process::Command::new(&cli)
             .arg("--db")
@@ -123,7 +125,6 @@ fn stores_in_other_processes_never_fail_during_cli_maintenance() {
             .unwrap_or_else(|| panic!("the child reports its stores: {text}"));
         stored += line.trim().parse::<u64>().unwrap();
     }
-    assert!(runs >= maintenance.len(), "{runs} maintenance runs");
     let store = MetricsStorage::open(&db).unwrap();
     let new = store
         .success_rate(&Filter::new().result(TaskResult::Success))
