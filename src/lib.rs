@@ -66,6 +66,7 @@ mod query;
 mod read;
 mod record;
 mod retention;
+mod rollup_row;
 mod rows;
 mod stat;
 mod stats;

@@ -157,8 +157,10 @@ impl MetricsStorage {
     ) -> Result<()> {
         filter.validate(rows.kind, false)?;
         let (sql, params) = select_sql_ordered(rows.kind, filter, i64::MAX, rows.oldest_first);
-        self.read_each(&sql, params, rows.operation, |row| {
-            visit((rows.decode)(row)?)
+        self.read(|snapshot| {
+            snapshot.each(&sql, params, rows.operation, |row| {
+                visit((rows.decode)(row)?)
+            })
         })
     }
 }

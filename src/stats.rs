@@ -85,13 +85,14 @@ impl MetricsStorage {
     /// # Errors
     /// [`Error::Sqlite`] or [`Error::Pool`] when the read fails.
     pub fn schema_version(&self) -> Result<i64> {
-        let rows = self.read_rows(
-            "SELECT max(version) FROM metrics_schema_info",
-            Vec::new(),
-            "read schema version",
-            |row| row.get(0).map_err(Error::sqlite("read schema version")),
-        )?;
-        Ok(rows.into_iter().next().unwrap_or(0))
+        let version: Option<Option<i64>> = self.read(|s| {
+            s.one(
+                "SELECT max(version) FROM metrics_schema_info",
+                Vec::new(),
+                "read schema version",
+            )
+        })?;
+        Ok(version.flatten().unwrap_or(0))
     }
 
     /// SQLite's `PRAGMA integrity_check`: an empty list when the file is

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use r2d2::{Pool, PooledConnection};
-use rusqlite::types::Value as SqlValue;
+use rusqlite::types::{FromSql, Value as SqlValue};
 use rusqlite::{params_from_iter, Connection, Row};
 
 use crate::error::{Error, Result};
@@ -20,7 +20,7 @@ use crate::open::pool::{OpenReaders, ReaderManager};
 use crate::open::settings::{ConnectionSettings, Durability};
 use crate::open::Options;
 use crate::rows::{index_pending, Cache, DEFAULT_INDEX_BATCH_ROWS};
-use crate::writer::checkpoint::{truncate_wal, Checkpointer};
+use crate::writer::checkpoint::{checkpoint_passive, truncate_wal, Checkpointer};
 use crate::writer::{Writer, WriterOptions};
 
 /// Where [`MetricsStorage::open_default`] keeps its file, relative to the
@@ -253,20 +253,31 @@ impl MetricsStorage {
     /// transaction: every statement it runs sees the same snapshot of the
     /// file, whatever is written meanwhile.
     pub(crate) fn snapshot<T>(&self, read: impl FnOnce(&Snapshot<'_>) -> Result<T>) -> Result<T> {
+        self.read(|snapshot| {
+            let statement = |sql, operation| {
+                snapshot
+                    .conn
+                    .prepare_cached(sql)
+                    .and_then(|mut s| s.execute([]))
+                    .map_err(Error::sqlite(operation))
+            };
+            statement("BEGIN", "begin read")?;
+            let result = read(snapshot);
+            // A read transaction has nothing to commit; ending it lets the
+            // WAL be checkpointed past it.
+            let end = statement("COMMIT", "end read");
+            let value = result?;
+            end?;
+            Ok(value)
+        })
+    }
+
+    /// Runs `read` on one pooled reader connection, without a read
+    /// transaction around it: each statement sees a consistent snapshot of
+    /// its own.
+    pub(crate) fn read<T>(&self, read: impl FnOnce(&Snapshot<'_>) -> Result<T>) -> Result<T> {
         let conn = self.reader()?;
-        conn.prepare_cached("BEGIN")
-            .and_then(|mut s| s.execute([]))
-            .map_err(Error::sqlite("begin read"))?;
-        let result = read(&Snapshot { conn: &conn });
-        // A read transaction has nothing to commit; ending it lets the WAL
-        // be checkpointed past it.
-        let end = conn
-            .prepare_cached("COMMIT")
-            .and_then(|mut s| s.execute([]))
-            .map_err(Error::sqlite("end read"));
-        let value = result?;
-        end?;
-        Ok(value)
+        read(&Snapshot { conn: &conn })
     }
 
     /// Runs one read query on a pooled connection and maps every row.
@@ -277,22 +288,7 @@ impl MetricsStorage {
         operation: &'static str,
         map: impl FnMut(&Row<'_>) -> Result<T>,
     ) -> Result<Vec<T>> {
-        let conn = self.reader()?;
-        Snapshot { conn: &conn }.rows(sql, params, operation, map)
-    }
-
-    /// Runs one read query and hands each row to `visit`, without
-    /// collecting them; one statement sees a consistent snapshot
-    /// throughout.
-    pub(crate) fn read_each(
-        &self,
-        sql: &str,
-        params: Vec<SqlValue>,
-        operation: &'static str,
-        visit: impl FnMut(&Row<'_>) -> Result<()>,
-    ) -> Result<()> {
-        let conn = self.reader()?;
-        Snapshot { conn: &conn }.each(sql, params, operation, visit)
+        self.read(|snapshot| snapshot.rows(sql, params, operation, map))
     }
 
     /// Puts the task metrics still waiting for the agent index into it,
@@ -351,7 +347,8 @@ impl MetricsStorage {
             return Ok(());
         };
         writer.with_connection(|conn| {
-            truncate_wal(conn, self.settings.busy_timeout)
+            checkpoint_passive(conn)
+                .and_then(|()| truncate_wal(conn, self.settings.busy_timeout))
                 .map(drop)
                 .map_err(Error::sqlite("checkpoint"))
         })
@@ -399,6 +396,23 @@ impl Snapshot<'_> {
             Ok(())
         })?;
         Ok(out)
+    }
+
+    /// The first column of the first row of a read query, if any row.
+    pub fn one<T: FromSql>(
+        &self,
+        sql: &str,
+        params: Vec<SqlValue>,
+        operation: &'static str,
+    ) -> Result<Option<T>> {
+        let mut first = None;
+        self.each(sql, params, operation, |row| {
+            if first.is_none() {
+                first = Some(row.get(0).map_err(Error::sqlite(operation))?);
+            }
+            Ok(())
+        })?;
+        Ok(first)
     }
 
     /// Runs a read query and hands each row to `visit`.

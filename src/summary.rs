@@ -223,13 +223,7 @@ impl Summary {
         let Form::Values { class, columns } = &self.form else {
             return;
         };
-        let mut stats: Vec<Vec<Stat>> = (0..self.shape.classes)
-            .map(|_| {
-                (0..self.shape.measures)
-                    .map(|_| Stat::new(self.shape.int, true))
-                    .collect()
-            })
-            .collect();
+        let mut stats = empty_stats(self.shape);
         for (i, c) in class.iter().enumerate() {
             for (m, column) in columns.iter().enumerate() {
                 column.push_into(i, &mut stats[*c as usize][m]);
@@ -388,18 +382,23 @@ impl Summary {
 pub(crate) fn from_stats(kind: MetricKind, class: usize, stats: Vec<Stat>) -> Result<Summary> {
     let shape = shape(kind);
     class_code(class, shape)?;
-    let mut all: Vec<Vec<Stat>> = (0..shape.classes)
-        .map(|_| {
-            (0..shape.measures)
-                .map(|_| Stat::new(shape.int, true))
-                .collect()
-        })
-        .collect();
+    let mut all = empty_stats(shape);
     all[class] = stats;
     Ok(Summary {
         shape,
         form: Form::Stats(all),
     })
+}
+
+/// One empty stat, with a sketch, per class and measure.
+fn empty_stats(shape: Shape) -> Vec<Vec<Stat>> {
+    (0..shape.classes)
+        .map(|_| {
+            (0..shape.measures)
+                .map(|_| Stat::new(shape.int, true))
+                .collect()
+        })
+        .collect()
 }
 
 fn class_code(class: usize, shape: Shape) -> Result<u8> {

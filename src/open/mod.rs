@@ -160,11 +160,11 @@ pub(crate) fn open(options: &Options) -> Result<Opened> {
 /// SQLite file nobody has written anything into. A missing or empty file
 /// is a new store.
 fn check_header(path: &Path) -> Result<()> {
-    let mut header = [0u8; 100];
-    let read = match std::fs::File::open(path) {
-        Ok(file) => read_up_to(file, &mut header),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        // SQLite reports what it cannot open, with its own reason.
+    use std::io::Read;
+    let mut header = Vec::with_capacity(100);
+    match std::fs::File::open(path) {
+        Ok(file) => file.take(100).read_to_end(&mut header),
+        // Missing is new; anything else SQLite reports with its own reason.
         Err(_) => return Ok(()),
     }
     .map_err(|source| Error::Io {
@@ -172,10 +172,10 @@ fn check_header(path: &Path) -> Result<()> {
         path: path.to_owned(),
         source,
     })?;
-    if read == 0 {
+    if header.is_empty() {
         return Ok(());
     }
-    if read < header.len() || !header.starts_with(b"SQLite format 3\0") {
+    if header.len() < 100 || !header.starts_with(b"SQLite format 3\0") {
         return Err(Error::NotADatabase {
             path: path.to_owned(),
             source: rusqlite::Error::SqliteFailure(
@@ -184,6 +184,7 @@ fn check_header(path: &Path) -> Result<()> {
             ),
         });
     }
+    // Big-endian 32-bit fields of the header.
     let field = |at: usize| {
         i64::from(u32::from_be_bytes([
             header[at],
@@ -206,18 +207,6 @@ fn check_header(path: &Path) -> Result<()> {
     Err(Error::ForeignDatabase {
         path: path.to_owned(),
     })
-}
-
-/// Reads into `buf` until it is full or the file ends; returns how much.
-fn read_up_to(mut file: impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut read = 0;
-    while read < buf.len() {
-        match file.read(&mut buf[read..])? {
-            0 => break,
-            n => read += n,
-        }
-    }
-    Ok(read)
 }
 
 /// Caps the file at about `bytes` through `PRAGMA max_page_count`.

@@ -7,79 +7,59 @@ use rusqlite::{Connection, Row};
 
 use crate::error::{Error, Result};
 use crate::record::MetricKind;
+use crate::rollup_row::{count_columns, key_columns, rollup_table, row_values};
 use crate::stat::{decode_sketch, Stat, Welford};
 use crate::summary::{from_stats, Summary};
 
-/// One kind's tables and columns, old and new.
-struct Copy {
-    kind: MetricKind,
-    old: &'static str,
-    new: &'static str,
-    /// The new key after `level, bucket`; the old key is this plus
-    /// `result` for tasks.
-    key: &'static str,
-    counts: &'static str,
-    /// The old measure columns' prefixes.
-    measures: &'static [&'static str],
-}
-
-const COPIES: [Copy; 3] = [
-    Copy {
-        kind: MetricKind::Task,
-        old: "task_rollups",
-        new: "task_summaries",
-        key: "agent, swarm",
-        counts: "success, failure, timeout, cancelled",
-        measures: &["duration", "tokens", "files"],
-    },
-    Copy {
-        kind: MetricKind::Agent,
-        old: "agent_rollups",
-        new: "agent_summaries",
-        key: "agent, metric_type",
-        counts: "count",
-        measures: &["value"],
-    },
-    Copy {
-        kind: MetricKind::Swarm,
-        old: "swarm_rollups",
-        new: "swarm_summaries",
-        key: "swarm, metric_type",
-        counts: "count",
-        measures: &["value"],
-    },
+/// One kind's version 2 rollup table and its measure columns' prefixes.
+const OLD: [(MetricKind, &str, &[&str]); 3] = [
+    (
+        MetricKind::Task,
+        "task_rollups",
+        &["duration", "tokens", "files"],
+    ),
+    (MetricKind::Agent, "agent_rollups", &["value"]),
+    (MetricKind::Swarm, "swarm_rollups", &["value"]),
 ];
 
 /// Copies every version 2 rollup into the version 3 summaries.
 pub(super) fn copy_v2_rollups(conn: &Connection) -> Result<()> {
-    COPIES.iter().try_for_each(|copy| copy_kind(conn, copy))
+    OLD.iter()
+        .try_for_each(|(kind, old, measures)| copy_kind(conn, *kind, old, measures))
 }
 
-fn copy_kind(conn: &Connection, copy: &Copy) -> Result<()> {
-    let int = copy.kind == MetricKind::Task;
+fn copy_kind(conn: &Connection, kind: MetricKind, old: &str, measures: &[&str]) -> Result<()> {
+    let int = kind == MetricKind::Task;
+    // The old key is the new one plus the task result.
+    let key = key_columns(kind).join(", ");
     let class = if int { "result" } else { "0" };
-    let stats: Vec<String> = copy
-        .measures
+    let stats: Vec<String> = measures
         .iter()
         .map(|p| format!("{p}_sum, {p}_min, {p}_max, {p}_mean, {p}_m2, {p}_sketch"))
         .collect();
     let select = format!(
         "SELECT level, bucket, {key}, {class}, count, {stats} FROM {old} \
          ORDER BY level, bucket, {key}",
-        key = copy.key,
         stats = stats.join(", "),
-        old = copy.old,
     );
+    let counts = count_columns(kind);
     let insert = format!(
-        "INSERT INTO {new} (level, bucket, {key}, {counts}, data) VALUES ({})",
-        (1..=5 + copy.counts.split(',').count())
+        "INSERT INTO {new} (level, bucket, {key}, {counts}, data) VALUES ({marks})",
+        new = rollup_table(kind),
+        counts = counts.join(", "),
+        marks = (1..=5 + counts.len())
             .map(|i| format!("?{i}"))
             .collect::<Vec<_>>()
             .join(", "),
-        new = copy.new,
-        key = copy.key,
-        counts = copy.counts,
     );
+    let write = |key: [i64; 4], summary: &Summary| -> Result<()> {
+        let mut values: Vec<rusqlite::types::Value> = key.iter().map(|&k| k.into()).collect();
+        values.extend(row_values(summary, kind));
+        conn.prepare_cached(&insert)
+            .and_then(|mut s| s.execute(rusqlite::params_from_iter(values)))
+            .map(drop)
+            .map_err(Error::sqlite("migrate rollups"))
+    };
     let mut stmt = conn
         .prepare(&select)
         .map_err(Error::sqlite("migrate rollups"))?;
@@ -96,46 +76,24 @@ fn copy_kind(conn: &Connection, copy: &Copy) -> Result<()> {
         ];
         let class = usize::try_from(int_at(row, 4)?).unwrap_or(usize::MAX);
         let count = u64::try_from(int_at(row, 5)?).unwrap_or(0);
-        let measures = (0..copy.measures.len())
+        let stats = (0..measures.len())
             .map(|m| old_stat(row, 6 + 6 * m, count, int))
             .collect::<Result<Vec<_>>>()?;
-        let mut summary = from_stats(copy.kind, class, measures)?;
+        let mut summary = from_stats(kind, class, stats)?;
         match &mut current {
             Some((k, merged)) if *k == key => merged.merge(&mut summary)?,
             _ => {
                 if let Some((k, merged)) = current.take() {
-                    write(conn, &insert, k, &merged, copy)?;
+                    write(k, &merged)?;
                 }
                 current = Some((key, summary));
             }
         }
     }
     if let Some((k, merged)) = current {
-        write(conn, &insert, k, &merged, copy)?;
+        write(k, &merged)?;
     }
     Ok(())
-}
-
-fn write(
-    conn: &Connection,
-    insert: &str,
-    key: [i64; 4],
-    summary: &Summary,
-    copy: &Copy,
-) -> Result<()> {
-    let mut values: Vec<rusqlite::types::Value> = key.iter().map(|&k| k.into()).collect();
-    let counts = summary.counts();
-    let classes = copy.counts.split(',').count();
-    values.extend(
-        counts[..classes]
-            .iter()
-            .map(|&n| i64::try_from(n).unwrap_or(i64::MAX).into()),
-    );
-    values.push(summary.encode().into());
-    conn.prepare_cached(insert)
-        .and_then(|mut s| s.execute(rusqlite::params_from_iter(values)))
-        .map(drop)
-        .map_err(Error::sqlite("migrate rollups"))
 }
 
 fn corrupt(reason: impl Into<String>) -> Error {

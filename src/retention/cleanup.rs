@@ -4,11 +4,11 @@ use chrono::Duration;
 use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-use super::rollup_row::rollup_table;
-use super::{DAY_US, HOUR_US};
+use super::{in_chunks, DAY_US, HOUR_US};
 use crate::error::{Error, Result};
 use crate::query::to_micros;
 use crate::record::{now, MetricKind};
+use crate::rollup_row::rollup_table;
 use crate::rows::Cache;
 use crate::storage::MetricsStorage;
 use crate::writer::Writer;
@@ -92,26 +92,20 @@ impl MetricsStorage {
         self.snapshot(|snapshot| {
             let count = |sql: String, params: Vec<i64>| -> Result<u64> {
                 let params = params.into_iter().map(Into::into).collect();
-                let n = snapshot.rows(&sql, params, "count old metrics", |row| {
-                    row.get::<_, i64>(0)
-                        .map_err(Error::sqlite("count old metrics"))
-                })?;
-                Ok(n.first().map_or(0, |&n| u64::try_from(n).unwrap_or(0)))
+                let n: Option<i64> = snapshot.one(&sql, params, "count old metrics")?;
+                Ok(n.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
             };
             let mut report = CleanupReport::default();
             for kind in MetricKind::ALL {
                 let sql = format!("SELECT count(*) FROM {} WHERE timestamp < ?1", kind.table());
                 report.set(*kind, count(sql, vec![cutoff])?);
-                let sql = format!(
-                    "SELECT count(*) FROM {} WHERE (level = 1 AND bucket <= ?1) \
-                     OR (level = 2 AND bucket <= ?2)",
-                    rollup_table(*kind)
-                );
-                let buckets = vec![
-                    cutoff.saturating_sub(HOUR_US),
-                    cutoff.saturating_sub(DAY_US),
-                ];
-                report.rollups += count(sql, buckets)?;
+                for (level, last_bucket) in whole_buckets_before(cutoff) {
+                    let sql = format!(
+                        "SELECT count(*) FROM {} WHERE level = ?1 AND bucket <= ?2",
+                        rollup_table(*kind)
+                    );
+                    report.rollups += count(sql, vec![level, last_bucket])?;
+                }
             }
             Ok(report)
         })
@@ -141,45 +135,42 @@ fn cutoff(retention_days: u32) -> Result<i64> {
 /// Deletes the rows of `kind` older than `cutoff` (µs), one chunk per
 /// writer job, so that stores queued meanwhile go first.
 fn delete_before(writer: &Writer<Cache>, kind: MetricKind, cutoff: i64) -> Result<u64> {
-    let mut total = 0u64;
-    loop {
-        let deleted = writer.run(move |conn, _| delete_chunk(conn, kind, cutoff, DELETE_CHUNK))?;
-        total += deleted as u64;
-        if (deleted as i64) < DELETE_CHUNK {
-            return Ok(total);
-        }
-        super::let_others_write();
-    }
+    in_chunks(writer, DELETE_CHUNK as usize, move |conn| {
+        delete_chunk(conn, kind, cutoff, DELETE_CHUNK)
+    })
 }
 
 /// Rollup buckets deleted per transaction.
 const DELETE_BUCKETS: i64 = 24;
 
-/// Deletes the rollups of `kind` whose bucket ends at or before `cutoff`
-/// (µs), a few buckets per writer job.
+/// For each rollup level, the last bucket that ends at or before `cutoff`
+/// (µs): rollups up to it lie wholly before the horizon.
+fn whole_buckets_before(cutoff: i64) -> [(i64, i64); 2] {
+    [
+        (1, cutoff.saturating_sub(HOUR_US)),
+        (2, cutoff.saturating_sub(DAY_US)),
+    ]
+}
+
+/// Deletes the rollups of `kind` that end at or before `cutoff` (µs), a
+/// few buckets per writer job.
 fn delete_rollups_before(writer: &Writer<Cache>, kind: MetricKind, cutoff: i64) -> Result<u64> {
     let table = rollup_table(kind);
-    let mut total = 0u64;
-    for (level, width) in [(1, HOUR_US), (2, DAY_US)] {
-        let last_bucket = cutoff.saturating_sub(width);
-        let sql = format!(
-            "DELETE FROM {table} WHERE level = ?1 AND bucket IN \
-             (SELECT DISTINCT bucket FROM {table} WHERE level = ?1 AND bucket <= ?2 \
-              ORDER BY bucket LIMIT ?3)"
-        );
-        loop {
-            let sql = sql.clone();
-            let deleted = writer.run(move |conn, _| {
-                conn.prepare_cached(&sql)
-                    .and_then(|mut s| s.execute((level, last_bucket, DELETE_BUCKETS)))
-                    .map_err(Error::sqlite("clean up old rollups"))
-            })?;
-            total += deleted as u64;
-            if deleted == 0 {
-                break;
-            }
-            super::let_others_write();
-        }
+    let sql = format!(
+        "DELETE FROM {table} WHERE level = ?1 AND bucket IN \
+         (SELECT DISTINCT bucket FROM {table} WHERE level = ?1 AND bucket <= ?2 \
+          ORDER BY bucket LIMIT ?3)"
+    );
+    let mut total = 0;
+    for (level, last_bucket) in whole_buckets_before(cutoff) {
+        let sql = sql.clone();
+        // A chunk is a number of buckets, not of rows: go on while any row
+        // goes.
+        total += in_chunks(writer, 1, move |conn| {
+            conn.prepare_cached(&sql)
+                .and_then(|mut s| s.execute((level, last_bucket, DELETE_BUCKETS)))
+                .map_err(Error::sqlite("clean up old rollups"))
+        })?;
     }
     Ok(total)
 }

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension};
 
-use super::rollup_row::{count_columns, key_columns, read_summary, rollup_table, row_values};
 use super::{floor_to, DAY_US, HOUR_US};
 use crate::error::{Error, Result};
 use crate::record::MetricKind;
+use crate::rollup_row::{count_columns, key_columns, read_summary, rollup_table, row_values};
 use crate::storage::each_row;
 use crate::summary::Summary;
 

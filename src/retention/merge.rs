@@ -9,10 +9,10 @@ use rusqlite::types::Value as SqlValue;
 
 use sketches_ddsketch::DDSketch;
 
-use super::rollup_row::{count_columns, measure_of, read_counts, read_summary, rollup_table};
 use crate::error::{Error, Result};
 use crate::query::{all_of, Filter, GroupBy, Params};
 use crate::record::{MetricKind, TaskResult};
+use crate::rollup_row::{count_columns, measure_of, read_counts, read_summary, rollup_table};
 use crate::stat::Stat;
 use crate::storage::Snapshot;
 
@@ -65,10 +65,9 @@ pub(crate) fn rollups_apply(
         return Ok(false);
     }
     let sql = format!("SELECT EXISTS (SELECT 1 FROM {})", rollup_table(kind));
-    let exists = snapshot.rows(&sql, Vec::new(), "read rollups", |row| {
-        row.get::<_, bool>(0).map_err(Error::sqlite("read rollups"))
-    })?;
-    Ok(exists.first().copied().unwrap_or(false))
+    Ok(snapshot
+        .one(&sql, Vec::new(), "read rollups")?
+        .unwrap_or(false))
 }
 
 /// Merges the rollups `read` asks for, one [`Rolled`] per group.

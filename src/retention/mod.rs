@@ -16,7 +16,6 @@
 mod cleanup;
 mod fold;
 mod merge;
-mod rollup_row;
 mod vacuum;
 
 use chrono::Duration;
@@ -25,8 +24,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::query::to_micros;
 use crate::record::{now, MetricKind};
+use crate::rows::Cache;
 use crate::storage::MetricsStorage;
+use crate::writer::Writer;
 use fold::Step;
+use rusqlite::Connection;
 
 pub use cleanup::{CleanupReport, DEFAULT_RETENTION_DAYS};
 pub(crate) use merge::{merge_rollups, rollups_apply, RollupRead};
@@ -132,6 +134,24 @@ const BETWEEN_CHUNKS: std::time::Duration = std::time::Duration::from_micros(1_5
 /// Pauses between two chunks of maintenance; see [`BETWEEN_CHUNKS`].
 fn let_others_write() {
     std::thread::sleep(BETWEEN_CHUNKS);
+}
+
+/// Runs `chunk` as writer jobs, one after the other with a pause between,
+/// until one does fewer than `full` rows; returns the rows done in all.
+fn in_chunks<F>(writer: &Writer<Cache>, full: usize, chunk: F) -> Result<u64>
+where
+    F: Fn(&Connection) -> Result<usize> + Clone + Send + Sync + 'static,
+{
+    let mut total = 0u64;
+    loop {
+        let chunk = chunk.clone();
+        let done = writer.run(move |conn, _| chunk(conn))?;
+        total += done as u64;
+        if done < full {
+            return Ok(total);
+        }
+        let_others_write();
+    }
 }
 
 /// `t` rounded down to a multiple of `width`, also before 1970.
@@ -246,11 +266,8 @@ impl MetricsStorage {
     /// Whether `step` would find anything to do now.
     fn has_work(&self, step: &Step) -> Result<bool> {
         let (sql, cutoff) = step.has_work_sql();
-        let found = self.read_rows(&sql, vec![cutoff.into()], "read retention work", |row| {
-            row.get::<_, bool>(0)
-                .map_err(Error::sqlite("read retention work"))
-        })?;
-        Ok(found.first().copied().unwrap_or(false))
+        let found = self.read(|s| s.one(&sql, vec![cutoff.into()], "read retention work"))?;
+        Ok(found.unwrap_or(false))
     }
 }
 

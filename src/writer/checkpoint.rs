@@ -94,9 +94,6 @@ struct State {
     pages: c_int,
     /// The size at which the next checkpoint is due.
     due_at: c_int,
-    /// A truncating checkpoint is under way: the writer starts no
-    /// transaction meanwhile (see [`Checkpointer::wait_for_truncation`]).
-    truncating: bool,
     /// How long the next truncating checkpoint waits for readers.
     truncate_wait: Duration,
     stop: bool,
@@ -114,8 +111,10 @@ struct Shared {
     wake: Condvar,
     /// Signalled when a truncating checkpoint ends.
     truncated: Condvar,
-    /// Mirrors `State::truncating`, so that the writer can tell without a
-    /// lock that nothing is under way.
+    /// A truncating checkpoint is under way: the writer starts no
+    /// transaction meanwhile (see [`Checkpointer::wait_for_truncation`]).
+    /// Changed only with `state` locked, so that waiting on `truncated`
+    /// misses no change.
     truncating: AtomicBool,
 }
 
@@ -177,10 +176,9 @@ impl Checkpointer {
             .state
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let _ = self
-            .shared
-            .truncated
-            .wait_timeout_while(state, max, |state| state.truncating);
+        let _ = self.shared.truncated.wait_timeout_while(state, max, |_| {
+            self.shared.truncating.load(Ordering::Acquire)
+        });
     }
 
     /// Stops the thread and closes its connection.
@@ -204,15 +202,20 @@ impl Drop for Checkpointer {
     }
 }
 
-/// Copies the WAL into the database file and truncates it: a passive
-/// checkpoint first copies what it can without blocking anybody, then a
-/// truncating one copies the rest and starts the log over. The truncating
-/// one must wait for the readers of older snapshots, and no writer of any
-/// process writes meanwhile, so it waits at most `wait` and, if readers
-/// are still there, gives up. Returns whether the WAL was truncated. Sets
-/// `conn`'s busy timeout to `wait`.
+/// A passive checkpoint: copies what no reader still needs, waiting for
+/// nobody. One that cannot finish is simply tried again later; the data is
+/// safe in the WAL either way.
+pub(crate) fn checkpoint_passive(conn: &Connection) -> rusqlite::Result<()> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+}
+
+/// Copies the rest of the WAL into the database file and starts the log
+/// over, truncated. It must wait for the readers of older snapshots, and
+/// no writer of any process writes meanwhile, so callers copy the bulk
+/// with [`checkpoint_passive`] first; it waits at most `wait` and, if
+/// readers are still there, gives up. Returns whether the WAL was
+/// truncated. Sets `conn`'s busy timeout to `wait`.
 pub(crate) fn truncate_wal(conn: &Connection, wait: Duration) -> rusqlite::Result<bool> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
     conn.busy_timeout(wait)?;
     // The first column is 1 when the checkpoint was blocked.
     let blocked: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
@@ -236,10 +239,7 @@ fn run(conn: &Connection, shared: &Shared) {
         state.due_at = state.pages.saturating_add(CHECKPOINT_PAGES);
         let truncate = state.pages >= TRUNCATE_PAGES;
         drop(state);
-        // A checkpoint that cannot finish (readers still need old pages)
-        // is simply tried again next time; the store's data is safe in the
-        // WAL either way.
-        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        let _ = checkpoint_passive(conn);
         if truncate {
             truncate_with_writer_paused(conn, shared);
         }
@@ -254,8 +254,7 @@ fn run(conn: &Connection, shared: &Shared) {
 /// [`TRUNCATE_WAIT_MAX`]: as long as the longest read.
 fn truncate_with_writer_paused(conn: &Connection, shared: &Shared) {
     let set = |truncating: bool| {
-        let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.truncating = truncating;
+        let state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
         shared.truncating.store(truncating, Ordering::Release);
         state
     };

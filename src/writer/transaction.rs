@@ -129,7 +129,8 @@ impl<C: Caches> WriterConnection<C> {
     /// `BEGIN IMMEDIATE`, retried in steps of at most [`LOCK_POLL_MAX`]
     /// while another process holds the write lock, up to the busy timeout.
     fn take_write_lock(&mut self) -> Result<()> {
-        let deadline = Instant::now() + self.busy_timeout;
+        // Only a lock found taken starts the clock: stores pay nothing.
+        let mut deadline = None;
         let mut pause = Duration::from_micros(50);
         loop {
             let begun = self
@@ -139,7 +140,9 @@ impl<C: Caches> WriterConnection<C> {
             match begun {
                 Err(e)
                     if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy)
-                        && Instant::now() < deadline =>
+                        && Instant::now()
+                            < *deadline
+                                .get_or_insert_with(|| Instant::now() + self.busy_timeout) =>
                 {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(LOCK_POLL_MAX);

@@ -1,6 +1,8 @@
 //! The rollup row: which table holds each kind's rollups, their key and
 //! count columns, and how a [`Summary`] is read from and written into a
-//! row (`schema.sql` shows the tables; `crate::summary` the data).
+//! row (`schema.sql` shows the tables; `crate::summary` the data). Used by
+//! retention, which writes and reads them, and by the migration that
+//! copied older rollups into them.
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::Row;
@@ -19,7 +21,7 @@ pub(crate) fn rollup_table(kind: MetricKind) -> &'static str {
 }
 
 /// The key columns of `kind`'s rollups after `level, bucket`.
-pub(super) fn key_columns(kind: MetricKind) -> &'static [&'static str] {
+pub(crate) fn key_columns(kind: MetricKind) -> &'static [&'static str] {
     match kind {
         MetricKind::Task => &["agent", "swarm"],
         MetricKind::Agent => &["agent", "metric_type"],
@@ -29,7 +31,7 @@ pub(super) fn key_columns(kind: MetricKind) -> &'static [&'static str] {
 
 /// The count columns of `kind`'s rollups: tasks per result, in result
 /// code order, or the number of agent or swarm metrics.
-pub(super) fn count_columns(kind: MetricKind) -> &'static [&'static str] {
+pub(crate) fn count_columns(kind: MetricKind) -> &'static [&'static str] {
     match kind {
         MetricKind::Task => &["success", "failure", "timeout", "cancelled"],
         _ => &["count"],
@@ -47,7 +49,7 @@ pub(crate) fn measure_of(column: &str) -> usize {
 
 /// The counts read from the count columns starting at `at`: per task
 /// result, or in the first place alone for agent and swarm metrics.
-pub(super) fn read_counts(
+pub(crate) fn read_counts(
     row: &Row<'_>,
     at: usize,
     kind: MetricKind,
@@ -72,7 +74,7 @@ pub(super) fn read_counts(
 }
 
 /// The summary in column `at`.
-pub(super) fn read_summary(
+pub(crate) fn read_summary(
     row: &Row<'_>,
     at: usize,
     kind: MetricKind,
@@ -89,7 +91,7 @@ pub(super) fn read_summary(
 }
 
 /// The values of a row's count columns and data, in that order.
-pub(super) fn row_values(summary: &Summary, kind: MetricKind) -> Vec<SqlValue> {
+pub(crate) fn row_values(summary: &Summary, kind: MetricKind) -> Vec<SqlValue> {
     let counts = summary.counts();
     let mut values: Vec<SqlValue> = counts[..count_columns(kind).len()]
         .iter()
