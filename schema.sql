@@ -1,4 +1,4 @@
--- The swarm-metrics schema, version 4, as the migrations in migrations/ make it.
+-- The swarm-metrics schema, version 5, as the migrations in migrations/ make it.
 -- Written by a test from those files (which say why each part is as it is);
 -- do not edit by hand. The rows the migrations insert are not shown.
 
@@ -42,8 +42,6 @@ CREATE TABLE agent_metrics (
     timestamp   INTEGER NOT NULL
 );
 
-CREATE INDEX idx_agent_metrics_agent ON agent_metrics (agent, metric_type, timestamp);
-
 CREATE INDEX idx_agent_metrics_type ON agent_metrics (metric_type, timestamp);
 
 CREATE INDEX idx_agent_metrics_time ON agent_metrics (timestamp);
@@ -56,8 +54,6 @@ CREATE TABLE swarm_metrics (
     metadata    TEXT,
     timestamp   INTEGER NOT NULL
 );
-
-CREATE INDEX idx_swarm_metrics_swarm ON swarm_metrics (swarm, metric_type, timestamp);
 
 CREATE INDEX idx_swarm_metrics_type ON swarm_metrics (metric_type, timestamp);
 
@@ -141,3 +137,7 @@ CREATE TABLE swarm_summaries (
     data        BLOB    NOT NULL,
     PRIMARY KEY (level, bucket, swarm, metric_type)
 ) WITHOUT ROWID;
+
+CREATE UNIQUE INDEX idx_agent_metrics_agent ON agent_metrics (agent, metric_type, timestamp, value);
+
+CREATE UNIQUE INDEX idx_swarm_metrics_swarm ON swarm_metrics (swarm, metric_type, timestamp, value);

@@ -96,7 +96,7 @@ pub use retention::{
 pub use stat::quantile;
 pub use stats::{StoreStats, TableStats};
 pub use storage::{MetricsStorage, StorageBuilder, DEFAULT_PATH};
-pub use store::{BatchReport, MetricBatch};
+pub use store::{BatchReport, KindCount, MetricBatch, StreamReport};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -265,45 +265,84 @@ pub(crate) fn insert_tasks(
     Ok(inserted)
 }
 
-/// Stores agent or swarm metrics and returns their new ids.
+/// Agent or swarm metrics as the writer stored them.
+#[derive(Debug, Default)]
+pub(crate) struct StoredEntities {
+    /// Each metric's id, in order: the stored row's, for a retry.
+    pub ids: Vec<i64>,
+    /// How many were new (the rest were already stored).
+    pub new: usize,
+}
+
+/// Stores agent or swarm metrics; a retried store of a metric already
+/// stored (same id, metric type, timestamp and value) is ignored and
+/// answers with the stored row's id.
 pub(crate) fn insert_entities<E: Entity>(
     conn: &Connection,
     cache: &mut Cache,
     metrics: &[E],
-) -> Result<Vec<i64>> {
-    let Some(kind) = metrics.first().map(|m| m.record().kind) else {
-        return Ok(Vec::new());
+) -> Result<StoredEntities> {
+    let mut stored = StoredEntities {
+        ids: Vec::with_capacity(metrics.len()),
+        new: 0,
     };
-    let (sql, operation) = match kind {
+    for metric in metrics {
+        let (id, new) = insert_entity(conn, cache, metric)?;
+        stored.ids.push(id);
+        stored.new += usize::from(new);
+    }
+    Ok(stored)
+}
+
+/// Stores one agent or swarm metric: its id, and whether it was new.
+pub(crate) fn insert_entity<E: Entity>(
+    conn: &Connection,
+    cache: &mut Cache,
+    metric: &E,
+) -> Result<(i64, bool)> {
+    let record = metric.record();
+    let (insert, find, operation) = match record.kind {
         MetricKind::Swarm => (
             "INSERT INTO swarm_metrics (swarm, metric_type, value, metadata, timestamp) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING RETURNING metric_id",
+            "SELECT metric_id FROM swarm_metrics \
+             WHERE swarm = ?1 AND metric_type = ?2 AND timestamp = ?3 AND value = ?4",
             "store swarm metrics",
         ),
         _ => (
             "INSERT INTO agent_metrics (agent, metric_type, value, metadata, timestamp) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING RETURNING metric_id",
+            "SELECT metric_id FROM agent_metrics \
+             WHERE agent = ?1 AND metric_type = ?2 AND timestamp = ?3 AND value = ?4",
             "store agent metrics",
         ),
     };
-    let mut out = Vec::new();
-    for record in metrics.iter().map(Entity::record) {
-        let id = intern(conn, cache, kind, record.id)?;
-        let metadata = record.metadata.map(|m| m.to_string());
-        conn.prepare_cached(sql)
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    id,
-                    record.metric_type.code(),
-                    record.value,
-                    metadata,
-                    to_micros(record.timestamp),
-                ])
-            })
-            .map_err(Error::sqlite(operation))?;
-        out.push(conn.last_insert_rowid());
+    let id = intern(conn, cache, record.kind, record.id)?;
+    let metadata = record.metadata.map(|m| m.to_string());
+    let timestamp = to_micros(record.timestamp);
+    let metric_type = record.metric_type.code();
+    let inserted: Option<i64> = conn
+        .prepare_cached(insert)
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                params![id, metric_type, record.value, metadata, timestamp],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+        .map_err(Error::sqlite(operation))?;
+    if let Some(metric_id) = inserted {
+        return Ok((metric_id, true));
     }
-    Ok(out)
+    let existing = conn
+        .prepare_cached(find)
+        .and_then(|mut stmt| {
+            stmt.query_row(params![id, metric_type, timestamp, record.value], |r| {
+                r.get(0)
+            })
+        })
+        .map_err(Error::sqlite(operation))?;
+    Ok((existing, false))
 }
 
 #[cfg(test)]

@@ -2,10 +2,17 @@
 
 use rusqlite::Connection;
 
+use serde::Serialize;
+
 use crate::error::{Error, Result};
+use crate::generic::Parsed;
 use crate::record::{AgentMetric, SwarmMetric, TaskMetric};
 use crate::rows::{insert_entities, insert_tasks, Cache};
 use crate::storage::MetricsStorage;
+
+/// Records a stream buffers before it writes them: enough to index task
+/// metrics at once, few enough that memory stays small.
+const STREAM_CHUNK: usize = 1024;
 
 /// Metrics of all three kinds, stored together by
 /// [`MetricsStorage::store_batch`].
@@ -36,10 +43,68 @@ impl MetricBatch {
 pub struct BatchReport {
     /// Task metrics that were new (the rest were already stored).
     pub new_tasks: usize,
-    /// The ids given to the agent metrics, in order.
+    /// Agent metrics that were new (the rest were already stored).
+    pub new_agent_metrics: usize,
+    /// Swarm metrics that were new (the rest were already stored).
+    pub new_swarm_metrics: usize,
+    /// The ids of the agent metrics, in order (a retried one's is the id
+    /// it was stored under).
     pub agent_ids: Vec<i64>,
-    /// The ids given to the swarm metrics, in order.
+    /// The ids of the swarm metrics, in order.
     pub swarm_ids: Vec<i64>,
+}
+
+/// How many records of one kind a stream stored, and how many of them
+/// were already stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct KindCount {
+    /// Records that were new and are now stored.
+    pub stored: u64,
+    /// Records already stored before (retries), left as they were.
+    pub duplicates: u64,
+}
+
+/// What [`MetricsStorage::store_stream`] stored, kind by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StreamReport {
+    /// Task metrics.
+    pub tasks: KindCount,
+    /// Agent metrics.
+    pub agent_metrics: KindCount,
+    /// Swarm metrics.
+    pub swarm_metrics: KindCount,
+}
+
+impl StreamReport {
+    /// New records stored, of all kinds.
+    pub fn stored(&self) -> u64 {
+        self.tasks.stored + self.agent_metrics.stored + self.swarm_metrics.stored
+    }
+
+    /// Records that were already stored, of all kinds.
+    pub fn duplicates(&self) -> u64 {
+        self.tasks.duplicates + self.agent_metrics.duplicates + self.swarm_metrics.duplicates
+    }
+
+    /// Adds what [`MetricsStorage::store_batch`] reported for `batch`, to
+    /// count a stream stored a batch at a time.
+    pub fn add(&mut self, batch: &MetricBatch, report: &BatchReport) {
+        let count = |kind: &mut KindCount, all: usize, new: usize| {
+            kind.stored += new as u64;
+            kind.duplicates += (all - new) as u64;
+        };
+        count(&mut self.tasks, batch.tasks.len(), report.new_tasks);
+        count(
+            &mut self.agent_metrics,
+            batch.agents.len(),
+            report.new_agent_metrics,
+        );
+        count(
+            &mut self.swarm_metrics,
+            batch.swarms.len(),
+            report.new_swarm_metrics,
+        );
+    }
 }
 
 impl MetricsStorage {
@@ -66,7 +131,10 @@ impl MetricsStorage {
         self.store(metrics, TaskMetric::validate, insert_tasks)
     }
 
-    /// Stores one agent metric and returns its id.
+    /// Stores one agent metric and returns its id. A metric with the same
+    /// agent id, metric type, timestamp and value as one already stored is
+    /// that metric, stored again (a retry): it is left as it was, and its
+    /// id is returned.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for a bad field (nothing is written);
@@ -77,15 +145,21 @@ impl MetricsStorage {
     }
 
     /// Stores agent metrics in one transaction, all or nothing, and returns
-    /// their ids in order.
+    /// their ids in order (retries as in
+    /// [`store_agent_metric`](Self::store_agent_metric)).
     ///
     /// # Errors
     /// As [`store_task_metrics`](Self::store_task_metrics).
     pub fn store_agent_metrics(&self, metrics: &[AgentMetric]) -> Result<Vec<i64>> {
-        self.store(metrics, |m| m.entity().map(drop), insert_entities)
+        self.store(
+            metrics,
+            |m| m.entity().map(drop),
+            |conn, cache, m| insert_entities(conn, cache, m).map(|stored| stored.ids),
+        )
     }
 
-    /// Stores one swarm metric and returns its id.
+    /// Stores one swarm metric and returns its id (retries as in
+    /// [`store_agent_metric`](Self::store_agent_metric)).
     ///
     /// # Errors
     /// As [`store_agent_metric`](Self::store_agent_metric).
@@ -100,7 +174,11 @@ impl MetricsStorage {
     /// # Errors
     /// As [`store_task_metrics`](Self::store_task_metrics).
     pub fn store_swarm_metrics(&self, metrics: &[SwarmMetric]) -> Result<Vec<i64>> {
-        self.store(metrics, |m| m.entity().map(drop), insert_entities)
+        self.store(
+            metrics,
+            |m| m.entity().map(drop),
+            |conn, cache, m| insert_entities(conn, cache, m).map(|stored| stored.ids),
+        )
     }
 
     /// Stores task, agent and swarm metrics together in one transaction:
@@ -118,6 +196,57 @@ impl MetricsStorage {
             return Ok(BatchReport::default());
         }
         writer.run_with(batch, insert_batch)
+    }
+
+    /// Stores every metric of a stream in one transaction: all of them, or
+    /// none when a record is invalid, the stream yields an error, or the
+    /// write fails. Memory stays small however long the stream: records
+    /// are written as they come, and the transaction's pages spill to the
+    /// write-ahead log, which grows by about the size of what is stored
+    /// until the commit. Retries of metrics already stored are counted as
+    /// duplicates and left as they were, so a stream that was interrupted
+    /// can simply be stored again.
+    ///
+    /// Other writes of this store wait until the stream is committed, and
+    /// other processes' writes wait for the write lock (up to their busy
+    /// timeout): store long streams when that is acceptable.
+    ///
+    /// # Errors
+    /// The first error the stream yields; [`Error::InvalidInput`] naming
+    /// the first bad record and its position in the stream;
+    /// [`Error::ReadOnly`]; [`Error::DatabaseFull`]; [`Error::Sqlite`] when
+    /// the write fails. In every case nothing of the stream is stored.
+    pub fn store_stream<I>(&self, metrics: I) -> Result<StreamReport>
+    where
+        I: IntoIterator<Item = Result<Parsed>>,
+    {
+        let writer = self.writer()?;
+        writer.run_alone(|conn, cache| {
+            let mut report = StreamReport::default();
+            let mut chunk = MetricBatch::default();
+            for (position, metric) in metrics.into_iter().enumerate() {
+                let checked = metric.and_then(|metric| {
+                    match &metric {
+                        Parsed::Task(task) => task.validate(),
+                        Parsed::Agent(m) => m.entity().map(drop),
+                        Parsed::Swarm(m) => m.entity().map(drop),
+                    }
+                    .map(|()| metric)
+                    .map_err(|e| in_stream(e, position))
+                })?;
+                match checked {
+                    Parsed::Task(task) => chunk.tasks.push(task),
+                    Parsed::Agent(m) => chunk.agents.push(m),
+                    Parsed::Swarm(m) => chunk.swarms.push(m),
+                }
+                if chunk.len() >= STREAM_CHUNK {
+                    report.add(&chunk, &insert_batch(conn, cache, &chunk)?);
+                    chunk = MetricBatch::default();
+                }
+            }
+            report.add(&chunk, &insert_batch(conn, cache, &chunk)?);
+            Ok(report)
+        })
     }
 
     /// Checks every record, then stores them all with `insert` in one
@@ -161,11 +290,27 @@ fn in_batch(error: Error, index: usize, len: usize) -> Error {
     }
 }
 
+/// Names the position of a bad record in a stream.
+fn in_stream(error: Error, position: usize) -> Error {
+    match error {
+        Error::InvalidInput { field, reason } => Error::InvalidInput {
+            field,
+            reason: format!("{reason} (record {position} of the stream; nothing was stored)"),
+        },
+        other => other,
+    }
+}
+
 /// Stores a batch of all three kinds, inside the writer's transaction.
 fn insert_batch(conn: &Connection, cache: &mut Cache, batch: &MetricBatch) -> Result<BatchReport> {
+    let new_tasks = insert_tasks(conn, cache, &batch.tasks)?;
+    let agents = insert_entities(conn, cache, &batch.agents)?;
+    let swarms = insert_entities(conn, cache, &batch.swarms)?;
     Ok(BatchReport {
-        new_tasks: insert_tasks(conn, cache, &batch.tasks)?,
-        agent_ids: insert_entities(conn, cache, &batch.agents)?,
-        swarm_ids: insert_entities(conn, cache, &batch.swarms)?,
+        new_tasks,
+        new_agent_metrics: agents.new,
+        new_swarm_metrics: swarms.new,
+        agent_ids: agents.ids,
+        swarm_ids: swarms.ids,
     })
 }

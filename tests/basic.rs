@@ -208,9 +208,16 @@ fn agent_and_swarm_metrics_round_trip_with_ids_and_metadata() {
     let s = SwarmMetric::new("swarm_production", MetricType::SwarmThroughput, 50.5)
         .metadata(json!({"time_window_seconds": 60}))
         .at(t0());
-    let ids = store.store_swarm_metrics(&[s.clone(), s.clone()]).unwrap();
-    assert_eq!(ids.len(), 2);
-    assert!(ids[1] > ids[0]);
+    // The same metric twice is a retry, stored once under one id; another
+    // reading of the same moment is a metric of its own.
+    let mut other = s.clone();
+    other.value = 49.0;
+    let ids = store
+        .store_swarm_metrics(&[s.clone(), s.clone(), other.clone()])
+        .unwrap();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(ids[1], ids[0]);
+    assert!(ids[2] > ids[0]);
     let rows = store
         .get_swarm_metrics(
             &Filter::new()
@@ -220,7 +227,13 @@ fn agent_and_swarm_metrics_round_trip_with_ids_and_metadata() {
         )
         .unwrap();
     assert_eq!(rows.len(), 2);
-    assert_eq!(rows[0].metric, s);
+    let mut values: Vec<f64> = rows.iter().map(|r| r.metric.value).collect();
+    values.sort_by(f64::total_cmp);
+    assert_eq!(values, [49.0, 50.5]);
+    assert_eq!(
+        rows.iter().find(|r| r.metric_id == ids[0]).unwrap().metric,
+        s
+    );
     assert!(store
         .get_swarm_metrics(&Filter::new().swarm("agent-1"), 10)
         .unwrap()
@@ -752,4 +765,121 @@ fn rows_on_both_sides_of_the_index_watermark_are_found() {
     stored("t6", last);
     store.close().unwrap();
     assert_eq!(index_state(&path), (last.timestamp_micros(), 0));
+}
+
+/// A stream of all three kinds, `n` of each, a second apart.
+fn stream_records(n: i64) -> Vec<swarm_metrics::Parsed> {
+    use swarm_metrics::Parsed;
+    (0..n)
+        .flat_map(|i| {
+            let at = t0() + Duration::seconds(i);
+            [
+                Parsed::Task(
+                    TaskMetric::new(format!("t{i}"), "a", i as u64, TaskResult::Success).at(at),
+                ),
+                Parsed::Agent(AgentMetric::new("a", MetricType::AgentThroughput, i as f64).at(at)),
+                Parsed::Swarm(SwarmMetric::new("s", MetricType::SwarmHealth, 0.5).at(at)),
+            ]
+        })
+        .collect()
+}
+
+fn counts(store: &MetricsStorage) -> [u64; 3] {
+    [MetricKind::Task, MetricKind::Agent, MetricKind::Swarm].map(|kind| {
+        store
+            .aggregate_metrics(kind, AggregationType::Count, &Filter::new())
+            .unwrap()
+            .count
+    })
+}
+
+#[test]
+fn a_stream_is_stored_whole_and_a_second_time_only_counted() {
+    let store = MetricsStorage::temporary().unwrap();
+    let records = stream_records(1_500);
+    let report = store.store_stream(records.iter().cloned().map(Ok)).unwrap();
+    assert_eq!(
+        (
+            report.tasks.stored,
+            report.agent_metrics.stored,
+            report.swarm_metrics.stored
+        ),
+        (1_500, 1_500, 1_500)
+    );
+    assert_eq!(report.duplicates(), 0);
+    assert_eq!(counts(&store), [1_500; 3]);
+    let sum = store
+        .aggregate_metrics(MetricKind::Task, AggregationType::Sum, &Filter::new())
+        .unwrap();
+    assert_eq!(sum.value, Some((0..1_500).sum::<i64>() as f64));
+
+    let again = store.store_stream(records.into_iter().map(Ok)).unwrap();
+    assert_eq!((again.stored(), again.duplicates()), (0, 4_500));
+    assert_eq!(counts(&store), [1_500; 3]);
+}
+
+#[test]
+fn a_stream_with_a_bad_record_or_an_error_stores_nothing() {
+    let store = MetricsStorage::temporary().unwrap();
+    let mut records = stream_records(1_200);
+    // Past the first chunk the writer has already written.
+    records[3_000] =
+        swarm_metrics::Parsed::Agent(AgentMetric::new("", MetricType::AgentThroughput, 1.0));
+    let err = store
+        .store_stream(records.iter().cloned().map(Ok))
+        .unwrap_err();
+    assert!(err.is_invalid_input(), "{err}");
+    assert!(
+        err.to_string().contains("record 3000 of the stream"),
+        "{err}"
+    );
+    assert_eq!(counts(&store), [0; 3]);
+
+    // An error of the stream's own ends it the same way, and is returned.
+    let failing = stream_records(1_200)
+        .into_iter()
+        .map(Ok)
+        .take(2_500)
+        .chain(std::iter::once(Err(Error::Internal("the source failed"))));
+    let err = store.store_stream(failing).unwrap_err();
+    assert!(matches!(err, Error::Internal("the source failed")), "{err}");
+    assert_eq!(counts(&store), [0; 3]);
+
+    // The store is fine afterwards, and the interned ids hold.
+    store
+        .store_stream(stream_records(10).into_iter().map(Ok))
+        .unwrap();
+    assert_eq!(counts(&store), [10; 3]);
+    assert_eq!(
+        store
+            .get_task_metrics(&Filter::new().agent("a"), 100)
+            .unwrap()
+            .len(),
+        10
+    );
+}
+
+/// Stores from other threads wait while a stream is written, and go in
+/// after it.
+#[test]
+fn stores_wait_for_a_stream_and_then_go_in() {
+    let store = MetricsStorage::temporary().unwrap();
+    let records = stream_records(3_000);
+    std::thread::scope(|s| {
+        let others = s.spawn(|| {
+            for i in 0..200 {
+                let at = t0() - Duration::seconds(i + 1);
+                store
+                    .store_task_metric(
+                        &TaskMetric::new(format!("other{i}"), "b", 1, TaskResult::Failure).at(at),
+                    )
+                    .unwrap();
+            }
+        });
+        store.store_stream(records.into_iter().map(Ok)).unwrap();
+        others.join().unwrap();
+    });
+    assert_eq!(counts(&store), [3_200, 3_000, 3_000]);
+    let rate = store.success_rate(&Filter::new()).unwrap();
+    assert_eq!((rate.success, rate.failure), (3_000, 200));
 }

@@ -41,15 +41,26 @@ const SAMPLE: &str = r#"{"kind": "task", "task_id": "t1", "agent_id": "a1", "swa
 {"kind": "swarm", "swarm_id": "s1", "metric_type": "swarm_health", "value": 0.25, "timestamp": "2025-06-01T10:50:00Z"}
 "#;
 
+/// The JSON report of an import that stored `new` and found `old` already
+/// stored, each as (tasks, agent metrics, swarm metrics).
+fn import_report(new: [u64; 3], old: [u64; 3], rejected: u64) -> Value {
+    let kind = |i: usize| serde_json::json!({"stored": new[i], "duplicates": old[i]});
+    serde_json::json!({
+        "imported": new.iter().sum::<u64>(),
+        "duplicates": old.iter().sum::<u64>(),
+        "rejected": rejected,
+        "tasks": kind(0),
+        "agent_metrics": kind(1),
+        "swarm_metrics": kind(2),
+    })
+}
+
 fn imported() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("m.db");
     let (code, out, err) = run(&db, &["--json", "import", "-"], Some(SAMPLE));
     assert_eq!(code, 0, "{err}");
-    assert_eq!(
-        json_of(&out),
-        serde_json::json!({"imported": 5, "duplicates": 0, "rejected": 0})
-    );
+    assert_eq!(json_of(&out), import_report([3, 1, 1], [0; 3], 0));
     (dir, db)
 }
 
@@ -68,9 +79,11 @@ fn jsonl_export_import_export_round_trips_byte_for_byte() {
     let (_, second, _) = run(&fresh, &["export", "--format", "jsonl"], None);
     assert_eq!(first, second);
 
-    // Importing the same file again stores nothing new for tasks.
+    // Importing the same file again stores nothing new, of any kind.
     let (_, out, _) = run(&fresh, &["--json", "import", file.to_str().unwrap()], None);
-    assert_eq!(json_of(&out)["duplicates"], 3);
+    assert_eq!(json_of(&out), import_report([0; 3], [3, 1, 1], 0));
+    let (_, third, _) = run(&fresh, &["export", "--format", "jsonl"], None);
+    assert_eq!(first, third);
 }
 
 #[test]
@@ -95,10 +108,7 @@ fn a_bad_line_aborts_the_whole_import_by_default() {
         Some(&input),
     );
     assert_eq!(code, 0);
-    assert_eq!(
-        json_of(&out),
-        serde_json::json!({"imported": 5, "duplicates": 0, "rejected": 2})
-    );
+    assert_eq!(json_of(&out), import_report([3, 1, 1], [0; 3], 2));
 }
 
 #[test]
@@ -565,5 +575,137 @@ fn prometheus_labels_carry_no_carriage_return() {
             "swarm_tasks{agent=\"agent\\n\\\"x\\\"\\\\\",swarm=\"\",result=\"success\"} 1"
         ),
         "{text}"
+    );
+}
+
+/// Counts of (tasks, agent metrics, swarm metrics) in a store.
+fn counts_by_kind(db: &Path) -> [u64; 3] {
+    use swarm_metrics::{AggregationType, Filter, MetricKind};
+    let store = swarm_metrics::MetricsStorage::open(db).unwrap();
+    let count = |kind| {
+        store
+            .aggregate_metrics(kind, AggregationType::Count, &Filter::new())
+            .unwrap()
+            .count
+    };
+    [
+        count(MetricKind::Task),
+        count(MetricKind::Agent),
+        count(MetricKind::Swarm),
+    ]
+}
+
+/// Writes an import file of `per_kind` records of each kind, interleaved.
+fn import_file(path: &Path, per_kind: [u64; 3]) {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    let most = per_kind.iter().copied().max().unwrap_or(0);
+    for i in 0..most {
+        let at = format!(
+            "2025-06-01T{:02}:{:02}:{:02}.{:06}Z",
+            i / 3600 % 24,
+            i / 60 % 60,
+            i % 60,
+            i
+        );
+        if i < per_kind[0] {
+            writeln!(text, "{{\"kind\":\"task\",\"task_id\":\"t{i}\",\"agent_id\":\"a{}\",\"duration_ms\":{i},\"result\":\"success\",\"timestamp\":\"{at}\"}}", i % 7).unwrap();
+        }
+        if i < per_kind[1] {
+            writeln!(text, "{{\"kind\":\"agent\",\"agent_id\":\"a{}\",\"metric_type\":\"agent_throughput\",\"value\":{i},\"timestamp\":\"{at}\"}}", i % 7).unwrap();
+        }
+        if i < per_kind[2] {
+            writeln!(text, "{{\"kind\":\"swarm\",\"swarm_id\":\"s{}\",\"metric_type\":\"swarm_health\",\"value\":0.5,\"timestamp\":\"{at}\"}}", i % 3).unwrap();
+        }
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// Starts `import` of `file` into `db`, kills it with SIGKILL after
+/// `after`, and says whether it was still running then.
+fn kill_import(db: &Path, file: &Path, on_error: &str, after: std::time::Duration) -> bool {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("swarm-metrics"))
+        .arg("--db")
+        .arg(db)
+        .args(["import", "--on-error", on_error])
+        .arg(file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    let running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    running
+}
+
+/// An import killed at any moment and run again leaves every record of
+/// every kind exactly once. In abort mode a killed import stored all of
+/// the file or none of it; in skip mode it stored some chunks, and the
+/// re-run stores the rest. Running a finished import again adds nothing.
+#[test]
+fn a_killed_import_run_again_stores_every_record_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("in.jsonl");
+    let all = [30_000, 15_000, 6_000];
+    import_file(&file, all);
+
+    // How long a whole import takes here, to kill the others part way.
+    let timed = dir.path().join("timed.db");
+    let started = std::time::Instant::now();
+    let (code, _, err) = run(&timed, &["import", file.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{err}");
+    let whole = started.elapsed();
+    assert_eq!(counts_by_kind(&timed), all);
+
+    let mut killed_while_running = 0;
+    for (round, on_error) in ["abort", "skip", "abort", "skip", "abort", "skip"]
+        .iter()
+        .enumerate()
+    {
+        let db = dir.path().join(format!("round{round}.db"));
+        let after = whole.mul_f64(0.2 + 0.12 * round as f64);
+        if kill_import(&db, &file, on_error, after) {
+            killed_while_running += 1;
+        }
+        if db.exists() {
+            let left = counts_by_kind(&db);
+            if *on_error == "abort" {
+                assert!(
+                    left == [0; 3] || left == all,
+                    "round {round}: a killed import in abort mode left {left:?}"
+                );
+            }
+            assert!(left.iter().zip(all).all(|(n, most)| *n <= most), "{left:?}");
+        }
+        let (code, out, err) = run(
+            &db,
+            &[
+                "--json",
+                "import",
+                "--on-error",
+                on_error,
+                file.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert_eq!(code, 0, "round {round}: {err}");
+        assert_eq!(counts_by_kind(&db), all, "round {round}");
+        let report = json_of(&out);
+        let total: u64 = all.iter().sum();
+        assert_eq!(
+            report["imported"].as_u64().unwrap() + report["duplicates"].as_u64().unwrap(),
+            total,
+            "{report}"
+        );
+        // And once more, after a finished import: all duplicates.
+        let (_, out, _) = run(&db, &["--json", "import", file.to_str().unwrap()], None);
+        assert_eq!(json_of(&out), import_report([0; 3], all, 0));
+        assert_eq!(counts_by_kind(&db), all);
+    }
+    assert!(
+        killed_while_running >= 3,
+        "only {killed_while_running} of 6 imports were killed while running"
     );
 }

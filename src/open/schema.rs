@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 
 /// The version the last migration leads to: what this version of the
 /// crate writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// `PRAGMA application_id` of a swarm-metrics file ("SwMt").
 pub(crate) const APPLICATION_ID: i64 = 0x5377_4d74;
@@ -45,6 +45,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         to: 4,
         sql: include_str!("../../migrations/0004_drop_old_rollups.sql"),
+        then: None,
+    },
+    Migration {
+        to: 5,
+        sql: include_str!("../../migrations/0005_metric_identity.sql"),
         then: None,
     },
 ];
@@ -317,6 +322,77 @@ mod tests {
             "schema.sql is not what the migrations make; write it anew with \
              SWARM_METRICS_WRITE_SCHEMA=1 cargo test --lib schema_sql"
         );
+    }
+
+    /// Migration 5 keeps a metric stored twice by an older version once,
+    /// the first stored, and keeps two readings of the same microsecond
+    /// that differ; a retry after it is ignored.
+    #[test]
+    fn version_4_duplicates_are_kept_once() {
+        use crate::{AgentMetric, Filter, MetricKind, MetricType, MetricsStorage, SwarmMetric};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        apply_for_test(&conn, 4);
+        conn.execute_batch(
+            "INSERT INTO agents (id, name) VALUES (1, 'a1');
+             INSERT INTO swarms (id, name) VALUES (1, 's1');
+             INSERT INTO agent_metrics (agent, metric_type, value, metadata, timestamp) VALUES
+                 (1, 6, 0.5, '{\"first\":true}', 1000000),
+                 (1, 6, 0.5, '{\"first\":false}', 1000000),
+                 (1, 6, 0.5, NULL, 1000000),
+                 (1, 6, 0.7, NULL, 1000000),
+                 (1, 7, 0.5, NULL, 1000000);
+             INSERT INTO swarm_metrics (swarm, metric_type, value, metadata, timestamp) VALUES
+                 (1, 9, 1.0, NULL, 2000000),
+                 (1, 9, 1.0, NULL, 2000000);",
+        )
+        .unwrap();
+        drop(conn);
+
+        let store = MetricsStorage::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let agents = store.get_agent_metrics(&Filter::new(), 100).unwrap();
+        let mut kept: Vec<(f64, Option<String>)> = agents
+            .iter()
+            .map(|m| {
+                let metadata = m.metric.metadata.as_ref().map(|v| v.to_string());
+                (m.metric.value, metadata)
+            })
+            .collect();
+        kept.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        assert_eq!(
+            kept,
+            [
+                (0.5, None),
+                (0.5, Some("{\"first\":true}".to_owned())),
+                (0.7, None)
+            ]
+        );
+        let count = |kind| {
+            store
+                .aggregate_metrics(kind, crate::AggregationType::Count, &Filter::new())
+                .unwrap()
+                .count
+        };
+        assert_eq!(count(MetricKind::Swarm), 1);
+
+        // Stored again, the first one is a retry: same id, nothing added.
+        let at = chrono::DateTime::from_timestamp(1, 0).unwrap();
+        let first = agents
+            .iter()
+            .find(|m| m.metric.metadata.is_some())
+            .map(|m| m.metric_id)
+            .unwrap();
+        let retry = AgentMetric::new("a1", MetricType::AgentSuccessRate, 0.5).at(at);
+        assert_eq!(store.store_agent_metric(&retry).unwrap(), first);
+        assert_eq!(count(MetricKind::Agent), 3);
+        let swarm = SwarmMetric::new("s1", MetricType::SwarmHealth, 1.0)
+            .at(chrono::DateTime::from_timestamp(2, 0).unwrap());
+        store.store_swarm_metric(&swarm).unwrap();
+        assert_eq!(count(MetricKind::Swarm), 1);
     }
 
     #[test]

@@ -166,7 +166,7 @@ mod tests {
     }
 
     #[test]
-    fn version_2_rollups_keep_their_answers_in_version_4() {
+    fn version_2_rollups_keep_their_answers_after_migration() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v2.db");
         let conn = Connection::open(&path).unwrap();
@@ -208,7 +208,7 @@ mod tests {
         drop(conn);
 
         let store = MetricsStorage::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 4);
+        assert_eq!(store.schema_version().unwrap(), crate::SCHEMA_VERSION);
         let rate = store.success_rate(&Filter::new()).unwrap();
         assert_eq!(
             (rate.success, rate.failure, rate.timeout, rate.total),

@@ -209,6 +209,20 @@ impl<C: Caches> Writer<C> {
         self.run_with(&(), move |conn, caches, ()| job(conn, caches))
     }
 
+    /// Runs `job` in a write transaction of its own on the caller's
+    /// thread, once: for a job too long to copy or to run twice (a
+    /// streamed import). Other writes wait until it has committed or
+    /// rolled back.
+    ///
+    /// # Errors
+    /// As [`run`](Self::run); when `job` fails, its writes are rolled back
+    /// and its error returned.
+    pub fn run_alone<T>(&self, job: impl FnOnce(&Connection, &mut C) -> Result<T>) -> Result<T> {
+        lock(&self.shared.connection)
+            .write_alone(job)
+            .map_err(disk_full)
+    }
+
     /// Runs `job` over `input` in a write transaction, as [`run`](Self::run).
     /// The input is borrowed while the caller writes inline, and copied
     /// only when the job has to queue for the group-commit thread.
@@ -245,17 +259,23 @@ impl<C: Caches> Writer<C> {
         };
         drop(caller);
         output
-            .map_err(|e| match e {
-                Error::Sqlite { operation, source }
-                    if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) =>
-                {
-                    Error::DatabaseFull { operation }
-                }
-                other => other,
-            })?
+            .map_err(disk_full)?
             .downcast::<T>()
             .map(|output| *output)
             .map_err(|_| Error::Internal("a job answered with another type of output"))
+    }
+}
+
+/// Names a full disk (or size cap) as such: nothing of the write was
+/// stored.
+fn disk_full(error: Error) -> Error {
+    match error {
+        Error::Sqlite { operation, source }
+            if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) =>
+        {
+            Error::DatabaseFull { operation }
+        }
+        other => other,
     }
 }
 

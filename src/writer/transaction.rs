@@ -152,9 +152,37 @@ impl<C: Caches> WriterConnection<C> {
         }
     }
 
+    /// Runs one job in a transaction of its own, never retried: for work
+    /// too long to copy or to run twice (a streamed import). Its writes
+    /// are committed if it returns `Ok` and rolled back otherwise.
+    pub fn write_alone<T>(
+        &mut self,
+        job: impl FnOnce(&Connection, &mut C) -> Result<T>,
+    ) -> Result<T> {
+        self.begin()?;
+        match job(&self.conn, &mut self.caches) {
+            Ok(output) => self.finish().map(|()| output),
+            Err(e) => {
+                self.rollback();
+                Err(e)
+            }
+        }
+    }
+
     /// Commits, after the caches' last words; if either fails, every job
     /// of the group fails with it.
     fn commit(&mut self, mut results: Vec<Result<Output>>) -> Vec<Result<Output>> {
+        if let Err(e) = self.finish() {
+            for r in results.iter_mut().filter(|r| r.is_ok()) {
+                *r = Err(copy_error(&e));
+            }
+        }
+        results
+    }
+
+    /// Commits the open transaction after the caches' last words, or rolls
+    /// it back when either fails.
+    fn finish(&mut self) -> Result<()> {
         let commit = self.caches.before_commit(&self.conn).and_then(|()| {
             self.conn
                 .prepare_cached("COMMIT")
@@ -168,15 +196,13 @@ impl<C: Caches> WriterConnection<C> {
                 if let (Some(checkpointer), Some(pages)) = (&self.checkpointer, wal_pages) {
                     checkpointer.note_commit(pages);
                 }
+                Ok(())
             }
             Err(e) => {
                 self.rollback();
-                for r in results.iter_mut().filter(|r| r.is_ok()) {
-                    *r = Err(copy_error(&e));
-                }
+                Err(e)
             }
         }
-        results
     }
 
     fn rollback(&mut self) {

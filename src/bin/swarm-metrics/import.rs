@@ -5,12 +5,14 @@ use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
-use swarm_metrics::{parse_metric, MetricBatch, MetricKind, MetricsStorage, Parsed};
+use swarm_metrics::{
+    parse_metric, Error, MetricBatch, MetricKind, MetricsStorage, Parsed, StreamReport,
+};
 
 use crate::args::OnError;
 use crate::{write_json, Failure};
 
-/// Records stored per transaction.
+/// Records stored per transaction in skip mode.
 const CHUNK: usize = 5_000;
 /// Bad lines reported one by one; the rest are counted.
 const REPORTED: usize = 20;
@@ -18,8 +20,7 @@ const REPORTED: usize = 20;
 /// What an import did.
 pub struct Outcome {
     lines: u64,
-    imported: u64,
-    duplicates: u64,
+    stored: StreamReport,
     rejected: Vec<(u64, String)>,
     on_error: OnError,
 }
@@ -47,17 +48,24 @@ impl Outcome {
             return write_json(
                 out,
                 &json!({
-                    "imported": self.imported,
-                    "duplicates": self.duplicates,
+                    "imported": self.stored.stored(),
+                    "duplicates": self.stored.duplicates(),
                     "rejected": self.rejected.len(),
+                    "tasks": self.stored.tasks,
+                    "agent_metrics": self.stored.agent_metrics,
+                    "swarm_metrics": self.stored.swarm_metrics,
                 }),
             );
         }
         writeln!(
             out,
-            "imported {} metrics ({} task metrics were already stored), rejected {} of {} lines",
-            self.imported,
-            self.duplicates,
+            "imported {} metrics ({} tasks, {} agent metrics, {} swarm metrics), \
+             {} already stored, rejected {} of {} lines",
+            self.stored.stored(),
+            self.stored.tasks.stored,
+            self.stored.agent_metrics.stored,
+            self.stored.swarm_metrics.stored,
+            self.stored.duplicates(),
             self.rejected.len(),
             self.lines
         )?;
@@ -107,93 +115,155 @@ fn progress(size: Option<u64>) -> ProgressBar {
     }
 }
 
+/// A line's number and what it holds: a metric, or why it is bad.
+type Line = (u64, Result<Parsed, String>);
+
+/// The lines of the input, parsed one at a time.
+struct Lines {
+    reader: BufReader<Box<dyn Read>>,
+    file: String,
+    bar: ProgressBar,
+    buffer: Vec<u8>,
+    /// Lines read so far (the number of the last one read).
+    read: u64,
+}
+
+impl Lines {
+    /// The next line that is not blank, with its number, parsed; `None` at
+    /// the end of the input.
+    fn next_record(&mut self) -> Result<Option<Line>, Failure> {
+        loop {
+            self.buffer.clear();
+            let n = self
+                .reader
+                .read_until(b'\n', &mut self.buffer)
+                .map_err(|e| Failure::Operational(format!("{}: reading: {e}", self.file)))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.bar.inc(n as u64);
+            self.read += 1;
+            // A line that is not UTF-8 is a bad line like any other:
+            // reported with its number, skipped or aborting as asked.
+            let text = match std::str::from_utf8(&self.buffer) {
+                Ok(text) => text.trim(),
+                Err(e) => {
+                    let reason = format!("not valid UTF-8 (byte {})", e.valid_up_to());
+                    return Ok(Some((self.read, Err(reason))));
+                }
+            };
+            if !text.is_empty() {
+                return Ok(Some((self.read, parse_line(text))));
+            }
+        }
+    }
+}
+
 pub fn run(store: &MetricsStorage, file: &Path, on_error: OnError) -> Result<Outcome, Failure> {
     let (input, size) = open_input(file)?;
-    let bar = progress(size);
+    let mut lines = Lines {
+        reader: BufReader::new(input),
+        file: file.display().to_string(),
+        bar: progress(size),
+        buffer: Vec::new(),
+        read: 0,
+    };
     let mut outcome = Outcome {
         lines: 0,
-        imported: 0,
-        duplicates: 0,
+        stored: StreamReport::default(),
         rejected: Vec::new(),
         on_error,
     };
-    // In abort mode nothing may be stored before every line is known to be
-    // good, so the records wait in memory; in skip mode they are stored a
-    // chunk at a time as they come.
-    let mut pending = MetricBatch::default();
-    let mut reader = BufReader::new(input);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let read = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| Failure::Operational(format!("{}: reading: {e}", file.display())))?;
-        if read == 0 {
-            break;
-        }
-        bar.inc(read as u64);
-        outcome.lines += 1;
-        // A line that is not UTF-8 is a bad line like any other: reported
-        // with its number, skipped or aborting as asked.
-        let text = match std::str::from_utf8(&line) {
-            Ok(text) => text.trim(),
-            Err(e) => {
-                let reason = format!("not valid UTF-8 (byte {})", e.valid_up_to());
-                outcome.rejected.push((outcome.lines, reason));
-                continue;
-            }
-        };
-        if text.is_empty() {
-            continue;
-        }
-        match parse_line(text) {
-            Ok(Parsed::Task(t)) => pending.tasks.push(t),
-            Ok(Parsed::Agent(m)) => pending.agents.push(m),
-            Ok(Parsed::Swarm(m)) => pending.swarms.push(m),
-            Err(reason) => outcome.rejected.push((outcome.lines, reason)),
-        }
-        if on_error == OnError::Skip && pending.len() >= CHUNK {
-            store_chunk(store, &mut pending, &mut outcome)?;
-        }
+    match on_error {
+        OnError::Abort => import_whole(store, &mut lines, &mut outcome)?,
+        OnError::Skip => import_good_lines(store, &mut lines, &mut outcome)?,
     }
-    if !outcome.aborted() {
-        // Abort mode stores everything now, a chunk per transaction.
-        let mut all = std::mem::take(&mut pending);
-        while !all.is_empty() {
-            let mut chunk = MetricBatch {
-                tasks: drain_front(&mut all.tasks, CHUNK),
-                agents: Vec::new(),
-                swarms: Vec::new(),
-            };
-            let room = CHUNK.saturating_sub(chunk.len());
-            chunk.agents = drain_front(&mut all.agents, room);
-            let room = CHUNK.saturating_sub(chunk.len());
-            chunk.swarms = drain_front(&mut all.swarms, room);
-            store_chunk(store, &mut chunk, &mut outcome)?;
-            bar.set_message(format!("{} stored", outcome.imported));
-        }
-    }
-    bar.finish_and_clear();
+    outcome.lines = lines.read;
+    lines.bar.finish_and_clear();
     Ok(outcome)
 }
 
-fn drain_front<T>(items: &mut Vec<T>, n: usize) -> Vec<T> {
-    let n = n.min(items.len());
-    items.drain(..n).collect()
-}
-
-fn store_chunk(
+/// Abort mode: the file in one transaction, all or nothing. At the first
+/// bad line the transaction is rolled back, and the rest of the file is
+/// only read, to report its bad lines too.
+fn import_whole(
     store: &MetricsStorage,
-    chunk: &mut MetricBatch,
+    lines: &mut Lines,
     outcome: &mut Outcome,
 ) -> Result<(), Failure> {
-    if chunk.is_empty() {
-        return Ok(());
+    let mut failure = None;
+    let mut records = std::iter::from_fn(|| match lines.next_record() {
+        Ok(Some((_, Ok(metric)))) => Some(Ok(metric)),
+        Ok(Some((line, Err(reason)))) => {
+            outcome.rejected.push((line, reason));
+            Some(Err(Error::InvalidInput {
+                field: "input",
+                reason: format!("bad line {line}"),
+            }))
+        }
+        Ok(None) => None,
+        Err(e) => {
+            failure = Some(e);
+            Some(Err(Error::InvalidInput {
+                field: "input",
+                reason: "unreadable".to_owned(),
+            }))
+        }
+    });
+    let stored = store.store_stream(&mut records);
+    if let Some(failure) = failure {
+        return Err(failure);
     }
-    let report = store.store_batch(chunk)?;
-    let new = report.new_tasks + report.agent_ids.len() + report.swarm_ids.len();
-    outcome.imported += new as u64;
-    outcome.duplicates += (chunk.tasks.len() - report.new_tasks) as u64;
-    *chunk = MetricBatch::default();
+    match stored {
+        Ok(stored) => outcome.stored = stored,
+        Err(_) if !outcome.rejected.is_empty() => {
+            while let Some((line, parsed)) = lines.next_record()? {
+                if let Err(reason) = parsed {
+                    outcome.rejected.push((line, reason));
+                }
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(())
+}
+
+/// Skip mode: good lines are stored a chunk per transaction as they come,
+/// bad ones reported. A failed write names what was stored before it.
+fn import_good_lines(
+    store: &MetricsStorage,
+    lines: &mut Lines,
+    outcome: &mut Outcome,
+) -> Result<(), Failure> {
+    let mut chunk = MetricBatch::default();
+    let bar = lines.bar.clone();
+    let store_chunk = |chunk: &mut MetricBatch, outcome: &mut Outcome| {
+        let result = store.store_batch(chunk);
+        match result {
+            Ok(report) => {
+                outcome.stored.add(chunk, &report);
+                *chunk = MetricBatch::default();
+                bar.set_message(format!("{} stored", outcome.stored.stored()));
+                Ok(())
+            }
+            Err(e) => Err(Failure::Operational(format!(
+                "{e}\n{} metrics of this import were stored before the failure ({} already \
+                 stored); run the same import again to store the rest",
+                outcome.stored.stored(),
+                outcome.stored.duplicates()
+            ))),
+        }
+    };
+    while let Some((line, parsed)) = lines.next_record()? {
+        match parsed {
+            Ok(Parsed::Task(t)) => chunk.tasks.push(t),
+            Ok(Parsed::Agent(m)) => chunk.agents.push(m),
+            Ok(Parsed::Swarm(m)) => chunk.swarms.push(m),
+            Err(reason) => outcome.rejected.push((line, reason)),
+        }
+        if chunk.len() >= CHUNK {
+            store_chunk(&mut chunk, outcome)?;
+        }
+    }
+    store_chunk(&mut chunk, outcome)
 }
