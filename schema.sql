@@ -42,6 +42,8 @@ CREATE TABLE agent_metrics (
     timestamp   INTEGER NOT NULL
 );
 
+CREATE INDEX idx_agent_metrics_agent ON agent_metrics (agent, metric_type, timestamp);
+
 CREATE INDEX idx_agent_metrics_type ON agent_metrics (metric_type, timestamp);
 
 CREATE INDEX idx_agent_metrics_time ON agent_metrics (timestamp);
@@ -54,6 +56,8 @@ CREATE TABLE swarm_metrics (
     metadata    TEXT,
     timestamp   INTEGER NOT NULL
 );
+
+CREATE INDEX idx_swarm_metrics_swarm ON swarm_metrics (swarm, metric_type, timestamp);
 
 CREATE INDEX idx_swarm_metrics_type ON swarm_metrics (metric_type, timestamp);
 
@@ -137,7 +141,3 @@ CREATE TABLE swarm_summaries (
     data        BLOB    NOT NULL,
     PRIMARY KEY (level, bucket, swarm, metric_type)
 ) WITHOUT ROWID;
-
-CREATE UNIQUE INDEX idx_agent_metrics_agent ON agent_metrics (agent, metric_type, timestamp, value);
-
-CREATE UNIQUE INDEX idx_swarm_metrics_swarm ON swarm_metrics (swarm, metric_type, timestamp, value);

@@ -5,6 +5,12 @@
 -- identity so that two different readings taken in the same microsecond
 -- are both kept.
 --
+-- The writer looks a metric up by its identity before it stores it,
+-- through the (id, metric_type, timestamp) index. A unique index over the
+-- four columns would enforce it too, but its order (timestamp, then
+-- value) no longer matches the newest-first order of reads, and the
+-- planner then leaves it for the metric-type index.
+--
 -- Rows stored twice before this version are kept once: the first stored
 -- (lowest metric_id), with its metadata.
 
@@ -12,12 +18,8 @@ DELETE FROM agent_metrics
 WHERE metric_id NOT IN (
     SELECT min(metric_id) FROM agent_metrics GROUP BY agent, metric_type, timestamp, value
 );
-DROP INDEX idx_agent_metrics_agent;
-CREATE UNIQUE INDEX idx_agent_metrics_agent ON agent_metrics (agent, metric_type, timestamp, value);
 
 DELETE FROM swarm_metrics
 WHERE metric_id NOT IN (
     SELECT min(metric_id) FROM swarm_metrics GROUP BY swarm, metric_type, timestamp, value
 );
-DROP INDEX idx_swarm_metrics_swarm;
-CREATE UNIQUE INDEX idx_swarm_metrics_swarm ON swarm_metrics (swarm, metric_type, timestamp, value);

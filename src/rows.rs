@@ -294,55 +294,58 @@ pub(crate) fn insert_entities<E: Entity>(
     Ok(stored)
 }
 
-/// Stores one agent or swarm metric: its id, and whether it was new.
+/// Stores one agent or swarm metric: its id, and whether it was new. The
+/// writer holds the write lock, so nothing can come between the look-up
+/// and the insert.
 pub(crate) fn insert_entity<E: Entity>(
     conn: &Connection,
     cache: &mut Cache,
     metric: &E,
 ) -> Result<(i64, bool)> {
     let record = metric.record();
-    let (insert, find, operation) = match record.kind {
+    let (find, insert, operation) = match record.kind {
         MetricKind::Swarm => (
-            "INSERT INTO swarm_metrics (swarm, metric_type, value, metadata, timestamp) \
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING RETURNING metric_id",
             "SELECT metric_id FROM swarm_metrics \
              WHERE swarm = ?1 AND metric_type = ?2 AND timestamp = ?3 AND value = ?4",
+            "INSERT INTO swarm_metrics (swarm, metric_type, timestamp, value, metadata) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
             "store swarm metrics",
         ),
         _ => (
-            "INSERT INTO agent_metrics (agent, metric_type, value, metadata, timestamp) \
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING RETURNING metric_id",
             "SELECT metric_id FROM agent_metrics \
              WHERE agent = ?1 AND metric_type = ?2 AND timestamp = ?3 AND value = ?4",
+            "INSERT INTO agent_metrics (agent, metric_type, timestamp, value, metadata) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
             "store agent metrics",
         ),
     };
     let id = intern(conn, cache, record.kind, record.id)?;
-    let metadata = record.metadata.map(|m| m.to_string());
-    let timestamp = to_micros(record.timestamp);
-    let metric_type = record.metric_type.code();
-    let inserted: Option<i64> = conn
-        .prepare_cached(insert)
-        .and_then(|mut stmt| {
-            stmt.query_row(
-                params![id, metric_type, record.value, metadata, timestamp],
-                |r| r.get(0),
-            )
-            .optional()
-        })
-        .map_err(Error::sqlite(operation))?;
-    if let Some(metric_id) = inserted {
-        return Ok((metric_id, true));
-    }
-    let existing = conn
+    let identity = params![
+        id,
+        record.metric_type.code(),
+        to_micros(record.timestamp),
+        record.value
+    ];
+    let stored: Option<i64> = conn
         .prepare_cached(find)
+        .and_then(|mut stmt| stmt.query_row(identity, |r| r.get(0)).optional())
+        .map_err(Error::sqlite(operation))?;
+    if let Some(metric_id) = stored {
+        return Ok((metric_id, false));
+    }
+    let metadata = record.metadata.map(|m| m.to_string());
+    conn.prepare_cached(insert)
         .and_then(|mut stmt| {
-            stmt.query_row(params![id, metric_type, timestamp, record.value], |r| {
-                r.get(0)
-            })
+            stmt.execute(params![
+                id,
+                record.metric_type.code(),
+                to_micros(record.timestamp),
+                record.value,
+                metadata
+            ])
         })
         .map_err(Error::sqlite(operation))?;
-    Ok((existing, false))
+    Ok((conn.last_insert_rowid(), true))
 }
 
 #[cfg(test)]

@@ -74,18 +74,41 @@ proptest! {
         metric_type in prop::option::of(prop::sample::select(vec![MetricType::AgentThroughput, MetricType::AgentErrorCount])),
         range in range_strategy(),
         limit in 1..40usize,
+        retries in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
     ) {
         let store = MetricsStorage::temporary().unwrap();
-        let records: Vec<AgentMetric> = metrics
+        let mut records: Vec<AgentMetric> = metrics
             .iter()
             .map(|(a, ty, v, minute)| AgentMetric::new(format!("agent-{a}"), *ty, *v).at(base() + Duration::minutes(*minute)))
             .collect();
+        // Some stored again later, as retries are.
+        if !records.is_empty() {
+            let again: Vec<AgentMetric> = retries.iter().map(|i| i.get(&records).clone()).collect();
+            records.extend(again);
+        }
         let mut ids = Vec::new();
         for part in records.chunks(7) {
             ids.extend(store.store_agent_metrics(part).unwrap());
         }
         prop_assert_eq!(ids.len(), records.len());
-        prop_assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase in store order");
+        // The same agent, type, time and value again is a retry: it answers
+        // with the first one's id and is stored once. New ids increase in
+        // store order.
+        let mut first_ids = std::collections::HashMap::new();
+        let mut newest = 0;
+        let mut unique = Vec::new();
+        for (id, m) in ids.iter().zip(&records) {
+            let key = (m.agent_id.clone(), m.metric_type, m.value.to_bits(), m.timestamp);
+            match first_ids.get(&key) {
+                Some(first) => prop_assert_eq!(id, first),
+                None => {
+                    prop_assert!(*id > newest, "ids increase in store order");
+                    newest = *id;
+                    first_ids.insert(key, *id);
+                    unique.push((*id, m.clone()));
+                }
+            }
+        }
 
         let filter = Filter {
             agent_id: agent.map(|a| format!("agent-{a}")),
@@ -93,15 +116,14 @@ proptest! {
             time_range: range,
             ..Filter::default()
         };
-        let matching: Vec<(i64, AgentMetric)> = ids
+        let matching: Vec<(i64, AgentMetric)> = unique
             .iter()
-            .zip(&records)
             .filter(|(_, m)| {
                 filter.agent_id.as_ref().is_none_or(|a| *a == m.agent_id)
                     && filter.metric_type.is_none_or(|t| t == m.metric_type)
                     && filter.time_range.is_none_or(|r| r.contains(m.timestamp))
             })
-            .map(|(id, m)| (*id, m.clone()))
+            .cloned()
             .collect();
         let got: Vec<(i64, AgentMetric)> = store
             .get_agent_metrics(&filter, limit)
@@ -137,7 +159,8 @@ proptest! {
         store.store_task_metrics(&tasks).unwrap();
         let agents: Vec<_> = ages_hours
             .iter()
-            .map(|h| AgentMetric::new("a", MetricType::AgentThroughput, 1.0).at(at(*h)))
+            .enumerate()
+            .map(|(i, h)| AgentMetric::new("a", MetricType::AgentThroughput, i as f64).at(at(*h)))
             .collect();
         store.store_agent_metrics(&agents).unwrap();
 
