@@ -1,6 +1,6 @@
 //! The crate's error type.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The result type of every fallible call in this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -110,12 +110,36 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// The database reached its size cap, or the disk is full: the write
+    /// The disk is full, or the database reached its size cap: the write
     /// failed and none of it was stored; the store stays usable.
-    #[error("{operation}: the database or the disk is full; nothing of this write was stored")]
+    #[error(
+        "{path}: {operation}: the disk is full, or the database reached its size cap; \
+         nothing of this write was stored",
+        path = path.display()
+    )]
     DatabaseFull {
+        /// The database file.
+        path: PathBuf,
         /// What was being done.
         operation: &'static str,
+    },
+
+    /// Reading or writing the database file (or its `-wal` or `-shm` file
+    /// beside it) failed in the file system: most often a full disk, a
+    /// file removed or replaced while open, or a failing device.
+    #[error(
+        "{path}: {operation}: the file system failed ({source}); is the disk full, or was the \
+         file or its -wal/-shm file removed?",
+        path = path.display()
+    )]
+    FileSystem {
+        /// The database file.
+        path: PathBuf,
+        /// What was being done.
+        operation: &'static str,
+        /// What SQLite reported.
+        #[source]
+        source: rusqlite::Error,
     },
 
     /// SQLite reported an error.
@@ -128,9 +152,17 @@ pub enum Error {
         source: rusqlite::Error,
     },
 
-    /// No pooled connection could be had.
-    #[error("connection pool: {0}")]
-    Pool(#[from] r2d2::Error),
+    /// No pooled reader connection could be had: opening one failed (the
+    /// reason is in the message), or every one stayed busy past the busy
+    /// timeout.
+    #[error("{path}: no reader connection: {source}", path = path.display())]
+    Pool {
+        /// The database file.
+        path: PathBuf,
+        /// What the pool reported.
+        #[source]
+        source: r2d2::Error,
+    },
 
     /// A bug in this crate: something that cannot happen did. Please
     /// report it with the message.
@@ -160,6 +192,33 @@ impl Error {
     /// Wraps an SQLite error with what was being done.
     pub(crate) fn sqlite(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> Self {
         move |source| Error::Sqlite { operation, source }
+    }
+
+    /// Names the database file in an SQLite error that concerns it: a full
+    /// disk, a read-only or unreadable file, a file-system failure, or a
+    /// file that is not a database. Other errors are returned as they are.
+    pub(crate) fn in_file(self, path: &Path) -> Self {
+        use rusqlite::ErrorCode;
+        let Error::Sqlite { operation, source } = self else {
+            return self;
+        };
+        let path = path.to_owned();
+        match source.sqlite_error_code() {
+            Some(ErrorCode::DiskFull) => Error::DatabaseFull { path, operation },
+            Some(ErrorCode::ReadOnly) => Error::ReadOnly { path },
+            Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
+                Error::CannotOpen { path, source }
+            }
+            Some(ErrorCode::SystemIoFailure) => Error::FileSystem {
+                path,
+                operation,
+                source,
+            },
+            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+                Error::NotADatabase { path, source }
+            }
+            _ => Error::Sqlite { operation, source },
+        }
     }
 
     /// True when the error is about the caller's input, not the store.

@@ -209,6 +209,7 @@ impl MetricsStorage {
                 let writer_options = WriterOptions {
                     checkpointer: Some(checkpointer),
                     busy_timeout: options.file.busy_timeout,
+                    path: path.clone(),
                 };
                 Some(Writer::new(opened.first, caches, writer_options)?)
             }
@@ -237,7 +238,10 @@ impl MetricsStorage {
     /// A reader connection from the pool.
     pub(crate) fn reader(&self) -> Result<PooledConnection<ReaderManager>> {
         match &self.readers {
-            Some(pool) => Ok(pool.get()?),
+            Some(pool) => pool.get().map_err(|source| Error::Pool {
+                path: self.path.clone(),
+                source,
+            }),
             None => Err(Error::Internal("the store was used while closing")),
         }
     }
@@ -277,7 +281,7 @@ impl MetricsStorage {
     /// its own.
     pub(crate) fn read<T>(&self, read: impl FnOnce(&Snapshot<'_>) -> Result<T>) -> Result<T> {
         let conn = self.reader()?;
-        read(&Snapshot { conn: &conn })
+        read(&Snapshot { conn: &conn }).map_err(|e| e.in_file(&self.path))
     }
 
     /// Runs one read query on a pooled connection and maps every row.

@@ -144,7 +144,11 @@ pub(crate) fn open(options: &Options) -> Result<Opened> {
         .max_size(options.pool_size)
         .min_idle(Some(0))
         .connection_timeout(options.busy_timeout.max(Duration::from_secs(1)))
-        .build(manager)?;
+        .build(manager)
+        .map_err(|source| Error::Pool {
+            path: path.clone(),
+            source,
+        })?;
     Ok(Opened {
         settings,
         first,

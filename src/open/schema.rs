@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::settings::ConnectionSettings;
 use crate::error::{Error, Result};
@@ -257,27 +257,15 @@ fn record_version(conn: &Connection, version: i64) -> Result<()> {
     .map_err(Error::sqlite("record schema version"))
 }
 
-/// Maps the errors SQLite gives for files that are not databases, or that
-/// cannot be opened, to the error naming the path.
+/// Maps the errors SQLite gives for files that are not databases, that
+/// cannot be opened, or that the file system fails on, to the error naming
+/// the path.
 pub(crate) fn classify_open_error(
     path: &Path,
     source: rusqlite::Error,
     operation: &'static str,
 ) -> Error {
-    match source.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => Error::NotADatabase {
-            path: path.to_owned(),
-            source,
-        },
-        Some(ErrorCode::CannotOpen) | Some(ErrorCode::PermissionDenied) => Error::CannotOpen {
-            path: path.to_owned(),
-            source,
-        },
-        Some(ErrorCode::ReadOnly) => Error::ReadOnly {
-            path: path.to_owned(),
-        },
-        _ => Error::Sqlite { operation, source },
-    }
+    Error::Sqlite { operation, source }.in_file(path)
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@
 
 use std::any::Any;
 use std::borrow::Borrow;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -53,6 +54,8 @@ pub(crate) struct WriterOptions {
     pub checkpointer: Option<Checkpointer>,
     /// How long to wait for another process's write lock.
     pub busy_timeout: Duration,
+    /// The database file, named in the errors that concern it.
+    pub path: PathBuf,
 }
 
 /// What the writer remembers between transactions, on behalf of the jobs
@@ -111,6 +114,8 @@ struct Queue<C> {
 /// What the callers and the group-commit thread share.
 struct Shared<C> {
     connection: Mutex<WriterConnection<C>>,
+    /// The database file, named in the errors that concern it.
+    path: PathBuf,
     queue: Mutex<Queue<C>>,
     /// Wakes the group-commit thread.
     work_queued: Condvar,
@@ -160,8 +165,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl<C: Caches> Writer<C> {
     /// The writer over `conn`, with `caches` for its jobs.
     pub fn new(conn: Connection, caches: C, options: WriterOptions) -> Result<Self> {
+        let path = options.path.clone();
         let shared = Arc::new(Shared {
             connection: Mutex::new(WriterConnection::new(conn, caches, options)?),
+            path,
             queue: Mutex::new(Queue::default()),
             work_queued: Condvar::new(),
             callers: AtomicUsize::new(0),
@@ -192,14 +199,17 @@ impl<C: Caches> Writer<C> {
     /// Exclusive use of the writer connection outside any transaction, for
     /// maintenance (vacuum, checkpoints). Writes wait meanwhile.
     pub fn with_connection<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        lock(&self.shared.connection).maintain(f)
+        lock(&self.shared.connection)
+            .maintain(f)
+            .map_err(|e| e.in_file(&self.shared.path))
     }
 
     /// Runs `job` in a write transaction and returns its output once that
     /// transaction is committed (or failed).
     ///
     /// # Errors
-    /// What `job` returns; [`Error::DatabaseFull`] when the disk or the
+    /// What `job` returns; errors that concern the file name it (see
+    /// [`Error::in_file`]): [`Error::DatabaseFull`] when the disk or the
     /// size cap is reached; [`Error::Sqlite`] when the transaction fails.
     pub fn run<T, F>(&self, job: F) -> Result<T>
     where
@@ -220,7 +230,7 @@ impl<C: Caches> Writer<C> {
     pub fn run_alone<T>(&self, job: impl FnOnce(&Connection, &mut C) -> Result<T>) -> Result<T> {
         lock(&self.shared.connection)
             .write_alone(job)
-            .map_err(disk_full)
+            .map_err(|e| e.in_file(&self.shared.path))
     }
 
     /// Runs `job` over `input` in a write transaction, as [`run`](Self::run).
@@ -259,23 +269,10 @@ impl<C: Caches> Writer<C> {
         };
         drop(caller);
         output
-            .map_err(disk_full)?
+            .map_err(|e| e.in_file(&shared.path))?
             .downcast::<T>()
             .map(|output| *output)
             .map_err(|_| Error::Internal("a job answered with another type of output"))
-    }
-}
-
-/// Names a full disk (or size cap) as such: nothing of the write was
-/// stored.
-fn disk_full(error: Error) -> Error {
-    match error {
-        Error::Sqlite { operation, source }
-            if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) =>
-        {
-            Error::DatabaseFull { operation }
-        }
-        other => other,
     }
 }
 
