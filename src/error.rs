@@ -124,19 +124,33 @@ pub enum Error {
         operation: &'static str,
     },
 
+    /// Freeing space in place is impossible: the WAL holds writes that the
+    /// database file has no room for on the full disk. The file is
+    /// unchanged.
+    #[error(
+        "{path}: the WAL holds {wal_bytes} bytes of writes that the database file has no room \
+         for, so nothing can be freed in place; free some space on this disk (any file will \
+         do), then run an ordinary cleanup. The store is unchanged",
+        path = path.display()
+    )]
+    NoRoomInPlace {
+        /// The database file.
+        path: PathBuf,
+        /// The size of its WAL file.
+        wal_bytes: u64,
+    },
+
     /// Reading or writing the database file (or its `-wal` or `-shm` file
     /// beside it) failed in the file system: most often a full disk, a
     /// file removed or replaced while open, or a failing device.
-    #[error(
-        "{path}: {operation}: the file system failed ({source}); is the disk full, or was the \
-         file or its -wal/-shm file removed?",
-        path = path.display()
-    )]
+    #[error("{path}: {operation}: {cause} ({source})", path = path.display())]
     FileSystem {
         /// The database file.
         path: PathBuf,
         /// What was being done.
         operation: &'static str,
+        /// The likely cause, from SQLite's extended error code.
+        cause: &'static str,
         /// What SQLite reported.
         #[source]
         source: rusqlite::Error,
@@ -212,6 +226,7 @@ impl Error {
             Some(ErrorCode::SystemIoFailure) => Error::FileSystem {
                 path,
                 operation,
+                cause: io_cause(&source),
                 source,
             },
             Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
@@ -224,5 +239,64 @@ impl Error {
     /// True when the error is about the caller's input, not the store.
     pub fn is_invalid_input(&self) -> bool {
         matches!(self, Error::InvalidInput { .. })
+    }
+}
+
+/// The likely cause of an SQLite I/O error, from its extended code.
+fn io_cause(source: &rusqlite::Error) -> &'static str {
+    use rusqlite::ffi;
+    let rusqlite::Error::SqliteFailure(error, _) = source else {
+        return "the file system failed";
+    };
+    match error.extended_code {
+        ffi::SQLITE_IOERR_SHMSIZE | ffi::SQLITE_IOERR_SHMOPEN | ffi::SQLITE_IOERR_SHMMAP => {
+            "no room for the -shm file beside the database: is the disk full?"
+        }
+        ffi::SQLITE_IOERR_WRITE | ffi::SQLITE_IOERR_FSYNC | ffi::SQLITE_IOERR_TRUNCATE => {
+            "a write to the file failed: is the disk full, or the device failing?"
+        }
+        ffi::SQLITE_IOERR_READ | ffi::SQLITE_IOERR_SHORT_READ => {
+            "a read failed: was the file truncated or replaced, or is the device failing?"
+        }
+        _ => {
+            "the file system failed: is the disk full, or was the file or its -wal/-shm \
+              file removed?"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: std::ffi::c_int) -> Error {
+        Error::Sqlite {
+            operation: "store task metrics",
+            source: rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None),
+        }
+    }
+
+    /// Every error that concerns the file names it, with its likely cause;
+    /// the others are left as they are.
+    #[test]
+    fn file_errors_name_the_path_and_the_cause() {
+        use rusqlite::ffi;
+        let path = Path::new("/data/metrics.db");
+        let cases = [
+            (ffi::SQLITE_FULL, "disk is full"),
+            (ffi::SQLITE_READONLY, "read-only"),
+            (ffi::SQLITE_IOERR_SHMSIZE, "no room for the -shm file"),
+            (ffi::SQLITE_IOERR_WRITE, "a write to the file failed"),
+            (ffi::SQLITE_IOERR_SHORT_READ, "a read failed"),
+            (ffi::SQLITE_PERM, "cannot open"),
+            (ffi::SQLITE_NOTADB, "not an SQLite database"),
+        ];
+        for (code, cause) in cases {
+            let message = sqlite(code).in_file(path).to_string();
+            assert!(message.starts_with("/data/metrics.db: "), "{message}");
+            assert!(message.contains(cause), "{code}: {message}");
+        }
+        let busy = sqlite(ffi::SQLITE_CONSTRAINT).in_file(path);
+        assert!(matches!(busy, Error::Sqlite { .. }), "{busy:?}");
     }
 }

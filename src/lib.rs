@@ -91,7 +91,8 @@ pub use record::{
     TaskResult, MAX_ID_LEN,
 };
 pub use retention::{
-    CleanupReport, RetentionPolicy, RetentionReport, VacuumReport, DEFAULT_RETENTION_DAYS,
+    CleanupReport, InPlaceReport, RetentionPolicy, RetentionReport, VacuumReport,
+    DEFAULT_RETENTION_DAYS,
 };
 pub use stat::quantile;
 pub use stats::{StoreStats, TableStats};

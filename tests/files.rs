@@ -389,3 +389,211 @@ fn stores_from_two_handles_on_one_file_are_both_kept() {
     }
     assert_eq!(common::index_state(&path).1, 0);
 }
+
+/// A small tmpfs mounted for one test, unmounted when dropped: a disk that
+/// can really fill up. (The tests run as root, as CI does.)
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(bytes: u64) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a {bytes}-byte tmpfs failed: these tests need root"
+        );
+        SmallDisk { dir }
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Fills what is left of the disk with a file of zeros.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(self.path("filler")).unwrap();
+        let block = vec![0u8; 4096];
+        while filler.write_all(&block).is_ok() {}
+        let _ = filler.sync_all();
+    }
+
+    /// Makes the disk larger, as freeing space elsewhere would.
+    fn grow(&self, bytes: u64) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={bytes}")])
+            .arg(self.dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+fn cli_on(db: &Path, args: &[&str]) -> (i32, String, String) {
+    let output = std::process::Command::new(assert_cmd::cargo::cargo_bin("swarm-metrics"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn task_count(store: &MetricsStorage) -> u64 {
+    store
+        .aggregate_metrics(
+            swarm_metrics::MetricKind::Task,
+            swarm_metrics::AggregationType::Count,
+            &Filter::new(),
+        )
+        .unwrap()
+        .count
+}
+
+/// On a full disk: errors name the file and the cause, reads and `check`
+/// still work (a healthy file is not called damaged), and old metrics can
+/// be deleted in place, which gives the space back; the store is whole and
+/// usable afterwards.
+#[test]
+fn on_a_full_disk_errors_name_the_file_and_space_is_freed_in_place() {
+    let disk = SmallDisk::mount(4 << 20);
+    let path = disk.path("m.db");
+    let old = chrono::DateTime::from_timestamp(1_750_000_000, 0).unwrap();
+    let store = MetricsStorage::open(&path).unwrap();
+    let old_tasks: Vec<TaskMetric> = (0..20_000)
+        .map(|i| sample_task(i).at(old + chrono::Duration::seconds(i as i64)))
+        .collect();
+    store.store_task_metrics(&old_tasks).unwrap();
+    let old_agents: Vec<swarm_metrics::AgentMetric> = (0..500)
+        .map(|i| {
+            swarm_metrics::AgentMetric::new("agent", MetricType::AgentThroughput, i as f64).at(old)
+        })
+        .collect();
+    store.store_agent_metrics(&old_agents).unwrap();
+    let recent = swarm_metrics::now() - chrono::Duration::hours(1);
+    let new_tasks: Vec<TaskMetric> = (20_000..20_300)
+        .map(|i| sample_task(i).at(recent))
+        .collect();
+    store.store_task_metrics(&new_tasks).unwrap();
+    store.close().unwrap();
+    disk.fill();
+
+    // Writing is impossible, and the error says where and why.
+    let err = MetricsStorage::open(&path).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(err, Error::FileSystem { .. } | Error::DatabaseFull { .. }),
+        "{err:?}"
+    );
+    assert!(message.contains(path.to_str().unwrap()), "{message}");
+    assert!(
+        message.contains("disk full") || message.contains("disk is full"),
+        "{message}"
+    );
+    let (code, _, stderr) = cli_on(&path, &["cleanup", "--retention-days", "30"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains(path.to_str().unwrap()), "{stderr}");
+    assert!(stderr.contains("--in-place"), "{stderr}");
+
+    // Reading is possible, and a healthy file is healthy.
+    let reader = MetricsStorage::builder(&path)
+        .read_only(true)
+        .open()
+        .unwrap();
+    assert_eq!(task_count(&reader), 20_300);
+    drop(reader);
+    let (code, stdout, stderr) = cli_on(&path, &["check"]);
+    assert_eq!(
+        (code, stdout.contains(": ok")),
+        (0, true),
+        "{stdout}{stderr}"
+    );
+
+    // Freeing space in place works, and gives the space back.
+    let report = MetricsStorage::cleanup_in_place(&path, 30).unwrap();
+    assert_eq!(
+        (report.deleted.task_metrics, report.deleted.agent_metrics),
+        (20_000, 500)
+    );
+    assert!(
+        report.size.bytes_after * 2 < report.size.bytes_before,
+        "{report:?}"
+    );
+
+    // The store opens as ever, with exactly the recent metrics, and stores.
+    let store = MetricsStorage::open(&path).unwrap();
+    assert!(store.integrity_check().unwrap().is_empty());
+    assert_eq!(task_count(&store), 300);
+    assert!(store
+        .get_agent_metrics(&Filter::new(), 10)
+        .unwrap()
+        .is_empty());
+    store.store_task_metric(&sample_task(99_999)).unwrap();
+    assert_eq!(task_count(&store), 301);
+}
+
+/// When the store itself filled the disk, its WAL holds writes the main
+/// file has no room for: nothing can be freed in place, which is said, and
+/// the file is left as it was. An import that failed on the full disk
+/// said exactly how many metrics it had stored, and once there is space
+/// again everything is there.
+#[test]
+fn a_disk_filled_by_the_wal_is_refused_in_place_and_the_import_count_is_exact() {
+    let disk = SmallDisk::mount(3 << 20);
+    let path = disk.path("m.db");
+    let input = disk.path("../in.jsonl");
+    let lines: String = (0..40_000)
+        .map(|i| {
+            format!(
+                "{{\"kind\":\"task\",\"task_id\":\"t{i}\",\"agent_id\":\"a{}\",\"duration_ms\":{i},\"result\":\"success\",\"timestamp\":\"2025-06-01T00:00:00.{i:06}Z\"}}\n",
+                i % 7
+            )
+        })
+        .collect();
+    std::fs::write(&input, lines).unwrap();
+    let (code, _, stderr) = cli_on(
+        &path,
+        &["import", "--on-error", "skip", input.to_str().unwrap()],
+    );
+    assert_eq!(code, 1, "the disk did not fill: {stderr}");
+    assert!(stderr.contains(path.to_str().unwrap()), "{stderr}");
+    let stored: u64 = stderr
+        .lines()
+        .find_map(|line| {
+            line.split(" metrics of this import were stored")
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no stored count: {stderr}"));
+
+    let before = std::fs::read(&path).unwrap();
+    let err = MetricsStorage::cleanup_in_place(&path, 30).unwrap_err();
+    assert!(matches!(err, Error::NoRoomInPlace { .. }), "{err:?}");
+    assert!(err.to_string().contains("free some space"), "{err}");
+    assert!(std::fs::read(&path).unwrap() == before, "the file changed");
+
+    // The way out: space on the disk, then everything is there.
+    disk.grow(16 << 20);
+    let store = MetricsStorage::open(&path).unwrap();
+    assert_eq!(task_count(&store), stored);
+    assert!(store.integrity_check().unwrap().is_empty());
+}

@@ -107,13 +107,13 @@ pub(crate) fn open(options: &Options) -> Result<Opened> {
         read_only: options.read_only,
     };
     let (first, target) = match open_database(path, &settings) {
-        Err(Error::ReadOnly { .. } | Error::CannotOpen { .. })
-            if settings.read_only && !side_file(path, "-wal").exists() =>
+        Err(Error::ReadOnly { .. } | Error::CannotOpen { .. } | Error::FileSystem { .. })
+            if settings.read_only && wal_is_empty(path) =>
         {
-            // A WAL database in a folder this process cannot write:
-            // SQLite cannot create the shared-memory file it reads
-            // through. With no WAL file there is nothing but the main
-            // file to read, so read it as immutable.
+            // A WAL database in a folder this process cannot write, or on
+            // a full disk: SQLite cannot create the shared-memory file it
+            // reads through. With nothing in the WAL there is nothing but
+            // the main file to read, so read it as immutable.
             let target = immutable_uri(path);
             (
                 open_database(Path::new(&target), &settings)?,
@@ -163,7 +163,7 @@ pub(crate) fn open(options: &Options) -> Result<Opened> {
 /// this crate: its header must carry our application id, or be that of an
 /// SQLite file nobody has written anything into. A missing or empty file
 /// is a new store.
-fn check_header(path: &Path) -> Result<()> {
+pub(crate) fn check_header(path: &Path) -> Result<()> {
     use std::io::Read;
     let mut header = Vec::with_capacity(100);
     match std::fs::File::open(path) {
@@ -229,7 +229,7 @@ fn cap_size(conn: &Connection, bytes: u64) -> Result<()> {
 
 /// [`Error::CannotOpen`] for `path`, for a reason found before SQLite was
 /// asked.
-fn cannot_open(path: &Path, reason: &str) -> Error {
+pub(crate) fn cannot_open(path: &Path, reason: &str) -> Error {
     Error::CannotOpen {
         source: rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
@@ -239,8 +239,14 @@ fn cannot_open(path: &Path, reason: &str) -> Error {
     }
 }
 
+/// Whether the database's WAL file is missing or empty: then the main file
+/// holds every committed write.
+fn wal_is_empty(path: &Path) -> bool {
+    std::fs::metadata(side_file(path, "-wal")).map_or(true, |meta| meta.len() == 0)
+}
+
 /// `path` with `suffix` appended, e.g. the `-wal` file of a database.
-fn side_file(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn side_file(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)

@@ -18,7 +18,7 @@ pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 
 /// Rows deleted per transaction: small enough that concurrent stores wait
 /// for one chunk at most (a few milliseconds), never for the whole cleanup.
-const DELETE_CHUNK: i64 = 5_000;
+pub(super) const DELETE_CHUNK: i64 = 5_000;
 
 /// How many rows [`MetricsStorage::cleanup_old_metrics`] deleted, per
 /// table (serialized with the table names, as the reference's dict).
@@ -39,7 +39,7 @@ pub struct CleanupReport {
 
 impl CleanupReport {
     /// Records `n` rows for `kind`'s table.
-    fn set(&mut self, kind: MetricKind, n: u64) {
+    pub(super) fn set(&mut self, kind: MetricKind, n: u64) {
         match kind {
             MetricKind::Task => self.task_metrics = n,
             MetricKind::Agent => self.agent_metrics = n,
@@ -117,7 +117,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// The first timestamp (µs) kept by a retention of `retention_days`.
-fn cutoff(retention_days: u32) -> Result<i64> {
+pub(super) fn cutoff(retention_days: u32) -> Result<i64> {
     if retention_days == 0 {
         return Err(Error::invalid("retention_days", "must be at least 1"));
     }
@@ -145,7 +145,7 @@ const DELETE_BUCKETS: i64 = 24;
 
 /// For each rollup level, the last bucket that ends at or before `cutoff`
 /// (µs): rollups up to it lie wholly before the horizon.
-fn whole_buckets_before(cutoff: i64) -> [(i64, i64); 2] {
+pub(super) fn whole_buckets_before(cutoff: i64) -> [(i64, i64); 2] {
     [
         (1, cutoff.saturating_sub(HOUR_US)),
         (2, cutoff.saturating_sub(DAY_US)),
@@ -155,30 +155,45 @@ fn whole_buckets_before(cutoff: i64) -> [(i64, i64); 2] {
 /// Deletes the rollups of `kind` that end at or before `cutoff` (µs), a
 /// few buckets per writer job.
 fn delete_rollups_before(writer: &Writer<Cache>, kind: MetricKind, cutoff: i64) -> Result<u64> {
+    let mut total = 0;
+    for (level, last_bucket) in whole_buckets_before(cutoff) {
+        // A chunk is a number of buckets, not of rows: go on while any row
+        // goes.
+        total += in_chunks(writer, 1, move |conn| {
+            delete_rollup_chunk(conn, kind, level, last_bucket)
+        })?;
+    }
+    Ok(total)
+}
+
+/// Deletes the rollups of `kind` of the oldest [`DELETE_BUCKETS`] buckets
+/// of `level` up to `last_bucket`; returns how many rows went.
+pub(super) fn delete_rollup_chunk(
+    conn: &Connection,
+    kind: MetricKind,
+    level: i64,
+    last_bucket: i64,
+) -> Result<usize> {
     let table = rollup_table(kind);
     let sql = format!(
         "DELETE FROM {table} WHERE level = ?1 AND bucket IN \
          (SELECT DISTINCT bucket FROM {table} WHERE level = ?1 AND bucket <= ?2 \
           ORDER BY bucket LIMIT ?3)"
     );
-    let mut total = 0;
-    for (level, last_bucket) in whole_buckets_before(cutoff) {
-        let sql = sql.clone();
-        // A chunk is a number of buckets, not of rows: go on while any row
-        // goes.
-        total += in_chunks(writer, 1, move |conn| {
-            conn.prepare_cached(&sql)
-                .and_then(|mut s| s.execute((level, last_bucket, DELETE_BUCKETS)))
-                .map_err(Error::sqlite("clean up old rollups"))
-        })?;
-    }
-    Ok(total)
+    conn.prepare_cached(&sql)
+        .and_then(|mut s| s.execute((level, last_bucket, DELETE_BUCKETS)))
+        .map_err(Error::sqlite("clean up old rollups"))
 }
 
 /// Deletes the `limit` oldest rows of `kind` older than `cutoff`, or all of
 /// them if fewer: finds the last row of the chunk, then deletes the key
 /// range up to it, one contiguous run of the time-ordered key.
-fn delete_chunk(conn: &Connection, kind: MetricKind, cutoff: i64, limit: i64) -> Result<usize> {
+pub(super) fn delete_chunk(
+    conn: &Connection,
+    kind: MetricKind,
+    cutoff: i64,
+    limit: i64,
+) -> Result<usize> {
     let (table, key) = match kind {
         MetricKind::Task => ("task_metrics", "task_id"),
         MetricKind::Agent => ("agent_metrics", "metric_id"),

@@ -1,7 +1,8 @@
 //! Keeping the file in shape: tiered retention (this file: the policy and
 //! its driver), folding rows into rollups ([`fold`], in the format of
 //! [`rollup_row`]), reading rollups back into answers ([`merge`]), plain
-//! cleanup ([`cleanup`]) and giving space back ([`vacuum`]).
+//! cleanup ([`cleanup`]), giving space back ([`vacuum`]), and both at once
+//! on a full disk ([`in_place`]).
 //!
 //! Tiered retention folds raw rows into hourly rollups, hourly into daily
 //! ones, and drops the oldest daily rollups, so that long-range answers
@@ -15,6 +16,7 @@
 
 mod cleanup;
 mod fold;
+mod in_place;
 mod merge;
 mod vacuum;
 
@@ -31,6 +33,7 @@ use fold::Step;
 use rusqlite::Connection;
 
 pub use cleanup::{CleanupReport, DEFAULT_RETENTION_DAYS};
+pub use in_place::InPlaceReport;
 pub(crate) use merge::{merge_rollups, rollups_apply, RollupRead};
 pub use vacuum::VacuumReport;
 

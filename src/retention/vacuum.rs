@@ -17,7 +17,7 @@ pub struct VacuumReport {
 
 /// Free pages given back per transaction by an incremental vacuum (2 MiB
 /// with 4 KiB pages): a short hold of the write lock.
-const VACUUM_STEP_PAGES: u32 = 512;
+pub(super) const VACUUM_STEP_PAGES: u32 = 512;
 
 impl MetricsStorage {
     /// Rebuilds the database file to give freed space back to the file
@@ -93,7 +93,7 @@ impl MetricsStorage {
 }
 
 /// Runs a statement that may return rows (as some pragmas do) to its end.
-fn run_pragma(conn: &rusqlite::Connection, sql: &str) -> Result<()> {
+pub(super) fn run_pragma(conn: &rusqlite::Connection, sql: &str) -> Result<()> {
     let mut stmt = conn.prepare(sql).map_err(Error::sqlite("vacuum"))?;
     let mut rows = stmt.query([]).map_err(Error::sqlite("vacuum"))?;
     while rows.next().map_err(Error::sqlite("vacuum"))?.is_some() {}

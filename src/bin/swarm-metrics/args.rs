@@ -42,6 +42,12 @@ pub enum Command {
         /// Only count what would be deleted.
         #[arg(long)]
         dry_run: bool,
+        /// For a full disk, when ordinary cleanup fails: delete and vacuum
+        /// in place, without the write-ahead log, so that no new space is
+        /// needed. Other processes must have closed the store, and it must
+        /// not be killed while it runs (that can damage the file).
+        #[arg(long, conflicts_with_all = ["policy", "dry_run"])]
+        in_place: bool,
     },
     /// Give freed space back to the file system, in place and in steps
     /// (stores from other processes go on meanwhile).

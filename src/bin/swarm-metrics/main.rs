@@ -32,10 +32,14 @@ pub enum Failure {
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
-        if e.is_invalid_input() {
-            Failure::Usage(e.to_string())
-        } else {
-            Failure::Operational(e.to_string())
+        match e {
+            e if e.is_invalid_input() => Failure::Usage(e.to_string()),
+            Error::DatabaseFull { .. } | Error::FileSystem { .. } => Failure::Operational(format!(
+                "{e}\nhint: if the disk is full, free space on it, or delete old metrics in \
+                 place with `swarm-metrics cleanup --retention-days N --in-place` (see the \
+                 README, \"A full disk\")"
+            )),
+            e => Failure::Operational(e.to_string()),
         }
     }
 }
@@ -69,12 +73,32 @@ fn main() -> ExitCode {
 /// Opens an existing database; `writable` for commands that change it.
 fn open_existing(path: &Path, writable: bool) -> Result<MetricsStorage, Failure> {
     if !path.exists() {
-        return Err(Failure::Operational(format!(
-            "{}: no such database (import metrics first, or pass --db)",
-            path.display()
-        )));
+        return Err(no_such_database(path));
     }
     Ok(MetricsStorage::builder(path).read_only(!writable).open()?)
+}
+
+fn print_cleanup(
+    out: &mut impl Write,
+    verb: &str,
+    days: u32,
+    report: &swarm_metrics::CleanupReport,
+) -> Result<(), Failure> {
+    writeln!(out, "{verb} (older than {days} days):")?;
+    writeln!(out, "  task_metrics   {}", report.task_metrics)?;
+    writeln!(out, "  agent_metrics  {}", report.agent_metrics)?;
+    writeln!(out, "  swarm_metrics  {}", report.swarm_metrics)?;
+    if report.rollups > 0 {
+        writeln!(out, "  rollups        {}", report.rollups)?;
+    }
+    Ok(())
+}
+
+fn no_such_database(path: &Path) -> Failure {
+    Failure::Operational(format!(
+        "{}: no such database (import metrics first, or pass --db)",
+        path.display()
+    ))
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Failure> {
@@ -84,9 +108,30 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Cleanup {
             retention_days,
+            in_place: true,
+            ..
+        } => {
+            let days = retention_days.unwrap_or(swarm_metrics::DEFAULT_RETENTION_DAYS);
+            let report = MetricsStorage::cleanup_in_place(&cli.db, days)?;
+            if json {
+                write_json(&mut out, &report)?;
+            } else {
+                print_cleanup(&mut out, "deleted in place", days, &report.deleted)?;
+                writeln!(
+                    out,
+                    "{}: {} bytes -> {} bytes",
+                    cli.db.display(),
+                    report.size.bytes_before,
+                    report.size.bytes_after
+                )?;
+            }
+        }
+        Command::Cleanup {
+            retention_days,
             policy,
             vacuum,
             dry_run,
+            in_place: false,
         } => {
             let store = open_existing(&cli.db, !dry_run)?;
             if let Some(policy) = policy {
@@ -130,10 +175,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     write_json(&mut out, &report)?;
                 } else {
                     let verb = if dry_run { "would delete" } else { "deleted" };
-                    writeln!(out, "{verb} (older than {retention_days} days):")?;
-                    writeln!(out, "  task_metrics   {}", report.task_metrics)?;
-                    writeln!(out, "  agent_metrics  {}", report.agent_metrics)?;
-                    writeln!(out, "  swarm_metrics  {}", report.swarm_metrics)?;
+                    print_cleanup(&mut out, verb, retention_days, &report)?;
                 }
             }
             store.close()?;
@@ -203,40 +245,66 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
 
 /// `check`: exit 1 when the file is damaged or not a store at all.
 fn check(path: &Path, json: bool, out: &mut impl Write) -> Result<ExitCode, Failure> {
-    let outcome = open_existing(path, false).and_then(|store| {
-        let problems = store.integrity_check()?;
-        let version = store.schema_version()?;
-        Ok((problems, version))
-    });
-    let (ok, version, problems) = match outcome {
-        Ok((problems, version)) => (problems.is_empty(), Some(version), problems),
-        Err(Failure::Operational(message)) => (false, None, vec![message]),
-        Err(other) => return Err(other),
+    if !path.exists() {
+        return Err(no_such_database(path));
+    }
+    let outcome = MetricsStorage::builder(path)
+        .read_only(true)
+        .open()
+        .and_then(|store| Ok((store.integrity_check()?, store.schema_version()?)));
+    // Only what SQLite finds wrong inside the file is damage; a file that
+    // cannot be read (a full disk, permissions) was not checked.
+    let verdict = match outcome {
+        Ok((problems, version)) if problems.is_empty() => Verdict::Ok(version),
+        Ok((problems, _)) => Verdict::Damaged(problems),
+        Err(e @ (Error::NotADatabase { .. } | Error::CorruptRow { .. })) => {
+            Verdict::Damaged(vec![e.to_string()])
+        }
+        Err(e) => Verdict::Unchecked(e.to_string()),
     };
     if json {
-        write_json(
-            out,
-            &json!({"ok": ok, "schema_version": version, "problems": problems}),
-        )?;
-    } else if ok {
-        writeln!(
-            out,
-            "{}: ok (schema version {})",
-            path.display(),
-            version.unwrap_or_default()
-        )?;
+        let report = match &verdict {
+            Verdict::Ok(version) => json!({"ok": true, "schema_version": version, "problems": []}),
+            Verdict::Damaged(problems) => {
+                json!({"ok": false, "schema_version": null, "problems": problems})
+            }
+            Verdict::Unchecked(reason) => {
+                json!({"ok": false, "checked": false, "schema_version": null, "error": reason})
+            }
+        };
+        write_json(out, &report)?;
     } else {
-        writeln!(out, "{}: damaged", path.display())?;
-        for problem in &problems {
-            writeln!(out, "  {problem}")?;
+        match &verdict {
+            Verdict::Ok(version) => {
+                writeln!(out, "{}: ok (schema version {version})", path.display())?
+            }
+            Verdict::Damaged(problems) => {
+                writeln!(out, "{}: damaged", path.display())?;
+                for problem in problems {
+                    writeln!(out, "  {problem}")?;
+                }
+            }
+            Verdict::Unchecked(reason) => {
+                writeln!(out, "{}: could not be checked", path.display())?;
+                writeln!(out, "  {reason}")?;
+            }
         }
     }
     out.flush()?;
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    Ok(match verdict {
+        Verdict::Ok(_) => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
     })
+}
+
+/// What `check` found.
+enum Verdict {
+    /// Healthy, at this schema version.
+    Ok(i64),
+    /// SQLite or the schema check found these problems inside the file.
+    Damaged(Vec<String>),
+    /// The file could not be read to check it, for this reason.
+    Unchecked(String),
 }
 
 /// A value that cannot be shown as JSON (only non-finite numbers, which the
