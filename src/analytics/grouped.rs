@@ -1,6 +1,6 @@
 //! Results per agent, swarm, result or metric type.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::types::Value as SqlValue;
 use serde::{Deserialize, Serialize};
@@ -118,13 +118,16 @@ impl MetricsStorage {
         filter.validate(MetricKind::Task, false)?;
         let key = group_by.key_sql(MetricKind::Task, "m")?;
         let (from, params) = filter.sql_from(MetricKind::Task);
+        // Ordered by the group, so that each group's rows come together
+        // and are counted without a map: a million agents cost a million
+        // small entries, nothing more.
         let sql = format!(
-            "SELECT {key}, m.result, count(*) FROM {from} GROUP BY {}, m.result",
-            group_by.column("m")
+            "SELECT {key}, m.result, count(*) FROM {from} GROUP BY {group}, m.result \
+             ORDER BY {group}",
+            group = group_by.column("m")
         );
-        let groups = self.snapshot(|snapshot| {
-            let mut groups: BTreeMap<Option<String>, SuccessRate> = BTreeMap::new();
-            count_results_by_group(snapshot, &sql, params, &mut groups)?;
+        let mut out = self.snapshot(|snapshot| {
+            let mut groups = count_results_by_group(snapshot, &sql, params)?;
             if rollups_apply(snapshot, MetricKind::Task, filter)? {
                 let read = RollupRead {
                     kind: MetricKind::Task,
@@ -133,20 +136,28 @@ impl MetricsStorage {
                     column: None,
                     quantiles: false,
                 };
+                let mut position: HashMap<Option<String>, usize> = groups
+                    .iter()
+                    .enumerate()
+                    .map(|(i, g)| (g.key.clone(), i))
+                    .collect();
                 for (key, rolled) in merge_rollups(snapshot, &read)? {
-                    let rate = groups.entry(key).or_default();
+                    let i = *position.entry(key.clone()).or_insert_with(|| {
+                        groups.push(Grouped {
+                            key,
+                            value: SuccessRate::default(),
+                        });
+                        groups.len() - 1
+                    });
                     for (result, n) in rolled.result_counts() {
-                        rate.add(result, n);
+                        groups[i].value.add(result, n);
                     }
                 }
             }
             Ok(groups)
         })?;
-        let mut out: Vec<Grouped<SuccessRate>> = groups
-            .into_iter()
-            .map(|(key, value)| Grouped { key, value })
-            .collect();
-        out.sort_by(|a, b| {
+        // Keys are unique, so an unstable sort (no extra memory) is exact.
+        out.sort_unstable_by(|a, b| {
             let rate = |g: &Grouped<SuccessRate>| g.value.rate.unwrap_or(-1.0);
             rate(b).total_cmp(&rate(a)).then_with(|| a.key.cmp(&b.key))
         });
@@ -154,13 +165,14 @@ impl MetricsStorage {
     }
 }
 
-/// Adds the `(key, result code, count)` rows of `sql` to `groups`.
+/// The success rate of each group from the `(key, result code, count)`
+/// rows of `sql`, which come ordered by group.
 fn count_results_by_group(
     snapshot: &Snapshot<'_>,
     sql: &str,
     params: Vec<SqlValue>,
-    groups: &mut BTreeMap<Option<String>, SuccessRate>,
-) -> Result<()> {
+) -> Result<Vec<Grouped<SuccessRate>>> {
+    let mut groups: Vec<Grouped<SuccessRate>> = Vec::new();
     snapshot.each(sql, params, "success rate by group", |row| {
         let key: Option<String> = row.get(0).map_err(Error::sqlite("success rate by group"))?;
         let code: i64 = row.get(1).map_err(Error::sqlite("success rate by group"))?;
@@ -169,10 +181,16 @@ fn count_results_by_group(
             table: "task_metrics",
             reason: format!("unknown result code {code}"),
         })?;
-        groups
-            .entry(key)
-            .or_default()
-            .add(result, u64::try_from(n).unwrap_or(0));
+        if groups.last().is_none_or(|last| last.key != key) {
+            groups.push(Grouped {
+                key,
+                value: SuccessRate::default(),
+            });
+        }
+        if let Some(group) = groups.last_mut() {
+            group.value.add(result, u64::try_from(n).unwrap_or(0));
+        }
         Ok(())
-    })
+    })?;
+    Ok(groups)
 }

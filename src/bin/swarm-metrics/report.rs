@@ -6,8 +6,8 @@ use std::io::Write;
 use serde::Serialize;
 use serde_json::{json, Value};
 use swarm_metrics::{
-    Aggregate, Bucket, BucketValue, GroupBy, Measure, MetricKind, MetricsStorage, StoreStats,
-    SuccessRate, TaskMetric,
+    Aggregate, Bucket, BucketValue, GroupBy, Grouped, Measure, MetricKind, MetricsStorage,
+    StoreStats, SuccessRate, TaskMetric,
 };
 
 use crate::args::{parse_aggregation, parse_span, Aggregation, Command};
@@ -32,9 +32,22 @@ fn rate_cell(rate: Option<f64>) -> String {
 
 /// Prints rows as aligned columns.
 fn table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> Result<(), Failure> {
+    table_of(out, header, rows, Vec::clone)
+}
+
+/// Writes `items` as a table, one row each, with the cells `cells` gives
+/// for it: called twice per item (for the column widths, then to write),
+/// so that no more than one row of text is ever built at a time, however
+/// many items there are.
+fn table_of<T>(
+    out: &mut impl Write,
+    header: &[&str],
+    items: &[T],
+    cells: impl Fn(&T) -> Vec<String>,
+) -> Result<(), Failure> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (w, c) in widths.iter_mut().zip(row) {
+    for item in items {
+        for (w, c) in widths.iter_mut().zip(cells(item)) {
             *w = (*w).max(c.chars().count());
         }
     }
@@ -53,12 +66,36 @@ fn table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> Result<
         "{}",
         line(header.iter().map(|h| h.to_string()).collect())
     )?;
-    for row in rows {
-        writeln!(out, "{}", line(row.clone()))?;
+    for item in items {
+        writeln!(out, "{}", line(cells(item)))?;
     }
-    if rows.is_empty() {
+    if items.is_empty() {
         writeln!(out, "(no metrics match)")?;
     }
+    Ok(())
+}
+
+/// Writes a JSON array of `items`, each turned into JSON by `each` and
+/// written at once: the whole array is never built in memory.
+fn json_array<T>(
+    out: &mut impl Write,
+    items: impl IntoIterator<Item = T>,
+    each: impl Fn(T) -> Value,
+) -> Result<(), Failure> {
+    out.write_all(b"[")?;
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *out, &each(item)).map_err(|e| {
+            if e.is_io() {
+                Failure::from(std::io::Error::from(e))
+            } else {
+                crate::json_error(e)
+            }
+        })?;
+    }
+    out.write_all(b"]\n")?;
     Ok(())
 }
 
@@ -266,29 +303,18 @@ pub fn question(
                     }
                 };
             if as_json {
-                let value = if by.is_none() {
-                    aggregate_json(&name, &results[0].1)
-                } else {
-                    Value::Array(
-                        results
-                            .iter()
-                            .map(|(k, a)| with_id(aggregate_json(&name, a), k))
-                            .collect(),
-                    )
-                };
-                return write_json(out, &value);
+                if by.is_none() {
+                    return write_json(out, &aggregate_json(&name, &results[0].1));
+                }
+                return json_array(out, &results, |(k, a)| with_id(aggregate_json(&name, a), k));
             }
-            let rows: Vec<Vec<String>> = results
-                .iter()
-                .map(|(k, a)| {
-                    vec![
-                        k.clone().unwrap_or_else(|| "(all)".to_owned()),
-                        a.count.to_string(),
-                        cell(a.value),
-                    ]
-                })
-                .collect();
-            table(out, &["id", "count", &name], &rows)
+            table_of(out, &["id", "count", &name], &results, |(k, a)| {
+                vec![
+                    k.clone().unwrap_or_else(|| "(all)".to_owned()),
+                    a.count.to_string(),
+                    cell(a.value),
+                ]
+            })
         }
         Command::SuccessRate { filter, by } => {
             let f = filter.filter()?;
@@ -298,20 +324,20 @@ pub fn question(
                     if as_json {
                         return write_json(out, &rate_json(&rate));
                     }
-                    rate_table(out, &[(None, rate)])
+                    rate_table(
+                        out,
+                        &[Grouped {
+                            key: None,
+                            value: rate,
+                        }],
+                    )
                 }
                 Some(by) => {
                     let groups = store.success_rate_by(by.into(), &f)?;
                     if as_json {
-                        let list = groups
-                            .iter()
-                            .map(|g| with_id(rate_json(&g.value), &g.key))
-                            .collect();
-                        return write_json(out, &Value::Array(list));
+                        return json_array(out, &groups, |g| with_id(rate_json(&g.value), &g.key));
                     }
-                    let rows: Vec<(Option<String>, SuccessRate)> =
-                        groups.into_iter().map(|g| (g.key, g.value)).collect();
-                    rate_table(out, &rows)
+                    rate_table(out, &groups)
                 }
             }
         }
@@ -438,34 +464,27 @@ pub fn question(
     }
 }
 
-fn rate_table(out: &mut impl Write, rows: &[(Option<String>, SuccessRate)]) -> Result<(), Failure> {
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|(k, r)| {
-            vec![
-                k.clone().unwrap_or_else(|| "(all)".to_owned()),
-                rate_cell(r.rate),
-                r.success.to_string(),
-                r.failure.to_string(),
-                r.timeout.to_string(),
-                r.cancelled.to_string(),
-                r.total.to_string(),
-            ]
-        })
-        .collect();
-    table(
-        out,
-        &[
-            "id",
-            "rate",
-            "success",
-            "failure",
-            "timeout",
-            "cancelled",
-            "total",
-        ],
-        &cells,
-    )
+fn rate_table(out: &mut impl Write, rows: &[Grouped<SuccessRate>]) -> Result<(), Failure> {
+    let header = [
+        "id",
+        "rate",
+        "success",
+        "failure",
+        "timeout",
+        "cancelled",
+        "total",
+    ];
+    table_of(out, &header, rows, |Grouped { key, value: r }| {
+        vec![
+            key.clone().unwrap_or_else(|| "(all)".to_owned()),
+            rate_cell(r.rate),
+            r.success.to_string(),
+            r.failure.to_string(),
+            r.timeout.to_string(),
+            r.cancelled.to_string(),
+            r.total.to_string(),
+        ]
+    })
 }
 
 fn series_table(out: &mut impl Write, buckets: &[Bucket]) -> Result<(), Failure> {
