@@ -110,11 +110,12 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// The disk is full, or the database reached its size cap: the write
-    /// failed and none of it was stored; the store stays usable.
+    /// The disk is full, or the database reached its size cap. A store
+    /// that fails with it stored nothing of its records; a checkpoint that
+    /// fails with it leaves every committed write safe in the WAL. The
+    /// store stays usable.
     #[error(
-        "{path}: {operation}: the disk is full, or the database reached its size cap; \
-         nothing of this write was stored",
+        "{path}: {operation}: the disk is full, or the database reached its size cap",
         path = path.display()
     )]
     DatabaseFull {

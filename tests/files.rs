@@ -557,9 +557,10 @@ fn on_a_full_disk_errors_name_the_file_and_space_is_freed_in_place() {
 /// again everything is there.
 #[test]
 fn a_disk_filled_by_the_wal_is_refused_in_place_and_the_import_count_is_exact() {
-    let disk = SmallDisk::mount(3 << 20);
+    let disk = SmallDisk::mount(2 << 20);
     let path = disk.path("m.db");
-    let input = disk.path("../in.jsonl");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let input = elsewhere.path().join("in.jsonl");
     let lines: String = (0..40_000)
         .map(|i| {
             format!(
@@ -569,6 +570,20 @@ fn a_disk_filled_by_the_wal_is_refused_in_place_and_the_import_count_is_exact() 
         })
         .collect();
     std::fs::write(&input, lines).unwrap();
+    // All or nothing: the whole file does not fit, so nothing is stored.
+    let (code, _, stderr) = cli_on(&path, &["import", input.to_str().unwrap()]);
+    assert_eq!(code, 1, "the disk did not fill: {stderr}");
+    assert!(
+        stderr.contains("nothing of this import was stored"),
+        "{stderr}"
+    );
+    let reader = MetricsStorage::builder(&path)
+        .read_only(true)
+        .open()
+        .unwrap();
+    assert_eq!(task_count(&reader), 0);
+    drop(reader);
+
     let (code, _, stderr) = cli_on(
         &path,
         &["import", "--on-error", "skip", input.to_str().unwrap()],

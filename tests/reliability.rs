@@ -90,8 +90,9 @@ fn a_full_database_refuses_the_batch_whole_and_stays_usable() {
         }
     };
     assert!(matches!(err, Error::DatabaseFull { .. }), "{err:?}");
+    assert!(err.to_string().contains("size cap"), "{err}");
     assert!(
-        err.to_string().contains("nothing of this write was stored"),
+        err.to_string().contains(store.path().to_str().unwrap()),
         "{err}"
     );
     // The failed batch left nothing behind; everything before it is whole.

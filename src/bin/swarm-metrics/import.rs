@@ -223,7 +223,15 @@ fn import_whole(
                 }
             }
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            return Err(match Failure::from(e) {
+                Failure::Operational(message) => Failure::Operational(format!(
+                    "{message}\nnothing of this import was stored (it is stored whole or not at \
+                     all)"
+                )),
+                other => other,
+            })
+        }
     }
     Ok(())
 }

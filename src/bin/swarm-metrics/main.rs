@@ -213,10 +213,20 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Import { file, on_error } => {
             let store = MetricsStorage::open(&cli.db)?;
             let outcome = import::run(&store, &file, on_error)?;
-            store.close()?;
             outcome.print(&mut out, json)?;
+            out.flush()?;
+            // What the report says is stored is committed; closing only
+            // folds the WAL into the file, and may fail on a full disk.
+            store.close().map_err(|e| match Failure::from(e) {
+                Failure::Operational(message) | Failure::Usage(message) => {
+                    Failure::Operational(format!(
+                        "{message}\nthe import is stored as reported; only closing the store \
+                         (copying its WAL into the file) failed"
+                    ))
+                }
+                Failure::BrokenPipe => Failure::BrokenPipe,
+            })?;
             if outcome.aborted() {
-                out.flush()?;
                 return Ok(ExitCode::from(2));
             }
         }
