@@ -216,13 +216,23 @@ impl Filter {
     /// (see `task_index_state` in `schema.sql`). SQLite pushes the other
     /// conditions, such as the time range, into both parts.
     pub(crate) fn sql_from(&self, kind: MetricKind) -> (String, Vec<SqlValue>) {
-        let (source, clause, params) = self.source_and_clause(kind);
+        let (source, clause, params) = self.source_and_clause(kind, None);
         (format!("{source} m WHERE {clause}"), params)
     }
 
     /// [`sql_from`](Self::sql_from) in its two parts: the source (to
     /// alias `m`) and the `WHERE` clause (`1` when empty).
-    pub(crate) fn source_and_clause(&self, kind: MetricKind) -> (String, String, Vec<SqlValue>) {
+    ///
+    /// `watermark`, when given, is the index watermark read before the
+    /// query: when the time range ends at or before it, every row the
+    /// filter can match is in the agent index, and only that part is read.
+    /// That stays true while the query runs, since the watermark only ever
+    /// moves forward and rows stored at or before it are indexed at once.
+    pub(crate) fn source_and_clause(
+        &self,
+        kind: MetricKind,
+        watermark: Option<i64>,
+    ) -> (String, String, Vec<SqlValue>) {
         let mut params = Params::default();
         let mut clauses = Vec::new();
         if let Some(id) = &self.task_id {
@@ -248,14 +258,23 @@ impl Filter {
                     );
                 }
             }
+            let all_indexed = watermark
+                .zip(self.time_range)
+                .is_some_and(|(watermark, range)| to_micros(range.end) <= watermark);
             if !by_agent.is_empty() {
                 let by_agent = by_agent.join(" AND ");
-                source = format!(
-                    "(SELECT * FROM task_metrics \
-                      WHERE timestamp > (SELECT watermark FROM task_index_state) AND {by_agent} \
-                      UNION ALL \
-                      SELECT * FROM task_metrics WHERE indexed = 1 AND {through_index}{by_agent})"
+                let indexed = format!(
+                    "SELECT * FROM task_metrics WHERE indexed = 1 AND {through_index}{by_agent}"
                 );
+                source = if all_indexed {
+                    format!("({indexed})")
+                } else {
+                    format!(
+                        "(SELECT * FROM task_metrics \
+                          WHERE timestamp > (SELECT watermark FROM task_index_state) AND {by_agent} \
+                          UNION ALL {indexed})"
+                    )
+                };
             }
         } else {
             if let Some(id) = &self.agent_id {

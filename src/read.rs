@@ -145,8 +145,25 @@ impl MetricsStorage {
     ) -> Result<Vec<T>> {
         filter.validate(rows.kind, false)?;
         let limit = validate_limit(limit)?;
-        let (sql, params) = select_sql_ordered(rows.kind, filter, limit, order);
-        self.read_rows(&sql, params, rows.operation, rows.decode)
+        self.read(|snapshot| {
+            // Only the indexed part need be read when the range ends before
+            // the watermark (see `Filter::source_and_clause`).
+            let watermark = match rows.kind {
+                MetricKind::Task
+                    if filter.time_range.is_some()
+                        && (filter.agent_id.is_some() || filter.swarm_id.is_some()) =>
+                {
+                    snapshot.one(
+                        "SELECT watermark FROM task_index_state",
+                        Vec::new(),
+                        rows.operation,
+                    )?
+                }
+                _ => None,
+            };
+            let (sql, params) = select_sql_ordered(rows.kind, filter, limit, order, watermark);
+            snapshot.rows(&sql, params, rows.operation, rows.decode)
+        })
     }
 
     fn each_row<T>(
@@ -156,7 +173,8 @@ impl MetricsStorage {
         mut visit: impl FnMut(T) -> Result<()>,
     ) -> Result<()> {
         filter.validate(rows.kind, false)?;
-        let (sql, params) = select_sql_ordered(rows.kind, filter, i64::MAX, rows.oldest_first);
+        let (sql, params) =
+            select_sql_ordered(rows.kind, filter, i64::MAX, rows.oldest_first, None);
         self.read(|snapshot| {
             snapshot.each(&sql, params, rows.operation, |row| {
                 visit((rows.decode)(row)?)
@@ -173,39 +191,59 @@ pub(crate) fn select_sql(kind: MetricKind, filter: &Filter, limit: i64) -> (Stri
         MetricKind::Agent => AGENTS.newest_first,
         MetricKind::Swarm => SWARMS.newest_first,
     };
-    select_sql_ordered(kind, filter, limit, order)
+    select_sql_ordered(kind, filter, limit, order, None)
 }
 
-/// [`select_sql`] with another order.
+/// [`select_sql`] with another order, and the index watermark when it was
+/// read (see `Filter::source_and_clause`).
+///
+/// The limit is written into the SQL rather than bound: SQLite plans a
+/// statement again each time a new value is bound to its `LIMIT`, which
+/// costs more than the rest of a small query. And the agent or swarm id
+/// the filter names is returned as it was given, instead of being looked
+/// up for every row.
 pub(crate) fn select_sql_ordered(
     kind: MetricKind,
     filter: &Filter,
     limit: i64,
     order: &str,
+    watermark: Option<i64>,
 ) -> (String, Vec<SqlValue>) {
-    let (source, clause, mut params) = filter.source_and_clause(kind);
-    params.push(SqlValue::Integer(limit));
-    let limit_param = params.len();
-    let sql = match kind {
-        MetricKind::Task => format!(
-            "SELECT m.task_id, a.name, s.name, m.duration_ms, m.result, m.tokens_used, \
-                    m.files_changed, m.timestamp \
-             FROM {source} m \
-             CROSS JOIN agents a ON a.id = m.agent \
-             LEFT JOIN swarms s ON s.id = m.swarm \
-             WHERE {clause} \
-             ORDER BY {order} LIMIT ?{limit_param}"
+    let (source, clause, mut params) = filter.source_and_clause(kind, watermark);
+    let mut name_of = |given: &Option<String>, names: &str, id_column: &str| match given {
+        Some(name) => {
+            params.push(SqlValue::Text(name.clone()));
+            (format!("?{}", params.len()), String::new())
+        }
+        None => (
+            "n.name".to_owned(),
+            format!("CROSS JOIN {names} n ON n.id = m.{id_column}"),
         ),
-        MetricKind::Agent | MetricKind::Swarm => {
-            let (table, names, id_column) = match kind {
-                MetricKind::Swarm => ("swarm_metrics", "swarms", "swarm"),
-                _ => ("agent_metrics", "agents", "agent"),
-            };
+    };
+    let sql = match kind {
+        MetricKind::Task => {
+            let (agent, join) = name_of(&filter.agent_id, "agents", "agent");
             format!(
-                "SELECT m.metric_id, n.name, m.metric_type, m.value, m.metadata, m.timestamp \
-                 FROM {table} m CROSS JOIN {names} n ON n.id = m.{id_column} \
+                "SELECT m.task_id, {agent}, s.name, m.duration_ms, m.result, m.tokens_used, \
+                        m.files_changed, m.timestamp \
+                 FROM {source} m {join} \
+                 LEFT JOIN swarms s ON s.id = m.swarm \
                  WHERE {clause} \
-                 ORDER BY {order} LIMIT ?{limit_param}"
+                 ORDER BY {order} LIMIT {limit}"
+            )
+        }
+        MetricKind::Agent | MetricKind::Swarm => {
+            let (given, names, id_column) = match kind {
+                MetricKind::Swarm => (&filter.swarm_id, "swarms", "swarm"),
+                _ => (&filter.agent_id, "agents", "agent"),
+            };
+            let (name, join) = name_of(given, names, id_column);
+            format!(
+                "SELECT m.metric_id, {name}, m.metric_type, m.value, m.metadata, m.timestamp \
+                 FROM {table} m {join} \
+                 WHERE {clause} \
+                 ORDER BY {order} LIMIT {limit}",
+                table = kind.table(),
             )
         }
     };
