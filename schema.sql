@@ -1,4 +1,4 @@
--- The swarm-metrics schema, version 5, as the migrations in migrations/ make it.
+-- The swarm-metrics schema, version 6, as the migrations in migrations/ make it.
 -- Written by a test from those files (which say why each part is as it is);
 -- do not edit by hand. The rows the migrations insert are not shown.
 
@@ -141,3 +141,5 @@ CREATE TABLE swarm_summaries (
     data        BLOB    NOT NULL,
     PRIMARY KEY (level, bucket, swarm, metric_type)
 ) WITHOUT ROWID;
+
+CREATE INDEX idx_task_metrics_task_id ON task_metrics (task_id) WHERE indexed = 1;

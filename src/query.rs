@@ -210,10 +210,10 @@ impl Filter {
     /// their parameters. `metric_type` is left out for task metrics (it
     /// picks a column there).
     ///
-    /// Task metrics filtered by agent or swarm come from two parts: rows
-    /// already in the agent index, read through it, and the newest rows,
-    /// not in it yet, read through the primary key from the watermark on
-    /// (see `task_index_state` in `schema.sql`). SQLite pushes the other
+    /// Task metrics filtered by task id, agent or swarm come from two
+    /// parts: rows already in the task-id or agent index, read through it,
+    /// and the newest rows, not in them yet, read through the primary key
+    /// from the watermark on (see `task_index_state` in `schema.sql`). SQLite pushes the other
     /// conditions, such as the time range, into both parts.
     pub(crate) fn sql_from(&self, kind: MetricKind) -> (String, Vec<SqlValue>) {
         let (source, clause, params) = self.source_and_clause(kind, None);
@@ -235,46 +235,80 @@ impl Filter {
     ) -> (String, String, Vec<SqlValue>) {
         let mut params = Params::default();
         let mut clauses = Vec::new();
-        if let Some(id) = &self.task_id {
-            clauses.push(params.bind("m.task_id = ?", id.clone()));
-        }
         let mut source = kind.table().to_owned();
         if kind == MetricKind::Task {
-            // Conditions by agent or swarm, which both parts of the source
-            // apply, and one more for the index part alone.
-            let mut by_agent = Vec::new();
+            // The conditions that find the rows through an index, which
+            // both parts of the source apply: the task id (its own index),
+            // or else the agent or swarm (the agent index), with one more
+            // condition for the index part of a swarm.
+            let mut keys = Vec::new();
             let mut through_index = String::new();
-            if let Some(id) = &self.agent_id {
-                by_agent.push(params.bind(AGENT_IS, id.clone()));
-            }
-            if let Some(id) = &self.swarm_id {
-                by_agent.push(params.bind(SWARM_IS, id.clone()));
-                if self.agent_id.is_none() {
-                    // The index part reads the ranges of the swarm's agents.
-                    let n = params.count();
-                    through_index = format!(
-                        "agent IN (SELECT agent FROM agent_swarms \
-                         WHERE swarm = (SELECT id FROM swarms WHERE name = ?{n})) AND "
-                    );
+            if let Some(id) = &self.task_id {
+                keys.push(params.bind("task_id = ?", id.clone()));
+                if let Some(id) = &self.agent_id {
+                    clauses.push(params.bind(&format!("m.{AGENT_IS}"), id.clone()));
+                }
+                if let Some(id) = &self.swarm_id {
+                    clauses.push(params.bind(&format!("m.{SWARM_IS}"), id.clone()));
+                }
+            } else {
+                if let Some(id) = &self.agent_id {
+                    keys.push(params.bind(AGENT_IS, id.clone()));
+                }
+                if let Some(id) = &self.swarm_id {
+                    keys.push(params.bind(SWARM_IS, id.clone()));
+                    if self.agent_id.is_none() {
+                        // The index part reads the ranges of the swarm's agents.
+                        let n = params.count();
+                        through_index = format!(
+                            "agent IN (SELECT agent FROM agent_swarms \
+                             WHERE swarm = (SELECT id FROM swarms WHERE name = ?{n})) AND "
+                        );
+                    }
                 }
             }
             let all_indexed = watermark
                 .zip(self.time_range)
                 .is_some_and(|(watermark, range)| to_micros(range.end) <= watermark);
-            if !by_agent.is_empty() {
-                let by_agent = by_agent.join(" AND ");
+            if !keys.is_empty() {
+                let keys = keys.join(" AND ");
+                // The time range goes into each part itself rather than
+                // into the outer query: the part past the watermark must
+                // start at the later of the watermark and the range's start
+                // in one bound, or SQLite may start at the range's start
+                // and walk every row of the range checking the watermark.
+                let (recent_from, recent_to, indexed_range) = match &self.time_range {
+                    Some(range) => {
+                        let start = params.bind("?", to_micros(range.start));
+                        let end = params.bind("?", to_micros(range.end));
+                        (
+                            format!("timestamp >= (SELECT max(watermark + 1, {start}) FROM task_index_state)"),
+                            format!(" AND timestamp <= {end}"),
+                            format!(" AND timestamp >= {start} AND timestamp <= {end}"),
+                        )
+                    }
+                    None => (
+                        "timestamp > (SELECT watermark FROM task_index_state)".to_owned(),
+                        String::new(),
+                        String::new(),
+                    ),
+                };
                 let indexed = format!(
-                    "SELECT * FROM task_metrics WHERE indexed = 1 AND {through_index}{by_agent}"
+                    "SELECT * FROM task_metrics \
+                     WHERE indexed = 1 AND {through_index}{keys}{indexed_range}"
                 );
                 source = if all_indexed {
                     format!("({indexed})")
                 } else {
                     format!(
-                        "(SELECT * FROM task_metrics \
-                          WHERE timestamp > (SELECT watermark FROM task_index_state) AND {by_agent} \
+                        "(SELECT * FROM task_metrics WHERE {recent_from}{recent_to} AND {keys} \
                           UNION ALL {indexed})"
                     )
                 };
+                if let Some(result) = self.result {
+                    clauses.push(params.bind("m.result = ?", result.code()));
+                }
+                return (source, all_of(&clauses), params.into_values());
             }
         } else {
             if let Some(id) = &self.agent_id {

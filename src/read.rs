@@ -5,7 +5,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::Row;
 
 use crate::error::{Error, Result};
-use crate::query::{from_micros, Filter};
+use crate::query::{from_micros, to_micros, Filter};
 use crate::record::{AgentMetric, MetricKind, Stored, SwarmMetric, TaskMetric, TaskResult};
 use crate::storage::MetricsStorage;
 
@@ -148,16 +148,11 @@ impl MetricsStorage {
         self.read(|snapshot| {
             // Only the indexed part need be read when the range ends before
             // the watermark (see `Filter::source_and_clause`).
-            let watermark = match rows.kind {
-                MetricKind::Task
-                    if filter.time_range.is_some()
-                        && (filter.agent_id.is_some() || filter.swarm_id.is_some()) =>
-                {
-                    snapshot.one(
-                        "SELECT watermark FROM task_index_state",
-                        Vec::new(),
-                        rows.operation,
-                    )?
+            let keyed =
+                filter.task_id.is_some() || filter.agent_id.is_some() || filter.swarm_id.is_some();
+            let watermark = match (rows.kind, &filter.time_range) {
+                (MetricKind::Task, Some(range)) if keyed => {
+                    Some(self.watermark_from(snapshot, to_micros(range.end()))?)
                 }
                 _ => None,
             };

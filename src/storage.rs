@@ -8,6 +8,7 @@
 //! [`crate::plan`].
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,6 +53,10 @@ pub struct MetricsStorage {
     open_readers: Arc<OpenReaders>,
     /// `None` when opened read-only.
     writer: Option<Writer<Cache>>,
+    /// The highest index watermark a reader has seen. The watermark only
+    /// moves forward, so every task metric up to this one is indexed now,
+    /// whatever was written since.
+    watermark_seen: AtomicI64,
     closed: bool,
     /// Removes the folder of a [`MetricsStorage::temporary`] store; declared
     /// last so that it is dropped after every connection.
@@ -220,6 +225,7 @@ impl MetricsStorage {
             readers: Some(opened.readers),
             open_readers: opened.open_readers,
             writer,
+            watermark_seen: AtomicI64::new(i64::MIN),
             closed: false,
             _temporary: temporary,
         })
@@ -282,6 +288,25 @@ impl MetricsStorage {
     pub(crate) fn read<T>(&self, read: impl FnOnce(&Snapshot<'_>) -> Result<T>) -> Result<T> {
         let conn = self.reader()?;
         read(&Snapshot { conn: &conn }).map_err(|e| e.in_file(&self.path))
+    }
+
+    /// An index watermark at or after `at` (µs), read from the file only
+    /// when none seen so far is: every task metric up to the answer is in
+    /// the agent and task-id indexes.
+    pub(crate) fn watermark_from(&self, snapshot: &Snapshot<'_>, at: i64) -> Result<i64> {
+        let seen = self.watermark_seen.load(Ordering::Relaxed);
+        if at <= seen {
+            return Ok(seen);
+        }
+        let now: i64 = snapshot
+            .one(
+                "SELECT watermark FROM task_index_state",
+                Vec::new(),
+                "read the index watermark",
+            )?
+            .unwrap_or(i64::MIN);
+        self.watermark_seen.fetch_max(now, Ordering::Relaxed);
+        Ok(now)
     }
 
     /// Runs one read query on a pooled connection and maps every row.

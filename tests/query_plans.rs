@@ -87,7 +87,9 @@ fn task_queries_use_indexes() {
     let recent = "PRIMARY KEY (timestamp>?)";
     let by_agent = "idx_task_metrics_agent (agent=?)";
     let by_agent_in_range = "idx_task_metrics_agent (agent=? AND timestamp>? AND timestamp<?)";
-    let cases: [(Filter, &[&str]); 7] = [
+    let by_task = "idx_task_metrics_task_id (task_id=?)";
+    let by_task_in_range = "idx_task_metrics_task_id (task_id=? AND timestamp>? AND timestamp<?)";
+    let cases: [(Filter, &[&str]); 9] = [
         (Filter::new().range(range()), &[by_time]),
         (Filter::new().agent("a"), &[by_agent, recent]),
         (
@@ -99,7 +101,20 @@ fn task_queries_use_indexes() {
             &[by_agent_in_range, by_time],
         ),
         (Filter::new().swarm("s"), &[by_agent, recent]),
-        (Filter::new().task("t").range(range()), &[by_time]),
+        // A task id, alone or with anything else, is found through its
+        // index (and the rows past the watermark through the time order).
+        (Filter::new().task("t"), &[by_task, recent]),
+        (
+            Filter::new().task("t").range(range()),
+            &[by_task_in_range, by_time],
+        ),
+        (
+            Filter::new()
+                .task("t")
+                .agent("a")
+                .result(TaskResult::Success),
+            &[by_task, recent],
+        ),
         (
             Filter::new().result(TaskResult::Failure).range(range()),
             &[by_time],

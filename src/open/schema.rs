@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 
 /// The version the last migration leads to: what this version of the
 /// crate writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// `PRAGMA application_id` of a swarm-metrics file ("SwMt").
 pub(crate) const APPLICATION_ID: i64 = 0x5377_4d74;
@@ -50,6 +50,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         to: 5,
         sql: include_str!("../../migrations/0005_metric_identity.sql"),
+        then: None,
+    },
+    Migration {
+        to: 6,
+        sql: include_str!("../../migrations/0006_task_id_index.sql"),
         then: None,
     },
 ];

@@ -18,6 +18,10 @@ pub struct Cli {
     /// Print one JSON document on stdout instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// How long to wait, in seconds, for another process that holds the
+    /// database's write lock (an import holds it until it is stored whole).
+    #[arg(long, global = true, default_value_t = 30)]
+    pub busy_timeout: u64,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -12,6 +12,7 @@ mod report;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use serde_json::json;
@@ -71,11 +72,14 @@ fn main() -> ExitCode {
 }
 
 /// Opens an existing database; `writable` for commands that change it.
-fn open_existing(path: &Path, writable: bool) -> Result<MetricsStorage, Failure> {
+fn open_existing(path: &Path, busy: Duration, writable: bool) -> Result<MetricsStorage, Failure> {
     if !path.exists() {
         return Err(no_such_database(path));
     }
-    Ok(MetricsStorage::builder(path).read_only(!writable).open()?)
+    Ok(MetricsStorage::builder(path)
+        .read_only(!writable)
+        .busy_timeout(busy)
+        .open()?)
 }
 
 fn print_cleanup(
@@ -105,6 +109,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let json = cli.json;
+    let busy = Duration::from_secs(cli.busy_timeout);
     match cli.command {
         Command::Cleanup {
             retention_days,
@@ -133,7 +138,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             dry_run,
             in_place: false,
         } => {
-            let store = open_existing(&cli.db, !dry_run)?;
+            let store = open_existing(&cli.db, busy, !dry_run)?;
             if let Some(policy) = policy {
                 let policy = args::parse_policy(&policy)?;
                 let report = store.apply_retention(&policy)?;
@@ -181,7 +186,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             store.close()?;
         }
         Command::Vacuum { incremental, full } => {
-            let store = open_existing(&cli.db, true)?;
+            let store = open_existing(&cli.db, busy, true)?;
             let report = if full {
                 store.vacuum()?
             } else {
@@ -202,7 +207,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Check => return check(&cli.db, json, &mut out),
         Command::Stats => {
-            let store = open_existing(&cli.db, false)?;
+            let store = open_existing(&cli.db, busy, false)?;
             let stats = store.stats()?;
             if json {
                 write_json(&mut out, &stats)?;
@@ -211,7 +216,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
         }
         Command::Import { file, on_error } => {
-            let store = MetricsStorage::open(&cli.db)?;
+            let store = MetricsStorage::builder(&cli.db).busy_timeout(busy).open()?;
             let outcome = import::run(&store, &file, on_error)?;
             outcome.print(&mut out, json)?;
             out.flush()?;
@@ -235,7 +240,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             kind,
             format,
         } => {
-            let store = open_existing(&cli.db, false)?;
+            let store = open_existing(&cli.db, busy, false)?;
             export::run(
                 &store,
                 &mut out,
@@ -245,7 +250,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             )?;
         }
         command => {
-            let store = open_existing(&cli.db, false)?;
+            let store = open_existing(&cli.db, busy, false)?;
             report::question(&store, command, json, &mut out)?;
         }
     }
