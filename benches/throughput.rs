@@ -170,18 +170,30 @@ fn median_ms(mut samples: Vec<Duration>) -> f64 {
     samples[samples.len() / 2].as_secs_f64() * 1e3
 }
 
-/// Median latency of `f` over `QUERY_SAMPLES` calls, each on the i-th
-/// sample's arguments.
-fn median_of(mut f: impl FnMut(usize)) -> f64 {
-    f(0); // warm the caches and the statement cache
-    let samples = (0..QUERY_SAMPLES)
-        .map(|i| {
-            let start = Instant::now();
-            f(i);
-            start.elapsed()
-        })
-        .collect();
-    median_ms(samples)
+/// Median latencies of `ours` and `base` over `QUERY_SAMPLES` calls each,
+/// each on the i-th sample's arguments. The two take turns call by call
+/// (and which goes first alternates), so that whatever else the machine
+/// does meanwhile weighs on both alike.
+fn paired_medians(mut ours: impl FnMut(usize), mut base: impl FnMut(usize)) -> (f64, f64) {
+    // Warm the caches and the statement caches.
+    ours(0);
+    base(0);
+    let time = |f: &mut dyn FnMut(usize), i| {
+        let start = Instant::now();
+        f(i);
+        start.elapsed()
+    };
+    let (mut ours_samples, mut base_samples) = (Vec::new(), Vec::new());
+    for i in 0..QUERY_SAMPLES {
+        if i % 2 == 0 {
+            ours_samples.push(time(&mut ours, i));
+            base_samples.push(time(&mut base, i));
+        } else {
+            base_samples.push(time(&mut base, i));
+            ours_samples.push(time(&mut ours, i));
+        }
+    }
+    (median_ms(ours_samples), median_ms(base_samples))
 }
 
 /// Runs `cleanup` while another thread stores live metrics one at a time
@@ -381,104 +393,152 @@ fn main() {
     };
     let micros = |r: &TimeRange| (r.start().timestamp_micros(), r.end().timestamp_micros());
 
-    let ours = median_of(|i| {
-        let (agent, back) = &windows[i];
-        let filter = Filter::new().agent(agent).range(range_of(*back, 1));
-        std::hint::black_box(store.get_task_metrics(&filter, 1000).unwrap());
-    });
-    let base = median_of(|i| {
-        let (agent, back) = &windows[i];
-        let (a, b) = micros(&range_of(*back, 1));
-        let mut stmt = raw
+    let (ours, base) = paired_medians(
+        |i| {
+            let (agent, back) = &windows[i];
+            let filter = Filter::new().agent(agent).range(range_of(*back, 1));
+            std::hint::black_box(store.get_task_metrics(&filter, 1000).unwrap());
+        },
+        |i| {
+            let (agent, back) = &windows[i];
+            let (a, b) = micros(&range_of(*back, 1));
+            let mut stmt = raw
             .prepare_cached(
                 "SELECT task_id, agent_id, duration_ms, result, tokens_used, files_changed, timestamp \
                  FROM task_metrics WHERE agent_id = ?1 AND timestamp BETWEEN ?2 AND ?3 \
                  ORDER BY timestamp DESC LIMIT 1000",
             )
             .unwrap();
-        let rows: Vec<(String, String, i64, String, i64, i64, i64)> = stmt
-            .query_map(params![agent, a, b], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            })
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        std::hint::black_box(rows);
-    });
+            let rows: Vec<(String, String, i64, String, i64, i64, i64)> = stmt
+                .query_map(params![agent, a, b], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            std::hint::black_box(rows);
+        },
+    );
     table.push(Row::lower("query_agent_1h", "ms", ours, Some(base)));
 
-    let ours = median_of(|i| {
-        let filter = Filter::new().range(range_of(windows[i].1, 24));
-        std::hint::black_box(
-            store
-                .aggregate_metrics(MetricKind::Task, AggregationType::Avg, &filter)
-                .unwrap(),
-        );
-    });
-    let base = median_of(|i| {
-        let (a, b) = micros(&range_of(windows[i].1, 24));
-        let v: Option<f64> = raw
+    // One task by id, as an orchestrator asks when it retries or reports
+    // a task.
+    let task_ids: Vec<String> = (0..=QUERY_SAMPLES)
+        .map(|_| format!("task-{:08}", rng.next() % rows))
+        .collect();
+    let (ours, base) = paired_medians(
+        |i| {
+            let filter = Filter::new().task(&task_ids[i]);
+            let found = store.get_task_metrics(&filter, 1000).unwrap();
+            assert_eq!(found.len(), 1);
+            std::hint::black_box(found);
+        },
+        |i| {
+            let mut stmt = raw
             .prepare_cached(
-                "SELECT avg(duration_ms) FROM task_metrics WHERE timestamp BETWEEN ?1 AND ?2",
+                "SELECT task_id, agent_id, duration_ms, result, tokens_used, files_changed, timestamp \
+                 FROM task_metrics WHERE task_id = ?1 ORDER BY timestamp DESC LIMIT 1000",
             )
-            .unwrap()
-            .query_row(params![a, b], |r| r.get(0))
             .unwrap();
-        std::hint::black_box(v);
-    });
+            let rows: Vec<(String, String, i64, String, i64, i64, i64)> = stmt
+                .query_map(params![task_ids[i]], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(rows.len(), 1);
+            std::hint::black_box(rows);
+        },
+    );
+    table.push(Row::lower("query_task_id", "ms", ours, Some(base)));
+
+    let (ours, base) = paired_medians(
+        |i| {
+            let filter = Filter::new().range(range_of(windows[i].1, 24));
+            std::hint::black_box(
+                store
+                    .aggregate_metrics(MetricKind::Task, AggregationType::Avg, &filter)
+                    .unwrap(),
+            );
+        },
+        |i| {
+            let (a, b) = micros(&range_of(windows[i].1, 24));
+            let v: Option<f64> = raw
+                .prepare_cached(
+                    "SELECT avg(duration_ms) FROM task_metrics WHERE timestamp BETWEEN ?1 AND ?2",
+                )
+                .unwrap()
+                .query_row(params![a, b], |r| r.get(0))
+                .unwrap();
+            std::hint::black_box(v);
+        },
+    );
     table.push(Row::lower("aggregate_avg_24h", "ms", ours, Some(base)));
 
-    let ours = median_of(|i| {
-        let filter = Filter::new().range(range_of(windows[i].1, 24));
-        std::hint::black_box(store.success_rate(&filter).unwrap());
-    });
-    let base = median_of(|i| {
-        let (a, b) = micros(&range_of(windows[i].1, 24));
-        let mut stmt = raw
+    let (ours, base) = paired_medians(
+        |i| {
+            let filter = Filter::new().range(range_of(windows[i].1, 24));
+            std::hint::black_box(store.success_rate(&filter).unwrap());
+        },
+        |i| {
+            let (a, b) = micros(&range_of(windows[i].1, 24));
+            let mut stmt = raw
             .prepare_cached(
                 "SELECT result, count(*) FROM task_metrics WHERE timestamp BETWEEN ?1 AND ?2 GROUP BY result",
             )
             .unwrap();
-        let counts: Vec<(String, i64)> = stmt
-            .query_map(params![a, b], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        std::hint::black_box(counts);
-    });
+            let counts: Vec<(String, i64)> = stmt
+                .query_map(params![a, b], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            std::hint::black_box(counts);
+        },
+    );
     table.push(Row::lower("success_rate_24h", "ms", ours, Some(base)));
 
-    let ours = median_of(|i| {
-        let filter = Filter::new().range(range_of(windows[i].1, 24));
-        std::hint::black_box(store.percentile(MetricKind::Task, 0.95, &filter).unwrap());
-    });
-    let base = median_of(|i| {
-        let (a, b) = micros(&range_of(windows[i].1, 24));
-        let mut stmt = raw
+    let (ours, base) = paired_medians(
+        |i| {
+            let filter = Filter::new().range(range_of(windows[i].1, 24));
+            std::hint::black_box(store.percentile(MetricKind::Task, 0.95, &filter).unwrap());
+        },
+        |i| {
+            let (a, b) = micros(&range_of(windows[i].1, 24));
+            let mut stmt = raw
             .prepare_cached(
                 "SELECT duration_ms FROM task_metrics WHERE timestamp BETWEEN ?1 AND ?2 ORDER BY duration_ms",
             )
             .unwrap();
-        let values: Vec<i64> = stmt
-            .query_map(params![a, b], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let rank = 0.95 * (values.len() - 1) as f64;
-        let (lo, hi) = (
-            values[rank.floor() as usize] as f64,
-            values[rank.ceil() as usize] as f64,
-        );
-        std::hint::black_box(lo + (hi - lo) * rank.fract());
-    });
+            let values: Vec<i64> = stmt
+                .query_map(params![a, b], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let rank = 0.95 * (values.len() - 1) as f64;
+            let (lo, hi) = (
+                values[rank.floor() as usize] as f64,
+                values[rank.ceil() as usize] as f64,
+            );
+            std::hint::black_box(lo + (hi - lo) * rank.fract());
+        },
+    );
     table.push(Row::lower("percentile_p95_24h", "ms", ours, Some(base)));
 
     let clock = Instant::now();

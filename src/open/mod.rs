@@ -142,6 +142,9 @@ pub(crate) fn open(options: &Options) -> Result<Opened> {
     );
     let readers = Pool::builder()
         .max_size(options.pool_size)
+        // An SQLite connection to a local file does not go stale: checking
+        // each one out with a test query would only cost every read.
+        .test_on_check_out(false)
         .min_idle(Some(0))
         .connection_timeout(options.busy_timeout.max(Duration::from_secs(1)))
         .build(manager)
