@@ -41,7 +41,8 @@
 //!   [`TimeRange`], and the JSON-shaped [`MetricsStorage::store_metric`] /
 //!   [`MetricsStorage::query_metrics`] with the reference's field names;
 //! - numbers: [`MetricsStorage::aggregate_metrics`],
-//!   [`MetricsStorage::success_rate`], [`MetricsStorage::percentile`], and
+//!   [`MetricsStorage::success_rate`] (with its confidence interval,
+//!   [`SuccessRate::interval`]), [`MetricsStorage::percentile`], and
 //!   the analytics built on them ([`MetricsStorage::aggregate_by`],
 //!   [`MetricsStorage::series`], [`MetricsStorage::rank_agents`],
 //!   [`MetricsStorage::summary`], [`MetricsStorage::duration_outliers`]);
@@ -60,6 +61,7 @@ mod analytics;
 mod enums;
 mod error;
 mod generic;
+mod interval;
 mod open;
 mod plan;
 mod query;
@@ -82,6 +84,7 @@ pub use analytics::{
 };
 pub use error::{Error, Result};
 pub use generic::{parse_filter, parse_metric, Parsed, RECORD_FIELDS};
+pub use interval::{Interval, IntervalMethod, DEFAULT_CONFIDENCE};
 pub use open::schema::SCHEMA_VERSION;
 pub use open::settings::Durability;
 pub use plan::QueryShape;
