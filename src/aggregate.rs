@@ -4,6 +4,7 @@ use rusqlite::types::Value as SqlValue;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::interval::Interval;
 use crate::query::Filter;
 use crate::record::{AggregationType, MetricKind, MetricType, TaskResult};
 use crate::retention::{merge_rollups, rollups_apply, RollupRead};
@@ -59,10 +60,15 @@ pub struct SuccessRate {
     pub cancelled: u64,
     /// All tasks.
     pub total: u64,
+    /// The 95% Wilson score interval of `rate`; `None` when there were no
+    /// tasks. [`interval`](Self::interval) gives others. A rate seen on
+    /// few tasks has a wide interval: 1 success out of 1 is 20.7%–100%.
+    #[serde(default)]
+    pub interval: Option<Interval>,
 }
 
 impl SuccessRate {
-    /// Adds `n` tasks with `result` and updates the rate.
+    /// Adds `n` tasks with `result` and updates the rate and its interval.
     pub fn add(&mut self, result: TaskResult, n: u64) {
         match result {
             TaskResult::Success => self.success += n,
@@ -72,6 +78,7 @@ impl SuccessRate {
         }
         self.total += n;
         self.rate = (self.total > 0).then(|| self.success as f64 / self.total as f64);
+        self.interval = Interval::default_for(self.success, self.total);
     }
 }
 

@@ -67,7 +67,7 @@ impl Interval {
             return Ok(None);
         }
         let (low, high) = match method {
-            IntervalMethod::Wilson => wilson(successes, trials, confidence),
+            IntervalMethod::Wilson => wilson(successes, trials, z(confidence)),
             IntervalMethod::ClopperPearson => clopper_pearson(successes, trials, confidence)?,
         };
         Ok(Some(Interval {
@@ -76,6 +76,21 @@ impl Interval {
             confidence,
             method,
         }))
+    }
+
+    /// The 95% Wilson interval of `successes` out of `trials` (`None` for
+    /// no trials): what every [`SuccessRate`] carries. Cheap enough to
+    /// compute on every count.
+    pub(crate) fn default_for(successes: u64, trials: u64) -> Option<Interval> {
+        (trials > 0 && successes <= trials).then(|| {
+            let (low, high) = wilson(successes, trials, Z_95);
+            Interval {
+                low,
+                high,
+                confidence: DEFAULT_CONFIDENCE,
+                method: IntervalMethod::Wilson,
+            }
+        })
     }
 
     /// Whether `rate` lies inside the interval, both ends included.
@@ -110,14 +125,22 @@ impl SuccessRate {
 
 /// The two-sided normal quantile for `confidence` (1.96 for 0.95).
 fn z(confidence: f64) -> f64 {
+    // The same constant as every `SuccessRate` uses, so that both agree to
+    // the last bit.
+    if confidence == DEFAULT_CONFIDENCE {
+        return Z_95;
+    }
     let standard = Normal::standard();
     standard.inverse_cdf(1.0 - (1.0 - confidence) / 2.0)
 }
 
-fn wilson(successes: u64, trials: u64, confidence: f64) -> (f64, f64) {
+/// [`z`] of [`DEFAULT_CONFIDENCE`], which a test checks.
+const Z_95: f64 = 1.959_963_984_540_054;
+
+/// The Wilson score interval with the normal quantile `z`.
+fn wilson(successes: u64, trials: u64, z: f64) -> (f64, f64) {
     let n = trials as f64;
     let p = successes as f64 / n;
-    let z = z(confidence);
     let z2 = z * z;
     let denominator = 1.0 + z2 / n;
     let center = (p + z2 / (2.0 * n)) / denominator;
@@ -228,6 +251,19 @@ mod tests {
                 1e-8,
             );
         }
+    }
+
+    #[test]
+    fn the_default_interval_is_the_95_percent_wilson_one() {
+        let computed = Normal::standard().inverse_cdf(0.975);
+        assert!((computed - Z_95).abs() < 1e-12, "{computed}");
+        for (s, n) in [(0, 1), (1, 1), (9, 10), (500, 1000), (3, 7)] {
+            assert_eq!(
+                Interval::default_for(s, n),
+                Interval::for_proportion(s, n, DEFAULT_CONFIDENCE, IntervalMethod::Wilson).unwrap()
+            );
+        }
+        assert_eq!(Interval::default_for(0, 0), None);
     }
 
     #[test]

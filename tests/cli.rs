@@ -137,9 +137,18 @@ fn questions_answer_in_the_documented_json_shapes() {
     assert_eq!(groups[0]["value"], 2000.0);
 
     let (_, out, _) = run(&db, &["--json", "success-rate"], None);
+    // The interval is the library's 95% Wilson one (checked against scipy
+    // in its own tests), in the documented shape.
+    let ci =
+        swarm_metrics::Interval::for_proportion(1, 3, 0.95, swarm_metrics::IntervalMethod::Wilson)
+            .unwrap()
+            .unwrap();
     assert_eq!(
         json_of(&out),
-        serde_json::json!({"rate": 1.0 / 3.0, "success": 1, "failure": 1, "timeout": 1, "cancelled": 0, "total": 3})
+        serde_json::json!({
+            "rate": 1.0 / 3.0, "success": 1, "failure": 1, "timeout": 1, "cancelled": 0, "total": 3,
+            "interval": {"low": ci.low, "high": ci.high, "confidence": 0.95, "method": "wilson"},
+        })
     );
     let (_, out, _) = run(&db, &["--json", "success-rate", "--by", "swarm"], None);
     let by_swarm = json_of(&out);
@@ -194,6 +203,15 @@ fn questions_answer_in_the_documented_json_shapes() {
     let (code, out, _) = run(&db, &["success-rate", "--by", "agent"], None);
     assert_eq!(code, 0);
     assert!(out.lines().next().unwrap().starts_with("id"), "{out}");
+    assert!(out.lines().next().unwrap().contains("95% ci"), "{out}");
+    // a1: 1 success of 2, 9.5%–90.5%.
+    let a1 = out.lines().find(|l| l.starts_with("a1")).unwrap();
+    let ci =
+        swarm_metrics::Interval::for_proportion(1, 2, 0.95, swarm_metrics::IntervalMethod::Wilson)
+            .unwrap()
+            .unwrap();
+    let cell = format!("{:.1}%–{:.1}%", 100.0 * ci.low, 100.0 * ci.high);
+    assert!(a1.contains(&cell), "{a1} lacks {cell}");
 }
 
 #[test]

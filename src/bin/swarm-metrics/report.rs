@@ -6,8 +6,8 @@ use std::io::Write;
 use serde::Serialize;
 use serde_json::{json, Value};
 use swarm_metrics::{
-    Aggregate, Bucket, BucketValue, GroupBy, Grouped, Measure, MetricKind, MetricsStorage,
-    StoreStats, SuccessRate, TaskMetric,
+    Aggregate, Bucket, BucketValue, GroupBy, Grouped, Interval, Measure, MetricKind,
+    MetricsStorage, StoreStats, SuccessRate, TaskMetric,
 };
 
 use crate::args::{parse_aggregation, parse_span, Aggregation, Command};
@@ -140,6 +140,14 @@ fn rate_json(rate: &SuccessRate) -> Value {
         "timeout": rate.timeout,
         "cancelled": rate.cancelled,
         "total": rate.total,
+        "interval": rate.interval,
+    })
+}
+
+/// An interval as text: `59.6%–98.2%`, or `-` for none.
+fn interval_cell(interval: Option<Interval>) -> String {
+    interval.map_or("-".to_owned(), |ci| {
+        format!("{:.1}%–{:.1}%", 100.0 * ci.low, 100.0 * ci.high)
     })
 }
 
@@ -468,6 +476,7 @@ fn rate_table(out: &mut impl Write, rows: &[Grouped<SuccessRate>]) -> Result<(),
     let header = [
         "id",
         "rate",
+        "95% ci",
         "success",
         "failure",
         "timeout",
@@ -478,6 +487,7 @@ fn rate_table(out: &mut impl Write, rows: &[Grouped<SuccessRate>]) -> Result<(),
         vec![
             key.clone().unwrap_or_else(|| "(all)".to_owned()),
             rate_cell(r.rate),
+            interval_cell(r.interval),
             r.success.to_string(),
             r.failure.to_string(),
             r.timeout.to_string(),
