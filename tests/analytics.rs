@@ -9,8 +9,9 @@ use chrono::{DateTime, Duration, Utc};
 use common::*;
 use proptest::prelude::*;
 use swarm_metrics::{
-    AgentMetric, AggregationType, BucketValue, Error, Filter, GroupBy, Measure, MetricKind,
-    MetricType, MetricsStorage, RankBy, SuccessRate, TaskMetric, TaskResult, TimeRange,
+    AgentMetric, AggregationType, BucketValue, Error, Filter, GroupBy, Interval, IntervalMethod,
+    Measure, MetricKind, MetricType, MetricsStorage, RankBy, SuccessRate, TaskMetric, TaskResult,
+    TimeRange,
 };
 
 /// The group key a task falls in.
@@ -137,31 +138,52 @@ proptest! {
         }
 
         // Rankings: the scores, filtered by task count, in order.
-        for (by, best_first) in [(RankBy::SuccessRate, true), (RankBy::AvgDuration, true), (RankBy::AvgTokens, false)] {
-            let mut expected: Vec<(String, f64)> = by_agent
+        for (by, best_first) in [
+            (RankBy::SuccessRate, true),
+            (RankBy::SuccessRate, false),
+            (RankBy::RawSuccessRate, true),
+            (RankBy::AvgDuration, true),
+            (RankBy::AvgTokens, false),
+        ] {
+            // (agent, score, the key ordered on, the interval)
+            let mut expected: Vec<(String, f64, f64, Interval)> = by_agent
                 .iter()
                 .filter(|(_, ts)| ts.len() as u64 >= min_tasks.max(1))
                 .map(|(a, ts)| {
                     let n = ts.len() as f64;
+                    let successes = ts.iter().filter(|t| t.result == TaskResult::Success).count() as u64;
+                    let ci = Interval::for_proportion(successes, ts.len() as u64, 0.95, IntervalMethod::Wilson).unwrap().unwrap();
                     let score = match by {
-                        RankBy::SuccessRate => ts.iter().filter(|t| t.result == TaskResult::Success).count() as f64 / n,
+                        RankBy::SuccessRate | RankBy::RawSuccessRate => successes as f64 / n,
                         RankBy::AvgDuration => ts.iter().map(|t| t.duration_ms as f64).sum::<f64>() / n,
                         _ => ts.iter().map(|t| t.tokens_used as f64).sum::<f64>() / n,
                     };
-                    (a.to_string(), score)
+                    // Success rates rank by the bound of their interval on
+                    // the side asked for; the rest by the score.
+                    let key = match (by, best_first) {
+                        (RankBy::SuccessRate, true) => ci.low,
+                        (RankBy::SuccessRate, false) => ci.high,
+                        _ => score,
+                    };
+                    (a.to_string(), score, key, ci)
                 })
                 .collect();
-            let higher_is_better = by == RankBy::SuccessRate;
+            let higher_is_better = matches!(by, RankBy::SuccessRate | RankBy::RawSuccessRate);
             expected.sort_by(|a, b| {
-                let o = if higher_is_better == best_first { b.1.total_cmp(&a.1) } else { a.1.total_cmp(&b.1) };
+                let o = if higher_is_better == best_first {
+                    b.2.total_cmp(&a.2).then(b.1.total_cmp(&a.1))
+                } else {
+                    a.2.total_cmp(&b.2).then(a.1.total_cmp(&b.1))
+                };
                 o.then_with(|| a.0.cmp(&b.0))
             });
             expected.truncate(n);
             let got = store.rank_agents(by, best_first, n, min_tasks, &filter).unwrap();
             prop_assert_eq!(got.len(), expected.len());
-            for (g, (agent, score)) in got.iter().zip(&expected) {
+            for (g, (agent, score, _, ci)) in got.iter().zip(&expected) {
                 prop_assert_eq!(&g.agent_id, agent);
                 assert_close(Some(g.score), Some(*score), &format!("{by:?}"));
+                prop_assert_eq!(g.interval, Some(*ci));
             }
         }
 
@@ -389,5 +411,69 @@ fn agent_metrics_group_by_metric_type_and_bucket() {
             count: 6,
             value: Some(5.0),
         })
+    );
+}
+
+/// One success out of one does not outrank 99 out of 100 by default, but
+/// does by the raw rate; the worst first by default is the agent whose
+/// interval says it is surely bad, not the one with too few tasks to say.
+#[test]
+fn success_rankings_weigh_the_number_of_tasks() {
+    let store = MetricsStorage::temporary().unwrap();
+    let mut tasks = vec![TaskMetric::new("lucky-1", "lucky", 10, TaskResult::Success)];
+    for i in 0..100 {
+        let result = if i == 0 {
+            TaskResult::Failure
+        } else {
+            TaskResult::Success
+        };
+        tasks.push(TaskMetric::new(format!("steady-{i}"), "steady", 10, result));
+    }
+    for i in 0..50 {
+        let result = if i < 20 {
+            TaskResult::Success
+        } else {
+            TaskResult::Failure
+        };
+        tasks.push(TaskMetric::new(format!("poor-{i}"), "poor", 10, result));
+    }
+    tasks.push(TaskMetric::new(
+        "unlucky-1",
+        "unlucky",
+        10,
+        TaskResult::Failure,
+    ));
+    store.store_task_metrics(&tasks).unwrap();
+    let order = |by, best_first| -> Vec<String> {
+        store
+            .rank_agents(by, best_first, 10, 0, &Filter::new())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.agent_id)
+            .collect()
+    };
+    // Lower bounds: steady 94.6%, poor (20 of 50) 27.6%, lucky 20.7%.
+    assert_eq!(
+        order(RankBy::SuccessRate, true),
+        ["steady", "poor", "lucky", "unlucky"]
+    );
+    assert_eq!(
+        order(RankBy::RawSuccessRate, true),
+        ["lucky", "steady", "poor", "unlucky"]
+    );
+    // Worst first, by upper bounds: "poor" (40% of 50, surely below 54%)
+    // before "unlucky" (0 of 1, which could be anything up to 79%).
+    assert_eq!(
+        order(RankBy::SuccessRate, false),
+        ["poor", "unlucky", "steady", "lucky"]
+    );
+    let lucky = store
+        .rank_agents(RankBy::RawSuccessRate, true, 1, 0, &Filter::new())
+        .unwrap()
+        .remove(0);
+    let ci = lucky.interval.unwrap();
+    assert_eq!(
+        (lucky.score, (ci.low * 1000.0).round(), ci.high),
+        (1.0, 207.0, 1.0)
     );
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{validate_n, P50, P95, P99};
 use crate::aggregate::SuccessRate;
 use crate::error::{Error, Result};
+use crate::interval::Interval;
 use crate::query::{to_micros, Filter};
 use crate::record::{MetricKind, TaskMetric, TaskResult};
 use crate::stat::quantile;
@@ -16,8 +17,13 @@ use crate::storage::MetricsStorage;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RankBy {
-    /// The share of successful tasks.
+    /// The share of successful tasks, ordered by what can be trusted of
+    /// it: best first by the lower bound of its 95% Wilson interval, worst
+    /// first by the upper bound. So 99 successes of 100 rank above 1 of 1,
+    /// whose interval reaches down to 20.7%. The score is the rate itself.
     SuccessRate,
+    /// The share of successful tasks as observed, however few the tasks.
+    RawSuccessRate,
     /// Tasks per hour over the filter's time range (or, without one, over
     /// the span from the oldest to the newest matching task).
     Throughput,
@@ -36,6 +42,9 @@ pub struct Ranked {
     pub score: f64,
     /// Its tasks in the selection.
     pub tasks: u64,
+    /// The 95% Wilson interval of its success rate, whatever the ranking.
+    #[serde(default)]
+    pub interval: Option<Interval>,
 }
 
 /// Statistics of task durations, in milliseconds.
@@ -89,7 +98,10 @@ impl MetricsStorage {
     /// The top (best first) or bottom (worst first) `n` agents by `by`,
     /// among agents with at least `min_tasks` tasks in the selection.
     /// "Best" is the highest success rate or throughput, and the lowest
-    /// average duration or tokens.
+    /// average duration or tokens. By [`RankBy::SuccessRate`], agents are
+    /// ordered by their rate's 95% interval, so that a rate seen on few
+    /// tasks does not outrank one seen on many; every agent carries its
+    /// interval.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for `n` = 0 or a filter that does not apply
@@ -157,7 +169,9 @@ impl MetricsStorage {
             .filter(|r| r.tasks >= min_tasks.max(1))
             .map(|r| {
                 let score = match by {
-                    RankBy::SuccessRate => r.success as f64 / r.tasks as f64,
+                    RankBy::SuccessRate | RankBy::RawSuccessRate => {
+                        r.success as f64 / r.tasks as f64
+                    }
                     RankBy::Throughput => r.tasks as f64 / hours,
                     RankBy::AvgDuration => r.avg_duration,
                     RankBy::AvgTokens => r.avg_tokens,
@@ -166,15 +180,23 @@ impl MetricsStorage {
                     agent_id: r.agent,
                     score,
                     tasks: r.tasks,
+                    interval: Interval::default_for(r.success, r.tasks),
                 }
             })
             .collect();
-        let higher_is_better = matches!(by, RankBy::SuccessRate | RankBy::Throughput);
+        let higher_is_better = !matches!(by, RankBy::AvgDuration | RankBy::AvgTokens);
+        // What is compared: the score, or for success rates the bound of
+        // the interval on the side that matters.
+        let key = |r: &Ranked| match (by, r.interval) {
+            (RankBy::SuccessRate, Some(ci)) if best_first => ci.low,
+            (RankBy::SuccessRate, Some(ci)) => ci.high,
+            _ => r.score,
+        };
         ranked.sort_by(|a, b| {
             let order = if higher_is_better == best_first {
-                b.score.total_cmp(&a.score)
+                key(b).total_cmp(&key(a)).then(b.score.total_cmp(&a.score))
             } else {
-                a.score.total_cmp(&b.score)
+                key(a).total_cmp(&key(b)).then(a.score.total_cmp(&b.score))
             };
             order.then_with(|| a.agent_id.cmp(&b.agent_id))
         });

@@ -220,7 +220,10 @@ impl From<By> for swarm_metrics::GroupBy {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Rank {
+    /// Success rate, by the bound of its 95% interval (few tasks rank low).
     SuccessRate,
+    /// Success rate as observed, however few the tasks.
+    RawSuccessRate,
     Throughput,
     AvgDuration,
     AvgTokens,
@@ -230,6 +233,7 @@ impl From<Rank> for swarm_metrics::RankBy {
     fn from(rank: Rank) -> Self {
         match rank {
             Rank::SuccessRate => swarm_metrics::RankBy::SuccessRate,
+            Rank::RawSuccessRate => swarm_metrics::RankBy::RawSuccessRate,
             Rank::Throughput => swarm_metrics::RankBy::Throughput,
             Rank::AvgDuration => swarm_metrics::RankBy::AvgDuration,
             Rank::AvgTokens => swarm_metrics::RankBy::AvgTokens,

@@ -425,10 +425,15 @@ pub fn question(
                         r.agent_id.clone(),
                         cell(Some(r.score)),
                         r.tasks.to_string(),
+                        interval_cell(r.interval),
                     ]
                 })
                 .collect();
-            table(out, &["rank", "agent_id", "score", "tasks"], &rows)
+            table(
+                out,
+                &["rank", "agent_id", "score", "tasks", "success 95% ci"],
+                &rows,
+            )
         }
         Command::Slowest { filter, n } => {
             let tasks = store.slowest_tasks(n, &filter.filter()?)?;
