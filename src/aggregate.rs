@@ -8,6 +8,8 @@ use crate::interval::Interval;
 use crate::query::Filter;
 use crate::record::{AggregationType, MetricKind, MetricType, TaskResult};
 use crate::retention::{merge_rollups, rollups_apply, RollupRead};
+use sketches_ddsketch::DDSketch;
+
 use crate::stat::{quantile, raw_stat, raw_stat_columns, sketch_quantile, sql_function, Stat};
 use crate::storage::{MetricsStorage, Snapshot};
 
@@ -173,41 +175,8 @@ impl MetricsStorage {
             }
         }
         filter.validate(kind, true)?;
-        let (column, metric_type) = aggregated_column(kind, filter.metric_type)?;
-        let (mut values, rolled) =
-            self.snapshot(|snapshot| {
-                let (sql, params) = percentile_sql(kind, filter)?;
-                let values = snapshot.rows(&sql, params, "compute percentile", |row| match row
-                    .get_ref(0)
-                    .map_err(Error::sqlite("compute percentile"))?
-                {
-                    rusqlite::types::ValueRef::Integer(i) => Ok(i as f64),
-                    rusqlite::types::ValueRef::Real(x) => Ok(x),
-                    other => Err(Error::CorruptRow {
-                        table: kind.table(),
-                        reason: format!("{column} holds {:?}", other.data_type()),
-                    }),
-                })?;
-                let mut rolled = None;
-                if rollups_apply(snapshot, kind, filter)? {
-                    let read = RollupRead {
-                        kind,
-                        filter,
-                        group: None,
-                        column: Some(column),
-                        quantiles: true,
-                    };
-                    rolled = merge_rollups(snapshot, &read)?.remove(&None);
-                }
-                Ok((values, rolled))
-            })?;
-        // Rollups that keep their values answer exactly; those that keep
-        // sketches make the answer approximate.
-        let mut sketch = None;
-        if let Some(rolled) = rolled {
-            values.extend(rolled.values);
-            sketch = rolled.sketch;
-        }
+        let (_, metric_type) = aggregated_column(kind, filter.metric_type)?;
+        let (mut values, sketch) = self.selected_values(kind, filter)?;
         if let Some(mut sketch) = sketch {
             for v in &values {
                 sketch.add(*v);
@@ -234,6 +203,54 @@ impl MetricsStorage {
                 approximate: false,
             })
             .collect())
+    }
+
+    /// The values of the selection (the column `filter.metric_type` picks
+    /// for task metrics), raw rows and rollups read in one snapshot. When
+    /// part of the selection survives only in rollups that keep sketches
+    /// (past 512 metrics in a bucket), the sketch of that part comes too,
+    /// and the values alone are not the whole selection.
+    pub(crate) fn selected_values(
+        &self,
+        kind: MetricKind,
+        filter: &Filter,
+    ) -> Result<(Vec<f64>, Option<DDSketch>)> {
+        filter.validate(kind, true)?;
+        let (column, _) = aggregated_column(kind, filter.metric_type)?;
+        let (mut values, rolled) = self.snapshot(|snapshot| {
+            let (sql, params) = percentile_sql(kind, filter)?;
+            let values = snapshot.rows(&sql, params, "read values", |row| match row
+                .get_ref(0)
+                .map_err(Error::sqlite("read values"))?
+            {
+                rusqlite::types::ValueRef::Integer(i) => Ok(i as f64),
+                rusqlite::types::ValueRef::Real(x) => Ok(x),
+                other => Err(Error::CorruptRow {
+                    table: kind.table(),
+                    reason: format!("{column} holds {:?}", other.data_type()),
+                }),
+            })?;
+            let mut rolled = None;
+            if rollups_apply(snapshot, kind, filter)? {
+                let read = RollupRead {
+                    kind,
+                    filter,
+                    group: None,
+                    column: Some(column),
+                    quantiles: true,
+                };
+                rolled = merge_rollups(snapshot, &read)?.remove(&None);
+            }
+            Ok((values, rolled))
+        })?;
+        // Rollups that keep their values add them; those that keep
+        // sketches add the sketch.
+        let mut sketch = None;
+        if let Some(rolled) = rolled {
+            values.extend(rolled.values);
+            sketch = rolled.sketch;
+        }
+        Ok((values, sketch))
     }
 
     /// The share of successful tasks among the tasks matching `filter`
