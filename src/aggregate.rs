@@ -219,16 +219,15 @@ impl MetricsStorage {
         let (column, _) = aggregated_column(kind, filter.metric_type)?;
         let (mut values, rolled) = self.snapshot(|snapshot| {
             let (sql, params) = percentile_sql(kind, filter)?;
-            let values = snapshot.rows(&sql, params, "read values", |row| match row
-                .get_ref(0)
-                .map_err(Error::sqlite("read values"))?
-            {
-                rusqlite::types::ValueRef::Integer(i) => Ok(i as f64),
-                rusqlite::types::ValueRef::Real(x) => Ok(x),
-                other => Err(Error::CorruptRow {
-                    table: kind.table(),
-                    reason: format!("{column} holds {:?}", other.data_type()),
-                }),
+            let values = snapshot.rows(&sql, params, "read values", |row| {
+                match row.get_ref(0).map_err(Error::sqlite("read values"))? {
+                    rusqlite::types::ValueRef::Integer(i) => Ok(i as f64),
+                    rusqlite::types::ValueRef::Real(x) => Ok(x),
+                    other => Err(Error::CorruptRow {
+                        table: kind.table(),
+                        reason: format!("{column} holds {:?}", other.data_type()),
+                    }),
+                }
             })?;
             let mut rolled = None;
             if rollups_apply(snapshot, kind, filter)? {

@@ -58,9 +58,11 @@
 
 mod aggregate;
 mod analytics;
+mod compare;
 mod enums;
 mod error;
 mod generic;
+mod hypothesis;
 mod interval;
 mod open;
 mod plan;
@@ -82,6 +84,7 @@ pub use analytics::{
     Bucket, BucketValue, DurationStats, Grouped, Measure, Outlier, RankBy, Ranked, Summary, P50,
     P90, P95, P99,
 };
+pub use compare::{Comparison, DurationComparison, ProportionTest, RateComparison};
 pub use error::{Error, Result};
 pub use generic::{parse_filter, parse_metric, Parsed, RECORD_FIELDS};
 pub use interval::{Interval, IntervalMethod, DEFAULT_CONFIDENCE};

@@ -477,3 +477,75 @@ fn success_rankings_weigh_the_number_of_tasks() {
         (1.0, 207.0, 1.0)
     );
 }
+
+/// Tasks of two agents whose counts and durations are the reference cases
+/// of `scripts/hypothesis_reference.py`: 7 of 8 against 3 of 10 (Fisher's
+/// test), durations [10, 20, 20, 30, 40, 40, 40, 50] against
+/// [20, 30, 30, 60, 70, 70, 80, 90, 100, 110] (Mann–Whitney).
+fn comparison_tasks(at: chrono::DateTime<chrono::Utc>) -> Vec<TaskMetric> {
+    let a = [10, 20, 20, 30, 40, 40, 40, 50];
+    let b = [20, 30, 30, 60, 70, 70, 80, 90, 100, 110];
+    let result = |ok: bool| {
+        if ok {
+            TaskResult::Success
+        } else {
+            TaskResult::Failure
+        }
+    };
+    let mut tasks = Vec::new();
+    for (i, d) in a.iter().enumerate() {
+        tasks.push(TaskMetric::new(format!("a{i}"), "agent-a", *d, result(i < 7)).at(at));
+    }
+    for (i, d) in b.iter().enumerate() {
+        tasks.push(TaskMetric::new(format!("b{i}"), "agent-b", *d, result(i < 3)).at(at));
+    }
+    tasks
+}
+
+/// `compare` feeds the tests the counts and durations of each side, and
+/// gives the same answer once the tasks are folded into rollups.
+#[test]
+fn compare_gives_the_reference_answers_before_and_after_retention() {
+    let store = MetricsStorage::temporary().unwrap();
+    let at = swarm_metrics::now() - Duration::days(10);
+    store.store_task_metrics(&comparison_tasks(at)).unwrap();
+    let a = Filter::new().agent("agent-a");
+    let b = Filter::new().agent("agent-b");
+    let before = store.compare(&a, &b).unwrap();
+    assert_eq!((before.a.success, before.a.total), (7, 8));
+    assert_eq!((before.b.success, before.b.total), (3, 10));
+    let rate = before.rate.unwrap();
+    assert_eq!(rate.test, swarm_metrics::ProportionTest::FisherExact);
+    assert!((rate.difference - (7.0 / 8.0 - 0.3)).abs() < 1e-12);
+    assert!(
+        (rate.p_value - 2.481831893597e-02).abs() < 1e-10,
+        "{rate:?}"
+    );
+    let duration = before.duration.unwrap();
+    assert_eq!(
+        (
+            duration.median_a,
+            duration.median_b,
+            duration.median_difference
+        ),
+        (35.0, 70.0, -35.0)
+    );
+    assert_eq!(duration.u, 15.0);
+    assert!(
+        (duration.p_value - 2.840600811982e-02).abs() < 1e-10,
+        "{duration:?}"
+    );
+
+    // Folded into hourly rollups, which keep the values of small buckets.
+    let policy = swarm_metrics::RetentionPolicy {
+        raw: Some(Duration::days(1)),
+        ..Default::default()
+    };
+    store.apply_retention(&policy).unwrap();
+    assert!(store.get_task_metrics(&a, 10).unwrap().is_empty());
+    assert_eq!(store.compare(&a, &b).unwrap(), before);
+
+    // A side without tasks has nothing to compare.
+    let none = store.compare(&a, &Filter::new().agent("nobody")).unwrap();
+    assert_eq!((none.rate, none.duration), (None, None));
+}

@@ -1,0 +1,33 @@
+"""Reference p-values for the tests in src/hypothesis.rs.
+
+Run once (python3 scripts/hypothesis_reference.py, with scipy and
+statsmodels-free scipy only); the tests embed its output, so that the
+crate's tests are checked against an independent implementation.
+"""
+
+import math
+
+from scipy.stats import fisher_exact, mannwhitneyu, norm
+
+print("// two-proportion z-test (pooled): (x1, n1, x2, n2, z, p)")
+for x1, n1, x2, n2 in [(45, 50, 30, 50), (940, 1000, 810, 1000), (81, 100, 94, 100), (5, 10, 5, 10), (1, 2, 0, 3)]:
+    p = (x1 + x2) / (n1 + n2)
+    se = math.sqrt(p * (1 - p) * (1 / n1 + 1 / n2))
+    z = (x1 / n1 - x2 / n2) / se
+    print(f"({x1}, {n1}, {x2}, {n2}, {z:.12f}, {2 * norm.sf(abs(z)):.12e}),")
+
+print("// Fisher's exact test, two-sided: (x1, n1, x2, n2, p)")
+for x1, n1, x2, n2 in [(7, 8, 3, 10), (9, 10, 3, 10), (1, 1, 0, 3), (0, 5, 5, 5), (3, 8, 4, 9), (12, 15, 2, 4), (50, 50, 49, 50)]:
+    _, p = fisher_exact([[x1, n1 - x1], [x2, n2 - x2]], alternative="two-sided")
+    print(f"({x1}, {n1}, {x2}, {n2}, {p:.12e}),")
+
+print("// Mann-Whitney U, two-sided, asymptotic with continuity and tie correction: (a, b, U of a, p)")
+cases = [
+    ([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0], [5.5, 6.5, 7.5, 8.5, 9.5, 10.5, 11.5, 12.5, 13.5]),
+    ([10.0, 20.0, 20.0, 30.0, 40.0, 40.0, 40.0, 50.0], [20.0, 30.0, 30.0, 60.0, 70.0, 70.0, 80.0, 90.0, 100.0, 110.0]),
+    ([float(i % 17) for i in range(60)], [float(i % 13) + 2.0 for i in range(45)]),
+    ([1.0, 1.0, 1.0], [1.0, 1.0]),
+]
+for a, b in cases:
+    res = mannwhitneyu(a, b, alternative="two-sided", method="asymptotic", use_continuity=True)
+    print(f"(vec!{a}, vec!{b}, {res.statistic:.1f}, {res.pvalue:.12e}),")

@@ -1,0 +1,199 @@
+//! Significance tests behind comparisons: two success rates (the
+//! two-proportion z-test, or Fisher's exact test for small counts) and two
+//! samples of durations (the Mann–Whitney U test).
+
+use statrs::function::erf::erfc;
+use statrs::function::gamma::ln_gamma;
+
+/// Below this expected count in any cell of the 2×2 table, the normal
+/// approximation of the z-test is poor and Fisher's exact test is used.
+pub(crate) const MIN_EXPECTED_COUNT: f64 = 5.0;
+
+/// The two-sided p-value of a standard normal statistic `z`.
+fn two_sided(z: f64) -> f64 {
+    erfc(z.abs() / std::f64::consts::SQRT_2).min(1.0)
+}
+
+/// The pooled two-proportion z-test of `x1` successes out of `n1` against
+/// `x2` out of `n2`: the statistic and its two-sided p-value. `None` when
+/// a side has no trials. When every trial of both sides went the same way
+/// the rates cannot differ: z is 0 and p is 1.
+pub(crate) fn two_proportion_z(x1: u64, n1: u64, x2: u64, n2: u64) -> Option<(f64, f64)> {
+    if n1 == 0 || n2 == 0 {
+        return None;
+    }
+    let (x1, n1, x2, n2) = (x1 as f64, n1 as f64, x2 as f64, n2 as f64);
+    let pooled = (x1 + x2) / (n1 + n2);
+    let se = (pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2)).sqrt();
+    if se == 0.0 {
+        return Some((0.0, 1.0));
+    }
+    let z = (x1 / n1 - x2 / n2) / se;
+    Some((z, two_sided(z)))
+}
+
+/// Whether the 2×2 table of the two sides is too small for the z-test.
+pub(crate) fn needs_exact_test(x1: u64, n1: u64, x2: u64, n2: u64) -> bool {
+    let total = (n1 + n2) as f64;
+    let successes = (x1 + x2) as f64;
+    let failures = total - successes;
+    [n1 as f64, n2 as f64]
+        .iter()
+        .flat_map(|n| [n * successes / total, n * failures / total])
+        .any(|expected| expected < MIN_EXPECTED_COUNT)
+}
+
+/// The two-sided p-value of Fisher's exact test on the 2×2 table of `x1`
+/// successes out of `n1` and `x2` out of `n2`: the probability, given the
+/// margins, of every table no more likely than the one observed.
+pub(crate) fn fisher_exact(x1: u64, n1: u64, x2: u64, n2: u64) -> f64 {
+    let total = n1 + n2;
+    let successes = x1 + x2;
+    let ln_choose = |n: u64, k: u64| {
+        ln_gamma(n as f64 + 1.0) - ln_gamma(k as f64 + 1.0) - ln_gamma((n - k) as f64 + 1.0)
+    };
+    // The probability of x successes on the first side, given the margins
+    // (hypergeometric).
+    let ln_p = |x: u64| {
+        ln_choose(successes, x) + ln_choose(total - successes, n1 - x) - ln_choose(total, n1)
+    };
+    let lowest = (n1 + successes).saturating_sub(total);
+    let highest = n1.min(successes);
+    let observed = ln_p(x1);
+    // Tables as likely as the observed one, up to rounding, count too.
+    let threshold = observed + 1e-7_f64.ln_1p();
+    let p: f64 = (lowest..=highest)
+        .map(ln_p)
+        .filter(|&ln| ln <= threshold)
+        .map(f64::exp)
+        .sum();
+    p.min(1.0)
+}
+
+/// The Mann–Whitney U test of `a` against `b`: the U statistic of `a` (how
+/// many pairs have the value of `a` above that of `b`, ties counting half)
+/// and its two-sided p-value, from the normal approximation with the tie
+/// correction and a continuity correction. `None` when a side is empty.
+/// When every value is the same, nothing can differ: p is 1.
+pub(crate) fn mann_whitney(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    let (n1, n2) = (a.len() as f64, b.len() as f64);
+    let mut all: Vec<(f64, bool)> = a
+        .iter()
+        .map(|&v| (v, true))
+        .chain(b.iter().map(|&v| (v, false)))
+        .collect();
+    all.sort_by(|x, y| x.0.total_cmp(&y.0));
+    // Average ranks over ties; the sum of t³ - t over tie groups.
+    let mut rank_sum_a = 0.0;
+    let mut ties = 0.0;
+    let mut i = 0;
+    while i < all.len() {
+        let mut j = i;
+        while j + 1 < all.len() && all[j + 1].0 == all[i].0 {
+            j += 1;
+        }
+        let count = (j - i + 1) as f64;
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        rank_sum_a += rank * all[i..=j].iter().filter(|(_, in_a)| *in_a).count() as f64;
+        ties += count * count * count - count;
+        i = j + 1;
+    }
+    let u = rank_sum_a - n1 * (n1 + 1.0) / 2.0;
+    let n = n1 + n2;
+    let mean = n1 * n2 / 2.0;
+    let variance = n1 * n2 / 12.0 * ((n + 1.0) - ties / (n * (n - 1.0)));
+    if variance <= 0.0 || !variance.is_finite() {
+        return Some((u, 1.0));
+    }
+    // Half a unit towards the mean, as for any discrete statistic.
+    let shifted = (u - mean).abs() - 0.5;
+    let z = shifted.max(0.0) / variance.sqrt();
+    Some((u, two_sided(z)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(got: f64, want: f64) -> bool {
+        (got - want).abs() <= 1e-9 * want.abs().max(1e-300) || (got - want).abs() < 1e-12
+    }
+
+    // The reference values are the output of
+    // `scripts/hypothesis_reference.py` (scipy), an independent
+    // implementation.
+
+    #[test]
+    fn the_z_test_matches_scipy() {
+        let cases = [
+            (45, 50, 30, 50, 3.464101615138, 5.320055051392e-04),
+            (940, 1000, 810, 1000, 8.789604249177, 1.500877209106e-18),
+            (81, 100, 94, 100, -2.779516915889, 5.443981805202e-03),
+            (5, 10, 5, 10, 0.0, 1.0),
+            (1, 2, 0, 3, 1.369306393763, 1.709035202308e-01),
+        ];
+        for (x1, n1, x2, n2, z, p) in cases {
+            let (got_z, got_p) = two_proportion_z(x1, n1, x2, n2).unwrap();
+            assert!(
+                (got_z - z).abs() < 1e-9,
+                "{x1}/{n1} vs {x2}/{n2}: z {got_z}"
+            );
+            assert!(close(got_p, p), "{x1}/{n1} vs {x2}/{n2}: p {got_p} != {p}");
+        }
+        assert_eq!(two_proportion_z(0, 0, 1, 2), None);
+        assert_eq!(two_proportion_z(3, 3, 5, 5), Some((0.0, 1.0)));
+    }
+
+    #[test]
+    fn fishers_test_matches_scipy() {
+        let cases = [
+            (7, 8, 3, 10, 2.481831893597e-02),
+            (9, 10, 3, 10, 1.976661109788e-02),
+            (1, 1, 0, 3, 2.5e-01),
+            (0, 5, 5, 5, 7.936507936508e-03),
+            (3, 8, 4, 9, 1.0),
+            (12, 15, 2, 4, 2.721878224974e-01),
+            (50, 50, 49, 50, 1.0),
+        ];
+        for (x1, n1, x2, n2, p) in cases {
+            let got = fisher_exact(x1, n1, x2, n2);
+            assert!(
+                (got - p).abs() < 1e-10,
+                "{x1}/{n1} vs {x2}/{n2}: {got} != {p}"
+            );
+        }
+        assert!(needs_exact_test(9, 10, 3, 10));
+        assert!(!needs_exact_test(45, 50, 30, 50));
+    }
+
+    #[test]
+    fn mann_whitney_matches_scipy() {
+        let third_a: Vec<f64> = (0..60).map(|i| (i % 17) as f64).collect();
+        let third_b: Vec<f64> = (0..45).map(|i| (i % 13) as f64 + 2.0).collect();
+        let cases: [(Vec<f64>, Vec<f64>, f64, f64); 4] = [
+            (
+                (1..=10).map(f64::from).collect(),
+                (0..9).map(|i| 5.5 + f64::from(i)).collect(),
+                15.0,
+                1.601099081052e-02,
+            ),
+            (
+                vec![10.0, 20.0, 20.0, 30.0, 40.0, 40.0, 40.0, 50.0],
+                vec![20.0, 30.0, 30.0, 60.0, 70.0, 70.0, 80.0, 90.0, 100.0, 110.0],
+                15.0,
+                2.840600811982e-02,
+            ),
+            (third_a, third_b, 1308.0, 7.877142772112e-01),
+            (vec![1.0, 1.0, 1.0], vec![1.0, 1.0], 3.0, 1.0),
+        ];
+        for (a, b, u, p) in cases {
+            let (got_u, got_p) = mann_whitney(&a, &b).unwrap();
+            assert_eq!(got_u, u);
+            assert!(close(got_p, p), "{got_p} != {p}");
+        }
+        assert_eq!(mann_whitney(&[], &[1.0]), None);
+    }
+}
