@@ -727,3 +727,74 @@ fn a_killed_import_run_again_stores_every_record_exactly_once() {
         "only {killed_while_running} of 6 imports were killed while running"
     );
 }
+
+/// `compare` answers what the library's `compare` answers for the same two
+/// selections, whether they differ by agent or by time window.
+#[test]
+fn compare_answers_as_the_library_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let mut lines = String::new();
+    let durations_a = [10, 20, 20, 30, 40, 40, 40, 50];
+    let durations_b = [20, 30, 30, 60, 70, 70, 80, 90, 100, 110];
+    for (side, durations, successes, day) in
+        [("a", &durations_a[..], 7, 1), ("b", &durations_b[..], 3, 3)]
+    {
+        for (i, d) in durations.iter().enumerate() {
+            let result = if i < successes { "success" } else { "failure" };
+            lines.push_str(&format!(
+                "{{\"kind\":\"task\",\"task_id\":\"{side}{i}\",\"agent_id\":\"agent-{side}\",\"duration_ms\":{d},\"result\":\"{result}\",\"timestamp\":\"2025-06-0{day}T10:00:00Z\"}}\n"
+            ));
+        }
+    }
+    assert_eq!(run(&db, &["import", "-"], Some(&lines)).0, 0);
+    let store = swarm_metrics::MetricsStorage::builder(&db)
+        .read_only(true)
+        .open()
+        .unwrap();
+    let day = |d: u32| {
+        let start = chrono::NaiveDate::from_ymd_opt(2025, 6, d)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc();
+        swarm_metrics::TimeRange::new(start, start + chrono::Duration::hours(24)).unwrap()
+    };
+    let cases: [(&[&str], swarm_metrics::Filter, swarm_metrics::Filter); 2] = [
+        (
+            &["--agent", "agent-a", "--with-agent", "agent-b"],
+            swarm_metrics::Filter::new().agent("agent-a"),
+            swarm_metrics::Filter::new().agent("agent-b"),
+        ),
+        (
+            &[
+                "--from",
+                "2025-06-01T00:00:00Z",
+                "--to",
+                "2025-06-02T00:00:00Z",
+                "--with-from",
+                "2025-06-03T00:00:00Z",
+                "--with-to",
+                "2025-06-04T00:00:00Z",
+            ],
+            swarm_metrics::Filter::new().range(day(1)),
+            swarm_metrics::Filter::new().range(day(3)),
+        ),
+    ];
+    for (args, a, b) in cases {
+        let mut command = vec!["--json", "compare"];
+        command.extend_from_slice(args);
+        let (code, out, err) = run(&db, &command, None);
+        assert_eq!(code, 0, "{err}");
+        let expected = serde_json::to_value(store.compare(&a, &b).unwrap()).unwrap();
+        assert_eq!(json_of(&out), expected, "{args:?}");
+        assert_eq!(expected["rate"]["test"], "fisher_exact");
+    }
+    let (code, out, _) = run(
+        &db,
+        &["compare", "--agent", "agent-a", "--with-agent", "agent-b"],
+        None,
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("p = 0.0248 (Fisher's exact test)"), "{out}");
+}

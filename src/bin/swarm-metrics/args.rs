@@ -137,6 +137,30 @@ pub enum Command {
         #[command(flatten)]
         filter: FilterArgs,
     },
+    /// Compare two selections of tasks: success rates (difference and
+    /// p-value) and durations (difference of medians, Mann-Whitney p-value).
+    /// The first is chosen by the usual filters; the second by the --with-*
+    /// options, each defaulting to the first's value: two agents, two
+    /// swarms, or two time windows.
+    Compare {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// The second selection's agent.
+        #[arg(long)]
+        with_agent: Option<String>,
+        /// The second selection's swarm.
+        #[arg(long)]
+        with_swarm: Option<String>,
+        /// The second selection's time range: the last span up to now.
+        #[arg(long, conflicts_with = "with_from")]
+        with_since: Option<String>,
+        /// The second selection's time range: from this time (RFC 3339).
+        #[arg(long)]
+        with_from: Option<String>,
+        /// The second selection's time range: up to this time (RFC 3339).
+        #[arg(long)]
+        with_to: Option<String>,
+    },
     /// The best (or, with --bottom, worst) agents by a measure.
     Top {
         #[command(flatten)]

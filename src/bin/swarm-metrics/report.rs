@@ -6,11 +6,11 @@ use std::io::Write;
 use serde::Serialize;
 use serde_json::{json, Value};
 use swarm_metrics::{
-    Aggregate, Bucket, BucketValue, GroupBy, Grouped, Interval, Measure, MetricKind,
-    MetricsStorage, StoreStats, SuccessRate, TaskMetric,
+    Aggregate, Bucket, BucketValue, Comparison, GroupBy, Grouped, Interval, Measure, MetricKind,
+    MetricsStorage, ProportionTest, StoreStats, SuccessRate, TaskMetric,
 };
 
-use crate::args::{parse_aggregation, parse_span, Aggregation, Command};
+use crate::args::{parse_aggregation, parse_span, Aggregation, Command, RangeArgs};
 use crate::{json_error, write_json, Failure};
 
 fn to_json(value: impl Serialize) -> Result<Value, Failure> {
@@ -405,6 +405,37 @@ pub fn question(
             writeln!(out, "files changed    {}", summary.files_changed_total)?;
             Ok(())
         }
+        Command::Compare {
+            filter,
+            with_agent,
+            with_swarm,
+            with_since,
+            with_from,
+            with_to,
+        } => {
+            let a = filter.filter()?;
+            let range_given = with_since.is_some() || with_from.is_some() || with_to.is_some();
+            let other_range = RangeArgs {
+                from: with_from,
+                to: with_to,
+                since: with_since,
+            };
+            let b = swarm_metrics::Filter {
+                agent_id: with_agent.or_else(|| a.agent_id.clone()),
+                swarm_id: with_swarm.or_else(|| a.swarm_id.clone()),
+                time_range: if range_given {
+                    other_range.range()?
+                } else {
+                    a.time_range
+                },
+                ..a.clone()
+            };
+            let comparison = store.compare(&a, &b)?;
+            if as_json {
+                return write_json(out, &comparison);
+            }
+            compare_table(out, &comparison)
+        }
         Command::Top {
             filter,
             by,
@@ -475,6 +506,51 @@ pub fn question(
         | Command::Import { .. }
         | Command::Export { .. } => Err(Failure::Usage("not a question".to_owned())),
     }
+}
+
+fn compare_table(out: &mut impl Write, c: &Comparison) -> Result<(), Failure> {
+    let p = |p: f64| format!("{p:.4}");
+    writeln!(
+        out,
+        "success rate  a {} ({}/{}, 95% CI {})  b {} ({}/{}, 95% CI {})",
+        rate_cell(c.a.rate),
+        c.a.success,
+        c.a.total,
+        interval_cell(c.a.interval),
+        rate_cell(c.b.rate),
+        c.b.success,
+        c.b.total,
+        interval_cell(c.b.interval),
+    )?;
+    match &c.rate {
+        Some(r) => writeln!(
+            out,
+            "              difference {:+.2} points, p = {} ({})",
+            100.0 * r.difference,
+            p(r.p_value),
+            match r.test {
+                ProportionTest::FisherExact => "Fisher's exact test",
+                _ => "two-proportion z-test",
+            }
+        )?,
+        None => writeln!(out, "              no tasks on one side")?,
+    }
+    match &c.duration {
+        Some(d) => writeln!(
+            out,
+            "duration      median a {} ms, b {} ms, difference {:+} ms, p = {} (Mann-Whitney U = {})",
+            d.median_a,
+            d.median_b,
+            d.median_difference,
+            p(d.p_value),
+            d.u
+        )?,
+        None => writeln!(
+            out,
+            "duration      no test (no tasks on one side, or durations kept only as sketches)"
+        )?,
+    }
+    Ok(())
 }
 
 fn rate_table(out: &mut impl Write, rows: &[Grouped<SuccessRate>]) -> Result<(), Failure> {
