@@ -31,3 +31,10 @@ cases = [
 for a, b in cases:
     res = mannwhitneyu(a, b, alternative="two-sided", method="asymptotic", use_continuity=True)
     print(f"(vec!{a}, vec!{b}, {res.statistic:.1f}, {res.pvalue:.12e}),")
+
+from scipy.stats import false_discovery_control
+
+print("// Benjamini-Hochberg adjusted p-values: (p-values, adjusted)")
+for ps in [[0.01, 0.04, 0.03, 0.005, 0.5], [0.2, 0.2, 0.2], [0.001], [0.04, 0.01, 0.9, 0.03, 0.02, 0.6]]:
+    q = false_discovery_control(ps, method="bh")
+    print(f"(vec!{ps}, vec![{', '.join(f'{v:.12f}' for v in q)}]),")

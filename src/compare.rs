@@ -1,13 +1,17 @@
 //! Comparing two selections of task metrics (two agents, two swarms, two
 //! time windows): is the difference in success rate or duration more than
-//! noise?
+//! noise? And, over every agent and swarm at once, which got worse.
+
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::SuccessRate;
-use crate::error::Result;
-use crate::hypothesis::{fisher_exact, mann_whitney, needs_exact_test, two_proportion_z};
-use crate::query::Filter;
+use crate::error::{Error, Result};
+use crate::hypothesis::{
+    benjamini_hochberg, fisher_exact, mann_whitney, needs_exact_test, two_proportion_z,
+};
+use crate::query::{Filter, GroupBy, TimeRange};
 use crate::record::{MetricKind, MetricType};
 use crate::stat::quantile;
 use crate::storage::MetricsStorage;
@@ -151,4 +155,149 @@ fn compare_durations(a: &mut [f64], b: &mut [f64]) -> Option<DurationComparison>
         u,
         p_value,
     })
+}
+
+/// What got worse in a [`Regression`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegressedMeasure {
+    /// The success rate fell.
+    SuccessRate,
+    /// The median duration rose.
+    Duration,
+}
+
+/// An agent or swarm that got significantly worse between two windows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Regression {
+    /// Whether `id` is an agent or a swarm.
+    pub group: GroupBy,
+    /// The agent or swarm id.
+    pub id: String,
+    /// What got worse.
+    pub measure: RegressedMeasure,
+    /// The success rate, or the median duration (ms), in the baseline.
+    pub baseline: f64,
+    /// The same in the current window.
+    pub current: f64,
+    /// The two-sided p-value of the difference.
+    pub p_value: f64,
+    /// The p-value adjusted for the number of agents and swarms tested
+    /// (Benjamini–Hochberg); the regression is reported when it is at most
+    /// the `alpha` asked for.
+    pub q_value: f64,
+    /// The comparison behind it (current as `a`, baseline as `b`).
+    pub comparison: Comparison,
+}
+
+impl MetricsStorage {
+    /// The agents and swarms whose success rate fell, or whose median task
+    /// duration rose, significantly from the `baseline` window to the
+    /// `current` one: the question a controller asks each morning.
+    ///
+    /// Every agent and swarm with tasks in both windows is tested on both
+    /// measures ([`compare`](Self::compare)); the p-values are adjusted for
+    /// the number of tests by the Benjamini–Hochberg procedure, which keeps
+    /// the expected share of false alarms among those reported at
+    /// `alpha`. Reported: the tests whose adjusted p-value is at most
+    /// `alpha` and whose difference goes the bad way, most significant
+    /// first.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when `alpha` is not strictly between 0 and
+    /// 1; otherwise as [`compare`](Self::compare).
+    pub fn regressions(
+        &self,
+        current: TimeRange,
+        baseline: TimeRange,
+        alpha: f64,
+    ) -> Result<Vec<Regression>> {
+        if !(alpha > 0.0 && alpha < 1.0) {
+            return Err(Error::invalid(
+                "alpha",
+                format!("must be strictly between 0 and 1, not {alpha}"),
+            ));
+        }
+        // Every test made, worse or not: all of them count for the
+        // adjustment.
+        struct Test {
+            group: GroupBy,
+            id: String,
+            measure: RegressedMeasure,
+            worse: bool,
+            baseline: f64,
+            current: f64,
+            p_value: f64,
+            comparison: Comparison,
+        }
+        let mut tests = Vec::new();
+        for group in [GroupBy::Agent, GroupBy::Swarm] {
+            let in_window = |range: TimeRange| -> Result<BTreeSet<String>> {
+                Ok(self
+                    .success_rate_by(group, &Filter::new().range(range))?
+                    .into_iter()
+                    .filter_map(|g| g.key)
+                    .collect())
+            };
+            let ids: Vec<String> = in_window(current)?
+                .intersection(&in_window(baseline)?)
+                .cloned()
+                .collect();
+            for id in ids {
+                let of = |range: TimeRange| match group {
+                    GroupBy::Swarm => Filter::new().swarm(&id).range(range),
+                    _ => Filter::new().agent(&id).range(range),
+                };
+                let comparison = self.compare(&of(current), &of(baseline))?;
+                if let Some(rate) = comparison.rate {
+                    tests.push(Test {
+                        group,
+                        id: id.clone(),
+                        measure: RegressedMeasure::SuccessRate,
+                        worse: rate.difference < 0.0,
+                        baseline: comparison.b.rate.unwrap_or(0.0),
+                        current: comparison.a.rate.unwrap_or(0.0),
+                        p_value: rate.p_value,
+                        comparison: comparison.clone(),
+                    });
+                }
+                if let Some(duration) = comparison.duration {
+                    tests.push(Test {
+                        group,
+                        id: id.clone(),
+                        measure: RegressedMeasure::Duration,
+                        worse: duration.median_difference > 0.0,
+                        baseline: duration.median_b,
+                        current: duration.median_a,
+                        p_value: duration.p_value,
+                        comparison: comparison.clone(),
+                    });
+                }
+            }
+        }
+        let p_values: Vec<f64> = tests.iter().map(|t| t.p_value).collect();
+        let q_values = benjamini_hochberg(&p_values);
+        let mut found: Vec<Regression> = tests
+            .into_iter()
+            .zip(q_values)
+            .filter(|(test, q)| test.worse && *q <= alpha)
+            .map(|(test, q_value)| Regression {
+                group: test.group,
+                id: test.id,
+                measure: test.measure,
+                baseline: test.baseline,
+                current: test.current,
+                p_value: test.p_value,
+                q_value,
+                comparison: test.comparison,
+            })
+            .collect();
+        found.sort_by(|a, b| {
+            a.q_value
+                .total_cmp(&b.q_value)
+                .then(a.p_value.total_cmp(&b.p_value))
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(found)
+    }
 }

@@ -114,6 +114,24 @@ pub(crate) fn mann_whitney(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
     Some((u, two_sided(z)))
 }
 
+/// Benjamini–Hochberg adjusted p-values ("q-values"), in the order of
+/// `p_values`: rejecting every hypothesis whose q-value is at most `alpha`
+/// keeps the expected share of false discoveries among them at `alpha`.
+pub(crate) fn benjamini_hochberg(p_values: &[f64]) -> Vec<f64> {
+    let m = p_values.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| p_values[a].total_cmp(&p_values[b]));
+    let mut adjusted = vec![0.0; m];
+    // From the largest p-value down, each q is the smallest m/rank · p of
+    // its rank and every rank above it.
+    let mut running = 1.0_f64;
+    for (rank, &i) in order.iter().enumerate().rev() {
+        running = running.min(p_values[i] * m as f64 / (rank + 1) as f64);
+        adjusted[i] = running;
+    }
+    adjusted
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +185,30 @@ mod tests {
         }
         assert!(needs_exact_test(9, 10, 3, 10));
         assert!(!needs_exact_test(45, 50, 30, 50));
+    }
+
+    #[test]
+    fn benjamini_hochberg_matches_scipy() {
+        let cases: [(Vec<f64>, Vec<f64>); 4] = [
+            (
+                vec![0.01, 0.04, 0.03, 0.005, 0.5],
+                vec![0.025, 0.05, 0.05, 0.025, 0.5],
+            ),
+            (vec![0.2, 0.2, 0.2], vec![0.2, 0.2, 0.2]),
+            (vec![0.001], vec![0.001]),
+            (
+                vec![0.04, 0.01, 0.9, 0.03, 0.02, 0.6],
+                vec![0.06, 0.06, 0.9, 0.06, 0.06, 0.72],
+            ),
+        ];
+        for (p, q) in cases {
+            let got = benjamini_hochberg(&p);
+            assert!(
+                got.iter().zip(&q).all(|(g, w)| (g - w).abs() < 1e-12),
+                "{p:?}: {got:?} != {q:?}"
+            );
+        }
+        assert!(benjamini_hochberg(&[]).is_empty());
     }
 
     #[test]

@@ -84,7 +84,9 @@ pub use analytics::{
     Bucket, BucketValue, DurationStats, Grouped, Measure, Outlier, RankBy, Ranked, Summary, P50,
     P90, P95, P99,
 };
-pub use compare::{Comparison, DurationComparison, ProportionTest, RateComparison};
+pub use compare::{
+    Comparison, DurationComparison, ProportionTest, RateComparison, RegressedMeasure, Regression,
+};
 pub use error::{Error, Result};
 pub use generic::{parse_filter, parse_metric, Parsed, RECORD_FIELDS};
 pub use interval::{Interval, IntervalMethod, DEFAULT_CONFIDENCE};

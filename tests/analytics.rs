@@ -549,3 +549,100 @@ fn compare_gives_the_reference_answers_before_and_after_retention() {
     let none = store.compare(&a, &Filter::new().agent("nobody")).unwrap();
     assert_eq!((none.rate, none.duration), (None, None));
 }
+
+/// Over every agent and swarm: the one whose success rate fell and the one
+/// whose durations rose are found, with their swarms; the stable ones and
+/// the one that got better are not.
+#[test]
+fn regressions_find_what_got_worse_and_nothing_else() {
+    let store = MetricsStorage::temporary().unwrap();
+    let now = swarm_metrics::now();
+    let current = TimeRange::new(now - Duration::hours(24), now).unwrap();
+    // Ranges include both ends: the baseline stops just before the current
+    // window starts.
+    let baseline = TimeRange::new(
+        now - Duration::days(8),
+        now - Duration::hours(24) - Duration::microseconds(1),
+    )
+    .unwrap();
+    let mut tasks = Vec::new();
+    // (agent, swarm, successes of 100 then, durations then, successes of 50
+    // now, durations now)
+    let agents = [
+        ("stable-1", "s1", 90, 100, 45, 100),
+        ("stable-2", "s1", 80, 200, 40, 200),
+        ("stable-3", "s1", 70, 150, 35, 150),
+        ("improving", "s1", 60, 100, 48, 100),
+        ("failing", "s2", 95, 100, 20, 100),
+        ("slowing", "s3", 90, 100, 45, 300),
+    ];
+    for (agent, swarm, ok_then, ms_then, ok_now, ms_now) in agents {
+        for i in 0..100 {
+            let at = baseline.start() + Duration::minutes(90 * i);
+            let result = if i < ok_then {
+                TaskResult::Success
+            } else {
+                TaskResult::Failure
+            };
+            tasks.push(
+                TaskMetric::new(
+                    format!("{agent}-then-{i}"),
+                    agent,
+                    ms_then + (i as u64 % 7),
+                    result,
+                )
+                .swarm(swarm)
+                .at(at),
+            );
+        }
+        for i in 0..50 {
+            let at = current.start() + Duration::minutes(20 * i);
+            let result = if i < ok_now {
+                TaskResult::Success
+            } else {
+                TaskResult::Failure
+            };
+            tasks.push(
+                TaskMetric::new(
+                    format!("{agent}-now-{i}"),
+                    agent,
+                    ms_now + (i as u64 % 7),
+                    result,
+                )
+                .swarm(swarm)
+                .at(at),
+            );
+        }
+    }
+    store.store_task_metrics(&tasks).unwrap();
+
+    let found = store.regressions(current, baseline, 0.05).unwrap();
+    let mut what: Vec<(GroupBy, String, swarm_metrics::RegressedMeasure)> = found
+        .iter()
+        .map(|r| (r.group, r.id.clone(), r.measure))
+        .collect();
+    what.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    use swarm_metrics::RegressedMeasure::{Duration as Slower, SuccessRate as Fell};
+    assert_eq!(
+        what,
+        [
+            (GroupBy::Agent, "failing".to_owned(), Fell),
+            (GroupBy::Agent, "slowing".to_owned(), Slower),
+            (GroupBy::Swarm, "s2".to_owned(), Fell),
+            (GroupBy::Swarm, "s3".to_owned(), Slower),
+        ]
+    );
+    for r in &found {
+        assert!(r.q_value <= 0.05 && r.p_value <= r.q_value, "{r:?}");
+        match r.measure {
+            Fell => assert!(r.current < r.baseline),
+            Slower => assert!(r.current > r.baseline),
+        }
+    }
+    let failing = found.iter().find(|r| r.id == "failing").unwrap();
+    assert_eq!((failing.baseline, failing.current), (0.95, 0.4));
+    assert!(store
+        .regressions(current, baseline, 1.0)
+        .unwrap_err()
+        .is_invalid_input());
+}

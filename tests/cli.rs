@@ -798,3 +798,67 @@ fn compare_answers_as_the_library_does() {
     assert_eq!(code, 0);
     assert!(out.contains("p = 0.0248 (Fisher's exact test)"), "{out}");
 }
+
+/// `regressions --current 24h --baseline 7d` reports what the library's
+/// `regressions` reports for the same windows.
+#[test]
+fn regressions_answer_as_the_library_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let now = swarm_metrics::now();
+    let mut lines = String::new();
+    for (agent, ok_then, ok_now) in [("steady", 90, 45), ("failing", 95, 15)] {
+        for i in 0..150 {
+            // 100 tasks well inside the baseline window, 50 inside the current.
+            let (at, ok) = if i < 100 {
+                (now - chrono::Duration::hours(30 + i), i < ok_then)
+            } else {
+                (
+                    now - chrono::Duration::minutes(20 * (i - 100) + 60),
+                    i - 100 < ok_now,
+                )
+            };
+            let result = if ok { "success" } else { "failure" };
+            lines.push_str(&format!(
+                "{{\"kind\":\"task\",\"task_id\":\"{agent}-{i}\",\"agent_id\":\"{agent}\",\"duration_ms\":{},\"result\":\"{result}\",\"timestamp\":\"{}\"}}\n",
+                100 + i % 5,
+                at.to_rfc3339()
+            ));
+        }
+    }
+    assert_eq!(run(&db, &["import", "-"], Some(&lines)).0, 0);
+    let (code, out, err) = run(
+        &db,
+        &[
+            "--json",
+            "regressions",
+            "--current",
+            "24h",
+            "--baseline",
+            "7d",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let store = swarm_metrics::MetricsStorage::builder(&db)
+        .read_only(true)
+        .open()
+        .unwrap();
+    let current = swarm_metrics::TimeRange::last(chrono::Duration::hours(24)).unwrap();
+    let baseline = swarm_metrics::TimeRange::new(
+        current.start() - chrono::Duration::days(7),
+        current.start() - chrono::Duration::microseconds(1),
+    )
+    .unwrap();
+    let expected = store.regressions(current, baseline, 0.05).unwrap();
+    assert_eq!(expected.len(), 1);
+    assert_eq!(expected[0].id, "failing");
+    assert_eq!(json_of(&out), serde_json::to_value(&expected).unwrap());
+    let (code, text, _) = run(&db, &["regressions"], None);
+    assert_eq!(code, 0);
+    assert!(
+        text.contains("failing") && text.contains("success rate fell"),
+        "{text}"
+    );
+    assert!(!text.contains("steady"), "{text}");
+}

@@ -161,6 +161,21 @@ pub enum Command {
         #[arg(long)]
         with_to: Option<String>,
     },
+    /// The agents and swarms whose success rate fell or whose durations
+    /// rose significantly from the baseline window to the current one
+    /// (Benjamini-Hochberg corrected over everything tested).
+    Regressions {
+        /// The current window: the last span up to now (e.g. 24h).
+        #[arg(long, default_value = "24h")]
+        current: String,
+        /// The baseline window: the span just before the current one
+        /// (e.g. 7d).
+        #[arg(long, default_value = "7d")]
+        baseline: String,
+        /// The false discovery rate to keep to.
+        #[arg(long, default_value_t = 0.05)]
+        alpha: f64,
+    },
     /// The best (or, with --bottom, worst) agents by a measure.
     Top {
         #[command(flatten)]

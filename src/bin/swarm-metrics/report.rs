@@ -3,11 +3,13 @@
 
 use std::io::Write;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 use swarm_metrics::{
     Aggregate, Bucket, BucketValue, Comparison, GroupBy, Grouped, Interval, Measure, MetricKind,
-    MetricsStorage, ProportionTest, StoreStats, SuccessRate, TaskMetric,
+    MetricsStorage, ProportionTest, RegressedMeasure, StoreStats, SuccessRate, TaskMetric,
+    TimeRange,
 };
 
 use crate::args::{parse_aggregation, parse_span, Aggregation, Command, RangeArgs};
@@ -435,6 +437,57 @@ pub fn question(
                 return write_json(out, &comparison);
             }
             compare_table(out, &comparison)
+        }
+        Command::Regressions {
+            current,
+            baseline,
+            alpha,
+        } => {
+            let now = swarm_metrics::now();
+            let before = |span: &str, flag: &str, from: DateTime<Utc>| {
+                from.checked_sub_signed(parse_span(flag, span)?)
+                    .ok_or_else(|| {
+                        Failure::Usage(format!(
+                            "{flag} {span:?} reaches before the earliest representable date"
+                        ))
+                    })
+            };
+            let current_start = before(&current, "--current", now)?;
+            let baseline_start = before(&baseline, "--baseline", current_start)?;
+            // Ranges include both ends: the baseline ends just before the
+            // current window starts.
+            let baseline_end = current_start - chrono::Duration::microseconds(1);
+            let found = store.regressions(
+                TimeRange::new(current_start, now)?,
+                TimeRange::new(baseline_start, baseline_end)?,
+                alpha,
+            )?;
+            if as_json {
+                return write_json(out, &&found);
+            }
+            let value = |measure: RegressedMeasure, v: f64| match measure {
+                RegressedMeasure::SuccessRate => rate_cell(Some(v)),
+                _ => format!("{v} ms"),
+            };
+            table_of(
+                out,
+                &["group", "id", "what", "baseline", "current", "p", "q"],
+                &found,
+                |r| {
+                    vec![
+                        format!("{:?}", r.group).to_lowercase(),
+                        r.id.clone(),
+                        match r.measure {
+                            RegressedMeasure::SuccessRate => "success rate fell".to_owned(),
+                            _ => "durations rose".to_owned(),
+                        },
+                        value(r.measure, r.baseline),
+                        value(r.measure, r.current),
+                        format!("{:.2e}", r.p_value),
+                        format!("{:.2e}", r.q_value),
+                    ]
+                },
+            )
         }
         Command::Top {
             filter,
