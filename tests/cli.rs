@@ -150,6 +150,32 @@ fn questions_answer_in_the_documented_json_shapes() {
             "interval": {"low": ci.low, "high": ci.high, "confidence": 0.95, "method": "wilson"},
         })
     );
+    // Another confidence and method on request.
+    let (_, out, _) = run(
+        &db,
+        &[
+            "--json",
+            "success-rate",
+            "--confidence",
+            "0.99",
+            "--interval",
+            "clopper-pearson",
+        ],
+        None,
+    );
+    let exact = swarm_metrics::Interval::for_proportion(
+        1,
+        3,
+        0.99,
+        swarm_metrics::IntervalMethod::ClopperPearson,
+    )
+    .unwrap();
+    assert_eq!(
+        json_of(&out)["interval"],
+        serde_json::to_value(exact).unwrap()
+    );
+    let (code, _, err) = run(&db, &["success-rate", "--confidence", "1"], None);
+    assert_eq!(code, 2, "{err}");
     let (_, out, _) = run(&db, &["--json", "success-rate", "--by", "swarm"], None);
     let by_swarm = json_of(&out);
     assert_eq!(by_swarm[0]["id"], "s1");
@@ -203,14 +229,17 @@ fn questions_answer_in_the_documented_json_shapes() {
     let (code, out, _) = run(&db, &["success-rate", "--by", "agent"], None);
     assert_eq!(code, 0);
     assert!(out.lines().next().unwrap().starts_with("id"), "{out}");
-    assert!(out.lines().next().unwrap().contains("95% ci"), "{out}");
     // a1: 1 success of 2, 9.5%–90.5%.
     let a1 = out.lines().find(|l| l.starts_with("a1")).unwrap();
     let ci =
         swarm_metrics::Interval::for_proportion(1, 2, 0.95, swarm_metrics::IntervalMethod::Wilson)
             .unwrap()
             .unwrap();
-    let cell = format!("{:.1}%–{:.1}%", 100.0 * ci.low, 100.0 * ci.high);
+    let cell = format!(
+        "50.0% (1/2, 95% CI {:.1}%–{:.1}%)",
+        100.0 * ci.low,
+        100.0 * ci.high
+    );
     assert!(a1.contains(&cell), "{a1} lacks {cell}");
 }
 

@@ -117,6 +117,12 @@ pub enum Command {
         /// One result per group, best first.
         #[arg(long, value_enum)]
         by: Option<By>,
+        /// The confidence of the interval shown with each rate.
+        #[arg(long, default_value_t = swarm_metrics::DEFAULT_CONFIDENCE)]
+        confidence: f64,
+        /// How the interval is computed.
+        #[arg(long, value_enum, default_value_t = IntervalArg::Wilson)]
+        interval: IntervalArg,
     },
     /// An aggregation, percentile or success rate per time bucket.
     Series {
@@ -253,6 +259,24 @@ impl From<By> for swarm_metrics::GroupBy {
             By::Swarm => swarm_metrics::GroupBy::Swarm,
             By::Result => swarm_metrics::GroupBy::Result,
             By::MetricType => swarm_metrics::GroupBy::MetricType,
+        }
+    }
+}
+
+/// How a success rate's confidence interval is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IntervalArg {
+    /// The Wilson score interval.
+    Wilson,
+    /// The Clopper-Pearson ("exact") interval.
+    ClopperPearson,
+}
+
+impl From<IntervalArg> for swarm_metrics::IntervalMethod {
+    fn from(method: IntervalArg) -> Self {
+        match method {
+            IntervalArg::Wilson => swarm_metrics::IntervalMethod::Wilson,
+            IntervalArg::ClopperPearson => swarm_metrics::IntervalMethod::ClopperPearson,
         }
     }
 }

@@ -146,6 +146,21 @@ fn rate_json(rate: &SuccessRate) -> Value {
     })
 }
 
+/// A rate with its counts and interval: `90.0% (9/10, 95% CI 59.6%–98.2%)`.
+fn rate_with_interval(r: &SuccessRate) -> String {
+    match (r.rate, r.interval) {
+        (Some(rate), Some(ci)) => format!(
+            "{:.1}% ({}/{}, {}% CI {})",
+            100.0 * rate,
+            r.success,
+            r.total,
+            100.0 * ci.confidence,
+            interval_cell(Some(ci))
+        ),
+        _ => format!("- ({}/{})", r.success, r.total),
+    }
+}
+
 /// An interval as text: `59.6%–98.2%`, or `-` for none.
 fn interval_cell(interval: Option<Interval>) -> String {
     interval.map_or("-".to_owned(), |ci| {
@@ -326,11 +341,22 @@ pub fn question(
                 ]
             })
         }
-        Command::SuccessRate { filter, by } => {
+        Command::SuccessRate {
+            filter,
+            by,
+            confidence,
+            interval,
+        } => {
             let f = filter.filter()?;
+            // Each rate comes with the 95% Wilson interval; another is
+            // computed when asked for.
+            let with_interval = |mut rate: SuccessRate| -> Result<SuccessRate, Failure> {
+                rate.interval = rate.interval(confidence, interval.into())?;
+                Ok(rate)
+            };
             match by {
                 None => {
-                    let rate = store.success_rate(&f)?;
+                    let rate = with_interval(store.success_rate(&f)?)?;
                     if as_json {
                         return write_json(out, &rate_json(&rate));
                     }
@@ -343,7 +369,10 @@ pub fn question(
                     )
                 }
                 Some(by) => {
-                    let groups = store.success_rate_by(by.into(), &f)?;
+                    let mut groups = store.success_rate_by(by.into(), &f)?;
+                    for group in &mut groups {
+                        group.value = with_interval(group.value)?;
+                    }
                     if as_json {
                         return json_array(out, &groups, |g| with_id(rate_json(&g.value), &g.key));
                     }
@@ -383,7 +412,7 @@ pub fn question(
             writeln!(
                 out,
                 "success rate     {} (success {}, failure {}, timeout {}, cancelled {})",
-                rate_cell(summary.success_rate.rate),
+                rate_with_interval(&summary.success_rate),
                 summary.success_rate.success,
                 summary.success_rate.failure,
                 summary.success_rate.timeout,
@@ -610,7 +639,6 @@ fn rate_table(out: &mut impl Write, rows: &[Grouped<SuccessRate>]) -> Result<(),
     let header = [
         "id",
         "rate",
-        "95% ci",
         "success",
         "failure",
         "timeout",
@@ -620,8 +648,7 @@ fn rate_table(out: &mut impl Write, rows: &[Grouped<SuccessRate>]) -> Result<(),
     table_of(out, &header, rows, |Grouped { key, value: r }| {
         vec![
             key.clone().unwrap_or_else(|| "(all)".to_owned()),
-            rate_cell(r.rate),
-            interval_cell(r.interval),
+            rate_with_interval(r),
             r.success.to_string(),
             r.failure.to_string(),
             r.timeout.to_string(),
