@@ -81,8 +81,8 @@ mod writer;
 
 pub use aggregate::{Aggregate, Percentile, SuccessRate};
 pub use analytics::{
-    Bucket, BucketValue, DurationStats, Grouped, Measure, Outlier, RankBy, Ranked, Summary, P50,
-    P90, P95, P99,
+    Bucket, BucketValue, DurationStats, EmptyBuckets, Grouped, Measure, Order, Outlier, RankBy,
+    Ranked, Summary, P50, P90, P95, P99,
 };
 pub use compare::{
     Comparison, DurationComparison, ProportionTest, RateComparison, RegressedMeasure, Regression,

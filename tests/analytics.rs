@@ -9,9 +9,9 @@ use chrono::{DateTime, Duration, Utc};
 use common::*;
 use proptest::prelude::*;
 use swarm_metrics::{
-    AgentMetric, AggregationType, BucketValue, Error, Filter, GroupBy, Interval, IntervalMethod,
-    Measure, MetricKind, MetricType, MetricsStorage, RankBy, SuccessRate, TaskMetric, TaskResult,
-    TimeRange,
+    AgentMetric, AggregationType, BucketValue, EmptyBuckets, Error, Filter, GroupBy, Interval,
+    IntervalMethod, Measure, MetricKind, MetricType, MetricsStorage, Order, RankBy, SuccessRate,
+    TaskMetric, TaskResult, TimeRange,
 };
 
 /// The group key a task falls in.
@@ -90,7 +90,7 @@ proptest! {
             buckets.entry(bucket_start(t.timestamp, width)).or_default().push(t);
         }
 
-        let sums = store.series(MetricKind::Task, Measure::Aggregate(AggregationType::Sum), width, &filter, false).unwrap();
+        let sums = store.series(MetricKind::Task, Measure::Aggregate(AggregationType::Sum), width, &filter, EmptyBuckets::Skip).unwrap();
         prop_assert_eq!(sums.len(), buckets.len());
         for (b, (start, members)) in sums.iter().zip(&buckets) {
             prop_assert_eq!(b.start.timestamp_micros(), *start);
@@ -100,19 +100,19 @@ proptest! {
             prop_assert_eq!(a.value, Some(members.iter().map(|t| u128::from(t.duration_ms)).sum::<u128>() as f64));
         }
 
-        let rates = store.series(MetricKind::Task, Measure::SuccessRate, width, &filter, false).unwrap();
+        let rates = store.series(MetricKind::Task, Measure::SuccessRate, width, &filter, EmptyBuckets::Skip).unwrap();
         for (b, members) in rates.iter().zip(buckets.values()) {
             prop_assert_eq!(b.value, BucketValue::SuccessRate(rate_of(members.iter().copied())));
         }
 
-        let percentiles = store.series(MetricKind::Task, Measure::Percentile(q), width, &filter, false).unwrap();
+        let percentiles = store.series(MetricKind::Task, Measure::Percentile(q), width, &filter, EmptyBuckets::Skip).unwrap();
         for (b, members) in percentiles.iter().zip(buckets.values()) {
             let BucketValue::Percentile(p) = b.value else { panic!("not a percentile") };
             let values: Vec<f64> = members.iter().map(|t| t.duration_ms as f64).collect();
             assert_close(p.value, model_quantile(&values, q), "bucket percentile");
         }
 
-        let filled = store.series(MetricKind::Task, Measure::SuccessRate, width, &filter, true).unwrap();
+        let filled = store.series(MetricKind::Task, Measure::SuccessRate, width, &filter, EmptyBuckets::Zero).unwrap();
         prop_assert!(filled.windows(2).all(|w| w[1].start - w[0].start == width), "no gaps");
         prop_assert!(filled.len() >= buckets.len());
         let empty = filled.iter().filter(|b| b.value == BucketValue::SuccessRate(SuccessRate::default())).count();
@@ -178,7 +178,7 @@ proptest! {
                 o.then_with(|| a.0.cmp(&b.0))
             });
             expected.truncate(n);
-            let got = store.rank_agents(by, best_first, n, min_tasks, &filter).unwrap();
+            let got = store.rank_agents(by, if best_first { Order::BestFirst } else { Order::WorstFirst }, n, min_tasks, &filter).unwrap();
             prop_assert_eq!(got.len(), expected.len());
             for (g, (agent, score, _, ci)) in got.iter().zip(&expected) {
                 prop_assert_eq!(&g.agent_id, agent);
@@ -238,7 +238,13 @@ fn throughput_is_tasks_per_hour_of_the_range() {
     store.store_task_metrics(&tasks).unwrap();
     let range = TimeRange::new(start, start + Duration::hours(2)).unwrap();
     let top = store
-        .rank_agents(RankBy::Throughput, true, 5, 1, &Filter::new().range(range))
+        .rank_agents(
+            RankBy::Throughput,
+            Order::BestFirst,
+            5,
+            1,
+            &Filter::new().range(range),
+        )
         .unwrap();
     assert_eq!(top[0].agent_id, "busy");
     assert_eq!(top[0].score, 10.0);
@@ -246,7 +252,7 @@ fn throughput_is_tasks_per_hour_of_the_range() {
     let bottom = store
         .rank_agents(
             RankBy::Throughput,
-            false,
+            Order::WorstFirst,
             1,
             15,
             &Filter::new().range(range),
@@ -279,7 +285,7 @@ fn bad_arguments_are_refused() {
                     Measure::Percentile(2.0),
                     Duration::hours(1),
                     &all,
-                    false
+                    EmptyBuckets::Skip
                 )
                 .unwrap_err()
         ),
@@ -293,7 +299,7 @@ fn bad_arguments_are_refused() {
                     Measure::SuccessRate,
                     Duration::zero(),
                     &all,
-                    false
+                    EmptyBuckets::Skip
                 )
                 .unwrap_err()
         ),
@@ -307,7 +313,7 @@ fn bad_arguments_are_refused() {
                     Measure::SuccessRate,
                     Duration::hours(1),
                     &all,
-                    false
+                    EmptyBuckets::Skip
                 )
                 .unwrap_err()
         ),
@@ -316,7 +322,7 @@ fn bad_arguments_are_refused() {
     assert_eq!(
         field(
             store
-                .rank_agents(RankBy::SuccessRate, true, 0, 0, &all)
+                .rank_agents(RankBy::SuccessRate, Order::BestFirst, 0, 0, &all)
                 .unwrap_err()
         ),
         "n"
@@ -352,7 +358,7 @@ fn bad_arguments_are_refused() {
                     Measure::SuccessRate,
                     Duration::seconds(1),
                     &wide,
-                    true
+                    EmptyBuckets::Zero
                 )
                 .unwrap_err()
         ),
@@ -399,7 +405,7 @@ fn agent_metrics_group_by_metric_type_and_bucket() {
             Measure::Aggregate(AggregationType::Max),
             Duration::hours(1),
             &Filter::new(),
-            false,
+            EmptyBuckets::Skip,
         )
         .unwrap();
     assert_eq!(hourly.len(), 2);
@@ -454,21 +460,27 @@ fn success_rankings_weigh_the_number_of_tasks() {
     };
     // Lower bounds: steady 94.6%, poor (20 of 50) 27.6%, lucky 20.7%.
     assert_eq!(
-        order(RankBy::SuccessRate, true),
+        order(RankBy::SuccessRate, Order::BestFirst),
         ["steady", "poor", "lucky", "unlucky"]
     );
     assert_eq!(
-        order(RankBy::RawSuccessRate, true),
+        order(RankBy::RawSuccessRate, Order::BestFirst),
         ["lucky", "steady", "poor", "unlucky"]
     );
     // Worst first, by upper bounds: "poor" (40% of 50, surely below 54%)
     // before "unlucky" (0 of 1, which could be anything up to 79%).
     assert_eq!(
-        order(RankBy::SuccessRate, false),
+        order(RankBy::SuccessRate, Order::WorstFirst),
         ["poor", "unlucky", "steady", "lucky"]
     );
     let lucky = store
-        .rank_agents(RankBy::RawSuccessRate, true, 1, 0, &Filter::new())
+        .rank_agents(
+            RankBy::RawSuccessRate,
+            Order::BestFirst,
+            1,
+            0,
+            &Filter::new(),
+        )
         .unwrap()
         .remove(0);
     let ci = lucky.interval.unwrap();

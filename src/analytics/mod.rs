@@ -10,8 +10,8 @@ mod tasks;
 use crate::error::{Error, Result};
 
 pub use grouped::Grouped;
-pub use series::{Bucket, BucketValue, Measure};
-pub use tasks::{DurationStats, Outlier, RankBy, Ranked, Summary};
+pub use series::{Bucket, BucketValue, EmptyBuckets, Measure};
+pub use tasks::{DurationStats, Order, Outlier, RankBy, Ranked, Summary};
 
 /// The median.
 pub const P50: f64 = 0.50;

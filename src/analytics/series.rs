@@ -100,14 +100,26 @@ fn bucket_of(t: i64, width: i64) -> i64 {
     t.div_euclid(width) * width
 }
 
+/// What a [time series](MetricsStorage::series) does with buckets that
+/// hold no metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmptyBuckets {
+    /// Leaves them out.
+    #[default]
+    Skip,
+    /// Gives them as empty results: count 0, no value.
+    Zero,
+}
+
 impl MetricsStorage {
     /// `measure` over time, one bucket of `width` each, buckets aligned to
     /// multiples of `width` since the Unix epoch (UTC), oldest first.
     ///
-    /// Buckets without metrics are left out, or, with `fill_empty`, given
-    /// as empty results (count 0, no value) for every bucket from the
-    /// filter's start to its end (or from the first to the last bucket
-    /// with data, without a time range).
+    /// Buckets without metrics are left out ([`EmptyBuckets::Skip`]), or
+    /// given as empty results (count 0, no value) for every bucket from the
+    /// filter's start to its end, or from the first to the last bucket
+    /// with data without a time range ([`EmptyBuckets::Zero`]).
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for a width under one microsecond, a
@@ -120,8 +132,9 @@ impl MetricsStorage {
         measure: Measure,
         width: Duration,
         filter: &Filter,
-        fill_empty: bool,
+        empty: EmptyBuckets,
     ) -> Result<Vec<Bucket>> {
+        let fill_empty = empty == EmptyBuckets::Zero;
         let width = micros_of(width)?;
         let mut buckets: BTreeMap<i64, BucketValue> = BTreeMap::new();
         match measure {

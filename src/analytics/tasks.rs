@@ -33,6 +33,18 @@ pub enum RankBy {
     AvgTokens,
 }
 
+/// Which end of a ranking comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    /// The best first: the highest success rate or throughput, the lowest
+    /// average duration or tokens.
+    #[default]
+    BestFirst,
+    /// The worst first.
+    WorstFirst,
+}
+
 /// One agent in a ranking.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ranked {
@@ -95,7 +107,8 @@ pub struct Outlier {
 }
 
 impl MetricsStorage {
-    /// The top (best first) or bottom (worst first) `n` agents by `by`,
+    /// The top ([`Order::BestFirst`]) or bottom ([`Order::WorstFirst`]) `n`
+    /// agents by `by`,
     /// among agents with at least `min_tasks` tasks in the selection.
     /// "Best" is the highest success rate or throughput, and the lowest
     /// average duration or tokens. By [`RankBy::SuccessRate`], agents are
@@ -110,13 +123,14 @@ impl MetricsStorage {
     pub fn rank_agents(
         &self,
         by: RankBy,
-        best_first: bool,
+        order: Order,
         n: usize,
         min_tasks: u64,
         filter: &Filter,
     ) -> Result<Vec<Ranked>> {
         filter.validate(MetricKind::Task, false)?;
         validate_n(n)?;
+        let best_first = order == Order::BestFirst;
         let (from, params) = filter.sql_from(MetricKind::Task);
         let sql = format!(
             "SELECT (SELECT name FROM agents WHERE id = m.agent), count(*), \

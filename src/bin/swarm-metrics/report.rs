@@ -7,9 +7,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 use swarm_metrics::{
-    Aggregate, Bucket, BucketValue, Comparison, GroupBy, Grouped, Interval, Measure, MetricKind,
-    MetricsStorage, ProportionTest, RegressedMeasure, StoreStats, SuccessRate, TaskMetric,
-    TimeRange,
+    Aggregate, Bucket, BucketValue, Comparison, EmptyBuckets, GroupBy, Grouped, Interval, Measure,
+    MetricKind, MetricsStorage, Order, ProportionTest, RegressedMeasure, StoreStats, SuccessRate,
+    TaskMetric, TimeRange,
 };
 
 use crate::args::{parse_aggregation, parse_span, Aggregation, Command, RangeArgs};
@@ -396,7 +396,12 @@ pub fn question(
                     Aggregation::Percentile { q, .. } => Measure::Percentile(q),
                 },
             };
-            let buckets = store.series(kind, measure, width, &f, fill)?;
+            let empty = if fill {
+                EmptyBuckets::Zero
+            } else {
+                EmptyBuckets::Skip
+            };
+            let buckets = store.series(kind, measure, width, &f, empty)?;
             if as_json {
                 return write_json(out, &&buckets);
             }
@@ -525,7 +530,12 @@ pub fn question(
             n,
             min_tasks,
         } => {
-            let ranked = store.rank_agents(by.into(), !bottom, n, min_tasks, &filter.filter()?)?;
+            let order = if bottom {
+                Order::WorstFirst
+            } else {
+                Order::BestFirst
+            };
+            let ranked = store.rank_agents(by.into(), order, n, min_tasks, &filter.filter()?)?;
             if as_json {
                 return write_json(out, &&ranked);
             }
