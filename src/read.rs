@@ -1,6 +1,8 @@
 //! Reading metrics back as rows: the `SELECT` lists and the decoders that
 //! turn their rows into records, side by side.
 
+use std::ops::ControlFlow;
+
 use rusqlite::types::Value as SqlValue;
 use rusqlite::Row;
 
@@ -95,18 +97,38 @@ impl MetricsStorage {
     }
 
     /// Hands every task metric matching `filter` to `visit`, oldest first,
-    /// without holding them all in memory (for exports). Stops at the
-    /// first error `visit` returns.
+    /// without holding them all in memory (for exports). `visit` says
+    /// whether to go on: `ControlFlow::Break(b)` stops at once, and `b` is
+    /// returned as `Some(b)` (a write error of the caller's, say); `None`
+    /// means every metric was visited.
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use swarm_metrics::{Filter, MetricsStorage, TaskMetric, TaskResult};
+    ///
+    /// let store = MetricsStorage::temporary()?;
+    /// let tasks: Vec<_> = (0..5)
+    ///     .map(|i| TaskMetric::new(format!("t{i}"), "a", i, TaskResult::Success))
+    ///     .collect();
+    /// store.store_task_metrics(&tasks)?;
+    /// let mut seen = 0;
+    /// let stopped = store.for_each_task_metric(&Filter::new(), |_| {
+    ///     seen += 1;
+    ///     if seen == 3 { ControlFlow::Break("enough") } else { ControlFlow::Continue(()) }
+    /// })?;
+    /// assert_eq!((seen, stopped), (3, Some("enough")));
+    /// # Ok::<(), swarm_metrics::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for a filter field that does not apply to
-    /// task metrics; what `visit` returns; [`Error::Sqlite`] or
-    /// [`Error::Pool`] when the read fails.
-    pub fn for_each_task_metric(
+    /// task metrics; [`Error::Sqlite`] or [`Error::Pool`] when the read
+    /// fails.
+    pub fn for_each_task_metric<B>(
         &self,
         filter: &Filter,
-        visit: impl FnMut(TaskMetric) -> Result<()>,
-    ) -> Result<()> {
+        visit: impl FnMut(TaskMetric) -> ControlFlow<B>,
+    ) -> Result<Option<B>> {
         self.each_row(&TASKS, filter, visit)
     }
 
@@ -115,11 +137,11 @@ impl MetricsStorage {
     ///
     /// # Errors
     /// As [`for_each_task_metric`](Self::for_each_task_metric).
-    pub fn for_each_agent_metric(
+    pub fn for_each_agent_metric<B>(
         &self,
         filter: &Filter,
-        visit: impl FnMut(Stored<AgentMetric>) -> Result<()>,
-    ) -> Result<()> {
+        visit: impl FnMut(Stored<AgentMetric>) -> ControlFlow<B>,
+    ) -> Result<Option<B>> {
         self.each_row(&AGENTS, filter, visit)
     }
 
@@ -128,11 +150,11 @@ impl MetricsStorage {
     ///
     /// # Errors
     /// As [`for_each_task_metric`](Self::for_each_task_metric).
-    pub fn for_each_swarm_metric(
+    pub fn for_each_swarm_metric<B>(
         &self,
         filter: &Filter,
-        visit: impl FnMut(Stored<SwarmMetric>) -> Result<()>,
-    ) -> Result<()> {
+        visit: impl FnMut(Stored<SwarmMetric>) -> ControlFlow<B>,
+    ) -> Result<Option<B>> {
         self.each_row(&SWARMS, filter, visit)
     }
 
@@ -161,19 +183,25 @@ impl MetricsStorage {
         })
     }
 
-    fn each_row<T>(
+    fn each_row<T, B>(
         &self,
         rows: &Rows<T>,
         filter: &Filter,
-        mut visit: impl FnMut(T) -> Result<()>,
-    ) -> Result<()> {
+        mut visit: impl FnMut(T) -> ControlFlow<B>,
+    ) -> Result<Option<B>> {
         filter.validate(rows.kind, false)?;
         let (sql, params) =
             select_sql_ordered(rows.kind, filter, i64::MAX, rows.oldest_first, None);
         self.read(|snapshot| {
-            snapshot.each(&sql, params, rows.operation, |row| {
-                visit((rows.decode)(row)?)
-            })
+            let mut stopped = None;
+            snapshot.each_until(&sql, params, rows.operation, |row| {
+                if let ControlFlow::Break(b) = visit((rows.decode)(row)?) {
+                    stopped = Some(b);
+                    return Ok(ControlFlow::Break(()));
+                }
+                Ok(ControlFlow::Continue(()))
+            })?;
+            Ok(stopped)
         })
     }
 }

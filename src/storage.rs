@@ -7,6 +7,7 @@
 //! [`crate::retention`], [`crate::generic`], [`crate::stats`] and
 //! [`crate::plan`].
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -454,6 +455,17 @@ impl Snapshot<'_> {
     ) -> Result<()> {
         each_row(self.conn, sql, params, operation, visit)
     }
+
+    /// Runs a read query and hands each row to `visit` until it says stop.
+    pub fn each_until(
+        &self,
+        sql: &str,
+        params: Vec<SqlValue>,
+        operation: &'static str,
+        visit: impl FnMut(&Row<'_>) -> Result<ControlFlow<()>>,
+    ) -> Result<()> {
+        each_row_until(self.conn, sql, params, operation, visit)
+    }
 }
 
 /// Runs a query on `conn` (a reader, or the writer inside a job) and
@@ -465,12 +477,27 @@ pub(crate) fn each_row(
     operation: &'static str,
     mut visit: impl FnMut(&Row<'_>) -> Result<()>,
 ) -> Result<()> {
+    each_row_until(conn, sql, params, operation, |row| {
+        visit(row).map(|()| ControlFlow::Continue(()))
+    })
+}
+
+/// [`each_row`], also stopping when `visit` says stop.
+pub(crate) fn each_row_until(
+    conn: &Connection,
+    sql: &str,
+    params: Vec<SqlValue>,
+    operation: &'static str,
+    mut visit: impl FnMut(&Row<'_>) -> Result<ControlFlow<()>>,
+) -> Result<()> {
     let mut stmt = conn.prepare_cached(sql).map_err(Error::sqlite(operation))?;
     let mut rows = stmt
         .query(params_from_iter(params))
         .map_err(Error::sqlite(operation))?;
     while let Some(row) = rows.next().map_err(Error::sqlite(operation))? {
-        visit(row)?;
+        if visit(row)?.is_break() {
+            break;
+        }
     }
     Ok(())
 }

@@ -657,7 +657,7 @@ fn mixed_batches_are_all_or_nothing_and_stream_back_oldest_first() {
     store
         .for_each_task_metric(&Filter::new(), |t| {
             seen.push(t.task_id);
-            Ok(())
+            std::ops::ControlFlow::<()>::Continue(())
         })
         .unwrap();
     assert_eq!(seen, ["t2", "t1", "t0"], "oldest first");
@@ -665,14 +665,14 @@ fn mixed_batches_are_all_or_nothing_and_stream_back_oldest_first() {
     store
         .for_each_agent_metric(&Filter::new(), |_| {
             agents += 1;
-            Ok(())
+            std::ops::ControlFlow::<()>::Continue(())
         })
         .unwrap();
     let mut swarms = 0;
     store
         .for_each_swarm_metric(&Filter::new(), |_| {
             swarms += 1;
-            Ok(())
+            std::ops::ControlFlow::<()>::Continue(())
         })
         .unwrap();
     assert_eq!((agents, swarms), (1, 1));

@@ -99,7 +99,7 @@ fn verify(db: &Path, round: u64, acknowledged: &[u64]) {
             if let Some(swarm) = t.swarm_id.filter(|s| s.starts_with(&prefix)) {
                 *counts.entry(swarm).or_default() += 1;
             }
-            Ok(())
+            std::ops::ControlFlow::<()>::Continue(())
         })
         .expect("read back");
     for (batch, n) in &counts {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::ops::ControlFlow;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
@@ -100,25 +101,21 @@ fn csv_field(value: &Value) -> String {
     }
 }
 
-/// Errors from `write!` inside the visitors, carried out through the
-/// library's error type and turned back into the command's failure.
+/// Writes records; a failed write stops the visit that writes them and is
+/// handed out as the command's failure.
 struct Sink<'a, W: Write> {
     out: &'a mut W,
-    failure: Option<Failure>,
 }
 
 impl<W: Write> Sink<'_, W> {
-    fn line(&mut self, text: &str) -> swarm_metrics::Result<()> {
-        writeln!(self.out, "{text}").map_err(|e| {
-            self.failure = Some(Failure::from(e));
-            swarm_metrics::Error::InvalidInput {
-                field: "output",
-                reason: "write failed".to_owned(),
-            }
-        })
+    fn line(&mut self, text: &str) -> ControlFlow<Failure> {
+        match writeln!(self.out, "{text}") {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => ControlFlow::Break(Failure::from(e)),
+        }
     }
 
-    fn record(&mut self, format: Format, record: Map<String, Value>) -> swarm_metrics::Result<()> {
+    fn record(&mut self, format: Format, record: Map<String, Value>) -> ControlFlow<Failure> {
         match format {
             Format::Csv => {
                 let fields: Vec<String> = CSV_COLUMNS
@@ -146,27 +143,26 @@ pub fn run(
     if format == Format::Prometheus {
         return prometheus(store, out, kind, &filter);
     }
-    let mut sink = Sink { out, failure: None };
+    let mut sink = Sink { out };
     if format == Format::Csv {
-        sink.line(&CSV_COLUMNS.join(",")).ok();
+        if let ControlFlow::Break(failure) = sink.line(&CSV_COLUMNS.join(",")) {
+            return Err(failure);
+        }
     }
     let wanted = |k: MetricKind| kind.is_none_or(|only| only == k);
-    let result = (|| {
-        if wanted(MetricKind::Task) {
-            store.for_each_task_metric(&filter, |t| sink.record(format, task_record(&t)))?;
-        }
-        if wanted(MetricKind::Agent) {
-            store.for_each_agent_metric(&filter, |m| sink.record(format, agent_record(&m)))?;
-        }
-        if wanted(MetricKind::Swarm) {
-            store.for_each_swarm_metric(&filter, |m| sink.record(format, swarm_record(&m)))?;
-        }
-        Ok::<(), swarm_metrics::Error>(())
-    })();
-    if let Some(failure) = sink.failure.take() {
-        return Err(failure);
+    let mut stopped = None;
+    if wanted(MetricKind::Task) {
+        stopped = store.for_each_task_metric(&filter, |t| sink.record(format, task_record(&t)))?;
     }
-    result.map_err(Failure::from)
+    if wanted(MetricKind::Agent) && stopped.is_none() {
+        stopped =
+            store.for_each_agent_metric(&filter, |m| sink.record(format, agent_record(&m)))?;
+    }
+    if wanted(MetricKind::Swarm) && stopped.is_none() {
+        stopped =
+            store.for_each_swarm_metric(&filter, |m| sink.record(format, swarm_record(&m)))?;
+    }
+    stopped.map_or(Ok(()), Err)
 }
 
 /// A Prometheus label value, escaped; carriage returns, which the text
@@ -215,7 +211,7 @@ fn prometheus(
             *g.by_result.entry(t.result).or_default() += 1;
             g.durations.push(t.duration_ms as f64);
             g.tokens = g.tokens.saturating_add(t.tokens_used);
-            Ok(())
+            ControlFlow::<()>::Continue(())
         })?;
         let labels = |(agent, swarm): &(String, String)| {
             format!("agent=\"{}\",swarm=\"{}\"", label(agent), label(swarm))
@@ -270,13 +266,13 @@ fn prometheus(
         match kind {
             MetricKind::Agent => store.for_each_agent_metric(filter, |m| {
                 note(&m.agent_id, m.metric_type, m.value);
-                Ok(())
+                ControlFlow::<()>::Continue(())
             })?,
             _ => store.for_each_swarm_metric(filter, |m| {
                 note(&m.swarm_id, m.metric_type, m.value);
-                Ok(())
+                ControlFlow::<()>::Continue(())
             })?,
-        }
+        };
         gauges(out, entity, &latest)?;
     }
     Ok(())
