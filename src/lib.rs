@@ -34,6 +34,16 @@
 //! Timestamps are UTC with microsecond resolution; finer parts are
 //! truncated.
 //!
+//! **Time types.** Instants are [`chrono::DateTime<Utc>`](chrono::DateTime).
+//! Spans of data time are [`chrono::Duration`]: [`TimeRange::last`], the
+//! bucket width of [`MetricsStorage::series`], the horizons of
+//! [`RetentionPolicy`]. Waits of the program are [`std::time::Duration`]:
+//! [`StorageBuilder::busy_timeout`]. Retention in whole days is a `u32`
+//! ([`MetricsStorage::cleanup_old_metrics`]). The crate re-exports
+//! [`chrono`] and [`serde_json`] (metadata is a [`serde_json::Value`]), so
+//! that callers use the same versions without naming them in their own
+//! manifest.
+//!
 //! Where to look:
 //!
 //! - storing and reading: [`MetricsStorage`], [`StorageBuilder`],
@@ -55,6 +65,9 @@
 //!
 //! The `swarm-metrics` command line (default feature `cli`) offers the same
 //! for scripts and cron jobs.
+
+pub use chrono;
+pub use serde_json;
 
 mod aggregate;
 mod analytics;

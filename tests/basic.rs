@@ -883,3 +883,24 @@ fn stores_wait_for_a_stream_and_then_go_in() {
     let rate = store.success_rate(&Filter::new()).unwrap();
     assert_eq!((rate.success, rate.failure), (3_000, 200));
 }
+
+/// Callers need not name chrono or serde_json in their own manifest: the
+/// crate's own versions come with it.
+#[test]
+fn chrono_and_serde_json_come_with_the_crate() {
+    use swarm_metrics::{chrono, serde_json};
+    let store = MetricsStorage::temporary().unwrap();
+    let at = chrono::Utc::now() - chrono::Duration::minutes(5);
+    let metric = AgentMetric::new("a", MetricType::AgentThroughput, 2.0)
+        .metadata(serde_json::json!({"source": "re-exported"}))
+        .at(at);
+    store.store_agent_metric(&metric).unwrap();
+    let back = store
+        .get_agent_metrics(&Filter::new(), 1)
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        back.metric.metadata,
+        Some(serde_json::json!({"source": "re-exported"}))
+    );
+}

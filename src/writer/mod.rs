@@ -179,11 +179,10 @@ impl<C: Caches> Writer<C> {
                 let shared = Arc::clone(&shared);
                 move || shared.commit_groups()
             })
-            .map_err(|e| {
-                Error::invalid(
-                    "writer",
-                    format!("cannot start the group-commit thread: {e}"),
-                )
+            .map_err(|source| Error::Io {
+                operation: "start the group-commit thread",
+                path: shared.path.clone(),
+                source,
             })?;
         Ok(Writer {
             shared,
