@@ -245,14 +245,6 @@ pub struct Stored<T> {
     pub metric: T,
 }
 
-impl<T> std::ops::Deref for Stored<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.metric
-    }
-}
-
 /// Rejects empty, blank, over-long and NUL-carrying ids.
 pub(crate) fn validate_id(field: &'static str, id: &str) -> Result<()> {
     if id.trim().is_empty() {

@@ -167,8 +167,8 @@ fn hostile_ids_and_values_are_stored_exactly_or_refused_clearly() {
         .unwrap();
     let back = store.get_agent_metrics(&Filter::new(), 1).unwrap();
     assert_eq!(back[0].metric_id, id);
-    assert_eq!(back[0].metadata.as_ref(), Some(&big));
-    assert_eq!(back[0].value, f64::MAX);
+    assert_eq!(back[0].metric.metadata.as_ref(), Some(&big));
+    assert_eq!(back[0].metric.value, f64::MAX);
     for bad in [
         f64::NAN,
         f64::INFINITY,

@@ -65,11 +65,11 @@ fn agent_record(m: &Stored<AgentMetric>) -> Map<String, Value> {
     entity_record(
         "agent",
         "agent_id",
-        &m.agent_id,
-        m.metric_type,
-        m.value,
-        &m.metadata,
-        m.timestamp,
+        &m.metric.agent_id,
+        m.metric.metric_type,
+        m.metric.value,
+        &m.metric.metadata,
+        m.metric.timestamp,
     )
 }
 
@@ -77,11 +77,11 @@ fn swarm_record(m: &Stored<SwarmMetric>) -> Map<String, Value> {
     entity_record(
         "swarm",
         "swarm_id",
-        &m.swarm_id,
-        m.metric_type,
-        m.value,
-        &m.metadata,
-        m.timestamp,
+        &m.metric.swarm_id,
+        m.metric.metric_type,
+        m.metric.value,
+        &m.metric.metadata,
+        m.metric.timestamp,
     )
 }
 
@@ -265,11 +265,11 @@ fn prometheus(
             |id: &str, metric_type, value| latest.insert((id.to_owned(), metric_type), value);
         match kind {
             MetricKind::Agent => store.for_each_agent_metric(filter, |m| {
-                note(&m.agent_id, m.metric_type, m.value);
+                note(&m.metric.agent_id, m.metric.metric_type, m.metric.value);
                 ControlFlow::<()>::Continue(())
             })?,
             _ => store.for_each_swarm_metric(filter, |m| {
-                note(&m.swarm_id, m.metric_type, m.value);
+                note(&m.metric.swarm_id, m.metric.metric_type, m.metric.value);
                 ControlFlow::<()>::Continue(())
             })?,
         };
