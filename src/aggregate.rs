@@ -15,6 +15,7 @@ use crate::storage::{MetricsStorage, Snapshot};
 
 /// The result of [`MetricsStorage::aggregate_metrics`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Aggregate {
     /// How the values were combined.
     pub aggregation: AggregationType,
@@ -31,6 +32,7 @@ pub struct Aggregate {
 
 /// The result of [`MetricsStorage::percentile`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Percentile {
     /// The quantile asked for, in `[0, 1]` (0.95 for p95).
     pub q: f64,
@@ -49,6 +51,7 @@ pub struct Percentile {
 
 /// The outcome counts of a set of tasks and the share that succeeded.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SuccessRate {
     /// `success / total`, in `[0, 1]`; `None` when there were no tasks.
     pub rate: Option<f64>,
@@ -177,32 +180,7 @@ impl MetricsStorage {
         filter.validate(kind, true)?;
         let (_, metric_type) = aggregated_column(kind, filter.metric_type)?;
         let (mut values, sketch) = self.selected_values(kind, filter)?;
-        if let Some(mut sketch) = sketch {
-            for v in &values {
-                sketch.add(*v);
-            }
-            let count = sketch.count() as u64;
-            return Ok(qs
-                .iter()
-                .map(|&q| Percentile {
-                    q,
-                    metric_type,
-                    count,
-                    value: sketch_quantile(&sketch, q),
-                    approximate: true,
-                })
-                .collect());
-        }
-        Ok(qs
-            .iter()
-            .map(|&q| Percentile {
-                q,
-                metric_type,
-                count: values.len() as u64,
-                value: quantile(&mut values, q),
-                approximate: false,
-            })
-            .collect())
+        Ok(quantiles_of(&mut values, sketch, qs, metric_type))
     }
 
     /// The values of the selection (the column `filter.metric_type` picks
@@ -220,14 +198,7 @@ impl MetricsStorage {
         let (mut values, rolled) = self.snapshot(|snapshot| {
             let (sql, params) = percentile_sql(kind, filter)?;
             let values = snapshot.rows(&sql, params, "read values", |row| {
-                match row.get_ref(0).map_err(Error::sqlite("read values"))? {
-                    rusqlite::types::ValueRef::Integer(i) => Ok(i as f64),
-                    rusqlite::types::ValueRef::Real(x) => Ok(x),
-                    other => Err(Error::CorruptRow {
-                        table: kind.table(),
-                        reason: format!("{column} holds {:?}", other.data_type()),
-                    }),
-                }
+                value_at(row, 0, kind, "read values")
             })?;
             let mut rolled = None;
             if rollups_apply(snapshot, kind, filter)? {
@@ -358,6 +329,60 @@ pub(crate) fn success_rate_sql(filter: &Filter) -> (String, Vec<SqlValue>) {
         .collect();
     let sql = format!("SELECT {} FROM {from}", counts.join(", "));
     (sql, params)
+}
+
+/// The quantiles `qs` of a selection: of its `values` exactly, or, when
+/// part of it survives only as `sketch`, of the sketch with the values
+/// added (approximate).
+pub(crate) fn quantiles_of(
+    values: &mut [f64],
+    sketch: Option<DDSketch>,
+    qs: &[f64],
+    metric_type: Option<MetricType>,
+) -> Vec<Percentile> {
+    if let Some(mut sketch) = sketch {
+        for v in values.iter() {
+            sketch.add(*v);
+        }
+        let count = sketch.count() as u64;
+        return qs
+            .iter()
+            .map(|&q| Percentile {
+                q,
+                metric_type,
+                count,
+                value: sketch_quantile(&sketch, q),
+                approximate: true,
+            })
+            .collect();
+    }
+    qs.iter()
+        .map(|&q| Percentile {
+            q,
+            metric_type,
+            count: values.len() as u64,
+            value: quantile(values, q),
+            approximate: false,
+        })
+        .collect()
+}
+
+/// A stored metric value (an integer column of tasks, or a real value),
+/// as a float.
+pub(crate) fn value_at(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+    kind: MetricKind,
+    operation: &'static str,
+) -> Result<f64> {
+    match row.get_ref(index).map_err(Error::sqlite(operation))? {
+        rusqlite::types::ValueRef::Integer(i) => Ok(i as f64),
+        rusqlite::types::ValueRef::Real(x) => Ok(x),
+        other => Err(Error::CorruptRow {
+            table: kind.table(),
+            reason: format!("a metric value holds {:?}", other.data_type()),
+        }),
+    }
 }
 
 /// `aggregation` of a merged stat.

@@ -29,6 +29,7 @@ pub enum ProportionTest {
 
 /// Two success rates compared.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RateComparison {
     /// The rate of `a` minus the rate of `b`.
     pub difference: f64,
@@ -41,6 +42,7 @@ pub struct RateComparison {
 
 /// Two samples of task durations compared (milliseconds).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DurationComparison {
     /// The median duration of `a`.
     pub median_a: f64,
@@ -58,6 +60,7 @@ pub struct DurationComparison {
 
 /// The result of [`MetricsStorage::compare`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Comparison {
     /// The success rate of `a`, with its counts and interval.
     pub a: SuccessRate,
@@ -169,6 +172,7 @@ pub enum RegressedMeasure {
 
 /// An agent or swarm that got significantly worse between two windows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Regression {
     /// Whether `id` is an agent or a swarm.
     pub group: GroupBy,

@@ -27,6 +27,7 @@ pub enum IntervalMethod {
 
 /// A confidence interval for a success rate.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Interval {
     /// The lower bound, in `[0, 1]`.
     pub low: f64,

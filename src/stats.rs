@@ -10,6 +10,7 @@ use crate::storage::MetricsStorage;
 
 /// Rows and time span of one table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TableStats {
     /// Rows in the table.
     pub rows: u64,
@@ -21,6 +22,7 @@ pub struct TableStats {
 
 /// An overview of a store, from [`MetricsStorage::stats`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct StoreStats {
     /// `task_metrics`.
     pub task_metrics: TableStats,

@@ -40,6 +40,7 @@ impl MetricBatch {
 
 /// What [`MetricsStorage::store_batch`] stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BatchReport {
     /// Task metrics that were new (the rest were already stored).
     pub new_tasks: usize,
@@ -57,6 +58,7 @@ pub struct BatchReport {
 /// How many records of one kind a stream stored, and how many of them
 /// were already stored.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct KindCount {
     /// Records that were new and are now stored.
     pub stored: u64,
@@ -66,6 +68,7 @@ pub struct KindCount {
 
 /// What [`MetricsStorage::store_stream`] stored, kind by kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct StreamReport {
     /// Task metrics.
     pub tasks: KindCount,

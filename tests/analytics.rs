@@ -409,14 +409,12 @@ fn agent_metrics_group_by_metric_type_and_bucket() {
         )
         .unwrap();
     assert_eq!(hourly.len(), 2);
+    let BucketValue::Aggregate(max) = hourly[0].value else {
+        panic!("{:?}", hourly[0].value)
+    };
     assert_eq!(
-        hourly[0].value,
-        BucketValue::Aggregate(swarm_metrics::Aggregate {
-            aggregation: AggregationType::Max,
-            metric_type: None,
-            count: 6,
-            value: Some(5.0),
-        })
+        (max.aggregation, max.metric_type, max.count, max.value),
+        (AggregationType::Max, None, 6, Some(5.0))
     );
 }
 
@@ -657,4 +655,63 @@ fn regressions_find_what_got_worse_and_nothing_else() {
         .regressions(current, baseline, 1.0)
         .unwrap_err()
         .is_invalid_input());
+}
+
+/// `percentile_by` gives each group what `percentile` gives for that group
+/// alone, before and after the tasks are folded into rollups; tasks
+/// without a swarm form the group with no key.
+#[test]
+fn percentiles_per_group_match_the_groups_alone() {
+    let store = MetricsStorage::temporary().unwrap();
+    let at = swarm_metrics::now() - Duration::days(10);
+    let tasks: Vec<TaskMetric> = (0..300u64)
+        .map(|i| {
+            let task = TaskMetric::new(
+                format!("t{i}"),
+                format!("a{}", i % 4),
+                (i * 37) % 1000,
+                TaskResult::Success,
+            )
+            .at(at + Duration::minutes(i as i64));
+            if i % 5 == 0 {
+                task
+            } else {
+                task.swarm(format!("s{}", i % 3))
+            }
+        })
+        .collect();
+    store.store_task_metrics(&tasks).unwrap();
+    let check = |store: &MetricsStorage| {
+        for (group, narrow) in [
+            (
+                GroupBy::Agent,
+                (|f: Filter, k: &str| f.agent(k)) as fn(Filter, &str) -> Filter,
+            ),
+            (GroupBy::Swarm, |f: Filter, k: &str| f.swarm(k)),
+        ] {
+            let groups = store
+                .percentile_by(MetricKind::Task, 0.95, group, &Filter::new())
+                .unwrap();
+            let total: u64 = groups.iter().map(|g| g.value.count).sum();
+            assert_eq!(total, 300, "{group:?}");
+            for g in &groups {
+                match &g.key {
+                    Some(key) => {
+                        let alone = store
+                            .percentile(MetricKind::Task, 0.95, &narrow(Filter::new(), key))
+                            .unwrap();
+                        assert_eq!(g.value, alone, "{group:?} {key}");
+                    }
+                    None => assert_eq!(g.value.count, 60),
+                }
+            }
+        }
+    };
+    check(&store);
+    let policy = swarm_metrics::RetentionPolicy {
+        raw: Some(Duration::days(1)),
+        ..Default::default()
+    };
+    store.apply_retention(&policy).unwrap();
+    check(&store);
 }

@@ -5,7 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 use rusqlite::types::Value as SqlValue;
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::{aggregated_column, finish, Aggregate, SuccessRate};
+use sketches_ddsketch::DDSketch;
+
+use crate::aggregate::{
+    aggregated_column, finish, quantiles_of, value_at, Aggregate, Percentile, SuccessRate,
+};
+use crate::analytics::validate_q;
 use crate::error::{Error, Result};
 use crate::query::{Filter, GroupBy};
 use crate::record::{AggregationType, MetricKind, TaskResult};
@@ -15,6 +20,7 @@ use crate::storage::{MetricsStorage, Snapshot};
 
 /// One group's result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Grouped<T> {
     /// The group's key: an agent or swarm id, a result or a metric type;
     /// `None` for tasks without a swarm.
@@ -103,6 +109,65 @@ impl MetricsStorage {
             rows.sort_unstable_by(|a, b| a.key.cmp(&b.key));
             Ok(rows)
         })
+    }
+
+    /// [`percentile`](Self::percentile) for every group at once, sorted by
+    /// key (no key first): the p95 duration of each agent, say.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for `q` outside `[0, 1]`, or when the
+    /// grouping or a filter field does not apply to `kind`; otherwise as
+    /// `percentile`.
+    pub fn percentile_by(
+        &self,
+        kind: MetricKind,
+        q: f64,
+        group_by: GroupBy,
+        filter: &Filter,
+    ) -> Result<Vec<Grouped<Percentile>>> {
+        validate_q(q)?;
+        filter.validate(kind, true)?;
+        let key = group_by.key_sql(kind, "m")?;
+        let (column, metric_type) = aggregated_column(kind, filter.metric_type)?;
+        let (from, params) = filter.sql_from(kind);
+        let sql = format!(
+            "SELECT {key}, m.{column} FROM {from} ORDER BY {}",
+            group_by.column("m")
+        );
+        let groups = self.snapshot(|snapshot| {
+            // (values, and the sketch of what survives only as one)
+            let mut groups: BTreeMap<Option<String>, (Vec<f64>, Option<DDSketch>)> =
+                BTreeMap::new();
+            snapshot.each(&sql, params, "percentile by group", |row| {
+                let key: Option<String> =
+                    row.get(0).map_err(Error::sqlite("percentile by group"))?;
+                let value = value_at(row, 1, kind, "percentile by group")?;
+                groups.entry(key).or_default().0.push(value);
+                Ok(())
+            })?;
+            if rollups_apply(snapshot, kind, filter)? {
+                let read = RollupRead {
+                    kind,
+                    filter,
+                    group: Some(group_by),
+                    column: Some(column),
+                    quantiles: true,
+                };
+                for (key, rolled) in merge_rollups(snapshot, &read)? {
+                    let (values, sketch) = groups.entry(key).or_default();
+                    values.extend(rolled.values);
+                    *sketch = rolled.sketch;
+                }
+            }
+            Ok(groups)
+        })?;
+        Ok(groups
+            .into_iter()
+            .map(|(key, (mut values, sketch))| Grouped {
+                key,
+                value: quantiles_of(&mut values, sketch, &[q], metric_type).remove(0),
+            })
+            .collect())
     }
 
     /// [`success_rate`](Self::success_rate) for every agent, swarm or

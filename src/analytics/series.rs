@@ -40,6 +40,7 @@ pub enum BucketValue {
 
 /// One bucket of a time series: `[start, start + width)`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Bucket {
     /// The first instant of the bucket, aligned to multiples of the width
     /// since the Unix epoch (so minutes, hours and days start on UTC

@@ -47,6 +47,7 @@ pub enum Order {
 
 /// One agent in a ranking.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Ranked {
     /// The agent.
     pub agent_id: String,
@@ -61,6 +62,7 @@ pub struct Ranked {
 
 /// Statistics of task durations, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DurationStats {
     /// The mean.
     pub avg: Option<f64>,
@@ -76,6 +78,7 @@ pub struct DurationStats {
 
 /// One call's overview of a swarm, an agent or everything over a range.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Summary {
     /// Tasks in the selection.
     pub tasks: u64,
@@ -93,6 +96,7 @@ pub struct Summary {
 
 /// A task whose duration lies outside its agent's Tukey fences.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Outlier {
     /// The task.
     pub task: TaskMetric,

@@ -23,6 +23,7 @@ pub(super) const DELETE_CHUNK: i64 = 5_000;
 /// How many rows [`MetricsStorage::cleanup_old_metrics`] deleted, per
 /// table (serialized with the table names, as the reference's dict).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct CleanupReport {
     /// Rows deleted from `task_metrics`.
     pub task_metrics: u64,

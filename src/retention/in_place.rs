@@ -33,6 +33,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(5);
 /// What [`MetricsStorage::cleanup_in_place`] deleted, and the size of the
 /// database and its WAL before and after.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct InPlaceReport {
     /// The rows deleted, per table.
     #[serde(flatten)]

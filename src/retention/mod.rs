@@ -117,6 +117,7 @@ impl RetentionPolicy {
 
 /// What [`MetricsStorage::apply_retention`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RetentionReport {
     /// Raw rows folded into hourly rollups (and deleted).
     pub raw_folded: u64,

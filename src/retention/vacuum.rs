@@ -8,6 +8,7 @@ use crate::storage::MetricsStorage;
 
 /// The database file's size before and after a vacuum.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct VacuumReport {
     /// Bytes before.
     pub bytes_before: u64,

@@ -7,9 +7,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 use swarm_metrics::{
-    Aggregate, Bucket, BucketValue, Comparison, EmptyBuckets, GroupBy, Grouped, Interval, Measure,
-    MetricKind, MetricsStorage, Order, ProportionTest, RegressedMeasure, StoreStats, SuccessRate,
-    TaskMetric, TimeRange,
+    Aggregate, Bucket, BucketValue, Comparison, EmptyBuckets, Interval, Measure, MetricKind,
+    MetricType, MetricsStorage, Order, Percentile, ProportionTest, RegressedMeasure, StoreStats,
+    SuccessRate, TaskMetric, TimeRange,
 };
 
 use crate::args::{parse_aggregation, parse_span, Aggregation, Command, RangeArgs};
@@ -125,7 +125,34 @@ pub fn stats(out: &mut impl Write, stats: &StoreStats) -> Result<(), Failure> {
     Ok(())
 }
 
-fn aggregate_json(name: &str, a: &Aggregate) -> Value {
+/// One number of `aggregate`: an aggregation or a percentile.
+struct Figure {
+    metric_type: Option<MetricType>,
+    count: u64,
+    value: Option<f64>,
+}
+
+impl From<Aggregate> for Figure {
+    fn from(a: Aggregate) -> Self {
+        Figure {
+            metric_type: a.metric_type,
+            count: a.count,
+            value: a.value,
+        }
+    }
+}
+
+impl From<Percentile> for Figure {
+    fn from(p: Percentile) -> Self {
+        Figure {
+            metric_type: p.metric_type,
+            count: p.count,
+            value: p.value,
+        }
+    }
+}
+
+fn aggregate_json(name: &str, a: &Figure) -> Value {
     json!({
         "aggregation": name,
         "metric_type": a.metric_type,
@@ -276,53 +303,29 @@ pub fn question(
         Command::Aggregate { filter, agg, by } => {
             let kind = filter.kind();
             let f = filter.filter()?;
-            let (name, results): (String, Vec<(Option<String>, Aggregate)>) =
+            let (name, results): (String, Vec<(Option<String>, Figure)>) =
                 match parse_aggregation(&agg)? {
                     Aggregation::Plain(aggregation) => {
                         let results = match by {
-                            None => vec![(None, store.aggregate_metrics(kind, aggregation, &f)?)],
+                            None => {
+                                vec![(None, store.aggregate_metrics(kind, aggregation, &f)?.into())]
+                            }
                             Some(by) => store
                                 .aggregate_by(kind, aggregation, by.into(), &f)?
                                 .into_iter()
-                                .map(|g| (g.key, g.value))
+                                .map(|g| (g.key, g.value.into()))
                                 .collect(),
                         };
                         (aggregation.to_string(), results)
                     }
                     Aggregation::Percentile { name, q } => {
-                        let percentile_of =
-                            |f: &swarm_metrics::Filter| -> Result<Aggregate, Failure> {
-                                let p = store.percentile(kind, q, f)?;
-                                Ok(Aggregate {
-                                    aggregation: swarm_metrics::AggregationType::Count,
-                                    metric_type: p.metric_type,
-                                    count: p.count,
-                                    value: p.value,
-                                })
-                            };
                         let results = match by {
-                            None => vec![(None, percentile_of(&f)?)],
-                            Some(by) => {
-                                let group_by: GroupBy = by.into();
-                                let groups = store.aggregate_by(
-                                    kind,
-                                    swarm_metrics::AggregationType::Count,
-                                    group_by,
-                                    &f,
-                                )?;
-                                let mut results = Vec::new();
-                                for g in groups {
-                                    let Some(key) = g.key.clone() else { continue };
-                                    let narrowed = match group_by {
-                                        GroupBy::Agent => f.clone().agent(key),
-                                        GroupBy::Swarm => f.clone().swarm(key),
-                                        GroupBy::Result => f.clone().result(key.parse()?),
-                                        GroupBy::MetricType => f.clone().metric_type(key.parse()?),
-                                    };
-                                    results.push((g.key, percentile_of(&narrowed)?));
-                                }
-                                results
-                            }
+                            None => vec![(None, store.percentile(kind, q, &f)?.into())],
+                            Some(by) => store
+                                .percentile_by(kind, q, by.into(), &f)?
+                                .into_iter()
+                                .map(|g| (g.key, g.value.into()))
+                                .collect(),
                         };
                         (name, results)
                     }
@@ -360,13 +363,7 @@ pub fn question(
                     if as_json {
                         return write_json(out, &rate_json(&rate));
                     }
-                    rate_table(
-                        out,
-                        &[Grouped {
-                            key: None,
-                            value: rate,
-                        }],
-                    )
+                    rate_table(out, &[rate], |_| None, |rate| rate)
                 }
                 Some(by) => {
                     let mut groups = store.success_rate_by(by.into(), &f)?;
@@ -376,7 +373,7 @@ pub fn question(
                     if as_json {
                         return json_array(out, &groups, |g| with_id(rate_json(&g.value), &g.key));
                     }
-                    rate_table(out, &groups)
+                    rate_table(out, &groups, |g| g.key.as_deref(), |g| &g.value)
                 }
             }
         }
@@ -645,7 +642,14 @@ fn compare_table(out: &mut impl Write, c: &Comparison) -> Result<(), Failure> {
     Ok(())
 }
 
-fn rate_table(out: &mut impl Write, rows: &[Grouped<SuccessRate>]) -> Result<(), Failure> {
+/// Success rates as a table, one row per item: `key` names its group
+/// (`None`: all tasks), `rate` is its rate.
+fn rate_table<T>(
+    out: &mut impl Write,
+    rows: &[T],
+    key: impl Fn(&T) -> Option<&str>,
+    rate: impl Fn(&T) -> &SuccessRate,
+) -> Result<(), Failure> {
     let header = [
         "id",
         "rate",
@@ -655,9 +659,10 @@ fn rate_table(out: &mut impl Write, rows: &[Grouped<SuccessRate>]) -> Result<(),
         "cancelled",
         "total",
     ];
-    table_of(out, &header, rows, |Grouped { key, value: r }| {
+    table_of(out, &header, rows, |item| {
+        let r = rate(item);
         vec![
-            key.clone().unwrap_or_else(|| "(all)".to_owned()),
+            key(item).unwrap_or("(all)").to_owned(),
             rate_with_interval(r),
             r.success.to_string(),
             r.failure.to_string(),
