@@ -72,7 +72,8 @@ proptest! {
             for g in &got {
                 prop_assert_eq!(g.value, rate_of(groups[&g.key].iter().copied()));
             }
-            prop_assert!(got.windows(2).all(|w| w[0].value.rate >= w[1].value.rate), "best rate first");
+            let low = |g: &swarm_metrics::Grouped<SuccessRate>| g.value.interval.map_or(-1.0, |ci| ci.low);
+            prop_assert!(got.windows(2).all(|w| low(&w[0]) >= low(&w[1])), "best lower bound first");
         }
     }
 

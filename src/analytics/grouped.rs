@@ -171,7 +171,9 @@ impl MetricsStorage {
     }
 
     /// [`success_rate`](Self::success_rate) for every agent, swarm or
-    /// result at once, best rate first (ties by key).
+    /// result at once, best first by the lower bound of each rate's 95%
+    /// interval (so a rate seen on few tasks does not come first), then by
+    /// the rate, then by key.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for `GroupBy::MetricType` or a filter field
@@ -222,10 +224,16 @@ impl MetricsStorage {
             }
             Ok(groups)
         })?;
-        // Keys are unique, so an unstable sort (no extra memory) is exact.
+        // Best first by what can be trusted of each rate: the lower bound
+        // of its interval, then the rate, then the key. Keys are unique,
+        // so an unstable sort (no extra memory) is exact.
         out.sort_unstable_by(|a, b| {
+            let low = |g: &Grouped<SuccessRate>| g.value.interval.map_or(-1.0, |ci| ci.low);
             let rate = |g: &Grouped<SuccessRate>| g.value.rate.unwrap_or(-1.0);
-            rate(b).total_cmp(&rate(a)).then_with(|| a.key.cmp(&b.key))
+            low(b)
+                .total_cmp(&low(a))
+                .then(rate(b).total_cmp(&rate(a)))
+                .then_with(|| a.key.cmp(&b.key))
         });
         Ok(out)
     }
