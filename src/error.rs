@@ -56,7 +56,7 @@ pub enum Error {
         path: PathBuf,
         /// What SQLite reported.
         #[source]
-        source: rusqlite::Error,
+        source: SqliteError,
     },
 
     /// The file was written by an older version of this crate and must be
@@ -84,7 +84,7 @@ pub enum Error {
         path: PathBuf,
         /// What SQLite reported.
         #[source]
-        source: rusqlite::Error,
+        source: SqliteError,
     },
 
     /// The store cannot be written: it was opened read-only, or the file
@@ -154,7 +154,7 @@ pub enum Error {
         cause: &'static str,
         /// What SQLite reported.
         #[source]
-        source: rusqlite::Error,
+        source: SqliteError,
     },
 
     /// SQLite reported an error.
@@ -164,7 +164,7 @@ pub enum Error {
         operation: &'static str,
         /// The underlying error.
         #[source]
-        source: rusqlite::Error,
+        source: SqliteError,
     },
 
     /// No pooled reader connection could be had: opening one failed (the
@@ -176,7 +176,7 @@ pub enum Error {
         path: PathBuf,
         /// What the pool reported.
         #[source]
-        source: r2d2::Error,
+        source: PoolError,
     },
 
     /// A bug in this crate: something that cannot happen did. Please
@@ -195,6 +195,54 @@ pub enum Error {
     },
 }
 
+/// What SQLite reported: the source of an [`Error`]. It is kept opaque, so
+/// that the version of the SQLite bindings this crate uses is not part of
+/// its API; its message and [`code`](Self::code) say what happened.
+#[derive(Debug)]
+pub struct SqliteError(pub(crate) rusqlite::Error);
+
+impl SqliteError {
+    /// SQLite's extended result code (see
+    /// <https://www.sqlite.org/rescode.html>), when SQLite gave one.
+    pub fn code(&self) -> Option<i32> {
+        match &self.0 {
+            rusqlite::Error::SqliteFailure(error, _) => Some(error.extended_code),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for SqliteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SqliteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl From<rusqlite::Error> for SqliteError {
+    fn from(error: rusqlite::Error) -> Self {
+        SqliteError(error)
+    }
+}
+
+/// What the pool of reader connections reported: the source of
+/// [`Error::Pool`], opaque for the same reason as [`SqliteError`].
+#[derive(Debug)]
+pub struct PoolError(pub(crate) r2d2::Error);
+
+impl std::fmt::Display for PoolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for PoolError {}
+
 impl Error {
     /// Shorthand for [`Error::InvalidInput`].
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
@@ -206,7 +254,10 @@ impl Error {
 
     /// Wraps an SQLite error with what was being done.
     pub(crate) fn sqlite(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> Self {
-        move |source| Error::Sqlite { operation, source }
+        move |source| Error::Sqlite {
+            operation,
+            source: SqliteError(source),
+        }
     }
 
     /// Names the database file in an SQLite error that concerns it: a full
@@ -218,7 +269,7 @@ impl Error {
             return self;
         };
         let path = path.to_owned();
-        match source.sqlite_error_code() {
+        match source.0.sqlite_error_code() {
             Some(ErrorCode::DiskFull) => Error::DatabaseFull { path, operation },
             Some(ErrorCode::ReadOnly) => Error::ReadOnly { path },
             Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
@@ -227,7 +278,7 @@ impl Error {
             Some(ErrorCode::SystemIoFailure) => Error::FileSystem {
                 path,
                 operation,
-                cause: io_cause(&source),
+                cause: io_cause(&source.0),
                 source,
             },
             Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
@@ -273,7 +324,10 @@ mod tests {
     fn sqlite(code: std::ffi::c_int) -> Error {
         Error::Sqlite {
             operation: "store task metrics",
-            source: rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None),
+            source: SqliteError(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                None,
+            )),
         }
     }
 
@@ -299,5 +353,13 @@ mod tests {
         }
         let busy = sqlite(ffi::SQLITE_CONSTRAINT).in_file(path);
         assert!(matches!(busy, Error::Sqlite { .. }), "{busy:?}");
+        // SQLite's code comes through the opaque source, which is also the
+        // error's source.
+        let Error::Sqlite { source, .. } = &busy else {
+            unreachable!()
+        };
+        assert_eq!(source.code(), Some(ffi::SQLITE_CONSTRAINT));
+        let chained = std::error::Error::source(&busy).map(|e| e.to_string());
+        assert_eq!(chained, Some(source.to_string()));
     }
 }

@@ -100,7 +100,7 @@ pub use analytics::{
 pub use compare::{
     Comparison, DurationComparison, ProportionTest, RateComparison, RegressedMeasure, Regression,
 };
-pub use error::{Error, Result};
+pub use error::{Error, PoolError, Result, SqliteError};
 pub use generic::{parse_filter, parse_metric, Parsed, RECORD_FIELDS};
 pub use interval::{Interval, IntervalMethod, DEFAULT_CONFIDENCE};
 pub use open::schema::SCHEMA_VERSION;

@@ -17,7 +17,7 @@ use r2d2::{Pool, PooledConnection};
 use rusqlite::types::{FromSql, Value as SqlValue};
 use rusqlite::{params_from_iter, Connection, Row};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, PoolError, Result};
 use crate::open::pool::{OpenReaders, ReaderManager};
 use crate::open::settings::{ConnectionSettings, Durability};
 use crate::open::Options;
@@ -247,7 +247,7 @@ impl MetricsStorage {
         match &self.readers {
             Some(pool) => pool.get().map_err(|source| Error::Pool {
                 path: self.path.clone(),
-                source,
+                source: PoolError(source),
             }),
             None => Err(Error::Internal("the store was used while closing")),
         }

@@ -18,7 +18,7 @@ use r2d2::Pool;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, PoolError, Result};
 use pool::{OpenReaders, ReaderManager};
 use schema::{classify_open_error, open_database};
 use settings::{ConnectionSettings, Durability};
@@ -150,7 +150,7 @@ pub(crate) fn open(options: &Options) -> Result<Opened> {
         .build(manager)
         .map_err(|source| Error::Pool {
             path: path.clone(),
-            source,
+            source: PoolError(source),
         })?;
     Ok(Opened {
         settings,
@@ -188,7 +188,8 @@ pub(crate) fn check_header(path: &Path) -> Result<()> {
             source: rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOTADB),
                 Some("no SQLite header".to_owned()),
-            ),
+            )
+            .into(),
         });
     }
     // Big-endian 32-bit fields of the header.
@@ -237,7 +238,8 @@ pub(crate) fn cannot_open(path: &Path, reason: &str) -> Error {
         source: rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
             Some(reason.to_owned()),
-        ),
+        )
+        .into(),
         path: path.to_owned(),
     }
 }

@@ -106,7 +106,8 @@ pub(crate) fn open_database(path: &Path, settings: &ConnectionSettings) -> Resul
                 source: rusqlite::Error::SqliteFailure(
                     rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
                     Some(format!("journal mode stayed {mode:?}")),
-                ),
+                )
+                .into(),
             });
         }
     }
@@ -270,7 +271,11 @@ pub(crate) fn classify_open_error(
     source: rusqlite::Error,
     operation: &'static str,
 ) -> Error {
-    Error::Sqlite { operation, source }.in_file(path)
+    Error::Sqlite {
+        operation,
+        source: source.into(),
+    }
+    .in_file(path)
 }
 
 #[cfg(test)]

@@ -238,14 +238,15 @@ impl<C: Caches> WriterConnection<C> {
 /// rebuilt for each from its code and message.
 fn copy_error(e: &Error) -> Error {
     let (operation, source) = match e {
-        Error::Sqlite { operation, source } => (*operation, source),
+        Error::Sqlite { operation, source } => (*operation, &source.0),
         other => {
             return Error::Sqlite {
                 operation: "write",
                 source: rusqlite::Error::SqliteFailure(
                     rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
                     Some(other.to_string()),
-                ),
+                )
+                .into(),
             }
         }
     };
@@ -258,5 +259,8 @@ fn copy_error(e: &Error) -> Error {
             Some(other.to_string()),
         ),
     };
-    Error::Sqlite { operation, source }
+    Error::Sqlite {
+        operation,
+        source: source.into(),
+    }
 }
