@@ -112,7 +112,7 @@ pub use record::{
     TaskResult, MAX_ID_LEN,
 };
 pub use retention::{
-    CleanupReport, InPlaceReport, RetentionPolicy, RetentionReport, VacuumReport,
+    CleanupReport, InPlaceReport, RetentionPolicy, RetentionReport, TierCounts, VacuumReport,
     DEFAULT_RETENTION_DAYS,
 };
 pub use stat::quantile;

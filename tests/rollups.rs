@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use proptest::prelude::*;
 use swarm_metrics::{
     AgentMetric, Aggregate, AggregationType, Filter, GroupBy, MetricKind, MetricType,
-    MetricsStorage, RetentionPolicy, SuccessRate, TaskMetric, TaskResult, TimeRange,
+    MetricsStorage, RetentionPolicy, SuccessRate, SwarmMetric, TaskMetric, TaskResult, TimeRange,
 };
 
 #[derive(Debug, Clone)]
@@ -331,4 +331,54 @@ fn incremental_vacuum_gives_space_back_in_steps() {
         .incremental_vacuum(Some(0))
         .unwrap_err()
         .is_invalid_input());
+}
+
+/// The retention report says what happened to each kind, and its totals
+/// are their sums.
+#[test]
+fn the_retention_report_counts_each_kind() {
+    let store = MetricsStorage::temporary().unwrap();
+    // At the start of an hour, so that every kind's rows share one.
+    let old = (Utc::now() - Duration::days(20))
+        .duration_trunc(Duration::hours(1))
+        .unwrap();
+    let tasks: Vec<TaskMetric> = (0..30)
+        .map(|i| {
+            TaskMetric::new(format!("t{i}"), "a", 5, TaskResult::Success)
+                .at(old + Duration::minutes(i))
+        })
+        .collect();
+    store.store_task_metrics(&tasks).unwrap();
+    let agents: Vec<AgentMetric> = (0..12)
+        .map(|i| {
+            AgentMetric::new("a", MetricType::AgentThroughput, i as f64)
+                .at(old + Duration::minutes(i))
+        })
+        .collect();
+    store.store_agent_metrics(&agents).unwrap();
+    let swarms: Vec<SwarmMetric> = (0..5)
+        .map(|i| {
+            SwarmMetric::new("s", MetricType::SwarmHealth, i as f64).at(old + Duration::minutes(i))
+        })
+        .collect();
+    store.store_swarm_metrics(&swarms).unwrap();
+    let policy = RetentionPolicy {
+        raw: Some(Duration::days(1)),
+        hourly: Some(Duration::days(7)),
+        ..RetentionPolicy::default()
+    };
+    let report = store.apply_retention(&policy).unwrap();
+    let kinds = [
+        report.task_metrics,
+        report.agent_metrics,
+        report.swarm_metrics,
+    ];
+    assert_eq!(kinds.map(|k| k.raw_folded), [30, 12, 5]);
+    // Each kind's rows of that hour became one hourly rollup, folded into
+    // one daily rollup in the same run.
+    assert_eq!(kinds.map(|k| k.hourly_folded), [1, 1, 1]);
+    assert_eq!(report.raw_folded, 47);
+    assert_eq!(report.hourly_folded, 3);
+    assert_eq!(report.daily_dropped, 0);
+    assert!(report.finished);
 }

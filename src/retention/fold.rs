@@ -38,6 +38,15 @@ pub(super) enum Step {
 impl Step {
     /// A query telling whether the step has anything to do, with its
     /// parameter.
+    /// The kind of metric the step works on.
+    pub(super) fn kind(&self) -> MetricKind {
+        match *self {
+            Step::FoldRaw { kind, .. }
+            | Step::FoldHourly { kind, .. }
+            | Step::DropDaily { kind, .. } => kind,
+        }
+    }
+
     pub(super) fn has_work_sql(&self) -> (String, i64) {
         let (table, condition, cutoff) = match *self {
             Step::FoldRaw { kind, cutoff, .. } => (kind.table(), "timestamp < ?1", cutoff),

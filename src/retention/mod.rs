@@ -115,18 +115,59 @@ impl RetentionPolicy {
     }
 }
 
-/// What [`MetricsStorage::apply_retention`] did.
+/// What [`MetricsStorage::apply_retention`] did: in all, and for each
+/// kind of metric.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct RetentionReport {
+    /// Raw rows folded into hourly rollups (and deleted), of all kinds.
+    pub raw_folded: u64,
+    /// Hourly rollups folded into daily ones (and deleted), of all kinds.
+    pub hourly_folded: u64,
+    /// Daily rollups dropped, of all kinds.
+    pub daily_dropped: u64,
+    /// The same for task metrics alone.
+    #[serde(default)]
+    pub task_metrics: TierCounts,
+    /// The same for agent metrics alone.
+    #[serde(default)]
+    pub agent_metrics: TierCounts,
+    /// The same for swarm metrics alone.
+    #[serde(default)]
+    pub swarm_metrics: TierCounts,
+    /// Whether the run finished (false when stopped by a chunk limit).
+    pub finished: bool,
+}
+
+/// What tiered retention did to one kind of metric.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TierCounts {
     /// Raw rows folded into hourly rollups (and deleted).
     pub raw_folded: u64,
     /// Hourly rollups folded into daily ones (and deleted).
     pub hourly_folded: u64,
     /// Daily rollups dropped.
     pub daily_dropped: u64,
-    /// Whether the run finished (false when stopped by a chunk limit).
-    pub finished: bool,
+}
+
+impl RetentionReport {
+    /// Counts `n` rows or rollups that `step` did, in all and for its kind.
+    fn count(&mut self, step: &Step, n: u64) {
+        let kind = step.kind();
+        let of_kind = match kind {
+            MetricKind::Task => &mut self.task_metrics,
+            MetricKind::Agent => &mut self.agent_metrics,
+            MetricKind::Swarm => &mut self.swarm_metrics,
+        };
+        let (total, own) = match step {
+            Step::FoldRaw { .. } => (&mut self.raw_folded, &mut of_kind.raw_folded),
+            Step::FoldHourly { .. } => (&mut self.hourly_folded, &mut of_kind.hourly_folded),
+            Step::DropDaily { .. } => (&mut self.daily_dropped, &mut of_kind.daily_dropped),
+        };
+        *total += n;
+        *own += n;
+    }
 }
 
 /// How long maintenance pauses after each chunk of work. A writer in
@@ -244,13 +285,8 @@ impl MetricsStorage {
                         }
                         break;
                     }
-                    let counter = match &step {
-                        Step::FoldRaw { .. } => &mut report.raw_folded,
-                        Step::FoldHourly { .. } => &mut report.hourly_folded,
-                        Step::DropDaily { .. } => &mut report.daily_dropped,
-                    };
                     let n = writer.run(move |conn, _| step.run(conn))?;
-                    *counter += n as u64;
+                    report.count(&step, n as u64);
                     // Only a chunk that did something counts: a step with
                     // nothing to do must not use up a bounded run.
                     if n > 0 {
