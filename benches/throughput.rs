@@ -122,6 +122,33 @@ fn raw_insert(conn: &Connection, t: &TaskMetric) {
         .unwrap();
 }
 
+/// The baseline's rows of task metrics `WHERE` `condition` (which may end
+/// in an order and a limit), read whole, as the library reads them.
+type RawRow = (String, String, i64, String, i64, i64, i64);
+
+fn raw_rows(raw: &Connection, condition: &str, params: impl rusqlite::Params) -> Vec<RawRow> {
+    let mut stmt = raw
+        .prepare_cached(&format!(
+            "SELECT task_id, agent_id, duration_ms, result, tokens_used, files_changed, timestamp \
+             FROM task_metrics WHERE {condition}"
+        ))
+        .unwrap();
+    stmt.query_map(params, |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+        ))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
 // ------------------------------------------------------------- measurement
 
 struct Row {
@@ -402,28 +429,11 @@ fn main() {
         |i| {
             let (agent, back) = &windows[i];
             let (a, b) = micros(&range_of(*back, 1));
-            let mut stmt = raw
-            .prepare_cached(
-                "SELECT task_id, agent_id, duration_ms, result, tokens_used, files_changed, timestamp \
-                 FROM task_metrics WHERE agent_id = ?1 AND timestamp BETWEEN ?2 AND ?3 \
-                 ORDER BY timestamp DESC LIMIT 1000",
-            )
-            .unwrap();
-            let rows: Vec<(String, String, i64, String, i64, i64, i64)> = stmt
-                .query_map(params![agent, a, b], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                    ))
-                })
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
+            let rows = raw_rows(
+                &raw,
+                "agent_id = ?1 AND timestamp BETWEEN ?2 AND ?3 ORDER BY timestamp DESC LIMIT 1000",
+                params![agent, a, b],
+            );
             std::hint::black_box(rows);
         },
     );
@@ -442,27 +452,11 @@ fn main() {
             std::hint::black_box(found);
         },
         |i| {
-            let mut stmt = raw
-            .prepare_cached(
-                "SELECT task_id, agent_id, duration_ms, result, tokens_used, files_changed, timestamp \
-                 FROM task_metrics WHERE task_id = ?1 ORDER BY timestamp DESC LIMIT 1000",
-            )
-            .unwrap();
-            let rows: Vec<(String, String, i64, String, i64, i64, i64)> = stmt
-                .query_map(params![task_ids[i]], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                    ))
-                })
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
+            let rows = raw_rows(
+                &raw,
+                "task_id = ?1 ORDER BY timestamp DESC LIMIT 1000",
+                params![task_ids[i]],
+            );
             assert_eq!(rows.len(), 1);
             std::hint::black_box(rows);
         },

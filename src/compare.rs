@@ -216,12 +216,7 @@ impl MetricsStorage {
         baseline: TimeRange,
         alpha: f64,
     ) -> Result<Vec<Regression>> {
-        if !(alpha > 0.0 && alpha < 1.0) {
-            return Err(Error::invalid(
-                "alpha",
-                format!("must be strictly between 0 and 1, not {alpha}"),
-            ));
-        }
+        Error::check_open_unit("alpha", alpha)?;
         // Every test made, worse or not: all of them count for the
         // adjustment.
         struct Test {

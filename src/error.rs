@@ -288,6 +288,19 @@ impl Error {
         }
     }
 
+    /// Checks that `value` (a confidence, a significance level) lies
+    /// strictly between 0 and 1.
+    pub(crate) fn check_open_unit(field: &'static str, value: f64) -> Result<()> {
+        if value > 0.0 && value < 1.0 {
+            Ok(())
+        } else {
+            Err(Error::invalid(
+                field,
+                format!("must be strictly between 0 and 1, not {value}"),
+            ))
+        }
+    }
+
     /// True when the error is about the caller's input, not the store.
     pub fn is_invalid_input(&self) -> bool {
         matches!(self, Error::InvalidInput { .. })

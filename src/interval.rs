@@ -52,12 +52,7 @@ impl Interval {
         confidence: f64,
         method: IntervalMethod,
     ) -> Result<Option<Interval>> {
-        if !(confidence > 0.0 && confidence < 1.0) {
-            return Err(Error::invalid(
-                "confidence",
-                format!("must be strictly between 0 and 1, not {confidence}"),
-            ));
-        }
+        Error::check_open_unit("confidence", confidence)?;
         if successes > trials {
             return Err(Error::invalid(
                 "successes",
