@@ -38,3 +38,17 @@ print("// Benjamini-Hochberg adjusted p-values: (p-values, adjusted)")
 for ps in [[0.01, 0.04, 0.03, 0.005, 0.5], [0.2, 0.2, 0.2], [0.001], [0.04, 0.01, 0.9, 0.03, 0.02, 0.6]]:
     q = false_discovery_control(ps, method="bh")
     print(f"(vec!{ps}, vec![{', '.join(f'{v:.12f}' for v in q)}]),")
+
+print("// Mann-Whitney U, two-sided, exact (small samples without ties): (a, b, U of a, p)")
+exact_cases = [
+    ([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]),
+    ([1.0, 5.0, 9.0, 12.0], [2.0, 3.0, 4.0, 6.0, 7.0]),
+    ([10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0], [15.0, 25.0, 35.0]),
+    ([3.0], [1.0, 2.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0]),
+    ([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], [8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0, 17.0, 18.0, 19.0]),
+]
+for a, b in exact_cases:
+    res = mannwhitneyu(a, b, alternative="two-sided", method="exact")
+    auto = mannwhitneyu(a, b, alternative="two-sided")
+    assert abs(auto.pvalue - res.pvalue) < 1e-15, (a, b, "auto is not exact here")
+    print(f"(vec!{a}, vec!{b}, {res.statistic:.1f}, {res.pvalue:.12e}),")

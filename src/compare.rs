@@ -53,8 +53,9 @@ pub struct DurationComparison {
     /// The Mann–Whitney U statistic of `a`: how many pairs of a task of
     /// `a` and one of `b` have the one of `a` slower (ties count half).
     pub u: f64,
-    /// The two-sided p-value of the Mann–Whitney U test (normal
-    /// approximation with tie and continuity corrections).
+    /// The two-sided p-value of the Mann–Whitney U test: exact when a side
+    /// has at most eight tasks and no duration repeats, otherwise from the
+    /// normal approximation with tie and continuity corrections.
     pub p_value: f64,
 }
 
