@@ -15,7 +15,7 @@ use std::time::Instant;
 use chrono::Duration;
 use swarm_metrics::{
     AgentMetric, AggregationType, Filter, MetricKind, MetricType, MetricsStorage, SwarmMetric,
-    TaskMetric, TaskResult, TimeRange, DEFAULT_PATH, DEFAULT_RETENTION_DAYS,
+    TaskColumn, TaskMetric, TaskResult, TimeRange, DEFAULT_PATH, DEFAULT_RETENTION_DAYS,
 };
 
 const AGENTS_PER_SWARM: usize = 4;
@@ -238,7 +238,7 @@ fn report(store: &MetricsStorage, range: TimeRange) -> swarm_metrics::Result<()>
         let tokens = store.aggregate_metrics(
             MetricKind::Task,
             AggregationType::Sum,
-            &filter.clone().metric_type(MetricType::TaskTokens),
+            &filter.clone().column(TaskColumn::Tokens),
         )?;
         println!(
             "{:<10} {:>7} {:>7.2}% {:>9.1} {:>9.1} {:>11}",

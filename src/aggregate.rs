@@ -107,7 +107,7 @@ impl MetricsStorage {
         filter: &Filter,
     ) -> Result<Aggregate> {
         filter.validate(kind, true)?;
-        let (column, metric_type) = aggregated_column(kind, filter.metric_type)?;
+        let (column, metric_type) = aggregated_column(kind, filter)?;
         self.snapshot(|snapshot| {
             if rollups_apply(snapshot, kind, filter)? {
                 let stat = stat_with_rollups(snapshot, kind, column, filter)?;
@@ -178,7 +178,7 @@ impl MetricsStorage {
             }
         }
         filter.validate(kind, true)?;
-        let (_, metric_type) = aggregated_column(kind, filter.metric_type)?;
+        let (_, metric_type) = aggregated_column(kind, filter)?;
         let (mut values, sketch) = self.selected_values(kind, filter)?;
         Ok(quantiles_of(&mut values, sketch, qs, metric_type))
     }
@@ -194,7 +194,7 @@ impl MetricsStorage {
         filter: &Filter,
     ) -> Result<(Vec<f64>, Option<DDSketch>)> {
         filter.validate(kind, true)?;
-        let (column, _) = aggregated_column(kind, filter.metric_type)?;
+        let (column, _) = aggregated_column(kind, filter)?;
         let (mut values, rolled) = self.snapshot(|snapshot| {
             let (sql, params) = percentile_sql(kind, filter)?;
             let values = snapshot.rows(&sql, params, "read values", |row| {
@@ -305,7 +305,7 @@ pub(crate) fn aggregate_sql(
     function: &str,
     filter: &Filter,
 ) -> Result<(String, Vec<SqlValue>)> {
-    let (column, _) = aggregated_column(kind, filter.metric_type)?;
+    let (column, _) = aggregated_column(kind, filter)?;
     let (from, params) = filter.sql_from(kind);
     let sql = format!("SELECT count(m.{column}), {function}(m.{column}) FROM {from}");
     Ok((sql, params))
@@ -313,7 +313,7 @@ pub(crate) fn aggregate_sql(
 
 /// The query behind `percentile`: the values to rank.
 pub(crate) fn percentile_sql(kind: MetricKind, filter: &Filter) -> Result<(String, Vec<SqlValue>)> {
-    let (column, _) = aggregated_column(kind, filter.metric_type)?;
+    let (column, _) = aggregated_column(kind, filter)?;
     let (from, params) = filter.sql_from(kind);
     let sql = format!("SELECT m.{column} FROM {from}");
     Ok((sql, params))
@@ -402,23 +402,13 @@ pub(crate) fn finish(
 /// The column aggregated for `kind`, and the metric type the result names.
 pub(crate) fn aggregated_column(
     kind: MetricKind,
-    metric_type: Option<MetricType>,
+    filter: &Filter,
 ) -> Result<(&'static str, Option<MetricType>)> {
     if kind != MetricKind::Task {
-        return Ok(("value", metric_type));
+        return Ok(("value", filter.metric_type));
     }
-    match metric_type.unwrap_or(MetricType::TaskDuration) {
-        MetricType::TaskDuration => Ok(("duration_ms", Some(MetricType::TaskDuration))),
-        MetricType::TaskTokens => Ok(("tokens_used", Some(MetricType::TaskTokens))),
-        MetricType::TaskFiles => Ok(("files_changed", Some(MetricType::TaskFiles))),
-        other => Err(Error::invalid(
-            "metric_type",
-            format!(
-                "{other} cannot be aggregated; use task_duration, task_tokens or task_files \
-                 (success rates come from success_rate)"
-            ),
-        )),
-    }
+    let column = filter.column.unwrap_or_default();
+    Ok((column.sql(), Some(column.metric_type())))
 }
 
 #[cfg(test)]

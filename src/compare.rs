@@ -11,8 +11,8 @@ use crate::error::{Error, Result};
 use crate::hypothesis::{
     benjamini_hochberg, fisher_exact, mann_whitney, needs_exact_test, two_proportion_z,
 };
-use crate::query::{Filter, GroupBy, TimeRange};
-use crate::record::{MetricKind, MetricType};
+use crate::query::{Filter, GroupBy, TaskColumn, TimeRange};
+use crate::record::MetricKind;
 use crate::stat::quantile;
 use crate::storage::MetricsStorage;
 
@@ -111,7 +111,7 @@ impl MetricsStorage {
         let rate = compare_rates(&rate_a, &rate_b);
         let durations = |filter: &Filter| {
             let filter = Filter {
-                metric_type: Some(MetricType::TaskDuration),
+                column: Some(TaskColumn::Duration),
                 ..filter.clone()
             };
             self.selected_values(MetricKind::Task, &filter)

@@ -106,7 +106,7 @@ pub use interval::{Interval, IntervalMethod, DEFAULT_CONFIDENCE};
 pub use open::schema::SCHEMA_VERSION;
 pub use open::settings::Durability;
 pub use plan::QueryShape;
-pub use query::{Filter, GroupBy, TimeRange, DEFAULT_LIMIT};
+pub use query::{Filter, GroupBy, TaskColumn, TimeRange, DEFAULT_LIMIT};
 pub use record::{
     now, AgentMetric, AggregationType, MetricKind, MetricType, Stored, SwarmMetric, TaskMetric,
     TaskResult, MAX_ID_LEN,

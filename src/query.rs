@@ -100,8 +100,7 @@ impl TimeRange {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Filter {
-    /// Only this task (task metrics). Task ids have no index: without a
-    /// time range, this filter reads every task metric.
+    /// Only this task (task metrics).
     pub task_id: Option<String>,
     /// Only this agent (task and agent metrics).
     pub agent_id: Option<String>,
@@ -109,11 +108,61 @@ pub struct Filter {
     pub swarm_id: Option<String>,
     /// Only tasks with this result (task metrics).
     pub result: Option<TaskResult>,
-    /// Only this metric type (agent and swarm metrics); for task aggregates,
-    /// the column to aggregate.
+    /// Only this metric type (agent and swarm metrics).
     pub metric_type: Option<MetricType>,
     /// Only this time range.
     pub time_range: Option<TimeRange>,
+    /// What aggregates, percentiles and series of task metrics measure:
+    /// durations (the default), tokens or files changed. Not a condition on
+    /// the rows; only those calls take it.
+    pub column: Option<TaskColumn>,
+}
+
+/// What an aggregate of task metrics measures (see [`Filter::column`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum TaskColumn {
+    /// `duration_ms`.
+    #[default]
+    #[serde(rename = "task_duration")]
+    Duration,
+    /// `tokens_used`.
+    #[serde(rename = "task_tokens")]
+    Tokens,
+    /// `files_changed`.
+    #[serde(rename = "task_files")]
+    Files,
+}
+
+impl TaskColumn {
+    /// The metric type results report for this column (`task_duration`,
+    /// `task_tokens` or `task_files`).
+    pub fn metric_type(self) -> MetricType {
+        match self {
+            TaskColumn::Duration => MetricType::TaskDuration,
+            TaskColumn::Tokens => MetricType::TaskTokens,
+            TaskColumn::Files => MetricType::TaskFiles,
+        }
+    }
+
+    /// The column of that metric type, if it names one (`task_result`
+    /// does not: success rates come from `success_rate`).
+    pub fn of_metric_type(metric_type: MetricType) -> Option<TaskColumn> {
+        match metric_type {
+            MetricType::TaskDuration => Some(TaskColumn::Duration),
+            MetricType::TaskTokens => Some(TaskColumn::Tokens),
+            MetricType::TaskFiles => Some(TaskColumn::Files),
+            _ => None,
+        }
+    }
+
+    /// The SQL column.
+    pub(crate) fn sql(self) -> &'static str {
+        match self {
+            TaskColumn::Duration => "duration_ms",
+            TaskColumn::Tokens => "tokens_used",
+            TaskColumn::Files => "files_changed",
+        }
+    }
 }
 
 impl Filter {
@@ -122,8 +171,7 @@ impl Filter {
         Filter::default()
     }
 
-    /// Only this task. Task ids have no index (it would cost every store
-    /// a page): add a time range where you can.
+    /// Only this task.
     pub fn task(mut self, task_id: impl Into<String>) -> Self {
         self.task_id = Some(task_id.into());
         self
@@ -147,9 +195,16 @@ impl Filter {
         self
     }
 
-    /// Only this metric type.
+    /// Only this metric type (agent and swarm metrics).
     pub fn metric_type(mut self, metric_type: MetricType) -> Self {
         self.metric_type = Some(metric_type);
+        self
+    }
+
+    /// Measure this column in aggregates, percentiles and series of task
+    /// metrics (durations without it).
+    pub fn column(mut self, column: TaskColumn) -> Self {
+        self.column = Some(column);
         self
     }
 
@@ -160,7 +215,7 @@ impl Filter {
     }
 
     /// Checks that every set field applies to `kind` and is well formed.
-    /// `for_aggregate` allows `metric_type` on task metrics.
+    /// `for_aggregate` allows `column` (on task metrics).
     pub(crate) fn validate(&self, kind: MetricKind, for_aggregate: bool) -> Result<()> {
         let reject = |field: &'static str| {
             Err(Error::invalid(
@@ -189,11 +244,19 @@ impl Filter {
         if self.result.is_some() && kind != MetricKind::Task {
             return reject("result");
         }
+        if self.column.is_some() && !(kind == MetricKind::Task && for_aggregate) {
+            return Err(Error::invalid(
+                "column",
+                "picks what aggregates, percentiles and series of task metrics measure; \
+                 it does not apply here",
+            ));
+        }
         if let Some(metric_type) = self.metric_type {
-            if kind == MetricKind::Task && !for_aggregate {
+            if kind == MetricKind::Task {
                 return Err(Error::invalid(
                     "metric_type",
-                    "applies to task metrics only in aggregates, where it picks the column",
+                    "filters agent and swarm metrics; to measure tokens or files of task \
+                     metrics, set the column (Filter::column)",
                 ));
             }
             crate::record::validate_metric_type(kind, metric_type)?;
@@ -480,7 +543,11 @@ mod tests {
             .result(TaskResult::Success)
             .validate(MetricKind::Swarm, false)
             .is_err());
-        let tokens = Filter::new().metric_type(MetricType::TaskTokens);
+        // A metric type filters agent and swarm metrics only; the column
+        // is for task aggregates only.
+        let typed = Filter::new().metric_type(MetricType::TaskTokens);
+        assert!(typed.validate(MetricKind::Task, true).is_err());
+        let tokens = Filter::new().column(TaskColumn::Tokens);
         assert!(tokens.validate(MetricKind::Task, false).is_err());
         assert!(tokens.validate(MetricKind::Task, true).is_ok());
         assert!(tokens.validate(MetricKind::Agent, true).is_err());

@@ -272,7 +272,7 @@ fn aggregates_are_exact_and_empty_selections_have_no_value() {
     assert_eq!(agg(AggregationType::Count, &all).value, Some(4.0));
     let tokens = agg(
         AggregationType::Sum,
-        &Filter::new().metric_type(MetricType::TaskTokens),
+        &Filter::new().column(swarm_metrics::TaskColumn::Tokens),
     );
     assert_eq!(
         (tokens.value, tokens.metric_type),

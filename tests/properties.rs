@@ -9,7 +9,7 @@ use common::*;
 use proptest::prelude::*;
 use swarm_metrics::{
     AgentMetric, AggregationType, Filter, MetricKind, MetricType, MetricsStorage, SuccessRate,
-    TaskMetric, TaskResult,
+    TaskColumn, TaskMetric, TaskResult,
 };
 
 proptest! {
@@ -47,7 +47,7 @@ proptest! {
                 (MetricType::TaskFiles, |t: &TaskMetric| t.files_changed),
             ] {
                 let values: Vec<f64> = matching.iter().map(|t| column(t) as f64).collect();
-                let with_type = filter.clone().metric_type(metric_type);
+                let with_type = filter.clone().column(TaskColumn::of_metric_type(metric_type).unwrap());
                 let qs = [0.0, 0.25, 0.5, 0.9, 0.95, 0.99, 1.0];
                 let got = store.percentiles(MetricKind::Task, &qs, &with_type).unwrap();
                 for (p, q) in got.iter().zip(qs) {

@@ -8,7 +8,8 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use proptest::prelude::*;
 use swarm_metrics::{
     AgentMetric, Aggregate, AggregationType, Filter, GroupBy, MetricKind, MetricType,
-    MetricsStorage, RetentionPolicy, SuccessRate, SwarmMetric, TaskMetric, TaskResult, TimeRange,
+    MetricsStorage, RetentionPolicy, SuccessRate, SwarmMetric, TaskColumn, TaskMetric, TaskResult,
+    TimeRange,
 };
 
 #[derive(Debug, Clone)]
@@ -56,18 +57,18 @@ fn answers(store: &MetricsStorage, filters: &[Filter]) -> Answers {
         percentiles: Vec::new(),
     };
     for f in filters {
-        for column in [MetricType::TaskDuration, MetricType::TaskTokens] {
+        for column in [TaskColumn::Duration, TaskColumn::Tokens] {
             for agg in AggregationType::ALL {
                 a.aggregates.push(
                     store
-                        .aggregate_metrics(MetricKind::Task, *agg, &f.clone().metric_type(column))
+                        .aggregate_metrics(MetricKind::Task, *agg, &f.clone().column(column))
                         .unwrap(),
                 );
             }
             for q in [0.5, 0.95] {
                 a.percentiles.push(
                     store
-                        .percentile(MetricKind::Task, q, &f.clone().metric_type(column))
+                        .percentile(MetricKind::Task, q, &f.clone().column(column))
                         .unwrap()
                         .value,
                 );

@@ -46,7 +46,7 @@ impl MetricsStorage {
     ) -> Result<Vec<Grouped<Aggregate>>> {
         filter.validate(kind, true)?;
         let key = group_by.key_sql(kind, "m")?;
-        let (column, metric_type) = aggregated_column(kind, filter.metric_type)?;
+        let (column, metric_type) = aggregated_column(kind, filter)?;
         let (from, params) = filter.sql_from(kind);
         let group_column = group_by.column("m");
         self.snapshot(|snapshot| {
@@ -128,7 +128,7 @@ impl MetricsStorage {
         validate_q(q)?;
         filter.validate(kind, true)?;
         let key = group_by.key_sql(kind, "m")?;
-        let (column, metric_type) = aggregated_column(kind, filter.metric_type)?;
+        let (column, metric_type) = aggregated_column(kind, filter)?;
         let (from, params) = filter.sql_from(kind);
         let sql = format!(
             "SELECT {key}, m.{column} FROM {from} ORDER BY {}",

@@ -141,7 +141,7 @@ impl MetricsStorage {
         match measure {
             Measure::Aggregate(aggregation) => {
                 filter.validate(kind, true)?;
-                let (column, metric_type) = aggregated_column(kind, filter.metric_type)?;
+                let (column, metric_type) = aggregated_column(kind, filter)?;
                 let (from, mut params) = filter.sql_from(kind);
                 params.push(SqlValue::Integer(width));
                 let w = params.len();
@@ -182,7 +182,7 @@ impl MetricsStorage {
             Measure::Percentile(q) => {
                 validate_q(q)?;
                 filter.validate(kind, true)?;
-                let (column, metric_type) = aggregated_column(kind, filter.metric_type)?;
+                let (column, metric_type) = aggregated_column(kind, filter)?;
                 let (from, params) = filter.sql_from(kind);
                 let sql = format!("SELECT m.timestamp, m.{column} FROM {from}");
                 let mut values: BTreeMap<i64, Vec<f64>> = BTreeMap::new();

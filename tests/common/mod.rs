@@ -66,6 +66,7 @@ pub fn task_filter_strategy() -> impl Strategy<Value = Filter> {
             result,
             metric_type: None,
             time_range: range,
+            column: None,
         })
 }
 
