@@ -680,7 +680,7 @@ fn series_table(out: &mut impl Write, buckets: &[Bucket]) -> Result<(), Failure>
             let (count, value) = match b.value {
                 BucketValue::Aggregate(a) => (a.count, cell(a.value)),
                 BucketValue::Percentile(p) => (p.count, cell(p.value)),
-                BucketValue::SuccessRate(r) => (r.total, rate_cell(r.rate)),
+                BucketValue::SuccessRate(r) => (r.total, rate_with_interval(&r)),
             };
             vec![b.start.to_rfc3339(), count.to_string(), value]
         })
