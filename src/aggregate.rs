@@ -4,7 +4,7 @@ use rusqlite::types::Value as SqlValue;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::interval::Interval;
+use crate::interval::{Interval, IntervalMethod};
 use crate::query::Filter;
 use crate::record::{AggregationType, MetricKind, MetricType, TaskResult};
 use crate::retention::{merge_rollups, rollups_apply, RollupRead};
@@ -84,6 +84,28 @@ impl SuccessRate {
         self.total += n;
         self.rate = (self.total > 0).then(|| self.success as f64 / self.total as f64);
         self.interval = Interval::default_for(self.success, self.total);
+    }
+
+    /// The confidence interval of [`rate`](Self::rate) at `confidence`
+    /// (e.g. [`DEFAULT_CONFIDENCE`](crate::DEFAULT_CONFIDENCE)); `None` when there were no tasks.
+    ///
+    /// ```
+    /// use swarm_metrics::{IntervalMethod, SuccessRate, TaskResult};
+    ///
+    /// let mut rate = SuccessRate::default();
+    /// rate.add(TaskResult::Success, 9);
+    /// rate.add(TaskResult::Failure, 1);
+    /// let ci = rate.interval(0.95, IntervalMethod::Wilson)?.unwrap();
+    /// assert_eq!((ci.low * 1e4).round(), 5958.0);
+    /// assert_eq!((ci.high * 1e4).round(), 9821.0);
+    /// # Ok::<(), swarm_metrics::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when `confidence` is not strictly between 0
+    /// and 1.
+    pub fn interval(&self, confidence: f64, method: IntervalMethod) -> Result<Option<Interval>> {
+        Interval::for_proportion(self.success, self.total, confidence, method)
     }
 }
 

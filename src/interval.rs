@@ -4,7 +4,6 @@
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{Beta, ContinuousCDF, Normal};
 
-use crate::aggregate::SuccessRate;
 use crate::error::{Error, Result};
 
 /// The confidence most intervals are reported at.
@@ -92,30 +91,6 @@ impl Interval {
     /// Whether `rate` lies inside the interval, both ends included.
     pub fn contains(&self, rate: f64) -> bool {
         self.low <= rate && rate <= self.high
-    }
-}
-
-impl SuccessRate {
-    /// The confidence interval of [`rate`](Self::rate) at `confidence`
-    /// (e.g. [`DEFAULT_CONFIDENCE`]); `None` when there were no tasks.
-    ///
-    /// ```
-    /// use swarm_metrics::{IntervalMethod, SuccessRate, TaskResult};
-    ///
-    /// let mut rate = SuccessRate::default();
-    /// rate.add(TaskResult::Success, 9);
-    /// rate.add(TaskResult::Failure, 1);
-    /// let ci = rate.interval(0.95, IntervalMethod::Wilson)?.unwrap();
-    /// assert_eq!((ci.low * 1e4).round(), 5958.0);
-    /// assert_eq!((ci.high * 1e4).round(), 9821.0);
-    /// # Ok::<(), swarm_metrics::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] when `confidence` is not strictly between 0
-    /// and 1.
-    pub fn interval(&self, confidence: f64, method: IntervalMethod) -> Result<Option<Interval>> {
-        Interval::for_proportion(self.success, self.total, confidence, method)
     }
 }
 
