@@ -212,7 +212,9 @@ impl MetricsStorage {
     ///
     /// Other writes of this store wait until the stream is committed, and
     /// other processes' writes wait for the write lock (up to their busy
-    /// timeout): store long streams when that is acceptable.
+    /// timeout): store long streams when that is acceptable. The stream
+    /// itself must not store into this store (that store would wait for
+    /// the stream, forever); reading from it is fine.
     ///
     /// # Errors
     /// The first error the stream yields; [`Error::InvalidInput`] naming
