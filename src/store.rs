@@ -212,9 +212,10 @@ impl MetricsStorage {
     ///
     /// Other writes of this store wait until the stream is committed, and
     /// other processes' writes wait for the write lock (up to their busy
-    /// timeout): store long streams when that is acceptable. The stream
-    /// itself must not store into this store (that store would wait for
-    /// the stream, forever); reading from it is fine.
+    /// timeout): store long streams when that is acceptable. A store into
+    /// this store from inside the stream (on its thread) would wait for the
+    /// stream forever, so it fails with [`Error::InvalidInput`] instead;
+    /// reading from inside the stream is fine.
     ///
     /// # Errors
     /// The first error the stream yields; [`Error::InvalidInput`] naming

@@ -904,3 +904,44 @@ fn chrono_and_serde_json_come_with_the_crate() {
         Some(serde_json::json!({"source": "re-exported"}))
     );
 }
+
+/// A store called from inside a stream that is being stored into the same
+/// store is refused with an error instead of waiting for the stream
+/// forever; reads from inside the stream work.
+#[test]
+fn a_store_from_inside_a_stream_is_refused_not_hung() {
+    let store = MetricsStorage::temporary().unwrap();
+    let mut inner = None;
+    let mut read_inside = None;
+    let records = stream_records(3)
+        .into_iter()
+        .enumerate()
+        .map(|(i, record)| {
+            if i == 1 {
+                inner = Some(store.store_task_metric(&TaskMetric::new(
+                    "inner",
+                    "a",
+                    1,
+                    TaskResult::Success,
+                )));
+                read_inside = Some(
+                    store
+                        .get_task_metrics(&Filter::new(), 10)
+                        .map(|rows| rows.len()),
+                );
+            }
+            Ok(record)
+        });
+    let report = store.store_stream(records).unwrap();
+    assert_eq!(report.stored(), 9);
+    let err = inner.unwrap().unwrap_err();
+    assert!(err.is_invalid_input(), "{err}");
+    assert!(err.to_string().contains("inside a stream"), "{err}");
+    // The read saw the store as it was before the stream.
+    assert_eq!(read_inside.unwrap().unwrap(), 0);
+    // Afterwards the same thread stores as usual.
+    assert!(store
+        .store_task_metric(&TaskMetric::new("after", "a", 1, TaskResult::Success))
+        .unwrap());
+    assert_eq!(counts(&store), [4, 3, 3]);
+}

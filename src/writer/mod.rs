@@ -122,6 +122,9 @@ struct Shared<C> {
     /// Callers inside [`Writer::submit`]: queued, being written, or about
     /// to return.
     callers: AtomicUsize,
+    /// The thread running a job of [`Writer::run_alone`], if any: a write
+    /// from that thread meanwhile would wait for itself.
+    alone_on: Mutex<Option<std::thread::ThreadId>>,
 }
 
 /// The single writer of a store: callers write inline when nothing else
@@ -172,6 +175,7 @@ impl<C: Caches> Writer<C> {
             queue: Mutex::new(Queue::default()),
             work_queued: Condvar::new(),
             callers: AtomicUsize::new(0),
+            alone_on: Mutex::new(None),
         });
         let group_thread = std::thread::Builder::new()
             .name("swarm-metrics-writer".to_owned())
@@ -198,6 +202,7 @@ impl<C: Caches> Writer<C> {
     /// Exclusive use of the writer connection outside any transaction, for
     /// maintenance (vacuum, checkpoints). Writes wait meanwhile.
     pub fn with_connection<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.refuse_inside_alone()?;
         lock(&self.shared.connection)
             .maintain(f)
             .map_err(|e| e.in_file(&self.shared.path))
@@ -227,9 +232,30 @@ impl<C: Caches> Writer<C> {
     /// As [`run`](Self::run); when `job` fails, its writes are rolled back
     /// and its error returned.
     pub fn run_alone<T>(&self, job: impl FnOnce(&Connection, &mut C) -> Result<T>) -> Result<T> {
-        lock(&self.shared.connection)
-            .write_alone(job)
-            .map_err(|e| e.in_file(&self.shared.path))
+        self.refuse_inside_alone()?;
+        let mut connection = lock(&self.shared.connection);
+        *lock(&self.shared.alone_on) = Some(std::thread::current().id());
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| connection.write_alone(job)));
+        *lock(&self.shared.alone_on) = None;
+        drop(connection);
+        match result {
+            Ok(result) => result.map_err(|e| e.in_file(&self.shared.path)),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// A write from inside a job of [`run_alone`](Self::run_alone), on its
+    /// own thread, would wait for that job forever: it is refused instead.
+    fn refuse_inside_alone(&self) -> Result<()> {
+        if *lock(&self.shared.alone_on) == Some(std::thread::current().id()) {
+            return Err(Error::invalid(
+                "store",
+                "a write from inside a stream being stored into the same store would wait for \
+                 that stream forever; store it after the stream",
+            ));
+        }
+        Ok(())
     }
 
     /// Runs `job` over `input` in a write transaction, as [`run`](Self::run).
@@ -245,6 +271,7 @@ impl<C: Caches> Writer<C> {
         T: Send + 'static,
         F: Fn(&Connection, &mut C, &D) -> Result<T> + Send + Sync + 'static,
     {
+        self.refuse_inside_alone()?;
         let shared = &*self.shared;
         let caller = CallerGuard::enter(shared);
         let output = match shared.claim_inline(&caller) {
