@@ -134,40 +134,65 @@ impl MetricsStorage {
             "SELECT {key}, m.{column} FROM {from} ORDER BY {}",
             group_by.column("m")
         );
-        let groups = self.snapshot(|snapshot| {
-            // (values, and the sketch of what survives only as one)
+        let operation = "percentile by group";
+        let finish = |key, values: &mut Vec<f64>, sketch| Grouped {
+            key,
+            value: quantiles_of(values, sketch, &[q], metric_type).remove(0),
+        };
+        let mut out = self.snapshot(|snapshot| {
+            let mut out = Vec::new();
+            if !rollups_apply(snapshot, kind, filter)? {
+                // Rows come ordered by group: each group's percentile is
+                // taken as soon as its rows are read, so that only one
+                // group's values are ever held.
+                let mut current: Option<Option<String>> = None;
+                let mut values = Vec::new();
+                snapshot.each(&sql, params, operation, |row| {
+                    let key: Option<String> = row.get(0).map_err(Error::sqlite(operation))?;
+                    if current.as_ref() != Some(&key) {
+                        if let Some(done) = current.replace(key) {
+                            out.push(finish(done, &mut values, None));
+                            values.clear();
+                        }
+                    }
+                    values.push(value_at(row, 1, kind, operation)?);
+                    Ok(())
+                })?;
+                if let Some(done) = current {
+                    out.push(finish(done, &mut values, None));
+                }
+                return Ok(out);
+            }
+            // With rollups, each group's values and the sketch of what
+            // survives only as one come from both sources.
             let mut groups: BTreeMap<Option<String>, (Vec<f64>, Option<DDSketch>)> =
                 BTreeMap::new();
-            snapshot.each(&sql, params, "percentile by group", |row| {
-                let key: Option<String> =
-                    row.get(0).map_err(Error::sqlite("percentile by group"))?;
-                let value = value_at(row, 1, kind, "percentile by group")?;
+            snapshot.each(&sql, params, operation, |row| {
+                let key: Option<String> = row.get(0).map_err(Error::sqlite(operation))?;
+                let value = value_at(row, 1, kind, operation)?;
                 groups.entry(key).or_default().0.push(value);
                 Ok(())
             })?;
-            if rollups_apply(snapshot, kind, filter)? {
-                let read = RollupRead {
-                    kind,
-                    filter,
-                    group: Some(group_by),
-                    column: Some(column),
-                    quantiles: true,
-                };
-                for (key, rolled) in merge_rollups(snapshot, &read)? {
-                    let (values, sketch) = groups.entry(key).or_default();
-                    values.extend(rolled.values);
-                    *sketch = rolled.sketch;
-                }
+            let read = RollupRead {
+                kind,
+                filter,
+                group: Some(group_by),
+                column: Some(column),
+                quantiles: true,
+            };
+            for (key, rolled) in merge_rollups(snapshot, &read)? {
+                let (values, sketch) = groups.entry(key).or_default();
+                values.extend(rolled.values);
+                *sketch = rolled.sketch;
             }
-            Ok(groups)
+            for (key, (mut values, sketch)) in groups {
+                out.push(finish(key, &mut values, sketch));
+            }
+            Ok(out)
         })?;
-        Ok(groups
-            .into_iter()
-            .map(|(key, (mut values, sketch))| Grouped {
-                key,
-                value: quantiles_of(&mut values, sketch, &[q], metric_type).remove(0),
-            })
-            .collect())
+        // Keys are unique: an unstable sort is exact and needs no memory.
+        out.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
     }
 
     /// [`success_rate`](Self::success_rate) for every agent, swarm or
