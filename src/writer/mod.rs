@@ -33,6 +33,7 @@
 
 use std::any::Any;
 use std::borrow::Borrow;
+use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -122,9 +123,6 @@ struct Shared<C> {
     /// Callers inside [`Writer::submit`]: queued, being written, or about
     /// to return.
     callers: AtomicUsize,
-    /// The thread running a job of [`Writer::run_alone`], if any: a write
-    /// from that thread meanwhile would wait for itself.
-    alone_on: Mutex<Option<std::thread::ThreadId>>,
 }
 
 /// The single writer of a store: callers write inline when nothing else
@@ -175,7 +173,6 @@ impl<C: Caches> Writer<C> {
             queue: Mutex::new(Queue::default()),
             work_queued: Condvar::new(),
             callers: AtomicUsize::new(0),
-            alone_on: Mutex::new(None),
         });
         let group_thread = std::thread::Builder::new()
             .name("swarm-metrics-writer".to_owned())
@@ -234,21 +231,24 @@ impl<C: Caches> Writer<C> {
     pub fn run_alone<T>(&self, job: impl FnOnce(&Connection, &mut C) -> Result<T>) -> Result<T> {
         self.refuse_inside_alone()?;
         let mut connection = lock(&self.shared.connection);
-        *lock(&self.shared.alone_on) = Some(std::thread::current().id());
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| connection.write_alone(job)));
-        *lock(&self.shared.alone_on) = None;
-        drop(connection);
-        match result {
-            Ok(result) => result.map_err(|e| e.in_file(&self.shared.path)),
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
+        // Marks this thread as inside the job until it ends, also by a
+        // panic.
+        let _inside = AloneGuard::enter(self.shared_id());
+        connection
+            .write_alone(job)
+            .map_err(|e| e.in_file(&self.shared.path))
+    }
+
+    /// This writer, as [`ALONE_JOB`] names it.
+    fn shared_id(&self) -> usize {
+        Arc::as_ptr(&self.shared) as usize
     }
 
     /// A write from inside a job of [`run_alone`](Self::run_alone), on its
     /// own thread, would wait for that job forever: it is refused instead.
+    /// A thread-local read, so that stores pay no lock for it.
     fn refuse_inside_alone(&self) -> Result<()> {
-        if *lock(&self.shared.alone_on) == Some(std::thread::current().id()) {
+        if ALONE_JOB.with(Cell::get) == self.shared_id() {
             return Err(Error::invalid(
                 "store",
                 "a write from inside a stream being stored into the same store would wait for \
@@ -445,6 +445,30 @@ fn deliver<C>(group: &[Arc<Job<'static, C>>], results: Vec<Result<Output>>) {
     }
     if let Some(first) = group.first() {
         first.ready.notify_one();
+    }
+}
+
+thread_local! {
+    /// The writer (its shared state's address) whose
+    /// [`run_alone`](Writer::run_alone) job this thread is running; 0 for
+    /// none.
+    static ALONE_JOB: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks the thread as running a writer's `run_alone` job while it lives,
+/// and restores what was marked before (a stream may store another
+/// store's stream).
+struct AloneGuard(usize);
+
+impl AloneGuard {
+    fn enter(writer: usize) -> Self {
+        AloneGuard(ALONE_JOB.with(|job| job.replace(writer)))
+    }
+}
+
+impl Drop for AloneGuard {
+    fn drop(&mut self) {
+        ALONE_JOB.with(|job| job.set(self.0));
     }
 }
 
