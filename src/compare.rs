@@ -2,7 +2,9 @@
 //! time windows): is the difference in success rate or duration more than
 //! noise? And, over every agent and swarm at once, which got worse.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
+
+use sketches_ddsketch::DDSketch;
 
 use serde::{Deserialize, Serialize};
 
@@ -106,29 +108,38 @@ impl MetricsStorage {
     /// that does not apply to task metrics; otherwise as
     /// [`success_rate`](Self::success_rate).
     pub fn compare(&self, a: &Filter, b: &Filter) -> Result<Comparison> {
-        let rate_a = self.success_rate(a)?;
-        let rate_b = self.success_rate(b)?;
-        let rate = compare_rates(&rate_a, &rate_b);
-        let durations = |filter: &Filter| {
-            let filter = Filter {
-                column: Some(TaskColumn::Duration),
-                ..filter.clone()
-            };
-            self.selected_values(MetricKind::Task, &filter)
+        let side = |filter: &Filter| -> Result<Side> {
+            let durations = filter.clone().column(TaskColumn::Duration);
+            let (values, sketch) = self.selected_values(MetricKind::Task, &durations)?;
+            Ok(Side {
+                rate: self.success_rate(filter)?,
+                values,
+                sketch,
+            })
         };
-        let (mut values_a, sketch_a) = durations(a)?;
-        let (mut values_b, sketch_b) = durations(b)?;
-        let duration = if sketch_a.is_some() || sketch_b.is_some() {
-            None
-        } else {
-            compare_durations(&mut values_a, &mut values_b)
-        };
-        Ok(Comparison {
-            a: rate_a,
-            b: rate_b,
-            rate,
-            duration,
-        })
+        Ok(comparison_of(side(a)?, side(b)?))
+    }
+}
+
+/// One side of a comparison: its success rate and its durations (with the
+/// sketch of what survives only as one).
+struct Side {
+    rate: SuccessRate,
+    values: Vec<f64>,
+    sketch: Option<DDSketch>,
+}
+
+fn comparison_of(mut a: Side, mut b: Side) -> Comparison {
+    let duration = if a.sketch.is_some() || b.sketch.is_some() {
+        None
+    } else {
+        compare_durations(&mut a.values, &mut b.values)
+    };
+    Comparison {
+        rate: compare_rates(&a.rate, &b.rate),
+        a: a.rate,
+        b: b.rate,
+        duration,
     }
 }
 
@@ -218,78 +229,84 @@ impl MetricsStorage {
         alpha: f64,
     ) -> Result<Vec<Regression>> {
         Error::check_open_unit("alpha", alpha)?;
-        // Every test made, worse or not: all of them count for the
-        // adjustment.
-        struct Test {
-            group: GroupBy,
-            id: String,
-            measure: RegressedMeasure,
-            worse: bool,
-            baseline: f64,
-            current: f64,
-            p_value: f64,
-            comparison: Comparison,
-        }
-        let mut tests = Vec::new();
+        // Every test made, worse or not (all of them count for the
+        // adjustment), with whether it went the bad way.
+        let mut tests: Vec<(Regression, bool)> = Vec::new();
         for group in [GroupBy::Agent, GroupBy::Swarm] {
-            let in_window = |range: TimeRange| -> Result<BTreeSet<String>> {
+            // Each window read once for every agent (or swarm) of it.
+            let window = |range: TimeRange| -> Result<BTreeMap<String, Side>> {
+                let filter = Filter::new().range(range);
+                let mut values = self.values_by_group(
+                    MetricKind::Task,
+                    group,
+                    &filter.clone().column(TaskColumn::Duration),
+                )?;
                 Ok(self
-                    .success_rate_by(group, &Filter::new().range(range))?
+                    .success_rate_by(group, &filter)?
                     .into_iter()
-                    .filter_map(|g| g.key)
+                    .filter_map(|g| {
+                        let (values, sketch) = values.remove(&g.key).unwrap_or_default();
+                        Some((
+                            g.key?,
+                            Side {
+                                rate: g.value,
+                                values,
+                                sketch,
+                            },
+                        ))
+                    })
                     .collect())
             };
-            let ids: Vec<String> = in_window(current)?
-                .intersection(&in_window(baseline)?)
-                .cloned()
-                .collect();
-            for id in ids {
-                let of = |range: TimeRange| match group {
-                    GroupBy::Swarm => Filter::new().swarm(&id).range(range),
-                    _ => Filter::new().agent(&id).range(range),
+            let mut baseline_sides = window(baseline)?;
+            for (id, current_side) in window(current)? {
+                let Some(baseline_side) = baseline_sides.remove(&id) else {
+                    continue;
                 };
-                let comparison = self.compare(&of(current), &of(baseline))?;
+                let comparison = comparison_of(current_side, baseline_side);
+                let regression = |measure, baseline, current, p_value| Regression {
+                    group,
+                    id: id.clone(),
+                    measure,
+                    baseline,
+                    current,
+                    p_value,
+                    q_value: 1.0,
+                    comparison: comparison.clone(),
+                };
                 if let Some(rate) = comparison.rate {
-                    tests.push(Test {
-                        group,
-                        id: id.clone(),
-                        measure: RegressedMeasure::SuccessRate,
-                        worse: rate.difference < 0.0,
-                        baseline: comparison.b.rate.unwrap_or(0.0),
-                        current: comparison.a.rate.unwrap_or(0.0),
-                        p_value: rate.p_value,
-                        comparison: comparison.clone(),
-                    });
+                    let (then, now) = (comparison.b.rate, comparison.a.rate);
+                    tests.push((
+                        regression(
+                            RegressedMeasure::SuccessRate,
+                            then.unwrap_or(0.0),
+                            now.unwrap_or(0.0),
+                            rate.p_value,
+                        ),
+                        rate.difference < 0.0,
+                    ));
                 }
-                if let Some(duration) = comparison.duration {
-                    tests.push(Test {
-                        group,
-                        id: id.clone(),
-                        measure: RegressedMeasure::Duration,
-                        worse: duration.median_difference > 0.0,
-                        baseline: duration.median_b,
-                        current: duration.median_a,
-                        p_value: duration.p_value,
-                        comparison: comparison.clone(),
-                    });
+                if let Some(d) = comparison.duration {
+                    tests.push((
+                        regression(
+                            RegressedMeasure::Duration,
+                            d.median_b,
+                            d.median_a,
+                            d.p_value,
+                        ),
+                        d.median_difference > 0.0,
+                    ));
                 }
             }
         }
-        let p_values: Vec<f64> = tests.iter().map(|t| t.p_value).collect();
+        let p_values: Vec<f64> = tests.iter().map(|(t, _)| t.p_value).collect();
         let q_values = benjamini_hochberg(&p_values);
         let mut found: Vec<Regression> = tests
             .into_iter()
             .zip(q_values)
-            .filter(|(test, q)| test.worse && *q <= alpha)
-            .map(|(test, q_value)| Regression {
-                group: test.group,
-                id: test.id,
-                measure: test.measure,
-                baseline: test.baseline,
-                current: test.current,
-                p_value: test.p_value,
+            .filter(|((_, worse), q)| *worse && *q <= alpha)
+            .map(|((regression, _), q_value)| Regression {
                 q_value,
-                comparison: test.comparison,
+                ..regression
             })
             .collect();
         found.sort_by(|a, b| {

@@ -127,13 +127,9 @@ impl MetricsStorage {
     ) -> Result<Vec<Grouped<Percentile>>> {
         validate_q(q)?;
         filter.validate(kind, true)?;
-        let key = group_by.key_sql(kind, "m")?;
-        let (column, metric_type) = aggregated_column(kind, filter)?;
-        let (from, params) = filter.sql_from(kind);
-        let sql = format!(
-            "SELECT {key}, m.{column} FROM {from} ORDER BY {}",
-            group_by.column("m")
-        );
+        let (_, metric_type) = aggregated_column(kind, filter)?;
+        let sql = values_by_group_sql(kind, group_by, filter)?;
+        let (_, params) = filter.sql_from(kind);
         let operation = "percentile by group";
         let finish = |key, values: &mut Vec<f64>, sketch| Grouped {
             key,
@@ -163,28 +159,7 @@ impl MetricsStorage {
                 }
                 return Ok(out);
             }
-            // With rollups, each group's values and the sketch of what
-            // survives only as one come from both sources.
-            let mut groups: BTreeMap<Option<String>, (Vec<f64>, Option<DDSketch>)> =
-                BTreeMap::new();
-            snapshot.each(&sql, params, operation, |row| {
-                let key: Option<String> = row.get(0).map_err(Error::sqlite(operation))?;
-                let value = value_at(row, 1, kind, operation)?;
-                groups.entry(key).or_default().0.push(value);
-                Ok(())
-            })?;
-            let read = RollupRead {
-                kind,
-                filter,
-                group: Some(group_by),
-                column: Some(column),
-                quantiles: true,
-            };
-            for (key, rolled) in merge_rollups(snapshot, &read)? {
-                let (values, sketch) = groups.entry(key).or_default();
-                values.extend(rolled.values);
-                *sketch = rolled.sketch;
-            }
+            let groups = values_by_group(snapshot, kind, group_by, filter, (&sql, params), true)?;
             for (key, (mut values, sketch)) in groups {
                 out.push(finish(key, &mut values, sketch));
             }
@@ -193,6 +168,25 @@ impl MetricsStorage {
         // Keys are unique: an unstable sort is exact and needs no memory.
         out.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+
+    /// The values of each group of the selection (durations of task
+    /// metrics by default, see [`Filter::column`]), raw rows and rollups
+    /// read in one snapshot, each with the sketch of what survives only as
+    /// one; see [`selected_values`](Self::selected_values).
+    pub(crate) fn values_by_group(
+        &self,
+        kind: MetricKind,
+        group_by: GroupBy,
+        filter: &Filter,
+    ) -> Result<GroupValues> {
+        filter.validate(kind, true)?;
+        let sql = values_by_group_sql(kind, group_by, filter)?;
+        let (_, params) = filter.sql_from(kind);
+        self.snapshot(|snapshot| {
+            let rollups = rollups_apply(snapshot, kind, filter)?;
+            values_by_group(snapshot, kind, group_by, filter, (&sql, params), rollups)
+        })
     }
 
     /// [`success_rate`](Self::success_rate) for every agent, swarm or
@@ -262,6 +256,56 @@ impl MetricsStorage {
         });
         Ok(out)
     }
+}
+
+/// Each group's values, and the sketch of what survives only as one.
+pub(crate) type GroupValues = BTreeMap<Option<String>, (Vec<f64>, Option<DDSketch>)>;
+
+/// The `(key, value)` rows of a selection, ordered by group.
+fn values_by_group_sql(kind: MetricKind, group_by: GroupBy, filter: &Filter) -> Result<String> {
+    let key = group_by.key_sql(kind, "m")?;
+    let (column, _) = aggregated_column(kind, filter)?;
+    let (from, _) = filter.sql_from(kind);
+    Ok(format!(
+        "SELECT {key}, m.{column} FROM {from} ORDER BY {}",
+        group_by.column("m")
+    ))
+}
+
+/// Each group's values from the rows of `query` (see
+/// [`values_by_group_sql`]) and, when `rollups` apply, from the rollups,
+/// in `snapshot`.
+fn values_by_group(
+    snapshot: &Snapshot<'_>,
+    kind: MetricKind,
+    group_by: GroupBy,
+    filter: &Filter,
+    (sql, params): (&str, Vec<SqlValue>),
+    rollups: bool,
+) -> Result<GroupValues> {
+    let operation = "values by group";
+    let mut groups = GroupValues::new();
+    snapshot.each(sql, params, operation, |row| {
+        let key: Option<String> = row.get(0).map_err(Error::sqlite(operation))?;
+        let value = value_at(row, 1, kind, operation)?;
+        groups.entry(key).or_default().0.push(value);
+        Ok(())
+    })?;
+    if rollups {
+        let read = RollupRead {
+            kind,
+            filter,
+            group: Some(group_by),
+            column: Some(aggregated_column(kind, filter)?.0),
+            quantiles: true,
+        };
+        for (key, rolled) in merge_rollups(snapshot, &read)? {
+            let (values, sketch) = groups.entry(key).or_default();
+            values.extend(rolled.values);
+            *sketch = rolled.sketch;
+        }
+    }
+    Ok(groups)
 }
 
 /// The success rate of each group from the `(key, result code, count)`
