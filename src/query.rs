@@ -298,94 +298,109 @@ impl Filter {
     ) -> (String, String, Vec<SqlValue>) {
         let mut params = Params::default();
         let mut clauses = Vec::new();
-        let mut source = kind.table().to_owned();
-        if kind == MetricKind::Task {
-            // The conditions that find the rows through an index, which
-            // both parts of the source apply: the task id (its own index),
-            // or else the agent or swarm (the agent index), with one more
-            // condition for the index part of a swarm.
-            let mut keys = Vec::new();
-            let mut through_index = String::new();
-            if let Some(id) = &self.task_id {
-                keys.push(params.bind("task_id = ?", id.clone()));
-                if let Some(id) = &self.agent_id {
-                    clauses.push(params.bind(&format!("m.{AGENT_IS}"), id.clone()));
-                }
-                if let Some(id) = &self.swarm_id {
-                    clauses.push(params.bind(&format!("m.{SWARM_IS}"), id.clone()));
-                }
-            } else {
-                if let Some(id) = &self.agent_id {
-                    keys.push(params.bind(AGENT_IS, id.clone()));
-                }
-                if let Some(id) = &self.swarm_id {
-                    keys.push(params.bind(SWARM_IS, id.clone()));
-                    if self.agent_id.is_none() {
-                        // The index part reads the ranges of the swarm's agents.
-                        let n = params.count();
-                        through_index = format!(
-                            "agent IN (SELECT agent FROM agent_swarms \
-                             WHERE swarm = (SELECT id FROM swarms WHERE name = ?{n})) AND "
-                        );
-                    }
-                }
-            }
-            let all_indexed = watermark
-                .zip(self.time_range)
-                .is_some_and(|(watermark, range)| to_micros(range.end) <= watermark);
-            if !keys.is_empty() {
-                let keys = keys.join(" AND ");
-                // The time range goes into each part itself rather than
-                // into the outer query: the part past the watermark must
-                // start at the later of the watermark and the range's start
-                // in one bound, or SQLite may start at the range's start
-                // and walk every row of the range checking the watermark.
-                let (recent_from, recent_to, indexed_range) = match &self.time_range {
-                    Some(range) => {
-                        let start = params.bind("?", to_micros(range.start));
-                        let end = params.bind("?", to_micros(range.end));
-                        (
-                            format!("timestamp >= (SELECT max(watermark + 1, {start}) FROM task_index_state)"),
-                            format!(" AND timestamp <= {end}"),
-                            format!(" AND timestamp >= {start} AND timestamp <= {end}"),
-                        )
-                    }
-                    None => (
-                        "timestamp > (SELECT watermark FROM task_index_state)".to_owned(),
-                        String::new(),
-                        String::new(),
-                    ),
-                };
-                let indexed = format!(
-                    "SELECT * FROM task_metrics \
-                     WHERE indexed = 1 AND {through_index}{keys}{indexed_range}"
-                );
-                source = if all_indexed {
-                    format!("({indexed})")
-                } else {
-                    format!(
-                        "(SELECT * FROM task_metrics WHERE {recent_from}{recent_to} AND {keys} \
-                          UNION ALL {indexed})"
-                    )
-                };
-                if let Some(result) = self.result {
-                    clauses.push(params.bind("m.result = ?", result.code()));
-                }
-                return (source, all_of(&clauses), params.into_values());
-            }
-        } else {
-            if let Some(id) = &self.agent_id {
-                clauses.push(params.bind(&format!("m.{AGENT_IS}"), id.clone()));
-            }
-            if let Some(id) = &self.swarm_id {
-                clauses.push(params.bind(&format!("m.{SWARM_IS}"), id.clone()));
-            }
+        let indexed = match kind {
+            MetricKind::Task => self.indexed_task_source(&mut params, &mut clauses, watermark),
+            _ => None,
+        };
+        if indexed.is_none() {
+            self.bind_agent_and_swarm(&mut params, &mut clauses);
         }
         if let Some(result) = self.result {
             clauses.push(params.bind("m.result = ?", result.code()));
         }
-        self.bind_type_and_range(kind, &mut params, &mut clauses, "m", "m.timestamp");
+        // An indexed source holds the time range itself.
+        if indexed.is_none() {
+            self.bind_type_and_range(kind, &mut params, &mut clauses, "m", "m.timestamp");
+        }
+        let source = indexed.unwrap_or_else(|| kind.table().to_owned());
         (source, all_of(&clauses), params.into_values())
+    }
+
+    /// The conditions on the agent and swarm, on the table aliased `m`.
+    fn bind_agent_and_swarm(&self, params: &mut Params, clauses: &mut Vec<String>) {
+        if let Some(id) = &self.agent_id {
+            clauses.push(params.bind(&format!("m.{AGENT_IS}"), id.clone()));
+        }
+        if let Some(id) = &self.swarm_id {
+            clauses.push(params.bind(&format!("m.{SWARM_IS}"), id.clone()));
+        }
+    }
+
+    /// For task metrics filtered by task id, agent or swarm: the source
+    /// that reads them through the task-id or agent index, and past the
+    /// watermark through the primary key (see
+    /// [`source_and_clause`](Self::source_and_clause)), with the time range
+    /// inside; `None` without such a filter.
+    fn indexed_task_source(
+        &self,
+        params: &mut Params,
+        clauses: &mut Vec<String>,
+        watermark: Option<i64>,
+    ) -> Option<String> {
+        // The conditions that find the rows through an index, which both
+        // parts apply: the task id (its own index; agent and swarm are then
+        // plain conditions), or else the agent or swarm, with one more
+        // condition for the index part of a swarm.
+        let mut keys = Vec::new();
+        let mut through_index = String::new();
+        if let Some(id) = &self.task_id {
+            keys.push(params.bind("task_id = ?", id.clone()));
+            self.bind_agent_and_swarm(params, clauses);
+        } else {
+            if let Some(id) = &self.agent_id {
+                keys.push(params.bind(AGENT_IS, id.clone()));
+            }
+            if let Some(id) = &self.swarm_id {
+                keys.push(params.bind(SWARM_IS, id.clone()));
+                if self.agent_id.is_none() {
+                    // The index part reads the ranges of the swarm's agents.
+                    let n = params.count();
+                    through_index = format!(
+                        "agent IN (SELECT agent FROM agent_swarms \
+                         WHERE swarm = (SELECT id FROM swarms WHERE name = ?{n})) AND "
+                    );
+                }
+            }
+        }
+        if keys.is_empty() {
+            return None;
+        }
+        let keys = keys.join(" AND ");
+        // The time range goes into each part rather than into the outer
+        // query: the part past the watermark must start at the later of
+        // the watermark and the range's start in one bound, or SQLite may
+        // start at the range's start and walk every row of the range
+        // checking the watermark.
+        let (recent_range, indexed_range) = match &self.time_range {
+            Some(range) => {
+                let start = params.bind("?", to_micros(range.start));
+                let end = params.bind("?", to_micros(range.end));
+                (
+                    format!(
+                        "timestamp >= (SELECT max(watermark + 1, {start}) FROM task_index_state) \
+                         AND timestamp <= {end}"
+                    ),
+                    format!(" AND timestamp >= {start} AND timestamp <= {end}"),
+                )
+            }
+            None => (
+                "timestamp > (SELECT watermark FROM task_index_state)".to_owned(),
+                String::new(),
+            ),
+        };
+        let indexed = format!(
+            "SELECT * FROM task_metrics WHERE indexed = 1 AND {through_index}{keys}{indexed_range}"
+        );
+        let all_indexed = watermark
+            .zip(self.time_range)
+            .is_some_and(|(watermark, range)| to_micros(range.end) <= watermark);
+        Some(if all_indexed {
+            format!("({indexed})")
+        } else {
+            format!(
+                "(SELECT * FROM task_metrics WHERE {recent_range} AND {keys} UNION ALL {indexed})"
+            )
+        })
     }
 
     /// The conditions on the metric type (of agent and swarm metrics) and
