@@ -108,7 +108,7 @@ pub(crate) fn open(options: &Options) -> Result<Opened> {
     };
     let (first, target) = match open_database(path, &settings) {
         Err(Error::ReadOnly { .. } | Error::CannotOpen { .. } | Error::FileSystem { .. })
-            if settings.read_only && wal_is_empty(path) =>
+            if settings.read_only && wal_size(path) == 0 =>
         {
             // A WAL database in a folder this process cannot write, or on
             // a full disk: SQLite cannot create the shared-memory file it
@@ -244,14 +244,14 @@ pub(crate) fn cannot_open(path: &Path, reason: &str) -> Error {
     }
 }
 
-/// Whether the database's WAL file is missing or empty: then the main file
-/// holds every committed write.
-fn wal_is_empty(path: &Path) -> bool {
-    std::fs::metadata(side_file(path, "-wal")).map_or(true, |meta| meta.len() == 0)
+/// The size of the database's WAL file; 0 when there is none. At 0 the
+/// main file holds every committed write.
+pub(crate) fn wal_size(path: &Path) -> u64 {
+    std::fs::metadata(side_file(path, "-wal")).map_or(0, |meta| meta.len())
 }
 
 /// `path` with `suffix` appended, e.g. the `-wal` file of a database.
-pub(crate) fn side_file(path: &Path, suffix: &str) -> PathBuf {
+fn side_file(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)

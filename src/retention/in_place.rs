@@ -23,7 +23,7 @@ use super::cleanup::{
 use super::vacuum::{run_pragma, VacuumReport, VACUUM_STEP_PAGES};
 use crate::error::{Error, Result};
 use crate::open::schema::{classify_open_error, SCHEMA_VERSION};
-use crate::open::{cannot_open, check_header, side_file};
+use crate::open::{cannot_open, check_header, wal_size};
 use crate::record::MetricKind;
 use crate::storage::MetricsStorage;
 
@@ -86,8 +86,7 @@ impl MetricsStorage {
             match e.in_file(path) {
                 Error::DatabaseFull { path, .. } | Error::FileSystem { path, .. } => {
                     Error::NoRoomInPlace {
-                        wal_bytes: std::fs::metadata(side_file(&path, "-wal"))
-                            .map_or(0, |m| m.len()),
+                        wal_bytes: wal_size(&path),
                         path,
                     }
                 }
@@ -253,6 +252,6 @@ fn size_on_disk(path: &Path) -> Result<u64> {
         path: path.to_owned(),
         source,
     })?;
-    let wal = std::fs::metadata(side_file(path, "-wal")).map_or(0, |m| m.len());
+    let wal = wal_size(path);
     Ok(main.len() + wal)
 }
