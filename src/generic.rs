@@ -89,6 +89,17 @@ pub enum Parsed {
     Swarm(SwarmMetric),
 }
 
+impl Parsed {
+    /// Checks every field, as the store does before it writes.
+    pub(crate) fn validate(&self) -> Result<()> {
+        match self {
+            Parsed::Task(task) => task.validate(),
+            Parsed::Agent(metric) => metric.validate(),
+            Parsed::Swarm(metric) => metric.validate(),
+        }
+    }
+}
+
 /// Parses and checks one metric of `kind` from its JSON form (see
 /// [`MetricsStorage::store_metric`] for the fields). The records' own
 /// `Deserialize` reads the fields; a null field counts as missing.
@@ -117,23 +128,13 @@ pub fn parse_metric(kind: MetricKind, data: &Value) -> Result<Parsed> {
         }
     }
     let fields = Value::Object(fields);
-    Ok(match kind {
-        MetricKind::Task => {
-            let task: TaskMetric = deserialize(fields)?;
-            task.validate()?;
-            Parsed::Task(task)
-        }
-        MetricKind::Agent => {
-            let metric: AgentMetric = deserialize(fields)?;
-            metric.entity()?;
-            Parsed::Agent(metric)
-        }
-        MetricKind::Swarm => {
-            let metric: SwarmMetric = deserialize(fields)?;
-            metric.entity()?;
-            Parsed::Swarm(metric)
-        }
-    })
+    let parsed = match kind {
+        MetricKind::Task => Parsed::Task(deserialize(fields)?),
+        MetricKind::Agent => Parsed::Agent(deserialize(fields)?),
+        MetricKind::Swarm => Parsed::Swarm(deserialize(fields)?),
+    };
+    parsed.validate()?;
+    Ok(parsed)
 }
 
 /// The filters of the reference's `query_metrics`.

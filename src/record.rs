@@ -160,11 +160,9 @@ macro_rules! entity_metric {
                 self
             }
 
-            /// The fields the store writes, after checking every one.
-            pub(crate) fn entity(&self) -> Result<EntityRecord<'_>> {
-                let record = self.record();
-                record.validate()?;
-                Ok(record)
+            /// Checks every field, as the store does before it writes.
+            pub(crate) fn validate(&self) -> Result<()> {
+                self.record().validate()
             }
 
         }
@@ -341,10 +339,10 @@ mod tests {
     #[test]
     fn values_and_types_are_checked() {
         let ok = AgentMetric::new("a", MetricType::AgentThroughput, 1.5);
-        assert!(ok.entity().is_ok());
+        assert!(ok.validate().is_ok());
         for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.5] {
             let err = AgentMetric::new("a", MetricType::AgentThroughput, bad)
-                .entity()
+                .validate()
                 .unwrap_err();
             assert!(
                 matches!(err, Error::InvalidInput { field: "value", .. }),
@@ -352,7 +350,7 @@ mod tests {
             );
         }
         let err = AgentMetric::new("a", MetricType::SwarmHealth, 1.0)
-            .entity()
+            .validate()
             .unwrap_err();
         assert!(matches!(
             err,
@@ -363,7 +361,7 @@ mod tests {
         ));
         let err = SwarmMetric::new("s", MetricType::SwarmHealth, 1.0)
             .metadata(serde_json::json!([1, 2]))
-            .entity()
+            .validate()
             .unwrap_err();
         assert!(err.to_string().contains("an array"));
     }

@@ -156,7 +156,7 @@ impl MetricsStorage {
     pub fn store_agent_metrics(&self, metrics: &[AgentMetric]) -> Result<Vec<i64>> {
         self.store(
             metrics,
-            |m| m.entity().map(drop),
+            AgentMetric::validate,
             |conn, cache, m| insert_entities(conn, cache, m).map(|stored| stored.ids),
         )
     }
@@ -179,7 +179,7 @@ impl MetricsStorage {
     pub fn store_swarm_metrics(&self, metrics: &[SwarmMetric]) -> Result<Vec<i64>> {
         self.store(
             metrics,
-            |m| m.entity().map(drop),
+            SwarmMetric::validate,
             |conn, cache, m| insert_entities(conn, cache, m).map(|stored| stored.ids),
         )
     }
@@ -192,8 +192,8 @@ impl MetricsStorage {
     /// As [`store_task_metrics`](Self::store_task_metrics).
     pub fn store_batch(&self, batch: &MetricBatch) -> Result<BatchReport> {
         check_each(&batch.tasks, TaskMetric::validate)?;
-        check_each(&batch.agents, |m| m.entity().map(drop))?;
-        check_each(&batch.swarms, |m| m.entity().map(drop))?;
+        check_each(&batch.agents, AgentMetric::validate)?;
+        check_each(&batch.swarms, SwarmMetric::validate)?;
         let writer = self.writer()?;
         if batch.is_empty() {
             return Ok(BatchReport::default());
@@ -232,13 +232,8 @@ impl MetricsStorage {
             let mut chunk = MetricBatch::default();
             for (position, metric) in metrics.into_iter().enumerate() {
                 let checked = metric.and_then(|metric| {
-                    match &metric {
-                        Parsed::Task(task) => task.validate(),
-                        Parsed::Agent(m) => m.entity().map(drop),
-                        Parsed::Swarm(m) => m.entity().map(drop),
-                    }
-                    .map(|()| metric)
-                    .map_err(|e| in_stream(e, position))
+                    metric.validate().map_err(|e| in_stream(e, position))?;
+                    Ok(metric)
                 })?;
                 match checked {
                     Parsed::Task(task) => chunk.tasks.push(task),
