@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::query::{Filter, TaskColumn, TimeRange};
+use crate::query::{Filter, TimeRange};
 use crate::record::{
     json_type_name, AgentMetric, MetricKind, MetricType, SwarmMetric, TaskMetric, TaskResult,
 };
@@ -163,18 +163,20 @@ pub fn parse_filter(filters: &Value) -> Result<Filter> {
         ));
     }
     let fields: Option<FilterFields> = deserialize(filters.clone())?;
-    // The reference names what task aggregates measure with a task metric
-    // type; here that is the column, and a metric type filters agent and
-    // swarm metrics.
-    let column = |f: &FilterFields| f.metric_type.and_then(TaskColumn::of_metric_type);
-    Ok(fields.map_or_else(Filter::new, |f| Filter {
-        column: column(&f),
-        metric_type: f.metric_type.filter(|_| column(&f).is_none()),
-        task_id: f.task_id,
-        agent_id: f.agent_id,
-        swarm_id: f.swarm_id,
-        result: f.result,
-        time_range: None,
+    Ok(fields.map_or_else(Filter::new, |f| {
+        let filter = Filter {
+            task_id: f.task_id,
+            agent_id: f.agent_id,
+            swarm_id: f.swarm_id,
+            result: f.result,
+            ..Filter::new()
+        };
+        // The reference names what task aggregates measure with a task
+        // metric type.
+        match f.metric_type {
+            Some(metric_type) => filter.metric_type_or_column(metric_type),
+            None => filter,
+        }
     }))
 }
 

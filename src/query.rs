@@ -201,6 +201,17 @@ impl Filter {
         self
     }
 
+    /// A metric type as the reference uses it: a task metric type
+    /// (`task_duration`, `task_tokens`, `task_files`) picks the
+    /// [`column`](Self::column) task aggregates measure; any other filters
+    /// agent and swarm metrics by type.
+    pub fn metric_type_or_column(self, metric_type: MetricType) -> Self {
+        match TaskColumn::of_metric_type(metric_type) {
+            Some(column) => self.column(column),
+            None => self.metric_type(metric_type),
+        }
+    }
+
     /// Measure this column in aggregates, percentiles and series of task
     /// metrics (durations without it).
     pub fn column(mut self, column: TaskColumn) -> Self {

@@ -154,11 +154,9 @@ impl MetricsStorage {
     /// # Errors
     /// As [`store_task_metrics`](Self::store_task_metrics).
     pub fn store_agent_metrics(&self, metrics: &[AgentMetric]) -> Result<Vec<i64>> {
-        self.store(
-            metrics,
-            AgentMetric::validate,
-            |conn, cache, m| insert_entities(conn, cache, m).map(|stored| stored.ids),
-        )
+        self.store(metrics, AgentMetric::validate, |conn, cache, m| {
+            insert_entities(conn, cache, m).map(|stored| stored.ids)
+        })
     }
 
     /// Stores one swarm metric and returns its id (retries as in
@@ -177,11 +175,9 @@ impl MetricsStorage {
     /// # Errors
     /// As [`store_task_metrics`](Self::store_task_metrics).
     pub fn store_swarm_metrics(&self, metrics: &[SwarmMetric]) -> Result<Vec<i64>> {
-        self.store(
-            metrics,
-            SwarmMetric::validate,
-            |conn, cache, m| insert_entities(conn, cache, m).map(|stored| stored.ids),
-        )
+        self.store(metrics, SwarmMetric::validate, |conn, cache, m| {
+            insert_entities(conn, cache, m).map(|stored| stored.ids)
+        })
     }
 
     /// Stores task, agent and swarm metrics together in one transaction:

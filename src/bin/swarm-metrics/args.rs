@@ -4,9 +4,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Duration, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use swarm_metrics::{
-    Filter, MetricKind, MetricType, TaskColumn, TaskResult, TimeRange, DEFAULT_PATH,
-};
+use swarm_metrics::{Filter, MetricKind, MetricType, TaskResult, TimeRange, DEFAULT_PATH};
 
 use crate::Failure;
 
@@ -392,17 +390,7 @@ impl FilterArgs {
     }
 
     pub fn filter(&self) -> Result<Filter, Failure> {
-        let metric_type = self
-            .metric_type
-            .as_deref()
-            .map(str::parse::<MetricType>)
-            .transpose()?;
-        // For task metrics, --metric-type task_tokens (or task_files,
-        // task_duration) names what to measure: the column.
-        let column = metric_type
-            .filter(|_| self.kind == Kind::Task)
-            .and_then(TaskColumn::of_metric_type);
-        Ok(Filter {
+        let filter = Filter {
             task_id: self.task.clone(),
             agent_id: self.agent.clone(),
             swarm_id: self.swarm.clone(),
@@ -411,9 +399,14 @@ impl FilterArgs {
                 .as_deref()
                 .map(str::parse::<TaskResult>)
                 .transpose()?,
-            metric_type: metric_type.filter(|_| column.is_none()),
             time_range: self.range.range()?,
-            column,
+            ..Filter::new()
+        };
+        // For task metrics, --metric-type task_tokens (or task_files,
+        // task_duration) names what to measure: the column.
+        Ok(match self.metric_type.as_deref() {
+            Some(name) => filter.metric_type_or_column(name.parse::<MetricType>()?),
+            None => filter,
         })
     }
 }
