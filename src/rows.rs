@@ -320,15 +320,16 @@ pub(crate) fn insert_entity<E: Entity>(
         ),
     };
     let id = intern(conn, cache, record.kind, record.id)?;
-    let identity = params![
-        id,
-        record.metric_type.code(),
-        to_micros(record.timestamp),
-        record.value
-    ];
+    // The identity binds as ?1..?4 in both statements.
+    let (metric_type, timestamp) = (record.metric_type.code(), to_micros(record.timestamp));
     let stored: Option<i64> = conn
         .prepare_cached(find)
-        .and_then(|mut stmt| stmt.query_row(identity, |r| r.get(0)).optional())
+        .and_then(|mut stmt| {
+            stmt.query_row(params![id, metric_type, timestamp, record.value], |r| {
+                r.get(0)
+            })
+            .optional()
+        })
         .map_err(Error::sqlite(operation))?;
     if let Some(metric_id) = stored {
         return Ok((metric_id, false));
@@ -336,13 +337,7 @@ pub(crate) fn insert_entity<E: Entity>(
     let metadata = record.metadata.map(|m| m.to_string());
     conn.prepare_cached(insert)
         .and_then(|mut stmt| {
-            stmt.execute(params![
-                id,
-                record.metric_type.code(),
-                to_micros(record.timestamp),
-                record.value,
-                metadata
-            ])
+            stmt.execute(params![id, metric_type, timestamp, record.value, metadata])
         })
         .map_err(Error::sqlite(operation))?;
     Ok((conn.last_insert_rowid(), true))
