@@ -108,16 +108,20 @@ impl MetricsStorage {
     /// that does not apply to task metrics; otherwise as
     /// [`success_rate`](Self::success_rate).
     pub fn compare(&self, a: &Filter, b: &Filter) -> Result<Comparison> {
-        let side = |filter: &Filter| -> Result<Side> {
-            let durations = filter.clone().column(TaskColumn::Duration);
-            let (values, sketch) = self.selected_values(MetricKind::Task, &durations)?;
-            Ok(Side {
-                rate: self.success_rate(filter)?,
-                values,
-                sketch,
-            })
-        };
-        Ok(comparison_of(side(a)?, side(b)?))
+        // Both sides and both measures from one snapshot: the durations
+        // compared are those of the tasks whose rate is compared.
+        self.consistent(|store| {
+            let side = |filter: &Filter| -> Result<Side> {
+                let durations = filter.clone().column(TaskColumn::Duration);
+                let (values, sketch) = store.selected_values(MetricKind::Task, &durations)?;
+                Ok(Side {
+                    rate: store.success_rate(filter)?,
+                    values,
+                    sketch,
+                })
+            };
+            Ok(comparison_of(side(a)?, side(b)?))
+        })
     }
 }
 
@@ -228,14 +232,52 @@ impl MetricsStorage {
         baseline: TimeRange,
         alpha: f64,
     ) -> Result<Vec<Regression>> {
+        self.regressions_in(&Filter::new(), current, baseline, alpha)
+    }
+
+    /// [`regressions`](Self::regressions) among the tasks `within`
+    /// selects: of one swarm (that swarm and its agents, counting their
+    /// tasks in it alone), of one agent, or of one result. Both windows
+    /// are read in one snapshot.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when `within` has a time range (the windows
+    /// are the ranges) or a field that does not apply to task metrics;
+    /// otherwise as [`regressions`](Self::regressions).
+    pub fn regressions_in(
+        &self,
+        within: &Filter,
+        current: TimeRange,
+        baseline: TimeRange,
+        alpha: f64,
+    ) -> Result<Vec<Regression>> {
         Error::check_open_unit("alpha", alpha)?;
+        within.validate(MetricKind::Task, false)?;
+        if within.time_range.is_some() {
+            return Err(Error::invalid(
+                "time_range",
+                "the windows are the time ranges of a regression search; leave the filter's out",
+            ));
+        }
+        self.consistent(|store| store.regressions_read(within, current, baseline, alpha))
+    }
+
+    /// What [`regressions_in`](Self::regressions_in) reads and tests,
+    /// inside its consistent read.
+    fn regressions_read(
+        &self,
+        within: &Filter,
+        current: TimeRange,
+        baseline: TimeRange,
+        alpha: f64,
+    ) -> Result<Vec<Regression>> {
         // Every test made, worse or not (all of them count for the
         // adjustment), with whether it went the bad way.
         let mut tests: Vec<(Regression, bool)> = Vec::new();
         for group in [GroupBy::Agent, GroupBy::Swarm] {
             // Each window read once for every agent (or swarm) of it.
             let window = |range: TimeRange| -> Result<BTreeMap<String, Side>> {
-                let filter = Filter::new().range(range);
+                let filter = within.clone().range(range);
                 let mut values = self.values_by_group(
                     MetricKind::Task,
                     group,

@@ -72,6 +72,7 @@ pub use serde_json;
 mod aggregate;
 mod analytics;
 mod compare;
+mod consistent;
 mod enums;
 mod error;
 mod generic;

@@ -58,6 +58,9 @@ pub struct MetricsStorage {
     /// moves forward, so every task metric up to this one is indexed now,
     /// whatever was written since.
     watermark_seen: AtomicI64,
+    /// This store's number among the stores of the process, for
+    /// [`MetricsStorage::consistent`]'s pinned connection.
+    id: u64,
     closed: bool,
     /// Removes the folder of a [`MetricsStorage::temporary`] store; declared
     /// last so that it is dropped after every connection.
@@ -227,6 +230,7 @@ impl MetricsStorage {
             open_readers: opened.open_readers,
             writer,
             watermark_seen: AtomicI64::new(i64::MIN),
+            id: crate::consistent::new_store_id(),
             closed: false,
             _temporary: temporary,
         })
@@ -260,11 +264,20 @@ impl MetricsStorage {
         })
     }
 
+    /// This store's number among the stores of the process.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Runs `read` on one pooled reader connection inside one read
     /// transaction: every statement it runs sees the same snapshot of the
     /// file, whatever is written meanwhile.
     pub(crate) fn snapshot<T>(&self, read: impl FnOnce(&Snapshot<'_>) -> Result<T>) -> Result<T> {
         self.read(|snapshot| {
+            if snapshot.pinned {
+                // Inside `consistent`: its transaction is already open.
+                return read(snapshot);
+            }
             let statement = |sql, operation| {
                 snapshot
                     .conn
@@ -285,10 +298,29 @@ impl MetricsStorage {
 
     /// Runs `read` on one pooled reader connection, without a read
     /// transaction around it: each statement sees a consistent snapshot of
-    /// its own.
+    /// its own. Inside [`consistent`](Self::consistent), on its pinned
+    /// connection instead, in its snapshot.
     pub(crate) fn read<T>(&self, read: impl FnOnce(&Snapshot<'_>) -> Result<T>) -> Result<T> {
+        if let Some(conn) = crate::consistent::pinned(self.id) {
+            return read(&Snapshot {
+                conn: &conn,
+                pinned: true,
+            })
+            .map_err(|e| e.in_file(&self.path));
+        }
+        self.read_now(read)
+    }
+
+    /// As [`read`](Self::read), but always on a fresh connection: the file
+    /// as it is now, also inside [`consistent`](Self::consistent). For the
+    /// checks maintenance makes before it writes.
+    pub(crate) fn read_now<T>(&self, read: impl FnOnce(&Snapshot<'_>) -> Result<T>) -> Result<T> {
         let conn = self.reader()?;
-        read(&Snapshot { conn: &conn }).map_err(|e| e.in_file(&self.path))
+        read(&Snapshot {
+            conn: &conn,
+            pinned: false,
+        })
+        .map_err(|e| e.in_file(&self.path))
     }
 
     /// An index watermark at or after `at` (µs), read from the file only
@@ -296,7 +328,9 @@ impl MetricsStorage {
     /// the agent and task-id indexes.
     pub(crate) fn watermark_from(&self, snapshot: &Snapshot<'_>, at: i64) -> Result<i64> {
         let seen = self.watermark_seen.load(Ordering::Relaxed);
-        if at <= seen {
+        // A pinned snapshot may be older than the watermark seen since: it
+        // must read its own.
+        if at <= seen && !snapshot.pinned {
             return Ok(seen);
         }
         let now: i64 = snapshot
@@ -409,6 +443,9 @@ impl std::fmt::Debug for MetricsStorage {
 /// transaction, or alone for one statement.
 pub(crate) struct Snapshot<'a> {
     conn: &'a Connection,
+    /// Whether this is [`MetricsStorage::consistent`]'s connection, with
+    /// its read transaction open.
+    pinned: bool,
 }
 
 impl Snapshot<'_> {

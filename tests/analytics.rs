@@ -656,6 +656,29 @@ fn regressions_find_what_got_worse_and_nothing_else() {
         .regressions(current, baseline, 1.0)
         .unwrap_err()
         .is_invalid_input());
+
+    // Within one swarm: that swarm and its agents alone.
+    let within = |swarm: &str| -> Vec<(GroupBy, String)> {
+        store
+            .regressions_in(&Filter::new().swarm(swarm), current, baseline, 0.05)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.group, r.id))
+            .collect()
+    };
+    assert_eq!(
+        within("s2"),
+        [
+            (GroupBy::Agent, "failing".to_owned()),
+            (GroupBy::Swarm, "s2".to_owned())
+        ]
+    );
+    assert_eq!(within("s1"), []);
+    let ranged = Filter::new().swarm("s2").range(current);
+    assert!(store
+        .regressions_in(&ranged, current, baseline, 0.05)
+        .unwrap_err()
+        .is_invalid_input());
 }
 
 /// `percentile_by` gives each group what `percentile` gives for that group

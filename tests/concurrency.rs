@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use chrono::Duration;
 use swarm_metrics::{
-    AgentMetric, AggregationType, Error, Filter, MetricKind, MetricType, MetricsStorage,
-    SuccessRate, TaskMetric, TaskResult,
+    AgentMetric, AggregationType, BucketValue, EmptyBuckets, Error, Filter, GroupBy, Measure,
+    MetricKind, MetricType, MetricsStorage, RetentionPolicy, SuccessRate, TaskMetric, TaskResult,
 };
 
 const THREADS: usize = 8;
@@ -195,4 +195,143 @@ fn a_failing_batch_in_a_shared_commit_is_undone_alone() {
         .aggregate_metrics(MetricKind::Agent, AggregationType::Sum, &Filter::new())
         .unwrap();
     assert_eq!(sum.value, Some(45.0 * (expected_rows / 10) as f64));
+}
+
+/// The answers of one `consistent` call, read twice around writes and
+/// retention that happen in between.
+#[test]
+fn a_consistent_read_adds_up_while_writers_and_retention_run() {
+    let store = MetricsStorage::temporary().unwrap();
+    // Old tasks, one every 10 minutes for ~20 days, for retention to fold
+    // into hourly rollups in small chunks while the readers read.
+    let old_start = swarm_metrics::now() - Duration::days(60);
+    let old: Vec<_> = (0..3_000)
+        .map(|i| {
+            TaskMetric::new(
+                format!("old-{i}"),
+                format!("old-agent-{}", i % 7),
+                10 + i as u64 % 90,
+                TaskResult::ALL[i % 4],
+            )
+            .at(old_start + Duration::minutes(10 * i as i64))
+        })
+        .collect();
+    store.store_task_metrics(&old).unwrap();
+    let policy = RetentionPolicy {
+        chunk_rows: 25,
+        ..RetentionPolicy::default()
+    };
+    let stored = AtomicU64::new(0);
+    let done = AtomicBool::new(false);
+    let checked = std::thread::scope(|s| {
+        for w in 0..2 {
+            let (store, stored, done) = (&store, &stored, &done);
+            s.spawn(move || {
+                let mut i = 0;
+                while !done.load(Ordering::SeqCst) {
+                    let task = TaskMetric::new(
+                        format!("new-{w}-{i}"),
+                        format!("new-{w}"),
+                        5,
+                        TaskResult::ALL[i % 4],
+                    );
+                    assert!(store.store_task_metric(&task).unwrap());
+                    stored.fetch_add(1, Ordering::SeqCst);
+                    i += 1;
+                }
+            });
+        }
+        let reader = s.spawn(|| {
+            let mut checked = 0u64;
+            let mut saw_writes_inside = 0u64;
+            while !done.load(Ordering::SeqCst) {
+                let before = stored.load(Ordering::SeqCst);
+                store
+                    .consistent(|store| {
+                        let all = store.success_rate(&Filter::new())?;
+                        let by_agent = store.success_rate_by(GroupBy::Agent, &Filter::new())?;
+                        // Let the writers store (and retention fold) a
+                        // little between the reads of the snapshot.
+                        let waited = std::time::Instant::now();
+                        while stored.load(Ordering::SeqCst) < before + 3
+                            && waited.elapsed() < std::time::Duration::from_secs(2)
+                        {
+                            std::thread::yield_now();
+                        }
+                        let summary = store.summary(&Filter::new())?;
+                        let series = store.series(
+                            MetricKind::Task,
+                            Measure::SuccessRate,
+                            Duration::days(1),
+                            &Filter::new(),
+                            EmptyBuckets::Skip,
+                        )?;
+                        let again = store.success_rate(&Filter::new())?;
+                        assert_eq!(again, all, "the same question twice in one snapshot");
+                        assert!(all.total >= 3_000 + before, "{} tasks", all.total);
+                        let sum = |f: fn(&SuccessRate) -> u64| -> u64 {
+                            by_agent.iter().map(|g| f(&g.value)).sum()
+                        };
+                        assert_eq!(sum(|r| r.total), all.total, "agents add up");
+                        assert_eq!(sum(|r| r.success), all.success, "agents' successes");
+                        assert_eq!(summary.tasks, all.total, "summary");
+                        let series_total: u64 = series
+                            .iter()
+                            .map(|b| match b.value {
+                                BucketValue::SuccessRate(r) => r.total,
+                                _ => panic!("a success-rate series holds rates"),
+                            })
+                            .sum();
+                        assert_eq!(series_total, all.total, "series adds up");
+                        Ok(())
+                    })
+                    .unwrap();
+                if stored.load(Ordering::SeqCst) > before + 2 {
+                    saw_writes_inside += 1;
+                }
+                checked += 1;
+            }
+            assert!(
+                saw_writes_inside > 0,
+                "writes never landed inside a snapshot"
+            );
+            checked
+        });
+        let report = store.apply_retention(&policy).unwrap();
+        assert!(report.task_metrics.raw_folded > 0, "{report:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        done.store(true, Ordering::SeqCst);
+        reader.join().unwrap()
+    });
+    assert!(checked > 0);
+    // Afterwards, a fresh read sees every store.
+    let all = store.success_rate(&Filter::new()).unwrap();
+    assert_eq!(all.total, 3_000 + stored.load(Ordering::SeqCst));
+}
+
+#[test]
+fn a_consistent_read_nests_and_does_not_see_its_own_stores() {
+    let store = MetricsStorage::temporary().unwrap();
+    let task = |i: u32| TaskMetric::new(format!("t-{i}"), "a", 1, TaskResult::Success);
+    store.store_task_metric(&task(0)).unwrap();
+    let (inside, nested) = store
+        .consistent(|s| {
+            s.store_task_metric(&task(1))?;
+            let inside = s.success_rate(&Filter::new())?.total;
+            let nested = s.consistent(|s| s.success_rate(&Filter::new()))?.total;
+            Ok((inside, nested))
+        })
+        .unwrap();
+    assert_eq!((inside, nested), (1, 1));
+    assert_eq!(store.success_rate(&Filter::new()).unwrap().total, 2);
+    // An error from inside comes out, and the store reads fresh after it.
+    let err = store
+        .consistent(|s| -> swarm_metrics::Result<()> {
+            s.get_task_metrics(&Filter::new(), 0)?;
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+    store.store_task_metric(&task(2)).unwrap();
+    assert_eq!(store.success_rate(&Filter::new()).unwrap().total, 3);
 }

@@ -2,14 +2,15 @@
 //! horizons, every aggregate over day-aligned ranges is the same before and
 //! after `apply_retention` (exactly for counts, sums, min, max and success
 //! rates; to rounding for averages and standard deviations; within 1% for
-//! percentiles), also when a run is interrupted and repeated.
+//! percentiles), also when a run is interrupted and repeated. Daily series
+//! and summaries, which combine raw rows and rollups too, likewise.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use proptest::prelude::*;
 use swarm_metrics::{
-    AgentMetric, Aggregate, AggregationType, Filter, GroupBy, MetricKind, MetricType,
-    MetricsStorage, RetentionPolicy, SuccessRate, SwarmMetric, TaskColumn, TaskMetric, TaskResult,
-    TimeRange,
+    AgentMetric, Aggregate, AggregationType, BucketValue, EmptyBuckets, Filter, GroupBy, Measure,
+    MetricKind, MetricType, MetricsStorage, RetentionPolicy, SuccessRate, SwarmMetric, TaskColumn,
+    TaskMetric, TaskResult, TimeRange,
 };
 
 #[derive(Debug, Clone)]
@@ -17,6 +18,8 @@ struct Answers {
     aggregates: Vec<Aggregate>,
     rates: Vec<SuccessRate>,
     percentiles: Vec<Option<f64>>,
+    /// Tasks, tokens and files changed of each summary.
+    totals: Vec<(u64, u64, u64)>,
 }
 
 fn filters(now: DateTime<Utc>, days: &[(i64, i64)]) -> Vec<Filter> {
@@ -55,8 +58,53 @@ fn answers(store: &MetricsStorage, filters: &[Filter]) -> Answers {
         aggregates: Vec::new(),
         rates: Vec::new(),
         percentiles: Vec::new(),
+        totals: Vec::new(),
     };
     for f in filters {
+        let summary = store.summary(f).unwrap();
+        a.rates.push(summary.success_rate);
+        a.totals.push((
+            summary.tasks,
+            summary.tokens_total,
+            summary.files_changed_total,
+        ));
+        let d = summary.duration_ms;
+        a.percentiles.extend([d.avg, d.p50, d.p95, d.p99, d.max]);
+        let daily = |measure| {
+            store
+                .series(
+                    MetricKind::Task,
+                    measure,
+                    Duration::days(1),
+                    f,
+                    EmptyBuckets::Skip,
+                )
+                .unwrap()
+        };
+        for bucket in daily(Measure::SuccessRate) {
+            match bucket.value {
+                BucketValue::SuccessRate(rate) => a.rates.push(rate),
+                other => panic!("{other:?}"),
+            }
+        }
+        for agg in [
+            AggregationType::Sum,
+            AggregationType::Max,
+            AggregationType::Avg,
+        ] {
+            for bucket in daily(Measure::Aggregate(agg)) {
+                match bucket.value {
+                    BucketValue::Aggregate(value) => a.aggregates.push(value),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        for bucket in daily(Measure::Percentile(0.9)) {
+            match bucket.value {
+                BucketValue::Percentile(p) => a.percentiles.push(p.value),
+                other => panic!("{other:?}"),
+            }
+        }
         for column in [TaskColumn::Duration, TaskColumn::Tokens] {
             for agg in AggregationType::ALL {
                 a.aggregates.push(
@@ -117,6 +165,9 @@ fn answers(store: &MetricsStorage, filters: &[Filter]) -> Answers {
 
 fn assert_same(before: &Answers, after: &Answers, when: &str) {
     assert_eq!(before.rates, after.rates, "{when}: success rates");
+    assert_eq!(before.totals, after.totals, "{when}: summary totals");
+    assert_eq!(before.aggregates.len(), after.aggregates.len(), "{when}");
+    assert_eq!(before.percentiles.len(), after.percentiles.len(), "{when}");
     for (b, a) in before.aggregates.iter().zip(&after.aggregates) {
         assert_eq!(
             (b.aggregation, b.count),

@@ -6,13 +6,18 @@ use chrono::{DateTime, Duration, Utc};
 use rusqlite::types::Value as SqlValue;
 use serde::{Deserialize, Serialize};
 
+use sketches_ddsketch::DDSketch;
+
 use super::validate_q;
-use crate::aggregate::{aggregated_column, Aggregate, Percentile, SuccessRate};
+use crate::aggregate::{
+    aggregated_column, finish, quantiles_of, value_at, Aggregate, Percentile, SuccessRate,
+};
 use crate::error::{Error, Result};
 use crate::query::{from_micros, to_micros, Filter};
 use crate::record::{AggregationType, MetricKind, TaskResult};
-use crate::stat::{quantile, sql_function};
-use crate::storage::MetricsStorage;
+use crate::retention::{merge_rollups_by_time, rollups_apply, Rolled, RollupRead};
+use crate::stat::{raw_stat, raw_stat_columns, sql_function, Stat};
+use crate::storage::{MetricsStorage, Snapshot};
 
 /// What a time series measures in each bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -117,6 +122,14 @@ impl MetricsStorage {
     /// `measure` over time, one bucket of `width` each, buckets aligned to
     /// multiples of `width` since the Unix epoch (UTC), oldest first.
     ///
+    /// Raw rows and the rollups the filter covers are read in one
+    /// snapshot, as the single-number calls read them: history kept only
+    /// as hourly (or daily) rollups counts in the bucket where its hour
+    /// (or day) starts, so buckets of whole hours (or days) answer exactly
+    /// and narrower ones get a rolled-up hour whole in its first bucket.
+    /// Percentiles of rollups that keep sketches are approximate (within
+    /// 1%), and say so.
+    ///
     /// Buckets without metrics are left out ([`EmptyBuckets::Skip`]), or
     /// given as empty results (count 0, no value) for every bucket from the
     /// filter's start to its end, or from the first to the last bucket
@@ -135,133 +148,55 @@ impl MetricsStorage {
         filter: &Filter,
         empty: EmptyBuckets,
     ) -> Result<Vec<Bucket>> {
-        let fill_empty = empty == EmptyBuckets::Zero;
         let width = micros_of(width)?;
-        let mut buckets: BTreeMap<i64, BucketValue> = BTreeMap::new();
         match measure {
-            Measure::Aggregate(aggregation) => {
-                filter.validate(kind, true)?;
-                let (column, metric_type) = aggregated_column(kind, filter)?;
-                let (from, mut params) = filter.sql_from(kind);
-                params.push(SqlValue::Integer(width));
-                let w = params.len();
-                let sql = format!(
-                    "SELECT (m.timestamp - (((m.timestamp % ?{w}) + ?{w}) % ?{w})) AS bucket, \
-                     count(m.{column}), {}(m.{column}) FROM {from} GROUP BY bucket",
-                    sql_function(aggregation),
-                );
-                for (start, count, value) in
-                    self.read_rows(&sql, params, "aggregate series", |row| {
-                        let start: i64 = row.get(0).map_err(Error::sqlite("aggregate series"))?;
-                        let count: i64 = row.get(1).map_err(Error::sqlite("aggregate series"))?;
-                        let value: Option<f64> =
-                            row.get(2).map_err(Error::sqlite("aggregate series"))?;
-                        Ok((start, u64::try_from(count).unwrap_or(0), value))
-                    })?
-                {
-                    buckets.insert(
-                        start,
-                        BucketValue::Aggregate(Aggregate {
-                            aggregation,
-                            metric_type,
-                            count,
-                            value: if count == 0 { None } else { value },
-                        }),
-                    );
-                }
-                if fill_empty {
-                    let empty = BucketValue::Aggregate(Aggregate {
-                        aggregation,
-                        metric_type,
-                        count: 0,
-                        value: None,
-                    });
-                    fill(&mut buckets, filter, width, empty)?;
-                }
+            Measure::SuccessRate if kind != MetricKind::Task => {
+                return Err(Error::invalid(
+                    "kind",
+                    format!("success rates are computed from task metrics, not {kind} metrics"),
+                ))
             }
+            Measure::SuccessRate => filter.validate(kind, false)?,
             Measure::Percentile(q) => {
                 validate_q(q)?;
                 filter.validate(kind, true)?;
-                let (column, metric_type) = aggregated_column(kind, filter)?;
-                let (from, params) = filter.sql_from(kind);
-                let sql = format!("SELECT m.timestamp, m.{column} FROM {from}");
-                let mut values: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
-                for (t, v) in self.read_rows(&sql, params, "percentile series", |row| {
-                    let t: i64 = row.get(0).map_err(Error::sqlite("percentile series"))?;
-                    let v: f64 = row.get(1).map_err(Error::sqlite("percentile series"))?;
-                    Ok((t, v))
-                })? {
-                    values.entry(bucket_of(t, width)).or_default().push(v);
-                }
-                for (start, mut vs) in values {
-                    let count = vs.len() as u64;
-                    let value = quantile(&mut vs, q);
-                    buckets.insert(
-                        start,
-                        BucketValue::Percentile(Percentile {
-                            q,
-                            metric_type,
-                            count,
-                            value,
-                            approximate: false,
-                        }),
-                    );
-                }
-                if fill_empty {
-                    let empty = BucketValue::Percentile(Percentile {
-                        q,
-                        metric_type,
-                        count: 0,
-                        value: None,
-                        approximate: false,
-                    });
-                    fill(&mut buckets, filter, width, empty)?;
-                }
             }
-            Measure::SuccessRate => {
-                if kind != MetricKind::Task {
-                    return Err(Error::invalid(
-                        "kind",
-                        format!("success rates are computed from task metrics, not {kind} metrics"),
-                    ));
+            Measure::Aggregate(_) => filter.validate(kind, true)?,
+        }
+        let series = SeriesRead {
+            kind,
+            filter,
+            width,
+        };
+        let mut buckets = self.snapshot(|snapshot| {
+            let rollups = rollups_apply(snapshot, kind, filter)?;
+            match measure {
+                Measure::Aggregate(aggregation) => {
+                    series.aggregates(snapshot, aggregation, rollups)
                 }
-                filter.validate(kind, false)?;
-                let (from, mut params) = filter.sql_from(kind);
-                params.push(SqlValue::Integer(width));
-                let w = params.len();
-                let sql = format!(
-                    "SELECT (m.timestamp - (((m.timestamp % ?{w}) + ?{w}) % ?{w})) AS bucket, \
-                     m.result, count(*) FROM {from} GROUP BY bucket, m.result"
-                );
-                for (start, code, n) in
-                    self.read_rows(&sql, params, "success rate series", |row| {
-                        let start: i64 =
-                            row.get(0).map_err(Error::sqlite("success rate series"))?;
-                        let code: i64 = row.get(1).map_err(Error::sqlite("success rate series"))?;
-                        let n: i64 = row.get(2).map_err(Error::sqlite("success rate series"))?;
-                        Ok((start, code, n))
-                    })?
-                {
-                    let result = TaskResult::from_code(code).ok_or_else(|| Error::CorruptRow {
-                        table: "task_metrics",
-                        reason: format!("unknown result code {code}"),
-                    })?;
-                    let entry = buckets
-                        .entry(start)
-                        .or_insert(BucketValue::SuccessRate(SuccessRate::default()));
-                    if let BucketValue::SuccessRate(rate) = entry {
-                        rate.add(result, u64::try_from(n).unwrap_or(0));
-                    }
-                }
-                if fill_empty {
-                    fill(
-                        &mut buckets,
-                        filter,
-                        width,
-                        BucketValue::SuccessRate(SuccessRate::default()),
-                    )?;
-                }
+                Measure::Percentile(q) => series.percentiles(snapshot, q, rollups),
+                Measure::SuccessRate => series.success_rates(snapshot, rollups),
             }
+        })?;
+        if empty == EmptyBuckets::Zero {
+            let (_, metric_type) = aggregated_column(kind, filter)?;
+            let empty = match measure {
+                Measure::Aggregate(aggregation) => BucketValue::Aggregate(Aggregate {
+                    aggregation,
+                    metric_type,
+                    count: 0,
+                    value: None,
+                }),
+                Measure::Percentile(q) => BucketValue::Percentile(Percentile {
+                    q,
+                    metric_type,
+                    count: 0,
+                    value: None,
+                    approximate: false,
+                }),
+                Measure::SuccessRate => BucketValue::SuccessRate(SuccessRate::default()),
+            };
+            fill(&mut buckets, filter, width, empty)?;
         }
         buckets
             .into_iter()
@@ -272,6 +207,178 @@ impl MetricsStorage {
                 Ok(Bucket { start, value })
             })
             .collect()
+    }
+}
+
+/// One series being read: what, over which metrics, in which buckets.
+struct SeriesRead<'a> {
+    kind: MetricKind,
+    filter: &'a Filter,
+    /// The bucket width in microseconds.
+    width: i64,
+}
+
+/// The SQL expression of a row's bucket start, given the parameter number
+/// holding the width (`floor(t / width) * width`, also before 1970).
+fn bucket_sql(w: usize) -> String {
+    format!("(m.timestamp - (((m.timestamp % ?{w}) + ?{w}) % ?{w}))")
+}
+
+impl SeriesRead<'_> {
+    /// The rollups of the series' metrics by bucket, with `column`'s stat
+    /// (and its values or sketch when `quantiles`).
+    fn rollups(
+        &self,
+        snapshot: &Snapshot<'_>,
+        column: Option<&'static str>,
+        quantiles: bool,
+    ) -> Result<BTreeMap<i64, Rolled>> {
+        let read = RollupRead {
+            kind: self.kind,
+            filter: self.filter,
+            group: None,
+            column,
+            quantiles,
+        };
+        merge_rollups_by_time(snapshot, &read, self.width)
+    }
+
+    fn aggregates(
+        &self,
+        snapshot: &Snapshot<'_>,
+        aggregation: AggregationType,
+        rollups: bool,
+    ) -> Result<BTreeMap<i64, BucketValue>> {
+        let operation = "aggregate series";
+        let (column, metric_type) = aggregated_column(self.kind, self.filter)?;
+        let (from, mut params) = self.filter.sql_from(self.kind);
+        params.push(SqlValue::Integer(self.width));
+        let bucket = bucket_sql(params.len());
+        let mut buckets = BTreeMap::new();
+        if rollups {
+            // Raw stats merged with the rollups' exactly, as
+            // `aggregate_metrics` merges them.
+            let int = self.kind == MetricKind::Task;
+            let sql = format!(
+                "SELECT {bucket} AS bucket, {} FROM {from} GROUP BY bucket",
+                raw_stat_columns(column)
+            );
+            let mut stats: BTreeMap<i64, Stat> = BTreeMap::new();
+            snapshot.each(&sql, params, operation, |row| {
+                let start: i64 = row.get(0).map_err(Error::sqlite(operation))?;
+                stats.insert(start, raw_stat(row, 1, int)?);
+                Ok(())
+            })?;
+            for (start, rolled) in self.rollups(snapshot, Some(column), false)? {
+                stats
+                    .entry(start)
+                    .or_insert_with(|| Stat::new(int, false))
+                    .merge(&rolled.stat)?;
+            }
+            for (start, stat) in stats {
+                let value = BucketValue::Aggregate(finish(&stat, aggregation, metric_type));
+                buckets.insert(start, value);
+            }
+            return Ok(buckets);
+        }
+        let sql = format!(
+            "SELECT {bucket} AS bucket, count(m.{column}), {}(m.{column}) FROM {from} \
+             GROUP BY bucket",
+            sql_function(aggregation),
+        );
+        snapshot.each(&sql, params, operation, |row| {
+            let start: i64 = row.get(0).map_err(Error::sqlite(operation))?;
+            let count: i64 = row.get(1).map_err(Error::sqlite(operation))?;
+            let value: Option<f64> = row.get(2).map_err(Error::sqlite(operation))?;
+            let count = u64::try_from(count).unwrap_or(0);
+            let aggregate = Aggregate {
+                aggregation,
+                metric_type,
+                count,
+                value: if count == 0 { None } else { value },
+            };
+            buckets.insert(start, BucketValue::Aggregate(aggregate));
+            Ok(())
+        })?;
+        Ok(buckets)
+    }
+
+    fn percentiles(
+        &self,
+        snapshot: &Snapshot<'_>,
+        q: f64,
+        rollups: bool,
+    ) -> Result<BTreeMap<i64, BucketValue>> {
+        let operation = "percentile series";
+        let (column, metric_type) = aggregated_column(self.kind, self.filter)?;
+        let (from, params) = self.filter.sql_from(self.kind);
+        let sql = format!("SELECT m.timestamp, m.{column} FROM {from}");
+        let mut values: BTreeMap<i64, (Vec<f64>, Option<DDSketch>)> = BTreeMap::new();
+        snapshot.each(&sql, params, operation, |row| {
+            let t: i64 = row.get(0).map_err(Error::sqlite(operation))?;
+            let v = value_at(row, 1, self.kind, operation)?;
+            values
+                .entry(bucket_of(t, self.width))
+                .or_default()
+                .0
+                .push(v);
+            Ok(())
+        })?;
+        if rollups {
+            for (start, rolled) in self.rollups(snapshot, Some(column), true)? {
+                let bucket = values.entry(start).or_default();
+                bucket.0.extend(rolled.values);
+                bucket.1 = rolled.sketch;
+            }
+        }
+        Ok(values
+            .into_iter()
+            .map(|(start, (mut vs, sketch))| {
+                let percentile = quantiles_of(&mut vs, sketch, &[q], metric_type).remove(0);
+                (start, BucketValue::Percentile(percentile))
+            })
+            .collect())
+    }
+
+    fn success_rates(
+        &self,
+        snapshot: &Snapshot<'_>,
+        rollups: bool,
+    ) -> Result<BTreeMap<i64, BucketValue>> {
+        let operation = "success rate series";
+        let (from, mut params) = self.filter.sql_from(self.kind);
+        params.push(SqlValue::Integer(self.width));
+        let bucket = bucket_sql(params.len());
+        let sql = format!(
+            "SELECT {bucket} AS bucket, m.result, count(*) FROM {from} GROUP BY bucket, m.result"
+        );
+        let mut rates: BTreeMap<i64, SuccessRate> = BTreeMap::new();
+        snapshot.each(&sql, params, operation, |row| {
+            let start: i64 = row.get(0).map_err(Error::sqlite(operation))?;
+            let code: i64 = row.get(1).map_err(Error::sqlite(operation))?;
+            let n: i64 = row.get(2).map_err(Error::sqlite(operation))?;
+            let result = TaskResult::from_code(code).ok_or_else(|| Error::CorruptRow {
+                table: "task_metrics",
+                reason: format!("unknown result code {code}"),
+            })?;
+            rates
+                .entry(start)
+                .or_default()
+                .add(result, u64::try_from(n).unwrap_or(0));
+            Ok(())
+        })?;
+        if rollups {
+            for (start, rolled) in self.rollups(snapshot, None, false)? {
+                let rate = rates.entry(start).or_default();
+                for (result, n) in rolled.result_counts() {
+                    rate.add(result, n);
+                }
+            }
+        }
+        Ok(rates
+            .into_iter()
+            .map(|(start, rate)| (start, BucketValue::SuccessRate(rate)))
+            .collect())
     }
 }
 

@@ -8,8 +8,9 @@ use super::{validate_n, P50, P95, P99};
 use crate::aggregate::SuccessRate;
 use crate::error::{Error, Result};
 use crate::interval::Interval;
-use crate::query::{to_micros, Filter};
-use crate::record::{MetricKind, TaskMetric, TaskResult};
+use crate::query::{to_micros, Filter, TaskColumn};
+use crate::record::{AggregationType, MetricKind, TaskMetric, TaskResult};
+use crate::retention::rollups_apply;
 use crate::stat::quantile;
 use crate::storage::MetricsStorage;
 
@@ -74,6 +75,10 @@ pub struct DurationStats {
     pub p99: Option<f64>,
     /// The longest.
     pub max: Option<f64>,
+    /// True when part of the selection was read from rollups that keep
+    /// sketches rather than values: the percentiles are then within 1%.
+    #[serde(default)]
+    pub approximate: bool,
 }
 
 /// One call's overview of a swarm, an agent or everything over a range.
@@ -237,12 +242,62 @@ impl MetricsStorage {
     }
 
     /// Task count, success rate, duration statistics, and token and file
-    /// totals of the selection, in one call.
+    /// totals of the selection, in one call, over raw rows and the rollups
+    /// the filter covers, in one snapshot.
     ///
     /// # Errors
     /// As [`success_rate`](Self::success_rate).
     pub fn summary(&self, filter: &Filter) -> Result<Summary> {
         filter.validate(MetricKind::Task, false)?;
+        self.consistent(|store| {
+            if store.snapshot(|s| rollups_apply(s, MetricKind::Task, filter))? {
+                store.summary_with_rollups(filter)
+            } else {
+                store.summary_of_rows(filter)
+            }
+        })
+    }
+
+    /// [`summary`](Self::summary) from the answers that take rollups in,
+    /// inside the caller's consistent read.
+    fn summary_with_rollups(&self, filter: &Filter) -> Result<Summary> {
+        let success_rate = self.success_rate(filter)?;
+        let sum_of = |column: TaskColumn| -> Result<u64> {
+            let filter = filter.clone().column(column);
+            let sum = self.aggregate_metrics(MetricKind::Task, AggregationType::Sum, &filter)?;
+            // Sums of counts in u64 range are exact in f64 up to 2^53.
+            Ok(sum.value.map_or(0, |v| v as u64))
+        };
+        let tasks = success_rate.total;
+        let tokens_total = sum_of(TaskColumn::Tokens)?;
+        let mut summary = Summary {
+            tasks,
+            success_rate,
+            tokens_total,
+            tokens_per_task: (tasks > 0).then(|| tokens_total as f64 / tasks as f64),
+            files_changed_total: sum_of(TaskColumn::Files)?,
+            ..Summary::default()
+        };
+        if tasks > 0 {
+            let aggregate = |aggregation| {
+                self.aggregate_metrics(MetricKind::Task, aggregation, filter)
+                    .map(|a| a.value)
+            };
+            let p = self.percentiles(MetricKind::Task, &[P50, P95, P99], filter)?;
+            summary.duration_ms = DurationStats {
+                avg: aggregate(AggregationType::Avg)?,
+                p50: p[0].value,
+                p95: p[1].value,
+                p99: p[2].value,
+                max: aggregate(AggregationType::Max)?,
+                approximate: p[0].approximate,
+            };
+        }
+        Ok(summary)
+    }
+
+    /// [`summary`](Self::summary) of raw rows alone, in one pass.
+    fn summary_of_rows(&self, filter: &Filter) -> Result<Summary> {
         let (from, params) = filter.sql_from(MetricKind::Task);
         let sql =
             format!("SELECT m.result, m.duration_ms, m.tokens_used, m.files_changed FROM {from}");
@@ -282,6 +337,7 @@ impl MetricsStorage {
                 p95: quantile(&mut durations, P95),
                 p99: quantile(&mut durations, P99),
                 max: durations.iter().copied().reduce(f64::max),
+                approximate: false,
             };
         }
         Ok(summary)

@@ -75,17 +75,48 @@ pub(crate) fn merge_rollups(
     snapshot: &Snapshot<'_>,
     read: &RollupRead<'_>,
 ) -> Result<BTreeMap<Option<String>, Rolled>> {
-    let mut groups: BTreeMap<Option<String>, Rolled> = BTreeMap::new();
+    let by_result = read.group == Some(GroupBy::Result);
+    let key = match read.group {
+        Some(group) if !by_result => group.key_sql(read.kind, "r")?,
+        _ => "NULL".to_owned(),
+    };
+    merge_keyed(snapshot, read, &key, |row, class| {
+        if by_result {
+            return Ok(TaskResult::from_code(class as i64).map(|r| r.as_str().to_owned()));
+        }
+        row.get(0).map_err(Error::sqlite("read rollups"))
+    })
+}
+
+/// Merges the rollups `read` asks for (its `group` ignored) by time: one
+/// [`Rolled`] per bucket of `width` microseconds, aligned as
+/// [`MetricsStorage::series`](crate::MetricsStorage::series) aligns them. A
+/// rollup falls in the bucket where its own hour or day starts.
+pub(crate) fn merge_rollups_by_time(
+    snapshot: &Snapshot<'_>,
+    read: &RollupRead<'_>,
+    width: i64,
+) -> Result<BTreeMap<i64, Rolled>> {
+    merge_keyed(snapshot, read, "r.bucket", |row, _| {
+        let bucket: i64 = row.get(0).map_err(Error::sqlite("read rollups"))?;
+        Ok(bucket.div_euclid(width) * width)
+    })
+}
+
+/// Merges the rollups `read` covers into groups keyed by `key_of` (given
+/// each row, whose column 0 is `key_sql`, and the class being merged).
+fn merge_keyed<K: Ord>(
+    snapshot: &Snapshot<'_>,
+    read: &RollupRead<'_>,
+    key_sql: &str,
+    key_of: impl Fn(&rusqlite::Row<'_>, usize) -> Result<K>,
+) -> Result<BTreeMap<K, Rolled>> {
+    let mut groups: BTreeMap<K, Rolled> = BTreeMap::new();
     let Some((clause, params)) = rollup_where(read.filter, read.kind) else {
         return Ok(groups);
     };
     let kind = read.kind;
     let table = rollup_table(kind);
-    let by_result = read.group == Some(GroupBy::Result);
-    let key = match read.group {
-        Some(group) if !by_result => group.key_sql(kind, "r")?,
-        _ => "NULL".to_owned(),
-    };
     let counts = count_columns(kind);
     let data = if read.column.is_some() {
         ", r.data"
@@ -93,7 +124,7 @@ pub(crate) fn merge_rollups(
         ""
     };
     let sql = format!(
-        "SELECT {key}, {}{data} FROM {table} r WHERE {clause}",
+        "SELECT {key_sql}, {}{data} FROM {table} r WHERE {clause}",
         counts
             .iter()
             .map(|c| format!("r.{c}"))
@@ -108,7 +139,6 @@ pub(crate) fn merge_rollups(
         _ => vec![0],
     };
     snapshot.each(&sql, params, "read rollups", |row| {
-        let sql_key: Option<String> = row.get(0).map_err(Error::sqlite("read rollups"))?;
         let row_counts = read_counts(row, 1, kind, table)?;
         let summary = match read.column {
             Some(_) => Some(read_summary(row, 1 + counts.len(), kind, table)?),
@@ -118,12 +148,7 @@ pub(crate) fn merge_rollups(
             if row_counts[class] == 0 {
                 continue;
             }
-            let key = if by_result {
-                TaskResult::from_code(class as i64).map(|r| r.as_str().to_owned())
-            } else {
-                sql_key.clone()
-            };
-            let group = groups.entry(key).or_insert_with(|| Rolled {
+            let group = groups.entry(key_of(row, class)?).or_insert_with(|| Rolled {
                 results: [0; 4],
                 stat: Stat::new(kind == MetricKind::Task, false),
                 values: Vec::new(),

@@ -34,7 +34,7 @@ use rusqlite::Connection;
 
 pub use cleanup::{CleanupReport, DEFAULT_RETENTION_DAYS};
 pub use in_place::InPlaceReport;
-pub(crate) use merge::{merge_rollups, rollups_apply, RollupRead};
+pub(crate) use merge::{merge_rollups, merge_rollups_by_time, rollups_apply, Rolled, RollupRead};
 pub use vacuum::VacuumReport;
 
 pub(crate) const HOUR_US: i64 = 3_600_000_000;
@@ -306,7 +306,7 @@ impl MetricsStorage {
     /// Whether `step` would find anything to do now.
     fn has_work(&self, step: &Step) -> Result<bool> {
         let (sql, cutoff) = step.has_work_sql();
-        let found = self.read(|s| s.one(&sql, vec![cutoff.into()], "read retention work"))?;
+        let found = self.read_now(|s| s.one(&sql, vec![cutoff.into()], "read retention work"))?;
         Ok(found.unwrap_or(false))
     }
 }
