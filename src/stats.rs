@@ -6,18 +6,39 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::query::from_micros;
 use crate::record::MetricKind;
+use crate::rollup_row::rollup_table;
 use crate::storage::MetricsStorage;
 
-/// Rows and time span of one table.
+/// Rows and time span of one kind of metric, raw and rolled up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct TableStats {
-    /// Rows in the table.
+    /// Raw rows in the table.
     pub rows: u64,
-    /// The oldest timestamp, if any rows.
+    /// The oldest raw row's timestamp, if any rows.
     pub oldest: Option<DateTime<Utc>>,
-    /// The newest timestamp, if any rows.
+    /// The newest raw row's timestamp, if any rows.
     pub newest: Option<DateTime<Utc>>,
+    /// Hourly rollup rows (tiered retention's middle tier).
+    #[serde(default)]
+    pub hourly_rollups: u64,
+    /// Daily rollup rows (its last tier).
+    #[serde(default)]
+    pub daily_rollups: u64,
+    /// The start of the oldest rollup's hour or day: the oldest data kept,
+    /// when older than `oldest`.
+    #[serde(default)]
+    pub oldest_rollup: Option<DateTime<Utc>>,
+}
+
+impl TableStats {
+    /// The oldest data kept, raw or rolled up.
+    pub fn oldest_data(&self) -> Option<DateTime<Utc>> {
+        match (self.oldest, self.oldest_rollup) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 /// An overview of a store, from [`MetricsStorage::stats`].
@@ -32,42 +53,61 @@ pub struct StoreStats {
     pub swarm_metrics: TableStats,
     /// The database file's size in bytes (the WAL not included).
     pub file_size: u64,
+    /// The write-ahead log's size in bytes: writes not yet copied into
+    /// the file, or space kept for the next ones (0 when closed cleanly).
+    #[serde(default)]
+    pub wal_size: u64,
     /// The schema version recorded in the file.
     pub schema_version: i64,
 }
 
 impl MetricsStorage {
-    /// Rows per table with their oldest and newest timestamps, the file
-    /// size and the schema version.
+    /// Rows per kind of metric, raw and rolled up, with their time spans,
+    /// the sizes of the file and its write-ahead log, and the schema
+    /// version. The counts come from one snapshot.
     ///
     /// # Errors
     /// [`Error::Sqlite`] or [`Error::Pool`] when the read fails;
     /// [`Error::Io`] when the file's size cannot be read.
     pub fn stats(&self) -> Result<StoreStats> {
+        let operation = "read statistics";
         let table = |kind: MetricKind| -> Result<TableStats> {
+            // The rollup levels: 1 hourly, 2 daily.
             let sql = format!(
-                "SELECT count(*), min(timestamp), max(timestamp) FROM {}",
-                kind.table()
+                "SELECT count(*), min(timestamp), max(timestamp), \
+                        (SELECT count(*) FROM {rollups} WHERE level = 1), \
+                        (SELECT count(*) FROM {rollups} WHERE level = 2), \
+                        (SELECT min(bucket) FROM {rollups}) \
+                 FROM {table}",
+                table = kind.table(),
+                rollups = rollup_table(kind),
             );
-            let rows = self.read_rows(&sql, Vec::new(), "read statistics", |row| {
-                let n: i64 = row.get(0).map_err(Error::sqlite("read statistics"))?;
-                let oldest: Option<i64> = row.get(1).map_err(Error::sqlite("read statistics"))?;
-                let newest: Option<i64> = row.get(2).map_err(Error::sqlite("read statistics"))?;
+            let rows = self.read_rows(&sql, Vec::new(), operation, |row| {
+                let get = |i| {
+                    row.get::<_, Option<i64>>(i)
+                        .map_err(Error::sqlite(operation))
+                };
+                let count = |i| get(i).map(|n| n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0));
                 Ok(TableStats {
-                    rows: u64::try_from(n).unwrap_or(0),
-                    oldest: oldest.and_then(from_micros),
-                    newest: newest.and_then(from_micros),
+                    rows: count(0)?,
+                    oldest: get(1)?.and_then(from_micros),
+                    newest: get(2)?.and_then(from_micros),
+                    hourly_rollups: count(3)?,
+                    daily_rollups: count(4)?,
+                    oldest_rollup: get(5)?.and_then(from_micros),
                 })
             })?;
             Ok(rows.into_iter().next().unwrap_or_default())
         };
-        let file_size = self.file_size()?;
-        Ok(StoreStats {
-            task_metrics: table(MetricKind::Task)?,
-            agent_metrics: table(MetricKind::Agent)?,
-            swarm_metrics: table(MetricKind::Swarm)?,
-            file_size,
-            schema_version: self.schema_version()?,
+        self.consistent(|store| {
+            Ok(StoreStats {
+                task_metrics: table(MetricKind::Task)?,
+                agent_metrics: table(MetricKind::Agent)?,
+                swarm_metrics: table(MetricKind::Swarm)?,
+                file_size: store.file_size()?,
+                wal_size: crate::open::wal_size(store.path()),
+                schema_version: store.schema_version()?,
+            })
         })
     }
 

@@ -258,9 +258,20 @@ fn the_largest_accepted_durations_fold_and_add_up_exactly() {
     let raw = store
         .aggregate_metrics(MetricKind::Task, AggregationType::Max, &Filter::new())
         .unwrap();
+    let before = store.stats().unwrap().task_metrics;
+    assert_eq!((before.rows, before.hourly_rollups), (3, 0));
     let report = store.apply_retention(&RetentionPolicy::default()).unwrap();
     assert_eq!(report.raw_folded, 3);
-    assert_eq!(store.stats().unwrap().task_metrics.rows, 0);
+    // The stats count the tiers: one hourly rollup, starting at the hour.
+    let hourly = store.stats().unwrap().task_metrics;
+    assert_eq!(
+        (hourly.rows, hourly.hourly_rollups, hourly.daily_rollups),
+        (0, 1, 0)
+    );
+    assert_eq!(
+        (hourly.oldest_rollup, hourly.oldest_data()),
+        (Some(hour), Some(hour))
+    );
     // Folding twice more (hourly into daily) keeps them exact as well.
     let daily = RetentionPolicy {
         raw: Some(Duration::days(1)),
@@ -268,6 +279,13 @@ fn the_largest_accepted_durations_fold_and_add_up_exactly() {
         ..RetentionPolicy::default()
     };
     assert!(store.apply_retention(&daily).unwrap().hourly_folded > 0);
+    let daily_stats = store.stats().unwrap().task_metrics;
+    assert_eq!(
+        (daily_stats.hourly_rollups, daily_stats.daily_rollups),
+        (0, 1)
+    );
+    let day = hour.duration_trunc(Duration::days(1)).unwrap();
+    assert_eq!(daily_stats.oldest_data(), Some(day));
     let agg = |a| {
         store
             .aggregate_metrics(MetricKind::Task, a, &Filter::new())

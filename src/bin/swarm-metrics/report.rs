@@ -114,13 +114,20 @@ pub fn stats(out: &mut impl Write, stats: &StoreStats) -> Result<(), Failure> {
         vec![
             name.to_string(),
             t.rows.to_string(),
-            time(t.oldest),
+            t.hourly_rollups.to_string(),
+            t.daily_rollups.to_string(),
+            time(t.oldest_data()),
             time(t.newest),
         ]
     })
     .collect();
-    table(out, &["table", "rows", "oldest", "newest"], &rows)?;
+    table(
+        out,
+        &["table", "raw rows", "hourly", "daily", "oldest", "newest"],
+        &rows,
+    )?;
     writeln!(out, "file size: {} bytes", stats.file_size)?;
+    writeln!(out, "WAL size: {} bytes", stats.wal_size)?;
     writeln!(out, "schema version: {}", stats.schema_version)?;
     Ok(())
 }
