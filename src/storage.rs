@@ -264,9 +264,60 @@ impl MetricsStorage {
         })
     }
 
-    /// This store's number among the stores of the process.
-    pub(crate) fn id(&self) -> u64 {
-        self.id
+    /// Runs `read` with every read of this store made on this thread
+    /// inside it seeing one snapshot of the file: the file as it was at
+    /// the first read, whatever other threads and processes store, fold or
+    /// delete meanwhile. Use it when several answers must add up, as the
+    /// parts of a report or a dashboard do: the tasks of a success rate,
+    /// of a leaderboard and of a series are then the same tasks.
+    ///
+    /// ```
+    /// use swarm_metrics::{Filter, GroupBy, MetricsStorage, TaskMetric, TaskResult};
+    ///
+    /// let store = MetricsStorage::temporary()?;
+    /// store.store_task_metric(&TaskMetric::new("t-1", "a-1", 120, TaskResult::Success))?;
+    /// let (all, by_agent) = store.consistent(|store| {
+    ///     let all = store.success_rate(&Filter::new())?;
+    ///     let by_agent = store.success_rate_by(GroupBy::Agent, &Filter::new())?;
+    ///     Ok((all, by_agent))
+    /// })?;
+    /// assert_eq!(all.total, by_agent.iter().map(|g| g.value.total).sum::<u64>());
+    /// # Ok::<(), swarm_metrics::Error>(())
+    /// ```
+    ///
+    /// One pooled reader connection is held for the whole call. Other
+    /// threads are not affected. Stores made inside `read` are committed
+    /// as usual, but the reads inside do not see them, as in any read
+    /// transaction; nor do maintenance calls (retention, cleanup) made
+    /// inside it see the snapshot: they read the file as it is. A nested
+    /// call on the same store joins the outer snapshot. Keep the call
+    /// short: while it is open, the write-ahead log cannot be
+    /// checkpointed past the snapshot and grows with every store.
+    ///
+    /// # Errors
+    /// [`Error::Pool`] when no reader connection can be had,
+    /// [`Error::Sqlite`] when the read transaction cannot begin, and any
+    /// error `read` returns.
+    pub fn consistent<T>(&self, read: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        if crate::consistent::pinned(self.id).is_some() {
+            return read(self);
+        }
+        let conn = self.reader()?;
+        // BEGIN alone takes no snapshot; the first read does. Reading the
+        // schema version here fixes the snapshot at the start of the call.
+        let begun = conn.execute_batch("BEGIN").and_then(|()| {
+            conn.query_row("SELECT max(version) FROM metrics_schema_info", [], |_| {
+                Ok(())
+            })
+        });
+        if let Err(e) = begun {
+            // The connection goes back to the pool: it must not keep a
+            // transaction (and an old snapshot) open there.
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(Error::sqlite("begin a consistent read")(e).in_file(self.path()));
+        }
+        let _pin = crate::consistent::pin(self.id, conn);
+        read(self)
     }
 
     /// Runs `read` on one pooled reader connection inside one read
