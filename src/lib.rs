@@ -83,6 +83,8 @@ mod plan;
 mod query;
 mod read;
 mod record;
+#[cfg(feature = "report")]
+mod report;
 mod retention;
 mod rollup_row;
 mod rows;
@@ -112,6 +114,8 @@ pub use record::{
     now, AgentMetric, AggregationType, MetricKind, MetricType, Stored, SwarmMetric, TaskMetric,
     TaskResult, MAX_ID_LEN,
 };
+#[cfg(feature = "report")]
+pub use report::{AgentRow, DurationPoint, OtherAgents, RateLine, Report, ReportOptions};
 pub use retention::{
     CleanupReport, InPlaceReport, RetentionPolicy, RetentionReport, TierCounts, VacuumReport,
     DEFAULT_RETENTION_DAYS,

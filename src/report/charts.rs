@@ -1,0 +1,275 @@
+//! The report's charts, drawn by plotters as SVG. Text is left to the
+//! browser (SVG `<text>`), so no font is loaded here.
+
+use chrono::{DateTime, Utc};
+use plotters::prelude::*;
+
+use super::text::{escape, millis};
+use super::{RateLine, Report};
+use crate::analytics::{BucketValue, P50, P95};
+
+/// The charts' size in pixels; the page scales them down to fit.
+const SIZE: (u32, u32) = (960, 340);
+
+/// Line colours, the first for all tasks; more lines than colours reuse
+/// them.
+const COLOURS: [RGBColor; 8] = [
+    RGBColor(33, 37, 41),
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+];
+
+/// The colour of line `i`, shared by the chart and the page's legend.
+pub(super) fn colour(i: usize) -> String {
+    let RGBColor(r, g, b) = COLOURS[i % COLOURS.len()];
+    format!("#{r:02x}{g:02x}{b:02x}")
+}
+
+/// A point in time as the charts' x coordinate: seconds since 1970.
+fn x_of(t: DateTime<Utc>) -> f64 {
+    t.timestamp_micros() as f64 / 1e6
+}
+
+/// The x range of a report's charts, and where a bucket's point goes (its
+/// middle).
+struct Axis {
+    from: f64,
+    to: f64,
+    half_width: f64,
+}
+
+impl Axis {
+    fn of(report: &Report) -> Option<Axis> {
+        let span = report.span?;
+        let width = report.width_seconds as f64;
+        // Whole buckets: from the first bucket's start to the last's end.
+        let from = (x_of(span.start()) / width).floor() * width;
+        let to = ((x_of(span.end()) / width).floor() + 1.0) * width;
+        Some(Axis {
+            from,
+            to,
+            half_width: width / 2.0,
+        })
+    }
+
+    fn point(&self, start: DateTime<Utc>) -> f64 {
+        x_of(start) + self.half_width
+    }
+
+    /// A tick label: dates for spans of days, times within them.
+    fn label(&self, x: f64) -> String {
+        let Some(t) = DateTime::from_timestamp(x as i64, 0) else {
+            return String::new();
+        };
+        let span = self.to - self.from;
+        if span > 4.0 * 86_400.0 {
+            t.format("%Y-%m-%d").to_string()
+        } else if span > 86_400.0 {
+            t.format("%m-%d %H:%M").to_string()
+        } else if span > 600.0 {
+            t.format("%H:%M").to_string()
+        } else {
+            t.format("%H:%M:%S").to_string()
+        }
+    }
+}
+
+/// Consecutive runs of `Some` points, so that lines break at buckets
+/// without data instead of bridging them.
+fn runs<T: Copy>(points: impl IntoIterator<Item = Option<T>>) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = vec![Vec::new()];
+    for p in points {
+        match p {
+            Some(p) => out.last_mut().map_or((), |run| run.push(p)),
+            None if out.last().is_some_and(|run| !run.is_empty()) => out.push(Vec::new()),
+            None => {}
+        }
+    }
+    out.retain(|run| !run.is_empty());
+    out
+}
+
+/// One chart's SVG, made fit to sit inside the page: without the XML
+/// namespace declaration (HTML needs none, and the page names no address)
+/// and labelled for screen readers.
+fn finish_svg(svg: String, label: &str) -> String {
+    svg.replacen(" xmlns=\"http://www.w3.org/2000/svg\"", "", 1)
+        .replacen(
+            "<svg ",
+            &format!("<svg role=\"img\" aria-label=\"{}\" ", escape(label)),
+            1,
+        )
+}
+
+/// Draws with `draw` on a fresh SVG canvas; a chart that cannot be drawn
+/// becomes a note instead (it never stops the page).
+fn svg(
+    label: &str,
+    draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> Result<(), String>,
+) -> String {
+    let mut out = String::new();
+    let drawn = {
+        let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
+        draw(&root).and_then(|()| root.present().map_err(|e| e.to_string()))
+    };
+    match drawn {
+        Ok(()) => finish_svg(out, label),
+        Err(e) => format!(
+            "<p class=\"note\">The chart could not be drawn: {}</p>",
+            escape(&e)
+        ),
+    }
+}
+
+/// Success rate over time: a line per [`RateLine`] with its 95% band.
+pub(super) fn success_rates(report: &Report) -> Option<String> {
+    let axis = Axis::of(report)?;
+    Some(svg(
+        "Success rate over time, with 95% confidence bands",
+        |root| {
+            let err = |e: DrawingAreaErrorKind<_>| e.to_string();
+            root.fill(&WHITE).map_err(err)?;
+            let mut chart = ChartBuilder::on(root)
+                .margin(12)
+                .x_label_area_size(36)
+                .y_label_area_size(56)
+                .build_cartesian_2d(axis.from..axis.to, 0f64..1f64)
+                .map_err(err)?;
+            let label_x = |x: &f64| axis.label(*x);
+            let label_y = |y: &f64| format!("{:.0}%", y * 100.0);
+            chart
+                .configure_mesh()
+                .x_labels(7)
+                .y_labels(6)
+                .x_label_formatter(&label_x)
+                .y_label_formatter(&label_y)
+                .light_line_style(RGBColor(238, 238, 238))
+                .draw()
+                .map_err(err)?;
+            // Bands first, lines over them; the line of all tasks last, on top.
+            for (i, line) in report.rates.iter().enumerate().rev() {
+                let colour = COLOURS[i % COLOURS.len()];
+                for run in runs(rate_points(&axis, line)) {
+                    let band: Vec<(f64, f64)> = run
+                        .iter()
+                        .map(|p| (p.0, p.2))
+                        .chain(run.iter().rev().map(|p| (p.0, p.3)))
+                        .collect();
+                    chart
+                        .draw_series(std::iter::once(Polygon::new(band, colour.mix(0.12))))
+                        .map_err(err)?;
+                }
+            }
+            for (i, line) in report.rates.iter().enumerate().rev() {
+                let colour = COLOURS[i % COLOURS.len()];
+                let width = if i == 0 { 3 } else { 2 };
+                for run in runs(rate_points(&axis, line)) {
+                    let points: Vec<(f64, f64)> = run.iter().map(|p| (p.0, p.1)).collect();
+                    if let [single] = points[..] {
+                        chart
+                            .draw_series(std::iter::once(Circle::new(single, 3, colour.filled())))
+                            .map_err(err)?;
+                        continue;
+                    }
+                    chart
+                        .draw_series(LineSeries::new(points, colour.stroke_width(width)))
+                        .map_err(err)?;
+                }
+            }
+            Ok(())
+        },
+    ))
+}
+
+/// The points of one rate line: (x, rate, low, high) for buckets with
+/// tasks, `None` for the others.
+fn rate_points<'a>(
+    axis: &'a Axis,
+    line: &'a RateLine,
+) -> impl Iterator<Item = Option<(f64, f64, f64, f64)>> + 'a {
+    line.buckets.iter().map(|b| match b.value {
+        BucketValue::SuccessRate(rate) => {
+            let r = rate.rate?;
+            let (low, high) = rate.interval.map_or((r, r), |ci| (ci.low, ci.high));
+            Some((axis.point(b.start), r, low, high))
+        }
+        _ => None,
+    })
+}
+
+/// Duration p50 and p95 over time.
+pub(super) fn durations(report: &Report) -> Option<String> {
+    let axis = Axis::of(report)?;
+    let top = report
+        .durations
+        .iter()
+        .filter_map(|d| d.p95.value)
+        .fold(0f64, f64::max);
+    let top = if top > 0.0 { top * 1.1 } else { 1.0 };
+    Some(svg("Task duration p50 and p95 over time", |root| {
+        let err = |e: DrawingAreaErrorKind<_>| e.to_string();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(root)
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(72)
+            .build_cartesian_2d(axis.from..axis.to, 0f64..top)
+            .map_err(err)?;
+        let label_x = |x: &f64| axis.label(*x);
+        let label_y = |y: &f64| millis(*y);
+        chart
+            .configure_mesh()
+            .x_labels(7)
+            .y_labels(6)
+            .x_label_formatter(&label_x)
+            .y_label_formatter(&label_y)
+            .light_line_style(RGBColor(238, 238, 238))
+            .draw()
+            .map_err(err)?;
+        for (which, colour) in [(P95, P95_COLOUR), (P50, P50_COLOUR)] {
+            let colour = COLOURS[colour];
+            let points = report.durations.iter().map(|d| {
+                let value = if which == P95 {
+                    d.p95.value
+                } else {
+                    d.p50.value
+                };
+                value.map(|v| (axis.point(d.start), v))
+            });
+            for run in runs(points) {
+                if let [single] = run[..] {
+                    chart
+                        .draw_series(std::iter::once(Circle::new(single, 3, colour.filled())))
+                        .map_err(err)?;
+                    continue;
+                }
+                chart
+                    .draw_series(LineSeries::new(run, colour.stroke_width(2)))
+                    .map_err(err)?;
+            }
+        }
+        Ok(())
+    }))
+}
+
+/// The legend colour of the duration lines, for the page.
+pub(super) const P50_COLOUR: usize = 1;
+/// See [`P50_COLOUR`].
+pub(super) const P95_COLOUR: usize = 4;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_break_at_gaps() {
+        let r = runs([None, Some(1), Some(2), None, None, Some(3), None]);
+        assert_eq!(r, vec![vec![1, 2], vec![3]]);
+        assert!(runs::<i32>([None, None]).is_empty());
+    }
+}

@@ -1,0 +1,306 @@
+//! Reading a report's numbers, inside one consistent read.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::{AgentRow, DurationPoint, OtherAgents, RateLine, Report, ReportOptions};
+use crate::aggregate::SuccessRate;
+use crate::analytics::{BucketValue, EmptyBuckets, Measure, Outlier, P50, P95};
+use crate::error::{Error, Result};
+use crate::query::{from_micros, Filter, GroupBy, TaskColumn, TimeRange};
+use crate::record::{AggregationType, MetricKind, TaskResult};
+use crate::storage::MetricsStorage;
+
+/// Bucket widths a report picks from, in seconds: the first that gives at
+/// most [`MOST_BUCKETS`] over the span.
+const WIDTHS: [i64; 14] = [
+    1,
+    5,
+    15,
+    60,
+    5 * 60,
+    15 * 60,
+    3600,
+    3 * 3600,
+    6 * 3600,
+    12 * 3600,
+    86_400,
+    7 * 86_400,
+    30 * 86_400,
+    365 * 86_400,
+];
+
+/// About as many buckets as a chart shows legibly.
+const MOST_BUCKETS: i64 = 120;
+
+/// The longest span a report charts when its range holds no data at all
+/// (a range with data is cut to the data).
+const LONGEST_EMPTY_SPAN_DAYS: i64 = 366;
+
+pub(super) fn gather(store: &MetricsStorage, options: &ReportOptions) -> Result<Report> {
+    let generated_at = crate::record::now();
+    let filter = &options.filter;
+    let stats = store.stats()?;
+    let span = chart_span(store, filter)?;
+    let width_seconds = match options.width {
+        Some(width) => width.num_seconds(),
+        None => span.map_or(3600, |span| auto_width(span.end() - span.start())),
+    };
+    let width = Duration::seconds(width_seconds);
+    let summary = store.summary(filter)?;
+
+    let mut rates = Vec::new();
+    let mut durations = Vec::new();
+    let mut swarms_not_charted = 0;
+    if let Some(span) = span {
+        let charted = filter.clone().range(span);
+        let rate_series = |filter: &Filter| {
+            store.series(
+                MetricKind::Task,
+                Measure::SuccessRate,
+                width,
+                filter,
+                EmptyBuckets::Zero,
+            )
+        };
+        rates.push(RateLine {
+            swarm: None,
+            overall: summary.success_rate,
+            buckets: rate_series(&charted)?,
+        });
+        if filter.swarm_id.is_none() {
+            let mut swarms: Vec<(String, SuccessRate)> = store
+                .success_rate_by(GroupBy::Swarm, filter)?
+                .into_iter()
+                .filter_map(|g| Some((g.key?, g.value)))
+                .collect();
+            swarms.sort_by(|a, b| b.1.total.cmp(&a.1.total).then_with(|| a.0.cmp(&b.0)));
+            swarms_not_charted = swarms.len().saturating_sub(options.charted_swarms) as u64;
+            for (swarm, overall) in swarms.into_iter().take(options.charted_swarms) {
+                let buckets = rate_series(&charted.clone().swarm(&swarm))?;
+                rates.push(RateLine {
+                    swarm: Some(swarm),
+                    overall,
+                    buckets,
+                });
+            }
+        }
+        let percentile_series = |q| {
+            store.series(
+                MetricKind::Task,
+                Measure::Percentile(q),
+                width,
+                &charted,
+                EmptyBuckets::Zero,
+            )
+        };
+        for (p50, p95) in percentile_series(P50)?
+            .into_iter()
+            .zip(percentile_series(P95)?)
+        {
+            if let (BucketValue::Percentile(a), BucketValue::Percentile(b)) = (p50.value, p95.value)
+            {
+                durations.push(DurationPoint {
+                    start: p50.start,
+                    p50: a,
+                    p95: b,
+                });
+            }
+        }
+    }
+
+    let (agents, other_agents) = leaderboard(store, filter, options.top_agents)?;
+    let (current, baseline) = windows(span, options, generated_at)?;
+    let within = Filter {
+        time_range: None,
+        ..filter.clone()
+    };
+    let regressions = store.regressions_in(&within, current, baseline, options.alpha)?;
+    let mut outliers = store.duration_outliers(filter)?;
+    let outliers_total = outliers.len() as u64;
+    outliers.sort_by(|a, b| how_far_out(b).total_cmp(&how_far_out(a)));
+    outliers.truncate(options.outliers);
+
+    Ok(Report {
+        title: options.title.clone().unwrap_or_else(|| title_of(filter)),
+        generated_at,
+        filter: filter.clone(),
+        span,
+        width_seconds,
+        summary,
+        rates,
+        swarms_not_charted,
+        durations,
+        agents,
+        other_agents,
+        current,
+        baseline,
+        alpha: options.alpha,
+        regressions,
+        outliers,
+        outliers_total,
+        store: stats,
+    })
+}
+
+/// The span the charts cover: the filter's range cut to the data kept
+/// (raw or rolled up), or the data's span without a range. A range
+/// without data is charted empty if it is not absurdly long.
+fn chart_span(store: &MetricsStorage, filter: &Filter) -> Result<Option<TimeRange>> {
+    let operation = "read the span of the data";
+    // A rollup covers its whole hour (level 1) or day (level 2).
+    let sql = "SELECT min(b), max(e) FROM ( \
+                 SELECT min(timestamp) AS b, max(timestamp) AS e FROM task_metrics \
+                 UNION ALL \
+                 SELECT min(bucket), \
+                        max(bucket + CASE level WHEN 1 THEN 3600000000 ELSE 86400000000 END - 1) \
+                 FROM task_summaries)";
+    let found = store.read_rows(sql, Vec::new(), operation, |row| {
+        let first: Option<i64> = row.get(0).map_err(Error::sqlite(operation))?;
+        let last: Option<i64> = row.get(1).map_err(Error::sqlite(operation))?;
+        Ok(first.zip(last))
+    })?;
+    let data = found
+        .into_iter()
+        .flatten()
+        .next()
+        .and_then(|(first, last)| Some((from_micros(first)?, from_micros(last)?)));
+    let Some(range) = filter.time_range else {
+        return Ok(match data {
+            Some((first, last)) => Some(TimeRange::new(first, last)?),
+            None => None,
+        });
+    };
+    if let Some((first, last)) = data {
+        let (start, end) = (range.start().max(first), range.end().min(last));
+        if start <= end {
+            return Ok(Some(TimeRange::new(start, end)?));
+        }
+    }
+    let long = range.end() - range.start() > Duration::days(LONGEST_EMPTY_SPAN_DAYS);
+    Ok((!long).then_some(range))
+}
+
+/// The first of [`WIDTHS`] that gives at most [`MOST_BUCKETS`] buckets.
+fn auto_width(span: Duration) -> i64 {
+    let seconds = span.num_seconds().max(1);
+    WIDTHS
+        .into_iter()
+        .find(|w| seconds / w < MOST_BUCKETS)
+        .unwrap_or(WIDTHS[WIDTHS.len() - 1])
+}
+
+/// The regression windows: the current one up to the end of the span (or
+/// now, whichever is earlier), the baseline just before it.
+fn windows(
+    span: Option<TimeRange>,
+    options: &ReportOptions,
+    now: DateTime<Utc>,
+) -> Result<(TimeRange, TimeRange)> {
+    let end = span.map_or(now, |span| span.end().min(now));
+    let tick = Duration::microseconds(1);
+    let out_of_range = || Error::invalid("current", "the windows reach before the earliest date");
+    let current_start = end
+        .checked_sub_signed(options.current - tick)
+        .ok_or_else(out_of_range)?;
+    let baseline_end = current_start - tick;
+    let baseline_start = baseline_end
+        .checked_sub_signed(options.baseline - tick)
+        .ok_or_else(out_of_range)?;
+    Ok((
+        TimeRange::new(current_start, end)?,
+        TimeRange::new(baseline_start, baseline_end)?,
+    ))
+}
+
+/// The busiest `n` agents, in the order `success_rate_by` ranks them, and
+/// the rest summed up.
+fn leaderboard(
+    store: &MetricsStorage,
+    filter: &Filter,
+    n: usize,
+) -> Result<(Vec<AgentRow>, Option<OtherAgents>)> {
+    let rates = store.success_rate_by(GroupBy::Agent, filter)?;
+    let mut by_volume: Vec<(u64, &str)> = rates
+        .iter()
+        .filter_map(|g| Some((g.value.total, g.key.as_deref()?)))
+        .collect();
+    by_volume.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    let listed: std::collections::HashSet<&str> =
+        by_volume.iter().take(n).map(|(_, agent)| *agent).collect();
+    let p95: HashMap<String, Option<f64>> = store
+        .percentile_by(MetricKind::Task, P95, GroupBy::Agent, filter)?
+        .into_iter()
+        .filter_map(|g| Some((g.key?, g.value.value)))
+        .collect();
+    let tokens: HashMap<String, u64> = store
+        .aggregate_by(
+            MetricKind::Task,
+            AggregationType::Sum,
+            GroupBy::Agent,
+            &filter.clone().column(TaskColumn::Tokens),
+        )?
+        .into_iter()
+        .filter_map(|g| Some((g.key?, g.value.value.map_or(0, |v| v as u64))))
+        .collect();
+    let mut rows = Vec::new();
+    let mut others = OtherAgents::default();
+    for g in &rates {
+        let Some(agent) = g.key.as_deref() else {
+            continue;
+        };
+        let agent_tokens = tokens.get(agent).copied().unwrap_or(0);
+        if listed.contains(agent) {
+            rows.push(AgentRow {
+                agent_id: agent.to_owned(),
+                rate: g.value,
+                p95_ms: p95.get(agent).copied().flatten(),
+                tokens: agent_tokens,
+            });
+        } else {
+            others.agents += 1;
+            let r = &g.value;
+            for (result, count) in [
+                (TaskResult::Success, r.success),
+                (TaskResult::Failure, r.failure),
+                (TaskResult::Timeout, r.timeout),
+                (TaskResult::Cancelled, r.cancelled),
+            ] {
+                others.rate.add(result, count);
+            }
+            others.tokens += agent_tokens;
+        }
+    }
+    Ok((rows, (others.agents > 0).then_some(others)))
+}
+
+/// How far a task lies outside its agent's fences, in interquartile
+/// ranges (or milliseconds when the range is 0).
+fn how_far_out(o: &Outlier) -> f64 {
+    let d = o.task.duration_ms as f64;
+    let past = if d > o.high_fence {
+        d - o.high_fence
+    } else {
+        o.low_fence - d
+    };
+    past / (o.q3 - o.q1).max(1.0)
+}
+
+/// "Swarm health: swarm-a, agent-1, failures, 2025-06-01 – 2025-06-08".
+fn title_of(filter: &Filter) -> String {
+    let mut parts = Vec::new();
+    if let Some(swarm) = &filter.swarm_id {
+        parts.push(format!("swarm {swarm}"));
+    }
+    if let Some(agent) = &filter.agent_id {
+        parts.push(format!("agent {agent}"));
+    }
+    if let Some(result) = filter.result {
+        parts.push(format!("{} tasks", result.as_str()));
+    }
+    if parts.is_empty() {
+        parts.push("all swarms".to_owned());
+    }
+    format!("Swarm health: {}", parts.join(", "))
+}
