@@ -891,3 +891,59 @@ fn regressions_answer_as_the_library_does() {
     );
     assert!(!text.contains("steady"), "{text}");
 }
+
+#[test]
+fn report_writes_the_page_and_gives_its_numbers() {
+    let (dir, db) = imported();
+    let page = dir.path().join("health.html");
+    let page_arg = page.to_str().unwrap();
+    let (code, out, err) = run(
+        &db,
+        &[
+            "report", "--html", page_arg, "--swarm", "s1", "--title", "S1 & co",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(2 tasks, 1 agents)"), "{out}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("<h1>S1 &amp; co</h1>"), "{html}");
+    assert!(html.contains("id=\"tasks\" data-value=\"2\""));
+
+    // --json gives the same numbers the library gives, the page or not.
+    let (code, out, err) = run(
+        &db,
+        &[
+            "--json",
+            "report",
+            "--from",
+            "2025-06-01T00:00:00Z",
+            "--to",
+            "2025-06-02T00:00:00Z",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let report = json_of(&out);
+    let store = swarm_metrics::MetricsStorage::builder(&db)
+        .read_only(true)
+        .open()
+        .unwrap();
+    let summary = store.summary(&swarm_metrics::Filter::new()).unwrap();
+    assert_eq!(report["summary"]["tasks"], summary.tasks);
+    assert_eq!(report["summary"]["success_rate"]["success"], 1);
+    assert_eq!(report["agents"].as_array().unwrap().len(), 2);
+    assert_eq!(report["width_seconds"], 60);
+
+    // Neither a page nor --json: a usage error; so is a bad width.
+    let (code, _, err) = run(&db, &["report"], None);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--html"), "{err}");
+    let (code, _, err) = run(
+        &db,
+        &["report", "--html", page_arg, "--width", "soon"],
+        None,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--width"), "{err}");
+}

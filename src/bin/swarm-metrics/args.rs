@@ -212,6 +212,45 @@ pub enum Command {
         #[command(flatten)]
         filter: FilterArgs,
     },
+    /// A one-file HTML report of a swarm's health: success rate and
+    /// durations over time, an agent leaderboard, regressions, outliers
+    /// and the store itself. Self-contained: it reads offline.
+    Report {
+        /// Write the page to this file (needed unless --json asks for the
+        /// numbers alone).
+        #[arg(long)]
+        html: Option<PathBuf>,
+        #[command(flatten)]
+        range: RangeArgs,
+        /// Only this agent.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Only this swarm.
+        #[arg(long)]
+        swarm: Option<String>,
+        /// Only tasks with this result.
+        #[arg(long)]
+        result: Option<String>,
+        /// The charts' bucket width, e.g. 15m, 1h, 1d (default: about 100
+        /// buckets over the span).
+        #[arg(long)]
+        width: Option<String>,
+        /// The regressions' current window, up to the end of the span.
+        #[arg(long, default_value = "24h")]
+        current: String,
+        /// The regressions' baseline window, just before the current one.
+        #[arg(long, default_value = "7d")]
+        baseline: String,
+        /// The regressions' false discovery rate.
+        #[arg(long, default_value_t = 0.05)]
+        alpha: f64,
+        /// Agents listed by name in the leaderboard (the busiest).
+        #[arg(long, default_value_t = 25)]
+        top: usize,
+        /// The page's title.
+        #[arg(long)]
+        title: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde_json::json;
-use swarm_metrics::{Error, MetricsStorage};
+use swarm_metrics::{Error, Filter, MetricsStorage, ReportOptions, TaskResult};
 
-use args::{Cli, Command};
+use args::{parse_span, Cli, Command};
 
 /// Why the command failed, which decides its exit code.
 #[derive(Debug)]
@@ -248,6 +248,65 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 range.range()?,
                 format,
             )?;
+        }
+        Command::Report {
+            html,
+            range,
+            agent,
+            swarm,
+            result,
+            width,
+            current,
+            baseline,
+            alpha,
+            top,
+            title,
+        } => {
+            if html.is_none() && !json {
+                return Err(Failure::Usage(
+                    "report needs --html FILE for the page (or --json for its numbers)".to_owned(),
+                ));
+            }
+            let filter = Filter {
+                agent_id: agent,
+                swarm_id: swarm,
+                result: result
+                    .as_deref()
+                    .map(str::parse::<TaskResult>)
+                    .transpose()?,
+                time_range: range.range()?,
+                ..Filter::new()
+            };
+            let mut options = ReportOptions::new()
+                .filter(filter)
+                .windows(
+                    parse_span("--current", &current)?,
+                    parse_span("--baseline", &baseline)?,
+                )
+                .alpha(alpha)
+                .top_agents(top);
+            if let Some(width) = width {
+                options = options.width(parse_span("--width", &width)?);
+            }
+            if let Some(title) = title {
+                options = options.title(title);
+            }
+            let store = open_existing(&cli.db, busy, false)?;
+            let report = store.report(&options)?;
+            if let Some(path) = &html {
+                report.write_html(path)?;
+            }
+            if json {
+                write_json(&mut out, &report)?;
+            } else if let Some(path) = &html {
+                writeln!(
+                    out,
+                    "wrote {} ({} tasks, {} agents)",
+                    path.display(),
+                    report.summary.tasks,
+                    report.agents.len() as u64 + report.other_agents.map_or(0, |o| o.agents)
+                )?;
+            }
         }
         command => {
             let store = open_existing(&cli.db, busy, false)?;

@@ -600,7 +600,8 @@ pub fn question(
         | Command::Check
         | Command::Stats
         | Command::Import { .. }
-        | Command::Export { .. } => Err(Failure::Usage("not a question".to_owned())),
+        | Command::Export { .. }
+        | Command::Report { .. } => Err(Failure::Usage("not a question".to_owned())),
     }
 }
 
