@@ -1,27 +1,36 @@
-//! The main job: a simulated swarm stores its metrics from many threads into
-//! `.swarm/metrics.db`, then prints what a swarm controller would look at —
-//! success rates and duration statistics per agent and per swarm — and runs
-//! retention cleanup.
+//! The main job: a simulated swarm stores a day of its metrics from many
+//! threads into `.swarm/metrics.db`, then prints what a swarm controller
+//! would look at — success rates and duration statistics per agent and per
+//! swarm —, writes the day's HTML report beside the store
+//! (`.swarm/report.html`) and runs retention cleanup.
 //!
 //! ```text
 //! cargo run --release --example orchestrator
 //! ```
 //!
 //! Environment: `SWARM_DB` (default `.swarm/metrics.db`), `SWARM_TASKS`
-//! (tasks in all, default 200000), `SWARM_THREADS` (default 8).
+//! (tasks in all, default 200000), `SWARM_THREADS` (default 8),
+//! `SWARM_REPORT` (default `report.html` beside the store).
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use swarm_metrics::{
-    AgentMetric, AggregationType, Filter, MetricKind, MetricType, MetricsStorage, SwarmMetric,
-    TaskColumn, TaskMetric, TaskResult, TimeRange, DEFAULT_PATH, DEFAULT_RETENTION_DAYS,
+    AgentMetric, AggregationType, Filter, MetricKind, MetricType, MetricsStorage, ReportOptions,
+    SwarmMetric, TaskColumn, TaskMetric, TaskResult, TimeRange, DEFAULT_PATH,
+    DEFAULT_RETENTION_DAYS,
 };
 
 const AGENTS_PER_SWARM: usize = 4;
 const SWARMS: usize = 3;
 /// Tasks each worker reports in one batch (its "tick").
 const BATCH: usize = 50;
+/// The simulated day: tasks are spread over the 24 hours before the run.
+const DAY_HOURS: i64 = 24;
+/// The agent that goes wrong in the last quarter of the day, for the
+/// report's regressions to find.
+const FAILING_AGENT: &str = "swarm-2/agent-3";
 
 fn env_number(name: &str, default: usize) -> Result<usize, String> {
     match std::env::var(name) {
@@ -51,25 +60,34 @@ impl Lcg {
     }
 }
 
-/// One agent's tasks: durations and outcomes depend on the agent, so the
-/// report has something to tell apart.
+/// One agent's tasks over the simulated day: durations and outcomes depend
+/// on the agent, so the report has something to tell apart.
 fn simulate_agent(
     store: &MetricsStorage,
-    swarm: usize,
-    agent: usize,
+    (swarm, agent): (usize, usize),
     tasks: usize,
     run: &str,
+    day_start: DateTime<Utc>,
 ) -> swarm_metrics::Result<()> {
     let agent_id = format!("swarm-{swarm}/agent-{agent}");
     let swarm_id = format!("swarm-{swarm}");
     let mut rng = Lcg((swarm * 100 + agent) as u64 + 1);
-    let failure_percent = 2 + (agent as u64 * 5) % 17;
+    let usual_failure_percent = 2 + (agent as u64 * 5) % 17;
     let base_ms = 300 + 250 * agent as u64;
+    let day_micros = DAY_HOURS * 3_600_000_000;
     let mut done = 0;
     let mut batch = Vec::with_capacity(BATCH);
     while done < tasks {
         batch.clear();
         for _ in 0..BATCH.min(tasks - done) {
+            let offset = i128::from(day_micros) * done as i128 / tasks as i128;
+            let at = day_start + Duration::microseconds(offset as i64);
+            let late = done * 4 >= tasks * 3;
+            let (failure_percent, slower) = if agent_id == FAILING_AGENT && late {
+                (usual_failure_percent + 30, 3)
+            } else {
+                (usual_failure_percent, 1)
+            };
             let roll = rng.below(100);
             let result = match roll {
                 r if r < failure_percent => TaskResult::Failure,
@@ -81,9 +99,10 @@ fn simulate_agent(
                 TaskMetric::new(
                     format!("{run}-{agent_id}-{done:08}"),
                     &agent_id,
-                    base_ms + rng.below(base_ms),
+                    slower * (base_ms + rng.below(base_ms)),
                     result,
                 )
+                .at(at)
                 .swarm(&swarm_id)
                 .tokens(200 + rng.below(4_000))
                 .files(rng.below(8)),
@@ -146,6 +165,7 @@ fn run() -> Result<(), String> {
         agents.len(),
         per_agent * agents.len()
     );
+    let day_start = started - Duration::hours(DAY_HOURS);
     let clock = Instant::now();
     std::thread::scope(|scope| -> Result<(), String> {
         let workers: Vec<_> = (0..threads)
@@ -155,8 +175,9 @@ fn run() -> Result<(), String> {
                     agents.iter().copied().skip(w).step_by(threads).collect();
                 let run_id = &run_id;
                 scope.spawn(move || {
-                    mine.iter()
-                        .try_for_each(|(s, a)| simulate_agent(store, *s, *a, per_agent, run_id))
+                    mine.iter().try_for_each(|&agent| {
+                        simulate_agent(store, agent, per_agent, run_id, day_start)
+                    })
                 })
             })
             .collect();
@@ -175,8 +196,23 @@ fn run() -> Result<(), String> {
         (per_agent * agents.len()) as f64 / elapsed.as_secs_f64()
     );
 
-    let this_run = TimeRange::new(started, swarm_metrics::now()).map_err(|e| e.to_string())?;
+    let this_run = TimeRange::new(day_start, swarm_metrics::now()).map_err(|e| e.to_string())?;
     report(&store, this_run).map_err(|e| e.to_string())?;
+
+    // The day's health report: the last 6 hours against the 18 before.
+    let report_path = match std::env::var("SWARM_REPORT") {
+        Ok(path) => PathBuf::from(path),
+        Err(_) => Path::new(&path).with_file_name("report.html"),
+    };
+    let options = ReportOptions::new()
+        .filter(Filter::new().range(this_run))
+        .windows(Duration::hours(6), Duration::hours(18))
+        .title("Swarm health: the simulated day");
+    store
+        .report(&options)
+        .and_then(|report| report.write_html(&report_path))
+        .map_err(|e| e.to_string())?;
+    println!("\nWrote the report to {}", report_path.display());
 
     let deleted = store
         .cleanup_old_metrics(DEFAULT_RETENTION_DAYS)

@@ -38,6 +38,13 @@ fn orchestrator_fills_the_default_store_reports_and_cleans_up() {
     assert!(stdout.contains("Overall: 1200 tasks"), "{stdout}");
     assert!(stdout.contains("deleted 1000 task"), "{stdout}");
 
+    // The day's report beside the store, of the day's tasks.
+    let page = std::fs::read_to_string(dir.path().join(".swarm/report.html")).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert!(page.contains("<h1>Swarm health: the simulated day</h1>"));
+    assert!(page.contains("<div class=\"card\" id=\"tasks\" data-value=\"1200\">"));
+    assert!(!page.contains("://"));
+
     // The default location, as the reference: .swarm/metrics.db, closed
     // into a single file.
     let path = dir.path().join(".swarm/metrics.db");
