@@ -3,14 +3,15 @@
 //! after `apply_retention` (exactly for counts, sums, min, max and success
 //! rates; to rounding for averages and standard deviations; within 1% for
 //! percentiles), also when a run is interrupted and repeated. Daily series
-//! and summaries, which combine raw rows and rollups too, likewise.
+//! summaries and agent rankings, which combine raw rows and rollups too,
+//! likewise.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use proptest::prelude::*;
 use swarm_metrics::{
     AgentMetric, Aggregate, AggregationType, BucketValue, EmptyBuckets, Filter, GroupBy, Measure,
-    MetricKind, MetricType, MetricsStorage, RetentionPolicy, SuccessRate, SwarmMetric, TaskColumn,
-    TaskMetric, TaskResult, TimeRange,
+    MetricKind, MetricType, MetricsStorage, Order, RankBy, RetentionPolicy, SuccessRate,
+    SwarmMetric, TaskColumn, TaskMetric, TaskResult, TimeRange,
 };
 
 #[derive(Debug, Clone)]
@@ -20,6 +21,9 @@ struct Answers {
     percentiles: Vec<Option<f64>>,
     /// Tasks, tokens and files changed of each summary.
     totals: Vec<(u64, u64, u64)>,
+    /// Agent rankings: each agent with its tasks, and its score.
+    ranked: Vec<(String, u64)>,
+    scores: Vec<f64>,
 }
 
 fn filters(now: DateTime<Utc>, days: &[(i64, i64)]) -> Vec<Filter> {
@@ -59,8 +63,16 @@ fn answers(store: &MetricsStorage, filters: &[Filter]) -> Answers {
         rates: Vec::new(),
         percentiles: Vec::new(),
         totals: Vec::new(),
+        ranked: Vec::new(),
+        scores: Vec::new(),
     };
     for f in filters {
+        for by in [RankBy::SuccessRate, RankBy::AvgDuration, RankBy::AvgTokens] {
+            for r in store.rank_agents(by, Order::BestFirst, 100, 1, f).unwrap() {
+                a.ranked.push((r.agent_id, r.tasks));
+                a.scores.push(r.score);
+            }
+        }
         let summary = store.summary(f).unwrap();
         a.rates.push(summary.success_rate);
         a.totals.push((
@@ -166,6 +178,13 @@ fn answers(store: &MetricsStorage, filters: &[Filter]) -> Answers {
 fn assert_same(before: &Answers, after: &Answers, when: &str) {
     assert_eq!(before.rates, after.rates, "{when}: success rates");
     assert_eq!(before.totals, after.totals, "{when}: summary totals");
+    assert_eq!(before.ranked, after.ranked, "{when}: rankings");
+    for (b, a) in before.scores.iter().zip(&after.scores) {
+        assert!(
+            (b - a).abs() <= 1e-9 * b.abs().max(1.0),
+            "{when}: score {b} vs {a}"
+        );
+    }
     assert_eq!(before.aggregates.len(), after.aggregates.len(), "{when}");
     assert_eq!(before.percentiles.len(), after.percentiles.len(), "{when}");
     for (b, a) in before.aggregates.iter().zip(&after.aggregates) {

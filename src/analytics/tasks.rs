@@ -8,11 +8,13 @@ use super::{validate_n, P50, P95, P99};
 use crate::aggregate::SuccessRate;
 use crate::error::{Error, Result};
 use crate::interval::Interval;
+use crate::query::GroupBy;
 use crate::query::{to_micros, Filter, TaskColumn};
 use crate::record::{AggregationType, MetricKind, TaskMetric, TaskResult};
-use crate::retention::rollups_apply;
+use crate::retention::{merge_rollups, rollup_span, rollups_apply, RollupRead};
 use crate::stat::quantile;
 use crate::storage::MetricsStorage;
+use crate::storage::Snapshot;
 
 /// What agents are ranked by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +117,76 @@ pub struct Outlier {
     pub high_fence: f64,
 }
 
+/// One agent's tasks in a ranking's selection.
+#[derive(Default)]
+struct AgentTotals {
+    tasks: u64,
+    success: u64,
+    /// Sums of durations and tokens, in floating point: averages are all a
+    /// ranking needs, and sums of huge values must not overflow.
+    duration_total: f64,
+    tokens_total: f64,
+}
+
+/// Every agent's totals over the raw rows and the rollups `filter`
+/// covers, with the span of time they cover (µs; `(i64::MAX, i64::MIN)`
+/// for none).
+fn agent_totals(
+    snapshot: &Snapshot<'_>,
+    filter: &Filter,
+) -> Result<(BTreeMap<String, AgentTotals>, (i64, i64))> {
+    let operation = "rank agents";
+    let (from, params) = filter.sql_from(MetricKind::Task);
+    let sql = format!(
+        "SELECT (SELECT name FROM agents WHERE id = m.agent), count(*), \
+                count(*) FILTER (WHERE m.result = 0), total(m.duration_ms), total(m.tokens_used), \
+                min(m.timestamp), max(m.timestamp) \
+         FROM {from} GROUP BY m.agent"
+    );
+    let mut agents: BTreeMap<String, AgentTotals> = BTreeMap::new();
+    let (mut oldest, mut newest) = (i64::MAX, i64::MIN);
+    snapshot.each(&sql, params, operation, |row| {
+        let get = |i| row.get::<_, i64>(i).map_err(Error::sqlite(operation));
+        let agent: String = row.get(0).map_err(Error::sqlite(operation))?;
+        let totals = AgentTotals {
+            tasks: u64::try_from(get(1)?).unwrap_or(0),
+            success: u64::try_from(get(2)?).unwrap_or(0),
+            duration_total: row.get(3).map_err(Error::sqlite(operation))?,
+            tokens_total: row.get(4).map_err(Error::sqlite(operation))?,
+        };
+        oldest = oldest.min(get(5)?);
+        newest = newest.max(get(6)?);
+        agents.insert(agent, totals);
+        Ok(())
+    })?;
+    if rollups_apply(snapshot, MetricKind::Task, filter)? {
+        let read = |column| RollupRead {
+            kind: MetricKind::Task,
+            filter,
+            group: Some(GroupBy::Agent),
+            column: Some(column),
+            quantiles: false,
+        };
+        for (agent, rolled) in merge_rollups(snapshot, &read("duration_ms"))? {
+            let totals = agents.entry(agent.unwrap_or_default()).or_default();
+            totals.tasks += rolled.results.iter().sum::<u64>();
+            totals.success += rolled.results[TaskResult::Success.code() as usize];
+            totals.duration_total += rolled.stat.sum();
+        }
+        for (agent, rolled) in merge_rollups(snapshot, &read("tokens_used"))? {
+            agents
+                .entry(agent.unwrap_or_default())
+                .or_default()
+                .tokens_total += rolled.stat.sum();
+        }
+        if let Some((first, last)) = rollup_span(snapshot, MetricKind::Task, filter)? {
+            oldest = oldest.min(first);
+            newest = newest.max(last);
+        }
+    }
+    Ok((agents, (oldest, newest)))
+}
+
 impl MetricsStorage {
     /// The top ([`Order::BestFirst`]) or bottom ([`Order::WorstFirst`]) `n`
     /// agents by `by`,
@@ -123,7 +195,8 @@ impl MetricsStorage {
     /// average duration or tokens. By [`RankBy::SuccessRate`], agents are
     /// ordered by their rate's 95% interval, so that a rate seen on few
     /// tasks does not outrank one seen on many; every agent carries its
-    /// interval.
+    /// interval. Raw rows and the rollups the filter covers count alike,
+    /// read in one snapshot.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for `n` = 0 or a filter that does not apply
@@ -140,67 +213,26 @@ impl MetricsStorage {
         filter.validate(MetricKind::Task, false)?;
         validate_n(n)?;
         let best_first = order == Order::BestFirst;
-        let (from, params) = filter.sql_from(MetricKind::Task);
-        let sql = format!(
-            "SELECT (SELECT name FROM agents WHERE id = m.agent), count(*), \
-                    count(*) FILTER (WHERE m.result = 0), avg(m.duration_ms), avg(m.tokens_used), \
-                    min(m.timestamp), max(m.timestamp) \
-             FROM {from} GROUP BY m.agent"
-        );
-        struct Row {
-            agent: String,
-            tasks: u64,
-            success: u64,
-            avg_duration: f64,
-            avg_tokens: f64,
-        }
-        let mut oldest = i64::MAX;
-        let mut newest = i64::MIN;
-        let rows = self.read_rows(&sql, params, "rank agents", |row| {
-            let agent: String = row.get(0).map_err(Error::sqlite("rank agents"))?;
-            let tasks: i64 = row.get(1).map_err(Error::sqlite("rank agents"))?;
-            let success: i64 = row.get(2).map_err(Error::sqlite("rank agents"))?;
-            let avg_duration: f64 = row.get(3).map_err(Error::sqlite("rank agents"))?;
-            let avg_tokens: f64 = row.get(4).map_err(Error::sqlite("rank agents"))?;
-            let first: i64 = row.get(5).map_err(Error::sqlite("rank agents"))?;
-            let last: i64 = row.get(6).map_err(Error::sqlite("rank agents"))?;
-            Ok((
-                Row {
-                    agent,
-                    tasks: u64::try_from(tasks).unwrap_or(0),
-                    success: u64::try_from(success).unwrap_or(0),
-                    avg_duration,
-                    avg_tokens,
-                },
-                first,
-                last,
-            ))
-        })?;
-        for (_, first, last) in &rows {
-            oldest = oldest.min(*first);
-            newest = newest.max(*last);
-        }
+        let (agents, (oldest, newest)) = self.snapshot(|s| agent_totals(s, filter))?;
         let span = match &filter.time_range {
             Some(range) => to_micros(range.end()) - to_micros(range.start()),
             None => newest.saturating_sub(oldest),
         };
         // Tasks all in one instant are counted as one hour's worth.
         let hours = if span > 0 { span as f64 / 3.6e9 } else { 1.0 };
-        let mut ranked: Vec<Ranked> = rows
+        let mut ranked: Vec<Ranked> = agents
             .into_iter()
-            .map(|(r, _, _)| r)
-            .filter(|r| r.tasks >= min_tasks.max(1))
-            .map(|r| {
+            .filter(|(_, r)| r.tasks >= min_tasks.max(1))
+            .map(|(agent_id, r)| {
+                let tasks = r.tasks as f64;
                 let score = match by {
-                    RankBy::SuccessRate | RankBy::RawSuccessRate => {
-                        r.success as f64 / r.tasks as f64
-                    }
-                    RankBy::Throughput => r.tasks as f64 / hours,
-                    RankBy::AvgDuration => r.avg_duration,
-                    RankBy::AvgTokens => r.avg_tokens,
+                    RankBy::SuccessRate | RankBy::RawSuccessRate => r.success as f64 / tasks,
+                    RankBy::Throughput => tasks / hours,
+                    RankBy::AvgDuration => r.duration_total / tasks,
+                    RankBy::AvgTokens => r.tokens_total / tasks,
                 };
                 Ranked {
-                    agent_id: r.agent,
+                    agent_id,
                     score,
                     tasks: r.tasks,
                     interval: Interval::default_for(r.success, r.tasks),

@@ -10,6 +10,7 @@ use crate::analytics::{BucketValue, EmptyBuckets, Measure, Outlier, P50, P95};
 use crate::error::{Error, Result};
 use crate::query::{from_micros, Filter, GroupBy, TaskColumn, TimeRange};
 use crate::record::{AggregationType, MetricKind, TaskResult};
+use crate::retention::{rollup_span, rollups_apply};
 use crate::storage::MetricsStorage;
 
 /// Bucket widths a report picks from, in seconds: the first that gives at
@@ -144,28 +145,33 @@ pub(super) fn gather(store: &MetricsStorage, options: &ReportOptions) -> Result<
     })
 }
 
-/// The span the charts cover: the filter's range cut to the data kept
-/// (raw or rolled up), or the data's span without a range. A range
-/// without data is charted empty if it is not absurdly long.
+/// The span the charts cover: the filter's range cut to the span of the
+/// selected tasks (raw or rolled up), or that span without a range. A
+/// range without data is charted empty if it is not absurdly long.
 fn chart_span(store: &MetricsStorage, filter: &Filter) -> Result<Option<TimeRange>> {
     let operation = "read the span of the data";
-    // A rollup covers its whole hour (level 1) or day (level 2).
-    let sql = "SELECT min(b), max(e) FROM ( \
-                 SELECT min(timestamp) AS b, max(timestamp) AS e FROM task_metrics \
-                 UNION ALL \
-                 SELECT min(bucket), \
-                        max(bucket + CASE level WHEN 1 THEN 3600000000 ELSE 86400000000 END - 1) \
-                 FROM task_summaries)";
-    let found = store.read_rows(sql, Vec::new(), operation, |row| {
-        let first: Option<i64> = row.get(0).map_err(Error::sqlite(operation))?;
-        let last: Option<i64> = row.get(1).map_err(Error::sqlite(operation))?;
-        Ok(first.zip(last))
+    let unranged = Filter {
+        time_range: None,
+        ..filter.clone()
+    };
+    let data = store.snapshot(|snapshot| {
+        let (from, params) = unranged.sql_from(MetricKind::Task);
+        let sql = format!("SELECT min(m.timestamp), max(m.timestamp) FROM {from}");
+        let mut span: Option<(i64, i64)> = None;
+        snapshot.each(&sql, params, operation, |row| {
+            let first: Option<i64> = row.get(0).map_err(Error::sqlite(operation))?;
+            let last: Option<i64> = row.get(1).map_err(Error::sqlite(operation))?;
+            span = first.zip(last);
+            Ok(())
+        })?;
+        if rollups_apply(snapshot, MetricKind::Task, &unranged)? {
+            if let Some((first, last)) = rollup_span(snapshot, MetricKind::Task, &unranged)? {
+                span = Some(span.map_or((first, last), |(a, b)| (a.min(first), b.max(last))));
+            }
+        }
+        Ok(span)
     })?;
-    let data = found
-        .into_iter()
-        .flatten()
-        .next()
-        .and_then(|(first, last)| Some((from_micros(first)?, from_micros(last)?)));
+    let data = data.and_then(|(first, last)| Some((from_micros(first)?, from_micros(last)?)));
     let Some(range) = filter.time_range else {
         return Ok(match data {
             Some((first, last)) => Some(TimeRange::new(first, last)?),

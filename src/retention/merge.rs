@@ -175,6 +175,32 @@ fn merge_keyed<K: Ord>(
     Ok(groups)
 }
 
+/// The first and last instants (µs) of the rollups `filter` covers: from
+/// the oldest one's start to the end of the newest one's hour or day.
+pub(crate) fn rollup_span(
+    snapshot: &Snapshot<'_>,
+    kind: MetricKind,
+    filter: &Filter,
+) -> Result<Option<(i64, i64)>> {
+    let Some((clause, params)) = rollup_where(filter, kind) else {
+        return Ok(None);
+    };
+    let sql = format!(
+        "SELECT min(r.bucket), \
+                max(r.bucket + CASE r.level WHEN 1 THEN 3600000000 ELSE 86400000000 END - 1) \
+         FROM {} r WHERE {clause}",
+        rollup_table(kind)
+    );
+    let mut span = None;
+    snapshot.each(&sql, params, "read rollups", |row| {
+        let first: Option<i64> = row.get(0).map_err(Error::sqlite("read rollups"))?;
+        let last: Option<i64> = row.get(1).map_err(Error::sqlite("read rollups"))?;
+        span = first.zip(last);
+        Ok(())
+    })?;
+    Ok(span)
+}
+
 /// The `WHERE` clause selecting the rollup rows (alias `r`) that `filter`
 /// covers: a rollup counts when its bucket starts inside the range.
 /// `None` when the filter names a task, which rollups cannot tell apart.

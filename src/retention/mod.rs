@@ -34,7 +34,9 @@ use rusqlite::Connection;
 
 pub use cleanup::{CleanupReport, DEFAULT_RETENTION_DAYS};
 pub use in_place::InPlaceReport;
-pub(crate) use merge::{merge_rollups, merge_rollups_by_time, rollups_apply, Rolled, RollupRead};
+pub(crate) use merge::{
+    merge_rollups, merge_rollups_by_time, rollup_span, rollups_apply, Rolled, RollupRead,
+};
 pub use vacuum::VacuumReport;
 
 pub(crate) const HOUR_US: i64 = 3_600_000_000;
