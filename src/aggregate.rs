@@ -1,10 +1,9 @@
-//! Aggregates and success rates.
+//! Aggregates, percentiles and success rates of a store's file.
 
 use rusqlite::types::Value as SqlValue;
-use serde::{Deserialize, Serialize};
 
+pub(crate) use crate::answer::{aggregated_column, Aggregate, Percentile, SuccessRate};
 use crate::error::{Error, Result};
-use crate::interval::{Interval, IntervalMethod};
 use crate::query::Filter;
 use crate::record::{AggregationType, MetricKind, MetricType, TaskResult};
 use crate::retention::{merge_rollups, rollups_apply, RollupRead};
@@ -12,102 +11,6 @@ use sketches_ddsketch::DDSketch;
 
 use crate::stat::{quantile, raw_stat, raw_stat_columns, sketch_quantile, sql_function, Stat};
 use crate::storage::{MetricsStorage, Snapshot};
-
-/// The result of [`MetricsStorage::aggregate_metrics`].
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct Aggregate {
-    /// How the values were combined.
-    pub aggregation: AggregationType,
-    /// What was aggregated: for task metrics the column (`task_duration`,
-    /// `task_tokens` or `task_files`); for agent and swarm metrics the
-    /// metric type filtered on, if any.
-    pub metric_type: Option<MetricType>,
-    /// How many values the selection held.
-    pub count: u64,
-    /// The aggregate; `None` when the selection is empty (and, for
-    /// `stddev`, when it holds a single value).
-    pub value: Option<f64>,
-}
-
-/// The result of [`MetricsStorage::percentile`].
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct Percentile {
-    /// The quantile asked for, in `[0, 1]` (0.95 for p95).
-    pub q: f64,
-    /// What was measured, as in [`Aggregate::metric_type`].
-    pub metric_type: Option<MetricType>,
-    /// How many values the selection held.
-    pub count: u64,
-    /// The quantile; `None` when the selection is empty.
-    pub value: Option<f64>,
-    /// True when part of the selection was read from rollups that keep
-    /// statistics rather than values (past 512 metrics in a bucket): their
-    /// sketches answer within 1% of the exact quantile.
-    #[serde(default)]
-    pub approximate: bool,
-}
-
-/// The outcome counts of a set of tasks and the share that succeeded.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct SuccessRate {
-    /// `success / total`, in `[0, 1]`; `None` when there were no tasks.
-    pub rate: Option<f64>,
-    /// Tasks that succeeded.
-    pub success: u64,
-    /// Tasks that failed.
-    pub failure: u64,
-    /// Tasks that timed out.
-    pub timeout: u64,
-    /// Tasks that were cancelled.
-    pub cancelled: u64,
-    /// All tasks.
-    pub total: u64,
-    /// The 95% Wilson score interval of `rate`; `None` when there were no
-    /// tasks. [`interval`](Self::interval) gives others. A rate seen on
-    /// few tasks has a wide interval: 1 success out of 1 is 20.7%–100%.
-    #[serde(default)]
-    pub interval: Option<Interval>,
-}
-
-impl SuccessRate {
-    /// Adds `n` tasks with `result` and updates the rate and its interval.
-    pub fn add(&mut self, result: TaskResult, n: u64) {
-        match result {
-            TaskResult::Success => self.success += n,
-            TaskResult::Failure => self.failure += n,
-            TaskResult::Timeout => self.timeout += n,
-            TaskResult::Cancelled => self.cancelled += n,
-        }
-        self.total += n;
-        self.rate = (self.total > 0).then(|| self.success as f64 / self.total as f64);
-        self.interval = Interval::default_for(self.success, self.total);
-    }
-
-    /// The confidence interval of [`rate`](Self::rate) at `confidence`
-    /// (e.g. [`DEFAULT_CONFIDENCE`](crate::DEFAULT_CONFIDENCE)); `None` when there were no tasks.
-    ///
-    /// ```
-    /// use swarm_metrics::{IntervalMethod, SuccessRate, TaskResult};
-    ///
-    /// let mut rate = SuccessRate::default();
-    /// rate.add(TaskResult::Success, 9);
-    /// rate.add(TaskResult::Failure, 1);
-    /// let ci = rate.interval(0.95, IntervalMethod::Wilson)?.unwrap();
-    /// assert_eq!((ci.low * 1e4).round(), 5958.0);
-    /// assert_eq!((ci.high * 1e4).round(), 9821.0);
-    /// # Ok::<(), swarm_metrics::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] when `confidence` is not strictly between 0
-    /// and 1.
-    pub fn interval(&self, confidence: f64, method: IntervalMethod) -> Result<Option<Interval>> {
-        Interval::for_proportion(self.success, self.total, confidence, method)
-    }
-}
 
 impl MetricsStorage {
     /// Combines the values of the metrics of `kind` that match `filter`.
@@ -129,6 +32,16 @@ impl MetricsStorage {
         filter: &Filter,
     ) -> Result<Aggregate> {
         filter.validate(kind, true)?;
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            return match kind {
+                MetricKind::Task => server.aggregate_tasks(aggregation, filter),
+                _ => Err(Error::Unsupported {
+                    operation: "agent and swarm metrics",
+                    backend: "PostgreSQL",
+                }),
+            };
+        }
         let (column, metric_type) = aggregated_column(kind, filter)?;
         self.snapshot(|snapshot| {
             if rollups_apply(snapshot, kind, filter)? {
@@ -200,6 +113,16 @@ impl MetricsStorage {
             }
         }
         filter.validate(kind, true)?;
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            return match kind {
+                MetricKind::Task => server.task_percentiles(qs, filter),
+                _ => Err(Error::Unsupported {
+                    operation: "agent and swarm metrics",
+                    backend: "PostgreSQL",
+                }),
+            };
+        }
         let (_, metric_type) = aggregated_column(kind, filter)?;
         let (mut values, sketch) = self.selected_values(kind, filter)?;
         Ok(quantiles_of(&mut values, sketch, qs, metric_type))
@@ -255,6 +178,10 @@ impl MetricsStorage {
     /// fails.
     pub fn success_rate(&self, filter: &Filter) -> Result<SuccessRate> {
         filter.validate(MetricKind::Task, false)?;
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            return server.success_rate(filter);
+        }
         self.snapshot(|snapshot| {
             let (sql, params) = success_rate_sql(filter);
             let rows = snapshot.rows(&sql, params, "compute success rate", |row| {
@@ -419,18 +346,6 @@ pub(crate) fn finish(
         count: stat.count(),
         value: stat.value(aggregation),
     }
-}
-
-/// The column aggregated for `kind`, and the metric type the result names.
-pub(crate) fn aggregated_column(
-    kind: MetricKind,
-    filter: &Filter,
-) -> Result<(&'static str, Option<MetricType>)> {
-    if kind != MetricKind::Task {
-        return Ok(("value", filter.metric_type));
-    }
-    let column = filter.column.unwrap_or_default();
-    Ok((column.sql(), Some(column.metric_type())))
 }
 
 #[cfg(test)]

@@ -179,6 +179,30 @@ pub enum Error {
         source: PoolError,
     },
 
+    /// PostgreSQL refused or failed an operation (feature `postgres`). The
+    /// server is named without its password.
+    #[cfg(feature = "postgres")]
+    #[error("{server}: {operation}: {source}")]
+    Postgres {
+        /// The server and database, as `postgres://user@host:port/db`.
+        server: String,
+        /// What the store was doing.
+        operation: &'static str,
+        /// What PostgreSQL or its client reported.
+        #[source]
+        source: PostgresError,
+    },
+
+    /// The call is not available on this kind of store yet: PostgreSQL
+    /// stores offer a growing part of the API (see the README).
+    #[error("{operation} is not available on {backend} stores yet")]
+    Unsupported {
+        /// The call.
+        operation: &'static str,
+        /// The kind of store: "PostgreSQL".
+        backend: &'static str,
+    },
+
     /// A bug in this crate: something that cannot happen did. Please
     /// report it with the message.
     #[error("internal error: {0}")]
@@ -242,6 +266,36 @@ impl std::fmt::Display for PoolError {
 }
 
 impl std::error::Error for PoolError {}
+
+/// What PostgreSQL or its client reported: the source of
+/// [`Error::Postgres`], opaque so that the client's version is not part of
+/// this crate's API.
+#[cfg(feature = "postgres")]
+#[derive(Debug)]
+pub struct PostgresError(pub(crate) postgres::Error);
+
+#[cfg(feature = "postgres")]
+impl PostgresError {
+    /// The SQLSTATE code the server gave (e.g. `"23505"`), if any.
+    pub fn code(&self) -> Option<&str> {
+        self.0.code().map(|c| c.code())
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl std::fmt::Display for PostgresError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_db_error() {
+            // The server's message, its detail and hint, not the client's
+            // generic "db error".
+            Some(db) => write!(f, "{}", db),
+            None => self.0.fmt(f),
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl std::error::Error for PostgresError {}
 
 impl Error {
     /// Shorthand for [`Error::InvalidInput`].

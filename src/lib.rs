@@ -71,6 +71,7 @@ pub use serde_json;
 
 mod aggregate;
 mod analytics;
+mod answer;
 mod compare;
 mod consistent;
 mod enums;
@@ -80,6 +81,8 @@ mod hypothesis;
 mod interval;
 mod open;
 mod plan;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod query;
 mod read;
 mod record;
@@ -95,14 +98,16 @@ mod store;
 mod summary;
 mod writer;
 
-pub use aggregate::{Aggregate, Percentile, SuccessRate};
 pub use analytics::{
     Bucket, BucketValue, DurationStats, EmptyBuckets, Grouped, Measure, Order, Outlier, RankBy,
     Ranked, Summary, P50, P90, P95, P99,
 };
+pub use answer::{Aggregate, Percentile, SuccessRate};
 pub use compare::{
     Comparison, DurationComparison, ProportionTest, RateComparison, RegressedMeasure, Regression,
 };
+#[cfg(feature = "postgres")]
+pub use error::PostgresError;
 pub use error::{Error, PoolError, Result, SqliteError};
 pub use generic::{parse_filter, parse_metric, Parsed, RECORD_FIELDS};
 pub use interval::{Interval, IntervalMethod, DEFAULT_CONFIDENCE};

@@ -58,6 +58,11 @@ impl MetricsStorage {
     /// not apply to task metrics; [`Error::Sqlite`] or [`Error::Pool`] when
     /// the read fails.
     pub fn get_task_metrics(&self, filter: &Filter, limit: usize) -> Result<Vec<TaskMetric>> {
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            filter.validate(MetricKind::Task, false)?;
+            return server.get_tasks(filter, validate_limit(limit)?);
+        }
         self.get_rows(&TASKS, filter, limit, TASKS.newest_first)
     }
 

@@ -127,6 +127,10 @@ impl MetricsStorage {
     /// # Errors
     /// [`Error::Sqlite`] or [`Error::Pool`] when the read fails.
     pub fn schema_version(&self) -> Result<i64> {
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            return server.schema_version();
+        }
         let version: Option<Option<i64>> = self.read(|s| {
             s.one(
                 "SELECT max(version) FROM metrics_schema_info",

@@ -25,6 +25,13 @@ use crate::rows::{index_pending, Cache, DEFAULT_INDEX_BATCH_ROWS};
 use crate::writer::checkpoint::{checkpoint_passive, truncate_wal, Checkpointer};
 use crate::writer::{Writer, WriterOptions};
 
+/// Whether `location` names a PostgreSQL server (a `postgres://` or
+/// `postgresql://` URL) rather than a file; known also without the
+/// `postgres` feature, so that such a URL is never taken for a file name.
+fn server_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
+
 /// Where [`MetricsStorage::open_default`] keeps its file, relative to the
 /// current folder (the reference's location).
 pub const DEFAULT_PATH: &str = ".swarm/metrics.db";
@@ -61,6 +68,10 @@ pub struct MetricsStorage {
     /// This store's number among the stores of the process, for
     /// [`MetricsStorage::consistent`]'s pinned connection.
     id: u64,
+    /// For a store on a PostgreSQL server, the server; the SQLite parts
+    /// are then empty and unused.
+    #[cfg(feature = "postgres")]
+    postgres: Option<crate::postgres::PgStore>,
     closed: bool,
     /// Removes the folder of a [`MetricsStorage::temporary`] store; declared
     /// last so that it is dropped after every connection.
@@ -204,6 +215,9 @@ impl MetricsStorage {
         if options.index_batch_rows == 0 {
             return Err(Error::invalid("index_batch_rows", "must be at least 1"));
         }
+        if let Some(url) = options.file.path.to_str().filter(|p| server_url(p)) {
+            return Self::open_server(url, &options);
+        }
         let path = options.file.path.clone();
         let opened = crate::open::open(&options.file)?;
         let writer = match opened.checkpoint {
@@ -231,12 +245,68 @@ impl MetricsStorage {
             writer,
             watermark_seen: AtomicI64::new(i64::MIN),
             id: crate::consistent::new_store_id(),
+            #[cfg(feature = "postgres")]
+            postgres: None,
             closed: false,
             _temporary: temporary,
         })
     }
 
-    /// The database file.
+    /// Opens the store on the PostgreSQL server `url` names.
+    #[cfg(feature = "postgres")]
+    fn open_server(url: &str, options: &StorageBuilder) -> Result<Self> {
+        if options.file.read_only {
+            return Err(Error::Unsupported {
+                operation: "opening read-only",
+                backend: "PostgreSQL",
+            });
+        }
+        let server =
+            crate::postgres::PgStore::open(url, options.file.pool_size, options.file.busy_timeout)?;
+        Ok(MetricsStorage {
+            path: PathBuf::from(server.server()),
+            settings: ConnectionSettings {
+                busy_timeout: options.file.busy_timeout,
+                durability: options.file.durability,
+                read_only: false,
+            },
+            readers: None,
+            open_readers: Arc::default(),
+            writer: None,
+            watermark_seen: AtomicI64::new(i64::MIN),
+            id: crate::consistent::new_store_id(),
+            postgres: Some(server),
+            closed: false,
+            _temporary: None,
+        })
+    }
+
+    /// A PostgreSQL URL without the `postgres` feature: refused, rather
+    /// than taken for a file name.
+    #[cfg(not(feature = "postgres"))]
+    fn open_server(_url: &str, _options: &StorageBuilder) -> Result<Self> {
+        Err(Error::invalid(
+            "path",
+            "a PostgreSQL URL needs swarm-metrics built with the `postgres` feature",
+        ))
+    }
+
+    /// The PostgreSQL server of a store opened by URL.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn postgres(&self) -> Option<&crate::postgres::PgStore> {
+        self.postgres.as_ref()
+    }
+
+    /// The error of a call this kind of store does not offer yet.
+    fn unsupported(operation: &'static str) -> Error {
+        Error::Unsupported {
+            operation,
+            backend: "PostgreSQL",
+        }
+    }
+
+    /// The database file; for a store on PostgreSQL, the server as
+    /// `postgres://user@host:port/db` (never with its password).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -253,12 +323,24 @@ impl MetricsStorage {
                 path: self.path.clone(),
                 source: PoolError(source),
             }),
+            None if self.on_server() => Err(Self::unsupported("this call")),
             None => Err(Error::Internal("the store was used while closing")),
         }
     }
 
+    /// Whether this store is on a PostgreSQL server.
+    fn on_server(&self) -> bool {
+        #[cfg(feature = "postgres")]
+        return self.postgres.is_some();
+        #[cfg(not(feature = "postgres"))]
+        false
+    }
+
     /// The single writer, or [`Error::ReadOnly`].
     pub(crate) fn writer(&self) -> Result<&Writer<Cache>> {
+        if self.on_server() {
+            return Err(Self::unsupported("this call"));
+        }
         self.writer.as_ref().ok_or_else(|| Error::ReadOnly {
             path: self.path.clone(),
         })

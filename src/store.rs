@@ -131,6 +131,11 @@ impl MetricsStorage {
     /// written); [`Error::ReadOnly`]; [`Error::Sqlite`] when the write fails
     /// (nothing is written).
     pub fn store_task_metrics(&self, metrics: &[TaskMetric]) -> Result<usize> {
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            check_each(metrics, TaskMetric::validate)?;
+            return server.store_tasks(metrics);
+        }
         self.store(metrics, TaskMetric::validate, insert_tasks)
     }
 

@@ -204,3 +204,4 @@ pub fn index_state(path: &std::path::Path) -> (i64, i64) {
         .unwrap();
     (watermark, wrong)
 }
+pub mod server;

@@ -1,0 +1,118 @@
+//! What the numeric calls answer: an aggregate, a percentile, a success
+//! rate with its counts and interval; the same whichever kind of store
+//! computed them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::interval::{Interval, IntervalMethod};
+use crate::query::Filter;
+use crate::record::{AggregationType, MetricKind, MetricType, TaskResult};
+
+/// The result of [`MetricsStorage::aggregate_metrics`](crate::MetricsStorage::aggregate_metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Aggregate {
+    /// How the values were combined.
+    pub aggregation: AggregationType,
+    /// What was aggregated: for task metrics the column (`task_duration`,
+    /// `task_tokens` or `task_files`); for agent and swarm metrics the
+    /// metric type filtered on, if any.
+    pub metric_type: Option<MetricType>,
+    /// How many values the selection held.
+    pub count: u64,
+    /// The aggregate; `None` when the selection is empty (and, for
+    /// `stddev`, when it holds a single value).
+    pub value: Option<f64>,
+}
+
+/// The result of [`MetricsStorage::percentile`](crate::MetricsStorage::percentile).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Percentile {
+    /// The quantile asked for, in `[0, 1]` (0.95 for p95).
+    pub q: f64,
+    /// What was measured, as in [`Aggregate::metric_type`].
+    pub metric_type: Option<MetricType>,
+    /// How many values the selection held.
+    pub count: u64,
+    /// The quantile; `None` when the selection is empty.
+    pub value: Option<f64>,
+    /// True when part of the selection was read from rollups that keep
+    /// statistics rather than values (past 512 metrics in a bucket): their
+    /// sketches answer within 1% of the exact quantile.
+    #[serde(default)]
+    pub approximate: bool,
+}
+
+/// The outcome counts of a set of tasks and the share that succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SuccessRate {
+    /// `success / total`, in `[0, 1]`; `None` when there were no tasks.
+    pub rate: Option<f64>,
+    /// Tasks that succeeded.
+    pub success: u64,
+    /// Tasks that failed.
+    pub failure: u64,
+    /// Tasks that timed out.
+    pub timeout: u64,
+    /// Tasks that were cancelled.
+    pub cancelled: u64,
+    /// All tasks.
+    pub total: u64,
+    /// The 95% Wilson score interval of `rate`; `None` when there were no
+    /// tasks. [`interval`](Self::interval) gives others. A rate seen on
+    /// few tasks has a wide interval: 1 success out of 1 is 20.7%–100%.
+    #[serde(default)]
+    pub interval: Option<Interval>,
+}
+
+impl SuccessRate {
+    /// Adds `n` tasks with `result` and updates the rate and its interval.
+    pub fn add(&mut self, result: TaskResult, n: u64) {
+        match result {
+            TaskResult::Success => self.success += n,
+            TaskResult::Failure => self.failure += n,
+            TaskResult::Timeout => self.timeout += n,
+            TaskResult::Cancelled => self.cancelled += n,
+        }
+        self.total += n;
+        self.rate = (self.total > 0).then(|| self.success as f64 / self.total as f64);
+        self.interval = Interval::default_for(self.success, self.total);
+    }
+
+    /// The confidence interval of [`rate`](Self::rate) at `confidence`
+    /// (e.g. [`DEFAULT_CONFIDENCE`](crate::DEFAULT_CONFIDENCE)); `None` when there were no tasks.
+    ///
+    /// ```
+    /// use swarm_metrics::{IntervalMethod, SuccessRate, TaskResult};
+    ///
+    /// let mut rate = SuccessRate::default();
+    /// rate.add(TaskResult::Success, 9);
+    /// rate.add(TaskResult::Failure, 1);
+    /// let ci = rate.interval(0.95, IntervalMethod::Wilson)?.unwrap();
+    /// assert_eq!((ci.low * 1e4).round(), 5958.0);
+    /// assert_eq!((ci.high * 1e4).round(), 9821.0);
+    /// # Ok::<(), swarm_metrics::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) when `confidence` is not strictly between 0
+    /// and 1.
+    pub fn interval(&self, confidence: f64, method: IntervalMethod) -> Result<Option<Interval>> {
+        Interval::for_proportion(self.success, self.total, confidence, method)
+    }
+}
+
+/// The column aggregated for `kind`, and the metric type the result names.
+pub(crate) fn aggregated_column(
+    kind: MetricKind,
+    filter: &Filter,
+) -> Result<(&'static str, Option<MetricType>)> {
+    if kind != MetricKind::Task {
+        return Ok(("value", filter.metric_type));
+    }
+    let column = filter.column.unwrap_or_default();
+    Ok((column.sql(), Some(column.metric_type())))
+}

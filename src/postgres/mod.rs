@@ -1,0 +1,141 @@
+//! The store on PostgreSQL (feature `postgres`): for fleets whose
+//! orchestrators run on several hosts and cannot share one file.
+//!
+//! `MetricsStorage::open("postgres://…")` gives the same type as a file;
+//! its calls come here. The schema keeps SQLite's semantics: timestamps
+//! are microseconds since 1970 (UTC) in `bigint`, ids compare byte by byte
+//! (`COLLATE "C"`), `(task_id, timestamp)` identifies a task metric.
+//! Tables are range-partitioned by month; the store creates the
+//! partitions a write needs, and the current and next month's when it
+//! opens.
+//!
+//! This part of the store is young: the calls it answers so far are
+//! listed in the README; the others return [`Error::Unsupported`].
+
+mod read;
+mod schema;
+mod tls;
+mod write;
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use postgres::config::Host;
+use r2d2::PooledConnection;
+use r2d2_postgres::PostgresConnectionManager;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::error::{Error, PoolError, PostgresError, Result};
+
+/// A pooled connection to the server.
+type Manager = PostgresConnectionManager<MakeRustlsConnect>;
+
+/// A metrics store on a PostgreSQL server.
+pub(crate) struct PgStore {
+    pool: r2d2::Pool<Manager>,
+    /// `postgres://user@host:port/db`: the server without its password,
+    /// for messages.
+    server: String,
+    /// The monthly partitions known to exist, by table and first instant.
+    partitions: Mutex<HashSet<(&'static str, i64)>>,
+}
+
+impl PgStore {
+    /// Connects to the server `url` names, creates or migrates the schema,
+    /// and pools up to `pool_size` connections, waiting at most
+    /// `busy_timeout` for one.
+    pub fn open(url: &str, pool_size: u32, busy_timeout: Duration) -> Result<PgStore> {
+        let config = postgres::Config::from_str(url).map_err(|e| {
+            // The client's message names the part it could not read, never
+            // the password's value.
+            Error::invalid("url", format!("not a PostgreSQL URL: {e}"))
+        })?;
+        let server = server_label(&config);
+        let connector = tls::connector()?;
+        let mut client = config
+            .connect(connector.clone())
+            .map_err(error_at(&server, "connect"))?;
+        schema::migrate(&mut client, &server)?;
+        drop(client);
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size.max(1))
+            .min_idle(Some(0))
+            .connection_timeout(busy_timeout.max(Duration::from_secs(1)))
+            .build(Manager::new(config, connector))
+            .map_err(|source| Error::Pool {
+                path: server.clone().into(),
+                source: PoolError(source),
+            })?;
+        let store = PgStore {
+            pool,
+            server,
+            partitions: Mutex::new(HashSet::new()),
+        };
+        store.create_partitions_ahead()?;
+        Ok(store)
+    }
+
+    /// The server, without its password.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// A connection from the pool.
+    fn conn(&self) -> Result<PooledConnection<Manager>> {
+        self.pool.get().map_err(|source| Error::Pool {
+            path: self.server.clone().into(),
+            source: PoolError(source),
+        })
+    }
+
+    /// Maps a client error of `operation` to [`Error::Postgres`].
+    fn error(&self, operation: &'static str) -> impl FnOnce(postgres::Error) -> Error + '_ {
+        error_at(&self.server, operation)
+    }
+}
+
+/// Maps a client error of `operation` on `server` to [`Error::Postgres`].
+fn error_at<'a>(
+    server: &'a str,
+    operation: &'static str,
+) -> impl FnOnce(postgres::Error) -> Error + 'a {
+    move |source| Error::Postgres {
+        server: server.to_owned(),
+        operation,
+        source: PostgresError(source),
+    }
+}
+
+/// `postgres://user@host:port/db`, built from the parsed configuration so
+/// that no password, in the URL or its query, can reach a message.
+fn server_label(config: &postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(name)) => name.clone(),
+        Some(Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("");
+    let db = config.get_dbname().unwrap_or(user);
+    let at = if user.is_empty() { "" } else { "@" };
+    format!("postgres://{user}{at}{host}:{port}/{db}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_label_carries_no_password() {
+        for url in [
+            "postgres://me:s3cret@db.example:6543/metrics?sslmode=require",
+            "postgresql://me@db.example:6543/metrics?password=s3cret",
+        ] {
+            let label = server_label(&postgres::Config::from_str(url).unwrap());
+            assert_eq!(label, "postgres://me@db.example:6543/metrics");
+            assert!(!label.contains("s3cret"));
+        }
+    }
+}

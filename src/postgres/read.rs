@@ -1,0 +1,223 @@
+//! Reading from PostgreSQL: the same answers as from SQLite, by the same
+//! definitions (inclusive ranges, newest first with ties by task id byte
+//! order, numpy's linear quantiles, which `percentile_cont` computes with
+//! the same arithmetic).
+
+use postgres::types::ToSql;
+use postgres::Row;
+
+use super::PgStore;
+use crate::answer::{aggregated_column, Aggregate, Percentile, SuccessRate};
+use crate::error::{Error, Result};
+use crate::query::{from_micros, to_micros, Filter};
+use crate::record::{AggregationType, MetricKind, TaskMetric, TaskResult};
+
+/// A `WHERE` clause over task metrics (alias `m`) and its parameters.
+struct Where {
+    clause: String,
+    params: Vec<Box<dyn ToSql + Sync>>,
+}
+
+impl Where {
+    /// The conditions `filter` sets on task metrics.
+    fn tasks(filter: &Filter) -> Where {
+        let mut w = Where {
+            clause: String::new(),
+            params: Vec::new(),
+        };
+        if let Some(id) = &filter.task_id {
+            w.push("m.task_id =", Box::new(id.clone()));
+        }
+        if let Some(id) = &filter.agent_id {
+            w.push("m.agent_id =", Box::new(id.clone()));
+        }
+        if let Some(id) = &filter.swarm_id {
+            w.push("m.swarm_id =", Box::new(id.clone()));
+        }
+        if let Some(result) = filter.result {
+            w.push("m.result =", Box::new(result.code() as i16));
+        }
+        if let Some(range) = &filter.time_range {
+            w.push("m.timestamp >=", Box::new(to_micros(range.start())));
+            w.push("m.timestamp <=", Box::new(to_micros(range.end())));
+        }
+        if w.clause.is_empty() {
+            w.clause.push_str("TRUE");
+        }
+        w
+    }
+
+    /// Adds `condition $n` for the next parameter.
+    fn push(&mut self, condition: &str, value: Box<dyn ToSql + Sync>) {
+        if !self.clause.is_empty() {
+            self.clause.push_str(" AND ");
+        }
+        self.params.push(value);
+        self.clause
+            .push_str(&format!("{condition} ${}", self.params.len()));
+    }
+
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.params.iter().map(|p| p.as_ref()).collect()
+    }
+}
+
+/// A task metric from a row of [`TASK_SELECT`].
+fn task_of(row: &Row) -> Result<TaskMetric> {
+    let corrupt = |reason: String| Error::CorruptRow {
+        table: "task_metrics",
+        reason,
+    };
+    let timestamp: i64 = row.get(0);
+    let code: i16 = row.get(4);
+    let count = |i: usize| -> Result<u64> {
+        let n: i64 = row.get(i);
+        u64::try_from(n).map_err(|_| corrupt(format!("a negative count {n}")))
+    };
+    Ok(TaskMetric {
+        task_id: row.get(1),
+        agent_id: row.get(2),
+        swarm_id: row.get(3),
+        result: TaskResult::from_code(i64::from(code))
+            .ok_or_else(|| corrupt(format!("unknown result code {code}")))?,
+        duration_ms: count(5)?,
+        tokens_used: count(6)?,
+        files_changed: count(7)?,
+        timestamp: from_micros(timestamp)
+            .ok_or_else(|| corrupt(format!("timestamp {timestamp} µs out of range")))?,
+    })
+}
+
+/// The columns [`task_of`] reads.
+const TASK_SELECT: &str = "m.timestamp, m.task_id, m.agent_id, m.swarm_id, m.result, \
+                           m.duration_ms, m.tokens_used, m.files_changed";
+
+impl PgStore {
+    /// Task metrics matching `filter`, newest first (ties: task id, last
+    /// first), at most `limit`.
+    pub fn get_tasks(&self, filter: &Filter, limit: i64) -> Result<Vec<TaskMetric>> {
+        let w = Where::tasks(filter);
+        let sql = format!(
+            "SELECT {TASK_SELECT} FROM task_metrics m WHERE {} \
+             ORDER BY m.timestamp DESC, m.task_id DESC LIMIT {limit}",
+            w.clause
+        );
+        let rows = self
+            .conn()?
+            .query(&sql, &w.params())
+            .map_err(self.error("read task metrics"))?;
+        rows.iter().map(task_of).collect()
+    }
+
+    /// The success rate of the tasks matching `filter`, with its counts.
+    pub fn success_rate(&self, filter: &Filter) -> Result<SuccessRate> {
+        let w = Where::tasks(filter);
+        let sql = format!(
+            "SELECT m.result, count(*) FROM task_metrics m WHERE {} GROUP BY m.result",
+            w.clause
+        );
+        let mut rate = SuccessRate::default();
+        for row in self
+            .conn()?
+            .query(&sql, &w.params())
+            .map_err(self.error("compute success rate"))?
+        {
+            let code: i16 = row.get(0);
+            let n: i64 = row.get(1);
+            let result =
+                TaskResult::from_code(i64::from(code)).ok_or_else(|| Error::CorruptRow {
+                    table: "task_metrics",
+                    reason: format!("unknown result code {code}"),
+                })?;
+            rate.add(result, u64::try_from(n).unwrap_or(0));
+        }
+        Ok(rate)
+    }
+
+    /// `aggregation` of the task column `filter` names (durations by
+    /// default). Sums and averages come from the exact sum; the standard
+    /// deviation from PostgreSQL's exact `numeric` computation.
+    pub fn aggregate_tasks(
+        &self,
+        aggregation: AggregationType,
+        filter: &Filter,
+    ) -> Result<Aggregate> {
+        let (column, metric_type) = aggregated_column(MetricKind::Task, filter)?;
+        let w = Where::tasks(filter);
+        let sql = format!(
+            "SELECT count(m.{column}), sum(m.{column})::text, min(m.{column}), max(m.{column}), \
+                    stddev_samp(m.{column})::float8 \
+             FROM task_metrics m WHERE {}",
+            w.clause
+        );
+        let row = self
+            .conn()?
+            .query_one(&sql, &w.params())
+            .map_err(self.error("aggregate metrics"))?;
+        let count = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+        let sum = || -> Result<f64> {
+            let text: Option<String> = row.get(1);
+            let sum: i128 = text
+                .unwrap_or_default()
+                .parse()
+                .map_err(|e| Error::CorruptRow {
+                    table: "task_metrics",
+                    reason: format!("a sum that is not a whole number: {e}"),
+                })?;
+            Ok(sum as f64)
+        };
+        let value = if count == 0 {
+            None
+        } else {
+            match aggregation {
+                AggregationType::Count => Some(count as f64),
+                AggregationType::Sum => Some(sum()?),
+                AggregationType::Avg => Some(sum()? / count as f64),
+                AggregationType::Min => row.get::<_, Option<i64>>(2).map(|v| v as f64),
+                AggregationType::Max => row.get::<_, Option<i64>>(3).map(|v| v as f64),
+                AggregationType::Stddev => row.get(4),
+            }
+        };
+        Ok(Aggregate {
+            aggregation,
+            metric_type,
+            count,
+            value,
+        })
+    }
+
+    /// The quantiles `qs` of the task column `filter` names, exact.
+    pub fn task_percentiles(&self, qs: &[f64], filter: &Filter) -> Result<Vec<Percentile>> {
+        let (column, metric_type) = aggregated_column(MetricKind::Task, filter)?;
+        let w = Where::tasks(filter);
+        let n = w.params.len();
+        let sql = format!(
+            "SELECT count(m.{column}), \
+                    percentile_cont(${}::float8[]) WITHIN GROUP (ORDER BY m.{column}::float8) \
+             FROM task_metrics m WHERE {}",
+            n + 1,
+            w.clause
+        );
+        let mut params = w.params();
+        let qs_param = qs.to_vec();
+        params.push(&qs_param);
+        let row = self
+            .conn()?
+            .query_one(&sql, &params)
+            .map_err(self.error("compute percentiles"))?;
+        let count = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+        let values: Option<Vec<Option<f64>>> = row.get(1);
+        let values = values.unwrap_or_else(|| vec![None; qs.len()]);
+        Ok(qs
+            .iter()
+            .zip(values)
+            .map(|(&q, value)| Percentile {
+                q,
+                metric_type,
+                count,
+                value,
+                approximate: false,
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,183 @@
+//! The PostgreSQL schema: versioned like the SQLite one, applied in one
+//! transaction under an advisory lock (so that hosts opening the store at
+//! once migrate it once), and the monthly partitions writes need.
+
+use chrono::{DateTime, Datelike, TimeZone, Utc};
+use postgres::Client;
+
+use super::{error_at, PgStore};
+use crate::error::{Error, Result};
+
+/// The migrations, in order; the schema version is how many have run.
+const MIGRATIONS: [&str; 1] = [
+    // 1: task metrics, range-partitioned by time.
+    r#"
+    CREATE TABLE task_metrics (
+        timestamp     bigint NOT NULL,
+        task_id       text COLLATE "C" NOT NULL,
+        agent_id      text COLLATE "C" NOT NULL,
+        swarm_id      text COLLATE "C",
+        result        smallint NOT NULL CHECK (result BETWEEN 0 AND 3),
+        duration_ms   bigint NOT NULL CHECK (duration_ms >= 0),
+        tokens_used   bigint NOT NULL CHECK (tokens_used >= 0),
+        files_changed bigint NOT NULL CHECK (files_changed >= 0),
+        PRIMARY KEY (task_id, timestamp)
+    ) PARTITION BY RANGE (timestamp);
+    CREATE INDEX task_metrics_time ON task_metrics USING brin (timestamp);
+    CREATE INDEX task_metrics_agent ON task_metrics (agent_id, timestamp);
+    CREATE INDEX task_metrics_swarm ON task_metrics (swarm_id, timestamp);
+    "#,
+];
+
+/// The schema version this version of the crate writes.
+pub(crate) const PG_SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// A key for `pg_advisory_xact_lock`: "swarm-me" in ASCII.
+const MIGRATION_LOCK: i64 = 0x7377_6172_6d2d_6d65;
+
+/// Creates the schema, or brings it to [`PG_SCHEMA_VERSION`].
+pub(super) fn migrate(client: &mut Client, server: &str) -> Result<()> {
+    let err = |operation| error_at(server, operation);
+    let mut tx = client.transaction().map_err(err("migrate the schema"))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(err("lock the schema"))?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS metrics_schema_info (
+             version    integer PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .map_err(err("create the schema table"))?;
+    let found: Option<i32> = tx
+        .query_one("SELECT max(version) FROM metrics_schema_info", &[])
+        .map_err(err("read the schema version"))?
+        .get(0);
+    let found = found.unwrap_or(0);
+    if found > PG_SCHEMA_VERSION {
+        return Err(Error::SchemaTooNew {
+            path: server.into(),
+            found: i64::from(found),
+            supported: i64::from(PG_SCHEMA_VERSION),
+        });
+    }
+    for (version, migration) in (1..).zip(MIGRATIONS).skip(found as usize) {
+        tx.batch_execute(migration)
+            .map_err(err("migrate the schema"))?;
+        tx.execute(
+            "INSERT INTO metrics_schema_info (version) VALUES ($1)",
+            &[&version],
+        )
+        .map_err(err("record the schema version"))?;
+    }
+    tx.commit().map_err(err("migrate the schema"))
+}
+
+/// The first instant (µs) of the month holding `t` (µs), and of the next.
+fn month_of(t: i64) -> Option<(i64, i64, String)> {
+    let at = DateTime::<Utc>::from_timestamp_micros(t)?;
+    let first = Utc
+        .with_ymd_and_hms(at.year(), at.month(), 1, 0, 0, 0)
+        .single()?;
+    let (year, month) = if at.month() == 12 {
+        (at.year() + 1, 1)
+    } else {
+        (at.year(), at.month() + 1)
+    };
+    let next = Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0).single()?;
+    let name = format!("y{:04}m{:02}", at.year(), at.month());
+    Some((first.timestamp_micros(), next.timestamp_micros(), name))
+}
+
+impl PgStore {
+    /// Creates the monthly partitions of `table` that rows at `timestamps`
+    /// (µs) go into, unless known to exist. Each is created in a
+    /// statement of its own, before the write's transaction: a partition
+    /// another host created meanwhile is no failure.
+    pub(super) fn ensure_partitions(
+        &self,
+        table: &'static str,
+        timestamps: impl IntoIterator<Item = i64>,
+    ) -> Result<()> {
+        let mut missing = Vec::new();
+        {
+            let known = self
+                .partitions
+                .lock()
+                .map_err(|_| Error::Internal("a thread panicked while creating a partition"))?;
+            for t in timestamps {
+                let month = month_of(t).ok_or_else(|| {
+                    Error::invalid("timestamp", format!("{t} µs is outside the calendar"))
+                })?;
+                if !known.contains(&(table, month.0)) && !missing.contains(&month) {
+                    missing.push(month);
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn()?;
+        for (first, next, name) in missing {
+            let sql = format!(
+                "CREATE TABLE IF NOT EXISTS \"{table}_{name}\" PARTITION OF {table} \
+                 FOR VALUES FROM ({first}) TO ({next})"
+            );
+            if let Err(e) = conn.batch_execute(&sql) {
+                // Created by another connection between our check and
+                // ours: it exists, which is all we need.
+                let raced = matches!(e.code().map(|c| c.code()), Some("42P07" | "23505"));
+                if !raced {
+                    return Err(self.error("create a partition")(e));
+                }
+            }
+            self.partitions
+                .lock()
+                .map_err(|_| Error::Internal("a thread panicked while creating a partition"))?
+                .insert((table, first));
+        }
+        Ok(())
+    }
+
+    /// The partitions of this month and the next, so that the first
+    /// writes of a month do not wait for one.
+    pub(super) fn create_partitions_ahead(&self) -> Result<()> {
+        let now = crate::record::now().timestamp_micros();
+        let next_month = month_of(now).map_or(now, |(_, next, _)| next);
+        self.ensure_partitions("task_metrics", [now, next_month])
+    }
+
+    /// The schema version recorded on the server.
+    pub fn schema_version(&self) -> Result<i64> {
+        let version: Option<i32> = self
+            .conn()?
+            .query_one("SELECT max(version) FROM metrics_schema_info", &[])
+            .map_err(self.error("read the schema version"))?
+            .get(0);
+        Ok(i64::from(version.unwrap_or(0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_start_and_end_on_the_first() {
+        let t = Utc.with_ymd_and_hms(2025, 12, 31, 23, 59, 59).unwrap();
+        let (first, next, name) = month_of(t.timestamp_micros()).unwrap();
+        assert_eq!(name, "y2025m12");
+        assert_eq!(
+            first,
+            Utc.with_ymd_and_hms(2025, 12, 1, 0, 0, 0)
+                .unwrap()
+                .timestamp_micros()
+        );
+        assert_eq!(
+            next,
+            Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+                .unwrap()
+                .timestamp_micros()
+        );
+        assert!(first <= t.timestamp_micros() && t.timestamp_micros() < next);
+    }
+}

@@ -1,0 +1,255 @@
+//! One suite, every backend: the same records stored in each store this
+//! build has (SQLite always, PostgreSQL with the `postgres` feature) give
+//! the same answers. SQLite's answers are checked against plain models in
+//! the other tests; here every other backend is checked against SQLite's.
+//!
+//! Identical means identical: rows, counts, sums, extremes and percentiles
+//! to the bit. Averages and standard deviations are compared to 1e-12
+//! relative, since the two engines add up in different orders.
+
+mod common;
+
+use common::server::{stores, TestStore};
+use common::{task_filter_strategy, task_strategy};
+use proptest::prelude::*;
+use swarm_metrics::{AggregationType, Filter, MetricKind, TaskColumn, TaskMetric, TaskResult};
+
+/// Everything a store answers about `filters`, for comparing backends.
+#[derive(Debug)]
+struct Answers {
+    rows: Vec<Vec<TaskMetric>>,
+    rates: Vec<swarm_metrics::SuccessRate>,
+    exact: Vec<(u64, Option<f64>)>,
+    rounded: Vec<(u64, Option<f64>)>,
+}
+
+fn answers(store: &TestStore, filters: &[Filter]) -> Answers {
+    let s = &store.store;
+    let mut a = Answers {
+        rows: Vec::new(),
+        rates: Vec::new(),
+        exact: Vec::new(),
+        rounded: Vec::new(),
+    };
+    for f in filters {
+        a.rows.push(s.get_task_metrics(f, 1_000).unwrap());
+        a.rows.push(s.get_task_metrics(f, 3).unwrap());
+        a.rates.push(s.success_rate(f).unwrap());
+        for column in [TaskColumn::Duration, TaskColumn::Tokens, TaskColumn::Files] {
+            let f = f.clone().column(column);
+            for aggregation in AggregationType::ALL {
+                let got = s
+                    .aggregate_metrics(MetricKind::Task, *aggregation, &f)
+                    .unwrap();
+                let pair = (got.count, got.value);
+                match aggregation {
+                    AggregationType::Avg | AggregationType::Stddev => a.rounded.push(pair),
+                    _ => a.exact.push(pair),
+                }
+            }
+            for p in s
+                .percentiles(MetricKind::Task, &[0.0, 0.25, 0.5, 0.9, 0.99, 1.0], &f)
+                .unwrap()
+            {
+                a.exact.push((p.count, p.value));
+            }
+        }
+    }
+    a
+}
+
+fn assert_same(reference: &Answers, other: &Answers, backend: &str) {
+    assert_eq!(reference.rows, other.rows, "{backend}: rows");
+    assert_eq!(reference.rates, other.rates, "{backend}: success rates");
+    assert_eq!(reference.exact, other.exact, "{backend}: exact figures");
+    assert_eq!(reference.rounded.len(), other.rounded.len());
+    for (r, o) in reference.rounded.iter().zip(&other.rounded) {
+        assert_eq!(r.0, o.0, "{backend}: counts");
+        match (r.1, o.1) {
+            (Some(x), Some(y)) => assert!(
+                (x - y).abs() <= 1e-12 * x.abs().max(1.0),
+                "{backend}: {x} against {y}"
+            ),
+            (x, y) => assert_eq!(x, y, "{backend}"),
+        }
+    }
+}
+
+/// Stores `tasks` in `store` as the case says: in batches of the given
+/// sizes (single stores for 1), then some of them again as retries;
+/// returns what each call reported new.
+fn store_all(
+    store: &TestStore,
+    tasks: &[TaskMetric],
+    sizes: &[usize],
+    retries: usize,
+) -> Vec<usize> {
+    let mut reported = Vec::new();
+    let mut rest = tasks;
+    let mut sizes = sizes.iter().cycle();
+    while !rest.is_empty() {
+        let n = (*sizes.next().unwrap()).clamp(1, rest.len());
+        let (batch, tail) = rest.split_at(n);
+        reported.push(if n == 1 {
+            usize::from(store.store.store_task_metric(&batch[0]).unwrap())
+        } else {
+            store.store.store_task_metrics(batch).unwrap()
+        });
+        rest = tail;
+    }
+    let again = &tasks[..retries.min(tasks.len())];
+    reported.push(store.store.store_task_metrics(again).unwrap());
+    reported
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_backend_answers_as_sqlite(
+        tasks in prop::collection::vec(task_strategy(), 0..80),
+        sizes in prop::collection::vec(prop_oneof![Just(1usize), 2..15usize, 16..40usize], 1..4),
+        retries in 0..20usize,
+        filters in prop::collection::vec(task_filter_strategy(), 1..6),
+    ) {
+        let stores = stores();
+        let mut filters = filters;
+        filters.push(Filter::new());
+        let reference_reports = store_all(&stores[0], &tasks, &sizes, retries);
+        let reference = answers(&stores[0], &filters);
+        for other in &stores[1..] {
+            let reports = store_all(other, &tasks, &sizes, retries);
+            prop_assert_eq!(&reference_reports, &reports, "{}: new counts", other.backend);
+            assert_same(&reference, &answers(other, &filters), other.backend);
+        }
+    }
+}
+
+#[test]
+fn bad_records_are_refused_alike_and_nothing_is_written() {
+    for store in stores() {
+        let good = TaskMetric::new("t-1", "a", 5, TaskResult::Success);
+        let bad = TaskMetric::new("", "a", 5, TaskResult::Success);
+        let err = store
+            .store
+            .store_task_metrics(&[good.clone(), bad])
+            .unwrap_err();
+        assert!(err.is_invalid_input(), "{}: {err}", store.backend);
+        assert!(
+            err.to_string().contains("task_id"),
+            "{}: {err}",
+            store.backend
+        );
+        assert_eq!(
+            store.store.success_rate(&Filter::new()).unwrap().total,
+            0,
+            "{}",
+            store.backend
+        );
+        let limit = store.store.get_task_metrics(&Filter::new(), 0).unwrap_err();
+        assert!(limit.is_invalid_input(), "{}", store.backend);
+        assert!(store.store.store_task_metric(&good).unwrap());
+        assert!(!store.store.store_task_metric(&good).unwrap(), "a retry");
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod postgres_only {
+    use super::*;
+    use swarm_metrics::{AgentMetric, Error, MetricType, MetricsStorage};
+
+    #[test]
+    fn passwords_never_reach_a_message_or_the_path() {
+        let err =
+            MetricsStorage::open("postgres://someone:s3cret@127.0.0.1:1/nowhere").unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(
+            text.contains("postgres://someone@127.0.0.1:1/nowhere"),
+            "{text}"
+        );
+
+        let db = common::server::database();
+        let with_password =
+            db.url
+                .replacen("postgres://postgres@", "postgres://postgres:s3cret@", 1);
+        let store = MetricsStorage::open(&with_password).unwrap();
+        let shown = store.path().display().to_string();
+        assert!(
+            !shown.contains("s3cret") && shown.ends_with(&db.name),
+            "{shown}"
+        );
+        assert_eq!(store.schema_version().unwrap(), 1);
+    }
+
+    #[test]
+    fn calls_not_offered_yet_say_so() {
+        let db = common::server::database();
+        let store = MetricsStorage::open(&db.url).unwrap();
+        let err = store
+            .store_agent_metric(&AgentMetric::new("a", MetricType::AgentThroughput, 1.0))
+            .unwrap_err();
+        assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+        assert!(err.to_string().contains("PostgreSQL"), "{err}");
+    }
+
+    #[test]
+    fn many_threads_and_partitions_lose_nothing() {
+        let db = common::server::database();
+        let store = MetricsStorage::open(&db.url).unwrap();
+        let base = swarm_metrics::now() - chrono::Duration::days(100);
+        std::thread::scope(|s| {
+            for w in 0..8u32 {
+                let store = &store;
+                s.spawn(move || {
+                    // Tasks over four months, so that threads create the
+                    // same partitions at once.
+                    let tasks: Vec<_> = (0..400u32)
+                        .map(|i| {
+                            TaskMetric::new(
+                                format!("w{w}-{i}"),
+                                format!("a{w}"),
+                                10,
+                                TaskResult::Success,
+                            )
+                            .at(base + chrono::Duration::hours(i64::from(i) * 6))
+                        })
+                        .collect();
+                    for (n, chunk) in tasks.chunks(50).enumerate() {
+                        if n % 2 == 0 {
+                            assert_eq!(store.store_task_metrics(chunk).unwrap(), chunk.len());
+                        } else {
+                            for t in chunk {
+                                assert!(store.store_task_metric(t).unwrap());
+                            }
+                        }
+                    }
+                    // Everything again: all retries.
+                    assert_eq!(store.store_task_metrics(&tasks).unwrap(), 0);
+                });
+            }
+        });
+        assert_eq!(store.success_rate(&Filter::new()).unwrap().total, 3_200);
+        let a3 = store
+            .get_task_metrics(&Filter::new().agent("a3"), 1_000)
+            .unwrap();
+        assert_eq!(a3.len(), 400);
+    }
+}
+
+/// Without the feature, a PostgreSQL URL is refused, not taken for a file
+/// name.
+#[cfg(not(feature = "postgres"))]
+#[test]
+fn a_server_url_without_the_feature_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_current_dir(dir.path()).unwrap();
+    let err = swarm_metrics::MetricsStorage::open("postgres://me@localhost/metrics").unwrap_err();
+    assert!(err.is_invalid_input(), "{err}");
+    assert!(err.to_string().contains("postgres"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no file was made"
+    );
+}
