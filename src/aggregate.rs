@@ -34,13 +34,7 @@ impl MetricsStorage {
         filter.validate(kind, true)?;
         #[cfg(feature = "postgres")]
         if let Some(server) = self.postgres() {
-            return match kind {
-                MetricKind::Task => server.aggregate_tasks(aggregation, filter),
-                _ => Err(Error::Unsupported {
-                    operation: "agent and swarm metrics",
-                    backend: "PostgreSQL",
-                }),
-            };
+            return server.aggregate(kind, aggregation, filter);
         }
         let (column, metric_type) = aggregated_column(kind, filter)?;
         self.snapshot(|snapshot| {
@@ -115,13 +109,7 @@ impl MetricsStorage {
         filter.validate(kind, true)?;
         #[cfg(feature = "postgres")]
         if let Some(server) = self.postgres() {
-            return match kind {
-                MetricKind::Task => server.task_percentiles(qs, filter),
-                _ => Err(Error::Unsupported {
-                    operation: "agent and swarm metrics",
-                    backend: "PostgreSQL",
-                }),
-            };
+            return server.percentiles(kind, qs, filter);
         }
         let (_, metric_type) = aggregated_column(kind, filter)?;
         let (mut values, sketch) = self.selected_values(kind, filter)?;

@@ -86,6 +86,26 @@ impl MetricsStorage {
         filter: &Filter,
         limit: usize,
     ) -> Result<Vec<Stored<AgentMetric>>> {
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            filter.validate(MetricKind::Agent, false)?;
+            let rows = server.get_entities(MetricKind::Agent, filter, validate_limit(limit)?)?;
+            return Ok(rows
+                .into_iter()
+                .map(
+                    |(metric_id, agent_id, metric_type, value, metadata, timestamp)| Stored {
+                        metric_id,
+                        metric: AgentMetric {
+                            agent_id,
+                            metric_type,
+                            value,
+                            metadata,
+                            timestamp,
+                        },
+                    },
+                )
+                .collect());
+        }
         self.get_rows(&AGENTS, filter, limit, AGENTS.newest_first)
     }
 
@@ -98,6 +118,26 @@ impl MetricsStorage {
         filter: &Filter,
         limit: usize,
     ) -> Result<Vec<Stored<SwarmMetric>>> {
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            filter.validate(MetricKind::Swarm, false)?;
+            let rows = server.get_entities(MetricKind::Swarm, filter, validate_limit(limit)?)?;
+            return Ok(rows
+                .into_iter()
+                .map(
+                    |(metric_id, swarm_id, metric_type, value, metadata, timestamp)| Stored {
+                        metric_id,
+                        metric: SwarmMetric {
+                            swarm_id,
+                            metric_type,
+                            value,
+                            metadata,
+                            timestamp,
+                        },
+                    },
+                )
+                .collect());
+        }
         self.get_rows(&SWARMS, filter, limit, SWARMS.newest_first)
     }
 

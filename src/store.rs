@@ -7,6 +7,8 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::generic::Parsed;
 use crate::record::{AgentMetric, SwarmMetric, TaskMetric};
+#[cfg(feature = "postgres")]
+use crate::record::{Entity, MetricKind};
 use crate::rows::{insert_entities, insert_tasks, Cache};
 use crate::storage::MetricsStorage;
 
@@ -159,6 +161,12 @@ impl MetricsStorage {
     /// # Errors
     /// As [`store_task_metrics`](Self::store_task_metrics).
     pub fn store_agent_metrics(&self, metrics: &[AgentMetric]) -> Result<Vec<i64>> {
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            check_each(metrics, AgentMetric::validate)?;
+            let records: Vec<_> = metrics.iter().map(Entity::record).collect();
+            return server.store_entities(MetricKind::Agent, &records);
+        }
         self.store(metrics, AgentMetric::validate, |conn, cache, m| {
             insert_entities(conn, cache, m).map(|stored| stored.ids)
         })
@@ -180,6 +188,12 @@ impl MetricsStorage {
     /// # Errors
     /// As [`store_task_metrics`](Self::store_task_metrics).
     pub fn store_swarm_metrics(&self, metrics: &[SwarmMetric]) -> Result<Vec<i64>> {
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            check_each(metrics, SwarmMetric::validate)?;
+            let records: Vec<_> = metrics.iter().map(Entity::record).collect();
+            return server.store_entities(MetricKind::Swarm, &records);
+        }
         self.store(metrics, SwarmMetric::validate, |conn, cache, m| {
             insert_entities(conn, cache, m).map(|stored| stored.ids)
         })

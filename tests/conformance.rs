@@ -9,10 +9,14 @@
 
 mod common;
 
+use chrono::Duration;
 use common::server::{stores, TestStore};
-use common::{task_filter_strategy, task_strategy};
+use common::{base, task_filter_strategy, task_strategy};
 use proptest::prelude::*;
-use swarm_metrics::{AggregationType, Filter, MetricKind, TaskColumn, TaskMetric, TaskResult};
+use swarm_metrics::{
+    AgentMetric, AggregationType, Filter, MetricKind, MetricType, Stored, SwarmMetric, TaskColumn,
+    TaskMetric, TaskResult, TimeRange,
+};
 
 /// Everything a store answers about `filters`, for comparing backends.
 #[derive(Debug)]
@@ -125,6 +129,184 @@ proptest! {
     }
 }
 
+/// An agent (true) or swarm metric: id, type, minute, value, metadata.
+type EntityCase = (bool, u8, u8, i64, f64, Option<u8>);
+
+/// An agent or swarm metric of the case: few ids and types, coarse times,
+/// values that repeat, metadata now and then; so that filters match often
+/// and retries and same-instant metrics occur.
+fn entity_strategy() -> impl Strategy<Value = EntityCase> {
+    (
+        any::<bool>(),
+        0..3u8,
+        0..4u8,
+        0..90i64,
+        prop_oneof![(0..20u32).prop_map(f64::from), 0.0..1e6f64],
+        prop::option::of(0..3u8),
+    )
+}
+
+const AGENT_TYPES: [MetricType; 4] = [
+    MetricType::AgentDuration,
+    MetricType::AgentSuccessRate,
+    MetricType::AgentErrorCount,
+    MetricType::AgentThroughput,
+];
+const SWARM_TYPES: [MetricType; 4] = [
+    MetricType::SwarmHealth,
+    MetricType::SwarmThroughput,
+    MetricType::SwarmLatency,
+    MetricType::SwarmResource,
+];
+
+/// Everything a store answers about agent and swarm metrics.
+#[derive(Debug, PartialEq)]
+struct EntityAnswers {
+    agents: Vec<Vec<Stored<AgentMetric>>>,
+    swarms: Vec<Vec<Stored<SwarmMetric>>>,
+    exact: Vec<(u64, Option<f64>)>,
+    /// Sums, averages and deviations of doubles, which the two engines add
+    /// up in different orders.
+    rounded: Vec<(u64, Option<f64>)>,
+}
+
+fn entity_answers(store: &TestStore) -> EntityAnswers {
+    let s = &store.store;
+    let mut a = EntityAnswers {
+        agents: Vec::new(),
+        swarms: Vec::new(),
+        exact: Vec::new(),
+        rounded: Vec::new(),
+    };
+    let range = TimeRange::new(
+        base() + Duration::minutes(20),
+        base() + Duration::minutes(60),
+    )
+    .unwrap();
+    for kind in [MetricKind::Agent, MetricKind::Swarm] {
+        let types = if kind == MetricKind::Agent {
+            AGENT_TYPES
+        } else {
+            SWARM_TYPES
+        };
+        let mut filters = vec![Filter::new(), Filter::new().range(range)];
+        for t in types {
+            filters.push(Filter::new().metric_type(t));
+        }
+        for (id, metric_type) in types.into_iter().take(3).enumerate() {
+            let f = match kind {
+                MetricKind::Agent => Filter::new().agent(format!("e{id}")),
+                _ => Filter::new().swarm(format!("e{id}")),
+            };
+            filters.push(f.clone().metric_type(metric_type).range(range));
+            filters.push(f);
+        }
+        for f in &filters {
+            match kind {
+                MetricKind::Agent => a.agents.push(s.get_agent_metrics(f, 1_000).unwrap()),
+                _ => a.swarms.push(s.get_swarm_metrics(f, 5).unwrap()),
+            }
+            for aggregation in AggregationType::ALL {
+                let got = s.aggregate_metrics(kind, *aggregation, f).unwrap();
+                let pair = (got.count, got.value);
+                match aggregation {
+                    AggregationType::Count | AggregationType::Min | AggregationType::Max => {
+                        a.exact.push(pair)
+                    }
+                    _ => a.rounded.push(pair),
+                }
+            }
+            for p in s.percentiles(kind, &[0.0, 0.5, 0.95, 1.0], f).unwrap() {
+                a.exact.push((p.count, p.value));
+            }
+        }
+    }
+    a
+}
+
+/// Stores the case's agent and swarm metrics in batches of `size`, then
+/// the first `retries` again; the ids each call gave.
+fn store_entities(
+    store: &TestStore,
+    metrics: &[EntityCase],
+    size: usize,
+    retries: usize,
+) -> Vec<Vec<i64>> {
+    let agents: Vec<AgentMetric> = metrics
+        .iter()
+        .filter(|m| m.0)
+        .map(|&(_, id, t, minute, value, meta)| {
+            let m = AgentMetric::new(format!("e{id}"), AGENT_TYPES[t as usize], value)
+                .at(base() + Duration::minutes(minute));
+            match meta {
+                Some(n) => m.metadata(serde_json::json!({"n": n, "note": "a \"quoted\" word"})),
+                None => m,
+            }
+        })
+        .collect();
+    let swarms: Vec<SwarmMetric> = metrics
+        .iter()
+        .filter(|m| !m.0)
+        .map(|&(_, id, t, minute, value, _)| {
+            SwarmMetric::new(format!("e{id}"), SWARM_TYPES[t as usize], value)
+                .at(base() + Duration::minutes(minute))
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for chunk in agents.chunks(size.max(1)) {
+        ids.push(store.store.store_agent_metrics(chunk).unwrap());
+    }
+    for chunk in swarms.chunks(size.max(1)) {
+        ids.push(store.store.store_swarm_metrics(chunk).unwrap());
+    }
+    ids.push(
+        store
+            .store
+            .store_agent_metrics(&agents[..retries.min(agents.len())])
+            .unwrap(),
+    );
+    ids.push(
+        store
+            .store
+            .store_swarm_metrics(&swarms[..retries.min(swarms.len())])
+            .unwrap(),
+    );
+    ids
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    #[test]
+    fn agent_and_swarm_metrics_answer_as_in_sqlite(
+        metrics in prop::collection::vec(entity_strategy(), 0..70),
+        size in prop_oneof![Just(1usize), 2..30usize],
+        retries in 0..10usize,
+    ) {
+        let stores = stores();
+        let reference_ids = store_entities(&stores[0], &metrics, size, retries);
+        let reference = entity_answers(&stores[0]);
+        for other in &stores[1..] {
+            let ids = store_entities(other, &metrics, size, retries);
+            prop_assert_eq!(&reference_ids, &ids, "{}: ids", other.backend);
+            let answers = entity_answers(other);
+            prop_assert_eq!(&reference.agents, &answers.agents, "{}", other.backend);
+            prop_assert_eq!(&reference.swarms, &answers.swarms, "{}", other.backend);
+            prop_assert_eq!(&reference.exact, &answers.exact, "{}", other.backend);
+            for (r, o) in reference.rounded.iter().zip(&answers.rounded) {
+                prop_assert_eq!(r.0, o.0);
+                match (r.1, o.1) {
+                    (Some(x), Some(y)) => prop_assert!(
+                        (x - y).abs() <= 1e-12 * x.abs().max(1.0),
+                        "{}: {} against {}", other.backend, x, y
+                    ),
+                    (x, y) => prop_assert_eq!(x, y),
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn bad_records_are_refused_alike_and_nothing_is_written() {
     for store in stores() {
@@ -156,7 +338,7 @@ fn bad_records_are_refused_alike_and_nothing_is_written() {
 #[cfg(feature = "postgres")]
 mod postgres_only {
     use super::*;
-    use swarm_metrics::{AgentMetric, Error, MetricType, MetricsStorage};
+    use swarm_metrics::{Error, MetricsStorage};
 
     #[test]
     fn passwords_never_reach_a_message_or_the_path() {
@@ -179,16 +361,15 @@ mod postgres_only {
             !shown.contains("s3cret") && shown.ends_with(&db.name),
             "{shown}"
         );
-        assert_eq!(store.schema_version().unwrap(), 1);
+        // Task metrics (1), then agent and swarm metrics (2).
+        assert!(store.schema_version().unwrap() >= 2);
     }
 
     #[test]
     fn calls_not_offered_yet_say_so() {
         let db = common::server::database();
         let store = MetricsStorage::open(&db.url).unwrap();
-        let err = store
-            .store_agent_metric(&AgentMetric::new("a", MetricType::AgentThroughput, 1.0))
-            .unwrap_err();
+        let err = store.cleanup_old_metrics(30).unwrap_err();
         assert!(matches!(err, Error::Unsupported { .. }), "{err}");
         assert!(err.to_string().contains("PostgreSQL"), "{err}");
     }

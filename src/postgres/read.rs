@@ -3,6 +3,7 @@
 //! order, numpy's linear quantiles, which `percentile_cont` computes with
 //! the same arithmetic).
 
+use chrono::{DateTime, Utc};
 use postgres::types::ToSql;
 use postgres::Row;
 
@@ -10,7 +11,7 @@ use super::PgStore;
 use crate::answer::{aggregated_column, Aggregate, Percentile, SuccessRate};
 use crate::error::{Error, Result};
 use crate::query::{from_micros, to_micros, Filter};
-use crate::record::{AggregationType, MetricKind, TaskMetric, TaskResult};
+use crate::record::{AggregationType, MetricKind, MetricType, TaskMetric, TaskResult};
 
 /// A `WHERE` clause over task metrics (alias `m`) and its parameters.
 struct Where {
@@ -21,6 +22,12 @@ struct Where {
 impl Where {
     /// The conditions `filter` sets on task metrics.
     fn tasks(filter: &Filter) -> Where {
+        Where::of(MetricKind::Task, filter)
+    }
+
+    /// The conditions `filter` sets on metrics of `kind` (validated for
+    /// that kind: it names no field the kind lacks).
+    fn of(kind: MetricKind, filter: &Filter) -> Where {
         let mut w = Where {
             clause: String::new(),
             params: Vec::new(),
@@ -36,6 +43,9 @@ impl Where {
         }
         if let Some(result) = filter.result {
             w.push("m.result =", Box::new(result.code() as i16));
+        }
+        if let (Some(metric_type), false) = (filter.metric_type, kind == MetricKind::Task) {
+            w.push("m.metric_type =", Box::new(metric_type.code() as i16));
         }
         if let Some(range) = &filter.time_range {
             w.push("m.timestamp >=", Box::new(to_micros(range.start())));
@@ -134,20 +144,26 @@ impl PgStore {
         Ok(rate)
     }
 
-    /// `aggregation` of the task column `filter` names (durations by
-    /// default). Sums and averages come from the exact sum; the standard
-    /// deviation from PostgreSQL's exact `numeric` computation.
-    pub fn aggregate_tasks(
+    /// `aggregation` of the values of `kind` `filter` selects: the task
+    /// column it names (durations by default), or agent and swarm
+    /// metrics' values. Sums and averages of task columns come from the
+    /// exact sum; standard deviations from PostgreSQL's computation
+    /// (exact in `numeric` for task columns).
+    pub fn aggregate(
         &self,
+        kind: MetricKind,
         aggregation: AggregationType,
         filter: &Filter,
     ) -> Result<Aggregate> {
-        let (column, metric_type) = aggregated_column(MetricKind::Task, filter)?;
-        let w = Where::tasks(filter);
+        let (column, metric_type) = aggregated_column(kind, filter)?;
+        let w = Where::of(kind, filter);
+        // Task columns are whole numbers, summed exactly in `numeric`;
+        // values are doubles. Both sums are read as text.
         let sql = format!(
-            "SELECT count(m.{column}), sum(m.{column})::text, min(m.{column}), max(m.{column}), \
-                    stddev_samp(m.{column})::float8 \
-             FROM task_metrics m WHERE {}",
+            "SELECT count(m.{column}), sum(m.{column})::text, min(m.{column})::float8, \
+                    max(m.{column})::float8, stddev_samp(m.{column})::float8 \
+             FROM {} m WHERE {}",
+            table_of(kind),
             w.clause
         );
         let row = self
@@ -157,14 +173,15 @@ impl PgStore {
         let count = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
         let sum = || -> Result<f64> {
             let text: Option<String> = row.get(1);
-            let sum: i128 = text
-                .unwrap_or_default()
-                .parse()
-                .map_err(|e| Error::CorruptRow {
-                    table: "task_metrics",
-                    reason: format!("a sum that is not a whole number: {e}"),
-                })?;
-            Ok(sum as f64)
+            let text = text.unwrap_or_default();
+            let sum = match kind {
+                MetricKind::Task => text.parse::<i128>().map(|s| s as f64).ok(),
+                _ => text.parse::<f64>().ok(),
+            };
+            sum.ok_or_else(|| Error::CorruptRow {
+                table: table_of(kind),
+                reason: format!("a sum that is not a number: {text}"),
+            })
         };
         let value = if count == 0 {
             None
@@ -173,8 +190,8 @@ impl PgStore {
                 AggregationType::Count => Some(count as f64),
                 AggregationType::Sum => Some(sum()?),
                 AggregationType::Avg => Some(sum()? / count as f64),
-                AggregationType::Min => row.get::<_, Option<i64>>(2).map(|v| v as f64),
-                AggregationType::Max => row.get::<_, Option<i64>>(3).map(|v| v as f64),
+                AggregationType::Min => row.get::<_, Option<f64>>(2),
+                AggregationType::Max => row.get::<_, Option<f64>>(3),
                 AggregationType::Stddev => row.get(4),
             }
         };
@@ -186,16 +203,22 @@ impl PgStore {
         })
     }
 
-    /// The quantiles `qs` of the task column `filter` names, exact.
-    pub fn task_percentiles(&self, qs: &[f64], filter: &Filter) -> Result<Vec<Percentile>> {
-        let (column, metric_type) = aggregated_column(MetricKind::Task, filter)?;
-        let w = Where::tasks(filter);
+    /// The quantiles `qs` of the values of `kind` `filter` selects, exact.
+    pub fn percentiles(
+        &self,
+        kind: MetricKind,
+        qs: &[f64],
+        filter: &Filter,
+    ) -> Result<Vec<Percentile>> {
+        let (column, metric_type) = aggregated_column(kind, filter)?;
+        let w = Where::of(kind, filter);
         let n = w.params.len();
         let sql = format!(
             "SELECT count(m.{column}), \
                     percentile_cont(${}::float8[]) WITHIN GROUP (ORDER BY m.{column}::float8) \
-             FROM task_metrics m WHERE {}",
+             FROM {} m WHERE {}",
             n + 1,
+            table_of(kind),
             w.clause
         );
         let mut params = w.params();
@@ -219,5 +242,71 @@ impl PgStore {
                 approximate: false,
             })
             .collect())
+    }
+}
+
+/// The table of `kind`.
+fn table_of(kind: MetricKind) -> &'static str {
+    match kind {
+        MetricKind::Task => "task_metrics",
+        MetricKind::Agent => "agent_metrics",
+        MetricKind::Swarm => "swarm_metrics",
+    }
+}
+
+/// An agent or swarm metric as read: its id, the agent or swarm, type,
+/// value, metadata and time.
+pub(crate) type EntityRow = (
+    i64,
+    String,
+    MetricType,
+    f64,
+    Option<serde_json::Value>,
+    DateTime<Utc>,
+);
+
+impl PgStore {
+    /// Agent or swarm metrics (`kind`) matching `filter`, newest first
+    /// (ties: the last stored first), at most `limit`.
+    pub fn get_entities(
+        &self,
+        kind: MetricKind,
+        filter: &Filter,
+        limit: i64,
+    ) -> Result<Vec<EntityRow>> {
+        let (table, id) = PgStore::entity_table(kind);
+        let w = Where::of(kind, filter);
+        let sql = format!(
+            "SELECT m.metric_id, m.{id}, m.metric_type, m.value, m.metadata, m.timestamp \
+             FROM {table} m WHERE {} ORDER BY m.timestamp DESC, m.metric_id DESC LIMIT {limit}",
+            w.clause
+        );
+        let corrupt = |reason: String| Error::CorruptRow { table, reason };
+        self.conn()?
+            .query(&sql, &w.params())
+            .map_err(self.error("read metrics"))?
+            .iter()
+            .map(|row| {
+                let code: i16 = row.get(2);
+                let metric_type = MetricType::from_code(i64::from(code))
+                    .ok_or_else(|| corrupt(format!("unknown metric type code {code}")))?;
+                let metadata: Option<String> = row.get(4);
+                let metadata = metadata
+                    .map(|text| serde_json::from_str(&text))
+                    .transpose()
+                    .map_err(|e| corrupt(format!("metadata is not JSON: {e}")))?;
+                let timestamp: i64 = row.get(5);
+                let timestamp = from_micros(timestamp)
+                    .ok_or_else(|| corrupt(format!("timestamp {timestamp} µs out of range")))?;
+                Ok((
+                    row.get(0),
+                    row.get(1),
+                    metric_type,
+                    row.get(3),
+                    metadata,
+                    timestamp,
+                ))
+            })
+            .collect()
     }
 }

@@ -7,9 +7,10 @@ use postgres::Client;
 
 use super::{error_at, PgStore};
 use crate::error::{Error, Result};
+use crate::record::MetricKind;
 
 /// The migrations, in order; the schema version is how many have run.
-const MIGRATIONS: [&str; 1] = [
+const MIGRATIONS: [&str; 2] = [
     // 1: task metrics, range-partitioned by time.
     r#"
     CREATE TABLE task_metrics (
@@ -26,6 +27,34 @@ const MIGRATIONS: [&str; 1] = [
     CREATE INDEX task_metrics_time ON task_metrics USING brin (timestamp);
     CREATE INDEX task_metrics_agent ON task_metrics (agent_id, timestamp);
     CREATE INDEX task_metrics_swarm ON task_metrics (swarm_id, timestamp);
+    "#,
+    // 2: agent and swarm metrics, identified by (id, type, time, value) as
+    // in SQLite; ids from a sequence, in the order metrics were stored.
+    r#"
+    CREATE SEQUENCE agent_metric_ids;
+    CREATE TABLE agent_metrics (
+        metric_id   bigint NOT NULL DEFAULT nextval('agent_metric_ids'),
+        timestamp   bigint NOT NULL,
+        agent_id    text COLLATE "C" NOT NULL,
+        metric_type smallint NOT NULL,
+        value       double precision NOT NULL,
+        metadata    text,
+        PRIMARY KEY (agent_id, metric_type, timestamp, value)
+    ) PARTITION BY RANGE (timestamp);
+    CREATE INDEX agent_metrics_time ON agent_metrics USING brin (timestamp);
+    CREATE INDEX agent_metrics_type ON agent_metrics (metric_type, timestamp);
+    CREATE SEQUENCE swarm_metric_ids;
+    CREATE TABLE swarm_metrics (
+        metric_id   bigint NOT NULL DEFAULT nextval('swarm_metric_ids'),
+        timestamp   bigint NOT NULL,
+        swarm_id    text COLLATE "C" NOT NULL,
+        metric_type smallint NOT NULL,
+        value       double precision NOT NULL,
+        metadata    text,
+        PRIMARY KEY (swarm_id, metric_type, timestamp, value)
+    ) PARTITION BY RANGE (timestamp);
+    CREATE INDEX swarm_metrics_time ON swarm_metrics USING brin (timestamp);
+    CREATE INDEX swarm_metrics_type ON swarm_metrics (metric_type, timestamp);
     "#,
 ];
 
@@ -143,7 +172,18 @@ impl PgStore {
     pub(super) fn create_partitions_ahead(&self) -> Result<()> {
         let now = crate::record::now().timestamp_micros();
         let next_month = month_of(now).map_or(now, |(_, next, _)| next);
-        self.ensure_partitions("task_metrics", [now, next_month])
+        for table in ["task_metrics", "agent_metrics", "swarm_metrics"] {
+            self.ensure_partitions(table, [now, next_month])?;
+        }
+        Ok(())
+    }
+
+    /// The table and id column of agent or swarm metrics.
+    pub(super) fn entity_table(kind: MetricKind) -> (&'static str, &'static str) {
+        match kind {
+            MetricKind::Agent => ("agent_metrics", "agent_id"),
+            _ => ("swarm_metrics", "swarm_id"),
+        }
     }
 
     /// The schema version recorded on the server.

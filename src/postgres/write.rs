@@ -1,17 +1,17 @@
 //! Storing on PostgreSQL: a batch goes in by binary `COPY` into a
 //! session's temporary table, then into the partitioned table in one
 //! `INSERT … ON CONFLICT DO NOTHING`, in one transaction: all or nothing,
-//! and a retried store of the same `(task_id, timestamp)` is ignored as in
-//! SQLite. Stores from many hosts at once wait on row locks at most, and
+//! and a retried store (of the same `(task_id, timestamp)`, or agent or
+//! swarm metric) is ignored as in SQLite. Stores from many hosts at once wait on row locks at most, and
 //! never fail on them.
 
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
 
 use super::PgStore;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::query::to_micros;
-use crate::record::TaskMetric;
+use crate::record::{EntityRecord, MetricKind, TaskMetric};
 
 /// The columns of a task metric row, in the order they are written.
 const TASK_COLUMNS: &str =
@@ -132,5 +132,104 @@ impl<'a> TaskRow<'a> {
             &self.tokens_used,
             &self.files_changed,
         ]
+    }
+}
+
+impl PgStore {
+    /// Stores validated agent or swarm metrics (`kind`) in one
+    /// transaction; the id of each, in order. A metric already stored
+    /// (same id, type, timestamp and value), also earlier in the same
+    /// batch, keeps its row and gives its id, as in SQLite.
+    pub fn store_entities(
+        &self,
+        kind: MetricKind,
+        records: &[EntityRecord<'_>],
+    ) -> Result<Vec<i64>> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (table, id) = PgStore::entity_table(kind);
+        self.ensure_partitions(table, records.iter().map(|r| to_micros(r.timestamp)))?;
+        let mut conn = self.conn()?;
+        let err = |operation| self.error(operation);
+        let mut tx = conn.transaction().map_err(err("store metrics"))?;
+        tx.batch_execute(&format!(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_{table} ( \
+                 ord integer NOT NULL, timestamp bigint NOT NULL, id text COLLATE \"C\" NOT NULL, \
+                 metric_type smallint NOT NULL, value double precision NOT NULL, metadata text \
+             ) ON COMMIT DELETE ROWS"
+        ))
+        .map_err(err("store metrics"))?;
+        let sink = tx
+            .copy_in(&format!(
+                "COPY incoming_{table} (ord, timestamp, id, metric_type, value, metadata) \
+                 FROM STDIN (FORMAT binary)"
+            ))
+            .map_err(err("copy metrics"))?;
+        let types = [
+            Type::INT4,
+            Type::INT8,
+            Type::TEXT,
+            Type::INT2,
+            Type::FLOAT8,
+            Type::TEXT,
+        ];
+        let mut writer = BinaryCopyInWriter::new(sink, &types);
+        for (ord, record) in (0i32..).zip(records) {
+            let timestamp = to_micros(record.timestamp);
+            let metric_type = record.metric_type.code() as i16;
+            let metadata = record.metadata.map(|m| m.to_string());
+            writer
+                .write(&[
+                    &ord,
+                    &timestamp,
+                    &record.id,
+                    &metric_type,
+                    &record.value,
+                    &metadata,
+                ])
+                .map_err(err("copy metrics"))?;
+        }
+        writer.finish().map_err(err("copy metrics"))?;
+        let same = |a: &str, b: &str| {
+            format!(
+                "{a}.{id} = {b}.id AND {a}.metric_type = {b}.metric_type \
+                 AND {a}.timestamp = {b}.timestamp AND {a}.value = {b}.value"
+            )
+        };
+        // New metrics only, each once (its first place in the batch), in
+        // batch order, so that ids follow the order of storing.
+        tx.execute(
+            &format!(
+                "INSERT INTO {table} (timestamp, {id}, metric_type, value, metadata) \
+                 SELECT timestamp, id, metric_type, value, metadata FROM ( \
+                     SELECT DISTINCT ON (id, metric_type, timestamp, value) * \
+                     FROM incoming_{table} i \
+                     WHERE NOT EXISTS (SELECT 1 FROM {table} m WHERE {}) \
+                     ORDER BY id, metric_type, timestamp, value, ord \
+                 ) first ORDER BY ord \
+                 ON CONFLICT DO NOTHING",
+                same("m", "i")
+            ),
+            &[],
+        )
+        .map_err(err("store metrics"))?;
+        let ids: Vec<i64> = tx
+            .query(
+                &format!(
+                    "SELECT m.metric_id FROM incoming_{table} i JOIN {table} m ON {} ORDER BY i.ord",
+                    same("m", "i")
+                ),
+                &[],
+            )
+            .map_err(err("store metrics"))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        if ids.len() != records.len() {
+            return Err(Error::Internal("a stored metric was not found again"));
+        }
+        tx.commit().map_err(err("store metrics"))?;
+        Ok(ids)
     }
 }

@@ -5,8 +5,10 @@ use chrono::{DateTime, Utc};
 use plotters::prelude::*;
 
 use super::text::{escape, millis};
-use super::{RateLine, Report};
-use crate::analytics::{BucketValue, P50, P95};
+use plotters::coord::types::RangedCoordf64;
+
+use super::{DurationPoint, RateLine, Report};
+use crate::analytics::BucketValue;
 
 /// The charts' size in pixels; the page scales them down to fit.
 const SIZE: (u32, u32) = (960, 340);
@@ -108,10 +110,7 @@ fn finish_svg(svg: String, label: &str) -> String {
 
 /// Draws with `draw` on a fresh SVG canvas; a chart that cannot be drawn
 /// becomes a note instead (it never stops the page).
-fn svg(
-    label: &str,
-    draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> Result<(), String>,
-) -> String {
+fn svg(label: &str, draw: impl FnOnce(&Root<'_>) -> Result<(), String>) -> String {
     let mut out = String::new();
     let drawn = {
         let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
@@ -126,64 +125,94 @@ fn svg(
     }
 }
 
+/// The SVG canvas a chart is drawn on.
+type Root<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+
+/// A chart over time: x the axis' span, y `0..top`.
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Draws `error`'s message instead of failing the page.
+fn message(error: DrawingAreaErrorKind<std::io::Error>) -> String {
+    error.to_string()
+}
+
+/// A white chart over `axis` and `0..top` with its grid, time labels
+/// below and `label_y`'s labels on the left.
+fn chart_on<'a, 'b>(
+    root: &'a Root<'b>,
+    axis: &Axis,
+    top: f64,
+    label_y: &dyn Fn(&f64) -> String,
+) -> Result<Chart<'a, 'b>, String> {
+    root.fill(&WHITE).map_err(message)?;
+    let mut chart = ChartBuilder::on(root)
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(72)
+        .build_cartesian_2d(axis.from..axis.to, 0f64..top)
+        .map_err(message)?;
+    let label_x = |x: &f64| axis.label(*x);
+    chart
+        .configure_mesh()
+        .x_labels(7)
+        .y_labels(6)
+        .x_label_formatter(&label_x)
+        .y_label_formatter(label_y)
+        .light_line_style(RGBColor(238, 238, 238))
+        .draw()
+        .map_err(message)?;
+    Ok(chart)
+}
+
+/// One run of consecutive points: a line, or a dot when it is one point.
+fn draw_run(
+    chart: &mut Chart<'_, '_>,
+    points: Vec<(f64, f64)>,
+    colour: RGBColor,
+    width: u32,
+) -> Result<(), String> {
+    if let [single] = points[..] {
+        chart
+            .draw_series(std::iter::once(Circle::new(single, 3, colour.filled())))
+            .map_err(message)?;
+    } else {
+        chart
+            .draw_series(LineSeries::new(points, colour.stroke_width(width)))
+            .map_err(message)?;
+    }
+    Ok(())
+}
+
 /// Success rate over time: a line per [`RateLine`] with its 95% band.
 pub(super) fn success_rates(report: &Report) -> Option<String> {
     let axis = Axis::of(report)?;
-    Some(svg(
-        "Success rate over time, with 95% confidence bands",
-        |root| {
-            let err = |e: DrawingAreaErrorKind<_>| e.to_string();
-            root.fill(&WHITE).map_err(err)?;
-            let mut chart = ChartBuilder::on(root)
-                .margin(12)
-                .x_label_area_size(36)
-                .y_label_area_size(56)
-                .build_cartesian_2d(axis.from..axis.to, 0f64..1f64)
-                .map_err(err)?;
-            let label_x = |x: &f64| axis.label(*x);
-            let label_y = |y: &f64| format!("{:.0}%", y * 100.0);
-            chart
-                .configure_mesh()
-                .x_labels(7)
-                .y_labels(6)
-                .x_label_formatter(&label_x)
-                .y_label_formatter(&label_y)
-                .light_line_style(RGBColor(238, 238, 238))
-                .draw()
-                .map_err(err)?;
-            // Bands first, lines over them; the line of all tasks last, on top.
-            for (i, line) in report.rates.iter().enumerate().rev() {
-                let colour = COLOURS[i % COLOURS.len()];
-                for run in runs(rate_points(&axis, line)) {
-                    let band: Vec<(f64, f64)> = run
-                        .iter()
-                        .map(|p| (p.0, p.2))
-                        .chain(run.iter().rev().map(|p| (p.0, p.3)))
-                        .collect();
-                    chart
-                        .draw_series(std::iter::once(Polygon::new(band, colour.mix(0.12))))
-                        .map_err(err)?;
-                }
+    let label = "Success rate over time, with 95% confidence bands";
+    Some(svg(label, |root| {
+        let percent = |y: &f64| format!("{:.0}%", y * 100.0);
+        let mut chart = chart_on(root, &axis, 1.0, &percent)?;
+        // Bands first, lines over them; the line of all tasks last, on top.
+        for (i, line) in report.rates.iter().enumerate().rev() {
+            let colour = COLOURS[i % COLOURS.len()];
+            for run in runs(rate_points(&axis, line)) {
+                let band: Vec<(f64, f64)> = run
+                    .iter()
+                    .map(|p| (p.0, p.2))
+                    .chain(run.iter().rev().map(|p| (p.0, p.3)))
+                    .collect();
+                chart
+                    .draw_series(std::iter::once(Polygon::new(band, colour.mix(0.12))))
+                    .map_err(message)?;
             }
-            for (i, line) in report.rates.iter().enumerate().rev() {
-                let colour = COLOURS[i % COLOURS.len()];
-                let width = if i == 0 { 3 } else { 2 };
-                for run in runs(rate_points(&axis, line)) {
-                    let points: Vec<(f64, f64)> = run.iter().map(|p| (p.0, p.1)).collect();
-                    if let [single] = points[..] {
-                        chart
-                            .draw_series(std::iter::once(Circle::new(single, 3, colour.filled())))
-                            .map_err(err)?;
-                        continue;
-                    }
-                    chart
-                        .draw_series(LineSeries::new(points, colour.stroke_width(width)))
-                        .map_err(err)?;
-                }
+        }
+        for (i, line) in report.rates.iter().enumerate().rev() {
+            let width = if i == 0 { 3 } else { 2 };
+            for run in runs(rate_points(&axis, line)) {
+                let points = run.iter().map(|p| (p.0, p.1)).collect();
+                draw_run(&mut chart, points, COLOURS[i % COLOURS.len()], width)?;
             }
-            Ok(())
-        },
-    ))
+        }
+        Ok(())
+    }))
 }
 
 /// The points of one rate line: (x, rate, low, high) for buckets with
@@ -212,45 +241,17 @@ pub(super) fn durations(report: &Report) -> Option<String> {
         .fold(0f64, f64::max);
     let top = if top > 0.0 { top * 1.1 } else { 1.0 };
     Some(svg("Task duration p50 and p95 over time", |root| {
-        let err = |e: DrawingAreaErrorKind<_>| e.to_string();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(root)
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(72)
-            .build_cartesian_2d(axis.from..axis.to, 0f64..top)
-            .map_err(err)?;
-        let label_x = |x: &f64| axis.label(*x);
         let label_y = |y: &f64| millis(*y);
-        chart
-            .configure_mesh()
-            .x_labels(7)
-            .y_labels(6)
-            .x_label_formatter(&label_x)
-            .y_label_formatter(&label_y)
-            .light_line_style(RGBColor(238, 238, 238))
-            .draw()
-            .map_err(err)?;
-        for (which, colour) in [(P95, P95_COLOUR), (P50, P50_COLOUR)] {
-            let colour = COLOURS[colour];
-            let points = report.durations.iter().map(|d| {
-                let value = if which == P95 {
-                    d.p95.value
-                } else {
-                    d.p50.value
-                };
-                value.map(|v| (axis.point(d.start), v))
-            });
+        let mut chart = chart_on(root, &axis, top, &label_y)?;
+        let p95 = |d: &DurationPoint| d.p95.value;
+        let p50 = |d: &DurationPoint| d.p50.value;
+        for (value, colour) in [(&p95 as &dyn Fn(_) -> _, P95_COLOUR), (&p50, P50_COLOUR)] {
+            let points = report
+                .durations
+                .iter()
+                .map(|d| value(d).map(|v| (axis.point(d.start), v)));
             for run in runs(points) {
-                if let [single] = run[..] {
-                    chart
-                        .draw_series(std::iter::once(Circle::new(single, 3, colour.filled())))
-                        .map_err(err)?;
-                    continue;
-                }
-                chart
-                    .draw_series(LineSeries::new(run, colour.stroke_width(2)))
-                    .map_err(err)?;
+                draw_run(&mut chart, run, COLOURS[colour], 2)?;
             }
         }
         Ok(())
