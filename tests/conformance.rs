@@ -307,6 +307,102 @@ proptest! {
     }
 }
 
+/// The command line over every backend: `--db` a file or a URL, the same
+/// output.
+#[test]
+fn the_command_line_answers_alike() {
+    let stores = stores();
+    let tasks: Vec<TaskMetric> = (0..300u32)
+        .map(|i| {
+            TaskMetric::new(
+                format!("t{i:03}"),
+                format!("agent-{}", i % 4),
+                u64::from(100 + i * 7 % 500),
+                TaskResult::ALL[(i % 7 % 4) as usize],
+            )
+            .swarm(format!("swarm-{}", i % 2))
+            .tokens(u64::from(i * 13 % 1000))
+            .at(base() + Duration::minutes(i64::from(i)))
+        })
+        .collect();
+    let agents: Vec<AgentMetric> = (0..40u32)
+        .map(|i| {
+            AgentMetric::new(
+                format!("agent-{}", i % 4),
+                AGENT_TYPES[(i % 4) as usize],
+                f64::from(i),
+            )
+            .at(base() + Duration::minutes(i64::from(i)))
+        })
+        .collect();
+    let commands: [&[&str]; 8] = [
+        &["success-rate"],
+        &[
+            "success-rate",
+            "--agent",
+            "agent-1",
+            "--from",
+            "2025-03-01T01:00:00Z",
+        ],
+        &["aggregate", "--agg", "avg"],
+        &[
+            "aggregate",
+            "--agg",
+            "p95",
+            "--metric-type",
+            "task_tokens",
+            "--swarm",
+            "swarm-1",
+        ],
+        &[
+            "aggregate",
+            "--kind",
+            "agent",
+            "--agg",
+            "max",
+            "--metric-type",
+            "agent_throughput",
+        ],
+        &["query", "--limit", "25", "--result", "failure"],
+        &["query", "--kind", "agent", "--agent", "agent-2"],
+        &["query", "--limit", "5", "--swarm", "swarm-0"],
+    ];
+    let mut outputs: Vec<Vec<String>> = Vec::new();
+    for store in &stores {
+        store.store.store_task_metrics(&tasks).unwrap();
+        store.store.store_agent_metrics(&agents).unwrap();
+        let mut mine = Vec::new();
+        for args in commands {
+            for json in [false, true] {
+                let mut cmd = assert_cmd::Command::cargo_bin("swarm-metrics").unwrap();
+                cmd.arg("--db").arg(&store.location);
+                if json {
+                    cmd.arg("--json");
+                }
+                let out = cmd.args(args).output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}: {args:?}: {}",
+                    store.backend,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                mine.push(String::from_utf8(out.stdout).unwrap());
+            }
+        }
+        outputs.push(mine);
+    }
+    for (store, output) in stores.iter().zip(&outputs).skip(1) {
+        for ((reference, other), args) in outputs[0]
+            .iter()
+            .zip(output)
+            .zip(commands.iter().flat_map(|c| [c, c]))
+        {
+            assert_eq!(reference, other, "{}: {args:?}", store.backend);
+        }
+    }
+    assert!(outputs[0][0].contains("300"), "{}", outputs[0][0]);
+}
+
 #[test]
 fn bad_records_are_refused_alike_and_nothing_is_written() {
     for store in stores() {

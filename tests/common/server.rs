@@ -11,6 +11,8 @@ pub struct TestStore {
     /// "SQLite" or "PostgreSQL".
     pub backend: &'static str,
     pub store: MetricsStorage,
+    /// What `--db` takes: the file's path, or the database's URL.
+    pub location: String,
     /// Declared after the store, so that the store's connections close
     /// before its database is dropped.
     _database: Option<Database>,
@@ -104,9 +106,11 @@ pub fn database() -> Database {
 
 /// One fresh store per backend this build has.
 pub fn stores() -> Vec<TestStore> {
+    let store = MetricsStorage::temporary().unwrap();
     let sqlite = TestStore {
         backend: "SQLite",
-        store: MetricsStorage::temporary().unwrap(),
+        location: store.path().display().to_string(),
+        store,
         _database: None,
     };
     #[cfg(feature = "postgres")]
@@ -115,6 +119,7 @@ pub fn stores() -> Vec<TestStore> {
         let postgres = TestStore {
             backend: "PostgreSQL",
             store: MetricsStorage::open(&db.url).unwrap(),
+            location: db.url.clone(),
             _database: Some(db),
         };
         vec![sqlite, postgres]

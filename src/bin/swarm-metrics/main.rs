@@ -73,6 +73,14 @@ fn main() -> ExitCode {
 
 /// Opens an existing database; `writable` for commands that change it.
 fn open_existing(path: &Path, busy: Duration, writable: bool) -> Result<MetricsStorage, Failure> {
+    // A server (postgres://…) is opened as it is: it has no file to look
+    // for, and is never opened read-only.
+    let on_server = path
+        .to_str()
+        .is_some_and(|p| p.starts_with("postgres://") || p.starts_with("postgresql://"));
+    if on_server {
+        return Ok(MetricsStorage::builder(path).busy_timeout(busy).open()?);
+    }
     if !path.exists() {
         return Err(no_such_database(path));
     }
