@@ -403,6 +403,70 @@ fn the_command_line_answers_alike() {
     assert!(outputs[0][0].contains("300"), "{}", outputs[0][0]);
 }
 
+/// Cleanup counts and deletes the same metrics everywhere (on
+/// PostgreSQL by dropping whole monthly partitions and deleting from the
+/// one the horizon cuts), and what is left answers alike.
+#[test]
+fn cleanup_deletes_the_same_metrics() {
+    let now = swarm_metrics::now();
+    // Every 6 hours over 120 days, so that the 30-day horizon cuts a month
+    // and whole months lie before it.
+    let tasks: Vec<TaskMetric> = (0..480i64)
+        .map(|i| {
+            TaskMetric::new(
+                format!("t{i}"),
+                format!("a{}", i % 3),
+                10 + i as u64,
+                TaskResult::Success,
+            )
+            .at(now - Duration::hours(6 * i))
+        })
+        .collect();
+    let agents: Vec<AgentMetric> = (0..120i64)
+        .map(|i| {
+            AgentMetric::new("a1", MetricType::AgentThroughput, i as f64)
+                .at(now - Duration::days(i))
+        })
+        .collect();
+    let mut reports = Vec::new();
+    let mut left = Vec::new();
+    for store in stores() {
+        let s = &store.store;
+        s.store_task_metrics(&tasks).unwrap();
+        s.store_agent_metrics(&agents).unwrap();
+        let counted = s.count_old_metrics(30).unwrap();
+        let deleted = s.cleanup_old_metrics(30).unwrap();
+        assert_eq!(counted, deleted, "{}", store.backend);
+        assert_eq!(
+            s.cleanup_old_metrics(30).unwrap().total(),
+            0,
+            "{}",
+            store.backend
+        );
+        reports.push(deleted);
+        left.push((
+            s.success_rate(&Filter::new()).unwrap(),
+            s.get_task_metrics(&Filter::new(), 1_000).unwrap(),
+            s.get_agent_metrics(&Filter::new(), 1_000).unwrap(),
+        ));
+        // Old metrics can be stored again after their month was dropped.
+        assert!(
+            s.store_task_metric(&tasks[479]).unwrap(),
+            "{}",
+            store.backend
+        );
+    }
+    // Tasks 120 to 479 (30 days old and more), agent metrics 30 to 119.
+    assert_eq!(
+        (reports[0].task_metrics, reports[0].agent_metrics),
+        (360, 90)
+    );
+    for (report, rest) in reports.iter().zip(&left).skip(1) {
+        assert_eq!(report, &reports[0]);
+        assert_eq!(rest, &left[0]);
+    }
+}
+
 #[test]
 fn bad_records_are_refused_alike_and_nothing_is_written() {
     for store in stores() {
@@ -465,9 +529,25 @@ mod postgres_only {
     fn calls_not_offered_yet_say_so() {
         let db = common::server::database();
         let store = MetricsStorage::open(&db.url).unwrap();
-        let err = store.cleanup_old_metrics(30).unwrap_err();
+        let err = store.apply_retention(&Default::default()).unwrap_err();
         assert!(matches!(err, Error::Unsupported { .. }), "{err}");
         assert!(err.to_string().contains("PostgreSQL"), "{err}");
+    }
+
+    /// A partition dropped by another handle (another host's retention)
+    /// is made again when this one stores into its month.
+    #[test]
+    fn a_partition_dropped_elsewhere_is_made_again() {
+        let db = common::server::database();
+        let here = MetricsStorage::open(&db.url).unwrap();
+        let elsewhere = MetricsStorage::open(&db.url).unwrap();
+        let old = swarm_metrics::now() - chrono::Duration::days(200);
+        let task = |i: u32| TaskMetric::new(format!("t{i}"), "a", 1, TaskResult::Success).at(old);
+        assert!(here.store_task_metric(&task(0)).unwrap());
+        assert_eq!(elsewhere.cleanup_old_metrics(100).unwrap().task_metrics, 1);
+        assert!(here.store_task_metric(&task(1)).unwrap());
+        assert_eq!(here.store_task_metrics(&[task(2), task(3)]).unwrap(), 2);
+        assert_eq!(elsewhere.success_rate(&Filter::new()).unwrap().total, 3);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! listed in the README; the others return [`Error::Unsupported`].
 
 mod read;
+mod retention;
 mod schema;
 mod tls;
 mod write;

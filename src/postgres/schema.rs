@@ -2,6 +2,8 @@
 //! transaction under an advisory lock (so that hosts opening the store at
 //! once migrate it once), and the monthly partitions writes need.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use postgres::Client;
 
@@ -129,10 +131,7 @@ impl PgStore {
     ) -> Result<()> {
         let mut missing = Vec::new();
         {
-            let known = self
-                .partitions
-                .lock()
-                .map_err(|_| Error::Internal("a thread panicked while creating a partition"))?;
+            let known = self.known_partitions()?;
             for t in timestamps {
                 let month = month_of(t).ok_or_else(|| {
                     Error::invalid("timestamp", format!("{t} µs is outside the calendar"))
@@ -159,12 +158,40 @@ impl PgStore {
                     return Err(self.error("create a partition")(e));
                 }
             }
-            self.partitions
-                .lock()
-                .map_err(|_| Error::Internal("a thread panicked while creating a partition"))?
-                .insert((table, first));
+            self.known_partitions()?.insert((table, first));
         }
         Ok(())
+    }
+
+    /// Forgets that the partition of `table` starting at `first` exists
+    /// (it was dropped).
+    pub(super) fn forget_partition(&self, table: &'static str, first: i64) -> Result<()> {
+        self.known_partitions()?.remove(&(table, first));
+        Ok(())
+    }
+
+    /// Runs `write`, and once more after forgetting the partitions of
+    /// `table` known to exist if PostgreSQL found no partition for a row:
+    /// retention on another host dropped one this store still knew of.
+    pub(super) fn retrying_partitions<T>(
+        &self,
+        table: &'static str,
+        write: impl Fn() -> Result<T>,
+    ) -> Result<T> {
+        match write() {
+            Err(Error::Postgres { source, .. }) if source.code() == Some("23514") => {
+                self.known_partitions()?.retain(|(t, _)| *t != table);
+                write()
+            }
+            other => other,
+        }
+    }
+
+    /// The set of partitions known to exist.
+    fn known_partitions(&self) -> Result<std::sync::MutexGuard<'_, HashSet<(&'static str, i64)>>> {
+        self.partitions
+            .lock()
+            .map_err(|_| Error::Internal("a thread panicked while creating a partition"))
     }
 
     /// The partitions of this month and the next, so that the first

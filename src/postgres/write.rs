@@ -44,6 +44,10 @@ impl PgStore {
         if tasks.is_empty() {
             return Ok(0);
         }
+        self.retrying_partitions("task_metrics", || self.store_tasks_once(tasks))
+    }
+
+    fn store_tasks_once(&self, tasks: &[TaskMetric]) -> Result<usize> {
         self.ensure_partitions("task_metrics", tasks.iter().map(|t| to_micros(t.timestamp)))?;
         let mut conn = self.conn()?;
         let err = |operation| self.error(operation);
@@ -148,6 +152,15 @@ impl PgStore {
         if records.is_empty() {
             return Ok(Vec::new());
         }
+        let (table, _) = PgStore::entity_table(kind);
+        self.retrying_partitions(table, || self.store_entities_once(kind, records))
+    }
+
+    fn store_entities_once(
+        &self,
+        kind: MetricKind,
+        records: &[EntityRecord<'_>],
+    ) -> Result<Vec<i64>> {
         let (table, id) = PgStore::entity_table(kind);
         self.ensure_partitions(table, records.iter().map(|r| to_micros(r.timestamp)))?;
         let mut conn = self.conn()?;

@@ -40,7 +40,7 @@ pub struct CleanupReport {
 
 impl CleanupReport {
     /// Records `n` rows for `kind`'s table.
-    pub(super) fn set(&mut self, kind: MetricKind, n: u64) {
+    pub(crate) fn set(&mut self, kind: MetricKind, n: u64) {
         match kind {
             MetricKind::Task => self.task_metrics = n,
             MetricKind::Agent => self.agent_metrics = n,
@@ -73,6 +73,10 @@ impl MetricsStorage {
     /// chunk fails (chunks already committed stay deleted).
     pub fn cleanup_old_metrics(&self, retention_days: u32) -> Result<CleanupReport> {
         let cutoff = cutoff(retention_days)?;
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            return server.cleanup_before(cutoff);
+        }
         let writer = self.writer()?;
         let mut report = CleanupReport::default();
         for kind in MetricKind::ALL {
@@ -90,6 +94,10 @@ impl MetricsStorage {
     /// read-only store can answer.
     pub fn count_old_metrics(&self, retention_days: u32) -> Result<CleanupReport> {
         let cutoff = cutoff(retention_days)?;
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            return server.count_before(cutoff);
+        }
         self.snapshot(|snapshot| {
             let count = |sql: String, params: Vec<i64>| -> Result<u64> {
                 let params = params.into_iter().map(Into::into).collect();

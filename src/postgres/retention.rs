@@ -1,0 +1,141 @@
+//! Retention on PostgreSQL: partitions wholly older than the horizon are
+//! dropped whole; only the partition the horizon cuts through is deleted
+//! from row by row.
+
+use super::PgStore;
+use crate::error::{Error, Result};
+use crate::record::MetricKind;
+use crate::retention::CleanupReport;
+
+/// The metric tables, by kind.
+const TABLES: [(MetricKind, &str); 3] = [
+    (MetricKind::Task, "task_metrics"),
+    (MetricKind::Agent, "agent_metrics"),
+    (MetricKind::Swarm, "swarm_metrics"),
+];
+
+/// One monthly partition: its name and the first instant (µs) of the
+/// month and of the next.
+struct Partition {
+    name: String,
+    first: i64,
+    next: i64,
+}
+
+impl PgStore {
+    /// The partitions of `table`, oldest first, with their months read
+    /// from the bounds PostgreSQL keeps for them.
+    fn partitions_of(&self, table: &'static str) -> Result<Vec<Partition>> {
+        let rows = self
+            .conn()?
+            .query(
+                "SELECT c.relname::text, pg_get_expr(c.relpartbound, c.oid) \
+                 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+                 WHERE i.inhparent = $1::text::regclass",
+                &[&table],
+            )
+            .map_err(self.error("list partitions"))?;
+        let mut partitions = Vec::new();
+        for row in rows {
+            let name: String = row.get(0);
+            let bound: String = row.get(1);
+            let (first, next) = bounds(&bound).ok_or_else(|| Error::CorruptRow {
+                table,
+                reason: format!("partition {name} has bounds {bound:?}"),
+            })?;
+            partitions.push(Partition { name, first, next });
+        }
+        partitions.sort_by_key(|p| p.first);
+        Ok(partitions)
+    }
+
+    /// Deletes every metric before `cutoff` (µs): drops the partitions
+    /// that end at or before it, deletes the older rows of the one it cuts.
+    pub fn cleanup_before(&self, cutoff: i64) -> Result<CleanupReport> {
+        let mut report = CleanupReport::default();
+        for (kind, table) in TABLES {
+            let mut deleted = 0u64;
+            for partition in self.partitions_of(table)? {
+                if partition.first >= cutoff {
+                    break;
+                }
+                let mut conn = self.conn()?;
+                let name = &partition.name;
+                if partition.next <= cutoff {
+                    // Counted and dropped in one transaction, so that the
+                    // count is what went.
+                    let mut tx = conn.transaction().map_err(self.error("drop a partition"))?;
+                    let n: i64 = tx
+                        .query_one(&format!("SELECT count(*) FROM \"{name}\""), &[])
+                        .map_err(self.error("drop a partition"))?
+                        .get(0);
+                    tx.batch_execute(&format!("DROP TABLE \"{name}\""))
+                        .map_err(self.error("drop a partition"))?;
+                    tx.commit().map_err(self.error("drop a partition"))?;
+                    self.forget_partition(table, partition.first)?;
+                    deleted += u64::try_from(n).unwrap_or(0);
+                } else {
+                    let n = conn
+                        .execute(
+                            &format!("DELETE FROM \"{name}\" WHERE timestamp < $1"),
+                            &[&cutoff],
+                        )
+                        .map_err(self.error("delete old metrics"))?;
+                    deleted += n;
+                }
+            }
+            report.set(kind, deleted);
+        }
+        Ok(report)
+    }
+
+    /// How many metrics [`cleanup_before`](Self::cleanup_before) would
+    /// delete now.
+    pub fn count_before(&self, cutoff: i64) -> Result<CleanupReport> {
+        let mut report = CleanupReport::default();
+        let mut conn = self.conn()?;
+        for (kind, table) in TABLES {
+            let n: i64 = conn
+                .query_one(
+                    &format!("SELECT count(*) FROM {table} WHERE timestamp < $1"),
+                    &[&cutoff],
+                )
+                .map_err(self.error("count old metrics"))?
+                .get(0);
+            report.set(kind, u64::try_from(n).unwrap_or(0));
+        }
+        Ok(report)
+    }
+}
+
+/// The two numbers of `FOR VALUES FROM ('a') TO ('b')`.
+fn bounds(expression: &str) -> Option<(i64, i64)> {
+    let numbers: Vec<i64> = expression
+        .split(|c: char| !(c.is_ascii_digit() || c == '-'))
+        .filter(|part| !part.is_empty() && *part != "-")
+        .map(str::parse)
+        .collect::<std::result::Result<_, _>>()
+        .ok()?;
+    match numbers[..] {
+        [first, next] => Some((first, next)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_bounds_are_read() {
+        assert_eq!(
+            bounds("FOR VALUES FROM ('1740787200000000') TO ('1743465600000000')"),
+            Some((1_740_787_200_000_000, 1_743_465_600_000_000))
+        );
+        assert_eq!(
+            bounds("FOR VALUES FROM ('-86400000000') TO ('0')"),
+            Some((-86_400_000_000, 0))
+        );
+        assert_eq!(bounds("DEFAULT"), None);
+    }
+}
