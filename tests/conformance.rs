@@ -14,8 +14,8 @@ use common::server::{stores, TestStore};
 use common::{base, task_filter_strategy, task_strategy};
 use proptest::prelude::*;
 use swarm_metrics::{
-    AgentMetric, AggregationType, Filter, MetricKind, MetricType, Stored, SwarmMetric, TaskColumn,
-    TaskMetric, TaskResult, TimeRange,
+    AgentMetric, AggregationType, Filter, GroupBy, Grouped, MetricKind, MetricType, Stored,
+    SwarmMetric, TaskColumn, TaskMetric, TaskResult, TimeRange,
 };
 
 /// Everything a store answers about `filters`, for comparing backends.
@@ -23,6 +23,12 @@ use swarm_metrics::{
 struct Answers {
     rows: Vec<Vec<TaskMetric>>,
     rates: Vec<swarm_metrics::SuccessRate>,
+    /// Success rates by group, in the order they are ranked.
+    grouped_rates: Vec<Vec<Grouped<swarm_metrics::SuccessRate>>>,
+    /// Percentiles by group, and exact aggregates by group.
+    grouped_exact: Vec<Vec<(Option<String>, u64, Option<f64>)>>,
+    /// Averages and deviations by group.
+    grouped_rounded: Vec<Vec<(Option<String>, u64, Option<f64>)>>,
     exact: Vec<(u64, Option<f64>)>,
     rounded: Vec<(u64, Option<f64>)>,
 }
@@ -32,10 +38,38 @@ fn answers(store: &TestStore, filters: &[Filter]) -> Answers {
     let mut a = Answers {
         rows: Vec::new(),
         rates: Vec::new(),
+        grouped_rates: Vec::new(),
+        grouped_exact: Vec::new(),
+        grouped_rounded: Vec::new(),
         exact: Vec::new(),
         rounded: Vec::new(),
     };
     for f in filters {
+        for group_by in [GroupBy::Agent, GroupBy::Swarm, GroupBy::Result] {
+            a.grouped_rates
+                .push(s.success_rate_by(group_by, f).unwrap());
+            for aggregation in AggregationType::ALL {
+                let groups: Vec<_> = s
+                    .aggregate_by(MetricKind::Task, *aggregation, group_by, f)
+                    .unwrap()
+                    .into_iter()
+                    .map(|g| (g.key, g.value.count, g.value.value))
+                    .collect();
+                match aggregation {
+                    AggregationType::Avg | AggregationType::Stddev => {
+                        a.grouped_rounded.push(groups)
+                    }
+                    _ => a.grouped_exact.push(groups),
+                }
+            }
+            let p90 = s
+                .percentile_by(MetricKind::Task, 0.9, group_by, f)
+                .unwrap()
+                .into_iter()
+                .map(|g| (g.key, g.value.count, g.value.value))
+                .collect();
+            a.grouped_exact.push(p90);
+        }
         a.rows.push(s.get_task_metrics(f, 1_000).unwrap());
         a.rows.push(s.get_task_metrics(f, 3).unwrap());
         a.rates.push(s.success_rate(f).unwrap());
@@ -65,17 +99,38 @@ fn answers(store: &TestStore, filters: &[Filter]) -> Answers {
 fn assert_same(reference: &Answers, other: &Answers, backend: &str) {
     assert_eq!(reference.rows, other.rows, "{backend}: rows");
     assert_eq!(reference.rates, other.rates, "{backend}: success rates");
+    assert_eq!(
+        reference.grouped_rates, other.grouped_rates,
+        "{backend}: rates by group"
+    );
+    assert_eq!(
+        reference.grouped_exact, other.grouped_exact,
+        "{backend}: figures by group"
+    );
+    assert_eq!(reference.grouped_rounded.len(), other.grouped_rounded.len());
+    for (r, o) in reference.grouped_rounded.iter().zip(&other.grouped_rounded) {
+        assert_eq!(r.len(), o.len(), "{backend}: groups");
+        for (r, o) in r.iter().zip(o) {
+            assert_eq!((&r.0, r.1), (&o.0, o.1), "{backend}: group counts");
+            close(r.2, o.2, backend);
+        }
+    }
     assert_eq!(reference.exact, other.exact, "{backend}: exact figures");
     assert_eq!(reference.rounded.len(), other.rounded.len());
     for (r, o) in reference.rounded.iter().zip(&other.rounded) {
         assert_eq!(r.0, o.0, "{backend}: counts");
-        match (r.1, o.1) {
-            (Some(x), Some(y)) => assert!(
-                (x - y).abs() <= 1e-12 * x.abs().max(1.0),
-                "{backend}: {x} against {y}"
-            ),
-            (x, y) => assert_eq!(x, y, "{backend}"),
-        }
+        close(r.1, o.1, backend);
+    }
+}
+
+/// Equal to 1e-12 relative, or both missing.
+fn close(reference: Option<f64>, other: Option<f64>, backend: &str) {
+    match (reference, other) {
+        (Some(x), Some(y)) => assert!(
+            (x - y).abs() <= 1e-12 * x.abs().max(1.0),
+            "{backend}: {x} against {y}"
+        ),
+        (x, y) => assert_eq!(x, y, "{backend}"),
     }
 }
 
@@ -218,6 +273,28 @@ fn entity_answers(store: &TestStore) -> EntityAnswers {
             }
             for p in s.percentiles(kind, &[0.0, 0.5, 0.95, 1.0], f).unwrap() {
                 a.exact.push((p.count, p.value));
+            }
+            let own = if kind == MetricKind::Agent {
+                GroupBy::Agent
+            } else {
+                GroupBy::Swarm
+            };
+            for group_by in [own, GroupBy::MetricType] {
+                for g in s
+                    .aggregate_by(kind, AggregationType::Max, group_by, f)
+                    .unwrap()
+                {
+                    a.exact.push((g.value.count, g.value.value));
+                }
+                for g in s.percentile_by(kind, 0.5, group_by, f).unwrap() {
+                    a.exact.push((g.value.count, g.value.value));
+                }
+                for g in s
+                    .aggregate_by(kind, AggregationType::Avg, group_by, f)
+                    .unwrap()
+                {
+                    a.rounded.push((g.value.count, g.value.value));
+                }
             }
         }
     }

@@ -46,6 +46,11 @@ impl MetricsStorage {
     ) -> Result<Vec<Grouped<Aggregate>>> {
         filter.validate(kind, true)?;
         let key = group_by.key_sql(kind, "m")?;
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            let groups = server.aggregate_by(kind, aggregation, group_by, filter)?;
+            return Ok(by_key(groups));
+        }
         let (column, metric_type) = aggregated_column(kind, filter)?;
         let (from, params) = filter.sql_from(kind);
         let group_column = group_by.column("m");
@@ -127,8 +132,12 @@ impl MetricsStorage {
     ) -> Result<Vec<Grouped<Percentile>>> {
         validate_q(q)?;
         filter.validate(kind, true)?;
-        let (_, metric_type) = aggregated_column(kind, filter)?;
         let sql = values_by_group_sql(kind, group_by, filter)?;
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            return Ok(by_key(server.percentile_by(kind, q, group_by, filter)?));
+        }
+        let (_, metric_type) = aggregated_column(kind, filter)?;
         let (_, params) = filter.sql_from(kind);
         let operation = "percentile by group";
         let finish = |key, values: &mut Vec<f64>, sketch| Grouped {
@@ -204,6 +213,12 @@ impl MetricsStorage {
     ) -> Result<Vec<Grouped<SuccessRate>>> {
         filter.validate(MetricKind::Task, false)?;
         let key = group_by.key_sql(MetricKind::Task, "m")?;
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            let mut out = by_key(server.success_rate_by(group_by, filter)?);
+            best_first(&mut out);
+            return Ok(out);
+        }
         let (from, params) = filter.sql_from(MetricKind::Task);
         // Ordered by the group, so that each group's rows come together
         // and are counted without a map: a million agents cost a million
@@ -243,19 +258,34 @@ impl MetricsStorage {
             }
             Ok(groups)
         })?;
-        // Best first by what can be trusted of each rate: the lower bound
-        // of its interval, then the rate, then the key. Keys are unique,
-        // so an unstable sort (no extra memory) is exact.
-        out.sort_unstable_by(|a, b| {
-            let low = |g: &Grouped<SuccessRate>| g.value.interval.map_or(-1.0, |ci| ci.low);
-            let rate = |g: &Grouped<SuccessRate>| g.value.rate.unwrap_or(-1.0);
-            low(b)
-                .total_cmp(&low(a))
-                .then(rate(b).total_cmp(&rate(a)))
-                .then_with(|| a.key.cmp(&b.key))
-        });
+        best_first(&mut out);
         Ok(out)
     }
+}
+
+/// Orders success rates best first by what can be trusted of each: the
+/// lower bound of its interval, then the rate, then the key. Keys are
+/// unique, so an unstable sort (no extra memory) is exact.
+fn best_first(groups: &mut [Grouped<SuccessRate>]) {
+    groups.sort_unstable_by(|a, b| {
+        let low = |g: &Grouped<SuccessRate>| g.value.interval.map_or(-1.0, |ci| ci.low);
+        let rate = |g: &Grouped<SuccessRate>| g.value.rate.unwrap_or(-1.0);
+        low(b)
+            .total_cmp(&low(a))
+            .then(rate(b).total_cmp(&rate(a)))
+            .then_with(|| a.key.cmp(&b.key))
+    });
+}
+
+/// Groups from `(key, value)` pairs, sorted by key (no key first).
+#[cfg(feature = "postgres")]
+fn by_key<T>(pairs: Vec<(Option<String>, T)>) -> Vec<Grouped<T>> {
+    let mut groups: Vec<Grouped<T>> = pairs
+        .into_iter()
+        .map(|(key, value)| Grouped { key, value })
+        .collect();
+    groups.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    groups
 }
 
 /// Each group's values, and the sketch of what survives only as one.

@@ -12,6 +12,7 @@
 //! This part of the store is young: the calls it answers so far are
 //! listed in the README; the others return [`Error::Unsupported`].
 
+mod grouped;
 mod read;
 mod retention;
 mod schema;

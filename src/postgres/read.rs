@@ -13,10 +13,10 @@ use crate::error::{Error, Result};
 use crate::query::{from_micros, to_micros, Filter};
 use crate::record::{AggregationType, MetricKind, MetricType, TaskMetric, TaskResult};
 
-/// A `WHERE` clause over task metrics (alias `m`) and its parameters.
-struct Where {
-    clause: String,
-    params: Vec<Box<dyn ToSql + Sync>>,
+/// A `WHERE` clause over metrics (alias `m`) and its parameters.
+pub(super) struct Where {
+    pub clause: String,
+    pub params: Vec<Box<dyn ToSql + Sync>>,
 }
 
 impl Where {
@@ -27,7 +27,7 @@ impl Where {
 
     /// The conditions `filter` sets on metrics of `kind` (validated for
     /// that kind: it names no field the kind lacks).
-    fn of(kind: MetricKind, filter: &Filter) -> Where {
+    pub fn of(kind: MetricKind, filter: &Filter) -> Where {
         let mut w = Where {
             clause: String::new(),
             params: Vec::new(),
@@ -67,7 +67,7 @@ impl Where {
             .push_str(&format!("{condition} ${}", self.params.len()));
     }
 
-    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+    pub fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
         self.params.iter().map(|p| p.as_ref()).collect()
     }
 }
@@ -170,37 +170,7 @@ impl PgStore {
             .conn()?
             .query_one(&sql, &w.params())
             .map_err(self.error("aggregate metrics"))?;
-        let count = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
-        let sum = || -> Result<f64> {
-            let text: Option<String> = row.get(1);
-            let text = text.unwrap_or_default();
-            let sum = match kind {
-                MetricKind::Task => text.parse::<i128>().map(|s| s as f64).ok(),
-                _ => text.parse::<f64>().ok(),
-            };
-            sum.ok_or_else(|| Error::CorruptRow {
-                table: table_of(kind),
-                reason: format!("a sum that is not a number: {text}"),
-            })
-        };
-        let value = if count == 0 {
-            None
-        } else {
-            match aggregation {
-                AggregationType::Count => Some(count as f64),
-                AggregationType::Sum => Some(sum()?),
-                AggregationType::Avg => Some(sum()? / count as f64),
-                AggregationType::Min => row.get::<_, Option<f64>>(2),
-                AggregationType::Max => row.get::<_, Option<f64>>(3),
-                AggregationType::Stddev => row.get(4),
-            }
-        };
-        Ok(Aggregate {
-            aggregation,
-            metric_type,
-            count,
-            value,
-        })
+        aggregate_of(&row, 0, kind, aggregation, metric_type)
     }
 
     /// The quantiles `qs` of the values of `kind` `filter` selects, exact.
@@ -246,7 +216,7 @@ impl PgStore {
 }
 
 /// The table of `kind`.
-fn table_of(kind: MetricKind) -> &'static str {
+pub(super) fn table_of(kind: MetricKind) -> &'static str {
     match kind {
         MetricKind::Task => "task_metrics",
         MetricKind::Agent => "agent_metrics",
@@ -309,4 +279,47 @@ impl PgStore {
             })
             .collect()
     }
+}
+
+/// The aggregate from the columns `count, sum::text, min, max, stddev`
+/// starting at `at`: counts, extremes and deviations as read, sums (and
+/// so averages) from the exact text of task columns' `numeric` sums.
+pub(super) fn aggregate_of(
+    row: &Row,
+    at: usize,
+    kind: MetricKind,
+    aggregation: AggregationType,
+    metric_type: Option<MetricType>,
+) -> Result<Aggregate> {
+    let count = u64::try_from(row.get::<_, i64>(at)).unwrap_or(0);
+    let sum = || -> Result<f64> {
+        let text: Option<String> = row.get(at + 1);
+        let text = text.unwrap_or_default();
+        let sum = match kind {
+            MetricKind::Task => text.parse::<i128>().map(|s| s as f64).ok(),
+            _ => text.parse::<f64>().ok(),
+        };
+        sum.ok_or_else(|| Error::CorruptRow {
+            table: table_of(kind),
+            reason: format!("a sum that is not a number: {text}"),
+        })
+    };
+    let value = if count == 0 {
+        None
+    } else {
+        match aggregation {
+            AggregationType::Count => Some(count as f64),
+            AggregationType::Sum => Some(sum()?),
+            AggregationType::Avg => Some(sum()? / count as f64),
+            AggregationType::Min => row.get(at + 2),
+            AggregationType::Max => row.get(at + 3),
+            AggregationType::Stddev => row.get(at + 4),
+        }
+    };
+    Ok(Aggregate {
+        aggregation,
+        metric_type,
+        count,
+        value,
+    })
 }

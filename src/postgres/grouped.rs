@@ -1,0 +1,150 @@
+//! One answer per agent, swarm, result or metric type, on PostgreSQL. The
+//! groups come back unordered: the store orders them as it orders SQLite's.
+
+use postgres::Row;
+
+use super::read::{aggregate_of, table_of, Where};
+use super::PgStore;
+use crate::answer::{aggregated_column, Aggregate, Percentile, SuccessRate};
+use crate::error::{Error, Result};
+use crate::query::{Filter, GroupBy};
+use crate::record::{AggregationType, MetricKind, MetricType, TaskResult};
+
+/// The column a grouping reads (validated for the kind before).
+fn key_column(group_by: GroupBy) -> &'static str {
+    match group_by {
+        GroupBy::Agent => "m.agent_id",
+        GroupBy::Swarm => "m.swarm_id",
+        GroupBy::Result => "m.result",
+        GroupBy::MetricType => "m.metric_type",
+    }
+}
+
+/// A group's key from column 0: the agent or swarm id (none for tasks
+/// without a swarm), or the result's or metric type's name.
+fn key_of(row: &Row, group_by: GroupBy, table: &'static str) -> Result<Option<String>> {
+    let corrupt = |reason: String| Error::CorruptRow { table, reason };
+    Ok(match group_by {
+        GroupBy::Agent | GroupBy::Swarm => row.get(0),
+        GroupBy::Result => {
+            let code: i16 = row.get(0);
+            let result = TaskResult::from_code(i64::from(code))
+                .ok_or_else(|| corrupt(format!("unknown result code {code}")))?;
+            Some(result.as_str().to_owned())
+        }
+        GroupBy::MetricType => {
+            let code: i16 = row.get(0);
+            let metric_type = MetricType::from_code(i64::from(code))
+                .ok_or_else(|| corrupt(format!("unknown metric type code {code}")))?;
+            Some(metric_type.as_str().to_owned())
+        }
+    })
+}
+
+impl PgStore {
+    /// The success rate of each group of tasks, unordered.
+    pub fn success_rate_by(
+        &self,
+        group_by: GroupBy,
+        filter: &Filter,
+    ) -> Result<Vec<(Option<String>, SuccessRate)>> {
+        let key = key_column(group_by);
+        let w = Where::of(MetricKind::Task, filter);
+        let sql = format!(
+            "SELECT {key}, m.result, count(*) FROM task_metrics m WHERE {} \
+             GROUP BY {key}, m.result ORDER BY {key}",
+            w.clause
+        );
+        let mut groups: Vec<(Option<String>, SuccessRate)> = Vec::new();
+        for row in self
+            .conn()?
+            .query(&sql, &w.params())
+            .map_err(self.error("compute success rates"))?
+        {
+            let key = key_of(&row, group_by, "task_metrics")?;
+            let code: i16 = row.get(1);
+            let n: i64 = row.get(2);
+            let result =
+                TaskResult::from_code(i64::from(code)).ok_or_else(|| Error::CorruptRow {
+                    table: "task_metrics",
+                    reason: format!("unknown result code {code}"),
+                })?;
+            if groups.last().is_none_or(|(last, _)| *last != key) {
+                groups.push((key, SuccessRate::default()));
+            }
+            if let Some((_, rate)) = groups.last_mut() {
+                rate.add(result, u64::try_from(n).unwrap_or(0));
+            }
+        }
+        Ok(groups)
+    }
+
+    /// `aggregation` of each group's values, unordered.
+    pub fn aggregate_by(
+        &self,
+        kind: MetricKind,
+        aggregation: AggregationType,
+        group_by: GroupBy,
+        filter: &Filter,
+    ) -> Result<Vec<(Option<String>, Aggregate)>> {
+        let (column, metric_type) = aggregated_column(kind, filter)?;
+        let key = key_column(group_by);
+        let w = Where::of(kind, filter);
+        let table = table_of(kind);
+        let sql = format!(
+            "SELECT {key}, count(m.{column}), sum(m.{column})::text, min(m.{column})::float8, \
+                    max(m.{column})::float8, stddev_samp(m.{column})::float8 \
+             FROM {table} m WHERE {} GROUP BY {key}",
+            w.clause
+        );
+        self.conn()?
+            .query(&sql, &w.params())
+            .map_err(self.error("aggregate by group"))?
+            .iter()
+            .map(|row| {
+                let key = key_of(row, group_by, table)?;
+                Ok((key, aggregate_of(row, 1, kind, aggregation, metric_type)?))
+            })
+            .collect()
+    }
+
+    /// The `q` quantile of each group's values, unordered.
+    pub fn percentile_by(
+        &self,
+        kind: MetricKind,
+        q: f64,
+        group_by: GroupBy,
+        filter: &Filter,
+    ) -> Result<Vec<(Option<String>, Percentile)>> {
+        let (column, metric_type) = aggregated_column(kind, filter)?;
+        let key = key_column(group_by);
+        let w = Where::of(kind, filter);
+        let table = table_of(kind);
+        let sql = format!(
+            "SELECT {key}, count(m.{column}), \
+                    percentile_cont(${}::float8) WITHIN GROUP (ORDER BY m.{column}::float8) \
+             FROM {table} m WHERE {} GROUP BY {key}",
+            w.params.len() + 1,
+            w.clause
+        );
+        let mut params = w.params();
+        params.push(&q);
+        self.conn()?
+            .query(&sql, &params)
+            .map_err(self.error("percentile by group"))?
+            .iter()
+            .map(|row| {
+                let key = key_of(row, group_by, table)?;
+                let count = u64::try_from(row.get::<_, i64>(1)).unwrap_or(0);
+                let percentile = Percentile {
+                    q,
+                    metric_type,
+                    count,
+                    value: row.get(2),
+                    approximate: false,
+                };
+                Ok((key, percentile))
+            })
+            .collect()
+    }
+}
