@@ -18,6 +18,9 @@ use swarm_metrics::{
     SwarmMetric, TaskColumn, TaskMetric, TaskResult, TimeRange,
 };
 
+/// Each group's key, count and figure.
+type GroupFigures = Vec<(Option<String>, u64, Option<f64>)>;
+
 /// Everything a store answers about `filters`, for comparing backends.
 #[derive(Debug)]
 struct Answers {
@@ -26,9 +29,9 @@ struct Answers {
     /// Success rates by group, in the order they are ranked.
     grouped_rates: Vec<Vec<Grouped<swarm_metrics::SuccessRate>>>,
     /// Percentiles by group, and exact aggregates by group.
-    grouped_exact: Vec<Vec<(Option<String>, u64, Option<f64>)>>,
+    grouped_exact: Vec<GroupFigures>,
     /// Averages and deviations by group.
-    grouped_rounded: Vec<Vec<(Option<String>, u64, Option<f64>)>>,
+    grouped_rounded: Vec<GroupFigures>,
     exact: Vec<(u64, Option<f64>)>,
     rounded: Vec<(u64, Option<f64>)>,
 }
