@@ -127,6 +127,10 @@ impl MetricsStorage {
         filter: &Filter,
     ) -> Result<(Vec<f64>, Option<DDSketch>)> {
         filter.validate(kind, true)?;
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            return Ok((server.values(kind, filter)?, None));
+        }
         let (column, _) = aggregated_column(kind, filter)?;
         let (mut values, rolled) = self.snapshot(|snapshot| {
             let (sql, params) = percentile_sql(kind, filter)?;

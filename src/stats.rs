@@ -51,7 +51,8 @@ pub struct StoreStats {
     pub agent_metrics: TableStats,
     /// `swarm_metrics`.
     pub swarm_metrics: TableStats,
-    /// The database file's size in bytes (the WAL not included).
+    /// The database file's size in bytes (the WAL not included); on
+    /// PostgreSQL, the bytes the metric tables take, indexes included.
     pub file_size: u64,
     /// The write-ahead log's size in bytes: writes not yet copied into
     /// the file, or space kept for the next ones (0 when closed cleanly).
@@ -70,6 +71,28 @@ impl MetricsStorage {
     /// [`Error::Sqlite`] or [`Error::Pool`] when the read fails;
     /// [`Error::Io`] when the file's size cannot be read.
     pub fn stats(&self) -> Result<StoreStats> {
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            return self.consistent(|_| {
+                let table = |kind| -> Result<TableStats> {
+                    let (rows, oldest, newest) = server.table_span(kind)?;
+                    Ok(TableStats {
+                        rows,
+                        oldest: oldest.and_then(from_micros),
+                        newest: newest.and_then(from_micros),
+                        ..TableStats::default()
+                    })
+                };
+                Ok(StoreStats {
+                    task_metrics: table(MetricKind::Task)?,
+                    agent_metrics: table(MetricKind::Agent)?,
+                    swarm_metrics: table(MetricKind::Swarm)?,
+                    file_size: server.size()?,
+                    wal_size: 0,
+                    schema_version: server.schema_version()?,
+                })
+            });
+        }
         let operation = "read statistics";
         let table = |kind: MetricKind| -> Result<TableStats> {
             // The rollup levels: 1 hourly, 2 daily.

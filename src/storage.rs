@@ -381,6 +381,10 @@ impl MetricsStorage {
     /// [`Error::Sqlite`] when the read transaction cannot begin, and any
     /// error `read` returns.
     pub fn consistent<T>(&self, read: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            return server.consistent(|| read(self));
+        }
         if crate::consistent::pinned(self.id).is_some() {
             return read(self);
         }

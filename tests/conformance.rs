@@ -547,6 +547,132 @@ fn cleanup_deletes_the_same_metrics() {
     }
 }
 
+/// Summaries, comparisons, regressions and the store's statistics, over
+/// two weeks of tasks from six agents, two of them worse in the last day.
+#[test]
+fn analytics_answer_alike() {
+    let now = swarm_metrics::now();
+    let tasks: Vec<TaskMetric> = (0..3_000i64)
+        .map(|i| {
+            let agent = i % 6;
+            let at = now - Duration::minutes(7 * i);
+            let late = now - at < Duration::days(1);
+            let fails = if agent >= 4 && late {
+                i % 2 == 0
+            } else {
+                i % 11 == 0
+            };
+            let result = if fails {
+                TaskResult::Failure
+            } else {
+                TaskResult::Success
+            };
+            let slow = if agent == 5 && late { 3 } else { 1 };
+            TaskMetric::new(
+                format!("t{i}"),
+                format!("agent-{agent}"),
+                slow * (100 + (i * 37 % 400)) as u64,
+                result,
+            )
+            .swarm(format!("swarm-{}", agent % 2))
+            .tokens((i * 13 % 900) as u64)
+            .files((i % 5) as u64)
+            .at(at)
+        })
+        .collect();
+    let day = TimeRange::new(now - Duration::days(1), now).unwrap();
+    let week = TimeRange::new(
+        now - Duration::days(8),
+        now - Duration::days(1) - Duration::microseconds(1),
+    )
+    .unwrap();
+    let mut all = Vec::new();
+    for store in stores() {
+        let s = &store.store;
+        s.store_task_metrics(&tasks).unwrap();
+        let summaries: Vec<_> = [
+            Filter::new(),
+            Filter::new().agent("agent-5"),
+            Filter::new().swarm("swarm-0").range(day),
+            Filter::new().range(week).result(TaskResult::Success),
+        ]
+        .iter()
+        .map(|f| s.summary(f).unwrap())
+        .collect();
+        let comparisons = [
+            s.compare(
+                &Filter::new().agent("agent-1"),
+                &Filter::new().agent("agent-5"),
+            )
+            .unwrap(),
+            s.compare(&Filter::new().range(day), &Filter::new().range(week))
+                .unwrap(),
+        ];
+        let regressions = s.regressions(day, week, 0.05).unwrap();
+        let within = s
+            .regressions_in(&Filter::new().swarm("swarm-1"), day, week, 0.05)
+            .unwrap();
+        let stats = s.stats().unwrap();
+        all.push((
+            store.backend,
+            summaries,
+            comparisons,
+            regressions,
+            within,
+            stats,
+        ));
+    }
+    let reference = &all[0];
+    assert!(
+        reference.3.iter().any(|r| r.id == "agent-5"),
+        "{:?}",
+        reference.3
+    );
+    for other in &all[1..] {
+        let backend = other.0;
+        for (r, o) in reference.1.iter().zip(&other.1) {
+            assert_eq!(
+                (
+                    r.tasks,
+                    r.success_rate,
+                    r.tokens_total,
+                    r.files_changed_total
+                ),
+                (
+                    o.tasks,
+                    o.success_rate,
+                    o.tokens_total,
+                    o.files_changed_total
+                ),
+                "{backend}: summary"
+            );
+            let (rd, od) = (r.duration_ms, o.duration_ms);
+            assert_eq!(
+                (rd.p50, rd.p95, rd.p99, rd.max),
+                (od.p50, od.p95, od.p99, od.max),
+                "{backend}"
+            );
+            close(rd.avg, od.avg, backend);
+            close(r.tokens_per_task, o.tokens_per_task, backend);
+        }
+        assert_eq!(reference.2, other.2, "{backend}: comparisons");
+        assert_eq!(reference.3, other.3, "{backend}: regressions");
+        assert_eq!(reference.4, other.4, "{backend}: regressions in a swarm");
+        let (r, o) = (&reference.5, &other.5);
+        for (r, o) in [
+            (r.task_metrics, o.task_metrics),
+            (r.agent_metrics, o.agent_metrics),
+        ] {
+            assert_eq!(
+                (r.rows, r.oldest, r.newest),
+                (o.rows, o.oldest, o.newest),
+                "{backend}: stats"
+            );
+        }
+        assert!(o.file_size > 0, "{backend}: {o:?}");
+    }
+}
+
 #[test]
 fn bad_records_are_refused_alike_and_nothing_is_written() {
     for store in stores() {
@@ -611,7 +737,43 @@ mod postgres_only {
         let store = MetricsStorage::open(&db.url).unwrap();
         let err = store.apply_retention(&Default::default()).unwrap_err();
         assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+        let err = store
+            .series(
+                MetricKind::Task,
+                swarm_metrics::Measure::SuccessRate,
+                chrono::Duration::hours(1),
+                &Filter::new(),
+                swarm_metrics::EmptyBuckets::Skip,
+            )
+            .unwrap_err();
+        assert!(matches!(err, Error::Unsupported { .. }), "{err}");
         assert!(err.to_string().contains("PostgreSQL"), "{err}");
+    }
+
+    /// Inside `consistent`, reads see one snapshot while another thread
+    /// stores; outside, they see everything.
+    #[test]
+    fn a_consistent_read_sees_one_snapshot() {
+        let db = common::server::database();
+        let store = MetricsStorage::open(&db.url).unwrap();
+        let task = |i: u32| TaskMetric::new(format!("t{i}"), "a", 1, TaskResult::Success);
+        store.store_task_metrics(&[task(0), task(1)]).unwrap();
+        let (before, after, nested) = store
+            .consistent(|s| {
+                let before = s.success_rate(&Filter::new())?.total;
+                std::thread::scope(|scope| {
+                    scope.spawn(|| store.store_task_metric(&task(2)).unwrap());
+                });
+                // A store from this thread is written too, outside the
+                // snapshot.
+                s.store_task_metric(&task(3))?;
+                let after = s.get_task_metrics(&Filter::new(), 10)?.len() as u64;
+                let nested = s.consistent(|s| s.success_rate(&Filter::new()))?.total;
+                Ok((before, after, nested))
+            })
+            .unwrap();
+        assert_eq!((before, after, nested), (2, 2, 2));
+        assert_eq!(store.success_rate(&Filter::new()).unwrap().total, 4);
     }
 
     /// A partition dropped by another handle (another host's retention)

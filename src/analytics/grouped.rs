@@ -191,6 +191,14 @@ impl MetricsStorage {
     ) -> Result<GroupValues> {
         filter.validate(kind, true)?;
         let sql = values_by_group_sql(kind, group_by, filter)?;
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            let groups = server.values_by_group(kind, group_by, filter)?;
+            return Ok(groups
+                .into_iter()
+                .map(|(key, values)| (key, (values, None)))
+                .collect());
+        }
         let (_, params) = filter.sql_from(kind);
         self.snapshot(|snapshot| {
             let rollups = rollups_apply(snapshot, kind, filter)?;

@@ -282,17 +282,21 @@ impl MetricsStorage {
     pub fn summary(&self, filter: &Filter) -> Result<Summary> {
         filter.validate(MetricKind::Task, false)?;
         self.consistent(|store| {
+            #[cfg(feature = "postgres")]
+            if store.postgres().is_some() {
+                return store.summary_from_answers(filter);
+            }
             if store.snapshot(|s| rollups_apply(s, MetricKind::Task, filter))? {
-                store.summary_with_rollups(filter)
+                store.summary_from_answers(filter)
             } else {
                 store.summary_of_rows(filter)
             }
         })
     }
 
-    /// [`summary`](Self::summary) from the answers that take rollups in,
-    /// inside the caller's consistent read.
-    fn summary_with_rollups(&self, filter: &Filter) -> Result<Summary> {
+    /// [`summary`](Self::summary) from the calls that answer its parts
+    /// (and take rollups in), inside the caller's consistent read.
+    fn summary_from_answers(&self, filter: &Filter) -> Result<Summary> {
         let success_rate = self.success_rate(filter)?;
         let sum_of = |column: TaskColumn| -> Result<u64> {
             let filter = filter.clone().column(column);

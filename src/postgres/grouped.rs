@@ -1,6 +1,8 @@
 //! One answer per agent, swarm, result or metric type, on PostgreSQL. The
 //! groups come back unordered: the store orders them as it orders SQLite's.
 
+use std::collections::BTreeMap;
+
 use postgres::Row;
 
 use super::read::{aggregate_of, table_of, Where};
@@ -57,7 +59,7 @@ impl PgStore {
         );
         let mut groups: Vec<(Option<String>, SuccessRate)> = Vec::new();
         for row in self
-            .conn()?
+            .read_conn()?
             .query(&sql, &w.params())
             .map_err(self.error("compute success rates"))?
         {
@@ -97,7 +99,7 @@ impl PgStore {
              FROM {table} m WHERE {} GROUP BY {key}",
             w.clause
         );
-        self.conn()?
+        self.read_conn()?
             .query(&sql, &w.params())
             .map_err(self.error("aggregate by group"))?
             .iter()
@@ -129,7 +131,7 @@ impl PgStore {
         );
         let mut params = w.params();
         params.push(&q);
-        self.conn()?
+        self.read_conn()?
             .query(&sql, &params)
             .map_err(self.error("percentile by group"))?
             .iter()
@@ -146,5 +148,37 @@ impl PgStore {
                 Ok((key, percentile))
             })
             .collect()
+    }
+}
+
+impl PgStore {
+    /// Each group's values (the task column `filter` names, or agent and
+    /// swarm metrics' values), as doubles.
+    pub fn values_by_group(
+        &self,
+        kind: MetricKind,
+        group_by: GroupBy,
+        filter: &Filter,
+    ) -> Result<BTreeMap<Option<String>, Vec<f64>>> {
+        let (column, _) = aggregated_column(kind, filter)?;
+        let key = key_column(group_by);
+        let w = Where::of(kind, filter);
+        let table = table_of(kind);
+        let sql = format!(
+            "SELECT {key}, m.{column}::float8 FROM {table} m WHERE {}",
+            w.clause
+        );
+        let mut groups: BTreeMap<Option<String>, Vec<f64>> = BTreeMap::new();
+        for row in self
+            .read_conn()?
+            .query(&sql, &w.params())
+            .map_err(self.error("read values by group"))?
+        {
+            groups
+                .entry(key_of(&row, group_by, table)?)
+                .or_default()
+                .push(row.get(1));
+        }
+        Ok(groups)
     }
 }

@@ -13,6 +13,7 @@
 //! listed in the README; the others return [`Error::Unsupported`].
 
 mod grouped;
+mod pinned;
 mod read;
 mod retention;
 mod schema;
@@ -21,6 +22,7 @@ mod write;
 
 use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -34,6 +36,9 @@ use crate::error::{Error, PoolError, PostgresError, Result};
 /// A pooled connection to the server.
 type Manager = PostgresConnectionManager<MakeRustlsConnect>;
 
+/// A number for each PostgreSQL store opened by this process.
+static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
+
 /// A metrics store on a PostgreSQL server.
 pub(crate) struct PgStore {
     pool: r2d2::Pool<Manager>,
@@ -42,6 +47,9 @@ pub(crate) struct PgStore {
     server: String,
     /// The monthly partitions known to exist, by table and first instant.
     partitions: Mutex<HashSet<(&'static str, i64)>>,
+    /// This store's number among the stores of the process, for the
+    /// connection `consistent` pins.
+    id: u64,
 }
 
 impl PgStore {
@@ -74,6 +82,7 @@ impl PgStore {
             pool,
             server,
             partitions: Mutex::new(HashSet::new()),
+            id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
         };
         store.create_partitions_ahead()?;
         Ok(store)
@@ -84,7 +93,8 @@ impl PgStore {
         &self.server
     }
 
-    /// A connection from the pool.
+    /// A connection from the pool, for writes and maintenance (reads take
+    /// [`read_conn`](Self::read_conn)).
     fn conn(&self) -> Result<PooledConnection<Manager>> {
         self.pool.get().map_err(|source| Error::Pool {
             path: self.server.clone().into(),

@@ -113,7 +113,7 @@ impl PgStore {
             w.clause
         );
         let rows = self
-            .conn()?
+            .read_conn()?
             .query(&sql, &w.params())
             .map_err(self.error("read task metrics"))?;
         rows.iter().map(task_of).collect()
@@ -128,7 +128,7 @@ impl PgStore {
         );
         let mut rate = SuccessRate::default();
         for row in self
-            .conn()?
+            .read_conn()?
             .query(&sql, &w.params())
             .map_err(self.error("compute success rate"))?
         {
@@ -167,7 +167,7 @@ impl PgStore {
             w.clause
         );
         let row = self
-            .conn()?
+            .read_conn()?
             .query_one(&sql, &w.params())
             .map_err(self.error("aggregate metrics"))?;
         aggregate_of(&row, 0, kind, aggregation, metric_type)
@@ -195,7 +195,7 @@ impl PgStore {
         let qs_param = qs.to_vec();
         params.push(&qs_param);
         let row = self
-            .conn()?
+            .read_conn()?
             .query_one(&sql, &params)
             .map_err(self.error("compute percentiles"))?;
         let count = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
@@ -252,7 +252,7 @@ impl PgStore {
             w.clause
         );
         let corrupt = |reason: String| Error::CorruptRow { table, reason };
-        self.conn()?
+        self.read_conn()?
             .query(&sql, &w.params())
             .map_err(self.error("read metrics"))?
             .iter()
@@ -322,4 +322,56 @@ pub(super) fn aggregate_of(
         count,
         value,
     })
+}
+
+impl PgStore {
+    /// The values `aggregate` would combine, as doubles, in no order.
+    pub fn values(&self, kind: MetricKind, filter: &Filter) -> Result<Vec<f64>> {
+        let (column, _) = aggregated_column(kind, filter)?;
+        let w = Where::of(kind, filter);
+        let sql = format!(
+            "SELECT m.{column}::float8 FROM {} m WHERE {}",
+            table_of(kind),
+            w.clause
+        );
+        Ok(self
+            .read_conn()?
+            .query(&sql, &w.params())
+            .map_err(self.error("read values"))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect())
+    }
+
+    /// Rows, oldest and newest timestamp (µs) of `kind`'s table.
+    pub fn table_span(&self, kind: MetricKind) -> Result<(u64, Option<i64>, Option<i64>)> {
+        let sql = format!(
+            "SELECT count(*), min(timestamp), max(timestamp) FROM {}",
+            table_of(kind)
+        );
+        let row = self
+            .read_conn()?
+            .query_one(&sql, &[])
+            .map_err(self.error("read statistics"))?;
+        Ok((
+            u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
+            row.get(1),
+            row.get(2),
+        ))
+    }
+
+    /// Bytes the metric tables take on the server, indexes included.
+    pub fn size(&self) -> Result<u64> {
+        let row = self
+            .read_conn()?
+            .query_one(
+                "SELECT coalesce(sum(pg_total_relation_size(i.inhrelid)), 0)::bigint \
+                 FROM pg_inherits i \
+                 WHERE i.inhparent IN ('task_metrics'::regclass, 'agent_metrics'::regclass, \
+                                       'swarm_metrics'::regclass)",
+                &[],
+            )
+            .map_err(self.error("read statistics"))?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+    }
 }

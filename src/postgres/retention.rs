@@ -5,7 +5,6 @@
 use super::PgStore;
 use crate::error::{Error, Result};
 use crate::record::MetricKind;
-use crate::retention::CleanupReport;
 
 /// The metric tables, by kind.
 const TABLES: [(MetricKind, &str); 3] = [
@@ -51,8 +50,9 @@ impl PgStore {
 
     /// Deletes every metric before `cutoff` (µs): drops the partitions
     /// that end at or before it, deletes the older rows of the one it cuts.
-    pub fn cleanup_before(&self, cutoff: i64) -> Result<CleanupReport> {
-        let mut report = CleanupReport::default();
+    /// Returns the rows deleted per kind.
+    pub fn cleanup_before(&self, cutoff: i64) -> Result<Vec<(MetricKind, u64)>> {
+        let mut report = Vec::new();
         for (kind, table) in TABLES {
             let mut deleted = 0u64;
             for partition in self.partitions_of(table)? {
@@ -84,16 +84,16 @@ impl PgStore {
                     deleted += n;
                 }
             }
-            report.set(kind, deleted);
+            report.push((kind, deleted));
         }
         Ok(report)
     }
 
     /// How many metrics [`cleanup_before`](Self::cleanup_before) would
     /// delete now.
-    pub fn count_before(&self, cutoff: i64) -> Result<CleanupReport> {
-        let mut report = CleanupReport::default();
-        let mut conn = self.conn()?;
+    pub fn count_before(&self, cutoff: i64) -> Result<Vec<(MetricKind, u64)>> {
+        let mut report = Vec::new();
+        let mut conn = self.read_conn()?;
         for (kind, table) in TABLES {
             let n: i64 = conn
                 .query_one(
@@ -102,7 +102,7 @@ impl PgStore {
                 )
                 .map_err(self.error("count old metrics"))?
                 .get(0);
-            report.set(kind, u64::try_from(n).unwrap_or(0));
+            report.push((kind, u64::try_from(n).unwrap_or(0)));
         }
         Ok(report)
     }

@@ -216,7 +216,7 @@ impl PgStore {
     /// The schema version recorded on the server.
     pub fn schema_version(&self) -> Result<i64> {
         let version: Option<i32> = self
-            .conn()?
+            .read_conn()?
             .query_one("SELECT max(version) FROM metrics_schema_info", &[])
             .map_err(self.error("read the schema version"))?
             .get(0);

@@ -40,12 +40,22 @@ pub struct CleanupReport {
 
 impl CleanupReport {
     /// Records `n` rows for `kind`'s table.
-    pub(crate) fn set(&mut self, kind: MetricKind, n: u64) {
+    pub(super) fn set(&mut self, kind: MetricKind, n: u64) {
         match kind {
             MetricKind::Task => self.task_metrics = n,
             MetricKind::Agent => self.agent_metrics = n,
             MetricKind::Swarm => self.swarm_metrics = n,
         }
+    }
+
+    /// A report of the rows per kind.
+    #[cfg(feature = "postgres")]
+    fn of(rows: Vec<(MetricKind, u64)>) -> Self {
+        let mut report = CleanupReport::default();
+        for (kind, n) in rows {
+            report.set(kind, n);
+        }
+        report
     }
 
     /// All metric rows deleted (rollups not included).
@@ -75,7 +85,7 @@ impl MetricsStorage {
         let cutoff = cutoff(retention_days)?;
         #[cfg(feature = "postgres")]
         if let Some(server) = self.postgres() {
-            return server.cleanup_before(cutoff);
+            return Ok(CleanupReport::of(server.cleanup_before(cutoff)?));
         }
         let writer = self.writer()?;
         let mut report = CleanupReport::default();
@@ -96,7 +106,7 @@ impl MetricsStorage {
         let cutoff = cutoff(retention_days)?;
         #[cfg(feature = "postgres")]
         if let Some(server) = self.postgres() {
-            return server.count_before(cutoff);
+            return Ok(CleanupReport::of(server.count_before(cutoff)?));
         }
         self.snapshot(|snapshot| {
             let count = |sql: String, params: Vec<i64>| -> Result<u64> {
