@@ -58,12 +58,7 @@ impl MetricsStorage {
     /// not apply to task metrics; [`Error::Sqlite`] or [`Error::Pool`] when
     /// the read fails.
     pub fn get_task_metrics(&self, filter: &Filter, limit: usize) -> Result<Vec<TaskMetric>> {
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            filter.validate(MetricKind::Task, false)?;
-            return server.get_tasks(filter, validate_limit(limit)?);
-        }
-        self.get_rows(&TASKS, filter, limit, TASKS.newest_first)
+        self.get_task_metrics_ordered(filter, limit, TASKS.newest_first)
     }
 
     /// Task metrics matching `filter` in another order (an SQL `ORDER BY`
@@ -74,6 +69,11 @@ impl MetricsStorage {
         limit: usize,
         order: &str,
     ) -> Result<Vec<TaskMetric>> {
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            filter.validate(MetricKind::Task, false)?;
+            return server.get_tasks(filter, validate_limit(limit)?, order);
+        }
         self.get_rows(&TASKS, filter, limit, order)
     }
 

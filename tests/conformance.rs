@@ -14,8 +14,8 @@ use common::server::{stores, TestStore};
 use common::{base, task_filter_strategy, task_strategy};
 use proptest::prelude::*;
 use swarm_metrics::{
-    AgentMetric, AggregationType, Filter, GroupBy, Grouped, MetricKind, MetricType, Stored,
-    SwarmMetric, TaskColumn, TaskMetric, TaskResult, TimeRange,
+    AgentMetric, AggregationType, EmptyBuckets, Filter, GroupBy, Grouped, Measure, MetricKind,
+    MetricType, Order, RankBy, Stored, SwarmMetric, TaskColumn, TaskMetric, TaskResult, TimeRange,
 };
 
 /// Each group's key, count and figure.
@@ -613,6 +613,48 @@ fn analytics_answer_alike() {
             .regressions_in(&Filter::new().swarm("swarm-1"), day, week, 0.05)
             .unwrap();
         let stats = s.stats().unwrap();
+        let mut series = Vec::new();
+        for (width, range) in [(Duration::hours(1), Some(day)), (Duration::days(1), None)] {
+            for measure in [
+                Measure::SuccessRate,
+                Measure::Percentile(0.95),
+                Measure::Aggregate(AggregationType::Sum),
+                Measure::Aggregate(AggregationType::Max),
+            ] {
+                let filter = match range {
+                    Some(range) => Filter::new().swarm("swarm-1").range(range),
+                    None => Filter::new(),
+                };
+                series.push(
+                    s.series(
+                        MetricKind::Task,
+                        measure,
+                        width,
+                        &filter,
+                        EmptyBuckets::Zero,
+                    )
+                    .unwrap(),
+                );
+            }
+        }
+        let mut ranked = Vec::new();
+        for by in [
+            RankBy::SuccessRate,
+            RankBy::RawSuccessRate,
+            RankBy::Throughput,
+            RankBy::AvgDuration,
+            RankBy::AvgTokens,
+        ] {
+            for order in [Order::BestFirst, Order::WorstFirst] {
+                for filter in [Filter::new(), Filter::new().range(day)] {
+                    ranked.push(s.rank_agents(by, order, 4, 1, &filter).unwrap());
+                }
+            }
+        }
+        let slowest = s
+            .slowest_tasks(25, &Filter::new().swarm("swarm-0"))
+            .unwrap();
+        let outliers = s.duration_outliers(&Filter::new()).unwrap();
         all.push((
             store.backend,
             summaries,
@@ -620,6 +662,10 @@ fn analytics_answer_alike() {
             regressions,
             within,
             stats,
+            series,
+            ranked,
+            slowest,
+            outliers,
         ));
     }
     let reference = &all[0];
@@ -670,7 +716,24 @@ fn analytics_answer_alike() {
             );
         }
         assert!(o.file_size > 0, "{backend}: {o:?}");
+        assert_eq!(reference.6, other.6, "{backend}: series");
+        for (r, o) in reference.7.iter().zip(&other.7) {
+            let who = |ranked: &[swarm_metrics::Ranked]| -> Vec<(String, u64)> {
+                ranked
+                    .iter()
+                    .map(|x| (x.agent_id.clone(), x.tasks))
+                    .collect()
+            };
+            assert_eq!(who(r), who(o), "{backend}: ranking");
+            for (r, o) in r.iter().zip(o) {
+                close(Some(r.score), Some(o.score), backend);
+                assert_eq!(r.interval, o.interval, "{backend}: interval");
+            }
+        }
+        assert_eq!(reference.8, other.8, "{backend}: slowest tasks");
+        assert_eq!(reference.9, other.9, "{backend}: outliers");
     }
+    assert!(!reference.9.is_empty(), "some outliers to compare");
 }
 
 #[test]
@@ -738,12 +801,9 @@ mod postgres_only {
         let err = store.apply_retention(&Default::default()).unwrap_err();
         assert!(matches!(err, Error::Unsupported { .. }), "{err}");
         let err = store
-            .series(
-                MetricKind::Task,
-                swarm_metrics::Measure::SuccessRate,
-                chrono::Duration::hours(1),
+            .for_each_task_metric(
                 &Filter::new(),
-                swarm_metrics::EmptyBuckets::Skip,
+                |_| std::ops::ControlFlow::<()>::Continue(()),
             )
             .unwrap_err();
         assert!(matches!(err, Error::Unsupported { .. }), "{err}");

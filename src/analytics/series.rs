@@ -168,16 +168,19 @@ impl MetricsStorage {
             filter,
             width,
         };
-        let mut buckets = self.snapshot(|snapshot| {
-            let rollups = rollups_apply(snapshot, kind, filter)?;
-            match measure {
-                Measure::Aggregate(aggregation) => {
-                    series.aggregates(snapshot, aggregation, rollups)
+        let mut buckets = match self.buckets_on_server(&series, measure)? {
+            Some(buckets) => buckets,
+            None => self.snapshot(|snapshot| {
+                let rollups = rollups_apply(snapshot, kind, filter)?;
+                match measure {
+                    Measure::Aggregate(aggregation) => {
+                        series.aggregates(snapshot, aggregation, rollups)
+                    }
+                    Measure::Percentile(q) => series.percentiles(snapshot, q, rollups),
+                    Measure::SuccessRate => series.success_rates(snapshot, rollups),
                 }
-                Measure::Percentile(q) => series.percentiles(snapshot, q, rollups),
-                Measure::SuccessRate => series.success_rates(snapshot, rollups),
-            }
-        })?;
+            })?,
+        };
         if empty == EmptyBuckets::Zero {
             let (_, metric_type) = aggregated_column(kind, filter)?;
             let empty = match measure {
@@ -207,6 +210,49 @@ impl MetricsStorage {
                 Ok(Bucket { start, value })
             })
             .collect()
+    }
+}
+
+impl MetricsStorage {
+    /// A series' buckets from the PostgreSQL server, for a store on one.
+    #[cfg(feature = "postgres")]
+    fn buckets_on_server(
+        &self,
+        series: &SeriesRead<'_>,
+        measure: Measure,
+    ) -> Result<Option<BTreeMap<i64, BucketValue>>> {
+        let Some(server) = self.postgres() else {
+            return Ok(None);
+        };
+        let (kind, filter, width) = (series.kind, series.filter, series.width);
+        let buckets = match measure {
+            Measure::Aggregate(aggregation) => server
+                .aggregate_series(kind, aggregation, width, filter)?
+                .into_iter()
+                .map(|(start, a)| (start, BucketValue::Aggregate(a)))
+                .collect(),
+            Measure::Percentile(q) => server
+                .percentile_series(kind, q, width, filter)?
+                .into_iter()
+                .map(|(start, p)| (start, BucketValue::Percentile(p)))
+                .collect(),
+            Measure::SuccessRate => server
+                .success_rate_series(width, filter)?
+                .into_iter()
+                .map(|(start, r)| (start, BucketValue::SuccessRate(r)))
+                .collect(),
+        };
+        Ok(Some(buckets))
+    }
+
+    /// Without the `postgres` feature, no store is on a server.
+    #[cfg(not(feature = "postgres"))]
+    fn buckets_on_server(
+        &self,
+        _series: &SeriesRead<'_>,
+        _measure: Measure,
+    ) -> Result<Option<BTreeMap<i64, BucketValue>>> {
+        Ok(None)
     }
 }
 

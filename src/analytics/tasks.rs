@@ -117,6 +117,33 @@ pub struct Outlier {
     pub high_fence: f64,
 }
 
+impl MetricsStorage {
+    /// Every agent's totals and the span of time they cover, from the
+    /// file or the server.
+    fn agent_totals(&self, filter: &Filter) -> Result<(BTreeMap<String, AgentTotals>, (i64, i64))> {
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            let (mut oldest, mut newest) = (i64::MAX, i64::MIN);
+            let mut agents = BTreeMap::new();
+            for (agent, tasks, success, duration_total, tokens_total, first, last) in
+                server.agent_totals(filter)?
+            {
+                oldest = oldest.min(first);
+                newest = newest.max(last);
+                let totals = AgentTotals {
+                    tasks,
+                    success,
+                    duration_total,
+                    tokens_total,
+                };
+                agents.insert(agent, totals);
+            }
+            return Ok((agents, (oldest, newest)));
+        }
+        self.snapshot(|s| agent_totals(s, filter))
+    }
+}
+
 /// One agent's tasks in a ranking's selection.
 #[derive(Default)]
 struct AgentTotals {
@@ -213,7 +240,7 @@ impl MetricsStorage {
         filter.validate(MetricKind::Task, false)?;
         validate_n(n)?;
         let best_first = order == Order::BestFirst;
-        let (agents, (oldest, newest)) = self.snapshot(|s| agent_totals(s, filter))?;
+        let (agents, (oldest, newest)) = self.agent_totals(filter)?;
         let span = match &filter.time_range {
             Some(range) => to_micros(range.end()) - to_micros(range.start()),
             None => newest.saturating_sub(oldest),

@@ -17,6 +17,7 @@ mod pinned;
 mod read;
 mod retention;
 mod schema;
+mod series;
 mod tls;
 mod write;
 

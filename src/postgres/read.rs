@@ -103,13 +103,12 @@ const TASK_SELECT: &str = "m.timestamp, m.task_id, m.agent_id, m.swarm_id, m.res
                            m.duration_ms, m.tokens_used, m.files_changed";
 
 impl PgStore {
-    /// Task metrics matching `filter`, newest first (ties: task id, last
-    /// first), at most `limit`.
-    pub fn get_tasks(&self, filter: &Filter, limit: i64) -> Result<Vec<TaskMetric>> {
+    /// Task metrics matching `filter` in `order` (an `ORDER BY` list over
+    /// the table aliased `m`, the same as on SQLite), at most `limit`.
+    pub fn get_tasks(&self, filter: &Filter, limit: i64, order: &str) -> Result<Vec<TaskMetric>> {
         let w = Where::tasks(filter);
         let sql = format!(
-            "SELECT {TASK_SELECT} FROM task_metrics m WHERE {} \
-             ORDER BY m.timestamp DESC, m.task_id DESC LIMIT {limit}",
+            "SELECT {TASK_SELECT} FROM task_metrics m WHERE {} ORDER BY {order} LIMIT {limit}",
             w.clause
         );
         let rows = self
@@ -373,5 +372,41 @@ impl PgStore {
             )
             .map_err(self.error("read statistics"))?;
         Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+    }
+}
+
+/// One agent's tasks in a ranking's selection: tasks, successes, the sums
+/// of durations and tokens, and its first and last timestamps (µs).
+pub(crate) type AgentTotalsRow = (String, u64, u64, f64, f64, i64, i64);
+
+impl PgStore {
+    /// Every agent's totals over the tasks `filter` selects.
+    pub fn agent_totals(&self, filter: &Filter) -> Result<Vec<AgentTotalsRow>> {
+        let w = Where::tasks(filter);
+        let sql = format!(
+            "SELECT m.agent_id, count(*), count(*) FILTER (WHERE m.result = 0), \
+                    sum(m.duration_ms)::float8, sum(m.tokens_used)::float8, \
+                    min(m.timestamp), max(m.timestamp) \
+             FROM task_metrics m WHERE {} GROUP BY m.agent_id",
+            w.clause
+        );
+        Ok(self
+            .read_conn()?
+            .query(&sql, &w.params())
+            .map_err(self.error("rank agents"))?
+            .iter()
+            .map(|row| {
+                let count = |i| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0);
+                (
+                    row.get(0),
+                    count(1),
+                    count(2),
+                    row.get(3),
+                    row.get(4),
+                    row.get(5),
+                    row.get(6),
+                )
+            })
+            .collect())
     }
 }
