@@ -90,21 +90,7 @@ impl MetricsStorage {
         if let Some(server) = self.postgres() {
             filter.validate(MetricKind::Agent, false)?;
             let rows = server.get_entities(MetricKind::Agent, filter, validate_limit(limit)?)?;
-            return Ok(rows
-                .into_iter()
-                .map(
-                    |(metric_id, agent_id, metric_type, value, metadata, timestamp)| Stored {
-                        metric_id,
-                        metric: AgentMetric {
-                            agent_id,
-                            metric_type,
-                            value,
-                            metadata,
-                            timestamp,
-                        },
-                    },
-                )
-                .collect());
+            return Ok(rows.into_iter().map(agent_of).collect());
         }
         self.get_rows(&AGENTS, filter, limit, AGENTS.newest_first)
     }
@@ -122,21 +108,7 @@ impl MetricsStorage {
         if let Some(server) = self.postgres() {
             filter.validate(MetricKind::Swarm, false)?;
             let rows = server.get_entities(MetricKind::Swarm, filter, validate_limit(limit)?)?;
-            return Ok(rows
-                .into_iter()
-                .map(
-                    |(metric_id, swarm_id, metric_type, value, metadata, timestamp)| Stored {
-                        metric_id,
-                        metric: SwarmMetric {
-                            swarm_id,
-                            metric_type,
-                            value,
-                            metadata,
-                            timestamp,
-                        },
-                    },
-                )
-                .collect());
+            return Ok(rows.into_iter().map(swarm_of).collect());
         }
         self.get_rows(&SWARMS, filter, limit, SWARMS.newest_first)
     }
@@ -174,6 +146,11 @@ impl MetricsStorage {
         filter: &Filter,
         visit: impl FnMut(TaskMetric) -> ControlFlow<B>,
     ) -> Result<Option<B>> {
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            filter.validate(MetricKind::Task, false)?;
+            return server.for_each_task(filter, visit);
+        }
         self.each_row(&TASKS, filter, visit)
     }
 
@@ -187,6 +164,12 @@ impl MetricsStorage {
         filter: &Filter,
         visit: impl FnMut(Stored<AgentMetric>) -> ControlFlow<B>,
     ) -> Result<Option<B>> {
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            filter.validate(MetricKind::Agent, false)?;
+            let mut visit = visit;
+            return server.for_each_entity(MetricKind::Agent, filter, |row| visit(agent_of(row)));
+        }
         self.each_row(&AGENTS, filter, visit)
     }
 
@@ -200,6 +183,12 @@ impl MetricsStorage {
         filter: &Filter,
         visit: impl FnMut(Stored<SwarmMetric>) -> ControlFlow<B>,
     ) -> Result<Option<B>> {
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            filter.validate(MetricKind::Swarm, false)?;
+            let mut visit = visit;
+            return server.for_each_entity(MetricKind::Swarm, filter, |row| visit(swarm_of(row)));
+        }
         self.each_row(&SWARMS, filter, visit)
     }
 
@@ -316,6 +305,38 @@ pub(crate) fn select_sql_ordered(
         }
     };
     (sql, params)
+}
+
+/// An agent metric read from the server.
+#[cfg(feature = "postgres")]
+fn agent_of(row: crate::postgres::EntityRow) -> Stored<AgentMetric> {
+    let (metric_id, agent_id, metric_type, value, metadata, timestamp) = row;
+    Stored {
+        metric_id,
+        metric: AgentMetric {
+            agent_id,
+            metric_type,
+            value,
+            metadata,
+            timestamp,
+        },
+    }
+}
+
+/// A swarm metric read from the server.
+#[cfg(feature = "postgres")]
+fn swarm_of(row: crate::postgres::EntityRow) -> Stored<SwarmMetric> {
+    let (metric_id, swarm_id, metric_type, value, metadata, timestamp) = row;
+    Stored {
+        metric_id,
+        metric: SwarmMetric {
+            swarm_id,
+            metric_type,
+            value,
+            metadata,
+            timestamp,
+        },
+    }
 }
 
 /// Checks a query's row limit.

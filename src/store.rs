@@ -6,9 +6,11 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::generic::Parsed;
-use crate::record::{AgentMetric, SwarmMetric, TaskMetric};
 #[cfg(feature = "postgres")]
-use crate::record::{Entity, MetricKind};
+use crate::postgres::{Metrics, Written};
+#[cfg(feature = "postgres")]
+use crate::record::Entity;
+use crate::record::{AgentMetric, SwarmMetric, TaskMetric};
 use crate::rows::{insert_entities, insert_tasks, Cache};
 use crate::storage::MetricsStorage;
 
@@ -136,7 +138,12 @@ impl MetricsStorage {
         #[cfg(feature = "postgres")]
         if let Some(server) = self.postgres() {
             check_each(metrics, TaskMetric::validate)?;
-            return server.store_tasks(metrics);
+            let batch = Metrics {
+                tasks: metrics,
+                agents: &[],
+                swarms: &[],
+            };
+            return Ok(server.store(batch)?.new_tasks);
         }
         self.store(metrics, TaskMetric::validate, insert_tasks)
     }
@@ -165,7 +172,12 @@ impl MetricsStorage {
         if let Some(server) = self.postgres() {
             check_each(metrics, AgentMetric::validate)?;
             let records: Vec<_> = metrics.iter().map(Entity::record).collect();
-            return server.store_entities(MetricKind::Agent, &records);
+            let batch = Metrics {
+                tasks: &[],
+                agents: &records,
+                swarms: &[],
+            };
+            return Ok(server.store(batch)?.agent_ids);
         }
         self.store(metrics, AgentMetric::validate, |conn, cache, m| {
             insert_entities(conn, cache, m).map(|stored| stored.ids)
@@ -192,7 +204,12 @@ impl MetricsStorage {
         if let Some(server) = self.postgres() {
             check_each(metrics, SwarmMetric::validate)?;
             let records: Vec<_> = metrics.iter().map(Entity::record).collect();
-            return server.store_entities(MetricKind::Swarm, &records);
+            let batch = Metrics {
+                tasks: &[],
+                agents: &[],
+                swarms: &records,
+            };
+            return Ok(server.store(batch)?.swarm_ids);
         }
         self.store(metrics, SwarmMetric::validate, |conn, cache, m| {
             insert_entities(conn, cache, m).map(|stored| stored.ids)
@@ -209,6 +226,10 @@ impl MetricsStorage {
         check_each(&batch.tasks, TaskMetric::validate)?;
         check_each(&batch.agents, AgentMetric::validate)?;
         check_each(&batch.swarms, SwarmMetric::validate)?;
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            return with_records(batch, |metrics| Ok(server.store(metrics)?.into()));
+        }
         let writer = self.writer()?;
         if batch.is_empty() {
             return Ok(BatchReport::default());
@@ -241,27 +262,17 @@ impl MetricsStorage {
     where
         I: IntoIterator<Item = Result<Parsed>>,
     {
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            return server.in_transaction(|writer| {
+                stream_in_chunks(metrics, |chunk| {
+                    with_records(chunk, |records| Ok(writer.write(records)?.into()))
+                })
+            });
+        }
         let writer = self.writer()?;
         writer.run_alone(|conn, cache| {
-            let mut report = StreamReport::default();
-            let mut chunk = MetricBatch::default();
-            for (position, metric) in metrics.into_iter().enumerate() {
-                let checked = metric.and_then(|metric| {
-                    metric.validate().map_err(|e| in_stream(e, position))?;
-                    Ok(metric)
-                })?;
-                match checked {
-                    Parsed::Task(task) => chunk.tasks.push(task),
-                    Parsed::Agent(m) => chunk.agents.push(m),
-                    Parsed::Swarm(m) => chunk.swarms.push(m),
-                }
-                if chunk.len() >= STREAM_CHUNK {
-                    report.add(&chunk, &insert_batch(conn, cache, &chunk)?);
-                    chunk = MetricBatch::default();
-                }
-            }
-            report.add(&chunk, &insert_batch(conn, cache, &chunk)?);
-            Ok(report)
+            stream_in_chunks(metrics, |chunk| insert_batch(conn, cache, chunk))
         })
     }
 
@@ -284,6 +295,61 @@ impl MetricsStorage {
             return Ok(T::default());
         }
         writer.run_with(records, insert)
+    }
+}
+
+/// Validates a stream's records and hands them on in chunks of
+/// [`STREAM_CHUNK`], counting what each chunk's write reports.
+fn stream_in_chunks<I>(
+    metrics: I,
+    mut write: impl FnMut(&MetricBatch) -> Result<BatchReport>,
+) -> Result<StreamReport>
+where
+    I: IntoIterator<Item = Result<Parsed>>,
+{
+    let mut report = StreamReport::default();
+    let mut chunk = MetricBatch::default();
+    for (position, metric) in metrics.into_iter().enumerate() {
+        let checked = metric.and_then(|metric| {
+            metric.validate().map_err(|e| in_stream(e, position))?;
+            Ok(metric)
+        })?;
+        match checked {
+            Parsed::Task(task) => chunk.tasks.push(task),
+            Parsed::Agent(m) => chunk.agents.push(m),
+            Parsed::Swarm(m) => chunk.swarms.push(m),
+        }
+        if chunk.len() >= STREAM_CHUNK {
+            report.add(&chunk, &write(&chunk)?);
+            chunk = MetricBatch::default();
+        }
+    }
+    report.add(&chunk, &write(&chunk)?);
+    Ok(report)
+}
+
+/// Runs `write` on a batch as the server's writer takes it.
+#[cfg(feature = "postgres")]
+fn with_records<T>(batch: &MetricBatch, write: impl FnOnce(Metrics<'_>) -> Result<T>) -> Result<T> {
+    let agents: Vec<_> = batch.agents.iter().map(Entity::record).collect();
+    let swarms: Vec<_> = batch.swarms.iter().map(Entity::record).collect();
+    write(Metrics {
+        tasks: &batch.tasks,
+        agents: &agents,
+        swarms: &swarms,
+    })
+}
+
+#[cfg(feature = "postgres")]
+impl From<Written> for BatchReport {
+    fn from(w: Written) -> Self {
+        BatchReport {
+            new_tasks: w.new_tasks,
+            new_agent_metrics: w.new_agents,
+            new_swarm_metrics: w.new_swarms,
+            agent_ids: w.agent_ids,
+            swarm_ids: w.swarm_ids,
+        }
     }
 }
 

@@ -14,8 +14,9 @@ use common::server::{stores, TestStore};
 use common::{base, task_filter_strategy, task_strategy};
 use proptest::prelude::*;
 use swarm_metrics::{
-    AgentMetric, AggregationType, EmptyBuckets, Filter, GroupBy, Grouped, Measure, MetricKind,
-    MetricType, Order, RankBy, Stored, SwarmMetric, TaskColumn, TaskMetric, TaskResult, TimeRange,
+    AgentMetric, AggregationType, EmptyBuckets, Filter, GroupBy, Grouped, Measure, MetricBatch,
+    MetricKind, MetricType, Order, Parsed, RankBy, Stored, SwarmMetric, TaskColumn, TaskMetric,
+    TaskResult, TimeRange,
 };
 
 /// Each group's key, count and figure.
@@ -736,6 +737,119 @@ fn analytics_answer_alike() {
     assert!(!reference.9.is_empty(), "some outliers to compare");
 }
 
+/// Batches of all kinds, streams (in several chunks, and one that fails
+/// half-way) and streaming reads, alike.
+#[test]
+fn batches_streams_and_streaming_reads_alike() {
+    let task = |i: u32| {
+        TaskMetric::new(
+            format!("t{i}"),
+            format!("a{}", i % 3),
+            u64::from(i),
+            TaskResult::ALL[(i % 4) as usize],
+        )
+        .swarm(format!("s{}", i % 2))
+        .at(base() + Duration::seconds(i64::from(i)))
+    };
+    let agent = |i: u32| {
+        AgentMetric::new(
+            format!("a{}", i % 3),
+            MetricType::AgentThroughput,
+            f64::from(i % 7),
+        )
+        .at(base() + Duration::seconds(i64::from(i)))
+    };
+    let swarm = |i: u32| {
+        SwarmMetric::new(
+            format!("s{}", i % 2),
+            MetricType::SwarmHealth,
+            f64::from(i) / 8.0,
+        )
+        .at(base() + Duration::seconds(i64::from(i)))
+    };
+    let batch = MetricBatch {
+        tasks: (0..40).map(task).collect(),
+        agents: (0..30).map(agent).collect(),
+        swarms: (0..20).map(swarm).collect(),
+    };
+    // A stream longer than a chunk, retrying part of the batch.
+    let stream = || {
+        (20..2_500u32).map(move |i| {
+            Ok(match i % 3 {
+                0 => Parsed::Task(task(i)),
+                1 => Parsed::Agent(agent(i)),
+                _ => Parsed::Swarm(swarm(i)),
+            })
+        })
+    };
+    let mut seen = Vec::new();
+    for store in stores() {
+        let s = &store.store;
+        let first = s.store_batch(&batch).unwrap();
+        let again = s.store_batch(&batch).unwrap();
+        let streamed = s.store_stream(stream()).unwrap();
+        // A stream that fails after its first chunks stores nothing.
+        let failing = (5_000..8_000u32).map(|i| {
+            if i == 7_000 {
+                Err(swarm_metrics::Error::Io {
+                    operation: "read the stream",
+                    path: "stream".into(),
+                    source: std::io::Error::other("cut off"),
+                })
+            } else {
+                Ok(Parsed::Task(task(i)))
+            }
+        });
+        let err = s.store_stream(failing).unwrap_err();
+        assert!(
+            err.to_string().contains("cut off"),
+            "{}: {err}",
+            store.backend
+        );
+        let mut tasks = Vec::new();
+        s.for_each_task_metric(&Filter::new(), |t| {
+            tasks.push(t);
+            std::ops::ControlFlow::<()>::Continue(())
+        })
+        .unwrap();
+        let mut agents = Vec::new();
+        s.for_each_agent_metric(&Filter::new().agent("a1"), |m| {
+            agents.push(m);
+            std::ops::ControlFlow::<()>::Continue(())
+        })
+        .unwrap();
+        let mut swarms = Vec::new();
+        let stopped = s
+            .for_each_swarm_metric(&Filter::new(), |m| {
+                swarms.push(m);
+                if swarms.len() == 10 {
+                    std::ops::ControlFlow::Break("enough")
+                } else {
+                    std::ops::ControlFlow::Continue(())
+                }
+            })
+            .unwrap();
+        assert_eq!(stopped, Some("enough"), "{}", store.backend);
+        seen.push((store.backend, first, again, streamed, tasks, agents, swarms));
+    }
+    let reference = &seen[0];
+    assert_eq!(reference.1.new_tasks, 40);
+    assert_eq!(reference.2.new_tasks + reference.2.new_agent_metrics, 0);
+    // The batch's 40 tasks and the stream's new ones; none of the failed
+    // stream.
+    let streamed_new = (40..2_500).filter(|i| i % 3 == 0).count();
+    assert_eq!(reference.4.len(), 40 + streamed_new);
+    for other in &seen[1..] {
+        let backend = other.0;
+        assert_eq!(reference.1, other.1, "{backend}: batch");
+        assert_eq!(reference.2, other.2, "{backend}: batch again");
+        assert_eq!(reference.3, other.3, "{backend}: stream");
+        assert_eq!(reference.4, other.4, "{backend}: tasks read back");
+        assert_eq!(reference.5, other.5, "{backend}: agent metrics read back");
+        assert_eq!(reference.6, other.6, "{backend}: swarm metrics read back");
+    }
+}
+
 #[test]
 fn bad_records_are_refused_alike_and_nothing_is_written() {
     for store in stores() {
@@ -800,12 +914,7 @@ mod postgres_only {
         let store = MetricsStorage::open(&db.url).unwrap();
         let err = store.apply_retention(&Default::default()).unwrap_err();
         assert!(matches!(err, Error::Unsupported { .. }), "{err}");
-        let err = store
-            .for_each_task_metric(
-                &Filter::new(),
-                |_| std::ops::ControlFlow::<()>::Continue(()),
-            )
-            .unwrap_err();
+        let err = store.vacuum().unwrap_err();
         assert!(matches!(err, Error::Unsupported { .. }), "{err}");
         assert!(err.to_string().contains("PostgreSQL"), "{err}");
     }
@@ -834,6 +943,49 @@ mod postgres_only {
             .unwrap();
         assert_eq!((before, after, nested), (2, 2, 2));
         assert_eq!(store.success_rate(&Filter::new()).unwrap().total, 4);
+    }
+
+    /// A stream whose later chunks reach months without a partition makes
+    /// them inside its own transaction (creating them on another
+    /// connection would wait for that transaction), while another thread
+    /// stores into other new months; nothing waits for ever.
+    #[test]
+    fn a_stream_across_months_makes_its_partitions_as_it_goes() {
+        let db = common::server::database();
+        let store = MetricsStorage::open(&db.url).unwrap();
+        let start = swarm_metrics::now() - chrono::Duration::days(400);
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            let store = &store;
+            s.spawn(move || {
+                // 6,000 tasks over about 6 months, in chunks of 1,024.
+                let stream = (0..6_000i64).map(move |i| {
+                    Ok(Parsed::Task(
+                        TaskMetric::new(format!("s{i}"), "a", 1, TaskResult::Success)
+                            .at(start + chrono::Duration::minutes(45 * i)),
+                    ))
+                });
+                let report = store.store_stream(stream);
+                done.send(report).unwrap();
+            });
+            s.spawn(move || {
+                for i in 0..40i64 {
+                    let t = TaskMetric::new(format!("o{i}"), "b", 1, TaskResult::Success)
+                        .at(start - chrono::Duration::days(31 * i));
+                    store.store_task_metric(&t).unwrap();
+                }
+            });
+            let report = finished
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .expect("the stream finished")
+                .unwrap();
+            assert_eq!(report.tasks.stored, 6_000);
+        });
+        assert_eq!(store.success_rate(&Filter::new()).unwrap().total, 6_040);
+        // Its partitions are known afterwards: more stores into them work.
+        let later = TaskMetric::new("late", "a", 1, TaskResult::Success)
+            .at(start + chrono::Duration::days(100));
+        assert!(store.store_task_metric(&later).unwrap());
     }
 
     /// A partition dropped by another handle (another host's retention)

@@ -21,6 +21,9 @@ mod series;
 mod tls;
 mod write;
 
+pub(crate) use read::EntityRow;
+pub(crate) use write::{Metrics, Written};
+
 use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,6 +54,16 @@ pub(crate) struct PgStore {
     /// This store's number among the stores of the process, for the
     /// connection `consistent` pins.
     id: u64,
+    /// A connection of its own for creating partitions, outside the pool:
+    /// a write holding a pooled connection may need a partition, and must
+    /// not wait for a second pooled connection that other writes hold.
+    ddl: Mutex<Option<postgres::Client>>,
+    /// How to open it.
+    config: postgres::Config,
+    connector: MakeRustlsConnect,
+    /// How long a schema change waits for a lock before it fails, rather
+    /// than wait for ever on a transaction that waits for it.
+    lock_timeout: Duration,
 }
 
 impl PgStore {
@@ -74,7 +87,7 @@ impl PgStore {
             .max_size(pool_size.max(1))
             .min_idle(Some(0))
             .connection_timeout(busy_timeout.max(Duration::from_secs(1)))
-            .build(Manager::new(config, connector))
+            .build(Manager::new(config.clone(), connector.clone()))
             .map_err(|source| Error::Pool {
                 path: server.clone().into(),
                 source: PoolError(source),
@@ -84,6 +97,10 @@ impl PgStore {
             server,
             partitions: Mutex::new(HashSet::new()),
             id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
+            ddl: Mutex::new(None),
+            config,
+            connector,
+            lock_timeout: busy_timeout.max(Duration::from_secs(1)),
         };
         store.create_partitions_ahead()?;
         Ok(store)
@@ -101,6 +118,35 @@ impl PgStore {
             path: self.server.clone().into(),
             source: PoolError(source),
         })
+    }
+
+    /// Runs `ddl` on the store's own connection for schema changes, opened
+    /// on first use and opened again after a failure.
+    fn with_ddl_connection<T>(
+        &self,
+        ddl: impl FnOnce(&mut postgres::Client) -> Result<T>,
+    ) -> Result<T> {
+        let mut slot = self
+            .ddl
+            .lock()
+            .map_err(|_| Error::Internal("a thread panicked while creating a partition"))?;
+        let client = match slot.as_mut() {
+            Some(client) if !client.is_closed() => client,
+            _ => {
+                let mut client = self
+                    .config
+                    .connect(self.connector.clone())
+                    .map_err(self.error("connect"))?;
+                client
+                    .batch_execute(&format!(
+                        "SET lock_timeout = {}",
+                        self.lock_timeout.as_millis()
+                    ))
+                    .map_err(self.error("connect"))?;
+                slot.insert(client)
+            }
+        };
+        ddl(client)
     }
 
     /// Maps a client error of `operation` to [`Error::Postgres`].

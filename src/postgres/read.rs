@@ -3,7 +3,10 @@
 //! order, numpy's linear quantiles, which `percentile_cont` computes with
 //! the same arithmetic).
 
+use std::ops::ControlFlow;
+
 use chrono::{DateTime, Utc};
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 use postgres::Row;
 
@@ -250,34 +253,91 @@ impl PgStore {
              FROM {table} m WHERE {} ORDER BY m.timestamp DESC, m.metric_id DESC LIMIT {limit}",
             w.clause
         );
-        let corrupt = |reason: String| Error::CorruptRow { table, reason };
         self.read_conn()?
             .query(&sql, &w.params())
             .map_err(self.error("read metrics"))?
             .iter()
-            .map(|row| {
-                let code: i16 = row.get(2);
-                let metric_type = MetricType::from_code(i64::from(code))
-                    .ok_or_else(|| corrupt(format!("unknown metric type code {code}")))?;
-                let metadata: Option<String> = row.get(4);
-                let metadata = metadata
-                    .map(|text| serde_json::from_str(&text))
-                    .transpose()
-                    .map_err(|e| corrupt(format!("metadata is not JSON: {e}")))?;
-                let timestamp: i64 = row.get(5);
-                let timestamp = from_micros(timestamp)
-                    .ok_or_else(|| corrupt(format!("timestamp {timestamp} µs out of range")))?;
-                Ok((
-                    row.get(0),
-                    row.get(1),
-                    metric_type,
-                    row.get(3),
-                    metadata,
-                    timestamp,
-                ))
-            })
+            .map(|row| entity_of(row, table))
             .collect()
     }
+
+    /// Hands every task metric matching `filter` to `visit`, oldest first
+    /// (ties by task id), as the server sends them.
+    pub fn for_each_task<B>(
+        &self,
+        filter: &Filter,
+        mut visit: impl FnMut(TaskMetric) -> ControlFlow<B>,
+    ) -> Result<Option<B>> {
+        let w = Where::tasks(filter);
+        let sql = format!(
+            "SELECT {TASK_SELECT} FROM task_metrics m WHERE {} ORDER BY m.timestamp, m.task_id",
+            w.clause
+        );
+        self.stream(&sql, &w, |row| Ok(visit(task_of(row)?)))
+    }
+
+    /// Hands every agent or swarm metric (`kind`) matching `filter` to
+    /// `visit`, oldest first (ties: first stored first).
+    pub fn for_each_entity<B>(
+        &self,
+        kind: MetricKind,
+        filter: &Filter,
+        mut visit: impl FnMut(EntityRow) -> ControlFlow<B>,
+    ) -> Result<Option<B>> {
+        let (table, id) = PgStore::entity_table(kind);
+        let w = Where::of(kind, filter);
+        let sql = format!(
+            "SELECT m.metric_id, m.{id}, m.metric_type, m.value, m.metadata, m.timestamp \
+             FROM {table} m WHERE {} ORDER BY m.timestamp, m.metric_id",
+            w.clause
+        );
+        self.stream(&sql, &w, |row| Ok(visit(entity_of(row, table)?)))
+    }
+
+    /// Runs `sql` and hands each row to `visit` as it arrives, until it
+    /// says stop.
+    fn stream<B>(
+        &self,
+        sql: &str,
+        w: &Where,
+        mut visit: impl FnMut(&Row) -> Result<ControlFlow<B>>,
+    ) -> Result<Option<B>> {
+        let mut conn = self.read_conn()?;
+        let mut rows = conn
+            .query_raw(sql, w.params())
+            .map_err(self.error("read metrics"))?;
+        while let Some(row) = rows.next().map_err(self.error("read metrics"))? {
+            if let ControlFlow::Break(b) = visit(&row)? {
+                return Ok(Some(b));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// An agent or swarm metric from a row of `metric_id, id, metric_type,
+/// value, metadata, timestamp`.
+fn entity_of(row: &Row, table: &'static str) -> Result<EntityRow> {
+    let corrupt = |reason: String| Error::CorruptRow { table, reason };
+    let code: i16 = row.get(2);
+    let metric_type = MetricType::from_code(i64::from(code))
+        .ok_or_else(|| corrupt(format!("unknown metric type code {code}")))?;
+    let metadata: Option<String> = row.get(4);
+    let metadata = metadata
+        .map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|e| corrupt(format!("metadata is not JSON: {e}")))?;
+    let timestamp: i64 = row.get(5);
+    let timestamp = from_micros(timestamp)
+        .ok_or_else(|| corrupt(format!("timestamp {timestamp} µs out of range")))?;
+    Ok((
+        row.get(0),
+        row.get(1),
+        metric_type,
+        row.get(3),
+        metadata,
+        timestamp,
+    ))
 }
 
 /// The aggregate from the columns `count, sum::text, min, max, stddev`

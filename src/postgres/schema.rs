@@ -119,48 +119,77 @@ fn month_of(t: i64) -> Option<(i64, i64, String)> {
     Some((first.timestamp_micros(), next.timestamp_micros(), name))
 }
 
+/// A monthly partition to create: its first instant, the next month's,
+/// and its name's suffix (`y2025m03`).
+pub(super) type Month = (i64, i64, String);
+
+/// The statement creating `table`'s partition for `month`.
+pub(super) fn partition_sql(table: &str, (first, next, name): &Month) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS \"{table}_{name}\" PARTITION OF {table} \
+         FOR VALUES FROM ({first}) TO ({next})"
+    )
+}
+
+/// Whether `e` says the partition was created by another connection
+/// between our check and ours: it exists, which is all we need.
+pub(super) fn created_meanwhile(e: &postgres::Error) -> bool {
+    matches!(e.code().map(|c| c.code()), Some("42P07" | "23505"))
+}
+
 impl PgStore {
+    /// The monthly partitions of `table` that rows at `timestamps` (µs)
+    /// go into and that are not known to exist.
+    pub(super) fn missing_partitions(
+        &self,
+        table: &'static str,
+        timestamps: impl IntoIterator<Item = i64>,
+    ) -> Result<Vec<Month>> {
+        let known = self.known_partitions()?;
+        let mut missing: Vec<Month> = Vec::new();
+        for t in timestamps {
+            let month = month_of(t).ok_or_else(|| {
+                Error::invalid("timestamp", format!("{t} µs is outside the calendar"))
+            })?;
+            if !known.contains(&(table, month.0)) && !missing.contains(&month) {
+                missing.push(month);
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Records that `table`'s partition starting at `first` exists.
+    pub(super) fn know_partition(&self, table: &'static str, first: i64) -> Result<()> {
+        self.known_partitions()?.insert((table, first));
+        Ok(())
+    }
+
     /// Creates the monthly partitions of `table` that rows at `timestamps`
-    /// (µs) go into, unless known to exist. Each is created in a
-    /// statement of its own, before the write's transaction: a partition
-    /// another host created meanwhile is no failure.
+    /// (µs) go into, unless known to exist, on the store's own connection
+    /// for schema changes: each in a statement of its own, committed at
+    /// once. Creating a partition waits until no transaction holds a lock
+    /// on the table, so a write creates its partitions this way only
+    /// before its transaction has written (see `PgWriter::write`).
     pub(super) fn ensure_partitions(
         &self,
         table: &'static str,
         timestamps: impl IntoIterator<Item = i64>,
     ) -> Result<()> {
-        let mut missing = Vec::new();
-        {
-            let known = self.known_partitions()?;
-            for t in timestamps {
-                let month = month_of(t).ok_or_else(|| {
-                    Error::invalid("timestamp", format!("{t} µs is outside the calendar"))
-                })?;
-                if !known.contains(&(table, month.0)) && !missing.contains(&month) {
-                    missing.push(month);
-                }
-            }
-        }
+        let missing = self.missing_partitions(table, timestamps)?;
         if missing.is_empty() {
             return Ok(());
         }
-        let mut conn = self.conn()?;
-        for (first, next, name) in missing {
-            let sql = format!(
-                "CREATE TABLE IF NOT EXISTS \"{table}_{name}\" PARTITION OF {table} \
-                 FOR VALUES FROM ({first}) TO ({next})"
-            );
-            if let Err(e) = conn.batch_execute(&sql) {
-                // Created by another connection between our check and
-                // ours: it exists, which is all we need.
-                let raced = matches!(e.code().map(|c| c.code()), Some("42P07" | "23505"));
-                if !raced {
-                    return Err(self.error("create a partition")(e));
+        self.with_ddl_connection(|conn| {
+            for month in missing {
+                if let Err(e) = conn.batch_execute(&partition_sql(table, &month)) {
+                    if !created_meanwhile(&e) {
+                        return Err(self.error("create a partition")(e));
+                    }
                 }
+                self.know_partition(table, month.0)?;
             }
-            self.known_partitions()?.insert((table, first));
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Forgets that the partition of `table` starting at `first` exists
@@ -170,17 +199,13 @@ impl PgStore {
         Ok(())
     }
 
-    /// Runs `write`, and once more after forgetting the partitions of
-    /// `table` known to exist if PostgreSQL found no partition for a row:
-    /// retention on another host dropped one this store still knew of.
-    pub(super) fn retrying_partitions<T>(
-        &self,
-        table: &'static str,
-        write: impl Fn() -> Result<T>,
-    ) -> Result<T> {
+    /// Runs `write`, and once more after forgetting the partitions known
+    /// to exist if PostgreSQL found no partition for a row: retention on
+    /// another host dropped one this store still knew of.
+    pub(super) fn retrying_partitions<T>(&self, write: impl Fn() -> Result<T>) -> Result<T> {
         match write() {
             Err(Error::Postgres { source, .. }) if source.code() == Some("23514") => {
-                self.known_partitions()?.retain(|(t, _)| *t != table);
+                self.known_partitions()?.clear();
                 write()
             }
             other => other,

@@ -1,13 +1,15 @@
 //! Storing on PostgreSQL: a batch goes in by binary `COPY` into a
 //! session's temporary table, then into the partitioned table in one
-//! `INSERT … ON CONFLICT DO NOTHING`, in one transaction: all or nothing,
-//! and a retried store (of the same `(task_id, timestamp)`, or agent or
-//! swarm metric) is ignored as in SQLite. Stores from many hosts at once wait on row locks at most, and
-//! never fail on them.
+//! `INSERT … ON CONFLICT DO NOTHING`, all in one transaction: all or
+//! nothing, and a retried store (of the same `(task_id, timestamp)`, or
+//! agent or swarm metric) is ignored as in SQLite. Stores from many hosts
+//! at once wait on row locks at most, and never fail on them.
 
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
+use postgres::Transaction;
 
+use super::schema::{created_meanwhile, partition_sql};
 use super::PgStore;
 use crate::error::{Error, Result};
 use crate::query::to_micros;
@@ -29,7 +31,7 @@ const TASK_TYPES: [Type; 8] = [
     Type::INT8,
 ];
 
-/// Below this many rows, one `INSERT` is quicker than a `COPY`.
+/// Below this many rows, one `INSERT` per row is quicker than a `COPY`.
 const COPY_FROM_ROWS: usize = 16;
 
 /// A count as the `bigint` it is stored as (validated to fit before).
@@ -37,21 +39,114 @@ fn count(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-impl PgStore {
-    /// Stores validated task metrics in one transaction; how many were
-    /// new.
-    pub fn store_tasks(&self, tasks: &[TaskMetric]) -> Result<usize> {
+/// What one write of metrics of all kinds stored.
+#[derive(Debug, Default)]
+pub(crate) struct Written {
+    /// Task metrics that were new.
+    pub new_tasks: usize,
+    /// The agent metrics' ids, in order, and how many were new.
+    pub agent_ids: Vec<i64>,
+    pub new_agents: usize,
+    /// The swarm metrics' ids, in order, and how many were new.
+    pub swarm_ids: Vec<i64>,
+    pub new_swarms: usize,
+}
+
+/// Metrics of all kinds to write together, validated.
+#[derive(Clone, Copy)]
+pub(crate) struct Metrics<'a> {
+    pub tasks: &'a [TaskMetric],
+    pub agents: &'a [EntityRecord<'a>],
+    pub swarms: &'a [EntityRecord<'a>],
+}
+
+/// An open write transaction on the server.
+pub(crate) struct PgWriter<'a> {
+    store: &'a PgStore,
+    tx: Transaction<'a>,
+    /// Whether the transaction has written (and so holds locks that
+    /// creating a partition elsewhere would wait for).
+    written: bool,
+    /// Partitions this transaction created, known to exist once it
+    /// commits.
+    created: Vec<(&'static str, i64)>,
+}
+
+impl PgWriter<'_> {
+    /// Writes `metrics` in this transaction, making the partitions they
+    /// need first.
+    pub fn write(&mut self, metrics: Metrics<'_>) -> Result<Written> {
+        let times = |records: &[EntityRecord<'_>]| -> Vec<i64> {
+            records.iter().map(|r| to_micros(r.timestamp)).collect()
+        };
+        let tasks: Vec<i64> = metrics
+            .tasks
+            .iter()
+            .map(|t| to_micros(t.timestamp))
+            .collect();
+        for (table, timestamps) in [
+            ("task_metrics", tasks),
+            ("agent_metrics", times(metrics.agents)),
+            ("swarm_metrics", times(metrics.swarms)),
+        ] {
+            self.make_partitions(table, timestamps)?;
+        }
+        self.written = true;
+        let new_tasks = self.write_tasks(metrics.tasks)?;
+        let (agent_ids, new_agents) = self.write_entities(MetricKind::Agent, metrics.agents)?;
+        let (swarm_ids, new_swarms) = self.write_entities(MetricKind::Swarm, metrics.swarms)?;
+        Ok(Written {
+            new_tasks,
+            agent_ids,
+            new_agents,
+            swarm_ids,
+            new_swarms,
+        })
+    }
+
+    /// Makes the partitions rows at `timestamps` need: before the first
+    /// write on the store's own connection for schema changes (committed
+    /// at once, for every other writer too); after it, inside this
+    /// transaction, which already holds the table's lock that creating a
+    /// partition elsewhere would wait for.
+    fn make_partitions(&mut self, table: &'static str, timestamps: Vec<i64>) -> Result<()> {
+        if !self.written {
+            return self.store.ensure_partitions(table, timestamps);
+        }
+        let missing: Vec<_> = self
+            .store
+            .missing_partitions(table, timestamps)?
+            .into_iter()
+            .filter(|month| !self.created.contains(&(table, month.0)))
+            .collect();
+        for month in missing {
+            let err = |operation| self.store.error(operation);
+            // A savepoint, so that a partition another host created
+            // meanwhile does not end the transaction.
+            self.tx
+                .batch_execute("SAVEPOINT partition")
+                .map_err(err("create a partition"))?;
+            let undo = match self.tx.batch_execute(&partition_sql(table, &month)) {
+                Ok(()) => "RELEASE SAVEPOINT partition",
+                Err(e) if created_meanwhile(&e) => {
+                    "ROLLBACK TO SAVEPOINT partition; RELEASE SAVEPOINT partition"
+                }
+                Err(e) => return Err(err("create a partition")(e)),
+            };
+            self.tx
+                .batch_execute(undo)
+                .map_err(err("create a partition"))?;
+            self.created.push((table, month.0));
+        }
+        Ok(())
+    }
+
+    fn write_tasks(&mut self, tasks: &[TaskMetric]) -> Result<usize> {
         if tasks.is_empty() {
             return Ok(0);
         }
-        self.retrying_partitions("task_metrics", || self.store_tasks_once(tasks))
-    }
-
-    fn store_tasks_once(&self, tasks: &[TaskMetric]) -> Result<usize> {
-        self.ensure_partitions("task_metrics", tasks.iter().map(|t| to_micros(t.timestamp)))?;
-        let mut conn = self.conn()?;
-        let err = |operation| self.error(operation);
-        let mut tx = conn.transaction().map_err(err("store task metrics"))?;
+        let err = |operation| self.store.error(operation);
+        let tx = &mut self.tx;
         let stored = if tasks.len() < COPY_FROM_ROWS {
             let statement = tx
                 .prepare(&format!(
@@ -72,7 +167,8 @@ impl PgStore {
             // its rows as long as the transaction.
             tx.batch_execute(
                 "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_tasks \
-                 (LIKE task_metrics INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+                 (LIKE task_metrics INCLUDING DEFAULTS) ON COMMIT DELETE ROWS; \
+                 TRUNCATE incoming_tasks",
             )
             .map_err(err("store task metrics"))?;
             let sink = tx
@@ -97,80 +193,30 @@ impl PgStore {
             )
             .map_err(err("store task metrics"))?
         };
-        tx.commit().map_err(err("store task metrics"))?;
         Ok(usize::try_from(stored).unwrap_or(usize::MAX))
     }
-}
 
-/// One task metric as the values of a row.
-struct TaskRow<'a> {
-    timestamp: i64,
-    task: &'a TaskMetric,
-    result: i16,
-    duration_ms: i64,
-    tokens_used: i64,
-    files_changed: i64,
-}
-
-impl<'a> TaskRow<'a> {
-    fn of(task: &'a TaskMetric) -> Self {
-        TaskRow {
-            timestamp: to_micros(task.timestamp),
-            task,
-            result: task.result.code() as i16,
-            duration_ms: count(task.duration_ms),
-            tokens_used: count(task.tokens_used),
-            files_changed: count(task.files_changed),
-        }
-    }
-
-    /// The values in [`TASK_COLUMNS`] order.
-    fn params(&self) -> [&(dyn ToSql + Sync); 8] {
-        [
-            &self.timestamp,
-            &self.task.task_id,
-            &self.task.agent_id,
-            &self.task.swarm_id,
-            &self.result,
-            &self.duration_ms,
-            &self.tokens_used,
-            &self.files_changed,
-        ]
-    }
-}
-
-impl PgStore {
-    /// Stores validated agent or swarm metrics (`kind`) in one
-    /// transaction; the id of each, in order. A metric already stored
-    /// (same id, type, timestamp and value), also earlier in the same
-    /// batch, keeps its row and gives its id, as in SQLite.
-    pub fn store_entities(
-        &self,
+    /// Writes agent or swarm metrics (`kind`): the id of each, in order,
+    /// and how many were new. A metric already stored (same id, type,
+    /// timestamp and value), also earlier in the same write, keeps its row
+    /// and gives its id, as in SQLite.
+    fn write_entities(
+        &mut self,
         kind: MetricKind,
         records: &[EntityRecord<'_>],
-    ) -> Result<Vec<i64>> {
+    ) -> Result<(Vec<i64>, usize)> {
         if records.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), 0));
         }
-        let (table, _) = PgStore::entity_table(kind);
-        self.retrying_partitions(table, || self.store_entities_once(kind, records))
-    }
-
-    fn store_entities_once(
-        &self,
-        kind: MetricKind,
-        records: &[EntityRecord<'_>],
-    ) -> Result<Vec<i64>> {
         let (table, id) = PgStore::entity_table(kind);
-        self.ensure_partitions(table, records.iter().map(|r| to_micros(r.timestamp)))?;
-        let mut conn = self.conn()?;
-        let err = |operation| self.error(operation);
-        let mut tx = conn.transaction().map_err(err("store metrics"))?;
+        let err = |operation| self.store.error(operation);
+        let tx = &mut self.tx;
         tx.batch_execute(&format!(
             "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_{table} ( \
                  ord integer NOT NULL, timestamp bigint NOT NULL, id text COLLATE \"C\" NOT NULL, \
                  metric_type smallint NOT NULL, value double precision NOT NULL, metadata text \
-             ) ON COMMIT DELETE ROWS"
+             ) ON COMMIT DELETE ROWS; \
+             TRUNCATE incoming_{table}"
         ))
         .map_err(err("store metrics"))?;
         let sink = tx
@@ -210,27 +256,30 @@ impl PgStore {
                  AND {a}.timestamp = {b}.timestamp AND {a}.value = {b}.value"
             )
         };
-        // New metrics only, each once (its first place in the batch), in
-        // batch order, so that ids follow the order of storing.
-        tx.execute(
-            &format!(
-                "INSERT INTO {table} (timestamp, {id}, metric_type, value, metadata) \
-                 SELECT timestamp, id, metric_type, value, metadata FROM ( \
-                     SELECT DISTINCT ON (id, metric_type, timestamp, value) * \
-                     FROM incoming_{table} i \
-                     WHERE NOT EXISTS (SELECT 1 FROM {table} m WHERE {}) \
-                     ORDER BY id, metric_type, timestamp, value, ord \
-                 ) first ORDER BY ord \
-                 ON CONFLICT DO NOTHING",
-                same("m", "i")
-            ),
-            &[],
-        )
-        .map_err(err("store metrics"))?;
+        // New metrics only, each once (its first place in the write), in
+        // order, so that ids follow the order of storing and no id is
+        // spent on a retry.
+        let new = tx
+            .execute(
+                &format!(
+                    "INSERT INTO {table} (timestamp, {id}, metric_type, value, metadata) \
+                     SELECT timestamp, id, metric_type, value, metadata FROM ( \
+                         SELECT DISTINCT ON (id, metric_type, timestamp, value) * \
+                         FROM incoming_{table} i \
+                         WHERE NOT EXISTS (SELECT 1 FROM {table} m WHERE {}) \
+                         ORDER BY id, metric_type, timestamp, value, ord \
+                     ) first ORDER BY ord \
+                     ON CONFLICT DO NOTHING",
+                    same("m", "i")
+                ),
+                &[],
+            )
+            .map_err(err("store metrics"))?;
         let ids: Vec<i64> = tx
             .query(
                 &format!(
-                    "SELECT m.metric_id FROM incoming_{table} i JOIN {table} m ON {} ORDER BY i.ord",
+                    "SELECT m.metric_id FROM incoming_{table} i JOIN {table} m ON {} \
+                     ORDER BY i.ord",
                     same("m", "i")
                 ),
                 &[],
@@ -242,7 +291,76 @@ impl PgStore {
         if ids.len() != records.len() {
             return Err(Error::Internal("a stored metric was not found again"));
         }
-        tx.commit().map_err(err("store metrics"))?;
-        Ok(ids)
+        Ok((ids, usize::try_from(new).unwrap_or(usize::MAX)))
+    }
+}
+
+impl PgStore {
+    /// Runs `write` in one transaction, committed when it returns `Ok` and
+    /// rolled back otherwise.
+    pub fn in_transaction<T>(
+        &self,
+        write: impl FnOnce(&mut PgWriter<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction().map_err(self.error("begin a write"))?;
+        let mut writer = PgWriter {
+            store: self,
+            tx,
+            written: false,
+            created: Vec::new(),
+        };
+        let value = write(&mut writer)?;
+        writer.tx.commit().map_err(self.error("commit a write"))?;
+        for (table, first) in writer.created {
+            self.know_partition(table, first)?;
+        }
+        Ok(value)
+    }
+
+    /// Stores validated metrics of all kinds in one transaction, once more
+    /// if another host's retention dropped a partition this store knew of.
+    pub fn store(&self, metrics: Metrics<'_>) -> Result<Written> {
+        if metrics.tasks.is_empty() && metrics.agents.is_empty() && metrics.swarms.is_empty() {
+            return Ok(Written::default());
+        }
+        self.retrying_partitions(|| self.in_transaction(|writer| writer.write(metrics)))
+    }
+}
+
+/// One task metric as the values of a row.
+struct TaskRow<'a> {
+    timestamp: i64,
+    task: &'a TaskMetric,
+    result: i16,
+    duration_ms: i64,
+    tokens_used: i64,
+    files_changed: i64,
+}
+
+impl<'a> TaskRow<'a> {
+    fn of(task: &'a TaskMetric) -> Self {
+        TaskRow {
+            timestamp: to_micros(task.timestamp),
+            task,
+            result: task.result.code() as i16,
+            duration_ms: count(task.duration_ms),
+            tokens_used: count(task.tokens_used),
+            files_changed: count(task.files_changed),
+        }
+    }
+
+    /// The values in [`TASK_COLUMNS`] order.
+    fn params(&self) -> [&(dyn ToSql + Sync); 8] {
+        [
+            &self.timestamp,
+            &self.task.task_id,
+            &self.task.agent_id,
+            &self.task.swarm_id,
+            &self.result,
+            &self.duration_ms,
+            &self.tokens_used,
+            &self.files_changed,
+        ]
     }
 }

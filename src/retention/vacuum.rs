@@ -39,6 +39,7 @@ impl MetricsStorage {
     /// lock past the busy timeout); [`Error::Io`] when the file's size
     /// cannot be read.
     pub fn vacuum(&self) -> Result<VacuumReport> {
+        self.only_in_a_file("vacuum")?;
         self.measured(|| {
             self.writer()?
                 .with_connection(|conn| run_pragma(conn, "VACUUM"))
@@ -59,6 +60,7 @@ impl MetricsStorage {
         if max_pages == Some(0) {
             return Err(Error::invalid("max_pages", "must be at least 1"));
         }
+        self.only_in_a_file("incremental_vacuum")?;
         let writer = self.writer()?;
         self.measured(|| {
             let mut left = max_pages.unwrap_or(u32::MAX);
