@@ -416,8 +416,23 @@ fn the_command_line_answers_alike() {
             .at(base() + Duration::minutes(i64::from(i)))
         })
         .collect();
-    let commands: [&[&str]; 8] = [
+    let commands: [&[&str]; 16] = [
         &["success-rate"],
+        &["success-rate", "--by", "agent"],
+        &["aggregate", "--agg", "p50", "--by", "swarm"],
+        &[
+            "series",
+            "--measure",
+            "success-rate",
+            "--width",
+            "1h",
+            "--fill",
+        ],
+        &["summary", "--swarm", "swarm-1"],
+        &["top", "--by", "avg-duration", "-n", "3"],
+        &["export", "--format", "jsonl"],
+        &["export", "--kind", "task", "--format", "csv"],
+        &["slowest", "-n", "5"],
         &[
             "success-rate",
             "--agent",
@@ -482,6 +497,35 @@ fn the_command_line_answers_alike() {
         }
     }
     assert!(outputs[0][0].contains("300"), "{}", outputs[0][0]);
+
+    // An import into fresh stores reports the same, and a second one
+    // finds everything stored.
+    // The JSON Lines export (the 7th command, without --json).
+    let lines = outputs[0][12].clone();
+    let mut reports = Vec::new();
+    for store in common::server::stores() {
+        let mut mine = Vec::new();
+        for _ in 0..2 {
+            let out = assert_cmd::Command::cargo_bin("swarm-metrics")
+                .unwrap()
+                .args(["--db", &store.location, "--json", "import", "-"])
+                .write_stdin(lines.clone())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                store.backend,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            mine.push(String::from_utf8(out.stdout).unwrap());
+        }
+        reports.push(mine);
+    }
+    assert!(reports[0][0].contains("\"stored\":300"), "{:?}", reports[0]);
+    for other in &reports[1..] {
+        assert_eq!(&reports[0], other, "import reports");
+    }
 }
 
 /// Cleanup counts and deletes the same metrics everywhere (on
