@@ -894,6 +894,73 @@ fn batches_streams_and_streaming_reads_alike() {
     }
 }
 
+/// The health report's numbers, alike (its page is drawn from them by the
+/// same code).
+#[test]
+fn the_report_gives_the_same_numbers() {
+    let now = swarm_metrics::now();
+    let tasks: Vec<TaskMetric> = (0..2_000i64)
+        .map(|i| {
+            let agent = i % 5;
+            let at = now - Duration::minutes(11 * i);
+            let late = now - at < Duration::days(1);
+            let fails = if agent == 4 && late {
+                i % 2 == 0
+            } else {
+                i % 9 == 0
+            };
+            let result = if fails {
+                TaskResult::Failure
+            } else {
+                TaskResult::Success
+            };
+            let duration = if i % 97 == 0 {
+                40_000
+            } else {
+                200 + (i * 31 % 700) as u64
+            };
+            TaskMetric::new(format!("t{i}"), format!("agent-{agent}"), duration, result)
+                .swarm(format!("swarm-{}", agent % 2))
+                .tokens((i * 7 % 500) as u64)
+                .at(at)
+        })
+        .collect();
+    let mut reports = Vec::new();
+    for store in stores() {
+        store.store.store_task_metrics(&tasks).unwrap();
+        let options = swarm_metrics::ReportOptions::new().top_agents(3);
+        reports.push((store.backend, store.store.report(&options).unwrap()));
+    }
+    let (_, r) = &reports[0];
+    assert!(!r.regressions.is_empty() && !r.outliers.is_empty());
+    for (backend, o) in &reports[1..] {
+        assert_eq!(
+            (r.span, r.width_seconds),
+            (o.span, o.width_seconds),
+            "{backend}"
+        );
+        assert_eq!(r.summary.success_rate, o.summary.success_rate, "{backend}");
+        assert_eq!(
+            r.summary.duration_ms.p95, o.summary.duration_ms.p95,
+            "{backend}"
+        );
+        assert_eq!(r.rates, o.rates, "{backend}: rates over time");
+        assert_eq!(r.swarms_not_charted, o.swarms_not_charted, "{backend}");
+        assert_eq!(r.durations, o.durations, "{backend}: durations over time");
+        assert_eq!(r.agents, o.agents, "{backend}: leaderboard");
+        assert_eq!(r.other_agents, o.other_agents, "{backend}: other agents");
+        assert_eq!(
+            (r.current, r.baseline),
+            (o.current, o.baseline),
+            "{backend}"
+        );
+        assert_eq!(r.regressions, o.regressions, "{backend}: regressions");
+        assert_eq!(r.outliers, o.outliers, "{backend}: outliers");
+        assert_eq!(r.outliers_total, o.outliers_total, "{backend}");
+        assert!(o.to_html().contains("Success rate over time"));
+    }
+}
+
 #[test]
 fn bad_records_are_refused_alike_and_nothing_is_written() {
     for store in stores() {

@@ -470,3 +470,21 @@ impl PgStore {
             .collect())
     }
 }
+
+impl PgStore {
+    /// The first and last timestamps (µs) of the tasks `filter` selects.
+    pub fn task_span(&self, filter: &Filter) -> Result<Option<(i64, i64)>> {
+        let w = Where::tasks(filter);
+        let sql = format!(
+            "SELECT min(m.timestamp), max(m.timestamp) FROM task_metrics m WHERE {}",
+            w.clause
+        );
+        let row = self
+            .read_conn()?
+            .query_one(&sql, &w.params())
+            .map_err(self.error("read the span of the data"))?;
+        let first: Option<i64> = row.get(0);
+        let last: Option<i64> = row.get(1);
+        Ok(first.zip(last))
+    }
+}

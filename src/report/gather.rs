@@ -149,28 +149,11 @@ pub(super) fn gather(store: &MetricsStorage, options: &ReportOptions) -> Result<
 /// selected tasks (raw or rolled up), or that span without a range. A
 /// range without data is charted empty if it is not absurdly long.
 fn chart_span(store: &MetricsStorage, filter: &Filter) -> Result<Option<TimeRange>> {
-    let operation = "read the span of the data";
     let unranged = Filter {
         time_range: None,
         ..filter.clone()
     };
-    let data = store.snapshot(|snapshot| {
-        let (from, params) = unranged.sql_from(MetricKind::Task);
-        let sql = format!("SELECT min(m.timestamp), max(m.timestamp) FROM {from}");
-        let mut span: Option<(i64, i64)> = None;
-        snapshot.each(&sql, params, operation, |row| {
-            let first: Option<i64> = row.get(0).map_err(Error::sqlite(operation))?;
-            let last: Option<i64> = row.get(1).map_err(Error::sqlite(operation))?;
-            span = first.zip(last);
-            Ok(())
-        })?;
-        if rollups_apply(snapshot, MetricKind::Task, &unranged)? {
-            if let Some((first, last)) = rollup_span(snapshot, MetricKind::Task, &unranged)? {
-                span = Some(span.map_or((first, last), |(a, b)| (a.min(first), b.max(last))));
-            }
-        }
-        Ok(span)
-    })?;
+    let data = data_span(store, &unranged)?;
     let data = data.and_then(|(first, last)| Some((from_micros(first)?, from_micros(last)?)));
     let Some(range) = filter.time_range else {
         return Ok(match data {
@@ -186,6 +169,33 @@ fn chart_span(store: &MetricsStorage, filter: &Filter) -> Result<Option<TimeRang
     }
     let long = range.end() - range.start() > Duration::days(LONGEST_EMPTY_SPAN_DAYS);
     Ok((!long).then_some(range))
+}
+
+/// The first and last instants (µs) of the tasks `unranged` selects, raw
+/// or rolled up.
+fn data_span(store: &MetricsStorage, unranged: &Filter) -> Result<Option<(i64, i64)>> {
+    #[cfg(feature = "postgres")]
+    if let Some(server) = store.postgres() {
+        return server.task_span(unranged);
+    }
+    let operation = "read the span of the data";
+    store.snapshot(|snapshot| {
+        let (from, params) = unranged.sql_from(MetricKind::Task);
+        let sql = format!("SELECT min(m.timestamp), max(m.timestamp) FROM {from}");
+        let mut span: Option<(i64, i64)> = None;
+        snapshot.each(&sql, params, operation, |row| {
+            let first: Option<i64> = row.get(0).map_err(Error::sqlite(operation))?;
+            let last: Option<i64> = row.get(1).map_err(Error::sqlite(operation))?;
+            span = first.zip(last);
+            Ok(())
+        })?;
+        if rollups_apply(snapshot, MetricKind::Task, unranged)? {
+            if let Some((first, last)) = rollup_span(snapshot, MetricKind::Task, unranged)? {
+                span = Some(span.map_or((first, last), |(a, b)| (a.min(first), b.max(last))));
+            }
+        }
+        Ok(span)
+    })
 }
 
 /// The first of [`WIDTHS`] that gives at most [`MOST_BUCKETS`] buckets.
