@@ -10,6 +10,15 @@
 //! Prints one row per workload: the library's figure, the baseline's, and
 //! their ratio (library / baseline; the last column says which way is
 //! better).
+//!
+//! With the `postgres` feature and `SWARM_METRICS_PG_URL` naming a server,
+//! the same workloads run on a throwaway database there too, printed in a
+//! column of their own:
+//!
+//! ```text
+//! SWARM_METRICS_PG_URL=postgres://postgres@127.0.0.1:5432/postgres \
+//!     cargo bench --features postgres --bench throughput
+//! ```
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -156,6 +165,8 @@ struct Row {
     unit: &'static str,
     ours: f64,
     baseline: Option<f64>,
+    /// The same workload on a PostgreSQL store, when measured.
+    postgres: Option<f64>,
     higher_is_better: bool,
 }
 
@@ -167,6 +178,7 @@ impl Row {
             unit,
             ours,
             baseline,
+            postgres: None,
             higher_is_better: true,
         }
     }
@@ -178,6 +190,7 @@ impl Row {
             unit,
             ours,
             baseline,
+            postgres: None,
             higher_is_better: false,
         }
     }
@@ -659,25 +672,32 @@ fn main() {
         None,
     ));
 
+    for (name, figure) in postgres_figures(rows, end, &windows, &task_ids) {
+        if let Some(row) = table.iter_mut().find(|r| r.name == name) {
+            row.postgres = Some(figure);
+        }
+    }
+
     println!(
-        "| {:<27} | {:>14} | {:>14} | {:>7} | {:<8} | {:<6} |",
-        "workload", "swarm-metrics", "raw rusqlite", "ratio", "better", "unit"
+        "| {:<27} | {:>14} | {:>14} | {:>7} | {:>14} | {:<8} | {:<6} |",
+        "workload", "swarm-metrics", "raw rusqlite", "ratio", "on PostgreSQL", "better", "unit"
     );
     println!(
-        "|{:-<29}|{:->16}|{:->16}|{:->9}|{:-<10}|{:-<8}|",
-        "", "", "", "", "", ""
+        "|{:-<29}|{:->16}|{:->16}|{:->9}|{:->16}|{:-<10}|{:-<8}|",
+        "", "", "", "", "", "", ""
     );
     for row in &table {
-        let base = row.baseline.map_or("-".to_owned(), |b| format!("{b:.3}"));
+        let figure = |f: Option<f64>| f.map_or("-".to_owned(), |f| format!("{f:.3}"));
         let ratio = row
             .baseline
             .map_or("-".to_owned(), |b| format!("{:.2}x", row.ours / b));
         println!(
-            "| {:<27} | {:>14.3} | {:>14} | {:>7} | {:<8} | {:<6} |",
+            "| {:<27} | {:>14.3} | {:>14} | {:>7} | {:>14} | {:<8} | {:<6} |",
             row.name,
             row.ours,
-            base,
+            figure(row.baseline),
             ratio,
+            figure(row.postgres),
             if row.higher_is_better {
                 "higher"
             } else {
@@ -686,4 +706,148 @@ fn main() {
             row.unit
         );
     }
+}
+
+// ------------------------------------------------------------ PostgreSQL
+
+/// The workloads on a throwaway database on the server
+/// `SWARM_METRICS_PG_URL` names: (row name, figure) for each, or nothing
+/// without the feature or a server.
+#[cfg(feature = "postgres")]
+fn postgres_figures(
+    rows: u64,
+    end: DateTime<Utc>,
+    windows: &[(String, i64)],
+    task_ids: &[String],
+) -> Vec<(&'static str, f64)> {
+    let Ok(admin_url) = std::env::var("SWARM_METRICS_PG_URL") else {
+        eprintln!("SWARM_METRICS_PG_URL is not set: no PostgreSQL figures");
+        return Vec::new();
+    };
+    let name = format!("swarm_metrics_bench_{}", std::process::id());
+    let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let (base, query) = admin_url.split_once('?').unwrap_or((&admin_url, ""));
+    let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+    let url = if query.is_empty() {
+        format!("{server}/{name}")
+    } else {
+        format!("{server}/{name}?{query}")
+    };
+    let figures = {
+        let store = MetricsStorage::open(&url).unwrap();
+        let mut figures = Vec::new();
+        let clock = Instant::now();
+        for start in (0..rows).step_by(BATCH) {
+            store
+                .store_task_metrics(&tasks(start..(start + BATCH as u64).min(rows), rows, end))
+                .unwrap();
+        }
+        figures.push(("store_batch", rate(rows as usize, clock.elapsed())));
+        eprintln!("stored {rows} rows on PostgreSQL");
+
+        // Single stores from 8 threads, into the same database (ids past
+        // the batch's, so every one is new).
+        let singles: Vec<TaskMetric> = tasks(rows..rows + 8_000, rows, end);
+        let clock = Instant::now();
+        std::thread::scope(|scope| {
+            for first in 0..8 {
+                let (store, singles) = (&store, &singles);
+                scope.spawn(move || {
+                    for t in singles.iter().skip(first).step_by(8) {
+                        store.store_task_metric(t).unwrap();
+                    }
+                });
+            }
+        });
+        figures.push(("store_single_8t", rate(singles.len(), clock.elapsed())));
+
+        let range_of = |hours_back: i64, span_hours: i64| {
+            let start = end - chrono::Duration::hours(hours_back);
+            TimeRange::new(start, start + chrono::Duration::hours(span_hours)).unwrap()
+        };
+        let timed = |query: &dyn Fn(usize)| {
+            query(0);
+            median_ms(
+                (0..QUERY_SAMPLES)
+                    .map(|i| {
+                        let clock = Instant::now();
+                        query(i);
+                        clock.elapsed()
+                    })
+                    .collect(),
+            )
+        };
+        figures.push((
+            "query_agent_1h",
+            timed(&|i| {
+                let (agent, back) = &windows[i];
+                let filter = Filter::new().agent(agent).range(range_of(*back, 1));
+                std::hint::black_box(store.get_task_metrics(&filter, 1000).unwrap());
+            }),
+        ));
+        figures.push((
+            "query_task_id",
+            timed(&|i| {
+                let found = store
+                    .get_task_metrics(&Filter::new().task(&task_ids[i]), 1000)
+                    .unwrap();
+                assert_eq!(found.len(), 1);
+            }),
+        ));
+        figures.push((
+            "aggregate_avg_24h",
+            timed(&|i| {
+                let filter = Filter::new().range(range_of(windows[i].1, 24));
+                std::hint::black_box(
+                    store
+                        .aggregate_metrics(MetricKind::Task, AggregationType::Avg, &filter)
+                        .unwrap(),
+                );
+            }),
+        ));
+        figures.push((
+            "success_rate_24h",
+            timed(&|i| {
+                let filter = Filter::new().range(range_of(windows[i].1, 24));
+                std::hint::black_box(store.success_rate(&filter).unwrap());
+            }),
+        ));
+        figures.push((
+            "percentile_p95_24h",
+            timed(&|i| {
+                let filter = Filter::new().range(range_of(windows[i].1, 24));
+                std::hint::black_box(store.percentile(MetricKind::Task, 0.95, &filter).unwrap());
+            }),
+        ));
+        let stored = store.stats().unwrap();
+        figures.push((
+            "bytes_per_task",
+            stored.file_size as f64 / stored.task_metrics.rows as f64,
+        ));
+        let clock = Instant::now();
+        let report = store.cleanup_old_metrics((DAYS / 2) as u32).unwrap();
+        assert!(report.task_metrics >= rows / 2 - rows / 100, "{report:?}");
+        figures.push(("cleanup_half", clock.elapsed().as_secs_f64() * 1e3));
+        store.close().unwrap();
+        figures
+    };
+    admin
+        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .unwrap();
+    eprintln!("measured PostgreSQL");
+    figures
+}
+
+/// Without the `postgres` feature there is nothing to measure there.
+#[cfg(not(feature = "postgres"))]
+fn postgres_figures(
+    _rows: u64,
+    _end: DateTime<Utc>,
+    _windows: &[(String, i64)],
+    _task_ids: &[String],
+) -> Vec<(&'static str, f64)> {
+    Vec::new()
 }
