@@ -74,6 +74,7 @@ mod analytics;
 mod answer;
 mod compare;
 mod consistent;
+mod copy;
 mod enums;
 mod error;
 mod generic;

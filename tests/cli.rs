@@ -947,3 +947,58 @@ fn report_writes_the_page_and_gives_its_numbers() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--width"), "{err}");
 }
+
+#[test]
+fn copy_moves_a_store_and_goes_on_where_it_stopped() {
+    let (dir, db) = imported();
+    let target = dir.path().join("copy.db");
+    let target_arg = target.to_str().unwrap();
+    let source_arg = db.to_str().unwrap();
+    let (code, out, err) = run(
+        &db,
+        &["--json", "copy", "--from", source_arg, "--to", target_arg],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let report = json_of(&out);
+    assert_eq!(report["tasks"]["stored"], 3);
+    assert_eq!(report["agent_metrics"]["stored"], 1);
+    assert_eq!(report["swarm_metrics"]["stored"], 1);
+    // The copy holds what the source holds: the same export.
+    let export = |path: &Path| run(path, &["export", "--format", "jsonl"], None).1;
+    let copied = export(&target);
+    assert_eq!(
+        copied.lines().filter(|l| l.contains("\"task\"")).count(),
+        export(&db)
+            .lines()
+            .filter(|l| l.contains("\"task\""))
+            .count()
+    );
+    // Again: everything is there already.
+    let (code, out, _) = run(
+        &db,
+        &["copy", "--from", source_arg, "--to", target_arg],
+        None,
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("copied 0 metrics") && out.contains("(5 were there already)"),
+        "{out}"
+    );
+    // A missing source is an operational failure, and makes no file.
+    let missing = dir.path().join("missing.db");
+    let (code, _, err) = run(
+        &db,
+        &[
+            "copy",
+            "--from",
+            missing.to_str().unwrap(),
+            "--to",
+            target_arg,
+        ],
+        None,
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no such database"), "{err}");
+    assert!(!missing.exists());
+}

@@ -961,6 +961,90 @@ fn the_report_gives_the_same_numbers() {
     }
 }
 
+/// Copying moves every metric between any two stores, goes on where an
+/// interrupted copy stopped, and refuses a store with rollups.
+#[test]
+fn copies_move_every_metric_between_backends() {
+    let tasks: Vec<TaskMetric> = (0..2_500u32)
+        .map(|i| {
+            TaskMetric::new(
+                format!("t{i}"),
+                format!("a{}", i % 4),
+                u64::from(i),
+                TaskResult::ALL[(i % 4) as usize],
+            )
+            .swarm(format!("s{}", i % 3))
+            .tokens(u64::from(i % 50))
+            .at(base() + Duration::seconds(i64::from(i) * 30))
+        })
+        .collect();
+    let agents: Vec<AgentMetric> = (0..300u32)
+        .map(|i| {
+            AgentMetric::new(
+                format!("a{}", i % 4),
+                MetricType::AgentThroughput,
+                f64::from(i),
+            )
+            .metadata(serde_json::json!({"i": i}))
+            .at(base() + Duration::seconds(i64::from(i)))
+        })
+        .collect();
+    let swarms: Vec<SwarmMetric> = (0..100u32)
+        .map(|i| SwarmMetric::new("s1", MetricType::SwarmHealth, f64::from(i) / 100.0).at(base()))
+        .collect();
+    let content = |s: &swarm_metrics::MetricsStorage| {
+        let rows = s.get_task_metrics(&Filter::new(), 10_000).unwrap();
+        let strip = |v: Vec<Stored<AgentMetric>>| -> Vec<AgentMetric> {
+            v.into_iter().map(|m| m.metric).collect()
+        };
+        let agents = strip(s.get_agent_metrics(&Filter::new(), 10_000).unwrap());
+        let swarms: Vec<SwarmMetric> = s
+            .get_swarm_metrics(&Filter::new(), 10_000)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.metric)
+            .collect();
+        (rows, agents, swarms)
+    };
+    let sources = stores();
+    for source in &sources {
+        source.store.store_task_metrics(&tasks).unwrap();
+        source.store.store_agent_metrics(&agents).unwrap();
+        source.store.store_swarm_metrics(&swarms).unwrap();
+    }
+    let expected = content(&sources[0].store);
+    for source in &sources {
+        for target in stores() {
+            // An earlier copy stopped after the first 1,000 tasks.
+            target.store.store_task_metrics(&tasks[..1_000]).unwrap();
+            let report = source.store.copy_to(&target.store).unwrap();
+            let what = format!("{} to {}", source.backend, target.backend);
+            assert_eq!(
+                (report.tasks.stored, report.tasks.duplicates),
+                (1_500, 1_000),
+                "{what}"
+            );
+            assert_eq!(report.agent_metrics.stored, 300, "{what}");
+            assert_eq!(report.swarm_metrics.stored, 100, "{what}");
+            assert_eq!(content(&target.store), expected, "{what}");
+            let again = source.store.copy_to(&target.store).unwrap();
+            assert_eq!((again.stored(), again.duplicates()), (0, 2_900), "{what}");
+        }
+    }
+    // A file with rollups is refused, and nothing is copied.
+    let rolled = swarm_metrics::MetricsStorage::temporary().unwrap();
+    let old = swarm_metrics::now() - Duration::days(30);
+    rolled
+        .store_task_metric(&TaskMetric::new("old", "a", 1, TaskResult::Success).at(old))
+        .unwrap();
+    rolled.apply_retention(&Default::default()).unwrap();
+    for target in stores() {
+        let err = rolled.copy_to(&target.store).unwrap_err();
+        assert!(err.to_string().contains("rollups"), "{err}");
+        assert_eq!(target.store.success_rate(&Filter::new()).unwrap().total, 0);
+    }
+}
+
 #[test]
 fn bad_records_are_refused_alike_and_nothing_is_written() {
     for store in stores() {

@@ -212,6 +212,18 @@ pub enum Command {
         #[command(flatten)]
         filter: FilterArgs,
     },
+    /// Copy every metric of one store into another: a file into a
+    /// PostgreSQL server (postgres://…) as a fleet outgrows one machine,
+    /// or back. Safe to run again: what the target holds is skipped, so an
+    /// interrupted copy goes on where it stopped. (--db is not used.)
+    Copy {
+        /// The store to copy from: a file or a postgres:// URL.
+        #[arg(long)]
+        from: PathBuf,
+        /// The store to copy into (created if it is a missing file).
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// A one-file HTML report of a swarm's health: success rate and
     /// durations over time, an agent leaderboard, regressions, outliers
     /// and the store itself. Self-contained: it reads offline.

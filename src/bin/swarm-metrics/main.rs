@@ -257,6 +257,26 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 format,
             )?;
         }
+        Command::Copy { from, to } => {
+            let source = open_existing(&from, busy, false)?;
+            let target = MetricsStorage::builder(&to).busy_timeout(busy).open()?;
+            let report = source.copy_to(&target)?;
+            let target_name = target.path().display().to_string();
+            target.close()?;
+            if json {
+                write_json(&mut out, &report)?;
+            } else {
+                // The target's own name for itself: a server without its
+                // password.
+                writeln!(
+                    out,
+                    "copied {} metrics into {} ({} were there already)",
+                    report.stored(),
+                    target_name,
+                    report.duplicates()
+                )?;
+            }
+        }
         Command::Report {
             html,
             range,

@@ -601,6 +601,7 @@ pub fn question(
         | Command::Stats
         | Command::Import { .. }
         | Command::Export { .. }
+        | Command::Copy { .. }
         | Command::Report { .. } => Err(Failure::Usage("not a question".to_owned())),
     }
 }
