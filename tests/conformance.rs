@@ -1183,6 +1183,104 @@ mod postgres_only {
         assert!(store.store_task_metric(&later).unwrap());
     }
 
+    /// Three processes import into one database at once, with 2,000
+    /// tasks in common: every process succeeds, nothing is lost, and the
+    /// shared tasks are stored once.
+    #[test]
+    fn processes_importing_at_once_lose_nothing() {
+        let db = common::server::database();
+        let dir = tempfile::tempdir().unwrap();
+        let children: Vec<_> = (0..3)
+            .map(|p| {
+                let mut input = String::new();
+                for i in 0..20_000 {
+                    input.push_str(&format!(
+                        "{{\"kind\":\"task\",\"task_id\":\"p{p}-{i}\",\"agent_id\":\"agent-{p}\",\"duration_ms\":{i},\"result\":\"success\",\"timestamp\":\"2025-03-01T00:00:00Z\"}}\n"
+                    ));
+                }
+                for i in 0..2_000 {
+                    input.push_str(&format!(
+                        "{{\"kind\":\"task\",\"task_id\":\"shared-{i}\",\"agent_id\":\"shared\",\"duration_ms\":1,\"result\":\"success\",\"timestamp\":\"2025-03-02T00:00:00Z\"}}\n"
+                    ));
+                }
+                let path = dir.path().join(format!("in-{p}.jsonl"));
+                std::fs::write(&path, input).unwrap();
+                std::process::Command::new(env!("CARGO_BIN_EXE_swarm-metrics"))
+                    .args(["--db", &db.url, "--json", "import"])
+                    .arg(&path)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut shared_stored = 0;
+        for child in children {
+            let output = child.wait_with_output().unwrap();
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+            let stored = report["tasks"]["stored"].as_u64().unwrap();
+            assert!((20_000..=22_000).contains(&stored), "{report}");
+            shared_stored += stored - 20_000;
+        }
+        assert_eq!(
+            shared_stored, 2_000,
+            "each shared task stored by exactly one process"
+        );
+        let store = MetricsStorage::open(&db.url).unwrap();
+        for p in 0..3 {
+            let rate = store
+                .success_rate(&Filter::new().agent(format!("agent-{p}")))
+                .unwrap();
+            assert_eq!(rate.total, 20_000);
+        }
+        assert_eq!(
+            store
+                .success_rate(&Filter::new().agent("shared"))
+                .unwrap()
+                .total,
+            2_000
+        );
+    }
+
+    /// Writers storing the same tasks in opposite orders at once wait for
+    /// each other and never fail: each batch takes its row locks in key
+    /// order.
+    #[test]
+    fn writers_sharing_tasks_in_any_order_never_fail() {
+        let db = common::server::database();
+        let store = MetricsStorage::open(&db.url).unwrap();
+        let tasks: Vec<TaskMetric> = (0..2_000u32)
+            .map(|i| {
+                TaskMetric::new(format!("t{i:04}"), "a", 1, TaskResult::Success)
+                    .at(swarm_metrics::now() - chrono::Duration::seconds(i64::from(i)))
+            })
+            .collect();
+        let stored: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|w| {
+                    let (store, tasks) = (&store, &tasks);
+                    s.spawn(move || {
+                        let mut mine: Vec<TaskMetric> = tasks.clone();
+                        if w % 2 == 1 {
+                            mine.reverse();
+                        }
+                        mine.chunks(if w < 2 { 500 } else { 7 })
+                            .map(|chunk| store.store_task_metrics(chunk).unwrap())
+                            .sum::<usize>()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(stored, 2_000, "each task stored once");
+        assert_eq!(store.success_rate(&Filter::new()).unwrap().total, 2_000);
+    }
+
     /// A partition dropped by another handle (another host's retention)
     /// is made again when this one stores into its month.
     #[test]

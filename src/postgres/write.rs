@@ -154,8 +154,11 @@ impl PgWriter<'_> {
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"
                 ))
                 .map_err(err("store task metrics"))?;
+            // In key order, as the larger batches below.
+            let mut in_order: Vec<&TaskMetric> = tasks.iter().collect();
+            in_order.sort_by(|a, b| (&a.task_id, a.timestamp).cmp(&(&b.task_id, b.timestamp)));
             let mut stored = 0;
-            for task in tasks {
+            for task in in_order {
                 let row = TaskRow::of(task);
                 stored += tx
                     .execute(&statement, &row.params())
@@ -164,7 +167,10 @@ impl PgWriter<'_> {
             stored
         } else {
             // A temporary table lives as long as the pooled connection;
-            // its rows as long as the transaction.
+            // its rows as long as the transaction. Rows go in in key
+            // order, so that two writers sharing tasks take their row
+            // locks in the same order and wait for each other rather than
+            // deadlock.
             tx.batch_execute(
                 "CREATE TEMPORARY TABLE IF NOT EXISTS incoming_tasks \
                  (LIKE task_metrics INCLUDING DEFAULTS) ON COMMIT DELETE ROWS; \
@@ -187,7 +193,8 @@ impl PgWriter<'_> {
             tx.execute(
                 &format!(
                     "INSERT INTO task_metrics ({TASK_COLUMNS}) \
-                     SELECT {TASK_COLUMNS} FROM incoming_tasks ON CONFLICT DO NOTHING"
+                     SELECT {TASK_COLUMNS} FROM incoming_tasks \
+                     ORDER BY task_id, timestamp ON CONFLICT DO NOTHING"
                 ),
                 &[],
             )
@@ -324,7 +331,22 @@ impl PgStore {
         if metrics.tasks.is_empty() && metrics.agents.is_empty() && metrics.swarms.is_empty() {
             return Ok(Written::default());
         }
-        self.retrying_partitions(|| self.in_transaction(|writer| writer.write(metrics)))
+        self.retrying_partitions(|| {
+            // Deadlocks between writers whose rows interleave in other
+            // orders are broken by PostgreSQL aborting one transaction:
+            // that one is written again.
+            let mut attempts = 0;
+            loop {
+                match self.in_transaction(|writer| writer.write(metrics)) {
+                    Err(Error::Postgres { source, .. })
+                        if source.code() == Some("40P01") && attempts < 3 =>
+                    {
+                        attempts += 1;
+                    }
+                    other => return other,
+                }
+            }
+        })
     }
 }
 
