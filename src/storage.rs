@@ -328,15 +328,6 @@ impl MetricsStorage {
         }
     }
 
-    /// [`Error::Unsupported`] for a store on a server: `operation` works
-    /// on the file only.
-    pub(crate) fn only_in_a_file(&self, operation: &'static str) -> Result<()> {
-        if self.on_server() {
-            return Err(Self::unsupported(operation));
-        }
-        Ok(())
-    }
-
     /// Whether this store is on a PostgreSQL server.
     fn on_server(&self) -> bool {
         #[cfg(feature = "postgres")]

@@ -1109,7 +1109,7 @@ mod postgres_only {
         let store = MetricsStorage::open(&db.url).unwrap();
         let err = store.apply_retention(&Default::default()).unwrap_err();
         assert!(matches!(err, Error::Unsupported { .. }), "{err}");
-        let err = store.vacuum().unwrap_err();
+        let err = store.integrity_check().unwrap_err();
         assert!(matches!(err, Error::Unsupported { .. }), "{err}");
         assert!(err.to_string().contains("PostgreSQL"), "{err}");
     }

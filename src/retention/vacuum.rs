@@ -39,7 +39,14 @@ impl MetricsStorage {
     /// lock past the busy timeout); [`Error::Io`] when the file's size
     /// cannot be read.
     pub fn vacuum(&self) -> Result<VacuumReport> {
-        self.only_in_a_file("vacuum")?;
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            let (bytes_before, bytes_after) = server.vacuum()?;
+            return Ok(VacuumReport {
+                bytes_before,
+                bytes_after,
+            });
+        }
         self.measured(|| {
             self.writer()?
                 .with_connection(|conn| run_pragma(conn, "VACUUM"))
@@ -60,7 +67,11 @@ impl MetricsStorage {
         if max_pages == Some(0) {
             return Err(Error::invalid("max_pages", "must be at least 1"));
         }
-        self.only_in_a_file("incremental_vacuum")?;
+        #[cfg(feature = "postgres")]
+        if self.postgres().is_some() {
+            // PostgreSQL's VACUUM already works in place, beside writers.
+            return self.vacuum();
+        }
         let writer = self.writer()?;
         self.measured(|| {
             let mut left = max_pages.unwrap_or(u32::MAX);
