@@ -848,7 +848,7 @@ fn a_stream_is_stored_whole_and_a_second_time_only_counted() {
             (1_500, 1_500, 1_500)
         );
         assert_eq!(report.duplicates(), 0);
-        assert_eq!(counts(&store), [1_500; 3]);
+        assert_eq!(counts(store), [1_500; 3]);
         let sum = store
             .aggregate_metrics(MetricKind::Task, AggregationType::Sum, &Filter::new())
             .unwrap();
@@ -856,7 +856,7 @@ fn a_stream_is_stored_whole_and_a_second_time_only_counted() {
 
         let again = store.store_stream(records.into_iter().map(Ok)).unwrap();
         assert_eq!((again.stored(), again.duplicates()), (0, 4_500));
-        assert_eq!(counts(&store), [1_500; 3]);
+        assert_eq!(counts(store), [1_500; 3]);
     }
 }
 
@@ -876,7 +876,7 @@ fn a_stream_with_a_bad_record_or_an_error_stores_nothing() {
             err.to_string().contains("record 3000 of the stream"),
             "{err}"
         );
-        assert_eq!(counts(&store), [0; 3]);
+        assert_eq!(counts(store), [0; 3]);
 
         // An error of the stream's own ends it the same way, and is returned.
         let failing = stream_records(1_200)
@@ -886,13 +886,13 @@ fn a_stream_with_a_bad_record_or_an_error_stores_nothing() {
             .chain(std::iter::once(Err(Error::Internal("the source failed"))));
         let err = store.store_stream(failing).unwrap_err();
         assert!(matches!(err, Error::Internal("the source failed")), "{err}");
-        assert_eq!(counts(&store), [0; 3]);
+        assert_eq!(counts(store), [0; 3]);
 
         // The store is fine afterwards, and the interned ids hold.
         store
             .store_stream(stream_records(10).into_iter().map(Ok))
             .unwrap();
-        assert_eq!(counts(&store), [10; 3]);
+        assert_eq!(counts(store), [10; 3]);
         assert_eq!(
             store
                 .get_task_metrics(&Filter::new().agent("a"), 100)

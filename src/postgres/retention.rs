@@ -122,6 +122,19 @@ fn bounds(expression: &str) -> Option<(i64, i64)> {
     }
 }
 
+impl PgStore {
+    /// `VACUUM (ANALYZE)` of the metric tables: space of deleted rows made
+    /// reusable and statistics refreshed, beside concurrent writers. The
+    /// tables' sizes before and after.
+    pub fn vacuum(&self) -> Result<(u64, u64)> {
+        let before = self.size()?;
+        self.conn()?
+            .batch_execute("VACUUM (ANALYZE) task_metrics, agent_metrics, swarm_metrics")
+            .map_err(self.error("vacuum"))?;
+        Ok((before, self.size()?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,18 +150,5 @@ mod tests {
             Some((-86_400_000_000, 0))
         );
         assert_eq!(bounds("DEFAULT"), None);
-    }
-}
-
-impl PgStore {
-    /// `VACUUM (ANALYZE)` of the metric tables: space of deleted rows made
-    /// reusable and statistics refreshed, beside concurrent writers. The
-    /// tables' sizes before and after.
-    pub fn vacuum(&self) -> Result<(u64, u64)> {
-        let before = self.size()?;
-        self.conn()?
-            .batch_execute("VACUUM (ANALYZE) task_metrics, agent_metrics, swarm_metrics")
-            .map_err(self.error("vacuum"))?;
-        Ok((before, self.size()?))
     }
 }
