@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::server::stores;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
@@ -227,196 +228,203 @@ proptest! {
 
 #[test]
 fn throughput_is_tasks_per_hour_of_the_range() {
-    let store = MetricsStorage::temporary().unwrap();
-    let start = base();
-    let tasks: Vec<_> = (0..30)
-        .map(|i| {
-            let agent = if i < 20 { "busy" } else { "idle" };
-            TaskMetric::new(format!("t{i}"), agent, 10, TaskResult::Success)
-                .at(start + Duration::minutes(i))
-        })
-        .collect();
-    store.store_task_metrics(&tasks).unwrap();
-    let range = TimeRange::new(start, start + Duration::hours(2)).unwrap();
-    let top = store
-        .rank_agents(
-            RankBy::Throughput,
-            Order::BestFirst,
-            5,
-            1,
-            &Filter::new().range(range),
-        )
-        .unwrap();
-    assert_eq!(top[0].agent_id, "busy");
-    assert_eq!(top[0].score, 10.0);
-    assert_eq!(top[1].score, 5.0);
-    let bottom = store
-        .rank_agents(
-            RankBy::Throughput,
-            Order::WorstFirst,
-            1,
-            15,
-            &Filter::new().range(range),
-        )
-        .unwrap();
-    assert_eq!(bottom.len(), 1, "min_tasks leaves only the busy agent");
+    for backend in stores() {
+        let store = &backend.store;
+        let start = base();
+        let tasks: Vec<_> = (0..30)
+            .map(|i| {
+                let agent = if i < 20 { "busy" } else { "idle" };
+                TaskMetric::new(format!("t{i}"), agent, 10, TaskResult::Success)
+                    .at(start + Duration::minutes(i))
+            })
+            .collect();
+        store.store_task_metrics(&tasks).unwrap();
+        let range = TimeRange::new(start, start + Duration::hours(2)).unwrap();
+        let top = store
+            .rank_agents(
+                RankBy::Throughput,
+                Order::BestFirst,
+                5,
+                1,
+                &Filter::new().range(range),
+            )
+            .unwrap();
+        assert_eq!(top[0].agent_id, "busy");
+        assert_eq!(top[0].score, 10.0);
+        assert_eq!(top[1].score, 5.0);
+        let bottom = store
+            .rank_agents(
+                RankBy::Throughput,
+                Order::WorstFirst,
+                1,
+                15,
+                &Filter::new().range(range),
+            )
+            .unwrap();
+        assert_eq!(bottom.len(), 1, "min_tasks leaves only the busy agent");
+    }
 }
 
 #[test]
 fn bad_arguments_are_refused() {
-    let store = MetricsStorage::temporary().unwrap();
-    let field = |e: Error| match e {
-        Error::InvalidInput { field, .. } => field,
-        other => panic!("{other:?}"),
-    };
-    let all = Filter::new();
-    assert_eq!(
-        field(store.percentile(MetricKind::Task, 1.5, &all).unwrap_err()),
-        "q"
-    );
-    assert_eq!(
-        field(store.percentile(MetricKind::Task, -0.1, &all).unwrap_err()),
-        "q"
-    );
-    assert_eq!(
-        field(
-            store
-                .series(
-                    MetricKind::Task,
-                    Measure::Percentile(2.0),
-                    Duration::hours(1),
-                    &all,
-                    EmptyBuckets::Skip
-                )
-                .unwrap_err()
-        ),
-        "q"
-    );
-    assert_eq!(
-        field(
-            store
-                .series(
-                    MetricKind::Task,
-                    Measure::SuccessRate,
-                    Duration::zero(),
-                    &all,
-                    EmptyBuckets::Skip
-                )
-                .unwrap_err()
-        ),
-        "width"
-    );
-    assert_eq!(
-        field(
-            store
-                .series(
-                    MetricKind::Agent,
-                    Measure::SuccessRate,
-                    Duration::hours(1),
-                    &all,
-                    EmptyBuckets::Skip
-                )
-                .unwrap_err()
-        ),
-        "kind"
-    );
-    assert_eq!(
-        field(
-            store
-                .rank_agents(RankBy::SuccessRate, Order::BestFirst, 0, 0, &all)
-                .unwrap_err()
-        ),
-        "n"
-    );
-    assert_eq!(field(store.slowest_tasks(0, &all).unwrap_err()), "n");
-    assert_eq!(
-        field(
-            store
-                .aggregate_by(
-                    MetricKind::Agent,
-                    AggregationType::Avg,
-                    GroupBy::Result,
-                    &all
-                )
-                .unwrap_err()
-        ),
-        "group_by"
-    );
-    assert_eq!(
-        field(
-            store
-                .success_rate_by(GroupBy::MetricType, &all)
-                .unwrap_err()
-        ),
-        "group_by"
-    );
-    let wide = Filter::new().range(TimeRange::new(base(), base() + Duration::days(3650)).unwrap());
-    assert_eq!(
-        field(
-            store
-                .series(
-                    MetricKind::Task,
-                    Measure::SuccessRate,
-                    Duration::seconds(1),
-                    &wide,
-                    EmptyBuckets::Zero
-                )
-                .unwrap_err()
-        ),
-        "width"
-    );
+    for backend in stores() {
+        let store = &backend.store;
+        let field = |e: Error| match e {
+            Error::InvalidInput { field, .. } => field,
+            other => panic!("{other:?}"),
+        };
+        let all = Filter::new();
+        assert_eq!(
+            field(store.percentile(MetricKind::Task, 1.5, &all).unwrap_err()),
+            "q"
+        );
+        assert_eq!(
+            field(store.percentile(MetricKind::Task, -0.1, &all).unwrap_err()),
+            "q"
+        );
+        assert_eq!(
+            field(
+                store
+                    .series(
+                        MetricKind::Task,
+                        Measure::Percentile(2.0),
+                        Duration::hours(1),
+                        &all,
+                        EmptyBuckets::Skip
+                    )
+                    .unwrap_err()
+            ),
+            "q"
+        );
+        assert_eq!(
+            field(
+                store
+                    .series(
+                        MetricKind::Task,
+                        Measure::SuccessRate,
+                        Duration::zero(),
+                        &all,
+                        EmptyBuckets::Skip
+                    )
+                    .unwrap_err()
+            ),
+            "width"
+        );
+        assert_eq!(
+            field(
+                store
+                    .series(
+                        MetricKind::Agent,
+                        Measure::SuccessRate,
+                        Duration::hours(1),
+                        &all,
+                        EmptyBuckets::Skip
+                    )
+                    .unwrap_err()
+            ),
+            "kind"
+        );
+        assert_eq!(
+            field(
+                store
+                    .rank_agents(RankBy::SuccessRate, Order::BestFirst, 0, 0, &all)
+                    .unwrap_err()
+            ),
+            "n"
+        );
+        assert_eq!(field(store.slowest_tasks(0, &all).unwrap_err()), "n");
+        assert_eq!(
+            field(
+                store
+                    .aggregate_by(
+                        MetricKind::Agent,
+                        AggregationType::Avg,
+                        GroupBy::Result,
+                        &all
+                    )
+                    .unwrap_err()
+            ),
+            "group_by"
+        );
+        assert_eq!(
+            field(
+                store
+                    .success_rate_by(GroupBy::MetricType, &all)
+                    .unwrap_err()
+            ),
+            "group_by"
+        );
+        let wide =
+            Filter::new().range(TimeRange::new(base(), base() + Duration::days(3650)).unwrap());
+        assert_eq!(
+            field(
+                store
+                    .series(
+                        MetricKind::Task,
+                        Measure::SuccessRate,
+                        Duration::seconds(1),
+                        &wide,
+                        EmptyBuckets::Zero
+                    )
+                    .unwrap_err()
+            ),
+            "width"
+        );
+    }
 }
 
 #[test]
 fn agent_metrics_group_by_metric_type_and_bucket() {
-    let store = MetricsStorage::temporary().unwrap();
-    let metrics: Vec<_> = (0..12)
-        .map(|i| {
-            let ty = if i % 3 == 0 {
-                MetricType::AgentErrorCount
-            } else {
-                MetricType::AgentThroughput
-            };
-            AgentMetric::new("a", ty, i as f64).at(base() + Duration::minutes(10 * i))
-        })
-        .collect();
-    store.store_agent_metrics(&metrics).unwrap();
-    let groups = store
-        .aggregate_by(
-            MetricKind::Agent,
-            AggregationType::Count,
-            GroupBy::MetricType,
-            &Filter::new(),
-        )
-        .unwrap();
-    let counts: Vec<_> = groups
-        .iter()
-        .map(|g| (g.key.clone().unwrap(), g.value.count))
-        .collect();
-    assert_eq!(
-        counts,
-        [
-            ("agent_error_count".to_owned(), 4),
-            ("agent_throughput".to_owned(), 8)
-        ]
-    );
-    let hourly = store
-        .series(
-            MetricKind::Agent,
-            Measure::Aggregate(AggregationType::Max),
-            Duration::hours(1),
-            &Filter::new(),
-            EmptyBuckets::Skip,
-        )
-        .unwrap();
-    assert_eq!(hourly.len(), 2);
-    let BucketValue::Aggregate(max) = hourly[0].value else {
-        panic!("{:?}", hourly[0].value)
-    };
-    assert_eq!(
-        (max.aggregation, max.metric_type, max.count, max.value),
-        (AggregationType::Max, None, 6, Some(5.0))
-    );
+    for backend in stores() {
+        let store = &backend.store;
+        let metrics: Vec<_> = (0..12)
+            .map(|i| {
+                let ty = if i % 3 == 0 {
+                    MetricType::AgentErrorCount
+                } else {
+                    MetricType::AgentThroughput
+                };
+                AgentMetric::new("a", ty, i as f64).at(base() + Duration::minutes(10 * i))
+            })
+            .collect();
+        store.store_agent_metrics(&metrics).unwrap();
+        let groups = store
+            .aggregate_by(
+                MetricKind::Agent,
+                AggregationType::Count,
+                GroupBy::MetricType,
+                &Filter::new(),
+            )
+            .unwrap();
+        let counts: Vec<_> = groups
+            .iter()
+            .map(|g| (g.key.clone().unwrap(), g.value.count))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                ("agent_error_count".to_owned(), 4),
+                ("agent_throughput".to_owned(), 8)
+            ]
+        );
+        let hourly = store
+            .series(
+                MetricKind::Agent,
+                Measure::Aggregate(AggregationType::Max),
+                Duration::hours(1),
+                &Filter::new(),
+                EmptyBuckets::Skip,
+            )
+            .unwrap();
+        assert_eq!(hourly.len(), 2);
+        let BucketValue::Aggregate(max) = hourly[0].value else {
+            panic!("{:?}", hourly[0].value)
+        };
+        assert_eq!(
+            (max.aggregation, max.metric_type, max.count, max.value),
+            (AggregationType::Max, None, 6, Some(5.0))
+        );
+    }
 }
 
 /// One success out of one does not outrank 99 out of 100 by default, but
@@ -424,69 +432,71 @@ fn agent_metrics_group_by_metric_type_and_bucket() {
 /// interval says it is surely bad, not the one with too few tasks to say.
 #[test]
 fn success_rankings_weigh_the_number_of_tasks() {
-    let store = MetricsStorage::temporary().unwrap();
-    let mut tasks = vec![TaskMetric::new("lucky-1", "lucky", 10, TaskResult::Success)];
-    for i in 0..100 {
-        let result = if i == 0 {
-            TaskResult::Failure
-        } else {
-            TaskResult::Success
+    for backend in stores() {
+        let store = &backend.store;
+        let mut tasks = vec![TaskMetric::new("lucky-1", "lucky", 10, TaskResult::Success)];
+        for i in 0..100 {
+            let result = if i == 0 {
+                TaskResult::Failure
+            } else {
+                TaskResult::Success
+            };
+            tasks.push(TaskMetric::new(format!("steady-{i}"), "steady", 10, result));
+        }
+        for i in 0..50 {
+            let result = if i < 20 {
+                TaskResult::Success
+            } else {
+                TaskResult::Failure
+            };
+            tasks.push(TaskMetric::new(format!("poor-{i}"), "poor", 10, result));
+        }
+        tasks.push(TaskMetric::new(
+            "unlucky-1",
+            "unlucky",
+            10,
+            TaskResult::Failure,
+        ));
+        store.store_task_metrics(&tasks).unwrap();
+        let order = |by, best_first| -> Vec<String> {
+            store
+                .rank_agents(by, best_first, 10, 0, &Filter::new())
+                .unwrap()
+                .into_iter()
+                .map(|r| r.agent_id)
+                .collect()
         };
-        tasks.push(TaskMetric::new(format!("steady-{i}"), "steady", 10, result));
-    }
-    for i in 0..50 {
-        let result = if i < 20 {
-            TaskResult::Success
-        } else {
-            TaskResult::Failure
-        };
-        tasks.push(TaskMetric::new(format!("poor-{i}"), "poor", 10, result));
-    }
-    tasks.push(TaskMetric::new(
-        "unlucky-1",
-        "unlucky",
-        10,
-        TaskResult::Failure,
-    ));
-    store.store_task_metrics(&tasks).unwrap();
-    let order = |by, best_first| -> Vec<String> {
-        store
-            .rank_agents(by, best_first, 10, 0, &Filter::new())
+        // Lower bounds: steady 94.6%, poor (20 of 50) 27.6%, lucky 20.7%.
+        assert_eq!(
+            order(RankBy::SuccessRate, Order::BestFirst),
+            ["steady", "poor", "lucky", "unlucky"]
+        );
+        assert_eq!(
+            order(RankBy::RawSuccessRate, Order::BestFirst),
+            ["lucky", "steady", "poor", "unlucky"]
+        );
+        // Worst first, by upper bounds: "poor" (40% of 50, surely below 54%)
+        // before "unlucky" (0 of 1, which could be anything up to 79%).
+        assert_eq!(
+            order(RankBy::SuccessRate, Order::WorstFirst),
+            ["poor", "unlucky", "steady", "lucky"]
+        );
+        let lucky = store
+            .rank_agents(
+                RankBy::RawSuccessRate,
+                Order::BestFirst,
+                1,
+                0,
+                &Filter::new(),
+            )
             .unwrap()
-            .into_iter()
-            .map(|r| r.agent_id)
-            .collect()
-    };
-    // Lower bounds: steady 94.6%, poor (20 of 50) 27.6%, lucky 20.7%.
-    assert_eq!(
-        order(RankBy::SuccessRate, Order::BestFirst),
-        ["steady", "poor", "lucky", "unlucky"]
-    );
-    assert_eq!(
-        order(RankBy::RawSuccessRate, Order::BestFirst),
-        ["lucky", "steady", "poor", "unlucky"]
-    );
-    // Worst first, by upper bounds: "poor" (40% of 50, surely below 54%)
-    // before "unlucky" (0 of 1, which could be anything up to 79%).
-    assert_eq!(
-        order(RankBy::SuccessRate, Order::WorstFirst),
-        ["poor", "unlucky", "steady", "lucky"]
-    );
-    let lucky = store
-        .rank_agents(
-            RankBy::RawSuccessRate,
-            Order::BestFirst,
-            1,
-            0,
-            &Filter::new(),
-        )
-        .unwrap()
-        .remove(0);
-    let ci = lucky.interval.unwrap();
-    assert_eq!(
-        (lucky.score, (ci.low * 1000.0).round(), ci.high),
-        (1.0, 207.0, 1.0)
-    );
+            .remove(0);
+        let ci = lucky.interval.unwrap();
+        assert_eq!(
+            (lucky.score, (ci.low * 1000.0).round(), ci.high),
+            (1.0, 207.0, 1.0)
+        );
+    }
 }
 
 /// Tasks of two agents whose counts and durations are the reference cases
@@ -566,119 +576,121 @@ fn compare_gives_the_reference_answers_before_and_after_retention() {
 /// the one that got better are not.
 #[test]
 fn regressions_find_what_got_worse_and_nothing_else() {
-    let store = MetricsStorage::temporary().unwrap();
-    let now = swarm_metrics::now();
-    let current = TimeRange::new(now - Duration::hours(24), now).unwrap();
-    // Ranges include both ends: the baseline stops just before the current
-    // window starts.
-    let baseline = TimeRange::new(
-        now - Duration::days(8),
-        now - Duration::hours(24) - Duration::microseconds(1),
-    )
-    .unwrap();
-    let mut tasks = Vec::new();
-    // (agent, swarm, successes of 100 then, durations then, successes of 50
-    // now, durations now)
-    let agents = [
-        ("stable-1", "s1", 90, 100, 45, 100),
-        ("stable-2", "s1", 80, 200, 40, 200),
-        ("stable-3", "s1", 70, 150, 35, 150),
-        ("improving", "s1", 60, 100, 48, 100),
-        ("failing", "s2", 95, 100, 20, 100),
-        ("slowing", "s3", 90, 100, 45, 300),
-    ];
-    for (agent, swarm, ok_then, ms_then, ok_now, ms_now) in agents {
-        for i in 0..100 {
-            let at = baseline.start() + Duration::minutes(90 * i);
-            let result = if i < ok_then {
-                TaskResult::Success
-            } else {
-                TaskResult::Failure
-            };
-            tasks.push(
-                TaskMetric::new(
-                    format!("{agent}-then-{i}"),
-                    agent,
-                    ms_then + (i as u64 % 7),
-                    result,
-                )
-                .swarm(swarm)
-                .at(at),
-            );
+    for backend in stores() {
+        let store = &backend.store;
+        let now = swarm_metrics::now();
+        let current = TimeRange::new(now - Duration::hours(24), now).unwrap();
+        // Ranges include both ends: the baseline stops just before the current
+        // window starts.
+        let baseline = TimeRange::new(
+            now - Duration::days(8),
+            now - Duration::hours(24) - Duration::microseconds(1),
+        )
+        .unwrap();
+        let mut tasks = Vec::new();
+        // (agent, swarm, successes of 100 then, durations then, successes of 50
+        // now, durations now)
+        let agents = [
+            ("stable-1", "s1", 90, 100, 45, 100),
+            ("stable-2", "s1", 80, 200, 40, 200),
+            ("stable-3", "s1", 70, 150, 35, 150),
+            ("improving", "s1", 60, 100, 48, 100),
+            ("failing", "s2", 95, 100, 20, 100),
+            ("slowing", "s3", 90, 100, 45, 300),
+        ];
+        for (agent, swarm, ok_then, ms_then, ok_now, ms_now) in agents {
+            for i in 0..100 {
+                let at = baseline.start() + Duration::minutes(90 * i);
+                let result = if i < ok_then {
+                    TaskResult::Success
+                } else {
+                    TaskResult::Failure
+                };
+                tasks.push(
+                    TaskMetric::new(
+                        format!("{agent}-then-{i}"),
+                        agent,
+                        ms_then + (i as u64 % 7),
+                        result,
+                    )
+                    .swarm(swarm)
+                    .at(at),
+                );
+            }
+            for i in 0..50 {
+                let at = current.start() + Duration::minutes(20 * i);
+                let result = if i < ok_now {
+                    TaskResult::Success
+                } else {
+                    TaskResult::Failure
+                };
+                tasks.push(
+                    TaskMetric::new(
+                        format!("{agent}-now-{i}"),
+                        agent,
+                        ms_now + (i as u64 % 7),
+                        result,
+                    )
+                    .swarm(swarm)
+                    .at(at),
+                );
+            }
         }
-        for i in 0..50 {
-            let at = current.start() + Duration::minutes(20 * i);
-            let result = if i < ok_now {
-                TaskResult::Success
-            } else {
-                TaskResult::Failure
-            };
-            tasks.push(
-                TaskMetric::new(
-                    format!("{agent}-now-{i}"),
-                    agent,
-                    ms_now + (i as u64 % 7),
-                    result,
-                )
-                .swarm(swarm)
-                .at(at),
-            );
-        }
-    }
-    store.store_task_metrics(&tasks).unwrap();
+        store.store_task_metrics(&tasks).unwrap();
 
-    let found = store.regressions(current, baseline, 0.05).unwrap();
-    let mut what: Vec<(GroupBy, String, swarm_metrics::RegressedMeasure)> = found
-        .iter()
-        .map(|r| (r.group, r.id.clone(), r.measure))
-        .collect();
-    what.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
-    use swarm_metrics::RegressedMeasure::{Duration as Slower, SuccessRate as Fell};
-    assert_eq!(
-        what,
-        [
-            (GroupBy::Agent, "failing".to_owned(), Fell),
-            (GroupBy::Agent, "slowing".to_owned(), Slower),
-            (GroupBy::Swarm, "s2".to_owned(), Fell),
-            (GroupBy::Swarm, "s3".to_owned(), Slower),
-        ]
-    );
-    for r in &found {
-        assert!(r.q_value <= 0.05 && r.p_value <= r.q_value, "{r:?}");
-        match r.measure {
-            Fell => assert!(r.current < r.baseline),
-            Slower => assert!(r.current > r.baseline),
+        let found = store.regressions(current, baseline, 0.05).unwrap();
+        let mut what: Vec<(GroupBy, String, swarm_metrics::RegressedMeasure)> = found
+            .iter()
+            .map(|r| (r.group, r.id.clone(), r.measure))
+            .collect();
+        what.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        use swarm_metrics::RegressedMeasure::{Duration as Slower, SuccessRate as Fell};
+        assert_eq!(
+            what,
+            [
+                (GroupBy::Agent, "failing".to_owned(), Fell),
+                (GroupBy::Agent, "slowing".to_owned(), Slower),
+                (GroupBy::Swarm, "s2".to_owned(), Fell),
+                (GroupBy::Swarm, "s3".to_owned(), Slower),
+            ]
+        );
+        for r in &found {
+            assert!(r.q_value <= 0.05 && r.p_value <= r.q_value, "{r:?}");
+            match r.measure {
+                Fell => assert!(r.current < r.baseline),
+                Slower => assert!(r.current > r.baseline),
+            }
         }
-    }
-    let failing = found.iter().find(|r| r.id == "failing").unwrap();
-    assert_eq!((failing.baseline, failing.current), (0.95, 0.4));
-    assert!(store
-        .regressions(current, baseline, 1.0)
-        .unwrap_err()
-        .is_invalid_input());
+        let failing = found.iter().find(|r| r.id == "failing").unwrap();
+        assert_eq!((failing.baseline, failing.current), (0.95, 0.4));
+        assert!(store
+            .regressions(current, baseline, 1.0)
+            .unwrap_err()
+            .is_invalid_input());
 
-    // Within one swarm: that swarm and its agents alone.
-    let within = |swarm: &str| -> Vec<(GroupBy, String)> {
-        store
-            .regressions_in(&Filter::new().swarm(swarm), current, baseline, 0.05)
-            .unwrap()
-            .into_iter()
-            .map(|r| (r.group, r.id))
-            .collect()
-    };
-    assert_eq!(
-        within("s2"),
-        [
-            (GroupBy::Agent, "failing".to_owned()),
-            (GroupBy::Swarm, "s2".to_owned())
-        ]
-    );
-    assert_eq!(within("s1"), []);
-    let ranged = Filter::new().swarm("s2").range(current);
-    assert!(store
-        .regressions_in(&ranged, current, baseline, 0.05)
-        .unwrap_err()
-        .is_invalid_input());
+        // Within one swarm: that swarm and its agents alone.
+        let within = |swarm: &str| -> Vec<(GroupBy, String)> {
+            store
+                .regressions_in(&Filter::new().swarm(swarm), current, baseline, 0.05)
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.group, r.id))
+                .collect()
+        };
+        assert_eq!(
+            within("s2"),
+            [
+                (GroupBy::Agent, "failing".to_owned()),
+                (GroupBy::Swarm, "s2".to_owned())
+            ]
+        );
+        assert_eq!(within("s1"), []);
+        let ranged = Filter::new().swarm("s2").range(current);
+        assert!(store
+            .regressions_in(&ranged, current, baseline, 0.05)
+            .unwrap_err()
+            .is_invalid_input());
+    }
 }
 
 /// `percentile_by` gives each group what `percentile` gives for that group
