@@ -308,7 +308,70 @@ fn machine() -> String {
     )
 }
 
+/// Processes and threads of the multi-process single-store workload.
+const PROCESSES: usize = 3;
+const THREADS_PER_PROCESS: usize = 4;
+
+/// As a child of [`stores_from_processes`]: stores its share of single
+/// metrics from [`THREADS_PER_PROCESS`] threads, then exits.
+fn child_stores(job: &str) {
+    let parts: Vec<&str> = job.split(';').collect();
+    let [location, first, count, rows, end_us] = parts[..] else {
+        panic!("bad child job {job:?}");
+    };
+    let (first, count): (u64, u64) = (first.parse().unwrap(), count.parse().unwrap());
+    let rows: u64 = rows.parse().unwrap();
+    let end = DateTime::from_timestamp_micros(end_us.parse().unwrap()).unwrap();
+    let store = MetricsStorage::open(location).unwrap();
+    let singles = tasks(first..first + count, rows, end);
+    std::thread::scope(|scope| {
+        for t in 0..THREADS_PER_PROCESS {
+            let (store, singles) = (&store, &singles);
+            scope.spawn(move || {
+                for task in singles.iter().skip(t).step_by(THREADS_PER_PROCESS) {
+                    assert!(store.store_task_metric(task).unwrap());
+                }
+            });
+        }
+    });
+    store.close().unwrap();
+}
+
+/// Single stores from [`PROCESSES`] processes of [`THREADS_PER_PROCESS`]
+/// threads each into the store at `location`, `count` metrics in all, ids
+/// from `first` on: rows per second, process start-up included.
+fn stores_from_processes(
+    location: &str,
+    first: u64,
+    count: u64,
+    rows: u64,
+    end: DateTime<Utc>,
+) -> f64 {
+    let per_process = count / PROCESSES as u64;
+    let clock = Instant::now();
+    let children: Vec<_> = (0..PROCESSES as u64)
+        .map(|p| {
+            let job = format!(
+                "{location};{};{per_process};{rows};{}",
+                first + p * per_process,
+                end.timestamp_micros()
+            );
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .env("SWARM_BENCH_CHILD", job)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success(), "a storing process failed");
+    }
+    rate((per_process * PROCESSES as u64) as usize, clock.elapsed())
+}
+
 fn main() {
+    if let Ok(job) = std::env::var("SWARM_BENCH_CHILD") {
+        return child_stores(&job);
+    }
     let rows: u64 = std::env::var("SWARM_BENCH_ROWS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -414,6 +477,23 @@ fn main() {
         "store_single_8t",
         "rows/s",
         median(eight_thread_runs),
+        Some(raw_single),
+    ));
+    let processes_path = dir.path().join("processes.db");
+    MetricsStorage::open(&processes_path)
+        .unwrap()
+        .close()
+        .unwrap();
+    table.push(Row::higher(
+        "store_single_3p4t",
+        "rows/s",
+        stores_from_processes(
+            processes_path.to_str().unwrap(),
+            rows * 2,
+            single_rows as u64,
+            rows,
+            end,
+        ),
         Some(raw_single),
     ));
     eprintln!("measured single stores");
@@ -763,6 +843,10 @@ fn postgres_figures(
             }
         });
         figures.push(("store_single_8t", rate(singles.len(), clock.elapsed())));
+        figures.push((
+            "store_single_3p4t",
+            stores_from_processes(&url, rows + 100_000, 8_000, rows, end),
+        ));
 
         let range_of = |hours_back: i64, span_hours: i64| {
             let start = end - chrono::Duration::hours(hours_back);
