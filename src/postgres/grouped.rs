@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use postgres::Row;
 
-use super::read::{aggregate_of, table_of, Where};
+use super::read::{aggregate_columns, aggregate_of, table_of, Where};
 use super::PgStore;
 use crate::answer::{aggregated_column, Aggregate, Percentile, SuccessRate};
 use crate::error::{Error, Result};
@@ -94,9 +94,8 @@ impl PgStore {
         let w = Where::of(kind, filter);
         let table = table_of(kind);
         let sql = format!(
-            "SELECT {key}, count(m.{column}), sum(m.{column})::text, min(m.{column})::float8, \
-                    max(m.{column})::float8, stddev_samp(m.{column})::float8 \
-             FROM {table} m WHERE {} GROUP BY {key}",
+            "SELECT {key}, {} FROM {table} m WHERE {} GROUP BY {key}",
+            aggregate_columns(column, aggregation),
             w.clause
         );
         self.read_conn()?

@@ -159,12 +159,9 @@ impl PgStore {
     ) -> Result<Aggregate> {
         let (column, metric_type) = aggregated_column(kind, filter)?;
         let w = Where::of(kind, filter);
-        // Task columns are whole numbers, summed exactly in `numeric`;
-        // values are doubles. Both sums are read as text.
         let sql = format!(
-            "SELECT count(m.{column}), sum(m.{column})::text, min(m.{column})::float8, \
-                    max(m.{column})::float8, stddev_samp(m.{column})::float8 \
-             FROM {} m WHERE {}",
+            "SELECT {} FROM {} m WHERE {}",
+            aggregate_columns(column, aggregation),
             table_of(kind),
             w.clause
         );
@@ -338,6 +335,36 @@ fn entity_of(row: &Row, table: &'static str) -> Result<EntityRow> {
         metadata,
         timestamp,
     ))
+}
+
+/// The select list [`aggregate_of`] reads: `count, sum::text, min, max,
+/// stddev` of `column`, each but the count computed only when
+/// `aggregation` needs it (a `numeric` standard deviation costs more than
+/// the rest together). Task columns are whole numbers, summed exactly in
+/// `numeric`; values are doubles. Both sums are read as text.
+pub(super) fn aggregate_columns(column: &str, aggregation: AggregationType) -> String {
+    let needed = |wanted: bool, sql: String, none: &str| if wanted { sql } else { none.to_owned() };
+    let sum = matches!(aggregation, AggregationType::Sum | AggregationType::Avg);
+    [
+        format!("count(m.{column})"),
+        needed(sum, format!("sum(m.{column})::text"), "NULL::text"),
+        needed(
+            aggregation == AggregationType::Min,
+            format!("min(m.{column})::float8"),
+            "NULL::float8",
+        ),
+        needed(
+            aggregation == AggregationType::Max,
+            format!("max(m.{column})::float8"),
+            "NULL::float8",
+        ),
+        needed(
+            aggregation == AggregationType::Stddev,
+            format!("stddev_samp(m.{column})::float8"),
+            "NULL::float8",
+        ),
+    ]
+    .join(", ")
 }
 
 /// The aggregate from the columns `count, sum::text, min, max, stddev`

@@ -2,7 +2,7 @@
 //! since 1970, as on SQLite (`floor(t / width) * width`, also before
 //! 1970), each with the answer of the single-number call.
 
-use super::read::{aggregate_of, table_of, Where};
+use super::read::{aggregate_columns, aggregate_of, table_of, Where};
 use super::PgStore;
 use crate::answer::{aggregated_column, Aggregate, Percentile, SuccessRate};
 use crate::error::{Error, Result};
@@ -27,10 +27,8 @@ impl PgStore {
         let w = Where::of(kind, filter);
         let bucket = bucket_sql(w.params.len() + 1);
         let sql = format!(
-            "SELECT {bucket} AS bucket, count(m.{column}), sum(m.{column})::text, \
-                    min(m.{column})::float8, max(m.{column})::float8, \
-                    stddev_samp(m.{column})::float8 \
-             FROM {} m WHERE {} GROUP BY bucket",
+            "SELECT {bucket} AS bucket, {} FROM {} m WHERE {} GROUP BY bucket",
+            aggregate_columns(column, aggregation),
             table_of(kind),
             w.clause
         );
