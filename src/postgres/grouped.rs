@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use postgres::Row;
 
-use super::read::{aggregate_columns, aggregate_of, table_of, Where};
+use super::read::{aggregate_columns, aggregate_of, rates_by_key, table_of, Where};
 use super::PgStore;
 use crate::answer::{aggregated_column, Aggregate, Percentile, SuccessRate};
 use crate::error::{Error, Result};
@@ -57,28 +57,11 @@ impl PgStore {
              GROUP BY {key}, m.result ORDER BY {key}",
             w.clause
         );
-        let mut groups: Vec<(Option<String>, SuccessRate)> = Vec::new();
-        for row in self
+        let rows = self
             .read_conn()?
             .query(&sql, &w.params())
-            .map_err(self.error("compute success rates"))?
-        {
-            let key = key_of(&row, group_by, "task_metrics")?;
-            let code: i16 = row.get(1);
-            let n: i64 = row.get(2);
-            let result =
-                TaskResult::from_code(i64::from(code)).ok_or_else(|| Error::CorruptRow {
-                    table: "task_metrics",
-                    reason: format!("unknown result code {code}"),
-                })?;
-            if groups.last().is_none_or(|(last, _)| *last != key) {
-                groups.push((key, SuccessRate::default()));
-            }
-            if let Some((_, rate)) = groups.last_mut() {
-                rate.add(result, u64::try_from(n).unwrap_or(0));
-            }
-        }
-        Ok(groups)
+            .map_err(self.error("compute success rates"))?;
+        rates_by_key(&rows, |row| key_of(row, group_by, "task_metrics"))
     }
 
     /// `aggregation` of each group's values, unordered.

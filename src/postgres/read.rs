@@ -515,3 +515,28 @@ impl PgStore {
         Ok(first.zip(last))
     }
 }
+
+/// Success rates by key from rows of `key, result, count` ordered by key,
+/// in that order.
+pub(super) fn rates_by_key<K: PartialEq>(
+    rows: &[Row],
+    key_of: impl Fn(&Row) -> Result<K>,
+) -> Result<Vec<(K, SuccessRate)>> {
+    let mut rates: Vec<(K, SuccessRate)> = Vec::new();
+    for row in rows {
+        let key = key_of(row)?;
+        let code: i16 = row.get(1);
+        let n: i64 = row.get(2);
+        let result = TaskResult::from_code(i64::from(code)).ok_or_else(|| Error::CorruptRow {
+            table: "task_metrics",
+            reason: format!("unknown result code {code}"),
+        })?;
+        if rates.last().is_none_or(|(last, _)| *last != key) {
+            rates.push((key, SuccessRate::default()));
+        }
+        if let Some((_, rate)) = rates.last_mut() {
+            rate.add(result, u64::try_from(n).unwrap_or(0));
+        }
+    }
+    Ok(rates)
+}

@@ -2,12 +2,12 @@
 //! since 1970, as on SQLite (`floor(t / width) * width`, also before
 //! 1970), each with the answer of the single-number call.
 
-use super::read::{aggregate_columns, aggregate_of, table_of, Where};
+use super::read::{aggregate_columns, aggregate_of, rates_by_key, table_of, Where};
 use super::PgStore;
 use crate::answer::{aggregated_column, Aggregate, Percentile, SuccessRate};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::query::Filter;
-use crate::record::{AggregationType, MetricKind, TaskResult};
+use crate::record::{AggregationType, MetricKind};
 
 /// The SQL of a row's bucket start, with the width in parameter `$w`.
 fn bucket_sql(w: usize) -> String {
@@ -103,27 +103,10 @@ impl PgStore {
         );
         let mut params = w.params();
         params.push(&width);
-        let mut rates: Vec<(i64, SuccessRate)> = Vec::new();
-        for row in self
+        let rows = self
             .read_conn()?
             .query(&sql, &params)
-            .map_err(self.error("success rate series"))?
-        {
-            let start: i64 = row.get(0);
-            let code: i16 = row.get(1);
-            let n: i64 = row.get(2);
-            let result =
-                TaskResult::from_code(i64::from(code)).ok_or_else(|| Error::CorruptRow {
-                    table: "task_metrics",
-                    reason: format!("unknown result code {code}"),
-                })?;
-            if rates.last().is_none_or(|(last, _)| *last != start) {
-                rates.push((start, SuccessRate::default()));
-            }
-            if let Some((_, rate)) = rates.last_mut() {
-                rate.add(result, u64::try_from(n).unwrap_or(0));
-            }
-        }
-        Ok(rates)
+            .map_err(self.error("success rate series"))?;
+        rates_by_key(&rows, |row| Ok(row.get::<_, i64>(0)))
     }
 }
