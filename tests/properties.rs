@@ -5,11 +5,12 @@
 mod common;
 
 use chrono::Duration;
+use common::server::stores;
 use common::*;
 use proptest::prelude::*;
 use swarm_metrics::{
-    AgentMetric, AggregationType, Filter, MetricKind, MetricType, MetricsStorage, SuccessRate,
-    TaskColumn, TaskMetric, TaskResult,
+    AgentMetric, AggregationType, Filter, MetricKind, MetricType, SuccessRate, TaskColumn,
+    TaskMetric, TaskResult,
 };
 
 proptest! {
@@ -76,68 +77,71 @@ proptest! {
         limit in 1..40usize,
         retries in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
     ) {
-        let store = MetricsStorage::temporary().unwrap();
-        let mut records: Vec<AgentMetric> = metrics
-            .iter()
-            .map(|(a, ty, v, minute)| AgentMetric::new(format!("agent-{a}"), *ty, *v).at(base() + Duration::minutes(*minute)))
-            .collect();
-        // Some stored again later, as retries are.
-        if !records.is_empty() {
-            let again: Vec<AgentMetric> = retries.iter().map(|i| i.get(&records).clone()).collect();
-            records.extend(again);
-        }
-        let mut ids = Vec::new();
-        for part in records.chunks(7) {
-            ids.extend(store.store_agent_metrics(part).unwrap());
-        }
-        prop_assert_eq!(ids.len(), records.len());
-        // The same agent, type, time and value again is a retry: it answers
-        // with the first one's id and is stored once. New ids increase in
-        // store order.
-        let mut first_ids = std::collections::HashMap::new();
-        let mut newest = 0;
-        let mut unique = Vec::new();
-        for (id, m) in ids.iter().zip(&records) {
-            let key = (m.agent_id.clone(), m.metric_type, m.value.to_bits(), m.timestamp);
-            match first_ids.get(&key) {
-                Some(first) => prop_assert_eq!(id, first),
-                None => {
-                    prop_assert!(*id > newest, "ids increase in store order");
-                    newest = *id;
-                    first_ids.insert(key, *id);
-                    unique.push((*id, m.clone()));
+        // On every backend the build has.
+        for backend in stores() {
+            let store = &backend.store;
+            let mut records: Vec<AgentMetric> = metrics
+                .iter()
+                .map(|(a, ty, v, minute)| AgentMetric::new(format!("agent-{a}"), *ty, *v).at(base() + Duration::minutes(*minute)))
+                .collect();
+            // Some stored again later, as retries are.
+            if !records.is_empty() {
+                let again: Vec<AgentMetric> = retries.iter().map(|i| i.get(&records).clone()).collect();
+                records.extend(again);
+            }
+            let mut ids = Vec::new();
+            for part in records.chunks(7) {
+                ids.extend(store.store_agent_metrics(part).unwrap());
+            }
+            prop_assert_eq!(ids.len(), records.len());
+            // The same agent, type, time and value again is a retry: it answers
+            // with the first one's id and is stored once. New ids increase in
+            // store order.
+            let mut first_ids = std::collections::HashMap::new();
+            let mut newest = 0;
+            let mut unique = Vec::new();
+            for (id, m) in ids.iter().zip(&records) {
+                let key = (m.agent_id.clone(), m.metric_type, m.value.to_bits(), m.timestamp);
+                match first_ids.get(&key) {
+                    Some(first) => prop_assert_eq!(id, first),
+                    None => {
+                        prop_assert!(*id > newest, "ids increase in store order");
+                        newest = *id;
+                        first_ids.insert(key, *id);
+                        unique.push((*id, m.clone()));
+                    }
                 }
             }
-        }
 
-        let filter = Filter {
-            agent_id: agent.map(|a| format!("agent-{a}")),
-            metric_type,
-            time_range: range,
-            ..Filter::default()
-        };
-        let matching: Vec<(i64, AgentMetric)> = unique
-            .iter()
-            .filter(|(_, m)| {
-                filter.agent_id.as_ref().is_none_or(|a| *a == m.agent_id)
-                    && filter.metric_type.is_none_or(|t| t == m.metric_type)
-                    && filter.time_range.is_none_or(|r| r.contains(m.timestamp))
-            })
-            .cloned()
-            .collect();
-        let got: Vec<(i64, AgentMetric)> = store
-            .get_agent_metrics(&filter, limit)
-            .unwrap()
-            .into_iter()
-            .map(|s| (s.metric_id, s.metric))
-            .collect();
-        prop_assert_eq!(got, newest_first(&matching, |(_, m)| m.timestamp, limit));
+            let filter = Filter {
+                agent_id: agent.map(|a| format!("agent-{a}")),
+                metric_type,
+                time_range: range,
+                ..Filter::default()
+            };
+            let matching: Vec<(i64, AgentMetric)> = unique
+                .iter()
+                .filter(|(_, m)| {
+                    filter.agent_id.as_ref().is_none_or(|a| *a == m.agent_id)
+                        && filter.metric_type.is_none_or(|t| t == m.metric_type)
+                        && filter.time_range.is_none_or(|r| r.contains(m.timestamp))
+                })
+                .cloned()
+                .collect();
+            let got: Vec<(i64, AgentMetric)> = store
+                .get_agent_metrics(&filter, limit)
+                .unwrap()
+                .into_iter()
+                .map(|s| (s.metric_id, s.metric))
+                .collect();
+            prop_assert_eq!(got, newest_first(&matching, |(_, m)| m.timestamp, limit));
 
-        let values: Vec<f64> = matching.iter().map(|(_, m)| m.value).collect();
-        for aggregation in AggregationType::ALL {
-            let got = store.aggregate_metrics(MetricKind::Agent, *aggregation, &filter).unwrap();
-            prop_assert_eq!(got.count, values.len() as u64);
-            assert_close(got.value, model_aggregate(*aggregation, &values), &format!("{aggregation}"));
+            let values: Vec<f64> = matching.iter().map(|(_, m)| m.value).collect();
+            for aggregation in AggregationType::ALL {
+                let got = store.aggregate_metrics(MetricKind::Agent, *aggregation, &filter).unwrap();
+                prop_assert_eq!(got.count, values.len() as u64);
+                assert_close(got.value, model_aggregate(*aggregation, &values), &format!("{aggregation}"));
+            }
         }
     }
 
@@ -146,33 +150,36 @@ proptest! {
         ages_hours in prop::collection::vec(0..(24 * 60i64), 0..150),
         retention_days in 1..60u32,
     ) {
-        let store = MetricsStorage::temporary().unwrap();
-        let now = swarm_metrics::now();
-        // Half an hour off the hour keeps every row well away from the
-        // cutoff, which moves on by the milliseconds the test takes.
-        let at = |hours: i64| now - Duration::hours(hours) - Duration::minutes(30);
-        let tasks: Vec<_> = ages_hours
-            .iter()
-            .enumerate()
-            .map(|(i, h)| TaskMetric::new(format!("t{i}"), "a", 1, TaskResult::Success).at(at(*h)))
-            .collect();
-        store.store_task_metrics(&tasks).unwrap();
-        let agents: Vec<_> = ages_hours
-            .iter()
-            .enumerate()
-            .map(|(i, h)| AgentMetric::new("a", MetricType::AgentThroughput, i as f64).at(at(*h)))
-            .collect();
-        store.store_agent_metrics(&agents).unwrap();
+        // On every backend the build has.
+        for backend in stores() {
+            let store = &backend.store;
+            let now = swarm_metrics::now();
+            // Half an hour off the hour keeps every row well away from the
+            // cutoff, which moves on by the milliseconds the test takes.
+            let at = |hours: i64| now - Duration::hours(hours) - Duration::minutes(30);
+            let tasks: Vec<_> = ages_hours
+                .iter()
+                .enumerate()
+                .map(|(i, h)| TaskMetric::new(format!("t{i}"), "a", 1, TaskResult::Success).at(at(*h)))
+                .collect();
+            store.store_task_metrics(&tasks).unwrap();
+            let agents: Vec<_> = ages_hours
+                .iter()
+                .enumerate()
+                .map(|(i, h)| AgentMetric::new("a", MetricType::AgentThroughput, i as f64).at(at(*h)))
+                .collect();
+            store.store_agent_metrics(&agents).unwrap();
 
-        let horizon = i64::from(retention_days) * 24;
-        let expected_deleted = ages_hours.iter().filter(|h| **h >= horizon).count() as u64;
-        let report = store.cleanup_old_metrics(retention_days).unwrap();
-        prop_assert_eq!(report.task_metrics, expected_deleted);
-        prop_assert_eq!(report.agent_metrics, expected_deleted);
-        prop_assert_eq!(report.swarm_metrics, 0);
+            let horizon = i64::from(retention_days) * 24;
+            let expected_deleted = ages_hours.iter().filter(|h| **h >= horizon).count() as u64;
+            let report = store.cleanup_old_metrics(retention_days).unwrap();
+            prop_assert_eq!(report.task_metrics, expected_deleted);
+            prop_assert_eq!(report.agent_metrics, expected_deleted);
+            prop_assert_eq!(report.swarm_metrics, 0);
 
-        let kept = store.get_task_metrics(&Filter::new(), 10_000).unwrap();
-        prop_assert_eq!(kept.len() as u64, ages_hours.len() as u64 - expected_deleted);
-        prop_assert!(kept.iter().all(|t| now - t.timestamp < Duration::hours(horizon)));
+            let kept = store.get_task_metrics(&Filter::new(), 10_000).unwrap();
+            prop_assert_eq!(kept.len() as u64, ages_hours.len() as u64 - expected_deleted);
+            prop_assert!(kept.iter().all(|t| now - t.timestamp < Duration::hours(horizon)));
+        }
     }
 }
