@@ -1138,6 +1138,19 @@ mod postgres_only {
             .unwrap();
         assert_eq!((before, after, nested), (2, 2, 2));
         assert_eq!(store.success_rate(&Filter::new()).unwrap().total, 4);
+        // A store needing a new month's partition inside its own consistent
+        // read would wait on that read: it is refused at once instead.
+        let long_ago = TaskMetric::new("old", "a", 1, TaskResult::Success)
+            .at(swarm_metrics::now() - chrono::Duration::days(900));
+        let err = store
+            .consistent(|s| {
+                s.success_rate(&Filter::new())?;
+                s.store_task_metric(&long_ago)
+            })
+            .unwrap_err();
+        assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+        // Outside it, the same store goes in.
+        assert!(store.store_task_metric(&long_ago).unwrap());
     }
 
     /// A stream whose later chunks reach months without a partition makes

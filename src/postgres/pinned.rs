@@ -87,7 +87,7 @@ impl Drop for Unpin {
 }
 
 /// Whether store `id` has a connection pinned on this thread.
-fn is_pinned(id: u64) -> bool {
+pub(super) fn is_pinned(id: u64) -> bool {
     PINNED.with(|pinned| pinned.borrow().iter().any(|(store, _)| *store == id))
 }
 

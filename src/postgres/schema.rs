@@ -179,6 +179,15 @@ impl PgStore {
         if missing.is_empty() {
             return Ok(());
         }
+        // A consistent read open on this thread holds the table's lock
+        // that the new partition would wait for: waiting would be for
+        // ever (or until the lock timeout), so say so at once.
+        if super::pinned::is_pinned(self.id) {
+            return Err(Error::Unsupported {
+                operation: "storing into a month without a partition inside consistent()",
+                backend: "PostgreSQL",
+            });
+        }
         self.with_ddl_connection(|conn| {
             for month in missing {
                 if let Err(e) = conn.batch_execute(&partition_sql(table, &month)) {
