@@ -1294,6 +1294,84 @@ mod postgres_only {
         assert_eq!(store.success_rate(&Filter::new()).unwrap().total, 2_000);
     }
 
+    /// While writers store, every read is exact: an agent's success rate
+    /// and newest rows show exactly the first n tasks of its writer, n
+    /// between what the writer had stored before the read and after it,
+    /// with the outcome counts of exactly those tasks; and cleanup of old
+    /// rows meanwhile changes none of it.
+    #[test]
+    fn reads_are_exact_while_writers_and_cleanup_run() {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let db = common::server::database();
+        let store = MetricsStorage::open(&db.url).unwrap();
+        let old = swarm_metrics::now() - chrono::Duration::days(200);
+        let stale: Vec<_> = (0..3_000)
+            .map(|i| TaskMetric::new(format!("old-{i}"), "old", 1, TaskResult::Success).at(old))
+            .collect();
+        store.store_task_metrics(&stale).unwrap();
+        const WRITERS: usize = 4;
+        const STORES: u64 = 600;
+        let stored: Vec<AtomicU64> = (0..WRITERS).map(|_| AtomicU64::new(0)).collect();
+        let done = AtomicBool::new(false);
+        let (reads, cleaned) = std::thread::scope(|s| {
+            let writers: Vec<_> = (0..WRITERS)
+                .map(|w| {
+                    let (store, stored) = (&store, &stored);
+                    s.spawn(move || {
+                        for i in 0..STORES {
+                            let task = TaskMetric::new(
+                                format!("w{w}-{i}"),
+                                format!("agent-{w}"),
+                                i,
+                                TaskResult::ALL[(i % 4) as usize],
+                            );
+                            assert!(store.store_task_metric(&task).unwrap());
+                            stored[w].fetch_add(1, Ordering::SeqCst);
+                        }
+                    })
+                })
+                .collect();
+            let reader = s.spawn(|| {
+                let mut reads = 0;
+                while !done.load(Ordering::SeqCst) {
+                    let w = reads % WRITERS;
+                    let agent = Filter::new().agent(format!("agent-{w}"));
+                    let before = stored[w].load(Ordering::SeqCst);
+                    let rate = store.success_rate(&agent).unwrap();
+                    let rows = store.get_task_metrics(&agent, 20).unwrap();
+                    let after = stored[w].load(Ordering::SeqCst);
+                    let n = rate.total;
+                    assert!(
+                        (before..=after + 1).contains(&n),
+                        "read {n}, stored {before}..{after}"
+                    );
+                    let of = |k: u64| (n + 3 - k) / 4;
+                    assert_eq!(
+                        (rate.success, rate.failure, rate.timeout, rate.cancelled),
+                        (of(0), of(1), of(2), of(3))
+                    );
+                    let newest = rows.first().map_or(0, |t| t.duration_ms + 1);
+                    assert!((before..=after + 1).contains(&newest), "newest {newest}");
+                    reads += 1;
+                }
+                reads
+            });
+            let cleaner = s.spawn(|| store.cleanup_old_metrics(100).unwrap().task_metrics);
+            for w in writers {
+                w.join().unwrap();
+            }
+            let cleaned = cleaner.join().unwrap();
+            done.store(true, Ordering::SeqCst);
+            (reader.join().unwrap(), cleaned)
+        });
+        assert!(reads > 0);
+        assert_eq!(cleaned, 3_000);
+        assert_eq!(
+            store.success_rate(&Filter::new()).unwrap().total,
+            WRITERS as u64 * STORES
+        );
+    }
+
     /// A partition dropped by another handle (another host's retention)
     /// is made again when this one stores into its month.
     #[test]
