@@ -168,10 +168,15 @@ impl StorageBuilder {
 
 impl MetricsStorage {
     /// Opens (or creates) the store at `path`, creating missing parent
-    /// folders, with the default options.
+    /// folders, with the default options. A `postgres://` (or
+    /// `postgresql://`) URL opens the store on that PostgreSQL server
+    /// instead (feature `postgres`): the same type, the same calls and
+    /// answers, apart from those that work on a file only (see the
+    /// README's PostgreSQL section).
     ///
     /// # Errors
-    /// As [`StorageBuilder::open`].
+    /// As [`StorageBuilder::open`]; for a URL without the `postgres`
+    /// feature, [`Error::InvalidInput`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         Self::builder(path).open()
     }
