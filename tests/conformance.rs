@@ -1372,6 +1372,70 @@ mod postgres_only {
         );
     }
 
+    /// After an import, a day's query reads that day's pages through the
+    /// time index rather than the whole month's (the query plan guarded,
+    /// not its time).
+    #[test]
+    fn a_days_query_reads_a_days_pages_after_an_import() {
+        let db = common::server::database();
+        let store = MetricsStorage::open(&db.url).unwrap();
+        // 20,000 tasks over 20 days of one month, in time order.
+        let start: chrono::DateTime<chrono::Utc> = "2025-03-05T00:00:00Z".parse().unwrap();
+        let stream = (0..20_000i64).map(move |i| {
+            Ok(Parsed::Task(
+                TaskMetric::new(format!("t{i:05}"), "a", 1, TaskResult::Success)
+                    .at(start + chrono::Duration::seconds(i * 86)),
+            ))
+        });
+        assert_eq!(store.store_stream(stream).unwrap().tasks.stored, 20_000);
+        let day = start + chrono::Duration::days(10);
+        let (from, to) = (
+            day.timestamp_micros(),
+            (day + chrono::Duration::days(1)).timestamp_micros(),
+        );
+        let mut client = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+        let pages: i64 = client
+            .query_one(
+                "SELECT relpages::bigint FROM pg_class WHERE relname = 'task_metrics_y2025m03'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        let plan: serde_json::Value = client
+            .query_one(
+                &format!(
+                    "EXPLAIN (ANALYZE, FORMAT JSON) SELECT m.result, count(*) FROM task_metrics m \
+                     WHERE m.timestamp >= {from} AND m.timestamp <= {to} GROUP BY m.result"
+                ),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        let text = plan.to_string();
+        assert!(
+            text.contains("Bitmap Index Scan")
+                && text.contains("task_metrics_y2025m03_timestamp_idx"),
+            "{text}"
+        );
+        let lossy =
+            |node: &serde_json::Value| node.get("Lossy Heap Blocks").and_then(|v| v.as_i64());
+        fn find(
+            node: &serde_json::Value,
+            f: &dyn Fn(&serde_json::Value) -> Option<i64>,
+        ) -> Option<i64> {
+            f(node).or_else(|| match node {
+                serde_json::Value::Object(m) => m.values().find_map(|v| find(v, f)),
+                serde_json::Value::Array(a) => a.iter().find_map(|v| find(v, f)),
+                _ => None,
+            })
+        }
+        let read = find(&plan, &lossy).unwrap_or(0);
+        // A day is a twentieth of the data: its pages and the two ranges
+        // of 32 pages it falls in, far less than the month's (unsummarized
+        // ranges would all be read).
+        assert!(read * 2 < pages, "read {read} of {pages} pages: {text}");
+    }
+
     /// A partition dropped by another handle (another host's retention)
     /// is made again when this one stores into its month.
     #[test]

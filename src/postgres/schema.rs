@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::record::MetricKind;
 
 /// The migrations, in order; the schema version is how many have run.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     // 1: task metrics, range-partitioned by time.
     r#"
     CREATE TABLE task_metrics (
@@ -57,6 +57,21 @@ const MIGRATIONS: [&str; 2] = [
     ) PARTITION BY RANGE (timestamp);
     CREATE INDEX swarm_metrics_time ON swarm_metrics USING brin (timestamp);
     CREATE INDEX swarm_metrics_type ON swarm_metrics (metric_type, timestamp);
+    "#,
+    // 3: time indexes that stay summarized. A BRIN range is only of use
+    // once summarized; without autosummarize that waits for a VACUUM, and
+    // a range query reads every page written since. Smaller ranges narrow
+    // what a day's query reads.
+    r#"
+    DROP INDEX task_metrics_time;
+    CREATE INDEX task_metrics_time ON task_metrics USING brin (timestamp)
+        WITH (pages_per_range = 32, autosummarize = on);
+    DROP INDEX agent_metrics_time;
+    CREATE INDEX agent_metrics_time ON agent_metrics USING brin (timestamp)
+        WITH (pages_per_range = 32, autosummarize = on);
+    DROP INDEX swarm_metrics_time;
+    CREATE INDEX swarm_metrics_time ON swarm_metrics USING brin (timestamp)
+        WITH (pages_per_range = 32, autosummarize = on);
     "#,
 ];
 
@@ -245,6 +260,26 @@ impl PgStore {
             MetricKind::Agent => ("agent_metrics", "agent_id"),
             _ => ("swarm_metrics", "swarm_id"),
         }
+    }
+
+    /// After a bulk write: summarizes the time index ranges written since
+    /// they were last summarized, and refreshes the planner's statistics,
+    /// so that range queries skip what they do not need at once rather
+    /// than after the next autovacuum.
+    pub(super) fn refresh_after_bulk_write(&self) -> Result<()> {
+        self.conn()?
+            .batch_execute(
+                "SELECT brin_summarize_new_values(i.indexrelid) \
+                 FROM pg_index i \
+                 JOIN pg_inherits h ON h.inhrelid = i.indrelid \
+                 JOIN pg_class c ON c.oid = i.indexrelid \
+                 JOIN pg_am a ON a.oid = c.relam \
+                 WHERE a.amname = 'brin' AND h.inhparent IN \
+                     ('task_metrics'::regclass, 'agent_metrics'::regclass, \
+                      'swarm_metrics'::regclass); \
+                 ANALYZE task_metrics, agent_metrics, swarm_metrics",
+            )
+            .map_err(self.error("refresh statistics"))
     }
 
     /// The schema version recorded on the server.

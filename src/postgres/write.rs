@@ -31,6 +31,10 @@ const TASK_TYPES: [Type; 8] = [
     Type::INT8,
 ];
 
+/// After a transaction writes this many metrics (an import, a copy), the
+/// time indexes are summarized and the statistics refreshed at once.
+const SUMMARIZE_AFTER_ROWS: usize = 10_000;
+
 /// Below this many rows, one `INSERT` per row is quicker than a `COPY`.
 const COPY_FROM_ROWS: usize = 16;
 
@@ -70,6 +74,8 @@ pub(crate) struct PgWriter<'a> {
     /// Partitions this transaction created, known to exist once it
     /// commits.
     created: Vec<(&'static str, i64)>,
+    /// Metrics written in this transaction.
+    rows: usize,
 }
 
 impl PgWriter<'_> {
@@ -92,6 +98,7 @@ impl PgWriter<'_> {
             self.make_partitions(table, timestamps)?;
         }
         self.written = true;
+        self.rows += metrics.tasks.len() + metrics.agents.len() + metrics.swarms.len();
         let new_tasks = self.write_tasks(metrics.tasks)?;
         let (agent_ids, new_agents) = self.write_entities(MetricKind::Agent, metrics.agents)?;
         let (swarm_ids, new_swarms) = self.write_entities(MetricKind::Swarm, metrics.swarms)?;
@@ -318,11 +325,17 @@ impl PgStore {
             tx,
             written: false,
             created: Vec::new(),
+            rows: 0,
         };
         let value = write(&mut writer)?;
         writer.tx.commit().map_err(self.error("commit a write"))?;
         for (table, first) in writer.created {
             self.know_partition(table, first)?;
+        }
+        if writer.rows >= SUMMARIZE_AFTER_ROWS {
+            // Best effort: the metrics are committed, and autovacuum
+            // summarizes the ranges later if this fails.
+            let _ = self.refresh_after_bulk_write();
         }
         Ok(value)
     }
