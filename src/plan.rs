@@ -28,6 +28,7 @@ impl MetricsStorage {
     /// SQLite's `EXPLAIN QUERY PLAN` for the query the store runs for
     /// `shape` over `filter` on `kind`: one line per plan step, such as
     /// `SEARCH m USING INDEX idx_task_metrics_agent (agent=? AND timestamp>? AND timestamp<?)`.
+    /// On PostgreSQL, `EXPLAIN (COSTS OFF)` of the query, a line per line.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] when the filter does not apply to `kind` or
@@ -63,6 +64,17 @@ impl MetricsStorage {
                 ))
             }
         };
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            use crate::postgres::PlannedQuery;
+            let query = match shape {
+                QueryShape::Rows => PlannedQuery::Rows,
+                QueryShape::Aggregate(aggregation) => PlannedQuery::Aggregate(aggregation),
+                QueryShape::SuccessRate => PlannedQuery::SuccessRate,
+                QueryShape::Percentile => PlannedQuery::Percentile,
+            };
+            return server.query_plan(kind, query, filter);
+        }
         let conn = self.reader()?;
         let mut stmt = conn
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))

@@ -1430,6 +1430,29 @@ mod postgres_only {
             })
         }
         let read = find(&plan, &lossy).unwrap_or(0);
+        // The store explains its own queries the same way.
+        let range = TimeRange::new(day, day + chrono::Duration::days(1)).unwrap();
+        let plan = store
+            .query_plan(
+                MetricKind::Task,
+                swarm_metrics::QueryShape::SuccessRate,
+                &Filter::new().range(range),
+            )
+            .unwrap()
+            .join("\n");
+        assert!(
+            plan.contains("Bitmap Index Scan on task_metrics_y2025m03_timestamp_idx"),
+            "{plan}"
+        );
+        let plan = store
+            .query_plan(
+                MetricKind::Task,
+                swarm_metrics::QueryShape::Rows,
+                &Filter::new().task("t00042"),
+            )
+            .unwrap()
+            .join("\n");
+        assert!(plan.contains("task_metrics_y2025m03_pkey"), "{plan}");
         // A day is a twentieth of the data: its pages and the two ranges
         // of 32 pages it falls in, far less than the month's (unsummarized
         // ranges would all be read).

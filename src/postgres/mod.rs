@@ -21,7 +21,7 @@ mod series;
 mod tls;
 mod write;
 
-pub(crate) use read::EntityRow;
+pub(crate) use read::{EntityRow, PlannedQuery};
 pub(crate) use write::{Metrics, Written};
 
 use std::collections::HashSet;

@@ -105,15 +105,77 @@ fn task_of(row: &Row) -> Result<TaskMetric> {
 const TASK_SELECT: &str = "m.timestamp, m.task_id, m.agent_id, m.swarm_id, m.result, \
                            m.duration_ms, m.tokens_used, m.files_changed";
 
+/// The query of task rows matching `filter` in `order`, at most `limit`.
+fn tasks_sql(filter: &Filter, limit: i64, order: &str) -> (String, Where) {
+    let w = Where::tasks(filter);
+    let sql = format!(
+        "SELECT {TASK_SELECT} FROM task_metrics m WHERE {} ORDER BY {order} LIMIT {limit}",
+        w.clause
+    );
+    (sql, w)
+}
+
+/// The query counting the tasks matching `filter` by result.
+fn success_rate_sql(filter: &Filter) -> (String, Where) {
+    let w = Where::tasks(filter);
+    let sql = format!(
+        "SELECT m.result, count(*) FROM task_metrics m WHERE {} GROUP BY m.result",
+        w.clause
+    );
+    (sql, w)
+}
+
+/// The query of `aggregation` over the values of `kind` `filter` selects.
+fn aggregate_sql(
+    kind: MetricKind,
+    aggregation: AggregationType,
+    filter: &Filter,
+) -> Result<(String, Where)> {
+    let (column, _) = aggregated_column(kind, filter)?;
+    let w = Where::of(kind, filter);
+    let sql = format!(
+        "SELECT {} FROM {} m WHERE {}",
+        aggregate_columns(column, aggregation),
+        table_of(kind),
+        w.clause
+    );
+    Ok((sql, w))
+}
+
+/// The query of quantiles of the values of `kind` `filter` selects; the
+/// quantiles, a `float8[]`, are the parameter after the filter's.
+fn percentiles_sql(kind: MetricKind, filter: &Filter) -> Result<(String, Where)> {
+    let (column, _) = aggregated_column(kind, filter)?;
+    let w = Where::of(kind, filter);
+    let sql = format!(
+        "SELECT count(m.{column}), \
+                percentile_cont(${}::float8[]) WITHIN GROUP (ORDER BY m.{column}::float8) \
+         FROM {} m WHERE {}",
+        w.params.len() + 1,
+        table_of(kind),
+        w.clause
+    );
+    Ok((sql, w))
+}
+
+/// Which query [`PgStore::query_plan`] explains.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PlannedQuery {
+    /// Rows newest first.
+    Rows,
+    /// An aggregate.
+    Aggregate(AggregationType),
+    /// A success rate of tasks.
+    SuccessRate,
+    /// Percentiles.
+    Percentile,
+}
+
 impl PgStore {
     /// Task metrics matching `filter` in `order` (an `ORDER BY` list over
     /// the table aliased `m`, the same as on SQLite), at most `limit`.
     pub fn get_tasks(&self, filter: &Filter, limit: i64, order: &str) -> Result<Vec<TaskMetric>> {
-        let w = Where::tasks(filter);
-        let sql = format!(
-            "SELECT {TASK_SELECT} FROM task_metrics m WHERE {} ORDER BY {order} LIMIT {limit}",
-            w.clause
-        );
+        let (sql, w) = tasks_sql(filter, limit, order);
         let rows = self
             .read_conn()?
             .query(&sql, &w.params())
@@ -123,11 +185,7 @@ impl PgStore {
 
     /// The success rate of the tasks matching `filter`, with its counts.
     pub fn success_rate(&self, filter: &Filter) -> Result<SuccessRate> {
-        let w = Where::tasks(filter);
-        let sql = format!(
-            "SELECT m.result, count(*) FROM task_metrics m WHERE {} GROUP BY m.result",
-            w.clause
-        );
+        let (sql, w) = success_rate_sql(filter);
         let mut rate = SuccessRate::default();
         for row in self
             .read_conn()?
@@ -157,14 +215,8 @@ impl PgStore {
         aggregation: AggregationType,
         filter: &Filter,
     ) -> Result<Aggregate> {
-        let (column, metric_type) = aggregated_column(kind, filter)?;
-        let w = Where::of(kind, filter);
-        let sql = format!(
-            "SELECT {} FROM {} m WHERE {}",
-            aggregate_columns(column, aggregation),
-            table_of(kind),
-            w.clause
-        );
+        let (_, metric_type) = aggregated_column(kind, filter)?;
+        let (sql, w) = aggregate_sql(kind, aggregation, filter)?;
         let row = self
             .read_conn()?
             .query_one(&sql, &w.params())
@@ -179,17 +231,8 @@ impl PgStore {
         qs: &[f64],
         filter: &Filter,
     ) -> Result<Vec<Percentile>> {
-        let (column, metric_type) = aggregated_column(kind, filter)?;
-        let w = Where::of(kind, filter);
-        let n = w.params.len();
-        let sql = format!(
-            "SELECT count(m.{column}), \
-                    percentile_cont(${}::float8[]) WITHIN GROUP (ORDER BY m.{column}::float8) \
-             FROM {} m WHERE {}",
-            n + 1,
-            table_of(kind),
-            w.clause
-        );
+        let (_, metric_type) = aggregated_column(kind, filter)?;
+        let (sql, w) = percentiles_sql(kind, filter)?;
         let mut params = w.params();
         let qs_param = qs.to_vec();
         params.push(&qs_param);
@@ -539,4 +582,46 @@ pub(super) fn rates_by_key<K: PartialEq>(
         }
     }
     Ok(rates)
+}
+
+impl PgStore {
+    /// PostgreSQL's `EXPLAIN` (without costs) of the query the store runs
+    /// for `query` over `filter` on `kind`: one line per plan step.
+    pub fn query_plan(
+        &self,
+        kind: MetricKind,
+        query: PlannedQuery,
+        filter: &Filter,
+    ) -> Result<Vec<String>> {
+        let (sql, w) = match query {
+            PlannedQuery::Rows if kind == MetricKind::Task => {
+                tasks_sql(filter, 1000, "m.timestamp DESC, m.task_id DESC")
+            }
+            PlannedQuery::Rows => {
+                let (table, id) = PgStore::entity_table(kind);
+                let w = Where::of(kind, filter);
+                let sql = format!(
+                    "SELECT m.metric_id, m.{id}, m.metric_type, m.value, m.metadata, m.timestamp \
+                     FROM {table} m WHERE {} ORDER BY m.timestamp DESC, m.metric_id DESC LIMIT 1000",
+                    w.clause
+                );
+                (sql, w)
+            }
+            PlannedQuery::Aggregate(aggregation) => aggregate_sql(kind, aggregation, filter)?,
+            PlannedQuery::SuccessRate => success_rate_sql(filter),
+            PlannedQuery::Percentile => percentiles_sql(kind, filter)?,
+        };
+        let mut params = w.params();
+        let median = vec![0.5f64];
+        if matches!(query, PlannedQuery::Percentile) {
+            params.push(&median);
+        }
+        Ok(self
+            .read_conn()?
+            .query(&format!("EXPLAIN (COSTS OFF) {sql}"), &params)
+            .map_err(self.error("explain query"))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect())
+    }
 }
