@@ -165,12 +165,19 @@ impl MetricsStorage {
     }
 
     /// SQLite's `PRAGMA integrity_check`: an empty list when the file is
-    /// sound, otherwise the problems found.
+    /// sound, otherwise the problems found. On PostgreSQL: the schema
+    /// version, every partition being one calendar month, and, where the
+    /// `amcheck` extension is installed, every b-tree index of the
+    /// partitions.
     ///
     /// # Errors
     /// [`Error::Sqlite`] (or [`Error::NotADatabase`]-like failures
     /// reported by SQLite) when the check cannot run at all.
     pub fn integrity_check(&self) -> Result<Vec<String>> {
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            return server.integrity_check();
+        }
         let problems = self.read_rows(
             "PRAGMA integrity_check",
             Vec::new(),

@@ -1109,9 +1109,33 @@ mod postgres_only {
         let store = MetricsStorage::open(&db.url).unwrap();
         let err = store.apply_retention(&Default::default()).unwrap_err();
         assert!(matches!(err, Error::Unsupported { .. }), "{err}");
-        let err = store.integrity_check().unwrap_err();
+        let err = store
+            .apply_retention_steps(&Default::default(), 1)
+            .unwrap_err();
         assert!(matches!(err, Error::Unsupported { .. }), "{err}");
         assert!(err.to_string().contains("PostgreSQL"), "{err}");
+    }
+
+    /// The integrity check finds nothing wrong with a sound store, checks
+    /// every index with `amcheck` where it is installed, and names a
+    /// partition that is not one calendar month.
+    #[test]
+    fn the_integrity_check_names_what_is_wrong() {
+        let db = common::server::database();
+        let store = MetricsStorage::open(&db.url).unwrap();
+        let tasks: Vec<_> = (0..500)
+            .map(|i| TaskMetric::new(format!("t{i}"), "a", i, TaskResult::Success))
+            .collect();
+        store.store_task_metrics(&tasks).unwrap();
+        assert_eq!(store.integrity_check().unwrap(), Vec::<String>::new());
+        db.execute("CREATE EXTENSION amcheck");
+        assert_eq!(store.integrity_check().unwrap(), Vec::<String>::new());
+        db.execute(
+            "CREATE TABLE task_metrics_odd PARTITION OF task_metrics FOR VALUES FROM (0) TO (10)",
+        );
+        let problems = store.integrity_check().unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("task_metrics_odd"), "{problems:?}");
     }
 
     /// Inside `consistent`, reads see one snapshot while another thread

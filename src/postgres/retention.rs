@@ -108,6 +108,69 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// What is wrong with the store on the server, if anything: a schema
+    /// version this crate does not write, a partition that is not one
+    /// calendar month under its month's name, and, where the `amcheck`
+    /// extension is installed in the database, every b-tree index of the
+    /// partitions checked against its table's order.
+    pub fn integrity_check(&self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        let version = self.schema_version()?;
+        if version != i64::from(super::schema::PG_SCHEMA_VERSION) {
+            problems.push(format!(
+                "schema version {version}, but this version of swarm-metrics writes {}",
+                super::schema::PG_SCHEMA_VERSION
+            ));
+        }
+        for (_, table) in TABLES {
+            for partition in self.partitions_of(table)? {
+                let expected = super::schema::month_of(partition.first)
+                    .filter(|(first, next, _)| (*first, *next) == (partition.first, partition.next))
+                    .map(|(_, _, name)| format!("{table}_{name}"));
+                if expected.as_deref() != Some(partition.name.as_str()) {
+                    problems.push(format!(
+                        "partition {} covers {}..{} µs, not one calendar month under its name",
+                        partition.name, partition.first, partition.next
+                    ));
+                }
+            }
+        }
+        let mut conn = self.read_conn()?;
+        let amcheck: bool = conn
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'amcheck')",
+                &[],
+            )
+            .map_err(self.error("check integrity"))?
+            .get(0);
+        if amcheck {
+            let indexes = conn
+                .query(
+                    "SELECT c.oid, c.relname::text FROM pg_index i \
+                     JOIN pg_class c ON c.oid = i.indexrelid \
+                     JOIN pg_am a ON a.oid = c.relam \
+                     JOIN pg_inherits h ON h.inhrelid = i.indrelid \
+                     WHERE a.amname = 'btree' AND h.inhparent IN \
+                         ('task_metrics'::regclass, 'agent_metrics'::regclass, \
+                          'swarm_metrics'::regclass)",
+                    &[],
+                )
+                .map_err(self.error("check integrity"))?;
+            for index in indexes {
+                let oid: postgres::types::Oid = index.get(0);
+                let name: String = index.get(1);
+                if let Err(e) =
+                    conn.execute("SELECT bt_index_check($1::oid::regclass, true)", &[&oid])
+                {
+                    problems.push(format!("index {name}: {}", super::PostgresError(e)));
+                }
+            }
+        }
+        Ok(problems)
+    }
+}
+
 /// The two numbers of `FOR VALUES FROM ('a') TO ('b')`.
 fn bounds(expression: &str) -> Option<(i64, i64)> {
     let numbers: Vec<i64> = expression

@@ -119,7 +119,7 @@ pub(super) fn migrate(client: &mut Client, server: &str) -> Result<()> {
 }
 
 /// The first instant (µs) of the month holding `t` (µs), and of the next.
-fn month_of(t: i64) -> Option<(i64, i64, String)> {
+pub(super) fn month_of(t: i64) -> Option<(i64, i64, String)> {
     let at = DateTime::<Utc>::from_timestamp_micros(t)?;
     let first = Utc
         .with_ymd_and_hms(at.year(), at.month(), 1, 0, 0, 0)
