@@ -64,6 +64,11 @@ pub(crate) struct PgStore {
     /// How long a schema change waits for a lock before it fails, rather
     /// than wait for ever on a transaction that waits for it.
     lock_timeout: Duration,
+    /// Metrics this store has written in transactions, and the total at
+    /// which it next refreshes the time indexes and statistics (see
+    /// `write.rs`).
+    bulk_rows: AtomicU64,
+    next_refresh: AtomicU64,
 }
 
 impl PgStore {
@@ -101,6 +106,8 @@ impl PgStore {
             config,
             connector,
             lock_timeout: busy_timeout.max(Duration::from_secs(1)),
+            bulk_rows: AtomicU64::new(0),
+            next_refresh: AtomicU64::new(0),
         };
         store.create_partitions_ahead()?;
         Ok(store)

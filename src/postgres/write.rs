@@ -10,6 +10,8 @@ use postgres::types::{ToSql, Type};
 use postgres::Transaction;
 
 use super::schema::{created_meanwhile, partition_sql};
+use std::sync::atomic::Ordering;
+
 use super::PgStore;
 use crate::error::{Error, Result};
 use crate::query::to_micros;
@@ -31,9 +33,11 @@ const TASK_TYPES: [Type; 8] = [
     Type::INT8,
 ];
 
-/// After a transaction writes this many metrics (an import, a copy), the
-/// time indexes are summarized and the statistics refreshed at once.
-const SUMMARIZE_AFTER_ROWS: usize = 10_000;
+/// Once a store has written this many metrics in transactions (an
+/// import, a copy), the time indexes are summarized and the statistics
+/// refreshed at once; then again each time the total has doubled, so that
+/// a long copy in chunks refreshes a handful of times, not after each.
+const FIRST_REFRESH_ROWS: u64 = 10_000;
 
 /// Below this many rows, one `INSERT` per row is quicker than a `COPY`.
 const COPY_FROM_ROWS: usize = 16;
@@ -332,7 +336,18 @@ impl PgStore {
         for (table, first) in writer.created {
             self.know_partition(table, first)?;
         }
-        if writer.rows >= SUMMARIZE_AFTER_ROWS {
+        let written = self
+            .bulk_rows
+            .fetch_add(writer.rows as u64, Ordering::Relaxed)
+            + writer.rows as u64;
+        let due = self.next_refresh.load(Ordering::Relaxed);
+        // One writer of many takes each refresh.
+        let refresh = written >= due.max(FIRST_REFRESH_ROWS)
+            && self
+                .next_refresh
+                .compare_exchange(due, written * 2, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        if refresh {
             // Best effort: the metrics are committed, and autovacuum
             // summarizes the ranges later if this fails.
             let _ = self.refresh_after_bulk_write();
