@@ -310,6 +310,13 @@ impl MetricsStorage {
         }
     }
 
+    /// Whether `location` names a PostgreSQL server (a `postgres://` or
+    /// `postgresql://` URL) rather than a file: what [`open`](Self::open)
+    /// opens on a server.
+    pub fn names_a_server(location: impl AsRef<Path>) -> bool {
+        location.as_ref().to_str().is_some_and(server_url)
+    }
+
     /// The database file; for a store on PostgreSQL, the server as
     /// `postgres://user@host:port/db` (never with its password).
     pub fn path(&self) -> &Path {

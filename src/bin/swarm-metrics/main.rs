@@ -75,10 +75,7 @@ fn main() -> ExitCode {
 fn open_existing(path: &Path, busy: Duration, writable: bool) -> Result<MetricsStorage, Failure> {
     // A server (postgres://…) is opened as it is: it has no file to look
     // for, and is never opened read-only.
-    let on_server = path
-        .to_str()
-        .is_some_and(|p| p.starts_with("postgres://") || p.starts_with("postgresql://"));
-    if on_server {
+    if MetricsStorage::names_a_server(path) {
         return Ok(MetricsStorage::builder(path).busy_timeout(busy).open()?);
     }
     if !path.exists() {
