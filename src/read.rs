@@ -22,6 +22,17 @@ struct Rows<T> {
     decode: fn(&Row<'_>) -> Result<T>,
     /// What a failed read was doing.
     operation: &'static str,
+    /// How the rows are read from a PostgreSQL server instead.
+    #[cfg(feature = "postgres")]
+    server: ServerRows<T>,
+}
+
+/// How rows of one kind come from a PostgreSQL server: task rows, or agent
+/// and swarm rows, made into the kind's record.
+#[cfg(feature = "postgres")]
+enum ServerRows<T> {
+    Tasks(fn(TaskMetric) -> T),
+    Entities(fn(crate::postgres::EntityRow) -> T),
 }
 
 const TASKS: Rows<TaskMetric> = Rows {
@@ -30,6 +41,8 @@ const TASKS: Rows<TaskMetric> = Rows {
     oldest_first: "m.timestamp, m.task_id",
     decode: task_from_row,
     operation: "read task metrics",
+    #[cfg(feature = "postgres")]
+    server: ServerRows::Tasks(std::convert::identity),
 };
 
 const AGENTS: Rows<Stored<AgentMetric>> = Rows {
@@ -38,6 +51,8 @@ const AGENTS: Rows<Stored<AgentMetric>> = Rows {
     oldest_first: "m.timestamp, m.metric_id",
     decode: agent_from_row,
     operation: "read agent metrics",
+    #[cfg(feature = "postgres")]
+    server: ServerRows::Entities(agent_of),
 };
 
 const SWARMS: Rows<Stored<SwarmMetric>> = Rows {
@@ -46,6 +61,8 @@ const SWARMS: Rows<Stored<SwarmMetric>> = Rows {
     oldest_first: "m.timestamp, m.metric_id",
     decode: swarm_from_row,
     operation: "read swarm metrics",
+    #[cfg(feature = "postgres")]
+    server: ServerRows::Entities(swarm_of),
 };
 
 impl MetricsStorage {
@@ -69,11 +86,6 @@ impl MetricsStorage {
         limit: usize,
         order: &str,
     ) -> Result<Vec<TaskMetric>> {
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            filter.validate(MetricKind::Task, false)?;
-            return server.get_tasks(filter, validate_limit(limit)?, order);
-        }
         self.get_rows(&TASKS, filter, limit, order)
     }
 
@@ -86,12 +98,6 @@ impl MetricsStorage {
         filter: &Filter,
         limit: usize,
     ) -> Result<Vec<Stored<AgentMetric>>> {
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            filter.validate(MetricKind::Agent, false)?;
-            let rows = server.get_entities(MetricKind::Agent, filter, validate_limit(limit)?)?;
-            return Ok(rows.into_iter().map(agent_of).collect());
-        }
         self.get_rows(&AGENTS, filter, limit, AGENTS.newest_first)
     }
 
@@ -104,12 +110,6 @@ impl MetricsStorage {
         filter: &Filter,
         limit: usize,
     ) -> Result<Vec<Stored<SwarmMetric>>> {
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            filter.validate(MetricKind::Swarm, false)?;
-            let rows = server.get_entities(MetricKind::Swarm, filter, validate_limit(limit)?)?;
-            return Ok(rows.into_iter().map(swarm_of).collect());
-        }
         self.get_rows(&SWARMS, filter, limit, SWARMS.newest_first)
     }
 
@@ -146,11 +146,6 @@ impl MetricsStorage {
         filter: &Filter,
         visit: impl FnMut(TaskMetric) -> ControlFlow<B>,
     ) -> Result<Option<B>> {
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            filter.validate(MetricKind::Task, false)?;
-            return server.for_each_task(filter, visit);
-        }
         self.each_row(&TASKS, filter, visit)
     }
 
@@ -164,12 +159,6 @@ impl MetricsStorage {
         filter: &Filter,
         visit: impl FnMut(Stored<AgentMetric>) -> ControlFlow<B>,
     ) -> Result<Option<B>> {
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            filter.validate(MetricKind::Agent, false)?;
-            let mut visit = visit;
-            return server.for_each_entity(MetricKind::Agent, filter, |row| visit(agent_of(row)));
-        }
         self.each_row(&AGENTS, filter, visit)
     }
 
@@ -183,12 +172,6 @@ impl MetricsStorage {
         filter: &Filter,
         visit: impl FnMut(Stored<SwarmMetric>) -> ControlFlow<B>,
     ) -> Result<Option<B>> {
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            filter.validate(MetricKind::Swarm, false)?;
-            let mut visit = visit;
-            return server.for_each_entity(MetricKind::Swarm, filter, |row| visit(swarm_of(row)));
-        }
         self.each_row(&SWARMS, filter, visit)
     }
 
@@ -201,6 +184,22 @@ impl MetricsStorage {
     ) -> Result<Vec<T>> {
         filter.validate(rows.kind, false)?;
         let limit = validate_limit(limit)?;
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            // Agent and swarm rows are only ever read newest first.
+            return Ok(match rows.server {
+                ServerRows::Tasks(of) => server
+                    .get_tasks(filter, limit, order)?
+                    .into_iter()
+                    .map(of)
+                    .collect(),
+                ServerRows::Entities(of) => server
+                    .get_entities(rows.kind, filter, limit)?
+                    .into_iter()
+                    .map(of)
+                    .collect(),
+            });
+        }
         self.read(|snapshot| {
             // Only the indexed part need be read when the range ends before
             // the watermark (see `Filter::source_and_clause`).
@@ -224,6 +223,15 @@ impl MetricsStorage {
         mut visit: impl FnMut(T) -> ControlFlow<B>,
     ) -> Result<Option<B>> {
         filter.validate(rows.kind, false)?;
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            return match rows.server {
+                ServerRows::Tasks(of) => server.for_each_task(filter, |t| visit(of(t))),
+                ServerRows::Entities(of) => {
+                    server.for_each_entity(rows.kind, filter, |r| visit(of(r)))
+                }
+            };
+        }
         let (sql, params) =
             select_sql_ordered(rows.kind, filter, i64::MAX, rows.oldest_first, None);
         self.read(|snapshot| {
