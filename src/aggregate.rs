@@ -129,7 +129,7 @@ impl MetricsStorage {
         filter.validate(kind, true)?;
         #[cfg(feature = "postgres")]
         if let Some(server) = self.postgres() {
-            return Ok((server.values(kind, filter)?, None));
+            return server.values(kind, filter);
         }
         let (column, _) = aggregated_column(kind, filter)?;
         let (mut values, rolled) = self.snapshot(|snapshot| {

@@ -2,7 +2,10 @@
 //! rate with its counts and interval; the same whichever kind of store
 //! computed them.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+use sketches_ddsketch::DDSketch;
 
 use crate::error::Result;
 use crate::interval::{Interval, IntervalMethod};
@@ -116,3 +119,6 @@ pub(crate) fn aggregated_column(
     let column = filter.column.unwrap_or_default();
     Ok((column.sql(), Some(column.metric_type())))
 }
+
+/// Each group's values, and the sketch of what survives only as one.
+pub(crate) type GroupValues = BTreeMap<Option<String>, (Vec<f64>, Option<DDSketch>)>;

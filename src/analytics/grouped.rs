@@ -5,12 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 use rusqlite::types::Value as SqlValue;
 use serde::{Deserialize, Serialize};
 
-use sketches_ddsketch::DDSketch;
 
 use crate::aggregate::{
     aggregated_column, finish, quantiles_of, value_at, Aggregate, Percentile, SuccessRate,
 };
 use crate::analytics::validate_q;
+use crate::answer::GroupValues;
 use crate::error::{Error, Result};
 use crate::query::{Filter, GroupBy};
 use crate::record::{AggregationType, MetricKind, TaskResult};
@@ -193,11 +193,7 @@ impl MetricsStorage {
         let sql = values_by_group_sql(kind, group_by, filter)?;
         #[cfg(feature = "postgres")]
         if let Some(server) = self.postgres() {
-            let groups = server.values_by_group(kind, group_by, filter)?;
-            return Ok(groups
-                .into_iter()
-                .map(|(key, values)| (key, (values, None)))
-                .collect());
+            return server.values_by_group(kind, group_by, filter);
         }
         let (_, params) = filter.sql_from(kind);
         self.snapshot(|snapshot| {
@@ -296,8 +292,6 @@ fn by_key<T>(pairs: Vec<(Option<String>, T)>) -> Vec<Grouped<T>> {
     groups
 }
 
-/// Each group's values, and the sketch of what survives only as one.
-pub(crate) type GroupValues = BTreeMap<Option<String>, (Vec<f64>, Option<DDSketch>)>;
 
 /// The `(key, value)` rows of a selection, ordered by group.
 fn values_by_group_sql(kind: MetricKind, group_by: GroupBy, filter: &Filter) -> Result<String> {

@@ -1,13 +1,17 @@
 //! One answer per agent, swarm, result or metric type, on PostgreSQL. The
 //! groups come back unordered: the store orders them as it orders SQLite's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use postgres::Row;
+use postgres::{Client, Row};
 
 use super::read::{aggregate_columns, aggregate_of, rates_by_key, table_of, Where};
+use super::rollups::{stat_columns, stat_of};
 use super::PgStore;
-use crate::answer::{aggregated_column, Aggregate, Percentile, SuccessRate};
+use crate::aggregate::{finish, quantiles_of};
+use crate::retention::RollupRead;
+use crate::stat::Stat;
+use crate::answer::{GroupValues, aggregated_column, Aggregate, Percentile, SuccessRate};
 use crate::error::{Error, Result};
 use crate::query::{Filter, GroupBy};
 use crate::record::{AggregationType, MetricKind, MetricType, TaskResult};
@@ -57,11 +61,30 @@ impl PgStore {
              GROUP BY {key}, m.result ORDER BY {key}",
             w.clause
         );
-        let rows = self
-            .read_conn()?
-            .query(&sql, &w.params())
-            .map_err(self.error("compute success rates"))?;
-        rates_by_key(&rows, |row| key_of(row, group_by, "task_metrics"))
+        self.with_rollups(MetricKind::Task, filter, |client, rollups| {
+            let rows = client
+                .query(&sql, &w.params())
+                .map_err(self.error("compute success rates"))?;
+            let mut rates = rates_by_key(&rows, |row| key_of(row, group_by, "task_metrics"))?;
+            if rollups {
+                let read = RollupRead::counts(MetricKind::Task, filter, Some(group_by));
+                let mut position: HashMap<Option<String>, usize> = rates
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (key, _))| (key.clone(), i))
+                    .collect();
+                for (key, rolled) in self.merge_rollups(client, &read)? {
+                    let i = *position.entry(key.clone()).or_insert_with(|| {
+                        rates.push((key, SuccessRate::default()));
+                        rates.len() - 1
+                    });
+                    for (result, n) in rolled.result_counts() {
+                        rates[i].1.add(result, n);
+                    }
+                }
+            }
+            Ok(rates)
+        })
     }
 
     /// `aggregation` of each group's values, unordered.
@@ -76,20 +99,47 @@ impl PgStore {
         let key = key_column(group_by);
         let w = Where::of(kind, filter);
         let table = table_of(kind);
-        let sql = format!(
-            "SELECT {key}, {} FROM {table} m WHERE {} GROUP BY {key}",
-            aggregate_columns(column, aggregation),
-            w.clause
-        );
-        self.read_conn()?
-            .query(&sql, &w.params())
-            .map_err(self.error("aggregate by group"))?
-            .iter()
-            .map(|row| {
-                let key = key_of(row, group_by, table)?;
-                Ok((key, aggregate_of(row, 1, kind, aggregation, metric_type)?))
-            })
-            .collect()
+        self.with_rollups(kind, filter, |client, rollups| {
+            if rollups {
+                let sql = format!(
+                    "SELECT {key}, {} FROM {table} m WHERE {} GROUP BY {key}",
+                    stat_columns(column),
+                    w.clause
+                );
+                let mut stats: BTreeMap<Option<String>, Stat> = BTreeMap::new();
+                for row in client
+                    .query(&sql, &w.params())
+                    .map_err(self.error("aggregate by group"))?
+                {
+                    stats.insert(key_of(&row, group_by, table)?, stat_of(&row, 1, kind)?);
+                }
+                let read = RollupRead::column(kind, filter, Some(group_by), column, false);
+                for (key, rolled) in self.merge_rollups(client, &read)? {
+                    stats
+                        .entry(key)
+                        .or_insert_with(|| Stat::new(kind == MetricKind::Task, false))
+                        .merge(&rolled.stat)?;
+                }
+                return Ok(stats
+                    .into_iter()
+                    .map(|(key, stat)| (key, finish(&stat, aggregation, metric_type)))
+                    .collect());
+            }
+            let sql = format!(
+                "SELECT {key}, {} FROM {table} m WHERE {} GROUP BY {key}",
+                aggregate_columns(column, aggregation),
+                w.clause
+            );
+            client
+                .query(&sql, &w.params())
+                .map_err(self.error("aggregate by group"))?
+                .iter()
+                .map(|row| {
+                    let key = key_of(row, group_by, table)?;
+                    Ok((key, aggregate_of(row, 1, kind, aggregation, metric_type)?))
+                })
+                .collect()
+        })
     }
 
     /// The `q` quantile of each group's values, unordered.
@@ -113,35 +163,64 @@ impl PgStore {
         );
         let mut params = w.params();
         params.push(&q);
-        self.read_conn()?
-            .query(&sql, &params)
-            .map_err(self.error("percentile by group"))?
-            .iter()
-            .map(|row| {
-                let key = key_of(row, group_by, table)?;
-                let count = u64::try_from(row.get::<_, i64>(1)).unwrap_or(0);
-                let percentile = Percentile {
-                    q,
-                    metric_type,
-                    count,
-                    value: row.get(2),
-                    approximate: false,
-                };
-                Ok((key, percentile))
-            })
-            .collect()
+        self.with_rollups(kind, filter, |client, rollups| {
+            if rollups {
+                return Ok(self
+                    .values_by_group_in(client, kind, group_by, filter, true)?
+                    .into_iter()
+                    .map(|(key, (values, sketch))| {
+                        let mut values = values;
+                        let p = quantiles_of(&mut values, sketch, &[q], metric_type).remove(0);
+                        (key, p)
+                    })
+                    .collect());
+            }
+            client
+                .query(&sql, &params)
+                .map_err(self.error("percentile by group"))?
+                .iter()
+                .map(|row| {
+                    let key = key_of(row, group_by, table)?;
+                    let count = u64::try_from(row.get::<_, i64>(1)).unwrap_or(0);
+                    let percentile = Percentile {
+                        q,
+                        metric_type,
+                        count,
+                        value: row.get(2),
+                        approximate: false,
+                    };
+                    Ok((key, percentile))
+                })
+                .collect()
+        })
     }
 }
 
 impl PgStore {
     /// Each group's values (the task column `filter` names, or agent and
-    /// swarm metrics' values), as doubles.
+    /// swarm metrics' values), as doubles, raw rows and rollups read in
+    /// one snapshot, each with the sketch of what survives only as one.
     pub fn values_by_group(
         &self,
         kind: MetricKind,
         group_by: GroupBy,
         filter: &Filter,
-    ) -> Result<BTreeMap<Option<String>, Vec<f64>>> {
+    ) -> Result<GroupValues> {
+        self.with_rollups(kind, filter, |client, rollups| {
+            self.values_by_group_in(client, kind, group_by, filter, rollups)
+        })
+    }
+
+    /// [`values_by_group`](Self::values_by_group) on `client`, taking in
+    /// the rollups when `rollups`.
+    fn values_by_group_in(
+        &self,
+        client: &mut Client,
+        kind: MetricKind,
+        group_by: GroupBy,
+        filter: &Filter,
+        rollups: bool,
+    ) -> Result<GroupValues> {
         let (column, _) = aggregated_column(kind, filter)?;
         let key = key_column(group_by);
         let w = Where::of(kind, filter);
@@ -150,16 +229,24 @@ impl PgStore {
             "SELECT {key}, m.{column}::float8 FROM {table} m WHERE {}",
             w.clause
         );
-        let mut groups: BTreeMap<Option<String>, Vec<f64>> = BTreeMap::new();
-        for row in self
-            .read_conn()?
+        let mut groups = GroupValues::new();
+        for row in client
             .query(&sql, &w.params())
             .map_err(self.error("read values by group"))?
         {
             groups
                 .entry(key_of(&row, group_by, table)?)
                 .or_default()
+                .0
                 .push(row.get(1));
+        }
+        if rollups {
+            let read = RollupRead::column(kind, filter, Some(group_by), column, true);
+            for (key, rolled) in self.merge_rollups(client, &read)? {
+                let (values, sketch) = groups.entry(key).or_default();
+                values.extend(rolled.values);
+                *sketch = rolled.sketch;
+            }
         }
         Ok(groups)
     }

@@ -12,10 +12,12 @@
 //! This part of the store is young: the calls it answers so far are
 //! listed in the README; the others return [`Error::Unsupported`].
 
+mod fold;
 mod grouped;
 mod pinned;
 mod read;
 mod retention;
+mod rollups;
 mod schema;
 mod series;
 mod tls;

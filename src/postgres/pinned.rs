@@ -10,6 +10,7 @@ use std::ops::{Deref, DerefMut};
 use postgres::Client;
 use r2d2::PooledConnection;
 
+use super::rollups::ALL_TABLES;
 use super::{Manager, PgStore};
 use crate::error::{Error, Result};
 
@@ -45,6 +46,14 @@ impl DerefMut for ReadConn {
             Some(conn) => conn,
             None => unreachable!("a read connection is held until dropped"),
         }
+    }
+}
+
+impl ReadConn {
+    /// Whether this is the connection `consistent` pinned, its snapshot
+    /// already taken.
+    pub(super) fn is_pinned(&self) -> bool {
+        self.pinned
     }
 }
 
@@ -126,8 +135,13 @@ impl PgStore {
             return read();
         }
         let mut conn = self.conn()?;
-        // The snapshot is taken at the first statement after BEGIN.
-        conn.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1")
+        // The tables are locked before the snapshot is taken, at the first
+        // query after BEGIN, so that no partition folded and dropped
+        // meanwhile goes missing from it (see `rollups.rs`).
+        conn.batch_execute(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+             LOCK TABLE {ALL_TABLES} IN ACCESS SHARE MODE; SELECT 1"
+        ))
             .map_err(self.error("begin a consistent read"))?;
         PINNED.with(|pinned| pinned.borrow_mut().push((self.id, Some(conn))));
         let _unpin = Unpin(self.id);

@@ -10,8 +10,14 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 use postgres::Row;
 
+use postgres::Client;
+use sketches_ddsketch::DDSketch;
+
+use super::rollups::{stat_columns, stat_of};
 use super::PgStore;
+use crate::aggregate::{finish, quantiles_of};
 use crate::answer::{aggregated_column, Aggregate, Percentile, SuccessRate};
+use crate::retention::RollupRead;
 use crate::error::{Error, Result};
 use crate::query::{from_micros, to_micros, Filter};
 use crate::record::{AggregationType, MetricKind, MetricType, TaskMetric, TaskResult};
@@ -31,10 +37,7 @@ impl Where {
     /// The conditions `filter` sets on metrics of `kind` (validated for
     /// that kind: it names no field the kind lacks).
     pub fn of(kind: MetricKind, filter: &Filter) -> Where {
-        let mut w = Where {
-            clause: String::new(),
-            params: Vec::new(),
-        };
+        let mut w = Where::empty();
         if let Some(id) = &filter.task_id {
             w.push("m.task_id =", Box::new(id.clone()));
         }
@@ -54,14 +57,27 @@ impl Where {
             w.push("m.timestamp >=", Box::new(to_micros(range.start())));
             w.push("m.timestamp <=", Box::new(to_micros(range.end())));
         }
-        if w.clause.is_empty() {
-            w.clause.push_str("TRUE");
+        w.finished()
+    }
+
+    /// No condition yet.
+    pub fn empty() -> Where {
+        Where {
+            clause: String::new(),
+            params: Vec::new(),
         }
-        w
+    }
+
+    /// The clause as SQL takes it: `TRUE` without conditions.
+    pub fn finished(mut self) -> Where {
+        if self.clause.is_empty() {
+            self.clause.push_str("TRUE");
+        }
+        self
     }
 
     /// Adds `condition $n` for the next parameter.
-    fn push(&mut self, condition: &str, value: Box<dyn ToSql + Sync>) {
+    pub fn push(&mut self, condition: &str, value: Box<dyn ToSql + Sync>) {
         if !self.clause.is_empty() {
             self.clause.push_str(" AND ");
         }
@@ -186,22 +202,31 @@ impl PgStore {
     /// The success rate of the tasks matching `filter`, with its counts.
     pub fn success_rate(&self, filter: &Filter) -> Result<SuccessRate> {
         let (sql, w) = success_rate_sql(filter);
-        let mut rate = SuccessRate::default();
-        for row in self
-            .read_conn()?
-            .query(&sql, &w.params())
-            .map_err(self.error("compute success rate"))?
-        {
-            let code: i16 = row.get(0);
-            let n: i64 = row.get(1);
-            let result =
-                TaskResult::from_code(i64::from(code)).ok_or_else(|| Error::CorruptRow {
-                    table: "task_metrics",
-                    reason: format!("unknown result code {code}"),
-                })?;
-            rate.add(result, u64::try_from(n).unwrap_or(0));
-        }
-        Ok(rate)
+        self.with_rollups(MetricKind::Task, filter, |client, rollups| {
+            let mut rate = SuccessRate::default();
+            for row in client
+                .query(&sql, &w.params())
+                .map_err(self.error("compute success rate"))?
+            {
+                let code: i16 = row.get(0);
+                let n: i64 = row.get(1);
+                let result =
+                    TaskResult::from_code(i64::from(code)).ok_or_else(|| Error::CorruptRow {
+                        table: "task_metrics",
+                        reason: format!("unknown result code {code}"),
+                    })?;
+                rate.add(result, u64::try_from(n).unwrap_or(0));
+            }
+            if rollups {
+                let read = RollupRead::counts(MetricKind::Task, filter, None);
+                for rolled in self.merge_rollups(client, &read)?.values() {
+                    for (result, n) in rolled.result_counts() {
+                        rate.add(result, n);
+                    }
+                }
+            }
+            Ok(rate)
+        })
     }
 
     /// `aggregation` of the values of `kind` `filter` selects: the task
@@ -215,13 +240,32 @@ impl PgStore {
         aggregation: AggregationType,
         filter: &Filter,
     ) -> Result<Aggregate> {
-        let (_, metric_type) = aggregated_column(kind, filter)?;
-        let (sql, w) = aggregate_sql(kind, aggregation, filter)?;
-        let row = self
-            .read_conn()?
-            .query_one(&sql, &w.params())
-            .map_err(self.error("aggregate metrics"))?;
-        aggregate_of(&row, 0, kind, aggregation, metric_type)
+        let (column, metric_type) = aggregated_column(kind, filter)?;
+        self.with_rollups(kind, filter, |client, rollups| {
+            if rollups {
+                let w = Where::of(kind, filter);
+                let sql = format!(
+                    "SELECT {} FROM {} m WHERE {}",
+                    stat_columns(column),
+                    table_of(kind),
+                    w.clause
+                );
+                let row = client
+                    .query_one(&sql, &w.params())
+                    .map_err(self.error("aggregate metrics"))?;
+                let mut stat = stat_of(&row, 0, kind)?;
+                let read = RollupRead::column(kind, filter, None, column, false);
+                for rolled in self.merge_rollups(client, &read)?.values() {
+                    stat.merge(&rolled.stat)?;
+                }
+                return Ok(finish(&stat, aggregation, metric_type));
+            }
+            let (sql, w) = aggregate_sql(kind, aggregation, filter)?;
+            let row = client
+                .query_one(&sql, &w.params())
+                .map_err(self.error("aggregate metrics"))?;
+            aggregate_of(&row, 0, kind, aggregation, metric_type)
+        })
     }
 
     /// The quantiles `qs` of the values of `kind` `filter` selects, exact.
@@ -236,24 +280,29 @@ impl PgStore {
         let mut params = w.params();
         let qs_param = qs.to_vec();
         params.push(&qs_param);
-        let row = self
-            .read_conn()?
-            .query_one(&sql, &params)
-            .map_err(self.error("compute percentiles"))?;
-        let count = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
-        let values: Option<Vec<Option<f64>>> = row.get(1);
-        let values = values.unwrap_or_else(|| vec![None; qs.len()]);
-        Ok(qs
-            .iter()
-            .zip(values)
-            .map(|(&q, value)| Percentile {
-                q,
-                metric_type,
-                count,
-                value,
-                approximate: false,
-            })
-            .collect())
+        self.with_rollups(kind, filter, |client, rollups| {
+            if rollups {
+                let (mut values, sketch) = self.values_in(client, kind, filter, true)?;
+                return Ok(quantiles_of(&mut values, sketch, qs, metric_type));
+            }
+            let row = client
+                .query_one(&sql, &params)
+                .map_err(self.error("compute percentiles"))?;
+            let count = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+            let values: Option<Vec<Option<f64>>> = row.get(1);
+            let values = values.unwrap_or_else(|| vec![None; qs.len()]);
+            Ok(qs
+                .iter()
+                .zip(values)
+                .map(|(&q, value)| Percentile {
+                    q,
+                    metric_type,
+                    count,
+                    value,
+                    approximate: false,
+                })
+                .collect())
+        })
     }
 }
 
@@ -454,8 +503,24 @@ pub(super) fn aggregate_of(
 }
 
 impl PgStore {
-    /// The values `aggregate` would combine, as doubles, in no order.
-    pub fn values(&self, kind: MetricKind, filter: &Filter) -> Result<Vec<f64>> {
+    /// The values `aggregate` would combine, as doubles, in no order,
+    /// raw rows and rollups read in one snapshot; with the sketch of what
+    /// survives only as one (see `MetricsStorage::selected_values`).
+    pub fn values(&self, kind: MetricKind, filter: &Filter) -> Result<(Vec<f64>, Option<DDSketch>)> {
+        self.with_rollups(kind, filter, |client, rollups| {
+            self.values_in(client, kind, filter, rollups)
+        })
+    }
+
+    /// [`values`](Self::values) on `client`, taking in the rollups when
+    /// `rollups`.
+    fn values_in(
+        &self,
+        client: &mut Client,
+        kind: MetricKind,
+        filter: &Filter,
+        rollups: bool,
+    ) -> Result<(Vec<f64>, Option<DDSketch>)> {
         let (column, _) = aggregated_column(kind, filter)?;
         let w = Where::of(kind, filter);
         let sql = format!(
@@ -463,13 +528,21 @@ impl PgStore {
             table_of(kind),
             w.clause
         );
-        Ok(self
-            .read_conn()?
+        let mut values: Vec<f64> = client
             .query(&sql, &w.params())
             .map_err(self.error("read values"))?
             .iter()
             .map(|row| row.get(0))
-            .collect())
+            .collect();
+        let mut sketch = None;
+        if rollups {
+            let read = RollupRead::column(kind, filter, None, column, true);
+            if let Some(rolled) = self.merge_rollups(client, &read)?.remove(&None) {
+                values.extend(rolled.values);
+                sketch = rolled.sketch;
+            }
+        }
+        Ok((values, sketch))
     }
 
     /// Rows, oldest and newest timestamp (µs) of `kind`'s table.

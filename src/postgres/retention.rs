@@ -15,16 +15,16 @@ const TABLES: [(MetricKind, &str); 3] = [
 
 /// One monthly partition: its name and the first instant (µs) of the
 /// month and of the next.
-struct Partition {
-    name: String,
-    first: i64,
-    next: i64,
+pub(super) struct Partition {
+    pub name: String,
+    pub first: i64,
+    pub next: i64,
 }
 
 impl PgStore {
     /// The partitions of `table`, oldest first, with their months read
     /// from the bounds PostgreSQL keeps for them.
-    fn partitions_of(&self, table: &'static str) -> Result<Vec<Partition>> {
+    pub(super) fn partitions_of(&self, table: &'static str) -> Result<Vec<Partition>> {
         let rows = self
             .conn()?
             .query(

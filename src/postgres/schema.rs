@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::record::MetricKind;
 
 /// The migrations, in order; the schema version is how many have run.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     // 1: task metrics, range-partitioned by time.
     r#"
     CREATE TABLE task_metrics (
@@ -72,6 +72,42 @@ const MIGRATIONS: [&str; 3] = [
     DROP INDEX swarm_metrics_time;
     CREATE INDEX swarm_metrics_time ON swarm_metrics USING brin (timestamp)
         WITH (pages_per_range = 32, autosummarize = on);
+    "#,
+    // 4: the rollups of tiered retention, one row per level (1 hourly, 2
+    // daily), bucket start and key, holding the summary SQLite's rows
+    // hold. Tasks without a swarm are rolled up under the swarm '' (no
+    // swarm id is empty). Small enough to need no partitions.
+    r#"
+    CREATE TABLE task_summaries (
+        level     smallint NOT NULL CHECK (level IN (1, 2)),
+        bucket    bigint NOT NULL,
+        agent_id  text COLLATE "C" NOT NULL,
+        swarm_id  text COLLATE "C" NOT NULL,
+        success   bigint NOT NULL CHECK (success >= 0),
+        failure   bigint NOT NULL CHECK (failure >= 0),
+        timeout   bigint NOT NULL CHECK (timeout >= 0),
+        cancelled bigint NOT NULL CHECK (cancelled >= 0),
+        data      bytea NOT NULL,
+        PRIMARY KEY (level, bucket, agent_id, swarm_id)
+    );
+    CREATE TABLE agent_summaries (
+        level       smallint NOT NULL CHECK (level IN (1, 2)),
+        bucket      bigint NOT NULL,
+        agent_id    text COLLATE "C" NOT NULL,
+        metric_type smallint NOT NULL,
+        count       bigint NOT NULL CHECK (count >= 0),
+        data        bytea NOT NULL,
+        PRIMARY KEY (level, bucket, agent_id, metric_type)
+    );
+    CREATE TABLE swarm_summaries (
+        level       smallint NOT NULL CHECK (level IN (1, 2)),
+        bucket      bigint NOT NULL,
+        swarm_id    text COLLATE "C" NOT NULL,
+        metric_type smallint NOT NULL,
+        count       bigint NOT NULL CHECK (count >= 0),
+        data        bytea NOT NULL,
+        PRIMARY KEY (level, bucket, swarm_id, metric_type)
+    );
     "#,
 ];
 

@@ -18,7 +18,7 @@ use crate::summary::Summary;
 
 /// One step of retention, done as one writer job (one transaction).
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Step {
+pub(crate) enum Step {
     FoldRaw {
         kind: MetricKind,
         cutoff: i64,

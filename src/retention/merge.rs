@@ -14,6 +14,7 @@ use crate::query::{all_of, Filter, GroupBy, Params};
 use crate::record::{MetricKind, TaskResult};
 use crate::rollup_row::{count_columns, measure_of, read_counts, read_summary, rollup_table};
 use crate::stat::Stat;
+use crate::summary::Summary;
 use crate::storage::Snapshot;
 
 /// What to read from the rollups a filter covers.
@@ -29,6 +30,37 @@ pub(crate) struct RollupRead<'a> {
     /// Whether to gather what quantiles need too: exact values where the
     /// rows keep them, sketches where they do not.
     pub quantiles: bool,
+}
+
+impl<'a> RollupRead<'a> {
+    /// Counts only, grouped by `group`.
+    pub fn counts(kind: MetricKind, filter: &'a Filter, group: Option<GroupBy>) -> Self {
+        RollupRead {
+            kind,
+            filter,
+            group,
+            column: None,
+            quantiles: false,
+        }
+    }
+
+    /// `column`'s stat (and what quantiles need when `quantiles`),
+    /// grouped by `group`.
+    pub fn column(
+        kind: MetricKind,
+        filter: &'a Filter,
+        group: Option<GroupBy>,
+        column: &'static str,
+        quantiles: bool,
+    ) -> Self {
+        RollupRead {
+            kind,
+            filter,
+            group,
+            column: Some(column),
+            quantiles,
+        }
+    }
 }
 
 /// What the rollups of one group hold.
@@ -117,7 +149,7 @@ fn merge_keyed<K: Ord>(
     };
     let kind = read.kind;
     let table = rollup_table(kind);
-    let counts = count_columns(kind);
+    let count_list = count_columns(kind);
     let data = if read.column.is_some() {
         ", r.data"
     } else {
@@ -125,54 +157,81 @@ fn merge_keyed<K: Ord>(
     };
     let sql = format!(
         "SELECT {key_sql}, {}{data} FROM {table} r WHERE {clause}",
-        counts
+        count_list
             .iter()
             .map(|c| format!("r.{c}"))
             .collect::<Vec<_>>()
             .join(", ")
     );
-    // The classes to read: every task result, or the one asked for; the
-    // one class of agent and swarm metrics.
-    let classes: Vec<usize> = match (kind, read.filter.result) {
+    let classes = classes_read(read);
+    snapshot.each(&sql, params, "read rollups", |row| {
+        let counts = read_counts(row, 1, kind, table)?;
+        let summary = match read.column {
+            Some(_) => Some(read_summary(row, 1 + counts_len(kind), kind, table)?),
+            None => None,
+        };
+        add_rollup(&mut groups, read, &classes, counts, summary.as_ref(), |class| {
+            key_of(row, class)
+        })
+    })?;
+    Ok(groups)
+}
+
+/// How many count columns a rollup row of `kind` has.
+fn counts_len(kind: MetricKind) -> usize {
+    count_columns(kind).len()
+}
+
+/// The classes `read` takes from each rollup row: every task result, or
+/// the one its filter asks for; the one class of agent and swarm metrics.
+pub(crate) fn classes_read(read: &RollupRead<'_>) -> Vec<usize> {
+    match (read.kind, read.filter.result) {
         (MetricKind::Task, Some(result)) => vec![result.code() as usize],
         (MetricKind::Task, None) => (0..4).collect(),
         _ => vec![0],
-    };
-    snapshot.each(&sql, params, "read rollups", |row| {
-        let row_counts = read_counts(row, 1, kind, table)?;
-        let summary = match read.column {
-            Some(_) => Some(read_summary(row, 1 + counts.len(), kind, table)?),
-            None => None,
-        };
-        for &class in &classes {
-            if row_counts[class] == 0 {
-                continue;
-            }
-            let group = groups.entry(key_of(row, class)?).or_insert_with(|| Rolled {
-                results: [0; 4],
-                stat: Stat::new(kind == MetricKind::Task, false),
-                values: Vec::new(),
-                sketch: None,
-            });
-            group.results[class] += row_counts[class];
-            if let (Some(summary), Some(column)) = (&summary, read.column) {
-                let part = summary.part(class, measure_of(column), read.quantiles);
-                group.stat.merge(&part.stat)?;
-                group.values.extend(part.values);
-                if let Some(sketch) = part.sketch {
-                    match &mut group.sketch {
-                        Some(merged) => merged.merge(&sketch).map_err(|e| Error::CorruptRow {
-                            table,
-                            reason: format!("sketches do not merge: {e:?}"),
-                        })?,
-                        None => group.sketch = Some(sketch),
-                    }
+    }
+}
+
+/// Adds one rollup row (its `counts` per class, and its `summary` when
+/// `read` asks for a column) to `groups`, each class of `classes` under
+/// the key `key_of` gives it. Both engines read their rollups through
+/// this, so that they merge alike.
+pub(crate) fn add_rollup<K: Ord>(
+    groups: &mut BTreeMap<K, Rolled>,
+    read: &RollupRead<'_>,
+    classes: &[usize],
+    counts: [u64; 4],
+    summary: Option<&Summary>,
+    mut key_of: impl FnMut(usize) -> Result<K>,
+) -> Result<()> {
+    let table = rollup_table(read.kind);
+    for &class in classes {
+        if counts[class] == 0 {
+            continue;
+        }
+        let group = groups.entry(key_of(class)?).or_insert_with(|| Rolled {
+            results: [0; 4],
+            stat: Stat::new(read.kind == MetricKind::Task, false),
+            values: Vec::new(),
+            sketch: None,
+        });
+        group.results[class] += counts[class];
+        if let (Some(summary), Some(column)) = (summary, read.column) {
+            let part = summary.part(class, measure_of(column), read.quantiles);
+            group.stat.merge(&part.stat)?;
+            group.values.extend(part.values);
+            if let Some(sketch) = part.sketch {
+                match &mut group.sketch {
+                    Some(merged) => merged.merge(&sketch).map_err(|e| Error::CorruptRow {
+                        table,
+                        reason: format!("sketches do not merge: {e:?}"),
+                    })?,
+                    None => group.sketch = Some(sketch),
                 }
             }
         }
-        Ok(())
-    })?;
-    Ok(groups)
+    }
+    Ok(())
 }
 
 /// The first and last instants (µs) of the rollups `filter` covers: from

@@ -29,13 +29,14 @@ use crate::record::{now, MetricKind};
 use crate::rows::Cache;
 use crate::storage::MetricsStorage;
 use crate::writer::Writer;
-use fold::Step;
+pub(crate) use fold::Step;
 use rusqlite::Connection;
 
 pub use cleanup::{CleanupReport, DEFAULT_RETENTION_DAYS};
 pub use in_place::InPlaceReport;
 pub(crate) use merge::{
-    merge_rollups, merge_rollups_by_time, rollup_span, rollups_apply, Rolled, RollupRead,
+    add_rollup, classes_read, merge_rollups, merge_rollups_by_time, rollup_span, rollups_apply,
+    Rolled, RollupRead,
 };
 pub use vacuum::VacuumReport;
 
@@ -201,6 +202,81 @@ where
     }
 }
 
+/// The steps `policy` asks for now, in order: for each kind, folding raw
+/// rows, folding hourly rollups, dropping daily ones.
+fn planned_steps(policy: &RetentionPolicy) -> Result<Vec<Step>> {
+    let now_us = to_micros(now());
+    let horizon = |d: Option<Duration>, width: i64| -> Result<Option<i64>> {
+        d.map(|d| {
+            let us = d
+                .num_microseconds()
+                .ok_or_else(|| Error::invalid("policy", format!("horizon {d} is too long")))?;
+            Ok(floor_to(now_us.saturating_sub(us), width))
+        })
+        .transpose()
+    };
+    let (raw, hourly, daily) = (
+        horizon(policy.raw, HOUR_US)?,
+        horizon(policy.hourly, DAY_US)?,
+        horizon(policy.daily, DAY_US)?,
+    );
+    let limit = i64::try_from(policy.chunk_rows).unwrap_or(i64::MAX);
+    let mut steps = Vec::new();
+    for kind in MetricKind::ALL.iter().copied() {
+        steps.extend(raw.map(|cutoff| Step::FoldRaw {
+            kind,
+            cutoff,
+            limit,
+        }));
+        steps.extend(hourly.map(|cutoff| Step::FoldHourly {
+            kind,
+            cutoff,
+            limit,
+        }));
+        steps.extend(daily.map(|cutoff| Step::DropDaily { kind, cutoff }));
+    }
+    Ok(steps)
+}
+
+/// Runs `steps` in order, each chunk by chunk through `run` (which says
+/// what a chunk did and whether the step may have more), at most
+/// `max_chunks` chunks that did something; `has_work` tells, once the
+/// budget is spent, whether the run finished.
+fn drive(
+    steps: &[Step],
+    max_chunks: usize,
+    mut run: impl FnMut(&Step) -> Result<(usize, bool)>,
+    has_work: impl Fn(&Step) -> Result<bool>,
+) -> Result<RetentionReport> {
+    let mut report = RetentionReport::default();
+    let mut chunks = 0;
+    for step in steps {
+        loop {
+            if chunks == max_chunks {
+                // The budget is spent: the run is finished only if no
+                // step has anything left to do.
+                if has_work(step)? {
+                    return Ok(report);
+                }
+                break;
+            }
+            let (n, more) = run(step)?;
+            report.count(step, n as u64);
+            // Only a chunk that did something counts: a step with
+            // nothing to do must not use up a bounded run.
+            if n > 0 {
+                chunks += 1;
+                let_others_write();
+            }
+            if !more {
+                break;
+            }
+        }
+    }
+    report.finished = true;
+    Ok(report)
+}
+
 /// `t` rounded down to a multiple of `width`, also before 1970.
 fn floor_to(t: i64, width: i64) -> i64 {
     t.div_euclid(width) * width
@@ -244,65 +320,38 @@ impl MetricsStorage {
         if max_chunks == 0 {
             return Err(Error::invalid("max_chunks", "must be at least 1"));
         }
-        let writer = self.writer()?;
-        let now_us = to_micros(now());
-        let horizon = |d: Option<Duration>, width: i64| -> Result<Option<i64>> {
-            d.map(|d| {
-                let us = d
-                    .num_microseconds()
-                    .ok_or_else(|| Error::invalid("policy", format!("horizon {d} is too long")))?;
-                Ok(floor_to(now_us.saturating_sub(us), width))
-            })
-            .transpose()
-        };
-        let (raw, hourly, daily) = (
-            horizon(policy.raw, HOUR_US)?,
-            horizon(policy.hourly, DAY_US)?,
-            horizon(policy.daily, DAY_US)?,
-        );
-        let mut report = RetentionReport::default();
-        let mut chunks = 0;
-        let limit = i64::try_from(policy.chunk_rows).unwrap_or(i64::MAX);
-        for kind in MetricKind::ALL.iter().copied() {
-            let steps = [
-                raw.map(|cutoff| Step::FoldRaw {
-                    kind,
-                    cutoff,
-                    limit,
-                }),
-                hourly.map(|cutoff| Step::FoldHourly {
-                    kind,
-                    cutoff,
-                    limit,
-                }),
-                daily.map(|cutoff| Step::DropDaily { kind, cutoff }),
-            ];
-            for step in steps.into_iter().flatten() {
-                loop {
-                    if chunks == max_chunks {
-                        // The budget is spent: the run is finished only if
-                        // no step has anything left to do.
-                        if self.has_work(&step)? {
-                            return Ok(report);
-                        }
-                        break;
-                    }
-                    let n = writer.run(move |conn, _| step.run(conn))?;
-                    report.count(&step, n as u64);
-                    // Only a chunk that did something counts: a step with
-                    // nothing to do must not use up a bounded run.
-                    if n > 0 {
-                        chunks += 1;
-                        let_others_write();
-                    }
-                    if matches!(step, Step::DropDaily { .. }) || (n as i64) < limit {
-                        break;
-                    }
-                }
+        let steps = planned_steps(policy)?;
+        #[cfg(feature = "postgres")]
+        if let Some(server) = self.postgres() {
+            if self.is_read_only() {
+                return Err(Error::ReadOnly {
+                    path: self.path().to_path_buf(),
+                });
             }
+            return drive(
+                &steps,
+                max_chunks,
+                |step| server.retention_step(step),
+                |step| server.has_retention_work(step),
+            );
         }
-        report.finished = true;
-        Ok(report)
+        let writer = self.writer()?;
+        drive(
+            &steps,
+            max_chunks,
+            |step| {
+                let step = *step;
+                let n = writer.run(move |conn, _| step.run(conn))?;
+                let more = match step {
+                    Step::FoldRaw { limit, .. } | Step::FoldHourly { limit, .. } => {
+                        n as i64 >= limit
+                    }
+                    Step::DropDaily { .. } => false,
+                };
+                Ok((n, more))
+            },
+            |step| self.has_work(step),
+        )
     }
 
     /// Whether `step` would find anything to do now.
