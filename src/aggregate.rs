@@ -139,13 +139,7 @@ impl MetricsStorage {
             })?;
             let mut rolled = None;
             if rollups_apply(snapshot, kind, filter)? {
-                let read = RollupRead {
-                    kind,
-                    filter,
-                    group: None,
-                    column: Some(column),
-                    quantiles: true,
-                };
+                let read = RollupRead::column(kind, filter, None, column, true);
                 rolled = merge_rollups(snapshot, &read)?.remove(&None);
             }
             Ok((values, rolled))
@@ -191,13 +185,7 @@ impl MetricsStorage {
                 rate.add(result, n);
             }
             if rollups_apply(snapshot, MetricKind::Task, filter)? {
-                let read = RollupRead {
-                    kind: MetricKind::Task,
-                    filter,
-                    group: None,
-                    column: None,
-                    quantiles: false,
-                };
+                let read = RollupRead::counts(MetricKind::Task, filter, None);
                 for rolled in merge_rollups(snapshot, &read)?.values() {
                     for (result, n) in rolled.result_counts() {
                         rate.add(result, n);
@@ -226,13 +214,7 @@ fn stat_with_rollups(
         stat = raw_stat(row, 0, int)?;
         Ok(())
     })?;
-    let read = RollupRead {
-        kind,
-        filter,
-        group: None,
-        column: Some(column),
-        quantiles: false,
-    };
+    let read = RollupRead::column(kind, filter, None, column, false);
     for rolled in merge_rollups(snapshot, &read)?.values() {
         stat.merge(&rolled.stat)?;
     }

@@ -76,11 +76,15 @@ impl MetricsStorage {
             return self.consistent(|_| {
                 let table = |kind| -> Result<TableStats> {
                     let (rows, oldest, newest) = server.table_span(kind)?;
+                    let (hourly_rollups, daily_rollups, oldest_rollup) =
+                        server.rollup_counts(kind)?;
                     Ok(TableStats {
                         rows,
                         oldest: oldest.and_then(from_micros),
                         newest: newest.and_then(from_micros),
-                        ..TableStats::default()
+                        hourly_rollups,
+                        daily_rollups,
+                        oldest_rollup: oldest_rollup.and_then(from_micros),
                     })
                 };
                 Ok(StoreStats {

@@ -1103,19 +1103,6 @@ mod postgres_only {
         assert!(store.schema_version().unwrap() >= 2);
     }
 
-    #[test]
-    fn calls_not_offered_yet_say_so() {
-        let db = common::server::database();
-        let store = MetricsStorage::open(&db.url).unwrap();
-        let err = store.apply_retention(&Default::default()).unwrap_err();
-        assert!(matches!(err, Error::Unsupported { .. }), "{err}");
-        let err = store
-            .apply_retention_steps(&Default::default(), 1)
-            .unwrap_err();
-        assert!(matches!(err, Error::Unsupported { .. }), "{err}");
-        assert!(err.to_string().contains("PostgreSQL"), "{err}");
-    }
-
     /// The integrity check finds nothing wrong with a sound store, checks
     /// every index with `amcheck` where it is installed, and names a
     /// partition that is not one calendar month.

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, HashMap};
 use rusqlite::types::Value as SqlValue;
 use serde::{Deserialize, Serialize};
 
-
 use crate::aggregate::{
     aggregated_column, finish, quantiles_of, value_at, Aggregate, Percentile, SuccessRate,
 };
@@ -68,13 +67,7 @@ impl MetricsStorage {
                     groups.insert(key, raw_stat(row, 1, int)?);
                     Ok(())
                 })?;
-                let read = RollupRead {
-                    kind,
-                    filter,
-                    group: Some(group_by),
-                    column: Some(column),
-                    quantiles: false,
-                };
+                let read = RollupRead::column(kind, filter, Some(group_by), column, false);
                 for (key, rolled) in merge_rollups(snapshot, &read)? {
                     groups
                         .entry(key)
@@ -235,13 +228,7 @@ impl MetricsStorage {
         let mut out = self.snapshot(|snapshot| {
             let mut groups = count_results_by_group(snapshot, &sql, params)?;
             if rollups_apply(snapshot, MetricKind::Task, filter)? {
-                let read = RollupRead {
-                    kind: MetricKind::Task,
-                    filter,
-                    group: Some(group_by),
-                    column: None,
-                    quantiles: false,
-                };
+                let read = RollupRead::counts(MetricKind::Task, filter, Some(group_by));
                 let mut position: HashMap<Option<String>, usize> = groups
                     .iter()
                     .enumerate()
@@ -291,7 +278,6 @@ fn by_key<T>(pairs: Vec<(Option<String>, T)>) -> Vec<Grouped<T>> {
     groups.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     groups
 }
-
 
 /// The `(key, value)` rows of a selection, ordered by group.
 fn values_by_group_sql(kind: MetricKind, group_by: GroupBy, filter: &Filter) -> Result<String> {

@@ -123,13 +123,10 @@ impl MetricsStorage {
     fn agent_totals(&self, filter: &Filter) -> Result<(BTreeMap<String, AgentTotals>, (i64, i64))> {
         #[cfg(feature = "postgres")]
         if let Some(server) = self.postgres() {
-            let (mut oldest, mut newest) = (i64::MAX, i64::MIN);
+            let (rows, span) = server.agent_totals(filter)?;
+            let (oldest, newest) = span.unwrap_or((i64::MAX, i64::MIN));
             let mut agents = BTreeMap::new();
-            for (agent, tasks, success, duration_total, tokens_total, first, last) in
-                server.agent_totals(filter)?
-            {
-                oldest = oldest.min(first);
-                newest = newest.max(last);
+            for (agent, tasks, success, duration_total, tokens_total) in rows {
                 let totals = AgentTotals {
                     tasks,
                     success,
@@ -187,12 +184,14 @@ fn agent_totals(
         Ok(())
     })?;
     if rollups_apply(snapshot, MetricKind::Task, filter)? {
-        let read = |column| RollupRead {
-            kind: MetricKind::Task,
-            filter,
-            group: Some(GroupBy::Agent),
-            column: Some(column),
-            quantiles: false,
+        let read = |column| {
+            RollupRead::column(
+                MetricKind::Task,
+                filter,
+                Some(GroupBy::Agent),
+                column,
+                false,
+            )
         };
         for (agent, rolled) in merge_rollups(snapshot, &read("duration_ms"))? {
             let totals = agents.entry(agent.unwrap_or_default()).or_default();

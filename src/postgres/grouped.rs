@@ -9,12 +9,12 @@ use super::read::{aggregate_columns, aggregate_of, rates_by_key, table_of, Where
 use super::rollups::{stat_columns, stat_of};
 use super::PgStore;
 use crate::aggregate::{finish, quantiles_of};
-use crate::retention::RollupRead;
-use crate::stat::Stat;
-use crate::answer::{GroupValues, aggregated_column, Aggregate, Percentile, SuccessRate};
+use crate::answer::{aggregated_column, Aggregate, GroupValues, Percentile, SuccessRate};
 use crate::error::{Error, Result};
 use crate::query::{Filter, GroupBy};
 use crate::record::{AggregationType, MetricKind, MetricType, TaskResult};
+use crate::retention::RollupRead;
+use crate::stat::Stat;
 
 /// The column a grouping reads (validated for the kind before).
 fn key_column(group_by: GroupBy) -> &'static str {

@@ -142,7 +142,7 @@ impl PgStore {
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
              LOCK TABLE {ALL_TABLES} IN ACCESS SHARE MODE; SELECT 1"
         ))
-            .map_err(self.error("begin a consistent read"))?;
+        .map_err(self.error("begin a consistent read"))?;
         PINNED.with(|pinned| pinned.borrow_mut().push((self.id, Some(conn))));
         let _unpin = Unpin(self.id);
         read()

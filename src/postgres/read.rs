@@ -3,6 +3,7 @@
 //! order, numpy's linear quantiles, which `percentile_cont` computes with
 //! the same arithmetic).
 
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 use chrono::{DateTime, Utc};
@@ -17,10 +18,10 @@ use super::rollups::{stat_columns, stat_of};
 use super::PgStore;
 use crate::aggregate::{finish, quantiles_of};
 use crate::answer::{aggregated_column, Aggregate, Percentile, SuccessRate};
-use crate::retention::RollupRead;
 use crate::error::{Error, Result};
-use crate::query::{from_micros, to_micros, Filter};
+use crate::query::{from_micros, to_micros, Filter, GroupBy};
 use crate::record::{AggregationType, MetricKind, MetricType, TaskMetric, TaskResult};
+use crate::retention::RollupRead;
 
 /// A `WHERE` clause over metrics (alias `m`) and its parameters.
 pub(super) struct Where {
@@ -506,7 +507,11 @@ impl PgStore {
     /// The values `aggregate` would combine, as doubles, in no order,
     /// raw rows and rollups read in one snapshot; with the sketch of what
     /// survives only as one (see `MetricsStorage::selected_values`).
-    pub fn values(&self, kind: MetricKind, filter: &Filter) -> Result<(Vec<f64>, Option<DDSketch>)> {
+    pub fn values(
+        &self,
+        kind: MetricKind,
+        filter: &Filter,
+    ) -> Result<(Vec<f64>, Option<DDSketch>)> {
         self.with_rollups(kind, filter, |client, rollups| {
             self.values_in(client, kind, filter, rollups)
         })
@@ -578,13 +583,17 @@ impl PgStore {
     }
 }
 
-/// One agent's tasks in a ranking's selection: tasks, successes, the sums
-/// of durations and tokens, and its first and last timestamps (µs).
-pub(crate) type AgentTotalsRow = (String, u64, u64, f64, f64, i64, i64);
+/// One agent's tasks in a ranking's selection: tasks, successes, and the
+/// sums of durations and tokens.
+pub(crate) type AgentTotalsRow = (String, u64, u64, f64, f64);
+
+/// Every agent's totals, and the first and last instants (µs) they cover.
+pub(crate) type AgentTotals = (Vec<AgentTotalsRow>, Option<(i64, i64)>);
 
 impl PgStore {
-    /// Every agent's totals over the tasks `filter` selects.
-    pub fn agent_totals(&self, filter: &Filter) -> Result<Vec<AgentTotalsRow>> {
+    /// Every agent's totals over the tasks `filter` selects, raw and
+    /// rolled up, and the first and last instants (µs) they cover.
+    pub fn agent_totals(&self, filter: &Filter) -> Result<AgentTotals> {
         let w = Where::tasks(filter);
         let sql = format!(
             "SELECT m.agent_id, count(*), count(*) FILTER (WHERE m.result = 0), \
@@ -593,42 +602,80 @@ impl PgStore {
              FROM task_metrics m WHERE {} GROUP BY m.agent_id",
             w.clause
         );
-        Ok(self
-            .read_conn()?
-            .query(&sql, &w.params())
-            .map_err(self.error("rank agents"))?
-            .iter()
-            .map(|row| {
+        self.with_rollups(MetricKind::Task, filter, |client, rollups| {
+            let mut span: Option<(i64, i64)> = None;
+            let mut widen = |first: i64, last: i64| {
+                span = Some(span.map_or((first, last), |(a, b)| (a.min(first), b.max(last))));
+            };
+            let mut agents: BTreeMap<String, AgentTotalsRow> = BTreeMap::new();
+            for row in client
+                .query(&sql, &w.params())
+                .map_err(self.error("rank agents"))?
+            {
                 let count = |i| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0);
-                (
-                    row.get(0),
-                    count(1),
-                    count(2),
-                    row.get(3),
-                    row.get(4),
-                    row.get(5),
-                    row.get(6),
-                )
-            })
-            .collect())
+                let agent: String = row.get(0);
+                widen(row.get(5), row.get(6));
+                let totals = (agent.clone(), count(1), count(2), row.get(3), row.get(4));
+                agents.insert(agent, totals);
+            }
+            if rollups {
+                let read = |column| {
+                    RollupRead::column(
+                        MetricKind::Task,
+                        filter,
+                        Some(GroupBy::Agent),
+                        column,
+                        false,
+                    )
+                };
+                for (agent, rolled) in self.merge_rollups(client, &read("duration_ms"))? {
+                    let agent = agent.unwrap_or_default();
+                    let totals = agents
+                        .entry(agent.clone())
+                        .or_insert_with(|| (agent, 0, 0, 0.0, 0.0));
+                    totals.1 += rolled.results.iter().sum::<u64>();
+                    totals.2 += rolled.results[TaskResult::Success.code() as usize];
+                    totals.3 += rolled.stat.sum();
+                }
+                for (agent, rolled) in self.merge_rollups(client, &read("tokens_used"))? {
+                    let agent = agent.unwrap_or_default();
+                    agents
+                        .entry(agent.clone())
+                        .or_insert_with(|| (agent, 0, 0, 0.0, 0.0))
+                        .4 += rolled.stat.sum();
+                }
+                if let Some((first, last)) = self.rollup_span(client, MetricKind::Task, filter)? {
+                    widen(first, last);
+                }
+            }
+            Ok((agents.into_values().collect(), span))
+        })
     }
 }
 
 impl PgStore {
-    /// The first and last timestamps (µs) of the tasks `filter` selects.
+    /// The first and last instants (µs) of the tasks `filter` selects, raw
+    /// or rolled up.
     pub fn task_span(&self, filter: &Filter) -> Result<Option<(i64, i64)>> {
         let w = Where::tasks(filter);
         let sql = format!(
             "SELECT min(m.timestamp), max(m.timestamp) FROM task_metrics m WHERE {}",
             w.clause
         );
-        let row = self
-            .read_conn()?
-            .query_one(&sql, &w.params())
-            .map_err(self.error("read the span of the data"))?;
-        let first: Option<i64> = row.get(0);
-        let last: Option<i64> = row.get(1);
-        Ok(first.zip(last))
+        self.with_rollups(MetricKind::Task, filter, |client, rollups| {
+            let row = client
+                .query_one(&sql, &w.params())
+                .map_err(self.error("read the span of the data"))?;
+            let first: Option<i64> = row.get(0);
+            let last: Option<i64> = row.get(1);
+            let mut span = first.zip(last);
+            if rollups {
+                if let Some((first, last)) = self.rollup_span(client, MetricKind::Task, filter)? {
+                    span = Some(span.map_or((first, last), |(a, b)| (a.min(first), b.max(last))));
+                }
+            }
+            Ok(span)
+        })
     }
 }
 

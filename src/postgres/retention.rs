@@ -5,6 +5,7 @@
 use super::PgStore;
 use crate::error::{Error, Result};
 use crate::record::MetricKind;
+use crate::rollup_row::rollup_table;
 
 /// The metric tables, by kind.
 const TABLES: [(MetricKind, &str); 3] = [
@@ -105,6 +106,55 @@ impl PgStore {
             report.push((kind, u64::try_from(n).unwrap_or(0)));
         }
         Ok(report)
+    }
+}
+
+impl PgStore {
+    /// Deletes every rollup at or before the last bucket given for its
+    /// level (`(level, last bucket)` pairs): the rollups that end at or
+    /// before a cleanup's horizon. Returns how many went.
+    pub fn cleanup_rollups_before(&self, last_buckets: &[(i64, i64)]) -> Result<u64> {
+        let mut conn = self.conn()?;
+        let mut deleted = 0;
+        for (kind, _) in TABLES {
+            for &(level, last) in last_buckets {
+                let level = level as i16;
+                deleted += conn
+                    .execute(
+                        &format!(
+                            "DELETE FROM {} WHERE level = $1 AND bucket <= $2",
+                            rollup_table(kind)
+                        ),
+                        &[&level, &last],
+                    )
+                    .map_err(self.error("clean up old rollups"))?;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// How many rollups [`cleanup_rollups_before`](Self::cleanup_rollups_before)
+    /// would delete now.
+    pub fn count_rollups_before(&self, last_buckets: &[(i64, i64)]) -> Result<u64> {
+        let mut conn = self.read_conn()?;
+        let mut found = 0;
+        for (kind, _) in TABLES {
+            for &(level, last) in last_buckets {
+                let level = level as i16;
+                let n: i64 = conn
+                    .query_one(
+                        &format!(
+                            "SELECT count(*) FROM {} WHERE level = $1 AND bucket <= $2",
+                            rollup_table(kind)
+                        ),
+                        &[&level, &last],
+                    )
+                    .map_err(self.error("count old rollups"))?
+                    .get(0);
+                found += u64::try_from(n).unwrap_or(0);
+            }
+        }
+        Ok(found)
     }
 }
 

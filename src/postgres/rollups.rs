@@ -133,10 +133,12 @@ impl PgStore {
                 return Ok(key);
             }
             let code = key.as_deref().and_then(|k| k.parse::<i64>().ok());
-            let name = code.and_then(MetricType::from_code).ok_or_else(|| Error::CorruptRow {
-                table,
-                reason: format!("unknown metric type code {key:?}"),
-            })?;
+            let name = code
+                .and_then(MetricType::from_code)
+                .ok_or_else(|| Error::CorruptRow {
+                    table,
+                    reason: format!("unknown metric type code {key:?}"),
+                })?;
             Ok(Some(name.as_str().to_owned()))
         })
     }

@@ -2,12 +2,20 @@
 //! since 1970, as on SQLite (`floor(t / width) * width`, also before
 //! 1970), each with the answer of the single-number call.
 
+use std::collections::BTreeMap;
+
+use sketches_ddsketch::DDSketch;
+
 use super::read::{aggregate_columns, aggregate_of, rates_by_key, table_of, Where};
+use super::rollups::{stat_columns, stat_of};
 use super::PgStore;
+use crate::aggregate::{finish, quantiles_of};
 use crate::answer::{aggregated_column, Aggregate, Percentile, SuccessRate};
 use crate::error::Result;
 use crate::query::Filter;
 use crate::record::{AggregationType, MetricKind};
+use crate::retention::RollupRead;
+use crate::stat::Stat;
 
 /// The SQL of a row's bucket start, with the width in parameter `$w`.
 fn bucket_sql(w: usize) -> String {
@@ -26,25 +34,53 @@ impl PgStore {
         let (column, metric_type) = aggregated_column(kind, filter)?;
         let w = Where::of(kind, filter);
         let bucket = bucket_sql(w.params.len() + 1);
-        let sql = format!(
-            "SELECT {bucket} AS bucket, {} FROM {} m WHERE {} GROUP BY bucket",
-            aggregate_columns(column, aggregation),
-            table_of(kind),
-            w.clause
-        );
         let mut params = w.params();
         params.push(&width);
-        self.read_conn()?
-            .query(&sql, &params)
-            .map_err(self.error("aggregate series"))?
-            .iter()
-            .map(|row| {
-                Ok((
-                    row.get(0),
-                    aggregate_of(row, 1, kind, aggregation, metric_type)?,
-                ))
-            })
-            .collect()
+        self.with_rollups(kind, filter, |client, rollups| {
+            if rollups {
+                let sql = format!(
+                    "SELECT {bucket} AS bucket, {} FROM {} m WHERE {} GROUP BY bucket",
+                    stat_columns(column),
+                    table_of(kind),
+                    w.clause
+                );
+                let mut stats: BTreeMap<i64, Stat> = BTreeMap::new();
+                for row in client
+                    .query(&sql, &params)
+                    .map_err(self.error("aggregate series"))?
+                {
+                    stats.insert(row.get(0), stat_of(&row, 1, kind)?);
+                }
+                let read = RollupRead::column(kind, filter, None, column, false);
+                for (start, rolled) in self.merge_rollups_by_time(client, &read, width)? {
+                    stats
+                        .entry(start)
+                        .or_insert_with(|| Stat::new(kind == MetricKind::Task, false))
+                        .merge(&rolled.stat)?;
+                }
+                return Ok(stats
+                    .into_iter()
+                    .map(|(start, stat)| (start, finish(&stat, aggregation, metric_type)))
+                    .collect());
+            }
+            let sql = format!(
+                "SELECT {bucket} AS bucket, {} FROM {} m WHERE {} GROUP BY bucket",
+                aggregate_columns(column, aggregation),
+                table_of(kind),
+                w.clause
+            );
+            client
+                .query(&sql, &params)
+                .map_err(self.error("aggregate series"))?
+                .iter()
+                .map(|row| {
+                    Ok((
+                        row.get(0),
+                        aggregate_of(row, 1, kind, aggregation, metric_type)?,
+                    ))
+                })
+                .collect()
+        })
     }
 
     /// The `q` quantile per bucket.
@@ -70,22 +106,51 @@ impl PgStore {
         let mut params = w.params();
         params.push(&width);
         params.push(&q);
-        Ok(self
-            .read_conn()?
-            .query(&sql, &params)
-            .map_err(self.error("percentile series"))?
-            .iter()
-            .map(|row| {
-                let percentile = Percentile {
-                    q,
-                    metric_type,
-                    count: u64::try_from(row.get::<_, i64>(1)).unwrap_or(0),
-                    value: row.get(2),
-                    approximate: false,
-                };
-                (row.get(0), percentile)
-            })
-            .collect())
+        self.with_rollups(kind, filter, |client, rollups| {
+            if rollups {
+                let sql = format!(
+                    "SELECT {bucket} AS bucket, m.{column}::float8 FROM {} m WHERE {}",
+                    table_of(kind),
+                    w.clause
+                );
+                let mut buckets: BTreeMap<i64, (Vec<f64>, Option<DDSketch>)> = BTreeMap::new();
+                for row in client
+                    .query(&sql, &params[..n + 1])
+                    .map_err(self.error("percentile series"))?
+                {
+                    buckets.entry(row.get(0)).or_default().0.push(row.get(1));
+                }
+                let read = RollupRead::column(kind, filter, None, column, true);
+                for (start, rolled) in self.merge_rollups_by_time(client, &read, width)? {
+                    let (values, sketch) = buckets.entry(start).or_default();
+                    values.extend(rolled.values);
+                    *sketch = rolled.sketch;
+                }
+                return Ok(buckets
+                    .into_iter()
+                    .map(|(start, (values, sketch))| {
+                        let mut values = values;
+                        let p = quantiles_of(&mut values, sketch, &[q], metric_type).remove(0);
+                        (start, p)
+                    })
+                    .collect());
+            }
+            Ok(client
+                .query(&sql, &params)
+                .map_err(self.error("percentile series"))?
+                .iter()
+                .map(|row| {
+                    let percentile = Percentile {
+                        q,
+                        metric_type,
+                        count: u64::try_from(row.get::<_, i64>(1)).unwrap_or(0),
+                        value: row.get(2),
+                        approximate: false,
+                    };
+                    (row.get(0), percentile)
+                })
+                .collect())
+        })
     }
 
     /// The success rate of tasks per bucket.
@@ -103,10 +168,23 @@ impl PgStore {
         );
         let mut params = w.params();
         params.push(&width);
-        let rows = self
-            .read_conn()?
-            .query(&sql, &params)
-            .map_err(self.error("success rate series"))?;
-        rates_by_key(&rows, |row| Ok(row.get::<_, i64>(0)))
+        self.with_rollups(MetricKind::Task, filter, |client, rollups| {
+            let rows = client
+                .query(&sql, &params)
+                .map_err(self.error("success rate series"))?;
+            let rates = rates_by_key(&rows, |row| Ok(row.get::<_, i64>(0)))?;
+            if !rollups {
+                return Ok(rates);
+            }
+            let mut rates: BTreeMap<i64, SuccessRate> = rates.into_iter().collect();
+            let read = RollupRead::counts(MetricKind::Task, filter, None);
+            for (start, rolled) in self.merge_rollups_by_time(client, &read, width)? {
+                let rate = rates.entry(start).or_default();
+                for (result, n) in rolled.result_counts() {
+                    rate.add(result, n);
+                }
+            }
+            Ok(rates.into_iter().collect())
+        })
     }
 }

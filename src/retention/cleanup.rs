@@ -85,7 +85,9 @@ impl MetricsStorage {
         let cutoff = cutoff(retention_days)?;
         #[cfg(feature = "postgres")]
         if let Some(server) = self.postgres() {
-            return Ok(CleanupReport::of(server.cleanup_before(cutoff)?));
+            let mut report = CleanupReport::of(server.cleanup_before(cutoff)?);
+            report.rollups = server.cleanup_rollups_before(&whole_buckets_before(cutoff))?;
+            return Ok(report);
         }
         let writer = self.writer()?;
         let mut report = CleanupReport::default();
@@ -106,7 +108,9 @@ impl MetricsStorage {
         let cutoff = cutoff(retention_days)?;
         #[cfg(feature = "postgres")]
         if let Some(server) = self.postgres() {
-            return Ok(CleanupReport::of(server.count_before(cutoff)?));
+            let mut report = CleanupReport::of(server.count_before(cutoff)?);
+            report.rollups = server.count_rollups_before(&whole_buckets_before(cutoff))?;
+            return Ok(report);
         }
         self.snapshot(|snapshot| {
             let count = |sql: String, params: Vec<i64>| -> Result<u64> {
@@ -164,7 +168,7 @@ const DELETE_BUCKETS: i64 = 24;
 
 /// For each rollup level, the last bucket that ends at or before `cutoff`
 /// (µs): rollups up to it lie wholly before the horizon.
-pub(super) fn whole_buckets_before(cutoff: i64) -> [(i64, i64); 2] {
+pub(crate) fn whole_buckets_before(cutoff: i64) -> [(i64, i64); 2] {
     [
         (1, cutoff.saturating_sub(HOUR_US)),
         (2, cutoff.saturating_sub(DAY_US)),

@@ -14,8 +14,8 @@ use crate::query::{all_of, Filter, GroupBy, Params};
 use crate::record::{MetricKind, TaskResult};
 use crate::rollup_row::{count_columns, measure_of, read_counts, read_summary, rollup_table};
 use crate::stat::Stat;
-use crate::summary::Summary;
 use crate::storage::Snapshot;
+use crate::summary::Summary;
 
 /// What to read from the rollups a filter covers.
 pub(crate) struct RollupRead<'a> {
@@ -170,9 +170,14 @@ fn merge_keyed<K: Ord>(
             Some(_) => Some(read_summary(row, 1 + counts_len(kind), kind, table)?),
             None => None,
         };
-        add_rollup(&mut groups, read, &classes, counts, summary.as_ref(), |class| {
-            key_of(row, class)
-        })
+        add_rollup(
+            &mut groups,
+            read,
+            &classes,
+            counts,
+            summary.as_ref(),
+            |class| key_of(row, class),
+        )
     })?;
     Ok(groups)
 }

@@ -34,9 +34,10 @@ use rusqlite::Connection;
 
 pub use cleanup::{CleanupReport, DEFAULT_RETENTION_DAYS};
 pub use in_place::InPlaceReport;
+#[cfg(feature = "postgres")]
+pub(crate) use merge::{add_rollup, classes_read};
 pub(crate) use merge::{
-    add_rollup, classes_read, merge_rollups, merge_rollups_by_time, rollup_span, rollups_apply,
-    Rolled, RollupRead,
+    merge_rollups, merge_rollups_by_time, rollup_span, rollups_apply, Rolled, RollupRead,
 };
 pub use vacuum::VacuumReport;
 
