@@ -164,7 +164,7 @@ fn answers(store: &TestStore, now: DateTime<Utc>) -> Answers {
         );
     }
     let summary = s.summary(&Filter::new()).unwrap();
-    a.exact((summary.tasks, summary.success_rate.clone()));
+    a.exact((summary.tasks, summary.success_rate));
     for kind in [MetricKind::Agent, MetricKind::Swarm] {
         for f in [
             Filter::new(),
