@@ -1076,7 +1076,7 @@ fn bad_records_are_refused_alike_and_nothing_is_written() {
 #[cfg(feature = "postgres")]
 mod postgres_only {
     use super::*;
-    use swarm_metrics::{Error, MetricsStorage};
+    use swarm_metrics::{Error, MetricsStorage, RetentionPolicy};
 
     #[test]
     fn passwords_never_reach_a_message_or_the_path() {
@@ -1380,6 +1380,109 @@ mod postgres_only {
         assert_eq!(
             store.success_rate(&Filter::new()).unwrap().total,
             WRITERS as u64 * STORES
+        );
+    }
+
+    /// While tiered retention folds old months whole and the boundary row
+    /// by row, and writers store new tasks, every read of the old span
+    /// counts each old task exactly once (raw or rolled up, never both,
+    /// never neither), alone and inside `consistent`; the folded months'
+    /// partitions are gone afterwards.
+    #[test]
+    fn reads_are_exact_while_retention_folds_partitions() {
+        use chrono::{Duration, DurationRound};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let db = common::server::database();
+        let store = MetricsStorage::open(&db.url).unwrap();
+        let now = swarm_metrics::now();
+        let day = now.duration_trunc(Duration::days(1)).unwrap();
+        // 9,000 old tasks over 100 days before the raw horizon.
+        let old: Vec<_> = (0..9_000i64)
+            .map(|i| {
+                TaskMetric::new(
+                    format!("old-{i}"),
+                    format!("agent-{}", i % 3),
+                    (i % 97) as u64,
+                    TaskResult::ALL[(i % 4) as usize],
+                )
+                .at(day - Duration::days(10) - Duration::minutes(16 * i))
+            })
+            .collect();
+        store.store_task_metrics(&old).unwrap();
+        let span = Filter::new().range(
+            TimeRange::new(day - Duration::days(400), day - Duration::microseconds(1)).unwrap(),
+        );
+        let durations: u64 = old.iter().map(|t| t.duration_ms).sum();
+        let partitions = |db: &common::server::Database| db.count_partitions("task_metrics");
+        let months_before = partitions(&db);
+        let policy = RetentionPolicy {
+            raw: Some(Duration::days(7)),
+            hourly: None,
+            daily: None,
+            chunk_rows: 200,
+        };
+        let done = AtomicBool::new(false);
+        let reads = std::thread::scope(|s| {
+            let writer = s.spawn(|| {
+                let mut i = 0;
+                while !done.load(Ordering::SeqCst) {
+                    let task =
+                        TaskMetric::new(format!("new-{i}"), "agent-new", 5, TaskResult::Success);
+                    assert!(store.store_task_metric(&task).unwrap());
+                    i += 1;
+                }
+            });
+            let readers: Vec<_> = (0..2)
+                .map(|r| {
+                    let (store, span, done) = (&store, &span, &done);
+                    s.spawn(move || {
+                        let mut reads = 0;
+                        while !done.load(Ordering::SeqCst) {
+                            let (rate, sum) = if r == 0 {
+                                let rate = store.success_rate(span).unwrap();
+                                let sum = store
+                                    .aggregate_metrics(MetricKind::Task, AggregationType::Sum, span)
+                                    .unwrap();
+                                (rate, sum)
+                            } else {
+                                store
+                                    .consistent(|store| {
+                                        let rate = store.success_rate(span)?;
+                                        let sum = store.aggregate_metrics(
+                                            MetricKind::Task,
+                                            AggregationType::Sum,
+                                            span,
+                                        )?;
+                                        Ok((rate, sum))
+                                    })
+                                    .unwrap()
+                            };
+                            assert_eq!(rate.total, 9_000, "read {reads} of reader {r}");
+                            assert_eq!(rate.success, 2_250);
+                            assert_eq!(sum.count, 9_000);
+                            assert_eq!(sum.value, Some(durations as f64));
+                            reads += 1;
+                        }
+                        reads
+                    })
+                })
+                .collect();
+            let report = store.apply_retention(&policy).unwrap();
+            done.store(true, Ordering::SeqCst);
+            writer.join().unwrap();
+            assert_eq!(report.raw_folded, 9_000);
+            readers
+                .into_iter()
+                .map(|r| r.join().unwrap())
+                .sum::<usize>()
+        });
+        assert!(reads > 0);
+        assert_eq!(store.success_rate(&span).unwrap().total, 9_000);
+        // Only the month the horizon cuts (and the months of new tasks)
+        // keep a partition.
+        assert!(
+            partitions(&db) < months_before,
+            "{months_before} partitions before"
         );
     }
 

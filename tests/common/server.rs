@@ -66,6 +66,18 @@ impl Database {
         }
     }
 
+    /// How many partitions `table` has in the test's database.
+    pub fn count_partitions(&self, table: &str) -> i64 {
+        postgres::Client::connect(&self.url, postgres::NoTls)
+            .unwrap()
+            .query_one(
+                "SELECT count(*) FROM pg_inherits WHERE inhparent = $1::text::regclass",
+                &[&table],
+            )
+            .unwrap()
+            .get(0)
+    }
+
     /// Runs `sql` in the test's database.
     pub fn execute(&self, sql: &str) {
         postgres::Client::connect(&self.url, postgres::NoTls)
