@@ -9,8 +9,10 @@
 //! partitions a write needs, and the current and next month's when it
 //! opens.
 //!
-//! This part of the store is young: the calls it answers so far are
-//! listed in the README; the others return [`Error::Unsupported`].
+//! Tiered retention folds whole monthly partitions into the rollup
+//! tables and drops them (`fold.rs`); reads that take rollups in lock the
+//! tables before their snapshot (`rollups.rs`). The calls offered are
+//! listed in the README; the few others return [`Error::Unsupported`].
 
 mod fold;
 mod grouped;
