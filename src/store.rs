@@ -80,6 +80,10 @@ pub struct StreamReport {
     pub agent_metrics: KindCount,
     /// Swarm metrics.
     pub swarm_metrics: KindCount,
+    /// Rollup rows of tiered retention (copies only; not counted by
+    /// [`stored`](Self::stored) and [`duplicates`](Self::duplicates),
+    /// which count metrics).
+    pub rollups: KindCount,
 }
 
 impl StreamReport {

@@ -961,8 +961,8 @@ fn the_report_gives_the_same_numbers() {
     }
 }
 
-/// Copying moves every metric between any two stores, goes on where an
-/// interrupted copy stopped, and refuses a store with rollups.
+/// Copying moves every metric between any two stores and goes on where an
+/// interrupted copy stopped (rollups: `tests/tiered_conformance.rs`).
 #[test]
 fn copies_move_every_metric_between_backends() {
     let tasks: Vec<TaskMetric> = (0..2_500u32)
@@ -1030,18 +1030,6 @@ fn copies_move_every_metric_between_backends() {
             let again = source.store.copy_to(&target.store).unwrap();
             assert_eq!((again.stored(), again.duplicates()), (0, 2_900), "{what}");
         }
-    }
-    // A file with rollups is refused, and nothing is copied.
-    let rolled = swarm_metrics::MetricsStorage::temporary().unwrap();
-    let old = swarm_metrics::now() - Duration::days(30);
-    rolled
-        .store_task_metric(&TaskMetric::new("old", "a", 1, TaskResult::Success).at(old))
-        .unwrap();
-    rolled.apply_retention(&Default::default()).unwrap();
-    for target in stores() {
-        let err = rolled.copy_to(&target.store).unwrap_err();
-        assert!(err.to_string().contains("rollups"), "{err}");
-        assert_eq!(target.store.success_rate(&Filter::new()).unwrap().total, 0);
     }
 }
 

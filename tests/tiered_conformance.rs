@@ -345,3 +345,90 @@ fn cleanup_takes_rollups_alike() {
         }
     }
 }
+
+/// A store with rollups copies into every backend with them: the target
+/// answers as the source does, and a copy run again (as after an
+/// interruption) adds nothing.
+#[test]
+fn copies_carry_rollups_between_backends() {
+    let now = swarm_metrics::now();
+    let (tasks, agents, swarms) = records(now);
+    let policy = RetentionPolicy {
+        raw: Some(Duration::days(7)),
+        hourly: Some(Duration::days(30)),
+        daily: None,
+        chunk_rows: 5_000,
+    };
+    for source in stores() {
+        let s = &source.store;
+        s.store_task_metrics(&tasks).unwrap();
+        s.store_agent_metrics(&agents).unwrap();
+        s.store_swarm_metrics(&swarms).unwrap();
+        assert!(s.apply_retention(&policy).unwrap().finished);
+        let expected = answers(&source, now);
+        let stats = s.stats().unwrap();
+        let rollups: u64 = [stats.task_metrics, stats.agent_metrics, stats.swarm_metrics]
+            .iter()
+            .map(|t| t.hourly_rollups + t.daily_rollups)
+            .sum();
+        assert!(rollups > 0);
+        let raw = s.get_task_metrics(&Filter::new(), 100_000).unwrap();
+        for target in stores() {
+            let what = format!("{} to {}", source.backend, target.backend);
+            // An earlier copy stopped after 100 raw tasks.
+            target.store.store_task_metrics(&raw[..100]).unwrap();
+            let report = s.copy_to(&target.store).unwrap();
+            assert_eq!(report.tasks.duplicates, 100, "{what}");
+            assert_eq!(report.tasks.stored, raw.len() as u64 - 100, "{what}");
+            assert_eq!(
+                (report.rollups.stored, report.rollups.duplicates),
+                (rollups, 0),
+                "{what}"
+            );
+            assert_same(&expected, &answers(&target, now), &what);
+            let again = s.copy_to(&target.store).unwrap();
+            assert_eq!(again.stored() + again.rollups.stored, 0, "{what}");
+            assert_eq!(again.rollups.duplicates, rollups, "{what}");
+            assert_same(&expected, &answers(&target, now), &what);
+        }
+    }
+}
+
+/// A rollup whose data cannot be read stops a copy with a typed error
+/// before its chunk is written: the target gets none of the rollups.
+#[test]
+fn a_damaged_rollup_stops_a_copy_before_it_is_written() {
+    let source = stores().remove(0);
+    let old = swarm_metrics::now() - Duration::days(30);
+    let tasks: Vec<TaskMetric> = (0..50)
+        .map(|i| {
+            TaskMetric::new(
+                format!("t{i}"),
+                format!("a{}", i % 2),
+                5,
+                TaskResult::Success,
+            )
+            .at(old - Duration::hours(i))
+        })
+        .collect();
+    source.store.store_task_metrics(&tasks).unwrap();
+    source.store.apply_retention(&Default::default()).unwrap();
+    rusqlite::Connection::open(&source.location)
+        .unwrap()
+        .execute(
+            "UPDATE task_summaries SET data = x'ff00' \
+             WHERE bucket = (SELECT max(bucket) FROM task_summaries)",
+            [],
+        )
+        .unwrap();
+    for target in stores() {
+        let err = source.store.copy_to(&target.store).unwrap_err();
+        assert!(
+            matches!(err, swarm_metrics::Error::CorruptRow { .. }),
+            "{}: {err}",
+            target.backend
+        );
+        let stats = target.store.stats().unwrap();
+        assert_eq!(stats.task_metrics.hourly_rollups, 0, "{}", target.backend);
+    }
+}

@@ -23,6 +23,7 @@ mod rollups;
 mod schema;
 mod series;
 mod tls;
+mod transfer;
 mod write;
 
 pub(crate) use read::{EntityRow, PlannedQuery};

@@ -18,6 +18,7 @@ mod cleanup;
 mod fold;
 mod in_place;
 mod merge;
+mod transfer;
 mod vacuum;
 
 use chrono::Duration;

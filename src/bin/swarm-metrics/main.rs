@@ -272,6 +272,14 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     target_name,
                     report.duplicates()
                 )?;
+                let rollups = report.rollups;
+                if rollups.stored + rollups.duplicates > 0 {
+                    writeln!(
+                        out,
+                        "copied {} rollups ({} were there already)",
+                        rollups.stored, rollups.duplicates
+                    )?;
+                }
             }
         }
         Command::Report {
