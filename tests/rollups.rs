@@ -4,9 +4,13 @@
 //! rates; to rounding for averages and standard deviations; within 1% for
 //! percentiles), also when a run is interrupted and repeated. Daily series
 //! summaries and agent rankings, which combine raw rows and rollups too,
-//! likewise.
+//! likewise. Every test but the file's vacuum runs on every backend the
+//! build has.
+
+mod common;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
+use common::server::stores;
 use proptest::prelude::*;
 use swarm_metrics::{
     AgentMetric, Aggregate, AggregationType, BucketValue, EmptyBuckets, Filter, GroupBy, Measure,
@@ -243,54 +247,129 @@ fn policy_strategy() -> impl Strategy<Value = RetentionPolicy> {
         })
 }
 
+/// One random case: tasks `(agent, swarm, result, duration, tokens, hours
+/// ago, minutes)`, agent metrics `(agent, value, hours ago)`, the day
+/// ranges asked about, the policy, and after how many chunks the first
+/// run stops.
+type Case = (
+    Vec<(u32, u32, usize, u64, u64, i64, i64)>,
+    Vec<(u32, f64, i64)>,
+    Vec<(i64, i64)>,
+    RetentionPolicy,
+    usize,
+);
+
+fn case_strategy() -> impl Strategy<Value = Case> {
+    (
+        prop::collection::vec(
+            (
+                0..4u32,
+                0..2u32,
+                0..4usize,
+                0..5_000u64,
+                0..3_000u64,
+                0..(40 * 24i64),
+                0..60i64,
+            ),
+            0..120,
+        ),
+        prop::collection::vec((0..4u32, 0.0..100.0f64, 0..(40 * 24i64)), 0..40),
+        prop::collection::vec((0..42i64, 0..42i64), 1..4),
+        policy_strategy(),
+        1..6usize,
+    )
+}
+
+/// Stores the case in `store`, and checks that every answer is the same
+/// after an interrupted run of retention, after the full run, and after
+/// a second, and that no raw row is left past the raw horizon.
+fn answers_survive_retention(store: &MetricsStorage, case: &Case) {
+    let (tasks, metrics, days, policy, interrupt_after) = case;
+    let (policy, interrupt_after) = (*policy, *interrupt_after);
+    let now = swarm_metrics::now();
+    let batch: Vec<TaskMetric> = tasks
+        .iter()
+        .enumerate()
+        .map(
+            |(i, (agent, swarm, result, duration, tokens, hours, minutes))| {
+                TaskMetric::new(
+                    format!("t{i}"),
+                    format!("agent-{agent}"),
+                    *duration,
+                    TaskResult::ALL[*result],
+                )
+                .swarm(format!("swarm-{swarm}"))
+                .tokens(*tokens)
+                .at(now - Duration::hours(*hours) - Duration::minutes(*minutes))
+            },
+        )
+        .collect();
+    store.store_task_metrics(&batch).unwrap();
+    let agent_metrics: Vec<AgentMetric> = metrics
+        .iter()
+        .map(|(agent, value, hours)| {
+            AgentMetric::new(
+                format!("agent-{agent}"),
+                MetricType::AgentThroughput,
+                *value,
+            )
+            .at(now - Duration::hours(*hours))
+        })
+        .collect();
+    store.store_agent_metrics(&agent_metrics).unwrap();
+
+    let filters = filters(now, days);
+    let before = answers(store, &filters);
+
+    let partial = store
+        .apply_retention_steps(&policy, interrupt_after)
+        .unwrap();
+    assert_same(
+        &before,
+        &answers(store, &filters),
+        "after an interrupted run",
+    );
+    // A run that stopped early did something first.
+    assert!(partial.finished || partial.raw_folded + partial.hourly_folded > 0);
+    let report = store.apply_retention(&policy).unwrap();
+    assert!(report.finished);
+    assert_same(&before, &answers(store, &filters), "after the full run");
+    // Running again changes nothing.
+    let again = store.apply_retention(&policy).unwrap();
+    assert_eq!(again.raw_folded + again.hourly_folded, 0);
+    assert_same(&before, &answers(store, &filters), "after a second run");
+    // Raw rows older than the raw horizon are gone.
+    let old = Filter::new().range(
+        TimeRange::new(
+            DateTime::<Utc>::MIN_UTC,
+            now - policy.raw.unwrap() - Duration::hours(1),
+        )
+        .unwrap(),
+    );
+    assert!(store.get_task_metrics(&old, 10_000).unwrap().is_empty());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
-    fn answers_survive_retention_even_when_interrupted(
-        tasks in prop::collection::vec((0..4u32, 0..2u32, 0..4usize, 0..5_000u64, 0..3_000u64, 0..(40 * 24i64), 0..60i64), 0..120),
-        metrics in prop::collection::vec((0..4u32, 0.0..100.0f64, 0..(40 * 24i64)), 0..40),
-        days in prop::collection::vec((0..42i64, 0..42i64), 1..4),
-        policy in policy_strategy(),
-        interrupt_after in 1..6usize,
-    ) {
+    fn answers_survive_retention_even_when_interrupted(case in case_strategy()) {
         let store = MetricsStorage::temporary().unwrap();
-        let now = swarm_metrics::now();
-        let batch: Vec<TaskMetric> = tasks
-            .iter()
-            .enumerate()
-            .map(|(i, (agent, swarm, result, duration, tokens, hours, minutes))| {
-                TaskMetric::new(format!("t{i}"), format!("agent-{agent}"), *duration, TaskResult::ALL[*result])
-                    .swarm(format!("swarm-{swarm}"))
-                    .tokens(*tokens)
-                    .at(now - Duration::hours(*hours) - Duration::minutes(*minutes))
-            })
-            .collect();
-        store.store_task_metrics(&batch).unwrap();
-        let agent_metrics: Vec<AgentMetric> = metrics
-            .iter()
-            .map(|(agent, value, hours)| {
-                AgentMetric::new(format!("agent-{agent}"), MetricType::AgentThroughput, *value).at(now - Duration::hours(*hours))
-            })
-            .collect();
-        store.store_agent_metrics(&agent_metrics).unwrap();
+        answers_survive_retention(&store, &case);
+    }
+}
 
-        let filters = filters(now, &days);
-        let before = answers(&store, &filters);
+// The same on a server, fewer cases: each reads a few thousand answers
+// over the network.
+#[cfg(feature = "postgres")]
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
 
-        let partial = store.apply_retention_steps(&policy, interrupt_after).unwrap();
-        assert_same(&before, &answers(&store, &filters), "after an interrupted run");
-        let report = store.apply_retention(&policy).unwrap();
-        prop_assert!(report.finished);
-        assert_same(&before, &answers(&store, &filters), "after the full run");
-        // Running again changes nothing.
-        let again = store.apply_retention(&policy).unwrap();
-        prop_assert_eq!(again.raw_folded + again.hourly_folded, 0);
-        assert_same(&before, &answers(&store, &filters), "after a second run");
-        // Raw rows older than the raw horizon are gone.
-        let old = Filter::new().range(TimeRange::new(DateTime::<Utc>::MIN_UTC, now - policy.raw.unwrap() - Duration::hours(1)).unwrap());
-        prop_assert!(store.get_task_metrics(&old, 10_000).unwrap().is_empty());
-        let _ = partial;
+    #[test]
+    fn answers_survive_retention_on_a_server(case in case_strategy()) {
+        for backend in stores().into_iter().skip(1) {
+            answers_survive_retention(&backend.store, &case);
+        }
     }
 }
 
@@ -299,8 +378,11 @@ proptest! {
 /// percentiles say they are approximate (within 1%).
 #[test]
 fn percentiles_from_rollups_are_exact_while_buckets_are_small() {
-    for (tasks_per_hour, approximate) in [(500, false), (600, true)] {
-        let store = MetricsStorage::temporary().unwrap();
+    for ((tasks_per_hour, approximate), backend) in [(500, false), (600, true)]
+        .into_iter()
+        .flat_map(|case| stores().into_iter().map(move |b| (case, b)))
+    {
+        let store = &backend.store;
         let hour = (swarm_metrics::now() - Duration::days(10))
             .duration_trunc(Duration::hours(1))
             .unwrap();
@@ -353,7 +435,12 @@ fn percentiles_from_rollups_are_exact_while_buckets_are_small() {
 
 #[test]
 fn bad_policies_are_refused() {
-    let store = MetricsStorage::temporary().unwrap();
+    for backend in stores() {
+        bad_policies_are_refused_by(&backend.store);
+    }
+}
+
+fn bad_policies_are_refused_by(store: &MetricsStorage) {
     let bad = RetentionPolicy {
         raw: Some(Duration::days(10)),
         hourly: Some(Duration::days(5)),
@@ -408,7 +495,12 @@ fn incremental_vacuum_gives_space_back_in_steps() {
 /// are their sums.
 #[test]
 fn the_retention_report_counts_each_kind() {
-    let store = MetricsStorage::temporary().unwrap();
+    for backend in stores() {
+        the_retention_report_counts_each_kind_in(&backend.store);
+    }
+}
+
+fn the_retention_report_counts_each_kind_in(store: &MetricsStorage) {
     // At the start of an hour, so that every kind's rows share one.
     let old = (Utc::now() - Duration::days(20))
         .duration_trunc(Duration::hours(1))

@@ -1,6 +1,7 @@
 //! One answer per agent, swarm, result or metric type, on PostgreSQL. The
 //! groups come back unordered: the store orders them as it orders SQLite's.
 
+use postgres::types::Type;
 use std::collections::{BTreeMap, HashMap};
 
 use postgres::{Client, Row};
@@ -63,7 +64,7 @@ impl PgStore {
         );
         self.with_rollups(MetricKind::Task, filter, |client, rollups| {
             let rows = client
-                .query(&sql, &w.params())
+                .query_typed(&sql, &w.params())
                 .map_err(self.error("compute success rates"))?;
             let mut rates = rates_by_key(&rows, |row| key_of(row, group_by, "task_metrics"))?;
             if rollups {
@@ -108,7 +109,7 @@ impl PgStore {
                 );
                 let mut stats: BTreeMap<Option<String>, Stat> = BTreeMap::new();
                 for row in client
-                    .query(&sql, &w.params())
+                    .query_typed(&sql, &w.params())
                     .map_err(self.error("aggregate by group"))?
                 {
                     stats.insert(key_of(&row, group_by, table)?, stat_of(&row, 1, kind)?);
@@ -131,7 +132,7 @@ impl PgStore {
                 w.clause
             );
             client
-                .query(&sql, &w.params())
+                .query_typed(&sql, &w.params())
                 .map_err(self.error("aggregate by group"))?
                 .iter()
                 .map(|row| {
@@ -162,7 +163,7 @@ impl PgStore {
             w.clause
         );
         let mut params = w.params();
-        params.push(&q);
+        params.push((&q, Type::FLOAT8));
         self.with_rollups(kind, filter, |client, rollups| {
             if rollups {
                 return Ok(self
@@ -176,7 +177,7 @@ impl PgStore {
                     .collect());
             }
             client
-                .query(&sql, &params)
+                .query_typed(&sql, &params)
                 .map_err(self.error("percentile by group"))?
                 .iter()
                 .map(|row| {
@@ -231,7 +232,7 @@ impl PgStore {
         );
         let mut groups = GroupValues::new();
         for row in client
-            .query(&sql, &w.params())
+            .query_typed(&sql, &w.params())
             .map_err(self.error("read values by group"))?
         {
             groups

@@ -8,7 +8,7 @@ use std::ops::ControlFlow;
 
 use chrono::{DateTime, Utc};
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::types::ToSql;
+use postgres::types::{ToSql, Type};
 use postgres::Row;
 
 use postgres::Client;
@@ -26,7 +26,10 @@ use crate::retention::RollupRead;
 /// A `WHERE` clause over metrics (alias `m`) and its parameters.
 pub(super) struct Where {
     pub clause: String,
-    pub params: Vec<Box<dyn ToSql + Sync>>,
+    /// The parameters with their types: a query whose parameter types
+    /// are given goes to the server in one round trip (`query_typed`)
+    /// instead of two (prepare, then execute).
+    pub params: Vec<(Box<dyn ToSql + Sync>, Type)>,
 }
 
 impl Where {
@@ -40,23 +43,35 @@ impl Where {
     pub fn of(kind: MetricKind, filter: &Filter) -> Where {
         let mut w = Where::empty();
         if let Some(id) = &filter.task_id {
-            w.push("m.task_id =", Box::new(id.clone()));
+            w.push("m.task_id =", Box::new(id.clone()), Type::TEXT);
         }
         if let Some(id) = &filter.agent_id {
-            w.push("m.agent_id =", Box::new(id.clone()));
+            w.push("m.agent_id =", Box::new(id.clone()), Type::TEXT);
         }
         if let Some(id) = &filter.swarm_id {
-            w.push("m.swarm_id =", Box::new(id.clone()));
+            w.push("m.swarm_id =", Box::new(id.clone()), Type::TEXT);
         }
         if let Some(result) = filter.result {
-            w.push("m.result =", Box::new(result.code() as i16));
+            w.push("m.result =", Box::new(result.code() as i16), Type::INT2);
         }
         if let (Some(metric_type), false) = (filter.metric_type, kind == MetricKind::Task) {
-            w.push("m.metric_type =", Box::new(metric_type.code() as i16));
+            w.push(
+                "m.metric_type =",
+                Box::new(metric_type.code() as i16),
+                Type::INT2,
+            );
         }
         if let Some(range) = &filter.time_range {
-            w.push("m.timestamp >=", Box::new(to_micros(range.start())));
-            w.push("m.timestamp <=", Box::new(to_micros(range.end())));
+            w.push(
+                "m.timestamp >=",
+                Box::new(to_micros(range.start())),
+                Type::INT8,
+            );
+            w.push(
+                "m.timestamp <=",
+                Box::new(to_micros(range.end())),
+                Type::INT8,
+            );
         }
         w.finished()
     }
@@ -78,17 +93,21 @@ impl Where {
     }
 
     /// Adds `condition $n` for the next parameter.
-    pub fn push(&mut self, condition: &str, value: Box<dyn ToSql + Sync>) {
+    pub fn push(&mut self, condition: &str, value: Box<dyn ToSql + Sync>, ty: Type) {
         if !self.clause.is_empty() {
             self.clause.push_str(" AND ");
         }
-        self.params.push(value);
+        self.params.push((value, ty));
         self.clause
             .push_str(&format!("{condition} ${}", self.params.len()));
     }
 
-    pub fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
-        self.params.iter().map(|p| p.as_ref()).collect()
+    /// The parameters and their types, for `query_typed`.
+    pub fn params(&self) -> Vec<(&(dyn ToSql + Sync), Type)> {
+        self.params
+            .iter()
+            .map(|(p, ty)| (p.as_ref(), ty.clone()))
+            .collect()
     }
 }
 
@@ -195,7 +214,7 @@ impl PgStore {
         let (sql, w) = tasks_sql(filter, limit, order);
         let rows = self
             .read_conn()?
-            .query(&sql, &w.params())
+            .query_typed(&sql, &w.params())
             .map_err(self.error("read task metrics"))?;
         rows.iter().map(task_of).collect()
     }
@@ -206,7 +225,7 @@ impl PgStore {
         self.with_rollups(MetricKind::Task, filter, |client, rollups| {
             let mut rate = SuccessRate::default();
             for row in client
-                .query(&sql, &w.params())
+                .query_typed(&sql, &w.params())
                 .map_err(self.error("compute success rate"))?
             {
                 let code: i16 = row.get(0);
@@ -252,7 +271,7 @@ impl PgStore {
                     w.clause
                 );
                 let row = client
-                    .query_one(&sql, &w.params())
+                    .query_typed_one(&sql, &w.params())
                     .map_err(self.error("aggregate metrics"))?;
                 let mut stat = stat_of(&row, 0, kind)?;
                 let read = RollupRead::column(kind, filter, None, column, false);
@@ -263,7 +282,7 @@ impl PgStore {
             }
             let (sql, w) = aggregate_sql(kind, aggregation, filter)?;
             let row = client
-                .query_one(&sql, &w.params())
+                .query_typed_one(&sql, &w.params())
                 .map_err(self.error("aggregate metrics"))?;
             aggregate_of(&row, 0, kind, aggregation, metric_type)
         })
@@ -280,14 +299,14 @@ impl PgStore {
         let (sql, w) = percentiles_sql(kind, filter)?;
         let mut params = w.params();
         let qs_param = qs.to_vec();
-        params.push(&qs_param);
+        params.push((&qs_param, Type::FLOAT8_ARRAY));
         self.with_rollups(kind, filter, |client, rollups| {
             if rollups {
                 let (mut values, sketch) = self.values_in(client, kind, filter, true)?;
                 return Ok(quantiles_of(&mut values, sketch, qs, metric_type));
             }
             let row = client
-                .query_one(&sql, &params)
+                .query_typed_one(&sql, &params)
                 .map_err(self.error("compute percentiles"))?;
             let count = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
             let values: Option<Vec<Option<f64>>> = row.get(1);
@@ -344,7 +363,7 @@ impl PgStore {
             w.clause
         );
         self.read_conn()?
-            .query(&sql, &w.params())
+            .query_typed(&sql, &w.params())
             .map_err(self.error("read metrics"))?
             .iter()
             .map(|row| entity_of(row, table))
@@ -394,7 +413,7 @@ impl PgStore {
     ) -> Result<Option<B>> {
         let mut conn = self.read_conn()?;
         let mut rows = conn
-            .query_raw(sql, w.params())
+            .query_typed_raw(sql, w.params())
             .map_err(self.error("read metrics"))?;
         while let Some(row) = rows.next().map_err(self.error("read metrics"))? {
             if let ControlFlow::Break(b) = visit(&row)? {
@@ -534,7 +553,7 @@ impl PgStore {
             w.clause
         );
         let mut values: Vec<f64> = client
-            .query(&sql, &w.params())
+            .query_typed(&sql, &w.params())
             .map_err(self.error("read values"))?
             .iter()
             .map(|row| row.get(0))
@@ -609,7 +628,7 @@ impl PgStore {
             };
             let mut agents: BTreeMap<String, AgentTotalsRow> = BTreeMap::new();
             for row in client
-                .query(&sql, &w.params())
+                .query_typed(&sql, &w.params())
                 .map_err(self.error("rank agents"))?
             {
                 let count = |i| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0);
@@ -664,7 +683,7 @@ impl PgStore {
         );
         self.with_rollups(MetricKind::Task, filter, |client, rollups| {
             let row = client
-                .query_one(&sql, &w.params())
+                .query_typed_one(&sql, &w.params())
                 .map_err(self.error("read the span of the data"))?;
             let first: Option<i64> = row.get(0);
             let last: Option<i64> = row.get(1);
@@ -734,11 +753,11 @@ impl PgStore {
         let mut params = w.params();
         let median = vec![0.5f64];
         if matches!(query, PlannedQuery::Percentile) {
-            params.push(&median);
+            params.push((&median, Type::FLOAT8_ARRAY));
         }
         Ok(self
             .read_conn()?
-            .query(&format!("EXPLAIN (COSTS OFF) {sql}"), &params)
+            .query_typed(&format!("EXPLAIN (COSTS OFF) {sql}"), &params)
             .map_err(self.error("explain query"))?
             .iter()
             .map(|row| row.get(0))

@@ -9,9 +9,10 @@
 //! not yet there. So a read locks both tables (`ACCESS SHARE`, which only
 //! a drop waits for) before its snapshot is taken.
 
+use postgres::types::Type;
 use std::collections::BTreeMap;
 
-use postgres::{Client, Row};
+use postgres::{Client, Row, SimpleQueryMessage};
 
 use super::read::{table_of, Where};
 use super::PgStore;
@@ -48,17 +49,25 @@ impl Where {
         }
         let mut w = Where::empty();
         if let Some(id) = &filter.agent_id {
-            w.push("r.agent_id =", Box::new(id.clone()));
+            w.push("r.agent_id =", Box::new(id.clone()), Type::TEXT);
         }
         if let Some(id) = &filter.swarm_id {
-            w.push("r.swarm_id =", Box::new(id.clone()));
+            w.push("r.swarm_id =", Box::new(id.clone()), Type::TEXT);
         }
         if let (Some(metric_type), false) = (filter.metric_type, kind == MetricKind::Task) {
-            w.push("r.metric_type =", Box::new(metric_type.code() as i16));
+            w.push(
+                "r.metric_type =",
+                Box::new(metric_type.code() as i16),
+                Type::INT2,
+            );
         }
         if let Some(range) = &filter.time_range {
-            w.push("r.bucket >=", Box::new(to_micros(range.start())));
-            w.push("r.bucket <=", Box::new(to_micros(range.end())));
+            w.push(
+                "r.bucket >=",
+                Box::new(to_micros(range.start())),
+                Type::INT8,
+            );
+            w.push("r.bucket <=", Box::new(to_micros(range.end())), Type::INT8);
         }
         Some(w.finished())
     }
@@ -79,31 +88,42 @@ impl PgStore {
         if filter.task_id.is_some() {
             return read(&mut conn, false);
         }
-        let own = !conn.is_pinned();
-        if own {
-            conn.batch_execute(&format!(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
-                 LOCK TABLE {}, {} IN ACCESS SHARE MODE",
-                table_of(kind),
-                rollup_table(kind)
-            ))
-            .map_err(self.error("begin a read"))?;
-        }
-        let answer = (|| {
+        let exists_sql = format!("SELECT EXISTS (SELECT 1 FROM {})", rollup_table(kind));
+        if conn.is_pinned() {
             let exists: bool = conn
-                .query_one(
-                    &format!("SELECT EXISTS (SELECT 1 FROM {})", rollup_table(kind)),
-                    &[],
-                )
+                .query_one(&exists_sql, &[])
                 .map_err(self.error("read rollups"))?
                 .get(0);
-            read(&mut conn, exists)
-        })();
-        if own {
-            let end = if answer.is_ok() { "COMMIT" } else { "ROLLBACK" };
-            conn.batch_execute(end).map_err(self.error("end a read"))?;
+            return read(&mut conn, exists);
         }
-        answer
+        // One round trip: begin, lock, and ask whether rollups exist.
+        let begun = conn.simple_query(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+             LOCK TABLE {}, {} IN ACCESS SHARE MODE; {exists_sql}",
+            table_of(kind),
+            rollup_table(kind)
+        ));
+        let answer = begun
+            .map_err(self.error("begin a read"))
+            .and_then(|messages| {
+                let exists = messages.iter().any(|message| {
+                matches!(message, SimpleQueryMessage::Row(row) if row.get(0) == Some("t"))
+            });
+                read(&mut conn, exists)
+            });
+        match answer {
+            Ok(answer) => {
+                conn.batch_execute("COMMIT")
+                    .map_err(self.error("end a read"))?;
+                Ok(answer)
+            }
+            Err(e) => {
+                // A connection goes back to the pool outside any
+                // transaction, whatever failed.
+                let _ = conn.batch_execute("ROLLBACK");
+                Err(e)
+            }
+        }
     }
 
     /// The rollups `read` asks for, merged per group (all in one group
@@ -190,7 +210,7 @@ impl PgStore {
         );
         let classes = classes_read(read);
         for row in client
-            .query(&sql, &w.params())
+            .query_typed(&sql, &w.params())
             .map_err(self.error("read rollups"))?
         {
             let mut row_counts = [0u64; 4];
@@ -241,7 +261,7 @@ impl PgStore {
             w.clause
         );
         let row = client
-            .query_one(&sql, &w.params())
+            .query_typed_one(&sql, &w.params())
             .map_err(self.error("read rollups"))?;
         let first: Option<i64> = row.get(0);
         let last: Option<i64> = row.get(1);

@@ -2,6 +2,7 @@
 //! since 1970, as on SQLite (`floor(t / width) * width`, also before
 //! 1970), each with the answer of the single-number call.
 
+use postgres::types::Type;
 use std::collections::BTreeMap;
 
 use sketches_ddsketch::DDSketch;
@@ -35,7 +36,7 @@ impl PgStore {
         let w = Where::of(kind, filter);
         let bucket = bucket_sql(w.params.len() + 1);
         let mut params = w.params();
-        params.push(&width);
+        params.push((&width, Type::INT8));
         self.with_rollups(kind, filter, |client, rollups| {
             if rollups {
                 let sql = format!(
@@ -46,7 +47,7 @@ impl PgStore {
                 );
                 let mut stats: BTreeMap<i64, Stat> = BTreeMap::new();
                 for row in client
-                    .query(&sql, &params)
+                    .query_typed(&sql, &params)
                     .map_err(self.error("aggregate series"))?
                 {
                     stats.insert(row.get(0), stat_of(&row, 1, kind)?);
@@ -70,7 +71,7 @@ impl PgStore {
                 w.clause
             );
             client
-                .query(&sql, &params)
+                .query_typed(&sql, &params)
                 .map_err(self.error("aggregate series"))?
                 .iter()
                 .map(|row| {
@@ -104,8 +105,8 @@ impl PgStore {
             w.clause
         );
         let mut params = w.params();
-        params.push(&width);
-        params.push(&q);
+        params.push((&width, Type::INT8));
+        params.push((&q, Type::FLOAT8));
         self.with_rollups(kind, filter, |client, rollups| {
             if rollups {
                 let sql = format!(
@@ -115,7 +116,7 @@ impl PgStore {
                 );
                 let mut buckets: BTreeMap<i64, (Vec<f64>, Option<DDSketch>)> = BTreeMap::new();
                 for row in client
-                    .query(&sql, &params[..n + 1])
+                    .query_typed(&sql, &params[..n + 1])
                     .map_err(self.error("percentile series"))?
                 {
                     buckets.entry(row.get(0)).or_default().0.push(row.get(1));
@@ -136,7 +137,7 @@ impl PgStore {
                     .collect());
             }
             Ok(client
-                .query(&sql, &params)
+                .query_typed(&sql, &params)
                 .map_err(self.error("percentile series"))?
                 .iter()
                 .map(|row| {
@@ -167,10 +168,10 @@ impl PgStore {
             w.clause
         );
         let mut params = w.params();
-        params.push(&width);
+        params.push((&width, Type::INT8));
         self.with_rollups(MetricKind::Task, filter, |client, rollups| {
             let rows = client
-                .query(&sql, &params)
+                .query_typed(&sql, &params)
                 .map_err(self.error("success rate series"))?;
             let rates = rates_by_key(&rows, |row| Ok(row.get::<_, i64>(0)))?;
             if !rollups {
