@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::server::stores;
+use common::server::{stores, TestStore};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
@@ -31,10 +31,14 @@ fn bucket_start(t: DateTime<Utc>, width: Duration) -> i64 {
     t.timestamp_micros().div_euclid(w) * w
 }
 
-fn setup(tasks: &[TaskMetric], chunk: usize) -> (MetricsStorage, Vec<TaskMetric>) {
-    let store = MetricsStorage::temporary().unwrap();
-    store_in_chunks(&store, tasks, chunk);
-    (store, task_model(tasks))
+/// A store of every backend holding `tasks` (stored `chunk` at a time),
+/// and the model of them.
+fn setup(tasks: &[TaskMetric], chunk: usize) -> (Vec<TestStore>, Vec<TaskMetric>) {
+    let backends = stores();
+    for backend in &backends {
+        store_in_chunks(&backend.store, tasks, chunk);
+    }
+    (backends, task_model(tasks))
 }
 
 proptest! {
@@ -46,35 +50,38 @@ proptest! {
         chunk in 1..20usize,
         filter in task_filter_strategy(),
     ) {
-        let (store, model) = setup(&tasks, chunk);
-        let matching: Vec<&TaskMetric> = model.iter().filter(|t| task_matches(&filter, t)).collect();
-        let keys: [(GroupBy, KeyOf); 3] = [
-            (GroupBy::Agent, |t| Some(t.agent_id.clone())),
-            (GroupBy::Swarm, |t| t.swarm_id.clone()),
-            (GroupBy::Result, |t| Some(t.result.to_string())),
-        ];
-        for (group_by, key_of) in keys {
-            let mut groups: BTreeMap<Option<String>, Vec<&TaskMetric>> = BTreeMap::new();
-            for t in &matching {
-                groups.entry(key_of(t)).or_default().push(t);
-            }
-            for aggregation in [AggregationType::Count, AggregationType::Sum, AggregationType::Max, AggregationType::Stddev] {
-                let got = store.aggregate_by(MetricKind::Task, aggregation, group_by, &filter).unwrap();
-                prop_assert_eq!(got.len(), groups.len());
-                for (g, (key, members)) in got.iter().zip(&groups) {
-                    prop_assert_eq!(&g.key, key);
-                    let values: Vec<f64> = members.iter().map(|t| t.duration_ms as f64).collect();
-                    prop_assert_eq!(g.value.count, values.len() as u64);
-                    assert_close(g.value.value, model_aggregate(aggregation, &values), &format!("{group_by:?} {aggregation}"));
+        let (backends, model) = setup(&tasks, chunk);
+        for backend in &backends {
+            let store = &backend.store;
+            let matching: Vec<&TaskMetric> = model.iter().filter(|t| task_matches(&filter, t)).collect();
+            let keys: [(GroupBy, KeyOf); 3] = [
+                (GroupBy::Agent, |t| Some(t.agent_id.clone())),
+                (GroupBy::Swarm, |t| t.swarm_id.clone()),
+                (GroupBy::Result, |t| Some(t.result.to_string())),
+            ];
+            for (group_by, key_of) in keys {
+                let mut groups: BTreeMap<Option<String>, Vec<&TaskMetric>> = BTreeMap::new();
+                for t in &matching {
+                    groups.entry(key_of(t)).or_default().push(t);
                 }
+                for aggregation in [AggregationType::Count, AggregationType::Sum, AggregationType::Max, AggregationType::Stddev] {
+                    let got = store.aggregate_by(MetricKind::Task, aggregation, group_by, &filter).unwrap();
+                    prop_assert_eq!(got.len(), groups.len());
+                    for (g, (key, members)) in got.iter().zip(&groups) {
+                        prop_assert_eq!(&g.key, key);
+                        let values: Vec<f64> = members.iter().map(|t| t.duration_ms as f64).collect();
+                        prop_assert_eq!(g.value.count, values.len() as u64);
+                        assert_close(g.value.value, model_aggregate(aggregation, &values), &format!("{group_by:?} {aggregation}"));
+                    }
+                }
+                let got = store.success_rate_by(group_by, &filter).unwrap();
+                prop_assert_eq!(got.len(), groups.len());
+                for g in &got {
+                    prop_assert_eq!(g.value, rate_of(groups[&g.key].iter().copied()));
+                }
+                let low = |g: &swarm_metrics::Grouped<SuccessRate>| g.value.interval.map_or(-1.0, |ci| ci.low);
+                prop_assert!(got.windows(2).all(|w| low(&w[0]) >= low(&w[1])), "best lower bound first");
             }
-            let got = store.success_rate_by(group_by, &filter).unwrap();
-            prop_assert_eq!(got.len(), groups.len());
-            for g in &got {
-                prop_assert_eq!(g.value, rate_of(groups[&g.key].iter().copied()));
-            }
-            let low = |g: &swarm_metrics::Grouped<SuccessRate>| g.value.interval.map_or(-1.0, |ci| ci.low);
-            prop_assert!(got.windows(2).all(|w| low(&w[0]) >= low(&w[1])), "best lower bound first");
         }
     }
 
@@ -85,43 +92,46 @@ proptest! {
         filter in task_filter_strategy(),
         q in 0.0..=1.0f64,
     ) {
-        let (store, model) = setup(&tasks, 10);
-        let width = Duration::minutes(width_minutes);
-        let mut buckets: BTreeMap<i64, Vec<&TaskMetric>> = BTreeMap::new();
-        for t in model.iter().filter(|t| task_matches(&filter, t)) {
-            buckets.entry(bucket_start(t.timestamp, width)).or_default().push(t);
-        }
+        let (backends, model) = setup(&tasks, 10);
+        for backend in &backends {
+            let store = &backend.store;
+            let width = Duration::minutes(width_minutes);
+            let mut buckets: BTreeMap<i64, Vec<&TaskMetric>> = BTreeMap::new();
+            for t in model.iter().filter(|t| task_matches(&filter, t)) {
+                buckets.entry(bucket_start(t.timestamp, width)).or_default().push(t);
+            }
 
-        let sums = store.series(MetricKind::Task, Measure::Aggregate(AggregationType::Sum), width, &filter, EmptyBuckets::Skip).unwrap();
-        prop_assert_eq!(sums.len(), buckets.len());
-        for (b, (start, members)) in sums.iter().zip(&buckets) {
-            prop_assert_eq!(b.start.timestamp_micros(), *start);
-            let BucketValue::Aggregate(a) = b.value else { panic!("not an aggregate") };
-            prop_assert_eq!(a.count, members.len() as u64);
-            // SQLite sums integers exactly, then converts.
-            prop_assert_eq!(a.value, Some(members.iter().map(|t| u128::from(t.duration_ms)).sum::<u128>() as f64));
-        }
+            let sums = store.series(MetricKind::Task, Measure::Aggregate(AggregationType::Sum), width, &filter, EmptyBuckets::Skip).unwrap();
+            prop_assert_eq!(sums.len(), buckets.len());
+            for (b, (start, members)) in sums.iter().zip(&buckets) {
+                prop_assert_eq!(b.start.timestamp_micros(), *start);
+                let BucketValue::Aggregate(a) = b.value else { panic!("not an aggregate") };
+                prop_assert_eq!(a.count, members.len() as u64);
+                // SQLite sums integers exactly, then converts.
+                prop_assert_eq!(a.value, Some(members.iter().map(|t| u128::from(t.duration_ms)).sum::<u128>() as f64));
+            }
 
-        let rates = store.series(MetricKind::Task, Measure::SuccessRate, width, &filter, EmptyBuckets::Skip).unwrap();
-        for (b, members) in rates.iter().zip(buckets.values()) {
-            prop_assert_eq!(b.value, BucketValue::SuccessRate(rate_of(members.iter().copied())));
-        }
+            let rates = store.series(MetricKind::Task, Measure::SuccessRate, width, &filter, EmptyBuckets::Skip).unwrap();
+            for (b, members) in rates.iter().zip(buckets.values()) {
+                prop_assert_eq!(b.value, BucketValue::SuccessRate(rate_of(members.iter().copied())));
+            }
 
-        let percentiles = store.series(MetricKind::Task, Measure::Percentile(q), width, &filter, EmptyBuckets::Skip).unwrap();
-        for (b, members) in percentiles.iter().zip(buckets.values()) {
-            let BucketValue::Percentile(p) = b.value else { panic!("not a percentile") };
-            let values: Vec<f64> = members.iter().map(|t| t.duration_ms as f64).collect();
-            assert_close(p.value, model_quantile(&values, q), "bucket percentile");
-        }
+            let percentiles = store.series(MetricKind::Task, Measure::Percentile(q), width, &filter, EmptyBuckets::Skip).unwrap();
+            for (b, members) in percentiles.iter().zip(buckets.values()) {
+                let BucketValue::Percentile(p) = b.value else { panic!("not a percentile") };
+                let values: Vec<f64> = members.iter().map(|t| t.duration_ms as f64).collect();
+                assert_close(p.value, model_quantile(&values, q), "bucket percentile");
+            }
 
-        let filled = store.series(MetricKind::Task, Measure::SuccessRate, width, &filter, EmptyBuckets::Zero).unwrap();
-        prop_assert!(filled.windows(2).all(|w| w[1].start - w[0].start == width), "no gaps");
-        prop_assert!(filled.len() >= buckets.len());
-        let empty = filled.iter().filter(|b| b.value == BucketValue::SuccessRate(SuccessRate::default())).count();
-        prop_assert_eq!(filled.len() - empty, buckets.len());
-        if let (Some(range), false) = (filter.time_range, filled.is_empty()) {
-            prop_assert_eq!(filled[0].start.timestamp_micros(), bucket_start(range.start(), width));
-            prop_assert_eq!(filled[filled.len() - 1].start.timestamp_micros(), bucket_start(range.end(), width));
+            let filled = store.series(MetricKind::Task, Measure::SuccessRate, width, &filter, EmptyBuckets::Zero).unwrap();
+            prop_assert!(filled.windows(2).all(|w| w[1].start - w[0].start == width), "no gaps");
+            prop_assert!(filled.len() >= buckets.len());
+            let empty = filled.iter().filter(|b| b.value == BucketValue::SuccessRate(SuccessRate::default())).count();
+            prop_assert_eq!(filled.len() - empty, buckets.len());
+            if let (Some(range), false) = (filter.time_range, filled.is_empty()) {
+                prop_assert_eq!(filled[0].start.timestamp_micros(), bucket_start(range.start(), width));
+                prop_assert_eq!(filled[filled.len() - 1].start.timestamp_micros(), bucket_start(range.end(), width));
+            }
         }
     }
 
@@ -132,96 +142,99 @@ proptest! {
         n in 1..6usize,
         min_tasks in 0..4u64,
     ) {
-        let (store, model) = setup(&tasks, 7);
-        let matching: Vec<&TaskMetric> = model.iter().filter(|t| task_matches(&filter, t)).collect();
-        let mut by_agent: BTreeMap<&str, Vec<&TaskMetric>> = BTreeMap::new();
-        for t in &matching {
-            by_agent.entry(&t.agent_id).or_default().push(t);
-        }
-
-        // Rankings: the scores, filtered by task count, in order.
-        for (by, best_first) in [
-            (RankBy::SuccessRate, true),
-            (RankBy::SuccessRate, false),
-            (RankBy::RawSuccessRate, true),
-            (RankBy::AvgDuration, true),
-            (RankBy::AvgTokens, false),
-        ] {
-            // (agent, score, the key ordered on, the interval)
-            let mut expected: Vec<(String, f64, f64, Interval)> = by_agent
-                .iter()
-                .filter(|(_, ts)| ts.len() as u64 >= min_tasks.max(1))
-                .map(|(a, ts)| {
-                    let n = ts.len() as f64;
-                    let successes = ts.iter().filter(|t| t.result == TaskResult::Success).count() as u64;
-                    let ci = Interval::for_proportion(successes, ts.len() as u64, 0.95, IntervalMethod::Wilson).unwrap().unwrap();
-                    let score = match by {
-                        RankBy::SuccessRate | RankBy::RawSuccessRate => successes as f64 / n,
-                        RankBy::AvgDuration => ts.iter().map(|t| t.duration_ms as f64).sum::<f64>() / n,
-                        _ => ts.iter().map(|t| t.tokens_used as f64).sum::<f64>() / n,
-                    };
-                    // Success rates rank by the bound of their interval on
-                    // the side asked for; the rest by the score.
-                    let key = match (by, best_first) {
-                        (RankBy::SuccessRate, true) => ci.low,
-                        (RankBy::SuccessRate, false) => ci.high,
-                        _ => score,
-                    };
-                    (a.to_string(), score, key, ci)
-                })
-                .collect();
-            let higher_is_better = matches!(by, RankBy::SuccessRate | RankBy::RawSuccessRate);
-            expected.sort_by(|a, b| {
-                let o = if higher_is_better == best_first {
-                    b.2.total_cmp(&a.2).then(b.1.total_cmp(&a.1))
-                } else {
-                    a.2.total_cmp(&b.2).then(a.1.total_cmp(&b.1))
-                };
-                o.then_with(|| a.0.cmp(&b.0))
-            });
-            expected.truncate(n);
-            let got = store.rank_agents(by, if best_first { Order::BestFirst } else { Order::WorstFirst }, n, min_tasks, &filter).unwrap();
-            prop_assert_eq!(got.len(), expected.len());
-            for (g, (agent, score, _, ci)) in got.iter().zip(&expected) {
-                prop_assert_eq!(&g.agent_id, agent);
-                assert_close(Some(g.score), Some(*score), &format!("{by:?}"));
-                prop_assert_eq!(g.interval, Some(*ci));
+        let (backends, model) = setup(&tasks, 7);
+        for backend in &backends {
+            let store = &backend.store;
+            let matching: Vec<&TaskMetric> = model.iter().filter(|t| task_matches(&filter, t)).collect();
+            let mut by_agent: BTreeMap<&str, Vec<&TaskMetric>> = BTreeMap::new();
+            for t in &matching {
+                by_agent.entry(&t.agent_id).or_default().push(t);
             }
-        }
 
-        // The slowest tasks.
-        let mut slowest: Vec<&TaskMetric> = matching.clone();
-        slowest.sort_by(|a, b| b.duration_ms.cmp(&a.duration_ms).then(b.timestamp.cmp(&a.timestamp)));
-        let got = store.slowest_tasks(n, &filter).unwrap();
-        prop_assert_eq!(
-            got.iter().map(|t| t.duration_ms).collect::<Vec<_>>(),
-            slowest.iter().take(n).map(|t| t.duration_ms).collect::<Vec<_>>()
-        );
+            // Rankings: the scores, filtered by task count, in order.
+            for (by, best_first) in [
+                (RankBy::SuccessRate, true),
+                (RankBy::SuccessRate, false),
+                (RankBy::RawSuccessRate, true),
+                (RankBy::AvgDuration, true),
+                (RankBy::AvgTokens, false),
+            ] {
+                // (agent, score, the key ordered on, the interval)
+                let mut expected: Vec<(String, f64, f64, Interval)> = by_agent
+                    .iter()
+                    .filter(|(_, ts)| ts.len() as u64 >= min_tasks.max(1))
+                    .map(|(a, ts)| {
+                        let n = ts.len() as f64;
+                        let successes = ts.iter().filter(|t| t.result == TaskResult::Success).count() as u64;
+                        let ci = Interval::for_proportion(successes, ts.len() as u64, 0.95, IntervalMethod::Wilson).unwrap().unwrap();
+                        let score = match by {
+                            RankBy::SuccessRate | RankBy::RawSuccessRate => successes as f64 / n,
+                            RankBy::AvgDuration => ts.iter().map(|t| t.duration_ms as f64).sum::<f64>() / n,
+                            _ => ts.iter().map(|t| t.tokens_used as f64).sum::<f64>() / n,
+                        };
+                        // Success rates rank by the bound of their interval on
+                        // the side asked for; the rest by the score.
+                        let key = match (by, best_first) {
+                            (RankBy::SuccessRate, true) => ci.low,
+                            (RankBy::SuccessRate, false) => ci.high,
+                            _ => score,
+                        };
+                        (a.to_string(), score, key, ci)
+                    })
+                    .collect();
+                let higher_is_better = matches!(by, RankBy::SuccessRate | RankBy::RawSuccessRate);
+                expected.sort_by(|a, b| {
+                    let o = if higher_is_better == best_first {
+                        b.2.total_cmp(&a.2).then(b.1.total_cmp(&a.1))
+                    } else {
+                        a.2.total_cmp(&b.2).then(a.1.total_cmp(&b.1))
+                    };
+                    o.then_with(|| a.0.cmp(&b.0))
+                });
+                expected.truncate(n);
+                let got = store.rank_agents(by, if best_first { Order::BestFirst } else { Order::WorstFirst }, n, min_tasks, &filter).unwrap();
+                prop_assert_eq!(got.len(), expected.len());
+                for (g, (agent, score, _, ci)) in got.iter().zip(&expected) {
+                    prop_assert_eq!(&g.agent_id, agent);
+                    assert_close(Some(g.score), Some(*score), &format!("{by:?}"));
+                    prop_assert_eq!(g.interval, Some(*ci));
+                }
+            }
 
-        // The summary.
-        let summary = store.summary(&filter).unwrap();
-        let durations: Vec<f64> = matching.iter().map(|t| t.duration_ms as f64).collect();
-        prop_assert_eq!(summary.tasks, matching.len() as u64);
-        prop_assert_eq!(summary.success_rate, rate_of(matching.iter().copied()));
-        prop_assert_eq!(summary.tokens_total, matching.iter().map(|t| t.tokens_used).sum::<u64>());
-        prop_assert_eq!(summary.files_changed_total, matching.iter().map(|t| t.files_changed).sum::<u64>());
-        assert_close(summary.duration_ms.avg, model_aggregate(AggregationType::Avg, &durations), "avg");
-        assert_close(summary.duration_ms.p95, model_quantile(&durations, 0.95), "p95");
-        assert_close(summary.duration_ms.max, model_aggregate(AggregationType::Max, &durations), "max");
+            // The slowest tasks.
+            let mut slowest: Vec<&TaskMetric> = matching.clone();
+            slowest.sort_by(|a, b| b.duration_ms.cmp(&a.duration_ms).then(b.timestamp.cmp(&a.timestamp)));
+            let got = store.slowest_tasks(n, &filter).unwrap();
+            prop_assert_eq!(
+                got.iter().map(|t| t.duration_ms).collect::<Vec<_>>(),
+                slowest.iter().take(n).map(|t| t.duration_ms).collect::<Vec<_>>()
+            );
 
-        // Outliers: outside their agent's Tukey fences.
-        let mut expected = 0;
-        for ts in by_agent.values() {
-            let ds: Vec<f64> = ts.iter().map(|t| t.duration_ms as f64).collect();
-            let (q1, q3) = (model_quantile(&ds, 0.25).unwrap(), model_quantile(&ds, 0.75).unwrap());
-            let (lo, hi) = (q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1));
-            expected += ds.iter().filter(|d| **d < lo || **d > hi).count();
-        }
-        let outliers = store.duration_outliers(&filter).unwrap();
-        prop_assert_eq!(outliers.len(), expected);
-        for o in &outliers {
-            let d = o.task.duration_ms as f64;
-            prop_assert!(d < o.low_fence || d > o.high_fence);
+            // The summary.
+            let summary = store.summary(&filter).unwrap();
+            let durations: Vec<f64> = matching.iter().map(|t| t.duration_ms as f64).collect();
+            prop_assert_eq!(summary.tasks, matching.len() as u64);
+            prop_assert_eq!(summary.success_rate, rate_of(matching.iter().copied()));
+            prop_assert_eq!(summary.tokens_total, matching.iter().map(|t| t.tokens_used).sum::<u64>());
+            prop_assert_eq!(summary.files_changed_total, matching.iter().map(|t| t.files_changed).sum::<u64>());
+            assert_close(summary.duration_ms.avg, model_aggregate(AggregationType::Avg, &durations), "avg");
+            assert_close(summary.duration_ms.p95, model_quantile(&durations, 0.95), "p95");
+            assert_close(summary.duration_ms.max, model_aggregate(AggregationType::Max, &durations), "max");
+
+            // Outliers: outside their agent's Tukey fences.
+            let mut expected = 0;
+            for ts in by_agent.values() {
+                let ds: Vec<f64> = ts.iter().map(|t| t.duration_ms as f64).collect();
+                let (q1, q3) = (model_quantile(&ds, 0.25).unwrap(), model_quantile(&ds, 0.75).unwrap());
+                let (lo, hi) = (q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1));
+                expected += ds.iter().filter(|d| **d < lo || **d > hi).count();
+            }
+            let outliers = store.duration_outliers(&filter).unwrap();
+            prop_assert_eq!(outliers.len(), expected);
+            for o in &outliers {
+                let d = o.task.duration_ms as f64;
+                prop_assert!(d < o.low_fence || d > o.high_fence);
+            }
         }
     }
 }
@@ -527,7 +540,12 @@ fn comparison_tasks(at: chrono::DateTime<chrono::Utc>) -> Vec<TaskMetric> {
 /// gives the same answer once the tasks are folded into rollups.
 #[test]
 fn compare_gives_the_reference_answers_before_and_after_retention() {
-    let store = MetricsStorage::temporary().unwrap();
+    for backend in stores() {
+        compare_gives_the_reference_answers_before_and_after_retention_in(&backend.store);
+    }
+}
+
+fn compare_gives_the_reference_answers_before_and_after_retention_in(store: &MetricsStorage) {
     let at = swarm_metrics::now() - Duration::days(10);
     store.store_task_metrics(&comparison_tasks(at)).unwrap();
     let a = Filter::new().agent("agent-a");
@@ -698,7 +716,12 @@ fn regressions_find_what_got_worse_and_nothing_else() {
 /// without a swarm form the group with no key.
 #[test]
 fn percentiles_per_group_match_the_groups_alone() {
-    let store = MetricsStorage::temporary().unwrap();
+    for backend in stores() {
+        percentiles_per_group_match_the_groups_alone_in(&backend.store);
+    }
+}
+
+fn percentiles_per_group_match_the_groups_alone_in(store: &MetricsStorage) {
     let at = swarm_metrics::now() - Duration::days(10);
     let tasks: Vec<TaskMetric> = (0..300u64)
         .map(|i| {
@@ -743,11 +766,11 @@ fn percentiles_per_group_match_the_groups_alone() {
             }
         }
     };
-    check(&store);
+    check(store);
     let policy = swarm_metrics::RetentionPolicy {
         raw: Some(Duration::days(1)),
         ..Default::default()
     };
     store.apply_retention(&policy).unwrap();
-    check(&store);
+    check(store);
 }

@@ -1,10 +1,14 @@
 //! Many threads storing at once: no busy or locked error reaches a caller,
 //! group commits keep every batch whole, and every answer is exact, also
-//! those read while writers and a cleaner run.
+//! those read while writers and a cleaner run. The `consistent` tests run
+//! on every backend the build has.
+
+mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use chrono::Duration;
+use common::server::stores;
 use swarm_metrics::{
     AgentMetric, AggregationType, BucketValue, EmptyBuckets, Error, Filter, GroupBy, Measure,
     MetricKind, MetricType, MetricsStorage, RetentionPolicy, SuccessRate, TaskMetric, TaskResult,
@@ -201,7 +205,12 @@ fn a_failing_batch_in_a_shared_commit_is_undone_alone() {
 /// retention that happen in between.
 #[test]
 fn a_consistent_read_adds_up_while_writers_and_retention_run() {
-    let store = MetricsStorage::temporary().unwrap();
+    for backend in stores() {
+        a_consistent_read_adds_up_while_writers_and_retention_run_in(&backend.store);
+    }
+}
+
+fn a_consistent_read_adds_up_while_writers_and_retention_run_in(store: &MetricsStorage) {
     // Old tasks, one every 10 minutes for ~20 days, for retention to fold
     // into hourly rollups in small chunks while the readers read.
     let old_start = swarm_metrics::now() - Duration::days(60);
@@ -225,7 +234,7 @@ fn a_consistent_read_adds_up_while_writers_and_retention_run() {
     let done = AtomicBool::new(false);
     let checked = std::thread::scope(|s| {
         for w in 0..2 {
-            let (store, stored, done) = (&store, &stored, &done);
+            let (stored, done) = (&stored, &done);
             s.spawn(move || {
                 let mut i = 0;
                 while !done.load(Ordering::SeqCst) {
@@ -311,7 +320,12 @@ fn a_consistent_read_adds_up_while_writers_and_retention_run() {
 
 #[test]
 fn a_consistent_read_nests_and_does_not_see_its_own_stores() {
-    let store = MetricsStorage::temporary().unwrap();
+    for backend in stores() {
+        a_consistent_read_nests_and_does_not_see_its_own_stores_in(&backend.store);
+    }
+}
+
+fn a_consistent_read_nests_and_does_not_see_its_own_stores_in(store: &MetricsStorage) {
     let task = |i: u32| TaskMetric::new(format!("t-{i}"), "a", 1, TaskResult::Success);
     store.store_task_metric(&task(0)).unwrap();
     let (inside, nested) = store

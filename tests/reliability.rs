@@ -1,11 +1,15 @@
 //! Reliability under load and abuse: several processes on one file, a full
 //! database, and hostile input. Figures from these tests are listed in
 //! RELIABILITY.md; many writers with a reader and a cleaner are in
-//! `concurrency.rs`.
+//! `concurrency.rs`. The tests of hostile input run on every backend the
+//! build has.
+
+mod common;
 
 use std::process::{Command, Stdio};
 
 use chrono::{Duration, TimeZone, Utc};
+use common::server::stores;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use swarm_metrics::{
@@ -124,7 +128,12 @@ fn a_full_database_refuses_the_batch_whole_and_stays_usable() {
 
 #[test]
 fn hostile_ids_and_values_are_stored_exactly_or_refused_clearly() {
-    let store = MetricsStorage::temporary().unwrap();
+    for backend in stores() {
+        hostile_ids_and_values_are_stored_exactly_or_refused_clearly_in(&backend.store);
+    }
+}
+
+fn hostile_ids_and_values_are_stored_exactly_or_refused_clearly_in(store: &MetricsStorage) {
     let t0 = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
     let ids = [
         "quote ' and \" double",
@@ -334,7 +343,12 @@ proptest! {
 /// writes nothing.
 #[test]
 fn generic_calls_store_what_the_parser_accepts_and_nothing_else() {
-    let store = MetricsStorage::temporary().unwrap();
+    for backend in stores() {
+        generic_calls_store_what_the_parser_accepts_and_nothing_else_in(&backend.store);
+    }
+}
+
+fn generic_calls_store_what_the_parser_accepts_and_nothing_else_in(store: &MetricsStorage) {
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: 300,
         ..ProptestConfig::default()
@@ -348,13 +362,13 @@ fn generic_calls_store_what_the_parser_accepts_and_nothing_else() {
     ];
     runner
         .run(&cases, |(kind, data)| {
-            let before = rows(&store);
+            let before = rows(store);
             // Without a timestamp, the parser and the store each stamp the
             // record with their own now.
             let stamped = !data.get("timestamp").is_none_or(Value::is_null);
             let parsed = parse_metric(kind, &data);
             let stored = store.store_metric(kind, &data);
-            let after = rows(&store);
+            let after = rows(store);
             match (parsed, stored) {
                 (Ok(Parsed::Task(_)), Ok(None)) if !stamped => {
                     prop_assert_eq!(after, before + 1);
