@@ -9,8 +9,8 @@ use common::server::stores;
 use common::*;
 use proptest::prelude::*;
 use swarm_metrics::{
-    AgentMetric, AggregationType, Filter, MetricKind, MetricType, SuccessRate, TaskColumn,
-    TaskMetric, TaskResult,
+    AgentMetric, AggregationType, Filter, MetricKind, MetricType, MetricsStorage, SuccessRate,
+    TaskColumn, TaskMetric, TaskResult,
 };
 
 proptest! {
@@ -30,38 +30,11 @@ proptest! {
         prop_assert_eq!(index_state(&dir.path().join("metrics.db")).1, 0);
         let model = task_model(&tasks);
 
-        for (filter, limit) in &filters {
-            let matching: Vec<TaskMetric> = model.iter().filter(|t| task_matches(filter, t)).cloned().collect();
-
-            let rows = store.get_task_metrics(filter, *limit).unwrap();
-            prop_assert_eq!(&rows, &newest_tasks_first(&matching, *limit));
-
-            let mut rate = SuccessRate::default();
-            for t in &matching {
-                rate.add(t.result, 1);
-            }
-            prop_assert_eq!(store.success_rate(filter).unwrap(), rate);
-
-            for (metric_type, column) in [
-                (MetricType::TaskDuration, (|t: &TaskMetric| t.duration_ms) as fn(&TaskMetric) -> u64),
-                (MetricType::TaskTokens, |t: &TaskMetric| t.tokens_used),
-                (MetricType::TaskFiles, |t: &TaskMetric| t.files_changed),
-            ] {
-                let values: Vec<f64> = matching.iter().map(|t| column(t) as f64).collect();
-                let with_type = filter.clone().column(TaskColumn::of_metric_type(metric_type).unwrap());
-                let qs = [0.0, 0.25, 0.5, 0.9, 0.95, 0.99, 1.0];
-                let got = store.percentiles(MetricKind::Task, &qs, &with_type).unwrap();
-                for (p, q) in got.iter().zip(qs) {
-                    prop_assert_eq!(p.count, values.len() as u64);
-                    assert_close(p.value, model_quantile(&values, q), &format!("p{q} {metric_type} {filter:?}"));
-                }
-                for aggregation in AggregationType::ALL {
-                    let got = store.aggregate_metrics(MetricKind::Task, *aggregation, &with_type).unwrap();
-                    prop_assert_eq!(got.count, values.len() as u64);
-                    prop_assert_eq!(got.metric_type, Some(metric_type));
-                    assert_close(got.value, model_aggregate(*aggregation, &values), &format!("{aggregation} {metric_type} {filter:?}"));
-                }
-            }
+        tasks_match_the_model(&store, &model, &filters)?;
+        // The same records on every other backend the build has.
+        for backend in stores().into_iter().skip(1) {
+            store_in_chunks(&backend.store, &tasks, chunk);
+            tasks_match_the_model(&backend.store, &model, &filters)?;
         }
     }
 
@@ -182,4 +155,68 @@ proptest! {
             prop_assert!(kept.iter().all(|t| now - t.timestamp < Duration::hours(horizon)));
         }
     }
+}
+
+/// Checks every query, aggregate, percentile and success rate of `store`
+/// over `filters` against the `model` of what it holds.
+fn tasks_match_the_model(
+    store: &MetricsStorage,
+    model: &[TaskMetric],
+    filters: &[(Filter, usize)],
+) -> Result<(), TestCaseError> {
+    for (filter, limit) in filters {
+        let matching: Vec<TaskMetric> = model
+            .iter()
+            .filter(|t| task_matches(filter, t))
+            .cloned()
+            .collect();
+
+        let rows = store.get_task_metrics(filter, *limit).unwrap();
+        prop_assert_eq!(&rows, &newest_tasks_first(&matching, *limit));
+
+        let mut rate = SuccessRate::default();
+        for t in &matching {
+            rate.add(t.result, 1);
+        }
+        prop_assert_eq!(store.success_rate(filter).unwrap(), rate);
+
+        for (metric_type, column) in [
+            (
+                MetricType::TaskDuration,
+                (|t: &TaskMetric| t.duration_ms) as fn(&TaskMetric) -> u64,
+            ),
+            (MetricType::TaskTokens, |t: &TaskMetric| t.tokens_used),
+            (MetricType::TaskFiles, |t: &TaskMetric| t.files_changed),
+        ] {
+            let values: Vec<f64> = matching.iter().map(|t| column(t) as f64).collect();
+            let with_type = filter
+                .clone()
+                .column(TaskColumn::of_metric_type(metric_type).unwrap());
+            let qs = [0.0, 0.25, 0.5, 0.9, 0.95, 0.99, 1.0];
+            let got = store
+                .percentiles(MetricKind::Task, &qs, &with_type)
+                .unwrap();
+            for (p, q) in got.iter().zip(qs) {
+                prop_assert_eq!(p.count, values.len() as u64);
+                assert_close(
+                    p.value,
+                    model_quantile(&values, q),
+                    &format!("p{q} {metric_type} {filter:?}"),
+                );
+            }
+            for aggregation in AggregationType::ALL {
+                let got = store
+                    .aggregate_metrics(MetricKind::Task, *aggregation, &with_type)
+                    .unwrap();
+                prop_assert_eq!(got.count, values.len() as u64);
+                prop_assert_eq!(got.metric_type, Some(metric_type));
+                assert_close(
+                    got.value,
+                    model_aggregate(*aggregation, &values),
+                    &format!("{aggregation} {metric_type} {filter:?}"),
+                );
+            }
+        }
+    }
+    Ok(())
 }

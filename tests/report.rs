@@ -1,8 +1,12 @@
 //! The HTML report: its numbers are the library's for the same filters,
 //! the page is well-formed and self-contained, and it stays sensible with
-//! no data, one agent, a thousand agents and a narrow window.
+//! no data, one agent, a thousand agents and a narrow window; on every
+//! backend the build has.
+
+mod common;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
+use common::server::stores;
 use roxmltree::{Document, Node};
 use swarm_metrics::{
     AggregationType, Filter, GroupBy, MetricKind, MetricsStorage, Report, ReportOptions,
@@ -13,8 +17,7 @@ const AGENTS: usize = 8;
 
 /// Twelve days of tasks from 8 agents in 3 swarms, the older ones folded
 /// into hourly rollups; agent-7 fails far more in the last day.
-fn busy_store() -> (MetricsStorage, DateTime<Utc>) {
-    let store = MetricsStorage::temporary().unwrap();
+fn busy_store(store: &MetricsStorage) -> DateTime<Utc> {
     let now = swarm_metrics::now();
     let start = (now - Duration::days(12))
         .duration_trunc(Duration::hours(1))
@@ -63,7 +66,7 @@ fn busy_store() -> (MetricsStorage, DateTime<Utc>) {
     store.store_task_metrics(&tasks).unwrap();
     let report = store.apply_retention(&RetentionPolicy::default()).unwrap();
     assert!(report.task_metrics.raw_folded > 0, "{report:?}");
-    (store, start)
+    start
 }
 
 fn parse(page: &str) -> Document<'_> {
@@ -260,7 +263,13 @@ fn check_page(store: &MetricsStorage, report: &Report) {
 
 #[test]
 fn the_page_shows_the_librarys_numbers() {
-    let (store, start) = busy_store();
+    for backend in stores() {
+        the_page_shows_the_librarys_numbers_in(&backend.store);
+    }
+}
+
+fn the_page_shows_the_librarys_numbers_in(store: &MetricsStorage) {
+    let start = busy_store(store);
     let range = TimeRange::new(start, swarm_metrics::now()).unwrap();
     let everything = store.report(&ReportOptions::new()).unwrap();
     // Rolled-up history is in the charts and the totals alike.
@@ -269,7 +278,7 @@ fn the_page_shows_the_librarys_numbers() {
         everything.summary.tasks,
         6_000.min(everything.summary.tasks)
     );
-    check_page(&store, &everything);
+    check_page(store, &everything);
     // The failing agent of the last day is found.
     assert!(
         everything
@@ -288,7 +297,7 @@ fn the_page_shows_the_librarys_numbers() {
             .top_agents(3),
     ] {
         let report = store.report(&options).unwrap();
-        check_page(&store, &report);
+        check_page(store, &report);
     }
     // With 3 agents listed, the other 5 are summed up.
     let three = store.report(&ReportOptions::new().top_agents(3)).unwrap();
@@ -298,7 +307,12 @@ fn the_page_shows_the_librarys_numbers() {
 
 #[test]
 fn the_page_is_self_contained_and_escapes_what_it_shows() {
-    let store = MetricsStorage::temporary().unwrap();
+    for backend in stores() {
+        the_page_is_self_contained_and_escapes_what_it_shows_in(&backend.store);
+    }
+}
+
+fn the_page_is_self_contained_and_escapes_what_it_shows_in(store: &MetricsStorage) {
     let nasty = "<script>alert(\"x\")</script> & 'more'";
     let tasks: Vec<_> = (0..40)
         .map(|i| {
@@ -345,7 +359,12 @@ fn the_page_is_self_contained_and_escapes_what_it_shows() {
 
 #[test]
 fn an_empty_store_and_a_range_without_data_give_a_sensible_page() {
-    let store = MetricsStorage::temporary().unwrap();
+    for backend in stores() {
+        an_empty_store_and_a_range_without_data_give_a_sensible_page_in(&backend.store);
+    }
+}
+
+fn an_empty_store_and_a_range_without_data_give_a_sensible_page_in(store: &MetricsStorage) {
     let empty = store.report(&ReportOptions::new()).unwrap();
     assert_eq!((empty.summary.tasks, empty.span), (0, None));
     let page = empty.to_html();
@@ -384,7 +403,12 @@ fn an_empty_store_and_a_range_without_data_give_a_sensible_page() {
 
 #[test]
 fn one_agent_a_thousand_agents_and_a_narrow_window() {
-    let store = MetricsStorage::temporary().unwrap();
+    for backend in stores() {
+        one_agent_a_thousand_agents_and_a_narrow_window_in(&backend.store);
+    }
+}
+
+fn one_agent_a_thousand_agents_and_a_narrow_window_in(store: &MetricsStorage) {
     let now = swarm_metrics::now();
     let tasks: Vec<_> = (0..3_000u64)
         .map(|i| {
@@ -405,7 +429,7 @@ fn one_agent_a_thousand_agents_and_a_narrow_window() {
     // All tasks and the 6 busiest swarms are charted; 34 are not.
     assert_eq!(report.rates.len(), 7);
     assert_eq!(report.swarms_not_charted, 34);
-    check_page(&store, &report);
+    check_page(store, &report);
 
     // One agent.
     let one = store
@@ -413,7 +437,7 @@ fn one_agent_a_thousand_agents_and_a_narrow_window() {
         .unwrap();
     assert_eq!(one.agents.len(), 1);
     assert!(one.other_agents.is_none());
-    check_page(&store, &one);
+    check_page(store, &one);
 
     // Ten minutes: buckets of seconds.
     let narrow = TimeRange::new(now - Duration::minutes(10), now).unwrap();
@@ -422,12 +446,17 @@ fn one_agent_a_thousand_agents_and_a_narrow_window() {
         .unwrap();
     assert!(report.width_seconds <= 15, "{}", report.width_seconds);
     assert_eq!(report.summary.tasks, 601);
-    check_page(&store, &report);
+    check_page(store, &report);
 }
 
 #[test]
 fn options_that_make_no_report_are_refused() {
-    let store = MetricsStorage::temporary().unwrap();
+    for backend in stores() {
+        options_that_make_no_report_are_refused_in(&backend.store);
+    }
+}
+
+fn options_that_make_no_report_are_refused_in(store: &MetricsStorage) {
     for options in [
         ReportOptions::new().filter(Filter::new().task("t-1")),
         ReportOptions::new().top_agents(0),
@@ -442,7 +471,12 @@ fn options_that_make_no_report_are_refused() {
 
 #[test]
 fn write_html_replaces_the_file_whole() {
-    let store = MetricsStorage::temporary().unwrap();
+    for backend in stores() {
+        write_html_replaces_the_file_whole_in(&backend.store);
+    }
+}
+
+fn write_html_replaces_the_file_whole_in(store: &MetricsStorage) {
     store
         .store_task_metric(&TaskMetric::new("t", "a", 5, TaskResult::Success))
         .unwrap();
