@@ -526,6 +526,64 @@ fn the_command_line_answers_alike() {
     for other in &reports[1..] {
         assert_eq!(&reports[0], other, "import reports");
     }
+
+    // Tiered retention folds every one of those (old) metrics alike, and
+    // the answers read from the rollups are the same too.
+    let after: [&[&str]; 6] = [
+        &["cleanup", "--policy", "1d,forever,forever"],
+        &["success-rate", "--by", "agent"],
+        &["aggregate", "--agg", "p50", "--by", "swarm"],
+        &["series", "--measure", "success-rate", "--width", "1h"],
+        &["summary"],
+        &["stats"],
+    ];
+    let mut folded: Vec<Vec<String>> = Vec::new();
+    for store in &stores {
+        let mut mine = Vec::new();
+        for args in after {
+            let out = assert_cmd::Command::cargo_bin("swarm-metrics")
+                .unwrap()
+                .args(["--db", &store.location, "--json"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {args:?}: {}",
+                store.backend,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            mine.push(String::from_utf8(out.stdout).unwrap());
+        }
+        folded.push(mine);
+    }
+    assert!(
+        folded[0][0].contains("\"raw_folded\":340"),
+        "{}",
+        folded[0][0]
+    );
+    for (store, output) in stores.iter().zip(&folded).skip(1) {
+        // Statistics name the file or server and its size: compare their
+        // counts of rows and rollups only.
+        let counts = |stats: &str| {
+            let v: serde_json::Value = serde_json::from_str(stats).unwrap();
+            ["task_metrics", "agent_metrics", "swarm_metrics"].map(|t| {
+                let t = &v[t];
+                (
+                    t["rows"].clone(),
+                    t["hourly_rollups"].clone(),
+                    t["daily_rollups"].clone(),
+                )
+            })
+        };
+        for ((reference, other), args) in folded[0].iter().zip(output).zip(after) {
+            if args == ["stats"] {
+                assert_eq!(counts(reference), counts(other), "{}: stats", store.backend);
+            } else {
+                assert_eq!(reference, other, "{}: {args:?}", store.backend);
+            }
+        }
+    }
 }
 
 /// Cleanup counts and deletes the same metrics everywhere (on
