@@ -911,6 +911,33 @@ fn postgres_figures(
             "bytes_per_task",
             stored.file_size as f64 / stored.task_metrics.rows as f64,
         ));
+        store.close().unwrap();
+
+        // Tiered retention with the default policy on a copy of the
+        // database (made by the server from it as a template), then a
+        // vacuum: how long it takes, and what share of the bytes is left.
+        let copy_url = url.replacen(&name, &format!("{name}_r"), 1);
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}_r TEMPLATE {name}"))
+            .unwrap();
+        {
+            let copy = MetricsStorage::open(&copy_url).unwrap();
+            let before = copy.stats().unwrap().file_size as f64;
+            let clock = Instant::now();
+            let report = copy.apply_retention(&RetentionPolicy::default()).unwrap();
+            figures.push(("apply_retention_s", clock.elapsed().as_secs_f64()));
+            assert!(report.finished && report.raw_folded > 0, "{report:?}");
+            copy.vacuum().unwrap();
+            let after = copy.stats().unwrap().file_size as f64;
+            figures.push(("retention_shrink", after / before));
+            copy.close().unwrap();
+        }
+        admin
+            .batch_execute(&format!("DROP DATABASE {name}_r WITH (FORCE)"))
+            .unwrap();
+        eprintln!("measured retention on PostgreSQL");
+
+        let store = MetricsStorage::open(&url).unwrap();
         let clock = Instant::now();
         let report = store.cleanup_old_metrics((DAYS / 2) as u32).unwrap();
         assert!(report.task_metrics >= rows / 2 - rows / 100, "{report:?}");

@@ -586,15 +586,20 @@ impl PgStore {
         ))
     }
 
-    /// Bytes the metric tables take on the server, indexes included.
+    /// Bytes the metric and rollup tables take on the server, indexes
+    /// included.
     pub fn size(&self) -> Result<u64> {
         let row = self
             .read_conn()?
             .query_one(
-                "SELECT coalesce(sum(pg_total_relation_size(i.inhrelid)), 0)::bigint \
-                 FROM pg_inherits i \
-                 WHERE i.inhparent IN ('task_metrics'::regclass, 'agent_metrics'::regclass, \
-                                       'swarm_metrics'::regclass)",
+                "SELECT ((SELECT coalesce(sum(pg_total_relation_size(i.inhrelid)), 0) \
+                         FROM pg_inherits i \
+                         WHERE i.inhparent IN ('task_metrics'::regclass, \
+                                               'agent_metrics'::regclass, \
+                                               'swarm_metrics'::regclass)) \
+                      + pg_total_relation_size('task_summaries') \
+                      + pg_total_relation_size('agent_summaries') \
+                      + pg_total_relation_size('swarm_summaries'))::bigint",
                 &[],
             )
             .map_err(self.error("read statistics"))?;
