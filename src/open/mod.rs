@@ -34,7 +34,12 @@ pub(crate) struct Options {
     pub read_only: bool,
     pub create_dirs: bool,
     pub max_size: Option<u64>,
+    pub mmap_size: u64,
 }
+
+/// The part of the file readers map into memory by default (see
+/// [`StorageBuilder::mmap_size`](crate::StorageBuilder::mmap_size)).
+pub(crate) const DEFAULT_MMAP_SIZE: u64 = 1 << 30;
 
 impl Options {
     /// The defaults listed on [`StorageBuilder`](crate::StorageBuilder).
@@ -47,6 +52,7 @@ impl Options {
             read_only: false,
             create_dirs: true,
             max_size: None,
+            mmap_size: DEFAULT_MMAP_SIZE,
         }
     }
 }
@@ -105,6 +111,7 @@ pub(crate) fn open(options: &Options) -> Result<Opened> {
         busy_timeout: options.busy_timeout,
         durability: options.durability,
         read_only: options.read_only,
+        mmap_size: options.mmap_size,
     };
     let (first, target) = match open_database(path, &settings) {
         Err(Error::ReadOnly { .. } | Error::CannotOpen { .. } | Error::FileSystem { .. })

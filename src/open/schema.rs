@@ -405,6 +405,7 @@ mod tests {
             busy_timeout: Duration::from_secs(1),
             durability: Durability::Normal,
             read_only: false,
+            mmap_size: 0,
         }
     }
 
