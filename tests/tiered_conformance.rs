@@ -432,3 +432,57 @@ fn a_damaged_rollup_stops_a_copy_before_it_is_written() {
         assert_eq!(stats.task_metrics.hourly_rollups, 0, "{}", target.backend);
     }
 }
+
+/// `swarm-metrics copy` moves a file with rollups to every backend and
+/// back, says how many rollups it copied, and adds nothing when run again.
+#[test]
+fn the_command_line_copies_rollups_there_and_back() {
+    let now = swarm_metrics::now();
+    let (tasks, agents, swarms) = records(now);
+    let source = stores().remove(0);
+    source.store.store_task_metrics(&tasks).unwrap();
+    source.store.store_agent_metrics(&agents).unwrap();
+    source.store.store_swarm_metrics(&swarms).unwrap();
+    assert!(
+        source
+            .store
+            .apply_retention(&Default::default())
+            .unwrap()
+            .finished
+    );
+    let expected = answers(&source, now);
+    let copy = |from: &str, to: &str, json: bool| -> String {
+        let mut cmd = assert_cmd::Command::cargo_bin("swarm-metrics").unwrap();
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd
+            .args(["copy", "--from", from, "--to", to])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for target in stores() {
+        let report: serde_json::Value =
+            serde_json::from_str(&copy(&source.location, &target.location, true)).unwrap();
+        let rollups = report["rollups"]["stored"].as_u64().unwrap();
+        assert!(rollups > 0, "{}: {report}", target.backend);
+        assert_eq!(report["rollups"]["duplicates"], 0, "{}", target.backend);
+        let again = copy(&source.location, &target.location, false);
+        assert!(
+            again.contains(&format!("copied 0 rollups ({rollups} were there already)")),
+            "{}: {again}",
+            target.backend
+        );
+        assert_same(&expected, &answers(&target, now), target.backend);
+        // And back into a fresh file.
+        let back = stores().remove(0);
+        copy(&target.location, &back.location, true);
+        assert_same(&expected, &answers(&back, now), "and back");
+    }
+}
