@@ -134,11 +134,12 @@ impl StorageBuilder {
         self
     }
 
-    /// How many task metrics stored one at a time wait, at most, before
-    /// they join the agent index in one go. Each single store then writes
-    /// the table's last page instead of a page of the agent index too;
-    /// queries by agent or swarm read the waiting rows through the time
-    /// order. Batches of 64 or more metrics join the index at once. Must
+    /// How many task metrics wait, at most, before they join the agent and
+    /// task-id indexes in one go. Each single store then writes the
+    /// table's last page instead of a page of each index too, and a group
+    /// writes each index page once for all its rows; queries by task id,
+    /// agent or swarm read the waiting rows through the time order. A
+    /// batch of this many metrics or more joins the indexes at once. Must
     /// be at least 1 ([`open`](Self::open) refuses 0).
     pub fn index_batch_rows(mut self, rows: usize) -> Self {
         self.index_batch_rows = rows;

@@ -785,7 +785,8 @@ fn rows_on_both_sides_of_the_index_watermark_are_found() {
         5
     );
 
-    // A batch of 64 or more is indexed at once, with what waited before it.
+    // A batch of an index group or more (here 2) is indexed at once, with
+    // what waited before it.
     let batch: Vec<_> = (0..64)
         .map(|i| {
             TaskMetric::new(format!("b{i}"), "a", 10, TaskResult::Success)

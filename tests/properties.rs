@@ -19,7 +19,8 @@ proptest! {
     #[test]
     fn task_queries_aggregates_and_rates_match_the_model(
         tasks in prop::collection::vec(task_strategy(), 0..80),
-        // Batches of 64 or more are indexed at once; smaller ones wait.
+        // Batches of index_batch_rows or more are indexed at once; smaller
+        // ones wait.
         chunk in prop_oneof![1..20usize, 64..80usize],
         index_batch_rows in 1..12usize,
         filters in prop::collection::vec((task_filter_strategy(), 1..40usize), 1..6),
