@@ -2,14 +2,16 @@
 
 use rusqlite::types::Value as SqlValue;
 
-pub(crate) use crate::answer::{aggregated_column, Aggregate, Percentile, SuccessRate};
+pub(crate) use crate::answer::{
+    aggregated_column, finish, quantiles_of, Aggregate, Percentile, SuccessRate,
+};
 use crate::error::{Error, Result};
 use crate::query::Filter;
-use crate::record::{AggregationType, MetricKind, MetricType, TaskResult};
+use crate::record::{AggregationType, MetricKind, TaskResult};
 use crate::retention::{merge_rollups, rollups_apply, RollupRead};
 use sketches_ddsketch::DDSketch;
 
-use crate::stat::{quantile, raw_stat, raw_stat_columns, sketch_quantile, sql_function, Stat};
+use crate::stat::{raw_stat, raw_stat_columns, sql_function, Stat};
 use crate::storage::{MetricsStorage, Snapshot};
 
 impl MetricsStorage {
@@ -254,42 +256,6 @@ pub(crate) fn success_rate_sql(filter: &Filter) -> (String, Vec<SqlValue>) {
     (sql, params)
 }
 
-/// The quantiles `qs` of a selection: of its `values` exactly, or, when
-/// part of it survives only as `sketch`, of the sketch with the values
-/// added (approximate).
-pub(crate) fn quantiles_of(
-    values: &mut [f64],
-    sketch: Option<DDSketch>,
-    qs: &[f64],
-    metric_type: Option<MetricType>,
-) -> Vec<Percentile> {
-    if let Some(mut sketch) = sketch {
-        for v in values.iter() {
-            sketch.add(*v);
-        }
-        let count = sketch.count() as u64;
-        return qs
-            .iter()
-            .map(|&q| Percentile {
-                q,
-                metric_type,
-                count,
-                value: sketch_quantile(&sketch, q),
-                approximate: true,
-            })
-            .collect();
-    }
-    qs.iter()
-        .map(|&q| Percentile {
-            q,
-            metric_type,
-            count: values.len() as u64,
-            value: quantile(values, q),
-            approximate: false,
-        })
-        .collect()
-}
-
 /// A stored metric value (an integer column of tasks, or a real value),
 /// as a float.
 pub(crate) fn value_at(
@@ -305,20 +271,6 @@ pub(crate) fn value_at(
             table: kind.table(),
             reason: format!("a metric value holds {:?}", other.data_type()),
         }),
-    }
-}
-
-/// `aggregation` of a merged stat.
-pub(crate) fn finish(
-    stat: &Stat,
-    aggregation: AggregationType,
-    metric_type: Option<MetricType>,
-) -> Aggregate {
-    Aggregate {
-        aggregation,
-        metric_type,
-        count: stat.count(),
-        value: stat.value(aggregation),
     }
 }
 

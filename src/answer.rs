@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::interval::{Interval, IntervalMethod};
 use crate::query::Filter;
 use crate::record::{AggregationType, MetricKind, MetricType, TaskResult};
+use crate::stat::{quantile, sketch_quantile, Stat};
 
 /// The result of [`MetricsStorage::aggregate_metrics`](crate::MetricsStorage::aggregate_metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -122,3 +123,53 @@ pub(crate) fn aggregated_column(
 
 /// Each group's values, and the sketch of what survives only as one.
 pub(crate) type GroupValues = BTreeMap<Option<String>, (Vec<f64>, Option<DDSketch>)>;
+
+/// `aggregation` of a merged stat.
+pub(crate) fn finish(
+    stat: &Stat,
+    aggregation: AggregationType,
+    metric_type: Option<MetricType>,
+) -> Aggregate {
+    Aggregate {
+        aggregation,
+        metric_type,
+        count: stat.count(),
+        value: stat.value(aggregation),
+    }
+}
+
+/// The quantiles `qs` of a selection: of its `values` exactly, or, when
+/// part of it survives only as `sketch`, of the sketch with the values
+/// added (approximate).
+pub(crate) fn quantiles_of(
+    values: &mut [f64],
+    sketch: Option<DDSketch>,
+    qs: &[f64],
+    metric_type: Option<MetricType>,
+) -> Vec<Percentile> {
+    if let Some(mut sketch) = sketch {
+        for v in values.iter() {
+            sketch.add(*v);
+        }
+        let count = sketch.count() as u64;
+        return qs
+            .iter()
+            .map(|&q| Percentile {
+                q,
+                metric_type,
+                count,
+                value: sketch_quantile(&sketch, q),
+                approximate: true,
+            })
+            .collect();
+    }
+    qs.iter()
+        .map(|&q| Percentile {
+            q,
+            metric_type,
+            count: values.len() as u64,
+            value: quantile(values, q),
+            approximate: false,
+        })
+        .collect()
+}

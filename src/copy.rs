@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 
 use crate::error::{Error, Result};
 use crate::query::Filter;
-use crate::record::MetricKind;
+use crate::rollup_row::RollupRecord;
 use crate::storage::MetricsStorage;
 use crate::store::{MetricBatch, StreamReport};
 
@@ -80,27 +80,6 @@ impl MetricsStorage {
 
 /// Rollup rows written per transaction of a copy.
 const ROLLUP_CHUNK: usize = 5_000;
-
-/// One rollup row with its keys as names, as a copy moves it between
-/// stores: the file keys rollups by interned ids, a server by the ids
-/// themselves.
-#[derive(Debug, Clone)]
-pub(crate) struct RollupRecord {
-    pub kind: MetricKind,
-    /// 1 hourly, 2 daily.
-    pub level: i64,
-    /// The start of its hour or day (µs).
-    pub bucket: i64,
-    /// The agent (task and agent rollups) or swarm (swarm rollups).
-    pub owner: String,
-    /// A task rollup's swarm; `None` for tasks without one, and for agent
-    /// and swarm rollups.
-    pub swarm: Option<String>,
-    /// An agent or swarm rollup's metric type code; 0 for task rollups.
-    pub metric_type: i64,
-    /// The encoded summary.
-    pub data: Vec<u8>,
-}
 
 /// A copy under way: the chunk being filled and what was written.
 struct Copy<'a> {

@@ -90,6 +90,7 @@ mod record;
 #[cfg(feature = "report")]
 mod report;
 mod retention;
+mod rolled;
 mod rollup_row;
 mod rows;
 mod stat;
@@ -97,6 +98,7 @@ mod stats;
 mod storage;
 mod store;
 mod summary;
+mod tiers;
 mod writer;
 
 pub use analytics::{

@@ -1,8 +1,10 @@
 //! The rollup row: which table holds each kind's rollups, their key and
 //! count columns, and how a [`Summary`] is read from and written into a
-//! row (`schema.sql` shows the tables; `crate::summary` the data). Used by
-//! retention, which writes and reads them, and by the migration that
-//! copied older rollups into them.
+//! row (`schema.sql` shows the tables; `crate::summary` the data), and a
+//! rollup row keyed by names ([`RollupRecord`]), as copies move them
+//! between the file and a server. Used by retention, which writes and
+//! reads them, by copies, and by the migration that copied older rollups
+//! into them.
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::Row;
@@ -99,4 +101,38 @@ pub(crate) fn row_values(summary: &Summary, kind: MetricKind) -> Vec<SqlValue> {
         .collect();
     values.push(SqlValue::Blob(summary.encode()));
     values
+}
+
+/// One rollup row with its keys as names, as a copy moves it between
+/// stores: the file keys rollups by interned ids, a server by the ids
+/// themselves.
+#[derive(Debug, Clone)]
+pub(crate) struct RollupRecord {
+    pub kind: MetricKind,
+    /// 1 hourly, 2 daily.
+    pub level: i64,
+    /// The start of its hour or day (µs).
+    pub bucket: i64,
+    /// The agent (task and agent rollups) or swarm (swarm rollups).
+    pub owner: String,
+    /// A task rollup's swarm; `None` for tasks without one, and for agent
+    /// and swarm rollups.
+    pub swarm: Option<String>,
+    /// An agent or swarm rollup's metric type code; 0 for task rollups.
+    pub metric_type: i64,
+    /// The encoded summary.
+    pub data: Vec<u8>,
+}
+
+impl RollupRecord {
+    /// The summary the record's data holds, checked.
+    pub(crate) fn summary(&self) -> Result<Summary> {
+        if !(1..=2).contains(&self.level) {
+            return Err(Error::CorruptRow {
+                table: rollup_table(self.kind),
+                reason: format!("rollup level {}", self.level),
+            });
+        }
+        Summary::decode(&self.data, self.kind, rollup_table(self.kind))
+    }
 }

@@ -17,15 +17,15 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 use postgres::{Row, Transaction};
 
-use super::read::table_of;
+use super::filter::table_of;
 use super::retention::Partition;
 use super::rollups::key_columns;
 use super::PgStore;
 use crate::error::Result;
 use crate::record::MetricKind;
-use crate::retention::{Step, DAY_US, HOUR_US};
 use crate::rollup_row::{count_columns, rollup_table};
 use crate::summary::Summary;
+use crate::tiers::{Step, DAY_US, HOUR_US};
 
 /// A key for `pg_advisory_xact_lock` held by every fold: "swarm-rt".
 const RETENTION_LOCK: i64 = 0x7377_6172_6d2d_7274;

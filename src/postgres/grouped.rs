@@ -6,15 +6,17 @@ use std::collections::{BTreeMap, HashMap};
 
 use postgres::{Client, Row};
 
-use super::read::{aggregate_columns, aggregate_of, rates_by_key, table_of, Where};
+use super::filter::{table_of, Where};
+use super::read::{aggregate_columns, aggregate_of, rates_by_key};
 use super::rollups::{stat_columns, stat_of};
 use super::PgStore;
-use crate::aggregate::{finish, quantiles_of};
-use crate::answer::{aggregated_column, Aggregate, GroupValues, Percentile, SuccessRate};
+use crate::answer::{
+    aggregated_column, finish, quantiles_of, Aggregate, GroupValues, Percentile, SuccessRate,
+};
 use crate::error::{Error, Result};
 use crate::query::{Filter, GroupBy};
 use crate::record::{AggregationType, MetricKind, MetricType, TaskResult};
-use crate::retention::RollupRead;
+use crate::rolled::RollupRead;
 use crate::stat::Stat;
 
 /// The column a grouping reads (validated for the kind before).

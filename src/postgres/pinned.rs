@@ -10,9 +10,13 @@ use std::ops::{Deref, DerefMut};
 use postgres::Client;
 use r2d2::PooledConnection;
 
-use super::rollups::ALL_TABLES;
 use super::{Manager, PgStore};
 use crate::error::{Error, Result};
+
+/// Every metric table and rollup table: what a snapshot spanning all
+/// kinds locks.
+const ALL_TABLES: &str = "task_metrics, agent_metrics, swarm_metrics, \
+                                     task_summaries, agent_summaries, swarm_summaries";
 
 thread_local! {
     /// The connections pinned on this thread, by store number; `None`

@@ -8,108 +8,20 @@ use std::ops::ControlFlow;
 
 use chrono::{DateTime, Utc};
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::types::{ToSql, Type};
+use postgres::types::Type;
 use postgres::Row;
 
 use postgres::Client;
 use sketches_ddsketch::DDSketch;
 
+use super::filter::{table_of, Where};
 use super::rollups::{stat_columns, stat_of};
 use super::PgStore;
-use crate::aggregate::{finish, quantiles_of};
-use crate::answer::{aggregated_column, Aggregate, Percentile, SuccessRate};
+use crate::answer::{aggregated_column, finish, quantiles_of, Aggregate, Percentile, SuccessRate};
 use crate::error::{Error, Result};
-use crate::query::{from_micros, to_micros, Filter, GroupBy};
+use crate::query::{from_micros, Filter, GroupBy};
 use crate::record::{AggregationType, MetricKind, MetricType, TaskMetric, TaskResult};
-use crate::retention::RollupRead;
-
-/// A `WHERE` clause over metrics (alias `m`) and its parameters.
-pub(super) struct Where {
-    pub clause: String,
-    /// The parameters with their types: a query whose parameter types
-    /// are given goes to the server in one round trip (`query_typed`)
-    /// instead of two (prepare, then execute).
-    pub params: Vec<(Box<dyn ToSql + Sync>, Type)>,
-}
-
-impl Where {
-    /// The conditions `filter` sets on task metrics.
-    fn tasks(filter: &Filter) -> Where {
-        Where::of(MetricKind::Task, filter)
-    }
-
-    /// The conditions `filter` sets on metrics of `kind` (validated for
-    /// that kind: it names no field the kind lacks).
-    pub fn of(kind: MetricKind, filter: &Filter) -> Where {
-        let mut w = Where::empty();
-        if let Some(id) = &filter.task_id {
-            w.push("m.task_id =", Box::new(id.clone()), Type::TEXT);
-        }
-        if let Some(id) = &filter.agent_id {
-            w.push("m.agent_id =", Box::new(id.clone()), Type::TEXT);
-        }
-        if let Some(id) = &filter.swarm_id {
-            w.push("m.swarm_id =", Box::new(id.clone()), Type::TEXT);
-        }
-        if let Some(result) = filter.result {
-            w.push("m.result =", Box::new(result.code() as i16), Type::INT2);
-        }
-        if let (Some(metric_type), false) = (filter.metric_type, kind == MetricKind::Task) {
-            w.push(
-                "m.metric_type =",
-                Box::new(metric_type.code() as i16),
-                Type::INT2,
-            );
-        }
-        if let Some(range) = &filter.time_range {
-            w.push(
-                "m.timestamp >=",
-                Box::new(to_micros(range.start())),
-                Type::INT8,
-            );
-            w.push(
-                "m.timestamp <=",
-                Box::new(to_micros(range.end())),
-                Type::INT8,
-            );
-        }
-        w.finished()
-    }
-
-    /// No condition yet.
-    pub fn empty() -> Where {
-        Where {
-            clause: String::new(),
-            params: Vec::new(),
-        }
-    }
-
-    /// The clause as SQL takes it: `TRUE` without conditions.
-    pub fn finished(mut self) -> Where {
-        if self.clause.is_empty() {
-            self.clause.push_str("TRUE");
-        }
-        self
-    }
-
-    /// Adds `condition $n` for the next parameter.
-    pub fn push(&mut self, condition: &str, value: Box<dyn ToSql + Sync>, ty: Type) {
-        if !self.clause.is_empty() {
-            self.clause.push_str(" AND ");
-        }
-        self.params.push((value, ty));
-        self.clause
-            .push_str(&format!("{condition} ${}", self.params.len()));
-    }
-
-    /// The parameters and their types, for `query_typed`.
-    pub fn params(&self) -> Vec<(&(dyn ToSql + Sync), Type)> {
-        self.params
-            .iter()
-            .map(|(p, ty)| (p.as_ref(), ty.clone()))
-            .collect()
-    }
-}
+use crate::rolled::RollupRead;
 
 /// A task metric from a row of [`TASK_SELECT`].
 fn task_of(row: &Row) -> Result<TaskMetric> {
@@ -323,15 +235,6 @@ impl PgStore {
                 })
                 .collect())
         })
-    }
-}
-
-/// The table of `kind`.
-pub(super) fn table_of(kind: MetricKind) -> &'static str {
-    match kind {
-        MetricKind::Task => "task_metrics",
-        MetricKind::Agent => "agent_metrics",
-        MetricKind::Swarm => "swarm_metrics",
     }
 }
 

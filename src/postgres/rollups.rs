@@ -9,20 +9,20 @@
 //! not yet there. So a read locks both tables (`ACCESS SHARE`, which only
 //! a drop waits for) before its snapshot is taken.
 
-use postgres::types::Type;
 use std::collections::BTreeMap;
 
 use postgres::{Client, Row, SimpleQueryMessage};
 
-use super::read::{table_of, Where};
+use super::filter::{table_of, Where};
 use super::PgStore;
 use crate::error::{Error, Result};
-use crate::query::{to_micros, Filter, GroupBy};
+use crate::query::{Filter, GroupBy};
 use crate::record::{MetricKind, MetricType, TaskResult};
-use crate::retention::{add_rollup, classes_read, Rolled, RollupRead, DAY_US, HOUR_US};
+use crate::rolled::{add_rollup, classes_read, Rolled, RollupRead};
 use crate::rollup_row::{count_columns, rollup_table};
 use crate::stat::{Stat, Welford};
 use crate::summary::Summary;
+use crate::tiers::{DAY_US, HOUR_US};
 
 /// The key columns of `kind`'s rollups on the server, after `level,
 /// bucket`.
@@ -31,45 +31,6 @@ pub(super) fn key_columns(kind: MetricKind) -> [&'static str; 2] {
         MetricKind::Task => ["agent_id", "swarm_id"],
         MetricKind::Agent => ["agent_id", "metric_type"],
         MetricKind::Swarm => ["swarm_id", "metric_type"],
-    }
-}
-
-/// Every metric table and rollup table: what a snapshot spanning all
-/// kinds locks.
-pub(super) const ALL_TABLES: &str = "task_metrics, agent_metrics, swarm_metrics, \
-                                     task_summaries, agent_summaries, swarm_summaries";
-
-impl Where {
-    /// The conditions `filter` sets on `kind`'s rollups (alias `r`): its
-    /// agent, swarm and metric type, and a range that the bucket starts
-    /// in. `None` when it names a task, which rollups cannot tell apart.
-    pub fn rollups(kind: MetricKind, filter: &Filter) -> Option<Where> {
-        if filter.task_id.is_some() {
-            return None;
-        }
-        let mut w = Where::empty();
-        if let Some(id) = &filter.agent_id {
-            w.push("r.agent_id =", Box::new(id.clone()), Type::TEXT);
-        }
-        if let Some(id) = &filter.swarm_id {
-            w.push("r.swarm_id =", Box::new(id.clone()), Type::TEXT);
-        }
-        if let (Some(metric_type), false) = (filter.metric_type, kind == MetricKind::Task) {
-            w.push(
-                "r.metric_type =",
-                Box::new(metric_type.code() as i16),
-                Type::INT2,
-            );
-        }
-        if let Some(range) = &filter.time_range {
-            w.push(
-                "r.bucket >=",
-                Box::new(to_micros(range.start())),
-                Type::INT8,
-            );
-            w.push("r.bucket <=", Box::new(to_micros(range.end())), Type::INT8);
-        }
-        Some(w.finished())
     }
 }
 

@@ -7,15 +7,15 @@ use std::collections::BTreeMap;
 
 use sketches_ddsketch::DDSketch;
 
-use super::read::{aggregate_columns, aggregate_of, rates_by_key, table_of, Where};
+use super::filter::{table_of, Where};
+use super::read::{aggregate_columns, aggregate_of, rates_by_key};
 use super::rollups::{stat_columns, stat_of};
 use super::PgStore;
-use crate::aggregate::{finish, quantiles_of};
-use crate::answer::{aggregated_column, Aggregate, Percentile, SuccessRate};
+use crate::answer::{aggregated_column, finish, quantiles_of, Aggregate, Percentile, SuccessRate};
 use crate::error::Result;
 use crate::query::Filter;
 use crate::record::{AggregationType, MetricKind};
-use crate::retention::RollupRead;
+use crate::rolled::RollupRead;
 use crate::stat::Stat;
 
 /// The SQL of a row's bucket start, with the width in parameter `$w`.

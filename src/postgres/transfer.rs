@@ -8,10 +8,9 @@ use postgres::types::ToSql;
 
 use super::rollups::key_columns;
 use super::PgStore;
-use crate::copy::RollupRecord;
 use crate::error::Result;
 use crate::record::MetricKind;
-use crate::rollup_row::{count_columns, rollup_table};
+use crate::rollup_row::{count_columns, rollup_table, RollupRecord};
 
 impl PgStore {
     /// Visits every rollup row, kind by kind, oldest bucket first, until

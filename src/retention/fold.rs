@@ -9,44 +9,17 @@ use std::collections::BTreeMap;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension};
 
-use super::{floor_to, DAY_US, HOUR_US};
+use super::floor_to;
 use crate::error::{Error, Result};
 use crate::record::MetricKind;
 use crate::rollup_row::{count_columns, key_columns, read_summary, rollup_table, row_values};
 use crate::storage::each_row;
 use crate::summary::Summary;
-
-/// One step of retention, done as one writer job (one transaction).
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Step {
-    FoldRaw {
-        kind: MetricKind,
-        cutoff: i64,
-        limit: i64,
-    },
-    FoldHourly {
-        kind: MetricKind,
-        cutoff: i64,
-        limit: i64,
-    },
-    DropDaily {
-        kind: MetricKind,
-        cutoff: i64,
-    },
-}
+use crate::tiers::{Step, DAY_US, HOUR_US};
 
 impl Step {
     /// A query telling whether the step has anything to do, with its
     /// parameter.
-    /// The kind of metric the step works on.
-    pub(super) fn kind(&self) -> MetricKind {
-        match *self {
-            Step::FoldRaw { kind, .. }
-            | Step::FoldHourly { kind, .. }
-            | Step::DropDaily { kind, .. } => kind,
-        }
-    }
-
     pub(super) fn has_work_sql(&self) -> (String, i64) {
         let (table, condition, cutoff) = match *self {
             Step::FoldRaw { kind, cutoff, .. } => (kind.table(), "timestamp < ?1", cutoff),

@@ -29,21 +29,15 @@ use crate::query::to_micros;
 use crate::record::{now, MetricKind};
 use crate::rows::Cache;
 use crate::storage::MetricsStorage;
+pub(crate) use crate::tiers::{Step, DAY_US, HOUR_US};
 use crate::writer::Writer;
-pub(crate) use fold::Step;
 use rusqlite::Connection;
 
+pub(crate) use crate::rolled::{Rolled, RollupRead};
 pub use cleanup::{CleanupReport, DEFAULT_RETENTION_DAYS};
 pub use in_place::InPlaceReport;
-#[cfg(feature = "postgres")]
-pub(crate) use merge::{add_rollup, classes_read};
-pub(crate) use merge::{
-    merge_rollups, merge_rollups_by_time, rollup_span, rollups_apply, Rolled, RollupRead,
-};
+pub(crate) use merge::{merge_rollups, merge_rollups_by_time, rollup_span, rollups_apply};
 pub use vacuum::VacuumReport;
-
-pub(crate) const HOUR_US: i64 = 3_600_000_000;
-pub(crate) const DAY_US: i64 = 24 * HOUR_US;
 
 /// How long each tier is kept; `None` keeps it forever.
 ///

@@ -7,13 +7,11 @@ use std::sync::Arc;
 
 use rusqlite::types::Value as SqlValue;
 
-use crate::copy::RollupRecord;
 use crate::error::{Error, Result};
 use crate::record::MetricKind;
-use crate::rollup_row::{count_columns, key_columns, rollup_table};
+use crate::rollup_row::{count_columns, key_columns, rollup_table, RollupRecord};
 use crate::rows::intern;
 use crate::storage::MetricsStorage;
-use crate::summary::Summary;
 
 impl MetricsStorage {
     /// Visits every rollup row of the file, kind by kind, oldest bucket
@@ -127,18 +125,5 @@ impl MetricsStorage {
             }
             Ok(written)
         })
-    }
-}
-
-impl RollupRecord {
-    /// The summary the record's data holds, checked.
-    pub(crate) fn summary(&self) -> Result<Summary> {
-        if !(1..=2).contains(&self.level) {
-            return Err(Error::CorruptRow {
-                table: rollup_table(self.kind),
-                reason: format!("rollup level {}", self.level),
-            });
-        }
-        Summary::decode(&self.data, self.kind, rollup_table(self.kind))
     }
 }

@@ -1,0 +1,139 @@
+//! The `WHERE` clauses of reads on PostgreSQL: a filter's conditions on a
+//! metric table (alias `m`) or on its rollups (alias `r`), with typed
+//! parameters, and which table holds each kind.
+
+use postgres::types::{ToSql, Type};
+
+use crate::query::{to_micros, Filter};
+use crate::record::MetricKind;
+
+/// A `WHERE` clause over metrics (alias `m`) and its parameters.
+pub(super) struct Where {
+    pub clause: String,
+    /// The parameters with their types: a query whose parameter types
+    /// are given goes to the server in one round trip (`query_typed`)
+    /// instead of two (prepare, then execute).
+    pub params: Vec<(Box<dyn ToSql + Sync>, Type)>,
+}
+
+impl Where {
+    /// The conditions `filter` sets on task metrics.
+    pub fn tasks(filter: &Filter) -> Where {
+        Where::of(MetricKind::Task, filter)
+    }
+
+    /// The conditions `filter` sets on metrics of `kind` (validated for
+    /// that kind: it names no field the kind lacks).
+    pub fn of(kind: MetricKind, filter: &Filter) -> Where {
+        let mut w = Where::empty();
+        if let Some(id) = &filter.task_id {
+            w.push("m.task_id =", Box::new(id.clone()), Type::TEXT);
+        }
+        if let Some(id) = &filter.agent_id {
+            w.push("m.agent_id =", Box::new(id.clone()), Type::TEXT);
+        }
+        if let Some(id) = &filter.swarm_id {
+            w.push("m.swarm_id =", Box::new(id.clone()), Type::TEXT);
+        }
+        if let Some(result) = filter.result {
+            w.push("m.result =", Box::new(result.code() as i16), Type::INT2);
+        }
+        if let (Some(metric_type), false) = (filter.metric_type, kind == MetricKind::Task) {
+            w.push(
+                "m.metric_type =",
+                Box::new(metric_type.code() as i16),
+                Type::INT2,
+            );
+        }
+        if let Some(range) = &filter.time_range {
+            w.push(
+                "m.timestamp >=",
+                Box::new(to_micros(range.start())),
+                Type::INT8,
+            );
+            w.push(
+                "m.timestamp <=",
+                Box::new(to_micros(range.end())),
+                Type::INT8,
+            );
+        }
+        w.finished()
+    }
+
+    /// No condition yet.
+    pub fn empty() -> Where {
+        Where {
+            clause: String::new(),
+            params: Vec::new(),
+        }
+    }
+
+    /// The clause as SQL takes it: `TRUE` without conditions.
+    pub fn finished(mut self) -> Where {
+        if self.clause.is_empty() {
+            self.clause.push_str("TRUE");
+        }
+        self
+    }
+
+    /// Adds `condition $n` for the next parameter.
+    pub fn push(&mut self, condition: &str, value: Box<dyn ToSql + Sync>, ty: Type) {
+        if !self.clause.is_empty() {
+            self.clause.push_str(" AND ");
+        }
+        self.params.push((value, ty));
+        self.clause
+            .push_str(&format!("{condition} ${}", self.params.len()));
+    }
+
+    /// The parameters and their types, for `query_typed`.
+    pub fn params(&self) -> Vec<(&(dyn ToSql + Sync), Type)> {
+        self.params
+            .iter()
+            .map(|(p, ty)| (p.as_ref(), ty.clone()))
+            .collect()
+    }
+}
+
+impl Where {
+    /// The conditions `filter` sets on `kind`'s rollups (alias `r`): its
+    /// agent, swarm and metric type, and a range that the bucket starts
+    /// in. `None` when it names a task, which rollups cannot tell apart.
+    pub fn rollups(kind: MetricKind, filter: &Filter) -> Option<Where> {
+        if filter.task_id.is_some() {
+            return None;
+        }
+        let mut w = Where::empty();
+        if let Some(id) = &filter.agent_id {
+            w.push("r.agent_id =", Box::new(id.clone()), Type::TEXT);
+        }
+        if let Some(id) = &filter.swarm_id {
+            w.push("r.swarm_id =", Box::new(id.clone()), Type::TEXT);
+        }
+        if let (Some(metric_type), false) = (filter.metric_type, kind == MetricKind::Task) {
+            w.push(
+                "r.metric_type =",
+                Box::new(metric_type.code() as i16),
+                Type::INT2,
+            );
+        }
+        if let Some(range) = &filter.time_range {
+            w.push(
+                "r.bucket >=",
+                Box::new(to_micros(range.start())),
+                Type::INT8,
+            );
+            w.push("r.bucket <=", Box::new(to_micros(range.end())), Type::INT8);
+        }
+        Some(w.finished())
+    }
+}
+
+/// The table of `kind`.
+pub(super) fn table_of(kind: MetricKind) -> &'static str {
+    match kind {
+        MetricKind::Task => "task_metrics",
+        MetricKind::Agent => "agent_metrics",
+        MetricKind::Swarm => "swarm_metrics",
+    }
+}

@@ -1,0 +1,40 @@
+//! The steps of tiered retention and the widths of its tiers: what each
+//! engine's retention runs (`fold.rs` on the file, `postgres/fold.rs` on a
+//! server), driven alike by `retention`'s driver.
+
+use crate::record::MetricKind;
+
+/// One hour in microseconds: the width of an hourly rollup.
+pub(crate) const HOUR_US: i64 = 3_600_000_000;
+/// One day in microseconds: the width of a daily rollup.
+pub(crate) const DAY_US: i64 = 24 * HOUR_US;
+
+/// One step of retention, done as one writer job (one transaction).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Step {
+    FoldRaw {
+        kind: MetricKind,
+        cutoff: i64,
+        limit: i64,
+    },
+    FoldHourly {
+        kind: MetricKind,
+        cutoff: i64,
+        limit: i64,
+    },
+    DropDaily {
+        kind: MetricKind,
+        cutoff: i64,
+    },
+}
+
+impl Step {
+    /// The kind of metric the step works on.
+    pub(crate) fn kind(&self) -> MetricKind {
+        match *self {
+            Step::FoldRaw { kind, .. }
+            | Step::FoldHourly { kind, .. }
+            | Step::DropDaily { kind, .. } => kind,
+        }
+    }
+}
