@@ -193,9 +193,10 @@ pub enum Error {
         source: PostgresError,
     },
 
-    /// The call is not available on this kind of store yet: PostgreSQL
-    /// stores offer a growing part of the API (see the README).
-    #[error("{operation} is not available on {backend} stores yet")]
+    /// The call is not available on this kind of store: a file's remedy
+    /// on a server, say, or a call the server store does not offer (the
+    /// README lists what it offers).
+    #[error("{operation} is not available on {backend} stores")]
     Unsupported {
         /// The call.
         operation: &'static str,

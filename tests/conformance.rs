@@ -1149,6 +1149,56 @@ mod postgres_only {
         assert!(store.schema_version().unwrap() >= 2);
     }
 
+    /// The maintenance commands take a server too: `check` says it is
+    /// sound, `vacuum` and `stats` answer, `cleanup --in-place` (a file's
+    /// remedy) is refused with a message that says so, and no output
+    /// shows the password.
+    #[test]
+    fn maintenance_commands_take_a_server_and_never_show_its_password() {
+        let db = common::server::database();
+        let url = db
+            .url
+            .replacen("postgres://postgres@", "postgres://postgres:s3cret@", 1);
+        let run = |args: &[&str]| {
+            let out = assert_cmd::Command::cargo_bin("swarm-metrics")
+                .unwrap()
+                .args(["--db", &url])
+                .args(args)
+                .output()
+                .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(!text.contains("s3cret"), "{args:?}: {text}");
+            (out.status.code(), text)
+        };
+        let (code, text) = run(&["check"]);
+        assert_eq!(code, Some(0), "{text}");
+        assert!(text.contains(": ok (schema version"), "{text}");
+        let (code, text) = run(&["--json", "check"]);
+        assert_eq!(code, Some(0), "{text}");
+        assert!(text.contains("\"ok\":true"), "{text}");
+        for args in [
+            &["vacuum"][..],
+            &["vacuum", "--full"],
+            &["stats"],
+            &["--json", "stats"],
+            &["summary"],
+            &["--json", "report"],
+            &["export", "--format", "jsonl"],
+            &["cleanup", "--policy", "7d,30d,forever"],
+            &["cleanup", "--retention-days", "30", "--dry-run"],
+        ] {
+            let (code, text) = run(args);
+            assert_eq!(code, Some(0), "{args:?}: {text}");
+        }
+        let (code, text) = run(&["cleanup", "--in-place", "--retention-days", "30"]);
+        assert_eq!(code, Some(1), "{text}");
+        assert!(text.contains("not available on PostgreSQL"), "{text}");
+    }
+
     /// The integrity check finds nothing wrong with a sound store, checks
     /// every index with `amcheck` where it is installed, and names a
     /// partition that is not one calendar month.

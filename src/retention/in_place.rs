@@ -75,6 +75,13 @@ impl MetricsStorage {
     /// cannot be written.
     pub fn cleanup_in_place(path: impl AsRef<Path>, retention_days: u32) -> Result<InPlaceReport> {
         let path = path.as_ref();
+        if MetricsStorage::names_a_server(path) {
+            // A server frees space its own way: cleanup drops whole months.
+            return Err(Error::Unsupported {
+                operation: "cleanup in place (a file's remedy for a full disk)",
+                backend: "PostgreSQL",
+            });
+        }
         let cutoff = cutoff(retention_days)?;
         let conn = open_exclusive(path)?;
         let in_file = |e: Error| e.in_file(path);

@@ -192,6 +192,8 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Vacuum { incremental, full } => {
             let store = open_existing(&cli.db, busy, true)?;
+            // The store's own name: a server's without its password.
+            let name = store.path().display().to_string();
             let report = if full {
                 store.vacuum()?
             } else {
@@ -203,10 +205,8 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             } else {
                 writeln!(
                     out,
-                    "vacuumed {}: {} bytes -> {} bytes",
-                    cli.db.display(),
-                    report.bytes_before,
-                    report.bytes_after
+                    "vacuumed {name}: {} bytes -> {} bytes",
+                    report.bytes_before, report.bytes_after
                 )?;
             }
         }
@@ -352,13 +352,19 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
 
 /// `check`: exit 1 when the file is damaged or not a store at all.
 fn check(path: &Path, json: bool, out: &mut impl Write) -> Result<ExitCode, Failure> {
-    if !path.exists() {
+    let server = MetricsStorage::names_a_server(path);
+    if !server && !path.exists() {
         return Err(no_such_database(path));
     }
-    let outcome = MetricsStorage::builder(path)
-        .read_only(true)
-        .open()
-        .and_then(|store| Ok((store.integrity_check()?, store.schema_version()?)));
+    // A server is opened as it is (never read-only), and named as it
+    // names itself: without its password.
+    let opened = MetricsStorage::builder(path).read_only(!server).open();
+    let name = match &opened {
+        Ok(store) => store.path().display().to_string(),
+        Err(_) if server => "the server".to_owned(),
+        Err(_) => path.display().to_string(),
+    };
+    let outcome = opened.and_then(|store| Ok((store.integrity_check()?, store.schema_version()?)));
     // Only what SQLite finds wrong inside the file is damage; a file that
     // cannot be read (a full disk, permissions) was not checked.
     let verdict = match outcome {
@@ -382,17 +388,15 @@ fn check(path: &Path, json: bool, out: &mut impl Write) -> Result<ExitCode, Fail
         write_json(out, &report)?;
     } else {
         match &verdict {
-            Verdict::Ok(version) => {
-                writeln!(out, "{}: ok (schema version {version})", path.display())?
-            }
+            Verdict::Ok(version) => writeln!(out, "{name}: ok (schema version {version})")?,
             Verdict::Damaged(problems) => {
-                writeln!(out, "{}: damaged", path.display())?;
+                writeln!(out, "{name}: damaged")?;
                 for problem in problems {
                     writeln!(out, "  {problem}")?;
                 }
             }
             Verdict::Unchecked(reason) => {
-                writeln!(out, "{}: could not be checked", path.display())?;
+                writeln!(out, "{name}: could not be checked")?;
                 writeln!(out, "  {reason}")?;
             }
         }
