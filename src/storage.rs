@@ -528,7 +528,9 @@ impl MetricsStorage {
 
     /// Puts the task metrics still waiting for the agent index into it,
     /// checkpoints the WAL into the database file and closes the store:
-    /// afterwards the store is one file again.
+    /// afterwards the store is one file again. (A file at its size cap,
+    /// with no room for the index entries, keeps them waiting: they are
+    /// found all the same.)
     ///
     /// Dropping the store does the same, but cannot report failure.
     ///
@@ -543,7 +545,13 @@ impl MetricsStorage {
     /// first failure is reported.
     fn shut_down(&mut self) -> Result<()> {
         self.closed = true;
-        let indexed = self.index_pending();
+        // Waiting rows are read through the time order whether or not they
+        // are in the indexes: a file at its size cap closes with them
+        // waiting rather than fail.
+        let indexed = match self.index_pending() {
+            Err(Error::DatabaseFull { .. }) => Ok(()),
+            other => other,
+        };
         if let Some(writer) = &self.writer {
             writer.stop_checkpointer();
         }
