@@ -1149,6 +1149,69 @@ mod postgres_only {
         assert!(store.schema_version().unwrap() >= 2);
     }
 
+    /// Two hosts running tiered retention on the same server at once take
+    /// turns: every old task is folded by exactly one of them, and the
+    /// answers are those of before.
+    #[test]
+    fn hosts_running_retention_at_once_fold_each_task_once() {
+        use chrono::{Duration, DurationRound};
+        let db = common::server::database();
+        let hosts = [
+            MetricsStorage::open(&db.url).unwrap(),
+            MetricsStorage::open(&db.url).unwrap(),
+        ];
+        let day = swarm_metrics::now()
+            .duration_trunc(Duration::days(1))
+            .unwrap();
+        let old: Vec<_> = (0..6_000i64)
+            .map(|i| {
+                TaskMetric::new(
+                    format!("t{i}"),
+                    format!("agent-{}", i % 4),
+                    (i % 50) as u64,
+                    TaskResult::ALL[(i % 4) as usize],
+                )
+                .at(day - Duration::days(10) - Duration::minutes(25 * i))
+            })
+            .collect();
+        hosts[0].store_task_metrics(&old).unwrap();
+        let before = (
+            hosts[0].success_rate(&Filter::new()).unwrap(),
+            hosts[0]
+                .aggregate_metrics(MetricKind::Task, AggregationType::Sum, &Filter::new())
+                .unwrap(),
+        );
+        let policy = RetentionPolicy {
+            raw: Some(Duration::days(7)),
+            hourly: None,
+            daily: None,
+            chunk_rows: 100,
+        };
+        let folded: u64 = std::thread::scope(|s| {
+            let runs: Vec<_> = hosts
+                .iter()
+                .map(|host| s.spawn(move || host.apply_retention(&policy).unwrap()))
+                .collect();
+            runs.into_iter()
+                .map(|run| {
+                    let report = run.join().unwrap();
+                    assert!(report.finished);
+                    report.raw_folded
+                })
+                .sum()
+        });
+        assert_eq!(folded, 6_000);
+        for host in &hosts {
+            let after = (
+                host.success_rate(&Filter::new()).unwrap(),
+                host.aggregate_metrics(MetricKind::Task, AggregationType::Sum, &Filter::new())
+                    .unwrap(),
+            );
+            assert_eq!(after, before);
+            assert!(host.get_task_metrics(&Filter::new(), 1).unwrap().is_empty());
+        }
+    }
+
     /// The maintenance commands take a server too: `check` says it is
     /// sound, `vacuum` and `stats` answer, `cleanup --in-place` (a file's
     /// remedy) is refused with a message that says so, and no output

@@ -149,7 +149,10 @@ impl PgStore {
     }
 
     /// Runs `fold` in a transaction holding the retention lock.
-    fn in_fold<T>(&self, fold: impl FnOnce(&mut Transaction<'_>) -> Result<T>) -> Result<T> {
+    pub(super) fn in_fold<T>(
+        &self,
+        fold: impl FnOnce(&mut Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
         let mut conn = self.conn()?;
         let mut tx = conn
             .transaction()
@@ -164,11 +167,13 @@ impl PgStore {
     /// Folds every row of `partition` into hourly rollups and drops it.
     fn fold_partition(&self, kind: MetricKind, partition: &Partition) -> Result<usize> {
         let name = &partition.name;
-        let n = self.in_fold(|tx| {
+        // Another host may have folded and dropped it while this one
+        // waited for the retention lock: then there is nothing to do.
+        let n = self.in_retention(name, |tx| {
             tx.batch_execute(&format!("LOCK TABLE \"{name}\" IN SHARE MODE"))
                 .map_err(self.error("lock a partition"))?;
             let mut groups = Groups::new();
-            let mut n = 0;
+            let mut n = 0u64;
             let sql = format!("SELECT {} FROM \"{name}\" m", raw_columns(kind));
             let mut rows = tx
                 .query_raw(&sql, std::iter::empty::<&(dyn ToSql + Sync)>())
@@ -183,7 +188,7 @@ impl PgStore {
             Ok(n)
         })?;
         self.forget_partition(table_of(kind), partition.first)?;
-        Ok(n)
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     /// Drops a folded partition, waiting out readers that hold its table

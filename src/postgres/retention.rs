@@ -1,6 +1,9 @@
 //! Retention on PostgreSQL: partitions wholly older than the horizon are
 //! dropped whole; only the partition the horizon cuts through is deleted
-//! from row by row.
+//! from row by row. Each partition's work holds the retention lock that
+//! folds hold too (`fold.rs`), so that hosts cleaning up and folding at
+//! once take turns, and a partition another host dropped meanwhile is
+//! passed over.
 
 use super::PgStore;
 use crate::error::{Error, Result};
@@ -38,7 +41,11 @@ impl PgStore {
         let mut partitions = Vec::new();
         for row in rows {
             let name: String = row.get(0);
-            let bound: String = row.get(1);
+            // A partition another host is dropping right now may have no
+            // bound left to read: it is gone for this caller's purposes.
+            let Some(bound) = row.get::<_, Option<String>>(1) else {
+                continue;
+            };
             let (first, next) = bounds(&bound).ok_or_else(|| Error::CorruptRow {
                 table,
                 reason: format!("partition {name} has bounds {bound:?}"),
@@ -60,34 +67,56 @@ impl PgStore {
                 if partition.first >= cutoff {
                     break;
                 }
-                let mut conn = self.conn()?;
                 let name = &partition.name;
-                if partition.next <= cutoff {
-                    // Counted and dropped in one transaction, so that the
-                    // count is what went.
-                    let mut tx = conn.transaction().map_err(self.error("drop a partition"))?;
-                    let n: i64 = tx
-                        .query_one(&format!("SELECT count(*) FROM \"{name}\""), &[])
-                        .map_err(self.error("drop a partition"))?
-                        .get(0);
-                    tx.batch_execute(&format!("DROP TABLE \"{name}\""))
-                        .map_err(self.error("drop a partition"))?;
-                    tx.commit().map_err(self.error("drop a partition"))?;
-                    self.forget_partition(table, partition.first)?;
-                    deleted += u64::try_from(n).unwrap_or(0);
-                } else {
-                    let n = conn
-                        .execute(
+                let whole = partition.next <= cutoff;
+                let n = self.in_retention(name, |tx| {
+                    if whole {
+                        // Counted and dropped in one transaction, so that
+                        // the count is what went.
+                        let n: i64 = tx
+                            .query_one(&format!("SELECT count(*) FROM \"{name}\""), &[])
+                            .map_err(self.error("drop a partition"))?
+                            .get(0);
+                        tx.batch_execute(&format!("DROP TABLE \"{name}\""))
+                            .map_err(self.error("drop a partition"))?;
+                        Ok(u64::try_from(n).unwrap_or(0))
+                    } else {
+                        tx.execute(
                             &format!("DELETE FROM \"{name}\" WHERE timestamp < $1"),
                             &[&cutoff],
                         )
-                        .map_err(self.error("delete old metrics"))?;
-                    deleted += n;
+                        .map_err(self.error("delete old metrics"))
+                    }
+                })?;
+                if whole {
+                    self.forget_partition(table, partition.first)?;
                 }
+                deleted += n;
             }
             report.push((kind, deleted));
         }
         Ok(report)
+    }
+
+    /// Runs `work` on partition `name` in one transaction holding the
+    /// retention lock (see `fold.rs`), so that cleanup and folds on other
+    /// hosts take turns; nothing (0) when the partition went meanwhile.
+    pub(super) fn in_retention(
+        &self,
+        name: &str,
+        work: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<u64>,
+    ) -> Result<u64> {
+        self.in_fold(|tx| {
+            let exists: bool = tx
+                .query_one("SELECT to_regclass(quote_ident($1)) IS NOT NULL", &[&name])
+                .map_err(self.error("find a partition"))?
+                .get(0);
+            if exists {
+                work(tx)
+            } else {
+                Ok(0)
+            }
+        })
     }
 
     /// How many metrics [`cleanup_before`](Self::cleanup_before) would
