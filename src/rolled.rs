@@ -135,3 +135,46 @@ pub(crate) fn add_rollup<K: Ord>(
     }
     Ok(())
 }
+
+/// One agent's tasks in a ranking's selection, raw and rolled up.
+#[derive(Debug, Default)]
+pub(crate) struct AgentTotals {
+    pub tasks: u64,
+    pub success: u64,
+    /// Sums of durations and tokens, in floating point: averages are all a
+    /// ranking needs, and sums of huge values must not overflow.
+    pub duration_total: f64,
+    pub tokens_total: f64,
+}
+
+/// Adds each agent's rolled-up tasks, successes, durations and tokens
+/// under `filter` to `agents`, from `merge`: an engine's merge of the
+/// rollups a [`RollupRead`] asks for, read in the caller's snapshot.
+pub(crate) fn add_agent_rollups(
+    agents: &mut BTreeMap<String, AgentTotals>,
+    filter: &Filter,
+    mut merge: impl FnMut(&RollupRead<'_>) -> Result<BTreeMap<Option<String>, Rolled>>,
+) -> Result<()> {
+    let read = |column| {
+        RollupRead::column(
+            MetricKind::Task,
+            filter,
+            Some(GroupBy::Agent),
+            column,
+            false,
+        )
+    };
+    for (agent, rolled) in merge(&read("duration_ms"))? {
+        let totals = agents.entry(agent.unwrap_or_default()).or_default();
+        totals.tasks += rolled.results.iter().sum::<u64>();
+        totals.success += rolled.results[TaskResult::Success.code() as usize];
+        totals.duration_total += rolled.stat.sum();
+    }
+    for (agent, rolled) in merge(&read("tokens_used"))? {
+        agents
+            .entry(agent.unwrap_or_default())
+            .or_default()
+            .tokens_total += rolled.stat.sum();
+    }
+    Ok(())
+}

@@ -92,6 +92,25 @@ pub(crate) fn read_summary(
     Summary::decode(data, kind, table)
 }
 
+/// The statement writing one rollup row of `kind`: `verb` is `INSERT OR
+/// REPLACE` (a fold merging into it) or `INSERT OR IGNORE` (a copy, which
+/// keeps a row already there); the parameters are level, bucket, the key
+/// columns, then [`row_values`] or the counts and data alike.
+pub(crate) fn insert_sql(kind: MetricKind, verb: &str) -> String {
+    let keys = key_columns(kind);
+    let counts = count_columns(kind);
+    let placeholders: Vec<String> = (1..=2 + keys.len() + counts.len() + 1)
+        .map(|i| format!("?{i}"))
+        .collect();
+    format!(
+        "{verb} INTO {} (level, bucket, {}, {}, data) VALUES ({})",
+        rollup_table(kind),
+        keys.join(", "),
+        counts.join(", "),
+        placeholders.join(", ")
+    )
+}
+
 /// The values of a row's count columns and data, in that order.
 pub(crate) fn row_values(summary: &Summary, kind: MetricKind) -> Vec<SqlValue> {
     let counts = summary.counts();

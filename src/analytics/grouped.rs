@@ -310,13 +310,8 @@ fn values_by_group(
         Ok(())
     })?;
     if rollups {
-        let read = RollupRead {
-            kind,
-            filter,
-            group: Some(group_by),
-            column: Some(aggregated_column(kind, filter)?.0),
-            quantiles: true,
-        };
+        let column = aggregated_column(kind, filter)?.0;
+        let read = RollupRead::column(kind, filter, Some(group_by), column, true);
         for (key, rolled) in merge_rollups(snapshot, &read)? {
             let (values, sketch) = groups.entry(key).or_default();
             values.extend(rolled.values);

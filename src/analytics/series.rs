@@ -279,12 +279,9 @@ impl SeriesRead<'_> {
         column: Option<&'static str>,
         quantiles: bool,
     ) -> Result<BTreeMap<i64, Rolled>> {
-        let read = RollupRead {
-            kind: self.kind,
-            filter: self.filter,
-            group: None,
-            column,
-            quantiles,
+        let read = match column {
+            Some(column) => RollupRead::column(self.kind, self.filter, None, column, quantiles),
+            None => RollupRead::counts(self.kind, self.filter, None),
         };
         merge_rollups_by_time(snapshot, &read, self.width)
     }

@@ -8,10 +8,10 @@ use super::{validate_n, P50, P95, P99};
 use crate::aggregate::SuccessRate;
 use crate::error::{Error, Result};
 use crate::interval::Interval;
-use crate::query::GroupBy;
 use crate::query::{to_micros, Filter, TaskColumn};
 use crate::record::{AggregationType, MetricKind, TaskMetric, TaskResult};
-use crate::retention::{merge_rollups, rollup_span, rollups_apply, RollupRead};
+use crate::retention::{merge_rollups, rollup_span, rollups_apply};
+use crate::rolled::{add_agent_rollups, AgentTotals};
 use crate::stat::quantile;
 use crate::storage::MetricsStorage;
 use crate::storage::Snapshot;
@@ -123,33 +123,12 @@ impl MetricsStorage {
     fn agent_totals(&self, filter: &Filter) -> Result<(BTreeMap<String, AgentTotals>, (i64, i64))> {
         #[cfg(feature = "postgres")]
         if let Some(server) = self.postgres() {
-            let (rows, span) = server.agent_totals(filter)?;
+            let (agents, span) = server.agent_totals(filter)?;
             let (oldest, newest) = span.unwrap_or((i64::MAX, i64::MIN));
-            let mut agents = BTreeMap::new();
-            for (agent, tasks, success, duration_total, tokens_total) in rows {
-                let totals = AgentTotals {
-                    tasks,
-                    success,
-                    duration_total,
-                    tokens_total,
-                };
-                agents.insert(agent, totals);
-            }
             return Ok((agents, (oldest, newest)));
         }
         self.snapshot(|s| agent_totals(s, filter))
     }
-}
-
-/// One agent's tasks in a ranking's selection.
-#[derive(Default)]
-struct AgentTotals {
-    tasks: u64,
-    success: u64,
-    /// Sums of durations and tokens, in floating point: averages are all a
-    /// ranking needs, and sums of huge values must not overflow.
-    duration_total: f64,
-    tokens_total: f64,
 }
 
 /// Every agent's totals over the raw rows and the rollups `filter`
@@ -184,27 +163,7 @@ fn agent_totals(
         Ok(())
     })?;
     if rollups_apply(snapshot, MetricKind::Task, filter)? {
-        let read = |column| {
-            RollupRead::column(
-                MetricKind::Task,
-                filter,
-                Some(GroupBy::Agent),
-                column,
-                false,
-            )
-        };
-        for (agent, rolled) in merge_rollups(snapshot, &read("duration_ms"))? {
-            let totals = agents.entry(agent.unwrap_or_default()).or_default();
-            totals.tasks += rolled.results.iter().sum::<u64>();
-            totals.success += rolled.results[TaskResult::Success.code() as usize];
-            totals.duration_total += rolled.stat.sum();
-        }
-        for (agent, rolled) in merge_rollups(snapshot, &read("tokens_used"))? {
-            agents
-                .entry(agent.unwrap_or_default())
-                .or_default()
-                .tokens_total += rolled.stat.sum();
-        }
+        add_agent_rollups(&mut agents, filter, |read| merge_rollups(snapshot, read))?;
         if let Some((first, last)) = rollup_span(snapshot, MetricKind::Task, filter)? {
             oldest = oldest.min(first);
             newest = newest.max(last);

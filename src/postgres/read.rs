@@ -19,9 +19,9 @@ use super::rollups::{stat_columns, stat_of};
 use super::PgStore;
 use crate::answer::{aggregated_column, finish, quantiles_of, Aggregate, Percentile, SuccessRate};
 use crate::error::{Error, Result};
-use crate::query::{from_micros, Filter, GroupBy};
+use crate::query::{from_micros, Filter};
 use crate::record::{AggregationType, MetricKind, MetricType, TaskMetric, TaskResult};
-use crate::rolled::RollupRead;
+use crate::rolled::{add_agent_rollups, AgentTotals, RollupRead};
 
 /// A task metric from a row of [`TASK_SELECT`].
 fn task_of(row: &Row) -> Result<TaskMetric> {
@@ -510,17 +510,13 @@ impl PgStore {
     }
 }
 
-/// One agent's tasks in a ranking's selection: tasks, successes, and the
-/// sums of durations and tokens.
-pub(crate) type AgentTotalsRow = (String, u64, u64, f64, f64);
-
 /// Every agent's totals, and the first and last instants (µs) they cover.
-pub(crate) type AgentTotals = (Vec<AgentTotalsRow>, Option<(i64, i64)>);
+pub(crate) type AgentTotalsSpan = (BTreeMap<String, AgentTotals>, Option<(i64, i64)>);
 
 impl PgStore {
     /// Every agent's totals over the tasks `filter` selects, raw and
     /// rolled up, and the first and last instants (µs) they cover.
-    pub fn agent_totals(&self, filter: &Filter) -> Result<AgentTotals> {
+    pub fn agent_totals(&self, filter: &Filter) -> Result<AgentTotalsSpan> {
         let w = Where::tasks(filter);
         let sql = format!(
             "SELECT m.agent_id, count(*), count(*) FILTER (WHERE m.result = 0), \
@@ -534,48 +530,28 @@ impl PgStore {
             let mut widen = |first: i64, last: i64| {
                 span = Some(span.map_or((first, last), |(a, b)| (a.min(first), b.max(last))));
             };
-            let mut agents: BTreeMap<String, AgentTotalsRow> = BTreeMap::new();
+            let mut agents: BTreeMap<String, AgentTotals> = BTreeMap::new();
             for row in client
                 .query_typed(&sql, &w.params())
                 .map_err(self.error("rank agents"))?
             {
                 let count = |i| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0);
-                let agent: String = row.get(0);
                 widen(row.get(5), row.get(6));
-                let totals = (agent.clone(), count(1), count(2), row.get(3), row.get(4));
-                agents.insert(agent, totals);
+                let totals = AgentTotals {
+                    tasks: count(1),
+                    success: count(2),
+                    duration_total: row.get(3),
+                    tokens_total: row.get(4),
+                };
+                agents.insert(row.get(0), totals);
             }
             if rollups {
-                let read = |column| {
-                    RollupRead::column(
-                        MetricKind::Task,
-                        filter,
-                        Some(GroupBy::Agent),
-                        column,
-                        false,
-                    )
-                };
-                for (agent, rolled) in self.merge_rollups(client, &read("duration_ms"))? {
-                    let agent = agent.unwrap_or_default();
-                    let totals = agents
-                        .entry(agent.clone())
-                        .or_insert_with(|| (agent, 0, 0, 0.0, 0.0));
-                    totals.1 += rolled.results.iter().sum::<u64>();
-                    totals.2 += rolled.results[TaskResult::Success.code() as usize];
-                    totals.3 += rolled.stat.sum();
-                }
-                for (agent, rolled) in self.merge_rollups(client, &read("tokens_used"))? {
-                    let agent = agent.unwrap_or_default();
-                    agents
-                        .entry(agent.clone())
-                        .or_insert_with(|| (agent, 0, 0, 0.0, 0.0))
-                        .4 += rolled.stat.sum();
-                }
+                add_agent_rollups(&mut agents, filter, |read| self.merge_rollups(client, read))?;
                 if let Some((first, last)) = self.rollup_span(client, MetricKind::Task, filter)? {
                     widen(first, last);
                 }
             }
-            Ok((agents.into_values().collect(), span))
+            Ok((agents, span))
         })
     }
 }

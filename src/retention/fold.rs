@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension};
 use super::floor_to;
 use crate::error::{Error, Result};
 use crate::record::MetricKind;
-use crate::rollup_row::{count_columns, key_columns, read_summary, rollup_table, row_values};
+use crate::rollup_row::{insert_sql, key_columns, read_summary, rollup_table, row_values};
 use crate::storage::each_row;
 use crate::summary::Summary;
 use crate::tiers::{Step, DAY_US, HOUR_US};
@@ -115,14 +115,7 @@ fn merge_into(
     };
     let mut values = params;
     values.extend(row_values(&merged, kind));
-    let placeholders: Vec<String> = (1..=values.len()).map(|i| format!("?{i}")).collect();
-    let insert = format!(
-        "INSERT OR REPLACE INTO {table} (level, bucket, {}, {}, data) VALUES ({})",
-        keys.join(", "),
-        count_columns(kind).join(", "),
-        placeholders.join(", ")
-    );
-    conn.prepare_cached(&insert)
+    conn.prepare_cached(&insert_sql(kind, "INSERT OR REPLACE"))
         .and_then(|mut s| s.execute(rusqlite::params_from_iter(values.iter())))
         .map_err(Error::sqlite("write rollup"))?;
     Ok(())

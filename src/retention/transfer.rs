@@ -9,7 +9,7 @@ use rusqlite::types::Value as SqlValue;
 
 use crate::error::{Error, Result};
 use crate::record::MetricKind;
-use crate::rollup_row::{count_columns, key_columns, rollup_table, RollupRecord};
+use crate::rollup_row::{count_columns, insert_sql, rollup_table, RollupRecord};
 use crate::rows::intern;
 use crate::storage::MetricsStorage;
 
@@ -78,13 +78,19 @@ impl MetricsStorage {
     /// leaving any rollup row already there under the same key as it is;
     /// returns how many were new. Each record's data is checked first.
     pub(crate) fn write_rollups_to_file(&self, records: Vec<RollupRecord>) -> Result<u64> {
-        for record in &records {
-            record.summary()?;
-        }
+        // Each record's data is decoded once, here, before anything is
+        // written; the job needs only its counts.
+        let records: Vec<(RollupRecord, [u64; 4])> = records
+            .into_iter()
+            .map(|record| {
+                let counts = record.summary()?.counts();
+                Ok((record, counts))
+            })
+            .collect::<Result<_>>()?;
         let records = Arc::new(records);
         self.writer()?.run(move |conn, cache| {
             let mut written = 0u64;
-            for record in records.iter() {
+            for (record, counts) in records.iter() {
                 let kind = record.kind;
                 let owner_kind = match kind {
                     MetricKind::Swarm => MetricKind::Swarm,
@@ -92,11 +98,12 @@ impl MetricsStorage {
                 };
                 let owner = intern(conn, cache, owner_kind, &record.owner)?;
                 let second = match (kind, &record.swarm) {
-                    (MetricKind::Task, Some(swarm)) => intern(conn, cache, MetricKind::Swarm, swarm)?,
+                    (MetricKind::Task, Some(swarm)) => {
+                        intern(conn, cache, MetricKind::Swarm, swarm)?
+                    }
                     (MetricKind::Task, None) => 0,
                     _ => record.metric_type,
                 };
-                let counts = record.summary()?.counts();
                 let mut values: Vec<SqlValue> = vec![
                     record.level.into(),
                     record.bucket.into(),
@@ -109,17 +116,8 @@ impl MetricsStorage {
                         .map(|&n| SqlValue::Integer(i64::try_from(n).unwrap_or(i64::MAX))),
                 );
                 values.push(SqlValue::Blob(record.data.clone()));
-                let placeholders: Vec<String> =
-                    (1..=values.len()).map(|i| format!("?{i}")).collect();
-                let sql = format!(
-                    "INSERT INTO {} (level, bucket, {}, {}, data) VALUES ({}) ON CONFLICT DO NOTHING",
-                    rollup_table(kind),
-                    key_columns(kind).join(", "),
-                    count_columns(kind).join(", "),
-                    placeholders.join(", ")
-                );
                 written += conn
-                    .prepare_cached(&sql)
+                    .prepare_cached(&insert_sql(kind, "INSERT OR IGNORE"))
                     .and_then(|mut s| s.execute(rusqlite::params_from_iter(values.iter())))
                     .map_err(Error::sqlite("write rollups"))? as u64;
             }
