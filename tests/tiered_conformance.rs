@@ -15,7 +15,7 @@ use swarm_metrics::{
 /// Tasks, agent metrics and swarm metrics every 40 minutes over the last
 /// 100 days, so that folds cross months: several partitions on a server
 /// lie wholly before the raw horizon, one is cut by it.
-fn records(now: DateTime<Utc>) -> (Vec<TaskMetric>, Vec<AgentMetric>, Vec<SwarmMetric>) {
+fn records(now: DateTime<Utc>) -> Records {
     let steps = 100 * 24 * 60 / 40;
     let at = |i: i64| now - Duration::minutes(40 * i) - Duration::seconds(i % 37);
     let tasks = (0..steps)
@@ -59,6 +59,16 @@ fn records(now: DateTime<Utc>) -> (Vec<TaskMetric>, Vec<AgentMetric>, Vec<SwarmM
         })
         .collect();
     (tasks, agents, swarms)
+}
+
+/// The three kinds of [`records`].
+type Records = (Vec<TaskMetric>, Vec<AgentMetric>, Vec<SwarmMetric>);
+
+/// Stores every record of `records` in `store`.
+fn store_records(store: &swarm_metrics::MetricsStorage, (tasks, agents, swarms): &Records) {
+    store.store_task_metrics(tasks).unwrap();
+    store.store_agent_metrics(agents).unwrap();
+    store.store_swarm_metrics(swarms).unwrap();
 }
 
 /// What a store answers, for comparing backends: exact figures (to the
@@ -216,7 +226,7 @@ fn assert_same(reference: &Answers, other: &Answers, backend: &str) {
 #[test]
 fn tiered_retention_folds_and_answers_alike() {
     let now = swarm_metrics::now();
-    let (tasks, agents, swarms) = records(now);
+    let records = records(now);
     let policy = RetentionPolicy {
         raw: Some(Duration::days(7)),
         hourly: Some(Duration::days(30)),
@@ -226,9 +236,7 @@ fn tiered_retention_folds_and_answers_alike() {
     let mut reference: Option<(Answers, Vec<u64>)> = None;
     for store in stores() {
         let s = &store.store;
-        s.store_task_metrics(&tasks).unwrap();
-        s.store_agent_metrics(&agents).unwrap();
-        s.store_swarm_metrics(&swarms).unwrap();
+        store_records(s, &records);
         let whole = |s: &swarm_metrics::MetricsStorage| {
             let f = Filter::new();
             (
@@ -273,7 +281,8 @@ fn tiered_retention_folds_and_answers_alike() {
         let after = whole(s);
         assert!(after.0.total < before.0.total, "{}", store.backend);
         let kept = Filter::new().range(horizon(0).unwrap());
-        let kept_before = tasks
+        let kept_before = records
+            .0
             .iter()
             .filter(|t| {
                 let day = t.timestamp.duration_trunc(Duration::days(1)).unwrap();
@@ -312,7 +321,7 @@ fn tiered_retention_folds_and_answers_alike() {
 #[test]
 fn cleanup_takes_rollups_alike() {
     let now = swarm_metrics::now();
-    let (tasks, agents, swarms) = records(now);
+    let records = records(now);
     let policy = RetentionPolicy {
         raw: Some(Duration::days(3)),
         hourly: Some(Duration::days(20)),
@@ -322,9 +331,7 @@ fn cleanup_takes_rollups_alike() {
     let mut reference: Option<(Answers, String)> = None;
     for store in stores() {
         let s = &store.store;
-        s.store_task_metrics(&tasks).unwrap();
-        s.store_agent_metrics(&agents).unwrap();
-        s.store_swarm_metrics(&swarms).unwrap();
+        store_records(s, &records);
         assert!(s.apply_retention(&policy).unwrap().finished);
         let counted = s.count_old_metrics(45).unwrap();
         let report = s.cleanup_old_metrics(45).unwrap();
@@ -352,7 +359,7 @@ fn cleanup_takes_rollups_alike() {
 #[test]
 fn copies_carry_rollups_between_backends() {
     let now = swarm_metrics::now();
-    let (tasks, agents, swarms) = records(now);
+    let records = records(now);
     let policy = RetentionPolicy {
         raw: Some(Duration::days(7)),
         hourly: Some(Duration::days(30)),
@@ -361,9 +368,7 @@ fn copies_carry_rollups_between_backends() {
     };
     for source in stores() {
         let s = &source.store;
-        s.store_task_metrics(&tasks).unwrap();
-        s.store_agent_metrics(&agents).unwrap();
-        s.store_swarm_metrics(&swarms).unwrap();
+        store_records(s, &records);
         assert!(s.apply_retention(&policy).unwrap().finished);
         let expected = answers(&source, now);
         let stats = s.stats().unwrap();
@@ -438,11 +443,9 @@ fn a_damaged_rollup_stops_a_copy_before_it_is_written() {
 #[test]
 fn the_command_line_copies_rollups_there_and_back() {
     let now = swarm_metrics::now();
-    let (tasks, agents, swarms) = records(now);
+    let records = records(now);
     let source = stores().remove(0);
-    source.store.store_task_metrics(&tasks).unwrap();
-    source.store.store_agent_metrics(&agents).unwrap();
-    source.store.store_swarm_metrics(&swarms).unwrap();
+    store_records(&source.store, &records);
     assert!(
         source
             .store
