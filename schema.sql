@@ -1,4 +1,4 @@
--- The swarm-metrics schema, version 6, as the migrations in migrations/ make it.
+-- The swarm-metrics schema, version 7, as the migrations in migrations/ make it.
 -- Written by a test from those files (which say why each part is as it is);
 -- do not edit by hand. The rows the migrations insert are not shown.
 
@@ -77,37 +77,10 @@ FROM swarm_metrics m
 JOIN swarms s ON s.id = m.swarm
 JOIN metric_types ty ON ty.code = m.metric_type;
 
-CREATE TABLE "task_metrics" (
-    timestamp     INTEGER NOT NULL,
-    task_id       TEXT    NOT NULL,
-    -- The columns aggregates read come first: SQLite finds a column by
-    -- walking the ones before it.
-    result        INTEGER NOT NULL CHECK (result BETWEEN 0 AND 3),
-    duration_ms   INTEGER NOT NULL CHECK (duration_ms >= 0),
-    tokens_used   INTEGER NOT NULL CHECK (tokens_used >= 0),
-    files_changed INTEGER NOT NULL CHECK (files_changed >= 0),
-    agent         INTEGER NOT NULL REFERENCES agents (id),
-    swarm         INTEGER REFERENCES swarms (id),
-    -- 1 once the row is in the agent index; see task_index_state.
-    indexed       INTEGER NOT NULL DEFAULT 1 CHECK (indexed IN (0, 1)),
-    PRIMARY KEY (timestamp, task_id)
-) WITHOUT ROWID;
-
-CREATE INDEX idx_task_metrics_agent ON task_metrics (agent, timestamp) WHERE indexed = 1;
-
 CREATE TABLE task_index_state (
     id        INTEGER PRIMARY KEY CHECK (id = 1),
     watermark INTEGER NOT NULL
 );
-
-CREATE VIEW task_metrics_view AS
-SELECT t.task_id, a.name AS agent_id, s.name AS swarm_id, t.duration_ms,
-       r.name AS result, t.tokens_used, t.files_changed,
-       strftime('%Y-%m-%dT%H:%M:%f', t.timestamp / 1000000.0, 'unixepoch') || 'Z' AS timestamp
-FROM task_metrics t
-JOIN agents a ON a.id = t.agent
-LEFT JOIN swarms s ON s.id = t.swarm
-JOIN task_results r ON r.code = t.result;
 
 CREATE TABLE task_summaries (
     level     INTEGER NOT NULL,
@@ -142,4 +115,34 @@ CREATE TABLE swarm_summaries (
     PRIMARY KEY (level, bucket, swarm, metric_type)
 ) WITHOUT ROWID;
 
+CREATE TABLE "task_metrics" (
+    -- timestamp * 1024 + the row's place among the task ids of its
+    -- microsecond.
+    time_key      INTEGER PRIMARY KEY,
+    task_id       TEXT    NOT NULL,
+    -- The columns aggregates read come first: SQLite finds a column by
+    -- walking the ones before it.
+    result        INTEGER NOT NULL CHECK (result BETWEEN 0 AND 3),
+    duration_ms   INTEGER NOT NULL CHECK (duration_ms >= 0),
+    tokens_used   INTEGER NOT NULL CHECK (tokens_used >= 0),
+    files_changed INTEGER NOT NULL CHECK (files_changed >= 0),
+    agent         INTEGER NOT NULL REFERENCES agents (id),
+    swarm         INTEGER REFERENCES swarms (id),
+    -- 1 once the row is in the agent and task-id indexes; see
+    -- task_index_state.
+    indexed       INTEGER NOT NULL DEFAULT 1 CHECK (indexed IN (0, 1)),
+    timestamp     INTEGER GENERATED ALWAYS AS (time_key >> 10) VIRTUAL
+);
+
+CREATE INDEX idx_task_metrics_agent ON task_metrics (agent) WHERE indexed = 1;
+
 CREATE INDEX idx_task_metrics_task_id ON task_metrics (task_id) WHERE indexed = 1;
+
+CREATE VIEW task_metrics_view AS
+SELECT t.task_id, a.name AS agent_id, s.name AS swarm_id, t.duration_ms,
+       r.name AS result, t.tokens_used, t.files_changed,
+       strftime('%Y-%m-%dT%H:%M:%f', t.timestamp / 1000000.0, 'unixepoch') || 'Z' AS timestamp
+FROM task_metrics t
+JOIN agents a ON a.id = t.agent
+LEFT JOIN swarms s ON s.id = t.swarm
+JOIN task_results r ON r.code = t.result;

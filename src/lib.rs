@@ -98,6 +98,8 @@ mod stats;
 mod storage;
 mod store;
 mod summary;
+mod task_key;
+mod task_place;
 mod tiers;
 mod writer;
 

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::record::{validate_id, MetricKind, MetricType, TaskResult};
+use crate::task_key::{at_or_after, at_or_before, PER_MICROSECOND};
 
 /// How many rows a query returns when the caller does not say: the
 /// reference's default.
@@ -319,9 +320,17 @@ impl Filter {
         if let Some(result) = self.result {
             clauses.push(params.bind("m.result = ?", result.code()));
         }
-        // An indexed source holds the time range itself.
-        if indexed.is_none() {
-            self.bind_type_and_range(kind, &mut params, &mut clauses, "m", "m.timestamp");
+        // An indexed source holds the time range itself; task metrics
+        // are found by the key their time is part of.
+        match (indexed.is_none(), kind, &self.time_range) {
+            (false, ..) => {}
+            (true, MetricKind::Task, Some(range)) => {
+                clauses.push(params.bind("m.time_key >= ?", at_or_after(to_micros(range.start))));
+                clauses.push(params.bind("m.time_key <= ?", at_or_before(to_micros(range.end))));
+            }
+            (true, ..) => {
+                self.bind_type_and_range(kind, &mut params, &mut clauses, "m", "m.timestamp")
+            }
         }
         let source = indexed.unwrap_or_else(|| kind.table().to_owned());
         (source, all_of(&clauses), params.into_values())
@@ -382,20 +391,24 @@ impl Filter {
         // the watermark and the range's start in one bound, or SQLite may
         // start at the range's start and walk every row of the range
         // checking the watermark.
+        // Time bounds are key bounds (see `task_key`); the watermark is a
+        // timestamp, whose keys are within 64 bits.
         let (recent_range, indexed_range) = match &self.time_range {
             Some(range) => {
-                let start = params.bind("?", to_micros(range.start));
-                let end = params.bind("?", to_micros(range.end));
+                let start = params.bind("?", at_or_after(to_micros(range.start)));
+                let end = params.bind("?", at_or_before(to_micros(range.end)));
                 (
                     format!(
-                        "timestamp >= (SELECT max(watermark + 1, {start}) FROM task_index_state) \
-                         AND timestamp <= {end}"
+                        "time_key >= (SELECT max((watermark + 1) * {PER_MICROSECOND}, {start}) \
+                         FROM task_index_state) AND time_key <= {end}"
                     ),
-                    format!(" AND timestamp >= {start} AND timestamp <= {end}"),
+                    format!(" AND time_key >= {start} AND time_key <= {end}"),
                 )
             }
             None => (
-                "timestamp > (SELECT watermark FROM task_index_state)".to_owned(),
+                format!(
+                    "time_key >= (SELECT (watermark + 1) * {PER_MICROSECOND} FROM task_index_state)"
+                ),
                 String::new(),
             ),
         };
@@ -594,7 +607,8 @@ mod tests {
             sql,
             format!(
                 "(SELECT * FROM task_metrics \
-                  WHERE timestamp > (SELECT watermark FROM task_index_state) AND {agent} \
+                  WHERE time_key >= (SELECT (watermark + 1) * 1024 FROM task_index_state) \
+                  AND {agent} \
                   UNION ALL \
                   SELECT * FROM task_metrics WHERE indexed = 1 AND {agent}) m \
                  WHERE m.result = ?2"

@@ -4,6 +4,7 @@ use chrono::Duration;
 use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+use super::fold::up_to_sql;
 use super::{in_chunks, DAY_US, HOUR_US};
 use crate::error::{Error, Result};
 use crate::query::to_micros;
@@ -11,6 +12,7 @@ use crate::record::{now, MetricKind};
 use crate::rollup_row::rollup_table;
 use crate::rows::Cache;
 use crate::storage::MetricsStorage;
+use crate::task_key::{older_than, time_order};
 use crate::writer::Writer;
 
 /// The reference's retention period.
@@ -120,8 +122,9 @@ impl MetricsStorage {
             };
             let mut report = CleanupReport::default();
             for kind in MetricKind::ALL {
-                let sql = format!("SELECT count(*) FROM {} WHERE timestamp < ?1", kind.table());
-                report.set(*kind, count(sql, vec![cutoff])?);
+                let (older, bound) = older_than(*kind, cutoff);
+                let sql = format!("SELECT count(*) FROM {} WHERE {older}", kind.table());
+                report.set(*kind, count(sql, vec![bound])?);
                 for (level, last_bucket) in whole_buckets_before(cutoff) {
                     let sql = format!(
                         "SELECT count(*) FROM {} WHERE level = ?1 AND bucket <= ?2",
@@ -217,31 +220,28 @@ pub(super) fn delete_chunk(
     cutoff: i64,
     limit: i64,
 ) -> Result<usize> {
-    let (table, key) = match kind {
-        MetricKind::Task => ("task_metrics", "task_id"),
-        MetricKind::Agent => ("agent_metrics", "metric_id"),
-        MetricKind::Swarm => ("swarm_metrics", "metric_id"),
-    };
+    let (table, order) = (kind.table(), time_order(kind).join(", "));
+    let (older, bound) = older_than(kind, cutoff);
     let boundary = format!(
-        "SELECT timestamp, {key} FROM {table} WHERE timestamp < ?1 \
-         ORDER BY timestamp, {key} LIMIT 1 OFFSET ?2"
+        "SELECT {order} FROM {table} WHERE {older} ORDER BY {order} LIMIT 1 OFFSET ?2"
     );
-    let last: Option<(i64, rusqlite::types::Value)> = conn
+    let width = time_order(kind).len();
+    let last: Option<Vec<rusqlite::types::Value>> = conn
         .prepare_cached(&boundary)
         .and_then(|mut s| {
-            s.query_row((cutoff, limit - 1), |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
+            s.query_row((bound, limit - 1), |r| {
+                (0..width).map(|i| r.get(i)).collect()
+            })
+            .optional()
         })
         .map_err(Error::sqlite("clean up old metrics"))?;
     let deleted = match last {
-        Some((timestamp, key_value)) => conn
-            .prepare_cached(&format!(
-                "DELETE FROM {table} WHERE (timestamp, {key}) <= (?1, ?2)"
-            ))
-            .and_then(|mut s| s.execute((timestamp, key_value))),
+        Some(last) => conn
+            .prepare_cached(&up_to_sql(kind))
+            .and_then(|mut s| s.execute(rusqlite::params_from_iter(last.iter()))),
         None => conn
-            .prepare_cached(&format!("DELETE FROM {table} WHERE timestamp < ?1"))
-            .and_then(|mut s| s.execute([cutoff])),
+            .prepare_cached(&format!("DELETE FROM {table} WHERE {older}"))
+            .and_then(|mut s| s.execute([bound])),
     };
     deleted.map_err(Error::sqlite("clean up old metrics"))
 }

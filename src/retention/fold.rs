@@ -15,6 +15,7 @@ use crate::record::MetricKind;
 use crate::rollup_row::{insert_sql, key_columns, read_summary, rollup_table, row_values};
 use crate::storage::each_row;
 use crate::summary::Summary;
+use crate::task_key::{older_than, time_order};
 use crate::tiers::{Step, DAY_US, HOUR_US};
 
 impl Step {
@@ -22,7 +23,10 @@ impl Step {
     /// parameter.
     pub(super) fn has_work_sql(&self) -> (String, i64) {
         let (table, condition, cutoff) = match *self {
-            Step::FoldRaw { kind, cutoff, .. } => (kind.table(), "timestamp < ?1", cutoff),
+            Step::FoldRaw { kind, cutoff, .. } => {
+                let (condition, bound) = older_than(kind, cutoff);
+                (kind.table(), condition, bound)
+            }
             Step::FoldHourly { kind, cutoff, .. } => {
                 (rollup_table(kind), "level = 1 AND bucket < ?1", cutoff)
             }
@@ -124,63 +128,73 @@ fn merge_into(
 /// Folds the oldest chunk of raw rows before `cutoff` into hourly rollups
 /// and deletes them. Returns how many rows it folded.
 fn fold_raw(conn: &Connection, kind: MetricKind, cutoff: i64, limit: i64) -> Result<usize> {
-    let (table, order_key, select) = match kind {
-        MetricKind::Task => (
-            "task_metrics",
-            "task_id",
-            "SELECT timestamp, task_id, agent, coalesce(swarm, 0), result, duration_ms, tokens_used, files_changed \
-             FROM task_metrics WHERE timestamp < ?1 ORDER BY timestamp, task_id LIMIT ?2",
-        ),
-        MetricKind::Agent => (
-            "agent_metrics",
-            "metric_id",
-            "SELECT timestamp, metric_id, agent, metric_type, value \
-             FROM agent_metrics WHERE timestamp < ?1 ORDER BY timestamp, metric_id LIMIT ?2",
-        ),
-        MetricKind::Swarm => (
-            "swarm_metrics",
-            "metric_id",
-            "SELECT timestamp, metric_id, swarm, metric_type, value \
-             FROM swarm_metrics WHERE timestamp < ?1 ORDER BY timestamp, metric_id LIMIT ?2",
-        ),
+    // Rows come in time order (see `time_order`), whose columns come
+    // first, each row's timestamp after them.
+    let columns = match kind {
+        MetricKind::Task => {
+            "agent, coalesce(swarm, 0), result, duration_ms, tokens_used, files_changed"
+        }
+        MetricKind::Agent => "agent, metric_type, value",
+        MetricKind::Swarm => "swarm, metric_type, value",
     };
+    let (table, order) = (kind.table(), time_order(kind));
+    let (older, bound) = older_than(kind, cutoff);
+    let select = format!(
+        "SELECT {order}, timestamp, {columns} FROM {table} WHERE {older} \
+         ORDER BY {order} LIMIT ?2",
+        order = order.join(", "),
+    );
+    let at = order.len();
     let mut groups = Groups::new();
-    // The key of the last row folded: a timestamp and the task id or
-    // metric id that orders rows within it.
-    let mut last: Option<(i64, SqlValue)> = None;
+    // The time order of the last row folded.
+    let mut last: Option<Vec<SqlValue>> = None;
     let mut n = 0;
-    let params = vec![cutoff.into(), limit.into()];
-    each_row(conn, select, params, "fold metrics", |row| {
-        let get = |i: usize| row.get::<_, i64>(i).map_err(Error::sqlite("fold metrics"));
+    let params = vec![bound.into(), limit.into()];
+    each_row(conn, &select, params, "fold metrics", |row| {
+        let get = |i: usize| {
+            row.get::<_, i64>(at + i)
+                .map_err(Error::sqlite("fold metrics"))
+        };
         let ts = get(0)?;
-        let within: SqlValue = row.get(1).map_err(Error::sqlite("fold metrics"))?;
-        last = Some((ts, within));
+        let order_of_row = (0..at).map(|i| row.get(i)).collect::<rusqlite::Result<_>>();
+        last = Some(order_of_row.map_err(Error::sqlite("fold metrics"))?);
         n += 1;
         let bucket = floor_to(ts, HOUR_US);
-        let key = vec![get(2)?, get(3)?];
+        let key = vec![get(1)?, get(2)?];
         let summary = groups
             .entry((bucket, key))
             .or_insert_with(|| Summary::new(kind));
         match kind {
             MetricKind::Task => {
-                let result = usize::try_from(get(4)?).unwrap_or(usize::MAX);
-                summary.push_task(result, [get(5)?, get(6)?, get(7)?])
+                let result = usize::try_from(get(3)?).unwrap_or(usize::MAX);
+                summary.push_task(result, [get(4)?, get(5)?, get(6)?])
             }
             _ => {
-                let value: f64 = row.get(4).map_err(Error::sqlite("fold metrics"))?;
+                let value: f64 = row.get(at + 3).map_err(Error::sqlite("fold metrics"))?;
                 summary.push_value(value)
             }
         }
     })?;
     merge_groups(conn, kind, 1, groups)?;
-    if let Some((ts, k)) = last {
-        conn.prepare_cached(&format!(
-            "DELETE FROM {table} WHERE (timestamp, {order_key}) <= (?1, ?2)"
-        ))
-        .and_then(|mut s| s.execute((ts, k)))
-        .map_err(Error::sqlite("fold metrics"))?;
+    if let Some(last) = last {
+        conn.prepare_cached(&up_to_sql(kind))
+            .and_then(|mut s| s.execute(rusqlite::params_from_iter(last.iter())))
+            .map_err(Error::sqlite("fold metrics"))?;
     }
     Ok(n)
+}
+
+/// The statement deleting the raw rows of `kind` up to the one whose
+/// time order (see `time_order`) is bound to `?1` (and `?2`).
+pub(super) fn up_to_sql(kind: MetricKind) -> String {
+    let order = time_order(kind);
+    let values: Vec<String> = (1..=order.len()).map(|i| format!("?{i}")).collect();
+    format!(
+        "DELETE FROM {} WHERE ({}) <= ({})",
+        kind.table(),
+        order.join(", "),
+        values.join(", ")
+    )
 }
 
 /// Folds the oldest chunk of hourly rollups before `cutoff` into daily
