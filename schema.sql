@@ -116,9 +116,9 @@ CREATE TABLE swarm_summaries (
 ) WITHOUT ROWID;
 
 CREATE TABLE "task_metrics" (
-    -- timestamp * 1024 + the row's place among the task ids of its
-    -- microsecond.
-    time_key      INTEGER PRIMARY KEY,
+    timestamp     INTEGER NOT NULL,
+    -- The row's number among the rows of its microsecond.
+    seq           INTEGER NOT NULL,
     task_id       TEXT    NOT NULL,
     -- The columns aggregates read come first: SQLite finds a column by
     -- walking the ones before it.
@@ -131,10 +131,10 @@ CREATE TABLE "task_metrics" (
     -- 1 once the row is in the agent and task-id indexes; see
     -- task_index_state.
     indexed       INTEGER NOT NULL DEFAULT 1 CHECK (indexed IN (0, 1)),
-    timestamp     INTEGER GENERATED ALWAYS AS (time_key >> 10) VIRTUAL
-);
+    PRIMARY KEY (timestamp, seq)
+) WITHOUT ROWID;
 
-CREATE INDEX idx_task_metrics_agent ON task_metrics (agent) WHERE indexed = 1;
+CREATE INDEX idx_task_metrics_agent ON task_metrics (agent, timestamp) WHERE indexed = 1;
 
 CREATE INDEX idx_task_metrics_task_id ON task_metrics (task_id) WHERE indexed = 1;
 

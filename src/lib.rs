@@ -98,7 +98,6 @@ mod stats;
 mod storage;
 mod store;
 mod summary;
-mod task_key;
 mod task_place;
 mod tiers;
 mod writer;

@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::record::{validate_id, MetricKind, MetricType, TaskResult};
-use crate::task_key::{at_or_after, at_or_before, PER_MICROSECOND};
 
 /// How many rows a query returns when the caller does not say: the
 /// reference's default.
@@ -320,17 +319,9 @@ impl Filter {
         if let Some(result) = self.result {
             clauses.push(params.bind("m.result = ?", result.code()));
         }
-        // An indexed source holds the time range itself; task metrics
-        // are found by the key their time is part of.
-        match (indexed.is_none(), kind, &self.time_range) {
-            (false, ..) => {}
-            (true, MetricKind::Task, Some(range)) => {
-                clauses.push(params.bind("m.time_key >= ?", at_or_after(to_micros(range.start))));
-                clauses.push(params.bind("m.time_key <= ?", at_or_before(to_micros(range.end))));
-            }
-            (true, ..) => {
-                self.bind_type_and_range(kind, &mut params, &mut clauses, "m", "m.timestamp")
-            }
+        // An indexed source holds the time range itself.
+        if indexed.is_none() {
+            self.bind_type_and_range(kind, &mut params, &mut clauses, "m", "m.timestamp");
         }
         let source = indexed.unwrap_or_else(|| kind.table().to_owned());
         (source, all_of(&clauses), params.into_values())
@@ -365,7 +356,14 @@ impl Filter {
         let mut through_index = String::new();
         if let Some(id) = &self.task_id {
             keys.push(params.bind("task_id = ?", id.clone()));
-            self.bind_agent_and_swarm(params, clauses);
+            // The agent index must not be chosen over the task id's, for
+            // the order it gives: `+` keeps it out.
+            if let Some(id) = &self.agent_id {
+                clauses.push(params.bind(&format!("+m.{AGENT_IS}"), id.clone()));
+            }
+            if let Some(id) = &self.swarm_id {
+                clauses.push(params.bind(&format!("+m.{SWARM_IS}"), id.clone()));
+            }
         } else {
             if let Some(id) = &self.agent_id {
                 keys.push(params.bind(AGENT_IS, id.clone()));
@@ -391,24 +389,20 @@ impl Filter {
         // the watermark and the range's start in one bound, or SQLite may
         // start at the range's start and walk every row of the range
         // checking the watermark.
-        // Time bounds are key bounds (see `task_key`); the watermark is a
-        // timestamp, whose keys are within 64 bits.
         let (recent_range, indexed_range) = match &self.time_range {
             Some(range) => {
-                let start = params.bind("?", at_or_after(to_micros(range.start)));
-                let end = params.bind("?", at_or_before(to_micros(range.end)));
+                let start = params.bind("?", to_micros(range.start));
+                let end = params.bind("?", to_micros(range.end));
                 (
                     format!(
-                        "time_key >= (SELECT max((watermark + 1) * {PER_MICROSECOND}, {start}) \
-                         FROM task_index_state) AND time_key <= {end}"
+                        "timestamp >= (SELECT max(watermark + 1, {start}) FROM task_index_state) \
+                         AND timestamp <= {end}"
                     ),
-                    format!(" AND time_key >= {start} AND time_key <= {end}"),
+                    format!(" AND timestamp >= {start} AND timestamp <= {end}"),
                 )
             }
             None => (
-                format!(
-                    "time_key >= (SELECT (watermark + 1) * {PER_MICROSECOND} FROM task_index_state)"
-                ),
+                "timestamp > (SELECT watermark FROM task_index_state)".to_owned(),
                 String::new(),
             ),
         };
@@ -607,8 +601,7 @@ mod tests {
             sql,
             format!(
                 "(SELECT * FROM task_metrics \
-                  WHERE time_key >= (SELECT (watermark + 1) * 1024 FROM task_index_state) \
-                  AND {agent} \
+                  WHERE timestamp > (SELECT watermark FROM task_index_state) AND {agent} \
                   UNION ALL \
                   SELECT * FROM task_metrics WHERE indexed = 1 AND {agent}) m \
                  WHERE m.result = ?2"

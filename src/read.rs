@@ -35,40 +35,10 @@ enum ServerRows<T> {
     Entities(fn(crate::postgres::EntityRow) -> T),
 }
 
-/// The orders task metrics are read in.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum TaskOrder {
-    /// Newest first; among equal timestamps by task id, last first.
-    NewestFirst,
-    /// Longest duration first, then newest first.
-    SlowestFirst,
-}
-
-impl TaskOrder {
-    /// The order over the file's table aliased `m`, by its key, which
-    /// orders rows by timestamp and task id.
-    const fn file_sql(self) -> &'static str {
-        match self {
-            TaskOrder::NewestFirst => "m.time_key DESC",
-            TaskOrder::SlowestFirst => "m.duration_ms DESC, m.time_key DESC",
-        }
-    }
-
-    /// The same order over a server's table aliased `m`.
-    #[cfg(feature = "postgres")]
-    const fn server_sql(self) -> &'static str {
-        match self {
-            TaskOrder::NewestFirst => "m.timestamp DESC, m.task_id DESC",
-            TaskOrder::SlowestFirst => "m.duration_ms DESC, m.timestamp DESC, m.task_id DESC",
-        }
-    }
-}
-
 const TASKS: Rows<TaskMetric> = Rows {
     kind: MetricKind::Task,
-    newest_first: TaskOrder::NewestFirst.file_sql(),
-    // The key orders task metrics by time, then task id (see `task_key`).
-    oldest_first: "m.time_key",
+    newest_first: "m.timestamp DESC, m.task_id DESC",
+    oldest_first: "m.timestamp, m.task_id",
     decode: task_from_row,
     operation: "read task metrics",
     #[cfg(feature = "postgres")]
@@ -105,21 +75,18 @@ impl MetricsStorage {
     /// not apply to task metrics; [`Error::Sqlite`] or [`Error::Pool`] when
     /// the read fails.
     pub fn get_task_metrics(&self, filter: &Filter, limit: usize) -> Result<Vec<TaskMetric>> {
-        self.get_task_metrics_ordered(filter, limit, TaskOrder::NewestFirst)
+        self.get_task_metrics_ordered(filter, limit, TASKS.newest_first)
     }
 
-    /// Task metrics matching `filter` in another order, at most `limit`.
+    /// Task metrics matching `filter` in another order (an SQL `ORDER BY`
+    /// list over the table aliased `m`), at most `limit`.
     pub(crate) fn get_task_metrics_ordered(
         &self,
         filter: &Filter,
         limit: usize,
-        order: TaskOrder,
+        order: &str,
     ) -> Result<Vec<TaskMetric>> {
-        #[cfg(feature = "postgres")]
-        if self.postgres().is_some() {
-            return self.get_rows(&TASKS, filter, limit, order.server_sql());
-        }
-        self.get_rows(&TASKS, filter, limit, order.file_sql())
+        self.get_rows(&TASKS, filter, limit, order)
     }
 
     /// Agent metrics matching `filter`, newest first, at most `limit`.

@@ -20,8 +20,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::error::{Error, Result};
 use crate::query::to_micros;
 use crate::record::{Entity, MetricKind, TaskMetric};
-use crate::task_key::at_or_before;
-use crate::task_place::{place, NewestKey, Place};
+use crate::task_place::{NewestTime, Place, Placer};
 use crate::writer::Caches;
 
 /// Task metrics stored one at a time that wait, at most, before joining the
@@ -46,8 +45,8 @@ pub(crate) struct Cache {
     /// How many task metrics are later than the watermark (an upper bound:
     /// deletes may have removed some).
     unindexed: Option<usize>,
-    /// The largest task metric key stored.
-    newest_key: NewestKey,
+    /// The newest task metric's timestamp.
+    newest: NewestTime,
 }
 
 impl Cache {
@@ -61,7 +60,7 @@ impl Cache {
             agent_swarms: HashSet::new(),
             watermark: None,
             unindexed: None,
-            newest_key: NewestKey::default(),
+            newest: NewestTime::default(),
         }
     }
 }
@@ -118,11 +117,12 @@ pub(crate) fn intern(
     Ok(id)
 }
 
-/// Stores a task metric at the key `task_place::place` found for it.
+/// Stores a task metric where `task_place` put it.
 const INSERT_TASK: &str = "\
 INSERT INTO task_metrics
-    (time_key, task_id, agent, swarm, duration_ms, result, tokens_used, files_changed, indexed)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+    (timestamp, seq, task_id, agent, swarm, duration_ms, result, tokens_used, files_changed,
+     indexed)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 
 /// Records that `agent` ran tasks in `swarm`, which swarm queries use to
 /// find the swarm's tasks through the agent index.
@@ -159,8 +159,8 @@ pub(crate) fn unindexed(conn: &Connection, cache: &mut Cache) -> Result<usize> {
     }
     let watermark = watermark(conn, cache)?;
     let n: i64 = conn
-        .prepare_cached("SELECT count(*) FROM task_metrics WHERE time_key > ?1")
-        .and_then(|mut s| s.query_row([at_or_before(watermark)], |r| r.get(0)))
+        .prepare_cached("SELECT count(*) FROM task_metrics WHERE timestamp > ?1")
+        .and_then(|mut s| s.query_row([watermark], |r| r.get(0)))
         .map_err(Error::sqlite("count unindexed metrics"))?;
     let n = usize::try_from(n).unwrap_or(usize::MAX);
     cache.unindexed = Some(n);
@@ -172,7 +172,7 @@ pub(crate) fn unindexed(conn: &Connection, cache: &mut Cache) -> Result<usize> {
 pub(crate) fn index_pending(conn: &Connection, cache: &mut Cache) -> Result<()> {
     let old = watermark(conn, cache)?;
     let newest: Option<i64> = conn
-        .prepare_cached("SELECT max(time_key) >> 10 FROM task_metrics")
+        .prepare_cached("SELECT max(timestamp) FROM task_metrics")
         .and_then(|mut s| s.query_row([], |r| r.get(0)))
         .map_err(Error::sqlite("index task metrics"))?;
     if let Some(new) = newest.filter(|&new| new > old) {
@@ -187,9 +187,9 @@ pub(crate) fn index_pending(conn: &Connection, cache: &mut Cache) -> Result<()> 
 fn set_watermark(conn: &Connection, cache: &mut Cache, old: i64, new: i64) -> Result<()> {
     conn.prepare_cached(
         "UPDATE task_metrics SET indexed = 1 \
-         WHERE time_key > ?1 AND time_key <= ?2 AND indexed = 0",
+         WHERE timestamp > ?1 AND timestamp <= ?2 AND indexed = 0",
     )
-    .and_then(|mut s| s.execute([at_or_before(old), at_or_before(new)]))
+    .and_then(|mut s| s.execute([old, new]))
     .map_err(Error::sqlite("index task metrics"))?;
     record_watermark(conn, cache, new)
 }
@@ -224,6 +224,9 @@ pub(crate) fn insert_tasks(
     let watermark = watermark(conn, cache)?;
     let mut newest = watermark;
     let mut inserted = 0;
+    // A retried store of a task metric already stored (same timestamp and
+    // task id) is found and ignored.
+    let mut placer = Placer::new(conn, watermark);
     let mut stmt = conn
         .prepare_cached(INSERT_TASK)
         .map_err(Error::sqlite("store task metrics"))?;
@@ -240,14 +243,15 @@ pub(crate) fn insert_tasks(
         // Validated before submission: every count fits an i64.
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let timestamp = to_micros(task.timestamp);
-        let key = match place(conn, &mut cache.newest_key, timestamp, &task.task_id)? {
-            Place::At(key) => key,
+        let seq = match placer.place(&mut cache.newest, timestamp, &task.task_id)? {
+            Place::At(seq) => seq,
             Place::Stored => continue,
         };
         let indexed = eager || timestamp <= watermark;
         let new = stmt
             .execute(params![
-                key,
+                timestamp,
+                seq,
                 task.task_id,
                 agent,
                 swarm,
@@ -258,7 +262,6 @@ pub(crate) fn insert_tasks(
                 indexed,
             ])
             .map_err(Error::sqlite("store task metrics"))?;
-        cache.newest_key.stored(key);
         inserted += new;
         if new > 0 && !indexed {
             cache.unindexed = cache.unindexed.map(|n| n + 1);

@@ -1,227 +1,222 @@
-//! Finding the key of a task metric about to be stored (see
-//! [`task_key`](crate::task_key)): after every stored row, or among the
-//! rows of its microsecond, in task-id order.
+//! Where a task metric about to be stored goes: its `seq` among the rows
+//! of its microsecond (the key is `(timestamp, seq)`), or nowhere, when the
+//! same task id is stored at that microsecond already (a retry).
 //!
-//! Metrics reported now are later than everything stored, and take the
-//! first key of their microsecond with no look-up. Any other is looked for
-//! among the rows of its microsecond: found, it is a retry and is not
-//! stored again; otherwise the rows with larger task ids move up one key
-//! to make room, so that key order stays (timestamp, task id) order.
+//! Metrics reported now are later than everything stored and need no
+//! look-up at all. Any other is looked for among the rows of its
+//! microsecond: through the task-id index when they are indexed (the
+//! microsecond is at or before the index watermark), or else by reading
+//! them, and there are few of those (rows past the watermark join the
+//! index every few thousand). Rows of one store call that share a
+//! microsecond nobody stored before are checked in memory: a batch of
+//! thousands of tasks stamped alike costs no more than any other.
+
+use std::collections::{HashMap, HashSet};
 
 use rusqlite::Connection;
 
 use crate::error::{Error, Result};
-use crate::task_key::{first_key, last_key, PER_MICROSECOND};
 
 /// Where a task metric goes.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Place {
-    /// A free key, in task-id order among the rows of its microsecond.
+    /// The row's `seq`, free among the rows of its microsecond.
     At(i64),
     /// A metric with the same timestamp and task id is stored already.
     Stored,
 }
 
-/// The largest key stored, remembered by the writer between stores.
+/// The newest timestamp stored, remembered by the writer between stores
+/// (`None` until read).
 #[derive(Debug, Default)]
-pub(crate) struct NewestKey(Option<Option<i64>>);
+pub(crate) struct NewestTime(Option<Option<i64>>);
 
-impl NewestKey {
+impl NewestTime {
     fn get(&mut self, conn: &Connection) -> Result<Option<i64>> {
         if let Some(newest) = self.0 {
             return Ok(newest);
         }
         let newest = conn
-            .prepare_cached("SELECT max(time_key) FROM task_metrics")
+            .prepare_cached("SELECT max(timestamp) FROM task_metrics")
             .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(Error::sqlite("store task metrics"))?;
         self.0 = Some(newest);
         Ok(newest)
     }
 
-    /// Records that `key` is stored now.
-    pub fn stored(&mut self, key: i64) {
+    fn stored(&mut self, us: i64) {
         if let Some(newest) = &mut self.0 {
-            *newest = Some(newest.map_or(key, |n| n.max(key)));
+            *newest = Some(newest.map_or(us, |n| n.max(us)));
         }
     }
 }
 
-/// The key for a task metric of microsecond `us` and `task_id`, making
-/// room for it among the rows of that microsecond if need be. Must run in
-/// the write transaction that stores it.
-pub(crate) fn place(
-    conn: &Connection,
-    newest: &mut NewestKey,
-    us: i64,
-    task_id: &str,
-) -> Result<Place> {
-    let first = first_key(us);
-    if newest.get(conn)?.is_none_or(|n| first > n) {
-        return Ok(Place::At(first));
+/// The rows of a microsecond that was empty when this store call first
+/// met it: all of them are this call's.
+struct Fresh {
+    next: i64,
+    ids: HashSet<String>,
+}
+
+/// Places the task metrics of one store call, inside its transaction.
+pub(crate) struct Placer<'c> {
+    conn: &'c Connection,
+    /// The index watermark: rows up to it are in the task-id index, and
+    /// only they.
+    watermark: i64,
+    fresh: HashMap<i64, Fresh>,
+}
+
+impl<'c> Placer<'c> {
+    /// A placer for a call whose rows are indexed iff they are at or
+    /// before `watermark`, or all of them, if the call moves the
+    /// watermark past them at its end (only rows after every stored row
+    /// are then past the watermark, and those are all this call's).
+    pub fn new(conn: &'c Connection, watermark: i64) -> Self {
+        Placer {
+            conn,
+            watermark,
+            fresh: HashMap::new(),
+        }
     }
-    let operation = "store task metrics";
-    let mut rows: Vec<(i64, String)> = conn
-        .prepare_cached(
-            "SELECT time_key, task_id FROM task_metrics \
-             WHERE time_key BETWEEN ?1 AND ?2 ORDER BY time_key",
-        )
-        .and_then(|mut s| {
-            s.query_map((first, last_key(us)), |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()
-        })
-        .map_err(Error::sqlite(operation))?;
-    // Keys follow task ids within a microsecond: find the new one's place.
-    let at = rows.partition_point(|(_, id)| id.as_str() < task_id);
-    if rows.get(at).is_some_and(|(_, id)| id == task_id) {
-        return Ok(Place::Stored);
-    }
-    if rows.len() >= PER_MICROSECOND as usize {
-        return Err(Error::invalid(
-            "timestamp",
-            format!(
-                "{PER_MICROSECOND} task metrics are stored with the timestamp of task \
-                 {task_id:?} already, as many as one microsecond can hold"
-            ),
-        ));
-    }
-    let Some(&(last, _)) = rows.last() else {
-        return Ok(Place::At(first));
-    };
-    if at == rows.len() && last < last_key(us) {
-        return Ok(Place::At(last + 1));
-    }
-    // Retention may have left a gap below the rows (it deletes by key), so
-    // there may be no free key above them: pack them from the first key.
-    if last == last_key(us) {
-        for (i, (key, _)) in rows.iter_mut().enumerate() {
-            let packed = first + i as i64;
-            if *key != packed {
-                move_row(conn, *key, packed)?;
-                *key = packed;
+
+    /// Where the task metric of microsecond `us` and `task_id` goes. The
+    /// caller stores it there (or not, for [`Place::Stored`]) before it
+    /// places the next one.
+    pub fn place(&mut self, newest: &mut NewestTime, us: i64, task_id: &str) -> Result<Place> {
+        if let Some(group) = self.fresh.get_mut(&us) {
+            if !group.ids.insert(task_id.to_owned()) {
+                return Ok(Place::Stored);
             }
+            group.next += 1;
+            return Ok(Place::At(group.next - 1));
         }
+        let empty = newest.get(self.conn)?.is_none_or(|n| us > n);
+        let next = if empty {
+            0
+        } else {
+            if self.stored(us, task_id)? {
+                return Ok(Place::Stored);
+            }
+            self.next_seq(us)?
+        };
+        if next == 0 {
+            let ids = HashSet::from([task_id.to_owned()]);
+            self.fresh.insert(us, Fresh { next: 1, ids });
+        }
+        newest.stored(us);
+        Ok(Place::At(next))
     }
-    // Move the larger task ids up one key, the largest first, so that each
-    // moves into a free key.
-    for &(key, _) in rows[at..].iter().rev() {
-        move_row(conn, key, key + 1)?;
-    }
-    newest.stored(rows.last().map_or(first, |(key, _)| key + 1));
-    Ok(Place::At(match rows.get(at) {
-        Some(&(key, _)) => key,
-        None => rows.last().map_or(first, |(key, _)| key + 1),
-    }))
-}
 
-/// Gives the row at key `from` the free key `to` (of the same microsecond).
-fn move_row(conn: &Connection, from: i64, to: i64) -> Result<()> {
-    conn.prepare_cached("UPDATE task_metrics SET time_key = ?2 WHERE time_key = ?1")
-        .and_then(|mut s| s.execute((from, to)))
-        .map_err(Error::sqlite("store task metrics"))?;
-    Ok(())
+    /// Whether `task_id` is stored at microsecond `us`.
+    fn stored(&self, us: i64, task_id: &str) -> Result<bool> {
+        let sql = if us <= self.watermark {
+            "SELECT EXISTS (SELECT 1 FROM task_metrics \
+             WHERE task_id = ?2 AND timestamp = ?1 AND indexed = 1)"
+        } else {
+            "SELECT EXISTS (SELECT 1 FROM task_metrics WHERE timestamp = ?1 AND task_id = ?2)"
+        };
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut s| s.query_row((us, task_id), |r| r.get(0)))
+            .map_err(Error::sqlite("store task metrics"))
+    }
+
+    /// The first `seq` after the rows of microsecond `us`.
+    fn next_seq(&self, us: i64) -> Result<i64> {
+        self.conn
+            .prepare_cached(
+                "SELECT coalesce(max(seq) + 1, 0) FROM task_metrics WHERE timestamp = ?1",
+            )
+            .and_then(|mut s| s.query_row([us], |r| r.get(0)))
+            .map_err(Error::sqlite("store task metrics"))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rows::{insert_tasks, Cache};
+    use crate::writer::Caches;
+    use crate::{TaskMetric, TaskResult};
+
+    /// Stores `tasks` as one writer transaction does: how many were new.
+    fn put(conn: &Connection, cache: &mut Cache, tasks: &[TaskMetric]) -> usize {
+        let new = insert_tasks(conn, cache, tasks).unwrap();
+        cache.before_commit(conn).unwrap();
+        new
+    }
 
     fn store() -> Connection {
         let conn = Connection::open_in_memory().unwrap();
         crate::open::schema::create_for_test(&conn);
-        conn.execute("INSERT INTO agents (id, name) VALUES (1, 'a')", [])
-            .unwrap();
         conn
     }
 
-    /// Places and stores `task_id` at microsecond `us`, as the writer does.
-    fn put(conn: &Connection, newest: &mut NewestKey, us: i64, task_id: &str) -> Place {
-        let place = place(conn, newest, us, task_id).unwrap();
-        if let Place::At(key) = place {
-            conn.execute(
-                "INSERT INTO task_metrics \
-                 (time_key, task_id, result, duration_ms, tokens_used, files_changed, agent) \
-                 VALUES (?1, ?2, 0, 1, 0, 0, 1)",
-                (key, task_id),
-            )
-            .unwrap();
-            newest.stored(key);
-        }
-        place
+    fn task(id: &str, us: i64) -> TaskMetric {
+        TaskMetric::new(id, "a", 1, TaskResult::Success)
+            .at(chrono::DateTime::from_timestamp_micros(us).unwrap())
     }
 
-    /// The task ids of microsecond `us` in key order, and whether the keys
-    /// decode to `us`.
-    fn ids_at(conn: &Connection, us: i64) -> Vec<String> {
-        let mut stmt = conn
-            .prepare(
-                "SELECT task_id, timestamp FROM task_metrics \
-                 WHERE time_key BETWEEN ?1 AND ?2 ORDER BY time_key",
-            )
-            .unwrap();
-        stmt.query_map((first_key(us), last_key(us)), |r| {
-            assert_eq!(r.get::<_, i64>(1)?, us);
-            r.get(0)
-        })
-        .unwrap()
-        .collect::<rusqlite::Result<_>>()
-        .unwrap()
+    /// `(timestamp, seq, task_id, indexed)` of every row, in key order.
+    fn rows(conn: &Connection) -> Vec<(i64, i64, String, bool)> {
+        conn.prepare("SELECT timestamp, seq, task_id, indexed FROM task_metrics")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
     }
 
     #[test]
-    fn rows_of_a_microsecond_keep_task_id_order_whatever_the_store_order() {
+    fn a_microsecond_holds_any_number_of_tasks_and_retries_are_found_everywhere() {
         let conn = store();
-        let mut newest = NewestKey::default();
-        assert_eq!(put(&conn, &mut newest, 5, "m"), Place::At(first_key(5)));
-        put(&conn, &mut newest, 9, "later");
-        for id in ["z", "a", "q", "b"] {
-            assert!(matches!(put(&conn, &mut newest, 5, id), Place::At(_)));
-        }
-        assert_eq!(ids_at(&conn, 5), ["a", "b", "m", "q", "z"]);
-        assert_eq!(ids_at(&conn, 9), ["later"]);
-        // Retries are found wherever they sit, with a cold cache too.
-        for id in ["a", "m", "z"] {
-            assert_eq!(put(&conn, &mut NewestKey::default(), 5, id), Place::Stored);
-        }
-        assert_eq!(put(&conn, &mut newest, 9, "later"), Place::Stored);
+        // Index groups of 4: rows past the watermark, and rows before it,
+        // are both looked up.
+        let mut cache = Cache::new(4);
+        let first: Vec<_> = (0..3).map(|i| task(&format!("t{i}"), 10)).collect();
+        assert_eq!(put(&conn, &mut cache, &first), 3);
+        // Unindexed rows of microsecond 10: retries found by reading them.
+        assert_eq!(put(&conn, &mut cache, &first[1..]), 0);
+        assert_eq!(put(&conn, &mut Cache::new(4), &first[..1]), 0);
+        // A later microsecond, then an earlier one: both fill the group.
+        let more = [task("u", 20), task("t9", 10), task("t3", 10)];
+        assert_eq!(put(&conn, &mut cache, &more), 3);
+        // Six rows joined the index at the fourth; retries of indexed rows
+        // are found through the task-id index, with a cold cache too.
+        let stored = rows(&conn);
+        assert!(stored.iter().all(|r| r.3), "{stored:?}");
+        let retry = [task("t0", 10), task("t9", 10), task("u", 20)];
+        assert_eq!(put(&conn, &mut Cache::new(4), &retry), 0);
+        assert_eq!(put(&conn, &mut cache, &retry), 0);
+        // The same task id at another microsecond is another metric.
+        assert_eq!(put(&conn, &mut cache, &[task("u", 10)]), 1);
+        let seqs: Vec<(i64, i64)> = rows(&conn).iter().map(|r| (r.0, r.1)).collect();
+        assert_eq!(
+            seqs,
+            [
+                (10, 0),
+                (10, 1),
+                (10, 2),
+                (10, 3),
+                (10, 4),
+                (10, 5),
+                (20, 0)
+            ]
+        );
     }
 
     #[test]
-    fn rows_left_at_the_top_of_a_microsecond_are_packed_to_make_room() {
+    fn a_batch_stamped_alike_is_checked_in_memory() {
         let conn = store();
-        let mut newest = NewestKey::default();
-        // Rows as a chunked delete may leave them: the last keys only.
-        for (i, id) in ["c", "d"].iter().enumerate() {
-            conn.execute(
-                "INSERT INTO task_metrics \
-                 (time_key, task_id, result, duration_ms, tokens_used, files_changed, agent) \
-                 VALUES (?1, ?2, 0, 1, 0, 0, 1)",
-                (last_key(3) - 1 + i as i64, id),
-            )
-            .unwrap();
-        }
-        put(&conn, &mut newest, 3, "e");
-        put(&conn, &mut newest, 3, "a");
-        assert_eq!(ids_at(&conn, 3), ["a", "c", "d", "e"]);
-    }
-
-    #[test]
-    fn a_full_microsecond_refuses_one_more_by_name() {
-        let conn = store();
-        let mut newest = NewestKey::default();
-        for i in 0..PER_MICROSECOND {
-            put(&conn, &mut newest, -7, &format!("t{i:04}"));
-        }
-        assert_eq!(ids_at(&conn, -7).len(), PER_MICROSECOND as usize);
-        let err = place(&conn, &mut newest, -7, "t").unwrap_err();
-        assert!(matches!(
-            err,
-            Error::InvalidInput {
-                field: "timestamp",
-                ..
-            }
-        ));
-        // A retry of a stored one is still recognised.
-        assert_eq!(put(&conn, &mut newest, -7, "t0005"), Place::Stored);
+        let mut cache = Cache::new(4096);
+        let mut batch: Vec<_> = (0..5000).map(|i| task(&format!("t{i}"), 7)).collect();
+        // Repeats inside the batch are stored once.
+        batch.extend((0..10).map(|i| task(&format!("t{i}"), 7)));
+        assert_eq!(put(&conn, &mut cache, &batch), 5000);
+        assert_eq!(put(&conn, &mut cache, &batch), 0);
+        let stored = rows(&conn);
+        assert_eq!(stored.len(), 5000);
+        assert_eq!(stored.last().unwrap().1, 4999);
     }
 }

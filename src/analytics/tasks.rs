@@ -9,7 +9,6 @@ use crate::aggregate::SuccessRate;
 use crate::error::{Error, Result};
 use crate::interval::Interval;
 use crate::query::{to_micros, Filter, TaskColumn};
-use crate::read::TaskOrder;
 use crate::record::{AggregationType, MetricKind, TaskMetric, TaskResult};
 use crate::retention::{merge_rollups, rollup_span, rollups_apply};
 use crate::rolled::{add_agent_rollups, AgentTotals};
@@ -252,7 +251,11 @@ impl MetricsStorage {
     /// As [`get_task_metrics`](Self::get_task_metrics), and for `n` = 0.
     pub fn slowest_tasks(&self, n: usize, filter: &Filter) -> Result<Vec<TaskMetric>> {
         validate_n(n)?;
-        self.get_task_metrics_ordered(filter, n, TaskOrder::SlowestFirst)
+        self.get_task_metrics_ordered(
+            filter,
+            n,
+            "m.duration_ms DESC, m.timestamp DESC, m.task_id DESC",
+        )
     }
 
     /// Task count, success rate, duration statistics, and token and file
@@ -370,7 +373,7 @@ impl MetricsStorage {
     /// As [`get_task_metrics`](Self::get_task_metrics).
     pub fn duration_outliers(&self, filter: &Filter) -> Result<Vec<Outlier>> {
         let tasks =
-            self.get_task_metrics_ordered(filter, usize::MAX, TaskOrder::NewestFirst)?;
+            self.get_task_metrics_ordered(filter, usize::MAX, "m.timestamp DESC, m.task_id DESC")?;
         let mut by_agent: BTreeMap<&str, Vec<&TaskMetric>> = BTreeMap::new();
         for t in &tasks {
             by_agent.entry(&t.agent_id).or_default().push(t);

@@ -18,8 +18,6 @@ pub(crate) const APPLICATION_ID: i64 = 0x5377_4d74;
 /// transaction as every other pending step.
 pub(crate) struct Migration {
     pub to: i64,
-    /// What refuses a file whose data the step cannot carry, before it.
-    pub check: Option<fn(&Connection) -> Result<()>>,
     pub sql: &'static str,
     /// What moves the data, after `sql`, where SQL alone cannot.
     pub then: Option<fn(&Connection) -> Result<()>>,
@@ -31,43 +29,36 @@ pub(crate) struct Migration {
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         to: 1,
-        check: None,
         sql: include_str!("../../migrations/0001_initial.sql"),
         then: None,
     },
     Migration {
         to: 2,
-        check: None,
         sql: include_str!("../../migrations/0002_time_keyed_tasks.sql"),
         then: None,
     },
     Migration {
         to: 3,
-        check: None,
         sql: include_str!("../../migrations/0003_compact_rollups.sql"),
         then: Some(super::upgrade::copy_v2_rollups),
     },
     Migration {
         to: 4,
-        check: None,
         sql: include_str!("../../migrations/0004_drop_old_rollups.sql"),
         then: None,
     },
     Migration {
         to: 5,
-        check: None,
         sql: include_str!("../../migrations/0005_metric_identity.sql"),
         then: None,
     },
     Migration {
         to: 6,
-        check: None,
         sql: include_str!("../../migrations/0006_task_id_index.sql"),
         then: None,
     },
     Migration {
         to: 7,
-        check: Some(super::upgrade::check_task_keys),
         sql: include_str!("../../migrations/0007_keyed_tasks.sql"),
         then: None,
     },
@@ -243,9 +234,6 @@ pub(crate) fn migrate(
 fn apply(conn: &Connection, migrations: &[Migration], from: i64, target: i64) -> Result<i64> {
     let mut version = from;
     for step in migrations.iter().filter(|m| m.to > from && m.to <= target) {
-        if let Some(check) = step.check {
-            check(conn)?;
-        }
         conn.execute_batch(step.sql)
             .map_err(Error::sqlite("migrate schema"))?;
         if let Some(then) = step.then {
@@ -454,13 +442,11 @@ mod tests {
         let steps = [
             Migration {
                 to: SCHEMA_VERSION + 1,
-                check: None,
                 sql: "CREATE TABLE step_two (x INTEGER);",
                 then: None,
             },
             Migration {
                 to: SCHEMA_VERSION + 2,
-                check: None,
                 sql: "CREATE TABLE step_three (x INTEGER); SELECT no_such_function();",
                 then: None,
             },

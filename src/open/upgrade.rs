@@ -3,7 +3,7 @@
 //! copied into the summaries of version 3, one row per bucket and key.
 
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OptionalExtension, Row};
+use rusqlite::{Connection, Row};
 
 use crate::error::{Error, Result};
 use crate::record::MetricKind;
@@ -94,47 +94,6 @@ fn copy_kind(conn: &Connection, kind: MetricKind, old: &str, measures: &[&str]) 
         write(k, &merged)?;
     }
     Ok(())
-}
-
-/// Refuses to migrate task metrics to version 7 when some cannot have a
-/// time key: timestamps outside the storable range, or more than 1024
-/// task metrics in one microsecond (see migrations/0007_keyed_tasks.sql).
-pub(super) fn check_task_keys(conn: &Connection) -> Result<()> {
-    use crate::task_key::{MAX_MICROS, MIN_MICROS, PER_MICROSECOND};
-    let refuse = |reason: String| Error::CorruptRow {
-        table: "task_metrics",
-        reason: format!("cannot move to schema version 7: {reason}"),
-    };
-    let operation = "check task metrics before migrating";
-    let outside: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM task_metrics WHERE timestamp < ?1 OR timestamp > ?2",
-            (MIN_MICROS, MAX_MICROS),
-            |r| r.get(0),
-        )
-        .map_err(Error::sqlite(operation))?;
-    if outside > 0 {
-        return Err(refuse(format!(
-            "{outside} task metrics have timestamps outside the years 1685 to 2255; \
-             delete them with the version that stored them"
-        )));
-    }
-    let crowded: Option<(i64, i64)> = conn
-        .query_row(
-            "SELECT timestamp, count(*) FROM task_metrics GROUP BY timestamp \
-             HAVING count(*) > ?1 LIMIT 1",
-            [PER_MICROSECOND],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(Error::sqlite(operation))?;
-    match crowded {
-        Some((us, n)) => Err(refuse(format!(
-            "{n} task metrics share the timestamp {us} (microseconds since 1970); \
-             at most {PER_MICROSECOND} can"
-        ))),
-        None => Ok(()),
-    }
 }
 
 fn corrupt(reason: impl Into<String>) -> Error {

@@ -4,7 +4,7 @@ use chrono::Duration;
 use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-use super::fold::up_to_sql;
+use super::fold::{time_order, up_to_sql};
 use super::{in_chunks, DAY_US, HOUR_US};
 use crate::error::{Error, Result};
 use crate::query::to_micros;
@@ -12,7 +12,6 @@ use crate::record::{now, MetricKind};
 use crate::rollup_row::rollup_table;
 use crate::rows::Cache;
 use crate::storage::MetricsStorage;
-use crate::task_key::{older_than, time_order};
 use crate::writer::Writer;
 
 /// The reference's retention period.
@@ -122,9 +121,8 @@ impl MetricsStorage {
             };
             let mut report = CleanupReport::default();
             for kind in MetricKind::ALL {
-                let (older, bound) = older_than(*kind, cutoff);
-                let sql = format!("SELECT count(*) FROM {} WHERE {older}", kind.table());
-                report.set(*kind, count(sql, vec![bound])?);
+                let sql = format!("SELECT count(*) FROM {} WHERE timestamp < ?1", kind.table());
+                report.set(*kind, count(sql, vec![cutoff])?);
                 for (level, last_bucket) in whole_buckets_before(cutoff) {
                     let sql = format!(
                         "SELECT count(*) FROM {} WHERE level = ?1 AND bucket <= ?2",
@@ -221,15 +219,14 @@ pub(super) fn delete_chunk(
     limit: i64,
 ) -> Result<usize> {
     let (table, order) = (kind.table(), time_order(kind).join(", "));
-    let (older, bound) = older_than(kind, cutoff);
     let boundary = format!(
-        "SELECT {order} FROM {table} WHERE {older} ORDER BY {order} LIMIT 1 OFFSET ?2"
+        "SELECT {order} FROM {table} WHERE timestamp < ?1 ORDER BY {order} LIMIT 1 OFFSET ?2"
     );
     let width = time_order(kind).len();
     let last: Option<Vec<rusqlite::types::Value>> = conn
         .prepare_cached(&boundary)
         .and_then(|mut s| {
-            s.query_row((bound, limit - 1), |r| {
+            s.query_row((cutoff, limit - 1), |r| {
                 (0..width).map(|i| r.get(i)).collect()
             })
             .optional()
@@ -240,8 +237,8 @@ pub(super) fn delete_chunk(
             .prepare_cached(&up_to_sql(kind))
             .and_then(|mut s| s.execute(rusqlite::params_from_iter(last.iter()))),
         None => conn
-            .prepare_cached(&format!("DELETE FROM {table} WHERE {older}"))
-            .and_then(|mut s| s.execute([bound])),
+            .prepare_cached(&format!("DELETE FROM {table} WHERE timestamp < ?1"))
+            .and_then(|mut s| s.execute([cutoff])),
     };
     deleted.map_err(Error::sqlite("clean up old metrics"))
 }

@@ -15,7 +15,6 @@ use crate::record::MetricKind;
 use crate::rollup_row::{insert_sql, key_columns, read_summary, rollup_table, row_values};
 use crate::storage::each_row;
 use crate::summary::Summary;
-use crate::task_key::{older_than, time_order};
 use crate::tiers::{Step, DAY_US, HOUR_US};
 
 impl Step {
@@ -23,10 +22,7 @@ impl Step {
     /// parameter.
     pub(super) fn has_work_sql(&self) -> (String, i64) {
         let (table, condition, cutoff) = match *self {
-            Step::FoldRaw { kind, cutoff, .. } => {
-                let (condition, bound) = older_than(kind, cutoff);
-                (kind.table(), condition, bound)
-            }
+            Step::FoldRaw { kind, cutoff, .. } => (kind.table(), "timestamp < ?1", cutoff),
             Step::FoldHourly { kind, cutoff, .. } => {
                 (rollup_table(kind), "level = 1 AND bucket < ?1", cutoff)
             }
@@ -128,8 +124,8 @@ fn merge_into(
 /// Folds the oldest chunk of raw rows before `cutoff` into hourly rollups
 /// and deletes them. Returns how many rows it folded.
 fn fold_raw(conn: &Connection, kind: MetricKind, cutoff: i64, limit: i64) -> Result<usize> {
-    // Rows come in time order (see `time_order`), whose columns come
-    // first, each row's timestamp after them.
+    // Rows come in time order, whose columns (see `time_order`) come
+    // first.
     let columns = match kind {
         MetricKind::Task => {
             "agent, coalesce(swarm, 0), result, duration_ms, tokens_used, files_changed"
@@ -138,9 +134,8 @@ fn fold_raw(conn: &Connection, kind: MetricKind, cutoff: i64, limit: i64) -> Res
         MetricKind::Swarm => "swarm, metric_type, value",
     };
     let (table, order) = (kind.table(), time_order(kind));
-    let (older, bound) = older_than(kind, cutoff);
     let select = format!(
-        "SELECT {order}, timestamp, {columns} FROM {table} WHERE {older} \
+        "SELECT {order}, {columns} FROM {table} WHERE timestamp < ?1 \
          ORDER BY {order} LIMIT ?2",
         order = order.join(", "),
     );
@@ -149,28 +144,28 @@ fn fold_raw(conn: &Connection, kind: MetricKind, cutoff: i64, limit: i64) -> Res
     // The time order of the last row folded.
     let mut last: Option<Vec<SqlValue>> = None;
     let mut n = 0;
-    let params = vec![bound.into(), limit.into()];
+    let params = vec![cutoff.into(), limit.into()];
     each_row(conn, &select, params, "fold metrics", |row| {
-        let get = |i: usize| {
-            row.get::<_, i64>(at + i)
-                .map_err(Error::sqlite("fold metrics"))
-        };
-        let ts = get(0)?;
+        let read = |i: usize| row.get::<_, i64>(i).map_err(Error::sqlite("fold metrics"));
+        // The timestamp comes first in every time order, the other
+        // columns after the order's.
+        let ts = read(0)?;
+        let get = |i: usize| read(at + i);
         let order_of_row = (0..at).map(|i| row.get(i)).collect::<rusqlite::Result<_>>();
         last = Some(order_of_row.map_err(Error::sqlite("fold metrics"))?);
         n += 1;
         let bucket = floor_to(ts, HOUR_US);
-        let key = vec![get(1)?, get(2)?];
+        let key = vec![get(0)?, get(1)?];
         let summary = groups
             .entry((bucket, key))
             .or_insert_with(|| Summary::new(kind));
         match kind {
             MetricKind::Task => {
-                let result = usize::try_from(get(3)?).unwrap_or(usize::MAX);
-                summary.push_task(result, [get(4)?, get(5)?, get(6)?])
+                let result = usize::try_from(get(2)?).unwrap_or(usize::MAX);
+                summary.push_task(result, [get(3)?, get(4)?, get(5)?])
             }
             _ => {
-                let value: f64 = row.get(at + 3).map_err(Error::sqlite("fold metrics"))?;
+                let value: f64 = row.get(at + 2).map_err(Error::sqlite("fold metrics"))?;
                 summary.push_value(value)
             }
         }
@@ -182,6 +177,15 @@ fn fold_raw(conn: &Connection, kind: MetricKind, cutoff: i64, limit: i64) -> Res
             .map_err(Error::sqlite("fold metrics"))?;
     }
     Ok(n)
+}
+
+/// The columns that order the raw rows of `kind` by time, one row apart,
+/// the timestamp first: as many as the values that bound a chunk of them.
+pub(super) fn time_order(kind: MetricKind) -> &'static [&'static str] {
+    match kind {
+        MetricKind::Task => &["timestamp", "seq"],
+        MetricKind::Agent | MetricKind::Swarm => &["timestamp", "metric_id"],
+    }
 }
 
 /// The statement deleting the raw rows of `kind` up to the one whose
