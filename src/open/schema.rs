@@ -398,6 +398,70 @@ mod tests {
         assert_eq!(count(MetricKind::Swarm), 1);
     }
 
+    /// Migration 7 keeps every task metric, indexed or not, with its
+    /// fields; rows of one microsecond read back in task-id order, and
+    /// retries of migrated rows are ignored.
+    #[test]
+    fn version_6_tasks_keep_their_answers_after_migration() {
+        use crate::{Filter, MetricsStorage, TaskMetric, TaskResult};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        apply_for_test(&conn, 6);
+        // Three tasks in one microsecond, stored out of task-id order; the
+        // last two rows not yet indexed.
+        conn.execute_batch(
+            "INSERT INTO agents (id, name) VALUES (1, 'a1'), (2, 'a2');
+             INSERT INTO swarms (id, name) VALUES (1, 's1');
+             INSERT INTO agent_swarms (swarm, agent) VALUES (1, 2);
+             INSERT INTO task_metrics (timestamp, task_id, result, duration_ms, tokens_used,
+                                       files_changed, agent, swarm, indexed) VALUES
+                 (5000000, 'c', 0, 30, 3, 1, 1, NULL, 1),
+                 (5000000, 'a', 1, 10, 1, 0, 2, 1, 1),
+                 (5000000, 'b', 2, 20, 2, 0, 1, NULL, 1),
+                 (9000000, 'd', 3, 40, 4, 2, 2, 1, 0),
+                 (9000001, 'e', 0, 50, 5, 0, 1, NULL, 0);
+             UPDATE task_index_state SET watermark = 5000000;",
+        )
+        .unwrap();
+        drop(conn);
+
+        let store = MetricsStorage::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let at = |us| chrono::DateTime::from_timestamp_micros(us).unwrap();
+        let task = |id: &str, agent: &str, ms, result, tokens, files, us| {
+            TaskMetric::new(id, agent, ms, result)
+                .tokens(tokens)
+                .files(files)
+                .at(at(us))
+        };
+        let expected = [
+            task("e", "a1", 50, TaskResult::Success, 5, 0, 9_000_001),
+            task("d", "a2", 40, TaskResult::Cancelled, 4, 2, 9_000_000).swarm("s1"),
+            task("c", "a1", 30, TaskResult::Success, 3, 1, 5_000_000),
+            task("b", "a1", 20, TaskResult::Timeout, 2, 0, 5_000_000),
+            task("a", "a2", 10, TaskResult::Failure, 1, 0, 5_000_000).swarm("s1"),
+        ];
+        assert_eq!(
+            store.get_task_metrics(&Filter::new(), 10).unwrap(),
+            expected
+        );
+        let by_agent = store.get_task_metrics(&Filter::new().agent("a2"), 10);
+        assert_eq!(
+            by_agent.unwrap(),
+            [expected[1].clone(), expected[4].clone()]
+        );
+        let by_task = store.get_task_metrics(&Filter::new().task("b"), 10);
+        assert_eq!(by_task.unwrap(), [expected[3].clone()]);
+        assert_eq!(store.store_task_metrics(&expected).unwrap(), 0);
+        let later = task("a", "a1", 1, TaskResult::Success, 0, 0, 5_000_000);
+        assert_eq!(store.store_task_metrics(&[later.clone()]).unwrap(), 0);
+        let elsewhen = later.at(at(5_000_001));
+        assert_eq!(store.store_task_metrics(&[elsewhen]).unwrap(), 1);
+    }
+
     #[test]
     fn the_last_migration_reaches_the_schema_version() {
         let versions: Vec<i64> = MIGRATIONS.iter().map(|m| m.to).collect();
