@@ -7,9 +7,10 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::Row;
 
 use crate::error::{Error, Result};
+use crate::query::TimeRange;
 use crate::query::{from_micros, to_micros, Filter};
 use crate::record::{AgentMetric, MetricKind, Stored, SwarmMetric, TaskMetric, TaskResult};
-use crate::storage::MetricsStorage;
+use crate::storage::{MetricsStorage, Snapshot};
 
 /// How the rows of one kind are read back: their two orders and their
 /// decoder.
@@ -86,7 +87,69 @@ impl MetricsStorage {
         limit: usize,
         order: &str,
     ) -> Result<Vec<TaskMetric>> {
+        #[cfg(feature = "postgres")]
+        let on_file = self.postgres().is_none();
+        #[cfg(not(feature = "postgres"))]
+        let on_file = true;
+        if on_file && order == TASKS.newest_first {
+            filter.validate(MetricKind::Task, false)?;
+            let limit = validate_limit(limit)?;
+            return self.read(|snapshot| self.newest_tasks(snapshot, filter, limit));
+        }
         self.get_rows(&TASKS, filter, limit, order)
+    }
+
+    /// The newest `limit` task metrics matching `filter` in the file, read
+    /// newest first by timestamp alone, which the indexes give with no
+    /// sort; rows that share a timestamp are then put in task-id order
+    /// here, where SQLite would sort the rows of each timestamp apart. When
+    /// the limit cuts a timestamp's rows, all of them are read, so that the
+    /// ones kept are the largest task ids.
+    fn newest_tasks(
+        &self,
+        snapshot: &Snapshot<'_>,
+        filter: &Filter,
+        limit: i64,
+    ) -> Result<Vec<TaskMetric>> {
+        let watermark = self.watermark_for(snapshot, MetricKind::Task, filter)?;
+        let read = |filter: &Filter, limit| {
+            let (sql, params) =
+                select_sql_ordered(MetricKind::Task, filter, limit, TASK_TIME_ORDER, watermark);
+            snapshot.rows(&sql, params, TASKS.operation, task_from_row)
+        };
+        let mut rows = read(filter, limit)?;
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        if let Some(last) = rows.last().filter(|_| rows.len() == limit) {
+            let at = last.timestamp;
+            let mut moment = filter.clone();
+            moment.time_range = Some(TimeRange::new(at, at)?);
+            let all_at = read(&moment, i64::MAX)?;
+            rows.retain(|t| t.timestamp != at);
+            rows.extend(all_at);
+        }
+        // Already newest first: only runs of equal timestamps move.
+        rows.sort_by(|a, b| (b.timestamp, &b.task_id).cmp(&(a.timestamp, &a.task_id)));
+        rows.truncate(limit);
+        Ok(rows)
+    }
+
+    /// The index watermark a read of `kind` matching `filter` may rely on
+    /// (see `Filter::source_and_clause`): only the indexed part need be
+    /// read when the range ends before it.
+    fn watermark_for(
+        &self,
+        snapshot: &Snapshot<'_>,
+        kind: MetricKind,
+        filter: &Filter,
+    ) -> Result<Option<i64>> {
+        let keyed =
+            filter.task_id.is_some() || filter.agent_id.is_some() || filter.swarm_id.is_some();
+        Ok(match (kind, &filter.time_range) {
+            (MetricKind::Task, Some(range)) if keyed => {
+                Some(self.watermark_from(snapshot, to_micros(range.end()))?)
+            }
+            _ => None,
+        })
     }
 
     /// Agent metrics matching `filter`, newest first, at most `limit`.
@@ -201,16 +264,7 @@ impl MetricsStorage {
             });
         }
         self.read(|snapshot| {
-            // Only the indexed part need be read when the range ends before
-            // the watermark (see `Filter::source_and_clause`).
-            let keyed =
-                filter.task_id.is_some() || filter.agent_id.is_some() || filter.swarm_id.is_some();
-            let watermark = match (rows.kind, &filter.time_range) {
-                (MetricKind::Task, Some(range)) if keyed => {
-                    Some(self.watermark_from(snapshot, to_micros(range.end()))?)
-                }
-                _ => None,
-            };
+            let watermark = self.watermark_for(snapshot, rows.kind, filter)?;
             let (sql, params) = select_sql_ordered(rows.kind, filter, limit, order, watermark);
             snapshot.rows(&sql, params, rows.operation, rows.decode)
         })
@@ -248,11 +302,17 @@ impl MetricsStorage {
     }
 }
 
-/// The query behind `get_*_metrics`: rows of `kind` matching `filter`,
-/// newest first, at most `limit`, with their parameters.
+/// The file's task metrics newest first by timestamp alone, which the
+/// indexes give with no sort (also when two parts of a read are merged);
+/// [`MetricsStorage::newest_tasks`] puts the rows of one timestamp in
+/// task-id order.
+const TASK_TIME_ORDER: &str = "m.timestamp DESC";
+
+/// The query behind `get_*_metrics` on a file: rows of `kind` matching
+/// `filter`, newest first, at most `limit`, with their parameters.
 pub(crate) fn select_sql(kind: MetricKind, filter: &Filter, limit: i64) -> (String, Vec<SqlValue>) {
     let order = match kind {
-        MetricKind::Task => TASKS.newest_first,
+        MetricKind::Task => TASK_TIME_ORDER,
         MetricKind::Agent => AGENTS.newest_first,
         MetricKind::Swarm => SWARMS.newest_first,
     };

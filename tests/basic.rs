@@ -990,3 +990,42 @@ fn a_store_from_inside_a_stream_is_refused_not_hung() {
         .unwrap());
     assert_eq!(counts(&store), [4, 3, 3]);
 }
+
+#[test]
+fn a_limit_that_cuts_one_microsecond_keeps_its_largest_task_ids() {
+    for backend in stores() {
+        let store = &backend.store;
+        // Six tasks of one microsecond, stored out of task-id order, one at
+        // a time and past the index watermark, between two others.
+        let mut model = vec![
+            task("before", "a", 1, TaskResult::Success, -1),
+            task("after", "a", 1, TaskResult::Success, 1),
+        ];
+        model.extend(
+            ["m", "c", "x", "a", "q", "f"]
+                .iter()
+                .map(|id| task(id, "a", 1, TaskResult::Failure, 0)),
+        );
+        for t in &model {
+            store.store_task_metric(t).unwrap();
+        }
+        for limit in 1..=model.len() + 1 {
+            for filter in [
+                Filter::new(),
+                Filter::new().agent("a"),
+                Filter::new().range(TimeRange::new(t0(), t0()).unwrap()),
+            ] {
+                let matching: Vec<_> = model
+                    .iter()
+                    .filter(|t| filter.time_range.is_none_or(|r| r.contains(t.timestamp)))
+                    .cloned()
+                    .collect();
+                assert_eq!(
+                    store.get_task_metrics(&filter, limit).unwrap(),
+                    common::newest_tasks_first(&matching, limit),
+                    "{filter:?} limit {limit}"
+                );
+            }
+        }
+    }
+}
