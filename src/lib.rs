@@ -80,6 +80,7 @@ mod error;
 mod generic;
 mod hypothesis;
 mod interval;
+mod names;
 mod open;
 mod plan;
 #[cfg(feature = "postgres")]

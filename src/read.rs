@@ -7,6 +7,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::Row;
 
 use crate::error::{Error, Result};
+use crate::names::SwarmNames;
 use crate::query::TimeRange;
 use crate::query::{from_micros, to_micros, Filter};
 use crate::record::{AgentMetric, MetricKind, Stored, SwarmMetric, TaskMetric, TaskResult};
@@ -20,12 +21,25 @@ struct Rows<T> {
     newest_first: &'static str,
     /// Oldest first, for `for_each_*_metric`.
     oldest_first: &'static str,
-    decode: fn(&Row<'_>) -> Result<T>,
+    decode: fn(&Row<'_>, &Names<'_>) -> Result<T>,
     /// What a failed read was doing.
     operation: &'static str,
     /// How the rows are read from a PostgreSQL server instead.
     #[cfg(feature = "postgres")]
     server: ServerRows<T>,
+}
+
+/// What decoding a row may look up: swarm names, which task rows hold as
+/// ids.
+struct Names<'a> {
+    swarms: &'a SwarmNames,
+    snapshot: &'a Snapshot<'a>,
+}
+
+impl Names<'_> {
+    fn swarm(&self, id: i64) -> Result<String> {
+        self.swarms.name(self.snapshot, id)
+    }
 }
 
 /// How rows of one kind come from a PostgreSQL server: task rows, or agent
@@ -115,7 +129,10 @@ impl MetricsStorage {
         let read = |filter: &Filter, limit| {
             let (sql, params) =
                 select_sql_ordered(MetricKind::Task, filter, limit, TASK_TIME_ORDER, watermark);
-            snapshot.rows(&sql, params, TASKS.operation, task_from_row)
+            let names = self.names(snapshot);
+            snapshot.rows(&sql, params, TASKS.operation, |row| {
+                task_from_row(row, &names)
+            })
         };
         let mut rows = read(filter, limit)?;
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
@@ -131,6 +148,13 @@ impl MetricsStorage {
         rows.sort_by(|a, b| (b.timestamp, &b.task_id).cmp(&(a.timestamp, &a.task_id)));
         rows.truncate(limit);
         Ok(rows)
+    }
+
+    fn names<'a>(&'a self, snapshot: &'a Snapshot<'a>) -> Names<'a> {
+        Names {
+            swarms: &self.swarm_names,
+            snapshot,
+        }
     }
 
     /// The index watermark a read of `kind` matching `filter` may rely on
@@ -266,7 +290,10 @@ impl MetricsStorage {
         self.read(|snapshot| {
             let watermark = self.watermark_for(snapshot, rows.kind, filter)?;
             let (sql, params) = select_sql_ordered(rows.kind, filter, limit, order, watermark);
-            snapshot.rows(&sql, params, rows.operation, rows.decode)
+            let names = self.names(snapshot);
+            snapshot.rows(&sql, params, rows.operation, |row| {
+                (rows.decode)(row, &names)
+            })
         })
     }
 
@@ -290,8 +317,9 @@ impl MetricsStorage {
             select_sql_ordered(rows.kind, filter, i64::MAX, rows.oldest_first, None);
         self.read(|snapshot| {
             let mut stopped = None;
+            let names = self.names(snapshot);
             snapshot.each_until(&sql, params, rows.operation, |row| {
-                if let ControlFlow::Break(b) = visit((rows.decode)(row)?) {
+                if let ControlFlow::Break(b) = visit((rows.decode)(row, &names)?) {
                     stopped = Some(b);
                     return Ok(ControlFlow::Break(()));
                 }
@@ -349,10 +377,9 @@ pub(crate) fn select_sql_ordered(
         MetricKind::Task => {
             let (agent, join) = name_of(&filter.agent_id, "agents", "agent");
             format!(
-                "SELECT m.task_id, {agent}, s.name, m.duration_ms, m.result, m.tokens_used, \
+                "SELECT m.task_id, {agent}, m.swarm, m.duration_ms, m.result, m.tokens_used, \
                         m.files_changed, m.timestamp \
                  FROM {source} m {join} \
-                 LEFT JOIN swarms s ON s.id = m.swarm \
                  WHERE {clause} \
                  ORDER BY {order} LIMIT {limit}"
             )
@@ -445,15 +472,16 @@ fn count_column(row: &Row<'_>, index: usize, table: &'static str) -> Result<u64>
     u64::try_from(n).map_err(|_| corrupt(table, format!("negative count {n}")))
 }
 
-fn task_from_row(row: &Row<'_>) -> Result<TaskMetric> {
+fn task_from_row(row: &Row<'_>, names: &Names<'_>) -> Result<TaskMetric> {
     const TABLE: &str = "task_metrics";
+    let swarm: Option<i64> = column(row, 2, TABLE)?;
     let code: i64 = column(row, 4, TABLE)?;
     let result = TaskResult::from_code(code)
         .ok_or_else(|| corrupt(TABLE, format!("unknown result code {code}")))?;
     Ok(TaskMetric {
         task_id: column(row, 0, TABLE)?,
         agent_id: column(row, 1, TABLE)?,
-        swarm_id: column(row, 2, TABLE)?,
+        swarm_id: swarm.map(|id| names.swarm(id)).transpose()?,
         duration_ms: count_column(row, 3, TABLE)?,
         result,
         tokens_used: count_column(row, 5, TABLE)?,
@@ -462,7 +490,7 @@ fn task_from_row(row: &Row<'_>) -> Result<TaskMetric> {
     })
 }
 
-fn agent_from_row(row: &Row<'_>) -> Result<Stored<AgentMetric>> {
+fn agent_from_row(row: &Row<'_>, _: &Names<'_>) -> Result<Stored<AgentMetric>> {
     let (metric_id, agent_id, metric_type, value, metadata, timestamp) =
         entity_fields(row, "agent_metrics")?;
     Ok(Stored {
@@ -477,7 +505,7 @@ fn agent_from_row(row: &Row<'_>) -> Result<Stored<AgentMetric>> {
     })
 }
 
-fn swarm_from_row(row: &Row<'_>) -> Result<Stored<SwarmMetric>> {
+fn swarm_from_row(row: &Row<'_>, _: &Names<'_>) -> Result<Stored<SwarmMetric>> {
     let (metric_id, swarm_id, metric_type, value, metadata, timestamp) =
         entity_fields(row, "swarm_metrics")?;
     Ok(Stored {

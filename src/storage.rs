@@ -65,6 +65,8 @@ pub struct MetricsStorage {
     /// moves forward, so every task metric up to this one is indexed now,
     /// whatever was written since.
     watermark_seen: AtomicI64,
+    /// The swarm names task metrics read so far named.
+    pub(crate) swarm_names: crate::names::SwarmNames,
     /// This store's number among the stores of the process, for
     /// [`MetricsStorage::consistent`]'s pinned connection.
     id: u64,
@@ -270,6 +272,7 @@ impl MetricsStorage {
             open_readers: opened.open_readers,
             writer,
             watermark_seen: AtomicI64::new(i64::MIN),
+            swarm_names: Default::default(),
             id: crate::consistent::new_store_id(),
             #[cfg(feature = "postgres")]
             postgres: None,
@@ -301,6 +304,7 @@ impl MetricsStorage {
             open_readers: Arc::default(),
             writer: None,
             watermark_seen: AtomicI64::new(i64::MIN),
+            swarm_names: Default::default(),
             id: crate::consistent::new_store_id(),
             postgres: Some(server),
             closed: false,

@@ -457,7 +457,12 @@ mod tests {
         assert_eq!(by_task.unwrap(), [expected[3].clone()]);
         assert_eq!(store.store_task_metrics(&expected).unwrap(), 0);
         let later = task("a", "a1", 1, TaskResult::Success, 0, 0, 5_000_000);
-        assert_eq!(store.store_task_metrics(std::slice::from_ref(&later)).unwrap(), 0);
+        assert_eq!(
+            store
+                .store_task_metrics(std::slice::from_ref(&later))
+                .unwrap(),
+            0
+        );
         let elsewhen = later.at(at(5_000_001));
         assert_eq!(store.store_task_metrics(&[elsewhen]).unwrap(), 1);
     }
