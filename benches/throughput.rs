@@ -384,22 +384,19 @@ fn main() {
     println!("swarm-metrics throughput: {rows} task metrics, {AGENTS} agents, {SWARMS} swarms, {DAYS} days");
     println!("machine: {}\n", machine());
 
-    // store_batch: time-ordered batches of 1,000.
+    // store_batch: time-ordered batches of 1,000, the library and the
+    // baseline taking turns batch by batch, so that both meet the same
+    // moments of a machine whose speed drifts.
     let ours_path = dir.path().join("ours.db");
     let store = MetricsStorage::open(&ours_path).unwrap();
-    let mut stored = Duration::ZERO;
+    let raw_path = dir.path().join("raw.db");
+    let raw = raw_create(&raw_path);
+    let (mut stored, mut raw_stored) = (Duration::ZERO, Duration::ZERO);
     for start in (0..rows).step_by(BATCH) {
         let batch = tasks(start..(start + BATCH as u64).min(rows), rows, end);
         let clock = Instant::now();
         store.store_task_metrics(&batch).unwrap();
         stored += clock.elapsed();
-    }
-    let peak_rss = peak_rss_mb();
-    let raw_path = dir.path().join("raw.db");
-    let raw = raw_create(&raw_path);
-    let mut raw_stored = Duration::ZERO;
-    for start in (0..rows).step_by(BATCH) {
-        let batch = tasks(start..(start + BATCH as u64).min(rows), rows, end);
         let clock = Instant::now();
         let tx = raw.unchecked_transaction().unwrap();
         for t in &batch {
@@ -408,6 +405,7 @@ fn main() {
         tx.commit().unwrap();
         raw_stored += clock.elapsed();
     }
+    let peak_rss = peak_rss_mb();
     table.push(Row::higher(
         "store_batch",
         "rows/s",
