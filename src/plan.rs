@@ -43,7 +43,8 @@ impl MetricsStorage {
         let (sql, params) = match shape {
             QueryShape::Rows => {
                 filter.validate(kind, false)?;
-                select_sql(kind, filter, DEFAULT_LIMIT as i64)
+                let (sql, params) = select_sql(kind, filter, DEFAULT_LIMIT as i64);
+                (sql.to_string(), params)
             }
             QueryShape::Aggregate(aggregation) => {
                 filter.validate(kind, true)?;

@@ -290,50 +290,91 @@ impl Filter {
     /// from the watermark on (see `task_index_state` in `schema.sql`). SQLite pushes the other
     /// conditions, such as the time range, into both parts.
     pub(crate) fn sql_from(&self, kind: MetricKind) -> (String, Vec<SqlValue>) {
-        let (source, clause, params) = self.source_and_clause(kind, None);
-        (format!("{source} m WHERE {clause}"), params)
+        let (source, clause, params) = self.source_and_clause(kind, false);
+        (format!("{source} m WHERE {clause}"), params.values(self))
     }
 
     /// [`sql_from`](Self::sql_from) in its two parts: the source (to
-    /// alias `m`) and the `WHERE` clause (`1` when empty).
+    /// alias `m`) and the `WHERE` clause (`1` when empty), with the fields
+    /// their parameters take.
     ///
-    /// `watermark`, when given, is the index watermark read before the
-    /// query: when the time range ends at or before it, every row the
-    /// filter can match is in the agent index, and only that part is read.
-    /// That stays true while the query runs, since the watermark only ever
-    /// moves forward and rows stored at or before it are indexed at once.
+    /// `all_indexed` says that the time range ends at or before the index
+    /// watermark read before the query (see [`Filter::all_indexed`]): every
+    /// row the filter can match is then in the agent and task-id indexes,
+    /// and only that part is read.
     pub(crate) fn source_and_clause(
         &self,
         kind: MetricKind,
-        watermark: Option<i64>,
-    ) -> (String, String, Vec<SqlValue>) {
+        all_indexed: bool,
+    ) -> (String, String, Params) {
         let mut params = Params::default();
         let mut clauses = Vec::new();
         let indexed = match kind {
-            MetricKind::Task => self.indexed_task_source(&mut params, &mut clauses, watermark),
+            MetricKind::Task => self.indexed_task_source(&mut params, &mut clauses, all_indexed),
             _ => None,
         };
         if indexed.is_none() {
             self.bind_agent_and_swarm(&mut params, &mut clauses);
         }
-        if let Some(result) = self.result {
-            clauses.push(params.bind("m.result = ?", result.code()));
+        if self.result.is_some() {
+            clauses.push(params.bind("m.result = ?", Field::Result));
         }
         // An indexed source holds the time range itself.
         if indexed.is_none() {
             self.bind_type_and_range(kind, &mut params, &mut clauses, "m", "m.timestamp");
         }
         let source = indexed.unwrap_or_else(|| kind.table().to_owned());
-        (source, all_of(&clauses), params.into_values())
+        (source, all_of(&clauses), params)
+    }
+
+    /// Whether every task metric this filter can match is in the agent and
+    /// task-id indexes, given the index `watermark` read before the query:
+    /// when the time range ends at or before it. That stays true while the
+    /// query runs, since the watermark only ever moves forward and rows
+    /// stored at or before it are indexed at once.
+    pub(crate) fn all_indexed(&self, watermark: Option<i64>) -> bool {
+        watermark
+            .zip(self.time_range)
+            .is_some_and(|(watermark, range)| to_micros(range.end) <= watermark)
+    }
+
+    /// The shape of this filter: which fields it sets.
+    pub(crate) fn shape(&self) -> [bool; 6] {
+        [
+            self.task_id.is_some(),
+            self.agent_id.is_some(),
+            self.swarm_id.is_some(),
+            self.result.is_some(),
+            self.metric_type.is_some(),
+            self.time_range.is_some(),
+        ]
+    }
+
+    /// The value of `field`, as a query parameter (NULL when unset).
+    fn value_of(&self, field: Field) -> SqlValue {
+        let text = |id: &Option<String>| id.clone().map_or(SqlValue::Null, SqlValue::Text);
+        let code = |code: Option<i64>| code.map_or(SqlValue::Null, SqlValue::Integer);
+        let time = |at: fn(&TimeRange) -> DateTime<Utc>| {
+            code(self.time_range.as_ref().map(|range| to_micros(at(range))))
+        };
+        match field {
+            Field::TaskId => text(&self.task_id),
+            Field::AgentId => text(&self.agent_id),
+            Field::SwarmId => text(&self.swarm_id),
+            Field::Result => code(self.result.map(TaskResult::code)),
+            Field::MetricType => code(self.metric_type.map(MetricType::code)),
+            Field::Start => time(|range| range.start),
+            Field::End => time(|range| range.end),
+        }
     }
 
     /// The conditions on the agent and swarm, on the table aliased `m`.
     fn bind_agent_and_swarm(&self, params: &mut Params, clauses: &mut Vec<String>) {
-        if let Some(id) = &self.agent_id {
-            clauses.push(params.bind(&format!("m.{AGENT_IS}"), id.clone()));
+        if self.agent_id.is_some() {
+            clauses.push(params.bind(&format!("m.{AGENT_IS}"), Field::AgentId));
         }
-        if let Some(id) = &self.swarm_id {
-            clauses.push(params.bind(&format!("m.{SWARM_IS}"), id.clone()));
+        if self.swarm_id.is_some() {
+            clauses.push(params.bind(&format!("m.{SWARM_IS}"), Field::SwarmId));
         }
     }
 
@@ -346,7 +387,7 @@ impl Filter {
         &self,
         params: &mut Params,
         clauses: &mut Vec<String>,
-        watermark: Option<i64>,
+        all_indexed: bool,
     ) -> Option<String> {
         // The conditions that find the rows through an index, which both
         // parts apply: the task id (its own index; agent and swarm are then
@@ -354,22 +395,22 @@ impl Filter {
         // condition for the index part of a swarm.
         let mut keys = Vec::new();
         let mut through_index = String::new();
-        if let Some(id) = &self.task_id {
-            keys.push(params.bind("task_id = ?", id.clone()));
+        if self.task_id.is_some() {
+            keys.push(params.bind("task_id = ?", Field::TaskId));
             // The agent index must not be chosen over the task id's, for
             // the order it gives: `+` keeps it out.
-            if let Some(id) = &self.agent_id {
-                clauses.push(params.bind(&format!("+m.{AGENT_IS}"), id.clone()));
+            if self.agent_id.is_some() {
+                clauses.push(params.bind(&format!("+m.{AGENT_IS}"), Field::AgentId));
             }
-            if let Some(id) = &self.swarm_id {
-                clauses.push(params.bind(&format!("+m.{SWARM_IS}"), id.clone()));
+            if self.swarm_id.is_some() {
+                clauses.push(params.bind(&format!("+m.{SWARM_IS}"), Field::SwarmId));
             }
         } else {
-            if let Some(id) = &self.agent_id {
-                keys.push(params.bind(AGENT_IS, id.clone()));
+            if self.agent_id.is_some() {
+                keys.push(params.bind(AGENT_IS, Field::AgentId));
             }
-            if let Some(id) = &self.swarm_id {
-                keys.push(params.bind(SWARM_IS, id.clone()));
+            if self.swarm_id.is_some() {
+                keys.push(params.bind(SWARM_IS, Field::SwarmId));
                 if self.agent_id.is_none() {
                     // The index part reads the ranges of the swarm's agents.
                     let n = params.count();
@@ -390,9 +431,9 @@ impl Filter {
         // start at the range's start and walk every row of the range
         // checking the watermark.
         let (recent_range, indexed_range) = match &self.time_range {
-            Some(range) => {
-                let start = params.bind("?", to_micros(range.start));
-                let end = params.bind("?", to_micros(range.end));
+            Some(_) => {
+                let start = params.bind("?", Field::Start);
+                let end = params.bind("?", Field::End);
                 (
                     format!(
                         "timestamp >= (SELECT max(watermark + 1, {start}) FROM task_index_state) \
@@ -409,9 +450,6 @@ impl Filter {
         let indexed = format!(
             "SELECT * FROM task_metrics WHERE indexed = 1 AND {through_index}{keys}{indexed_range}"
         );
-        let all_indexed = watermark
-            .zip(self.time_range)
-            .is_some_and(|(watermark, range)| to_micros(range.end) <= watermark);
         Some(if all_indexed {
             format!("({indexed})")
         } else {
@@ -432,11 +470,11 @@ impl Filter {
         alias: &str,
         time: &str,
     ) {
-        if let (Some(metric_type), false) = (self.metric_type, kind == MetricKind::Task) {
-            clauses.push(params.bind(&format!("{alias}.metric_type = ?"), metric_type.code()));
+        if self.metric_type.is_some() && kind != MetricKind::Task {
+            clauses.push(params.bind(&format!("{alias}.metric_type = ?"), Field::MetricType));
         }
-        if let Some(range) = &self.time_range {
-            clauses.extend(params.bind_range(time, range));
+        if self.time_range.is_some() {
+            clauses.extend(params.bind_range(time));
         }
     }
 }
@@ -447,22 +485,40 @@ const AGENT_IS: &str = "agent = (SELECT id FROM agents WHERE name = ?)";
 /// Rows of one swarm, by name: `swarm = (…)`.
 const SWARM_IS: &str = "swarm = (SELECT id FROM swarms WHERE name = ?)";
 
-/// The parameters of a query being built, numbered in order.
-#[derive(Default)]
-pub(crate) struct Params(Vec<SqlValue>);
+/// Which of a filter's values a query parameter takes. A query is built
+/// from which fields a filter sets, never from their values, so one built
+/// query serves every filter of the same shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Field {
+    TaskId,
+    AgentId,
+    SwarmId,
+    Result,
+    MetricType,
+    /// The time range's start, in microseconds.
+    Start,
+    /// The time range's end, in microseconds.
+    End,
+}
+
+/// The parameters of a query being built, numbered in order: the fields
+/// of the filter they take.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Params(Vec<Field>);
 
 impl Params {
-    /// `clause` with its one `?` numbered for `value`, which is added.
-    pub fn bind(&mut self, clause: &str, value: impl Into<SqlValue>) -> String {
-        self.0.push(value.into());
+    /// `clause` with its one `?` numbered for `field`, which is added.
+    pub fn bind(&mut self, clause: &str, field: Field) -> String {
+        self.0.push(field);
         clause.replace('?', &format!("?{}", self.0.len()))
     }
 
-    /// The two clauses keeping `column` inside `range`, both ends included.
-    pub fn bind_range(&mut self, column: &str, range: &TimeRange) -> [String; 2] {
+    /// The two clauses keeping `column` inside the time range, both ends
+    /// included.
+    pub fn bind_range(&mut self, column: &str) -> [String; 2] {
         [
-            self.bind(&format!("{column} >= ?"), to_micros(range.start)),
-            self.bind(&format!("{column} <= ?"), to_micros(range.end)),
+            self.bind(&format!("{column} >= ?"), Field::Start),
+            self.bind(&format!("{column} <= ?"), Field::End),
         ]
     }
 
@@ -471,8 +527,10 @@ impl Params {
         self.0.len()
     }
 
-    pub fn into_values(self) -> Vec<SqlValue> {
-        self.0
+    /// The parameters' values for `filter`, which must have the shape
+    /// the query was built for.
+    pub fn values(&self, filter: &Filter) -> Vec<SqlValue> {
+        self.0.iter().map(|&field| filter.value_of(field)).collect()
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use rusqlite::types::Value as SqlValue;
 
 use crate::error::{Error, Result};
-use crate::query::{all_of, Filter, GroupBy, Params};
+use crate::query::{all_of, Field, Filter, GroupBy, Params};
 use crate::record::{MetricKind, TaskResult};
 use crate::rollup_row::{count_columns, read_counts, read_summary, rollup_table};
 use crate::storage::Snapshot;
@@ -152,22 +152,22 @@ fn rollup_where(filter: &Filter, kind: MetricKind) -> Option<(String, Vec<SqlVal
     }
     let mut params = Params::default();
     let mut clauses = Vec::new();
-    if let Some(id) = &filter.agent_id {
+    if filter.agent_id.is_some() {
         clauses.push(params.bind(
             "r.agent = (SELECT id FROM agents WHERE name = ?)",
-            id.clone(),
+            Field::AgentId,
         ));
     }
-    if let Some(id) = &filter.swarm_id {
+    if filter.swarm_id.is_some() {
         // Tasks without a swarm are rolled up under swarm 0; no swarm has
         // id -1.
         clauses.push(params.bind(
             "r.swarm = coalesce((SELECT id FROM swarms WHERE name = ?), -1)",
-            id.clone(),
+            Field::SwarmId,
         ));
     }
     // A rollup counts when its bucket starts inside the range. The result
     // is no column of a rollup: reads pick it out of each row.
     filter.bind_type_and_range(kind, &mut params, &mut clauses, "r", "r.bucket");
-    Some((all_of(&clauses), params.into_values()))
+    Some((all_of(&clauses), params.values(filter)))
 }
