@@ -349,3 +349,53 @@ fn a_consistent_read_nests_and_does_not_see_its_own_stores_in(store: &MetricsSto
     store.store_task_metric(&task(2)).unwrap();
     assert_eq!(store.success_rate(&Filter::new()).unwrap().total, 3);
 }
+
+/// Callers that wait for a group commit take their results in turns and
+/// wake one another: none may be left waiting. Eight threads storing one
+/// task at a time, together in time order as concurrent agents do, round
+/// after round, all return, and every task is there.
+#[test]
+fn single_stores_from_eight_threads_all_return() {
+    const ROUNDS: usize = 3;
+    const EACH: usize = 2_500;
+    let store = MetricsStorage::temporary().unwrap();
+    let start = swarm_metrics::now() - Duration::hours(1);
+    let tasks: Vec<TaskMetric> = (0..ROUNDS * THREADS * EACH)
+        .map(|i| {
+            TaskMetric::new(
+                format!("task-{i}"),
+                format!("agent-{}", i % 100),
+                1,
+                TaskResult::Success,
+            )
+            .swarm(format!("swarm-{}", i % 10))
+            .at(start + Duration::microseconds(i as i64 * 100))
+        })
+        .collect();
+    let (store, tasks) = (std::sync::Arc::new(store), std::sync::Arc::new(tasks));
+    let (done, finished) = std::sync::mpsc::channel();
+    // Not scoped: a caller left waiting must fail the test, not hang it.
+    std::thread::spawn({
+        let (store, tasks) = (store.clone(), tasks.clone());
+        move || {
+            for round in tasks.chunks(THREADS * EACH) {
+                std::thread::scope(|threads| {
+                    for w in 0..THREADS {
+                        let store = &store;
+                        threads.spawn(move || {
+                            for task in round.iter().skip(w).step_by(THREADS) {
+                                store.store_task_metric(task).unwrap();
+                            }
+                        });
+                    }
+                });
+            }
+            done.send(()).unwrap();
+        }
+    });
+    finished
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("single stores from eight threads did not all return");
+    let all = store.success_rate(&Filter::new()).unwrap();
+    assert_eq!(all.total, tasks.len() as u64);
+}

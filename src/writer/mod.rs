@@ -98,6 +98,10 @@ struct Slot<C> {
 /// of the previous group join the next one.
 const GATHER_YIELDS: usize = 3;
 
+/// How long a queued caller waits for its group's commit yielding the
+/// processor before it sleeps until woken.
+const RESULT_POLL: Duration = Duration::from_micros(200);
+
 /// How long the group-commit thread waits for callers still on their way,
 /// yielding the processor, before it goes to sleep.
 const IDLE_POLL: Duration = Duration::from_micros(200);
@@ -336,7 +340,16 @@ impl<C: Caches> Shared<C> {
             self.work_queued.notify_one();
         }
         drop(queue);
+        // The commit is usually a few tens of microseconds away: waiting
+        // for it yielding the processor costs less than sleeping and
+        // being woken (see `RESULT_POLL`).
+        let polling_since = Instant::now();
         let mut slot = lock(&job.slot);
+        while slot.result.is_none() && polling_since.elapsed() < RESULT_POLL {
+            drop(slot);
+            std::thread::yield_now();
+            slot = lock(&job.slot);
+        }
         let result = loop {
             match slot.result.take() {
                 Some(result) => break result,
@@ -438,7 +451,10 @@ impl<C: Caches> Shared<C> {
 /// one wake-up call per group and the last caller wakes after about
 /// log2(group size) hops.
 fn deliver<C>(group: &[Arc<Job<'static, C>>], results: Vec<Result<Output>>) {
-    for (i, (job, result)) in group.iter().zip(results).enumerate() {
+    // Last first: a caller may find its result before it is woken (see
+    // `RESULT_POLL`) and wake the callers after it at once, whose results
+    // must then be there already.
+    for (i, (job, result)) in group.iter().zip(results).enumerate().rev() {
         let mut slot = lock(&job.slot);
         slot.result = Some(result);
         slot.wakes = group.iter().skip(2 * i + 1).take(2).cloned().collect();
