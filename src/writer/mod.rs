@@ -11,9 +11,12 @@
 //! that holds its records, so `Ok` always means committed.
 //!
 //! Under load the group-commit thread is the bottleneck, so it does as
-//! little else as it can. It wakes only the first caller of a committed
-//! group; each woken caller wakes two more, so the rest of the wake-ups run
-//! on the callers' threads, in parallel with the next group's write. Before
+//! little else as it can. A queued caller first waits for its commit
+//! yielding the processor, for up to [`RESULT_POLL`], and most find their
+//! result so, without a wake-up call. The thread wakes only the first
+//! caller of a committed group; each caller, woken or not, wakes two more,
+//! so the rest of the wake-ups run on the callers' threads, in parallel
+//! with the next group's write. Before
 //! it starts a group, it yields a few times while callers of the previous
 //! group are still on their way back, so that they join this group rather
 //! than make a small one of their own; and when it finds nothing queued
