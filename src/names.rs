@@ -6,24 +6,30 @@
 //! stale. An id not remembered yet is read from the snapshot whose row
 //! named it, where it is therefore present.
 
-use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
 
 use crate::error::{Error, Result};
 use crate::storage::Snapshot;
 
-/// The swarm names a store has read, by id.
+/// The swarm names a store has read, at their ids: interned ids count up
+/// from 1, so a list is both the smallest and the quickest map.
 #[derive(Debug, Default)]
-pub(crate) struct SwarmNames(RwLock<HashMap<i64, String>>);
+pub(crate) struct SwarmNames(RwLock<Vec<Option<String>>>);
+
+/// Ids up to this are remembered; a larger one (only a file written by
+/// hand has one) is read each time.
+const REMEMBERED: usize = 1 << 16;
 
 impl SwarmNames {
     /// The name of swarm `id`, read from `snapshot` the first time.
     pub fn name(&self, snapshot: &Snapshot<'_>, id: i64) -> Result<String> {
-        let known = self.0.read().unwrap_or_else(PoisonError::into_inner);
-        if let Some(name) = known.get(&id) {
-            return Ok(name.clone());
+        let at = usize::try_from(id).ok().filter(|&at| at < REMEMBERED);
+        if let Some(at) = at {
+            let known = self.0.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(Some(name)) = known.get(at) {
+                return Ok(name.clone());
+            }
         }
-        drop(known);
         let name: String = snapshot
             .one(
                 "SELECT name FROM swarms WHERE id = ?1",
@@ -34,10 +40,13 @@ impl SwarmNames {
                 table: "task_metrics",
                 reason: format!("swarm {id} is not in swarms"),
             })?;
-        self.0
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, name.clone());
+        if let Some(at) = at {
+            let mut known = self.0.write().unwrap_or_else(PoisonError::into_inner);
+            if known.len() <= at {
+                known.resize(at + 1, None);
+            }
+            known[at] = Some(name.clone());
+        }
         Ok(name)
     }
 }
