@@ -4,12 +4,11 @@
 //! An id names the same swarm for the life of a file: ids are interned
 //! once and never deleted nor reused, so what is remembered never goes
 //! stale. An id not remembered yet is read from the snapshot whose row
-//! named it, where it is therefore present.
+//! named it, where it is therefore present: the caller says how.
 
 use std::sync::{PoisonError, RwLock};
 
 use crate::error::{Error, Result};
-use crate::storage::Snapshot;
 
 /// The swarm names a store has read, at their ids: interned ids count up
 /// from 1, so a list is both the smallest and the quickest map.
@@ -21,8 +20,12 @@ pub(crate) struct SwarmNames(RwLock<Vec<Option<String>>>);
 const REMEMBERED: usize = 1 << 16;
 
 impl SwarmNames {
-    /// The name of swarm `id`, read from `snapshot` the first time.
-    pub fn name(&self, snapshot: &Snapshot<'_>, id: i64) -> Result<String> {
+    /// The name of swarm `id`, read by `read` the first time.
+    pub fn name(
+        &self,
+        id: i64,
+        read: impl FnOnce(i64) -> Result<Option<String>>,
+    ) -> Result<String> {
         let at = usize::try_from(id).ok().filter(|&at| at < REMEMBERED);
         if let Some(at) = at {
             let known = self.0.read().unwrap_or_else(PoisonError::into_inner);
@@ -30,16 +33,10 @@ impl SwarmNames {
                 return Ok(name.clone());
             }
         }
-        let name: String = snapshot
-            .one(
-                "SELECT name FROM swarms WHERE id = ?1",
-                vec![id.into()],
-                "read task metrics",
-            )?
-            .ok_or_else(|| Error::CorruptRow {
-                table: "task_metrics",
-                reason: format!("swarm {id} is not in swarms"),
-            })?;
+        let name = read(id)?.ok_or_else(|| Error::CorruptRow {
+            table: "task_metrics",
+            reason: format!("swarm {id} is not in swarms"),
+        })?;
         if let Some(at) = at {
             let mut known = self.0.write().unwrap_or_else(PoisonError::into_inner);
             if known.len() <= at {
@@ -48,5 +45,32 @@ impl SwarmNames {
             known[at] = Some(name.clone());
         }
         Ok(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn a_name_is_read_once_and_a_missing_one_is_corruption() {
+        let names = SwarmNames::default();
+        let reads = Cell::new(0);
+        let read = |id: i64| {
+            reads.set(reads.get() + 1);
+            Ok((id != 9).then(|| format!("swarm-{id}")))
+        };
+        assert_eq!(names.name(3, read).unwrap(), "swarm-3");
+        assert_eq!(names.name(3, read).unwrap(), "swarm-3");
+        assert_eq!(reads.get(), 1);
+        // Ids past what is remembered, or negative, are read every time.
+        for id in [REMEMBERED as i64, -1] {
+            names.name(id, read).unwrap();
+            names.name(id, read).unwrap();
+        }
+        assert_eq!(reads.get(), 5);
+        let err = names.name(9, read).unwrap_err();
+        assert!(matches!(err, Error::CorruptRow { .. }), "{err}");
     }
 }

@@ -40,7 +40,10 @@ struct Names<'a> {
 
 impl Names<'_> {
     fn swarm(&self, id: i64) -> Result<String> {
-        self.swarms.name(self.snapshot, id)
+        self.swarms.name(id, |id| {
+            let sql = "SELECT name FROM swarms WHERE id = ?1";
+            self.snapshot.one(sql, vec![id.into()], "read task metrics")
+        })
     }
 }
 
