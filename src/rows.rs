@@ -15,6 +15,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use foldhash::fast::RandomState as Fast;
+
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
@@ -36,10 +38,10 @@ pub(crate) struct Cache {
     index_batch_rows: usize,
     /// Interned agent and swarm ids (only committed ones: cleared on any
     /// rollback).
-    agents: HashMap<String, i64>,
-    swarms: HashMap<String, i64>,
+    agents: HashMap<String, i64, Fast>,
+    swarms: HashMap<String, i64, Fast>,
     /// `(swarm, agent)` pairs known to be in `agent_swarms`.
-    agent_swarms: HashSet<(i64, i64)>,
+    agent_swarms: HashSet<(i64, i64), Fast>,
     /// The agent index's watermark, as `task_index_state` holds it.
     watermark: Option<i64>,
     /// How many task metrics are later than the watermark (an upper bound:
@@ -55,9 +57,9 @@ impl Cache {
     pub fn new(index_batch_rows: usize) -> Self {
         Cache {
             index_batch_rows,
-            agents: HashMap::new(),
-            swarms: HashMap::new(),
-            agent_swarms: HashSet::new(),
+            agents: HashMap::default(),
+            swarms: HashMap::default(),
+            agent_swarms: HashSet::default(),
             watermark: None,
             unindexed: None,
             newest: NewestTime::default(),
@@ -226,7 +228,7 @@ pub(crate) fn insert_tasks(
     let mut inserted = 0;
     // A retried store of a task metric already stored (same timestamp and
     // task id) is found and ignored.
-    let mut placer = Placer::new(conn, watermark);
+    let mut placer = Placer::new(conn, watermark, tasks.len() > 1);
     let mut stmt = conn
         .prepare_cached(INSERT_TASK)
         .map_err(Error::sqlite("store task metrics"))?;

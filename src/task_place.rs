@@ -13,6 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use foldhash::fast::RandomState as Fast;
 use rusqlite::Connection;
 
 use crate::error::{Error, Result};
@@ -55,7 +56,7 @@ impl NewestTime {
 /// met it: all of them are this call's.
 struct Fresh {
     next: i64,
-    ids: HashSet<String>,
+    ids: HashSet<String, Fast>,
 }
 
 /// Places the task metrics of one store call, inside its transaction.
@@ -64,7 +65,10 @@ pub(crate) struct Placer<'c> {
     /// The index watermark: rows up to it are in the task-id index, and
     /// only they.
     watermark: i64,
-    fresh: HashMap<i64, Fresh>,
+    fresh: HashMap<i64, Fresh, Fast>,
+    /// Whether more tasks follow, so that fresh microseconds are worth
+    /// remembering.
+    remember: bool,
 }
 
 impl<'c> Placer<'c> {
@@ -72,11 +76,13 @@ impl<'c> Placer<'c> {
     /// before `watermark`, or all of them, if the call moves the
     /// watermark past them at its end (only rows after every stored row
     /// are then past the watermark, and those are all this call's).
-    pub fn new(conn: &'c Connection, watermark: i64) -> Self {
+    /// `remember` says whether the call stores more than one task.
+    pub fn new(conn: &'c Connection, watermark: i64, remember: bool) -> Self {
         Placer {
             conn,
             watermark,
-            fresh: HashMap::new(),
+            fresh: HashMap::default(),
+            remember,
         }
     }
 
@@ -100,8 +106,9 @@ impl<'c> Placer<'c> {
             }
             self.next_seq(us)?
         };
-        if next == 0 {
-            let ids = HashSet::from([task_id.to_owned()]);
+        if next == 0 && self.remember {
+            let mut ids = HashSet::default();
+            ids.insert(task_id.to_owned());
             self.fresh.insert(us, Fresh { next: 1, ids });
         }
         newest.stored(us);
