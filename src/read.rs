@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::Row;
@@ -24,12 +24,17 @@ struct Rows<T> {
     /// Oldest first, for `for_each_*_metric`.
     oldest_first: &'static str,
     decode: fn(&Row<'_>, &Names<'_>) -> Result<T>,
+    /// How the file is read newest first, when not as any other order.
+    newest_on_file: Option<NewestOnFile<T>>,
     /// What a failed read was doing.
     operation: &'static str,
     /// How the rows are read from a PostgreSQL server instead.
     #[cfg(feature = "postgres")]
     server: ServerRows<T>,
 }
+
+/// Reads the newest rows matching a filter, at most a limit, from a file.
+type NewestOnFile<T> = fn(&MetricsStorage, &Snapshot<'_>, &Filter, i64) -> Result<Vec<T>>;
 
 /// What decoding a row may look up: swarm names, which task rows hold as
 /// ids.
@@ -60,6 +65,7 @@ const TASKS: Rows<TaskMetric> = Rows {
     newest_first: "m.timestamp DESC, m.task_id DESC",
     oldest_first: "m.timestamp, m.task_id",
     decode: task_from_row,
+    newest_on_file: Some(MetricsStorage::newest_tasks),
     operation: "read task metrics",
     #[cfg(feature = "postgres")]
     server: ServerRows::Tasks(std::convert::identity),
@@ -70,6 +76,7 @@ const AGENTS: Rows<Stored<AgentMetric>> = Rows {
     newest_first: "m.timestamp DESC, m.metric_id DESC",
     oldest_first: "m.timestamp, m.metric_id",
     decode: agent_from_row,
+    newest_on_file: None,
     operation: "read agent metrics",
     #[cfg(feature = "postgres")]
     server: ServerRows::Entities(agent_of),
@@ -80,6 +87,7 @@ const SWARMS: Rows<Stored<SwarmMetric>> = Rows {
     newest_first: "m.timestamp DESC, m.metric_id DESC",
     oldest_first: "m.timestamp, m.metric_id",
     decode: swarm_from_row,
+    newest_on_file: None,
     operation: "read swarm metrics",
     #[cfg(feature = "postgres")]
     server: ServerRows::Entities(swarm_of),
@@ -106,15 +114,6 @@ impl MetricsStorage {
         limit: usize,
         order: &'static str,
     ) -> Result<Vec<TaskMetric>> {
-        #[cfg(feature = "postgres")]
-        let on_file = self.postgres().is_none();
-        #[cfg(not(feature = "postgres"))]
-        let on_file = true;
-        if on_file && order == TASKS.newest_first {
-            filter.validate(MetricKind::Task, false)?;
-            let limit = validate_limit(limit)?;
-            return self.read(|snapshot| self.newest_tasks(snapshot, filter, limit));
-        }
         self.get_rows(&TASKS, filter, limit, order)
     }
 
@@ -293,6 +292,9 @@ impl MetricsStorage {
             });
         }
         self.read(|snapshot| {
+            if let Some(newest) = rows.newest_on_file.filter(|_| order == rows.newest_first) {
+                return newest(self, snapshot, filter, limit);
+            }
             let watermark = self.watermark_for(snapshot, rows.kind, filter)?;
             let (sql, params) = select_sql_ordered(rows.kind, filter, limit, order, watermark);
             let names = self.names(snapshot);
@@ -370,13 +372,12 @@ pub(crate) fn select_sql_ordered(
     watermark: Option<i64>,
 ) -> (Arc<str>, Vec<SqlValue>) {
     type Built = (Arc<str>, Params);
-    static BUILT: Mutex<Option<HashMap<Shape, Built>>> = Mutex::new(None);
+    static BUILT: LazyLock<Mutex<HashMap<Shape, Built>>> = LazyLock::new(Mutex::default);
     /// Shapes remembered at most: limits are the callers', and many.
     const REMEMBERED: usize = 512;
     let all_indexed = filter.all_indexed(watermark);
     let shape = (kind, filter.shape(), limit, order, all_indexed);
     let mut built = BUILT.lock().unwrap_or_else(PoisonError::into_inner);
-    let built = built.get_or_insert_with(HashMap::new);
     if let Some((sql, params)) = built.get(&shape) {
         return (Arc::clone(sql), params.values(filter));
     }

@@ -233,6 +233,11 @@ pub(crate) fn insert_tasks(
         .prepare_cached(INSERT_TASK)
         .map_err(Error::sqlite("store task metrics"))?;
     for task in tasks {
+        let timestamp = to_micros(task.timestamp);
+        let seq = match placer.place(&mut cache.newest, timestamp, &task.task_id)? {
+            Place::At(seq) => seq,
+            Place::Stored => continue,
+        };
         let agent = intern(conn, cache, MetricKind::Agent, &task.agent_id)?;
         let swarm = match &task.swarm_id {
             Some(name) => {
@@ -244,28 +249,22 @@ pub(crate) fn insert_tasks(
         };
         // Validated before submission: every count fits an i64.
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        let timestamp = to_micros(task.timestamp);
-        let seq = match placer.place(&mut cache.newest, timestamp, &task.task_id)? {
-            Place::At(seq) => seq,
-            Place::Stored => continue,
-        };
         let indexed = eager || timestamp <= watermark;
-        let new = stmt
-            .execute(params![
-                timestamp,
-                seq,
-                task.task_id,
-                agent,
-                swarm,
-                count(task.duration_ms),
-                task.result.code(),
-                count(task.tokens_used),
-                count(task.files_changed),
-                indexed,
-            ])
-            .map_err(Error::sqlite("store task metrics"))?;
-        inserted += new;
-        if new > 0 && !indexed {
+        stmt.execute(params![
+            timestamp,
+            seq,
+            task.task_id,
+            agent,
+            swarm,
+            count(task.duration_ms),
+            task.result.code(),
+            count(task.tokens_used),
+            count(task.files_changed),
+            indexed,
+        ])
+        .map_err(Error::sqlite("store task metrics"))?;
+        inserted += 1;
+        if !indexed {
             cache.unindexed = cache.unindexed.map(|n| n + 1);
         }
         newest = newest.max(timestamp);

@@ -1,6 +1,6 @@
 //! The `WHERE` clauses of reads on PostgreSQL: a filter's conditions on a
 //! metric table (alias `m`) or on its rollups (alias `r`), with typed
-//! parameters, and which table holds each kind.
+//! parameters.
 
 use postgres::types::{ToSql, Type};
 
@@ -29,35 +29,39 @@ impl Where {
         if let Some(id) = &filter.task_id {
             w.push("m.task_id =", Box::new(id.clone()), Type::TEXT);
         }
-        if let Some(id) = &filter.agent_id {
-            w.push("m.agent_id =", Box::new(id.clone()), Type::TEXT);
-        }
-        if let Some(id) = &filter.swarm_id {
-            w.push("m.swarm_id =", Box::new(id.clone()), Type::TEXT);
-        }
         if let Some(result) = filter.result {
             w.push("m.result =", Box::new(result.code() as i16), Type::INT2);
         }
-        if let (Some(metric_type), false) = (filter.metric_type, kind == MetricKind::Task) {
-            w.push(
-                "m.metric_type =",
-                Box::new(metric_type.code() as i16),
-                Type::INT2,
+        w.push_shared(kind, filter, "m", "m.timestamp");
+        w.finished()
+    }
+
+    /// The conditions raw rows (alias `m`) and rollups (alias `r`) share:
+    /// the agent, the swarm, the metric type, and the range `time` is in.
+    fn push_shared(&mut self, kind: MetricKind, filter: &Filter, alias: &str, time: &str) {
+        if let Some(id) = &filter.agent_id {
+            self.push(
+                &format!("{alias}.agent_id ="),
+                Box::new(id.clone()),
+                Type::TEXT,
             );
+        }
+        if let Some(id) = &filter.swarm_id {
+            self.push(
+                &format!("{alias}.swarm_id ="),
+                Box::new(id.clone()),
+                Type::TEXT,
+            );
+        }
+        if let (Some(metric_type), false) = (filter.metric_type, kind == MetricKind::Task) {
+            let code = Box::new(metric_type.code() as i16);
+            self.push(&format!("{alias}.metric_type ="), code, Type::INT2);
         }
         if let Some(range) = &filter.time_range {
-            w.push(
-                "m.timestamp >=",
-                Box::new(to_micros(range.start())),
-                Type::INT8,
-            );
-            w.push(
-                "m.timestamp <=",
-                Box::new(to_micros(range.end())),
-                Type::INT8,
-            );
+            let (start, end) = (to_micros(range.start()), to_micros(range.end()));
+            self.push(&format!("{time} >="), Box::new(start), Type::INT8);
+            self.push(&format!("{time} <="), Box::new(end), Type::INT8);
         }
-        w.finished()
     }
 
     /// No condition yet.
@@ -104,36 +108,7 @@ impl Where {
             return None;
         }
         let mut w = Where::empty();
-        if let Some(id) = &filter.agent_id {
-            w.push("r.agent_id =", Box::new(id.clone()), Type::TEXT);
-        }
-        if let Some(id) = &filter.swarm_id {
-            w.push("r.swarm_id =", Box::new(id.clone()), Type::TEXT);
-        }
-        if let (Some(metric_type), false) = (filter.metric_type, kind == MetricKind::Task) {
-            w.push(
-                "r.metric_type =",
-                Box::new(metric_type.code() as i16),
-                Type::INT2,
-            );
-        }
-        if let Some(range) = &filter.time_range {
-            w.push(
-                "r.bucket >=",
-                Box::new(to_micros(range.start())),
-                Type::INT8,
-            );
-            w.push("r.bucket <=", Box::new(to_micros(range.end())), Type::INT8);
-        }
+        w.push_shared(kind, filter, "r", "r.bucket");
         Some(w.finished())
-    }
-}
-
-/// The table of `kind`.
-pub(super) fn table_of(kind: MetricKind) -> &'static str {
-    match kind {
-        MetricKind::Task => "task_metrics",
-        MetricKind::Agent => "agent_metrics",
-        MetricKind::Swarm => "swarm_metrics",
     }
 }

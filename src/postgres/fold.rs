@@ -17,7 +17,6 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 use postgres::{Row, Transaction};
 
-use super::filter::table_of;
 use super::retention::Partition;
 use super::rollups::key_columns;
 use super::PgStore;
@@ -92,7 +91,7 @@ impl PgStore {
                 cutoff,
                 limit,
             } => {
-                let table = table_of(kind);
+                let table = kind.table();
                 let whole = self
                     .partitions_of(table)?
                     .into_iter()
@@ -132,7 +131,7 @@ impl PgStore {
     /// Whether `step` would find anything to do now.
     pub fn has_retention_work(&self, step: &Step) -> Result<bool> {
         let (table, condition, cutoff) = match *step {
-            Step::FoldRaw { kind, cutoff, .. } => (table_of(kind), "timestamp < $1", cutoff),
+            Step::FoldRaw { kind, cutoff, .. } => (kind.table(), "timestamp < $1", cutoff),
             Step::FoldHourly { kind, cutoff, .. } => {
                 (rollup_table(kind), "level = 1 AND bucket < $1", cutoff)
             }
@@ -187,7 +186,7 @@ impl PgStore {
             self.drop_partition(tx, name)?;
             Ok(n)
         })?;
-        self.forget_partition(table_of(kind), partition.first)?;
+        self.forget_partition(kind.table(), partition.first)?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
@@ -223,7 +222,7 @@ impl PgStore {
     /// Folds the oldest `limit` raw rows before `cutoff` into hourly
     /// rollups, deleting exactly them.
     fn fold_raw_chunk(&self, kind: MetricKind, cutoff: i64, limit: i64) -> Result<usize> {
-        let table = table_of(kind);
+        let table = kind.table();
         let (identity, order) = match kind {
             MetricKind::Task => ("task_id, timestamp", "timestamp, task_id"),
             MetricKind::Agent => (

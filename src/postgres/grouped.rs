@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use postgres::{Client, Row};
 
-use super::filter::{table_of, Where};
+use super::filter::Where;
 use super::read::{aggregate_columns, aggregate_of, rates_by_key};
 use super::rollups::{stat_columns, stat_of};
 use super::PgStore;
@@ -101,7 +101,7 @@ impl PgStore {
         let (column, metric_type) = aggregated_column(kind, filter)?;
         let key = key_column(group_by);
         let w = Where::of(kind, filter);
-        let table = table_of(kind);
+        let table = kind.table();
         self.with_rollups(kind, filter, |client, rollups| {
             if rollups {
                 let sql = format!(
@@ -156,7 +156,7 @@ impl PgStore {
         let (column, metric_type) = aggregated_column(kind, filter)?;
         let key = key_column(group_by);
         let w = Where::of(kind, filter);
-        let table = table_of(kind);
+        let table = kind.table();
         let sql = format!(
             "SELECT {key}, count(m.{column}), \
                     percentile_cont(${}::float8) WITHIN GROUP (ORDER BY m.{column}::float8) \
@@ -227,7 +227,7 @@ impl PgStore {
         let (column, _) = aggregated_column(kind, filter)?;
         let key = key_column(group_by);
         let w = Where::of(kind, filter);
-        let table = table_of(kind);
+        let table = kind.table();
         let sql = format!(
             "SELECT {key}, m.{column}::float8 FROM {table} m WHERE {}",
             w.clause

@@ -14,7 +14,7 @@ use postgres::Row;
 use postgres::Client;
 use sketches_ddsketch::DDSketch;
 
-use super::filter::{table_of, Where};
+use super::filter::Where;
 use super::rollups::{stat_columns, stat_of};
 use super::PgStore;
 use crate::answer::{aggregated_column, finish, quantiles_of, Aggregate, Percentile, SuccessRate};
@@ -84,7 +84,7 @@ fn aggregate_sql(
     let sql = format!(
         "SELECT {} FROM {} m WHERE {}",
         aggregate_columns(column, aggregation),
-        table_of(kind),
+        kind.table(),
         w.clause
     );
     Ok((sql, w))
@@ -100,7 +100,7 @@ fn percentiles_sql(kind: MetricKind, filter: &Filter) -> Result<(String, Where)>
                 percentile_cont(${}::float8[]) WITHIN GROUP (ORDER BY m.{column}::float8) \
          FROM {} m WHERE {}",
         w.params.len() + 1,
-        table_of(kind),
+        kind.table(),
         w.clause
     );
     Ok((sql, w))
@@ -179,7 +179,7 @@ impl PgStore {
                 let sql = format!(
                     "SELECT {} FROM {} m WHERE {}",
                     stat_columns(column),
-                    table_of(kind),
+                    kind.table(),
                     w.clause
                 );
                 let row = client
@@ -401,7 +401,7 @@ pub(super) fn aggregate_of(
             _ => text.parse::<f64>().ok(),
         };
         sum.ok_or_else(|| Error::CorruptRow {
-            table: table_of(kind),
+            table: kind.table(),
             reason: format!("a sum that is not a number: {text}"),
         })
     };
@@ -452,7 +452,7 @@ impl PgStore {
         let w = Where::of(kind, filter);
         let sql = format!(
             "SELECT m.{column}::float8 FROM {} m WHERE {}",
-            table_of(kind),
+            kind.table(),
             w.clause
         );
         let mut values: Vec<f64> = client
@@ -476,7 +476,7 @@ impl PgStore {
     pub fn table_span(&self, kind: MetricKind) -> Result<(u64, Option<i64>, Option<i64>)> {
         let sql = format!(
             "SELECT count(*), min(timestamp), max(timestamp) FROM {}",
-            table_of(kind)
+            kind.table()
         );
         let row = self
             .read_conn()?

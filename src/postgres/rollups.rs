@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use postgres::{Client, Row, SimpleQueryMessage};
 
-use super::filter::{table_of, Where};
+use super::filter::Where;
 use super::PgStore;
 use crate::error::{Error, Result};
 use crate::query::{Filter, GroupBy};
@@ -61,7 +61,7 @@ impl PgStore {
         let begun = conn.simple_query(&format!(
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
              LOCK TABLE {}, {} IN ACCESS SHARE MODE; {exists_sql}",
-            table_of(kind),
+            kind.table(),
             rollup_table(kind)
         ));
         let answer = begun
@@ -268,12 +268,12 @@ pub(super) fn stat_of(row: &Row, at: usize, kind: MetricKind) -> Result<Stat> {
     let text = |i: usize| -> Result<String> {
         let text: Option<String> = row.get(at + i);
         text.ok_or_else(|| Error::CorruptRow {
-            table: table_of(kind),
+            table: kind.table(),
             reason: "a missing sum or extreme".to_owned(),
         })
     };
     let bad = |text: String| Error::CorruptRow {
-        table: table_of(kind),
+        table: kind.table(),
         reason: format!("a sum or extreme that is not a number: {text}"),
     };
     let mean = if int {

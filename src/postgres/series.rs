@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use sketches_ddsketch::DDSketch;
 
-use super::filter::{table_of, Where};
+use super::filter::Where;
 use super::read::{aggregate_columns, aggregate_of, rates_by_key};
 use super::rollups::{stat_columns, stat_of};
 use super::PgStore;
@@ -42,7 +42,7 @@ impl PgStore {
                 let sql = format!(
                     "SELECT {bucket} AS bucket, {} FROM {} m WHERE {} GROUP BY bucket",
                     stat_columns(column),
-                    table_of(kind),
+                    kind.table(),
                     w.clause
                 );
                 let mut stats: BTreeMap<i64, Stat> = BTreeMap::new();
@@ -67,7 +67,7 @@ impl PgStore {
             let sql = format!(
                 "SELECT {bucket} AS bucket, {} FROM {} m WHERE {} GROUP BY bucket",
                 aggregate_columns(column, aggregation),
-                table_of(kind),
+                kind.table(),
                 w.clause
             );
             client
@@ -101,7 +101,7 @@ impl PgStore {
                     percentile_cont(${}::float8) WITHIN GROUP (ORDER BY m.{column}::float8) \
              FROM {} m WHERE {} GROUP BY bucket",
             n + 2,
-            table_of(kind),
+            kind.table(),
             w.clause
         );
         let mut params = w.params();
@@ -111,7 +111,7 @@ impl PgStore {
             if rollups {
                 let sql = format!(
                     "SELECT {bucket} AS bucket, m.{column}::float8 FROM {} m WHERE {}",
-                    table_of(kind),
+                    kind.table(),
                     w.clause
                 );
                 let mut buckets: BTreeMap<i64, (Vec<f64>, Option<DDSketch>)> = BTreeMap::new();

@@ -4,7 +4,7 @@ use chrono::Duration;
 use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-use super::fold::{time_order, up_to_sql};
+use super::fold::{up_to_sql, within_timestamp};
 use super::{in_chunks, DAY_US, HOUR_US};
 use crate::error::{Error, Result};
 use crate::query::to_micros;
@@ -218,24 +218,22 @@ pub(super) fn delete_chunk(
     cutoff: i64,
     limit: i64,
 ) -> Result<usize> {
-    let (table, order) = (kind.table(), time_order(kind).join(", "));
+    let (table, within) = (kind.table(), within_timestamp(kind));
     let boundary = format!(
-        "SELECT {order} FROM {table} WHERE timestamp < ?1 ORDER BY {order} LIMIT 1 OFFSET ?2"
+        "SELECT timestamp, {within} FROM {table} WHERE timestamp < ?1 \
+         ORDER BY timestamp, {within} LIMIT 1 OFFSET ?2"
     );
-    let width = time_order(kind).len();
-    let last: Option<Vec<rusqlite::types::Value>> = conn
+    let last: Option<(i64, i64)> = conn
         .prepare_cached(&boundary)
         .and_then(|mut s| {
-            s.query_row((cutoff, limit - 1), |r| {
-                (0..width).map(|i| r.get(i)).collect()
-            })
-            .optional()
+            s.query_row((cutoff, limit - 1), |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
         })
         .map_err(Error::sqlite("clean up old metrics"))?;
     let deleted = match last {
         Some(last) => conn
             .prepare_cached(&up_to_sql(kind))
-            .and_then(|mut s| s.execute(rusqlite::params_from_iter(last.iter()))),
+            .and_then(|mut s| s.execute(last)),
         None => conn
             .prepare_cached(&format!("DELETE FROM {table} WHERE timestamp < ?1"))
             .and_then(|mut s| s.execute([cutoff])),

@@ -124,8 +124,7 @@ fn merge_into(
 /// Folds the oldest chunk of raw rows before `cutoff` into hourly rollups
 /// and deletes them. Returns how many rows it folded.
 fn fold_raw(conn: &Connection, kind: MetricKind, cutoff: i64, limit: i64) -> Result<usize> {
-    // Rows come in time order, whose columns (see `time_order`) come
-    // first.
+    let (table, within) = (kind.table(), within_timestamp(kind));
     let columns = match kind {
         MetricKind::Task => {
             "agent, coalesce(swarm, 0), result, duration_ms, tokens_used, files_changed"
@@ -133,39 +132,32 @@ fn fold_raw(conn: &Connection, kind: MetricKind, cutoff: i64, limit: i64) -> Res
         MetricKind::Agent => "agent, metric_type, value",
         MetricKind::Swarm => "swarm, metric_type, value",
     };
-    let (table, order) = (kind.table(), time_order(kind));
     let select = format!(
-        "SELECT {order}, {columns} FROM {table} WHERE timestamp < ?1 \
-         ORDER BY {order} LIMIT ?2",
-        order = order.join(", "),
+        "SELECT timestamp, {within}, {columns} FROM {table} WHERE timestamp < ?1 \
+         ORDER BY timestamp, {within} LIMIT ?2"
     );
-    let at = order.len();
     let mut groups = Groups::new();
-    // The time order of the last row folded.
-    let mut last: Option<Vec<SqlValue>> = None;
+    // The key of the last row folded.
+    let mut last: Option<(i64, i64)> = None;
     let mut n = 0;
     let params = vec![cutoff.into(), limit.into()];
     each_row(conn, &select, params, "fold metrics", |row| {
-        let read = |i: usize| row.get::<_, i64>(i).map_err(Error::sqlite("fold metrics"));
-        // The timestamp comes first in every time order, the other
-        // columns after the order's.
-        let ts = read(0)?;
-        let get = |i: usize| read(at + i);
-        let order_of_row = (0..at).map(|i| row.get(i)).collect::<rusqlite::Result<_>>();
-        last = Some(order_of_row.map_err(Error::sqlite("fold metrics"))?);
+        let get = |i: usize| row.get::<_, i64>(i).map_err(Error::sqlite("fold metrics"));
+        let ts = get(0)?;
+        last = Some((ts, get(1)?));
         n += 1;
         let bucket = floor_to(ts, HOUR_US);
-        let key = vec![get(0)?, get(1)?];
+        let key = vec![get(2)?, get(3)?];
         let summary = groups
             .entry((bucket, key))
             .or_insert_with(|| Summary::new(kind));
         match kind {
             MetricKind::Task => {
-                let result = usize::try_from(get(2)?).unwrap_or(usize::MAX);
-                summary.push_task(result, [get(3)?, get(4)?, get(5)?])
+                let result = usize::try_from(get(4)?).unwrap_or(usize::MAX);
+                summary.push_task(result, [get(5)?, get(6)?, get(7)?])
             }
             _ => {
-                let value: f64 = row.get(at + 2).map_err(Error::sqlite("fold metrics"))?;
+                let value: f64 = row.get(4).map_err(Error::sqlite("fold metrics"))?;
                 summary.push_value(value)
             }
         }
@@ -173,31 +165,28 @@ fn fold_raw(conn: &Connection, kind: MetricKind, cutoff: i64, limit: i64) -> Res
     merge_groups(conn, kind, 1, groups)?;
     if let Some(last) = last {
         conn.prepare_cached(&up_to_sql(kind))
-            .and_then(|mut s| s.execute(rusqlite::params_from_iter(last.iter())))
+            .and_then(|mut s| s.execute(last))
             .map_err(Error::sqlite("fold metrics"))?;
     }
     Ok(n)
 }
 
-/// The columns that order the raw rows of `kind` by time, one row apart,
-/// the timestamp first: as many as the values that bound a chunk of them.
-pub(super) fn time_order(kind: MetricKind) -> &'static [&'static str] {
+/// The column that orders the raw rows of `kind` sharing a timestamp:
+/// with the timestamp, the table's key.
+pub(super) fn within_timestamp(kind: MetricKind) -> &'static str {
     match kind {
-        MetricKind::Task => &["timestamp", "seq"],
-        MetricKind::Agent | MetricKind::Swarm => &["timestamp", "metric_id"],
+        MetricKind::Task => "seq",
+        MetricKind::Agent | MetricKind::Swarm => "metric_id",
     }
 }
 
-/// The statement deleting the raw rows of `kind` up to the one whose
-/// time order (see `time_order`) is bound to `?1` (and `?2`).
+/// The statement deleting the raw rows of `kind` up to the key
+/// `(?1, ?2)`, one contiguous run of the time-ordered key.
 pub(super) fn up_to_sql(kind: MetricKind) -> String {
-    let order = time_order(kind);
-    let values: Vec<String> = (1..=order.len()).map(|i| format!("?{i}")).collect();
     format!(
-        "DELETE FROM {} WHERE ({}) <= ({})",
+        "DELETE FROM {} WHERE (timestamp, {}) <= (?1, ?2)",
         kind.table(),
-        order.join(", "),
-        values.join(", ")
+        within_timestamp(kind)
     )
 }
 
