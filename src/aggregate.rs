@@ -11,8 +11,10 @@ use crate::record::{AggregationType, MetricKind, TaskResult};
 use crate::retention::{merge_rollups, rollups_apply, RollupRead};
 use sketches_ddsketch::DDSketch;
 
+use crate::engine::on_engine;
+use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::stat::{raw_stat, raw_stat_columns, sql_function, Stat};
-use crate::storage::{MetricsStorage, Snapshot};
+use crate::storage::MetricsStorage;
 
 impl MetricsStorage {
     /// Combines the values of the metrics of `kind` that match `filter`.
@@ -34,44 +36,7 @@ impl MetricsStorage {
         filter: &Filter,
     ) -> Result<Aggregate> {
         filter.validate(kind, true)?;
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            return server.aggregate(kind, aggregation, filter);
-        }
-        let (column, metric_type) = aggregated_column(kind, filter)?;
-        self.snapshot(|snapshot| {
-            if rollups_apply(snapshot, kind, filter)? {
-                let stat = stat_with_rollups(snapshot, kind, column, filter)?;
-                return Ok(finish(&stat, aggregation, metric_type));
-            }
-            let run = |function: &str| -> Result<(u64, Option<f64>)> {
-                let (sql, params) = aggregate_sql(kind, function, filter)?;
-                let rows = snapshot.rows(&sql, params, "aggregate metrics", |row| {
-                    let count: i64 = row.get(0).map_err(Error::sqlite("aggregate metrics"))?;
-                    let value: Option<f64> =
-                        row.get(1).map_err(Error::sqlite("aggregate metrics"))?;
-                    Ok((u64::try_from(count).unwrap_or(0), value))
-                })?;
-                Ok(rows.into_iter().next().unwrap_or((0, None)))
-            };
-            let (count, value) = match run(sql_function(aggregation)) {
-                // sum() of integers fails rather than overflow; total() sums
-                // in floating point instead.
-                Err(Error::Sqlite { source, .. })
-                    if aggregation == AggregationType::Sum
-                        && source.to_string().contains("integer overflow") =>
-                {
-                    run("total")?
-                }
-                other => other?,
-            };
-            Ok(Aggregate {
-                aggregation,
-                metric_type,
-                count,
-                value: if count == 0 { None } else { value },
-            })
-        })
+        on_engine!(self.engine(), aggregate(kind, aggregation, filter))
     }
 
     /// The `q` quantile (0.5 for the median, 0.95 for p95) of the values
@@ -109,13 +74,7 @@ impl MetricsStorage {
             }
         }
         filter.validate(kind, true)?;
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            return server.percentiles(kind, qs, filter);
-        }
-        let (_, metric_type) = aggregated_column(kind, filter)?;
-        let (mut values, sketch) = self.selected_values(kind, filter)?;
-        Ok(quantiles_of(&mut values, sketch, qs, metric_type))
+        on_engine!(self.engine(), percentiles(kind, qs, filter))
     }
 
     /// The values of the selection (the column `filter.metric_type` picks
@@ -129,10 +88,72 @@ impl MetricsStorage {
         filter: &Filter,
     ) -> Result<(Vec<f64>, Option<DDSketch>)> {
         filter.validate(kind, true)?;
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            return server.values(kind, filter);
-        }
+        on_engine!(self.engine(), values(kind, filter))
+    }
+
+    /// The share of successful tasks among the tasks matching `filter`
+    /// (typically an agent or a swarm and a time range), with the counts
+    /// behind it. Raw rows and rollups are read in one snapshot.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a filter field that does not apply to
+    /// task metrics; [`Error::Sqlite`] or [`Error::Pool`] when the read
+    /// fails.
+    pub fn success_rate(&self, filter: &Filter) -> Result<SuccessRate> {
+        filter.validate(MetricKind::Task, false)?;
+        on_engine!(self.engine(), success_rate(filter))
+    }
+}
+
+impl FileStore {
+    /// [`MetricsStorage::aggregate_metrics`] on the file.
+    pub(crate) fn aggregate(
+        &self,
+        kind: MetricKind,
+        aggregation: AggregationType,
+        filter: &Filter,
+    ) -> Result<Aggregate> {
+        let (column, metric_type) = aggregated_column(kind, filter)?;
+        self.snapshot(|snapshot| {
+            if rollups_apply(snapshot, kind, filter)? {
+                let stat = stat_with_rollups(snapshot, kind, column, filter)?;
+                return Ok(finish(&stat, aggregation, metric_type));
+            }
+            let (sql, params) = aggregate_sql(kind, sql_function(aggregation), filter)?;
+            let rows = snapshot.rows(&sql, params, "aggregate metrics", |row| {
+                let count: i64 = row.get(0).map_err(Error::sqlite("aggregate metrics"))?;
+                let value: Option<f64> = row.get(1).map_err(Error::sqlite("aggregate metrics"))?;
+                Ok((u64::try_from(count).unwrap_or(0), value))
+            })?;
+            let (count, value) = rows.into_iter().next().unwrap_or((0, None));
+            Ok(Aggregate {
+                aggregation,
+                metric_type,
+                count,
+                value: if count == 0 { None } else { value },
+            })
+        })
+    }
+
+    /// [`MetricsStorage::percentiles`] on the file.
+    pub(crate) fn percentiles(
+        &self,
+        kind: MetricKind,
+        qs: &[f64],
+        filter: &Filter,
+    ) -> Result<Vec<Percentile>> {
+        let (_, metric_type) = aggregated_column(kind, filter)?;
+        let (mut values, sketch) = self.values(kind, filter)?;
+        Ok(quantiles_of(&mut values, sketch, qs, metric_type))
+    }
+
+    /// The values of the selection on the file; see
+    /// [`MetricsStorage::selected_values`].
+    pub(crate) fn values(
+        &self,
+        kind: MetricKind,
+        filter: &Filter,
+    ) -> Result<(Vec<f64>, Option<DDSketch>)> {
         let (column, _) = aggregated_column(kind, filter)?;
         let (mut values, rolled) = self.snapshot(|snapshot| {
             let (sql, params) = percentile_sql(kind, filter)?;
@@ -156,20 +177,8 @@ impl MetricsStorage {
         Ok((values, sketch))
     }
 
-    /// The share of successful tasks among the tasks matching `filter`
-    /// (typically an agent or a swarm and a time range), with the counts
-    /// behind it. Raw rows and rollups are read in one snapshot.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] for a filter field that does not apply to
-    /// task metrics; [`Error::Sqlite`] or [`Error::Pool`] when the read
-    /// fails.
-    pub fn success_rate(&self, filter: &Filter) -> Result<SuccessRate> {
-        filter.validate(MetricKind::Task, false)?;
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            return server.success_rate(filter);
-        }
+    /// [`MetricsStorage::success_rate`] on the file.
+    pub(crate) fn success_rate(&self, filter: &Filter) -> Result<SuccessRate> {
         self.snapshot(|snapshot| {
             let (sql, params) = success_rate_sql(filter);
             let rows = snapshot.rows(&sql, params, "compute success rate", |row| {

@@ -3,6 +3,7 @@
 
 use std::ops::ControlFlow;
 
+use crate::engine::on_engine;
 use crate::error::{Error, Result};
 use crate::query::Filter;
 use crate::rollup_row::RollupRecord;
@@ -60,21 +61,13 @@ impl MetricsStorage {
     /// Visits every rollup row of this store, oldest bucket first, until
     /// `visit` breaks.
     fn for_each_rollup(&self, visit: impl FnMut(RollupRecord) -> ControlFlow<()>) -> Result<()> {
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            return server.for_each_rollup(visit);
-        }
-        self.for_each_rollup_in_file(visit)
+        on_engine!(self.engine(), each_rollup(visit))
     }
 
     /// Writes rollup rows in one transaction, keeping those already there;
     /// returns how many were new.
     fn write_rollups(&self, records: Vec<RollupRecord>) -> Result<u64> {
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            return server.write_rollups(&records);
-        }
-        self.write_rollups_to_file(records)
+        on_engine!(self.engine(), insert_rollups(records))
     }
 }
 

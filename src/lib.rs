@@ -75,6 +75,7 @@ mod answer;
 mod compare;
 mod consistent;
 mod copy;
+mod engine;
 mod enums;
 mod error;
 mod generic;
@@ -83,8 +84,6 @@ mod interval;
 mod names;
 mod open;
 mod plan;
-#[cfg(feature = "postgres")]
-mod postgres;
 mod query;
 mod read;
 mod record;

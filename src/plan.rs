@@ -4,6 +4,8 @@
 use rusqlite::params_from_iter;
 
 use crate::aggregate::{aggregate_sql, percentile_sql, success_rate_sql};
+use crate::engine::on_engine;
+use crate::engine::sqlite::FileStore;
 use crate::error::{Error, Result};
 use crate::query::{Filter, DEFAULT_LIMIT};
 use crate::read::select_sql;
@@ -40,42 +42,39 @@ impl MetricsStorage {
         shape: QueryShape,
         filter: &Filter,
     ) -> Result<Vec<String>> {
+        match shape {
+            QueryShape::Rows | QueryShape::SuccessRate => filter.validate(kind, false)?,
+            QueryShape::Aggregate(_) | QueryShape::Percentile => filter.validate(kind, true)?,
+        }
+        if shape == QueryShape::SuccessRate && kind != MetricKind::Task {
+            return Err(Error::invalid(
+                "kind",
+                format!("success rates are computed from task metrics, not {kind} metrics"),
+            ));
+        }
+        on_engine!(self.engine(), query_plan(kind, shape, filter))
+    }
+}
+
+impl FileStore {
+    /// SQLite's `EXPLAIN QUERY PLAN` of the query of `shape`.
+    pub(crate) fn query_plan(
+        &self,
+        kind: MetricKind,
+        shape: QueryShape,
+        filter: &Filter,
+    ) -> Result<Vec<String>> {
         let (sql, params) = match shape {
             QueryShape::Rows => {
-                filter.validate(kind, false)?;
                 let (sql, params) = select_sql(kind, filter, DEFAULT_LIMIT as i64);
                 (sql.to_string(), params)
             }
             QueryShape::Aggregate(aggregation) => {
-                filter.validate(kind, true)?;
                 aggregate_sql(kind, sql_function(aggregation), filter)?
             }
-            QueryShape::Percentile => {
-                filter.validate(kind, true)?;
-                percentile_sql(kind, filter)?
-            }
-            QueryShape::SuccessRate if kind == MetricKind::Task => {
-                filter.validate(kind, false)?;
-                success_rate_sql(filter)
-            }
-            QueryShape::SuccessRate => {
-                return Err(Error::invalid(
-                    "kind",
-                    format!("success rates are computed from task metrics, not {kind} metrics"),
-                ))
-            }
+            QueryShape::Percentile => percentile_sql(kind, filter)?,
+            QueryShape::SuccessRate => success_rate_sql(filter),
         };
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            use crate::postgres::PlannedQuery;
-            let query = match shape {
-                QueryShape::Rows => PlannedQuery::Rows,
-                QueryShape::Aggregate(aggregation) => PlannedQuery::Aggregate(aggregation),
-                QueryShape::SuccessRate => PlannedQuery::SuccessRate,
-                QueryShape::Percentile => PlannedQuery::Percentile,
-            };
-            return server.query_plan(kind, query, filter);
-        }
         let conn = self.reader()?;
         let mut stmt = conn
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))

@@ -563,22 +563,34 @@ impl GroupBy {
     /// table aliased `alias` (raw rows or rollups), or an error when the
     /// grouping does not apply.
     pub(crate) fn key_sql(self, kind: MetricKind, alias: &str) -> Result<String> {
-        let (names, key) = match (self, kind) {
-            (GroupBy::Agent, MetricKind::Task | MetricKind::Agent) => ("agents", "id"),
-            (GroupBy::Swarm, MetricKind::Task | MetricKind::Swarm) => ("swarms", "id"),
-            (GroupBy::Result, MetricKind::Task) => ("task_results", "code"),
-            (GroupBy::MetricType, MetricKind::Agent | MetricKind::Swarm) => {
-                ("metric_types", "code")
-            }
-            _ => {
-                return Err(Error::invalid(
-                    "group_by",
-                    format!("{self:?} does not apply to {kind} metrics"),
-                ))
-            }
+        self.validate(kind)?;
+        let (names, key) = match self {
+            GroupBy::Agent => ("agents", "id"),
+            GroupBy::Swarm => ("swarms", "id"),
+            GroupBy::Result => ("task_results", "code"),
+            GroupBy::MetricType => ("metric_types", "code"),
         };
         let column = self.column(alias);
         Ok(format!("(SELECT name FROM {names} WHERE {key} = {column})"))
+    }
+
+    /// Whether this grouping applies to metrics of `kind`: agents to task
+    /// and agent metrics, swarms to task and swarm metrics, results to
+    /// task metrics, metric types to agent and swarm metrics.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming `group_by` when it does not.
+    pub(crate) fn validate(self, kind: MetricKind) -> Result<()> {
+        match (self, kind) {
+            (GroupBy::Agent, MetricKind::Task | MetricKind::Agent)
+            | (GroupBy::Swarm, MetricKind::Task | MetricKind::Swarm)
+            | (GroupBy::Result, MetricKind::Task)
+            | (GroupBy::MetricType, MetricKind::Agent | MetricKind::Swarm) => Ok(()),
+            _ => Err(Error::invalid(
+                "group_by",
+                format!("{self:?} does not apply to {kind} metrics"),
+            )),
+        }
     }
 
     /// The column grouped on, in the table aliased `alias` (cheap to group

@@ -8,21 +8,23 @@ use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::Row;
 
+use crate::engine::on_engine;
+use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::error::{Error, Result};
 use crate::names::SwarmNames;
 use crate::query::{from_micros, to_micros, Filter};
 use crate::query::{Field, Params, TimeRange};
 use crate::record::{AgentMetric, MetricKind, Stored, SwarmMetric, TaskMetric, TaskResult};
-use crate::storage::{MetricsStorage, Snapshot};
+use crate::storage::MetricsStorage;
 
 /// How the rows of one kind are read back: their two orders and their
 /// decoder.
-struct Rows<T> {
-    kind: MetricKind,
+pub(crate) struct Rows<T> {
+    pub kind: MetricKind,
     /// Newest first, for `get_*_metrics`.
     newest_first: &'static str,
     /// Oldest first, for `for_each_*_metric`.
-    oldest_first: &'static str,
+    pub oldest_first: &'static str,
     decode: fn(&Row<'_>, &Names<'_>) -> Result<T>,
     /// How the file is read newest first, when not as any other order.
     newest_on_file: Option<NewestOnFile<T>>,
@@ -30,11 +32,33 @@ struct Rows<T> {
     operation: &'static str,
     /// How the rows are read from a PostgreSQL server instead.
     #[cfg(feature = "postgres")]
-    server: ServerRows<T>,
+    pub server: ServerRows<T>,
+}
+
+/// The orders rows are read in, newest first but for
+/// [`SlowestFirst`](RowOrder::SlowestFirst).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RowOrder {
+    /// Newest first; rows that share a timestamp last task id (or metric
+    /// id) first.
+    NewestFirst,
+    /// Task metrics by duration, longest first, then newest first.
+    SlowestFirst,
+}
+
+impl<T> Rows<T> {
+    /// The `ORDER BY` list of `order` over the table aliased `m`, the same
+    /// on both engines.
+    pub fn order_by(&self, order: RowOrder) -> &'static str {
+        match order {
+            RowOrder::NewestFirst => self.newest_first,
+            RowOrder::SlowestFirst => "m.duration_ms DESC, m.timestamp DESC, m.task_id DESC",
+        }
+    }
 }
 
 /// Reads the newest rows matching a filter, at most a limit, from a file.
-type NewestOnFile<T> = fn(&MetricsStorage, &Snapshot<'_>, &Filter, i64) -> Result<Vec<T>>;
+type NewestOnFile<T> = fn(&FileStore, &Snapshot<'_>, &Filter, i64) -> Result<Vec<T>>;
 
 /// What decoding a row may look up: swarm names, which task rows hold as
 /// ids.
@@ -55,23 +79,23 @@ impl Names<'_> {
 /// How rows of one kind come from a PostgreSQL server: task rows, or agent
 /// and swarm rows, made into the kind's record.
 #[cfg(feature = "postgres")]
-enum ServerRows<T> {
+pub(crate) enum ServerRows<T> {
     Tasks(fn(TaskMetric) -> T),
-    Entities(fn(crate::postgres::EntityRow) -> T),
+    Entities(fn(crate::engine::postgres::EntityRow) -> T),
 }
 
-const TASKS: Rows<TaskMetric> = Rows {
+pub(crate) const TASKS: Rows<TaskMetric> = Rows {
     kind: MetricKind::Task,
     newest_first: "m.timestamp DESC, m.task_id DESC",
     oldest_first: "m.timestamp, m.task_id",
     decode: task_from_row,
-    newest_on_file: Some(MetricsStorage::newest_tasks),
+    newest_on_file: Some(FileStore::newest_tasks),
     operation: "read task metrics",
     #[cfg(feature = "postgres")]
     server: ServerRows::Tasks(std::convert::identity),
 };
 
-const AGENTS: Rows<Stored<AgentMetric>> = Rows {
+pub(crate) const AGENTS: Rows<Stored<AgentMetric>> = Rows {
     kind: MetricKind::Agent,
     newest_first: "m.timestamp DESC, m.metric_id DESC",
     oldest_first: "m.timestamp, m.metric_id",
@@ -82,7 +106,7 @@ const AGENTS: Rows<Stored<AgentMetric>> = Rows {
     server: ServerRows::Entities(agent_of),
 };
 
-const SWARMS: Rows<Stored<SwarmMetric>> = Rows {
+pub(crate) const SWARMS: Rows<Stored<SwarmMetric>> = Rows {
     kind: MetricKind::Swarm,
     newest_first: "m.timestamp DESC, m.metric_id DESC",
     oldest_first: "m.timestamp, m.metric_id",
@@ -103,20 +127,21 @@ impl MetricsStorage {
     /// not apply to task metrics; [`Error::Sqlite`] or [`Error::Pool`] when
     /// the read fails.
     pub fn get_task_metrics(&self, filter: &Filter, limit: usize) -> Result<Vec<TaskMetric>> {
-        self.get_task_metrics_ordered(filter, limit, TASKS.newest_first)
+        self.get_task_metrics_ordered(filter, limit, RowOrder::NewestFirst)
     }
 
-    /// Task metrics matching `filter` in another order (an SQL `ORDER BY`
-    /// list over the table aliased `m`), at most `limit`.
+    /// Task metrics matching `filter` in another order, at most `limit`.
     pub(crate) fn get_task_metrics_ordered(
         &self,
         filter: &Filter,
         limit: usize,
-        order: &'static str,
+        order: RowOrder,
     ) -> Result<Vec<TaskMetric>> {
         self.get_rows(&TASKS, filter, limit, order)
     }
+}
 
+impl FileStore {
     /// The newest `limit` task metrics matching `filter` in the file, read
     /// newest first by timestamp alone, which the indexes give with no
     /// sort; rows that share a timestamp are then put in task-id order
@@ -179,7 +204,9 @@ impl MetricsStorage {
             _ => None,
         })
     }
+}
 
+impl MetricsStorage {
     /// Agent metrics matching `filter`, newest first, at most `limit`.
     ///
     /// # Errors
@@ -189,7 +216,7 @@ impl MetricsStorage {
         filter: &Filter,
         limit: usize,
     ) -> Result<Vec<Stored<AgentMetric>>> {
-        self.get_rows(&AGENTS, filter, limit, AGENTS.newest_first)
+        self.get_rows(&AGENTS, filter, limit, RowOrder::NewestFirst)
     }
 
     /// Swarm metrics matching `filter`, newest first, at most `limit`.
@@ -201,7 +228,7 @@ impl MetricsStorage {
         filter: &Filter,
         limit: usize,
     ) -> Result<Vec<Stored<SwarmMetric>>> {
-        self.get_rows(&SWARMS, filter, limit, SWARMS.newest_first)
+        self.get_rows(&SWARMS, filter, limit, RowOrder::NewestFirst)
     }
 
     /// Hands every task metric matching `filter` to `visit`, oldest first,
@@ -271,32 +298,43 @@ impl MetricsStorage {
         rows: &Rows<T>,
         filter: &Filter,
         limit: usize,
-        order: &'static str,
+        order: RowOrder,
     ) -> Result<Vec<T>> {
         filter.validate(rows.kind, false)?;
         let limit = validate_limit(limit)?;
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            // Agent and swarm rows are only ever read newest first.
-            return Ok(match rows.server {
-                ServerRows::Tasks(of) => server
-                    .get_tasks(filter, limit, order)?
-                    .into_iter()
-                    .map(of)
-                    .collect(),
-                ServerRows::Entities(of) => server
-                    .get_entities(rows.kind, filter, limit)?
-                    .into_iter()
-                    .map(of)
-                    .collect(),
-            });
-        }
+        on_engine!(self.engine(), rows(rows, filter, limit, order))
+    }
+
+    fn each_row<T, B>(
+        &self,
+        rows: &Rows<T>,
+        filter: &Filter,
+        visit: impl FnMut(T) -> ControlFlow<B>,
+    ) -> Result<Option<B>> {
+        filter.validate(rows.kind, false)?;
+        on_engine!(self.engine(), each_row(rows, filter, visit))
+    }
+}
+
+impl FileStore {
+    /// Rows of one kind matching `filter` in `order`, at most `limit`.
+    pub(crate) fn rows<T>(
+        &self,
+        rows: &Rows<T>,
+        filter: &Filter,
+        limit: i64,
+        order: RowOrder,
+    ) -> Result<Vec<T>> {
         self.read(|snapshot| {
-            if let Some(newest) = rows.newest_on_file.filter(|_| order == rows.newest_first) {
+            if let Some(newest) = rows
+                .newest_on_file
+                .filter(|_| order == RowOrder::NewestFirst)
+            {
                 return newest(self, snapshot, filter, limit);
             }
             let watermark = self.watermark_for(snapshot, rows.kind, filter)?;
-            let (sql, params) = select_sql_ordered(rows.kind, filter, limit, order, watermark);
+            let (sql, params) =
+                select_sql_ordered(rows.kind, filter, limit, rows.order_by(order), watermark);
             let names = self.names(snapshot);
             snapshot.rows(&sql, params, rows.operation, |row| {
                 (rows.decode)(row, &names)
@@ -304,22 +342,14 @@ impl MetricsStorage {
         })
     }
 
-    fn each_row<T, B>(
+    /// Hands every row of one kind matching `filter` to `visit`, oldest
+    /// first, until it breaks.
+    pub(crate) fn each_row<T, B>(
         &self,
         rows: &Rows<T>,
         filter: &Filter,
         mut visit: impl FnMut(T) -> ControlFlow<B>,
     ) -> Result<Option<B>> {
-        filter.validate(rows.kind, false)?;
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            return match rows.server {
-                ServerRows::Tasks(of) => server.for_each_task(filter, |t| visit(of(t))),
-                ServerRows::Entities(of) => {
-                    server.for_each_entity(rows.kind, filter, |r| visit(of(r)))
-                }
-            };
-        }
         let (sql, params) =
             select_sql_ordered(rows.kind, filter, i64::MAX, rows.oldest_first, None);
         self.read(|snapshot| {
@@ -339,7 +369,7 @@ impl MetricsStorage {
 
 /// The file's task metrics newest first by timestamp alone, which the
 /// indexes give with no sort (also when two parts of a read are merged);
-/// [`MetricsStorage::newest_tasks`] puts the rows of one timestamp in
+/// [`FileStore::newest_tasks`] puts the rows of one timestamp in
 /// task-id order.
 const TASK_TIME_ORDER: &str = "m.timestamp DESC";
 
@@ -447,7 +477,7 @@ fn build_select(
 
 /// An agent metric read from the server.
 #[cfg(feature = "postgres")]
-fn agent_of(row: crate::postgres::EntityRow) -> Stored<AgentMetric> {
+fn agent_of(row: crate::engine::postgres::EntityRow) -> Stored<AgentMetric> {
     let (metric_id, agent_id, metric_type, value, metadata, timestamp) = row;
     Stored {
         metric_id,
@@ -463,7 +493,7 @@ fn agent_of(row: crate::postgres::EntityRow) -> Stored<AgentMetric> {
 
 /// A swarm metric read from the server.
 #[cfg(feature = "postgres")]
-fn swarm_of(row: crate::postgres::EntityRow) -> Stored<SwarmMetric> {
+fn swarm_of(row: crate::engine::postgres::EntityRow) -> Stored<SwarmMetric> {
     let (metric_id, swarm_id, metric_type, value, metadata, timestamp) = row;
     Stored {
         metric_id,

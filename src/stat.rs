@@ -255,7 +255,11 @@ const RUNNING_FUNCTION: &str = "swarm_running";
 pub(crate) fn sql_function(aggregation: AggregationType) -> &'static str {
     match aggregation {
         AggregationType::Avg => "avg",
-        AggregationType::Sum => "sum",
+        // sum() of integers fails with "integer overflow" past i64;
+        // total() sums in floating point (compensated, so exact while
+        // the sum fits in 53 bits) and never fails. The answer is an f64
+        // either way, as it is from the server's numeric sum().
+        AggregationType::Sum => "total",
         AggregationType::Count => "count",
         AggregationType::Min => "min",
         AggregationType::Max => "max",

@@ -3,10 +3,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::query::from_micros;
+use crate::engine::on_engine;
+use crate::error::Result;
 use crate::record::MetricKind;
-use crate::rollup_row::rollup_table;
 use crate::storage::MetricsStorage;
 
 /// Rows and time span of one kind of metric, raw and rolled up.
@@ -71,82 +70,18 @@ impl MetricsStorage {
     /// [`Error::Sqlite`] or [`Error::Pool`] when the read fails;
     /// [`Error::Io`] when the file's size cannot be read.
     pub fn stats(&self) -> Result<StoreStats> {
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            return self.consistent(|_| {
-                let table = |kind| -> Result<TableStats> {
-                    let (rows, oldest, newest) = server.table_span(kind)?;
-                    let (hourly_rollups, daily_rollups, oldest_rollup) =
-                        server.rollup_counts(kind)?;
-                    Ok(TableStats {
-                        rows,
-                        oldest: oldest.and_then(from_micros),
-                        newest: newest.and_then(from_micros),
-                        hourly_rollups,
-                        daily_rollups,
-                        oldest_rollup: oldest_rollup.and_then(from_micros),
-                    })
-                };
-                Ok(StoreStats {
-                    task_metrics: table(MetricKind::Task)?,
-                    agent_metrics: table(MetricKind::Agent)?,
-                    swarm_metrics: table(MetricKind::Swarm)?,
-                    file_size: server.size()?,
-                    wal_size: 0,
-                    schema_version: server.schema_version()?,
-                })
-            });
-        }
-        let operation = "read statistics";
-        let table = |kind: MetricKind| -> Result<TableStats> {
-            // The rollup levels: 1 hourly, 2 daily.
-            let sql = format!(
-                "SELECT count(*), min(timestamp), max(timestamp), \
-                        (SELECT count(*) FROM {rollups} WHERE level = 1), \
-                        (SELECT count(*) FROM {rollups} WHERE level = 2), \
-                        (SELECT min(bucket) FROM {rollups}) \
-                 FROM {table}",
-                table = kind.table(),
-                rollups = rollup_table(kind),
-            );
-            let rows = self.read_rows(&sql, Vec::new(), operation, |row| {
-                let get = |i| {
-                    row.get::<_, Option<i64>>(i)
-                        .map_err(Error::sqlite(operation))
-                };
-                let count = |i| get(i).map(|n| n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0));
-                Ok(TableStats {
-                    rows: count(0)?,
-                    oldest: get(1)?.and_then(from_micros),
-                    newest: get(2)?.and_then(from_micros),
-                    hourly_rollups: count(3)?,
-                    daily_rollups: count(4)?,
-                    oldest_rollup: get(5)?.and_then(from_micros),
-                })
-            })?;
-            Ok(rows.into_iter().next().unwrap_or_default())
-        };
         self.consistent(|store| {
+            let engine = store.engine();
+            let (file_size, wal_size) = on_engine!(engine, sizes())?;
             Ok(StoreStats {
-                task_metrics: table(MetricKind::Task)?,
-                agent_metrics: table(MetricKind::Agent)?,
-                swarm_metrics: table(MetricKind::Swarm)?,
-                file_size: store.file_size()?,
-                wal_size: crate::open::wal_size(store.path()),
-                schema_version: store.schema_version()?,
+                task_metrics: on_engine!(engine, table_stats(MetricKind::Task))?,
+                agent_metrics: on_engine!(engine, table_stats(MetricKind::Agent))?,
+                swarm_metrics: on_engine!(engine, table_stats(MetricKind::Swarm))?,
+                file_size,
+                wal_size,
+                schema_version: on_engine!(engine, schema_version())?,
             })
         })
-    }
-
-    /// The database file's size in bytes (the WAL not included).
-    pub(crate) fn file_size(&self) -> Result<u64> {
-        std::fs::metadata(self.path())
-            .map(|m| m.len())
-            .map_err(|source| Error::Io {
-                operation: "read file size",
-                path: self.path().to_owned(),
-                source,
-            })
     }
 
     /// The schema version recorded in the file.
@@ -154,18 +89,7 @@ impl MetricsStorage {
     /// # Errors
     /// [`Error::Sqlite`] or [`Error::Pool`] when the read fails.
     pub fn schema_version(&self) -> Result<i64> {
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            return server.schema_version();
-        }
-        let version: Option<Option<i64>> = self.read(|s| {
-            s.one(
-                "SELECT max(version) FROM metrics_schema_info",
-                Vec::new(),
-                "read schema version",
-            )
-        })?;
-        Ok(version.flatten().unwrap_or(0))
+        on_engine!(self.engine(), schema_version())
     }
 
     /// SQLite's `PRAGMA integrity_check`: an empty list when the file is
@@ -178,19 +102,6 @@ impl MetricsStorage {
     /// [`Error::Sqlite`] (or [`Error::NotADatabase`]-like failures
     /// reported by SQLite) when the check cannot run at all.
     pub fn integrity_check(&self) -> Result<Vec<String>> {
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            return server.integrity_check();
-        }
-        let problems = self.read_rows(
-            "PRAGMA integrity_check",
-            Vec::new(),
-            "check integrity",
-            |row| {
-                row.get::<_, String>(0)
-                    .map_err(Error::sqlite("check integrity"))
-            },
-        )?;
-        Ok(problems.into_iter().filter(|p| p != "ok").collect())
+        on_engine!(self.engine(), integrity_check())
     }
 }

@@ -1,29 +1,22 @@
-//! [`MetricsStorage`] itself: the type, its builder, its lifetime (open,
-//! checkpoint, close) and the two ways in, the writer and the readers.
+//! [`MetricsStorage`] itself: the type, its builder and its lifetime
+//! (open, checkpoint, close), over the engine it was opened on.
 //!
 //! Each of the store's concerns adds its calls to the type in a file of its
 //! own, as one `impl MetricsStorage` block: [`crate::store`] (storing),
 //! [`crate::read`] (rows back), [`crate::aggregate`], [`crate::analytics`],
 //! [`crate::retention`], [`crate::generic`], [`crate::stats`] and
-//! [`crate::plan`].
+//! [`crate::plan`]. Each validates its arguments and then asks the engine
+//! ([`crate::engine::Backend`]).
 
-use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
 
-use r2d2::{Pool, PooledConnection};
-use rusqlite::types::{FromSql, Value as SqlValue};
-use rusqlite::{params_from_iter, Connection, Row};
-
-use crate::error::{Error, PoolError, Result};
-use crate::open::pool::{OpenReaders, ReaderManager};
-use crate::open::settings::{ConnectionSettings, Durability};
+use crate::engine::sqlite::FileStore;
+use crate::engine::{on_engine, Engine};
+use crate::error::{Error, Result};
+use crate::open::settings::Durability;
 use crate::open::Options;
-use crate::rows::{index_pending, Cache, DEFAULT_INDEX_BATCH_ROWS};
-use crate::writer::checkpoint::{checkpoint_passive, truncate_wal, Checkpointer};
-use crate::writer::{Writer, WriterOptions};
+use crate::rows::DEFAULT_INDEX_BATCH_ROWS;
 
 /// Whether `location` names a PostgreSQL server (a `postgres://` or
 /// `postgresql://` URL) rather than a file; known also without the
@@ -54,30 +47,8 @@ pub const DEFAULT_PATH: &str = ".swarm/metrics.db";
 /// # Ok::<(), swarm_metrics::Error>(())
 /// ```
 pub struct MetricsStorage {
-    path: PathBuf,
-    settings: ConnectionSettings,
-    /// Taken out only while closing.
-    readers: Option<Pool<ReaderManager>>,
-    open_readers: Arc<OpenReaders>,
-    /// `None` when opened read-only.
-    writer: Option<Writer<Cache>>,
-    /// The highest index watermark a reader has seen. The watermark only
-    /// moves forward, so every task metric up to this one is indexed now,
-    /// whatever was written since.
-    watermark_seen: AtomicI64,
-    /// The swarm names task metrics read so far named.
-    pub(crate) swarm_names: crate::names::SwarmNames,
-    /// This store's number among the stores of the process, for
-    /// [`MetricsStorage::consistent`]'s pinned connection.
-    id: u64,
-    /// For a store on a PostgreSQL server, the server; the SQLite parts
-    /// are then empty and unused.
-    #[cfg(feature = "postgres")]
-    postgres: Option<crate::postgres::PgStore>,
+    engine: Engine,
     closed: bool,
-    /// Removes the folder of a [`MetricsStorage::temporary`] store; declared
-    /// last so that it is dropped after every connection.
-    _temporary: Option<tempfile::TempDir>,
 }
 
 /// Options for opening a [`MetricsStorage`]; start from
@@ -93,10 +64,18 @@ pub struct MetricsStorage {
 /// | [`max_size_bytes`](Self::max_size_bytes) | no cap |
 /// | [`index_batch_rows`](Self::index_batch_rows) | 4096 |
 /// | [`mmap_size`](Self::mmap_size) | 1 GiB |
+///
+/// On a PostgreSQL server only `pool_size` and `busy_timeout` apply (the
+/// most connections, and how long a call waits for one); the others
+/// concern a file, and opening a server with any of them set is refused
+/// rather than ignored.
 #[derive(Debug, Clone)]
 pub struct StorageBuilder {
     file: Options,
     index_batch_rows: usize,
+    /// The options set that apply to a file only, in the order set: a
+    /// store on a server refuses them rather than ignore them.
+    file_only: Vec<&'static str>,
 }
 
 impl StorageBuilder {
@@ -115,6 +94,7 @@ impl StorageBuilder {
 
     /// How much a commit waits for the disk.
     pub fn durability(mut self, durability: Durability) -> Self {
+        self.file_only.push("durability");
         self.file.durability = durability;
         self
     }
@@ -132,6 +112,7 @@ impl StorageBuilder {
     /// Without a cap the file grows until the disk is full, which fails
     /// the same way.
     pub fn max_size_bytes(mut self, bytes: u64) -> Self {
+        self.file_only.push("max_size_bytes");
         self.file.max_size = Some(bytes);
         self
     }
@@ -144,6 +125,7 @@ impl StorageBuilder {
     /// batch of this many metrics or more joins the indexes at once. Must
     /// be at least 1 ([`open`](Self::open) refuses 0).
     pub fn index_batch_rows(mut self, rows: usize) -> Self {
+        self.file_only.push("index_batch_rows");
         self.index_batch_rows = rows;
         self
     }
@@ -163,12 +145,14 @@ impl StorageBuilder {
     /// way, such as a network file system (where SQLite's locking is not
     /// to be trusted either).
     pub fn mmap_size(mut self, bytes: u64) -> Self {
+        self.file_only.push("mmap_size");
         self.file.mmap_size = bytes;
         self
     }
 
     /// Whether to create the file's missing parent folders.
     pub fn create_dirs(mut self, create: bool) -> Self {
+        self.file_only.push("create_dirs");
         self.file.create_dirs = create;
         self
     }
@@ -183,7 +167,11 @@ impl StorageBuilder {
     /// [`Error::NotADatabase`], [`Error::ForeignDatabase`],
     /// [`Error::SchemaTooNew`] or [`Error::SchemaTooOld`] when the file is
     /// not a store this version can use (it is left untouched);
-    /// [`Error::Sqlite`] for other SQLite failures.
+    /// [`Error::Sqlite`] for other SQLite failures. On a server:
+    /// [`Error::InvalidInput`] naming an option that applies to a file
+    /// only, [`Error::Unsupported`] for `read_only(true)`, and
+    /// [`Error::Postgres`] or [`Error::Pool`] when the server cannot be
+    /// reached or its schema made current.
     pub fn open(self) -> Result<MetricsStorage> {
         MetricsStorage::open_with(self, None)
     }
@@ -231,11 +219,13 @@ impl MetricsStorage {
         Self::open_with(builder, Some(dir))
     }
 
-    /// Options for opening the store at `path`.
+    /// Options for opening the store at `path` (a file, or a PostgreSQL
+    /// URL).
     pub fn builder(path: impl AsRef<Path>) -> StorageBuilder {
         StorageBuilder {
             file: Options::new(path.as_ref().to_owned()),
             index_batch_rows: DEFAULT_INDEX_BATCH_ROWS,
+            file_only: Vec::new(),
         }
     }
 
@@ -243,97 +233,23 @@ impl MetricsStorage {
         if options.index_batch_rows == 0 {
             return Err(Error::invalid("index_batch_rows", "must be at least 1"));
         }
-        if let Some(url) = options.file.path.to_str().filter(|p| server_url(p)) {
-            return Self::open_server(url, &options);
-        }
-        let path = options.file.path.clone();
-        let opened = crate::open::open(&options.file)?;
-        let writer = match opened.checkpoint {
-            None => None,
-            Some(conn) => {
-                let checkpointer = Checkpointer::start(conn).map_err(|source| Error::Io {
-                    operation: "start checkpoint thread",
-                    path: path.clone(),
-                    source,
-                })?;
-                let caches = Cache::new(options.index_batch_rows);
-                let writer_options = WriterOptions {
-                    checkpointer: Some(checkpointer),
-                    busy_timeout: options.file.busy_timeout,
-                    path: path.clone(),
-                };
-                Some(Writer::new(opened.first, caches, writer_options)?)
-            }
+        let engine = match options.file.path.to_str().filter(|p| server_url(p)) {
+            Some(url) => open_server(url, &options)?,
+            None => Engine::File(FileStore::open(
+                &options.file,
+                options.index_batch_rows,
+                temporary,
+            )?),
         };
         Ok(MetricsStorage {
-            path,
-            settings: opened.settings,
-            readers: Some(opened.readers),
-            open_readers: opened.open_readers,
-            writer,
-            watermark_seen: AtomicI64::new(i64::MIN),
-            swarm_names: Default::default(),
-            id: crate::consistent::new_store_id(),
-            #[cfg(feature = "postgres")]
-            postgres: None,
+            engine,
             closed: false,
-            _temporary: temporary,
         })
     }
 
-    /// Opens the store on the PostgreSQL server `url` names.
-    #[cfg(feature = "postgres")]
-    fn open_server(url: &str, options: &StorageBuilder) -> Result<Self> {
-        if options.file.read_only {
-            return Err(Error::Unsupported {
-                operation: "opening read-only",
-                backend: "PostgreSQL",
-            });
-        }
-        let server =
-            crate::postgres::PgStore::open(url, options.file.pool_size, options.file.busy_timeout)?;
-        Ok(MetricsStorage {
-            path: PathBuf::from(server.server()),
-            settings: ConnectionSettings {
-                busy_timeout: options.file.busy_timeout,
-                durability: options.file.durability,
-                read_only: false,
-                mmap_size: options.file.mmap_size,
-            },
-            readers: None,
-            open_readers: Arc::default(),
-            writer: None,
-            watermark_seen: AtomicI64::new(i64::MIN),
-            swarm_names: Default::default(),
-            id: crate::consistent::new_store_id(),
-            postgres: Some(server),
-            closed: false,
-            _temporary: None,
-        })
-    }
-
-    /// A PostgreSQL URL without the `postgres` feature: refused, rather
-    /// than taken for a file name.
-    #[cfg(not(feature = "postgres"))]
-    fn open_server(_url: &str, _options: &StorageBuilder) -> Result<Self> {
-        Err(Error::invalid(
-            "path",
-            "a PostgreSQL URL needs swarm-metrics built with the `postgres` feature",
-        ))
-    }
-
-    /// The PostgreSQL server of a store opened by URL.
-    #[cfg(feature = "postgres")]
-    pub(crate) fn postgres(&self) -> Option<&crate::postgres::PgStore> {
-        self.postgres.as_ref()
-    }
-
-    /// The error of a call this kind of store does not offer yet.
-    fn unsupported(operation: &'static str) -> Error {
-        Error::Unsupported {
-            operation,
-            backend: "PostgreSQL",
-        }
+    /// The engine the store was opened on.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// Whether `location` names a PostgreSQL server (a `postgres://` or
@@ -343,49 +259,20 @@ impl MetricsStorage {
         location.as_ref().to_str().is_some_and(server_url)
     }
 
-    /// The database file; for a store on PostgreSQL, the server as
-    /// `postgres://user@host:port/db` (never with its password).
+    /// The database file. For a store on PostgreSQL, the server as
+    /// `postgres://user@host:port/db` (never with its password), which
+    /// names no file: use it in messages only.
     pub fn path(&self) -> &Path {
-        &self.path
+        on_engine!(&self.engine, location())
     }
 
-    /// Whether the store was opened read-only.
+    /// Whether the store was opened read-only (never, on a server).
     pub fn is_read_only(&self) -> bool {
-        self.settings.read_only
-    }
-
-    /// A reader connection from the pool.
-    pub(crate) fn reader(&self) -> Result<PooledConnection<ReaderManager>> {
-        match &self.readers {
-            Some(pool) => pool.get().map_err(|source| Error::Pool {
-                path: self.path.clone(),
-                source: PoolError(source),
-            }),
-            None if self.on_server() => Err(Self::unsupported("this call")),
-            None => Err(Error::Internal("the store was used while closing")),
-        }
-    }
-
-    /// Whether this store is on a PostgreSQL server.
-    fn on_server(&self) -> bool {
-        #[cfg(feature = "postgres")]
-        return self.postgres.is_some();
-        #[cfg(not(feature = "postgres"))]
-        false
-    }
-
-    /// The single writer, or [`Error::ReadOnly`].
-    pub(crate) fn writer(&self) -> Result<&Writer<Cache>> {
-        if self.on_server() {
-            return Err(Self::unsupported("this call"));
-        }
-        self.writer.as_ref().ok_or_else(|| Error::ReadOnly {
-            path: self.path.clone(),
-        })
+        on_engine!(&self.engine, is_read_only())
     }
 
     /// Runs `read` with every read of this store made on this thread
-    /// inside it seeing one snapshot of the file: the file as it was at
+    /// inside it seeing one snapshot of the store: the data as it was at
     /// the first read, whatever other threads and processes store, fold or
     /// delete meanwhile. Use it when several answers must add up, as the
     /// parts of a report or a dashboard do: the tasks of a success rate,
@@ -409,197 +296,90 @@ impl MetricsStorage {
     /// threads are not affected. Stores made inside `read` are committed
     /// as usual, but the reads inside do not see them, as in any read
     /// transaction; nor do maintenance calls (retention, cleanup) made
-    /// inside it see the snapshot: they read the file as it is. A nested
+    /// inside it see the snapshot: they read the store as it is. A nested
     /// call on the same store joins the outer snapshot. Keep the call
-    /// short: while it is open, the write-ahead log cannot be
-    /// checkpointed past the snapshot and grows with every store.
+    /// short: on a file, while it is open, the write-ahead log cannot be
+    /// checkpointed past the snapshot and grows with every store. On a
+    /// server the snapshot is a repeatable-read transaction, and a store
+    /// inside it that needs a new monthly partition is refused with
+    /// [`Error::Unsupported`] (it would wait on the snapshot's locks).
     ///
     /// # Errors
     /// [`Error::Pool`] when no reader connection can be had,
-    /// [`Error::Sqlite`] when the read transaction cannot begin, and any
-    /// error `read` returns.
+    /// [`Error::Sqlite`] or [`Error::Postgres`] when the read transaction
+    /// cannot begin, and any error `read` returns.
     pub fn consistent<T>(&self, read: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            return server.consistent(|| read(self));
-        }
-        if crate::consistent::pinned(self.id).is_some() {
-            return read(self);
-        }
-        let conn = self.reader()?;
-        // BEGIN alone takes no snapshot; the first read does. Reading the
-        // schema version here fixes the snapshot at the start of the call.
-        let begun = conn.execute_batch("BEGIN").and_then(|()| {
-            conn.query_row("SELECT max(version) FROM metrics_schema_info", [], |_| {
-                Ok(())
-            })
-        });
-        if let Err(e) = begun {
-            // The connection goes back to the pool: it must not keep a
-            // transaction (and an old snapshot) open there.
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(Error::sqlite("begin a consistent read")(e).in_file(self.path()));
-        }
-        let _pin = crate::consistent::pin(self.id, conn);
-        read(self)
+        on_engine!(&self.engine, consistent(|| read(self)))
     }
 
-    /// Runs `read` on one pooled reader connection inside one read
-    /// transaction: every statement it runs sees the same snapshot of the
-    /// file, whatever is written meanwhile.
-    pub(crate) fn snapshot<T>(&self, read: impl FnOnce(&Snapshot<'_>) -> Result<T>) -> Result<T> {
-        self.read(|snapshot| {
-            if snapshot.pinned {
-                // Inside `consistent`: its transaction is already open.
-                return read(snapshot);
-            }
-            let statement = |sql, operation| {
-                snapshot
-                    .conn
-                    .prepare_cached(sql)
-                    .and_then(|mut s| s.execute([]))
-                    .map_err(Error::sqlite(operation))
-            };
-            statement("BEGIN", "begin read")?;
-            let result = read(snapshot);
-            // A read transaction has nothing to commit; ending it lets the
-            // WAL be checkpointed past it.
-            let end = statement("COMMIT", "end read");
-            let value = result?;
-            end?;
-            Ok(value)
-        })
-    }
-
-    /// Runs `read` on one pooled reader connection, without a read
-    /// transaction around it: each statement sees a consistent snapshot of
-    /// its own. Inside [`consistent`](Self::consistent), on its pinned
-    /// connection instead, in its snapshot.
-    pub(crate) fn read<T>(&self, read: impl FnOnce(&Snapshot<'_>) -> Result<T>) -> Result<T> {
-        if let Some(conn) = crate::consistent::pinned(self.id) {
-            return read(&Snapshot {
-                conn: &conn,
-                pinned: true,
-            })
-            .map_err(|e| e.in_file(&self.path));
-        }
-        self.read_now(read)
-    }
-
-    /// As [`read`](Self::read), but always on a fresh connection: the file
-    /// as it is now, also inside [`consistent`](Self::consistent). For the
-    /// checks maintenance makes before it writes.
-    pub(crate) fn read_now<T>(&self, read: impl FnOnce(&Snapshot<'_>) -> Result<T>) -> Result<T> {
-        let conn = self.reader()?;
-        read(&Snapshot {
-            conn: &conn,
-            pinned: false,
-        })
-        .map_err(|e| e.in_file(&self.path))
-    }
-
-    /// An index watermark at or after `at` (µs), read from the file only
-    /// when none seen so far is: every task metric up to the answer is in
-    /// the agent and task-id indexes.
-    pub(crate) fn watermark_from(&self, snapshot: &Snapshot<'_>, at: i64) -> Result<i64> {
-        let seen = self.watermark_seen.load(Ordering::Relaxed);
-        // A pinned snapshot may be older than the watermark seen since: it
-        // must read its own.
-        if at <= seen && !snapshot.pinned {
-            return Ok(seen);
-        }
-        let now: i64 = snapshot
-            .one(
-                "SELECT watermark FROM task_index_state",
-                Vec::new(),
-                "read the index watermark",
-            )?
-            .unwrap_or(i64::MIN);
-        self.watermark_seen.fetch_max(now, Ordering::Relaxed);
-        Ok(now)
-    }
-
-    /// Runs one read query on a pooled connection and maps every row.
-    pub(crate) fn read_rows<T>(
-        &self,
-        sql: &str,
-        params: Vec<SqlValue>,
-        operation: &'static str,
-        map: impl FnMut(&Row<'_>) -> Result<T>,
-    ) -> Result<Vec<T>> {
-        self.read(|snapshot| snapshot.rows(sql, params, operation, map))
-    }
-
-    /// Puts the task metrics still waiting for the agent index into it,
-    /// checkpoints the WAL into the database file and closes the store:
-    /// afterwards the store is one file again. (A file at its size cap,
-    /// with no room for the index entries, keeps them waiting: they are
-    /// found all the same.)
+    /// On a file: puts the task metrics still waiting for the agent index
+    /// into it, checkpoints the WAL into the database file and closes the
+    /// store; afterwards the store is one file again. (A file at its size
+    /// cap, with no room for the index entries, keeps them waiting: they
+    /// are found all the same.) On a server: closes the connections.
     ///
     /// Dropping the store does the same, but cannot report failure.
     ///
     /// # Errors
-    /// [`Error::Sqlite`] when indexing or the checkpoint fails; the store is
-    /// closed all the same.
+    /// On a file, [`Error::Sqlite`] when indexing or the checkpoint fails;
+    /// the store is closed all the same. Never on a server.
     pub fn close(mut self) -> Result<()> {
         self.shut_down()
     }
 
-    /// What [`close`](Self::close) and drop do: every step runs, and the
-    /// first failure is reported.
+    /// What [`close`](Self::close) and drop do.
     fn shut_down(&mut self) -> Result<()> {
         self.closed = true;
-        // Waiting rows are read through the time order whether or not they
-        // are in the indexes: a file at its size cap closes with them
-        // waiting rather than fail.
-        let indexed = match self.index_pending() {
-            Err(Error::DatabaseFull { .. }) => Ok(()),
-            other => other,
-        };
-        if let Some(writer) = &self.writer {
-            writer.stop_checkpointer();
-        }
-        let checkpoint = self.checkpoint();
-        self.close_readers();
-        indexed.and(checkpoint)
-    }
-
-    /// Puts the task metrics still waiting for the agent index into it, so
-    /// that the closed file serves agent and swarm queries from the index
-    /// alone.
-    fn index_pending(&self) -> Result<()> {
-        match &self.writer {
-            Some(writer) => writer.run(index_pending),
-            None => Ok(()),
+        match &mut self.engine {
+            Engine::File(file) => file.shut_down(),
+            #[cfg(feature = "postgres")]
+            Engine::Server(_) => Ok(()),
         }
     }
 
-    /// Closes every reader connection, so that the writer, dropped after
-    /// them, is the last connection: SQLite then checkpoints once more and
-    /// removes the WAL and shared-memory files.
-    fn close_readers(&mut self) {
-        drop(self.readers.take());
-        // r2d2 may still hold a connection on one of its threads for a
-        // moment; it lets go as soon as that thread's job ends.
-        self.open_readers.wait_all_closed(Duration::from_secs(5));
-    }
-
-    /// Copies the WAL into the main file and truncates it.
+    /// On a file, copies the WAL into the main file and truncates it. On
+    /// a server, does nothing: the server checkpoints on its own.
     ///
     /// # Errors
     /// [`Error::Sqlite`] when the checkpoint fails (for example while
     /// another process holds a read transaction open).
     pub fn checkpoint(&self) -> Result<()> {
-        let Some(writer) = &self.writer else {
-            return Ok(());
-        };
-        writer.with_connection(|conn| {
-            checkpoint_passive(conn)
-                .and_then(|()| truncate_wal(conn, self.settings.busy_timeout))
-                .map(drop)
-                .map_err(Error::sqlite("checkpoint"))
-        })
+        on_engine!(&self.engine, checkpoint())
     }
+}
+
+/// Opens the store on the PostgreSQL server `url` names, refusing the
+/// options that apply to a file only.
+#[cfg(feature = "postgres")]
+fn open_server(url: &str, options: &StorageBuilder) -> Result<Engine> {
+    if let Some(option) = options.file_only.first() {
+        return Err(Error::invalid(
+            option,
+            "applies to a file only, not to a store on a PostgreSQL server",
+        ));
+    }
+    if options.file.read_only {
+        return Err(Error::Unsupported {
+            operation: "opening read-only",
+            backend: "PostgreSQL",
+        });
+    }
+    let server = crate::engine::postgres::PgStore::open(
+        url,
+        options.file.pool_size,
+        options.file.busy_timeout,
+    )?;
+    Ok(Engine::Server(Box::new(server)))
+}
+
+/// A PostgreSQL URL without the `postgres` feature: refused, rather than
+/// taken for a file name.
+#[cfg(not(feature = "postgres"))]
+fn open_server(_url: &str, _options: &StorageBuilder) -> Result<Engine> {
+    Err(Error::invalid(
+        "path",
+        "a PostgreSQL URL needs swarm-metrics built with the `postgres` feature",
+    ))
 }
 
 impl Drop for MetricsStorage {
@@ -614,117 +394,20 @@ impl Drop for MetricsStorage {
 
 impl std::fmt::Debug for MetricsStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MetricsStorage")
-            .field("path", &self.path)
-            .field("read_only", &self.settings.read_only)
-            .field("durability", &self.settings.durability)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A reader connection inside [`MetricsStorage::snapshot`]'s read
-/// transaction, or alone for one statement.
-pub(crate) struct Snapshot<'a> {
-    conn: &'a Connection,
-    /// Whether this is [`MetricsStorage::consistent`]'s connection, with
-    /// its read transaction open.
-    pinned: bool,
-}
-
-impl Snapshot<'_> {
-    /// Runs a read query and maps every row.
-    pub fn rows<T>(
-        &self,
-        sql: &str,
-        params: Vec<SqlValue>,
-        operation: &'static str,
-        mut map: impl FnMut(&Row<'_>) -> Result<T>,
-    ) -> Result<Vec<T>> {
-        let mut out = Vec::new();
-        self.each(sql, params, operation, |row| {
-            out.push(map(row)?);
-            Ok(())
-        })?;
-        Ok(out)
-    }
-
-    /// The first column of the first row of a read query, if any row.
-    pub fn one<T: FromSql>(
-        &self,
-        sql: &str,
-        params: Vec<SqlValue>,
-        operation: &'static str,
-    ) -> Result<Option<T>> {
-        let mut first = None;
-        self.each(sql, params, operation, |row| {
-            if first.is_none() {
-                first = Some(row.get(0).map_err(Error::sqlite(operation))?);
-            }
-            Ok(())
-        })?;
-        Ok(first)
-    }
-
-    /// Runs a read query and hands each row to `visit`.
-    pub fn each(
-        &self,
-        sql: &str,
-        params: Vec<SqlValue>,
-        operation: &'static str,
-        visit: impl FnMut(&Row<'_>) -> Result<()>,
-    ) -> Result<()> {
-        each_row(self.conn, sql, params, operation, visit)
-    }
-
-    /// Runs a read query and hands each row to `visit` until it says stop.
-    pub fn each_until(
-        &self,
-        sql: &str,
-        params: Vec<SqlValue>,
-        operation: &'static str,
-        visit: impl FnMut(&Row<'_>) -> Result<ControlFlow<()>>,
-    ) -> Result<()> {
-        each_row_until(self.conn, sql, params, operation, visit)
-    }
-}
-
-/// Runs a query on `conn` (a reader, or the writer inside a job) and
-/// hands each row to `visit`, stopping at the first error.
-pub(crate) fn each_row(
-    conn: &Connection,
-    sql: &str,
-    params: Vec<SqlValue>,
-    operation: &'static str,
-    mut visit: impl FnMut(&Row<'_>) -> Result<()>,
-) -> Result<()> {
-    each_row_until(conn, sql, params, operation, |row| {
-        visit(row).map(|()| ControlFlow::Continue(()))
-    })
-}
-
-/// [`each_row`], also stopping when `visit` says stop.
-pub(crate) fn each_row_until(
-    conn: &Connection,
-    sql: &str,
-    params: Vec<SqlValue>,
-    operation: &'static str,
-    mut visit: impl FnMut(&Row<'_>) -> Result<ControlFlow<()>>,
-) -> Result<()> {
-    let mut stmt = conn.prepare_cached(sql).map_err(Error::sqlite(operation))?;
-    let mut rows = stmt
-        .query(params_from_iter(params))
-        .map_err(Error::sqlite(operation))?;
-    while let Some(row) = rows.next().map_err(Error::sqlite(operation))? {
-        if visit(row)?.is_break() {
-            break;
+        let mut debug = f.debug_struct("MetricsStorage");
+        debug.field("path", &self.path());
+        debug.field("read_only", &self.is_read_only());
+        if let Some(file) = self.engine.file() {
+            debug.field("durability", &file.settings().durability);
         }
+        debug.finish_non_exhaustive()
     }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
 
     fn assert_send_sync<T: Send + Sync>() {}
 
@@ -772,9 +455,9 @@ mod tests {
                     .unwrap();
                 assert_eq!(mode, "wal");
             };
-            check(&store.reader().unwrap(), true);
-            store
-                .writer()
+            let file = store.engine().file().unwrap();
+            check(&file.reader().unwrap(), true);
+            file.writer()
                 .unwrap()
                 .with_connection(|conn| {
                     check(conn, false);

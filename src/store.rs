@@ -1,17 +1,11 @@
 //! Storing metrics: validation first, then one writer job per call.
 
-use rusqlite::Connection;
-
 use serde::Serialize;
 
+use crate::engine::on_engine;
 use crate::error::{Error, Result};
 use crate::generic::Parsed;
-#[cfg(feature = "postgres")]
-use crate::postgres::{Metrics, Written};
-#[cfg(feature = "postgres")]
-use crate::record::Entity;
 use crate::record::{AgentMetric, SwarmMetric, TaskMetric};
-use crate::rows::{insert_entities, insert_tasks, Cache};
 use crate::storage::MetricsStorage;
 
 /// Records a stream buffers before it writes them: enough to index task
@@ -139,17 +133,8 @@ impl MetricsStorage {
     /// written); [`Error::ReadOnly`]; [`Error::Sqlite`] when the write fails
     /// (nothing is written).
     pub fn store_task_metrics(&self, metrics: &[TaskMetric]) -> Result<usize> {
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            check_each(metrics, TaskMetric::validate)?;
-            let batch = Metrics {
-                tasks: metrics,
-                agents: &[],
-                swarms: &[],
-            };
-            return Ok(server.store(batch)?.new_tasks);
-        }
-        self.store(metrics, TaskMetric::validate, insert_tasks)
+        check_each(metrics, TaskMetric::validate)?;
+        on_engine!(self.engine(), store_tasks(metrics))
     }
 
     /// Stores one agent metric and returns its id. A metric with the same
@@ -172,20 +157,8 @@ impl MetricsStorage {
     /// # Errors
     /// As [`store_task_metrics`](Self::store_task_metrics).
     pub fn store_agent_metrics(&self, metrics: &[AgentMetric]) -> Result<Vec<i64>> {
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            check_each(metrics, AgentMetric::validate)?;
-            let records: Vec<_> = metrics.iter().map(Entity::record).collect();
-            let batch = Metrics {
-                tasks: &[],
-                agents: &records,
-                swarms: &[],
-            };
-            return Ok(server.store(batch)?.agent_ids);
-        }
-        self.store(metrics, AgentMetric::validate, |conn, cache, m| {
-            insert_entities(conn, cache, m).map(|stored| stored.ids)
-        })
+        check_each(metrics, AgentMetric::validate)?;
+        on_engine!(self.engine(), store_agents(metrics))
     }
 
     /// Stores one swarm metric and returns its id (retries as in
@@ -204,20 +177,8 @@ impl MetricsStorage {
     /// # Errors
     /// As [`store_task_metrics`](Self::store_task_metrics).
     pub fn store_swarm_metrics(&self, metrics: &[SwarmMetric]) -> Result<Vec<i64>> {
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            check_each(metrics, SwarmMetric::validate)?;
-            let records: Vec<_> = metrics.iter().map(Entity::record).collect();
-            let batch = Metrics {
-                tasks: &[],
-                agents: &[],
-                swarms: &records,
-            };
-            return Ok(server.store(batch)?.swarm_ids);
-        }
-        self.store(metrics, SwarmMetric::validate, |conn, cache, m| {
-            insert_entities(conn, cache, m).map(|stored| stored.ids)
-        })
+        check_each(metrics, SwarmMetric::validate)?;
+        on_engine!(self.engine(), store_swarms(metrics))
     }
 
     /// Stores task, agent and swarm metrics together in one transaction:
@@ -230,15 +191,7 @@ impl MetricsStorage {
         check_each(&batch.tasks, TaskMetric::validate)?;
         check_each(&batch.agents, AgentMetric::validate)?;
         check_each(&batch.swarms, SwarmMetric::validate)?;
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            return with_records(batch, |metrics| Ok(server.store(metrics)?.into()));
-        }
-        let writer = self.writer()?;
-        if batch.is_empty() {
-            return Ok(BatchReport::default());
-        }
-        writer.run_with(batch, insert_batch)
+        on_engine!(self.engine(), store_batch(batch))
     }
 
     /// Stores every metric of a stream in one transaction: all of them, or
@@ -266,45 +219,13 @@ impl MetricsStorage {
     where
         I: IntoIterator<Item = Result<Parsed>>,
     {
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            return server.in_transaction(|writer| {
-                stream_in_chunks(metrics, |chunk| {
-                    with_records(chunk, |records| Ok(writer.write(records)?.into()))
-                })
-            });
-        }
-        let writer = self.writer()?;
-        writer.run_alone(|conn, cache| {
-            stream_in_chunks(metrics, |chunk| insert_batch(conn, cache, chunk))
-        })
-    }
-
-    /// Checks every record, then stores them all with `insert` in one
-    /// writer job; nothing is written for no records.
-    fn store<R, T, F>(
-        &self,
-        records: &[R],
-        check: impl Fn(&R) -> Result<()>,
-        insert: F,
-    ) -> Result<T>
-    where
-        R: Clone + Send + Sync + 'static,
-        T: Default + Send + 'static,
-        F: Fn(&Connection, &mut Cache, &[R]) -> Result<T> + Send + Sync + 'static,
-    {
-        check_each(records, check)?;
-        let writer = self.writer()?;
-        if records.is_empty() {
-            return Ok(T::default());
-        }
-        writer.run_with(records, insert)
+        on_engine!(self.engine(), store_stream(metrics))
     }
 }
 
 /// Validates a stream's records and hands them on in chunks of
 /// [`STREAM_CHUNK`], counting what each chunk's write reports.
-fn stream_in_chunks<I>(
+pub(crate) fn stream_in_chunks<I>(
     metrics: I,
     mut write: impl FnMut(&MetricBatch) -> Result<BatchReport>,
 ) -> Result<StreamReport>
@@ -332,33 +253,8 @@ where
     Ok(report)
 }
 
-/// Runs `write` on a batch as the server's writer takes it.
-#[cfg(feature = "postgres")]
-fn with_records<T>(batch: &MetricBatch, write: impl FnOnce(Metrics<'_>) -> Result<T>) -> Result<T> {
-    let agents: Vec<_> = batch.agents.iter().map(Entity::record).collect();
-    let swarms: Vec<_> = batch.swarms.iter().map(Entity::record).collect();
-    write(Metrics {
-        tasks: &batch.tasks,
-        agents: &agents,
-        swarms: &swarms,
-    })
-}
-
-#[cfg(feature = "postgres")]
-impl From<Written> for BatchReport {
-    fn from(w: Written) -> Self {
-        BatchReport {
-            new_tasks: w.new_tasks,
-            new_agent_metrics: w.new_agents,
-            new_swarm_metrics: w.new_swarms,
-            agent_ids: w.agent_ids,
-            swarm_ids: w.swarm_ids,
-        }
-    }
-}
-
 /// Checks every record of a batch, naming the first bad one's position.
-fn check_each<R>(records: &[R], check: impl Fn(&R) -> Result<()>) -> Result<()> {
+pub(crate) fn check_each<R>(records: &[R], check: impl Fn(&R) -> Result<()>) -> Result<()> {
     for (i, record) in records.iter().enumerate() {
         check(record).map_err(|e| in_batch(e, i, records.len()))?;
     }
@@ -385,18 +281,4 @@ fn in_stream(error: Error, position: usize) -> Error {
         },
         other => other,
     }
-}
-
-/// Stores a batch of all three kinds, inside the writer's transaction.
-fn insert_batch(conn: &Connection, cache: &mut Cache, batch: &MetricBatch) -> Result<BatchReport> {
-    let new_tasks = insert_tasks(conn, cache, &batch.tasks)?;
-    let agents = insert_entities(conn, cache, &batch.agents)?;
-    let swarms = insert_entities(conn, cache, &batch.swarms)?;
-    Ok(BatchReport {
-        new_tasks,
-        new_agent_metrics: agents.new,
-        new_swarm_metrics: swarms.new,
-        agent_ids: agents.ids,
-        swarm_ids: swarms.ids,
-    })
 }

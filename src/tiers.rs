@@ -9,6 +9,20 @@ pub(crate) const HOUR_US: i64 = 3_600_000_000;
 /// One day in microseconds: the width of a daily rollup.
 pub(crate) const DAY_US: i64 = 24 * HOUR_US;
 
+/// The rollup level of hourly rollups, in the `level` column.
+pub(crate) const HOURLY: i64 = 1;
+/// The rollup level of daily rollups.
+pub(crate) const DAILY: i64 = 2;
+
+/// For each rollup level, the last bucket that ends at or before `cutoff`
+/// (µs): rollups up to it lie wholly before the horizon.
+pub(crate) fn whole_buckets_before(cutoff: i64) -> [(i64, i64); 2] {
+    [
+        (HOURLY, cutoff.saturating_sub(HOUR_US)),
+        (DAILY, cutoff.saturating_sub(DAY_US)),
+    ]
+}
+
 /// One step of retention, done as one writer job (one transaction).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Step {

@@ -8,8 +8,9 @@ use common::index_state;
 use common::server::stores;
 use serde_json::json;
 use swarm_metrics::{
-    AgentMetric, AggregationType, Error, Filter, MetricKind, MetricType, MetricsStorage,
-    SwarmMetric, TaskMetric, TaskResult, TimeRange, DEFAULT_LIMIT,
+    AgentMetric, AggregationType, BucketValue, EmptyBuckets, Error, Filter, GroupBy, Measure,
+    MetricKind, MetricType, MetricsStorage, SwarmMetric, TaskMetric, TaskResult, TimeRange,
+    DEFAULT_LIMIT,
 };
 
 fn t0() -> DateTime<Utc> {
@@ -334,6 +335,69 @@ fn sums_beyond_i64_fall_back_to_floating_point() {
             .aggregate_metrics(MetricKind::Task, AggregationType::Sum, &Filter::new())
             .unwrap();
         assert_eq!(sum.value, Some(2.0 * i64::MAX as f64));
+    }
+}
+
+/// Every answer that sums task durations applies the same rule past
+/// `i64`: a floating-point sum, never an error. Two durations of
+/// `i64::MAX` asked of the total, of each group and of each bucket, on
+/// every backend this build has.
+#[test]
+fn every_sum_and_average_survives_durations_beyond_i64() {
+    for backend in stores() {
+        let store = &backend.store;
+        let big = i64::MAX as u64;
+        store
+            .store_task_metrics(&[
+                task("a", "x", big, TaskResult::Success, 0),
+                task("b", "x", big, TaskResult::Success, 1),
+            ])
+            .unwrap();
+        let expected = [
+            (AggregationType::Sum, 2.0 * i64::MAX as f64),
+            (AggregationType::Avg, i64::MAX as f64),
+        ];
+        let all = Filter::new();
+        for (aggregation, value) in expected {
+            let total = store
+                .aggregate_metrics(MetricKind::Task, aggregation, &all)
+                .unwrap();
+            assert_eq!(
+                (total.count, total.value),
+                (2, Some(value)),
+                "{aggregation:?}"
+            );
+            let groups = store
+                .aggregate_by(MetricKind::Task, aggregation, GroupBy::Agent, &all)
+                .unwrap();
+            assert_eq!(groups.len(), 1, "{aggregation:?}");
+            assert_eq!(groups[0].key.as_deref(), Some("x"));
+            assert_eq!(
+                (groups[0].value.count, groups[0].value.value),
+                (2, Some(value)),
+                "{aggregation:?} by agent on {}",
+                backend.backend
+            );
+            let buckets = store
+                .series(
+                    MetricKind::Task,
+                    Measure::Aggregate(aggregation),
+                    Duration::hours(1),
+                    &all,
+                    EmptyBuckets::Skip,
+                )
+                .unwrap();
+            assert_eq!(buckets.len(), 1, "{aggregation:?}");
+            let BucketValue::Aggregate(bucket) = &buckets[0].value else {
+                panic!("an aggregate bucket, got {:?}", buckets[0].value);
+            };
+            assert_eq!(
+                (bucket.count, bucket.value),
+                (2, Some(value)),
+                "{aggregation:?} series on {}",
+                backend.backend
+            );
+        }
     }
 }
 

@@ -10,12 +10,14 @@ use crate::aggregate::{
 };
 use crate::analytics::validate_q;
 use crate::answer::GroupValues;
+use crate::engine::on_engine;
+use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::error::{Error, Result};
 use crate::query::{Filter, GroupBy};
 use crate::record::{AggregationType, MetricKind, TaskResult};
 use crate::retention::{merge_rollups, rollups_apply, RollupRead};
 use crate::stat::{raw_stat, raw_stat_columns, sql_function, Stat};
-use crate::storage::{MetricsStorage, Snapshot};
+use crate::storage::MetricsStorage;
 
 /// One group's result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,12 +46,79 @@ impl MetricsStorage {
         filter: &Filter,
     ) -> Result<Vec<Grouped<Aggregate>>> {
         filter.validate(kind, true)?;
+        group_by.validate(kind)?;
+        on_engine!(
+            self.engine(),
+            aggregate_by(kind, aggregation, group_by, filter)
+        )
+    }
+
+    /// [`percentile`](Self::percentile) for every group at once, sorted by
+    /// key (no key first): the p95 duration of each agent, say.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for `q` outside `[0, 1]`, or when the
+    /// grouping or a filter field does not apply to `kind`; otherwise as
+    /// `percentile`.
+    pub fn percentile_by(
+        &self,
+        kind: MetricKind,
+        q: f64,
+        group_by: GroupBy,
+        filter: &Filter,
+    ) -> Result<Vec<Grouped<Percentile>>> {
+        validate_q(q)?;
+        filter.validate(kind, true)?;
+        group_by.validate(kind)?;
+        on_engine!(self.engine(), percentile_by(kind, q, group_by, filter))
+    }
+
+    /// The values of each group of the selection (durations of task
+    /// metrics by default, see [`Filter::column`]), raw rows and rollups
+    /// read in one snapshot, each with the sketch of what survives only as
+    /// one; see [`selected_values`](Self::selected_values).
+    pub(crate) fn values_by_group(
+        &self,
+        kind: MetricKind,
+        group_by: GroupBy,
+        filter: &Filter,
+    ) -> Result<GroupValues> {
+        filter.validate(kind, true)?;
+        group_by.validate(kind)?;
+        on_engine!(self.engine(), values_by_group(kind, group_by, filter))
+    }
+
+    /// [`success_rate`](Self::success_rate) for every agent, swarm or
+    /// result at once, best first by the lower bound of each rate's 95%
+    /// interval (so a rate seen on few tasks does not come first), then by
+    /// the rate, then by key.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for `GroupBy::MetricType` or a filter field
+    /// that does not apply to task metrics; otherwise as `success_rate`.
+    pub fn success_rate_by(
+        &self,
+        group_by: GroupBy,
+        filter: &Filter,
+    ) -> Result<Vec<Grouped<SuccessRate>>> {
+        filter.validate(MetricKind::Task, false)?;
+        group_by.validate(MetricKind::Task)?;
+        let mut out = on_engine!(self.engine(), success_rate_by(group_by, filter))?;
+        best_first(&mut out);
+        Ok(out)
+    }
+}
+
+impl FileStore {
+    /// [`MetricsStorage::aggregate_by`] on the file.
+    pub(crate) fn aggregate_by(
+        &self,
+        kind: MetricKind,
+        aggregation: AggregationType,
+        group_by: GroupBy,
+        filter: &Filter,
+    ) -> Result<Vec<Grouped<Aggregate>>> {
         let key = group_by.key_sql(kind, "m")?;
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            let groups = server.aggregate_by(kind, aggregation, group_by, filter)?;
-            return Ok(by_key(groups));
-        }
         let (column, metric_type) = aggregated_column(kind, filter)?;
         let (from, params) = filter.sql_from(kind);
         let group_column = group_by.column("m");
@@ -109,27 +178,15 @@ impl MetricsStorage {
         })
     }
 
-    /// [`percentile`](Self::percentile) for every group at once, sorted by
-    /// key (no key first): the p95 duration of each agent, say.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] for `q` outside `[0, 1]`, or when the
-    /// grouping or a filter field does not apply to `kind`; otherwise as
-    /// `percentile`.
-    pub fn percentile_by(
+    /// [`MetricsStorage::percentile_by`] on the file.
+    pub(crate) fn percentile_by(
         &self,
         kind: MetricKind,
         q: f64,
         group_by: GroupBy,
         filter: &Filter,
     ) -> Result<Vec<Grouped<Percentile>>> {
-        validate_q(q)?;
-        filter.validate(kind, true)?;
         let sql = values_by_group_sql(kind, group_by, filter)?;
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            return Ok(by_key(server.percentile_by(kind, q, group_by, filter)?));
-        }
         let (_, metric_type) = aggregated_column(kind, filter)?;
         let (_, params) = filter.sql_from(kind);
         let operation = "percentile by group";
@@ -172,22 +229,14 @@ impl MetricsStorage {
         Ok(out)
     }
 
-    /// The values of each group of the selection (durations of task
-    /// metrics by default, see [`Filter::column`]), raw rows and rollups
-    /// read in one snapshot, each with the sketch of what survives only as
-    /// one; see [`selected_values`](Self::selected_values).
+    /// [`MetricsStorage::values_by_group`] on the file.
     pub(crate) fn values_by_group(
         &self,
         kind: MetricKind,
         group_by: GroupBy,
         filter: &Filter,
     ) -> Result<GroupValues> {
-        filter.validate(kind, true)?;
         let sql = values_by_group_sql(kind, group_by, filter)?;
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            return server.values_by_group(kind, group_by, filter);
-        }
         let (_, params) = filter.sql_from(kind);
         self.snapshot(|snapshot| {
             let rollups = rollups_apply(snapshot, kind, filter)?;
@@ -195,27 +244,13 @@ impl MetricsStorage {
         })
     }
 
-    /// [`success_rate`](Self::success_rate) for every agent, swarm or
-    /// result at once, best first by the lower bound of each rate's 95%
-    /// interval (so a rate seen on few tasks does not come first), then by
-    /// the rate, then by key.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] for `GroupBy::MetricType` or a filter field
-    /// that does not apply to task metrics; otherwise as `success_rate`.
-    pub fn success_rate_by(
+    /// [`MetricsStorage::success_rate_by`] on the file, in no order.
+    pub(crate) fn success_rate_by(
         &self,
         group_by: GroupBy,
         filter: &Filter,
     ) -> Result<Vec<Grouped<SuccessRate>>> {
-        filter.validate(MetricKind::Task, false)?;
         let key = group_by.key_sql(MetricKind::Task, "m")?;
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            let mut out = by_key(server.success_rate_by(group_by, filter)?);
-            best_first(&mut out);
-            return Ok(out);
-        }
         let (from, params) = filter.sql_from(MetricKind::Task);
         // Ordered by the group, so that each group's rows come together
         // and are counted without a map: a million agents cost a million
@@ -225,7 +260,7 @@ impl MetricsStorage {
              ORDER BY {group}",
             group = group_by.column("m")
         );
-        let mut out = self.snapshot(|snapshot| {
+        self.snapshot(|snapshot| {
             let mut groups = count_results_by_group(snapshot, &sql, params)?;
             if rollups_apply(snapshot, MetricKind::Task, filter)? {
                 let read = RollupRead::counts(MetricKind::Task, filter, Some(group_by));
@@ -248,9 +283,7 @@ impl MetricsStorage {
                 }
             }
             Ok(groups)
-        })?;
-        best_first(&mut out);
-        Ok(out)
+        })
     }
 }
 
@@ -266,17 +299,6 @@ fn best_first(groups: &mut [Grouped<SuccessRate>]) {
             .then(rate(b).total_cmp(&rate(a)))
             .then_with(|| a.key.cmp(&b.key))
     });
-}
-
-/// Groups from `(key, value)` pairs, sorted by key (no key first).
-#[cfg(feature = "postgres")]
-fn by_key<T>(pairs: Vec<(Option<String>, T)>) -> Vec<Grouped<T>> {
-    let mut groups: Vec<Grouped<T>> = pairs
-        .into_iter()
-        .map(|(key, value)| Grouped { key, value })
-        .collect();
-    groups.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-    groups
 }
 
 /// The `(key, value)` rows of a selection, ordered by group.

@@ -12,12 +12,14 @@ use super::validate_q;
 use crate::aggregate::{
     aggregated_column, finish, quantiles_of, value_at, Aggregate, Percentile, SuccessRate,
 };
+use crate::engine::on_engine;
+use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::error::{Error, Result};
 use crate::query::{from_micros, to_micros, Filter};
 use crate::record::{AggregationType, MetricKind, TaskResult};
 use crate::retention::{merge_rollups_by_time, rollups_apply, Rolled, RollupRead};
 use crate::stat::{raw_stat, raw_stat_columns, sql_function, Stat};
-use crate::storage::{MetricsStorage, Snapshot};
+use crate::storage::MetricsStorage;
 
 /// What a time series measures in each bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -168,19 +170,7 @@ impl MetricsStorage {
             filter,
             width,
         };
-        let mut buckets = match self.buckets_on_server(&series, measure)? {
-            Some(buckets) => buckets,
-            None => self.snapshot(|snapshot| {
-                let rollups = rollups_apply(snapshot, kind, filter)?;
-                match measure {
-                    Measure::Aggregate(aggregation) => {
-                        series.aggregates(snapshot, aggregation, rollups)
-                    }
-                    Measure::Percentile(q) => series.percentiles(snapshot, q, rollups),
-                    Measure::SuccessRate => series.success_rates(snapshot, rollups),
-                }
-            })?,
-        };
+        let mut buckets = on_engine!(self.engine(), series(&series, measure))?;
         if empty == EmptyBuckets::Zero {
             let (_, metric_type) = aggregated_column(kind, filter)?;
             let empty = match measure {
@@ -213,55 +203,32 @@ impl MetricsStorage {
     }
 }
 
-impl MetricsStorage {
-    /// A series' buckets from the PostgreSQL server, for a store on one.
-    #[cfg(feature = "postgres")]
-    fn buckets_on_server(
+impl FileStore {
+    /// [`MetricsStorage::series`]' buckets that hold metrics, from the file.
+    pub(crate) fn series(
         &self,
         series: &SeriesRead<'_>,
         measure: Measure,
-    ) -> Result<Option<BTreeMap<i64, BucketValue>>> {
-        let Some(server) = self.postgres() else {
-            return Ok(None);
-        };
-        let (kind, filter, width) = (series.kind, series.filter, series.width);
-        let buckets = match measure {
-            Measure::Aggregate(aggregation) => server
-                .aggregate_series(kind, aggregation, width, filter)?
-                .into_iter()
-                .map(|(start, a)| (start, BucketValue::Aggregate(a)))
-                .collect(),
-            Measure::Percentile(q) => server
-                .percentile_series(kind, q, width, filter)?
-                .into_iter()
-                .map(|(start, p)| (start, BucketValue::Percentile(p)))
-                .collect(),
-            Measure::SuccessRate => server
-                .success_rate_series(width, filter)?
-                .into_iter()
-                .map(|(start, r)| (start, BucketValue::SuccessRate(r)))
-                .collect(),
-        };
-        Ok(Some(buckets))
-    }
-
-    /// Without the `postgres` feature, no store is on a server.
-    #[cfg(not(feature = "postgres"))]
-    fn buckets_on_server(
-        &self,
-        _series: &SeriesRead<'_>,
-        _measure: Measure,
-    ) -> Result<Option<BTreeMap<i64, BucketValue>>> {
-        Ok(None)
+    ) -> Result<BTreeMap<i64, BucketValue>> {
+        self.snapshot(|snapshot| {
+            let rollups = rollups_apply(snapshot, series.kind, series.filter)?;
+            match measure {
+                Measure::Aggregate(aggregation) => {
+                    series.aggregates(snapshot, aggregation, rollups)
+                }
+                Measure::Percentile(q) => series.percentiles(snapshot, q, rollups),
+                Measure::SuccessRate => series.success_rates(snapshot, rollups),
+            }
+        })
     }
 }
 
 /// One series being read: what, over which metrics, in which buckets.
-struct SeriesRead<'a> {
-    kind: MetricKind,
-    filter: &'a Filter,
+pub(crate) struct SeriesRead<'a> {
+    pub kind: MetricKind,
+    pub filter: &'a Filter,
     /// The bucket width in microseconds.
-    width: i64,
+    pub width: i64,
 }
 
 /// The SQL expression of a row's bucket start, given the parameter number

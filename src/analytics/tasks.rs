@@ -6,15 +6,17 @@ use serde::{Deserialize, Serialize};
 
 use super::{validate_n, P50, P95, P99};
 use crate::aggregate::SuccessRate;
+use crate::engine::sqlite::{FileStore, Snapshot};
+use crate::engine::{on_engine, AgentTotalsSpan};
 use crate::error::{Error, Result};
 use crate::interval::Interval;
 use crate::query::{to_micros, Filter, TaskColumn};
+use crate::read::RowOrder;
 use crate::record::{AggregationType, MetricKind, TaskMetric, TaskResult};
 use crate::retention::{merge_rollups, rollup_span, rollups_apply};
 use crate::rolled::{add_agent_rollups, AgentTotals};
 use crate::stat::quantile;
 use crate::storage::MetricsStorage;
-use crate::storage::Snapshot;
 
 /// What agents are ranked by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,16 +120,74 @@ pub struct Outlier {
 }
 
 impl MetricsStorage {
-    /// Every agent's totals and the span of time they cover, from the
-    /// file or the server.
-    fn agent_totals(&self, filter: &Filter) -> Result<(BTreeMap<String, AgentTotals>, (i64, i64))> {
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            let (agents, span) = server.agent_totals(filter)?;
-            let (oldest, newest) = span.unwrap_or((i64::MAX, i64::MIN));
-            return Ok((agents, (oldest, newest)));
-        }
+    /// Every agent's totals and the span of time they cover.
+    fn agent_totals(&self, filter: &Filter) -> Result<AgentTotalsSpan> {
+        on_engine!(self.engine(), agent_totals(filter))
+    }
+}
+
+impl FileStore {
+    /// Every agent's totals over the file's raw rows and rollups.
+    pub(crate) fn agent_totals(&self, filter: &Filter) -> Result<AgentTotalsSpan> {
         self.snapshot(|s| agent_totals(s, filter))
+    }
+
+    /// [`MetricsStorage::summary`] in one pass over the raw rows, when
+    /// the selection lies in them alone.
+    pub(crate) fn summary_of_rows(&self, filter: &Filter) -> Result<Option<Summary>> {
+        if self.snapshot(|s| rollups_apply(s, MetricKind::Task, filter))? {
+            return Ok(None);
+        }
+        self.summary_of_raw_rows(filter).map(Some)
+    }
+}
+
+impl FileStore {
+    /// [`MetricsStorage::summary`] of raw rows alone, in one pass.
+    fn summary_of_raw_rows(&self, filter: &Filter) -> Result<Summary> {
+        let (from, params) = filter.sql_from(MetricKind::Task);
+        let sql =
+            format!("SELECT m.result, m.duration_ms, m.tokens_used, m.files_changed FROM {from}");
+        let mut summary = Summary::default();
+        let mut durations = Vec::new();
+        let mut sum_duration = 0f64;
+        for (code, duration, tokens, files) in
+            self.read_rows(&sql, params, "summarise tasks", |row| {
+                let code: i64 = row.get(0).map_err(Error::sqlite("summarise tasks"))?;
+                let duration: i64 = row.get(1).map_err(Error::sqlite("summarise tasks"))?;
+                let tokens: i64 = row.get(2).map_err(Error::sqlite("summarise tasks"))?;
+                let files: i64 = row.get(3).map_err(Error::sqlite("summarise tasks"))?;
+                Ok((code, duration, tokens, files))
+            })?
+        {
+            let result = TaskResult::from_code(code).ok_or_else(|| Error::CorruptRow {
+                table: "task_metrics",
+                reason: format!("unknown result code {code}"),
+            })?;
+            summary.success_rate.add(result, 1);
+            durations.push(duration as f64);
+            sum_duration += duration as f64;
+            summary.tokens_total = summary
+                .tokens_total
+                .saturating_add(u64::try_from(tokens).unwrap_or(0));
+            summary.files_changed_total = summary
+                .files_changed_total
+                .saturating_add(u64::try_from(files).unwrap_or(0));
+        }
+        summary.tasks = durations.len() as u64;
+        if summary.tasks > 0 {
+            let n = summary.tasks as f64;
+            summary.tokens_per_task = Some(summary.tokens_total as f64 / n);
+            summary.duration_ms = DurationStats {
+                avg: Some(sum_duration / n),
+                p50: quantile(&mut durations, P50),
+                p95: quantile(&mut durations, P95),
+                p99: quantile(&mut durations, P99),
+                max: durations.iter().copied().reduce(f64::max),
+                approximate: false,
+            };
+        }
+        Ok(summary)
     }
 }
 
@@ -251,11 +311,7 @@ impl MetricsStorage {
     /// As [`get_task_metrics`](Self::get_task_metrics), and for `n` = 0.
     pub fn slowest_tasks(&self, n: usize, filter: &Filter) -> Result<Vec<TaskMetric>> {
         validate_n(n)?;
-        self.get_task_metrics_ordered(
-            filter,
-            n,
-            "m.duration_ms DESC, m.timestamp DESC, m.task_id DESC",
-        )
+        self.get_task_metrics_ordered(filter, n, RowOrder::SlowestFirst)
     }
 
     /// Task count, success rate, duration statistics, and token and file
@@ -266,17 +322,12 @@ impl MetricsStorage {
     /// As [`success_rate`](Self::success_rate).
     pub fn summary(&self, filter: &Filter) -> Result<Summary> {
         filter.validate(MetricKind::Task, false)?;
-        self.consistent(|store| {
-            #[cfg(feature = "postgres")]
-            if store.postgres().is_some() {
-                return store.summary_from_answers(filter);
-            }
-            if store.snapshot(|s| rollups_apply(s, MetricKind::Task, filter))? {
-                store.summary_from_answers(filter)
-            } else {
-                store.summary_of_rows(filter)
-            }
-        })
+        self.consistent(
+            |store| match on_engine!(store.engine(), summary_of_rows(filter))? {
+                Some(summary) => Ok(summary),
+                None => store.summary_from_answers(filter),
+            },
+        )
     }
 
     /// [`summary`](Self::summary) from the calls that answer its parts
@@ -317,53 +368,6 @@ impl MetricsStorage {
         Ok(summary)
     }
 
-    /// [`summary`](Self::summary) of raw rows alone, in one pass.
-    fn summary_of_rows(&self, filter: &Filter) -> Result<Summary> {
-        let (from, params) = filter.sql_from(MetricKind::Task);
-        let sql =
-            format!("SELECT m.result, m.duration_ms, m.tokens_used, m.files_changed FROM {from}");
-        let mut summary = Summary::default();
-        let mut durations = Vec::new();
-        let mut sum_duration = 0f64;
-        for (code, duration, tokens, files) in
-            self.read_rows(&sql, params, "summarise tasks", |row| {
-                let code: i64 = row.get(0).map_err(Error::sqlite("summarise tasks"))?;
-                let duration: i64 = row.get(1).map_err(Error::sqlite("summarise tasks"))?;
-                let tokens: i64 = row.get(2).map_err(Error::sqlite("summarise tasks"))?;
-                let files: i64 = row.get(3).map_err(Error::sqlite("summarise tasks"))?;
-                Ok((code, duration, tokens, files))
-            })?
-        {
-            let result = TaskResult::from_code(code).ok_or_else(|| Error::CorruptRow {
-                table: "task_metrics",
-                reason: format!("unknown result code {code}"),
-            })?;
-            summary.success_rate.add(result, 1);
-            durations.push(duration as f64);
-            sum_duration += duration as f64;
-            summary.tokens_total = summary
-                .tokens_total
-                .saturating_add(u64::try_from(tokens).unwrap_or(0));
-            summary.files_changed_total = summary
-                .files_changed_total
-                .saturating_add(u64::try_from(files).unwrap_or(0));
-        }
-        summary.tasks = durations.len() as u64;
-        if summary.tasks > 0 {
-            let n = summary.tasks as f64;
-            summary.tokens_per_task = Some(summary.tokens_total as f64 / n);
-            summary.duration_ms = DurationStats {
-                avg: Some(sum_duration / n),
-                p50: quantile(&mut durations, P50),
-                p95: quantile(&mut durations, P95),
-                p99: quantile(&mut durations, P99),
-                max: durations.iter().copied().reduce(f64::max),
-                approximate: false,
-            };
-        }
-        Ok(summary)
-    }
-
     /// Tasks whose duration lies outside Tukey's fences (1.5 times the
     /// interquartile range below the first or above the third quartile)
     /// of their own agent's durations over the selection; by agent, then
@@ -372,8 +376,7 @@ impl MetricsStorage {
     /// # Errors
     /// As [`get_task_metrics`](Self::get_task_metrics).
     pub fn duration_outliers(&self, filter: &Filter) -> Result<Vec<Outlier>> {
-        let tasks =
-            self.get_task_metrics_ordered(filter, usize::MAX, "m.timestamp DESC, m.task_id DESC")?;
+        let tasks = self.get_task_metrics_ordered(filter, usize::MAX, RowOrder::NewestFirst)?;
         let mut by_agent: BTreeMap<&str, Vec<&TaskMetric>> = BTreeMap::new();
         for t in &tasks {
             by_agent.entry(&t.agent_id).or_default().push(t);

@@ -7,10 +7,10 @@ use chrono::{DateTime, Duration, Utc};
 use super::{AgentRow, DurationPoint, OtherAgents, RateLine, Report, ReportOptions};
 use crate::aggregate::SuccessRate;
 use crate::analytics::{BucketValue, EmptyBuckets, Measure, Outlier, P50, P95};
+use crate::engine::on_engine;
 use crate::error::{Error, Result};
 use crate::query::{from_micros, Filter, GroupBy, TaskColumn, TimeRange};
 use crate::record::{AggregationType, MetricKind, TaskResult};
-use crate::retention::{rollup_span, rollups_apply};
 use crate::storage::MetricsStorage;
 
 /// Bucket widths a report picks from, in seconds: the first that gives at
@@ -174,28 +174,7 @@ fn chart_span(store: &MetricsStorage, filter: &Filter) -> Result<Option<TimeRang
 /// The first and last instants (µs) of the tasks `unranged` selects, raw
 /// or rolled up.
 fn data_span(store: &MetricsStorage, unranged: &Filter) -> Result<Option<(i64, i64)>> {
-    #[cfg(feature = "postgres")]
-    if let Some(server) = store.postgres() {
-        return server.task_span(unranged);
-    }
-    let operation = "read the span of the data";
-    store.snapshot(|snapshot| {
-        let (from, params) = unranged.sql_from(MetricKind::Task);
-        let sql = format!("SELECT min(m.timestamp), max(m.timestamp) FROM {from}");
-        let mut span: Option<(i64, i64)> = None;
-        snapshot.each(&sql, params, operation, |row| {
-            let first: Option<i64> = row.get(0).map_err(Error::sqlite(operation))?;
-            let last: Option<i64> = row.get(1).map_err(Error::sqlite(operation))?;
-            span = first.zip(last);
-            Ok(())
-        })?;
-        if rollups_apply(snapshot, MetricKind::Task, unranged)? {
-            if let Some((first, last)) = rollup_span(snapshot, MetricKind::Task, unranged)? {
-                span = Some(span.map_or((first, last), |(a, b)| (a.min(first), b.max(last))));
-            }
-        }
-        Ok(span)
-    })
+    on_engine!(store.engine(), task_span(unranged))
 }
 
 /// The first of [`WIDTHS`] that gives at most [`MOST_BUCKETS`] buckets.

@@ -5,13 +5,16 @@ use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use super::fold::{up_to_sql, within_timestamp};
-use super::{in_chunks, DAY_US, HOUR_US};
+use super::in_chunks;
+use crate::engine::on_engine;
+use crate::engine::sqlite::FileStore;
 use crate::error::{Error, Result};
 use crate::query::to_micros;
 use crate::record::{now, MetricKind};
 use crate::rollup_row::rollup_table;
 use crate::rows::Cache;
 use crate::storage::MetricsStorage;
+use crate::tiers::whole_buckets_before;
 use crate::writer::Writer;
 
 /// The reference's retention period.
@@ -51,7 +54,7 @@ impl CleanupReport {
 
     /// A report of the rows per kind.
     #[cfg(feature = "postgres")]
-    fn of(rows: Vec<(MetricKind, u64)>) -> Self {
+    pub(crate) fn of(rows: Vec<(MetricKind, u64)>) -> Self {
         let mut report = CleanupReport::default();
         for (kind, n) in rows {
             report.set(kind, n);
@@ -84,19 +87,7 @@ impl MetricsStorage {
     /// chunk fails (chunks already committed stay deleted).
     pub fn cleanup_old_metrics(&self, retention_days: u32) -> Result<CleanupReport> {
         let cutoff = cutoff(retention_days)?;
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            let mut report = CleanupReport::of(server.cleanup_before(cutoff)?);
-            report.rollups = server.cleanup_rollups_before(&whole_buckets_before(cutoff))?;
-            return Ok(report);
-        }
-        let writer = self.writer()?;
-        let mut report = CleanupReport::default();
-        for kind in MetricKind::ALL {
-            report.set(*kind, delete_before(writer, *kind, cutoff)?);
-            report.rollups += delete_rollups_before(writer, *kind, cutoff)?;
-        }
-        Ok(report)
+        on_engine!(self.engine(), delete_before(cutoff))
     }
 
     /// How many metrics [`cleanup_old_metrics`](Self::cleanup_old_metrics)
@@ -107,12 +98,25 @@ impl MetricsStorage {
     /// read-only store can answer.
     pub fn count_old_metrics(&self, retention_days: u32) -> Result<CleanupReport> {
         let cutoff = cutoff(retention_days)?;
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            let mut report = CleanupReport::of(server.count_before(cutoff)?);
-            report.rollups = server.count_rollups_before(&whole_buckets_before(cutoff))?;
-            return Ok(report);
+        on_engine!(self.engine(), count_before(cutoff))
+    }
+}
+
+impl FileStore {
+    /// Deletes every metric before `cutoff` (µs) from the file, and the
+    /// rollups that end by then, in bounded chunks.
+    pub(crate) fn delete_before(&self, cutoff: i64) -> Result<CleanupReport> {
+        let writer = self.writer()?;
+        let mut report = CleanupReport::default();
+        for kind in MetricKind::ALL {
+            report.set(*kind, delete_before(writer, *kind, cutoff)?);
+            report.rollups += delete_rollups_before(writer, *kind, cutoff)?;
         }
+        Ok(report)
+    }
+
+    /// What [`delete_before`](Self::delete_before) would delete now.
+    pub(crate) fn count_before(&self, cutoff: i64) -> Result<CleanupReport> {
         self.snapshot(|snapshot| {
             let count = |sql: String, params: Vec<i64>| -> Result<u64> {
                 let params = params.into_iter().map(Into::into).collect();
@@ -166,15 +170,6 @@ fn delete_before(writer: &Writer<Cache>, kind: MetricKind, cutoff: i64) -> Resul
 
 /// Rollup buckets deleted per transaction.
 const DELETE_BUCKETS: i64 = 24;
-
-/// For each rollup level, the last bucket that ends at or before `cutoff`
-/// (µs): rollups up to it lie wholly before the horizon.
-pub(crate) fn whole_buckets_before(cutoff: i64) -> [(i64, i64); 2] {
-    [
-        (1, cutoff.saturating_sub(HOUR_US)),
-        (2, cutoff.saturating_sub(DAY_US)),
-    ]
-}
 
 /// Deletes the rollups of `kind` that end at or before `cutoff` (µs), a
 /// few buckets per writer job.

@@ -10,10 +10,10 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension};
 
 use super::floor_to;
+use crate::engine::sqlite::each_row;
 use crate::error::{Error, Result};
 use crate::record::MetricKind;
 use crate::rollup_row::{insert_sql, key_columns, read_summary, rollup_table, row_values};
-use crate::storage::each_row;
 use crate::summary::Summary;
 use crate::tiers::{Step, DAY_US, HOUR_US};
 

@@ -17,15 +17,14 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 
-use super::cleanup::{
-    cutoff, delete_chunk, delete_rollup_chunk, whole_buckets_before, CleanupReport, DELETE_CHUNK,
-};
+use super::cleanup::{cutoff, delete_chunk, delete_rollup_chunk, CleanupReport, DELETE_CHUNK};
 use super::vacuum::{run_pragma, VacuumReport, VACUUM_STEP_PAGES};
 use crate::error::{Error, Result};
 use crate::open::schema::{classify_open_error, SCHEMA_VERSION};
 use crate::open::{cannot_open, check_header, wal_size};
 use crate::record::MetricKind;
 use crate::storage::MetricsStorage;
+use crate::tiers::whole_buckets_before;
 
 /// How long to wait for other connections to let go of the file.
 const LOCK_WAIT: Duration = Duration::from_secs(5);

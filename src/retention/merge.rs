@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 
 use rusqlite::types::Value as SqlValue;
 
+use crate::engine::sqlite::Snapshot;
 use crate::error::{Error, Result};
 use crate::query::{all_of, Field, Filter, GroupBy, Params};
 use crate::record::{MetricKind, TaskResult};
 use crate::rollup_row::{count_columns, read_counts, read_summary, rollup_table};
-use crate::storage::Snapshot;
 
 use crate::rolled::{add_rollup, classes_read, Rolled, RollupRead};
 

@@ -24,6 +24,8 @@ mod vacuum;
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::on_engine;
+use crate::engine::sqlite::FileStore;
 use crate::error::{Error, Result};
 use crate::query::to_micros;
 use crate::record::{now, MetricKind};
@@ -317,41 +319,35 @@ impl MetricsStorage {
             return Err(Error::invalid("max_chunks", "must be at least 1"));
         }
         let steps = planned_steps(policy)?;
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            if self.is_read_only() {
-                return Err(Error::ReadOnly {
-                    path: self.path().to_path_buf(),
-                });
-            }
-            return drive(
-                &steps,
-                max_chunks,
-                |step| server.retention_step(step),
-                |step| server.has_retention_work(step),
-            );
+        if self.is_read_only() {
+            return Err(Error::ReadOnly {
+                path: self.path().to_path_buf(),
+            });
         }
-        let writer = self.writer()?;
         drive(
             &steps,
             max_chunks,
-            |step| {
-                let step = *step;
-                let n = writer.run(move |conn, _| step.run(conn))?;
-                let more = match step {
-                    Step::FoldRaw { limit, .. } | Step::FoldHourly { limit, .. } => {
-                        n as i64 >= limit
-                    }
-                    Step::DropDaily { .. } => false,
-                };
-                Ok((n, more))
-            },
-            |step| self.has_work(step),
+            |step| on_engine!(self.engine(), retention_step(step)),
+            |step| on_engine!(self.engine(), has_retention_work(step)),
         )
     }
+}
 
-    /// Whether `step` would find anything to do now.
-    fn has_work(&self, step: &Step) -> Result<bool> {
+impl FileStore {
+    /// Runs one step of tiered retention on the file as one writer job;
+    /// returns the rows it handled and whether the step has more to do.
+    pub(crate) fn retention_step(&self, step: &Step) -> Result<(usize, bool)> {
+        let step = *step;
+        let n = self.writer()?.run(move |conn, _| step.run(conn))?;
+        let more = match step {
+            Step::FoldRaw { limit, .. } | Step::FoldHourly { limit, .. } => n as i64 >= limit,
+            Step::DropDaily { .. } => false,
+        };
+        Ok((n, more))
+    }
+
+    /// Whether `step` would find anything to do in the file now.
+    pub(crate) fn has_retention_work(&self, step: &Step) -> Result<bool> {
         let (sql, cutoff) = step.has_work_sql();
         let found = self.read_now(|s| s.one(&sql, vec![cutoff.into()], "read retention work"))?;
         Ok(found.unwrap_or(false))

@@ -7,16 +7,16 @@ use std::sync::Arc;
 
 use rusqlite::types::Value as SqlValue;
 
+use crate::engine::sqlite::FileStore;
 use crate::error::{Error, Result};
 use crate::record::MetricKind;
 use crate::rollup_row::{count_columns, insert_sql, rollup_table, RollupRecord};
 use crate::rows::intern;
-use crate::storage::MetricsStorage;
 
-impl MetricsStorage {
+impl FileStore {
     /// Visits every rollup row of the file, kind by kind, oldest bucket
     /// first, until `visit` breaks.
-    pub(crate) fn for_each_rollup_in_file(
+    pub(crate) fn each_rollup(
         &self,
         mut visit: impl FnMut(RollupRecord) -> ControlFlow<()>,
     ) -> Result<()> {
@@ -77,7 +77,7 @@ impl MetricsStorage {
     /// Writes `records` into the file's rollup tables in one transaction,
     /// leaving any rollup row already there under the same key as it is;
     /// returns how many were new. Each record's data is checked first.
-    pub(crate) fn write_rollups_to_file(&self, records: Vec<RollupRecord>) -> Result<u64> {
+    pub(crate) fn insert_rollups(&self, records: Vec<RollupRecord>) -> Result<u64> {
         // Each record's data is decoded once, here, before anything is
         // written; the job needs only its counts.
         let records: Vec<(RollupRecord, [u64; 4])> = records

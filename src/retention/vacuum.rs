@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::on_engine;
+use crate::engine::sqlite::FileStore;
 use crate::error::{Error, Result};
 use crate::storage::MetricsStorage;
 
@@ -39,18 +41,7 @@ impl MetricsStorage {
     /// lock past the busy timeout); [`Error::Io`] when the file's size
     /// cannot be read.
     pub fn vacuum(&self) -> Result<VacuumReport> {
-        #[cfg(feature = "postgres")]
-        if let Some(server) = self.postgres() {
-            let (bytes_before, bytes_after) = server.vacuum()?;
-            return Ok(VacuumReport {
-                bytes_before,
-                bytes_after,
-            });
-        }
-        self.measured(|| {
-            self.writer()?
-                .with_connection(|conn| run_pragma(conn, "VACUUM"))
-        })
+        on_engine!(self.engine(), vacuum())
     }
 
     /// Gives up to `max_pages` free pages (all of them with `None`) back to
@@ -60,6 +51,9 @@ impl MetricsStorage {
     /// other processes go on meanwhile. Stores that free pages (cleanup,
     /// retention) leave them on the free list for reuse until then.
     ///
+    /// On a server, where `VACUUM` already works beside writers, this is
+    /// [`vacuum`](Self::vacuum).
+    ///
     /// # Errors
     /// As [`vacuum`](Self::vacuum), and [`Error::InvalidInput`] for
     /// `Some(0)`.
@@ -67,11 +61,21 @@ impl MetricsStorage {
         if max_pages == Some(0) {
             return Err(Error::invalid("max_pages", "must be at least 1"));
         }
-        #[cfg(feature = "postgres")]
-        if self.postgres().is_some() {
-            // PostgreSQL's VACUUM already works in place, beside writers.
-            return self.vacuum();
-        }
+        on_engine!(self.engine(), incremental_vacuum(max_pages))
+    }
+}
+
+impl FileStore {
+    /// A full `VACUUM` of the file.
+    pub(crate) fn vacuum(&self) -> Result<VacuumReport> {
+        self.measured(|| {
+            self.writer()?
+                .with_connection(|conn| run_pragma(conn, "VACUUM"))
+        })
+    }
+
+    /// Gives up to `max_pages` free pages of the file back in steps.
+    pub(crate) fn incremental_vacuum(&self, max_pages: Option<u32>) -> Result<VacuumReport> {
         let writer = self.writer()?;
         self.measured(|| {
             let mut left = max_pages.unwrap_or(u32::MAX);

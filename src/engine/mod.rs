@@ -1,0 +1,258 @@
+//! The engines under [`MetricsStorage`](crate::MetricsStorage): one SQLite
+//! file ([`sqlite`]) or a PostgreSQL server ([`postgres`], feature
+//! `postgres`).
+//!
+//! [`Backend`] is the contract both keep, with identical signatures: what
+//! only an engine can do (store, read rows in an order, compute a figure
+//! over a selection, fold and delete, check and measure itself). The
+//! façade validates every argument before it calls an engine, so that an
+//! engine only fetches and writes; adding a call to the trait makes the
+//! compiler ask what each engine does for it. [`Engine`] holds the one
+//! the store was opened on, and this file is the only place that names
+//! the `postgres` feature to choose between them.
+
+pub(crate) mod sqlite;
+
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use sketches_ddsketch::DDSketch;
+
+use crate::analytics::{BucketValue, Grouped, Measure, SeriesRead, Summary};
+use crate::answer::{Aggregate, GroupValues, Percentile, SuccessRate};
+use crate::error::Result;
+use crate::generic::Parsed;
+use crate::plan::QueryShape;
+use crate::query::{Filter, GroupBy};
+use crate::read::{RowOrder, Rows};
+use crate::record::{AgentMetric, AggregationType, MetricKind, SwarmMetric, TaskMetric};
+use crate::retention::{CleanupReport, VacuumReport};
+use crate::rolled::AgentTotals;
+use crate::rollup_row::RollupRecord;
+use crate::stats::TableStats;
+use crate::store::{BatchReport, MetricBatch, StreamReport};
+use crate::tiers::Step;
+
+/// The engine a store was opened on.
+pub(crate) enum Engine {
+    /// One SQLite file.
+    File(sqlite::FileStore),
+    /// A PostgreSQL server (boxed: its handle is several times the
+    /// file's).
+    #[cfg(feature = "postgres")]
+    Server(Box<postgres::PgStore>),
+}
+
+/// Calls the [`Backend`] method `$method` of the store's engine,
+/// whichever it is: `on_engine!(store.engine(), success_rate(filter))`.
+/// The call names the trait, so that an engine's own function of the same
+/// name is never taken for it.
+macro_rules! on_engine {
+    ($engine:expr, $method:ident($($arg:expr),* $(,)?)) => {
+        match $engine {
+            $crate::engine::Engine::File(engine) => {
+                $crate::engine::Backend::$method(engine, $($arg),*)
+            }
+            #[cfg(feature = "postgres")]
+            $crate::engine::Engine::Server(engine) => {
+                $crate::engine::Backend::$method(&**engine, $($arg),*)
+            }
+        }
+    };
+}
+pub(crate) use on_engine;
+
+impl Engine {
+    /// The file, when the store is on one.
+    pub fn file(&self) -> Option<&sqlite::FileStore> {
+        match self {
+            Engine::File(file) => Some(file),
+            #[cfg(feature = "postgres")]
+            Engine::Server(_) => None,
+        }
+    }
+}
+
+/// Every agent's totals over a selection, and the span of time they
+/// cover (µs; `(i64::MAX, i64::MIN)` for none).
+pub(crate) type AgentTotalsSpan = (BTreeMap<String, AgentTotals>, (i64, i64));
+
+/// What each engine does; see the module's documentation. Arguments are
+/// valid when these are called: filters apply to their kind, limits are
+/// positive, quantiles lie in `[0, 1]`, records passed their checks.
+pub(crate) trait Backend {
+    /// Where the store is, for messages and [`MetricsStorage::path`]:
+    /// the file, or the server as `postgres://user@host:port/db`.
+    ///
+    /// [`MetricsStorage::path`]: crate::MetricsStorage::path
+    fn location(&self) -> &Path;
+
+    /// Whether stores are refused.
+    fn is_read_only(&self) -> bool;
+
+    /// Runs `read` with every read of this store on this thread inside it
+    /// seeing one snapshot.
+    fn consistent<T>(&self, read: impl FnOnce() -> Result<T>) -> Result<T>;
+
+    /// Stores task metrics in one transaction; returns how many were new.
+    fn store_tasks(&self, tasks: &[TaskMetric]) -> Result<usize>;
+
+    /// Stores agent metrics in one transaction; returns their ids.
+    fn store_agents(&self, metrics: &[AgentMetric]) -> Result<Vec<i64>>;
+
+    /// Stores swarm metrics in one transaction; returns their ids.
+    fn store_swarms(&self, metrics: &[SwarmMetric]) -> Result<Vec<i64>>;
+
+    /// Stores a batch of all three kinds in one transaction.
+    fn store_batch(&self, batch: &MetricBatch) -> Result<BatchReport>;
+
+    /// Stores every metric of a stream in one transaction.
+    fn store_stream(
+        &self,
+        metrics: impl IntoIterator<Item = Result<Parsed>>,
+    ) -> Result<StreamReport>;
+
+    /// Rows of one kind matching `filter` in `order`, at most `limit`.
+    fn rows<T>(
+        &self,
+        rows: &Rows<T>,
+        filter: &Filter,
+        limit: i64,
+        order: RowOrder,
+    ) -> Result<Vec<T>>;
+
+    /// Hands every row of one kind matching `filter` to `visit`, oldest
+    /// first, until it breaks.
+    fn each_row<T, B>(
+        &self,
+        rows: &Rows<T>,
+        filter: &Filter,
+        visit: impl FnMut(T) -> ControlFlow<B>,
+    ) -> Result<Option<B>>;
+
+    /// An aggregate over the selection, raw rows and rollups.
+    fn aggregate(
+        &self,
+        kind: MetricKind,
+        aggregation: AggregationType,
+        filter: &Filter,
+    ) -> Result<Aggregate>;
+
+    /// Quantiles of the selection, raw rows and rollups.
+    fn percentiles(&self, kind: MetricKind, qs: &[f64], filter: &Filter)
+        -> Result<Vec<Percentile>>;
+
+    /// The values of the selection, and the sketch of the part only
+    /// rollups with sketches keep.
+    fn values(&self, kind: MetricKind, filter: &Filter) -> Result<(Vec<f64>, Option<DDSketch>)>;
+
+    /// The success rate of the selected tasks.
+    fn success_rate(&self, filter: &Filter) -> Result<SuccessRate>;
+
+    /// An aggregate per group, in key order.
+    fn aggregate_by(
+        &self,
+        kind: MetricKind,
+        aggregation: AggregationType,
+        group_by: GroupBy,
+        filter: &Filter,
+    ) -> Result<Vec<Grouped<Aggregate>>>;
+
+    /// A quantile per group, in key order.
+    fn percentile_by(
+        &self,
+        kind: MetricKind,
+        q: f64,
+        group_by: GroupBy,
+        filter: &Filter,
+    ) -> Result<Vec<Grouped<Percentile>>>;
+
+    /// The values of each group, with the sketch of its rolled-up part.
+    fn values_by_group(
+        &self,
+        kind: MetricKind,
+        group_by: GroupBy,
+        filter: &Filter,
+    ) -> Result<GroupValues>;
+
+    /// A success rate per group, in key order.
+    fn success_rate_by(
+        &self,
+        group_by: GroupBy,
+        filter: &Filter,
+    ) -> Result<Vec<Grouped<SuccessRate>>>;
+
+    /// The buckets of a series that hold metrics, by start (µs).
+    fn series(
+        &self,
+        series: &SeriesRead<'_>,
+        measure: Measure,
+    ) -> Result<BTreeMap<i64, BucketValue>>;
+
+    /// Every agent's totals over the selected tasks.
+    fn agent_totals(&self, filter: &Filter) -> Result<AgentTotalsSpan>;
+
+    /// The first and last task timestamps (µs) of the selection, raw or
+    /// rolled up.
+    fn task_span(&self, filter: &Filter) -> Result<Option<(i64, i64)>>;
+
+    /// The summary of the selected tasks read in one pass over raw rows,
+    /// where the engine can and the selection lies in raw rows alone;
+    /// `None` to compose it from the other answers.
+    fn summary_of_rows(&self, filter: &Filter) -> Result<Option<Summary>>;
+
+    /// Runs one step of tiered retention; returns the rows it handled and
+    /// whether the step has more to do.
+    fn retention_step(&self, step: &Step) -> Result<(usize, bool)>;
+
+    /// Whether `step` would find anything to do now.
+    fn has_retention_work(&self, step: &Step) -> Result<bool>;
+
+    /// Deletes every metric before `cutoff` (µs), and the rollups whose
+    /// bucket ends by then.
+    fn delete_before(&self, cutoff: i64) -> Result<CleanupReport>;
+
+    /// What [`delete_before`](Self::delete_before) would delete now.
+    fn count_before(&self, cutoff: i64) -> Result<CleanupReport>;
+
+    /// Visits every rollup row, oldest bucket first, until `visit` breaks.
+    fn each_rollup(&self, visit: impl FnMut(RollupRecord) -> ControlFlow<()>) -> Result<()>;
+
+    /// Writes rollup rows in one transaction, keeping those already
+    /// there; returns how many were new.
+    fn insert_rollups(&self, records: Vec<RollupRecord>) -> Result<u64>;
+
+    /// Rows, time span and rollups of one kind's table.
+    fn table_stats(&self, kind: MetricKind) -> Result<TableStats>;
+
+    /// The size of the store and of its write-ahead log, in bytes.
+    fn sizes(&self) -> Result<(u64, u64)>;
+
+    /// The schema version recorded in the store.
+    fn schema_version(&self) -> Result<i64>;
+
+    /// The problems a check of the store finds; none when it is sound.
+    fn integrity_check(&self) -> Result<Vec<String>>;
+
+    /// Rebuilds the store to give free space back.
+    fn vacuum(&self) -> Result<VacuumReport>;
+
+    /// Gives up to `max_pages` free pages back in bounded steps.
+    fn incremental_vacuum(&self, max_pages: Option<u32>) -> Result<VacuumReport>;
+
+    /// How the engine runs the query of `shape`.
+    fn query_plan(
+        &self,
+        kind: MetricKind,
+        shape: QueryShape,
+        filter: &Filter,
+    ) -> Result<Vec<String>>;
+
+    /// Copies pending work to disk (the file's write-ahead log into the
+    /// file); nothing on a server.
+    fn checkpoint(&self) -> Result<()>;
+}

@@ -1,0 +1,347 @@
+//! The server's side of the engine contract: each call goes to the
+//! server's own code for it, and what it answers is put in the shape the
+//! façade hands out.
+
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use std::collections::BTreeMap;
+
+use sketches_ddsketch::DDSketch;
+
+use super::{Metrics, PgStore, PlannedQuery, Written};
+use crate::analytics::{BucketValue, Grouped, Measure, SeriesRead, Summary};
+use crate::answer::{Aggregate, GroupValues, Percentile, SuccessRate};
+use crate::engine::{AgentTotalsSpan, Backend};
+use crate::error::Result;
+use crate::generic::Parsed;
+use crate::plan::QueryShape;
+use crate::query::{from_micros, Filter, GroupBy};
+use crate::read::{RowOrder, Rows, ServerRows};
+use crate::record::{AgentMetric, AggregationType, Entity, MetricKind, SwarmMetric, TaskMetric};
+use crate::retention::{CleanupReport, VacuumReport};
+use crate::rollup_row::RollupRecord;
+use crate::stats::TableStats;
+use crate::store::{stream_in_chunks, BatchReport, MetricBatch, StreamReport};
+use crate::tiers::{whole_buckets_before, Step};
+
+impl Backend for PgStore {
+    fn location(&self) -> &Path {
+        Path::new(self.server())
+    }
+
+    fn is_read_only(&self) -> bool {
+        false
+    }
+
+    fn consistent<T>(&self, read: impl FnOnce() -> Result<T>) -> Result<T> {
+        PgStore::consistent(self, read)
+    }
+
+    fn store_tasks(&self, tasks: &[TaskMetric]) -> Result<usize> {
+        let batch = Metrics {
+            tasks,
+            agents: &[],
+            swarms: &[],
+        };
+        Ok(self.store(batch)?.new_tasks)
+    }
+
+    fn store_agents(&self, metrics: &[AgentMetric]) -> Result<Vec<i64>> {
+        let records: Vec<_> = metrics.iter().map(Entity::record).collect();
+        let batch = Metrics {
+            tasks: &[],
+            agents: &records,
+            swarms: &[],
+        };
+        Ok(self.store(batch)?.agent_ids)
+    }
+
+    fn store_swarms(&self, metrics: &[SwarmMetric]) -> Result<Vec<i64>> {
+        let records: Vec<_> = metrics.iter().map(Entity::record).collect();
+        let batch = Metrics {
+            tasks: &[],
+            agents: &[],
+            swarms: &records,
+        };
+        Ok(self.store(batch)?.swarm_ids)
+    }
+
+    fn store_batch(&self, batch: &MetricBatch) -> Result<BatchReport> {
+        with_records(batch, |metrics| Ok(self.store(metrics)?.into()))
+    }
+
+    fn store_stream(
+        &self,
+        metrics: impl IntoIterator<Item = Result<Parsed>>,
+    ) -> Result<StreamReport> {
+        self.in_transaction(|writer| {
+            stream_in_chunks(metrics, |chunk| {
+                with_records(chunk, |records| Ok(writer.write(records)?.into()))
+            })
+        })
+    }
+
+    fn rows<T>(
+        &self,
+        rows: &Rows<T>,
+        filter: &Filter,
+        limit: i64,
+        order: RowOrder,
+    ) -> Result<Vec<T>> {
+        // Agent and swarm rows are only ever read newest first.
+        Ok(match rows.server {
+            ServerRows::Tasks(of) => self
+                .get_tasks(filter, limit, rows.order_by(order))?
+                .into_iter()
+                .map(of)
+                .collect(),
+            ServerRows::Entities(of) => self
+                .get_entities(rows.kind, filter, limit)?
+                .into_iter()
+                .map(of)
+                .collect(),
+        })
+    }
+
+    fn each_row<T, B>(
+        &self,
+        rows: &Rows<T>,
+        filter: &Filter,
+        mut visit: impl FnMut(T) -> ControlFlow<B>,
+    ) -> Result<Option<B>> {
+        match rows.server {
+            ServerRows::Tasks(of) => self.for_each_task(filter, |t| visit(of(t))),
+            ServerRows::Entities(of) => self.for_each_entity(rows.kind, filter, |r| visit(of(r))),
+        }
+    }
+
+    fn aggregate(
+        &self,
+        kind: MetricKind,
+        aggregation: AggregationType,
+        filter: &Filter,
+    ) -> Result<Aggregate> {
+        PgStore::aggregate(self, kind, aggregation, filter)
+    }
+
+    fn percentiles(
+        &self,
+        kind: MetricKind,
+        qs: &[f64],
+        filter: &Filter,
+    ) -> Result<Vec<Percentile>> {
+        PgStore::percentiles(self, kind, qs, filter)
+    }
+
+    fn values(&self, kind: MetricKind, filter: &Filter) -> Result<(Vec<f64>, Option<DDSketch>)> {
+        PgStore::values(self, kind, filter)
+    }
+
+    fn success_rate(&self, filter: &Filter) -> Result<SuccessRate> {
+        PgStore::success_rate(self, filter)
+    }
+
+    fn aggregate_by(
+        &self,
+        kind: MetricKind,
+        aggregation: AggregationType,
+        group_by: GroupBy,
+        filter: &Filter,
+    ) -> Result<Vec<Grouped<Aggregate>>> {
+        Ok(by_key(PgStore::aggregate_by(
+            self,
+            kind,
+            aggregation,
+            group_by,
+            filter,
+        )?))
+    }
+
+    fn percentile_by(
+        &self,
+        kind: MetricKind,
+        q: f64,
+        group_by: GroupBy,
+        filter: &Filter,
+    ) -> Result<Vec<Grouped<Percentile>>> {
+        Ok(by_key(PgStore::percentile_by(
+            self, kind, q, group_by, filter,
+        )?))
+    }
+
+    fn values_by_group(
+        &self,
+        kind: MetricKind,
+        group_by: GroupBy,
+        filter: &Filter,
+    ) -> Result<GroupValues> {
+        PgStore::values_by_group(self, kind, group_by, filter)
+    }
+
+    fn success_rate_by(
+        &self,
+        group_by: GroupBy,
+        filter: &Filter,
+    ) -> Result<Vec<Grouped<SuccessRate>>> {
+        Ok(by_key(PgStore::success_rate_by(self, group_by, filter)?))
+    }
+
+    fn series(
+        &self,
+        series: &SeriesRead<'_>,
+        measure: Measure,
+    ) -> Result<BTreeMap<i64, BucketValue>> {
+        let (kind, filter, width) = (series.kind, series.filter, series.width);
+        Ok(match measure {
+            Measure::Aggregate(aggregation) => self
+                .aggregate_series(kind, aggregation, width, filter)?
+                .into_iter()
+                .map(|(start, a)| (start, BucketValue::Aggregate(a)))
+                .collect(),
+            Measure::Percentile(q) => self
+                .percentile_series(kind, q, width, filter)?
+                .into_iter()
+                .map(|(start, p)| (start, BucketValue::Percentile(p)))
+                .collect(),
+            Measure::SuccessRate => self
+                .success_rate_series(width, filter)?
+                .into_iter()
+                .map(|(start, r)| (start, BucketValue::SuccessRate(r)))
+                .collect(),
+        })
+    }
+
+    fn agent_totals(&self, filter: &Filter) -> Result<AgentTotalsSpan> {
+        let (agents, span) = PgStore::agent_totals(self, filter)?;
+        Ok((agents, span.unwrap_or((i64::MAX, i64::MIN))))
+    }
+
+    fn task_span(&self, filter: &Filter) -> Result<Option<(i64, i64)>> {
+        PgStore::task_span(self, filter)
+    }
+
+    fn summary_of_rows(&self, _filter: &Filter) -> Result<Option<Summary>> {
+        // The server answers each part of a summary in one query of its
+        // own: it is composed from those answers.
+        Ok(None)
+    }
+
+    fn retention_step(&self, step: &Step) -> Result<(usize, bool)> {
+        PgStore::retention_step(self, step)
+    }
+
+    fn has_retention_work(&self, step: &Step) -> Result<bool> {
+        PgStore::has_retention_work(self, step)
+    }
+
+    fn delete_before(&self, cutoff: i64) -> Result<CleanupReport> {
+        let mut report = CleanupReport::of(self.cleanup_before(cutoff)?);
+        report.rollups = self.cleanup_rollups_before(&whole_buckets_before(cutoff))?;
+        Ok(report)
+    }
+
+    fn count_before(&self, cutoff: i64) -> Result<CleanupReport> {
+        let mut report = CleanupReport::of(PgStore::count_before(self, cutoff)?);
+        report.rollups = self.count_rollups_before(&whole_buckets_before(cutoff))?;
+        Ok(report)
+    }
+
+    fn each_rollup(&self, visit: impl FnMut(RollupRecord) -> ControlFlow<()>) -> Result<()> {
+        self.for_each_rollup(visit)
+    }
+
+    fn insert_rollups(&self, records: Vec<RollupRecord>) -> Result<u64> {
+        self.write_rollups(&records)
+    }
+
+    fn table_stats(&self, kind: MetricKind) -> Result<TableStats> {
+        let (rows, oldest, newest) = self.table_span(kind)?;
+        let (hourly_rollups, daily_rollups, oldest_rollup) = self.rollup_counts(kind)?;
+        Ok(TableStats {
+            rows,
+            oldest: oldest.and_then(from_micros),
+            newest: newest.and_then(from_micros),
+            hourly_rollups,
+            daily_rollups,
+            oldest_rollup: oldest_rollup.and_then(from_micros),
+        })
+    }
+
+    fn sizes(&self) -> Result<(u64, u64)> {
+        Ok((self.size()?, 0))
+    }
+
+    fn schema_version(&self) -> Result<i64> {
+        PgStore::schema_version(self)
+    }
+
+    fn integrity_check(&self) -> Result<Vec<String>> {
+        PgStore::integrity_check(self)
+    }
+
+    fn vacuum(&self) -> Result<VacuumReport> {
+        let (bytes_before, bytes_after) = PgStore::vacuum(self)?;
+        Ok(VacuumReport {
+            bytes_before,
+            bytes_after,
+        })
+    }
+
+    fn incremental_vacuum(&self, _max_pages: Option<u32>) -> Result<VacuumReport> {
+        // PostgreSQL's VACUUM already works in place, beside writers.
+        Backend::vacuum(self)
+    }
+
+    fn query_plan(
+        &self,
+        kind: MetricKind,
+        shape: QueryShape,
+        filter: &Filter,
+    ) -> Result<Vec<String>> {
+        let query = match shape {
+            QueryShape::Rows => PlannedQuery::Rows,
+            QueryShape::Aggregate(aggregation) => PlannedQuery::Aggregate(aggregation),
+            QueryShape::SuccessRate => PlannedQuery::SuccessRate,
+            QueryShape::Percentile => PlannedQuery::Percentile,
+        };
+        PgStore::query_plan(self, kind, query, filter)
+    }
+
+    fn checkpoint(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `write` on a batch as the server's writer takes it.
+fn with_records<T>(batch: &MetricBatch, write: impl FnOnce(Metrics<'_>) -> Result<T>) -> Result<T> {
+    let agents: Vec<_> = batch.agents.iter().map(Entity::record).collect();
+    let swarms: Vec<_> = batch.swarms.iter().map(Entity::record).collect();
+    write(Metrics {
+        tasks: &batch.tasks,
+        agents: &agents,
+        swarms: &swarms,
+    })
+}
+
+impl From<Written> for BatchReport {
+    fn from(w: Written) -> Self {
+        BatchReport {
+            new_tasks: w.new_tasks,
+            new_agent_metrics: w.new_agents,
+            new_swarm_metrics: w.new_swarms,
+            agent_ids: w.agent_ids,
+            swarm_ids: w.swarm_ids,
+        }
+    }
+}
+
+/// Groups from `(key, value)` pairs, sorted by key (no key first).
+fn by_key<T>(pairs: Vec<(Option<String>, T)>) -> Vec<Grouped<T>> {
+    let mut groups: Vec<Grouped<T>> = pairs
+        .into_iter()
+        .map(|(key, value)| Grouped { key, value })
+        .collect();
+    groups.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    groups
+}
