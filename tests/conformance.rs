@@ -1152,6 +1152,30 @@ mod postgres_only {
         assert!(store.schema_version().unwrap() >= 2);
     }
 
+    /// A server row that breaks the schema's promises (a NULL where a
+    /// value must be, a value of another type) is an error naming the
+    /// column, never a panic of the client.
+    #[test]
+    fn a_server_row_that_breaks_the_schema_is_a_corrupt_row() {
+        let db = common::server::database();
+        let store = MetricsStorage::open(&db.url).unwrap();
+        store
+            .store_task_metric(&TaskMetric::new("t", "a", 5, TaskResult::Success))
+            .unwrap();
+        let mut client = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+        client
+            .batch_execute(
+                "ALTER TABLE task_metrics ALTER COLUMN tokens_used DROP NOT NULL; \
+                 UPDATE task_metrics SET tokens_used = NULL",
+            )
+            .unwrap();
+        let err = store.get_task_metrics(&Filter::new(), 10).unwrap_err();
+        assert!(matches!(err, Error::CorruptRow { .. }), "{err}");
+        assert!(err.to_string().contains("tokens_used"), "{err}");
+        // The other answers of the same rows go on.
+        assert_eq!(store.success_rate(&Filter::new()).unwrap().total, 1);
+    }
+
     /// Two hosts running tiered retention on the same server at once take
     /// turns: every old task is folded by exactly one of them, and the
     /// answers are those of before.

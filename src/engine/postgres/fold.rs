@@ -19,6 +19,7 @@ use postgres::{Row, Transaction};
 
 use super::retention::Partition;
 use super::rollups::key_columns;
+use super::Columns;
 use super::PgStore;
 use crate::error::Result;
 use crate::record::MetricKind;
@@ -58,25 +59,25 @@ fn raw_columns(kind: MetricKind) -> &'static str {
 
 /// Adds a raw row (of [`raw_columns`]) to its hourly group.
 fn fold_row(groups: &mut Groups, kind: MetricKind, row: &Row) -> Result<()> {
-    let timestamp: i64 = row.get(0);
+    let timestamp: i64 = row.column(0)?;
     let bucket = timestamp.div_euclid(HOUR_US) * HOUR_US;
-    let name: String = row.get(1);
+    let name: String = row.column(1)?;
     match kind {
         MetricKind::Task => {
-            let swarm: String = row.get(2);
-            let result: i16 = row.get(3);
-            let measures = [row.get::<_, i64>(4), row.get(5), row.get(6)];
+            let swarm: String = row.column(2)?;
+            let result: i16 = row.column(3)?;
+            let measures = [row.column::<i64>(4)?, row.column(5)?, row.column(6)?];
             groups
                 .entry((bucket, name, Second::Name(swarm)))
                 .or_insert_with(|| Summary::new(kind))
                 .push_task(usize::try_from(result).unwrap_or(usize::MAX), measures)
         }
         _ => {
-            let metric_type: i16 = row.get(2);
+            let metric_type: i16 = row.column(2)?;
             groups
                 .entry((bucket, name, Second::Code(metric_type)))
                 .or_insert_with(|| Summary::new(kind))
-                .push_value(row.get(3))
+                .push_value(row.column(3)?)
         }
     }
 }
@@ -140,11 +141,10 @@ impl PgStore {
             }
         };
         let sql = format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE {condition})");
-        Ok(self
-            .read_conn()?
+        self.read_conn()?
             .query_one(&sql, &[&cutoff])
             .map_err(self.error("read retention work"))?
-            .get(0))
+            .column(0)
     }
 
     /// Runs `fold` in a transaction holding the retention lock.
@@ -270,11 +270,11 @@ impl PgStore {
                 .map_err(self.error("fold rollups"))?;
             let mut groups = Groups::new();
             for row in &rows {
-                let bucket: i64 = row.get(0);
+                let bucket: i64 = row.column(0)?;
                 let day = bucket.div_euclid(DAY_US) * DAY_US;
-                let mut summary = Summary::decode(row.get(3), kind, table)?;
+                let mut summary = Summary::decode(row.column(3)?, kind, table)?;
                 groups
-                    .entry((day, row.get(1), second_of(row, 2, kind)))
+                    .entry((day, row.column(1)?, second_of(row, 2, kind)?))
                     .or_insert_with(|| Summary::new(kind))
                     .merge(&mut summary)?;
             }
@@ -309,9 +309,9 @@ impl PgStore {
             )
             .map_err(self.error("read rollups"))?;
         for row in existing {
-            let key = (row.get(0), row.get(1), second_of(&row, 2, kind));
+            let key = (row.column(0)?, row.column(1)?, second_of(&row, 2, kind)?);
             if let Some(group) = groups.get_mut(&key) {
-                let mut old = Summary::decode(row.get(3), kind, table)?;
+                let mut old = Summary::decode(row.column(3)?, kind, table)?;
                 old.merge(group)?;
                 *group = old;
             }
@@ -383,9 +383,9 @@ impl PgStore {
 }
 
 /// The second key column of a rollup row at `at`.
-fn second_of(row: &Row, at: usize, kind: MetricKind) -> Second {
-    match kind {
-        MetricKind::Task => Second::Name(row.get(at)),
-        _ => Second::Code(row.get(at)),
-    }
+fn second_of(row: &Row, at: usize, kind: MetricKind) -> Result<Second> {
+    Ok(match kind {
+        MetricKind::Task => Second::Name(row.column(at)?),
+        _ => Second::Code(row.column(at)?),
+    })
 }

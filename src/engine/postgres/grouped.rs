@@ -9,6 +9,7 @@ use postgres::{Client, Row};
 use super::filter::Where;
 use super::read::{aggregate_columns, aggregate_of, rates_by_key};
 use super::rollups::{stat_columns, stat_of};
+use super::Columns;
 use super::PgStore;
 use crate::answer::{
     aggregated_column, finish, quantiles_of, Aggregate, GroupValues, Percentile, SuccessRate,
@@ -34,15 +35,15 @@ fn key_column(group_by: GroupBy) -> &'static str {
 fn key_of(row: &Row, group_by: GroupBy, table: &'static str) -> Result<Option<String>> {
     let corrupt = |reason: String| Error::CorruptRow { table, reason };
     Ok(match group_by {
-        GroupBy::Agent | GroupBy::Swarm => row.get(0),
+        GroupBy::Agent | GroupBy::Swarm => row.column(0)?,
         GroupBy::Result => {
-            let code: i16 = row.get(0);
+            let code: i16 = row.column(0)?;
             let result = TaskResult::from_code(i64::from(code))
                 .ok_or_else(|| corrupt(format!("unknown result code {code}")))?;
             Some(result.as_str().to_owned())
         }
         GroupBy::MetricType => {
-            let code: i16 = row.get(0);
+            let code: i16 = row.column(0)?;
             let metric_type = MetricType::from_code(i64::from(code))
                 .ok_or_else(|| corrupt(format!("unknown metric type code {code}")))?;
             Some(metric_type.as_str().to_owned())
@@ -184,12 +185,12 @@ impl PgStore {
                 .iter()
                 .map(|row| {
                     let key = key_of(row, group_by, table)?;
-                    let count = u64::try_from(row.get::<_, i64>(1)).unwrap_or(0);
+                    let count = u64::try_from(row.column::<i64>(1)?).unwrap_or(0);
                     let percentile = Percentile {
                         q,
                         metric_type,
                         count,
-                        value: row.get(2),
+                        value: row.column(2)?,
                         approximate: false,
                     };
                     Ok((key, percentile))
@@ -241,7 +242,7 @@ impl PgStore {
                 .entry(key_of(&row, group_by, table)?)
                 .or_default()
                 .0
-                .push(row.get(1));
+                .push(row.column(1)?);
         }
         if rollups {
             let read = RollupRead::column(kind, filter, Some(group_by), column, true);

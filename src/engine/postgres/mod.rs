@@ -169,6 +169,26 @@ impl PgStore {
     }
 }
 
+/// Reading a server row's columns: a NULL where a value must be, or a
+/// value of another type, is [`Error::CorruptRow`] naming the column,
+/// never a panic (as `Row::get` would).
+pub(crate) trait Columns {
+    /// Column `at` of the row as a `T`.
+    fn column<'a, T: postgres::types::FromSql<'a>>(&'a self, at: usize) -> Result<T>;
+}
+
+impl Columns for postgres::Row {
+    fn column<'a, T: postgres::types::FromSql<'a>>(&'a self, at: usize) -> Result<T> {
+        self.try_get(at).map_err(|e| {
+            let name = self.columns().get(at).map_or("?", |c| c.name());
+            Error::CorruptRow {
+                table: "a server answer",
+                reason: format!("column {at} ({name}): {e}"),
+            }
+        })
+    }
+}
+
 /// Maps a client error of `operation` on `server` to [`Error::Postgres`].
 fn error_at<'a>(
     server: &'a str,

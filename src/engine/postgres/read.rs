@@ -16,6 +16,7 @@ use sketches_ddsketch::DDSketch;
 
 use super::filter::Where;
 use super::rollups::{stat_columns, stat_of};
+use super::Columns;
 use super::PgStore;
 use crate::answer::{aggregated_column, finish, quantiles_of, Aggregate, Percentile, SuccessRate};
 use crate::error::{Error, Result};
@@ -29,16 +30,16 @@ fn task_of(row: &Row) -> Result<TaskMetric> {
         table: "task_metrics",
         reason,
     };
-    let timestamp: i64 = row.get(0);
-    let code: i16 = row.get(4);
+    let timestamp: i64 = row.column(0)?;
+    let code: i16 = row.column(4)?;
     let count = |i: usize| -> Result<u64> {
-        let n: i64 = row.get(i);
+        let n: i64 = row.column(i)?;
         u64::try_from(n).map_err(|_| corrupt(format!("a negative count {n}")))
     };
     Ok(TaskMetric {
-        task_id: row.get(1),
-        agent_id: row.get(2),
-        swarm_id: row.get(3),
+        task_id: row.column(1)?,
+        agent_id: row.column(2)?,
+        swarm_id: row.column(3)?,
         result: TaskResult::from_code(i64::from(code))
             .ok_or_else(|| corrupt(format!("unknown result code {code}")))?,
         duration_ms: count(5)?,
@@ -140,8 +141,8 @@ impl PgStore {
                 .query_typed(&sql, &w.params())
                 .map_err(self.error("compute success rate"))?
             {
-                let code: i16 = row.get(0);
-                let n: i64 = row.get(1);
+                let code: i16 = row.column(0)?;
+                let n: i64 = row.column(1)?;
                 let result =
                     TaskResult::from_code(i64::from(code)).ok_or_else(|| Error::CorruptRow {
                         table: "task_metrics",
@@ -220,8 +221,8 @@ impl PgStore {
             let row = client
                 .query_typed_one(&sql, &params)
                 .map_err(self.error("compute percentiles"))?;
-            let count = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
-            let values: Option<Vec<Option<f64>>> = row.get(1);
+            let count = u64::try_from(row.column::<i64>(0)?).unwrap_or(0);
+            let values: Option<Vec<Option<f64>>> = row.column(1)?;
             let values = values.unwrap_or_else(|| vec![None; qs.len()]);
             Ok(qs
                 .iter()
@@ -331,22 +332,22 @@ impl PgStore {
 /// value, metadata, timestamp`.
 fn entity_of(row: &Row, table: &'static str) -> Result<EntityRow> {
     let corrupt = |reason: String| Error::CorruptRow { table, reason };
-    let code: i16 = row.get(2);
+    let code: i16 = row.column(2)?;
     let metric_type = MetricType::from_code(i64::from(code))
         .ok_or_else(|| corrupt(format!("unknown metric type code {code}")))?;
-    let metadata: Option<String> = row.get(4);
+    let metadata: Option<String> = row.column(4)?;
     let metadata = metadata
         .map(|text| serde_json::from_str(&text))
         .transpose()
         .map_err(|e| corrupt(format!("metadata is not JSON: {e}")))?;
-    let timestamp: i64 = row.get(5);
+    let timestamp: i64 = row.column(5)?;
     let timestamp = from_micros(timestamp)
         .ok_or_else(|| corrupt(format!("timestamp {timestamp} µs out of range")))?;
     Ok((
-        row.get(0),
-        row.get(1),
+        row.column(0)?,
+        row.column(1)?,
         metric_type,
-        row.get(3),
+        row.column(3)?,
         metadata,
         timestamp,
     ))
@@ -392,9 +393,9 @@ pub(super) fn aggregate_of(
     aggregation: AggregationType,
     metric_type: Option<MetricType>,
 ) -> Result<Aggregate> {
-    let count = u64::try_from(row.get::<_, i64>(at)).unwrap_or(0);
+    let count = u64::try_from(row.column::<i64>(at)?).unwrap_or(0);
     let sum = || -> Result<f64> {
-        let text: Option<String> = row.get(at + 1);
+        let text: Option<String> = row.column(at + 1)?;
         let text = text.unwrap_or_default();
         let sum = match kind {
             MetricKind::Task => text.parse::<i128>().map(|s| s as f64).ok(),
@@ -412,9 +413,9 @@ pub(super) fn aggregate_of(
             AggregationType::Count => Some(count as f64),
             AggregationType::Sum => Some(sum()?),
             AggregationType::Avg => Some(sum()? / count as f64),
-            AggregationType::Min => row.get(at + 2),
-            AggregationType::Max => row.get(at + 3),
-            AggregationType::Stddev => row.get(at + 4),
+            AggregationType::Min => row.column(at + 2)?,
+            AggregationType::Max => row.column(at + 3)?,
+            AggregationType::Stddev => row.column(at + 4)?,
         }
     };
     Ok(Aggregate {
@@ -459,8 +460,8 @@ impl PgStore {
             .query_typed(&sql, &w.params())
             .map_err(self.error("read values"))?
             .iter()
-            .map(|row| row.get(0))
-            .collect();
+            .map(|row| row.column(0))
+            .collect::<Result<_>>()?;
         let mut sketch = None;
         if rollups {
             let read = RollupRead::column(kind, filter, None, column, true);
@@ -483,9 +484,9 @@ impl PgStore {
             .query_one(&sql, &[])
             .map_err(self.error("read statistics"))?;
         Ok((
-            u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
-            row.get(1),
-            row.get(2),
+            u64::try_from(row.column::<i64>(0)?).unwrap_or(0),
+            row.column(1)?,
+            row.column(2)?,
         ))
     }
 
@@ -506,7 +507,7 @@ impl PgStore {
                 &[],
             )
             .map_err(self.error("read statistics"))?;
-        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+        Ok(u64::try_from(row.column::<i64>(0)?).unwrap_or(0))
     }
 }
 
@@ -535,15 +536,16 @@ impl PgStore {
                 .query_typed(&sql, &w.params())
                 .map_err(self.error("rank agents"))?
             {
-                let count = |i| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0);
-                widen(row.get(5), row.get(6));
+                let count =
+                    |i| -> Result<u64> { Ok(u64::try_from(row.column::<i64>(i)?).unwrap_or(0)) };
+                widen(row.column(5)?, row.column(6)?);
                 let totals = AgentTotals {
-                    tasks: count(1),
-                    success: count(2),
-                    duration_total: row.get(3),
-                    tokens_total: row.get(4),
+                    tasks: count(1)?,
+                    success: count(2)?,
+                    duration_total: row.column(3)?,
+                    tokens_total: row.column(4)?,
                 };
-                agents.insert(row.get(0), totals);
+                agents.insert(row.column(0)?, totals);
             }
             if rollups {
                 add_agent_rollups(&mut agents, filter, |read| self.merge_rollups(client, read))?;
@@ -569,8 +571,8 @@ impl PgStore {
             let row = client
                 .query_typed_one(&sql, &w.params())
                 .map_err(self.error("read the span of the data"))?;
-            let first: Option<i64> = row.get(0);
-            let last: Option<i64> = row.get(1);
+            let first: Option<i64> = row.column(0)?;
+            let last: Option<i64> = row.column(1)?;
             let mut span = first.zip(last);
             if rollups {
                 if let Some((first, last)) = self.rollup_span(client, MetricKind::Task, filter)? {
@@ -591,8 +593,8 @@ pub(super) fn rates_by_key<K: PartialEq>(
     let mut rates: Vec<(K, SuccessRate)> = Vec::new();
     for row in rows {
         let key = key_of(row)?;
-        let code: i16 = row.get(1);
-        let n: i64 = row.get(2);
+        let code: i16 = row.column(1)?;
+        let n: i64 = row.column(2)?;
         let result = TaskResult::from_code(i64::from(code)).ok_or_else(|| Error::CorruptRow {
             table: "task_metrics",
             reason: format!("unknown result code {code}"),
@@ -639,12 +641,11 @@ impl PgStore {
         if matches!(query, PlannedQuery::Percentile) {
             params.push((&median, Type::FLOAT8_ARRAY));
         }
-        Ok(self
-            .read_conn()?
+        self.read_conn()?
             .query_typed(&format!("EXPLAIN (COSTS OFF) {sql}"), &params)
             .map_err(self.error("explain query"))?
             .iter()
-            .map(|row| row.get(0))
-            .collect())
+            .map(|row| row.column(0))
+            .collect()
     }
 }

@@ -5,6 +5,7 @@
 //! once take turns, and a partition another host dropped meanwhile is
 //! passed over.
 
+use super::Columns;
 use super::PgStore;
 use crate::error::{Error, Result};
 use crate::record::MetricKind;
@@ -40,7 +41,7 @@ impl PgStore {
             .map_err(self.error("list partitions"))?;
         let mut partitions = Vec::new();
         for row in rows {
-            let name: String = row.get(0);
+            let name: String = row.column(0)?;
             // A partition another host is dropping right now may have no
             // bound left to read: it is gone for this caller's purposes.
             let Some(bound) = row.get::<_, Option<String>>(1) else {
@@ -76,7 +77,7 @@ impl PgStore {
                         let n: i64 = tx
                             .query_one(&format!("SELECT count(*) FROM \"{name}\""), &[])
                             .map_err(self.error("drop a partition"))?
-                            .get(0);
+                            .column(0)?;
                         tx.batch_execute(&format!("DROP TABLE \"{name}\""))
                             .map_err(self.error("drop a partition"))?;
                         Ok(u64::try_from(n).unwrap_or(0))
@@ -110,7 +111,7 @@ impl PgStore {
             let exists: bool = tx
                 .query_one("SELECT to_regclass(quote_ident($1)) IS NOT NULL", &[&name])
                 .map_err(self.error("find a partition"))?
-                .get(0);
+                .column(0)?;
             if exists {
                 work(tx)
             } else {
@@ -131,7 +132,7 @@ impl PgStore {
                     &[&cutoff],
                 )
                 .map_err(self.error("count old metrics"))?
-                .get(0);
+                .column(0)?;
             report.push((kind, u64::try_from(n).unwrap_or(0)));
         }
         Ok(report)
@@ -179,7 +180,7 @@ impl PgStore {
                         &[&level, &last],
                     )
                     .map_err(self.error("count old rollups"))?
-                    .get(0);
+                    .column(0)?;
                 found += u64::try_from(n).unwrap_or(0);
             }
         }
@@ -222,7 +223,7 @@ impl PgStore {
                 &[],
             )
             .map_err(self.error("check integrity"))?
-            .get(0);
+            .column(0)?;
         if amcheck {
             let indexes = conn
                 .query(
@@ -237,8 +238,8 @@ impl PgStore {
                 )
                 .map_err(self.error("check integrity"))?;
             for index in indexes {
-                let oid: postgres::types::Oid = index.get(0);
-                let name: String = index.get(1);
+                let oid: postgres::types::Oid = index.column(0)?;
+                let name: String = index.column(1)?;
                 if let Err(e) =
                     conn.execute("SELECT bt_index_check($1::oid::regclass, true)", &[&oid])
                 {

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use postgres::{Client, Row, SimpleQueryMessage};
 
 use super::filter::Where;
+use super::Columns;
 use super::PgStore;
 use crate::error::{Error, Result};
 use crate::query::{Filter, GroupBy};
@@ -54,7 +55,7 @@ impl PgStore {
             let exists: bool = conn
                 .query_one(&exists_sql, &[])
                 .map_err(self.error("read rollups"))?
-                .get(0);
+                .column(0)?;
             return read(&mut conn, exists);
         }
         // One round trip: begin, lock, and ask whether rollups exist.
@@ -109,7 +110,7 @@ impl PgStore {
             if by_result {
                 return Ok(TaskResult::from_code(class as i64).map(|r| r.as_str().to_owned()));
             }
-            let key: Option<String> = row.get(0);
+            let key: Option<String> = row.column(0)?;
             if read.group != Some(GroupBy::MetricType) {
                 return Ok(key);
             }
@@ -134,7 +135,7 @@ impl PgStore {
         width: i64,
     ) -> Result<BTreeMap<i64, Rolled>> {
         self.merge_keyed(client, read, "r.bucket", |row, _| {
-            let bucket: i64 = row.get(0);
+            let bucket: i64 = row.column(0)?;
             Ok(bucket.div_euclid(width) * width)
         })
     }
@@ -176,7 +177,7 @@ impl PgStore {
         {
             let mut row_counts = [0u64; 4];
             for (i, count) in row_counts.iter_mut().take(counts.len()).enumerate() {
-                let n: i64 = row.get(1 + i);
+                let n: i64 = row.column(1 + i)?;
                 *count = u64::try_from(n).map_err(|_| Error::CorruptRow {
                     table,
                     reason: format!("negative count {n}"),
@@ -184,7 +185,7 @@ impl PgStore {
             }
             let summary = match read.column {
                 Some(_) => {
-                    let bytes: &[u8] = row.get(1 + counts.len());
+                    let bytes: &[u8] = row.column(1 + counts.len())?;
                     Some(Summary::decode(bytes, kind, table)?)
                 }
                 None => None,
@@ -224,8 +225,8 @@ impl PgStore {
         let row = client
             .query_typed_one(&sql, &w.params())
             .map_err(self.error("read rollups"))?;
-        let first: Option<i64> = row.get(0);
-        let last: Option<i64> = row.get(1);
+        let first: Option<i64> = row.column(0)?;
+        let last: Option<i64> = row.column(1)?;
         Ok(first.zip(last))
     }
 
@@ -240,8 +241,8 @@ impl PgStore {
             .read_conn()?
             .query_one(&sql, &[])
             .map_err(self.error("read statistics"))?;
-        let count = |i| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0);
-        Ok((count(0), count(1), row.get(2)))
+        let count = |i| -> Result<u64> { Ok(u64::try_from(row.column::<i64>(i)?).unwrap_or(0)) };
+        Ok((count(0)?, count(1)?, row.column(2)?))
     }
 }
 
@@ -261,12 +262,12 @@ pub(super) fn stat_columns(column: &str) -> String {
 pub(super) fn stat_of(row: &Row, at: usize, kind: MetricKind) -> Result<Stat> {
     let int = kind == MetricKind::Task;
     let mut stat = Stat::new(int, false);
-    let n = u64::try_from(row.get::<_, i64>(at)).unwrap_or(0);
+    let n = u64::try_from(row.column::<i64>(at)?).unwrap_or(0);
     if n == 0 {
         return Ok(stat);
     }
     let text = |i: usize| -> Result<String> {
-        let text: Option<String> = row.get(at + i);
+        let text: Option<String> = row.column(at + i)?;
         text.ok_or_else(|| Error::CorruptRow {
             table: kind.table(),
             reason: "a missing sum or extreme".to_owned(),
@@ -297,7 +298,7 @@ pub(super) fn stat_of(row: &Row, at: usize, kind: MetricKind) -> Result<Stat> {
         stat.max = real_of(3)?;
         stat.sum_real / n as f64
     };
-    let variance: Option<f64> = row.get(at + 4);
+    let variance: Option<f64> = row.column(at + 4)?;
     stat.welford = Welford {
         n,
         mean,

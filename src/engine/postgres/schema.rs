@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use postgres::Client;
 
+use super::Columns;
 use super::{error_at, PgStore};
 use crate::error::{Error, Result};
 use crate::record::MetricKind;
@@ -133,7 +134,7 @@ pub(super) fn migrate(client: &mut Client, server: &str) -> Result<()> {
     let found: Option<i32> = tx
         .query_one("SELECT max(version) FROM metrics_schema_info", &[])
         .map_err(err("read the schema version"))?
-        .get(0);
+        .column(0)?;
     let found = found.unwrap_or(0);
     if found > PG_SCHEMA_VERSION {
         return Err(Error::SchemaTooNew {
@@ -324,7 +325,7 @@ impl PgStore {
             .read_conn()?
             .query_one("SELECT max(version) FROM metrics_schema_info", &[])
             .map_err(self.error("read the schema version"))?
-            .get(0);
+            .column(0)?;
         Ok(i64::from(version.unwrap_or(0)))
     }
 }

@@ -10,6 +10,7 @@ use sketches_ddsketch::DDSketch;
 use super::filter::Where;
 use super::read::{aggregate_columns, aggregate_of, rates_by_key};
 use super::rollups::{stat_columns, stat_of};
+use super::Columns;
 use super::PgStore;
 use crate::answer::{aggregated_column, finish, quantiles_of, Aggregate, Percentile, SuccessRate};
 use crate::error::Result;
@@ -50,7 +51,7 @@ impl PgStore {
                     .query_typed(&sql, &params)
                     .map_err(self.error("aggregate series"))?
                 {
-                    stats.insert(row.get(0), stat_of(&row, 1, kind)?);
+                    stats.insert(row.column(0)?, stat_of(&row, 1, kind)?);
                 }
                 let read = RollupRead::column(kind, filter, None, column, false);
                 for (start, rolled) in self.merge_rollups_by_time(client, &read, width)? {
@@ -76,7 +77,7 @@ impl PgStore {
                 .iter()
                 .map(|row| {
                     Ok((
-                        row.get(0),
+                        row.column(0)?,
                         aggregate_of(row, 1, kind, aggregation, metric_type)?,
                     ))
                 })
@@ -119,7 +120,11 @@ impl PgStore {
                     .query_typed(&sql, &params[..n + 1])
                     .map_err(self.error("percentile series"))?
                 {
-                    buckets.entry(row.get(0)).or_default().0.push(row.get(1));
+                    buckets
+                        .entry(row.column(0)?)
+                        .or_default()
+                        .0
+                        .push(row.column(1)?);
                 }
                 let read = RollupRead::column(kind, filter, None, column, true);
                 for (start, rolled) in self.merge_rollups_by_time(client, &read, width)? {
@@ -136,7 +141,7 @@ impl PgStore {
                     })
                     .collect());
             }
-            Ok(client
+            client
                 .query_typed(&sql, &params)
                 .map_err(self.error("percentile series"))?
                 .iter()
@@ -144,13 +149,13 @@ impl PgStore {
                     let percentile = Percentile {
                         q,
                         metric_type,
-                        count: u64::try_from(row.get::<_, i64>(1)).unwrap_or(0),
-                        value: row.get(2),
+                        count: u64::try_from(row.column::<i64>(1)?).unwrap_or(0),
+                        value: row.column(2)?,
                         approximate: false,
                     };
-                    (row.get(0), percentile)
+                    Ok((row.column(0)?, percentile))
                 })
-                .collect())
+                .collect()
         })
     }
 
@@ -173,7 +178,7 @@ impl PgStore {
             let rows = client
                 .query_typed(&sql, &params)
                 .map_err(self.error("success rate series"))?;
-            let rates = rates_by_key(&rows, |row| Ok(row.get::<_, i64>(0)))?;
+            let rates = rates_by_key(&rows, |row| row.column::<i64>(0))?;
             if !rollups {
                 return Ok(rates);
             }

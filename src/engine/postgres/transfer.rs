@@ -7,6 +7,7 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 
 use super::rollups::key_columns;
+use super::Columns;
 use super::PgStore;
 use crate::error::Result;
 use crate::record::MetricKind;
@@ -37,12 +38,12 @@ impl PgStore {
             while let Some(row) = rows.next().map_err(self.error("read rollups"))? {
                 let record = RollupRecord {
                     kind,
-                    level: row.get(0),
-                    bucket: row.get(1),
-                    owner: row.get(2),
-                    swarm: row.get(3),
-                    metric_type: row.get(4),
-                    data: row.get(5),
+                    level: row.column(0)?,
+                    bucket: row.column(1)?,
+                    owner: row.column(2)?,
+                    swarm: row.column(3)?,
+                    metric_type: row.column(4)?,
+                    data: row.column(5)?,
                 };
                 if visit(record).is_break() {
                     return Ok(());

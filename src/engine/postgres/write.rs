@@ -10,6 +10,7 @@ use postgres::types::{ToSql, Type};
 use postgres::Transaction;
 
 use super::schema::{created_meanwhile, partition_sql};
+use super::Columns;
 use std::sync::atomic::Ordering;
 
 use super::PgStore;
@@ -306,8 +307,8 @@ impl PgWriter<'_> {
             )
             .map_err(err("store metrics"))?
             .iter()
-            .map(|row| row.get(0))
-            .collect();
+            .map(|row| row.column(0))
+            .collect::<Result<_>>()?;
         if ids.len() != records.len() {
             return Err(Error::Internal("a stored metric was not found again"));
         }
