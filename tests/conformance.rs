@@ -1152,6 +1152,37 @@ mod postgres_only {
         assert!(store.schema_version().unwrap() >= 2);
     }
 
+    /// Options that concern a file are refused on a server, naming the
+    /// option, rather than ignored; those that apply to both are taken.
+    #[test]
+    fn file_options_are_refused_on_a_server() {
+        let db = common::server::database();
+        type SetOption = fn(swarm_metrics::StorageBuilder) -> swarm_metrics::StorageBuilder;
+        let cases: [(&str, SetOption); 5] = [
+            ("durability", |b| {
+                b.durability(swarm_metrics::Durability::Full)
+            }),
+            ("max_size_bytes", |b| b.max_size_bytes(1 << 30)),
+            ("index_batch_rows", |b| b.index_batch_rows(16)),
+            ("mmap_size", |b| b.mmap_size(0)),
+            ("create_dirs", |b| b.create_dirs(false)),
+        ];
+        for (option, set) in cases {
+            let err = set(MetricsStorage::builder(&db.url)).open().unwrap_err();
+            match &err {
+                Error::InvalidInput { field, .. } => assert_eq!(*field, option, "{err}"),
+                other => panic!("{option}: expected InvalidInput, got {other}"),
+            }
+        }
+        let store = MetricsStorage::builder(&db.url)
+            .pool_size(2)
+            .busy_timeout(std::time::Duration::from_secs(2))
+            .read_only(false)
+            .open()
+            .unwrap();
+        assert!(!store.is_read_only());
+    }
+
     /// A server row that breaks the schema's promises (a NULL where a
     /// value must be, a value of another type) is an error naming the
     /// column, never a panic of the client.
