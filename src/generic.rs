@@ -5,10 +5,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+pub use crate::model::batch::Parsed;
 use crate::query::{Filter, TimeRange};
-use crate::record::{
-    json_type_name, AgentMetric, MetricKind, MetricType, SwarmMetric, TaskMetric, TaskResult,
-};
+use crate::record::{json_type_name, MetricKind, MetricType, TaskResult};
 use crate::storage::MetricsStorage;
 
 impl MetricsStorage {
@@ -74,28 +73,6 @@ impl MetricsStorage {
                 .into_iter()
                 .map(|m| to_json(serde_json::to_value(m)))
                 .collect(),
-        }
-    }
-}
-
-/// A metric parsed from its JSON form.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Parsed {
-    /// A task metric.
-    Task(TaskMetric),
-    /// An agent metric.
-    Agent(AgentMetric),
-    /// A swarm metric.
-    Swarm(SwarmMetric),
-}
-
-impl Parsed {
-    /// Checks every field, as the store does before it writes.
-    pub(crate) fn validate(&self) -> Result<()> {
-        match self {
-            Parsed::Task(task) => task.validate(),
-            Parsed::Agent(metric) => metric.validate(),
-            Parsed::Swarm(metric) => metric.validate(),
         }
     }
 }
@@ -226,6 +203,7 @@ fn deserialize<T: serde::de::DeserializeOwned>(value: Value) -> Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::{SwarmMetric, TaskMetric};
     use serde_json::json;
 
     #[test]

@@ -81,6 +81,7 @@ mod error;
 mod generic;
 mod hypothesis;
 mod interval;
+mod model;
 mod names;
 mod open;
 mod plan;

@@ -7,24 +7,12 @@ use crate::aggregate::{aggregate_sql, percentile_sql, success_rate_sql};
 use crate::engine::on_engine;
 use crate::engine::sqlite::FileStore;
 use crate::error::{Error, Result};
+pub use crate::model::shapes::QueryShape;
 use crate::query::{Filter, DEFAULT_LIMIT};
 use crate::read::select_sql;
-use crate::record::{AggregationType, MetricKind};
+use crate::record::MetricKind;
 use crate::stat::sql_function;
 use crate::storage::MetricsStorage;
-
-/// Which of the store's queries to explain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueryShape {
-    /// `get_*_metrics` (rows, newest first).
-    Rows,
-    /// `aggregate_metrics` with this aggregation.
-    Aggregate(AggregationType),
-    /// `success_rate` (task metrics only).
-    SuccessRate,
-    /// `percentile` and `percentiles`.
-    Percentile,
-}
 
 impl MetricsStorage {
     /// SQLite's `EXPLAIN QUERY PLAN` for the query the store runs for

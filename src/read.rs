@@ -8,9 +8,10 @@ use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::Row;
 
-use crate::engine::on_engine;
 use crate::engine::sqlite::{FileStore, Snapshot};
+use crate::engine::{on_engine, task_order_sql};
 use crate::error::{Error, Result};
+pub(crate) use crate::model::shapes::RowOrder;
 use crate::names::SwarmNames;
 use crate::query::{from_micros, to_micros, Filter};
 use crate::query::{Field, Params, TimeRange};
@@ -19,40 +20,29 @@ use crate::storage::MetricsStorage;
 
 /// How the rows of one kind are read back: their two orders and their
 /// decoder.
-pub(crate) struct Rows<T> {
-    pub kind: MetricKind,
+struct Rows<T> {
+    kind: MetricKind,
     /// Newest first, for `get_*_metrics`.
     newest_first: &'static str,
     /// Oldest first, for `for_each_*_metric`.
-    pub oldest_first: &'static str,
+    oldest_first: &'static str,
     decode: fn(&Row<'_>, &Names<'_>) -> Result<T>,
     /// How the file is read newest first, when not as any other order.
     newest_on_file: Option<NewestOnFile<T>>,
     /// What a failed read was doing.
     operation: &'static str,
-    /// How the rows are read from a PostgreSQL server instead.
-    #[cfg(feature = "postgres")]
-    pub server: ServerRows<T>,
-}
-
-/// The orders rows are read in, newest first but for
-/// [`SlowestFirst`](RowOrder::SlowestFirst).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RowOrder {
-    /// Newest first; rows that share a timestamp last task id (or metric
-    /// id) first.
-    NewestFirst,
-    /// Task metrics by duration, longest first, then newest first.
-    SlowestFirst,
 }
 
 impl<T> Rows<T> {
-    /// The `ORDER BY` list of `order` over the table aliased `m`, the same
-    /// on both engines.
-    pub fn order_by(&self, order: RowOrder) -> &'static str {
-        match order {
-            RowOrder::NewestFirst => self.newest_first,
-            RowOrder::SlowestFirst => "m.duration_ms DESC, m.timestamp DESC, m.task_id DESC",
+    /// The `ORDER BY` list of `order` over the table aliased `m`; task
+    /// rows in the order both engines share.
+    fn order_by(&self, order: RowOrder) -> &'static str {
+        match (self.kind, order) {
+            (MetricKind::Task, order) => task_order_sql(order),
+            (_, RowOrder::NewestFirst) => self.newest_first,
+            // Agent and swarm rows have no duration: newest first is
+            // their only order.
+            (_, RowOrder::SlowestFirst) => self.newest_first,
         }
     }
 }
@@ -76,45 +66,31 @@ impl Names<'_> {
     }
 }
 
-/// How rows of one kind come from a PostgreSQL server: task rows, or agent
-/// and swarm rows, made into the kind's record.
-#[cfg(feature = "postgres")]
-pub(crate) enum ServerRows<T> {
-    Tasks(fn(TaskMetric) -> T),
-    Entities(fn(crate::engine::postgres::EntityRow) -> T),
-}
-
-pub(crate) const TASKS: Rows<TaskMetric> = Rows {
+const TASKS: Rows<TaskMetric> = Rows {
     kind: MetricKind::Task,
     newest_first: "m.timestamp DESC, m.task_id DESC",
     oldest_first: "m.timestamp, m.task_id",
     decode: task_from_row,
     newest_on_file: Some(FileStore::newest_tasks),
     operation: "read task metrics",
-    #[cfg(feature = "postgres")]
-    server: ServerRows::Tasks(std::convert::identity),
 };
 
-pub(crate) const AGENTS: Rows<Stored<AgentMetric>> = Rows {
+const AGENTS: Rows<Stored<AgentMetric>> = Rows {
     kind: MetricKind::Agent,
     newest_first: "m.timestamp DESC, m.metric_id DESC",
     oldest_first: "m.timestamp, m.metric_id",
     decode: agent_from_row,
     newest_on_file: None,
     operation: "read agent metrics",
-    #[cfg(feature = "postgres")]
-    server: ServerRows::Entities(agent_of),
 };
 
-pub(crate) const SWARMS: Rows<Stored<SwarmMetric>> = Rows {
+const SWARMS: Rows<Stored<SwarmMetric>> = Rows {
     kind: MetricKind::Swarm,
     newest_first: "m.timestamp DESC, m.metric_id DESC",
     oldest_first: "m.timestamp, m.metric_id",
     decode: swarm_from_row,
     newest_on_file: None,
     operation: "read swarm metrics",
-    #[cfg(feature = "postgres")]
-    server: ServerRows::Entities(swarm_of),
 };
 
 impl MetricsStorage {
@@ -137,7 +113,9 @@ impl MetricsStorage {
         limit: usize,
         order: RowOrder,
     ) -> Result<Vec<TaskMetric>> {
-        self.get_rows(&TASKS, filter, limit, order)
+        filter.validate(MetricKind::Task, false)?;
+        let limit = validate_limit(limit)?;
+        on_engine!(self.engine(), task_rows(filter, limit, order))
     }
 }
 
@@ -216,7 +194,9 @@ impl MetricsStorage {
         filter: &Filter,
         limit: usize,
     ) -> Result<Vec<Stored<AgentMetric>>> {
-        self.get_rows(&AGENTS, filter, limit, RowOrder::NewestFirst)
+        filter.validate(MetricKind::Agent, false)?;
+        let limit = validate_limit(limit)?;
+        on_engine!(self.engine(), agent_rows(filter, limit))
     }
 
     /// Swarm metrics matching `filter`, newest first, at most `limit`.
@@ -228,7 +208,9 @@ impl MetricsStorage {
         filter: &Filter,
         limit: usize,
     ) -> Result<Vec<Stored<SwarmMetric>>> {
-        self.get_rows(&SWARMS, filter, limit, RowOrder::NewestFirst)
+        filter.validate(MetricKind::Swarm, false)?;
+        let limit = validate_limit(limit)?;
+        on_engine!(self.engine(), swarm_rows(filter, limit))
     }
 
     /// Hands every task metric matching `filter` to `visit`, oldest first,
@@ -264,7 +246,8 @@ impl MetricsStorage {
         filter: &Filter,
         visit: impl FnMut(TaskMetric) -> ControlFlow<B>,
     ) -> Result<Option<B>> {
-        self.each_row(&TASKS, filter, visit)
+        filter.validate(MetricKind::Task, false)?;
+        on_engine!(self.engine(), each_task(filter, visit))
     }
 
     /// Hands every agent metric matching `filter` to `visit`, oldest
@@ -277,7 +260,8 @@ impl MetricsStorage {
         filter: &Filter,
         visit: impl FnMut(Stored<AgentMetric>) -> ControlFlow<B>,
     ) -> Result<Option<B>> {
-        self.each_row(&AGENTS, filter, visit)
+        filter.validate(MetricKind::Agent, false)?;
+        on_engine!(self.engine(), each_agent(filter, visit))
     }
 
     /// Hands every swarm metric matching `filter` to `visit`, oldest
@@ -290,35 +274,69 @@ impl MetricsStorage {
         filter: &Filter,
         visit: impl FnMut(Stored<SwarmMetric>) -> ControlFlow<B>,
     ) -> Result<Option<B>> {
-        self.each_row(&SWARMS, filter, visit)
-    }
-
-    fn get_rows<T>(
-        &self,
-        rows: &Rows<T>,
-        filter: &Filter,
-        limit: usize,
-        order: RowOrder,
-    ) -> Result<Vec<T>> {
-        filter.validate(rows.kind, false)?;
-        let limit = validate_limit(limit)?;
-        on_engine!(self.engine(), rows(rows, filter, limit, order))
-    }
-
-    fn each_row<T, B>(
-        &self,
-        rows: &Rows<T>,
-        filter: &Filter,
-        visit: impl FnMut(T) -> ControlFlow<B>,
-    ) -> Result<Option<B>> {
-        filter.validate(rows.kind, false)?;
-        on_engine!(self.engine(), each_row(rows, filter, visit))
+        filter.validate(MetricKind::Swarm, false)?;
+        on_engine!(self.engine(), each_swarm(filter, visit))
     }
 }
 
 impl FileStore {
+    /// Task metrics matching `filter` in `order`, at most `limit`.
+    pub(crate) fn task_rows(
+        &self,
+        filter: &Filter,
+        limit: i64,
+        order: RowOrder,
+    ) -> Result<Vec<TaskMetric>> {
+        self.rows(&TASKS, filter, limit, order)
+    }
+
+    /// Agent metrics matching `filter`, newest first, at most `limit`.
+    pub(crate) fn agent_rows(
+        &self,
+        filter: &Filter,
+        limit: i64,
+    ) -> Result<Vec<Stored<AgentMetric>>> {
+        self.rows(&AGENTS, filter, limit, RowOrder::NewestFirst)
+    }
+
+    /// Swarm metrics matching `filter`, newest first, at most `limit`.
+    pub(crate) fn swarm_rows(
+        &self,
+        filter: &Filter,
+        limit: i64,
+    ) -> Result<Vec<Stored<SwarmMetric>>> {
+        self.rows(&SWARMS, filter, limit, RowOrder::NewestFirst)
+    }
+
+    /// Hands every task metric matching `filter` to `visit`, oldest first.
+    pub(crate) fn each_task<B>(
+        &self,
+        filter: &Filter,
+        visit: impl FnMut(TaskMetric) -> ControlFlow<B>,
+    ) -> Result<Option<B>> {
+        self.each_row(&TASKS, filter, visit)
+    }
+
+    /// Hands every agent metric matching `filter` to `visit`, oldest first.
+    pub(crate) fn each_agent<B>(
+        &self,
+        filter: &Filter,
+        visit: impl FnMut(Stored<AgentMetric>) -> ControlFlow<B>,
+    ) -> Result<Option<B>> {
+        self.each_row(&AGENTS, filter, visit)
+    }
+
+    /// Hands every swarm metric matching `filter` to `visit`, oldest first.
+    pub(crate) fn each_swarm<B>(
+        &self,
+        filter: &Filter,
+        visit: impl FnMut(Stored<SwarmMetric>) -> ControlFlow<B>,
+    ) -> Result<Option<B>> {
+        self.each_row(&SWARMS, filter, visit)
+    }
+
     /// Rows of one kind matching `filter` in `order`, at most `limit`.
-    pub(crate) fn rows<T>(
+    fn rows<T>(
         &self,
         rows: &Rows<T>,
         filter: &Filter,
@@ -344,7 +362,7 @@ impl FileStore {
 
     /// Hands every row of one kind matching `filter` to `visit`, oldest
     /// first, until it breaks.
-    pub(crate) fn each_row<T, B>(
+    fn each_row<T, B>(
         &self,
         rows: &Rows<T>,
         filter: &Filter,
@@ -473,38 +491,6 @@ fn build_select(
         }
     };
     (sql, params)
-}
-
-/// An agent metric read from the server.
-#[cfg(feature = "postgres")]
-fn agent_of(row: crate::engine::postgres::EntityRow) -> Stored<AgentMetric> {
-    let (metric_id, agent_id, metric_type, value, metadata, timestamp) = row;
-    Stored {
-        metric_id,
-        metric: AgentMetric {
-            agent_id,
-            metric_type,
-            value,
-            metadata,
-            timestamp,
-        },
-    }
-}
-
-/// A swarm metric read from the server.
-#[cfg(feature = "postgres")]
-fn swarm_of(row: crate::engine::postgres::EntityRow) -> Stored<SwarmMetric> {
-    let (metric_id, swarm_id, metric_type, value, metadata, timestamp) = row;
-    Stored {
-        metric_id,
-        metric: SwarmMetric {
-            swarm_id,
-            metric_type,
-            value,
-            metadata,
-            timestamp,
-        },
-    }
 }
 
 /// Checks a query's row limit.

@@ -3,7 +3,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::types::Value as SqlValue;
-use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{
     aggregated_column, finish, quantiles_of, value_at, Aggregate, Percentile, SuccessRate,
@@ -13,23 +12,12 @@ use crate::answer::GroupValues;
 use crate::engine::on_engine;
 use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::error::{Error, Result};
+pub use crate::model::analytics::Grouped;
 use crate::query::{Filter, GroupBy};
 use crate::record::{AggregationType, MetricKind, TaskResult};
 use crate::retention::{merge_rollups, rollups_apply, RollupRead};
 use crate::stat::{raw_stat, raw_stat_columns, sql_function, Stat};
 use crate::storage::MetricsStorage;
-
-/// One group's result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct Grouped<T> {
-    /// The group's key: an agent or swarm id, a result or a metric type;
-    /// `None` for tasks without a swarm.
-    pub key: Option<String>,
-    /// The result for that group.
-    #[serde(flatten)]
-    pub value: T,
-}
 
 impl MetricsStorage {
     /// [`aggregate_metrics`](Self::aggregate_metrics) for every group at

@@ -10,7 +10,6 @@ mod tasks;
 use crate::error::{Error, Result};
 
 pub use grouped::Grouped;
-pub(crate) use series::SeriesRead;
 pub use series::{Bucket, BucketValue, EmptyBuckets, Measure};
 pub use tasks::{DurationStats, Order, Outlier, RankBy, Ranked, Summary};
 

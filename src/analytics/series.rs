@@ -2,9 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use rusqlite::types::Value as SqlValue;
-use serde::{Deserialize, Serialize};
 
 use sketches_ddsketch::DDSketch;
 
@@ -15,47 +14,13 @@ use crate::aggregate::{
 use crate::engine::on_engine;
 use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::error::{Error, Result};
+pub(crate) use crate::model::analytics::SeriesRead;
+pub use crate::model::analytics::{Bucket, BucketValue, EmptyBuckets, Measure};
 use crate::query::{from_micros, to_micros, Filter};
 use crate::record::{AggregationType, MetricKind, TaskResult};
 use crate::retention::{merge_rollups_by_time, rollups_apply, Rolled, RollupRead};
 use crate::stat::{raw_stat, raw_stat_columns, sql_function, Stat};
 use crate::storage::MetricsStorage;
-
-/// What a time series measures in each bucket.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Measure {
-    /// An aggregate of the values, as [`MetricsStorage::aggregate_metrics`].
-    Aggregate(AggregationType),
-    /// A quantile of the values, as [`MetricsStorage::percentile`].
-    Percentile(f64),
-    /// The success rate of tasks, as [`MetricsStorage::success_rate`].
-    SuccessRate,
-}
-
-/// What one bucket of a series holds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum BucketValue {
-    /// For [`Measure::Aggregate`].
-    Aggregate(Aggregate),
-    /// For [`Measure::Percentile`].
-    Percentile(Percentile),
-    /// For [`Measure::SuccessRate`].
-    SuccessRate(SuccessRate),
-}
-
-/// One bucket of a time series: `[start, start + width)`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct Bucket {
-    /// The first instant of the bucket, aligned to multiples of the width
-    /// since the Unix epoch (so minutes, hours and days start on UTC
-    /// boundaries).
-    pub start: DateTime<Utc>,
-    /// The measure over the bucket's metrics.
-    pub value: BucketValue,
-}
 
 fn micros_of(width: Duration) -> Result<i64> {
     match width.num_microseconds() {
@@ -106,18 +71,6 @@ fn fill(
 /// `floor(t / width) * width`, also for times before 1970.
 fn bucket_of(t: i64, width: i64) -> i64 {
     t.div_euclid(width) * width
-}
-
-/// What a [time series](MetricsStorage::series) does with buckets that
-/// hold no metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EmptyBuckets {
-    /// Leaves them out.
-    #[default]
-    Skip,
-    /// Gives them as empty results: count 0, no value.
-    Zero,
 }
 
 impl MetricsStorage {
@@ -221,14 +174,6 @@ impl FileStore {
             }
         })
     }
-}
-
-/// One series being read: what, over which metrics, in which buckets.
-pub(crate) struct SeriesRead<'a> {
-    pub kind: MetricKind,
-    pub filter: &'a Filter,
-    /// The bucket width in microseconds.
-    pub width: i64,
 }
 
 /// The SQL expression of a row's bucket start, given the parameter number

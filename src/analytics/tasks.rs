@@ -2,14 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use super::{validate_n, P50, P95, P99};
-use crate::aggregate::SuccessRate;
 use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::engine::{on_engine, AgentTotalsSpan};
 use crate::error::{Error, Result};
 use crate::interval::Interval;
+pub use crate::model::analytics::{DurationStats, Order, Outlier, RankBy, Ranked, Summary};
 use crate::query::{to_micros, Filter, TaskColumn};
 use crate::read::RowOrder;
 use crate::record::{AggregationType, MetricKind, TaskMetric, TaskResult};
@@ -17,107 +15,6 @@ use crate::retention::{merge_rollups, rollup_span, rollups_apply};
 use crate::rolled::{add_agent_rollups, AgentTotals};
 use crate::stat::quantile;
 use crate::storage::MetricsStorage;
-
-/// What agents are ranked by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RankBy {
-    /// The share of successful tasks, ordered by what can be trusted of
-    /// it: best first by the lower bound of its 95% Wilson interval, worst
-    /// first by the upper bound. So 99 successes of 100 rank above 1 of 1,
-    /// whose interval reaches down to 20.7%. The score is the rate itself.
-    SuccessRate,
-    /// The share of successful tasks as observed, however few the tasks.
-    RawSuccessRate,
-    /// Tasks per hour over the filter's time range (or, without one, over
-    /// the span from the oldest to the newest matching task).
-    Throughput,
-    /// The mean task duration.
-    AvgDuration,
-    /// The mean tokens per task.
-    AvgTokens,
-}
-
-/// Which end of a ranking comes first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Order {
-    /// The best first: the highest success rate or throughput, the lowest
-    /// average duration or tokens.
-    #[default]
-    BestFirst,
-    /// The worst first.
-    WorstFirst,
-}
-
-/// One agent in a ranking.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct Ranked {
-    /// The agent.
-    pub agent_id: String,
-    /// Its score by the ranking's measure.
-    pub score: f64,
-    /// Its tasks in the selection.
-    pub tasks: u64,
-    /// The 95% Wilson interval of its success rate, whatever the ranking.
-    #[serde(default)]
-    pub interval: Option<Interval>,
-}
-
-/// Statistics of task durations, in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct DurationStats {
-    /// The mean.
-    pub avg: Option<f64>,
-    /// The median.
-    pub p50: Option<f64>,
-    /// The 95th percentile.
-    pub p95: Option<f64>,
-    /// The 99th percentile.
-    pub p99: Option<f64>,
-    /// The longest.
-    pub max: Option<f64>,
-    /// True when part of the selection was read from rollups that keep
-    /// sketches rather than values: the percentiles are then within 1%.
-    #[serde(default)]
-    pub approximate: bool,
-}
-
-/// One call's overview of a swarm, an agent or everything over a range.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct Summary {
-    /// Tasks in the selection.
-    pub tasks: u64,
-    /// Their success rate and outcome counts.
-    pub success_rate: SuccessRate,
-    /// Their durations.
-    pub duration_ms: DurationStats,
-    /// Tokens used in all.
-    pub tokens_total: u64,
-    /// Tokens per task (`None` without tasks).
-    pub tokens_per_task: Option<f64>,
-    /// Files changed in all.
-    pub files_changed_total: u64,
-}
-
-/// A task whose duration lies outside its agent's Tukey fences.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct Outlier {
-    /// The task.
-    pub task: TaskMetric,
-    /// Its agent's first quartile of durations over the selection.
-    pub q1: f64,
-    /// Its agent's third quartile.
-    pub q3: f64,
-    /// `q1 - 1.5 * (q3 - q1)`.
-    pub low_fence: f64,
-    /// `q3 + 1.5 * (q3 - q1)`.
-    pub high_fence: f64,
-}
 
 impl MetricsStorage {
     /// Every agent's totals and the span of time they cover.

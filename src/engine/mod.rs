@@ -22,19 +22,19 @@ use std::path::Path;
 
 use sketches_ddsketch::DDSketch;
 
-use crate::analytics::{BucketValue, Grouped, Measure, SeriesRead, Summary};
 use crate::answer::{Aggregate, GroupValues, Percentile, SuccessRate};
 use crate::error::Result;
-use crate::generic::Parsed;
-use crate::plan::QueryShape;
+use crate::model::analytics::{BucketValue, Grouped, Measure, SeriesRead, Summary};
+use crate::model::batch::Parsed;
+use crate::model::batch::{BatchReport, MetricBatch, StreamReport};
+use crate::model::reports::TableStats;
+use crate::model::reports::{CleanupReport, VacuumReport};
+use crate::model::shapes::QueryShape;
+use crate::model::shapes::RowOrder;
 use crate::query::{Filter, GroupBy};
-use crate::read::{RowOrder, Rows};
-use crate::record::{AgentMetric, AggregationType, MetricKind, SwarmMetric, TaskMetric};
-use crate::retention::{CleanupReport, VacuumReport};
+use crate::record::{AgentMetric, AggregationType, MetricKind, Stored, SwarmMetric, TaskMetric};
 use crate::rolled::AgentTotals;
 use crate::rollup_row::RollupRecord;
-use crate::stats::TableStats;
-use crate::store::{BatchReport, MetricBatch, StreamReport};
 use crate::tiers::Step;
 
 /// The engine a store was opened on.
@@ -77,6 +77,15 @@ impl Engine {
     }
 }
 
+/// The `ORDER BY` list of task rows read in `order`, over the table
+/// aliased `m`: the same on both engines, so that ties fall alike.
+pub(crate) fn task_order_sql(order: RowOrder) -> &'static str {
+    match order {
+        RowOrder::NewestFirst => "m.timestamp DESC, m.task_id DESC",
+        RowOrder::SlowestFirst => "m.duration_ms DESC, m.timestamp DESC, m.task_id DESC",
+    }
+}
+
 /// Every agent's totals over a selection, and the span of time they
 /// cover (µs; `(i64::MAX, i64::MIN)` for none).
 pub(crate) type AgentTotalsSpan = (BTreeMap<String, AgentTotals>, (i64, i64));
@@ -116,22 +125,35 @@ pub(crate) trait Backend {
         metrics: impl IntoIterator<Item = Result<Parsed>>,
     ) -> Result<StreamReport>;
 
-    /// Rows of one kind matching `filter` in `order`, at most `limit`.
-    fn rows<T>(
-        &self,
-        rows: &Rows<T>,
-        filter: &Filter,
-        limit: i64,
-        order: RowOrder,
-    ) -> Result<Vec<T>>;
+    /// Task metrics matching `filter` in `order`, at most `limit`.
+    fn task_rows(&self, filter: &Filter, limit: i64, order: RowOrder) -> Result<Vec<TaskMetric>>;
 
-    /// Hands every row of one kind matching `filter` to `visit`, oldest
+    /// Agent metrics matching `filter`, newest first, at most `limit`.
+    fn agent_rows(&self, filter: &Filter, limit: i64) -> Result<Vec<Stored<AgentMetric>>>;
+
+    /// Swarm metrics matching `filter`, newest first, at most `limit`.
+    fn swarm_rows(&self, filter: &Filter, limit: i64) -> Result<Vec<Stored<SwarmMetric>>>;
+
+    /// Hands every task metric matching `filter` to `visit`, oldest
     /// first, until it breaks.
-    fn each_row<T, B>(
+    fn each_task<B>(
         &self,
-        rows: &Rows<T>,
         filter: &Filter,
-        visit: impl FnMut(T) -> ControlFlow<B>,
+        visit: impl FnMut(TaskMetric) -> ControlFlow<B>,
+    ) -> Result<Option<B>>;
+
+    /// As [`each_task`](Self::each_task), for agent metrics.
+    fn each_agent<B>(
+        &self,
+        filter: &Filter,
+        visit: impl FnMut(Stored<AgentMetric>) -> ControlFlow<B>,
+    ) -> Result<Option<B>>;
+
+    /// As [`each_task`](Self::each_task), for swarm metrics.
+    fn each_swarm<B>(
+        &self,
+        filter: &Filter,
+        visit: impl FnMut(Stored<SwarmMetric>) -> ControlFlow<B>,
     ) -> Result<Option<B>>;
 
     /// An aggregate over the selection, raw rows and rollups.

@@ -2,13 +2,13 @@
 
 use chrono::Duration;
 use rusqlite::{Connection, OptionalExtension};
-use serde::{Deserialize, Serialize};
 
 use super::fold::{up_to_sql, within_timestamp};
 use super::in_chunks;
 use crate::engine::on_engine;
 use crate::engine::sqlite::FileStore;
 use crate::error::{Error, Result};
+pub use crate::model::reports::CleanupReport;
 use crate::query::to_micros;
 use crate::record::{now, MetricKind};
 use crate::rollup_row::rollup_table;
@@ -23,50 +23,6 @@ pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 /// Rows deleted per transaction: small enough that concurrent stores wait
 /// for one chunk at most (a few milliseconds), never for the whole cleanup.
 pub(super) const DELETE_CHUNK: i64 = 5_000;
-
-/// How many rows [`MetricsStorage::cleanup_old_metrics`] deleted, per
-/// table (serialized with the table names, as the reference's dict).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct CleanupReport {
-    /// Rows deleted from `task_metrics`.
-    pub task_metrics: u64,
-    /// Rows deleted from `agent_metrics`.
-    pub agent_metrics: u64,
-    /// Rows deleted from `swarm_metrics`.
-    pub swarm_metrics: u64,
-    /// Rollup rows (of tiered retention) deleted: those wholly older than
-    /// the horizon. Left out of the JSON form when 0, which keeps the
-    /// reference's shape for stores without rollups.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub rollups: u64,
-}
-
-impl CleanupReport {
-    /// Records `n` rows for `kind`'s table.
-    pub(super) fn set(&mut self, kind: MetricKind, n: u64) {
-        match kind {
-            MetricKind::Task => self.task_metrics = n,
-            MetricKind::Agent => self.agent_metrics = n,
-            MetricKind::Swarm => self.swarm_metrics = n,
-        }
-    }
-
-    /// A report of the rows per kind.
-    #[cfg(feature = "postgres")]
-    pub(crate) fn of(rows: Vec<(MetricKind, u64)>) -> Self {
-        let mut report = CleanupReport::default();
-        for (kind, n) in rows {
-            report.set(kind, n);
-        }
-        report
-    }
-
-    /// All metric rows deleted (rollups not included).
-    pub fn total(&self) -> u64 {
-        self.task_metrics + self.agent_metrics + self.swarm_metrics
-    }
-}
 
 impl MetricsStorage {
     /// Deletes every metric older than `retention_days` days (timestamp
@@ -138,10 +94,6 @@ impl FileStore {
             Ok(report)
         })
     }
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 /// The first timestamp (µs) kept by a retention of `retention_days`.

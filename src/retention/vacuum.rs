@@ -1,22 +1,11 @@
 //! Giving freed space back to the file system: a full `VACUUM`, or an
 //! incremental one in bounded steps.
 
-use serde::{Deserialize, Serialize};
-
 use crate::engine::on_engine;
 use crate::engine::sqlite::FileStore;
 use crate::error::{Error, Result};
+pub use crate::model::reports::VacuumReport;
 use crate::storage::MetricsStorage;
-
-/// The database file's size before and after a vacuum.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct VacuumReport {
-    /// Bytes before.
-    pub bytes_before: u64,
-    /// Bytes after.
-    pub bytes_after: u64,
-}
 
 /// Free pages given back per transaction by an incremental vacuum (2 MiB
 /// with 4 KiB pages): a short hold of the write lock.

@@ -9,20 +9,22 @@ use std::collections::BTreeMap;
 
 use sketches_ddsketch::DDSketch;
 
-use super::{Metrics, PgStore, PlannedQuery, Written};
-use crate::analytics::{BucketValue, Grouped, Measure, SeriesRead, Summary};
+use super::{EntityRow, Metrics, PgStore, PlannedQuery, Written};
 use crate::answer::{Aggregate, GroupValues, Percentile, SuccessRate};
-use crate::engine::{AgentTotalsSpan, Backend};
+use crate::engine::{task_order_sql, AgentTotalsSpan, Backend};
 use crate::error::Result;
-use crate::generic::Parsed;
-use crate::plan::QueryShape;
+use crate::model::analytics::{BucketValue, Grouped, Measure, SeriesRead, Summary};
+use crate::model::batch::Parsed;
+use crate::model::batch::{stream_in_chunks, BatchReport, MetricBatch, StreamReport};
+use crate::model::reports::TableStats;
+use crate::model::reports::{CleanupReport, VacuumReport};
+use crate::model::shapes::QueryShape;
+use crate::model::shapes::RowOrder;
 use crate::query::{from_micros, Filter, GroupBy};
-use crate::read::{RowOrder, Rows, ServerRows};
-use crate::record::{AgentMetric, AggregationType, Entity, MetricKind, SwarmMetric, TaskMetric};
-use crate::retention::{CleanupReport, VacuumReport};
+use crate::record::{
+    AgentMetric, AggregationType, Entity, MetricKind, Stored, SwarmMetric, TaskMetric,
+};
 use crate::rollup_row::RollupRecord;
-use crate::stats::TableStats;
-use crate::store::{stream_in_chunks, BatchReport, MetricBatch, StreamReport};
 use crate::tiers::{whole_buckets_before, Step};
 
 impl Backend for PgStore {
@@ -82,38 +84,42 @@ impl Backend for PgStore {
         })
     }
 
-    fn rows<T>(
-        &self,
-        rows: &Rows<T>,
-        filter: &Filter,
-        limit: i64,
-        order: RowOrder,
-    ) -> Result<Vec<T>> {
-        // Agent and swarm rows are only ever read newest first.
-        Ok(match rows.server {
-            ServerRows::Tasks(of) => self
-                .get_tasks(filter, limit, rows.order_by(order))?
-                .into_iter()
-                .map(of)
-                .collect(),
-            ServerRows::Entities(of) => self
-                .get_entities(rows.kind, filter, limit)?
-                .into_iter()
-                .map(of)
-                .collect(),
-        })
+    fn task_rows(&self, filter: &Filter, limit: i64, order: RowOrder) -> Result<Vec<TaskMetric>> {
+        self.get_tasks(filter, limit, task_order_sql(order))
     }
 
-    fn each_row<T, B>(
+    fn agent_rows(&self, filter: &Filter, limit: i64) -> Result<Vec<Stored<AgentMetric>>> {
+        let rows = self.get_entities(MetricKind::Agent, filter, limit)?;
+        Ok(rows.into_iter().map(agent_of).collect())
+    }
+
+    fn swarm_rows(&self, filter: &Filter, limit: i64) -> Result<Vec<Stored<SwarmMetric>>> {
+        let rows = self.get_entities(MetricKind::Swarm, filter, limit)?;
+        Ok(rows.into_iter().map(swarm_of).collect())
+    }
+
+    fn each_task<B>(
         &self,
-        rows: &Rows<T>,
         filter: &Filter,
-        mut visit: impl FnMut(T) -> ControlFlow<B>,
+        visit: impl FnMut(TaskMetric) -> ControlFlow<B>,
     ) -> Result<Option<B>> {
-        match rows.server {
-            ServerRows::Tasks(of) => self.for_each_task(filter, |t| visit(of(t))),
-            ServerRows::Entities(of) => self.for_each_entity(rows.kind, filter, |r| visit(of(r))),
-        }
+        self.for_each_task(filter, visit)
+    }
+
+    fn each_agent<B>(
+        &self,
+        filter: &Filter,
+        mut visit: impl FnMut(Stored<AgentMetric>) -> ControlFlow<B>,
+    ) -> Result<Option<B>> {
+        self.for_each_entity(MetricKind::Agent, filter, |r| visit(agent_of(r)))
+    }
+
+    fn each_swarm<B>(
+        &self,
+        filter: &Filter,
+        mut visit: impl FnMut(Stored<SwarmMetric>) -> ControlFlow<B>,
+    ) -> Result<Option<B>> {
+        self.for_each_entity(MetricKind::Swarm, filter, |r| visit(swarm_of(r)))
     }
 
     fn aggregate(
@@ -344,4 +350,34 @@ fn by_key<T>(pairs: Vec<(Option<String>, T)>) -> Vec<Grouped<T>> {
         .collect();
     groups.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     groups
+}
+
+/// An agent metric read from the server.
+fn agent_of(row: EntityRow) -> Stored<AgentMetric> {
+    let (metric_id, agent_id, metric_type, value, metadata, timestamp) = row;
+    Stored {
+        metric_id,
+        metric: AgentMetric {
+            agent_id,
+            metric_type,
+            value,
+            metadata,
+            timestamp,
+        },
+    }
+}
+
+/// A swarm metric read from the server.
+fn swarm_of(row: EntityRow) -> Stored<SwarmMetric> {
+    let (metric_id, swarm_id, metric_type, value, metadata, timestamp) = row;
+    Stored {
+        metric_id,
+        metric: SwarmMetric {
+            swarm_id,
+            metric_type,
+            value,
+            metadata,
+            timestamp,
+        },
+    }
 }

@@ -8,19 +8,19 @@ use std::path::Path;
 use sketches_ddsketch::DDSketch;
 
 use super::FileStore;
-use crate::analytics::{BucketValue, Grouped, Measure, SeriesRead, Summary};
 use crate::answer::{Aggregate, GroupValues, Percentile, SuccessRate};
 use crate::engine::{AgentTotalsSpan, Backend};
 use crate::error::Result;
-use crate::generic::Parsed;
-use crate::plan::QueryShape;
+use crate::model::analytics::{BucketValue, Grouped, Measure, SeriesRead, Summary};
+use crate::model::batch::Parsed;
+use crate::model::batch::{BatchReport, MetricBatch, StreamReport};
+use crate::model::reports::TableStats;
+use crate::model::reports::{CleanupReport, VacuumReport};
+use crate::model::shapes::QueryShape;
+use crate::model::shapes::RowOrder;
 use crate::query::{Filter, GroupBy};
-use crate::read::{RowOrder, Rows};
-use crate::record::{AgentMetric, AggregationType, MetricKind, SwarmMetric, TaskMetric};
-use crate::retention::{CleanupReport, VacuumReport};
+use crate::record::{AgentMetric, AggregationType, MetricKind, Stored, SwarmMetric, TaskMetric};
 use crate::rollup_row::RollupRecord;
-use crate::stats::TableStats;
-use crate::store::{BatchReport, MetricBatch, StreamReport};
 use crate::tiers::Step;
 
 impl Backend for FileStore {
@@ -59,23 +59,40 @@ impl Backend for FileStore {
         FileStore::store_stream(self, metrics)
     }
 
-    fn rows<T>(
-        &self,
-        rows: &Rows<T>,
-        filter: &Filter,
-        limit: i64,
-        order: RowOrder,
-    ) -> Result<Vec<T>> {
-        FileStore::rows(self, rows, filter, limit, order)
+    fn task_rows(&self, filter: &Filter, limit: i64, order: RowOrder) -> Result<Vec<TaskMetric>> {
+        FileStore::task_rows(self, filter, limit, order)
     }
 
-    fn each_row<T, B>(
+    fn agent_rows(&self, filter: &Filter, limit: i64) -> Result<Vec<Stored<AgentMetric>>> {
+        FileStore::agent_rows(self, filter, limit)
+    }
+
+    fn swarm_rows(&self, filter: &Filter, limit: i64) -> Result<Vec<Stored<SwarmMetric>>> {
+        FileStore::swarm_rows(self, filter, limit)
+    }
+
+    fn each_task<B>(
         &self,
-        rows: &Rows<T>,
         filter: &Filter,
-        visit: impl FnMut(T) -> ControlFlow<B>,
+        visit: impl FnMut(TaskMetric) -> ControlFlow<B>,
     ) -> Result<Option<B>> {
-        FileStore::each_row(self, rows, filter, visit)
+        FileStore::each_task(self, filter, visit)
+    }
+
+    fn each_agent<B>(
+        &self,
+        filter: &Filter,
+        visit: impl FnMut(Stored<AgentMetric>) -> ControlFlow<B>,
+    ) -> Result<Option<B>> {
+        FileStore::each_agent(self, filter, visit)
+    }
+
+    fn each_swarm<B>(
+        &self,
+        filter: &Filter,
+        visit: impl FnMut(Stored<SwarmMetric>) -> ControlFlow<B>,
+    ) -> Result<Option<B>> {
+        FileStore::each_swarm(self, filter, visit)
     }
 
     fn aggregate(

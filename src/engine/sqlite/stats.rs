@@ -3,10 +3,10 @@
 
 use super::FileStore;
 use crate::error::{Error, Result};
+use crate::model::reports::TableStats;
 use crate::query::from_micros;
 use crate::record::MetricKind;
 use crate::rollup_row::rollup_table;
-use crate::stats::TableStats;
 use crate::tiers::{DAILY, HOURLY};
 
 impl FileStore {

@@ -5,10 +5,10 @@ use rusqlite::Connection;
 
 use super::FileStore;
 use crate::error::Result;
-use crate::generic::Parsed;
+use crate::model::batch::Parsed;
+use crate::model::batch::{stream_in_chunks, BatchReport, MetricBatch, StreamReport};
 use crate::record::{AgentMetric, SwarmMetric, TaskMetric};
 use crate::rows::{insert_entities, insert_tasks, Cache};
-use crate::store::{stream_in_chunks, BatchReport, MetricBatch, StreamReport};
 
 impl FileStore {
     /// Stores records, checked already, with `insert` in one writer job;
