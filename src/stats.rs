@@ -12,8 +12,8 @@ impl MetricsStorage {
     /// version. The counts come from one snapshot.
     ///
     /// # Errors
-    /// [`Error::Sqlite`] or [`Error::Pool`] when the read fails;
-    /// [`Error::Io`] when the file's size cannot be read.
+    /// [`Error::Sqlite`](crate::Error::Sqlite) or [`Error::Pool`](crate::Error::Pool) when the read fails;
+    /// [`Error::Io`](crate::Error::Io) when the file's size cannot be read.
     pub fn stats(&self) -> Result<StoreStats> {
         self.consistent(|store| {
             let engine = store.engine();
@@ -32,7 +32,7 @@ impl MetricsStorage {
     /// The schema version recorded in the file.
     ///
     /// # Errors
-    /// [`Error::Sqlite`] or [`Error::Pool`] when the read fails.
+    /// [`Error::Sqlite`](crate::Error::Sqlite) or [`Error::Pool`](crate::Error::Pool) when the read fails.
     pub fn schema_version(&self) -> Result<i64> {
         on_engine!(self.engine(), schema_version())
     }
@@ -44,7 +44,7 @@ impl MetricsStorage {
     /// partitions.
     ///
     /// # Errors
-    /// [`Error::Sqlite`] (or [`Error::NotADatabase`]-like failures
+    /// [`Error::Sqlite`](crate::Error::Sqlite) (or [`Error::NotADatabase`](crate::Error::NotADatabase)-like failures
     /// reported by SQLite) when the check cannot run at all.
     pub fn integrity_check(&self) -> Result<Vec<String>> {
         on_engine!(self.engine(), integrity_check())

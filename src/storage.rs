@@ -170,7 +170,7 @@ impl StorageBuilder {
     /// [`Error::Sqlite`] for other SQLite failures. On a server:
     /// [`Error::InvalidInput`] naming an option that applies to a file
     /// only, [`Error::Unsupported`] for `read_only(true)`, and
-    /// [`Error::Postgres`] or [`Error::Pool`] when the server cannot be
+    /// `Error::Postgres` or [`Error::Pool`] when the server cannot be
     /// reached or its schema made current.
     pub fn open(self) -> Result<MetricsStorage> {
         MetricsStorage::open_with(self, None)
@@ -306,7 +306,7 @@ impl MetricsStorage {
     ///
     /// # Errors
     /// [`Error::Pool`] when no reader connection can be had,
-    /// [`Error::Sqlite`] or [`Error::Postgres`] when the read transaction
+    /// [`Error::Sqlite`] or `Error::Postgres` when the read transaction
     /// cannot begin, and any error `read` returns.
     pub fn consistent<T>(&self, read: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
         on_engine!(&self.engine, consistent(|| read(self)))

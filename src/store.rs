@@ -14,8 +14,8 @@ impl MetricsStorage {
     /// a retried store is never counted twice).
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for a bad field (nothing is written);
-    /// [`Error::ReadOnly`]; [`Error::Sqlite`] when the write fails.
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) for a bad field (nothing is written);
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly); [`Error::Sqlite`](crate::Error::Sqlite) when the write fails.
     pub fn store_task_metric(&self, metric: &TaskMetric) -> Result<bool> {
         self.store_task_metrics(std::slice::from_ref(metric))
             .map(|n| n == 1)
@@ -25,8 +25,8 @@ impl MetricsStorage {
     /// many were new (see [`store_task_metric`](Self::store_task_metric)).
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] naming the first bad record (nothing is
-    /// written); [`Error::ReadOnly`]; [`Error::Sqlite`] when the write fails
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) naming the first bad record (nothing is
+    /// written); [`Error::ReadOnly`](crate::Error::ReadOnly); [`Error::Sqlite`](crate::Error::Sqlite) when the write fails
     /// (nothing is written).
     pub fn store_task_metrics(&self, metrics: &[TaskMetric]) -> Result<usize> {
         check_each(metrics, TaskMetric::validate)?;
@@ -39,8 +39,8 @@ impl MetricsStorage {
     /// id is returned.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for a bad field (nothing is written);
-    /// [`Error::ReadOnly`]; [`Error::Sqlite`] when the write fails.
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) for a bad field (nothing is written);
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly); [`Error::Sqlite`](crate::Error::Sqlite) when the write fails.
     pub fn store_agent_metric(&self, metric: &AgentMetric) -> Result<i64> {
         self.store_agent_metrics(std::slice::from_ref(metric))
             .map(|ids| ids[0])
@@ -103,13 +103,13 @@ impl MetricsStorage {
     /// other processes' writes wait for the write lock (up to their busy
     /// timeout): store long streams when that is acceptable. A store into
     /// this store from inside the stream (on its thread) would wait for the
-    /// stream forever, so it fails with [`Error::InvalidInput`] instead;
+    /// stream forever, so it fails with [`Error::InvalidInput`](crate::Error::InvalidInput) instead;
     /// reading from inside the stream is fine.
     ///
     /// # Errors
-    /// The first error the stream yields; [`Error::InvalidInput`] naming
+    /// The first error the stream yields; [`Error::InvalidInput`](crate::Error::InvalidInput) naming
     /// the first bad record and its position in the stream;
-    /// [`Error::ReadOnly`]; [`Error::DatabaseFull`]; [`Error::Sqlite`] when
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly); [`Error::DatabaseFull`](crate::Error::DatabaseFull); [`Error::Sqlite`](crate::Error::Sqlite) when
     /// the write fails. In every case nothing of the stream is stored.
     pub fn store_stream<I>(&self, metrics: I) -> Result<StreamReport>
     where

@@ -13,11 +13,11 @@ use crate::record::{AggregationType, MetricKind, TaskMetric};
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Measure {
-    /// An aggregate of the values, as [`MetricsStorage::aggregate_metrics`].
+    /// An aggregate of the values, as [`MetricsStorage::aggregate_metrics`](crate::MetricsStorage::aggregate_metrics).
     Aggregate(AggregationType),
-    /// A quantile of the values, as [`MetricsStorage::percentile`].
+    /// A quantile of the values, as [`MetricsStorage::percentile`](crate::MetricsStorage::percentile).
     Percentile(f64),
-    /// The success rate of tasks, as [`MetricsStorage::success_rate`].
+    /// The success rate of tasks, as [`MetricsStorage::success_rate`](crate::MetricsStorage::success_rate).
     SuccessRate,
 }
 
@@ -45,7 +45,7 @@ pub struct Bucket {
     pub value: BucketValue,
 }
 
-/// What a [time series](MetricsStorage::series) does with buckets that
+/// What a [time series](crate::MetricsStorage::series) does with buckets that
 /// hold no metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -12,7 +12,7 @@ use crate::record::{AgentMetric, SwarmMetric, TaskMetric};
 const STREAM_CHUNK: usize = 1024;
 
 /// Metrics of all three kinds, stored together by
-/// [`MetricsStorage::store_batch`].
+/// [`MetricsStorage::store_batch`](crate::MetricsStorage::store_batch).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetricBatch {
     /// Task metrics.
@@ -23,7 +23,7 @@ pub struct MetricBatch {
     pub swarms: Vec<SwarmMetric>,
 }
 
-/// What [`MetricsStorage::store_batch`] stored.
+/// What [`MetricsStorage::store_batch`](crate::MetricsStorage::store_batch) stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BatchReport {
@@ -51,7 +51,7 @@ pub struct KindCount {
     pub duplicates: u64,
 }
 
-/// What [`MetricsStorage::store_stream`] stored, kind by kind.
+/// What [`MetricsStorage::store_stream`](crate::MetricsStorage::store_stream) stored, kind by kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct StreamReport {
@@ -150,7 +150,7 @@ impl StreamReport {
         self.tasks.duplicates + self.agent_metrics.duplicates + self.swarm_metrics.duplicates
     }
 
-    /// Adds what [`MetricsStorage::store_batch`] reported for `batch`, to
+    /// Adds what [`MetricsStorage::store_batch`](crate::MetricsStorage::store_batch) reported for `batch`, to
     /// count a stream stored a batch at a time.
     pub fn add(&mut self, batch: &MetricBatch, report: &BatchReport) {
         let count = |kind: &mut KindCount, all: usize, new: usize| {

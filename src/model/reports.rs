@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::record::MetricKind;
 
-/// How many rows [`MetricsStorage::cleanup_old_metrics`] deleted, per
+/// How many rows [`MetricsStorage::cleanup_old_metrics`](crate::MetricsStorage::cleanup_old_metrics) deleted, per
 /// table (serialized with the table names, as the reference's dict).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -86,7 +86,7 @@ pub struct TableStats {
     pub oldest_rollup: Option<DateTime<Utc>>,
 }
 
-/// An overview of a store, from [`MetricsStorage::stats`].
+/// An overview of a store, from [`MetricsStorage::stats`](crate::MetricsStorage::stats).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct StoreStats {
