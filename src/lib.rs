@@ -73,7 +73,6 @@ mod aggregate;
 mod analytics;
 mod answer;
 mod compare;
-mod consistent;
 mod copy;
 mod engine;
 mod enums;
@@ -82,8 +81,6 @@ mod generic;
 mod hypothesis;
 mod interval;
 mod model;
-mod names;
-mod open;
 mod plan;
 mod query;
 mod read;
@@ -93,15 +90,12 @@ mod report;
 mod retention;
 mod rolled;
 mod rollup_row;
-mod rows;
 mod stat;
 mod stats;
 mod storage;
 mod store;
 mod summary;
-mod task_place;
 mod tiers;
-mod writer;
 
 pub use analytics::{
     Bucket, BucketValue, DurationStats, EmptyBuckets, Grouped, Measure, Order, Outlier, RankBy,
@@ -111,13 +105,13 @@ pub use answer::{Aggregate, Percentile, SuccessRate};
 pub use compare::{
     Comparison, DurationComparison, ProportionTest, RateComparison, RegressedMeasure, Regression,
 };
+pub use engine::sqlite::open::schema::SCHEMA_VERSION;
+pub use engine::sqlite::open::settings::Durability;
 #[cfg(feature = "postgres")]
 pub use error::PostgresError;
 pub use error::{Error, PoolError, Result, SqliteError};
 pub use generic::{parse_filter, parse_metric, Parsed, RECORD_FIELDS};
 pub use interval::{Interval, IntervalMethod, DEFAULT_CONFIDENCE};
-pub use open::schema::SCHEMA_VERSION;
-pub use open::settings::Durability;
 pub use plan::QueryShape;
 pub use query::{Filter, GroupBy, TaskColumn, TimeRange, DEFAULT_LIMIT};
 pub use record::{

@@ -8,11 +8,11 @@ use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::Row;
 
+use crate::engine::sqlite::names::SwarmNames;
 use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::engine::{on_engine, task_order_sql};
 use crate::error::{Error, Result};
 pub(crate) use crate::model::shapes::RowOrder;
-use crate::names::SwarmNames;
 use crate::query::{from_micros, to_micros, Filter};
 use crate::query::{Field, Params, TimeRange};
 use crate::record::{AgentMetric, MetricKind, Stored, SwarmMetric, TaskMetric, TaskResult};

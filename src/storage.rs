@@ -11,12 +11,12 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::engine::sqlite::open::settings::Durability;
+use crate::engine::sqlite::open::Options;
+use crate::engine::sqlite::rows::DEFAULT_INDEX_BATCH_ROWS;
 use crate::engine::sqlite::FileStore;
 use crate::engine::{on_engine, Engine};
 use crate::error::{Error, Result};
-use crate::open::settings::Durability;
-use crate::open::Options;
-use crate::rows::DEFAULT_INDEX_BATCH_ROWS;
 
 /// Whether `location` names a PostgreSQL server (a `postgres://` or
 /// `postgresql://` URL) rather than a file; known also without the

@@ -6,16 +6,16 @@ use rusqlite::{Connection, OptionalExtension};
 use super::fold::{up_to_sql, within_timestamp};
 use super::in_chunks;
 use crate::engine::on_engine;
+use crate::engine::sqlite::rows::Cache;
+use crate::engine::sqlite::writer::Writer;
 use crate::engine::sqlite::FileStore;
 use crate::error::{Error, Result};
 pub use crate::model::reports::CleanupReport;
 use crate::query::to_micros;
 use crate::record::{now, MetricKind};
 use crate::rollup_row::rollup_table;
-use crate::rows::Cache;
 use crate::storage::MetricsStorage;
 use crate::tiers::whole_buckets_before;
-use crate::writer::Writer;
 
 /// The reference's retention period.
 pub const DEFAULT_RETENTION_DAYS: u32 = 30;

@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use super::cleanup::{cutoff, delete_chunk, delete_rollup_chunk, CleanupReport, DELETE_CHUNK};
 use super::vacuum::{run_pragma, VacuumReport, VACUUM_STEP_PAGES};
+use crate::engine::sqlite::open::schema::{classify_open_error, SCHEMA_VERSION};
+use crate::engine::sqlite::open::{cannot_open, check_header, wal_size};
 use crate::error::{Error, Result};
-use crate::open::schema::{classify_open_error, SCHEMA_VERSION};
-use crate::open::{cannot_open, check_header, wal_size};
 use crate::record::MetricKind;
 use crate::storage::MetricsStorage;
 use crate::tiers::whole_buckets_before;

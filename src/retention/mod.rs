@@ -25,14 +25,14 @@ use chrono::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::on_engine;
+use crate::engine::sqlite::rows::Cache;
+use crate::engine::sqlite::writer::Writer;
 use crate::engine::sqlite::FileStore;
 use crate::error::{Error, Result};
 use crate::query::to_micros;
 use crate::record::{now, MetricKind};
-use crate::rows::Cache;
 use crate::storage::MetricsStorage;
 pub(crate) use crate::tiers::{Step, DAY_US, HOUR_US};
-use crate::writer::Writer;
 use rusqlite::Connection;
 
 pub(crate) use crate::rolled::{Rolled, RollupRead};

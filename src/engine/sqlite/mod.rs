@@ -4,9 +4,15 @@
 //! pins).
 
 mod backend;
+pub(crate) mod consistent;
+pub(crate) mod names;
+pub(crate) mod open;
+pub(crate) mod rows;
 mod span;
 mod stats;
 mod store;
+pub(crate) mod task_place;
+pub(crate) mod writer;
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -18,14 +24,14 @@ use r2d2::{Pool, PooledConnection};
 use rusqlite::types::{FromSql, Value as SqlValue};
 use rusqlite::{params_from_iter, Connection, Row};
 
+use crate::engine::sqlite::names::SwarmNames;
+use crate::engine::sqlite::open::pool::{OpenReaders, ReaderManager};
+use crate::engine::sqlite::open::settings::ConnectionSettings;
+use crate::engine::sqlite::open::Options;
+use crate::engine::sqlite::rows::{index_pending, Cache};
+use crate::engine::sqlite::writer::checkpoint::{checkpoint_passive, truncate_wal, Checkpointer};
+use crate::engine::sqlite::writer::{Writer, WriterOptions};
 use crate::error::{Error, PoolError, Result};
-use crate::names::SwarmNames;
-use crate::open::pool::{OpenReaders, ReaderManager};
-use crate::open::settings::ConnectionSettings;
-use crate::open::Options;
-use crate::rows::{index_pending, Cache};
-use crate::writer::checkpoint::{checkpoint_passive, truncate_wal, Checkpointer};
-use crate::writer::{Writer, WriterOptions};
 
 /// A metrics store in one SQLite file.
 pub(crate) struct FileStore {
@@ -59,7 +65,7 @@ impl FileStore {
         temporary: Option<tempfile::TempDir>,
     ) -> Result<FileStore> {
         let path = options.path.clone();
-        let opened = crate::open::open(options)?;
+        let opened = crate::engine::sqlite::open::open(options)?;
         let writer = match opened.checkpoint {
             None => None,
             Some(conn) => {
@@ -85,7 +91,7 @@ impl FileStore {
             writer,
             watermark_seen: AtomicI64::new(i64::MIN),
             swarm_names: Default::default(),
-            id: crate::consistent::new_store_id(),
+            id: crate::engine::sqlite::consistent::new_store_id(),
             _temporary: temporary,
         })
     }
@@ -122,7 +128,7 @@ impl FileStore {
     /// snapshot of the file; see
     /// [`MetricsStorage::consistent`](crate::MetricsStorage::consistent).
     pub fn consistent<T>(&self, read: impl FnOnce() -> Result<T>) -> Result<T> {
-        if crate::consistent::pinned(self.id).is_some() {
+        if crate::engine::sqlite::consistent::pinned(self.id).is_some() {
             return read();
         }
         let conn = self.reader()?;
@@ -139,7 +145,7 @@ impl FileStore {
             let _ = conn.execute_batch("ROLLBACK");
             return Err(Error::sqlite("begin a consistent read")(e).in_file(self.path()));
         }
-        let _pin = crate::consistent::pin(self.id, conn);
+        let _pin = crate::engine::sqlite::consistent::pin(self.id, conn);
         read()
     }
 
@@ -175,7 +181,7 @@ impl FileStore {
     /// its own. Inside [`consistent`](Self::consistent), on its pinned
     /// connection instead, in its snapshot.
     pub(crate) fn read<T>(&self, read: impl FnOnce(&Snapshot<'_>) -> Result<T>) -> Result<T> {
-        if let Some(conn) = crate::consistent::pinned(self.id) {
+        if let Some(conn) = crate::engine::sqlite::consistent::pinned(self.id) {
             return read(&Snapshot {
                 conn: &conn,
                 pinned: true,

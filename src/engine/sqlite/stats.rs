@@ -53,7 +53,10 @@ impl FileStore {
 
     /// The sizes of the file and of its write-ahead log.
     pub(crate) fn sizes(&self) -> Result<(u64, u64)> {
-        Ok((self.file_size()?, crate::open::wal_size(self.path())))
+        Ok((
+            self.file_size()?,
+            crate::engine::sqlite::open::wal_size(self.path()),
+        ))
     }
 
     /// The schema version recorded in the file.

@@ -4,11 +4,11 @@
 use rusqlite::Connection;
 
 use super::FileStore;
+use crate::engine::sqlite::rows::{insert_entities, insert_tasks, Cache};
 use crate::error::Result;
 use crate::model::batch::Parsed;
 use crate::model::batch::{stream_in_chunks, BatchReport, MetricBatch, StreamReport};
 use crate::record::{AgentMetric, SwarmMetric, TaskMetric};
-use crate::rows::{insert_entities, insert_tasks, Cache};
 
 impl FileStore {
     /// Stores records, checked already, with `insert` in one writer job;

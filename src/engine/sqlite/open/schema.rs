@@ -29,37 +29,37 @@ pub(crate) struct Migration {
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         to: 1,
-        sql: include_str!("../../migrations/0001_initial.sql"),
+        sql: include_str!("../../../../migrations/0001_initial.sql"),
         then: None,
     },
     Migration {
         to: 2,
-        sql: include_str!("../../migrations/0002_time_keyed_tasks.sql"),
+        sql: include_str!("../../../../migrations/0002_time_keyed_tasks.sql"),
         then: None,
     },
     Migration {
         to: 3,
-        sql: include_str!("../../migrations/0003_compact_rollups.sql"),
+        sql: include_str!("../../../../migrations/0003_compact_rollups.sql"),
         then: Some(super::upgrade::copy_v2_rollups),
     },
     Migration {
         to: 4,
-        sql: include_str!("../../migrations/0004_drop_old_rollups.sql"),
+        sql: include_str!("../../../../migrations/0004_drop_old_rollups.sql"),
         then: None,
     },
     Migration {
         to: 5,
-        sql: include_str!("../../migrations/0005_metric_identity.sql"),
+        sql: include_str!("../../../../migrations/0005_metric_identity.sql"),
         then: None,
     },
     Migration {
         to: 6,
-        sql: include_str!("../../migrations/0006_task_id_index.sql"),
+        sql: include_str!("../../../../migrations/0006_task_id_index.sql"),
         then: None,
     },
     Migration {
         to: 7,
-        sql: include_str!("../../migrations/0007_keyed_tasks.sql"),
+        sql: include_str!("../../../../migrations/0007_keyed_tasks.sql"),
         then: None,
     },
 ];
@@ -286,7 +286,7 @@ pub(crate) fn classify_open_error(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::open::settings::Durability;
+    use crate::engine::sqlite::open::settings::Durability;
     use std::time::Duration;
 
     /// `schema.sql` shows the schema that the migrations make, for people

@@ -19,11 +19,11 @@ use foldhash::fast::RandomState as Fast;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::engine::sqlite::task_place::{NewestTime, Place, Placer};
+use crate::engine::sqlite::writer::Caches;
 use crate::error::{Error, Result};
 use crate::query::to_micros;
 use crate::record::{Entity, MetricKind, TaskMetric};
-use crate::task_place::{NewestTime, Place, Placer};
-use crate::writer::Caches;
 
 /// Task metrics stored one at a time that wait, at most, before joining the
 /// agent index (see the module documentation).
@@ -362,7 +362,7 @@ mod tests {
     #[test]
     fn rows_sharing_a_timestamp_are_kept_and_retries_ignored() {
         let conn = Connection::open_in_memory().unwrap();
-        crate::open::schema::create_for_test(&conn);
+        crate::engine::sqlite::open::schema::create_for_test(&conn);
         let mut cache = Cache::new(DEFAULT_INDEX_BATCH_ROWS);
         let tasks: Vec<TaskMetric> = ["t1", "t2", "t1"]
             .iter()

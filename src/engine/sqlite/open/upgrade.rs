@@ -143,7 +143,7 @@ fn old_stat(row: &Row<'_>, at: usize, count: u64, int: bool) -> Result<Stat> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::open::schema::{apply_for_test, APPLICATION_ID};
+    use crate::engine::sqlite::open::schema::{apply_for_test, APPLICATION_ID};
     use crate::stat::encode_sketch;
     use crate::{AggregationType, Filter, MetricsStorage, TaskResult};
 

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use r2d2::PooledConnection;
 
-use crate::open::pool::ReaderManager;
+use crate::engine::sqlite::open::pool::ReaderManager;
 
 /// A number for each store opened by this process, so that a pinned
 /// connection is only ever used for the store it belongs to.

@@ -143,8 +143,8 @@ impl<'c> Placer<'c> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rows::{insert_tasks, Cache};
-    use crate::writer::Caches;
+    use crate::engine::sqlite::rows::{insert_tasks, Cache};
+    use crate::engine::sqlite::writer::Caches;
     use crate::{TaskMetric, TaskResult};
 
     /// Stores `tasks` as one writer transaction does: how many were new.
@@ -156,7 +156,7 @@ mod tests {
 
     fn store() -> Connection {
         let conn = Connection::open_in_memory().unwrap();
-        crate::open::schema::create_for_test(&conn);
+        crate::engine::sqlite::open::schema::create_for_test(&conn);
         conn
     }
 
