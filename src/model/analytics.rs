@@ -177,3 +177,8 @@ pub struct Outlier {
     /// `q3 + 1.5 * (q3 - q1)`.
     pub high_fence: f64,
 }
+
+/// `floor(t / width) * width`, also for times before 1970.
+pub(crate) fn bucket_of(t: i64, width: i64) -> i64 {
+    t.div_euclid(width) * width
+}

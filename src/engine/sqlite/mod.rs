@@ -3,15 +3,21 @@
 //! read transaction, or in the snapshot [`consistent`](FileStore::consistent)
 //! pins).
 
+pub(crate) mod aggregate;
 mod backend;
 pub(crate) mod consistent;
+mod grouped;
 pub(crate) mod names;
 pub(crate) mod open;
+mod plan;
+pub(crate) mod read;
 pub(crate) mod rows;
+mod series;
 mod span;
 mod stats;
 mod store;
 pub(crate) mod task_place;
+mod tasks;
 pub(crate) mod writer;
 
 use std::ops::ControlFlow;

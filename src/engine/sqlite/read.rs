@@ -1,0 +1,513 @@
+//! Reading rows back from the file: the `SELECT` lists, built once per
+//! shape, and the decoders that turn their rows into records, side by
+//! side.
+
+use crate::engine::sqlite::names::SwarmNames;
+use crate::engine::sqlite::{FileStore, Snapshot};
+use crate::engine::task_order_sql;
+use crate::error::{Error, Result};
+pub(crate) use crate::model::shapes::RowOrder;
+use crate::query::{from_micros, to_micros, Filter};
+use crate::query::{Field, Params, TimeRange};
+use crate::record::{AgentMetric, MetricKind, Stored, SwarmMetric, TaskMetric, TaskResult};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::Row;
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+
+/// How the rows of one kind are read back: their two orders and their
+/// decoder.
+struct Rows<T> {
+    kind: MetricKind,
+    /// Newest first, for `get_*_metrics`.
+    newest_first: &'static str,
+    /// Oldest first, for `for_each_*_metric`.
+    oldest_first: &'static str,
+    decode: fn(&Row<'_>, &Names<'_>) -> Result<T>,
+    /// How the file is read newest first, when not as any other order.
+    newest_on_file: Option<NewestOnFile<T>>,
+    /// What a failed read was doing.
+    operation: &'static str,
+}
+
+impl<T> Rows<T> {
+    /// The `ORDER BY` list of `order` over the table aliased `m`; task
+    /// rows in the order both engines share.
+    fn order_by(&self, order: RowOrder) -> &'static str {
+        match (self.kind, order) {
+            (MetricKind::Task, order) => task_order_sql(order),
+            (_, RowOrder::NewestFirst) => self.newest_first,
+            // Agent and swarm rows have no duration: newest first is
+            // their only order.
+            (_, RowOrder::SlowestFirst) => self.newest_first,
+        }
+    }
+}
+
+/// Reads the newest rows matching a filter, at most a limit, from a file.
+type NewestOnFile<T> = fn(&FileStore, &Snapshot<'_>, &Filter, i64) -> Result<Vec<T>>;
+
+/// What decoding a row may look up: swarm names, which task rows hold as
+/// ids.
+struct Names<'a> {
+    swarms: &'a SwarmNames,
+    snapshot: &'a Snapshot<'a>,
+}
+
+impl Names<'_> {
+    fn swarm(&self, id: i64) -> Result<String> {
+        self.swarms.name(id, |id| {
+            let sql = "SELECT name FROM swarms WHERE id = ?1";
+            self.snapshot.one(sql, vec![id.into()], "read task metrics")
+        })
+    }
+}
+
+const TASKS: Rows<TaskMetric> = Rows {
+    kind: MetricKind::Task,
+    newest_first: "m.timestamp DESC, m.task_id DESC",
+    oldest_first: "m.timestamp, m.task_id",
+    decode: task_from_row,
+    newest_on_file: Some(FileStore::newest_tasks),
+    operation: "read task metrics",
+};
+
+const AGENTS: Rows<Stored<AgentMetric>> = Rows {
+    kind: MetricKind::Agent,
+    newest_first: "m.timestamp DESC, m.metric_id DESC",
+    oldest_first: "m.timestamp, m.metric_id",
+    decode: agent_from_row,
+    newest_on_file: None,
+    operation: "read agent metrics",
+};
+
+const SWARMS: Rows<Stored<SwarmMetric>> = Rows {
+    kind: MetricKind::Swarm,
+    newest_first: "m.timestamp DESC, m.metric_id DESC",
+    oldest_first: "m.timestamp, m.metric_id",
+    decode: swarm_from_row,
+    newest_on_file: None,
+    operation: "read swarm metrics",
+};
+
+impl FileStore {
+    /// The newest `limit` task metrics matching `filter` in the file, read
+    /// newest first by timestamp alone, which the indexes give with no
+    /// sort; rows that share a timestamp are then put in task-id order
+    /// here, where SQLite would sort the rows of each timestamp apart. When
+    /// the limit cuts a timestamp's rows, all of them are read, so that the
+    /// ones kept are the largest task ids.
+    fn newest_tasks(
+        &self,
+        snapshot: &Snapshot<'_>,
+        filter: &Filter,
+        limit: i64,
+    ) -> Result<Vec<TaskMetric>> {
+        let watermark = self.watermark_for(snapshot, MetricKind::Task, filter)?;
+        let read = |filter: &Filter, limit| {
+            let (sql, params) =
+                select_sql_ordered(MetricKind::Task, filter, limit, TASK_TIME_ORDER, watermark);
+            let names = self.names(snapshot);
+            snapshot.rows(&sql, params, TASKS.operation, |row| {
+                task_from_row(row, &names)
+            })
+        };
+        let mut rows = read(filter, limit)?;
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        if let Some(last) = rows.last().filter(|_| rows.len() == limit) {
+            let at = last.timestamp;
+            let mut moment = filter.clone();
+            moment.time_range = Some(TimeRange::new(at, at)?);
+            let all_at = read(&moment, i64::MAX)?;
+            rows.retain(|t| t.timestamp != at);
+            rows.extend(all_at);
+        }
+        // Already newest first: only runs of equal timestamps move.
+        rows.sort_by(|a, b| (b.timestamp, &b.task_id).cmp(&(a.timestamp, &a.task_id)));
+        rows.truncate(limit);
+        Ok(rows)
+    }
+
+    fn names<'a>(&'a self, snapshot: &'a Snapshot<'a>) -> Names<'a> {
+        Names {
+            swarms: &self.swarm_names,
+            snapshot,
+        }
+    }
+
+    /// The index watermark a read of `kind` matching `filter` may rely on
+    /// (see `Filter::source_and_clause`): only the indexed part need be
+    /// read when the range ends before it.
+    fn watermark_for(
+        &self,
+        snapshot: &Snapshot<'_>,
+        kind: MetricKind,
+        filter: &Filter,
+    ) -> Result<Option<i64>> {
+        let keyed =
+            filter.task_id.is_some() || filter.agent_id.is_some() || filter.swarm_id.is_some();
+        Ok(match (kind, &filter.time_range) {
+            (MetricKind::Task, Some(range)) if keyed => {
+                Some(self.watermark_from(snapshot, to_micros(range.end()))?)
+            }
+            _ => None,
+        })
+    }
+}
+
+impl FileStore {
+    /// Task metrics matching `filter` in `order`, at most `limit`.
+    pub(crate) fn task_rows(
+        &self,
+        filter: &Filter,
+        limit: i64,
+        order: RowOrder,
+    ) -> Result<Vec<TaskMetric>> {
+        self.rows(&TASKS, filter, limit, order)
+    }
+
+    /// Agent metrics matching `filter`, newest first, at most `limit`.
+    pub(crate) fn agent_rows(
+        &self,
+        filter: &Filter,
+        limit: i64,
+    ) -> Result<Vec<Stored<AgentMetric>>> {
+        self.rows(&AGENTS, filter, limit, RowOrder::NewestFirst)
+    }
+
+    /// Swarm metrics matching `filter`, newest first, at most `limit`.
+    pub(crate) fn swarm_rows(
+        &self,
+        filter: &Filter,
+        limit: i64,
+    ) -> Result<Vec<Stored<SwarmMetric>>> {
+        self.rows(&SWARMS, filter, limit, RowOrder::NewestFirst)
+    }
+
+    /// Hands every task metric matching `filter` to `visit`, oldest first.
+    pub(crate) fn each_task<B>(
+        &self,
+        filter: &Filter,
+        visit: impl FnMut(TaskMetric) -> ControlFlow<B>,
+    ) -> Result<Option<B>> {
+        self.each_row(&TASKS, filter, visit)
+    }
+
+    /// Hands every agent metric matching `filter` to `visit`, oldest first.
+    pub(crate) fn each_agent<B>(
+        &self,
+        filter: &Filter,
+        visit: impl FnMut(Stored<AgentMetric>) -> ControlFlow<B>,
+    ) -> Result<Option<B>> {
+        self.each_row(&AGENTS, filter, visit)
+    }
+
+    /// Hands every swarm metric matching `filter` to `visit`, oldest first.
+    pub(crate) fn each_swarm<B>(
+        &self,
+        filter: &Filter,
+        visit: impl FnMut(Stored<SwarmMetric>) -> ControlFlow<B>,
+    ) -> Result<Option<B>> {
+        self.each_row(&SWARMS, filter, visit)
+    }
+
+    /// Rows of one kind matching `filter` in `order`, at most `limit`.
+    fn rows<T>(
+        &self,
+        rows: &Rows<T>,
+        filter: &Filter,
+        limit: i64,
+        order: RowOrder,
+    ) -> Result<Vec<T>> {
+        self.read(|snapshot| {
+            if let Some(newest) = rows
+                .newest_on_file
+                .filter(|_| order == RowOrder::NewestFirst)
+            {
+                return newest(self, snapshot, filter, limit);
+            }
+            let watermark = self.watermark_for(snapshot, rows.kind, filter)?;
+            let (sql, params) =
+                select_sql_ordered(rows.kind, filter, limit, rows.order_by(order), watermark);
+            let names = self.names(snapshot);
+            snapshot.rows(&sql, params, rows.operation, |row| {
+                (rows.decode)(row, &names)
+            })
+        })
+    }
+
+    /// Hands every row of one kind matching `filter` to `visit`, oldest
+    /// first, until it breaks.
+    fn each_row<T, B>(
+        &self,
+        rows: &Rows<T>,
+        filter: &Filter,
+        mut visit: impl FnMut(T) -> ControlFlow<B>,
+    ) -> Result<Option<B>> {
+        let (sql, params) =
+            select_sql_ordered(rows.kind, filter, i64::MAX, rows.oldest_first, None);
+        self.read(|snapshot| {
+            let mut stopped = None;
+            let names = self.names(snapshot);
+            snapshot.each_until(&sql, params, rows.operation, |row| {
+                if let ControlFlow::Break(b) = visit((rows.decode)(row, &names)?) {
+                    stopped = Some(b);
+                    return Ok(ControlFlow::Break(()));
+                }
+                Ok(ControlFlow::Continue(()))
+            })?;
+            Ok(stopped)
+        })
+    }
+}
+
+/// The file's task metrics newest first by timestamp alone, which the
+/// indexes give with no sort (also when two parts of a read are merged);
+/// [`FileStore::newest_tasks`] puts the rows of one timestamp in
+/// task-id order.
+const TASK_TIME_ORDER: &str = "m.timestamp DESC";
+
+/// The query behind `get_*_metrics` on a file: rows of `kind` matching
+/// `filter`, newest first, at most `limit`, with their parameters.
+pub(crate) fn select_sql(
+    kind: MetricKind,
+    filter: &Filter,
+    limit: i64,
+) -> (Arc<str>, Vec<SqlValue>) {
+    let order = match kind {
+        MetricKind::Task => TASK_TIME_ORDER,
+        MetricKind::Agent => AGENTS.newest_first,
+        MetricKind::Swarm => SWARMS.newest_first,
+    };
+    select_sql_ordered(kind, filter, limit, order, None)
+}
+
+/// [`select_sql`] with another order, and the index watermark when it was
+/// read (see `Filter::source_and_clause`).
+///
+/// Queries of the same shape (the filter's fields set, the limit, the
+/// order) are one text with other parameters: the text is built once and
+/// remembered, since building it costs a small query a tenth of its time.
+pub(crate) fn select_sql_ordered(
+    kind: MetricKind,
+    filter: &Filter,
+    limit: i64,
+    order: &'static str,
+    watermark: Option<i64>,
+) -> (Arc<str>, Vec<SqlValue>) {
+    type Built = (Arc<str>, Params);
+    static BUILT: LazyLock<Mutex<HashMap<Shape, Built>>> = LazyLock::new(Mutex::default);
+    /// Shapes remembered at most: limits are the callers', and many.
+    const REMEMBERED: usize = 512;
+    let all_indexed = filter.all_indexed(watermark);
+    let shape = (kind, filter.shape(), limit, order, all_indexed);
+    let mut built = BUILT.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((sql, params)) = built.get(&shape) {
+        return (Arc::clone(sql), params.values(filter));
+    }
+    let (sql, params) = build_select(kind, filter, limit, order, all_indexed);
+    if built.len() >= REMEMBERED {
+        built.clear();
+    }
+    let sql: Arc<str> = sql.into();
+    built.insert(shape, (Arc::clone(&sql), params.clone()));
+    (sql, params.values(filter))
+}
+
+/// What a select's text depends on: the kind, which fields the filter
+/// sets, the limit, the order, and whether only indexed rows are read.
+type Shape = (MetricKind, [bool; 6], i64, &'static str, bool);
+
+/// The text of [`select_sql_ordered`], with its parameters' fields.
+///
+/// The limit is written into the SQL rather than bound: SQLite plans a
+/// statement again each time a new value is bound to its `LIMIT`, which
+/// costs more than the rest of a small query. And the agent or swarm id
+/// the filter names is returned as it was given, instead of being looked
+/// up for every row.
+fn build_select(
+    kind: MetricKind,
+    filter: &Filter,
+    limit: i64,
+    order: &str,
+    all_indexed: bool,
+) -> (String, Params) {
+    let (source, clause, mut params) = filter.source_and_clause(kind, all_indexed);
+    let mut name_of = |given: &Option<String>, field, names: &str, id_column: &str| match given {
+        Some(_) => (params.bind("?", field), String::new()),
+        None => (
+            "n.name".to_owned(),
+            format!("CROSS JOIN {names} n ON n.id = m.{id_column}"),
+        ),
+    };
+    let sql = match kind {
+        MetricKind::Task => {
+            let (agent, join) = name_of(&filter.agent_id, Field::AgentId, "agents", "agent");
+            format!(
+                "SELECT m.task_id, {agent}, m.swarm, m.duration_ms, m.result, m.tokens_used, \
+                        m.files_changed, m.timestamp \
+                 FROM {source} m {join} \
+                 WHERE {clause} \
+                 ORDER BY {order} LIMIT {limit}"
+            )
+        }
+        MetricKind::Agent | MetricKind::Swarm => {
+            let (given, field, names, id_column) = match kind {
+                MetricKind::Swarm => (&filter.swarm_id, Field::SwarmId, "swarms", "swarm"),
+                _ => (&filter.agent_id, Field::AgentId, "agents", "agent"),
+            };
+            let (name, join) = name_of(given, field, names, id_column);
+            format!(
+                "SELECT m.metric_id, {name}, m.metric_type, m.value, m.metadata, m.timestamp \
+                 FROM {table} m {join} \
+                 WHERE {clause} \
+                 ORDER BY {order} LIMIT {limit}",
+                table = kind.table(),
+            )
+        }
+    };
+    (sql, params)
+}
+
+fn corrupt(table: &'static str, reason: impl Into<String>) -> Error {
+    Error::CorruptRow {
+        table,
+        reason: reason.into(),
+    }
+}
+
+fn column<T: rusqlite::types::FromSql>(
+    row: &Row<'_>,
+    index: usize,
+    table: &'static str,
+) -> Result<T> {
+    row.get(index)
+        .map_err(|e| corrupt(table, format!("column {index}: {e}")))
+}
+
+fn timestamp_column(
+    row: &Row<'_>,
+    index: usize,
+    table: &'static str,
+) -> Result<chrono::DateTime<chrono::Utc>> {
+    let us: i64 = column(row, index, table)?;
+    from_micros(us).ok_or_else(|| corrupt(table, format!("timestamp {us} out of range")))
+}
+
+fn count_column(row: &Row<'_>, index: usize, table: &'static str) -> Result<u64> {
+    let n: i64 = column(row, index, table)?;
+    u64::try_from(n).map_err(|_| corrupt(table, format!("negative count {n}")))
+}
+
+fn task_from_row(row: &Row<'_>, names: &Names<'_>) -> Result<TaskMetric> {
+    const TABLE: &str = "task_metrics";
+    let swarm: Option<i64> = column(row, 2, TABLE)?;
+    let code: i64 = column(row, 4, TABLE)?;
+    let result = TaskResult::from_code(code)
+        .ok_or_else(|| corrupt(TABLE, format!("unknown result code {code}")))?;
+    Ok(TaskMetric {
+        task_id: column(row, 0, TABLE)?,
+        agent_id: column(row, 1, TABLE)?,
+        swarm_id: swarm.map(|id| names.swarm(id)).transpose()?,
+        duration_ms: count_column(row, 3, TABLE)?,
+        result,
+        tokens_used: count_column(row, 5, TABLE)?,
+        files_changed: count_column(row, 6, TABLE)?,
+        timestamp: timestamp_column(row, 7, TABLE)?,
+    })
+}
+
+fn agent_from_row(row: &Row<'_>, _: &Names<'_>) -> Result<Stored<AgentMetric>> {
+    let (metric_id, agent_id, metric_type, value, metadata, timestamp) =
+        entity_fields(row, "agent_metrics")?;
+    Ok(Stored {
+        metric_id,
+        metric: AgentMetric {
+            agent_id,
+            metric_type,
+            value,
+            metadata,
+            timestamp,
+        },
+    })
+}
+
+fn swarm_from_row(row: &Row<'_>, _: &Names<'_>) -> Result<Stored<SwarmMetric>> {
+    let (metric_id, swarm_id, metric_type, value, metadata, timestamp) =
+        entity_fields(row, "swarm_metrics")?;
+    Ok(Stored {
+        metric_id,
+        metric: SwarmMetric {
+            swarm_id,
+            metric_type,
+            value,
+            metadata,
+            timestamp,
+        },
+    })
+}
+
+type EntityFields = (
+    i64,
+    String,
+    crate::record::MetricType,
+    f64,
+    Option<serde_json::Value>,
+    chrono::DateTime<chrono::Utc>,
+);
+
+fn entity_fields(row: &Row<'_>, table: &'static str) -> Result<EntityFields> {
+    let code: i64 = column(row, 2, table)?;
+    let metric_type = crate::record::MetricType::from_code(code)
+        .ok_or_else(|| corrupt(table, format!("unknown metric type code {code}")))?;
+    let metadata: Option<String> = column(row, 4, table)?;
+    let metadata = metadata
+        .map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|e| corrupt(table, format!("metadata is not JSON: {e}")))?;
+    Ok((
+        column(row, 0, table)?,
+        column(row, 1, table)?,
+        metric_type,
+        column(row, 3, table)?,
+        metadata,
+        timestamp_column(row, 5, table)?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selects_of_one_shape_share_their_text_and_take_each_filters_values() {
+        use chrono::TimeZone;
+        let at = |h| chrono::Utc.with_ymd_and_hms(2025, 1, 1, h, 0, 0).unwrap();
+        let filter = |agent: &str, h| {
+            Filter::new()
+                .agent(agent)
+                .result(TaskResult::Timeout)
+                .range(TimeRange::new(at(h), at(h + 1)).unwrap())
+        };
+        let select = |f: &Filter| select_sql_ordered(MetricKind::Task, f, 10, "m.timestamp", None);
+        let (first, first_values) = select(&filter("a", 1));
+        let (second, second_values) = select(&filter("b", 5));
+        assert!(Arc::ptr_eq(&first, &second), "built twice: {first}");
+        assert_ne!(first_values, second_values);
+        // The values are the second filter's, in the first one's places.
+        let (built, _) = build_select(MetricKind::Task, &filter("b", 5), 10, "m.timestamp", false);
+        assert_eq!(built, *second);
+        let rebuilt = Filter::new().agent("b").result(TaskResult::Timeout);
+        let with_range = rebuilt.range(TimeRange::new(at(5), at(6)).unwrap());
+        assert_eq!(second_values, select(&with_range).1);
+        assert!(second_values.contains(&SqlValue::Text("b".into())));
+        assert!(second_values.contains(&SqlValue::Integer(at(5).timestamp_micros())));
+        // Another shape, limit or order is another text.
+        let (other, _) = select(&Filter::new().agent("b"));
+        assert_ne!(*other, *first);
+        let (limited, _) =
+            select_sql_ordered(MetricKind::Task, &filter("a", 1), 11, "m.timestamp", None);
+        assert_ne!(*limited, *first);
+    }
+}
