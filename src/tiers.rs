@@ -52,3 +52,19 @@ impl Step {
         }
     }
 }
+
+/// `t` rounded down to a multiple of `width`, also before 1970.
+pub(crate) fn floor_to(t: i64, width: i64) -> i64 {
+    t.div_euclid(width) * width
+}
+
+/// How long maintenance pauses after each chunk of work. A writer in
+/// another process retries the write lock at least every millisecond (see
+/// `writer::transaction`), so it gets in between two chunks instead of
+/// waiting for the whole run and timing out.
+const BETWEEN_CHUNKS: std::time::Duration = std::time::Duration::from_micros(1_500);
+
+/// Pauses between two chunks of maintenance; see [`BETWEEN_CHUNKS`].
+pub(crate) fn let_others_write() {
+    std::thread::sleep(BETWEEN_CHUNKS);
+}

@@ -17,10 +17,12 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 
-use super::cleanup::{cutoff, delete_chunk, delete_rollup_chunk, CleanupReport, DELETE_CHUNK};
-use super::vacuum::{run_pragma, VacuumReport, VACUUM_STEP_PAGES};
+use super::cleanup::{cutoff, CleanupReport};
+use super::vacuum::VacuumReport;
 use crate::engine::sqlite::open::schema::{classify_open_error, SCHEMA_VERSION};
 use crate::engine::sqlite::open::{cannot_open, check_header, wal_size};
+use crate::engine::sqlite::retention::cleanup::{delete_chunk, delete_rollup_chunk, DELETE_CHUNK};
+use crate::engine::sqlite::retention::vacuum::{run_pragma, VACUUM_STEP_PAGES};
 use crate::error::{Error, Result};
 use crate::record::MetricKind;
 use crate::storage::MetricsStorage;

@@ -15,31 +15,77 @@
 //! counts nothing twice: the next run picks up where it stopped.
 
 mod cleanup;
-mod fold;
 mod in_place;
-mod merge;
-mod transfer;
 mod vacuum;
-
-use chrono::Duration;
-use serde::{Deserialize, Serialize};
-
 use crate::engine::on_engine;
-use crate::engine::sqlite::rows::Cache;
-use crate::engine::sqlite::writer::Writer;
-use crate::engine::sqlite::FileStore;
+pub(crate) use crate::engine::sqlite::retention::merge::{
+    merge_rollups, merge_rollups_by_time, rollup_span, rollups_apply,
+};
 use crate::error::{Error, Result};
 use crate::query::to_micros;
 use crate::record::{now, MetricKind};
-use crate::storage::MetricsStorage;
-pub(crate) use crate::tiers::{Step, DAY_US, HOUR_US};
-use rusqlite::Connection;
-
 pub(crate) use crate::rolled::{Rolled, RollupRead};
+use crate::storage::MetricsStorage;
+use crate::tiers::{floor_to, let_others_write};
+pub(crate) use crate::tiers::{Step, DAY_US, HOUR_US};
+use chrono::Duration;
 pub use cleanup::{CleanupReport, DEFAULT_RETENTION_DAYS};
 pub use in_place::InPlaceReport;
-pub(crate) use merge::{merge_rollups, merge_rollups_by_time, rollup_span, rollups_apply};
+use serde::{Deserialize, Serialize};
 pub use vacuum::VacuumReport;
+
+impl MetricsStorage {
+    /// Applies `policy`: folds raw rows older than the raw horizon into
+    /// hourly rollups, hourly rollups older than the hourly horizon into
+    /// daily ones, and drops daily rollups older than the daily horizon.
+    /// Horizons are aligned down to whole hours (raw) and days (rollups).
+    ///
+    /// Works in bounded chunks, one transaction each, through the same
+    /// queue as stores, so writers wait for one chunk at most, with a short
+    /// pause after each so that writers in other processes get in too.
+    /// Safe to interrupt and to run again: no row is ever counted twice or
+    /// lost, and reads that combine raw rows and rollups see each row once
+    /// whatever the moment.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an invalid policy; [`Error::ReadOnly`];
+    /// [`Error::Sqlite`] when a chunk fails (chunks already done stay done).
+    pub fn apply_retention(&self, policy: &RetentionPolicy) -> Result<RetentionReport> {
+        self.apply_retention_steps(policy, usize::MAX)
+    }
+
+    /// [`apply_retention`](Self::apply_retention), stopping after at most
+    /// `max_chunks` chunks that did something (for bounded maintenance
+    /// windows); steps with nothing to do cost nothing. The report says
+    /// whether it finished: `finished` is true as soon as nothing is left
+    /// to do. The next call goes on from where this one stopped.
+    ///
+    /// # Errors
+    /// As [`apply_retention`](Self::apply_retention), and for `max_chunks`
+    /// = 0.
+    pub fn apply_retention_steps(
+        &self,
+        policy: &RetentionPolicy,
+        max_chunks: usize,
+    ) -> Result<RetentionReport> {
+        policy.validate()?;
+        if max_chunks == 0 {
+            return Err(Error::invalid("max_chunks", "must be at least 1"));
+        }
+        let steps = planned_steps(policy)?;
+        if self.is_read_only() {
+            return Err(Error::ReadOnly {
+                path: self.path().to_path_buf(),
+            });
+        }
+        drive(
+            &steps,
+            max_chunks,
+            |step| on_engine!(self.engine(), retention_step(step)),
+            |step| on_engine!(self.engine(), has_retention_work(step)),
+        )
+    }
+}
 
 /// How long each tier is kept; `None` keeps it forever.
 ///
@@ -171,35 +217,6 @@ impl RetentionReport {
     }
 }
 
-/// How long maintenance pauses after each chunk of work. A writer in
-/// another process retries the write lock at least every millisecond (see
-/// `writer::transaction`), so it gets in between two chunks instead of
-/// waiting for the whole run and timing out.
-const BETWEEN_CHUNKS: std::time::Duration = std::time::Duration::from_micros(1_500);
-
-/// Pauses between two chunks of maintenance; see [`BETWEEN_CHUNKS`].
-fn let_others_write() {
-    std::thread::sleep(BETWEEN_CHUNKS);
-}
-
-/// Runs `chunk` as writer jobs, one after the other with a pause between,
-/// until one does fewer than `full` rows; returns the rows done in all.
-fn in_chunks<F>(writer: &Writer<Cache>, full: usize, chunk: F) -> Result<u64>
-where
-    F: Fn(&Connection) -> Result<usize> + Clone + Send + Sync + 'static,
-{
-    let mut total = 0u64;
-    loop {
-        let chunk = chunk.clone();
-        let done = writer.run(move |conn, _| chunk(conn))?;
-        total += done as u64;
-        if done < full {
-            return Ok(total);
-        }
-        let_others_write();
-    }
-}
-
 /// The steps `policy` asks for now, in order: for each kind, folding raw
 /// rows, folding hourly rollups, dropping daily ones.
 fn planned_steps(policy: &RetentionPolicy) -> Result<Vec<Step>> {
@@ -273,85 +290,6 @@ fn drive(
     }
     report.finished = true;
     Ok(report)
-}
-
-/// `t` rounded down to a multiple of `width`, also before 1970.
-fn floor_to(t: i64, width: i64) -> i64 {
-    t.div_euclid(width) * width
-}
-
-impl MetricsStorage {
-    /// Applies `policy`: folds raw rows older than the raw horizon into
-    /// hourly rollups, hourly rollups older than the hourly horizon into
-    /// daily ones, and drops daily rollups older than the daily horizon.
-    /// Horizons are aligned down to whole hours (raw) and days (rollups).
-    ///
-    /// Works in bounded chunks, one transaction each, through the same
-    /// queue as stores, so writers wait for one chunk at most, with a short
-    /// pause after each so that writers in other processes get in too.
-    /// Safe to interrupt and to run again: no row is ever counted twice or
-    /// lost, and reads that combine raw rows and rollups see each row once
-    /// whatever the moment.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] for an invalid policy; [`Error::ReadOnly`];
-    /// [`Error::Sqlite`] when a chunk fails (chunks already done stay done).
-    pub fn apply_retention(&self, policy: &RetentionPolicy) -> Result<RetentionReport> {
-        self.apply_retention_steps(policy, usize::MAX)
-    }
-
-    /// [`apply_retention`](Self::apply_retention), stopping after at most
-    /// `max_chunks` chunks that did something (for bounded maintenance
-    /// windows); steps with nothing to do cost nothing. The report says
-    /// whether it finished: `finished` is true as soon as nothing is left
-    /// to do. The next call goes on from where this one stopped.
-    ///
-    /// # Errors
-    /// As [`apply_retention`](Self::apply_retention), and for `max_chunks`
-    /// = 0.
-    pub fn apply_retention_steps(
-        &self,
-        policy: &RetentionPolicy,
-        max_chunks: usize,
-    ) -> Result<RetentionReport> {
-        policy.validate()?;
-        if max_chunks == 0 {
-            return Err(Error::invalid("max_chunks", "must be at least 1"));
-        }
-        let steps = planned_steps(policy)?;
-        if self.is_read_only() {
-            return Err(Error::ReadOnly {
-                path: self.path().to_path_buf(),
-            });
-        }
-        drive(
-            &steps,
-            max_chunks,
-            |step| on_engine!(self.engine(), retention_step(step)),
-            |step| on_engine!(self.engine(), has_retention_work(step)),
-        )
-    }
-}
-
-impl FileStore {
-    /// Runs one step of tiered retention on the file as one writer job;
-    /// returns the rows it handled and whether the step has more to do.
-    pub(crate) fn retention_step(&self, step: &Step) -> Result<(usize, bool)> {
-        let step = *step;
-        let n = self.writer()?.run(move |conn, _| step.run(conn))?;
-        let more = match step {
-            Step::FoldRaw { limit, .. } | Step::FoldHourly { limit, .. } => n as i64 >= limit,
-            Step::DropDaily { .. } => false,
-        };
-        Ok((n, more))
-    }
-
-    /// Whether `step` would find anything to do in the file now.
-    pub(crate) fn has_retention_work(&self, step: &Step) -> Result<bool> {
-        let (sql, cutoff) = step.has_work_sql();
-        let found = self.read_now(|s| s.one(&sql, vec![cutoff.into()], "read retention work"))?;
-        Ok(found.unwrap_or(false))
-    }
 }
 
 #[cfg(test)]

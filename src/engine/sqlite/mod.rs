@@ -11,6 +11,7 @@ pub(crate) mod names;
 pub(crate) mod open;
 mod plan;
 pub(crate) mod read;
+pub(crate) mod retention;
 pub(crate) mod rows;
 mod series;
 mod span;

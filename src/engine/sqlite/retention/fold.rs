@@ -9,18 +9,18 @@ use std::collections::BTreeMap;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension};
 
-use super::floor_to;
 use crate::engine::sqlite::each_row;
 use crate::error::{Error, Result};
 use crate::record::MetricKind;
 use crate::rollup_row::{insert_sql, key_columns, read_summary, rollup_table, row_values};
 use crate::summary::Summary;
+use crate::tiers::floor_to;
 use crate::tiers::{Step, DAY_US, HOUR_US};
 
 impl Step {
     /// A query telling whether the step has anything to do, with its
     /// parameter.
-    pub(super) fn has_work_sql(&self) -> (String, i64) {
+    pub(crate) fn has_work_sql(&self) -> (String, i64) {
         let (table, condition, cutoff) = match *self {
             Step::FoldRaw { kind, cutoff, .. } => (kind.table(), "timestamp < ?1", cutoff),
             Step::FoldHourly { kind, cutoff, .. } => {
@@ -38,7 +38,7 @@ impl Step {
 
     /// Runs on the writer connection, inside the writer's transaction;
     /// returns how many rows it folded or dropped.
-    pub(super) fn run(&self, conn: &Connection) -> Result<usize> {
+    pub(crate) fn run(&self, conn: &Connection) -> Result<usize> {
         match *self {
             Step::FoldRaw {
                 kind,
@@ -173,7 +173,7 @@ fn fold_raw(conn: &Connection, kind: MetricKind, cutoff: i64, limit: i64) -> Res
 
 /// The column that orders the raw rows of `kind` sharing a timestamp:
 /// with the timestamp, the table's key.
-pub(super) fn within_timestamp(kind: MetricKind) -> &'static str {
+pub(crate) fn within_timestamp(kind: MetricKind) -> &'static str {
     match kind {
         MetricKind::Task => "seq",
         MetricKind::Agent | MetricKind::Swarm => "metric_id",
@@ -182,7 +182,7 @@ pub(super) fn within_timestamp(kind: MetricKind) -> &'static str {
 
 /// The statement deleting the raw rows of `kind` up to the key
 /// `(?1, ?2)`, one contiguous run of the time-ordered key.
-pub(super) fn up_to_sql(kind: MetricKind) -> String {
+pub(crate) fn up_to_sql(kind: MetricKind) -> String {
     format!(
         "DELETE FROM {} WHERE (timestamp, {}) <= (?1, ?2)",
         kind.table(),
