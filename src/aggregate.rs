@@ -1,12 +1,14 @@
 //! Aggregates, percentiles and success rates of a store's file.
 
-pub(crate) use crate::answer::{Aggregate, Percentile, SuccessRate};
+use sketches_ddsketch::DDSketch;
+
 use crate::engine::on_engine;
 use crate::error::{Error, Result};
 use crate::query::Filter;
 use crate::record::{AggregationType, MetricKind};
 use crate::storage::MetricsStorage;
-use sketches_ddsketch::DDSketch;
+
+pub(crate) use crate::answer::{Aggregate, Percentile, SuccessRate};
 
 impl MetricsStorage {
     /// Combines the values of the metrics of `kind` that match `filter`.

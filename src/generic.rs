@@ -5,10 +5,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-pub use crate::model::batch::Parsed;
 use crate::query::{Filter, TimeRange};
 use crate::record::{json_type_name, MetricKind, MetricType, TaskResult};
 use crate::storage::MetricsStorage;
+
+pub use crate::model::batch::Parsed;
 
 impl MetricsStorage {
     /// Stores one metric of `kind` given as a JSON object with the

@@ -3,10 +3,11 @@
 
 use crate::engine::on_engine;
 use crate::error::{Error, Result};
-pub use crate::model::shapes::QueryShape;
 use crate::query::Filter;
 use crate::record::MetricKind;
 use crate::storage::MetricsStorage;
+
+pub use crate::model::shapes::QueryShape;
 
 impl MetricsStorage {
     /// SQLite's `EXPLAIN QUERY PLAN` for the query the store runs for

@@ -1,13 +1,15 @@
 //! Reading metrics back as rows: the `SELECT` lists and the decoders that
 //! turn their rows into records, side by side.
 
+use std::ops::ControlFlow;
+
 use crate::engine::on_engine;
 use crate::error::{Error, Result};
-pub(crate) use crate::model::shapes::RowOrder;
 use crate::query::Filter;
 use crate::record::{AgentMetric, MetricKind, Stored, SwarmMetric, TaskMetric};
 use crate::storage::MetricsStorage;
-use std::ops::ControlFlow;
+
+pub(crate) use crate::model::shapes::RowOrder;
 
 impl MetricsStorage {
     /// Task metrics matching `filter`, newest first (metrics that share a

@@ -5,8 +5,9 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use crate::enums::{AggregationType, MetricKind, MetricType, TaskResult};
 use crate::error::{Error, Result};
+
+pub use crate::enums::{AggregationType, MetricKind, MetricType, TaskResult};
 
 /// Reads a timestamp from an RFC 3339 string, truncated to microseconds.
 fn rfc3339<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
@@ -168,6 +169,20 @@ macro_rules! entity_metric {
         }
 
         impl Entity for $name {
+            fn stored(fields: EntityFields) -> Stored<Self> {
+                let (metric_id, $id, metric_type, value, metadata, timestamp) = fields;
+                Stored {
+                    metric_id,
+                    metric: $name {
+                        $id,
+                        metric_type,
+                        value,
+                        metadata,
+                        timestamp,
+                    },
+                }
+            }
+
             fn record(&self) -> EntityRecord<'_> {
                 EntityRecord {
                     kind: $kind,
@@ -196,10 +211,17 @@ entity_metric! {
 
 /// An agent or swarm metric.
 pub(crate) trait Entity: Clone + Send + Sync + 'static {
+    /// The metric a row of either engine holds, with its id.
+    fn stored(fields: EntityFields) -> Stored<Self>;
+
     /// The fields the store writes, unchecked: for the writer, which only
     /// receives records already checked.
     fn record(&self) -> EntityRecord<'_>;
 }
+
+/// An agent or swarm metric as a row gives it back: id, agent or swarm
+/// id, metric type, value, metadata, timestamp.
+pub(crate) type EntityFields = (i64, String, MetricType, f64, Option<Value>, DateTime<Utc>);
 
 /// An agent or swarm metric as the storage layer sees it.
 #[derive(Debug, Clone, Copy)]

@@ -2,9 +2,10 @@
 
 use crate::engine::on_engine;
 use crate::error::Result;
-pub use crate::model::reports::{StoreStats, TableStats};
 use crate::record::MetricKind;
 use crate::storage::MetricsStorage;
+
+pub use crate::model::reports::{StoreStats, TableStats};
 
 impl MetricsStorage {
     /// Rows per kind of metric, raw and rolled up, with their time spans,

@@ -234,7 +234,7 @@ impl MetricsStorage {
             return Err(Error::invalid("index_batch_rows", "must be at least 1"));
         }
         let engine = match options.file.path.to_str().filter(|p| server_url(p)) {
-            Some(url) => open_server(url, &options)?,
+            Some(url) => Engine::open_server(url, &options.file, &options.file_only)?,
             None => Engine::File(FileStore::open(
                 &options.file,
                 options.index_batch_rows,
@@ -330,11 +330,7 @@ impl MetricsStorage {
     /// What [`close`](Self::close) and drop do.
     fn shut_down(&mut self) -> Result<()> {
         self.closed = true;
-        match &mut self.engine {
-            Engine::File(file) => file.shut_down(),
-            #[cfg(feature = "postgres")]
-            Engine::Server(_) => Ok(()),
-        }
+        self.engine.close()
     }
 
     /// On a file, copies the WAL into the main file and truncates it. On
@@ -346,40 +342,6 @@ impl MetricsStorage {
     pub fn checkpoint(&self) -> Result<()> {
         on_engine!(&self.engine, checkpoint())
     }
-}
-
-/// Opens the store on the PostgreSQL server `url` names, refusing the
-/// options that apply to a file only.
-#[cfg(feature = "postgres")]
-fn open_server(url: &str, options: &StorageBuilder) -> Result<Engine> {
-    if let Some(option) = options.file_only.first() {
-        return Err(Error::invalid(
-            option,
-            "applies to a file only, not to a store on a PostgreSQL server",
-        ));
-    }
-    if options.file.read_only {
-        return Err(Error::Unsupported {
-            operation: "opening read-only",
-            backend: "PostgreSQL",
-        });
-    }
-    let server = crate::engine::postgres::PgStore::open(
-        url,
-        options.file.pool_size,
-        options.file.busy_timeout,
-    )?;
-    Ok(Engine::Server(Box::new(server)))
-}
-
-/// A PostgreSQL URL without the `postgres` feature: refused, rather than
-/// taken for a file name.
-#[cfg(not(feature = "postgres"))]
-fn open_server(_url: &str, _options: &StorageBuilder) -> Result<Engine> {
-    Err(Error::invalid(
-        "path",
-        "a PostgreSQL URL needs swarm-metrics built with the `postgres` feature",
-    ))
 }
 
 impl Drop for MetricsStorage {

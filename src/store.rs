@@ -1,12 +1,14 @@
-//! Storing metrics: validation first, then one writer job per call.
+//! Storing metrics: every record checked first, then the engine stores
+//! the batch whole.
 
 use crate::engine::on_engine;
 use crate::error::Result;
 use crate::generic::Parsed;
 use crate::model::batch::check_each;
-pub use crate::model::batch::{BatchReport, KindCount, MetricBatch, StreamReport};
 use crate::record::{AgentMetric, SwarmMetric, TaskMetric};
 use crate::storage::MetricsStorage;
+
+pub use crate::model::batch::{BatchReport, KindCount, MetricBatch, StreamReport};
 
 impl MetricsStorage {
     /// Stores one task metric; returns `false` when a metric with the same

@@ -320,24 +320,6 @@ fn aggregates_are_exact_and_empty_selections_have_no_value() {
     }
 }
 
-#[test]
-fn sums_beyond_i64_fall_back_to_floating_point() {
-    for backend in stores() {
-        let store = &backend.store;
-        let big = i64::MAX as u64;
-        store
-            .store_task_metrics(&[
-                task("a", "x", big, TaskResult::Success, 0),
-                task("b", "x", big, TaskResult::Success, 1),
-            ])
-            .unwrap();
-        let sum = store
-            .aggregate_metrics(MetricKind::Task, AggregationType::Sum, &Filter::new())
-            .unwrap();
-        assert_eq!(sum.value, Some(2.0 * i64::MAX as f64));
-    }
-}
-
 /// Every answer that sums task durations applies the same rule past
 /// `i64`: a floating-point sum, never an error. Two durations of
 /// `i64::MAX` asked of the total, of each group and of each bucket, on

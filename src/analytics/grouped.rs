@@ -5,10 +5,11 @@ use crate::answer::GroupValues;
 use crate::answer::{Aggregate, Percentile, SuccessRate};
 use crate::engine::on_engine;
 use crate::error::Result;
-pub use crate::model::analytics::Grouped;
 use crate::query::{Filter, GroupBy};
 use crate::record::{AggregationType, MetricKind};
 use crate::storage::MetricsStorage;
+
+pub use crate::model::analytics::Grouped;
 
 impl MetricsStorage {
     /// [`aggregate_metrics`](Self::aggregate_metrics) for every group at

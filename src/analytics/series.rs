@@ -1,17 +1,20 @@
 //! Time series: a measure per bucket of time.
 
+use std::collections::BTreeMap;
+
+use chrono::Duration;
+
 use super::validate_q;
 use crate::answer::{aggregated_column, Aggregate, Percentile, SuccessRate};
 use crate::engine::on_engine;
 use crate::error::{Error, Result};
 use crate::model::analytics::bucket_of;
-pub(crate) use crate::model::analytics::SeriesRead;
-pub use crate::model::analytics::{Bucket, BucketValue, EmptyBuckets, Measure};
 use crate::query::{from_micros, to_micros, Filter};
 use crate::record::MetricKind;
 use crate::storage::MetricsStorage;
-use chrono::Duration;
-use std::collections::BTreeMap;
+
+pub(crate) use crate::model::analytics::SeriesRead;
+pub use crate::model::analytics::{Bucket, BucketValue, EmptyBuckets, Measure};
 
 impl MetricsStorage {
     /// `measure` over time, one bucket of `width` each, buckets aligned to

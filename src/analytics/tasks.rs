@@ -1,16 +1,18 @@
 //! Rankings, summaries and outliers of tasks.
 
+use std::collections::BTreeMap;
+
 use super::{validate_n, P50, P95, P99};
 use crate::engine::{on_engine, AgentTotalsSpan};
 use crate::error::Result;
 use crate::interval::Interval;
-pub use crate::model::analytics::{DurationStats, Order, Outlier, RankBy, Ranked, Summary};
 use crate::query::{to_micros, Filter, TaskColumn};
 use crate::read::RowOrder;
 use crate::record::{AggregationType, MetricKind, TaskMetric};
 use crate::stat::quantile;
 use crate::storage::MetricsStorage;
-use std::collections::BTreeMap;
+
+pub use crate::model::analytics::{DurationStats, Order, Outlier, RankBy, Ranked, Summary};
 
 impl MetricsStorage {
     /// Every agent's totals and the span of time they cover.

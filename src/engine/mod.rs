@@ -23,7 +23,8 @@ use std::path::Path;
 use sketches_ddsketch::DDSketch;
 
 use crate::answer::{Aggregate, GroupValues, Percentile, SuccessRate};
-use crate::error::Result;
+use crate::engine::sqlite::open::Options;
+use crate::error::{Error, Result};
 use crate::model::analytics::{BucketValue, Grouped, Measure, SeriesRead, Summary};
 use crate::model::batch::Parsed;
 use crate::model::batch::{BatchReport, MetricBatch, StreamReport};
@@ -67,6 +68,51 @@ macro_rules! on_engine {
 pub(crate) use on_engine;
 
 impl Engine {
+    /// Opens the store on the PostgreSQL server `url` names, refusing the
+    /// options that concern a file: `file_only` names those set.
+    #[cfg(feature = "postgres")]
+    pub fn open_server(url: &str, options: &Options, file_only: &[&'static str]) -> Result<Engine> {
+        if let Some(option) = file_only.first() {
+            return Err(Error::invalid(
+                option,
+                "applies to a file only, not to a store on a PostgreSQL server",
+            ));
+        }
+        if options.read_only {
+            return Err(Error::Unsupported {
+                operation: "opening read-only",
+                backend: "PostgreSQL",
+            });
+        }
+        let server = postgres::PgStore::open(url, options.pool_size, options.busy_timeout)?;
+        Ok(Engine::Server(Box::new(server)))
+    }
+
+    /// A PostgreSQL URL without the `postgres` feature: refused, rather
+    /// than taken for a file name.
+    #[cfg(not(feature = "postgres"))]
+    pub fn open_server(
+        _url: &str,
+        _options: &Options,
+        _file_only: &[&'static str],
+    ) -> Result<Engine> {
+        Err(Error::invalid(
+            "path",
+            "a PostgreSQL URL needs swarm-metrics built with the `postgres` feature",
+        ))
+    }
+
+    /// Closes the engine: on a file, indexes the waiting rows, checkpoints
+    /// and closes every connection (every step runs, the first failure is
+    /// reported); on a server, nothing beyond dropping the pool.
+    pub fn close(&mut self) -> Result<()> {
+        match self {
+            Engine::File(file) => file.shut_down(),
+            #[cfg(feature = "postgres")]
+            Engine::Server(_) => Ok(()),
+        }
+    }
+
     /// The file, when the store is on one.
     pub fn file(&self) -> Option<&sqlite::FileStore> {
         match self {

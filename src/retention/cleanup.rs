@@ -1,12 +1,14 @@
 //! Plain cleanup: deleting every metric older than a number of days.
 
+use chrono::Duration;
+
 use crate::engine::on_engine;
 use crate::error::{Error, Result};
-pub use crate::model::reports::CleanupReport;
 use crate::query::to_micros;
 use crate::record::now;
 use crate::storage::MetricsStorage;
-use chrono::Duration;
+
+pub use crate::model::reports::CleanupReport;
 
 impl MetricsStorage {
     /// Deletes every metric older than `retention_days` days (timestamp

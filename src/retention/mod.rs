@@ -1,91 +1,27 @@
-//! Keeping the file in shape: tiered retention (this file: the policy and
-//! its driver), folding rows into rollups ([`fold`], in the format of
-//! [`rollup_row`]), reading rollups back into answers ([`merge`]), plain
-//! cleanup ([`cleanup`]), giving space back ([`vacuum`]), and both at once
-//! on a full disk ([`in_place`]).
-//!
-//! Tiered retention folds raw rows into hourly rollups, hourly into daily
-//! ones, and drops the oldest daily rollups, so that long-range answers
-//! survive the rows they came from.
-//!
-//! Every row of a metrics table is either raw or folded into exactly one
-//! rollup row. Each fold moves one bounded chunk in one transaction (read
-//! the chunk, merge it into the rollups, delete it), so retention can run
-//! while writers store, and a run that is killed halfway loses nothing and
-//! counts nothing twice: the next run picks up where it stopped.
+//! Keeping a store in shape, as the façade offers it: tiered retention
+//! (this file: the policy, its report and the driver both engines' steps
+//! run through), plain cleanup ([`cleanup`]), giving space back
+//! ([`vacuum`]), and both at once on a full disk ([`in_place`]). Each
+//! engine's own steps are under `engine/`.
 
 mod cleanup;
 mod in_place;
 mod vacuum;
+
+use chrono::Duration;
+use serde::{Deserialize, Serialize};
+
 use crate::engine::on_engine;
-pub(crate) use crate::engine::sqlite::retention::merge::{
-    merge_rollups, merge_rollups_by_time, rollup_span, rollups_apply,
-};
 use crate::error::{Error, Result};
 use crate::query::to_micros;
 use crate::record::{now, MetricKind};
-pub(crate) use crate::rolled::{Rolled, RollupRead};
 use crate::storage::MetricsStorage;
 use crate::tiers::{floor_to, let_others_write};
-pub(crate) use crate::tiers::{Step, DAY_US, HOUR_US};
-use chrono::Duration;
+use crate::tiers::{Step, DAY_US, HOUR_US};
+
 pub use cleanup::{CleanupReport, DEFAULT_RETENTION_DAYS};
 pub use in_place::InPlaceReport;
-use serde::{Deserialize, Serialize};
 pub use vacuum::VacuumReport;
-
-impl MetricsStorage {
-    /// Applies `policy`: folds raw rows older than the raw horizon into
-    /// hourly rollups, hourly rollups older than the hourly horizon into
-    /// daily ones, and drops daily rollups older than the daily horizon.
-    /// Horizons are aligned down to whole hours (raw) and days (rollups).
-    ///
-    /// Works in bounded chunks, one transaction each, through the same
-    /// queue as stores, so writers wait for one chunk at most, with a short
-    /// pause after each so that writers in other processes get in too.
-    /// Safe to interrupt and to run again: no row is ever counted twice or
-    /// lost, and reads that combine raw rows and rollups see each row once
-    /// whatever the moment.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] for an invalid policy; [`Error::ReadOnly`];
-    /// [`Error::Sqlite`] when a chunk fails (chunks already done stay done).
-    pub fn apply_retention(&self, policy: &RetentionPolicy) -> Result<RetentionReport> {
-        self.apply_retention_steps(policy, usize::MAX)
-    }
-
-    /// [`apply_retention`](Self::apply_retention), stopping after at most
-    /// `max_chunks` chunks that did something (for bounded maintenance
-    /// windows); steps with nothing to do cost nothing. The report says
-    /// whether it finished: `finished` is true as soon as nothing is left
-    /// to do. The next call goes on from where this one stopped.
-    ///
-    /// # Errors
-    /// As [`apply_retention`](Self::apply_retention), and for `max_chunks`
-    /// = 0.
-    pub fn apply_retention_steps(
-        &self,
-        policy: &RetentionPolicy,
-        max_chunks: usize,
-    ) -> Result<RetentionReport> {
-        policy.validate()?;
-        if max_chunks == 0 {
-            return Err(Error::invalid("max_chunks", "must be at least 1"));
-        }
-        let steps = planned_steps(policy)?;
-        if self.is_read_only() {
-            return Err(Error::ReadOnly {
-                path: self.path().to_path_buf(),
-            });
-        }
-        drive(
-            &steps,
-            max_chunks,
-            |step| on_engine!(self.engine(), retention_step(step)),
-            |step| on_engine!(self.engine(), has_retention_work(step)),
-        )
-    }
-}
 
 /// How long each tier is kept; `None` keeps it forever.
 ///
@@ -214,6 +150,59 @@ impl RetentionReport {
         };
         *total += n;
         *own += n;
+    }
+}
+
+impl MetricsStorage {
+    /// Applies `policy`: folds raw rows older than the raw horizon into
+    /// hourly rollups, hourly rollups older than the hourly horizon into
+    /// daily ones, and drops daily rollups older than the daily horizon.
+    /// Horizons are aligned down to whole hours (raw) and days (rollups).
+    ///
+    /// Works in bounded chunks, one transaction each, through the same
+    /// queue as stores, so writers wait for one chunk at most, with a short
+    /// pause after each so that writers in other processes get in too.
+    /// Safe to interrupt and to run again: no row is ever counted twice or
+    /// lost, and reads that combine raw rows and rollups see each row once
+    /// whatever the moment.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an invalid policy; [`Error::ReadOnly`];
+    /// [`Error::Sqlite`] when a chunk fails (chunks already done stay done).
+    pub fn apply_retention(&self, policy: &RetentionPolicy) -> Result<RetentionReport> {
+        self.apply_retention_steps(policy, usize::MAX)
+    }
+
+    /// [`apply_retention`](Self::apply_retention), stopping after at most
+    /// `max_chunks` chunks that did something (for bounded maintenance
+    /// windows); steps with nothing to do cost nothing. The report says
+    /// whether it finished: `finished` is true as soon as nothing is left
+    /// to do. The next call goes on from where this one stopped.
+    ///
+    /// # Errors
+    /// As [`apply_retention`](Self::apply_retention), and for `max_chunks`
+    /// = 0.
+    pub fn apply_retention_steps(
+        &self,
+        policy: &RetentionPolicy,
+        max_chunks: usize,
+    ) -> Result<RetentionReport> {
+        policy.validate()?;
+        if max_chunks == 0 {
+            return Err(Error::invalid("max_chunks", "must be at least 1"));
+        }
+        let steps = planned_steps(policy)?;
+        if self.is_read_only() {
+            return Err(Error::ReadOnly {
+                path: self.path().to_path_buf(),
+            });
+        }
+        drive(
+            &steps,
+            max_chunks,
+            |step| on_engine!(self.engine(), retention_step(step)),
+            |step| on_engine!(self.engine(), has_retention_work(step)),
+        )
     }
 }
 

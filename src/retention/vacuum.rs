@@ -3,8 +3,9 @@
 
 use crate::engine::on_engine;
 use crate::error::{Error, Result};
-pub use crate::model::reports::VacuumReport;
 use crate::storage::MetricsStorage;
+
+pub use crate::model::reports::VacuumReport;
 
 impl MetricsStorage {
     /// Rebuilds the database file to give freed space back to the file

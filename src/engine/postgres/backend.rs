@@ -2,14 +2,13 @@
 //! server's own code for it, and what it answers is put in the shape the
 //! façade hands out.
 
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use std::collections::BTreeMap;
-
 use sketches_ddsketch::DDSketch;
 
-use super::{EntityRow, Metrics, PgStore, PlannedQuery, Written};
+use super::{Metrics, PgStore, PlannedQuery, Written};
 use crate::answer::{Aggregate, GroupValues, Percentile, SuccessRate};
 use crate::engine::{task_order_sql, AgentTotalsSpan, Backend};
 use crate::error::Result;
@@ -90,12 +89,12 @@ impl Backend for PgStore {
 
     fn agent_rows(&self, filter: &Filter, limit: i64) -> Result<Vec<Stored<AgentMetric>>> {
         let rows = self.get_entities(MetricKind::Agent, filter, limit)?;
-        Ok(rows.into_iter().map(agent_of).collect())
+        Ok(rows.into_iter().map(AgentMetric::stored).collect())
     }
 
     fn swarm_rows(&self, filter: &Filter, limit: i64) -> Result<Vec<Stored<SwarmMetric>>> {
         let rows = self.get_entities(MetricKind::Swarm, filter, limit)?;
-        Ok(rows.into_iter().map(swarm_of).collect())
+        Ok(rows.into_iter().map(SwarmMetric::stored).collect())
     }
 
     fn each_task<B>(
@@ -111,7 +110,7 @@ impl Backend for PgStore {
         filter: &Filter,
         mut visit: impl FnMut(Stored<AgentMetric>) -> ControlFlow<B>,
     ) -> Result<Option<B>> {
-        self.for_each_entity(MetricKind::Agent, filter, |r| visit(agent_of(r)))
+        self.for_each_entity(MetricKind::Agent, filter, |r| visit(AgentMetric::stored(r)))
     }
 
     fn each_swarm<B>(
@@ -119,7 +118,7 @@ impl Backend for PgStore {
         filter: &Filter,
         mut visit: impl FnMut(Stored<SwarmMetric>) -> ControlFlow<B>,
     ) -> Result<Option<B>> {
-        self.for_each_entity(MetricKind::Swarm, filter, |r| visit(swarm_of(r)))
+        self.for_each_entity(MetricKind::Swarm, filter, |r| visit(SwarmMetric::stored(r)))
     }
 
     fn aggregate(
@@ -350,34 +349,4 @@ fn by_key<T>(pairs: Vec<(Option<String>, T)>) -> Vec<Grouped<T>> {
         .collect();
     groups.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     groups
-}
-
-/// An agent metric read from the server.
-fn agent_of(row: EntityRow) -> Stored<AgentMetric> {
-    let (metric_id, agent_id, metric_type, value, metadata, timestamp) = row;
-    Stored {
-        metric_id,
-        metric: AgentMetric {
-            agent_id,
-            metric_type,
-            value,
-            metadata,
-            timestamp,
-        },
-    }
-}
-
-/// A swarm metric read from the server.
-fn swarm_of(row: EntityRow) -> Stored<SwarmMetric> {
-    let (metric_id, swarm_id, metric_type, value, metadata, timestamp) = row;
-    Stored {
-        metric_id,
-        metric: SwarmMetric {
-            swarm_id,
-            metric_type,
-            value,
-            metadata,
-            timestamp,
-        },
-    }
 }

@@ -1,9 +1,9 @@
 //! One answer per agent, swarm, result or metric type, on PostgreSQL. The
 //! groups come back unordered: the store orders them as it orders SQLite's.
 
-use postgres::types::Type;
 use std::collections::{BTreeMap, HashMap};
 
+use postgres::types::Type;
 use postgres::{Client, Row};
 
 use super::filter::Where;

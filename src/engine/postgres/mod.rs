@@ -28,9 +28,6 @@ mod tls;
 mod transfer;
 mod write;
 
-pub(crate) use read::{EntityRow, PlannedQuery};
-pub(crate) use write::{Metrics, Written};
-
 use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +40,9 @@ use r2d2_postgres::PostgresConnectionManager;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::{Error, PoolError, PostgresError, Result};
+
+pub(crate) use read::PlannedQuery;
+pub(crate) use write::{Metrics, Written};
 
 /// A pooled connection to the server.
 type Manager = PostgresConnectionManager<MakeRustlsConnect>;

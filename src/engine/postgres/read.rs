@@ -6,12 +6,10 @@
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
-use chrono::{DateTime, Utc};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::Type;
-use postgres::Row;
-
 use postgres::Client;
+use postgres::Row;
 use sketches_ddsketch::DDSketch;
 
 use super::filter::Where;
@@ -21,7 +19,9 @@ use super::PgStore;
 use crate::answer::{aggregated_column, finish, quantiles_of, Aggregate, Percentile, SuccessRate};
 use crate::error::{Error, Result};
 use crate::query::{from_micros, Filter};
-use crate::record::{AggregationType, MetricKind, MetricType, TaskMetric, TaskResult};
+use crate::record::{
+    AggregationType, EntityFields, MetricKind, MetricType, TaskMetric, TaskResult,
+};
 use crate::rolled::{add_agent_rollups, AgentTotals, RollupRead};
 
 /// A task metric from a row of [`TASK_SELECT`].
@@ -239,17 +239,6 @@ impl PgStore {
     }
 }
 
-/// An agent or swarm metric as read: its id, the agent or swarm, type,
-/// value, metadata and time.
-pub(crate) type EntityRow = (
-    i64,
-    String,
-    MetricType,
-    f64,
-    Option<serde_json::Value>,
-    DateTime<Utc>,
-);
-
 impl PgStore {
     /// Agent or swarm metrics (`kind`) matching `filter`, newest first
     /// (ties: the last stored first), at most `limit`.
@@ -258,7 +247,7 @@ impl PgStore {
         kind: MetricKind,
         filter: &Filter,
         limit: i64,
-    ) -> Result<Vec<EntityRow>> {
+    ) -> Result<Vec<EntityFields>> {
         let (table, id) = PgStore::entity_table(kind);
         let w = Where::of(kind, filter);
         let sql = format!(
@@ -295,7 +284,7 @@ impl PgStore {
         &self,
         kind: MetricKind,
         filter: &Filter,
-        mut visit: impl FnMut(EntityRow) -> ControlFlow<B>,
+        mut visit: impl FnMut(EntityFields) -> ControlFlow<B>,
     ) -> Result<Option<B>> {
         let (table, id) = PgStore::entity_table(kind);
         let w = Where::of(kind, filter);
@@ -330,7 +319,7 @@ impl PgStore {
 
 /// An agent or swarm metric from a row of `metric_id, id, metric_type,
 /// value, metadata, timestamp`.
-fn entity_of(row: &Row, table: &'static str) -> Result<EntityRow> {
+fn entity_of(row: &Row, table: &'static str) -> Result<EntityFields> {
     let corrupt = |reason: String| Error::CorruptRow { table, reason };
     let code: i16 = row.column(2)?;
     let metric_type = MetricType::from_code(i64::from(code))

@@ -2,9 +2,9 @@
 //! since 1970, as on SQLite (`floor(t / width) * width`, also before
 //! 1970), each with the answer of the single-number call.
 
-use postgres::types::Type;
 use std::collections::BTreeMap;
 
+use postgres::types::Type;
 use sketches_ddsketch::DDSketch;
 
 use super::filter::Where;

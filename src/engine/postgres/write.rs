@@ -5,14 +5,14 @@
 //! agent or swarm metric) is ignored as in SQLite. Stores from many hosts
 //! at once wait on row locks at most, and never fail on them.
 
+use std::sync::atomic::Ordering;
+
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
 use postgres::Transaction;
 
 use super::schema::{created_meanwhile, partition_sql};
 use super::Columns;
-use std::sync::atomic::Ordering;
-
 use super::PgStore;
 use crate::error::{Error, Result};
 use crate::query::to_micros;

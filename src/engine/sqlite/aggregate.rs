@@ -1,15 +1,17 @@
 //! Aggregates, percentiles and success rates on the file: raw rows and the
 //! rollups a filter covers, read in one snapshot; the SQL behind them.
 
+use rusqlite::types::Value as SqlValue;
+use sketches_ddsketch::DDSketch;
+
 use crate::answer::{aggregated_column, finish, quantiles_of, Aggregate, Percentile, SuccessRate};
+use crate::engine::sqlite::retention::merge::{merge_rollups, rollups_apply};
 use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::error::{Error, Result};
 use crate::query::Filter;
 use crate::record::{AggregationType, MetricKind, TaskResult};
-use crate::retention::{merge_rollups, rollups_apply, RollupRead};
+use crate::rolled::RollupRead;
 use crate::stat::{raw_stat, raw_stat_columns, sql_function, Stat};
-use rusqlite::types::Value as SqlValue;
-use sketches_ddsketch::DDSketch;
 
 impl FileStore {
     /// [`MetricsStorage::aggregate_metrics`] on the file.

@@ -1,18 +1,21 @@
 //! Answers per group on the file: raw rows grouped in SQL, merged with
 //! the rollups of each group.
 
+use std::collections::{BTreeMap, HashMap};
+
+use rusqlite::types::Value as SqlValue;
+
 use crate::answer::GroupValues;
 use crate::answer::{aggregated_column, finish, quantiles_of, Aggregate, Percentile, SuccessRate};
 use crate::engine::sqlite::aggregate::value_at;
+use crate::engine::sqlite::retention::merge::{merge_rollups, rollups_apply};
 use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::error::{Error, Result};
 use crate::model::analytics::Grouped;
 use crate::query::{Filter, GroupBy};
 use crate::record::{AggregationType, MetricKind, TaskResult};
-use crate::retention::{merge_rollups, rollups_apply, RollupRead};
+use crate::rolled::RollupRead;
 use crate::stat::{raw_stat, raw_stat_columns, sql_function, Stat};
-use rusqlite::types::Value as SqlValue;
-use std::collections::{BTreeMap, HashMap};
 
 impl FileStore {
     /// [`MetricsStorage::aggregate_by`] on the file.

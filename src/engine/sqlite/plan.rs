@@ -1,5 +1,7 @@
 //! SQLite's plans for the queries the file runs.
 
+use rusqlite::params_from_iter;
+
 use crate::engine::sqlite::aggregate::{aggregate_sql, percentile_sql, success_rate_sql};
 use crate::engine::sqlite::read::select_sql;
 use crate::engine::sqlite::FileStore;
@@ -8,7 +10,6 @@ use crate::model::shapes::QueryShape;
 use crate::query::{Filter, DEFAULT_LIMIT};
 use crate::record::MetricKind;
 use crate::stat::sql_function;
-use rusqlite::params_from_iter;
 
 impl FileStore {
     /// SQLite's `EXPLAIN QUERY PLAN` of the query of `shape`.

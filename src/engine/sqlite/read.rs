@@ -2,51 +2,38 @@
 //! shape, and the decoders that turn their rows into records, side by
 //! side.
 
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::Row;
+
 use crate::engine::sqlite::names::SwarmNames;
 use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::engine::task_order_sql;
 use crate::error::{Error, Result};
-pub(crate) use crate::model::shapes::RowOrder;
 use crate::query::{from_micros, to_micros, Filter};
 use crate::query::{Field, Params, TimeRange};
-use crate::record::{AgentMetric, MetricKind, Stored, SwarmMetric, TaskMetric, TaskResult};
-use rusqlite::types::Value as SqlValue;
-use rusqlite::Row;
-use std::collections::HashMap;
-use std::ops::ControlFlow;
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use crate::record::{
+    AgentMetric, Entity, EntityFields, MetricKind, Stored, SwarmMetric, TaskMetric, TaskResult,
+};
+
+pub(crate) use crate::model::shapes::RowOrder;
 
 /// How the rows of one kind are read back: their two orders and their
 /// decoder.
 struct Rows<T> {
     kind: MetricKind,
-    /// Newest first, for `get_*_metrics`.
+    /// Newest first, for `get_*_metrics` (task rows: by timestamp alone,
+    /// see [`FileStore::newest_tasks`]).
     newest_first: &'static str,
     /// Oldest first, for `for_each_*_metric`.
     oldest_first: &'static str,
     decode: fn(&Row<'_>, &Names<'_>) -> Result<T>,
-    /// How the file is read newest first, when not as any other order.
-    newest_on_file: Option<NewestOnFile<T>>,
     /// What a failed read was doing.
     operation: &'static str,
 }
-
-impl<T> Rows<T> {
-    /// The `ORDER BY` list of `order` over the table aliased `m`; task
-    /// rows in the order both engines share.
-    fn order_by(&self, order: RowOrder) -> &'static str {
-        match (self.kind, order) {
-            (MetricKind::Task, order) => task_order_sql(order),
-            (_, RowOrder::NewestFirst) => self.newest_first,
-            // Agent and swarm rows have no duration: newest first is
-            // their only order.
-            (_, RowOrder::SlowestFirst) => self.newest_first,
-        }
-    }
-}
-
-/// Reads the newest rows matching a filter, at most a limit, from a file.
-type NewestOnFile<T> = fn(&FileStore, &Snapshot<'_>, &Filter, i64) -> Result<Vec<T>>;
 
 /// What decoding a row may look up: swarm names, which task rows hold as
 /// ids.
@@ -66,10 +53,9 @@ impl Names<'_> {
 
 const TASKS: Rows<TaskMetric> = Rows {
     kind: MetricKind::Task,
-    newest_first: "m.timestamp DESC, m.task_id DESC",
+    newest_first: TASK_TIME_ORDER,
     oldest_first: "m.timestamp, m.task_id",
     decode: task_from_row,
-    newest_on_file: Some(FileStore::newest_tasks),
     operation: "read task metrics",
 };
 
@@ -78,7 +64,6 @@ const AGENTS: Rows<Stored<AgentMetric>> = Rows {
     newest_first: "m.timestamp DESC, m.metric_id DESC",
     oldest_first: "m.timestamp, m.metric_id",
     decode: agent_from_row,
-    newest_on_file: None,
     operation: "read agent metrics",
 };
 
@@ -87,7 +72,6 @@ const SWARMS: Rows<Stored<SwarmMetric>> = Rows {
     newest_first: "m.timestamp DESC, m.metric_id DESC",
     oldest_first: "m.timestamp, m.metric_id",
     decode: swarm_from_row,
-    newest_on_file: None,
     operation: "read swarm metrics",
 };
 
@@ -106,11 +90,16 @@ impl FileStore {
     ) -> Result<Vec<TaskMetric>> {
         let watermark = self.watermark_for(snapshot, MetricKind::Task, filter)?;
         let read = |filter: &Filter, limit| {
-            let (sql, params) =
-                select_sql_ordered(MetricKind::Task, filter, limit, TASK_TIME_ORDER, watermark);
+            let (sql, params) = select_sql_ordered(
+                MetricKind::Task,
+                filter,
+                limit,
+                TASKS.newest_first,
+                watermark,
+            );
             let names = self.names(snapshot);
             snapshot.rows(&sql, params, TASKS.operation, |row| {
-                task_from_row(row, &names)
+                (TASKS.decode)(row, &names)
             })
         };
         let mut rows = read(filter, limit)?;
@@ -164,7 +153,12 @@ impl FileStore {
         limit: i64,
         order: RowOrder,
     ) -> Result<Vec<TaskMetric>> {
-        self.rows(&TASKS, filter, limit, order)
+        match order {
+            RowOrder::NewestFirst => {
+                self.read(|snapshot| self.newest_tasks(snapshot, filter, limit))
+            }
+            RowOrder::SlowestFirst => self.rows(&TASKS, filter, limit, task_order_sql(order)),
+        }
     }
 
     /// Agent metrics matching `filter`, newest first, at most `limit`.
@@ -173,7 +167,7 @@ impl FileStore {
         filter: &Filter,
         limit: i64,
     ) -> Result<Vec<Stored<AgentMetric>>> {
-        self.rows(&AGENTS, filter, limit, RowOrder::NewestFirst)
+        self.rows(&AGENTS, filter, limit, AGENTS.newest_first)
     }
 
     /// Swarm metrics matching `filter`, newest first, at most `limit`.
@@ -182,7 +176,7 @@ impl FileStore {
         filter: &Filter,
         limit: i64,
     ) -> Result<Vec<Stored<SwarmMetric>>> {
-        self.rows(&SWARMS, filter, limit, RowOrder::NewestFirst)
+        self.rows(&SWARMS, filter, limit, SWARMS.newest_first)
     }
 
     /// Hands every task metric matching `filter` to `visit`, oldest first.
@@ -212,24 +206,18 @@ impl FileStore {
         self.each_row(&SWARMS, filter, visit)
     }
 
-    /// Rows of one kind matching `filter` in `order`, at most `limit`.
+    /// Rows of one kind matching `filter` in the `ORDER BY` list
+    /// `order_by`, at most `limit`.
     fn rows<T>(
         &self,
         rows: &Rows<T>,
         filter: &Filter,
         limit: i64,
-        order: RowOrder,
+        order_by: &'static str,
     ) -> Result<Vec<T>> {
         self.read(|snapshot| {
-            if let Some(newest) = rows
-                .newest_on_file
-                .filter(|_| order == RowOrder::NewestFirst)
-            {
-                return newest(self, snapshot, filter, limit);
-            }
             let watermark = self.watermark_for(snapshot, rows.kind, filter)?;
-            let (sql, params) =
-                select_sql_ordered(rows.kind, filter, limit, rows.order_by(order), watermark);
+            let (sql, params) = select_sql_ordered(rows.kind, filter, limit, order_by, watermark);
             let names = self.names(snapshot);
             snapshot.rows(&sql, params, rows.operation, |row| {
                 (rows.decode)(row, &names)
@@ -276,7 +264,7 @@ pub(crate) fn select_sql(
     limit: i64,
 ) -> (Arc<str>, Vec<SqlValue>) {
     let order = match kind {
-        MetricKind::Task => TASK_TIME_ORDER,
+        MetricKind::Task => TASKS.newest_first,
         MetricKind::Agent => AGENTS.newest_first,
         MetricKind::Swarm => SWARMS.newest_first,
     };
@@ -419,43 +407,12 @@ fn task_from_row(row: &Row<'_>, names: &Names<'_>) -> Result<TaskMetric> {
 }
 
 fn agent_from_row(row: &Row<'_>, _: &Names<'_>) -> Result<Stored<AgentMetric>> {
-    let (metric_id, agent_id, metric_type, value, metadata, timestamp) =
-        entity_fields(row, "agent_metrics")?;
-    Ok(Stored {
-        metric_id,
-        metric: AgentMetric {
-            agent_id,
-            metric_type,
-            value,
-            metadata,
-            timestamp,
-        },
-    })
+    Ok(AgentMetric::stored(entity_fields(row, "agent_metrics")?))
 }
 
 fn swarm_from_row(row: &Row<'_>, _: &Names<'_>) -> Result<Stored<SwarmMetric>> {
-    let (metric_id, swarm_id, metric_type, value, metadata, timestamp) =
-        entity_fields(row, "swarm_metrics")?;
-    Ok(Stored {
-        metric_id,
-        metric: SwarmMetric {
-            swarm_id,
-            metric_type,
-            value,
-            metadata,
-            timestamp,
-        },
-    })
+    Ok(SwarmMetric::stored(entity_fields(row, "swarm_metrics")?))
 }
-
-type EntityFields = (
-    i64,
-    String,
-    crate::record::MetricType,
-    f64,
-    Option<serde_json::Value>,
-    chrono::DateTime<chrono::Utc>,
-);
 
 fn entity_fields(row: &Row<'_>, table: &'static str) -> Result<EntityFields> {
     let code: i64 = column(row, 2, table)?;

@@ -16,7 +16,6 @@
 use std::collections::{HashMap, HashSet};
 
 use foldhash::fast::RandomState as Fast;
-
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::engine::sqlite::task_place::{NewestTime, Place, Placer};

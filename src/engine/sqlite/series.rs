@@ -1,17 +1,20 @@
 //! Time series on the file: raw rows by bucket in SQL, merged with the
 //! rollups of each bucket.
 
+use std::collections::BTreeMap;
+
+use rusqlite::types::Value as SqlValue;
+use sketches_ddsketch::DDSketch;
+
 use crate::answer::{aggregated_column, finish, quantiles_of, Aggregate, SuccessRate};
 use crate::engine::sqlite::aggregate::value_at;
+use crate::engine::sqlite::retention::merge::{merge_rollups_by_time, rollups_apply};
 use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::error::{Error, Result};
 use crate::model::analytics::{bucket_of, BucketValue, Measure, SeriesRead};
 use crate::record::{AggregationType, MetricKind, TaskResult};
-use crate::retention::{merge_rollups_by_time, rollups_apply, Rolled, RollupRead};
+use crate::rolled::{Rolled, RollupRead};
 use crate::stat::{raw_stat, raw_stat_columns, sql_function, Stat};
-use rusqlite::types::Value as SqlValue;
-use sketches_ddsketch::DDSketch;
-use std::collections::BTreeMap;
 
 impl FileStore {
     /// [`MetricsStorage::series`]' buckets that hold metrics, from the file.

@@ -1,10 +1,10 @@
 //! The span of time a selection of tasks covers on a file.
 
 use super::FileStore;
+use crate::engine::sqlite::retention::merge::{rollup_span, rollups_apply};
 use crate::error::{Error, Result};
 use crate::query::Filter;
 use crate::record::MetricKind;
-use crate::retention::{rollup_span, rollups_apply};
 
 impl FileStore {
     /// The first and last instants (µs) of the tasks `filter` selects,

@@ -1,17 +1,18 @@
 //! Agents' totals and summaries of tasks on the file, in one pass over
 //! raw rows and the rollups a filter covers.
 
+use std::collections::BTreeMap;
+
 use crate::analytics::{P50, P95, P99};
+use crate::engine::sqlite::retention::merge::{merge_rollups, rollup_span, rollups_apply};
 use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::engine::AgentTotalsSpan;
 use crate::error::{Error, Result};
 use crate::model::analytics::{DurationStats, Summary};
 use crate::query::Filter;
 use crate::record::{MetricKind, TaskResult};
-use crate::retention::{merge_rollups, rollup_span, rollups_apply};
 use crate::rolled::{add_agent_rollups, AgentTotals};
 use crate::stat::quantile;
-use std::collections::BTreeMap;
 
 impl FileStore {
     /// Every agent's totals over the file's raw rows and rollups.

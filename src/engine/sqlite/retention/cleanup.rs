@@ -1,6 +1,8 @@
 //! Plain cleanup on the file: deleting old metrics and rollups in bounded
 //! chunks, one writer job each.
 
+use rusqlite::{Connection, OptionalExtension};
+
 use super::fold::{up_to_sql, within_timestamp};
 use super::in_chunks;
 use crate::engine::sqlite::rows::Cache;
@@ -11,7 +13,6 @@ use crate::model::reports::CleanupReport;
 use crate::record::MetricKind;
 use crate::rollup_row::rollup_table;
 use crate::tiers::whole_buckets_before;
-use rusqlite::{Connection, OptionalExtension};
 
 /// Rows deleted per transaction: small enough that concurrent stores wait
 /// for one chunk at most (a few milliseconds), never for the whole cleanup.

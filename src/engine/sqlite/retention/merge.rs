@@ -11,9 +11,8 @@ use crate::engine::sqlite::Snapshot;
 use crate::error::{Error, Result};
 use crate::query::{all_of, Field, Filter, GroupBy, Params};
 use crate::record::{MetricKind, TaskResult};
-use crate::rollup_row::{count_columns, read_counts, read_summary, rollup_table};
-
 use crate::rolled::{add_rollup, classes_read, Rolled, RollupRead};
+use crate::rollup_row::{count_columns, read_counts, read_summary, rollup_table};
 
 /// Whether the rollups of `kind` could hold anything `filter` covers: some
 /// exist, and the filter names no task (rollups cannot tell tasks apart).

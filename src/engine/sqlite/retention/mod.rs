@@ -1,19 +1,19 @@
-//! Tiered retention and cleanup on the file: the steps run as writer
-//! jobs, the rollups read into answers, copied in and out, and the
-//! remedies for a full disk.
+//! Tiered retention and cleanup on the file: each step a writer job
+//! ([`fold`], [`cleanup`], [`vacuum`]), the rollups read back into answers
+//! ([`merge`]), and copied in and out ([`transfer`]).
 
 pub(crate) mod cleanup;
 pub(crate) mod fold;
 pub(crate) mod merge;
 mod transfer;
 pub(crate) mod vacuum;
+use rusqlite::Connection;
+
 use crate::engine::sqlite::rows::Cache;
 use crate::engine::sqlite::writer::Writer;
 use crate::engine::sqlite::FileStore;
 use crate::error::Result;
-
 use crate::tiers::{let_others_write, Step};
-use rusqlite::Connection;
 
 /// Runs `chunk` as writer jobs, one after the other with a pause between,
 /// until one does fewer than `full` rows; returns the rows done in all.
