@@ -1,13 +1,9 @@
 //! The rollup row: which table holds each kind's rollups, their key and
-//! count columns, and how a [`Summary`] is read from and written into a
-//! row (`schema.sql` shows the tables; `crate::summary` the data), and a
-//! rollup row keyed by names ([`RollupRecord`]), as copies move them
+//! count columns (`schema.sql` shows the tables; `crate::summary` the
+//! data), and a rollup row keyed by names ([`RollupRecord`]), as copies move them
 //! between the file and a server. Used by retention, which writes and
 //! reads them, by copies, and by the migration that copied older rollups
 //! into them.
-
-use rusqlite::types::Value as SqlValue;
-use rusqlite::Row;
 
 use crate::error::{Error, Result};
 use crate::record::MetricKind;
@@ -47,79 +43,6 @@ pub(crate) fn measure_of(column: &str) -> usize {
         "files_changed" => 2,
         _ => 0,
     }
-}
-
-/// The counts read from the count columns starting at `at`: per task
-/// result, or in the first place alone for agent and swarm metrics.
-pub(crate) fn read_counts(
-    row: &Row<'_>,
-    at: usize,
-    kind: MetricKind,
-    table: &'static str,
-) -> Result<[u64; 4]> {
-    let mut counts = [0; 4];
-    for (i, count) in counts
-        .iter_mut()
-        .enumerate()
-        .take(count_columns(kind).len())
-    {
-        let n: i64 = row.get(at + i).map_err(|e| Error::CorruptRow {
-            table,
-            reason: e.to_string(),
-        })?;
-        *count = u64::try_from(n).map_err(|_| Error::CorruptRow {
-            table,
-            reason: format!("negative count {n}"),
-        })?;
-    }
-    Ok(counts)
-}
-
-/// The summary in column `at`.
-pub(crate) fn read_summary(
-    row: &Row<'_>,
-    at: usize,
-    kind: MetricKind,
-    table: &'static str,
-) -> Result<Summary> {
-    let data = row
-        .get_ref(at)
-        .and_then(|v| v.as_blob().map_err(Into::into))
-        .map_err(|e| Error::CorruptRow {
-            table,
-            reason: format!("data: {e}"),
-        })?;
-    Summary::decode(data, kind, table)
-}
-
-/// The statement writing one rollup row of `kind`: `verb` is `INSERT OR
-/// REPLACE` (a fold merging into it) or `INSERT OR IGNORE` (a copy, which
-/// keeps a row already there); the parameters are level, bucket, the key
-/// columns, then [`row_values`] or the counts and data alike.
-pub(crate) fn insert_sql(kind: MetricKind, verb: &str) -> String {
-    let keys = key_columns(kind);
-    let counts = count_columns(kind);
-    let placeholders: Vec<String> = (1..=2 + keys.len() + counts.len() + 1)
-        .map(|i| format!("?{i}"))
-        .collect();
-    format!(
-        "{verb} INTO {} (level, bucket, {}, {}, data) VALUES ({})",
-        rollup_table(kind),
-        keys.join(", "),
-        counts.join(", "),
-        placeholders.join(", ")
-    )
-}
-
-/// The values of a row's count columns and data, in that order.
-pub(crate) fn row_values(summary: &Summary, kind: MetricKind) -> Vec<SqlValue> {
-    let counts = summary.counts();
-    let mut values: Vec<SqlValue> = counts[..count_columns(kind).len()]
-        .iter()
-        .map(|&n| SqlValue::Integer(i64::try_from(n).unwrap_or(i64::MAX)))
-        .collect();
-    values.push(SqlValue::Blob(summary.encode()));
-    values
 }
 
 /// One rollup row with its keys as names, as a copy moves it between

@@ -369,7 +369,6 @@ impl std::fmt::Debug for MetricsStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rusqlite::Connection;
 
     fn assert_send_sync<T: Send + Sync>() {}
 
@@ -390,43 +389,6 @@ mod tests {
         assert!(b.get_task_metrics(&Filter::new(), 10).unwrap().is_empty());
         drop(a);
         assert!(!folder.exists());
-    }
-
-    #[test]
-    fn every_connection_gets_the_same_pragmas() {
-        let dir = tempfile::tempdir().unwrap();
-        for (durability, level) in [(Durability::Normal, 1), (Durability::Full, 2)] {
-            let store = MetricsStorage::builder(dir.path().join(format!("{level}.db")))
-                .durability(durability)
-                .busy_timeout(Duration::from_millis(1234))
-                .open()
-                .unwrap();
-            let check = |conn: &Connection, reader: bool| {
-                let get = |pragma: &str| -> i64 {
-                    conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
-                        .unwrap()
-                };
-                assert_eq!(get("synchronous"), level);
-                assert_eq!(get("foreign_keys"), 1);
-                assert_eq!(get("busy_timeout"), 1234);
-                assert_eq!(get("query_only"), i64::from(reader));
-                // Readers map the file; the writer reads through its cache.
-                assert_eq!(get("mmap_size") > 0, reader);
-                let mode: String = conn
-                    .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-                    .unwrap();
-                assert_eq!(mode, "wal");
-            };
-            let file = store.engine().file().unwrap();
-            check(&file.reader().unwrap(), true);
-            file.writer()
-                .unwrap()
-                .with_connection(|conn| {
-                    check(conn, false);
-                    Ok(())
-                })
-                .unwrap();
-        }
     }
 
     #[test]

@@ -116,3 +116,16 @@ impl TableStats {
         }
     }
 }
+
+/// What [`MetricsStorage::cleanup_in_place`](crate::MetricsStorage::cleanup_in_place) deleted, and the size of the
+/// database and its WAL before and after.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct InPlaceReport {
+    /// The rows deleted, per table.
+    #[serde(flatten)]
+    pub deleted: CleanupReport,
+    /// The bytes of the database file and its WAL, before and after.
+    #[serde(flatten)]
+    pub size: VacuumReport,
+}

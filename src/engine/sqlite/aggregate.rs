@@ -5,13 +5,14 @@ use rusqlite::types::Value as SqlValue;
 use sketches_ddsketch::DDSketch;
 
 use crate::answer::{aggregated_column, finish, quantiles_of, Aggregate, Percentile, SuccessRate};
+use crate::engine::sqlite::functions::{raw_stat, raw_stat_columns, sql_function};
 use crate::engine::sqlite::retention::merge::{merge_rollups, rollups_apply};
 use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::error::{Error, Result};
 use crate::query::Filter;
 use crate::record::{AggregationType, MetricKind, TaskResult};
 use crate::rolled::RollupRead;
-use crate::stat::{raw_stat, raw_stat_columns, sql_function, Stat};
+use crate::stat::Stat;
 
 impl FileStore {
     /// [`MetricsStorage::aggregate_metrics`] on the file.

@@ -6,12 +6,15 @@
 pub(crate) mod aggregate;
 mod backend;
 pub(crate) mod consistent;
+pub(crate) mod filter;
+pub(crate) mod functions;
 mod grouped;
 pub(crate) mod names;
 pub(crate) mod open;
 mod plan;
 pub(crate) mod read;
 pub(crate) mod retention;
+pub(crate) mod rollup_codec;
 pub(crate) mod rows;
 mod series;
 mod span;

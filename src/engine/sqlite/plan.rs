@@ -3,13 +3,13 @@
 use rusqlite::params_from_iter;
 
 use crate::engine::sqlite::aggregate::{aggregate_sql, percentile_sql, success_rate_sql};
+use crate::engine::sqlite::functions::sql_function;
 use crate::engine::sqlite::read::select_sql;
 use crate::engine::sqlite::FileStore;
 use crate::error::{Error, Result};
 use crate::model::shapes::QueryShape;
 use crate::query::{Filter, DEFAULT_LIMIT};
 use crate::record::MetricKind;
-use crate::stat::sql_function;
 
 impl FileStore {
     /// SQLite's `EXPLAIN QUERY PLAN` of the query of `shape`.

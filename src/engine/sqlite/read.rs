@@ -9,12 +9,13 @@ use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::Row;
 
+use crate::engine::sqlite::filter::{Field, Params};
 use crate::engine::sqlite::names::SwarmNames;
 use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::engine::task_order_sql;
 use crate::error::{Error, Result};
+use crate::query::TimeRange;
 use crate::query::{from_micros, to_micros, Filter};
-use crate::query::{Field, Params, TimeRange};
 use crate::record::{
     AgentMetric, Entity, EntityFields, MetricKind, Stored, SwarmMetric, TaskMetric, TaskResult,
 };

@@ -67,7 +67,54 @@ impl ConnectionSettings {
             conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
         }
         conn.set_prepared_statement_cache_capacity(64);
-        crate::stat::register_functions(conn)?;
+        crate::engine::sqlite::functions::register_functions(conn)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rusqlite::Connection;
+
+    use super::*;
+    use crate::MetricsStorage;
+
+    #[test]
+    fn every_connection_gets_the_same_pragmas() {
+        let dir = tempfile::tempdir().unwrap();
+        for (durability, level) in [(Durability::Normal, 1), (Durability::Full, 2)] {
+            let store = MetricsStorage::builder(dir.path().join(format!("{level}.db")))
+                .durability(durability)
+                .busy_timeout(Duration::from_millis(1234))
+                .open()
+                .unwrap();
+            let check = |conn: &Connection, reader: bool| {
+                let get = |pragma: &str| -> i64 {
+                    conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
+                        .unwrap()
+                };
+                assert_eq!(get("synchronous"), level);
+                assert_eq!(get("foreign_keys"), 1);
+                assert_eq!(get("busy_timeout"), 1234);
+                assert_eq!(get("query_only"), i64::from(reader));
+                // Readers map the file; the writer reads through its cache.
+                assert_eq!(get("mmap_size") > 0, reader);
+                let mode: String = conn
+                    .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                    .unwrap();
+                assert_eq!(mode, "wal");
+            };
+            let file = store.engine().file().unwrap();
+            check(&file.reader().unwrap(), true);
+            file.writer()
+                .unwrap()
+                .with_connection(|conn| {
+                    check(conn, false);
+                    Ok(())
+                })
+                .unwrap();
+        }
     }
 }

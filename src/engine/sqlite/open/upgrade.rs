@@ -5,9 +5,10 @@
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row};
 
+use crate::engine::sqlite::rollup_codec::row_values;
 use crate::error::{Error, Result};
 use crate::record::MetricKind;
-use crate::rollup_row::{count_columns, key_columns, rollup_table, row_values};
+use crate::rollup_row::{count_columns, key_columns, rollup_table};
 use crate::stat::{decode_sketch, Stat, Welford};
 use crate::summary::{from_stats, Summary};
 

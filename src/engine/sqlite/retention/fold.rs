@@ -10,9 +10,10 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::engine::sqlite::each_row;
+use crate::engine::sqlite::rollup_codec::{insert_sql, read_summary, row_values};
 use crate::error::{Error, Result};
 use crate::record::MetricKind;
-use crate::rollup_row::{insert_sql, key_columns, read_summary, rollup_table, row_values};
+use crate::rollup_row::{key_columns, rollup_table};
 use crate::summary::Summary;
 use crate::tiers::floor_to;
 use crate::tiers::{Step, DAY_US, HOUR_US};

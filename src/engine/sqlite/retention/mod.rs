@@ -4,6 +4,7 @@
 
 pub(crate) mod cleanup;
 pub(crate) mod fold;
+pub(crate) mod in_place;
 pub(crate) mod merge;
 mod transfer;
 pub(crate) mod vacuum;

@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use rusqlite::types::Value as SqlValue;
 
+use crate::engine::sqlite::rollup_codec::insert_sql;
 use crate::engine::sqlite::rows::intern;
 use crate::engine::sqlite::FileStore;
 use crate::error::{Error, Result};
 use crate::record::MetricKind;
-use crate::rollup_row::{count_columns, insert_sql, rollup_table, RollupRecord};
+use crate::rollup_row::{count_columns, rollup_table, RollupRecord};
 
 impl FileStore {
     /// Visits every rollup row of the file, kind by kind, oldest bucket
