@@ -69,65 +69,48 @@
 pub use chrono;
 pub use serde_json;
 
-mod aggregate;
-mod analytics;
-mod answer;
-mod compare;
-mod copy;
 mod engine;
-mod enums;
 mod error;
-mod generic;
-mod hypothesis;
-mod interval;
 mod model;
-mod plan;
+mod ops;
 mod query;
-mod read;
-mod record;
 #[cfg(feature = "report")]
 mod report;
-mod retention;
-mod rolled;
-mod rollup_row;
-mod stat;
+mod rollup;
 mod stats;
 mod storage;
-mod store;
-mod summary;
-mod tiers;
 
-pub use analytics::{
-    Bucket, BucketValue, DurationStats, EmptyBuckets, Grouped, Measure, Order, Outlier, RankBy,
-    Ranked, Summary, P50, P90, P95, P99,
-};
-pub use answer::{Aggregate, Percentile, SuccessRate};
-pub use compare::{
-    Comparison, DurationComparison, ProportionTest, RateComparison, RegressedMeasure, Regression,
-};
 pub use engine::sqlite::open::schema::SCHEMA_VERSION;
 pub use engine::sqlite::open::settings::Durability;
 #[cfg(feature = "postgres")]
 pub use error::PostgresError;
 pub use error::{Error, PoolError, Result, SqliteError};
-pub use generic::{parse_filter, parse_metric, Parsed, RECORD_FIELDS};
-pub use interval::{Interval, IntervalMethod, DEFAULT_CONFIDENCE};
-pub use plan::QueryShape;
-pub use query::{Filter, GroupBy, TaskColumn, TimeRange, DEFAULT_LIMIT};
-pub use record::{
+pub use model::answer::{Aggregate, Percentile, SuccessRate};
+pub use model::filter::{Filter, GroupBy, TaskColumn, TimeRange, DEFAULT_LIMIT};
+pub use model::record::{
     now, AgentMetric, AggregationType, MetricKind, MetricType, Stored, SwarmMetric, TaskMetric,
     TaskResult, MAX_ID_LEN,
 };
-#[cfg(feature = "report")]
-pub use report::{AgentRow, DurationPoint, OtherAgents, RateLine, Report, ReportOptions};
-pub use retention::{
+pub use ops::inspect::{StoreStats, TableStats};
+pub use ops::plan::QueryShape;
+pub use ops::retention::{
     CleanupReport, InPlaceReport, RetentionPolicy, RetentionReport, TierCounts, VacuumReport,
     DEFAULT_RETENTION_DAYS,
 };
-pub use stat::quantile;
-pub use stats::{StoreStats, TableStats};
+pub use query::analytics::{
+    Bucket, BucketValue, DurationStats, EmptyBuckets, Grouped, Measure, Order, Outlier, RankBy,
+    Ranked, Summary, P50, P90, P95, P99,
+};
+pub use query::compare::{
+    Comparison, DurationComparison, ProportionTest, RateComparison, RegressedMeasure, Regression,
+};
+pub use query::generic::{parse_filter, parse_metric, Parsed, RECORD_FIELDS};
+#[cfg(feature = "report")]
+pub use report::{AgentRow, DurationPoint, OtherAgents, RateLine, Report, ReportOptions};
+pub use stats::interval::{Interval, IntervalMethod, DEFAULT_CONFIDENCE};
+pub use stats::running::quantile;
+pub use storage::write::{BatchReport, KindCount, MetricBatch, StreamReport};
 pub use storage::{MetricsStorage, StorageBuilder, DEFAULT_PATH};
-pub use store::{BatchReport, KindCount, MetricBatch, StreamReport};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

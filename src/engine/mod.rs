@@ -22,21 +22,23 @@ use std::path::Path;
 
 use sketches_ddsketch::DDSketch;
 
-use crate::answer::{Aggregate, GroupValues, Percentile, SuccessRate};
 use crate::engine::sqlite::open::Options;
 use crate::error::{Error, Result};
 use crate::model::analytics::{BucketValue, Grouped, Measure, SeriesRead, Summary};
+use crate::model::answer::{Aggregate, GroupValues, Percentile, SuccessRate};
 use crate::model::batch::Parsed;
 use crate::model::batch::{BatchReport, MetricBatch, StreamReport};
+use crate::model::filter::{Filter, GroupBy};
+use crate::model::record::{
+    AgentMetric, AggregationType, MetricKind, Stored, SwarmMetric, TaskMetric,
+};
 use crate::model::reports::TableStats;
 use crate::model::reports::{CleanupReport, VacuumReport};
 use crate::model::shapes::QueryShape;
 use crate::model::shapes::RowOrder;
-use crate::query::{Filter, GroupBy};
-use crate::record::{AgentMetric, AggregationType, MetricKind, Stored, SwarmMetric, TaskMetric};
-use crate::rolled::AgentTotals;
-use crate::rollup_row::RollupRecord;
-use crate::tiers::Step;
+use crate::rollup::rolled::AgentTotals;
+use crate::rollup::row::RollupRecord;
+use crate::rollup::tiers::Step;
 
 /// The engine a store was opened on.
 pub(crate) enum Engine {

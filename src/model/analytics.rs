@@ -4,10 +4,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::answer::{Aggregate, Percentile, SuccessRate};
-use crate::interval::Interval;
-use crate::query::Filter;
-use crate::record::{AggregationType, MetricKind, TaskMetric};
+use crate::model::answer::{Aggregate, Percentile, SuccessRate};
+use crate::model::filter::Filter;
+use crate::model::record::{AggregationType, MetricKind, TaskMetric};
+use crate::stats::interval::Interval;
 
 /// What a time series measures in each bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

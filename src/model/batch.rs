@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::record::{AgentMetric, SwarmMetric, TaskMetric};
+use crate::model::record::{AgentMetric, SwarmMetric, TaskMetric};
 
 /// Records a stream buffers before it writes them: enough to index task
 /// metrics at once, few enough that memory stays small.

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::record::MetricKind;
+use crate::model::record::MetricKind;
 
 /// How many rows [`MetricsStorage::cleanup_old_metrics`](crate::MetricsStorage::cleanup_old_metrics) deleted, per
 /// table (serialized with the table names, as the reference's dict).

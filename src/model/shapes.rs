@@ -1,7 +1,7 @@
 //! The shapes of the questions an engine is asked: which query a plan
 //! explains, in which order rows come.
 
-use crate::record::AggregationType;
+use crate::model::record::AggregationType;
 
 /// Which of the store's queries to explain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use super::text::{escape, millis};
 use plotters::coord::types::RangedCoordf64;
 
 use super::{DurationPoint, RateLine, Report};
-use crate::analytics::BucketValue;
+use crate::query::analytics::BucketValue;
 
 /// The charts' size in pixels; the page scales them down to fit.
 const SIZE: (u32, u32) = (960, 340);

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, Utc};
 
 use super::{AgentRow, DurationPoint, OtherAgents, RateLine, Report, ReportOptions};
-use crate::aggregate::SuccessRate;
-use crate::analytics::{BucketValue, EmptyBuckets, Measure, Outlier, P50, P95};
 use crate::engine::on_engine;
 use crate::error::{Error, Result};
-use crate::query::{from_micros, Filter, GroupBy, TaskColumn, TimeRange};
-use crate::record::{AggregationType, MetricKind, TaskResult};
+use crate::model::filter::{from_micros, Filter, GroupBy, TaskColumn, TimeRange};
+use crate::model::record::{AggregationType, MetricKind, TaskResult};
+use crate::query::aggregate::SuccessRate;
+use crate::query::analytics::{BucketValue, EmptyBuckets, Measure, Outlier, P50, P95};
 use crate::storage::MetricsStorage;
 
 /// Bucket widths a report picks from, in seconds: the first that gives at
@@ -40,7 +40,7 @@ const MOST_BUCKETS: i64 = 120;
 const LONGEST_EMPTY_SPAN_DAYS: i64 = 366;
 
 pub(super) fn gather(store: &MetricsStorage, options: &ReportOptions) -> Result<Report> {
-    let generated_at = crate::record::now();
+    let generated_at = crate::model::record::now();
     let filter = &options.filter;
     let stats = store.stats()?;
     let span = chart_span(store, filter)?;

@@ -12,11 +12,11 @@ use chrono::{DateTime, Utc};
 use super::charts;
 use super::text::{escape, millis};
 use super::{AgentRow, Report};
-use crate::aggregate::SuccessRate;
-use crate::analytics::BucketValue;
-use crate::compare::RegressedMeasure;
-use crate::query::GroupBy;
-use crate::stats::TableStats;
+use crate::model::filter::GroupBy;
+use crate::ops::inspect::TableStats;
+use crate::query::aggregate::SuccessRate;
+use crate::query::analytics::BucketValue;
+use crate::query::compare::RegressedMeasure;
 
 /// A share as a percentage with one decimal.
 fn percent(share: f64) -> String {

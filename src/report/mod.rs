@@ -16,13 +16,13 @@ use std::path::Path;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::{Percentile, SuccessRate};
-use crate::analytics::{Bucket, Outlier, Summary};
-use crate::compare::Regression;
 use crate::error::{Error, Result};
-use crate::query::{Filter, TimeRange};
-use crate::record::MetricKind;
-use crate::stats::StoreStats;
+use crate::model::filter::{Filter, TimeRange};
+use crate::model::record::MetricKind;
+use crate::ops::inspect::StoreStats;
+use crate::query::aggregate::{Percentile, SuccessRate};
+use crate::query::analytics::{Bucket, Outlier, Summary};
+use crate::query::compare::Regression;
 use crate::storage::MetricsStorage;
 
 /// What a [report](MetricsStorage::report) covers and how much it shows.

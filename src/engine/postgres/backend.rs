@@ -9,22 +9,22 @@ use std::path::Path;
 use sketches_ddsketch::DDSketch;
 
 use super::{Metrics, PgStore, PlannedQuery, Written};
-use crate::answer::{Aggregate, GroupValues, Percentile, SuccessRate};
 use crate::engine::{task_order_sql, AgentTotalsSpan, Backend};
 use crate::error::Result;
 use crate::model::analytics::{BucketValue, Grouped, Measure, SeriesRead, Summary};
+use crate::model::answer::{Aggregate, GroupValues, Percentile, SuccessRate};
 use crate::model::batch::Parsed;
 use crate::model::batch::{stream_in_chunks, BatchReport, MetricBatch, StreamReport};
+use crate::model::filter::{from_micros, Filter, GroupBy};
+use crate::model::record::{
+    AgentMetric, AggregationType, Entity, MetricKind, Stored, SwarmMetric, TaskMetric,
+};
 use crate::model::reports::TableStats;
 use crate::model::reports::{CleanupReport, VacuumReport};
 use crate::model::shapes::QueryShape;
 use crate::model::shapes::RowOrder;
-use crate::query::{from_micros, Filter, GroupBy};
-use crate::record::{
-    AgentMetric, AggregationType, Entity, MetricKind, Stored, SwarmMetric, TaskMetric,
-};
-use crate::rollup_row::RollupRecord;
-use crate::tiers::{whole_buckets_before, Step};
+use crate::rollup::row::RollupRecord;
+use crate::rollup::tiers::{whole_buckets_before, Step};
 
 impl Backend for PgStore {
     fn location(&self) -> &Path {

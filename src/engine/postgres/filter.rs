@@ -4,8 +4,8 @@
 
 use postgres::types::{ToSql, Type};
 
-use crate::query::{to_micros, Filter};
-use crate::record::MetricKind;
+use crate::model::filter::{to_micros, Filter};
+use crate::model::record::MetricKind;
 
 /// A `WHERE` clause over metrics (alias `m`) and its parameters.
 pub(super) struct Where {

@@ -22,10 +22,10 @@ use super::rollups::key_columns;
 use super::Columns;
 use super::PgStore;
 use crate::error::Result;
-use crate::record::MetricKind;
-use crate::rollup_row::{count_columns, rollup_table};
-use crate::summary::Summary;
-use crate::tiers::{Step, DAY_US, HOUR_US};
+use crate::model::record::MetricKind;
+use crate::rollup::data::RollupData;
+use crate::rollup::row::{count_columns, rollup_table};
+use crate::rollup::tiers::{Step, DAY_US, HOUR_US};
 
 /// A key for `pg_advisory_xact_lock` held by every fold: "swarm-rt".
 const RETENTION_LOCK: i64 = 0x7377_6172_6d2d_7274;
@@ -43,7 +43,7 @@ enum Second {
 }
 
 /// Rollups being built, by bucket and key.
-type Groups = BTreeMap<(i64, String, Second), Summary>;
+type Groups = BTreeMap<(i64, String, Second), RollupData>;
 
 /// The columns a raw row is folded from, after `timestamp` and the key.
 fn raw_columns(kind: MetricKind) -> &'static str {
@@ -69,14 +69,14 @@ fn fold_row(groups: &mut Groups, kind: MetricKind, row: &Row) -> Result<()> {
             let measures = [row.column::<i64>(4)?, row.column(5)?, row.column(6)?];
             groups
                 .entry((bucket, name, Second::Name(swarm)))
-                .or_insert_with(|| Summary::new(kind))
+                .or_insert_with(|| RollupData::new(kind))
                 .push_task(usize::try_from(result).unwrap_or(usize::MAX), measures)
         }
         _ => {
             let metric_type: i16 = row.column(2)?;
             groups
                 .entry((bucket, name, Second::Code(metric_type)))
-                .or_insert_with(|| Summary::new(kind))
+                .or_insert_with(|| RollupData::new(kind))
                 .push_value(row.column(3)?)
         }
     }
@@ -272,10 +272,10 @@ impl PgStore {
             for row in &rows {
                 let bucket: i64 = row.column(0)?;
                 let day = bucket.div_euclid(DAY_US) * DAY_US;
-                let mut summary = Summary::decode(row.column(3)?, kind, table)?;
+                let mut summary = RollupData::decode(row.column(3)?, kind, table)?;
                 groups
                     .entry((day, row.column(1)?, second_of(row, 2, kind)?))
-                    .or_insert_with(|| Summary::new(kind))
+                    .or_insert_with(|| RollupData::new(kind))
                     .merge(&mut summary)?;
             }
             self.merge_groups(tx, kind, 2, groups)?;
@@ -311,7 +311,7 @@ impl PgStore {
         for row in existing {
             let key = (row.column(0)?, row.column(1)?, second_of(&row, 2, kind)?);
             if let Some(group) = groups.get_mut(&key) {
-                let mut old = Summary::decode(row.column(3)?, kind, table)?;
+                let mut old = RollupData::decode(row.column(3)?, kind, table)?;
                 old.merge(group)?;
                 *group = old;
             }

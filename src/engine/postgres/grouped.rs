@@ -11,14 +11,14 @@ use super::read::{aggregate_columns, aggregate_of, rates_by_key};
 use super::rollups::{stat_columns, stat_of};
 use super::Columns;
 use super::PgStore;
-use crate::answer::{
+use crate::error::{Error, Result};
+use crate::model::answer::{
     aggregated_column, finish, quantiles_of, Aggregate, GroupValues, Percentile, SuccessRate,
 };
-use crate::error::{Error, Result};
-use crate::query::{Filter, GroupBy};
-use crate::record::{AggregationType, MetricKind, MetricType, TaskResult};
-use crate::rolled::RollupRead;
-use crate::stat::Stat;
+use crate::model::filter::{Filter, GroupBy};
+use crate::model::record::{AggregationType, MetricKind, MetricType, TaskResult};
+use crate::rollup::rolled::RollupRead;
+use crate::stats::running::Stat;
 
 /// The column a grouping reads (validated for the kind before).
 fn key_column(group_by: GroupBy) -> &'static str {

@@ -16,13 +16,15 @@ use super::filter::Where;
 use super::rollups::{stat_columns, stat_of};
 use super::Columns;
 use super::PgStore;
-use crate::answer::{aggregated_column, finish, quantiles_of, Aggregate, Percentile, SuccessRate};
 use crate::error::{Error, Result};
-use crate::query::{from_micros, Filter};
-use crate::record::{
+use crate::model::answer::{
+    aggregated_column, finish, quantiles_of, Aggregate, Percentile, SuccessRate,
+};
+use crate::model::filter::{from_micros, Filter};
+use crate::model::record::{
     AggregationType, EntityFields, MetricKind, MetricType, TaskMetric, TaskResult,
 };
-use crate::rolled::{add_agent_rollups, AgentTotals, RollupRead};
+use crate::rollup::rolled::{add_agent_rollups, AgentTotals, RollupRead};
 
 /// A task metric from a row of [`TASK_SELECT`].
 fn task_of(row: &Row) -> Result<TaskMetric> {

@@ -8,8 +8,8 @@
 use super::Columns;
 use super::PgStore;
 use crate::error::{Error, Result};
-use crate::record::MetricKind;
-use crate::rollup_row::rollup_table;
+use crate::model::record::MetricKind;
+use crate::rollup::row::rollup_table;
 
 /// The metric tables, by kind.
 const TABLES: [(MetricKind, &str); 3] = [

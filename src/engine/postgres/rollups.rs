@@ -17,13 +17,13 @@ use super::filter::Where;
 use super::Columns;
 use super::PgStore;
 use crate::error::{Error, Result};
-use crate::query::{Filter, GroupBy};
-use crate::record::{MetricKind, MetricType, TaskResult};
-use crate::rolled::{add_rollup, classes_read, Rolled, RollupRead};
-use crate::rollup_row::{count_columns, rollup_table};
-use crate::stat::{Stat, Welford};
-use crate::summary::Summary;
-use crate::tiers::{DAY_US, HOUR_US};
+use crate::model::filter::{Filter, GroupBy};
+use crate::model::record::{MetricKind, MetricType, TaskResult};
+use crate::rollup::data::RollupData;
+use crate::rollup::rolled::{add_rollup, classes_read, Rolled, RollupRead};
+use crate::rollup::row::{count_columns, rollup_table};
+use crate::rollup::tiers::{DAY_US, HOUR_US};
+use crate::stats::running::{Stat, Welford};
 
 /// The key columns of `kind`'s rollups on the server, after `level,
 /// bucket`.
@@ -186,7 +186,7 @@ impl PgStore {
             let summary = match read.column {
                 Some(_) => {
                     let bytes: &[u8] = row.column(1 + counts.len())?;
-                    Some(Summary::decode(bytes, kind, table)?)
+                    Some(RollupData::decode(bytes, kind, table)?)
                 }
                 None => None,
             };

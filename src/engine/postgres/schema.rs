@@ -10,7 +10,7 @@ use postgres::Client;
 use super::Columns;
 use super::{error_at, PgStore};
 use crate::error::{Error, Result};
-use crate::record::MetricKind;
+use crate::model::record::MetricKind;
 
 /// The migrations, in order; the schema version is how many have run.
 const MIGRATIONS: [&str; 4] = [
@@ -283,7 +283,7 @@ impl PgStore {
     /// The partitions of this month and the next, so that the first
     /// writes of a month do not wait for one.
     pub(super) fn create_partitions_ahead(&self) -> Result<()> {
-        let now = crate::record::now().timestamp_micros();
+        let now = crate::model::record::now().timestamp_micros();
         let next_month = month_of(now).map_or(now, |(_, next, _)| next);
         for table in ["task_metrics", "agent_metrics", "swarm_metrics"] {
             self.ensure_partitions(table, [now, next_month])?;

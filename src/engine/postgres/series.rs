@@ -12,12 +12,14 @@ use super::read::{aggregate_columns, aggregate_of, rates_by_key};
 use super::rollups::{stat_columns, stat_of};
 use super::Columns;
 use super::PgStore;
-use crate::answer::{aggregated_column, finish, quantiles_of, Aggregate, Percentile, SuccessRate};
 use crate::error::Result;
-use crate::query::Filter;
-use crate::record::{AggregationType, MetricKind};
-use crate::rolled::RollupRead;
-use crate::stat::Stat;
+use crate::model::answer::{
+    aggregated_column, finish, quantiles_of, Aggregate, Percentile, SuccessRate,
+};
+use crate::model::filter::Filter;
+use crate::model::record::{AggregationType, MetricKind};
+use crate::rollup::rolled::RollupRead;
+use crate::stats::running::Stat;
 
 /// The SQL of a row's bucket start, with the width in parameter `$w`.
 fn bucket_sql(w: usize) -> String {

@@ -1,5 +1,5 @@
 //! Rollup rows in and out of the server, keyed by names: what a copy
-//! moves between stores (see `crate::copy`).
+//! moves between stores (see `crate::ops::copy`).
 
 use std::ops::ControlFlow;
 
@@ -10,8 +10,8 @@ use super::rollups::key_columns;
 use super::Columns;
 use super::PgStore;
 use crate::error::Result;
-use crate::record::MetricKind;
-use crate::rollup_row::{count_columns, rollup_table, RollupRecord};
+use crate::model::record::MetricKind;
+use crate::rollup::row::{count_columns, rollup_table, RollupRecord};
 
 impl PgStore {
     /// Visits every rollup row, kind by kind, oldest bucket first, until

@@ -15,8 +15,8 @@ use super::schema::{created_meanwhile, partition_sql};
 use super::Columns;
 use super::PgStore;
 use crate::error::{Error, Result};
-use crate::query::to_micros;
-use crate::record::{EntityRecord, MetricKind, TaskMetric};
+use crate::model::filter::to_micros;
+use crate::model::record::{EntityRecord, MetricKind, TaskMetric};
 
 /// The columns of a task metric row, in the order they are written.
 const TASK_COLUMNS: &str =

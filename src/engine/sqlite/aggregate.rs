@@ -4,15 +4,17 @@
 use rusqlite::types::Value as SqlValue;
 use sketches_ddsketch::DDSketch;
 
-use crate::answer::{aggregated_column, finish, quantiles_of, Aggregate, Percentile, SuccessRate};
 use crate::engine::sqlite::functions::{raw_stat, raw_stat_columns, sql_function};
 use crate::engine::sqlite::retention::merge::{merge_rollups, rollups_apply};
 use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::error::{Error, Result};
-use crate::query::Filter;
-use crate::record::{AggregationType, MetricKind, TaskResult};
-use crate::rolled::RollupRead;
-use crate::stat::Stat;
+use crate::model::answer::{
+    aggregated_column, finish, quantiles_of, Aggregate, Percentile, SuccessRate,
+};
+use crate::model::filter::Filter;
+use crate::model::record::{AggregationType, MetricKind, TaskResult};
+use crate::rollup::rolled::RollupRead;
+use crate::stats::running::Stat;
 
 impl FileStore {
     /// [`MetricsStorage::aggregate_metrics`] on the file.

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::Value as SqlValue;
 
 use crate::error::Result;
-use crate::query::{to_micros, Filter, GroupBy, TimeRange};
-use crate::record::{MetricKind, MetricType, TaskResult};
+use crate::model::filter::{to_micros, Filter, GroupBy, TimeRange};
+use crate::model::record::{MetricKind, MetricType, TaskResult};
 
 impl Filter {
     /// What follows `FROM` in a query of `kind`'s metrics matching this

@@ -8,8 +8,8 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row};
 
 use crate::error::{Error, Result};
-use crate::record::AggregationType;
-use crate::stat::{Running, Stat};
+use crate::model::record::AggregationType;
+use crate::stats::running::{Running, Stat};
 
 /// The select list computing a raw column's stat in SQL (aliased `m`);
 /// [`raw_stat`] decodes it.

@@ -5,18 +5,20 @@ use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::types::Value as SqlValue;
 
-use crate::answer::GroupValues;
-use crate::answer::{aggregated_column, finish, quantiles_of, Aggregate, Percentile, SuccessRate};
 use crate::engine::sqlite::aggregate::value_at;
 use crate::engine::sqlite::functions::{raw_stat, raw_stat_columns, sql_function};
 use crate::engine::sqlite::retention::merge::{merge_rollups, rollups_apply};
 use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::error::{Error, Result};
 use crate::model::analytics::Grouped;
-use crate::query::{Filter, GroupBy};
-use crate::record::{AggregationType, MetricKind, TaskResult};
-use crate::rolled::RollupRead;
-use crate::stat::Stat;
+use crate::model::answer::GroupValues;
+use crate::model::answer::{
+    aggregated_column, finish, quantiles_of, Aggregate, Percentile, SuccessRate,
+};
+use crate::model::filter::{Filter, GroupBy};
+use crate::model::record::{AggregationType, MetricKind, TaskResult};
+use crate::rollup::rolled::RollupRead;
+use crate::stats::running::Stat;
 
 impl FileStore {
     /// [`MetricsStorage::aggregate_by`] on the file.

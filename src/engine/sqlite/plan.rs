@@ -7,9 +7,9 @@ use crate::engine::sqlite::functions::sql_function;
 use crate::engine::sqlite::read::select_sql;
 use crate::engine::sqlite::FileStore;
 use crate::error::{Error, Result};
+use crate::model::filter::{Filter, DEFAULT_LIMIT};
+use crate::model::record::MetricKind;
 use crate::model::shapes::QueryShape;
-use crate::query::{Filter, DEFAULT_LIMIT};
-use crate::record::MetricKind;
 
 impl FileStore {
     /// SQLite's `EXPLAIN QUERY PLAN` of the query of `shape`.

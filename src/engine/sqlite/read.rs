@@ -14,9 +14,9 @@ use crate::engine::sqlite::names::SwarmNames;
 use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::engine::task_order_sql;
 use crate::error::{Error, Result};
-use crate::query::TimeRange;
-use crate::query::{from_micros, to_micros, Filter};
-use crate::record::{
+use crate::model::filter::TimeRange;
+use crate::model::filter::{from_micros, to_micros, Filter};
+use crate::model::record::{
     AgentMetric, Entity, EntityFields, MetricKind, Stored, SwarmMetric, TaskMetric, TaskResult,
 };
 
@@ -417,7 +417,7 @@ fn swarm_from_row(row: &Row<'_>, _: &Names<'_>) -> Result<Stored<SwarmMetric>> {
 
 fn entity_fields(row: &Row<'_>, table: &'static str) -> Result<EntityFields> {
     let code: i64 = column(row, 2, table)?;
-    let metric_type = crate::record::MetricType::from_code(code)
+    let metric_type = crate::model::record::MetricType::from_code(code)
         .ok_or_else(|| corrupt(table, format!("unknown metric type code {code}")))?;
     let metadata: Option<String> = column(row, 4, table)?;
     let metadata = metadata

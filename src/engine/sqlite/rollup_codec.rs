@@ -1,14 +1,14 @@
 //! A rollup row in the file: its counts and summary read from a row, and
 //! the statement and values that write one (the columns are named in
-//! `crate::rollup_row`).
+//! `crate::rollup::row`).
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::Row;
 
 use crate::error::{Error, Result};
-use crate::record::MetricKind;
-use crate::rollup_row::{count_columns, key_columns, rollup_table};
-use crate::summary::Summary;
+use crate::model::record::MetricKind;
+use crate::rollup::data::RollupData;
+use crate::rollup::row::{count_columns, key_columns, rollup_table};
 
 /// The counts read from the count columns starting at `at`: per task
 /// result, or in the first place alone for agent and swarm metrics.
@@ -42,7 +42,7 @@ pub(crate) fn read_summary(
     at: usize,
     kind: MetricKind,
     table: &'static str,
-) -> Result<Summary> {
+) -> Result<RollupData> {
     let data = row
         .get_ref(at)
         .and_then(|v| v.as_blob().map_err(Into::into))
@@ -50,7 +50,7 @@ pub(crate) fn read_summary(
             table,
             reason: format!("data: {e}"),
         })?;
-    Summary::decode(data, kind, table)
+    RollupData::decode(data, kind, table)
 }
 
 /// The statement writing one rollup row of `kind`: `verb` is `INSERT OR
@@ -73,7 +73,7 @@ pub(crate) fn insert_sql(kind: MetricKind, verb: &str) -> String {
 }
 
 /// The values of a row's count columns and data, in that order.
-pub(crate) fn row_values(summary: &Summary, kind: MetricKind) -> Vec<SqlValue> {
+pub(crate) fn row_values(summary: &RollupData, kind: MetricKind) -> Vec<SqlValue> {
     let counts = summary.counts();
     let mut values: Vec<SqlValue> = counts[..count_columns(kind).len()]
         .iter()

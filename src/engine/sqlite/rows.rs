@@ -21,8 +21,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::engine::sqlite::task_place::{NewestTime, Place, Placer};
 use crate::engine::sqlite::writer::Caches;
 use crate::error::{Error, Result};
-use crate::query::to_micros;
-use crate::record::{Entity, MetricKind, TaskMetric};
+use crate::model::filter::to_micros;
+use crate::model::record::{Entity, MetricKind, TaskMetric};
 
 /// Task metrics stored one at a time that wait, at most, before joining the
 /// agent index (see the module documentation).

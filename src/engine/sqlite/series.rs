@@ -6,16 +6,16 @@ use std::collections::BTreeMap;
 use rusqlite::types::Value as SqlValue;
 use sketches_ddsketch::DDSketch;
 
-use crate::answer::{aggregated_column, finish, quantiles_of, Aggregate, SuccessRate};
 use crate::engine::sqlite::aggregate::value_at;
 use crate::engine::sqlite::functions::{raw_stat, raw_stat_columns, sql_function};
 use crate::engine::sqlite::retention::merge::{merge_rollups_by_time, rollups_apply};
 use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::error::{Error, Result};
 use crate::model::analytics::{bucket_of, BucketValue, Measure, SeriesRead};
-use crate::record::{AggregationType, MetricKind, TaskResult};
-use crate::rolled::{Rolled, RollupRead};
-use crate::stat::Stat;
+use crate::model::answer::{aggregated_column, finish, quantiles_of, Aggregate, SuccessRate};
+use crate::model::record::{AggregationType, MetricKind, TaskResult};
+use crate::rollup::rolled::{Rolled, RollupRead};
+use crate::stats::running::Stat;
 
 impl FileStore {
     /// [`MetricsStorage::series`]' buckets that hold metrics, from the file.

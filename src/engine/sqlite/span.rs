@@ -3,8 +3,8 @@
 use super::FileStore;
 use crate::engine::sqlite::retention::merge::{rollup_span, rollups_apply};
 use crate::error::{Error, Result};
-use crate::query::Filter;
-use crate::record::MetricKind;
+use crate::model::filter::Filter;
+use crate::model::record::MetricKind;
 
 impl FileStore {
     /// The first and last instants (µs) of the tasks `filter` selects,

@@ -3,11 +3,11 @@
 
 use super::FileStore;
 use crate::error::{Error, Result};
+use crate::model::filter::from_micros;
+use crate::model::record::MetricKind;
 use crate::model::reports::TableStats;
-use crate::query::from_micros;
-use crate::record::MetricKind;
-use crate::rollup_row::rollup_table;
-use crate::tiers::{DAILY, HOURLY};
+use crate::rollup::row::rollup_table;
+use crate::rollup::tiers::{DAILY, HOURLY};
 
 impl FileStore {
     /// Rows, time span and rollups of one kind's table.

@@ -8,7 +8,7 @@ use crate::engine::sqlite::rows::{insert_entities, insert_tasks, Cache};
 use crate::error::Result;
 use crate::model::batch::Parsed;
 use crate::model::batch::{stream_in_chunks, BatchReport, MetricBatch, StreamReport};
-use crate::record::{AgentMetric, SwarmMetric, TaskMetric};
+use crate::model::record::{AgentMetric, SwarmMetric, TaskMetric};
 
 impl FileStore {
     /// Stores records, checked already, with `insert` in one writer job;

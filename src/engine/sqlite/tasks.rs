@@ -3,16 +3,16 @@
 
 use std::collections::BTreeMap;
 
-use crate::analytics::{P50, P95, P99};
 use crate::engine::sqlite::retention::merge::{merge_rollups, rollup_span, rollups_apply};
 use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::engine::AgentTotalsSpan;
 use crate::error::{Error, Result};
 use crate::model::analytics::{DurationStats, Summary};
-use crate::query::Filter;
-use crate::record::{MetricKind, TaskResult};
-use crate::rolled::{add_agent_rollups, AgentTotals};
-use crate::stat::quantile;
+use crate::model::filter::Filter;
+use crate::model::record::{MetricKind, TaskResult};
+use crate::query::analytics::{P50, P95, P99};
+use crate::rollup::rolled::{add_agent_rollups, AgentTotals};
+use crate::stats::running::quantile;
 
 impl FileStore {
     /// Every agent's totals over the file's raw rows and rollups.

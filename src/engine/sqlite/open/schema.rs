@@ -262,7 +262,10 @@ pub(crate) fn apply_for_test(conn: &Connection, version: i64) {
 fn record_version(conn: &Connection, version: i64) -> Result<()> {
     conn.execute(
         "INSERT INTO metrics_schema_info (version, applied_at) VALUES (?1, ?2)",
-        (version, crate::query::to_micros(crate::record::now())),
+        (
+            version,
+            crate::model::filter::to_micros(crate::model::record::now()),
+        ),
     )
     .map(drop)
     .map_err(Error::sqlite("record schema version"))

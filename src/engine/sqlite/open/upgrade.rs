@@ -7,10 +7,10 @@ use rusqlite::{Connection, Row};
 
 use crate::engine::sqlite::rollup_codec::row_values;
 use crate::error::{Error, Result};
-use crate::record::MetricKind;
-use crate::rollup_row::{count_columns, key_columns, rollup_table};
-use crate::stat::{decode_sketch, Stat, Welford};
-use crate::summary::{from_stats, Summary};
+use crate::model::record::MetricKind;
+use crate::rollup::data::{from_stats, RollupData};
+use crate::rollup::row::{count_columns, key_columns, rollup_table};
+use crate::stats::running::{decode_sketch, Stat, Welford};
 
 /// One kind's version 2 rollup table and its measure columns' prefixes.
 const OLD: [(MetricKind, &str, &[&str]); 3] = [
@@ -53,7 +53,7 @@ fn copy_kind(conn: &Connection, kind: MetricKind, old: &str, measures: &[&str]) 
             .collect::<Vec<_>>()
             .join(", "),
     );
-    let write = |key: [i64; 4], summary: &Summary| -> Result<()> {
+    let write = |key: [i64; 4], summary: &RollupData| -> Result<()> {
         let mut values: Vec<rusqlite::types::Value> = key.iter().map(|&k| k.into()).collect();
         values.extend(row_values(summary, kind));
         conn.prepare_cached(&insert)
@@ -67,7 +67,7 @@ fn copy_kind(conn: &Connection, kind: MetricKind, old: &str, measures: &[&str]) 
     let mut rows = stmt.query([]).map_err(Error::sqlite("migrate rollups"))?;
     // Old rows of one new key follow each other: merge them, and write
     // the summary when the key changes.
-    let mut current: Option<([i64; 4], Summary)> = None;
+    let mut current: Option<([i64; 4], RollupData)> = None;
     while let Some(row) = rows.next().map_err(Error::sqlite("migrate rollups"))? {
         let key: [i64; 4] = [
             int_at(row, 0)?,
@@ -145,7 +145,7 @@ fn old_stat(row: &Row<'_>, at: usize, count: u64, int: bool) -> Result<Stat> {
 mod tests {
     use super::*;
     use crate::engine::sqlite::open::schema::{apply_for_test, APPLICATION_ID};
-    use crate::stat::encode_sketch;
+    use crate::stats::running::encode_sketch;
     use crate::{AggregationType, Filter, MetricsStorage, TaskResult};
 
     /// A version 2 rollup row's stat columns for `values`.

@@ -9,10 +9,10 @@ use crate::engine::sqlite::rows::Cache;
 use crate::engine::sqlite::writer::Writer;
 use crate::engine::sqlite::FileStore;
 use crate::error::{Error, Result};
+use crate::model::record::MetricKind;
 use crate::model::reports::CleanupReport;
-use crate::record::MetricKind;
-use crate::rollup_row::rollup_table;
-use crate::tiers::whole_buckets_before;
+use crate::rollup::row::rollup_table;
+use crate::rollup::tiers::whole_buckets_before;
 
 /// Rows deleted per transaction: small enough that concurrent stores wait
 /// for one chunk at most (a few milliseconds), never for the whole cleanup.

@@ -12,11 +12,11 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::engine::sqlite::each_row;
 use crate::engine::sqlite::rollup_codec::{insert_sql, read_summary, row_values};
 use crate::error::{Error, Result};
-use crate::record::MetricKind;
-use crate::rollup_row::{key_columns, rollup_table};
-use crate::summary::Summary;
-use crate::tiers::floor_to;
-use crate::tiers::{Step, DAY_US, HOUR_US};
+use crate::model::record::MetricKind;
+use crate::rollup::data::RollupData;
+use crate::rollup::row::{key_columns, rollup_table};
+use crate::rollup::tiers::floor_to;
+use crate::rollup::tiers::{Step, DAY_US, HOUR_US};
 
 impl Step {
     /// A query telling whether the step has anything to do, with its
@@ -65,7 +65,7 @@ impl Step {
 }
 
 /// Rollups being built, by bucket and key.
-type Groups = BTreeMap<(i64, Vec<i64>), Summary>;
+type Groups = BTreeMap<(i64, Vec<i64>), RollupData>;
 
 /// Merges every group into its rollup row at `level`.
 fn merge_groups(conn: &Connection, kind: MetricKind, level: i64, groups: Groups) -> Result<()> {
@@ -82,7 +82,7 @@ fn merge_into(
     level: i64,
     bucket: i64,
     key: &[i64],
-    mut add: Summary,
+    mut add: RollupData,
 ) -> Result<()> {
     let table = rollup_table(kind);
     let keys = key_columns(kind);
@@ -151,7 +151,7 @@ fn fold_raw(conn: &Connection, kind: MetricKind, cutoff: i64, limit: i64) -> Res
         let key = vec![get(2)?, get(3)?];
         let summary = groups
             .entry((bucket, key))
-            .or_insert_with(|| Summary::new(kind));
+            .or_insert_with(|| RollupData::new(kind));
         match kind {
             MetricKind::Task => {
                 let result = usize::try_from(get(4)?).unwrap_or(usize::MAX);
@@ -217,7 +217,7 @@ fn fold_hourly(conn: &Connection, kind: MetricKind, cutoff: i64, limit: i64) -> 
         let day = floor_to(bucket, DAY_US);
         groups
             .entry((day, key))
-            .or_insert_with(|| Summary::new(kind))
+            .or_insert_with(|| RollupData::new(kind))
             .merge(&mut summary)
     })?;
     merge_groups(conn, kind, 2, groups)?;

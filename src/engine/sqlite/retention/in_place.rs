@@ -12,9 +12,9 @@ use crate::engine::sqlite::open::{cannot_open, check_header, wal_size};
 use crate::engine::sqlite::retention::cleanup::{delete_chunk, delete_rollup_chunk, DELETE_CHUNK};
 use crate::engine::sqlite::retention::vacuum::{run_pragma, VACUUM_STEP_PAGES};
 use crate::error::{Error, Result};
+use crate::model::record::MetricKind;
 use crate::model::reports::{CleanupReport, InPlaceReport, VacuumReport};
-use crate::record::MetricKind;
-use crate::tiers::whole_buckets_before;
+use crate::rollup::tiers::whole_buckets_before;
 
 /// How long to wait for other connections to let go of the file.
 const LOCK_WAIT: Duration = Duration::from_secs(5);

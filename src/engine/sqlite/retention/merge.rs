@@ -11,10 +11,10 @@ use crate::engine::sqlite::filter::{all_of, Field, Params};
 use crate::engine::sqlite::rollup_codec::{read_counts, read_summary};
 use crate::engine::sqlite::Snapshot;
 use crate::error::{Error, Result};
-use crate::query::{Filter, GroupBy};
-use crate::record::{MetricKind, TaskResult};
-use crate::rolled::{add_rollup, classes_read, Rolled, RollupRead};
-use crate::rollup_row::{count_columns, rollup_table};
+use crate::model::filter::{Filter, GroupBy};
+use crate::model::record::{MetricKind, TaskResult};
+use crate::rollup::rolled::{add_rollup, classes_read, Rolled, RollupRead};
+use crate::rollup::row::{count_columns, rollup_table};
 
 /// Whether the rollups of `kind` could hold anything `filter` covers: some
 /// exist, and the filter names no task (rollups cannot tell tasks apart).

@@ -14,7 +14,7 @@ use crate::engine::sqlite::rows::Cache;
 use crate::engine::sqlite::writer::Writer;
 use crate::engine::sqlite::FileStore;
 use crate::error::Result;
-use crate::tiers::{let_others_write, Step};
+use crate::rollup::tiers::{let_others_write, Step};
 
 /// Runs `chunk` as writer jobs, one after the other with a pause between,
 /// until one does fewer than `full` rows; returns the rows done in all.

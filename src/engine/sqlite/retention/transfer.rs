@@ -1,6 +1,6 @@
 //! Rollup rows in and out of the file, keyed by names rather than the
 //! file's interned ids: what a copy moves between stores (see
-//! `crate::copy`).
+//! `crate::ops::copy`).
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -11,8 +11,8 @@ use crate::engine::sqlite::rollup_codec::insert_sql;
 use crate::engine::sqlite::rows::intern;
 use crate::engine::sqlite::FileStore;
 use crate::error::{Error, Result};
-use crate::record::MetricKind;
-use crate::rollup_row::{count_columns, rollup_table, RollupRecord};
+use crate::model::record::MetricKind;
+use crate::rollup::row::{count_columns, rollup_table, RollupRecord};
 
 impl FileStore {
     /// Visits every rollup row of the file, kind by kind, oldest bucket

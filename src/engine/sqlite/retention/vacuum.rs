@@ -34,7 +34,7 @@ impl FileStore {
                     break;
                 }
                 left -= step;
-                crate::tiers::let_others_write();
+                crate::rollup::tiers::let_others_write();
             }
             Ok(())
         })

@@ -5,10 +5,10 @@ use std::ops::ControlFlow;
 
 use crate::engine::on_engine;
 use crate::error::{Error, Result};
-use crate::query::Filter;
-use crate::rollup_row::RollupRecord;
+use crate::model::filter::Filter;
+use crate::rollup::row::RollupRecord;
+use crate::storage::write::{MetricBatch, StreamReport};
 use crate::storage::MetricsStorage;
-use crate::store::{MetricBatch, StreamReport};
 
 /// Metrics written per transaction of a copy: a copy that is interrupted
 /// keeps what it wrote, and one run again skips it.

@@ -2,7 +2,7 @@
 
 use crate::engine::on_engine;
 use crate::error::Result;
-use crate::record::MetricKind;
+use crate::model::record::MetricKind;
 use crate::storage::MetricsStorage;
 
 pub use crate::model::reports::{StoreStats, TableStats};

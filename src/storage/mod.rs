@@ -2,11 +2,13 @@
 //! (open, checkpoint, close), over the engine it was opened on.
 //!
 //! Each of the store's concerns adds its calls to the type in a file of its
-//! own, as one `impl MetricsStorage` block: [`crate::store`] (storing),
-//! [`crate::read`] (rows back), [`crate::aggregate`], [`crate::analytics`],
-//! [`crate::retention`], [`crate::generic`], [`crate::stats`] and
-//! [`crate::plan`]. Each validates its arguments and then asks the engine
+//! own, as one `impl MetricsStorage` block: [`crate::storage::write`] (storing),
+//! [`crate::query::read`] (rows back), [`crate::query::aggregate`], [`crate::query::analytics`],
+//! [`crate::ops::retention`], [`crate::query::generic`], [`crate::ops::inspect`] and
+//! [`crate::ops::plan`]. Each validates its arguments and then asks the engine
 //! ([`crate::engine::Backend`]).
+
+pub(crate) mod write;
 
 use std::path::Path;
 use std::time::Duration;

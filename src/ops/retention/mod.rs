@@ -13,11 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::on_engine;
 use crate::error::{Error, Result};
-use crate::query::to_micros;
-use crate::record::{now, MetricKind};
+use crate::model::filter::to_micros;
+use crate::model::record::{now, MetricKind};
+use crate::rollup::tiers::{floor_to, let_others_write};
+use crate::rollup::tiers::{Step, DAY_US, HOUR_US};
 use crate::storage::MetricsStorage;
-use crate::tiers::{floor_to, let_others_write};
-use crate::tiers::{Step, DAY_US, HOUR_US};
 
 pub use cleanup::{CleanupReport, DEFAULT_RETENTION_DAYS};
 pub use in_place::InPlaceReport;

@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::record::{validate_id, MetricKind, MetricType, TaskResult};
+use crate::model::record::{validate_id, MetricKind, MetricType, TaskResult};
 
 /// How many rows a query returns when the caller does not say: the
 /// reference's default.
@@ -56,7 +56,7 @@ impl TimeRange {
     /// [`Error::InvalidInput`] (field `time_range`) when `span` is negative
     /// or reaches outside the representable dates.
     pub fn last(span: Duration) -> Result<Self> {
-        let end = crate::record::now();
+        let end = crate::model::record::now();
         let start = end
             .checked_sub_signed(span)
             .ok_or_else(|| Error::invalid("time_range", format!("span {span} is too large")))?;
@@ -270,7 +270,7 @@ impl Filter {
                      metrics, set the column (Filter::column)",
                 ));
             }
-            crate::record::validate_metric_type(kind, metric_type)?;
+            crate::model::record::validate_metric_type(kind, metric_type)?;
         }
         if let Some(range) = &self.time_range {
             // Fields are private, but a deserialized range skips `new`.

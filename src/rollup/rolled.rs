@@ -1,8 +1,8 @@
 //! What an answer takes from rollups, whichever engine holds them: what to
 //! read ([`RollupRead`]), what a group of rollups holds ([`Rolled`]), and
 //! how one rollup row is added to its group ([`add_rollup`]). Each engine
-//! reads its rollup rows its own way (`merge.rs` for the file,
-//! `postgres/rollups.rs` for a server) and merges them through this, so
+//! reads its rollup rows its own way (`engine/sqlite/retention/merge.rs` for the file,
+//! `engine/postgres/rollups.rs` for a server) and merges them through this, so
 //! that both answer alike.
 
 use std::collections::BTreeMap;
@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 use sketches_ddsketch::DDSketch;
 
 use crate::error::{Error, Result};
-use crate::query::{Filter, GroupBy};
-use crate::record::{MetricKind, TaskResult};
-use crate::rollup_row::{measure_of, rollup_table};
-use crate::stat::Stat;
-use crate::summary::Summary;
+use crate::model::filter::{Filter, GroupBy};
+use crate::model::record::{MetricKind, TaskResult};
+use crate::rollup::data::RollupData;
+use crate::rollup::row::{measure_of, rollup_table};
+use crate::stats::running::Stat;
 
 /// What to read from the rollups a filter covers.
 pub(crate) struct RollupRead<'a> {
@@ -103,7 +103,7 @@ pub(crate) fn add_rollup<K: Ord>(
     read: &RollupRead<'_>,
     classes: &[usize],
     counts: [u64; 4],
-    summary: Option<&Summary>,
+    summary: Option<&RollupData>,
     mut key_of: impl FnMut(usize) -> Result<K>,
 ) -> Result<()> {
     let table = rollup_table(read.kind);

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use chrono::Duration;
 
 use super::validate_q;
-use crate::answer::{aggregated_column, Aggregate, Percentile, SuccessRate};
 use crate::engine::on_engine;
 use crate::error::{Error, Result};
 use crate::model::analytics::bucket_of;
-use crate::query::{from_micros, to_micros, Filter};
-use crate::record::MetricKind;
+use crate::model::answer::{aggregated_column, Aggregate, Percentile, SuccessRate};
+use crate::model::filter::{from_micros, to_micros, Filter};
+use crate::model::record::MetricKind;
 use crate::storage::MetricsStorage;
 
 pub(crate) use crate::model::analytics::SeriesRead;

@@ -4,8 +4,8 @@ use chrono::Duration;
 
 use crate::engine::on_engine;
 use crate::error::{Error, Result};
-use crate::query::to_micros;
-use crate::record::now;
+use crate::model::filter::to_micros;
+use crate::model::record::now;
 use crate::storage::MetricsStorage;
 
 pub use crate::model::reports::CleanupReport;

@@ -1,8 +1,9 @@
 //! The steps of tiered retention and the widths of its tiers: what each
-//! engine's retention runs (`fold.rs` on the file, `postgres/fold.rs` on a
-//! server), driven alike by `retention`'s driver.
+//! engine's retention runs (`engine/sqlite/retention/fold.rs` on the file,
+//! `engine/postgres/fold.rs` on a server), driven alike by
+//! `ops::retention`'s driver.
 
-use crate::record::MetricKind;
+use crate::model::record::MetricKind;
 
 /// One hour in microseconds: the width of an hourly rollup.
 pub(crate) const HOUR_US: i64 = 3_600_000_000;

@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use sketches_ddsketch::DDSketch;
 
 use crate::error::Result;
-use crate::interval::{Interval, IntervalMethod};
-use crate::query::Filter;
-use crate::record::{AggregationType, MetricKind, MetricType, TaskResult};
-use crate::stat::{quantile, sketch_quantile, Stat};
+use crate::model::filter::Filter;
+use crate::model::record::{AggregationType, MetricKind, MetricType, TaskResult};
+use crate::stats::interval::{Interval, IntervalMethod};
+use crate::stats::running::{quantile, sketch_quantile, Stat};
 
 /// The result of [`MetricsStorage::aggregate_metrics`](crate::MetricsStorage::aggregate_metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

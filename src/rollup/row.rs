@@ -1,13 +1,13 @@
 //! The rollup row: which table holds each kind's rollups, their key and
-//! count columns (`schema.sql` shows the tables; `crate::summary` the
+//! count columns (`schema.sql` shows the tables; `crate::rollup::data` the
 //! data), and a rollup row keyed by names ([`RollupRecord`]), as copies move them
 //! between the file and a server. Used by retention, which writes and
 //! reads them, by copies, and by the migration that copied older rollups
 //! into them.
 
 use crate::error::{Error, Result};
-use crate::record::MetricKind;
-use crate::summary::Summary;
+use crate::model::record::MetricKind;
+use crate::rollup::data::RollupData;
 
 /// The table holding `kind`'s rollups.
 pub(crate) fn rollup_table(kind: MetricKind) -> &'static str {
@@ -68,13 +68,13 @@ pub(crate) struct RollupRecord {
 
 impl RollupRecord {
     /// The summary the record's data holds, checked.
-    pub(crate) fn summary(&self) -> Result<Summary> {
+    pub(crate) fn summary(&self) -> Result<RollupData> {
         if !(1..=2).contains(&self.level) {
             return Err(Error::CorruptRow {
                 table: rollup_table(self.kind),
                 reason: format!("rollup level {}", self.level),
             });
         }
-        Summary::decode(&self.data, self.kind, rollup_table(self.kind))
+        RollupData::decode(&self.data, self.kind, rollup_table(self.kind))
     }
 }

@@ -9,7 +9,7 @@
 use sketches_ddsketch::{Config, DDSketch};
 
 use crate::error::{Error, Result};
-use crate::record::AggregationType;
+use crate::model::record::AggregationType;
 
 /// Running mean and sum of squared deviations (Welford): stable where the
 /// textbook `sqrt((Σx² - (Σx)²/n) / (n-1))` cancels to nothing, e.g. for

@@ -8,14 +8,14 @@ use sketches_ddsketch::DDSketch;
 
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::SuccessRate;
 use crate::error::{Error, Result};
-use crate::hypothesis::{
+use crate::model::filter::{Filter, GroupBy, TaskColumn, TimeRange};
+use crate::model::record::MetricKind;
+use crate::query::aggregate::SuccessRate;
+use crate::stats::hypothesis::{
     benjamini_hochberg, fisher_exact, mann_whitney, needs_exact_test, two_proportion_z,
 };
-use crate::query::{Filter, GroupBy, TaskColumn, TimeRange};
-use crate::record::MetricKind;
-use crate::stat::quantile;
+use crate::stats::running::quantile;
 use crate::storage::MetricsStorage;
 
 /// The test behind a success-rate p-value.

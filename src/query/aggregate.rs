@@ -4,11 +4,11 @@ use sketches_ddsketch::DDSketch;
 
 use crate::engine::on_engine;
 use crate::error::{Error, Result};
-use crate::query::Filter;
-use crate::record::{AggregationType, MetricKind};
+use crate::model::filter::Filter;
+use crate::model::record::{AggregationType, MetricKind};
 use crate::storage::MetricsStorage;
 
-pub(crate) use crate::answer::{Aggregate, Percentile, SuccessRate};
+pub(crate) use crate::model::answer::{Aggregate, Percentile, SuccessRate};
 
 impl MetricsStorage {
     /// Combines the values of the metrics of `kind` that match `filter`.

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use super::{validate_n, P50, P95, P99};
 use crate::engine::{on_engine, AgentTotalsSpan};
 use crate::error::Result;
-use crate::interval::Interval;
-use crate::query::{to_micros, Filter, TaskColumn};
-use crate::read::RowOrder;
-use crate::record::{AggregationType, MetricKind, TaskMetric};
-use crate::stat::quantile;
+use crate::model::filter::{to_micros, Filter, TaskColumn};
+use crate::model::record::{AggregationType, MetricKind, TaskMetric};
+use crate::query::read::RowOrder;
+use crate::stats::interval::Interval;
+use crate::stats::running::quantile;
 use crate::storage::MetricsStorage;
 
 pub use crate::model::analytics::{DurationStats, Order, Outlier, RankBy, Ranked, Summary};

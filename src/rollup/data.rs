@@ -13,8 +13,8 @@
 use sketches_ddsketch::DDSketch;
 
 use crate::error::{Error, Result};
-use crate::record::MetricKind;
-use crate::stat::{decode_sketch, encode_sketch, Stat};
+use crate::model::record::MetricKind;
+use crate::stats::running::{decode_sketch, encode_sketch, Stat};
 
 /// Metrics a row keeps as exact values, at most.
 const MAX_VALUES: usize = 512;
@@ -100,7 +100,7 @@ enum Form {
 
 /// The metrics folded into one rollup row.
 #[derive(Clone)]
-pub(crate) struct Summary {
+pub(crate) struct RollupData {
     shape: Shape,
     form: Form,
 }
@@ -115,11 +115,11 @@ pub(crate) struct Part {
     pub sketch: Option<DDSketch>,
 }
 
-impl Summary {
+impl RollupData {
     /// An empty summary for metrics of `kind`.
     pub fn new(kind: MetricKind) -> Self {
         let shape = shape(kind);
-        Summary {
+        RollupData {
             shape,
             form: Form::Values {
                 class: Vec::new(),
@@ -191,7 +191,7 @@ impl Summary {
 
     /// Adds `other`'s metrics to this summary's; `other` may be left in
     /// another form.
-    pub fn merge(&mut self, other: &mut Summary) -> Result<()> {
+    pub fn merge(&mut self, other: &mut RollupData) -> Result<()> {
         if let (
             Form::Values { class, columns },
             Form::Values {
@@ -313,7 +313,7 @@ impl Summary {
 
     /// The inverse of [`encode`](Self::encode), for a row of `kind`'s
     /// rollups in `table`.
-    pub fn decode(bytes: &[u8], kind: MetricKind, table: &'static str) -> Result<Summary> {
+    pub fn decode(bytes: &[u8], kind: MetricKind, table: &'static str) -> Result<RollupData> {
         let shape = shape(kind);
         let mut r = Reader {
             bytes,
@@ -373,18 +373,18 @@ impl Summary {
         if r.at != bytes.len() {
             return Err(r.corrupt("trailing bytes"));
         }
-        Ok(Summary { shape, form })
+        Ok(RollupData { shape, form })
     }
 }
 
 /// A summary of one class of metrics given by their statistics: what
 /// rollups of schema version 2 kept, one row per class.
-pub(crate) fn from_stats(kind: MetricKind, class: usize, stats: Vec<Stat>) -> Result<Summary> {
+pub(crate) fn from_stats(kind: MetricKind, class: usize, stats: Vec<Stat>) -> Result<RollupData> {
     let shape = shape(kind);
     class_code(class, shape)?;
     let mut all = empty_stats(shape);
     all[class] = stats;
-    Ok(Summary {
+    Ok(RollupData {
         shape,
         form: Form::Stats(all),
     })
@@ -517,10 +517,10 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::AggregationType;
+    use crate::model::record::AggregationType;
 
-    fn tasks(n: i64) -> Summary {
-        let mut s = Summary::new(MetricKind::Task);
+    fn tasks(n: i64) -> RollupData {
+        let mut s = RollupData::new(MetricKind::Task);
         for i in 0..n {
             s.push_task((i % 4) as usize, [i * 1000, i % 97, i % 5])
                 .unwrap();
@@ -533,7 +533,7 @@ mod tests {
         let s = tasks(14);
         let bytes = s.encode();
         assert!(bytes.len() < 14 * 6, "{} bytes", bytes.len());
-        let back = Summary::decode(&bytes, MetricKind::Task, "t").unwrap();
+        let back = RollupData::decode(&bytes, MetricKind::Task, "t").unwrap();
         assert_eq!(back.encode(), bytes);
         assert_eq!(back.counts(), [4, 4, 3, 3]);
         let part = back.part(1, 0, true);
@@ -548,7 +548,7 @@ mod tests {
         a.merge(&mut b).unwrap();
         assert!(matches!(a.form, Form::Stats(_)));
         assert_eq!(a.counts(), [200, 200, 200, 200]);
-        let back = Summary::decode(&a.encode(), MetricKind::Task, "t").unwrap();
+        let back = RollupData::decode(&a.encode(), MetricKind::Task, "t").unwrap();
         let part = back.part(0, 0, true);
         // Results 0 are tasks 0, 4, ..., 396, twice.
         let sum: i64 = (0..100).map(|k| 2 * 4 * k * 1000).sum();
@@ -560,11 +560,11 @@ mod tests {
 
     #[test]
     fn sums_past_64_bits_survive() {
-        let mut s = Summary::new(MetricKind::Task);
+        let mut s = RollupData::new(MetricKind::Task);
         for _ in 0..600 {
             s.push_task(0, [i64::MAX, 0, 0]).unwrap();
         }
-        let back = Summary::decode(&s.encode(), MetricKind::Task, "t").unwrap();
+        let back = RollupData::decode(&s.encode(), MetricKind::Task, "t").unwrap();
         assert_eq!(
             back.part(0, 0, false).stat.sum_int,
             600 * i128::from(i64::MAX)
@@ -573,11 +573,11 @@ mod tests {
 
     #[test]
     fn entity_values_round_trip() {
-        let mut s = Summary::new(MetricKind::Agent);
+        let mut s = RollupData::new(MetricKind::Agent);
         for v in [0.5, 1e300, 3.25] {
             s.push_value(v).unwrap();
         }
-        let back = Summary::decode(&s.encode(), MetricKind::Agent, "t").unwrap();
+        let back = RollupData::decode(&s.encode(), MetricKind::Agent, "t").unwrap();
         assert_eq!(back.part(0, 0, true).values, [0.5, 1e300, 3.25]);
         assert_eq!(back.counts(), [3, 0, 0, 0]);
     }
@@ -586,11 +586,11 @@ mod tests {
     fn damaged_data_is_refused() {
         let bytes = tasks(10).encode();
         for cut in [0, 1, 5, bytes.len() - 1] {
-            assert!(Summary::decode(&bytes[..cut], MetricKind::Task, "t").is_err());
+            assert!(RollupData::decode(&bytes[..cut], MetricKind::Task, "t").is_err());
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(Summary::decode(&longer, MetricKind::Task, "t").is_err());
-        assert!(Summary::decode(&[9], MetricKind::Task, "t").is_err());
+        assert!(RollupData::decode(&longer, MetricKind::Task, "t").is_err());
+        assert!(RollupData::decode(&[9], MetricKind::Task, "t").is_err());
     }
 }

@@ -1,12 +1,12 @@
 //! Results per agent, swarm, result or metric type.
 
-use crate::analytics::validate_q;
-use crate::answer::GroupValues;
-use crate::answer::{Aggregate, Percentile, SuccessRate};
 use crate::engine::on_engine;
 use crate::error::Result;
-use crate::query::{Filter, GroupBy};
-use crate::record::{AggregationType, MetricKind};
+use crate::model::answer::GroupValues;
+use crate::model::answer::{Aggregate, Percentile, SuccessRate};
+use crate::model::filter::{Filter, GroupBy};
+use crate::model::record::{AggregationType, MetricKind};
+use crate::query::analytics::validate_q;
 use crate::storage::MetricsStorage;
 
 pub use crate::model::analytics::Grouped;

@@ -3,9 +3,9 @@
 
 use crate::engine::on_engine;
 use crate::error::Result;
-use crate::generic::Parsed;
 use crate::model::batch::check_each;
-use crate::record::{AgentMetric, SwarmMetric, TaskMetric};
+use crate::model::record::{AgentMetric, SwarmMetric, TaskMetric};
+use crate::query::generic::Parsed;
 use crate::storage::MetricsStorage;
 
 pub use crate::model::batch::{BatchReport, KindCount, MetricBatch, StreamReport};

@@ -5,8 +5,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::query::{Filter, TimeRange};
-use crate::record::{json_type_name, MetricKind, MetricType, TaskResult};
+use crate::model::filter::{Filter, TimeRange};
+use crate::model::record::{json_type_name, MetricKind, MetricType, TaskResult};
 use crate::storage::MetricsStorage;
 
 pub use crate::model::batch::Parsed;
@@ -204,7 +204,7 @@ fn deserialize<T: serde::de::DeserializeOwned>(value: Value) -> Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{SwarmMetric, TaskMetric};
+    use crate::model::record::{SwarmMetric, TaskMetric};
     use serde_json::json;
 
     #[test]

@@ -3,8 +3,8 @@
 
 use crate::engine::on_engine;
 use crate::error::{Error, Result};
-use crate::query::Filter;
-use crate::record::MetricKind;
+use crate::model::filter::Filter;
+use crate::model::record::MetricKind;
 use crate::storage::MetricsStorage;
 
 pub use crate::model::shapes::QueryShape;

@@ -1,5 +1,5 @@
 //! Typed metric records, and the checks every field passes before
-//! anything is written. The enums they use are in [`crate::enums`].
+//! anything is written. The enums they use are in [`crate::model::enums`].
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
-pub use crate::enums::{AggregationType, MetricKind, MetricType, TaskResult};
+pub use crate::model::enums::{AggregationType, MetricKind, MetricType, TaskResult};
 
 /// Reads a timestamp from an RFC 3339 string, truncated to microseconds.
 fn rfc3339<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {

@@ -5,8 +5,8 @@ use std::ops::ControlFlow;
 
 use crate::engine::on_engine;
 use crate::error::{Error, Result};
-use crate::query::Filter;
-use crate::record::{AgentMetric, MetricKind, Stored, SwarmMetric, TaskMetric};
+use crate::model::filter::Filter;
+use crate::model::record::{AgentMetric, MetricKind, Stored, SwarmMetric, TaskMetric};
 use crate::storage::MetricsStorage;
 
 pub(crate) use crate::model::shapes::RowOrder;

@@ -1,0 +1,11 @@
+//! The answers [`MetricsStorage`](crate::MetricsStorage) gives, each
+//! validated here and then asked of its engine: rows read back ([`read`]),
+//! aggregates, percentiles and success rates ([`aggregate`]), analytics
+//! ([`analytics`]), comparisons and regressions ([`compare`]), and the
+//! reference's JSON-shaped calls ([`generic`]).
+
+pub(crate) mod aggregate;
+pub(crate) mod analytics;
+pub(crate) mod compare;
+pub(crate) mod generic;
+pub(crate) mod read;

@@ -1,0 +1,8 @@
+//! The statistics behind the answers, free of any store: running
+//! statistics, exact quantiles and sketches ([`running`]), confidence
+//! intervals of success rates ([`interval`]), and the significance tests of
+//! comparisons ([`hypothesis`]).
+
+pub(crate) mod hypothesis;
+pub(crate) mod interval;
+pub(crate) mod running;
