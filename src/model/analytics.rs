@@ -9,6 +9,15 @@ use crate::model::filter::Filter;
 use crate::model::record::{AggregationType, MetricKind, TaskMetric};
 use crate::stats::interval::Interval;
 
+/// The median.
+pub const P50: f64 = 0.50;
+/// The 90th percentile.
+pub const P90: f64 = 0.90;
+/// The 95th percentile.
+pub const P95: f64 = 0.95;
+/// The 99th percentile.
+pub const P99: f64 = 0.99;
+
 /// What a time series measures in each bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

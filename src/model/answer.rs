@@ -109,6 +109,27 @@ impl SuccessRate {
     }
 }
 
+// The aggregations of a stat live beside the answers they make, so
+// that `stats` knows nothing of the model.
+impl Stat {
+    /// `aggregation` of the values; `None` when there are none (and, for
+    /// the standard deviation, below two).
+    pub fn value(&self, aggregation: AggregationType) -> Option<f64> {
+        let count = self.count();
+        if count == 0 {
+            return None;
+        }
+        match aggregation {
+            AggregationType::Avg => Some(self.sum() / count as f64),
+            AggregationType::Sum => Some(self.sum()),
+            AggregationType::Count => Some(count as f64),
+            AggregationType::Min => Some(self.extreme(false)),
+            AggregationType::Max => Some(self.extreme(true)),
+            AggregationType::Stddev => self.welford.sample_stddev(),
+        }
+    }
+}
+
 /// The column aggregated for `kind`, and the metric type the result names.
 pub(crate) fn aggregated_column(
     kind: MetricKind,
@@ -172,4 +193,20 @@ pub(crate) fn quantiles_of(
             approximate: false,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_stats_stay_exact_past_64_bits() {
+        let mut s = Stat::new(true, false);
+        s.push_int(i64::MAX);
+        s.push_int(i64::MAX);
+        assert_eq!(s.sum_int, 2 * i128::from(i64::MAX));
+        assert_eq!(s.value(AggregationType::Max), Some(i64::MAX as f64));
+        assert_eq!(s.value(AggregationType::Count), Some(2.0));
+        assert_eq!(Stat::new(true, false).value(AggregationType::Avg), None);
+    }
 }

@@ -9,7 +9,6 @@
 use sketches_ddsketch::{Config, DDSketch};
 
 use crate::error::{Error, Result};
-use crate::model::record::AggregationType;
 
 /// Running mean and sum of squared deviations (Welford): stable where the
 /// textbook `sqrt((Σx² - (Σx)²/n) / (n-1))` cancels to nothing, e.g. for
@@ -183,29 +182,13 @@ impl Stat {
         }
     }
 
-    fn extreme(&self, max: bool) -> f64 {
+    /// The least (or, when `max`, the greatest) value.
+    pub fn extreme(&self, max: bool) -> f64 {
         match (self.int, max) {
             (true, false) => self.min_int as f64,
             (true, true) => self.max_int as f64,
             (false, false) => self.min,
             (false, true) => self.max,
-        }
-    }
-
-    /// `aggregation` of the values; `None` when there are none (and, for
-    /// the standard deviation, below two).
-    pub fn value(&self, aggregation: AggregationType) -> Option<f64> {
-        let count = self.count();
-        if count == 0 {
-            return None;
-        }
-        match aggregation {
-            AggregationType::Avg => Some(self.sum() / count as f64),
-            AggregationType::Sum => Some(self.sum()),
-            AggregationType::Count => Some(count as f64),
-            AggregationType::Min => Some(self.extreme(false)),
-            AggregationType::Max => Some(self.extreme(true)),
-            AggregationType::Stddev => self.welford.sample_stddev(),
         }
     }
 }
@@ -347,17 +330,6 @@ mod tests {
         assert!((m.m2 - w.m2).abs() <= 1e-9 * w.m2);
         assert_eq!((a.min, a.max), (whole.min, whole.max));
         assert_eq!(a.sketch.unwrap().count(), 5);
-    }
-
-    #[test]
-    fn integer_stats_stay_exact_past_64_bits() {
-        let mut s = Stat::new(true, false);
-        s.push_int(i64::MAX);
-        s.push_int(i64::MAX);
-        assert_eq!(s.sum_int, 2 * i128::from(i64::MAX));
-        assert_eq!(s.value(AggregationType::Max), Some(i64::MAX as f64));
-        assert_eq!(s.value(AggregationType::Count), Some(2.0));
-        assert_eq!(Stat::new(true, false).value(AggregationType::Avg), None);
     }
 
     #[test]

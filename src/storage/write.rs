@@ -4,8 +4,8 @@
 use crate::engine::on_engine;
 use crate::error::Result;
 use crate::model::batch::check_each;
+use crate::model::batch::Parsed;
 use crate::model::record::{AgentMetric, SwarmMetric, TaskMetric};
-use crate::query::generic::Parsed;
 use crate::storage::MetricsStorage;
 
 pub use crate::model::batch::{BatchReport, KindCount, MetricBatch, StreamReport};

@@ -8,9 +8,9 @@ use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::engine::AgentTotalsSpan;
 use crate::error::{Error, Result};
 use crate::model::analytics::{DurationStats, Summary};
+use crate::model::analytics::{P50, P95, P99};
 use crate::model::filter::Filter;
 use crate::model::record::{MetricKind, TaskResult};
-use crate::query::analytics::{P50, P95, P99};
 use crate::rollup::rolled::{add_agent_rollups, AgentTotals};
 use crate::stats::running::quantile;
 

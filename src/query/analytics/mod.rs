@@ -9,18 +9,10 @@ mod tasks;
 
 use crate::error::{Error, Result};
 
+pub use crate::model::analytics::{P50, P90, P95, P99};
 pub use grouped::Grouped;
 pub use series::{Bucket, BucketValue, EmptyBuckets, Measure};
 pub use tasks::{DurationStats, Order, Outlier, RankBy, Ranked, Summary};
-
-/// The median.
-pub const P50: f64 = 0.50;
-/// The 90th percentile.
-pub const P90: f64 = 0.90;
-/// The 95th percentile.
-pub const P95: f64 = 0.95;
-/// The 99th percentile.
-pub const P99: f64 = 0.99;
 
 /// Checks a quantile argument.
 pub(crate) fn validate_q(q: f64) -> Result<()> {
