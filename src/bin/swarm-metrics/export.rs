@@ -6,10 +6,11 @@ use std::io::Write;
 use std::ops::ControlFlow;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::Value;
 use swarm_metrics::{
     AgentMetric, Filter, MetricKind, MetricType, MetricsStorage, Stored, SwarmMetric, TaskMetric,
-    TaskResult, TimeRange,
+    TaskResult, TimeRange, RECORD_FIELDS,
 };
 
 use crate::args::Format;
@@ -21,111 +22,141 @@ fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// A task metric as a JSON Lines record.
-fn task_record(t: &TaskMetric) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("kind".into(), json!("task"));
-    m.insert("task_id".into(), json!(t.task_id));
-    m.insert("agent_id".into(), json!(t.agent_id));
-    if let Some(swarm) = &t.swarm_id {
-        m.insert("swarm_id".into(), json!(swarm));
+/// One exported metric: the fields `import` reads, named as the
+/// reference names them, in the order of [`RECORD_FIELDS`] (the CSV
+/// columns). Fields a kind does not have are left out of JSON Lines and
+/// empty in CSV. A stored agent or swarm metric's id is left out: a fresh
+/// store gives its own.
+#[derive(Debug, Default, Serialize)]
+struct Record<'a> {
+    kind: &'static str,
+    timestamp: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    swarm_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<TaskResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tokens_used: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    files_changed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metric_type: Option<MetricType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<&'a Value>,
+}
+
+impl<'a> Record<'a> {
+    fn task(t: &'a TaskMetric) -> Self {
+        Record {
+            kind: "task",
+            timestamp: time(t.timestamp),
+            task_id: Some(&t.task_id),
+            agent_id: Some(&t.agent_id),
+            swarm_id: t.swarm_id.as_deref(),
+            duration_ms: Some(t.duration_ms),
+            result: Some(t.result),
+            tokens_used: Some(t.tokens_used),
+            files_changed: Some(t.files_changed),
+            ..Record::default()
+        }
     }
-    m.insert("duration_ms".into(), json!(t.duration_ms));
-    m.insert("result".into(), json!(t.result));
-    m.insert("tokens_used".into(), json!(t.tokens_used));
-    m.insert("files_changed".into(), json!(t.files_changed));
-    m.insert("timestamp".into(), json!(time(t.timestamp)));
-    m
-}
 
-/// An agent or swarm metric as a JSON Lines record (its store-given id is
-/// left out: a fresh store gives its own).
-fn entity_record(
-    kind: &str,
-    id_field: &str,
-    id: &str,
-    metric_type: MetricType,
-    value: f64,
-    metadata: &Option<Value>,
-    timestamp: DateTime<Utc>,
-) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("kind".into(), json!(kind));
-    m.insert(id_field.into(), json!(id));
-    m.insert("metric_type".into(), json!(metric_type));
-    m.insert("value".into(), json!(value));
-    if let Some(metadata) = metadata {
-        m.insert("metadata".into(), metadata.clone());
+    fn agent(m: &'a Stored<AgentMetric>) -> Self {
+        let m = &m.metric;
+        Record {
+            agent_id: Some(&m.agent_id),
+            ..Record::entity("agent", m.metric_type, m.value, &m.metadata, m.timestamp)
+        }
     }
-    m.insert("timestamp".into(), json!(time(timestamp)));
-    m
-}
 
-fn agent_record(m: &Stored<AgentMetric>) -> Map<String, Value> {
-    entity_record(
-        "agent",
-        "agent_id",
-        &m.metric.agent_id,
-        m.metric.metric_type,
-        m.metric.value,
-        &m.metric.metadata,
-        m.metric.timestamp,
-    )
-}
+    fn swarm(m: &'a Stored<SwarmMetric>) -> Self {
+        let m = &m.metric;
+        Record {
+            swarm_id: Some(&m.swarm_id),
+            ..Record::entity("swarm", m.metric_type, m.value, &m.metadata, m.timestamp)
+        }
+    }
 
-fn swarm_record(m: &Stored<SwarmMetric>) -> Map<String, Value> {
-    entity_record(
-        "swarm",
-        "swarm_id",
-        &m.metric.swarm_id,
-        m.metric.metric_type,
-        m.metric.value,
-        &m.metric.metadata,
-        m.metric.timestamp,
-    )
-}
-
-const CSV_COLUMNS: [&str; 12] = swarm_metrics::RECORD_FIELDS;
-
-/// One CSV field, quoted when it holds a comma, quote or line break.
-fn csv_field(value: &Value) -> String {
-    let text = match value {
-        Value::Null => return String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text
+    fn entity(
+        kind: &'static str,
+        metric_type: MetricType,
+        value: f64,
+        metadata: &'a Option<Value>,
+        timestamp: DateTime<Utc>,
+    ) -> Self {
+        Record {
+            kind,
+            timestamp: time(timestamp),
+            metric_type: Some(metric_type),
+            value: Some(value),
+            metadata: metadata.as_ref(),
+            ..Record::default()
+        }
     }
 }
 
-/// Writes records; a failed write stops the visit that writes them and is
-/// handed out as the command's failure.
-struct Sink<'a, W: Write> {
-    out: &'a mut W,
+/// The CSV cell of a field as serialized: strings as they are, other
+/// values (numbers, metadata) as JSON, an absent field empty.
+fn cell(value: Option<&Value>) -> String {
+    match value {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Where records go: JSON Lines written straight out, or CSV rows through
+/// a writer that quotes them. A failed write stops the visit that writes
+/// them and is handed out as the command's failure.
+enum Sink<'a, W: Write> {
+    Jsonl(&'a mut W),
+    Csv(csv::Writer<&'a mut W>),
 }
 
 impl<W: Write> Sink<'_, W> {
-    fn line(&mut self, text: &str) -> ControlFlow<Failure> {
-        match writeln!(self.out, "{text}") {
+    fn record(&mut self, record: &Record<'_>) -> ControlFlow<Failure> {
+        match self.write(record) {
             Ok(()) => ControlFlow::Continue(()),
-            Err(e) => ControlFlow::Break(Failure::from(e)),
+            Err(failure) => ControlFlow::Break(failure),
         }
     }
 
-    fn record(&mut self, format: Format, record: Map<String, Value>) -> ControlFlow<Failure> {
-        match format {
-            Format::Csv => {
-                let fields: Vec<String> = CSV_COLUMNS
-                    .iter()
-                    .map(|c| csv_field(record.get(*c).unwrap_or(&Value::Null)))
-                    .collect();
-                self.line(&fields.join(","))
+    fn write(&mut self, record: &Record<'_>) -> Result<(), Failure> {
+        match self {
+            Sink::Jsonl(out) => {
+                serde_json::to_writer(&mut **out, record).map_err(crate::json_error)?;
+                writeln!(out)?;
             }
-            _ => self.line(&Value::Object(record).to_string()),
+            Sink::Csv(writer) => {
+                let fields = serde_json::to_value(record).map_err(crate::json_error)?;
+                let row = RECORD_FIELDS.iter().map(|name| cell(fields.get(*name)));
+                writer.write_record(row).map_err(csv_error)?;
+            }
         }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(), Failure> {
+        match self {
+            Sink::Jsonl(_) => Ok(()),
+            Sink::Csv(mut writer) => writer.flush().map_err(Failure::from),
+        }
+    }
+}
+
+/// A CSV write's failure: the output's own error when there is one.
+fn csv_error(e: csv::Error) -> Failure {
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => Failure::from(e),
+        other => Failure::Operational(format!("cannot write CSV: {other:?}")),
     }
 }
 
@@ -143,26 +174,31 @@ pub fn run(
     if format == Format::Prometheus {
         return prometheus(store, out, kind, &filter);
     }
-    let mut sink = Sink { out };
-    if format == Format::Csv {
-        if let ControlFlow::Break(failure) = sink.line(&CSV_COLUMNS.join(",")) {
-            return Err(failure);
+    let mut sink = match format {
+        Format::Csv => {
+            let mut writer = csv::WriterBuilder::new()
+                .has_headers(false)
+                .from_writer(out);
+            writer.write_record(RECORD_FIELDS).map_err(csv_error)?;
+            Sink::Csv(writer)
         }
-    }
+        _ => Sink::Jsonl(out),
+    };
     let wanted = |k: MetricKind| kind.is_none_or(|only| only == k);
     let mut stopped = None;
     if wanted(MetricKind::Task) {
-        stopped = store.for_each_task_metric(&filter, |t| sink.record(format, task_record(&t)))?;
+        stopped = store.for_each_task_metric(&filter, |t| sink.record(&Record::task(&t)))?;
     }
     if wanted(MetricKind::Agent) && stopped.is_none() {
-        stopped =
-            store.for_each_agent_metric(&filter, |m| sink.record(format, agent_record(&m)))?;
+        stopped = store.for_each_agent_metric(&filter, |m| sink.record(&Record::agent(&m)))?;
     }
     if wanted(MetricKind::Swarm) && stopped.is_none() {
-        stopped =
-            store.for_each_swarm_metric(&filter, |m| sink.record(format, swarm_record(&m)))?;
+        stopped = store.for_each_swarm_metric(&filter, |m| sink.record(&Record::swarm(&m)))?;
     }
-    stopped.map_or(Ok(()), Err)
+    if let Some(failure) = stopped {
+        return Err(failure);
+    }
+    sink.finish()
 }
 
 /// A Prometheus label value, escaped; carriage returns, which the text
