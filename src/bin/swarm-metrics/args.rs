@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use swarm_metrics::{Filter, MetricKind, MetricType, TaskResult, TimeRange, DEFAULT_PATH};
 
+use crate::parse::{parse_span, parse_time};
 use crate::Failure;
 
 /// Query, import, export and maintain a swarm-metrics database.
@@ -26,243 +27,316 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// What the command line does: keep and move the store, or answer a
+/// [`Question`] about it.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Delete metrics older than the retention period, or with --policy
     /// fold them into hourly and daily rollups first.
-    #[command(group(clap::ArgGroup::new("how").required(true).args(["retention_days", "policy"])))]
-    Cleanup {
-        /// Keep this many days of raw metrics, deleting older ones.
-        #[arg(long)]
-        retention_days: Option<u32>,
-        /// Tiered retention: RAW,HOURLY,DAILY horizons (e.g. 7d,90d,2y;
-        /// each may be "forever"). Raw rows past RAW fold into hourly
-        /// rollups, hourly past HOURLY into daily, daily past DAILY go.
-        #[arg(long, conflicts_with = "dry_run")]
-        policy: Option<String>,
-        /// Give the freed space back to the file system afterwards.
-        #[arg(long)]
-        vacuum: bool,
-        /// Only count what would be deleted.
-        #[arg(long)]
-        dry_run: bool,
-        /// For a full disk, when ordinary cleanup fails: delete and vacuum
-        /// in place, without the write-ahead log, so that no new space is
-        /// needed. Other processes must have closed the store, and it must
-        /// not be killed while it runs (that can damage the file).
-        #[arg(long, conflicts_with_all = ["policy", "dry_run"])]
-        in_place: bool,
-    },
+    Cleanup(CleanupArgs),
     /// Give freed space back to the file system, in place and in steps
     /// (stores from other processes go on meanwhile).
-    Vacuum {
-        /// Free at most this many pages (default: all free pages).
-        #[arg(long, conflicts_with = "full")]
-        incremental: Option<u32>,
-        /// Rebuild the whole file instead, which also defragments it. It
-        /// holds the write lock for its whole run, so stores from other
-        /// processes wait (and fail after their busy timeout), and it may
-        /// need as much free disk as the file's size.
-        #[arg(long)]
-        full: bool,
-    },
+    Vacuum(VacuumArgs),
     /// Check the file's integrity and schema version (exit 1 if damaged).
     Check,
     /// Rows per table, time spans, file size and schema version.
     Stats,
     /// Store metrics from a JSON Lines file (or - for stdin).
-    Import {
-        /// The file, or - for standard input.
-        file: PathBuf,
-        /// What to do with a bad line: store nothing at all (abort), or
-        /// store the rest and report the bad lines (skip).
-        #[arg(long, value_enum, default_value_t = OnError::Abort)]
-        on_error: OnError,
-    },
+    Import(ImportArgs),
     /// Write metrics to stdout as JSON Lines, CSV or Prometheus text.
-    Export {
-        #[command(flatten)]
-        range: RangeArgs,
-        /// Only this kind of metric (all kinds by default).
-        #[arg(long)]
-        kind: Option<Kind>,
-        /// The output format.
-        #[arg(long, value_enum, default_value_t = Format::Jsonl)]
-        format: Format,
-    },
+    Export(ExportArgs),
+    /// Copy every metric of one store into another: a file into a
+    /// PostgreSQL server (postgres://…) as a fleet outgrows one machine,
+    /// or back. Safe to run again: what the target holds is skipped, so an
+    /// interrupted copy goes on where it stopped. (--db is not used.)
+    Copy(CopyArgs),
+    /// A one-file HTML report of a swarm's health: success rate and
+    /// durations over time, an agent leaderboard, regressions, outliers
+    /// and the store itself. Self-contained: it reads offline.
+    Report(ReportArgs),
+    #[command(flatten)]
+    Question(Question),
+}
+
+/// The commands that read a store and print an answer.
+#[derive(Debug, Subcommand)]
+pub enum Question {
     /// Metrics matching the filters, newest first.
-    Query {
-        #[command(flatten)]
-        filter: FilterArgs,
-        /// At most this many rows.
-        #[arg(long, default_value_t = swarm_metrics::DEFAULT_LIMIT)]
-        limit: usize,
-    },
+    Query(QueryArgs),
     /// avg, sum, count, min, max, stddev or a percentile (p50, p95, p99.9)
     /// of durations (or --metric-type task_tokens / task_files) or values.
-    Aggregate {
-        #[command(flatten)]
-        filter: FilterArgs,
-        /// The aggregation: avg|sum|count|min|max|stddev|pNN.
-        #[arg(long)]
-        agg: String,
-        /// One result per group.
-        #[arg(long, value_enum)]
-        by: Option<By>,
-    },
+    Aggregate(AggregateArgs),
     /// The share of successful tasks, with the counts behind it.
-    SuccessRate {
-        #[command(flatten)]
-        filter: FilterArgs,
-        /// One result per group, best first.
-        #[arg(long, value_enum)]
-        by: Option<By>,
-        /// The confidence of the interval shown with each rate.
-        #[arg(long, default_value_t = swarm_metrics::DEFAULT_CONFIDENCE)]
-        confidence: f64,
-        /// How the interval is computed.
-        #[arg(long, value_enum, default_value_t = IntervalArg::Wilson)]
-        interval: IntervalArg,
-    },
+    SuccessRate(SuccessRateArgs),
     /// An aggregation, percentile or success rate per time bucket.
-    Series {
-        #[command(flatten)]
-        filter: FilterArgs,
-        /// avg|sum|count|min|max|stddev|pNN|success-rate.
-        #[arg(long)]
-        measure: String,
-        /// The bucket width, e.g. 1m, 1h, 1d.
-        #[arg(long)]
-        width: String,
-        /// List empty buckets too.
-        #[arg(long)]
-        fill: bool,
-    },
+    Series(SeriesArgs),
     /// Tasks, success rate, durations, tokens and files in one overview.
-    Summary {
-        #[command(flatten)]
-        filter: FilterArgs,
-    },
+    Summary(SummaryArgs),
     /// Compare two selections of tasks: success rates (difference and
     /// p-value) and durations (difference of medians, Mann-Whitney p-value).
     /// The first is chosen by the usual filters; the second by the --with-*
     /// options, each defaulting to the first's value: two agents, two
     /// swarms, or two time windows.
-    Compare {
-        #[command(flatten)]
-        filter: FilterArgs,
-        /// The second selection's agent.
-        #[arg(long)]
-        with_agent: Option<String>,
-        /// The second selection's swarm.
-        #[arg(long)]
-        with_swarm: Option<String>,
-        /// The second selection's time range: the last span up to now.
-        #[arg(long, conflicts_with = "with_from")]
-        with_since: Option<String>,
-        /// The second selection's time range: from this time (RFC 3339).
-        #[arg(long)]
-        with_from: Option<String>,
-        /// The second selection's time range: up to this time (RFC 3339).
-        #[arg(long)]
-        with_to: Option<String>,
-    },
+    Compare(CompareArgs),
     /// The agents and swarms whose success rate fell or whose durations
     /// rose significantly from the baseline window to the current one
     /// (Benjamini-Hochberg corrected over everything tested).
-    Regressions {
-        /// The current window: the last span up to now (e.g. 24h).
-        #[arg(long, default_value = "24h")]
-        current: String,
-        /// The baseline window: the span just before the current one
-        /// (e.g. 7d).
-        #[arg(long, default_value = "7d")]
-        baseline: String,
-        /// The false discovery rate to keep to.
-        #[arg(long, default_value_t = 0.05)]
-        alpha: f64,
-    },
+    Regressions(RegressionsArgs),
     /// The best (or, with --bottom, worst) agents by a measure.
-    Top {
-        #[command(flatten)]
-        filter: FilterArgs,
-        /// What to rank by.
-        #[arg(long, value_enum, default_value_t = Rank::SuccessRate)]
-        by: Rank,
-        /// The worst first instead.
-        #[arg(long)]
-        bottom: bool,
-        /// How many agents.
-        #[arg(short, long, default_value_t = 10)]
-        n: usize,
-        /// Leave out agents with fewer tasks.
-        #[arg(long, default_value_t = 1)]
-        min_tasks: u64,
-    },
+    Top(TopArgs),
     /// The slowest tasks.
-    Slowest {
-        #[command(flatten)]
-        filter: FilterArgs,
-        /// How many tasks.
-        #[arg(short, long, default_value_t = 10)]
-        n: usize,
-    },
+    Slowest(SlowestArgs),
     /// Tasks outside their agent's Tukey fences (1.5 x IQR) of duration.
-    Outliers {
-        #[command(flatten)]
-        filter: FilterArgs,
-    },
-    /// Copy every metric of one store into another: a file into a
-    /// PostgreSQL server (postgres://…) as a fleet outgrows one machine,
-    /// or back. Safe to run again: what the target holds is skipped, so an
-    /// interrupted copy goes on where it stopped. (--db is not used.)
-    Copy {
-        /// The store to copy from: a file or a postgres:// URL.
-        #[arg(long)]
-        from: PathBuf,
-        /// The store to copy into (created if it is a missing file).
-        #[arg(long)]
-        to: PathBuf,
-    },
-    /// A one-file HTML report of a swarm's health: success rate and
-    /// durations over time, an agent leaderboard, regressions, outliers
-    /// and the store itself. Self-contained: it reads offline.
-    Report {
-        /// Write the page to this file (needed unless --json asks for the
-        /// numbers alone).
-        #[arg(long)]
-        html: Option<PathBuf>,
-        #[command(flatten)]
-        range: RangeArgs,
-        /// Only this agent.
-        #[arg(long)]
-        agent: Option<String>,
-        /// Only this swarm.
-        #[arg(long)]
-        swarm: Option<String>,
-        /// Only tasks with this result.
-        #[arg(long)]
-        result: Option<String>,
-        /// The charts' bucket width, e.g. 15m, 1h, 1d (default: about 100
-        /// buckets over the span).
-        #[arg(long)]
-        width: Option<String>,
-        /// The regressions' current window, up to the end of the span.
-        #[arg(long, default_value = "24h")]
-        current: String,
-        /// The regressions' baseline window, just before the current one.
-        #[arg(long, default_value = "7d")]
-        baseline: String,
-        /// The regressions' false discovery rate.
-        #[arg(long, default_value_t = 0.05)]
-        alpha: f64,
-        /// Agents listed by name in the leaderboard (the busiest).
-        #[arg(long, default_value_t = 25)]
-        top: usize,
-        /// The page's title.
-        #[arg(long)]
-        title: Option<String>,
-    },
+    Outliers(OutliersArgs),
+}
+
+/// The arguments of `cleanup`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("how").required(true).args(["retention_days", "policy"])))]
+pub struct CleanupArgs {
+    /// Keep this many days of raw metrics, deleting older ones.
+    #[arg(long)]
+    pub retention_days: Option<u32>,
+    /// Tiered retention: RAW,HOURLY,DAILY horizons (e.g. 7d,90d,2y;
+    /// each may be "forever"). Raw rows past RAW fold into hourly
+    /// rollups, hourly past HOURLY into daily, daily past DAILY go.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub policy: Option<String>,
+    /// Give the freed space back to the file system afterwards.
+    #[arg(long)]
+    pub vacuum: bool,
+    /// Only count what would be deleted.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// For a full disk, when ordinary cleanup fails: delete and vacuum
+    /// in place, without the write-ahead log, so that no new space is
+    /// needed. Other processes must have closed the store, and it must
+    /// not be killed while it runs (that can damage the file).
+    #[arg(long, conflicts_with_all = ["policy", "dry_run"])]
+    pub in_place: bool,
+}
+
+/// The arguments of `vacuum`.
+#[derive(Debug, Args)]
+pub struct VacuumArgs {
+    /// Free at most this many pages (default: all free pages).
+    #[arg(long, conflicts_with = "full")]
+    pub incremental: Option<u32>,
+    /// Rebuild the whole file instead, which also defragments it. It
+    /// holds the write lock for its whole run, so stores from other
+    /// processes wait (and fail after their busy timeout), and it may
+    /// need as much free disk as the file's size.
+    #[arg(long)]
+    pub full: bool,
+}
+
+/// The arguments of `import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The file, or - for standard input.
+    pub file: PathBuf,
+    /// What to do with a bad line: store nothing at all (abort), or
+    /// store the rest and report the bad lines (skip).
+    #[arg(long, value_enum, default_value_t = OnError::Abort)]
+    pub on_error: OnError,
+}
+
+/// The arguments of `export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub range: RangeArgs,
+    /// Only this kind of metric (all kinds by default).
+    #[arg(long)]
+    pub kind: Option<Kind>,
+    /// The output format.
+    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+    pub format: Format,
+}
+
+/// The arguments of `copy`.
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The store to copy from: a file or a postgres:// URL.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The store to copy into (created if it is a missing file).
+    #[arg(long)]
+    pub to: PathBuf,
+}
+
+/// The arguments of `report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Write the page to this file (needed unless --json asks for the
+    /// numbers alone).
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    #[command(flatten)]
+    pub range: RangeArgs,
+    /// Only this agent.
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Only this swarm.
+    #[arg(long)]
+    pub swarm: Option<String>,
+    /// Only tasks with this result.
+    #[arg(long)]
+    pub result: Option<String>,
+    /// The charts' bucket width, e.g. 15m, 1h, 1d (default: about 100
+    /// buckets over the span).
+    #[arg(long)]
+    pub width: Option<String>,
+    /// The regressions' current window, up to the end of the span.
+    #[arg(long, default_value = "24h")]
+    pub current: String,
+    /// The regressions' baseline window, just before the current one.
+    #[arg(long, default_value = "7d")]
+    pub baseline: String,
+    /// The regressions' false discovery rate.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// Agents listed by name in the leaderboard (the busiest).
+    #[arg(long, default_value_t = 25)]
+    pub top: usize,
+    /// The page's title.
+    #[arg(long)]
+    pub title: Option<String>,
+}
+
+/// The arguments of `query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// At most this many rows.
+    #[arg(long, default_value_t = swarm_metrics::DEFAULT_LIMIT)]
+    pub limit: usize,
+}
+
+/// The arguments of `aggregate`.
+#[derive(Debug, Args)]
+pub struct AggregateArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// The aggregation: avg|sum|count|min|max|stddev|pNN.
+    #[arg(long)]
+    pub agg: String,
+    /// One result per group.
+    #[arg(long, value_enum)]
+    pub by: Option<By>,
+}
+
+/// The arguments of `success-rate`.
+#[derive(Debug, Args)]
+pub struct SuccessRateArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// One result per group, best first.
+    #[arg(long, value_enum)]
+    pub by: Option<By>,
+    /// The confidence of the interval shown with each rate.
+    #[arg(long, default_value_t = swarm_metrics::DEFAULT_CONFIDENCE)]
+    pub confidence: f64,
+    /// How the interval is computed.
+    #[arg(long, value_enum, default_value_t = IntervalArg::Wilson)]
+    pub interval: IntervalArg,
+}
+
+/// The arguments of `series`.
+#[derive(Debug, Args)]
+pub struct SeriesArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// avg|sum|count|min|max|stddev|pNN|success-rate.
+    #[arg(long)]
+    pub measure: String,
+    /// The bucket width, e.g. 1m, 1h, 1d.
+    #[arg(long)]
+    pub width: String,
+    /// List empty buckets too.
+    #[arg(long)]
+    pub fill: bool,
+}
+
+/// The arguments of `summary`.
+#[derive(Debug, Args)]
+pub struct SummaryArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// The arguments of `compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// The second selection's agent.
+    #[arg(long)]
+    pub with_agent: Option<String>,
+    /// The second selection's swarm.
+    #[arg(long)]
+    pub with_swarm: Option<String>,
+    /// The second selection's time range: the last span up to now.
+    #[arg(long, conflicts_with = "with_from")]
+    pub with_since: Option<String>,
+    /// The second selection's time range: from this time (RFC 3339).
+    #[arg(long)]
+    pub with_from: Option<String>,
+    /// The second selection's time range: up to this time (RFC 3339).
+    #[arg(long)]
+    pub with_to: Option<String>,
+}
+
+/// The arguments of `regressions`.
+#[derive(Debug, Args)]
+pub struct RegressionsArgs {
+    /// The current window: the last span up to now (e.g. 24h).
+    #[arg(long, default_value = "24h")]
+    pub current: String,
+    /// The baseline window: the span just before the current one
+    /// (e.g. 7d).
+    #[arg(long, default_value = "7d")]
+    pub baseline: String,
+    /// The false discovery rate to keep to.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+}
+
+/// The arguments of `top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// What to rank by.
+    #[arg(long, value_enum, default_value_t = Rank::SuccessRate)]
+    pub by: Rank,
+    /// The worst first instead.
+    #[arg(long)]
+    pub bottom: bool,
+    /// How many agents.
+    #[arg(short, long, default_value_t = 10)]
+    pub n: usize,
+    /// Leave out agents with fewer tasks.
+    #[arg(long, default_value_t = 1)]
+    pub min_tasks: u64,
+}
+
+/// The arguments of `slowest`.
+#[derive(Debug, Args)]
+pub struct SlowestArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// How many tasks.
+    #[arg(short, long, default_value_t = 10)]
+    pub n: usize,
+}
+
+/// The arguments of `outliers`.
+#[derive(Debug, Args)]
+pub struct OutliersArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -459,127 +533,5 @@ impl FilterArgs {
             Some(name) => filter.metric_type_or_column(name.parse::<MetricType>()?),
             None => filter,
         })
-    }
-}
-
-pub fn parse_time(flag: &str, text: &str) -> Result<DateTime<Utc>, Failure> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| {
-            Failure::Usage(format!(
-                "{flag} {text:?} is not an RFC 3339 time such as 2025-06-01T12:00:00Z: {e}"
-            ))
-        })
-}
-
-/// Parses a tiered retention policy: `RAW,HOURLY,DAILY`.
-pub fn parse_policy(text: &str) -> Result<swarm_metrics::RetentionPolicy, Failure> {
-    let parts: Vec<&str> = text.split(',').map(str::trim).collect();
-    if parts.len() != 3 {
-        return Err(Failure::Usage(format!(
-            "--policy {text:?}: expected RAW,HOURLY,DAILY such as 7d,90d,2y (each may be forever)"
-        )));
-    }
-    let horizon = |part: &str| -> Result<Option<Duration>, Failure> {
-        if part == "forever" {
-            Ok(None)
-        } else {
-            parse_span("--policy", part).map(Some)
-        }
-    };
-    let policy = swarm_metrics::RetentionPolicy {
-        raw: horizon(parts[0])?,
-        hourly: horizon(parts[1])?,
-        daily: horizon(parts[2])?,
-        ..swarm_metrics::RetentionPolicy::default()
-    };
-    policy.validate()?;
-    Ok(policy)
-}
-
-/// Parses spans such as `90s`, `30m`, `24h`, `7d`, `2w`, `1y`.
-pub fn parse_span(flag: &str, text: &str) -> Result<Duration, Failure> {
-    let bad = || {
-        Failure::Usage(format!(
-            "{flag} {text:?} is not a span such as 90s, 30m, 24h, 7d, 2w or 1y"
-        ))
-    };
-    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (number, unit) = text.split_at(split);
-    let n: i64 = number.parse().map_err(|_| bad())?;
-    let span = match unit {
-        "s" => Duration::try_seconds(n),
-        "m" => Duration::try_minutes(n),
-        "h" => Duration::try_hours(n),
-        "d" => Duration::try_days(n),
-        "w" => Duration::try_weeks(n),
-        "y" => n.checked_mul(365).and_then(Duration::try_days),
-        _ => None,
-    };
-    span.filter(|s| *s > Duration::zero()).ok_or_else(bad)
-}
-
-/// An aggregation name: one of the reference's, or a percentile `pNN`.
-pub enum Aggregation {
-    Plain(swarm_metrics::AggregationType),
-    Percentile { name: String, q: f64 },
-}
-
-pub fn parse_aggregation(text: &str) -> Result<Aggregation, Failure> {
-    if let Some(digits) = text.strip_prefix('p') {
-        let percent: f64 = digits.parse().map_err(|_| {
-            Failure::Usage(format!(
-                "--agg {text:?}: a percentile is p followed by a number, e.g. p95"
-            ))
-        })?;
-        if !(0.0..=100.0).contains(&percent) {
-            return Err(Failure::Usage(format!(
-                "--agg {text:?}: a percentile lies between p0 and p100"
-            )));
-        }
-        return Ok(Aggregation::Percentile {
-            name: text.to_owned(),
-            q: percent / 100.0,
-        });
-    }
-    Ok(Aggregation::Plain(text.parse()?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spans_parse() {
-        assert_eq!(parse_span("--since", "24h").unwrap(), Duration::hours(24));
-        assert_eq!(parse_span("--since", "30m").unwrap(), Duration::minutes(30));
-        assert_eq!(parse_span("--since", "7d").unwrap(), Duration::days(7));
-        for bad in ["", "h", "24", "24x", "-1h", "0h", "1.5h"] {
-            assert!(parse_span("--since", bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn policies_parse() {
-        let p = parse_policy("7d,90d,2y").unwrap();
-        assert_eq!(p.raw, Some(Duration::days(7)));
-        assert_eq!(p.daily, Some(Duration::days(730)));
-        assert_eq!(parse_policy("1d,forever,forever").unwrap().hourly, None);
-        assert!(parse_policy("7d,90d").is_err());
-        assert!(parse_policy("90d,7d,2y").is_err());
-        assert!(parse_policy("forever,7d,2y").is_err());
-    }
-
-    #[test]
-    fn aggregations_parse() {
-        assert!(
-            matches!(parse_aggregation("p95"), Ok(Aggregation::Percentile { q, .. }) if (q - 0.95).abs() < 1e-12)
-        );
-        assert!(matches!(
-            parse_aggregation("avg"),
-            Ok(Aggregation::Plain(_))
-        ));
-        assert!(parse_aggregation("p101").is_err());
-        assert!(parse_aggregation("median").is_err());
     }
 }

@@ -118,7 +118,7 @@ fn cell(value: Option<&Value>) -> String {
 /// them and is handed out as the command's failure.
 enum Sink<'a, W: Write> {
     Jsonl(&'a mut W),
-    Csv(csv::Writer<&'a mut W>),
+    Csv(Box<csv::Writer<&'a mut W>>),
 }
 
 impl<W: Write> Sink<'_, W> {
@@ -180,7 +180,7 @@ pub fn run(
                 .has_headers(false)
                 .from_writer(out);
             writer.write_record(RECORD_FIELDS).map_err(csv_error)?;
-            Sink::Csv(writer)
+            Sink::Csv(Box::new(writer))
         }
         _ => Sink::Jsonl(out),
     };
