@@ -19,13 +19,16 @@ mod filter;
 mod fold;
 mod grouped;
 mod pinned;
+mod plan;
 mod read;
 mod retention;
 mod rollups;
 mod schema;
 mod series;
+mod span;
 mod tls;
 mod transfer;
+mod values;
 mod write;
 
 use std::collections::HashSet;

@@ -3,14 +3,11 @@
 //! order, numpy's linear quantiles, which `percentile_cont` computes with
 //! the same arithmetic).
 
-use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::Type;
-use postgres::Client;
 use postgres::Row;
-use sketches_ddsketch::DDSketch;
 
 use super::filter::Where;
 use super::rollups::{stat_columns, stat_of};
@@ -24,7 +21,7 @@ use crate::model::filter::{from_micros, Filter};
 use crate::model::record::{
     AggregationType, EntityFields, MetricKind, MetricType, TaskMetric, TaskResult,
 };
-use crate::rollup::rolled::{add_agent_rollups, AgentTotals, RollupRead};
+use crate::rollup::rolled::RollupRead;
 
 /// A task metric from a row of [`TASK_SELECT`].
 fn task_of(row: &Row) -> Result<TaskMetric> {
@@ -57,7 +54,7 @@ const TASK_SELECT: &str = "m.timestamp, m.task_id, m.agent_id, m.swarm_id, m.res
                            m.duration_ms, m.tokens_used, m.files_changed";
 
 /// The query of task rows matching `filter` in `order`, at most `limit`.
-fn tasks_sql(filter: &Filter, limit: i64, order: &str) -> (String, Where) {
+pub(super) fn tasks_sql(filter: &Filter, limit: i64, order: &str) -> (String, Where) {
     let w = Where::tasks(filter);
     let sql = format!(
         "SELECT {TASK_SELECT} FROM task_metrics m WHERE {} ORDER BY {order} LIMIT {limit}",
@@ -67,7 +64,7 @@ fn tasks_sql(filter: &Filter, limit: i64, order: &str) -> (String, Where) {
 }
 
 /// The query counting the tasks matching `filter` by result.
-fn success_rate_sql(filter: &Filter) -> (String, Where) {
+pub(super) fn success_rate_sql(filter: &Filter) -> (String, Where) {
     let w = Where::tasks(filter);
     let sql = format!(
         "SELECT m.result, count(*) FROM task_metrics m WHERE {} GROUP BY m.result",
@@ -77,7 +74,7 @@ fn success_rate_sql(filter: &Filter) -> (String, Where) {
 }
 
 /// The query of `aggregation` over the values of `kind` `filter` selects.
-fn aggregate_sql(
+pub(super) fn aggregate_sql(
     kind: MetricKind,
     aggregation: AggregationType,
     filter: &Filter,
@@ -95,7 +92,7 @@ fn aggregate_sql(
 
 /// The query of quantiles of the values of `kind` `filter` selects; the
 /// quantiles, a `float8[]`, are the parameter after the filter's.
-fn percentiles_sql(kind: MetricKind, filter: &Filter) -> Result<(String, Where)> {
+pub(super) fn percentiles_sql(kind: MetricKind, filter: &Filter) -> Result<(String, Where)> {
     let (column, _) = aggregated_column(kind, filter)?;
     let w = Where::of(kind, filter);
     let sql = format!(
@@ -417,164 +414,6 @@ pub(super) fn aggregate_of(
     })
 }
 
-impl PgStore {
-    /// The values `aggregate` would combine, as doubles, in no order,
-    /// raw rows and rollups read in one snapshot; with the sketch of what
-    /// survives only as one (see `MetricsStorage::selected_values`).
-    pub fn values(
-        &self,
-        kind: MetricKind,
-        filter: &Filter,
-    ) -> Result<(Vec<f64>, Option<DDSketch>)> {
-        self.with_rollups(kind, filter, |client, rollups| {
-            self.values_in(client, kind, filter, rollups)
-        })
-    }
-
-    /// [`values`](Self::values) on `client`, taking in the rollups when
-    /// `rollups`.
-    fn values_in(
-        &self,
-        client: &mut Client,
-        kind: MetricKind,
-        filter: &Filter,
-        rollups: bool,
-    ) -> Result<(Vec<f64>, Option<DDSketch>)> {
-        let (column, _) = aggregated_column(kind, filter)?;
-        let w = Where::of(kind, filter);
-        let sql = format!(
-            "SELECT m.{column}::float8 FROM {} m WHERE {}",
-            kind.table(),
-            w.clause
-        );
-        let mut values: Vec<f64> = client
-            .query_typed(&sql, &w.params())
-            .map_err(self.error("read values"))?
-            .iter()
-            .map(|row| row.column(0))
-            .collect::<Result<_>>()?;
-        let mut sketch = None;
-        if rollups {
-            let read = RollupRead::column(kind, filter, None, column, true);
-            if let Some(rolled) = self.merge_rollups(client, &read)?.remove(&None) {
-                values.extend(rolled.values);
-                sketch = rolled.sketch;
-            }
-        }
-        Ok((values, sketch))
-    }
-
-    /// Rows, oldest and newest timestamp (µs) of `kind`'s table.
-    pub fn table_span(&self, kind: MetricKind) -> Result<(u64, Option<i64>, Option<i64>)> {
-        let sql = format!(
-            "SELECT count(*), min(timestamp), max(timestamp) FROM {}",
-            kind.table()
-        );
-        let row = self
-            .read_conn()?
-            .query_one(&sql, &[])
-            .map_err(self.error("read statistics"))?;
-        Ok((
-            u64::try_from(row.column::<i64>(0)?).unwrap_or(0),
-            row.column(1)?,
-            row.column(2)?,
-        ))
-    }
-
-    /// Bytes the metric and rollup tables take on the server, indexes
-    /// included.
-    pub fn size(&self) -> Result<u64> {
-        let row = self
-            .read_conn()?
-            .query_one(
-                "SELECT ((SELECT coalesce(sum(pg_total_relation_size(i.inhrelid)), 0) \
-                         FROM pg_inherits i \
-                         WHERE i.inhparent IN ('task_metrics'::regclass, \
-                                               'agent_metrics'::regclass, \
-                                               'swarm_metrics'::regclass)) \
-                      + pg_total_relation_size('task_summaries') \
-                      + pg_total_relation_size('agent_summaries') \
-                      + pg_total_relation_size('swarm_summaries'))::bigint",
-                &[],
-            )
-            .map_err(self.error("read statistics"))?;
-        Ok(u64::try_from(row.column::<i64>(0)?).unwrap_or(0))
-    }
-}
-
-/// Every agent's totals, and the first and last instants (µs) they cover.
-pub(crate) type AgentTotalsSpan = (BTreeMap<String, AgentTotals>, Option<(i64, i64)>);
-
-impl PgStore {
-    /// Every agent's totals over the tasks `filter` selects, raw and
-    /// rolled up, and the first and last instants (µs) they cover.
-    pub fn agent_totals(&self, filter: &Filter) -> Result<AgentTotalsSpan> {
-        let w = Where::tasks(filter);
-        let sql = format!(
-            "SELECT m.agent_id, count(*), count(*) FILTER (WHERE m.result = 0), \
-                    sum(m.duration_ms)::float8, sum(m.tokens_used)::float8, \
-                    min(m.timestamp), max(m.timestamp) \
-             FROM task_metrics m WHERE {} GROUP BY m.agent_id",
-            w.clause
-        );
-        self.with_rollups(MetricKind::Task, filter, |client, rollups| {
-            let mut span: Option<(i64, i64)> = None;
-            let mut widen = |first: i64, last: i64| {
-                span = Some(span.map_or((first, last), |(a, b)| (a.min(first), b.max(last))));
-            };
-            let mut agents: BTreeMap<String, AgentTotals> = BTreeMap::new();
-            for row in client
-                .query_typed(&sql, &w.params())
-                .map_err(self.error("rank agents"))?
-            {
-                let count =
-                    |i| -> Result<u64> { Ok(u64::try_from(row.column::<i64>(i)?).unwrap_or(0)) };
-                widen(row.column(5)?, row.column(6)?);
-                let totals = AgentTotals {
-                    tasks: count(1)?,
-                    success: count(2)?,
-                    duration_total: row.column(3)?,
-                    tokens_total: row.column(4)?,
-                };
-                agents.insert(row.column(0)?, totals);
-            }
-            if rollups {
-                add_agent_rollups(&mut agents, filter, |read| self.merge_rollups(client, read))?;
-                if let Some((first, last)) = self.rollup_span(client, MetricKind::Task, filter)? {
-                    widen(first, last);
-                }
-            }
-            Ok((agents, span))
-        })
-    }
-}
-
-impl PgStore {
-    /// The first and last instants (µs) of the tasks `filter` selects, raw
-    /// or rolled up.
-    pub fn task_span(&self, filter: &Filter) -> Result<Option<(i64, i64)>> {
-        let w = Where::tasks(filter);
-        let sql = format!(
-            "SELECT min(m.timestamp), max(m.timestamp) FROM task_metrics m WHERE {}",
-            w.clause
-        );
-        self.with_rollups(MetricKind::Task, filter, |client, rollups| {
-            let row = client
-                .query_typed_one(&sql, &w.params())
-                .map_err(self.error("read the span of the data"))?;
-            let first: Option<i64> = row.column(0)?;
-            let last: Option<i64> = row.column(1)?;
-            let mut span = first.zip(last);
-            if rollups {
-                if let Some((first, last)) = self.rollup_span(client, MetricKind::Task, filter)? {
-                    span = Some(span.map_or((first, last), |(a, b)| (a.min(first), b.max(last))));
-                }
-            }
-            Ok(span)
-        })
-    }
-}
-
 /// Success rates by key from rows of `key, result, count` ordered by key,
 /// in that order.
 pub(super) fn rates_by_key<K: PartialEq>(
@@ -598,45 +437,4 @@ pub(super) fn rates_by_key<K: PartialEq>(
         }
     }
     Ok(rates)
-}
-
-impl PgStore {
-    /// PostgreSQL's `EXPLAIN` (without costs) of the query the store runs
-    /// for `query` over `filter` on `kind`: one line per plan step.
-    pub fn query_plan(
-        &self,
-        kind: MetricKind,
-        query: PlannedQuery,
-        filter: &Filter,
-    ) -> Result<Vec<String>> {
-        let (sql, w) = match query {
-            PlannedQuery::Rows if kind == MetricKind::Task => {
-                tasks_sql(filter, 1000, "m.timestamp DESC, m.task_id DESC")
-            }
-            PlannedQuery::Rows => {
-                let (table, id) = PgStore::entity_table(kind);
-                let w = Where::of(kind, filter);
-                let sql = format!(
-                    "SELECT m.metric_id, m.{id}, m.metric_type, m.value, m.metadata, m.timestamp \
-                     FROM {table} m WHERE {} ORDER BY m.timestamp DESC, m.metric_id DESC LIMIT 1000",
-                    w.clause
-                );
-                (sql, w)
-            }
-            PlannedQuery::Aggregate(aggregation) => aggregate_sql(kind, aggregation, filter)?,
-            PlannedQuery::SuccessRate => success_rate_sql(filter),
-            PlannedQuery::Percentile => percentiles_sql(kind, filter)?,
-        };
-        let mut params = w.params();
-        let median = vec![0.5f64];
-        if matches!(query, PlannedQuery::Percentile) {
-            params.push((&median, Type::FLOAT8_ARRAY));
-        }
-        self.read_conn()?
-            .query_typed(&format!("EXPLAIN (COSTS OFF) {sql}"), &params)
-            .map_err(self.error("explain query"))?
-            .iter()
-            .map(|row| row.column(0))
-            .collect()
-    }
 }
