@@ -21,6 +21,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// An alert rule was refused; no rule of its file is kept.
+    #[error("alert rule {rule:?}: invalid {field}: {reason}")]
+    InvalidRule {
+        /// The rule's name (empty when the file does not parse that far).
+        rule: String,
+        /// The field, as the file spells it.
+        field: String,
+        /// Why it was refused.
+        reason: String,
+    },
+
     /// The file was written by a newer version of this crate; it was left
     /// untouched.
     #[error(
@@ -358,7 +369,7 @@ impl Error {
 
     /// True when the error is about the caller's input, not the store.
     pub fn is_invalid_input(&self) -> bool {
-        matches!(self, Error::InvalidInput { .. })
+        matches!(self, Error::InvalidInput { .. } | Error::InvalidRule { .. })
     }
 }
 

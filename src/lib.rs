@@ -69,6 +69,7 @@
 pub use chrono;
 pub use serde_json;
 
+mod alerts;
 mod engine;
 mod error;
 mod model;
@@ -80,6 +81,10 @@ mod rollup;
 mod stats;
 mod storage;
 
+pub use alerts::{
+    default_burn_windows, AlertGroup, AlertState, BurnWindows, Condition, Figures, Finding, Mode,
+    Rule, Rules, Standing, Verdict,
+};
 pub use engine::sqlite::open::schema::SCHEMA_VERSION;
 pub use engine::sqlite::open::settings::Durability;
 #[cfg(feature = "postgres")]
@@ -91,6 +96,7 @@ pub use model::record::{
     now, AgentMetric, AggregationType, MetricKind, MetricType, Stored, SwarmMetric, TaskMetric,
     TaskResult, MAX_ID_LEN,
 };
+pub use model::span::parse_span;
 pub use ops::inspect::{StoreStats, TableStats};
 pub use ops::plan::QueryShape;
 pub use ops::retention::{

@@ -11,3 +11,4 @@ pub(crate) mod filter;
 pub(crate) mod record;
 pub(crate) mod reports;
 pub(crate) mod shapes;
+pub(crate) mod span;

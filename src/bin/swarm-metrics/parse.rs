@@ -42,24 +42,12 @@ pub fn parse_policy(text: &str) -> Result<swarm_metrics::RetentionPolicy, Failur
 
 /// Parses spans such as `90s`, `30m`, `24h`, `7d`, `2w`, `1y`.
 pub fn parse_span(flag: &str, text: &str) -> Result<Duration, Failure> {
-    let bad = || {
-        Failure::Usage(format!(
-            "{flag} {text:?} is not a span such as 90s, 30m, 24h, 7d, 2w or 1y"
-        ))
-    };
-    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (number, unit) = text.split_at(split);
-    let n: i64 = number.parse().map_err(|_| bad())?;
-    let span = match unit {
-        "s" => Duration::try_seconds(n),
-        "m" => Duration::try_minutes(n),
-        "h" => Duration::try_hours(n),
-        "d" => Duration::try_days(n),
-        "w" => Duration::try_weeks(n),
-        "y" => n.checked_mul(365).and_then(Duration::try_days),
-        _ => None,
-    };
-    span.filter(|s| *s > Duration::zero()).ok_or_else(bad)
+    swarm_metrics::parse_span(text).map_err(|e| match e {
+        swarm_metrics::Error::InvalidInput { reason, .. } => {
+            Failure::Usage(format!("{flag} {reason}"))
+        }
+        other => Failure::from(other),
+    })
 }
 
 /// An aggregation name: one of the reference's, or a percentile `pNN`.

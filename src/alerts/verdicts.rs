@@ -1,0 +1,389 @@
+//! What each rule finds at an instant, per alert instance: the verdict and
+//! the figures that decided it, composed from the store's answers, so
+//! that both engines decide alike.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use sketches_ddsketch::DDSketch;
+
+use super::rules::{AlertGroup, BurnWindows, Condition, Mode, Rule, Rules};
+use super::state::Verdict;
+use crate::error::Result;
+use crate::model::answer::SuccessRate;
+use crate::model::filter::{Filter, GroupBy, TaskColumn, TimeRange};
+use crate::model::record::MetricKind;
+use crate::stats::interval::IntervalMethod;
+use crate::stats::order_bound::{lower_bound_rank, quantile_lower_bound};
+use crate::stats::running::{quantile, sketch_quantile};
+use crate::storage::MetricsStorage;
+
+/// The numbers behind a verdict. Which are set depends on the rule's
+/// kind; absent ones are left out of JSON.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Figures {
+    /// Tasks in the window.
+    pub tasks: u64,
+    /// Successful tasks in the window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub successes: Option<u64>,
+    /// The observed success rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// The confidence interval of the rate: low, high.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<[f64; 2]>,
+    /// The observed quantile of durations (ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantile: Option<f64>,
+    /// The lower confidence bound of that quantile (ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lower_bound: Option<f64>,
+    /// Whether the quantile and its bound come in part from rollups'
+    /// sketches, and are so approximate (within about 1%).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub approximate: bool,
+    /// Burn rates, one per pair of windows: long, short.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub burn_rates: Vec<[f64; 2]>,
+    /// Tasks in the baseline span.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_tasks: Option<u64>,
+    /// The adjusted p-value of a regression.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub q_value: Option<f64>,
+}
+
+/// What one rule found for one alert instance at one instant.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Finding {
+    /// The rule's name.
+    pub rule: String,
+    /// The instance's agent or swarm (`None`: the rule's whole selection,
+    /// or the tasks without a swarm).
+    pub group: Option<String>,
+    /// Whether the rule's condition holds.
+    pub verdict: Verdict,
+    /// The numbers that decided it.
+    pub figures: Figures,
+}
+
+/// The range `span` long that ends at `at`.
+fn ending_at(at: DateTime<Utc>, span: Duration) -> Result<TimeRange> {
+    TimeRange::new(at - span, at)
+}
+
+/// `filter` within `range`.
+fn within(filter: &Filter, range: TimeRange) -> Filter {
+    filter.clone().range(range)
+}
+
+fn group_by_of(group: AlertGroup) -> Option<GroupBy> {
+    match group {
+        AlertGroup::None => None,
+        AlertGroup::Agent => Some(GroupBy::Agent),
+        AlertGroup::Swarm => Some(GroupBy::Swarm),
+    }
+}
+
+impl MetricsStorage {
+    /// What every rule finds at `at`, read in one consistent snapshot:
+    /// one finding per rule and group with tasks in the spans the rule
+    /// reads (a group it does not list had none, which is no verdict).
+    /// Nothing is written; alert states build on these findings.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) when a rule's
+    /// window reaches outside the time the store can hold; otherwise as
+    /// the answers it reads ([`success_rate_by`](Self::success_rate_by),
+    /// [`percentile_by`](Self::percentile_by),
+    /// [`regressions_in`](Self::regressions_in)).
+    pub fn alert_findings(&self, rules: &Rules, at: DateTime<Utc>) -> Result<Vec<Finding>> {
+        self.consistent(|store| {
+            let mut findings = Vec::new();
+            for rule in rules.iter() {
+                findings.extend(store.findings(rule, at)?);
+            }
+            Ok(findings)
+        })
+    }
+
+    /// What `rule` finds at `at`, one finding per group that has tasks in
+    /// the spans it reads.
+    fn findings(&self, rule: &Rule, at: DateTime<Utc>) -> Result<Vec<Finding>> {
+        let window = ending_at(at, rule.window)?;
+        match &rule.condition {
+            Condition::SuccessRate {
+                below,
+                confidence,
+                interval,
+                mode,
+            } => Ok(self
+                .rates(rule, window)?
+                .into_iter()
+                .map(|(group, rate)| Finding {
+                    rule: rule.name.clone(),
+                    group,
+                    verdict: rate_verdict(rule, &rate, *below, *confidence, *interval, *mode),
+                    figures: rate_figures(&rate, *confidence, *interval),
+                })
+                .collect()),
+            Condition::Latency {
+                quantile,
+                above_ms,
+                confidence,
+                mode,
+            } => {
+                let filter = within(&rule.filter, window).column(TaskColumn::Duration);
+                let groups = match group_by_of(rule.group_by) {
+                    None => {
+                        BTreeMap::from([(None, self.selected_values(MetricKind::Task, &filter)?)])
+                    }
+                    Some(by) => self.values_by_group(MetricKind::Task, by, &filter)?,
+                };
+                Ok(groups
+                    .into_iter()
+                    .filter(|(_, (values, sketch))| !values.is_empty() || sketch.is_some())
+                    .map(|(group, (mut values, sketch))| {
+                        let figures = latency_figures(&mut values, sketch, *quantile, *confidence);
+                        let verdict = if figures.tasks < rule.min_tasks {
+                            Verdict::Unknown
+                        } else {
+                            let figure = match mode {
+                                Mode::Interval => figures.lower_bound,
+                                Mode::Point => figures.quantile,
+                            };
+                            match figure {
+                                None => Verdict::Unknown,
+                                Some(ms) if ms > *above_ms => Verdict::Holds,
+                                Some(_) => Verdict::Clear,
+                            }
+                        };
+                        Finding {
+                            rule: rule.name.clone(),
+                            group,
+                            verdict,
+                            figures,
+                        }
+                    })
+                    .collect())
+            }
+            Condition::BurnRate { objective, windows } => self.burn(rule, at, *objective, windows),
+            Condition::Regression { baseline, alpha } => {
+                let baseline_range = ending_at(at - rule.window, *baseline)?;
+                let regressions =
+                    self.regressions_in(&rule.filter, window, baseline_range, *alpha)?;
+                let wanted = group_by_of(rule.group_by);
+                Ok(self
+                    .rates(rule, window)?
+                    .into_iter()
+                    .map(|(group, rate)| {
+                        let regressed = regressions.iter().find(|r| {
+                            Some(r.group) == wanted && Some(&r.id) == group.as_ref()
+                                || wanted.is_none()
+                        });
+                        let verdict = match regressed {
+                            _ if rate.total < rule.min_tasks => Verdict::Unknown,
+                            Some(_) => Verdict::Holds,
+                            None => Verdict::Clear,
+                        };
+                        Finding {
+                            rule: rule.name.clone(),
+                            group,
+                            verdict,
+                            figures: Figures {
+                                q_value: regressed.map(|r| r.q_value),
+                                ..rate_figures(&rate, 0.95, IntervalMethod::Wilson)
+                            },
+                        }
+                    })
+                    .collect())
+            }
+            Condition::NoData { baseline } => {
+                let before = self.rates(rule, ending_at(at - rule.window, *baseline)?)?;
+                let now: BTreeMap<_, _> = self.rates(rule, window)?.into_iter().collect();
+                Ok(before
+                    .into_iter()
+                    .map(|(group, then)| {
+                        let tasks = now.get(&group).map_or(0, |rate| rate.total);
+                        Finding {
+                            rule: rule.name.clone(),
+                            verdict: if tasks == 0 {
+                                Verdict::Holds
+                            } else {
+                                Verdict::Clear
+                            },
+                            figures: Figures {
+                                tasks,
+                                baseline_tasks: Some(then.total),
+                                ..Figures::default()
+                            },
+                            group,
+                        }
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// The success rate of each of the rule's groups with tasks in
+    /// `range` (one, keyed `None`, without grouping).
+    fn rates(&self, rule: &Rule, range: TimeRange) -> Result<Vec<(Option<String>, SuccessRate)>> {
+        let filter = within(&rule.filter, range);
+        Ok(match group_by_of(rule.group_by) {
+            None => {
+                let rate = self.success_rate(&filter)?;
+                if rate.total == 0 {
+                    Vec::new()
+                } else {
+                    vec![(None, rate)]
+                }
+            }
+            Some(by) => self
+                .success_rate_by(by, &filter)?
+                .into_iter()
+                .map(|g| (g.key, g.value))
+                .collect(),
+        })
+    }
+
+    /// The burn-rate findings: a pair holds when both its windows burn
+    /// faster than its factor; the rule holds when any pair does. The
+    /// longest window decides whether there are tasks enough.
+    fn burn(
+        &self,
+        rule: &Rule,
+        at: DateTime<Utc>,
+        objective: f64,
+        windows: &[BurnWindows],
+    ) -> Result<Vec<Finding>> {
+        let budget = 1.0 - objective;
+        let burn_of = |rate: Option<&SuccessRate>| {
+            rate.and_then(|r| r.rate)
+                .map_or(0.0, |rate| (1.0 - rate) / budget)
+        };
+        let mut per_pair = Vec::with_capacity(windows.len());
+        for pair in windows {
+            let long: BTreeMap<_, _> = self
+                .rates(rule, ending_at(at, pair.long)?)?
+                .into_iter()
+                .collect();
+            let short: BTreeMap<_, _> = self
+                .rates(rule, ending_at(at, pair.short)?)?
+                .into_iter()
+                .collect();
+            per_pair.push((pair.factor, long, short));
+        }
+        let longest = self.rates(rule, ending_at(at, rule.window)?)?;
+        Ok(longest
+            .into_iter()
+            .map(|(group, rate)| {
+                let burn_rates: Vec<[f64; 2]> = per_pair
+                    .iter()
+                    .map(|(_, long, short)| [burn_of(long.get(&group)), burn_of(short.get(&group))])
+                    .collect();
+                let holds = per_pair
+                    .iter()
+                    .zip(&burn_rates)
+                    .any(|((factor, _, _), [long, short])| long > factor && short > factor);
+                let verdict = match holds {
+                    _ if rate.total < rule.min_tasks => Verdict::Unknown,
+                    true => Verdict::Holds,
+                    false => Verdict::Clear,
+                };
+                Finding {
+                    rule: rule.name.clone(),
+                    group,
+                    verdict,
+                    figures: Figures {
+                        burn_rates,
+                        ..rate_figures(&rate, 0.95, IntervalMethod::Wilson)
+                    },
+                }
+            })
+            .collect())
+    }
+}
+
+/// A success-rate rule's verdict on `rate`.
+fn rate_verdict(
+    rule: &Rule,
+    rate: &SuccessRate,
+    below: f64,
+    confidence: f64,
+    method: IntervalMethod,
+    mode: Mode,
+) -> Verdict {
+    if rate.total < rule.min_tasks {
+        return Verdict::Unknown;
+    }
+    let figure = match mode {
+        Mode::Point => rate.rate,
+        Mode::Interval => rate
+            .interval(confidence, method)
+            .ok()
+            .flatten()
+            .map(|interval| interval.high),
+    };
+    match figure {
+        None => Verdict::Unknown,
+        Some(figure) if figure < below => Verdict::Holds,
+        Some(_) => Verdict::Clear,
+    }
+}
+
+fn rate_figures(rate: &SuccessRate, confidence: f64, method: IntervalMethod) -> Figures {
+    Figures {
+        tasks: rate.total,
+        successes: Some(rate.success),
+        rate: rate.rate,
+        interval: rate
+            .interval(confidence, method)
+            .ok()
+            .flatten()
+            .map(|i| [i.low, i.high]),
+        ..Figures::default()
+    }
+}
+
+/// The quantile of durations and its lower bound: exact from raw values,
+/// approximate when rollups' sketches hold part of them.
+fn latency_figures(
+    values: &mut [f64],
+    sketch: Option<DDSketch>,
+    q: f64,
+    confidence: f64,
+) -> Figures {
+    match sketch {
+        None => Figures {
+            tasks: values.len() as u64,
+            quantile: quantile(values, q),
+            lower_bound: quantile_lower_bound(values, q, confidence),
+            ..Figures::default()
+        },
+        Some(mut sketch) => {
+            values.iter().for_each(|v| sketch.add(*v));
+            let n = sketch.count() as u64;
+            // The k-th of n values sits at the quantile (k - 1) / (n - 1)
+            // of the merged sketch.
+            let lower_bound = lower_bound_rank(n, q, confidence).and_then(|k| {
+                let at = if n > 1 {
+                    (k - 1) as f64 / (n - 1) as f64
+                } else {
+                    0.0
+                };
+                sketch_quantile(&sketch, at)
+            });
+            Figures {
+                tasks: n,
+                quantile: sketch_quantile(&sketch, q),
+                lower_bound,
+                approximate: true,
+                ..Figures::default()
+            }
+        }
+    }
+}

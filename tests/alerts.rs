@@ -1,0 +1,361 @@
+//! Alert rules: the TOML contract, its refusals, and what rules find on
+//! every backend, against figures computed here from the records.
+
+mod common;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use swarm_metrics::{
+    Condition, Error, Finding, Interval, IntervalMethod, MetricsStorage, Mode, Rules, TaskMetric,
+    TaskResult, Verdict,
+};
+
+/// The instant every rule is evaluated at.
+fn at() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
+}
+
+/// The issue's example, as users write it.
+const EXAMPLE: &str = r#"
+[[rule]]
+name = "agent-success"
+kind = "success_rate"
+group_by = "agent"
+window = "1h"
+below = 0.85
+confidence = 0.95
+min_tasks = 10
+for = "10m"
+keep_firing_for = "10m"
+severity = "page"
+[rule.filter]
+swarm = "swarm-prod"
+"#;
+
+#[test]
+fn the_documented_rule_file_parses_with_every_field() {
+    let rules = Rules::from_toml_str(EXAMPLE).unwrap();
+    assert_eq!(rules.len(), 1);
+    let rule = rules.iter().next().unwrap();
+    assert_eq!(rule.name, "agent-success");
+    assert_eq!(rule.window, Duration::hours(1));
+    assert_eq!(rule.pending_for, Duration::minutes(10));
+    assert_eq!(rule.keep_firing_for, Duration::minutes(10));
+    assert_eq!(rule.min_tasks, 10);
+    assert_eq!(rule.severity, "page");
+    assert_eq!(rule.filter.swarm_id.as_deref(), Some("swarm-prod"));
+    assert_eq!(
+        rule.condition,
+        Condition::SuccessRate {
+            below: 0.85,
+            confidence: 0.95,
+            interval: IntervalMethod::Wilson,
+            mode: Mode::Interval,
+        }
+    );
+}
+
+#[test]
+fn every_kind_parses_with_its_defaults() {
+    let rules = Rules::from_toml_str(
+        r#"
+        [[rule]]
+        name = "p95"
+        kind = "latency"
+        window = "30m"
+        above_ms = 2000
+        [[rule]]
+        name = "budget"
+        kind = "burn_rate"
+        objective = 0.99
+        [[rule]]
+        name = "worse"
+        kind = "regression"
+        window = "24h"
+        baseline = "7d"
+        [[rule]]
+        name = "stalled"
+        kind = "no_data"
+        group_by = "swarm"
+        window = "15m"
+        baseline = "1d"
+        for = "0"
+        "#,
+    )
+    .unwrap();
+    let kinds: Vec<_> = rules.iter().map(|r| r.condition.clone()).collect();
+    assert!(matches!(
+        kinds[0],
+        Condition::Latency { quantile, above_ms, confidence, mode: Mode::Interval }
+            if quantile == 0.95 && above_ms == 2000.0 && confidence == 0.95
+    ));
+    match &kinds[1] {
+        Condition::BurnRate { objective, windows } => {
+            assert_eq!(*objective, 0.99);
+            assert_eq!(windows, &swarm_metrics::default_burn_windows());
+        }
+        other => panic!("{other:?}"),
+    }
+    // A burn-rate rule looks back as far as its longest window: 3 days.
+    assert_eq!(rules.iter().nth(1).unwrap().window, Duration::days(3));
+    assert!(matches!(kinds[2], Condition::Regression { alpha, .. } if alpha == 0.05));
+    assert!(matches!(kinds[3], Condition::NoData { baseline } if baseline == Duration::days(1)));
+}
+
+/// The rule and field a refused file names.
+fn refusal(text: &str) -> (String, String) {
+    match Rules::from_toml_str(text) {
+        Err(Error::InvalidRule { rule, field, .. }) => (rule, field),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_bad_rule_is_refused_naming_the_rule_and_the_field() {
+    let rule = |body: &str| format!("[[rule]]\nname = \"r\"\n{body}\n");
+    let cases = [
+        ("kind = \"success_rate\"\nwindow = \"1h\"", "below"),
+        ("kind = \"success_rate\"\nwindow = \"1h\"\nbelow = 1.5", "below"),
+        ("kind = \"success_rate\"\nbelow = 0.9", "window"),
+        ("kind = \"success_rate\"\nwindow = \"1 hour\"\nbelow = 0.9", "window"),
+        ("kind = \"success_rate\"\nwindow = \"1h\"\nbelow = 0.9\nabove_ms = 5", "above_ms"),
+        ("kind = \"success_rate\"\nwindow = \"1h\"\nbelow = 0.9\nconfidence = 1", "confidence"),
+        ("kind = \"success_rate\"\nwindow = \"1h\"\nbelow = 0.9\ngroup_by = \"task\"", "group_by"),
+        ("kind = \"success_rate\"\nwindow = \"1h\"\nbelow = 0.9\nfor = \"soon\"", "for"),
+        ("kind = \"latency\"\nwindow = \"1h\"", "above_ms"),
+        ("kind = \"latency\"\nwindow = \"1h\"\nabove_ms = 10\nquantile = 1.0", "quantile"),
+        ("kind = \"burn_rate\"", "objective"),
+        ("kind = \"burn_rate\"\nobjective = 0.99\nwindows = []", "windows"),
+        ("kind = \"regression\"\nwindow = \"1h\"", "baseline"),
+        ("kind = \"uptime\"", "kind"),
+        (
+            "kind = \"success_rate\"\nwindow = \"1h\"\nbelow = 0.9\n[rule.filter]\nresult = \"maybe\"",
+            "filter.result",
+        ),
+    ];
+    for (body, field) in cases {
+        assert_eq!(
+            refusal(&rule(body)),
+            ("r".to_owned(), field.to_owned()),
+            "{body}"
+        );
+    }
+    // A name used twice refuses the whole file.
+    let twice = format!(
+        "{}{}",
+        rule("kind = \"no_data\"\nwindow = \"1h\"\nbaseline = \"1d\""),
+        rule("kind = \"no_data\"\nwindow = \"1h\"\nbaseline = \"1d\"")
+    );
+    assert_eq!(refusal(&twice), ("r".to_owned(), "name".to_owned()));
+    // Unknown fields and TOML that does not parse are refused too, with
+    // the parser's words.
+    let err = Rules::from_toml_str(&rule("kind = \"no_data\"\nwindw = \"1h\"")).unwrap_err();
+    assert!(err.to_string().contains("windw"), "{err}");
+    assert!(err.is_invalid_input());
+    assert!(Rules::from_toml_str("[[rule]\nname = ").is_err());
+}
+
+/// `n` tasks of `agent` spread over the hour before `end`, the first
+/// `failures` of them failed, with durations `base_ms + i`.
+fn tasks(
+    agent: &str,
+    n: usize,
+    failures: usize,
+    base_ms: u64,
+    end: DateTime<Utc>,
+) -> Vec<TaskMetric> {
+    (0..n)
+        .map(|i| {
+            let result = if i < failures {
+                TaskResult::Failure
+            } else {
+                TaskResult::Success
+            };
+            let minutes_back = 59.0 * (i as f64 + 0.5) / n as f64;
+            TaskMetric::new(format!("{agent}-{i}"), agent, base_ms + i as u64, result)
+                .swarm("swarm-prod")
+                .at(end - Duration::seconds((minutes_back * 60.0) as i64))
+        })
+        .collect()
+}
+
+fn seeded(store: &MetricsStorage) {
+    let now = at();
+    let mut all = Vec::new();
+    all.extend(tasks("good", 40, 4, 1000, now));
+    all.extend(tasks("bad", 40, 30, 1000, now));
+    all.extend(tasks("few", 3, 3, 1000, now));
+    all.extend(tasks("borderline", 20, 4, 1000, now));
+    all.extend(tasks("slow", 40, 0, 3000, now));
+    // Busy two hours ago, silent since.
+    all.extend(tasks("stalled", 30, 0, 1000, now - Duration::hours(2)));
+    store.store_task_metrics(&all).unwrap();
+}
+
+fn verdicts(findings: &[Finding], rule: &str) -> Vec<(String, Verdict)> {
+    findings
+        .iter()
+        .filter(|f| f.rule == rule)
+        .map(|f| (f.group.clone().unwrap_or_default(), f.verdict))
+        .collect()
+}
+
+#[test]
+fn success_rate_rules_fire_on_the_interval_not_on_luck_on_every_backend() {
+    let rules = Rules::from_toml_str(
+        r#"
+        [[rule]]
+        name = "interval"
+        kind = "success_rate"
+        group_by = "agent"
+        window = "1h"
+        below = 0.85
+        [[rule]]
+        name = "point"
+        kind = "success_rate"
+        group_by = "agent"
+        window = "1h"
+        below = 0.85
+        mode = "point"
+        "#,
+    )
+    .unwrap();
+    for backend in common::server::stores() {
+        let store = &backend.store;
+        seeded(store);
+        let findings = store.alert_findings(&rules, at()).unwrap();
+        let want = |borderline| {
+            vec![
+                ("bad".to_owned(), Verdict::Holds),
+                ("borderline".to_owned(), borderline),
+                ("few".to_owned(), Verdict::Unknown),
+                ("good".to_owned(), Verdict::Clear),
+                ("slow".to_owned(), Verdict::Clear),
+            ]
+        };
+        let mut got = verdicts(&findings, "interval");
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        // 16 of 20 is 0.80, under the objective, but its interval
+        // (0.584, 0.919) is not: only the point rule fires on it.
+        assert_eq!(got, want(Verdict::Clear), "{}", backend.backend);
+        let mut got = verdicts(&findings, "point");
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(got, want(Verdict::Holds), "{}", backend.backend);
+        // The figures are the rate and the interval computed here.
+        let bad = findings
+            .iter()
+            .find(|f| f.rule == "interval" && f.group.as_deref() == Some("bad"))
+            .unwrap();
+        let interval = Interval::for_proportion(10, 40, 0.95, IntervalMethod::Wilson)
+            .unwrap()
+            .unwrap();
+        assert_eq!(bad.figures.tasks, 40);
+        assert_eq!(bad.figures.successes, Some(10));
+        assert_eq!(bad.figures.rate, Some(0.25));
+        assert_eq!(bad.figures.interval, Some([interval.low, interval.high]));
+    }
+}
+
+#[test]
+fn latency_no_data_and_burn_rate_rules_on_every_backend() {
+    let rules = Rules::from_toml_str(
+        r#"
+        [[rule]]
+        name = "p90"
+        kind = "latency"
+        group_by = "agent"
+        window = "1h"
+        quantile = 0.9
+        above_ms = 2000
+        [[rule]]
+        name = "stalled"
+        kind = "no_data"
+        group_by = "agent"
+        window = "1h"
+        baseline = "2h"
+        [[rule]]
+        name = "budget"
+        kind = "burn_rate"
+        group_by = "agent"
+        objective = 0.99
+        min_tasks = 5
+        windows = [{ long = "1h", short = "10m", factor = 14.4 }]
+        "#,
+    )
+    .unwrap();
+    for backend in common::server::stores() {
+        let store = &backend.store;
+        seeded(store);
+        let findings = store.alert_findings(&rules, at()).unwrap();
+        let mut got = verdicts(&findings, "p90");
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            got,
+            [
+                ("bad".to_owned(), Verdict::Clear),
+                ("borderline".to_owned(), Verdict::Clear),
+                ("few".to_owned(), Verdict::Unknown),
+                ("good".to_owned(), Verdict::Clear),
+                ("slow".to_owned(), Verdict::Holds),
+            ],
+            "{}",
+            backend.backend
+        );
+        // Of 40 durations 3000..3039, the bound of the 0.9 quantile at 95%
+        // is the order statistic of rank 33 (P(Bin(40, .9) >= 33) = 0.958,
+        // >= 34 0.904): 3032 ms.
+        let slow = findings
+            .iter()
+            .find(|f| f.rule == "p90" && f.group.as_deref() == Some("slow"))
+            .unwrap();
+        assert_eq!(
+            slow.figures.lower_bound,
+            Some(3032.0),
+            "{}",
+            backend.backend
+        );
+        assert!(!slow.figures.approximate);
+
+        let stalled: Vec<_> = verdicts(&findings, "stalled")
+            .into_iter()
+            .filter(|(_, v)| *v == Verdict::Holds)
+            .collect();
+        assert_eq!(
+            stalled,
+            [("stalled".to_owned(), Verdict::Holds)],
+            "{}",
+            backend.backend
+        );
+
+        // 30 of 40 failed: the budget of 1% burns 75 times too fast over
+        // the hour, and faster over the last 10 minutes (the failures are
+        // the newest tasks). 4 of 40 burn it 10 times too fast over the
+        // hour: under 14.4, whatever the last 10 minutes did.
+        let mut burning: Vec<_> = verdicts(&findings, "budget");
+        burning.sort_by(|a, b| a.0.cmp(&b.0));
+        assert!(
+            burning.contains(&("bad".to_owned(), Verdict::Holds)),
+            "{burning:?}"
+        );
+        assert!(
+            burning.contains(&("good".to_owned(), Verdict::Clear)),
+            "{burning:?}"
+        );
+        assert!(
+            burning.contains(&("few".to_owned(), Verdict::Unknown)),
+            "{burning:?}"
+        );
+        assert!(
+            burning.contains(&("slow".to_owned(), Verdict::Clear)),
+            "{burning:?}"
+        );
+        let bad = findings
+            .iter()
+            .find(|f| f.rule == "budget" && f.group.as_deref() == Some("bad"))
+            .unwrap();
+        assert!(
+            (bad.figures.burn_rates[0][0] - 75.0).abs() < 1e-9,
+            "{:?}",
+            bad.figures
+        );
+    }
+}
