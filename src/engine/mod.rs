@@ -138,10 +138,49 @@ pub(crate) fn task_order_sql(order: RowOrder) -> &'static str {
 /// cover (µs; `(i64::MAX, i64::MIN)` for none).
 pub(crate) type AgentTotalsSpan = (BTreeMap<String, AgentTotals>, (i64, i64));
 
-/// What each engine does; see the module's documentation. Arguments are
-/// valid when these are called: filters apply to their kind, limits are
-/// positive, quantiles lie in `[0, 1]`, records passed their checks.
-pub(crate) trait Backend {
+/// Declares [`Backend`] from one list of signatures, and implements it
+/// for each engine by calling the engine's own function of the same name:
+/// a signature is written once, and an engine that lacks a function of
+/// the contract does not compile (the call would be the trait's own
+/// method, which `unconditional_recursion` refuses).
+macro_rules! backend_contract {
+    ($(
+        $(#[$meta:meta])*
+        fn $name:ident $(<$($generic:ident),+>)? (&self $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty;
+    )*) => {
+        /// What each engine does; see the module's documentation.
+        /// Arguments are valid when these are called: filters apply to
+        /// their kind, limits are positive, quantiles lie in `[0, 1]`,
+        /// records passed their checks.
+        pub(crate) trait Backend {
+            $(
+                $(#[$meta])*
+                fn $name $(<$($generic),+>)? (&self $(, $arg: $ty)*) -> $ret;
+            )*
+        }
+
+        #[deny(unconditional_recursion)]
+        impl Backend for sqlite::FileStore {
+            $(
+                fn $name $(<$($generic),+>)? (&self $(, $arg: $ty)*) -> $ret {
+                    sqlite::FileStore::$name(self $(, $arg)*)
+                }
+            )*
+        }
+
+        #[cfg(feature = "postgres")]
+        #[deny(unconditional_recursion)]
+        impl Backend for postgres::PgStore {
+            $(
+                fn $name $(<$($generic),+>)? (&self $(, $arg: $ty)*) -> $ret {
+                    postgres::PgStore::$name(self $(, $arg)*)
+                }
+            )*
+        }
+    };
+}
+
+backend_contract! {
     /// Where the store is, for messages and [`MetricsStorage::path`]:
     /// the file, or the server as `postgres://user@host:port/db`.
     ///

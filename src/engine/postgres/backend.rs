@@ -1,18 +1,16 @@
-//! The server's side of the engine contract: each call goes to the
-//! server's own code for it, and what it answers is put in the shape the
-//! façade hands out.
+//! The calls of the engine contract that the server answers by putting
+//! its own answers in the shape the façade hands out (the others are the
+//! server's own functions of the contract's names).
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use sketches_ddsketch::DDSketch;
-
 use super::{Metrics, PgStore, PlannedQuery, Written};
-use crate::engine::{task_order_sql, AgentTotalsSpan, Backend};
+use crate::engine::{task_order_sql, AgentTotalsSpan};
 use crate::error::Result;
 use crate::model::analytics::{BucketValue, Grouped, Measure, SeriesRead, Summary};
-use crate::model::answer::{Aggregate, GroupValues, Percentile, SuccessRate};
+use crate::model::answer::{Aggregate, Percentile, SuccessRate};
 use crate::model::batch::Parsed;
 use crate::model::batch::{stream_in_chunks, BatchReport, MetricBatch, StreamReport};
 use crate::model::filter::{from_micros, Filter, GroupBy};
@@ -24,22 +22,18 @@ use crate::model::reports::{CleanupReport, VacuumReport};
 use crate::model::shapes::QueryShape;
 use crate::model::shapes::RowOrder;
 use crate::rollup::row::RollupRecord;
-use crate::rollup::tiers::{whole_buckets_before, Step};
+use crate::rollup::tiers::whole_buckets_before;
 
-impl Backend for PgStore {
-    fn location(&self) -> &Path {
+impl PgStore {
+    pub(crate) fn location(&self) -> &Path {
         Path::new(self.server())
     }
 
-    fn is_read_only(&self) -> bool {
+    pub(crate) fn is_read_only(&self) -> bool {
         false
     }
 
-    fn consistent<T>(&self, read: impl FnOnce() -> Result<T>) -> Result<T> {
-        PgStore::consistent(self, read)
-    }
-
-    fn store_tasks(&self, tasks: &[TaskMetric]) -> Result<usize> {
+    pub(crate) fn store_tasks(&self, tasks: &[TaskMetric]) -> Result<usize> {
         let batch = Metrics {
             tasks,
             agents: &[],
@@ -48,7 +42,7 @@ impl Backend for PgStore {
         Ok(self.store(batch)?.new_tasks)
     }
 
-    fn store_agents(&self, metrics: &[AgentMetric]) -> Result<Vec<i64>> {
+    pub(crate) fn store_agents(&self, metrics: &[AgentMetric]) -> Result<Vec<i64>> {
         let records: Vec<_> = metrics.iter().map(Entity::record).collect();
         let batch = Metrics {
             tasks: &[],
@@ -58,7 +52,7 @@ impl Backend for PgStore {
         Ok(self.store(batch)?.agent_ids)
     }
 
-    fn store_swarms(&self, metrics: &[SwarmMetric]) -> Result<Vec<i64>> {
+    pub(crate) fn store_swarms(&self, metrics: &[SwarmMetric]) -> Result<Vec<i64>> {
         let records: Vec<_> = metrics.iter().map(Entity::record).collect();
         let batch = Metrics {
             tasks: &[],
@@ -68,11 +62,11 @@ impl Backend for PgStore {
         Ok(self.store(batch)?.swarm_ids)
     }
 
-    fn store_batch(&self, batch: &MetricBatch) -> Result<BatchReport> {
+    pub(crate) fn store_batch(&self, batch: &MetricBatch) -> Result<BatchReport> {
         with_records(batch, |metrics| Ok(self.store(metrics)?.into()))
     }
 
-    fn store_stream(
+    pub(crate) fn store_stream(
         &self,
         metrics: impl IntoIterator<Item = Result<Parsed>>,
     ) -> Result<StreamReport> {
@@ -83,21 +77,34 @@ impl Backend for PgStore {
         })
     }
 
-    fn task_rows(&self, filter: &Filter, limit: i64, order: RowOrder) -> Result<Vec<TaskMetric>> {
+    pub(crate) fn task_rows(
+        &self,
+        filter: &Filter,
+        limit: i64,
+        order: RowOrder,
+    ) -> Result<Vec<TaskMetric>> {
         self.get_tasks(filter, limit, task_order_sql(order))
     }
 
-    fn agent_rows(&self, filter: &Filter, limit: i64) -> Result<Vec<Stored<AgentMetric>>> {
+    pub(crate) fn agent_rows(
+        &self,
+        filter: &Filter,
+        limit: i64,
+    ) -> Result<Vec<Stored<AgentMetric>>> {
         let rows = self.get_entities(MetricKind::Agent, filter, limit)?;
         Ok(rows.into_iter().map(AgentMetric::stored).collect())
     }
 
-    fn swarm_rows(&self, filter: &Filter, limit: i64) -> Result<Vec<Stored<SwarmMetric>>> {
+    pub(crate) fn swarm_rows(
+        &self,
+        filter: &Filter,
+        limit: i64,
+    ) -> Result<Vec<Stored<SwarmMetric>>> {
         let rows = self.get_entities(MetricKind::Swarm, filter, limit)?;
         Ok(rows.into_iter().map(SwarmMetric::stored).collect())
     }
 
-    fn each_task<B>(
+    pub(crate) fn each_task<B>(
         &self,
         filter: &Filter,
         visit: impl FnMut(TaskMetric) -> ControlFlow<B>,
@@ -105,7 +112,7 @@ impl Backend for PgStore {
         self.for_each_task(filter, visit)
     }
 
-    fn each_agent<B>(
+    pub(crate) fn each_agent<B>(
         &self,
         filter: &Filter,
         mut visit: impl FnMut(Stored<AgentMetric>) -> ControlFlow<B>,
@@ -113,7 +120,7 @@ impl Backend for PgStore {
         self.for_each_entity(MetricKind::Agent, filter, |r| visit(AgentMetric::stored(r)))
     }
 
-    fn each_swarm<B>(
+    pub(crate) fn each_swarm<B>(
         &self,
         filter: &Filter,
         mut visit: impl FnMut(Stored<SwarmMetric>) -> ControlFlow<B>,
@@ -121,40 +128,14 @@ impl Backend for PgStore {
         self.for_each_entity(MetricKind::Swarm, filter, |r| visit(SwarmMetric::stored(r)))
     }
 
-    fn aggregate(
-        &self,
-        kind: MetricKind,
-        aggregation: AggregationType,
-        filter: &Filter,
-    ) -> Result<Aggregate> {
-        PgStore::aggregate(self, kind, aggregation, filter)
-    }
-
-    fn percentiles(
-        &self,
-        kind: MetricKind,
-        qs: &[f64],
-        filter: &Filter,
-    ) -> Result<Vec<Percentile>> {
-        PgStore::percentiles(self, kind, qs, filter)
-    }
-
-    fn values(&self, kind: MetricKind, filter: &Filter) -> Result<(Vec<f64>, Option<DDSketch>)> {
-        PgStore::values(self, kind, filter)
-    }
-
-    fn success_rate(&self, filter: &Filter) -> Result<SuccessRate> {
-        PgStore::success_rate(self, filter)
-    }
-
-    fn aggregate_by(
+    pub(crate) fn aggregate_by(
         &self,
         kind: MetricKind,
         aggregation: AggregationType,
         group_by: GroupBy,
         filter: &Filter,
     ) -> Result<Vec<Grouped<Aggregate>>> {
-        Ok(by_key(PgStore::aggregate_by(
+        Ok(by_key(PgStore::aggregates_by_group(
             self,
             kind,
             aggregation,
@@ -163,36 +144,27 @@ impl Backend for PgStore {
         )?))
     }
 
-    fn percentile_by(
+    pub(crate) fn percentile_by(
         &self,
         kind: MetricKind,
         q: f64,
         group_by: GroupBy,
         filter: &Filter,
     ) -> Result<Vec<Grouped<Percentile>>> {
-        Ok(by_key(PgStore::percentile_by(
+        Ok(by_key(PgStore::percentiles_by_group(
             self, kind, q, group_by, filter,
         )?))
     }
 
-    fn values_by_group(
-        &self,
-        kind: MetricKind,
-        group_by: GroupBy,
-        filter: &Filter,
-    ) -> Result<GroupValues> {
-        PgStore::values_by_group(self, kind, group_by, filter)
-    }
-
-    fn success_rate_by(
+    pub(crate) fn success_rate_by(
         &self,
         group_by: GroupBy,
         filter: &Filter,
     ) -> Result<Vec<Grouped<SuccessRate>>> {
-        Ok(by_key(PgStore::success_rate_by(self, group_by, filter)?))
+        Ok(by_key(PgStore::rates_by_group(self, group_by, filter)?))
     }
 
-    fn series(
+    pub(crate) fn series(
         &self,
         series: &SeriesRead<'_>,
         measure: Measure,
@@ -217,50 +189,41 @@ impl Backend for PgStore {
         })
     }
 
-    fn agent_totals(&self, filter: &Filter) -> Result<AgentTotalsSpan> {
-        let (agents, span) = PgStore::agent_totals(self, filter)?;
+    pub(crate) fn agent_totals(&self, filter: &Filter) -> Result<AgentTotalsSpan> {
+        let (agents, span) = self.agent_totals_over(filter)?;
         Ok((agents, span.unwrap_or((i64::MAX, i64::MIN))))
     }
 
-    fn task_span(&self, filter: &Filter) -> Result<Option<(i64, i64)>> {
-        PgStore::task_span(self, filter)
-    }
-
-    fn summary_of_rows(&self, _filter: &Filter) -> Result<Option<Summary>> {
+    pub(crate) fn summary_of_rows(&self, _filter: &Filter) -> Result<Option<Summary>> {
         // The server answers each part of a summary in one query of its
         // own: it is composed from those answers.
         Ok(None)
     }
 
-    fn retention_step(&self, step: &Step) -> Result<(usize, bool)> {
-        PgStore::retention_step(self, step)
-    }
-
-    fn has_retention_work(&self, step: &Step) -> Result<bool> {
-        PgStore::has_retention_work(self, step)
-    }
-
-    fn delete_before(&self, cutoff: i64) -> Result<CleanupReport> {
+    pub(crate) fn delete_before(&self, cutoff: i64) -> Result<CleanupReport> {
         let mut report = CleanupReport::of(self.cleanup_before(cutoff)?);
         report.rollups = self.cleanup_rollups_before(&whole_buckets_before(cutoff))?;
         Ok(report)
     }
 
-    fn count_before(&self, cutoff: i64) -> Result<CleanupReport> {
-        let mut report = CleanupReport::of(PgStore::count_before(self, cutoff)?);
+    pub(crate) fn count_before(&self, cutoff: i64) -> Result<CleanupReport> {
+        let mut report = CleanupReport::of(self.count_rows_before(cutoff)?);
         report.rollups = self.count_rollups_before(&whole_buckets_before(cutoff))?;
         Ok(report)
     }
 
-    fn each_rollup(&self, visit: impl FnMut(RollupRecord) -> ControlFlow<()>) -> Result<()> {
+    pub(crate) fn each_rollup(
+        &self,
+        visit: impl FnMut(RollupRecord) -> ControlFlow<()>,
+    ) -> Result<()> {
         self.for_each_rollup(visit)
     }
 
-    fn insert_rollups(&self, records: Vec<RollupRecord>) -> Result<u64> {
+    pub(crate) fn insert_rollups(&self, records: Vec<RollupRecord>) -> Result<u64> {
         self.write_rollups(&records)
     }
 
-    fn table_stats(&self, kind: MetricKind) -> Result<TableStats> {
+    pub(crate) fn table_stats(&self, kind: MetricKind) -> Result<TableStats> {
         let (rows, oldest, newest) = self.table_span(kind)?;
         let (hourly_rollups, daily_rollups, oldest_rollup) = self.rollup_counts(kind)?;
         Ok(TableStats {
@@ -273,32 +236,24 @@ impl Backend for PgStore {
         })
     }
 
-    fn sizes(&self) -> Result<(u64, u64)> {
+    pub(crate) fn sizes(&self) -> Result<(u64, u64)> {
         Ok((self.size()?, 0))
     }
 
-    fn schema_version(&self) -> Result<i64> {
-        PgStore::schema_version(self)
-    }
-
-    fn integrity_check(&self) -> Result<Vec<String>> {
-        PgStore::integrity_check(self)
-    }
-
-    fn vacuum(&self) -> Result<VacuumReport> {
-        let (bytes_before, bytes_after) = PgStore::vacuum(self)?;
+    pub(crate) fn vacuum(&self) -> Result<VacuumReport> {
+        let (bytes_before, bytes_after) = self.vacuum_tables()?;
         Ok(VacuumReport {
             bytes_before,
             bytes_after,
         })
     }
 
-    fn incremental_vacuum(&self, _max_pages: Option<u32>) -> Result<VacuumReport> {
+    pub(crate) fn incremental_vacuum(&self, _max_pages: Option<u32>) -> Result<VacuumReport> {
         // PostgreSQL's VACUUM already works in place, beside writers.
-        Backend::vacuum(self)
+        self.vacuum()
     }
 
-    fn query_plan(
+    pub(crate) fn query_plan(
         &self,
         kind: MetricKind,
         shape: QueryShape,
@@ -310,10 +265,10 @@ impl Backend for PgStore {
             QueryShape::SuccessRate => PlannedQuery::SuccessRate,
             QueryShape::Percentile => PlannedQuery::Percentile,
         };
-        PgStore::query_plan(self, kind, query, filter)
+        self.explain(kind, query, filter)
     }
 
-    fn checkpoint(&self) -> Result<()> {
+    pub(crate) fn checkpoint(&self) -> Result<()> {
         Ok(())
     }
 }

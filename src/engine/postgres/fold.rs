@@ -85,7 +85,7 @@ fn fold_row(groups: &mut Groups, kind: MetricKind, row: &Row) -> Result<()> {
 impl PgStore {
     /// Runs one step of tiered retention: returns what it folded or
     /// dropped, and whether the step may have more to do.
-    pub fn retention_step(&self, step: &Step) -> Result<(usize, bool)> {
+    pub(crate) fn retention_step(&self, step: &Step) -> Result<(usize, bool)> {
         match *step {
             Step::FoldRaw {
                 kind,
@@ -130,7 +130,7 @@ impl PgStore {
     }
 
     /// Whether `step` would find anything to do now.
-    pub fn has_retention_work(&self, step: &Step) -> Result<bool> {
+    pub(crate) fn has_retention_work(&self, step: &Step) -> Result<bool> {
         let (table, condition, cutoff) = match *step {
             Step::FoldRaw { kind, cutoff, .. } => (kind.table(), "timestamp < $1", cutoff),
             Step::FoldHourly { kind, cutoff, .. } => {

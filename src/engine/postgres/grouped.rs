@@ -53,7 +53,7 @@ fn key_of(row: &Row, group_by: GroupBy, table: &'static str) -> Result<Option<St
 
 impl PgStore {
     /// The success rate of each group of tasks, unordered.
-    pub fn success_rate_by(
+    pub fn rates_by_group(
         &self,
         group_by: GroupBy,
         filter: &Filter,
@@ -92,7 +92,7 @@ impl PgStore {
     }
 
     /// `aggregation` of each group's values, unordered.
-    pub fn aggregate_by(
+    pub fn aggregates_by_group(
         &self,
         kind: MetricKind,
         aggregation: AggregationType,
@@ -147,7 +147,7 @@ impl PgStore {
     }
 
     /// The `q` quantile of each group's values, unordered.
-    pub fn percentile_by(
+    pub fn percentiles_by_group(
         &self,
         kind: MetricKind,
         q: f64,
@@ -204,7 +204,7 @@ impl PgStore {
     /// Each group's values (the task column `filter` names, or agent and
     /// swarm metrics' values), as doubles, raw rows and rollups read in
     /// one snapshot, each with the sketch of what survives only as one.
-    pub fn values_by_group(
+    pub(crate) fn values_by_group(
         &self,
         kind: MetricKind,
         group_by: GroupBy,

@@ -134,7 +134,7 @@ impl PgStore {
 
     /// Runs `read` with every read of this store on this thread in one
     /// `REPEATABLE READ` transaction: one snapshot of the database.
-    pub fn consistent<T>(&self, read: impl FnOnce() -> Result<T>) -> Result<T> {
+    pub(crate) fn consistent<T>(&self, read: impl FnOnce() -> Result<T>) -> Result<T> {
         if is_pinned(self.id) {
             return read();
         }

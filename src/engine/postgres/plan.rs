@@ -14,7 +14,7 @@ use crate::model::record::MetricKind;
 impl PgStore {
     /// PostgreSQL's `EXPLAIN` (without costs) of the query the store runs
     /// for `query` over `filter` on `kind`: one line per plan step.
-    pub fn query_plan(
+    pub fn explain(
         &self,
         kind: MetricKind,
         query: PlannedQuery,

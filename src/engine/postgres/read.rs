@@ -106,7 +106,7 @@ pub(super) fn percentiles_sql(kind: MetricKind, filter: &Filter) -> Result<(Stri
     Ok((sql, w))
 }
 
-/// Which query [`PgStore::query_plan`] explains.
+/// Which query [`PgStore::explain`] explains.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum PlannedQuery {
     /// Rows newest first.
@@ -132,7 +132,7 @@ impl PgStore {
     }
 
     /// The success rate of the tasks matching `filter`, with its counts.
-    pub fn success_rate(&self, filter: &Filter) -> Result<SuccessRate> {
+    pub(crate) fn success_rate(&self, filter: &Filter) -> Result<SuccessRate> {
         let (sql, w) = success_rate_sql(filter);
         self.with_rollups(MetricKind::Task, filter, |client, rollups| {
             let mut rate = SuccessRate::default();
@@ -166,7 +166,7 @@ impl PgStore {
     /// metrics' values. Sums and averages of task columns come from the
     /// exact sum; standard deviations from PostgreSQL's computation
     /// (exact in `numeric` for task columns).
-    pub fn aggregate(
+    pub(crate) fn aggregate(
         &self,
         kind: MetricKind,
         aggregation: AggregationType,
@@ -201,7 +201,7 @@ impl PgStore {
     }
 
     /// The quantiles `qs` of the values of `kind` `filter` selects, exact.
-    pub fn percentiles(
+    pub(crate) fn percentiles(
         &self,
         kind: MetricKind,
         qs: &[f64],

@@ -122,7 +122,7 @@ impl PgStore {
 
     /// How many metrics [`cleanup_before`](Self::cleanup_before) would
     /// delete now.
-    pub fn count_before(&self, cutoff: i64) -> Result<Vec<(MetricKind, u64)>> {
+    pub fn count_rows_before(&self, cutoff: i64) -> Result<Vec<(MetricKind, u64)>> {
         let mut report = Vec::new();
         let mut conn = self.read_conn()?;
         for (kind, table) in TABLES {
@@ -194,7 +194,7 @@ impl PgStore {
     /// calendar month under its month's name, and, where the `amcheck`
     /// extension is installed in the database, every b-tree index of the
     /// partitions checked against its table's order.
-    pub fn integrity_check(&self) -> Result<Vec<String>> {
+    pub(crate) fn integrity_check(&self) -> Result<Vec<String>> {
         let mut problems = Vec::new();
         let version = self.schema_version()?;
         if version != i64::from(super::schema::PG_SCHEMA_VERSION) {
@@ -269,7 +269,7 @@ impl PgStore {
     /// `VACUUM (ANALYZE)` of the metric tables: space of deleted rows made
     /// reusable and statistics refreshed, beside concurrent writers. The
     /// tables' sizes before and after.
-    pub fn vacuum(&self) -> Result<(u64, u64)> {
+    pub fn vacuum_tables(&self) -> Result<(u64, u64)> {
         let before = self.size()?;
         self.conn()?
             .batch_execute("VACUUM (ANALYZE) task_metrics, agent_metrics, swarm_metrics")

@@ -320,7 +320,7 @@ impl PgStore {
     }
 
     /// The schema version recorded on the server.
-    pub fn schema_version(&self) -> Result<i64> {
+    pub(crate) fn schema_version(&self) -> Result<i64> {
         let version: Option<i32> = self
             .read_conn()?
             .query_one("SELECT max(version) FROM metrics_schema_info", &[])

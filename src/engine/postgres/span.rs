@@ -17,7 +17,7 @@ pub(crate) type AgentTotalsSpan = (BTreeMap<String, AgentTotals>, Option<(i64, i
 impl PgStore {
     /// Every agent's totals over the tasks `filter` selects, raw and
     /// rolled up, and the first and last instants (µs) they cover.
-    pub fn agent_totals(&self, filter: &Filter) -> Result<AgentTotalsSpan> {
+    pub fn agent_totals_over(&self, filter: &Filter) -> Result<AgentTotalsSpan> {
         let w = Where::tasks(filter);
         let sql = format!(
             "SELECT m.agent_id, count(*), count(*) FILTER (WHERE m.result = 0), \
@@ -61,7 +61,7 @@ impl PgStore {
 impl PgStore {
     /// The first and last instants (µs) of the tasks `filter` selects, raw
     /// or rolled up.
-    pub fn task_span(&self, filter: &Filter) -> Result<Option<(i64, i64)>> {
+    pub(crate) fn task_span(&self, filter: &Filter) -> Result<Option<(i64, i64)>> {
         let w = Where::tasks(filter);
         let sql = format!(
             "SELECT min(m.timestamp), max(m.timestamp) FROM task_metrics m WHERE {}",

@@ -17,7 +17,7 @@ impl PgStore {
     /// The values `aggregate` would combine, as doubles, in no order,
     /// raw rows and rollups read in one snapshot; with the sketch of what
     /// survives only as one (see `MetricsStorage::selected_values`).
-    pub fn values(
+    pub(crate) fn values(
         &self,
         kind: MetricKind,
         filter: &Filter,

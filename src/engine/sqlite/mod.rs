@@ -4,7 +4,6 @@
 //! pins).
 
 pub(crate) mod aggregate;
-mod backend;
 pub(crate) mod consistent;
 pub(crate) mod filter;
 pub(crate) mod functions;
@@ -107,12 +106,12 @@ impl FileStore {
     }
 
     /// The database file.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn location(&self) -> &Path {
         &self.path
     }
 
     /// Whether the file was opened read-only.
-    pub fn is_read_only(&self) -> bool {
+    pub(crate) fn is_read_only(&self) -> bool {
         self.settings.read_only
     }
 
@@ -137,7 +136,7 @@ impl FileStore {
     /// Runs `read` with every read of this store on this thread seeing one
     /// snapshot of the file; see
     /// [`MetricsStorage::consistent`](crate::MetricsStorage::consistent).
-    pub fn consistent<T>(&self, read: impl FnOnce() -> Result<T>) -> Result<T> {
+    pub(crate) fn consistent<T>(&self, read: impl FnOnce() -> Result<T>) -> Result<T> {
         if crate::engine::sqlite::consistent::pinned(self.id).is_some() {
             return read();
         }
@@ -153,7 +152,7 @@ impl FileStore {
             // The connection goes back to the pool: it must not keep a
             // transaction (and an old snapshot) open there.
             let _ = conn.execute_batch("ROLLBACK");
-            return Err(Error::sqlite("begin a consistent read")(e).in_file(self.path()));
+            return Err(Error::sqlite("begin a consistent read")(e).in_file(self.location()));
         }
         let _pin = crate::engine::sqlite::consistent::pin(self.id, conn);
         read()
@@ -285,7 +284,7 @@ impl FileStore {
     }
 
     /// Copies the WAL into the main file and truncates it.
-    pub fn checkpoint(&self) -> Result<()> {
+    pub(crate) fn checkpoint(&self) -> Result<()> {
         let Some(writer) = &self.writer else {
             return Ok(());
         };

@@ -42,11 +42,11 @@ impl FileStore {
 
     /// The database file's size in bytes (the WAL not included).
     pub(crate) fn file_size(&self) -> Result<u64> {
-        std::fs::metadata(self.path())
+        std::fs::metadata(self.location())
             .map(|m| m.len())
             .map_err(|source| Error::Io {
                 operation: "read file size",
-                path: self.path().to_owned(),
+                path: self.location().to_owned(),
                 source,
             })
     }
@@ -55,7 +55,7 @@ impl FileStore {
     pub(crate) fn sizes(&self) -> Result<(u64, u64)> {
         Ok((
             self.file_size()?,
-            crate::engine::sqlite::open::wal_size(self.path()),
+            crate::engine::sqlite::open::wal_size(self.location()),
         ))
     }
 

@@ -26,23 +26,23 @@ impl FileStore {
         writer.run_with(records, insert)
     }
 
-    pub(super) fn store_tasks(&self, tasks: &[TaskMetric]) -> Result<usize> {
+    pub(crate) fn store_tasks(&self, tasks: &[TaskMetric]) -> Result<usize> {
         self.store_records(tasks, insert_tasks)
     }
 
-    pub(super) fn store_agents(&self, metrics: &[AgentMetric]) -> Result<Vec<i64>> {
+    pub(crate) fn store_agents(&self, metrics: &[AgentMetric]) -> Result<Vec<i64>> {
         self.store_records(metrics, |conn, cache, m| {
             insert_entities(conn, cache, m).map(|stored| stored.ids)
         })
     }
 
-    pub(super) fn store_swarms(&self, metrics: &[SwarmMetric]) -> Result<Vec<i64>> {
+    pub(crate) fn store_swarms(&self, metrics: &[SwarmMetric]) -> Result<Vec<i64>> {
         self.store_records(metrics, |conn, cache, m| {
             insert_entities(conn, cache, m).map(|stored| stored.ids)
         })
     }
 
-    pub(super) fn store_batch(&self, batch: &MetricBatch) -> Result<BatchReport> {
+    pub(crate) fn store_batch(&self, batch: &MetricBatch) -> Result<BatchReport> {
         let writer = self.writer()?;
         if batch.is_empty() {
             return Ok(BatchReport::default());
@@ -50,7 +50,7 @@ impl FileStore {
         writer.run_with(batch, insert_batch)
     }
 
-    pub(super) fn store_stream(
+    pub(crate) fn store_stream(
         &self,
         metrics: impl IntoIterator<Item = Result<Parsed>>,
     ) -> Result<StreamReport> {
