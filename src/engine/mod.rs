@@ -34,6 +34,7 @@ use crate::model::record::{
 };
 use crate::model::reports::TableStats;
 use crate::model::reports::{CleanupReport, VacuumReport};
+use crate::model::shapes::GroupRead;
 use crate::model::shapes::QueryShape;
 use crate::model::shapes::RowOrder;
 use crate::rollup::rolled::AgentTotals;
@@ -263,30 +264,13 @@ backend_contract! {
     fn success_rate(&self, filter: &Filter) -> Result<SuccessRate>;
 
     /// An aggregate per group, in key order.
-    fn aggregate_by(
-        &self,
-        kind: MetricKind,
-        aggregation: AggregationType,
-        group_by: GroupBy,
-        filter: &Filter,
-    ) -> Result<Vec<Grouped<Aggregate>>>;
+    fn aggregate_by(&self, read: &GroupRead<'_>, aggregation: AggregationType) -> Result<Vec<Grouped<Aggregate>>>;
 
     /// A quantile per group, in key order.
-    fn percentile_by(
-        &self,
-        kind: MetricKind,
-        q: f64,
-        group_by: GroupBy,
-        filter: &Filter,
-    ) -> Result<Vec<Grouped<Percentile>>>;
+    fn percentile_by(&self, read: &GroupRead<'_>, q: f64) -> Result<Vec<Grouped<Percentile>>>;
 
     /// The values of each group, with the sketch of its rolled-up part.
-    fn values_by_group(
-        &self,
-        kind: MetricKind,
-        group_by: GroupBy,
-        filter: &Filter,
-    ) -> Result<GroupValues>;
+    fn values_by_group(&self, read: &GroupRead<'_>) -> Result<GroupValues>;
 
     /// A success rate per group, in key order.
     fn success_rate_by(

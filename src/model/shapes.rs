@@ -1,7 +1,8 @@
 //! The shapes of the questions an engine is asked: which query a plan
-//! explains, in which order rows come.
+//! explains, in which order rows come, what a grouped read selects.
 
-use crate::model::record::AggregationType;
+use crate::model::filter::{Filter, GroupBy};
+use crate::model::record::{AggregationType, MetricKind};
 
 /// Which of the store's queries to explain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,4 +26,16 @@ pub(crate) enum RowOrder {
     NewestFirst,
     /// Task metrics by duration, longest first, then newest first.
     SlowestFirst,
+}
+
+/// A grouped read: the metrics of `kind` that `filter` selects, one
+/// answer per group of `group_by` (both checked to apply to `kind`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GroupRead<'a> {
+    /// The kind of metric read.
+    pub kind: MetricKind,
+    /// What the answers are grouped by.
+    pub group_by: GroupBy,
+    /// Which metrics are read.
+    pub filter: &'a Filter,
 }

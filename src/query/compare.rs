@@ -259,18 +259,19 @@ impl MetricsStorage {
                 "the windows are the time ranges of a regression search; leave the filter's out",
             ));
         }
-        self.consistent(|store| store.regressions_read(within, current, baseline, alpha))
+        self.consistent(|store| store.regressions_read(within, [current, baseline], alpha))
     }
 
     /// What [`regressions_in`](Self::regressions_in) reads and tests,
     /// inside its consistent read.
+    /// `windows` are the current window and the baseline.
     fn regressions_read(
         &self,
         within: &Filter,
-        current: TimeRange,
-        baseline: TimeRange,
+        windows: [TimeRange; 2],
         alpha: f64,
     ) -> Result<Vec<Regression>> {
+        let [current, baseline] = windows;
         // Every test made, worse or not (all of them count for the
         // adjustment), with whether it went the bad way.
         let mut tests: Vec<(Regression, bool)> = Vec::new();

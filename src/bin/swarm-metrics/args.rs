@@ -174,15 +174,8 @@ pub struct ReportArgs {
     pub html: Option<PathBuf>,
     #[command(flatten)]
     pub range: RangeArgs,
-    /// Only this agent.
-    #[arg(long)]
-    pub agent: Option<String>,
-    /// Only this swarm.
-    #[arg(long)]
-    pub swarm: Option<String>,
-    /// Only tasks with this result.
-    #[arg(long)]
-    pub result: Option<String>,
+    #[command(flatten)]
+    pub select: SelectArgs,
     /// The charts' bucket width, e.g. 15m, 1h, 1d (default: about 100
     /// buckets over the span).
     #[arg(long)]
@@ -485,14 +478,10 @@ impl RangeArgs {
 }
 
 /// The filters every query takes.
+/// The agent, swarm and result that select tasks, shared by the
+/// commands that filter.
 #[derive(Debug, Args)]
-pub struct FilterArgs {
-    /// Which kind of metric.
-    #[arg(long, value_enum, default_value_t = Kind::Task)]
-    pub kind: Kind,
-    /// Only this task.
-    #[arg(long)]
-    pub task: Option<String>,
+pub struct SelectArgs {
     /// Only this agent.
     #[arg(long)]
     pub agent: Option<String>,
@@ -502,6 +491,34 @@ pub struct FilterArgs {
     /// Only tasks with this result (success|failure|timeout|cancelled).
     #[arg(long)]
     pub result: Option<String>,
+}
+
+impl SelectArgs {
+    /// `base` narrowed to this agent, swarm and result.
+    pub fn apply(&self, base: Filter) -> Result<Filter, Failure> {
+        Ok(Filter {
+            agent_id: self.agent.clone(),
+            swarm_id: self.swarm.clone(),
+            result: self
+                .result
+                .as_deref()
+                .map(str::parse::<TaskResult>)
+                .transpose()?,
+            ..base
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// Which kind of metric.
+    #[arg(long, value_enum, default_value_t = Kind::Task)]
+    pub kind: Kind,
+    /// Only this task.
+    #[arg(long)]
+    pub task: Option<String>,
+    #[command(flatten)]
+    pub select: SelectArgs,
     /// Only this metric type (for tasks: the column to aggregate).
     #[arg(long)]
     pub metric_type: Option<String>,
@@ -515,18 +532,11 @@ impl FilterArgs {
     }
 
     pub fn filter(&self) -> Result<Filter, Failure> {
-        let filter = Filter {
+        let filter = self.select.apply(Filter {
             task_id: self.task.clone(),
-            agent_id: self.agent.clone(),
-            swarm_id: self.swarm.clone(),
-            result: self
-                .result
-                .as_deref()
-                .map(str::parse::<TaskResult>)
-                .transpose()?,
             time_range: self.range.range()?,
             ..Filter::new()
-        };
+        })?;
         // For task metrics, --metric-type task_tokens (or task_files,
         // task_duration) names what to measure: the column.
         Ok(match self.metric_type.as_deref() {

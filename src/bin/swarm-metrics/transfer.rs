@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use swarm_metrics::{Filter, MetricsStorage, ReportOptions, TaskResult};
+use swarm_metrics::{Filter, MetricsStorage, ReportOptions};
 
 use crate::args::{CopyArgs, ExportArgs, ImportArgs, ReportArgs};
 use crate::parse::parse_span;
@@ -83,9 +83,7 @@ pub fn page(cx: &Context, args: ReportArgs, out: &mut impl Write) -> Result<(), 
     let ReportArgs {
         html,
         range,
-        agent,
-        swarm,
-        result,
+        select,
         width,
         current,
         baseline,
@@ -98,16 +96,10 @@ pub fn page(cx: &Context, args: ReportArgs, out: &mut impl Write) -> Result<(), 
             "report needs --html FILE for the page (or --json for its numbers)".to_owned(),
         ));
     }
-    let filter = Filter {
-        agent_id: agent,
-        swarm_id: swarm,
-        result: result
-            .as_deref()
-            .map(str::parse::<TaskResult>)
-            .transpose()?,
+    let filter = select.apply(Filter {
         time_range: range.range()?,
         ..Filter::new()
-    };
+    })?;
     let mut options = ReportOptions::new()
         .filter(filter)
         .windows(

@@ -19,6 +19,7 @@ use crate::model::record::{
 };
 use crate::model::reports::TableStats;
 use crate::model::reports::{CleanupReport, VacuumReport};
+use crate::model::shapes::GroupRead;
 use crate::model::shapes::QueryShape;
 use crate::model::shapes::RowOrder;
 use crate::rollup::row::RollupRecord;
@@ -130,30 +131,20 @@ impl PgStore {
 
     pub(crate) fn aggregate_by(
         &self,
-        kind: MetricKind,
+        read: &GroupRead<'_>,
         aggregation: AggregationType,
-        group_by: GroupBy,
-        filter: &Filter,
     ) -> Result<Vec<Grouped<Aggregate>>> {
-        Ok(by_key(PgStore::aggregates_by_group(
-            self,
-            kind,
-            aggregation,
-            group_by,
-            filter,
-        )?))
+        let pairs = self.aggregates_by_group(read.kind, aggregation, read.group_by, read.filter)?;
+        Ok(by_key(pairs))
     }
 
     pub(crate) fn percentile_by(
         &self,
-        kind: MetricKind,
+        read: &GroupRead<'_>,
         q: f64,
-        group_by: GroupBy,
-        filter: &Filter,
     ) -> Result<Vec<Grouped<Percentile>>> {
-        Ok(by_key(PgStore::percentiles_by_group(
-            self, kind, q, group_by, filter,
-        )?))
+        let pairs = self.percentiles_by_group(read.kind, q, read.group_by, read.filter)?;
+        Ok(by_key(pairs))
     }
 
     pub(crate) fn success_rate_by(

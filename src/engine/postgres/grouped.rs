@@ -17,6 +17,7 @@ use crate::model::answer::{
 };
 use crate::model::filter::{Filter, GroupBy};
 use crate::model::record::{AggregationType, MetricKind, MetricType, TaskResult};
+use crate::model::shapes::GroupRead;
 use crate::rollup::rolled::RollupRead;
 use crate::stats::running::Stat;
 
@@ -204,12 +205,8 @@ impl PgStore {
     /// Each group's values (the task column `filter` names, or agent and
     /// swarm metrics' values), as doubles, raw rows and rollups read in
     /// one snapshot, each with the sketch of what survives only as one.
-    pub(crate) fn values_by_group(
-        &self,
-        kind: MetricKind,
-        group_by: GroupBy,
-        filter: &Filter,
-    ) -> Result<GroupValues> {
+    pub(crate) fn values_by_group(&self, read: &GroupRead<'_>) -> Result<GroupValues> {
+        let (kind, group_by, filter) = (read.kind, read.group_by, read.filter);
         self.with_rollups(kind, filter, |client, rollups| {
             self.values_by_group_in(client, kind, group_by, filter, rollups)
         })

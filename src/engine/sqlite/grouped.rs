@@ -17,6 +17,7 @@ use crate::model::answer::{
 };
 use crate::model::filter::{Filter, GroupBy};
 use crate::model::record::{AggregationType, MetricKind, TaskResult};
+use crate::model::shapes::GroupRead;
 use crate::rollup::rolled::RollupRead;
 use crate::stats::running::Stat;
 
@@ -24,11 +25,10 @@ impl FileStore {
     /// [`MetricsStorage::aggregate_by`] on the file.
     pub(crate) fn aggregate_by(
         &self,
-        kind: MetricKind,
+        read: &GroupRead<'_>,
         aggregation: AggregationType,
-        group_by: GroupBy,
-        filter: &Filter,
     ) -> Result<Vec<Grouped<Aggregate>>> {
+        let (kind, group_by, filter) = (read.kind, read.group_by, read.filter);
         let key = group_by.key_sql(kind, "m")?;
         let (column, metric_type) = aggregated_column(kind, filter)?;
         let (from, params) = filter.sql_from(kind);
@@ -92,11 +92,10 @@ impl FileStore {
     /// [`MetricsStorage::percentile_by`] on the file.
     pub(crate) fn percentile_by(
         &self,
-        kind: MetricKind,
+        read: &GroupRead<'_>,
         q: f64,
-        group_by: GroupBy,
-        filter: &Filter,
     ) -> Result<Vec<Grouped<Percentile>>> {
+        let (kind, group_by, filter) = (read.kind, read.group_by, read.filter);
         let sql = values_by_group_sql(kind, group_by, filter)?;
         let (_, metric_type) = aggregated_column(kind, filter)?;
         let (_, params) = filter.sql_from(kind);
@@ -141,12 +140,8 @@ impl FileStore {
     }
 
     /// [`MetricsStorage::values_by_group`] on the file.
-    pub(crate) fn values_by_group(
-        &self,
-        kind: MetricKind,
-        group_by: GroupBy,
-        filter: &Filter,
-    ) -> Result<GroupValues> {
+    pub(crate) fn values_by_group(&self, read: &GroupRead<'_>) -> Result<GroupValues> {
+        let (kind, group_by, filter) = (read.kind, read.group_by, read.filter);
         let sql = values_by_group_sql(kind, group_by, filter)?;
         let (_, params) = filter.sql_from(kind);
         self.snapshot(|snapshot| {

@@ -6,6 +6,7 @@ use crate::model::answer::GroupValues;
 use crate::model::answer::{Aggregate, Percentile, SuccessRate};
 use crate::model::filter::{Filter, GroupBy};
 use crate::model::record::{AggregationType, MetricKind};
+use crate::model::shapes::GroupRead;
 use crate::query::analytics::validate_q;
 use crate::storage::MetricsStorage;
 
@@ -29,7 +30,14 @@ impl MetricsStorage {
         group_by.validate(kind)?;
         on_engine!(
             self.engine(),
-            aggregate_by(kind, aggregation, group_by, filter)
+            aggregate_by(
+                &GroupRead {
+                    kind,
+                    group_by,
+                    filter
+                },
+                aggregation
+            )
         )
     }
 
@@ -50,7 +58,17 @@ impl MetricsStorage {
         validate_q(q)?;
         filter.validate(kind, true)?;
         group_by.validate(kind)?;
-        on_engine!(self.engine(), percentile_by(kind, q, group_by, filter))
+        on_engine!(
+            self.engine(),
+            percentile_by(
+                &GroupRead {
+                    kind,
+                    group_by,
+                    filter
+                },
+                q
+            )
+        )
     }
 
     /// The values of each group of the selection (durations of task
@@ -65,7 +83,14 @@ impl MetricsStorage {
     ) -> Result<GroupValues> {
         filter.validate(kind, true)?;
         group_by.validate(kind)?;
-        on_engine!(self.engine(), values_by_group(kind, group_by, filter))
+        on_engine!(
+            self.engine(),
+            values_by_group(&GroupRead {
+                kind,
+                group_by,
+                filter
+            })
+        )
     }
 
     /// [`success_rate`](Self::success_rate) for every agent, swarm or
