@@ -11,6 +11,7 @@
 //! the store was opened on, and this file is the only place that names
 //! the `postgres` feature to choose between them.
 
+pub(crate) mod pinning;
 pub(crate) mod sqlite;
 
 #[cfg(feature = "postgres")]

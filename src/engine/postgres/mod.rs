@@ -33,7 +33,7 @@ mod write;
 
 use std::collections::HashSet;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -49,9 +49,6 @@ pub(crate) use write::{Metrics, Written};
 
 /// A pooled connection to the server.
 type Manager = PostgresConnectionManager<MakeRustlsConnect>;
-
-/// A number for each PostgreSQL store opened by this process.
-static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A metrics store on a PostgreSQL server.
 pub(crate) struct PgStore {
@@ -111,7 +108,7 @@ impl PgStore {
             pool,
             server,
             partitions: Mutex::new(HashSet::new()),
-            id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
+            id: crate::engine::pinning::new_store_id(),
             ddl: Mutex::new(None),
             config,
             connector,

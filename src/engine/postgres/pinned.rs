@@ -4,13 +4,13 @@
 //! the store on that thread uses it. Writes and maintenance always take a
 //! connection of their own.
 
-use std::cell::RefCell;
 use std::ops::{Deref, DerefMut};
 
 use postgres::Client;
 use r2d2::PooledConnection;
 
 use super::{Manager, PgStore};
+use crate::engine::pinning;
 use crate::error::{Error, Result};
 
 /// Every metric table and rollup table: what a snapshot spanning all
@@ -18,18 +18,15 @@ use crate::error::{Error, Result};
 const ALL_TABLES: &str = "task_metrics, agent_metrics, swarm_metrics, \
                                      task_summaries, agent_summaries, swarm_summaries";
 
-thread_local! {
-    /// The connections pinned on this thread, by store number; `None`
-    /// while a read is using it.
-    static PINNED: RefCell<Vec<(u64, Option<PooledConnection<Manager>>)>> =
-        const { RefCell::new(Vec::new()) };
-}
+/// The server's pinned connection: taken out by each read, put back when
+/// it is done.
+type Held = PooledConnection<Manager>;
 
 /// A connection for one read: the pinned one, given back when dropped, or
 /// one from the pool.
 pub(super) struct ReadConn {
     store: u64,
-    conn: Option<PooledConnection<Manager>>,
+    conn: Option<Held>,
     pinned: bool,
 }
 
@@ -65,15 +62,7 @@ impl Drop for ReadConn {
     fn drop(&mut self) {
         if self.pinned {
             let conn = self.conn.take();
-            PINNED.with(|pinned| {
-                if let Some(slot) = pinned
-                    .borrow_mut()
-                    .iter_mut()
-                    .find(|(s, _)| *s == self.store)
-                {
-                    slot.1 = conn;
-                }
-            });
+            pinning::with_slot(self.store, |slot: &mut Option<Held>| *slot = conn);
         }
     }
 }
@@ -84,12 +73,7 @@ struct Unpin(u64);
 
 impl Drop for Unpin {
     fn drop(&mut self) {
-        let conn = PINNED.with(|pinned| {
-            let mut pinned = pinned.borrow_mut();
-            let at = pinned.iter().position(|(store, _)| *store == self.0)?;
-            pinned.swap_remove(at).1
-        });
-        if let Some(mut conn) = conn {
+        if let Some(mut conn) = pinning::unpin::<Held>(self.0) {
             // A read-only transaction has nothing to commit; if it cannot
             // end, the connection is not given back to the pool in it.
             if conn.batch_execute("COMMIT").is_err() {
@@ -99,25 +83,15 @@ impl Drop for Unpin {
     }
 }
 
-/// Whether store `id` has a connection pinned on this thread.
-pub(super) fn is_pinned(id: u64) -> bool {
-    PINNED.with(|pinned| pinned.borrow().iter().any(|(store, _)| *store == id))
-}
-
 impl PgStore {
     /// A connection for a read: inside [`consistent`](Self::consistent) on
     /// this thread, the pinned one.
     pub(super) fn read_conn(&self) -> Result<ReadConn> {
-        let taken = PINNED.with(|pinned| {
-            let mut pinned = pinned.borrow_mut();
-            match pinned.iter_mut().find(|(store, _)| *store == self.id) {
-                Some((_, slot)) => slot
-                    .take()
-                    .map(Some)
-                    .ok_or(Error::Internal("the pinned connection was taken twice")),
-                None => Ok(None),
-            }
-        })?;
+        let taken = match pinning::with_slot(self.id, |slot: &mut Option<Held>| slot.take()) {
+            Some(None) => return Err(Error::Internal("the pinned connection was taken twice")),
+            Some(conn) => conn,
+            None => None,
+        };
         Ok(match taken {
             Some(conn) => ReadConn {
                 store: self.id,
@@ -135,7 +109,7 @@ impl PgStore {
     /// Runs `read` with every read of this store on this thread in one
     /// `REPEATABLE READ` transaction: one snapshot of the database.
     pub(crate) fn consistent<T>(&self, read: impl FnOnce() -> Result<T>) -> Result<T> {
-        if is_pinned(self.id) {
+        if pinning::is_pinned(self.id) {
             return read();
         }
         let mut conn = self.conn()?;
@@ -147,7 +121,7 @@ impl PgStore {
              LOCK TABLE {ALL_TABLES} IN ACCESS SHARE MODE; SELECT 1"
         ))
         .map_err(self.error("begin a consistent read"))?;
-        PINNED.with(|pinned| pinned.borrow_mut().push((self.id, Some(conn))));
+        pinning::pin::<Held>(self.id, conn);
         let _unpin = Unpin(self.id);
         read()
     }

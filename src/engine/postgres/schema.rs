@@ -234,7 +234,7 @@ impl PgStore {
         // A consistent read open on this thread holds the table's lock
         // that the new partition would wait for: waiting would be for
         // ever (or until the lock timeout), so say so at once.
-        if super::pinned::is_pinned(self.id) {
+        if crate::engine::pinning::is_pinned(self.id) {
             return Err(Error::Unsupported {
                 operation: "storing into a month without a partition inside consistent()",
                 backend: "PostgreSQL",

@@ -7,48 +7,26 @@
 //! instead of a fresh one from the pool: the calls made inside all see the
 //! file as it was when the first of them read it.
 
-use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use r2d2::PooledConnection;
 
+use crate::engine::pinning;
 use crate::engine::sqlite::open::pool::ReaderManager;
 
-/// A number for each store opened by this process, so that a pinned
-/// connection is only ever used for the store it belongs to.
-static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
-
-/// A new store's number.
-pub(crate) fn new_store_id() -> u64 {
-    NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed)
-}
-
-thread_local! {
-    /// The connections pinned on this thread, by store number: one per
-    /// store inside `consistent`, so usually none or one. Shared out by
-    /// `Rc` so that no borrow of the list is held while a read runs (its
-    /// callbacks may call `consistent` on another store).
-    static PINNED: RefCell<Vec<(u64, Rc<PooledConnection<ReaderManager>>)>> =
-        const { RefCell::new(Vec::new()) };
-}
+/// The file's pinned connection: shared by the reads inside `consistent`.
+type Shared = Rc<PooledConnection<ReaderManager>>;
 
 /// The connection pinned for store `id` on this thread, if any.
-pub(crate) fn pinned(id: u64) -> Option<Rc<PooledConnection<ReaderManager>>> {
-    PINNED.with(|pinned| {
-        pinned
-            .borrow()
-            .iter()
-            .find(|(store, _)| *store == id)
-            .map(|(_, conn)| Rc::clone(conn))
-    })
+pub(crate) fn pinned(id: u64) -> Option<Shared> {
+    pinning::with_slot(id, |slot: &mut Option<Shared>| slot.clone()).flatten()
 }
 
 /// Pins `conn` for store `id` on this thread until the returned guard is
 /// dropped (also when the caller's closure panics), which ends its read
 /// transaction.
 pub(crate) fn pin(id: u64, conn: PooledConnection<ReaderManager>) -> Pin {
-    PINNED.with(|pinned| pinned.borrow_mut().push((id, Rc::new(conn))));
+    pinning::pin::<Shared>(id, Rc::new(conn));
     Pin(id)
 }
 
@@ -57,12 +35,7 @@ pub(crate) struct Pin(u64);
 
 impl Drop for Pin {
     fn drop(&mut self) {
-        let conn = PINNED.with(|pinned| {
-            let mut pinned = pinned.borrow_mut();
-            let at = pinned.iter().position(|(store, _)| *store == self.0)?;
-            Some(pinned.swap_remove(at).1)
-        });
-        if let Some(conn) = conn {
+        if let Some(conn) = pinning::unpin::<Shared>(self.0) {
             // A read transaction has nothing to commit: ending it can only
             // fail if it already ended, and then the connection is clean.
             let _ = conn.execute_batch("COMMIT");

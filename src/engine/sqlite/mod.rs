@@ -100,7 +100,7 @@ impl FileStore {
             writer,
             watermark_seen: AtomicI64::new(i64::MIN),
             swarm_names: Default::default(),
-            id: crate::engine::sqlite::consistent::new_store_id(),
+            id: crate::engine::pinning::new_store_id(),
             _temporary: temporary,
         })
     }
@@ -137,7 +137,7 @@ impl FileStore {
     /// snapshot of the file; see
     /// [`MetricsStorage::consistent`](crate::MetricsStorage::consistent).
     pub(crate) fn consistent<T>(&self, read: impl FnOnce() -> Result<T>) -> Result<T> {
-        if crate::engine::sqlite::consistent::pinned(self.id).is_some() {
+        if crate::engine::pinning::is_pinned(self.id) {
             return read();
         }
         let conn = self.reader()?;
