@@ -40,7 +40,7 @@ use crate::model::shapes::QueryShape;
 use crate::model::shapes::RowOrder;
 use crate::rollup::rolled::AgentTotals;
 use crate::rollup::row::RollupRecord;
-use crate::rollup::tiers::Step;
+use crate::rollup::tiers::{Backlog, Step};
 
 /// The engine a store was opened on.
 pub(crate) enum Engine {
@@ -133,6 +133,17 @@ pub(crate) fn task_order_sql(order: RowOrder) -> &'static str {
     match order {
         RowOrder::NewestFirst => "m.timestamp DESC, m.task_id DESC",
         RowOrder::SlowestFirst => "m.duration_ms DESC, m.timestamp DESC, m.task_id DESC",
+    }
+}
+
+/// The condition selecting what a retention step has left to do, with
+/// its cutoff written as the parameter `param` (`?1` or `$1`, as the
+/// engine numbers them): the same on both engines.
+pub(crate) fn backlog_condition(backlog: &Backlog, param: &str) -> String {
+    let before = format!("{} < {param}", backlog.column);
+    match backlog.level {
+        Some(level) => format!("level = {level} AND {before}"),
+        None => before,
     }
 }
 

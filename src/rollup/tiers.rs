@@ -4,6 +4,7 @@
 //! `ops::retention`'s driver.
 
 use crate::model::record::MetricKind;
+use crate::rollup::row::rollup_table;
 
 /// One hour in microseconds: the width of an hourly rollup.
 pub(crate) const HOUR_US: i64 = 3_600_000_000;
@@ -43,7 +44,38 @@ pub(crate) enum Step {
     },
 }
 
+/// What a step has left to do: the rows of `table` (rollups of `level`,
+/// or raw rows when `None`) whose `column` lies before `cutoff` (µs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Backlog {
+    pub table: &'static str,
+    pub level: Option<i64>,
+    pub column: &'static str,
+    pub cutoff: i64,
+}
+
 impl Step {
+    /// What the step works on; an engine asks whether any such row
+    /// exists to tell whether the step has work.
+    pub(crate) fn backlog(&self) -> Backlog {
+        let rollups = |kind, level, cutoff| Backlog {
+            table: rollup_table(kind),
+            level: Some(level),
+            column: "bucket",
+            cutoff,
+        };
+        match *self {
+            Step::FoldRaw { kind, cutoff, .. } => Backlog {
+                table: kind.table(),
+                level: None,
+                column: "timestamp",
+                cutoff,
+            },
+            Step::FoldHourly { kind, cutoff, .. } => rollups(kind, HOURLY, cutoff),
+            Step::DropDaily { kind, cutoff } => rollups(kind, DAILY, cutoff),
+        }
+    }
+
     /// The kind of metric the step works on.
     pub(crate) fn kind(&self) -> MetricKind {
         match *self {

@@ -21,6 +21,7 @@ use super::retention::Partition;
 use super::rollups::key_columns;
 use super::Columns;
 use super::PgStore;
+use crate::engine::backlog_condition;
 use crate::error::Result;
 use crate::model::record::MetricKind;
 use crate::rollup::data::RollupData;
@@ -131,18 +132,14 @@ impl PgStore {
 
     /// Whether `step` would find anything to do now.
     pub(crate) fn has_retention_work(&self, step: &Step) -> Result<bool> {
-        let (table, condition, cutoff) = match *step {
-            Step::FoldRaw { kind, cutoff, .. } => (kind.table(), "timestamp < $1", cutoff),
-            Step::FoldHourly { kind, cutoff, .. } => {
-                (rollup_table(kind), "level = 1 AND bucket < $1", cutoff)
-            }
-            Step::DropDaily { kind, cutoff } => {
-                (rollup_table(kind), "level = 2 AND bucket < $1", cutoff)
-            }
-        };
-        let sql = format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE {condition})");
+        let backlog = step.backlog();
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM {} WHERE {})",
+            backlog.table,
+            backlog_condition(&backlog, "$1")
+        );
         self.read_conn()?
-            .query_one(&sql, &[&cutoff])
+            .query_one(&sql, &[&backlog.cutoff])
             .map_err(self.error("read retention work"))?
             .column(0)
     }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension};
 
+use crate::engine::backlog_condition;
 use crate::engine::sqlite::each_row;
 use crate::engine::sqlite::rollup_codec::{insert_sql, read_summary, row_values};
 use crate::error::{Error, Result};
@@ -22,18 +23,14 @@ impl Step {
     /// A query telling whether the step has anything to do, with its
     /// parameter.
     pub(crate) fn has_work_sql(&self) -> (String, i64) {
-        let (table, condition, cutoff) = match *self {
-            Step::FoldRaw { kind, cutoff, .. } => (kind.table(), "timestamp < ?1", cutoff),
-            Step::FoldHourly { kind, cutoff, .. } => {
-                (rollup_table(kind), "level = 1 AND bucket < ?1", cutoff)
-            }
-            Step::DropDaily { kind, cutoff } => {
-                (rollup_table(kind), "level = 2 AND bucket < ?1", cutoff)
-            }
-        };
+        let backlog = self.backlog();
         (
-            format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE {condition})"),
-            cutoff,
+            format!(
+                "SELECT EXISTS (SELECT 1 FROM {} WHERE {})",
+                backlog.table,
+                backlog_condition(&backlog, "?1")
+            ),
+            backlog.cutoff,
         )
     }
 
