@@ -1,4 +1,4 @@
--- The swarm-metrics schema, version 7, as the migrations in migrations/ make it.
+-- The swarm-metrics schema, version 8, as the migrations in migrations/ make it.
 -- Written by a test from those files (which say why each part is as it is);
 -- do not edit by hand. The rows the migrations insert are not shown.
 
@@ -146,3 +146,32 @@ FROM task_metrics t
 JOIN agents a ON a.id = t.agent
 LEFT JOIN swarms s ON s.id = t.swarm
 JOIN task_results r ON r.code = t.result;
+
+CREATE TABLE alert_states (
+    rule         TEXT    NOT NULL,
+    -- The agent or swarm; '' for the rule's whole selection (ids are
+    -- never empty).
+    group_key    TEXT    NOT NULL,
+    -- 'none', 'agent' or 'swarm': what group_key names.
+    group_by     TEXT    NOT NULL,
+    -- 0 inactive, 1 pending, 2 firing, 3 recovering.
+    state        INTEGER NOT NULL CHECK (state BETWEEN 0 AND 3),
+    active_since INTEGER,
+    cleared_at   INTEGER,
+    -- The instant (µs) of the evaluation that wrote the row.
+    evaluated_at INTEGER NOT NULL,
+    -- The figures that decided it, as JSON.
+    figures      TEXT    NOT NULL,
+    PRIMARY KEY (rule, group_key)
+) WITHOUT ROWID;
+
+CREATE TABLE alert_history (
+    at         INTEGER NOT NULL,
+    rule       TEXT    NOT NULL,
+    group_key  TEXT    NOT NULL,
+    group_by   TEXT    NOT NULL,
+    from_state INTEGER NOT NULL CHECK (from_state BETWEEN 0 AND 3),
+    to_state   INTEGER NOT NULL CHECK (to_state BETWEEN 0 AND 3),
+    figures    TEXT    NOT NULL,
+    PRIMARY KEY (at, rule, group_key, to_state)
+) WITHOUT ROWID;

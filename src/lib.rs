@@ -82,8 +82,8 @@ mod stats;
 mod storage;
 
 pub use alerts::{
-    default_burn_windows, AlertGroup, AlertState, BurnWindows, Condition, Figures, Finding, Mode,
-    Rule, Rules, Standing, Verdict,
+    default_burn_windows, AlertGroup, AlertInstance, AlertState, BurnWindows, Condition, Figures,
+    Finding, Mode, Rule, Rules, Standing, Transition, Verdict,
 };
 pub use engine::sqlite::open::schema::SCHEMA_VERSION;
 pub use engine::sqlite::open::settings::Durability;

@@ -5,8 +5,8 @@ mod common;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use swarm_metrics::{
-    Condition, Error, Finding, Interval, IntervalMethod, MetricsStorage, Mode, Rules, TaskMetric,
-    TaskResult, Verdict,
+    AlertState, Condition, Error, Finding, Interval, IntervalMethod, MetricsStorage, Mode, Rules,
+    TaskMetric, TaskResult, Verdict,
 };
 
 /// The instant every rule is evaluated at.
@@ -357,5 +357,129 @@ fn latency_no_data_and_burn_rate_rules_on_every_backend() {
             "{:?}",
             bad.figures
         );
+    }
+}
+
+#[test]
+fn evaluations_move_states_on_and_record_each_transition_once_on_every_backend() {
+    let rules = Rules::from_toml_str(
+        r#"
+        [[rule]]
+        name = "agent-success"
+        kind = "success_rate"
+        group_by = "agent"
+        window = "1h"
+        below = 0.85
+        for = "10m"
+        keep_firing_for = "5m"
+        severity = "page"
+        "#,
+    )
+    .unwrap();
+    for backend in common::server::stores() {
+        let store = &backend.store;
+        seeded(store);
+        let state_of = |instances: &[swarm_metrics::AlertInstance], agent: &str| {
+            instances
+                .iter()
+                .find(|i| i.group.as_deref() == Some(agent))
+                .map(|i| i.standing.state)
+        };
+        let minutes = |m: i64| at() + Duration::minutes(m);
+        // The bad agent's condition holds at every one of these instants
+        // (its tasks stay in the window): pending, then firing after 10m.
+        let first = store.evaluate_alerts(&rules, minutes(0)).unwrap();
+        assert_eq!(
+            state_of(&first, "bad"),
+            Some(AlertState::Pending),
+            "{}",
+            backend.backend
+        );
+        assert_eq!(state_of(&first, "good"), Some(AlertState::Inactive));
+        // No verdict for an agent with too few tasks: it stays inactive.
+        assert_eq!(state_of(&first, "few"), Some(AlertState::Inactive));
+        let second = store.evaluate_alerts(&rules, minutes(5)).unwrap();
+        assert_eq!(state_of(&second, "bad"), Some(AlertState::Pending));
+        let third = store.evaluate_alerts(&rules, minutes(10)).unwrap();
+        assert_eq!(state_of(&third, "bad"), Some(AlertState::Firing));
+        let bad = third
+            .iter()
+            .find(|i| i.group.as_deref() == Some("bad"))
+            .unwrap();
+        assert_eq!(bad.standing.active_since, Some(minutes(0)));
+        assert_eq!(bad.severity, "page");
+        // The figures are the window's, as success_rate answers them.
+        let window =
+            swarm_metrics::TimeRange::new(minutes(10) - Duration::hours(1), minutes(10)).unwrap();
+        let rate = store
+            .success_rate(&swarm_metrics::Filter::new().agent("bad").range(window))
+            .unwrap();
+        assert_eq!(bad.figures.successes, Some(rate.success));
+        assert_eq!(bad.figures.tasks, rate.total);
+        // Evaluating an instant again, or an earlier one, changes nothing.
+        store.evaluate_alerts(&rules, minutes(10)).unwrap();
+        store.evaluate_alerts(&rules, minutes(5)).unwrap();
+        // An hour on, the window holds no task: no verdict, still firing.
+        let later = store.evaluate_alerts(&rules, minutes(90)).unwrap();
+        assert_eq!(state_of(&later, "bad"), Some(AlertState::Firing));
+
+        let history = store.alert_history(&swarm_metrics::Filter::new()).unwrap();
+        let moves: Vec<_> = history
+            .iter()
+            .map(|t| (t.group.clone().unwrap_or_default(), t.from, t.to, t.at))
+            .collect();
+        assert_eq!(
+            moves,
+            [
+                (
+                    "bad".to_owned(),
+                    AlertState::Inactive,
+                    AlertState::Pending,
+                    minutes(0)
+                ),
+                (
+                    "bad".to_owned(),
+                    AlertState::Pending,
+                    AlertState::Firing,
+                    minutes(10)
+                ),
+            ],
+            "{}",
+            backend.backend
+        );
+        // The history is filtered by group and time.
+        let by_agent = store
+            .alert_history(&swarm_metrics::Filter::new().agent("good"))
+            .unwrap();
+        assert!(by_agent.is_empty());
+        assert!(store
+            .alert_history(&swarm_metrics::Filter::new().task("t"))
+            .is_err());
+        // The states read back are those the last evaluation left.
+        let states = store.alert_states().unwrap();
+        assert_eq!(state_of(&states, "bad"), Some(AlertState::Firing));
+    }
+}
+
+#[test]
+fn evaluators_racing_on_one_store_record_a_transition_once() {
+    let rules = Rules::from_toml_str(
+        "[[rule]]\nname = \"r\"\nkind = \"success_rate\"\ngroup_by = \"agent\"\nwindow = \"1h\"\nbelow = 0.85\n",
+    )
+    .unwrap();
+    for backend in common::server::stores() {
+        let store = &backend.store;
+        seeded(store);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| store.evaluate_alerts(&rules, at()).unwrap());
+            }
+        });
+        let history = store.alert_history(&swarm_metrics::Filter::new()).unwrap();
+        let fired: Vec<_> = history
+            .iter()
+            .map(|t| t.group.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(fired, ["bad"], "{}", backend.backend);
     }
 }

@@ -9,10 +9,12 @@
 //! threshold: on the small samples agents give, a point estimate alone
 //! crosses a threshold by chance far too often.
 
+pub(crate) mod evaluate;
 pub(crate) mod rules;
 pub(crate) mod state;
 pub(crate) mod verdicts;
 
+pub use evaluate::{AlertInstance, Transition};
 pub use rules::{default_burn_windows, AlertGroup, BurnWindows, Condition, Mode, Rule, Rules};
 pub use state::{AlertState, Standing, Verdict};
 pub use verdicts::{Figures, Finding};

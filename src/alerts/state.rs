@@ -47,7 +47,8 @@ impl std::fmt::Display for AlertState {
 }
 
 /// What one evaluation found about a rule's condition for one instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// The condition holds.
     Holds,

@@ -22,6 +22,7 @@ use crate::storage::MetricsStorage;
 /// The numbers behind a verdict. Which are set depends on the rule's
 /// kind; absent ones are left out of JSON.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct Figures {
     /// Tasks in the window.

@@ -23,6 +23,7 @@ use std::path::Path;
 
 use sketches_ddsketch::DDSketch;
 
+use crate::alerts::evaluate::{Evaluation, Outcome, StoredAlert, Transition};
 use crate::engine::sqlite::open::Options;
 use crate::error::{Error, Result};
 use crate::model::analytics::{BucketValue, Grouped, Measure, SeriesRead, Summary};
@@ -360,4 +361,22 @@ backend_contract! {
     /// Copies pending work to disk (the file's write-ahead log into the
     /// file); nothing on a server.
     fn checkpoint(&self) -> Result<()>;
+
+    /// Moves the evaluation's alert instances on: in one write
+    /// transaction, reads their states, applies the evaluation and writes
+    /// the new states and the transitions (a transition already recorded
+    /// is not recorded twice).
+    fn record_alerts(&self, evaluation: Evaluation) -> Result<Outcome>;
+
+    /// Every stored alert state, by rule and group.
+    fn alert_states(&self) -> Result<Vec<StoredAlert>>;
+
+    /// The transitions in the filter's time range, oldest first.
+    fn alert_history(&self, filter: &Filter) -> Result<Vec<Transition>>;
+
+    /// Deletes the transitions before `cutoff` (µs); returns how many.
+    fn delete_alert_history_before(&self, cutoff: i64) -> Result<u64>;
+
+    /// How many transitions lie before `cutoff` (µs).
+    fn count_alert_history_before(&self, cutoff: i64) -> Result<u64>;
 }

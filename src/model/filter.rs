@@ -225,6 +225,34 @@ impl Filter {
         self
     }
 
+    /// Checks a filter of the alert history: it may set the agent, the
+    /// swarm (the alert's group) and the time range, nothing else.
+    pub(crate) fn validate_for_alerts(&self) -> Result<()> {
+        let refuse =
+            |field: &'static str| Err(Error::invalid(field, "does not apply to the alert history"));
+        if self.task_id.is_some() {
+            return refuse("task_id");
+        }
+        if self.result.is_some() {
+            return refuse("result");
+        }
+        if self.metric_type.is_some() {
+            return refuse("metric_type");
+        }
+        if self.column.is_some() {
+            return refuse("column");
+        }
+        for (field, id) in [("agent_id", &self.agent_id), ("swarm_id", &self.swarm_id)] {
+            if let Some(id) = id {
+                validate_id(field, id)?;
+            }
+        }
+        if let Some(range) = &self.time_range {
+            TimeRange::new(range.start, range.end)?;
+        }
+        Ok(())
+    }
+
     /// Checks that every set field applies to `kind` and is well formed.
     /// `for_aggregate` allows `column` (on task metrics).
     pub(crate) fn validate(&self, kind: MetricKind, for_aggregate: bool) -> Result<()> {

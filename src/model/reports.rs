@@ -22,6 +22,10 @@ pub struct CleanupReport {
     /// reference's shape for stores without rollups.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rollups: u64,
+    /// Transitions of the alert history older than the horizon. Left out
+    /// of the JSON form when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub alert_transitions: u64,
 }
 
 fn is_zero(n: &u64) -> bool {

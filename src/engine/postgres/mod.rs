@@ -14,6 +14,7 @@
 //! tables before their snapshot (`rollups.rs`). The calls offered are
 //! listed in the README; the few others return [`Error::Unsupported`].
 
+mod alerts;
 mod backend;
 mod filter;
 mod fold;

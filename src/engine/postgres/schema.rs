@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::model::record::MetricKind;
 
 /// The migrations, in order; the schema version is how many have run.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     // 1: task metrics, range-partitioned by time.
     r#"
     CREATE TABLE task_metrics (
@@ -108,6 +108,30 @@ const MIGRATIONS: [&str; 4] = [
         count       bigint NOT NULL CHECK (count >= 0),
         data        bytea NOT NULL,
         PRIMARY KEY (level, bucket, swarm_id, metric_type)
+    );
+    "#,
+    // 5: alert states and their history, as in SQLite's migration 8.
+    r#"
+    CREATE TABLE alert_states (
+        rule         text COLLATE "C" NOT NULL,
+        group_key    text COLLATE "C" NOT NULL,
+        group_by     text NOT NULL,
+        state        smallint NOT NULL CHECK (state BETWEEN 0 AND 3),
+        active_since bigint,
+        cleared_at   bigint,
+        evaluated_at bigint NOT NULL,
+        figures      text NOT NULL,
+        PRIMARY KEY (rule, group_key)
+    );
+    CREATE TABLE alert_history (
+        at         bigint NOT NULL,
+        rule       text COLLATE "C" NOT NULL,
+        group_key  text COLLATE "C" NOT NULL,
+        group_by   text NOT NULL,
+        from_state smallint NOT NULL CHECK (from_state BETWEEN 0 AND 3),
+        to_state   smallint NOT NULL CHECK (to_state BETWEEN 0 AND 3),
+        figures    text NOT NULL,
+        PRIMARY KEY (at, rule, group_key, to_state)
     );
     "#,
 ];

@@ -4,6 +4,7 @@
 //! pins).
 
 pub(crate) mod aggregate;
+mod alerts;
 pub(crate) mod consistent;
 pub(crate) mod filter;
 pub(crate) mod functions;

@@ -16,7 +16,8 @@ impl MetricsStorage {
     /// rollup of [tiered retention](Self::apply_retention) whose hour or
     /// day ends at or before that moment: afterwards nothing older than
     /// the horizon is left, raw or rolled up. (A rollup that straddles the
-    /// horizon is kept whole: it cannot be cut.)
+    /// horizon is kept whole: it cannot be cut.) The alert history ages
+    /// with them: transitions older than the horizon go too.
     ///
     /// Deletes in bounded chunks, one transaction each, so that stores from
     /// other threads go on meanwhile. The space freed is reused by later
@@ -29,7 +30,9 @@ impl MetricsStorage {
     /// chunk fails (chunks already committed stay deleted).
     pub fn cleanup_old_metrics(&self, retention_days: u32) -> Result<CleanupReport> {
         let cutoff = cutoff(retention_days)?;
-        on_engine!(self.engine(), delete_before(cutoff))
+        let mut report = on_engine!(self.engine(), delete_before(cutoff))?;
+        report.alert_transitions = on_engine!(self.engine(), delete_alert_history_before(cutoff))?;
+        Ok(report)
     }
 
     /// How many metrics [`cleanup_old_metrics`](Self::cleanup_old_metrics)
@@ -40,7 +43,9 @@ impl MetricsStorage {
     /// read-only store can answer.
     pub fn count_old_metrics(&self, retention_days: u32) -> Result<CleanupReport> {
         let cutoff = cutoff(retention_days)?;
-        on_engine!(self.engine(), count_before(cutoff))
+        let mut report = on_engine!(self.engine(), count_before(cutoff))?;
+        report.alert_transitions = on_engine!(self.engine(), count_alert_history_before(cutoff))?;
+        Ok(report)
     }
 }
 

@@ -120,6 +120,10 @@ pub struct RetentionReport {
     pub swarm_metrics: TierCounts,
     /// Whether the run finished (false when stopped by a chunk limit).
     pub finished: bool,
+    /// Transitions of the alert history dropped: those older than the
+    /// daily horizon, once the run finishes.
+    #[serde(default)]
+    pub alert_transitions_dropped: u64,
 }
 
 /// What tiered retention did to one kind of metric.
@@ -197,12 +201,21 @@ impl MetricsStorage {
                 path: self.path().to_path_buf(),
             });
         }
-        drive(
+        let mut report = drive(
             &steps,
             max_chunks,
             |step| on_engine!(self.engine(), retention_step(step)),
             |step| on_engine!(self.engine(), has_retention_work(step)),
-        )
+        )?;
+        // The alert history is kept as long as the daily rollups that
+        // show what it was about.
+        if let (true, Some(daily)) = (report.finished, policy.daily) {
+            let cutoff =
+                to_micros(now()).saturating_sub(daily.num_microseconds().unwrap_or(i64::MAX));
+            report.alert_transitions_dropped =
+                on_engine!(self.engine(), delete_alert_history_before(cutoff))?;
+        }
+        Ok(report)
     }
 }
 

@@ -1,0 +1,417 @@
+//! One evaluation of alert rules: the findings of a consistent read
+//! turned into each instance's next standing, and the transitions between
+//! them, which an engine writes in one transaction with the states it
+//! read inside it.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::rules::{AlertGroup, Rules};
+use super::state::{AlertState, Standing, Verdict};
+use super::verdicts::{Figures, Finding};
+use crate::error::Result;
+use crate::model::filter::Filter;
+use crate::storage::MetricsStorage;
+
+/// One alert instance after an evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct AlertInstance {
+    /// The rule's name: the alert's `alertname`.
+    pub rule: String,
+    /// What the group is: an agent, a swarm, or none.
+    pub group_by: AlertGroup,
+    /// The agent or swarm (`None`: the rule's whole selection).
+    pub group: Option<String>,
+    /// The rule's `severity`.
+    pub severity: String,
+    /// Where the instance stands now.
+    pub standing: Standing,
+    /// What this evaluation found.
+    pub verdict: Verdict,
+    /// The numbers behind the verdict (those of the last evaluation that
+    /// had some, when this one had none).
+    pub figures: Figures,
+    /// The transition this evaluation made, if any.
+    pub transition: Option<Transition>,
+}
+
+/// A change of an alert instance's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Transition {
+    /// The rule's name.
+    pub rule: String,
+    /// What the group is.
+    pub group_by: AlertGroup,
+    /// The agent or swarm (`None`: the rule's whole selection).
+    pub group: Option<String>,
+    /// The state before.
+    pub from: AlertState,
+    /// The state after.
+    pub to: AlertState,
+    /// The instant of the evaluation that made it.
+    pub at: DateTime<Utc>,
+    /// The numbers that decided it.
+    pub figures: Figures,
+}
+
+/// An alert instance as a store keeps it between evaluations.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StoredAlert {
+    pub rule: String,
+    pub group_by: AlertGroup,
+    pub group: Option<String>,
+    pub standing: Standing,
+    pub evaluated_at: DateTime<Utc>,
+    pub figures: Figures,
+}
+
+/// An alert instance: its rule and group.
+type InstanceKey = (String, Option<String>);
+
+/// What one rule needs to time and label its instances.
+#[derive(Debug, Clone)]
+struct Timing {
+    pending_for: Duration,
+    keep_firing_for: Duration,
+    severity: String,
+    group_by: AlertGroup,
+}
+
+/// One evaluation's findings, owned, with what each rule needs: what an
+/// engine takes into its write transaction.
+#[derive(Debug, Clone)]
+pub(crate) struct Evaluation {
+    at: DateTime<Utc>,
+    findings: Vec<Finding>,
+    timings: BTreeMap<String, Timing>,
+}
+
+/// What an evaluation writes and answers.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Outcome {
+    /// The new state of every instance this evaluation moved forward.
+    pub states: Vec<StoredAlert>,
+    /// The transitions, in instance order.
+    pub transitions: Vec<Transition>,
+    /// Every instance of the evaluated rules, as it stands now.
+    pub instances: Vec<AlertInstance>,
+}
+
+impl Evaluation {
+    /// Each instance's next standing, given what the store held for the
+    /// evaluated rules (`stored`, read in the transaction that will write
+    /// the outcome). An instance the findings do not list had too few
+    /// tasks: no verdict. An instance last evaluated at or after this
+    /// evaluation's instant is left as it is, so that an evaluation run
+    /// twice, or late, changes nothing.
+    pub fn apply(self, stored: Vec<StoredAlert>) -> Outcome {
+        let mut instances: BTreeMap<InstanceKey, (Option<StoredAlert>, Option<Finding>)> =
+            BTreeMap::new();
+        for alert in stored {
+            if self.timings.contains_key(&alert.rule) {
+                instances.insert(
+                    (alert.rule.clone(), alert.group.clone()),
+                    (Some(alert), None),
+                );
+            }
+        }
+        for finding in self.findings {
+            let key = (finding.rule.clone(), finding.group.clone());
+            instances.entry(key).or_default().1 = Some(finding);
+        }
+        let mut outcome = Outcome::default();
+        for ((rule, group), (before, finding)) in instances {
+            let Some(timing) = self.timings.get(&rule) else {
+                continue;
+            };
+            let verdict = finding.as_ref().map_or(Verdict::Unknown, |f| f.verdict);
+            let standing_before = before.as_ref().map(|b| b.standing).unwrap_or_default();
+            let figures = match (&finding, &before) {
+                (Some(finding), _) if finding.verdict != Verdict::Unknown || before.is_none() => {
+                    finding.figures.clone()
+                }
+                (_, Some(before)) => before.figures.clone(),
+                (Some(finding), None) => finding.figures.clone(),
+                (None, None) => Figures::default(),
+            };
+            let late = before.as_ref().is_some_and(|b| b.evaluated_at >= self.at);
+            let standing = if late {
+                standing_before
+            } else {
+                standing_before.next(verdict, self.at, timing.pending_for, timing.keep_firing_for)
+            };
+            let transition =
+                (!late && standing.state != standing_before.state).then(|| Transition {
+                    rule: rule.clone(),
+                    group_by: timing.group_by,
+                    group: group.clone(),
+                    from: standing_before.state,
+                    to: standing.state,
+                    at: self.at,
+                    figures: figures.clone(),
+                });
+            if !late {
+                outcome.states.push(StoredAlert {
+                    rule: rule.clone(),
+                    group_by: timing.group_by,
+                    group: group.clone(),
+                    standing,
+                    evaluated_at: self.at,
+                    figures: figures.clone(),
+                });
+            }
+            if let Some(transition) = &transition {
+                outcome.transitions.push(transition.clone());
+            }
+            outcome.instances.push(AlertInstance {
+                rule,
+                group_by: timing.group_by,
+                group,
+                severity: timing.severity.clone(),
+                standing,
+                verdict,
+                figures,
+                transition,
+            });
+        }
+        outcome
+    }
+}
+
+impl MetricsStorage {
+    /// Evaluates every rule at `at` and records the result: reads what
+    /// each rule finds in one consistent snapshot
+    /// ([`alert_findings`](Self::alert_findings)), then, in one write
+    /// transaction, reads each alert instance's state, moves it on
+    /// ([`Standing::next`]) and writes the new states and the transitions
+    /// into the alert history. Returns every instance of these rules with
+    /// its standing, figures and transition.
+    ///
+    /// Evaluating at instants in order replays history: the same
+    /// sequence of instants gives the same transitions, whether evaluated
+    /// live or afterwards. An instance already evaluated at `at` or later
+    /// is left as it is (an evaluation repeated, or two processes
+    /// evaluating at once, record a transition once).
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) on a store opened
+    /// read-only; otherwise as [`alert_findings`](Self::alert_findings)
+    /// and the write of the states.
+    pub fn evaluate_alerts(&self, rules: &Rules, at: DateTime<Utc>) -> Result<Vec<AlertInstance>> {
+        let findings = self.alert_findings(rules, at)?;
+        let timings = rules
+            .iter()
+            .map(|rule| {
+                let timing = Timing {
+                    pending_for: rule.pending_for,
+                    keep_firing_for: rule.keep_firing_for,
+                    severity: rule.severity.clone(),
+                    group_by: rule.group_by,
+                };
+                (rule.name.clone(), timing)
+            })
+            .collect();
+        let evaluation = Evaluation {
+            at,
+            findings,
+            timings,
+        };
+        let outcome = crate::engine::on_engine!(self.engine(), record_alerts(evaluation))?;
+        Ok(outcome.instances)
+    }
+
+    /// Every alert instance the store holds, as the last evaluation left
+    /// it, by rule and group.
+    ///
+    /// # Errors
+    /// [`Error::CorruptRow`](crate::Error::CorruptRow) for a state row
+    /// this version cannot read; otherwise as any read.
+    pub fn alert_states(&self) -> Result<Vec<AlertInstance>> {
+        let stored = crate::engine::on_engine!(self.engine(), alert_states())?;
+        Ok(stored
+            .into_iter()
+            .map(|alert| AlertInstance {
+                rule: alert.rule,
+                group_by: alert.group_by,
+                group: alert.group,
+                severity: String::new(),
+                standing: alert.standing,
+                verdict: Verdict::Unknown,
+                figures: alert.figures,
+                transition: None,
+            })
+            .collect())
+    }
+
+    /// The alert history: every transition whose instant lies in the
+    /// filter's time range (all without one) and whose group is the
+    /// filter's agent or swarm (when it sets one), oldest first.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) when the filter
+    /// sets a field other than the agent, swarm and time range;
+    /// [`Error::CorruptRow`](crate::Error::CorruptRow) for a row this
+    /// version cannot read.
+    pub fn alert_history(&self, filter: &Filter) -> Result<Vec<Transition>> {
+        filter.validate_for_alerts()?;
+        let mut transitions = crate::engine::on_engine!(self.engine(), alert_history(filter))?;
+        transitions.retain(|t| {
+            let named = |id: &Option<String>, group_by| {
+                id.as_ref()
+                    .is_none_or(|id| t.group_by == group_by && t.group.as_ref() == Some(id))
+            };
+            named(&filter.agent_id, AlertGroup::Agent) && named(&filter.swarm_id, AlertGroup::Swarm)
+        });
+        Ok(transitions)
+    }
+}
+
+/// A group as the alert tables key it: `''` for none (ids are never
+/// empty).
+pub(crate) fn group_key(group: &Option<String>) -> &str {
+    group.as_deref().unwrap_or("")
+}
+
+/// The inverse of [`group_key`].
+pub(crate) fn group_of(key: String) -> Option<String> {
+    (!key.is_empty()).then_some(key)
+}
+
+/// A group kind as the alert tables spell it.
+pub(crate) fn group_by_name(group_by: AlertGroup) -> &'static str {
+    match group_by {
+        AlertGroup::None => "none",
+        AlertGroup::Agent => "agent",
+        AlertGroup::Swarm => "swarm",
+    }
+}
+
+/// The inverse of [`group_by_name`]; `None` for a name this version does
+/// not know.
+pub(crate) fn group_by_named(name: &str) -> Option<AlertGroup> {
+    match name {
+        "none" => Some(AlertGroup::None),
+        "agent" => Some(AlertGroup::Agent),
+        "swarm" => Some(AlertGroup::Swarm),
+        _ => None,
+    }
+}
+
+/// A state as the alert tables store it.
+pub(crate) fn state_code(state: AlertState) -> i64 {
+    match state {
+        AlertState::Inactive => 0,
+        AlertState::Pending => 1,
+        AlertState::Firing => 2,
+        AlertState::Recovering => 3,
+    }
+}
+
+/// The inverse of [`state_code`].
+pub(crate) fn state_of_code(code: i64) -> Option<AlertState> {
+    match code {
+        0 => Some(AlertState::Inactive),
+        1 => Some(AlertState::Pending),
+        2 => Some(AlertState::Firing),
+        3 => Some(AlertState::Recovering),
+        _ => None,
+    }
+}
+
+/// The columns of an alert row, as both engines read them.
+pub(crate) struct AlertRow {
+    pub rule: String,
+    pub group_key: String,
+    pub group_by: String,
+    pub state: i64,
+    pub active_since: Option<i64>,
+    pub cleared_at: Option<i64>,
+    /// `evaluated_at` of a state, `at` of a transition.
+    pub at: i64,
+    /// The state before (transitions only).
+    pub from_state: Option<i64>,
+    pub figures: String,
+}
+
+impl AlertRow {
+    /// The columns as written, for the engine's statement.
+    pub fn of_state(alert: &StoredAlert) -> Result<AlertRow> {
+        Ok(AlertRow {
+            rule: alert.rule.clone(),
+            group_key: group_key(&alert.group).to_owned(),
+            group_by: group_by_name(alert.group_by).to_owned(),
+            state: state_code(alert.standing.state),
+            active_since: alert.standing.active_since.map(|t| t.timestamp_micros()),
+            cleared_at: alert.standing.cleared_at.map(|t| t.timestamp_micros()),
+            at: alert.evaluated_at.timestamp_micros(),
+            from_state: None,
+            figures: figures_json(&alert.figures)?,
+        })
+    }
+
+    /// The columns of a history row.
+    pub fn of_transition(t: &Transition) -> Result<AlertRow> {
+        Ok(AlertRow {
+            rule: t.rule.clone(),
+            group_key: group_key(&t.group).to_owned(),
+            group_by: group_by_name(t.group_by).to_owned(),
+            state: state_code(t.to),
+            active_since: None,
+            cleared_at: None,
+            at: t.at.timestamp_micros(),
+            from_state: Some(state_code(t.from)),
+            figures: figures_json(&t.figures)?,
+        })
+    }
+
+    /// The state row read back; `table` names it in a corrupt row's error.
+    pub fn into_state(self, table: &'static str) -> Result<StoredAlert> {
+        let corrupt = |reason: String| crate::Error::CorruptRow { table, reason };
+        let time = |us: i64| {
+            DateTime::from_timestamp_micros(us).ok_or_else(|| corrupt(format!("instant {us}")))
+        };
+        Ok(StoredAlert {
+            group_by: group_by_named(&self.group_by)
+                .ok_or_else(|| corrupt(format!("group_by {:?}", self.group_by)))?,
+            standing: Standing {
+                state: state_of_code(self.state)
+                    .ok_or_else(|| corrupt(format!("state {}", self.state)))?,
+                active_since: self.active_since.map(time).transpose()?,
+                cleared_at: self.cleared_at.map(time).transpose()?,
+            },
+            evaluated_at: time(self.at)?,
+            figures: serde_json::from_str(&self.figures)
+                .map_err(|e| corrupt(format!("figures: {e}")))?,
+            group: group_of(self.group_key),
+            rule: self.rule,
+        })
+    }
+
+    /// The history row read back.
+    pub fn into_transition(self, table: &'static str) -> Result<Transition> {
+        let corrupt = |reason: String| crate::Error::CorruptRow { table, reason };
+        let state = |code: i64| state_of_code(code).ok_or_else(|| corrupt(format!("state {code}")));
+        Ok(Transition {
+            group_by: group_by_named(&self.group_by)
+                .ok_or_else(|| corrupt(format!("group_by {:?}", self.group_by)))?,
+            from: state(self.from_state.unwrap_or(-1))?,
+            to: state(self.state)?,
+            at: DateTime::from_timestamp_micros(self.at)
+                .ok_or_else(|| corrupt(format!("instant {}", self.at)))?,
+            figures: serde_json::from_str(&self.figures)
+                .map_err(|e| corrupt(format!("figures: {e}")))?,
+            group: group_of(self.group_key),
+            rule: self.rule,
+        })
+    }
+}
+
+/// Figures as the alert tables store them.
+fn figures_json(figures: &Figures) -> Result<String> {
+    // Figures are counts and finite numbers: JSON holds them all.
+    serde_json::to_string(figures).map_err(|_| crate::Error::Internal("alert figures as JSON"))
+}
