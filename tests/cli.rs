@@ -1002,3 +1002,137 @@ fn copy_moves_a_store_and_goes_on_where_it_stopped() {
     assert!(err.contains("no such database"), "{err}");
     assert!(!missing.exists());
 }
+
+/// A store with one failing agent and one healthy, over the hour before
+/// 2026-01-01T12:00:00Z.
+fn alerting() -> (tempfile::TempDir, PathBuf) {
+    use swarm_metrics::chrono::{Duration, TimeZone, Utc};
+    use swarm_metrics::{MetricsStorage, TaskMetric, TaskResult};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("alerts.db");
+    let store = MetricsStorage::open(&db).unwrap();
+    let end = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+    let tasks: Vec<TaskMetric> = (0..40)
+        .flat_map(|i| {
+            let at = end - Duration::minutes(59) + Duration::seconds(88 * i);
+            let bad = if i % 4 == 0 {
+                TaskResult::Success
+            } else {
+                TaskResult::Failure
+            };
+            [
+                TaskMetric::new(format!("b{i}"), "bad", 100, bad).at(at),
+                TaskMetric::new(format!("g{i}"), "good", 100, TaskResult::Success).at(at),
+            ]
+        })
+        .collect();
+    store.store_task_metrics(&tasks).unwrap();
+    store.close().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"agent-success\"\nkind = \"success_rate\"\ngroup_by = \"agent\"\n\
+         window = \"1h\"\nbelow = 0.85\nfor = \"5m\"\nseverity = \"page\"\n",
+    )
+    .unwrap();
+    (dir, db)
+}
+
+#[test]
+fn alerts_eval_exits_3_while_firing_and_prints_alertmanager_shaped_json() {
+    let (dir, db) = alerting();
+    let rules = dir.path().join("rules.toml");
+    let rules = rules.to_str().unwrap();
+    let eval = |at: &str| {
+        run(
+            &db,
+            &["--json", "alerts", "eval", "--rules", rules, "--at", at],
+            None,
+        )
+    };
+    // Pending first (for = 5m): nothing fires yet.
+    let (code, text, err) = eval("2026-01-01T12:00:00Z");
+    assert_eq!(code, 0, "{err}");
+    let alerts = json_of(&text);
+    assert_eq!(alerts.as_array().unwrap().len(), 1, "{text}");
+    let alert = &alerts[0];
+    assert_eq!(alert["state"], "pending");
+    assert_eq!(alert["labels"]["alertname"], "agent-success");
+    assert_eq!(alert["labels"]["severity"], "page");
+    assert_eq!(alert["labels"]["agent"], "bad");
+    assert_eq!(alert["startsAt"], "2026-01-01T12:00:00Z");
+    assert_eq!(alert["figures"]["tasks"], 40);
+    assert_eq!(alert["figures"]["successes"], 10);
+    assert!(alert["annotations"]["summary"]
+        .as_str()
+        .unwrap()
+        .contains("success rate 25.0% (10/40)"));
+    // Five minutes on it fires: exit 3.
+    let (code, text, _) = eval("2026-01-01T12:05:00Z");
+    assert_eq!(code, 3, "{text}");
+    assert_eq!(json_of(&text)[0]["state"], "firing");
+
+    // The history and the list say the same.
+    let (code, text, _) = run(&db, &["--json", "alerts", "list"], None);
+    assert_eq!(code, 0);
+    let states = json_of(&text);
+    let bad = states
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["group"] == "bad")
+        .unwrap();
+    assert_eq!(bad["standing"]["state"], "firing");
+    let (code, text, _) = run(
+        &db,
+        &[
+            "--json",
+            "alerts",
+            "history",
+            "--since",
+            "100y",
+            "--rule",
+            "agent-success",
+        ],
+        None,
+    );
+    assert_eq!(code, 0);
+    let moves: Vec<(String, String)> = json_of(&text)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["from"].as_str().unwrap().to_owned(),
+                t["to"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            ("inactive".to_owned(), "pending".to_owned()),
+            ("pending".to_owned(), "firing".to_owned())
+        ]
+    );
+}
+
+#[test]
+fn a_bad_rule_file_is_a_usage_error_and_touches_nothing() {
+    let (dir, db) = alerting();
+    let rules = dir.path().join("bad.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"r\"\nkind = \"success_rate\"\nwindow = \"1h\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(
+        &db,
+        &["alerts", "eval", "--rules", rules.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("\"r\"") && err.contains("below"), "{err}");
+    let (_, text, _) = run(&db, &["--json", "alerts", "list"], None);
+    assert_eq!(json_of(&text), serde_json::json!([]));
+}

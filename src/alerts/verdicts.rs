@@ -57,6 +57,54 @@ pub struct Figures {
     pub q_value: Option<f64>,
 }
 
+impl Figures {
+    /// The figures in words, for an alert's `summary` annotation:
+    /// `success rate 25.0% (10/40), 95% interval 14.2%–40.4%`.
+    pub fn describe(&self) -> String {
+        let percent = |x: f64| format!("{:.1}%", 100.0 * x);
+        let mut parts = Vec::new();
+        if let (Some(rate), Some(successes)) = (self.rate, self.successes) {
+            let mut part = format!(
+                "success rate {} ({successes}/{})",
+                percent(rate),
+                self.tasks
+            );
+            if let Some([low, high]) = self.interval {
+                part.push_str(&format!(", interval {}–{}", percent(low), percent(high)));
+            }
+            parts.push(part);
+        }
+        if let Some(q) = self.quantile {
+            let mut part = format!("quantile {q:.0} ms of {} tasks", self.tasks);
+            if let Some(bound) = self.lower_bound {
+                part.push_str(&format!(", lower bound {bound:.0} ms"));
+            }
+            if self.approximate {
+                part.push_str(" (approximate: from rollups)");
+            }
+            parts.push(part);
+        }
+        for [long, short] in &self.burn_rates {
+            parts.push(format!(
+                "burn rate {long:.1}x (long window), {short:.1}x (short)"
+            ));
+        }
+        if let Some(baseline) = self.baseline_tasks {
+            parts.push(format!(
+                "{} tasks now, {baseline} in the baseline",
+                self.tasks
+            ));
+        }
+        if let Some(q) = self.q_value {
+            parts.push(format!("regression, adjusted p = {q:.4}"));
+        }
+        if parts.is_empty() {
+            parts.push(format!("{} tasks", self.tasks));
+        }
+        parts.join("; ")
+    }
+}
+
 /// What one rule found for one alert instance at one instant.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]

@@ -54,8 +54,55 @@ pub enum Command {
     /// durations over time, an agent leaderboard, regressions, outliers
     /// and the store itself. Self-contained: it reads offline.
     Report(ReportArgs),
+    /// Alert rules from a TOML file: evaluate them (exit 3 when an alert
+    /// fires), list the alerts' states, or show their transitions.
+    Alerts(AlertsArgs),
     #[command(flatten)]
     Question(Question),
+}
+
+/// The arguments of `alerts`.
+#[derive(Debug, Args)]
+pub struct AlertsArgs {
+    #[command(subcommand)]
+    pub command: AlertsCommand,
+}
+
+/// What `alerts` does.
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// Evaluate every rule now (or --at an instant), record the alerts'
+    /// states and transitions in the store, and print the alerts that are
+    /// not inactive (and those this evaluation resolved). Exit 0 when
+    /// none fires, 3 when one does.
+    Eval(EvalArgs),
+    /// The alerts' transitions, oldest first.
+    History(HistoryArgs),
+    /// Every alert's state, as the last evaluation left it.
+    List,
+}
+
+/// The arguments of `alerts eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The TOML file of `[[rule]]` tables.
+    #[arg(long)]
+    pub rules: PathBuf,
+    /// Evaluate as of this instant (RFC 3339) instead of now: to replay
+    /// history or backfill. Evaluate instants in order.
+    #[arg(long)]
+    pub at: Option<String>,
+}
+
+/// The arguments of `alerts history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The transitions of the last span up to now, e.g. 24h, 7d.
+    #[arg(long, default_value = "7d")]
+    pub since: String,
+    /// Only this rule's.
+    #[arg(long)]
+    pub rule: Option<String>,
 }
 
 /// The commands that read a store and print an answer.

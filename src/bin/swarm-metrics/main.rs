@@ -4,6 +4,7 @@
 //! Exit codes: 0 ok, 1 operational failure (damaged database, I/O), 2 bad
 //! usage or bad input.
 
+mod alerts;
 mod args;
 mod export;
 mod import;
@@ -130,6 +131,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Export(args) => transfer::export(&cx, args, out).map(|()| ExitCode::SUCCESS),
         Command::Copy(args) => transfer::copy(&cx, args, out).map(|()| ExitCode::SUCCESS),
         Command::Report(args) => transfer::page(&cx, args, out).map(|()| ExitCode::SUCCESS),
+        Command::Alerts(args) => alerts::run(&cx, args, out),
         Command::Question(question) => {
             let store = open_existing(&cx.db, cx.busy, false)?;
             questions::answer(&store, question, cx.json, out).map(|()| ExitCode::SUCCESS)
