@@ -483,3 +483,126 @@ fn evaluators_racing_on_one_store_record_a_transition_once() {
         assert_eq!(fired, ["bad"], "{}", backend.backend);
     }
 }
+
+/// A seeded xorshift generator: every run draws the same simulation.
+struct Draw(u64);
+
+impl Draw {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The issue's proof, on a file (the rules read the same answers on
+/// every engine, which the tests above compare): 50 healthy agents at
+/// 0.90 and one that drops to 0.70 at a known instant, about 20 tasks per
+/// agent per one-hour window, rules evaluated every 5 minutes by `at`
+/// over two simulated days. The interval rule must stay quiet on healthy
+/// agents (firing in at most 1% of their evaluations) where the same rule
+/// as a point threshold fires on them in more than 5%, and must catch the
+/// degraded agent. With 20 tasks a window, a 95% interval clears 0.85
+/// only at 13 successes or fewer: the degraded agent (0.70) shows that in
+/// about 39% of windows, so its detection takes windows, not one; the
+/// figures are printed (`cargo test --test alerts simulation --
+/// --nocapture`).
+#[test]
+fn simulation_interval_rules_stay_quiet_on_healthy_agents_and_catch_the_degraded_one() {
+    let start = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+    let drop = start + Duration::hours(24);
+    let end = start + Duration::hours(48);
+    let mut draw = Draw(0x9e37_79b9_7f4a_7c15);
+    let mut tasks = Vec::new();
+    for agent in 0..51 {
+        let name = format!("agent-{agent:02}");
+        let mut t = start - Duration::hours(1);
+        let mut i = 0;
+        while t < end {
+            let p = if agent == 50 && t >= drop { 0.70 } else { 0.90 };
+            let result = if draw.next() < p {
+                TaskResult::Success
+            } else {
+                TaskResult::Failure
+            };
+            tasks.push(TaskMetric::new(format!("{name}-{i}"), &name, 1000, result).at(t));
+            // One task every 3 minutes on average: 20 an hour.
+            t += Duration::seconds(90 + (draw.next() * 180.0) as i64);
+            i += 1;
+        }
+    }
+    let store = MetricsStorage::temporary().unwrap();
+    store.store_task_metrics(&tasks).unwrap();
+    let rules = Rules::from_toml_str(
+        r#"
+        [[rule]]
+        name = "interval"
+        kind = "success_rate"
+        group_by = "agent"
+        window = "1h"
+        below = 0.85
+        min_tasks = 10
+        [[rule]]
+        name = "point"
+        kind = "success_rate"
+        group_by = "agent"
+        window = "1h"
+        below = 0.85
+        min_tasks = 10
+        mode = "point"
+        "#,
+    )
+    .unwrap();
+    let degraded = "agent-50";
+    // Firing evaluations of healthy agents, per rule, and of the degraded
+    // agent after its windows lie mostly past the drop.
+    let (mut healthy, mut healthy_firing) = (0u64, [0u64; 2]);
+    let (mut after, mut degraded_firing, mut first_firing) = (0u64, 0u64, None);
+    let mostly_past = drop + Duration::minutes(30);
+    let mut at = start + Duration::minutes(5);
+    let mut evaluation = 0;
+    while at <= end {
+        for instance in store.evaluate_alerts(&rules, at).unwrap() {
+            let firing = instance.standing.state.is_firing();
+            let rule = usize::from(instance.rule == "point");
+            if instance.group.as_deref() == Some(degraded) {
+                if at >= mostly_past && rule == 0 {
+                    after += 1;
+                    if firing {
+                        degraded_firing += 1;
+                        first_firing.get_or_insert(evaluation);
+                    }
+                }
+            } else {
+                healthy += u64::from(rule == 0);
+                healthy_firing[rule] += u64::from(firing);
+            }
+        }
+        if at >= mostly_past && first_firing.is_none() {
+            evaluation += 1;
+        }
+        at += Duration::minutes(5);
+    }
+    let share = |n: u64, of: u64| n as f64 / of as f64;
+    let interval_share = share(healthy_firing[0], healthy);
+    let point_share = share(healthy_firing[1], healthy);
+    println!(
+        "healthy agents' firing evaluations: interval rule {:.2}% ({} of {healthy}), \
+         point rule {:.2}% ({})",
+        100.0 * interval_share,
+        healthy_firing[0],
+        100.0 * point_share,
+        healthy_firing[1]
+    );
+    println!(
+        "degraded agent: first firing {:?} evaluations after its window was mostly past the \
+         drop; firing in {:.1}% of its {after} evaluations since",
+        first_firing,
+        100.0 * share(degraded_firing, after)
+    );
+    assert!(interval_share <= 0.01, "{interval_share}");
+    assert!(point_share > 0.05, "{point_share}");
+    assert!(first_firing.is_some(), "the degraded agent never fired");
+    assert!(share(degraded_firing, after) > 0.2);
+}
