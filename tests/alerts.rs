@@ -606,3 +606,74 @@ fn simulation_interval_rules_stay_quiet_on_healthy_agents_and_catch_the_degraded
     assert!(first_firing.is_some(), "the degraded agent never fired");
     assert!(share(degraded_firing, after) > 0.2);
 }
+
+mod replay {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Tasks of three agents over two hours: (agent, minute, success).
+    fn tasks_strategy() -> impl Strategy<Value = Vec<(u8, u16, bool)>> {
+        proptest::collection::vec((0u8..3, 0u16..120, proptest::bool::weighted(0.7)), 0..150)
+    }
+
+    fn rules(pending: u8, keep: u8) -> Rules {
+        Rules::from_toml_str(&format!(
+            "[[rule]]\nname = \"r\"\nkind = \"success_rate\"\ngroup_by = \"agent\"\n\
+             window = \"30m\"\nbelow = 0.8\nmin_tasks = 3\nmode = \"point\"\n\
+             for = \"{}m\"\nkeep_firing_for = \"{}m\"\n",
+            pending * 5,
+            keep * 5
+        ))
+        .unwrap()
+    }
+
+    fn metric(i: usize, (agent, minute, success): (u8, u16, bool)) -> TaskMetric {
+        let result = if success {
+            TaskResult::Success
+        } else {
+            TaskResult::Failure
+        };
+        TaskMetric::new(format!("t{i}"), format!("a{agent}"), 10, result)
+            .at(at() + Duration::minutes(i64::from(minute)) + Duration::seconds(1))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Evaluating while the tasks arrive, and evaluating the same
+        /// instants afterwards over all of them, record the same history.
+        #[test]
+        fn replaying_evaluations_records_the_live_history(
+            tasks in tasks_strategy(),
+            pending in 0u8..3,
+            keep in 0u8..3,
+            step in 1u8..4,
+        ) {
+            let rules = rules(pending, keep);
+            let metrics: Vec<TaskMetric> =
+                tasks.iter().enumerate().map(|(i, t)| metric(i, *t)).collect();
+            let instants: Vec<_> = (1..=125 / (5 * i64::from(step)))
+                .map(|k| at() + Duration::minutes(5 * i64::from(step) * k))
+                .collect();
+
+            let live = MetricsStorage::temporary().unwrap();
+            let mut stored = 0;
+            let mut sorted = metrics.clone();
+            sorted.sort_by_key(|m| m.timestamp);
+            for instant in &instants {
+                let due = sorted[stored..].iter().take_while(|m| m.timestamp <= *instant).count();
+                live.store_task_metrics(&sorted[stored..stored + due]).unwrap();
+                stored += due;
+                live.evaluate_alerts(&rules, *instant).unwrap();
+            }
+
+            let replay = MetricsStorage::temporary().unwrap();
+            replay.store_task_metrics(&metrics).unwrap();
+            for instant in &instants {
+                replay.evaluate_alerts(&rules, *instant).unwrap();
+            }
+            let all = swarm_metrics::Filter::new();
+            prop_assert_eq!(live.alert_history(&all).unwrap(), replay.alert_history(&all).unwrap());
+        }
+    }
+}

@@ -279,6 +279,12 @@ impl Rules {
     }
 }
 
+/// Whether `text` is a zero wait: `0`, or 0 of a unit (`0s`, `0m` …).
+fn is_zero_span(text: &str) -> bool {
+    let digits = text.trim_end_matches(['s', 'm', 'h', 'd', 'w', 'y']);
+    text.len() - digits.len() <= 1 && !digits.is_empty() && digits.bytes().all(|b| b == b'0')
+}
+
 fn invalid(rule: &str, field: &str, reason: impl Into<String>) -> Error {
     Error::InvalidRule {
         rule: rule.to_owned(),
@@ -302,7 +308,8 @@ impl RawRule {
         // `for` and `keep_firing_for` may be 0: fire, or stop, at once.
         let wait = |field: &str, text: &Option<String>| -> Result<Duration> {
             match text.as_deref() {
-                None | Some("0") | Some("0s") => Ok(Duration::zero()),
+                None => Ok(Duration::zero()),
+                Some(text) if is_zero_span(text) => Ok(Duration::zero()),
                 Some(_) => Ok(span(field, text)?.unwrap_or_else(Duration::zero)),
             }
         };
