@@ -97,6 +97,7 @@ pub use model::record::{
     TaskResult, MAX_ID_LEN,
 };
 pub use model::span::parse_span;
+pub use ops::health::{Health, HealthCheck, HealthOptions};
 pub use ops::inspect::{StoreStats, TableStats};
 pub use ops::plan::QueryShape;
 pub use ops::retention::{

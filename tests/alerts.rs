@@ -677,3 +677,61 @@ mod replay {
         }
     }
 }
+
+#[test]
+fn health_names_each_check_with_its_figure_on_every_backend() {
+    use swarm_metrics::{now, HealthOptions, RetentionPolicy};
+    for backend in common::server::stores() {
+        let store = &backend.store;
+        // swarm-a worked a minute ago, swarm-b an hour ago, and an old
+        // task lies three days back.
+        store
+            .store_task_metrics(&[
+                TaskMetric::new("a", "x", 1, TaskResult::Success)
+                    .swarm("swarm-a")
+                    .at(now() - Duration::minutes(1)),
+                TaskMetric::new("b", "y", 1, TaskResult::Success)
+                    .swarm("swarm-b")
+                    .at(now() - Duration::hours(1)),
+                TaskMetric::new("c", "y", 1, TaskResult::Success)
+                    .swarm("swarm-b")
+                    .at(now() - Duration::days(3)),
+            ])
+            .unwrap();
+        let health = store.health(&HealthOptions::new());
+        let check = |health: &swarm_metrics::Health, name: &str| {
+            health
+                .checks
+                .iter()
+                .find(|c| c.name == name)
+                .cloned()
+                .unwrap_or_else(|| panic!("no {name} check in {health:?}"))
+        };
+        assert!(check(&health, "integrity").ok, "{}", backend.backend);
+        assert!(check(&health, "stale:swarm-a").ok);
+        let stale = check(&health, "stale:swarm-b");
+        assert!(!stale.ok);
+        assert!(stale.figure.contains("60 minutes ago"), "{}", stale.figure);
+        assert!(!health.healthy);
+        // With a longer allowance, and the retention that keeps 7 days,
+        // all is well; keeping one day, raw rows lag by about two.
+        let lenient = HealthOptions::new().stale_after(Duration::hours(2));
+        let week = RetentionPolicy {
+            raw: Some(Duration::days(7)),
+            ..RetentionPolicy::default()
+        };
+        let health = store.health(&lenient.clone().retention(week));
+        assert!(health.healthy, "{health:?}");
+        let day = RetentionPolicy {
+            raw: Some(Duration::days(1)),
+            hourly: Some(Duration::days(90)),
+            ..RetentionPolicy::default()
+        };
+        let health = store.health(&lenient.retention(day));
+        let lag = check(&health, "retention_lag");
+        assert!(!lag.ok && lag.figure.contains("2 days past"), "{lag:?}");
+        // A file is also held to its WAL and the free disk beside it.
+        let file_checks = health.checks.iter().any(|c| c.name == "wal_size");
+        assert_eq!(file_checks, backend.backend == "SQLite");
+    }
+}

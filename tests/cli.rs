@@ -1136,3 +1136,40 @@ fn a_bad_rule_file_is_a_usage_error_and_touches_nothing() {
     let (_, text, _) = run(&db, &["--json", "alerts", "list"], None);
     assert_eq!(json_of(&text), serde_json::json!([]));
 }
+
+#[test]
+fn health_exits_1_when_a_swarm_is_stale_and_names_the_check() {
+    use swarm_metrics::chrono::Duration;
+    use swarm_metrics::{now, MetricsStorage, TaskMetric, TaskResult};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("health.db");
+    let store = MetricsStorage::open(&db).unwrap();
+    store
+        .store_task_metric(
+            &TaskMetric::new("t", "a", 5, TaskResult::Success)
+                .swarm("s")
+                .at(now() - Duration::minutes(30)),
+        )
+        .unwrap();
+    store.close().unwrap();
+    let (code, text, err) = run(&db, &["--json", "health"], None);
+    assert_eq!(code, 1, "{err}");
+    let health = json_of(&text);
+    assert_eq!(health["healthy"], false);
+    let stale = health["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "stale:s")
+        .unwrap();
+    assert_eq!(stale["ok"], false);
+    let (code, text, _) = run(&db, &["health", "--stale-after", "1h"], None);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("healthy") && text.contains("integrity"),
+        "{text}"
+    );
+    // A missing store is not healthy either.
+    let (code, _, _) = run(&dir.path().join("none.db"), &["health"], None);
+    assert_ne!(code, 0);
+}

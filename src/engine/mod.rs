@@ -379,4 +379,11 @@ backend_contract! {
 
     /// How many transitions lie before `cutoff` (µs).
     fn count_alert_history_before(&self, cutoff: i64) -> Result<u64>;
+
+    /// A check quick enough for a health probe: the problems found.
+    fn quick_check(&self) -> Result<Vec<String>>;
+
+    /// The newest task's instant (µs) of each swarm with tasks (`None`:
+    /// tasks without a swarm), raw rows only.
+    fn last_task_by_swarm(&self) -> Result<Vec<(Option<String>, i64)>>;
 }

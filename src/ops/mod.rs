@@ -4,6 +4,7 @@
 //! query uses ([`plan`]).
 
 pub(crate) mod copy;
+pub(crate) mod health;
 pub(crate) mod inspect;
 pub(crate) mod plan;
 pub(crate) mod retention;

@@ -54,11 +54,27 @@ pub enum Command {
     /// durations over time, an agent leaderboard, regressions, outliers
     /// and the store itself. Self-contained: it reads offline.
     Report(ReportArgs),
+    /// Is the store healthy: it opens and passes a quick check, its WAL
+    /// and the free disk are within limits, every swarm had a task
+    /// lately, retention keeps up. Exit 0 healthy, 1 not.
+    Health(HealthArgs),
     /// Alert rules from a TOML file: evaluate them (exit 3 when an alert
     /// fires), list the alerts' states, or show their transitions.
     Alerts(AlertsArgs),
     #[command(flatten)]
     Question(Question),
+}
+
+/// The arguments of `health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// A swarm without a task for this long is stale.
+    #[arg(long, default_value = "15m")]
+    pub stale_after: String,
+    /// The tiered retention policy the store is kept to (RAW,HOURLY,DAILY
+    /// as for cleanup): raw rows more than a day past RAW are a lag.
+    #[arg(long)]
+    pub policy: Option<String>,
 }
 
 /// The arguments of `alerts`.

@@ -131,6 +131,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Export(args) => transfer::export(&cx, args, out).map(|()| ExitCode::SUCCESS),
         Command::Copy(args) => transfer::copy(&cx, args, out).map(|()| ExitCode::SUCCESS),
         Command::Report(args) => transfer::page(&cx, args, out).map(|()| ExitCode::SUCCESS),
+        Command::Health(args) => maintain::health(&cx, args, out),
         Command::Alerts(args) => alerts::run(&cx, args, out),
         Command::Question(question) => {
             let store = open_existing(&cx.db, cx.busy, false)?;

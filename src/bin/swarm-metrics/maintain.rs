@@ -6,10 +6,11 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use serde_json::json;
-use swarm_metrics::{CleanupReport, Error, MetricsStorage};
+use swarm_metrics::{CleanupReport, Error, Health, HealthOptions, MetricsStorage};
 
-use crate::args::{CleanupArgs, VacuumArgs};
+use crate::args::{CleanupArgs, HealthArgs, VacuumArgs};
 use crate::parse;
+use crate::parse::parse_span;
 use crate::{no_such_database, open_existing, print, write_json, Context, Failure};
 
 /// `cleanup`: plain, tiered (`--policy`) or, on a full disk, in place.
@@ -213,4 +214,42 @@ enum Verdict {
     Damaged(Vec<String>),
     /// The file could not be read to check it, for this reason.
     Unchecked(String),
+}
+
+/// `health`: exit 1 when a check fails, or the store cannot be opened.
+pub fn health(cx: &Context, args: HealthArgs, out: &mut impl Write) -> Result<ExitCode, Failure> {
+    let mut options =
+        HealthOptions::new().stale_after(parse_span("--stale-after", &args.stale_after)?);
+    if let Some(policy) = &args.policy {
+        options = options.retention(parse::parse_policy(policy)?);
+    }
+    let health = match open_existing(&cx.db, cx.busy, false) {
+        Ok(store) => store.health(&options),
+        Err(Failure::Usage(message)) => return Err(Failure::Usage(message)),
+        Err(Failure::Operational(reason)) => Health::unreachable(reason),
+        Err(Failure::BrokenPipe) => return Err(Failure::BrokenPipe),
+    };
+    if cx.json {
+        write_json(out, &health)?;
+    } else {
+        for check in &health.checks {
+            let verdict = if check.ok { "ok" } else { "FAIL" };
+            writeln!(out, "{verdict:<4}  {:<20}  {}", check.name, check.figure)?;
+        }
+        writeln!(
+            out,
+            "{}",
+            if health.healthy {
+                "healthy"
+            } else {
+                "not healthy"
+            }
+        )?;
+    }
+    out.flush()?;
+    Ok(if health.healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

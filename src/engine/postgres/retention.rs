@@ -189,6 +189,35 @@ impl PgStore {
 }
 
 impl PgStore {
+    /// A server's quick check: it answers, and its schema is the one
+    /// this version writes.
+    pub(crate) fn quick_check(&self) -> Result<Vec<String>> {
+        let version = self.schema_version()?;
+        let expected = i64::from(super::schema::PG_SCHEMA_VERSION);
+        Ok(if version == expected {
+            Vec::new()
+        } else {
+            vec![format!(
+                "schema version {version}, but this version of swarm-metrics writes {expected}"
+            )]
+        })
+    }
+
+    /// The newest task's instant (µs) of each swarm (`None`: tasks
+    /// without a swarm).
+    pub(crate) fn last_task_by_swarm(&self) -> Result<Vec<(Option<String>, i64)>> {
+        self.read_conn()?
+            .query(
+                "SELECT swarm_id, max(timestamp) FROM task_metrics GROUP BY swarm_id \
+                 ORDER BY swarm_id NULLS FIRST",
+                &[],
+            )
+            .map_err(self.error("read the last task of each swarm"))?
+            .iter()
+            .map(|row| Ok((row.column(0)?, row.column(1)?)))
+            .collect()
+    }
+
     /// What is wrong with the store on the server, if anything: a schema
     /// version this crate does not write, a partition that is not one
     /// calendar month under its month's name, and, where the `amcheck`

@@ -84,4 +84,32 @@ impl FileStore {
         )?;
         Ok(problems.into_iter().filter(|p| p != "ok").collect())
     }
+
+    /// SQLite's quick check: the problems found, none when the file is
+    /// sound as far as a check that reads each page once can tell.
+    pub(crate) fn quick_check(&self) -> Result<Vec<String>> {
+        let problems =
+            self.read_rows("PRAGMA quick_check", Vec::new(), "check the file", |row| {
+                row.get::<_, String>(0)
+                    .map_err(Error::sqlite("check the file"))
+            })?;
+        Ok(problems.into_iter().filter(|p| p != "ok").collect())
+    }
+
+    /// The newest task's instant (µs) of each swarm (`None`: tasks
+    /// without a swarm).
+    pub(crate) fn last_task_by_swarm(&self) -> Result<Vec<(Option<String>, i64)>> {
+        let operation = "read the last task of each swarm";
+        self.read_rows(
+            "SELECT (SELECT name FROM swarms WHERE id = m.swarm), max(m.timestamp) \
+             FROM task_metrics m GROUP BY m.swarm",
+            Vec::new(),
+            operation,
+            |row| {
+                let swarm: Option<String> = row.get(0).map_err(Error::sqlite(operation))?;
+                let at: i64 = row.get(1).map_err(Error::sqlite(operation))?;
+                Ok((swarm, at))
+            },
+        )
+    }
 }
