@@ -1173,3 +1173,118 @@ fn health_exits_1_when_a_swarm_is_stale_and_names_the_check() {
     let (code, _, _) = run(&dir.path().join("none.db"), &["health"], None);
     assert_ne!(code, 0);
 }
+
+/// The Alertmanager that scripts/test starts.
+fn alertmanager_url() -> String {
+    std::env::var("SWARM_METRICS_ALERTMANAGER_URL").unwrap_or_else(|_| {
+        panic!(
+            "SWARM_METRICS_ALERTMANAGER_URL names no Alertmanager: run scripts/test, which \
+             installs and starts one"
+        )
+    })
+}
+
+/// The alerts Alertmanager holds as active, with the label `agent`.
+fn alertmanager_agents(url: &str, alertname: &str) -> Vec<String> {
+    let text = ureq::get(&format!("{url}/api/v2/alerts"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    json_of(&text)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["labels"]["alertname"] == alertname)
+        .map(|a| a["labels"]["agent"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_real_alertmanager_receives_a_firing_alert_and_then_its_resolution() {
+    use swarm_metrics::chrono::{Duration, TimeZone, Utc};
+    use swarm_metrics::{MetricsStorage, TaskMetric, TaskResult};
+    let url = alertmanager_url();
+    let (dir, db) = alerting();
+    // A rule name of its own, so that other runs' alerts do not count.
+    let name = format!("am-{}", std::process::id());
+    let rules = dir.path().join("am.toml");
+    std::fs::write(
+        &rules,
+        format!(
+            "[[rule]]\nname = \"{name}\"\nkind = \"success_rate\"\ngroup_by = \"agent\"\n\
+             window = \"1h\"\nbelow = 0.85\nseverity = \"page\"\n"
+        ),
+    )
+    .unwrap();
+    let eval = |at: &str| {
+        run(
+            &db,
+            &[
+                "alerts",
+                "eval",
+                "--rules",
+                rules.to_str().unwrap(),
+                "--at",
+                at,
+                "--alertmanager",
+                &url,
+            ],
+            None,
+        )
+    };
+    let (code, text, err) = eval("2026-01-01T12:00:00Z");
+    assert_eq!(code, 3, "{text}{err}");
+    assert_eq!(alertmanager_agents(&url, &name), ["bad"]);
+
+    // The bad agent recovers: an hour of successes, and the alert
+    // resolves; Alertmanager no longer lists it as active.
+    let store = MetricsStorage::open(&db).unwrap();
+    let noon = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+    let good: Vec<TaskMetric> = (0..40)
+        .map(|i| {
+            TaskMetric::new(format!("r{i}"), "bad", 100, TaskResult::Success)
+                .at(noon + Duration::seconds(1 + 88 * i))
+        })
+        .collect();
+    store.store_task_metrics(&good).unwrap();
+    store.close().unwrap();
+    let (code, text, err) = eval("2026-01-01T13:00:00Z");
+    assert_eq!(code, 0, "{text}{err}");
+    assert!(text.contains("resolved"), "{text}");
+    assert!(alertmanager_agents(&url, &name).is_empty());
+}
+
+#[test]
+fn an_unreachable_receiver_is_an_error_that_names_it_and_the_state_is_saved() {
+    let (dir, db) = alerting();
+    let rules = dir.path().join("rules.toml");
+    // Nothing listens on port 9 of this host.
+    let (code, _, err) = run(
+        &db,
+        &[
+            "alerts",
+            "eval",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--at",
+            "2026-01-01T12:00:00Z",
+            "--webhook",
+            "http://127.0.0.1:9/hook",
+        ],
+        None,
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("http://127.0.0.1:9/hook"), "{err}");
+    let (_, text, _) = run(&db, &["--json", "alerts", "list"], None);
+    let states = json_of(&text);
+    assert!(
+        states
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["group"] == "bad" && s["standing"]["state"] == "pending"),
+        "{text}"
+    );
+}

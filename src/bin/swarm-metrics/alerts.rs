@@ -79,6 +79,47 @@ fn alert_json(instance: &AlertInstance) -> Value {
     alert
 }
 
+/// An alert as Alertmanager's API takes it: labels, annotations,
+/// `startsAt`, and `endsAt` once resolved.
+fn alertmanager_json(instance: &AlertInstance) -> Value {
+    let mut alert = json!({
+        "labels": labels(&instance.rule, &instance.severity, instance.group_by, &instance.group),
+        "annotations": {"summary": instance.figures.describe()},
+    });
+    if let Some(start) = instance.standing.active_since {
+        alert["startsAt"] = json!(time(start));
+    }
+    if resolved(instance) {
+        if let Some(end) = instance.standing.cleared_at {
+            alert["endsAt"] = json!(time(end));
+        }
+    }
+    alert
+}
+
+/// How long a receiver may take to answer.
+const RECEIVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Posts `body` as JSON to `url`; a receiver that cannot be reached or
+/// refuses is an error naming it.
+fn post(url: &str, body: &Value) -> Result<(), Failure> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(RECEIVER_TIMEOUT))
+        .build()
+        .into();
+    let text = serde_json::to_string(body).map_err(crate::json_error)?;
+    agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .send(text)
+        .map(|_| ())
+        .map_err(|e| {
+            Failure::Operational(format!(
+                "posting alerts to {url} failed: {e} (the alerts' states are saved)"
+            ))
+        })
+}
+
 /// `alerts eval`.
 fn eval(cx: &Context, args: EvalArgs, out: &mut impl Write) -> Result<ExitCode, Failure> {
     // The rules are checked before the store is touched.
@@ -94,8 +135,25 @@ fn eval(cx: &Context, args: EvalArgs, out: &mut impl Write) -> Result<ExitCode, 
         .iter()
         .filter(|i| i.standing.state != AlertState::Inactive || resolved(i))
         .collect();
+    let alerts: Vec<Value> = shown.iter().map(|i| alert_json(i)).collect();
+    // The states are saved: a receiver that fails is reported after the
+    // output, and loses nothing (the next evaluation posts again).
+    let mut delivery = Ok(());
+    if let Some(url) = &args.alertmanager {
+        let firing_or_resolved: Vec<Value> = shown
+            .iter()
+            .filter(|i| i.standing.state.is_firing() || resolved(i))
+            .map(|i| alertmanager_json(i))
+            .collect();
+        if !firing_or_resolved.is_empty() {
+            let endpoint = format!("{}/api/v2/alerts", url.trim_end_matches('/'));
+            delivery = post(&endpoint, &Value::Array(firing_or_resolved));
+        }
+    }
+    if let (Ok(()), Some(url)) = (&delivery, &args.webhook) {
+        delivery = post(url, &Value::Array(alerts.clone()));
+    }
     if cx.json {
-        let alerts: Vec<Value> = shown.iter().map(|i| alert_json(i)).collect();
         write_json(out, &alerts)?;
     } else if shown.is_empty() {
         writeln!(out, "no alert is pending or firing ({} rules)", rules.len())?;
@@ -118,6 +176,8 @@ fn eval(cx: &Context, args: EvalArgs, out: &mut impl Write) -> Result<ExitCode, 
             .collect();
         table(out, &["rule", "group", "state", "since", "figures"], &rows)?;
     }
+    out.flush()?;
+    delivery?;
     let firing = instances.iter().any(|i| i.standing.state.is_firing());
     Ok(if firing {
         ExitCode::from(FIRING)

@@ -108,6 +108,14 @@ pub struct EvalArgs {
     /// history or backfill. Evaluate instants in order.
     #[arg(long)]
     pub at: Option<String>,
+    /// Post the firing and resolved alerts to this Alertmanager's
+    /// /api/v2/alerts (http://host:9093). The states are saved first: an
+    /// unreachable receiver is an error, but loses nothing.
+    #[arg(long)]
+    pub alertmanager: Option<String>,
+    /// Post the JSON that --json prints to this URL.
+    #[arg(long)]
+    pub webhook: Option<String>,
 }
 
 /// The arguments of `alerts history`.
