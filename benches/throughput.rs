@@ -9,7 +9,9 @@
 //!
 //! Prints one row per workload: the library's figure, the baseline's, and
 //! their ratio (library / baseline; the last column says which way is
-//! better).
+//! better). The baseline of `alerts_eval_100_rules` (100 alert rules
+//! grouped by agent, evaluated and recorded) is the 100 `success_rate_by`
+//! calls those rules read, in the same run.
 //!
 //! With the `postgres` feature and `SWARM_METRICS_PG_URL` naming a server,
 //! the same workloads run on a throwaway database there too, printed in a
@@ -27,8 +29,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection};
 use swarm_metrics::{
-    AggregationType, Filter, MetricKind, MetricsStorage, RetentionPolicy, TaskMetric, TaskResult,
-    TimeRange,
+    AggregationType, Filter, GroupBy, MetricKind, MetricsStorage, RetentionPolicy, Rules,
+    TaskMetric, TaskResult, TimeRange,
 };
 
 const AGENTS: u64 = 100;
@@ -38,6 +40,8 @@ const BATCH: usize = 1_000;
 const QUERY_SAMPLES: usize = 200;
 /// Runs of each single-store workload; the median is reported.
 const SINGLE_ROUNDS: usize = 5;
+/// Evaluations of the 100 alert rules; the median is reported.
+const ALERT_ROUNDS: usize = 7;
 
 /// A small deterministic generator: every run stores the same metrics.
 struct Lcg(u64);
@@ -646,6 +650,51 @@ fn main() {
     }
     let base = clock.elapsed().as_secs_f64() * 1e3 / 3.0;
     table.push(Row::lower("aggregate_avg_all", "ms", ours, Some(base)));
+
+    // 100 alert rules, each grouped by agent over the hour before an
+    // instant, against the 100 success_rate_by calls they read (this
+    // row's baseline is the library's own calls, not raw rusqlite).
+    let rules: String = (0..100)
+        .map(|i| {
+            format!(
+                "[[rule]]\nname = \"rule-{i:03}\"\nkind = \"success_rate\"\n\
+                 group_by = \"agent\"\nwindow = \"1h\"\nbelow = {}\n",
+                0.5 + 0.004 * f64::from(i)
+            )
+        })
+        .collect();
+    let rules = Rules::from_toml_str(&rules).unwrap();
+    let (mut evaluations, mut calls) = (Vec::new(), Vec::new());
+    for (i, (_, back)) in windows.iter().take(ALERT_ROUNDS).enumerate() {
+        let at = end - chrono::Duration::hours(*back);
+        let filter =
+            Filter::new().range(TimeRange::new(at - chrono::Duration::hours(1), at).unwrap());
+        let mut evaluate = || {
+            let clock = Instant::now();
+            std::hint::black_box(store.evaluate_alerts(&rules, at).unwrap());
+            evaluations.push(clock.elapsed());
+        };
+        let mut read = || {
+            let clock = Instant::now();
+            for _ in 0..100 {
+                std::hint::black_box(store.success_rate_by(GroupBy::Agent, &filter).unwrap());
+            }
+            calls.push(clock.elapsed());
+        };
+        if i % 2 == 0 {
+            evaluate();
+            read();
+        } else {
+            read();
+            evaluate();
+        }
+    }
+    table.push(Row::lower(
+        "alerts_eval_100_rules",
+        "ms",
+        median_ms(evaluations),
+        Some(median_ms(calls)),
+    ));
     eprintln!("measured queries");
 
     // Size on disk after close, indexes included.
