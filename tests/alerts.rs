@@ -458,6 +458,13 @@ fn evaluations_move_states_on_and_record_each_transition_once_on_every_backend()
         // The states read back are those the last evaluation left.
         let states = store.alert_states().unwrap();
         assert_eq!(state_of(&states, "bad"), Some(AlertState::Firing));
+        // The report shows the firing alert and the transitions.
+        let report = store.report(&swarm_metrics::ReportOptions::new()).unwrap();
+        assert_eq!(state_of(&report.alerts, "bad"), Some(AlertState::Firing));
+        assert_eq!(report.alert_transitions.len(), 2);
+        assert_eq!(report.alert_transitions[0].to, AlertState::Firing);
+        let html = report.to_html();
+        assert!(html.contains("id=\"alert-states\"") && html.contains("agent-success"));
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, Utc};
 
 use super::{AgentRow, DurationPoint, OtherAgents, RateLine, Report, ReportOptions};
+use crate::alerts::AlertState;
 use crate::engine::on_engine;
 use crate::error::{Error, Result};
 use crate::model::filter::{from_micros, Filter, GroupBy, TaskColumn, TimeRange};
@@ -38,6 +39,9 @@ const MOST_BUCKETS: i64 = 120;
 /// The longest span a report charts when its range holds no data at all
 /// (a range with data is cut to the data).
 const LONGEST_EMPTY_SPAN_DAYS: i64 = 366;
+
+/// How many of the alert history's transitions the report lists.
+const LAST_TRANSITIONS: usize = 20;
 
 pub(super) fn gather(store: &MetricsStorage, options: &ReportOptions) -> Result<Report> {
     let generated_at = crate::model::record::now();
@@ -122,6 +126,11 @@ pub(super) fn gather(store: &MetricsStorage, options: &ReportOptions) -> Result<
     let outliers_total = outliers.len() as u64;
     outliers.sort_by(|a, b| how_far_out(b).total_cmp(&how_far_out(a)));
     outliers.truncate(options.outliers);
+    let mut alerts = store.alert_states()?;
+    alerts.retain(|a| a.standing.state != AlertState::Inactive);
+    let mut alert_transitions = store.alert_history(&Filter::new())?;
+    alert_transitions.reverse();
+    alert_transitions.truncate(LAST_TRANSITIONS);
 
     Ok(Report {
         title: options.title.clone().unwrap_or_else(|| title_of(filter)),
@@ -142,6 +151,8 @@ pub(super) fn gather(store: &MetricsStorage, options: &ReportOptions) -> Result<
         outliers,
         outliers_total,
         store: stats,
+        alerts,
+        alert_transitions,
     })
 }
 

@@ -17,6 +17,7 @@ use std::path::Path;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::alerts::{AlertInstance, Transition};
 use crate::error::{Error, Result};
 use crate::model::filter::{Filter, TimeRange};
 use crate::model::record::MetricKind;
@@ -263,6 +264,13 @@ pub struct Report {
     pub outliers_total: u64,
     /// The store itself: file and WAL size, rows per tier, oldest data.
     pub store: StoreStats,
+    /// The alerts pending, firing or recovering, as the last evaluation
+    /// left them.
+    #[serde(default)]
+    pub alerts: Vec<AlertInstance>,
+    /// The last transitions of the alert history, newest first.
+    #[serde(default)]
+    pub alert_transitions: Vec<Transition>,
 }
 
 impl Report {
