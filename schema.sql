@@ -154,8 +154,8 @@ CREATE TABLE alert_states (
     group_key    TEXT    NOT NULL,
     -- 'none', 'agent' or 'swarm': what group_key names.
     group_by     TEXT    NOT NULL,
-    -- 0 inactive, 1 pending, 2 firing, 3 recovering.
-    state        INTEGER NOT NULL CHECK (state BETWEEN 0 AND 3),
+    -- 1 pending, 2 firing, 3 recovering.
+    state        INTEGER NOT NULL CHECK (state BETWEEN 1 AND 3),
     active_since INTEGER,
     cleared_at   INTEGER,
     -- The instant (µs) of the evaluation that wrote the row.
@@ -163,6 +163,12 @@ CREATE TABLE alert_states (
     -- The figures that decided it, as JSON.
     figures      TEXT    NOT NULL,
     PRIMARY KEY (rule, group_key)
+) WITHOUT ROWID;
+
+CREATE TABLE alert_rules (
+    rule         TEXT    NOT NULL PRIMARY KEY,
+    -- The instant (µs) of the rule's last evaluation.
+    evaluated_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 
 CREATE TABLE alert_history (

@@ -93,8 +93,16 @@ pub(crate) struct Evaluation {
 /// What an evaluation writes and answers.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Outcome {
-    /// The new state of every instance this evaluation moved forward.
+    /// The new state of every instance this evaluation left pending,
+    /// firing or recovering: the rows to write.
     pub states: Vec<StoredAlert>,
+    /// The instances this evaluation left inactive: the rows to delete
+    /// (an inactive instance has none).
+    pub inactive: Vec<(String, Option<String>)>,
+    /// The rules evaluated, with this evaluation's instant: the instant
+    /// each rule was last evaluated at, which a later evaluation must
+    /// pass.
+    pub evaluated: Vec<(String, DateTime<Utc>)>,
     /// The transitions, in instance order.
     pub transitions: Vec<Transition>,
     /// Every instance of the evaluated rules, as it stands now.
@@ -102,13 +110,18 @@ pub(crate) struct Outcome {
 }
 
 impl Evaluation {
-    /// Each instance's next standing, given what the store held for the
-    /// evaluated rules (`stored`, read in the transaction that will write
-    /// the outcome). An instance the findings do not list had too few
-    /// tasks: no verdict. An instance last evaluated at or after this
-    /// evaluation's instant is left as it is, so that an evaluation run
-    /// twice, or late, changes nothing.
-    pub fn apply(self, stored: Vec<StoredAlert>) -> Outcome {
+    /// Each instance's next standing, given what the store held (`stored`:
+    /// the instances not inactive; `last`: the instant each rule was last
+    /// evaluated at; both read in the transaction that will write the
+    /// outcome). An instance the findings do not list had too few tasks:
+    /// no verdict. A rule last evaluated at or after this evaluation's
+    /// instant is left as it is, so that an evaluation run twice, or
+    /// late, changes nothing.
+    pub fn apply(
+        self,
+        stored: Vec<StoredAlert>,
+        last: &BTreeMap<String, DateTime<Utc>>,
+    ) -> Outcome {
         let mut instances: BTreeMap<InstanceKey, (Option<StoredAlert>, Option<Finding>)> =
             BTreeMap::new();
         for alert in stored {
@@ -124,6 +137,11 @@ impl Evaluation {
             instances.entry(key).or_default().1 = Some(finding);
         }
         let mut outcome = Outcome::default();
+        for rule in self.timings.keys() {
+            if last.get(rule).is_none_or(|at| *at < self.at) {
+                outcome.evaluated.push((rule.clone(), self.at));
+            }
+        }
         for ((rule, group), (before, finding)) in instances {
             let Some(timing) = self.timings.get(&rule) else {
                 continue;
@@ -138,7 +156,7 @@ impl Evaluation {
                 (Some(finding), None) => finding.figures.clone(),
                 (None, None) => Figures::default(),
             };
-            let late = before.as_ref().is_some_and(|b| b.evaluated_at >= self.at);
+            let late = last.get(&rule).is_some_and(|at| *at >= self.at);
             let standing = if late {
                 standing_before
             } else {
@@ -154,7 +172,13 @@ impl Evaluation {
                     at: self.at,
                     figures: figures.clone(),
                 });
-            if !late {
+            if late {
+                // As it was: nothing to write.
+            } else if standing.state == AlertState::Inactive {
+                if before.is_some() {
+                    outcome.inactive.push((rule.clone(), group.clone()));
+                }
+            } else {
                 outcome.states.push(StoredAlert {
                     rule: rule.clone(),
                     group_by: timing.group_by,

@@ -2,6 +2,7 @@
 //! the figures that decided it, composed from the store's answers, so
 //! that both engines decide alike.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
@@ -120,6 +121,16 @@ pub struct Finding {
     pub figures: Figures,
 }
 
+/// The success rate of each group with tasks.
+type Rates = Vec<(Option<String>, SuccessRate)>;
+
+/// The rates one evaluation has read, by selection, group and range:
+/// rules that read the same selection read it once.
+#[derive(Default)]
+struct Reads {
+    rates: RefCell<Vec<((Filter, AlertGroup, TimeRange), Rates)>>,
+}
+
 /// The range `span` long that ends at `at`.
 fn ending_at(at: DateTime<Utc>, span: Duration) -> Result<TimeRange> {
     TimeRange::new(at - span, at)
@@ -152,9 +163,10 @@ impl MetricsStorage {
     /// [`regressions_in`](Self::regressions_in)).
     pub fn alert_findings(&self, rules: &Rules, at: DateTime<Utc>) -> Result<Vec<Finding>> {
         self.consistent(|store| {
+            let reads = Reads::default();
             let mut findings = Vec::new();
             for rule in rules.iter() {
-                findings.extend(store.findings(rule, at)?);
+                findings.extend(store.findings(&reads, rule, at)?);
             }
             Ok(findings)
         })
@@ -162,7 +174,7 @@ impl MetricsStorage {
 
     /// What `rule` finds at `at`, one finding per group that has tasks in
     /// the spans it reads.
-    fn findings(&self, rule: &Rule, at: DateTime<Utc>) -> Result<Vec<Finding>> {
+    fn findings(&self, reads: &Reads, rule: &Rule, at: DateTime<Utc>) -> Result<Vec<Finding>> {
         let window = ending_at(at, rule.window)?;
         match &rule.condition {
             Condition::SuccessRate {
@@ -171,7 +183,7 @@ impl MetricsStorage {
                 interval,
                 mode,
             } => Ok(self
-                .rates(rule, window)?
+                .rates(reads, rule, window)?
                 .into_iter()
                 .map(|(group, rate)| Finding {
                     rule: rule.name.clone(),
@@ -220,14 +232,16 @@ impl MetricsStorage {
                     })
                     .collect())
             }
-            Condition::BurnRate { objective, windows } => self.burn(rule, at, *objective, windows),
+            Condition::BurnRate { objective, windows } => {
+                self.burn(reads, rule, at, *objective, windows)
+            }
             Condition::Regression { baseline, alpha } => {
                 let baseline_range = ending_at(at - rule.window, *baseline)?;
                 let regressions =
                     self.regressions_in(&rule.filter, window, baseline_range, *alpha)?;
                 let wanted = group_by_of(rule.group_by);
                 Ok(self
-                    .rates(rule, window)?
+                    .rates(reads, rule, window)?
                     .into_iter()
                     .map(|(group, rate)| {
                         let regressed = regressions.iter().find(|r| {
@@ -252,8 +266,8 @@ impl MetricsStorage {
                     .collect())
             }
             Condition::NoData { baseline } => {
-                let before = self.rates(rule, ending_at(at - rule.window, *baseline)?)?;
-                let now: BTreeMap<_, _> = self.rates(rule, window)?.into_iter().collect();
+                let before = self.rates(reads, rule, ending_at(at - rule.window, *baseline)?)?;
+                let now: BTreeMap<_, _> = self.rates(reads, rule, window)?.into_iter().collect();
                 Ok(before
                     .into_iter()
                     .map(|(group, then)| {
@@ -280,7 +294,18 @@ impl MetricsStorage {
 
     /// The success rate of each of the rule's groups with tasks in
     /// `range` (one, keyed `None`, without grouping).
-    fn rates(&self, rule: &Rule, range: TimeRange) -> Result<Vec<(Option<String>, SuccessRate)>> {
+    fn rates(&self, reads: &Reads, rule: &Rule, range: TimeRange) -> Result<Rates> {
+        let key = (rule.filter.clone(), rule.group_by, range);
+        if let Some((_, rates)) = reads.rates.borrow().iter().find(|(k, _)| *k == key) {
+            return Ok(rates.clone());
+        }
+        let rates = self.read_rates(rule, range)?;
+        reads.rates.borrow_mut().push((key, rates.clone()));
+        Ok(rates)
+    }
+
+    /// [`rates`](Self::rates), read.
+    fn read_rates(&self, rule: &Rule, range: TimeRange) -> Result<Rates> {
         let filter = within(&rule.filter, range);
         Ok(match group_by_of(rule.group_by) {
             None => {
@@ -304,6 +329,7 @@ impl MetricsStorage {
     /// longest window decides whether there are tasks enough.
     fn burn(
         &self,
+        reads: &Reads,
         rule: &Rule,
         at: DateTime<Utc>,
         objective: f64,
@@ -317,16 +343,16 @@ impl MetricsStorage {
         let mut per_pair = Vec::with_capacity(windows.len());
         for pair in windows {
             let long: BTreeMap<_, _> = self
-                .rates(rule, ending_at(at, pair.long)?)?
+                .rates(reads, rule, ending_at(at, pair.long)?)?
                 .into_iter()
                 .collect();
             let short: BTreeMap<_, _> = self
-                .rates(rule, ending_at(at, pair.short)?)?
+                .rates(reads, rule, ending_at(at, pair.short)?)?
                 .into_iter()
                 .collect();
             per_pair.push((pair.factor, long, short));
         }
-        let longest = self.rates(rule, ending_at(at, rule.window)?)?;
+        let longest = self.rates(reads, rule, ending_at(at, rule.window)?)?;
         Ok(longest
             .into_iter()
             .map(|(group, rate)| {

@@ -2,11 +2,14 @@
 //! transaction under an advisory lock, so that evaluators on several
 //! hosts take turns and each reads the states the one before wrote.
 
+use std::collections::BTreeMap;
+
+use chrono::DateTime;
 use postgres::Row;
 
 use super::{Columns, PgStore};
-use crate::alerts::evaluate::{AlertRow, Evaluation, Outcome, StoredAlert, Transition};
-use crate::error::Result;
+use crate::alerts::evaluate::{group_key, AlertRow, Evaluation, Outcome, StoredAlert, Transition};
+use crate::error::{Error, Result};
 use crate::model::filter::{to_micros, Filter};
 
 /// A key for `pg_advisory_xact_lock`: "swarm-al" in ASCII.
@@ -66,7 +69,34 @@ impl PgStore {
             .iter()
             .map(state_row)
             .collect::<Result<Vec<_>>>()?;
-        let outcome = evaluation.apply(stored);
+        let mut times = BTreeMap::new();
+        for row in tx
+            .query("SELECT rule, evaluated_at FROM alert_rules", &[])
+            .map_err(self.error("read alert rules"))?
+        {
+            let us: i64 = row.column(1)?;
+            let at = DateTime::from_timestamp_micros(us).ok_or_else(|| Error::CorruptRow {
+                table: "alert_rules",
+                reason: format!("instant {us}"),
+            })?;
+            times.insert(row.column::<String>(0)?, at);
+        }
+        let outcome = evaluation.apply(stored, &times);
+        for (rule, at) in &outcome.evaluated {
+            tx.execute(
+                "INSERT INTO alert_rules (rule, evaluated_at) VALUES ($1, $2) \
+                 ON CONFLICT (rule) DO UPDATE SET evaluated_at = EXCLUDED.evaluated_at",
+                &[rule, &at.timestamp_micros()],
+            )
+            .map_err(self.error("record alerts"))?;
+        }
+        for (rule, group) in &outcome.inactive {
+            tx.execute(
+                "DELETE FROM alert_states WHERE rule = $1 AND group_key = $2",
+                &[rule, &group_key(group)],
+            )
+            .map_err(self.error("record alerts"))?;
+        }
         let upsert = tx
             .prepare(
                 "INSERT INTO alert_states (rule, group_key, group_by, state, active_since, \

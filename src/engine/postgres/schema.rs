@@ -116,12 +116,16 @@ const MIGRATIONS: [&str; 5] = [
         rule         text COLLATE "C" NOT NULL,
         group_key    text COLLATE "C" NOT NULL,
         group_by     text NOT NULL,
-        state        smallint NOT NULL CHECK (state BETWEEN 0 AND 3),
+        state        smallint NOT NULL CHECK (state BETWEEN 1 AND 3),
         active_since bigint,
         cleared_at   bigint,
         evaluated_at bigint NOT NULL,
         figures      text NOT NULL,
         PRIMARY KEY (rule, group_key)
+    );
+    CREATE TABLE alert_rules (
+        rule         text COLLATE "C" NOT NULL PRIMARY KEY,
+        evaluated_at bigint NOT NULL
     );
     CREATE TABLE alert_history (
         at         bigint NOT NULL,

@@ -2,11 +2,14 @@
 //! writer job that reads the states, moves them on and writes them back
 //! with the transitions, so that evaluations are serialized by the writer.
 
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, Connection, Row};
 
 use super::FileStore;
-use crate::alerts::evaluate::{AlertRow, Evaluation, Outcome, StoredAlert, Transition};
+use crate::alerts::evaluate::{group_key, AlertRow, Evaluation, Outcome, StoredAlert, Transition};
 use crate::error::{Error, Result};
 use crate::model::filter::{to_micros, Filter};
 
@@ -70,9 +73,49 @@ fn read_states(conn: &Connection) -> Result<Vec<StoredAlert>> {
     Ok(states)
 }
 
-/// Writes an evaluation's states and transitions.
+/// The instant each rule was last evaluated at.
+fn read_rule_times(conn: &Connection) -> Result<BTreeMap<String, DateTime<Utc>>> {
+    let operation = "read alert rules";
+    let mut statement = conn
+        .prepare_cached("SELECT rule, evaluated_at FROM alert_rules")
+        .map_err(Error::sqlite(operation))?;
+    let mut rows = statement.query([]).map_err(Error::sqlite(operation))?;
+    let mut times = BTreeMap::new();
+    while let Some(row) = rows.next().map_err(Error::sqlite(operation))? {
+        let corrupt = |e: rusqlite::Error| Error::CorruptRow {
+            table: "alert_rules",
+            reason: e.to_string(),
+        };
+        let rule: String = row.get(0).map_err(corrupt)?;
+        let us: i64 = row.get(1).map_err(corrupt)?;
+        let at = DateTime::from_timestamp_micros(us).ok_or_else(|| Error::CorruptRow {
+            table: "alert_rules",
+            reason: format!("instant {us}"),
+        })?;
+        times.insert(rule, at);
+    }
+    Ok(times)
+}
+
+/// Writes an evaluation's states, rule instants and transitions.
 fn write_outcome(conn: &Connection, outcome: &Outcome) -> Result<()> {
     let operation = "record alerts";
+    let mut evaluated = conn
+        .prepare_cached("INSERT OR REPLACE INTO alert_rules (rule, evaluated_at) VALUES (?1, ?2)")
+        .map_err(Error::sqlite(operation))?;
+    for (rule, at) in &outcome.evaluated {
+        evaluated
+            .execute(params![rule, at.timestamp_micros()])
+            .map_err(Error::sqlite(operation))?;
+    }
+    let mut delete = conn
+        .prepare_cached("DELETE FROM alert_states WHERE rule = ?1 AND group_key = ?2")
+        .map_err(Error::sqlite(operation))?;
+    for (rule, group) in &outcome.inactive {
+        delete
+            .execute(params![rule, group_key(group)])
+            .map_err(Error::sqlite(operation))?;
+    }
     let mut upsert = conn
         .prepare_cached(
             "INSERT OR REPLACE INTO alert_states (rule, group_key, group_by, state, \
@@ -122,7 +165,8 @@ impl FileStore {
     /// Moves the evaluation's alert instances on in one writer job.
     pub(crate) fn record_alerts(&self, evaluation: Evaluation) -> Result<Outcome> {
         self.writer()?.run(move |conn, _| {
-            let outcome = evaluation.clone().apply(read_states(conn)?);
+            let (states, times) = (read_states(conn)?, read_rule_times(conn)?);
+            let outcome = evaluation.clone().apply(states, &times);
             write_outcome(conn, &outcome)?;
             Ok(outcome)
         })
