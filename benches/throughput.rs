@@ -669,8 +669,12 @@ fn main() {
     let (mut evaluations, mut calls) = (Vec::new(), Vec::new());
     for (i, (_, back)) in windows.iter().take(ALERT_ROUNDS).enumerate() {
         let at = end - chrono::Duration::hours(*back);
-        let filter =
-            Filter::new().range(TimeRange::new(at - chrono::Duration::hours(1), at).unwrap());
+        let filters: Vec<Filter> = (0..100)
+            .map(|i| {
+                let start = at - chrono::Duration::minutes(31 + i);
+                Filter::new().range(TimeRange::new(start, at).unwrap())
+            })
+            .collect();
         let mut evaluate = || {
             let clock = Instant::now();
             std::hint::black_box(store.evaluate_alerts(&rules, at).unwrap());

@@ -124,11 +124,14 @@ pub struct Finding {
 /// The success rate of each group with tasks.
 type Rates = Vec<(Option<String>, SuccessRate)>;
 
-/// The rates one evaluation has read, by selection, group and range:
-/// rules that read the same selection read it once.
+/// What a read of rates selects: the rule's filter, grouping and range.
+type Selection = (Filter, AlertGroup, TimeRange);
+
+/// The rates one evaluation has read, by selection: rules that read the
+/// same selection read it once.
 #[derive(Default)]
 struct Reads {
-    rates: RefCell<Vec<((Filter, AlertGroup, TimeRange), Rates)>>,
+    rates: RefCell<Vec<(Selection, Rates)>>,
 }
 
 /// The range `span` long that ends at `at`.
