@@ -667,8 +667,11 @@ fn main() {
         .collect();
     let rules = Rules::from_toml_str(&rules).unwrap();
     let (mut evaluations, mut calls) = (Vec::new(), Vec::new());
-    for (i, (_, back)) in windows.iter().take(ALERT_ROUNDS).enumerate() {
-        let at = end - chrono::Duration::hours(*back);
+    // Evaluations go forward in time, as they do live.
+    let mut backs: Vec<i64> = windows.iter().take(ALERT_ROUNDS).map(|w| w.1).collect();
+    backs.sort_unstable_by(|a, b| b.cmp(a));
+    for (i, back) in backs.into_iter().enumerate() {
+        let at = end - chrono::Duration::hours(back);
         let filters: Vec<Filter> = (0..100)
             .map(|i| {
                 let start = at - chrono::Duration::minutes(31 + i);

@@ -172,8 +172,10 @@ impl Evaluation {
                     at: self.at,
                     figures: figures.clone(),
                 });
-            if late {
-                // As it was: nothing to write.
+            let unchanged = before.as_ref().is_some_and(|b| b.standing == standing);
+            if late || unchanged {
+                // As it was: nothing to write (a row keeps the figures of
+                // the evaluation that last changed it).
             } else if standing.state == AlertState::Inactive {
                 if before.is_some() {
                     outcome.inactive.push((rule.clone(), group.clone()));
@@ -248,8 +250,9 @@ impl MetricsStorage {
         Ok(outcome.instances)
     }
 
-    /// Every alert instance the store holds, as the last evaluation left
-    /// it, by rule and group.
+    /// Every alert instance that is pending, firing or recovering, by rule
+    /// and group, with the figures of the evaluation that last changed
+    /// its standing.
     ///
     /// # Errors
     /// [`Error::CorruptRow`](crate::Error::CorruptRow) for a state row
