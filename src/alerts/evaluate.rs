@@ -3,7 +3,7 @@
 //! them, which an engine writes in one transaction with the states it
 //! read inside it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -69,9 +69,6 @@ pub(crate) struct StoredAlert {
     pub figures: Figures,
 }
 
-/// An alert instance: its rule and group.
-type InstanceKey = (String, Option<String>);
-
 /// What one rule needs to time and label its instances.
 #[derive(Debug, Clone)]
 struct Timing {
@@ -122,90 +119,147 @@ impl Evaluation {
         stored: Vec<StoredAlert>,
         last: &BTreeMap<String, DateTime<Utc>>,
     ) -> Outcome {
-        let mut instances: BTreeMap<InstanceKey, (Option<StoredAlert>, Option<Finding>)> =
-            BTreeMap::new();
-        for alert in stored {
-            if self.timings.contains_key(&alert.rule) {
-                instances.insert(
-                    (alert.rule.clone(), alert.group.clone()),
-                    (Some(alert), None),
-                );
-            }
-        }
-        for finding in self.findings {
-            let key = (finding.rule.clone(), finding.group.clone());
-            instances.entry(key).or_default().1 = Some(finding);
-        }
         let mut outcome = Outcome::default();
         for rule in self.timings.keys() {
             if last.get(rule).is_none_or(|at| *at < self.at) {
                 outcome.evaluated.push((rule.clone(), self.at));
             }
         }
-        for ((rule, group), (before, finding)) in instances {
-            let Some(timing) = self.timings.get(&rule) else {
+        // The stored instances of the evaluated rules, by rule and group:
+        // few (only those not inactive), taken as findings meet them.
+        let mut before: HashMap<String, HashMap<Option<String>, StoredAlert>> = HashMap::new();
+        for alert in stored {
+            if self.timings.contains_key(&alert.rule) {
+                before
+                    .entry(alert.rule.clone())
+                    .or_default()
+                    .insert(alert.group.clone(), alert);
+            }
+        }
+        for finding in self.findings {
+            let Some(timing) = self.timings.get(&finding.rule) else {
                 continue;
             };
-            let verdict = finding.as_ref().map_or(Verdict::Unknown, |f| f.verdict);
-            let standing_before = before.as_ref().map(|b| b.standing).unwrap_or_default();
-            let figures = match (&finding, &before) {
-                (Some(finding), _) if finding.verdict != Verdict::Unknown || before.is_none() => {
-                    finding.figures.clone()
-                }
-                (_, Some(before)) => before.figures.clone(),
-                (Some(finding), None) => finding.figures.clone(),
-                (None, None) => Figures::default(),
-            };
-            let late = last.get(&rule).is_some_and(|at| *at >= self.at);
-            let standing = if late {
-                standing_before
-            } else {
-                standing_before.next(verdict, self.at, timing.pending_for, timing.keep_firing_for)
-            };
-            let transition =
-                (!late && standing.state != standing_before.state).then(|| Transition {
-                    rule: rule.clone(),
-                    group_by: timing.group_by,
-                    group: group.clone(),
-                    from: standing_before.state,
-                    to: standing.state,
-                    at: self.at,
-                    figures: figures.clone(),
-                });
-            let unchanged = before.as_ref().is_some_and(|b| b.standing == standing);
-            if late || unchanged {
-                // As it was: nothing to write (a row keeps the figures of
-                // the evaluation that last changed it).
-            } else if standing.state == AlertState::Inactive {
-                if before.is_some() {
-                    outcome.inactive.push((rule.clone(), group.clone()));
-                }
-            } else {
-                outcome.states.push(StoredAlert {
-                    rule: rule.clone(),
-                    group_by: timing.group_by,
-                    group: group.clone(),
-                    standing,
-                    evaluated_at: self.at,
-                    figures: figures.clone(),
-                });
-            }
-            if let Some(transition) = &transition {
-                outcome.transitions.push(transition.clone());
-            }
-            outcome.instances.push(AlertInstance {
+            let previous = before
+                .get_mut(finding.rule.as_str())
+                .and_then(|groups| groups.remove(&finding.group));
+            let late = last.get(&finding.rule).is_some_and(|at| *at >= self.at);
+            let Finding {
                 rule,
-                group_by: timing.group_by,
                 group,
-                severity: timing.severity.clone(),
-                standing,
                 verdict,
                 figures,
-                transition,
-            });
+            } = finding;
+            // A window without a verdict keeps the figures that decided
+            // the standing it keeps.
+            let figures = match (&previous, verdict) {
+                (Some(previous), Verdict::Unknown) => previous.figures.clone(),
+                _ => figures,
+            };
+            step(
+                &mut outcome,
+                self.at,
+                timing,
+                late,
+                rule,
+                group,
+                verdict,
+                figures,
+                previous,
+            );
+        }
+        // Instances with no finding had no task in the window: no verdict.
+        let mut rest: Vec<StoredAlert> = before
+            .into_values()
+            .flat_map(HashMap::into_values)
+            .collect();
+        rest.sort_by(|a, b| (&a.rule, &a.group).cmp(&(&b.rule, &b.group)));
+        for previous in rest {
+            let Some(timing) = self.timings.get(&previous.rule) else {
+                continue;
+            };
+            let late = last.get(&previous.rule).is_some_and(|at| *at >= self.at);
+            let (rule, group, figures) = (
+                previous.rule.clone(),
+                previous.group.clone(),
+                previous.figures.clone(),
+            );
+            step(
+                &mut outcome,
+                self.at,
+                timing,
+                late,
+                rule,
+                group,
+                Verdict::Unknown,
+                figures,
+                Some(previous),
+            );
         }
         outcome
     }
+}
+
+/// Moves one instance on and adds what changes to `outcome`: its row to
+/// write or delete, its transition, and the instance as it stands.
+#[allow(clippy::too_many_arguments)]
+fn step(
+    outcome: &mut Outcome,
+    at: DateTime<Utc>,
+    timing: &Timing,
+    late: bool,
+    rule: String,
+    group: Option<String>,
+    verdict: Verdict,
+    figures: Figures,
+    previous: Option<StoredAlert>,
+) {
+    let standing_before = previous.as_ref().map(|p| p.standing).unwrap_or_default();
+    let standing = if late {
+        standing_before
+    } else {
+        standing_before.next(verdict, at, timing.pending_for, timing.keep_firing_for)
+    };
+    let transition = (!late && standing.state != standing_before.state).then(|| Transition {
+        rule: rule.clone(),
+        group_by: timing.group_by,
+        group: group.clone(),
+        from: standing_before.state,
+        to: standing.state,
+        at,
+        figures: figures.clone(),
+    });
+    let unchanged = previous.is_some_and(|p| p.standing == standing);
+    if late || unchanged {
+        // As it was: nothing to write (a row keeps the figures of the
+        // evaluation that last changed it).
+    } else if standing.state == AlertState::Inactive {
+        if standing_before.state != AlertState::Inactive {
+            outcome.inactive.push((rule.clone(), group.clone()));
+        }
+    } else {
+        outcome.states.push(StoredAlert {
+            rule: rule.clone(),
+            group_by: timing.group_by,
+            group: group.clone(),
+            standing,
+            evaluated_at: at,
+            figures: figures.clone(),
+        });
+    }
+    if let Some(transition) = &transition {
+        outcome.transitions.push(transition.clone());
+    }
+    outcome.instances.push(AlertInstance {
+        rule,
+        group_by: timing.group_by,
+        group,
+        severity: timing.severity.clone(),
+        standing,
+        verdict,
+        figures,
+        transition,
+    });
 }
 
 impl MetricsStorage {

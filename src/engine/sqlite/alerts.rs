@@ -162,11 +162,13 @@ fn write_outcome(conn: &Connection, outcome: &Outcome) -> Result<()> {
 }
 
 impl FileStore {
-    /// Moves the evaluation's alert instances on in one writer job.
+    /// Moves the evaluation's alert instances on in one write
+    /// transaction of its own, on this thread (the evaluation is moved
+    /// into it, not copied for the writer's queue).
     pub(crate) fn record_alerts(&self, evaluation: Evaluation) -> Result<Outcome> {
-        self.writer()?.run(move |conn, _| {
+        self.writer()?.run_alone(move |conn, _| {
             let (states, times) = (read_states(conn)?, read_rule_times(conn)?);
-            let outcome = evaluation.clone().apply(states, &times);
+            let outcome = evaluation.apply(states, &times);
             write_outcome(conn, &outcome)?;
             Ok(outcome)
         })
