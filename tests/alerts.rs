@@ -742,3 +742,59 @@ fn health_names_each_check_with_its_figure_on_every_backend() {
         assert_eq!(file_checks, backend.backend == "SQLite");
     }
 }
+
+#[test]
+fn regression_rules_fire_on_the_agent_that_got_worse_on_every_backend() {
+    let rules = Rules::from_toml_str(
+        r#"
+        [[rule]]
+        name = "worse"
+        kind = "regression"
+        group_by = "agent"
+        window = "1h"
+        baseline = "1d"
+        "#,
+    )
+    .unwrap();
+    for backend in common::server::stores() {
+        let store = &backend.store;
+        let now = at();
+        let mut all = Vec::new();
+        // Over the day before the window, both at 95%; in the window, one
+        // falls to 25%.
+        all.extend(tasks("slipping", 100, 5, 1000, now - Duration::hours(12)));
+        all.extend(tasks("steady", 100, 5, 1000, now - Duration::hours(12)));
+        all.extend(tasks("slipping", 40, 30, 1000, now));
+        all.extend(tasks("steady", 40, 2, 1000, now));
+        // Ids must differ from the baseline's.
+        let all: Vec<TaskMetric> = all
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| TaskMetric {
+                task_id: format!("{}-{i}", t.task_id),
+                ..t
+            })
+            .collect();
+        store.store_task_metrics(&all).unwrap();
+        let findings = store.alert_findings(&rules, now).unwrap();
+        let mut got = verdicts(&findings, "worse");
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            got,
+            [
+                ("slipping".to_owned(), Verdict::Holds),
+                ("steady".to_owned(), Verdict::Clear),
+            ],
+            "{}",
+            backend.backend
+        );
+        let slipping = findings
+            .iter()
+            .find(|f| f.group.as_deref() == Some("slipping"))
+            .unwrap();
+        assert!(
+            slipping.figures.q_value.is_some_and(|q| q <= 0.05),
+            "{slipping:?}"
+        );
+    }
+}
