@@ -798,3 +798,43 @@ fn regression_rules_fire_on_the_agent_that_got_worse_on_every_backend() {
         );
     }
 }
+
+#[test]
+fn latency_over_rolled_up_tasks_is_approximate_and_close_on_every_backend() {
+    use swarm_metrics::{now, RetentionPolicy};
+    let rules = Rules::from_toml_str(
+        "[[rule]]\nname = \"p90\"\nkind = \"latency\"\nwindow = \"2h\"\nquantile = 0.9\nabove_ms = 1000\n",
+    )
+    .unwrap();
+    for backend in common::server::stores() {
+        let store = &backend.store;
+        // 600 tasks in one hour three days ago: more than a rollup keeps
+        // as values, so folding keeps a sketch of them.
+        let three_days_ago = (now() - Duration::days(3)).timestamp();
+        let hour = DateTime::from_timestamp(three_days_ago - three_days_ago % 3600, 0).unwrap();
+        let tasks: Vec<TaskMetric> = (0..600u64)
+            .map(|i| {
+                TaskMetric::new(format!("t{i}"), "a", 1000 + i, TaskResult::Success)
+                    .at(hour + Duration::seconds(i as i64 * 5))
+            })
+            .collect();
+        store.store_task_metrics(&tasks).unwrap();
+        let at = hour + Duration::hours(1);
+        let exact = store.alert_findings(&rules, at).unwrap();
+        let exact = &exact[0].figures;
+        assert!(!exact.approximate);
+        store
+            .apply_retention(&RetentionPolicy {
+                raw: Some(Duration::days(1)),
+                ..RetentionPolicy::default()
+            })
+            .unwrap();
+        let rolled = store.alert_findings(&rules, at).unwrap();
+        let rolled = &rolled[0].figures;
+        assert!(rolled.approximate, "{}: {rolled:?}", backend.backend);
+        assert_eq!(rolled.tasks, 600);
+        let (a, b) = (exact.lower_bound.unwrap(), rolled.lower_bound.unwrap());
+        assert!((a - b).abs() <= 0.02 * a, "{a} vs {b}");
+        assert!(rolled.describe().contains("approximate"));
+    }
+}
