@@ -8,12 +8,10 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::figures::{Figures, Finding};
 use super::rules::{AlertGroup, Rules};
 use super::state::{AlertState, Standing, Verdict};
-use super::verdicts::{Figures, Finding};
-use crate::error::Result;
-use crate::model::filter::Filter;
-use crate::storage::MetricsStorage;
+use crate::error::{Error, Result};
 
 /// One alert instance after an evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,6 +105,27 @@ pub(crate) struct Outcome {
 }
 
 impl Evaluation {
+    /// An evaluation at `at` of `rules`, which found `findings`.
+    pub fn new(rules: &Rules, at: DateTime<Utc>, findings: Vec<Finding>) -> Evaluation {
+        let timings = rules
+            .iter()
+            .map(|rule| {
+                let timing = Timing {
+                    pending_for: rule.pending_for,
+                    keep_firing_for: rule.keep_firing_for,
+                    severity: rule.severity.clone(),
+                    group_by: rule.group_by,
+                };
+                (rule.name.clone(), timing)
+            })
+            .collect();
+        Evaluation {
+            at,
+            findings,
+            timings,
+        }
+    }
+
     /// Each instance's next standing, given what the store held (`stored`:
     /// the instances not inactive; `last`: the instant each rule was last
     /// evaluated at; both read in the transaction that will write the
@@ -262,95 +281,6 @@ fn step(
     });
 }
 
-impl MetricsStorage {
-    /// Evaluates every rule at `at` and records the result: reads what
-    /// each rule finds in one consistent snapshot
-    /// ([`alert_findings`](Self::alert_findings)), then, in one write
-    /// transaction, reads each alert instance's state, moves it on
-    /// ([`Standing::next`]) and writes the new states and the transitions
-    /// into the alert history. Returns every instance of these rules with
-    /// its standing, figures and transition.
-    ///
-    /// Evaluating at instants in order replays history: the same
-    /// sequence of instants gives the same transitions, whether evaluated
-    /// live or afterwards. An instance already evaluated at `at` or later
-    /// is left as it is (an evaluation repeated, or two processes
-    /// evaluating at once, record a transition once).
-    ///
-    /// # Errors
-    /// [`Error::ReadOnly`](crate::Error::ReadOnly) on a store opened
-    /// read-only; otherwise as [`alert_findings`](Self::alert_findings)
-    /// and the write of the states.
-    pub fn evaluate_alerts(&self, rules: &Rules, at: DateTime<Utc>) -> Result<Vec<AlertInstance>> {
-        let findings = self.alert_findings(rules, at)?;
-        let timings = rules
-            .iter()
-            .map(|rule| {
-                let timing = Timing {
-                    pending_for: rule.pending_for,
-                    keep_firing_for: rule.keep_firing_for,
-                    severity: rule.severity.clone(),
-                    group_by: rule.group_by,
-                };
-                (rule.name.clone(), timing)
-            })
-            .collect();
-        let evaluation = Evaluation {
-            at,
-            findings,
-            timings,
-        };
-        let outcome = crate::engine::on_engine!(self.engine(), record_alerts(evaluation))?;
-        Ok(outcome.instances)
-    }
-
-    /// Every alert instance that is pending, firing or recovering, by rule
-    /// and group, with the figures of the evaluation that last changed
-    /// its standing.
-    ///
-    /// # Errors
-    /// [`Error::CorruptRow`](crate::Error::CorruptRow) for a state row
-    /// this version cannot read; otherwise as any read.
-    pub fn alert_states(&self) -> Result<Vec<AlertInstance>> {
-        let stored = crate::engine::on_engine!(self.engine(), alert_states())?;
-        Ok(stored
-            .into_iter()
-            .map(|alert| AlertInstance {
-                rule: alert.rule,
-                group_by: alert.group_by,
-                group: alert.group,
-                severity: String::new(),
-                standing: alert.standing,
-                verdict: Verdict::Unknown,
-                figures: alert.figures,
-                transition: None,
-            })
-            .collect())
-    }
-
-    /// The alert history: every transition whose instant lies in the
-    /// filter's time range (all without one) and whose group is the
-    /// filter's agent or swarm (when it sets one), oldest first.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`](crate::Error::InvalidInput) when the filter
-    /// sets a field other than the agent, swarm and time range;
-    /// [`Error::CorruptRow`](crate::Error::CorruptRow) for a row this
-    /// version cannot read.
-    pub fn alert_history(&self, filter: &Filter) -> Result<Vec<Transition>> {
-        filter.validate_for_alerts()?;
-        let mut transitions = crate::engine::on_engine!(self.engine(), alert_history(filter))?;
-        transitions.retain(|t| {
-            let named = |id: &Option<String>, group_by| {
-                id.as_ref()
-                    .is_none_or(|id| t.group_by == group_by && t.group.as_ref() == Some(id))
-            };
-            named(&filter.agent_id, AlertGroup::Agent) && named(&filter.swarm_id, AlertGroup::Swarm)
-        });
-        Ok(transitions)
-    }
-}
-
 /// A group as the alert tables key it: `''` for none (ids are never
 /// empty).
 pub(crate) fn group_key(group: &Option<String>) -> &str {
@@ -451,7 +381,7 @@ impl AlertRow {
 
     /// The state row read back; `table` names it in a corrupt row's error.
     pub fn into_state(self, table: &'static str) -> Result<StoredAlert> {
-        let corrupt = |reason: String| crate::Error::CorruptRow { table, reason };
+        let corrupt = |reason: String| Error::CorruptRow { table, reason };
         let time = |us: i64| {
             DateTime::from_timestamp_micros(us).ok_or_else(|| corrupt(format!("instant {us}")))
         };
@@ -474,7 +404,7 @@ impl AlertRow {
 
     /// The history row read back.
     pub fn into_transition(self, table: &'static str) -> Result<Transition> {
-        let corrupt = |reason: String| crate::Error::CorruptRow { table, reason };
+        let corrupt = |reason: String| Error::CorruptRow { table, reason };
         let state = |code: i64| state_of_code(code).ok_or_else(|| corrupt(format!("state {code}")));
         Ok(Transition {
             group_by: group_by_named(&self.group_by)
@@ -494,5 +424,5 @@ impl AlertRow {
 /// Figures as the alert tables store them.
 fn figures_json(figures: &Figures) -> Result<String> {
     // Figures are counts and finite numbers: JSON holds them all.
-    serde_json::to_string(figures).map_err(|_| crate::Error::Internal("alert figures as JSON"))
+    serde_json::to_string(figures).map_err(|_| Error::Internal("alert figures as JSON"))
 }

@@ -5,6 +5,7 @@
 //! reference's JSON-shaped calls ([`generic`]).
 
 pub(crate) mod aggregate;
+pub(crate) mod alerting;
 pub(crate) mod analytics;
 pub(crate) mod compare;
 pub(crate) mod generic;

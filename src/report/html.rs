@@ -7,11 +7,9 @@
 
 use std::fmt::Write;
 
-use chrono::{DateTime, Utc};
-
 use super::assets::{SCRIPT, STYLE};
 use super::charts;
-use super::text::{escape, millis};
+use super::text::{cell, escape, head, millis, optional_time, time};
 use super::{AgentRow, Report};
 use crate::model::filter::GroupBy;
 use crate::ops::inspect::TableStats;
@@ -51,39 +49,12 @@ fn count(n: u64) -> String {
     out
 }
 
-fn time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-}
-
-fn optional_time(t: Option<DateTime<Utc>>) -> String {
-    t.map_or_else(|| "–".to_owned(), time)
-}
-
-/// A table cell: `text` shown, `value` kept for sorting and checking.
-fn cell(value: impl std::fmt::Display, text: &str) -> String {
-    format!(
-        "<td data-value=\"{}\">{}</td>",
-        escape(&value.to_string()),
-        escape(text)
-    )
-}
-
 /// A cell of an optional number.
 fn optional_cell(value: Option<f64>, text: impl Fn(f64) -> String) -> String {
     match value {
         Some(v) => cell(v, &text(v)),
         None => cell("", "–"),
     }
-}
-
-/// A table's header row.
-fn head(columns: &[&str]) -> String {
-    let mut out = String::from("<thead><tr>");
-    for c in columns {
-        let _ = write!(out, "<th scope=\"col\">{}</th>", escape(c));
-    }
-    out.push_str("</tr></thead>");
-    out
 }
 
 /// The whole page.
@@ -104,7 +75,7 @@ pub(super) fn page(report: &Report) -> String {
     leaderboard(&mut out, report);
     regressions(&mut out, report);
     outliers(&mut out, report);
-    alerts(&mut out, report);
+    super::alerts_html::alerts(&mut out, report);
     store(&mut out, report);
     let _ = writeln!(out, "</main><script>{SCRIPT}</script></body></html>");
     out
@@ -456,53 +427,6 @@ fn outliers(out: &mut String, report: &Report) {
         );
     }
     out.push_str("</tbody></table></section>");
-}
-
-fn alerts(out: &mut String, report: &Report) {
-    out.push_str("<section id=\"alerts\"><h2>Alerts</h2>");
-    let group = |g: &Option<String>| g.clone().unwrap_or_else(|| "all".to_owned());
-    if report.alerts.is_empty() {
-        out.push_str("<p class=\"note\">No alert is pending or firing.</p>");
-    } else {
-        out.push_str("<table id=\"alert-states\">");
-        out.push_str(&head(&["rule", "group", "state", "since", "figures"]));
-        out.push_str("<tbody>");
-        for a in &report.alerts {
-            let since = a.standing.active_since;
-            let _ = write!(
-                out,
-                "<tr>{}{}{}{}{}</tr>",
-                cell(&a.rule, &a.rule),
-                cell(group(&a.group), &group(&a.group)),
-                cell(a.standing.state, a.standing.state.as_str()),
-                cell(
-                    since.map_or(String::new(), |t| t.to_rfc3339()),
-                    &optional_time(since)
-                ),
-                cell(a.figures.tasks, &a.figures.describe()),
-            );
-        }
-        out.push_str("</tbody></table>");
-    }
-    if !report.alert_transitions.is_empty() {
-        out.push_str("<h3>Last transitions</h3><table id=\"alert-transitions\">");
-        out.push_str(&head(&["time", "rule", "group", "from", "to", "figures"]));
-        out.push_str("<tbody>");
-        for t in &report.alert_transitions {
-            let _ = write!(
-                out,
-                "<tr>{}{}{}{}{}{}</tr>",
-                cell(t.at.to_rfc3339(), &time(t.at)),
-                cell(&t.rule, &t.rule),
-                cell(group(&t.group), &group(&t.group)),
-                cell(t.from, t.from.as_str()),
-                cell(t.to, t.to.as_str()),
-                cell(t.figures.tasks, &t.figures.describe()),
-            );
-        }
-        out.push_str("</tbody></table>");
-    }
-    out.push_str("</section>");
 }
 
 fn store(out: &mut String, report: &Report) {

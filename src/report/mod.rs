@@ -6,6 +6,7 @@
 //! network request, so that it reads offline and can be attached to a
 //! ticket.
 
+mod alerts_html;
 mod assets;
 mod charts;
 mod gather;

@@ -1,5 +1,9 @@
 //! Text as the page and the charts both show it: escaped for markup,
-//! durations in readable units.
+//! durations in readable units, times, and the cells and heads of tables.
+
+use std::fmt::Write;
+
+use chrono::{DateTime, Utc};
 
 /// `text` with the five characters XML treats specially escaped, for
 /// element text and quoted attributes alike.
@@ -30,6 +34,33 @@ pub(super) fn millis(ms: f64) -> String {
     } else {
         format!("{:.1} h", ms / 3_600_000.0)
     }
+}
+
+pub(super) fn time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+pub(super) fn optional_time(t: Option<DateTime<Utc>>) -> String {
+    t.map_or_else(|| "–".to_owned(), time)
+}
+
+/// A table cell: `text` shown, `value` kept for sorting and checking.
+pub(super) fn cell(value: impl std::fmt::Display, text: &str) -> String {
+    format!(
+        "<td data-value=\"{}\">{}</td>",
+        escape(&value.to_string()),
+        escape(text)
+    )
+}
+
+/// A table's header row.
+pub(super) fn head(columns: &[&str]) -> String {
+    let mut out = String::from("<thead><tr>");
+    for c in columns {
+        let _ = write!(out, "<th scope=\"col\">{}</th>", escape(c));
+    }
+    out.push_str("</tr></thead>");
+    out
 }
 
 #[cfg(test)]

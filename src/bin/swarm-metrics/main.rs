@@ -12,6 +12,7 @@ mod maintain;
 mod parse;
 mod print;
 mod questions;
+mod select;
 mod transfer;
 
 use std::io::Write;

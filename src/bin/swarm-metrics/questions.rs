@@ -12,8 +12,8 @@ use swarm_metrics::{
 };
 
 use crate::args::{
-    AggregateArgs, CompareArgs, OutliersArgs, QueryArgs, Question, RangeArgs, RegressionsArgs,
-    SeriesArgs, SlowestArgs, SuccessRateArgs, SummaryArgs, TopArgs,
+    AggregateArgs, CompareArgs, OutliersArgs, QueryArgs, Question, RegressionsArgs, SeriesArgs,
+    SlowestArgs, SuccessRateArgs, SummaryArgs, TopArgs,
 };
 use crate::{write_json, Failure};
 
@@ -23,6 +23,7 @@ use crate::print::{
     rate_table, rate_with_interval, series_table, table, table_of, task_rows, to_json, with_id,
     Figure, TASK_HEADER,
 };
+use crate::select::RangeArgs;
 
 /// Answers one of the questions.
 pub fn answer(

@@ -1,16 +1,19 @@
-//! What each rule finds at an instant, per alert instance: the verdict and
-//! the figures that decided it, composed from the store's answers, so
-//! that both engines decide alike.
+//! Alerting as the façade offers it: what each rule finds at an instant,
+//! per alert instance (the verdict and the figures that decided it,
+//! composed from the store's answers, so that both engines decide alike),
+//! and the evaluation that records states and transitions.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
-use serde::{Deserialize, Serialize};
 use sketches_ddsketch::DDSketch;
 
-use super::rules::{AlertGroup, BurnWindows, Condition, Mode, Rule, Rules};
-use super::state::Verdict;
+use crate::alerts::evaluate::{AlertInstance, Evaluation, Transition};
+use crate::alerts::figures::{Figures, Finding};
+use crate::alerts::rules::{AlertGroup, BurnWindows, Condition, Mode, Rule, Rules};
+use crate::alerts::state::Verdict;
+use crate::engine::on_engine;
 use crate::error::Result;
 use crate::model::answer::SuccessRate;
 use crate::model::filter::{Filter, GroupBy, TaskColumn, TimeRange};
@@ -19,107 +22,6 @@ use crate::stats::interval::IntervalMethod;
 use crate::stats::order_bound::{lower_bound_rank, quantile_lower_bound};
 use crate::stats::running::{quantile, sketch_quantile};
 use crate::storage::MetricsStorage;
-
-/// The numbers behind a verdict. Which are set depends on the rule's
-/// kind; absent ones are left out of JSON.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-#[non_exhaustive]
-pub struct Figures {
-    /// Tasks in the window.
-    pub tasks: u64,
-    /// Successful tasks in the window.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub successes: Option<u64>,
-    /// The observed success rate.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rate: Option<f64>,
-    /// The confidence interval of the rate: low, high.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub interval: Option<[f64; 2]>,
-    /// The observed quantile of durations (ms).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub quantile: Option<f64>,
-    /// The lower confidence bound of that quantile (ms).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lower_bound: Option<f64>,
-    /// Whether the quantile and its bound come in part from rollups'
-    /// sketches, and are so approximate (within about 1%).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub approximate: bool,
-    /// Burn rates, one per pair of windows: long, short.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub burn_rates: Vec<[f64; 2]>,
-    /// Tasks in the baseline span.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub baseline_tasks: Option<u64>,
-    /// The adjusted p-value of a regression.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub q_value: Option<f64>,
-}
-
-impl Figures {
-    /// The figures in words, for an alert's `summary` annotation:
-    /// `success rate 25.0% (10/40), 95% interval 14.2%–40.4%`.
-    pub fn describe(&self) -> String {
-        let percent = |x: f64| format!("{:.1}%", 100.0 * x);
-        let mut parts = Vec::new();
-        if let (Some(rate), Some(successes)) = (self.rate, self.successes) {
-            let mut part = format!(
-                "success rate {} ({successes}/{})",
-                percent(rate),
-                self.tasks
-            );
-            if let Some([low, high]) = self.interval {
-                part.push_str(&format!(", interval {}–{}", percent(low), percent(high)));
-            }
-            parts.push(part);
-        }
-        if let Some(q) = self.quantile {
-            let mut part = format!("quantile {q:.0} ms of {} tasks", self.tasks);
-            if let Some(bound) = self.lower_bound {
-                part.push_str(&format!(", lower bound {bound:.0} ms"));
-            }
-            if self.approximate {
-                part.push_str(" (approximate: from rollups)");
-            }
-            parts.push(part);
-        }
-        for [long, short] in &self.burn_rates {
-            parts.push(format!(
-                "burn rate {long:.1}x (long window), {short:.1}x (short)"
-            ));
-        }
-        if let Some(baseline) = self.baseline_tasks {
-            parts.push(format!(
-                "{} tasks now, {baseline} in the baseline",
-                self.tasks
-            ));
-        }
-        if let Some(q) = self.q_value {
-            parts.push(format!("regression, adjusted p = {q:.4}"));
-        }
-        if parts.is_empty() {
-            parts.push(format!("{} tasks", self.tasks));
-        }
-        parts.join("; ")
-    }
-}
-
-/// What one rule found for one alert instance at one instant.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct Finding {
-    /// The rule's name.
-    pub rule: String,
-    /// The instance's agent or swarm (`None`: the rule's whole selection,
-    /// or the tasks without a swarm).
-    pub group: Option<String>,
-    /// Whether the rule's condition holds.
-    pub verdict: Verdict,
-    /// The numbers that decided it.
-    pub figures: Figures,
-}
 
 /// The success rate of each group with tasks.
 type Rates = Vec<(Option<String>, SuccessRate)>;
@@ -463,5 +365,77 @@ fn latency_figures(
                 ..Figures::default()
             }
         }
+    }
+}
+
+impl MetricsStorage {
+    /// Evaluates every rule at `at` and records the result: reads what
+    /// each rule finds in one consistent snapshot
+    /// ([`alert_findings`](Self::alert_findings)), then, in one write
+    /// transaction, reads each alert instance's state, moves it on
+    /// ([`Standing::next`](crate::Standing::next)) and writes the new states and the transitions
+    /// into the alert history. Returns every instance of these rules with
+    /// its standing, figures and transition.
+    ///
+    /// Evaluating at instants in order replays history: the same
+    /// sequence of instants gives the same transitions, whether evaluated
+    /// live or afterwards. An instance already evaluated at `at` or later
+    /// is left as it is (an evaluation repeated, or two processes
+    /// evaluating at once, record a transition once).
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) on a store opened
+    /// read-only; otherwise as [`alert_findings`](Self::alert_findings)
+    /// and the write of the states.
+    pub fn evaluate_alerts(&self, rules: &Rules, at: DateTime<Utc>) -> Result<Vec<AlertInstance>> {
+        let evaluation = Evaluation::new(rules, at, self.alert_findings(rules, at)?);
+        let outcome = on_engine!(self.engine(), record_alerts(evaluation))?;
+        Ok(outcome.instances)
+    }
+
+    /// Every alert instance that is pending, firing or recovering, by rule
+    /// and group, with the figures of the evaluation that last changed
+    /// its standing.
+    ///
+    /// # Errors
+    /// [`Error::CorruptRow`](crate::Error::CorruptRow) for a state row
+    /// this version cannot read; otherwise as any read.
+    pub fn alert_states(&self) -> Result<Vec<AlertInstance>> {
+        let stored = on_engine!(self.engine(), alert_states())?;
+        Ok(stored
+            .into_iter()
+            .map(|alert| AlertInstance {
+                rule: alert.rule,
+                group_by: alert.group_by,
+                group: alert.group,
+                severity: String::new(),
+                standing: alert.standing,
+                verdict: Verdict::Unknown,
+                figures: alert.figures,
+                transition: None,
+            })
+            .collect())
+    }
+
+    /// The alert history: every transition whose instant lies in the
+    /// filter's time range (all without one) and whose group is the
+    /// filter's agent or swarm (when it sets one), oldest first.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) when the filter
+    /// sets a field other than the agent, swarm and time range;
+    /// [`Error::CorruptRow`](crate::Error::CorruptRow) for a row this
+    /// version cannot read.
+    pub fn alert_history(&self, filter: &Filter) -> Result<Vec<Transition>> {
+        filter.validate_for_alerts()?;
+        let mut transitions = on_engine!(self.engine(), alert_history(filter))?;
+        transitions.retain(|t| {
+            let named = |id: &Option<String>, group_by| {
+                id.as_ref()
+                    .is_none_or(|id| t.group_by == group_by && t.group.as_ref() == Some(id))
+            };
+            named(&filter.agent_id, AlertGroup::Agent) && named(&filter.swarm_id, AlertGroup::Swarm)
+        });
+        Ok(transitions)
     }
 }
