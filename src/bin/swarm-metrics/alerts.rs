@@ -62,20 +62,9 @@ fn resolved(instance: &AlertInstance) -> bool {
 
 /// An alert instance in Alertmanager's shape, with its state and figures.
 fn alert_json(instance: &AlertInstance) -> Value {
-    let mut alert = json!({
-        "labels": labels(&instance.rule, &instance.severity, instance.group_by, &instance.group),
-        "annotations": {"summary": instance.figures.describe()},
-        "state": instance.standing.state.as_str(),
-        "figures": instance.figures,
-    });
-    if let Some(start) = instance.standing.active_since {
-        alert["startsAt"] = json!(time(start));
-    }
-    if resolved(instance) {
-        if let Some(end) = instance.standing.cleared_at {
-            alert["endsAt"] = json!(time(end));
-        }
-    }
+    let mut alert = alertmanager_json(instance);
+    alert["state"] = json!(instance.standing.state.as_str());
+    alert["figures"] = json!(instance.figures);
     alert
 }
 
