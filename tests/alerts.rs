@@ -191,6 +191,14 @@ fn seeded(store: &MetricsStorage) {
     store.store_task_metrics(&all).unwrap();
 }
 
+/// The finding of `rule` for `group`.
+fn finding<'a>(findings: &'a [Finding], rule: &str, group: &str) -> &'a Finding {
+    findings
+        .iter()
+        .find(|f| f.rule == rule && f.group.as_deref() == Some(group))
+        .unwrap_or_else(|| panic!("no finding of {rule} for {group}"))
+}
+
 fn verdicts(findings: &[Finding], rule: &str) -> Vec<(String, Verdict)> {
     findings
         .iter()
@@ -241,10 +249,7 @@ fn success_rate_rules_fire_on_the_interval_not_on_luck_on_every_backend() {
         got.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(got, want(Verdict::Holds), "{}", backend.backend);
         // The figures are the rate and the interval computed here.
-        let bad = findings
-            .iter()
-            .find(|f| f.rule == "interval" && f.group.as_deref() == Some("bad"))
-            .unwrap();
+        let bad = finding(&findings, "interval", "bad");
         let interval = Interval::for_proportion(10, 40, 0.95, IntervalMethod::Wilson)
             .unwrap()
             .unwrap();
@@ -303,10 +308,7 @@ fn latency_no_data_and_burn_rate_rules_on_every_backend() {
         // Of 40 durations 3000..3039, the bound of the 0.9 quantile at 95%
         // is the order statistic of rank 33 (P(Bin(40, .9) >= 33) = 0.958,
         // >= 34 0.904): 3032 ms.
-        let slow = findings
-            .iter()
-            .find(|f| f.rule == "p90" && f.group.as_deref() == Some("slow"))
-            .unwrap();
+        let slow = finding(&findings, "p90", "slow");
         assert_eq!(
             slow.figures.lower_bound,
             Some(3032.0),
@@ -348,10 +350,7 @@ fn latency_no_data_and_burn_rate_rules_on_every_backend() {
             burning.contains(&("slow".to_owned(), Verdict::Clear)),
             "{burning:?}"
         );
-        let bad = findings
-            .iter()
-            .find(|f| f.rule == "budget" && f.group.as_deref() == Some("bad"))
-            .unwrap();
+        let bad = finding(&findings, "budget", "bad");
         assert!(
             (bad.figures.burn_rates[0][0] - 75.0).abs() < 1e-9,
             "{:?}",
@@ -788,10 +787,7 @@ fn regression_rules_fire_on_the_agent_that_got_worse_on_every_backend() {
             "{}",
             backend.backend
         );
-        let slipping = findings
-            .iter()
-            .find(|f| f.group.as_deref() == Some("slipping"))
-            .unwrap();
+        let slipping = finding(&findings, "worse", "slipping");
         assert!(
             slipping.figures.q_value.is_some_and(|q| q <= 0.05),
             "{slipping:?}"

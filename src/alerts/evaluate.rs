@@ -155,37 +155,12 @@ impl Evaluation {
                     .insert(alert.group.clone(), alert);
             }
         }
+        let mut met = Vec::with_capacity(self.findings.len());
         for finding in self.findings {
-            let Some(timing) = self.timings.get(&finding.rule) else {
-                continue;
-            };
             let previous = before
                 .get_mut(finding.rule.as_str())
                 .and_then(|groups| groups.remove(&finding.group));
-            let late = last.get(&finding.rule).is_some_and(|at| *at >= self.at);
-            let Finding {
-                rule,
-                group,
-                verdict,
-                figures,
-            } = finding;
-            // A window without a verdict keeps the figures that decided
-            // the standing it keeps.
-            let figures = match (&previous, verdict) {
-                (Some(previous), Verdict::Unknown) => previous.figures.clone(),
-                _ => figures,
-            };
-            step(
-                &mut outcome,
-                self.at,
-                timing,
-                late,
-                rule,
-                group,
-                verdict,
-                figures,
-                previous,
-            );
+            met.push((finding, previous));
         }
         // Instances with no finding had no task in the window: no verdict.
         let mut rest: Vec<StoredAlert> = before
@@ -193,27 +168,21 @@ impl Evaluation {
             .flat_map(HashMap::into_values)
             .collect();
         rest.sort_by(|a, b| (&a.rule, &a.group).cmp(&(&b.rule, &b.group)));
-        for previous in rest {
-            let Some(timing) = self.timings.get(&previous.rule) else {
+        met.extend(rest.into_iter().map(|previous| {
+            let finding = Finding {
+                rule: previous.rule.clone(),
+                group: previous.group.clone(),
+                verdict: Verdict::Unknown,
+                figures: Figures::default(),
+            };
+            (finding, Some(previous))
+        }));
+        for (finding, previous) in met {
+            let Some(timing) = self.timings.get(&finding.rule) else {
                 continue;
             };
-            let late = last.get(&previous.rule).is_some_and(|at| *at >= self.at);
-            let (rule, group, figures) = (
-                previous.rule.clone(),
-                previous.group.clone(),
-                previous.figures.clone(),
-            );
-            step(
-                &mut outcome,
-                self.at,
-                timing,
-                late,
-                rule,
-                group,
-                Verdict::Unknown,
-                figures,
-                Some(previous),
-            );
+            let late = last.get(&finding.rule).is_some_and(|at| *at >= self.at);
+            step(&mut outcome, self.at, timing, late, finding, previous);
         }
         outcome
     }
@@ -221,18 +190,26 @@ impl Evaluation {
 
 /// Moves one instance on and adds what changes to `outcome`: its row to
 /// write or delete, its transition, and the instance as it stands.
-#[allow(clippy::too_many_arguments)]
 fn step(
     outcome: &mut Outcome,
     at: DateTime<Utc>,
     timing: &Timing,
     late: bool,
-    rule: String,
-    group: Option<String>,
-    verdict: Verdict,
-    figures: Figures,
+    finding: Finding,
     previous: Option<StoredAlert>,
 ) {
+    let Finding {
+        rule,
+        group,
+        verdict,
+        figures,
+    } = finding;
+    // A window without a verdict keeps the figures that decided the
+    // standing it keeps.
+    let figures = match (&previous, verdict) {
+        (Some(previous), Verdict::Unknown) => previous.figures.clone(),
+        _ => figures,
+    };
     let standing_before = previous.as_ref().map(|p| p.standing).unwrap_or_default();
     let standing = if late {
         standing_before

@@ -132,7 +132,7 @@ impl MetricsStorage {
             Ok(problems) => check("integrity", false, problems.join("; ")),
             Err(e) => check("integrity", false, e.to_string()),
         });
-        let on_file = !MetricsStorage::names_a_server(self.path());
+        let on_file = self.engine().file().is_some();
         if on_file {
             checks.push(match on_engine!(self.engine(), sizes()) {
                 Ok((_, wal)) => check(

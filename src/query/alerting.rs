@@ -90,11 +90,14 @@ impl MetricsStorage {
             } => Ok(self
                 .rates(reads, rule, window)?
                 .into_iter()
-                .map(|(group, rate)| Finding {
-                    rule: rule.name.clone(),
-                    group,
-                    verdict: rate_verdict(rule, &rate, *below, *confidence, *interval, *mode),
-                    figures: rate_figures(&rate, *confidence, *interval),
+                .map(|(group, rate)| {
+                    let figures = rate_figures(&rate, *confidence, *interval);
+                    Finding {
+                        rule: rule.name.clone(),
+                        group,
+                        verdict: rate_verdict(rule, &figures, *below, *mode),
+                        figures,
+                    }
                 })
                 .collect()),
             Condition::Latency {
@@ -288,25 +291,15 @@ impl MetricsStorage {
     }
 }
 
-/// A success-rate rule's verdict on `rate`.
-fn rate_verdict(
-    rule: &Rule,
-    rate: &SuccessRate,
-    below: f64,
-    confidence: f64,
-    method: IntervalMethod,
-    mode: Mode,
-) -> Verdict {
-    if rate.total < rule.min_tasks {
+/// A success-rate rule's verdict from the figures of a rate: the whole
+/// interval (or, in point mode, the rate) below `below`.
+fn rate_verdict(rule: &Rule, figures: &Figures, below: f64, mode: Mode) -> Verdict {
+    if figures.tasks < rule.min_tasks {
         return Verdict::Unknown;
     }
     let figure = match mode {
-        Mode::Point => rate.rate,
-        Mode::Interval => rate
-            .interval(confidence, method)
-            .ok()
-            .flatten()
-            .map(|interval| interval.high),
+        Mode::Point => figures.rate,
+        Mode::Interval => figures.interval.map(|[_, high]| high),
     };
     match figure {
         None => Verdict::Unknown,

@@ -8,8 +8,7 @@ use std::process::ExitCode;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 use swarm_metrics::{
-    now, AlertGroup, AlertInstance, AlertState, Filter, MetricsStorage, Rules, TimeRange,
-    Transition,
+    now, AlertGroup, AlertInstance, AlertState, Filter, Rules, TimeRange, Transition,
 };
 
 use crate::args::{AlertsArgs, AlertsCommand, EvalArgs, HistoryArgs};
@@ -119,7 +118,8 @@ fn eval(cx: &Context, args: EvalArgs, out: &mut impl Write) -> Result<ExitCode, 
     };
     let store = open_existing(&cx.db, cx.busy, true)?;
     let instances = store.evaluate_alerts(&rules, at)?;
-    close(store)?;
+    // Closing folds the WAL into the file: the states are in it.
+    store.close()?;
     let shown: Vec<&AlertInstance> = instances
         .iter()
         .filter(|i| i.standing.state != AlertState::Inactive || resolved(i))
@@ -173,11 +173,6 @@ fn eval(cx: &Context, args: EvalArgs, out: &mut impl Write) -> Result<ExitCode, 
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// Closes a store that was written, so that its writes are in the file.
-fn close(store: MetricsStorage) -> Result<(), Failure> {
-    store.close().map_err(Failure::from)
 }
 
 /// `alerts history`.
