@@ -74,6 +74,8 @@ mod engine;
 mod error;
 mod model;
 mod ops;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 mod query;
 #[cfg(feature = "report")]
 mod report;

@@ -1,0 +1,243 @@
+//! How a span becomes a task: each clause of the contract in README.md
+//! ("OpenTelemetry spans"), on spans built here, decoded from protobuf and
+//! from OTLP JSON, and stored.
+#![cfg(feature = "otlp")]
+
+use prost::Message;
+use swarm_metrics::otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
+use swarm_metrics::otlp::proto::common::v1::{any_value::Value, AnyValue, KeyValue};
+use swarm_metrics::otlp::proto::resource::v1::Resource;
+use swarm_metrics::otlp::proto::trace::v1::{
+    status::StatusCode, ResourceSpans, ScopeSpans, Span, Status,
+};
+use swarm_metrics::otlp::{self, SpanTasks};
+use swarm_metrics::{Filter, MetricsStorage, TaskResult};
+
+const START: u64 = 1_765_000_000_000_000_000;
+
+fn attr(key: &str, value: Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..KeyValue::default()
+    }
+}
+
+fn s(key: &str, value: &str) -> KeyValue {
+    attr(key, Value::StringValue(value.into()))
+}
+
+fn i(key: &str, value: i64) -> KeyValue {
+    attr(key, Value::IntValue(value))
+}
+
+/// An `invoke_agent` span of `ms` milliseconds with these attributes
+/// added.
+fn span(n: u8, ms: u64, attrs: Vec<KeyValue>) -> Span {
+    let mut attributes = vec![s("gen_ai.operation.name", "invoke_agent")];
+    attributes.extend(attrs);
+    Span {
+        trace_id: vec![0xA0 | (n >> 4), 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, n],
+        span_id: vec![0xB0, 0, 0, 0, 0, 0, 0, n],
+        name: format!("invoke_agent {n}"),
+        start_time_unix_nano: START,
+        end_time_unix_nano: START + ms * 1_000_000 + 999_999,
+        attributes,
+        ..Span::default()
+    }
+}
+
+fn export(resource: Vec<KeyValue>, spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: resource,
+                ..Resource::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..ScopeSpans::default()
+            }],
+            ..ResourceSpans::default()
+        }],
+    }
+}
+
+fn errored(mut span: Span, error_type: Option<&str>) -> Span {
+    span.status = Some(Status {
+        code: StatusCode::Error as i32,
+        message: "boom".into(),
+    });
+    if let Some(t) = error_type {
+        span.attributes.push(s("error.type", t));
+    }
+    span
+}
+
+fn map(request: &ExportTraceServiceRequest) -> SpanTasks {
+    otlp::tasks_from_spans(request)
+}
+
+#[test]
+fn an_invoke_agent_span_maps_field_by_field() {
+    let request = export(
+        vec![s("service.name", "svc"), s("swarm.id", "swarm-res")],
+        vec![span(
+            1,
+            1_250,
+            vec![
+                s("gen_ai.agent.id", "agent-id"),
+                s("gen_ai.agent.name", "agent-name"),
+                s("swarm.id", "swarm-span"),
+                i("gen_ai.usage.input_tokens", 300),
+                i("gen_ai.usage.output_tokens", 45),
+                i("swarm.files_changed", 3),
+            ],
+        )],
+    );
+    let mapped = map(&request);
+    assert_eq!((mapped.ignored, mapped.rejected.len()), (0, 0));
+    let t = &mapped.tasks[0];
+    assert_eq!(t.task_id, "a00102030405060708090a0b0c0d0e01:b000000000000001");
+    assert_eq!(t.agent_id, "agent-id");
+    assert_eq!(t.swarm_id.as_deref(), Some("swarm-span"));
+    // Whole milliseconds: 1250.999999 ms is 1250.
+    assert_eq!(t.duration_ms, 1_250);
+    assert_eq!(t.result, TaskResult::Success);
+    assert_eq!(t.tokens_used, 345);
+    assert_eq!(t.files_changed, 3);
+    let end = START + 1_250_999_999;
+    // The timestamp is the span's end, at the store's microseconds.
+    assert_eq!(
+        t.timestamp.timestamp_micros(),
+        i64::try_from(end / 1_000).unwrap()
+    );
+}
+
+#[test]
+fn ids_fall_back_in_the_contracts_order() {
+    let request = export(
+        vec![s("service.name", "svc"), s("swarm.id", "swarm-res")],
+        vec![
+            span(1, 10, vec![s("gen_ai.agent.name", "by-name")]),
+            span(2, 10, vec![]),
+            span(3, 10, vec![s("swarm.task.id", "task-42")]),
+        ],
+    );
+    let tasks = map(&request).tasks;
+    assert_eq!(tasks[0].agent_id, "by-name");
+    assert_eq!(tasks[1].agent_id, "svc");
+    assert_eq!(tasks[1].swarm_id.as_deref(), Some("swarm-res"));
+    assert_eq!(tasks[2].task_id, "task-42");
+    let no_swarm = export(vec![s("service.name", "svc")], vec![span(4, 1, vec![])]);
+    assert_eq!(map(&no_swarm).tasks[0].swarm_id, None);
+}
+
+#[test]
+fn status_and_error_type_decide_the_result() {
+    let request = export(
+        vec![s("service.name", "svc")],
+        vec![
+            errored(span(1, 5, vec![]), None),
+            errored(span(2, 5, vec![]), Some("timeout")),
+            errored(span(3, 5, vec![]), Some("cancelled")),
+            errored(span(4, 5, vec![]), Some("canceled")),
+            errored(span(5, 5, vec![]), Some("RateLimitError")),
+            {
+                let mut ok = span(6, 5, vec![]);
+                ok.status = Some(Status {
+                    code: StatusCode::Ok as i32,
+                    ..Status::default()
+                });
+                ok
+            },
+            // error.type without an ERROR status is no failure.
+            span(7, 5, vec![s("error.type", "timeout")]),
+        ],
+    );
+    let results: Vec<TaskResult> = map(&request).tasks.iter().map(|t| t.result).collect();
+    use TaskResult::*;
+    assert_eq!(
+        results,
+        [Failure, Timeout, Cancelled, Cancelled, Failure, Success, Success]
+    );
+}
+
+#[test]
+fn other_spans_are_ignored_and_bad_task_spans_rejected_with_the_field() {
+    let mut plain = span(1, 5, vec![]);
+    plain.attributes = vec![s("gen_ai.operation.name", "chat")];
+    let mut backwards = span(2, 5, vec![]);
+    backwards.end_time_unix_nano = backwards.start_time_unix_nano - 1;
+    let request = export(
+        vec![],
+        vec![
+            plain,
+            span(3, 5, vec![]), // no agent anywhere
+            {
+                let mut b = backwards;
+                b.attributes.push(s("gen_ai.agent.name", "a"));
+                b
+            },
+            span(
+                4,
+                5,
+                vec![
+                    s("gen_ai.agent.name", "a"),
+                    i("gen_ai.usage.input_tokens", -1),
+                ],
+            ),
+            span(5, 5, vec![s("gen_ai.agent.name", "a")]),
+        ],
+    );
+    let mapped = map(&request);
+    assert_eq!(mapped.ignored, 1);
+    assert_eq!(mapped.tasks.len(), 1);
+    let reasons: Vec<String> = mapped.rejected.iter().map(|r| r.to_string()).collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(reasons[0].contains("no agent"), "{}", reasons[0]);
+    assert!(reasons[0].contains("a00102030405060708090a0b0c0d0e03:b000000000000003"));
+    assert!(reasons[1].contains("before start_time_unix_nano"), "{}", reasons[1]);
+    assert!(reasons[2].contains("gen_ai.usage.input_tokens is negative"), "{}", reasons[2]);
+}
+
+#[test]
+fn protobuf_and_json_decode_to_the_same_tasks() {
+    let request = export(
+        vec![s("service.name", "svc")],
+        vec![
+            span(1, 7, vec![i("gen_ai.usage.input_tokens", 9)]),
+            errored(span(2, 8, vec![]), Some("timeout")),
+        ],
+    );
+    let from_protobuf = otlp::decode_protobuf(&request.encode_to_vec()).unwrap();
+    assert_eq!(from_protobuf, request);
+    let json = serde_json::to_string(&request).unwrap();
+    // The OTLP JSON encoding: hex ids, camelCase, 64-bit integers as strings.
+    assert!(json.contains("\"traceId\":\"a00102"), "{json}");
+    assert!(json.contains("\"startTimeUnixNano\":\""), "{json}");
+    let from_json = otlp::decode_json(json.as_bytes()).unwrap();
+    assert_eq!(map(&from_json), map(&request));
+}
+
+#[test]
+fn a_malformed_export_names_where_it_fails() {
+    let bad = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz"}]}]}]}"#;
+    let e = otlp::decode_json(bad).unwrap_err().to_string();
+    assert!(e.contains("resourceSpans[0].scopeSpans[0].spans[0].traceId"), "{e}");
+    let e = otlp::decode_protobuf(b"\xff\xff\xff").unwrap_err().to_string();
+    assert!(e.contains("not an OTLP protobuf"), "{e}");
+}
+
+#[test]
+fn the_same_span_twice_is_stored_once() {
+    let store = MetricsStorage::temporary().unwrap();
+    let request = export(vec![s("service.name", "svc")], vec![span(1, 5, vec![])]);
+    for _ in 0..2 {
+        store.store_task_metrics(&map(&request).tasks).unwrap();
+    }
+    assert_eq!(
+        store.get_task_metrics(&Filter::default(), 10).unwrap().len(),
+        1
+    );
+}
