@@ -37,7 +37,24 @@ fn span(n: u8, ms: u64, attrs: Vec<KeyValue>) -> Span {
     let mut attributes = vec![s("gen_ai.operation.name", "invoke_agent")];
     attributes.extend(attrs);
     Span {
-        trace_id: vec![0xA0 | (n >> 4), 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, n],
+        trace_id: vec![
+            0xA0 | (n >> 4),
+            1,
+            2,
+            3,
+            4,
+            5,
+            6,
+            7,
+            8,
+            9,
+            10,
+            11,
+            12,
+            13,
+            14,
+            n,
+        ],
         span_id: vec![0xB0, 0, 0, 0, 0, 0, 0, n],
         name: format!("invoke_agent {n}"),
         start_time_unix_nano: START,
@@ -98,7 +115,10 @@ fn an_invoke_agent_span_maps_field_by_field() {
     let mapped = map(&request);
     assert_eq!((mapped.ignored, mapped.rejected.len()), (0, 0));
     let t = &mapped.tasks[0];
-    assert_eq!(t.task_id, "a00102030405060708090a0b0c0d0e01:b000000000000001");
+    assert_eq!(
+        t.task_id,
+        "a00102030405060708090a0b0c0d0e01:b000000000000001"
+    );
     assert_eq!(t.agent_id, "agent-id");
     assert_eq!(t.swarm_id.as_deref(), Some("swarm-span"));
     // Whole milliseconds: 1250.999999 ms is 1250.
@@ -197,8 +217,16 @@ fn other_spans_are_ignored_and_bad_task_spans_rejected_with_the_field() {
     assert_eq!(reasons.len(), 3, "{reasons:?}");
     assert!(reasons[0].contains("no agent"), "{}", reasons[0]);
     assert!(reasons[0].contains("a00102030405060708090a0b0c0d0e03:b000000000000003"));
-    assert!(reasons[1].contains("before start_time_unix_nano"), "{}", reasons[1]);
-    assert!(reasons[2].contains("gen_ai.usage.input_tokens is negative"), "{}", reasons[2]);
+    assert!(
+        reasons[1].contains("before start_time_unix_nano"),
+        "{}",
+        reasons[1]
+    );
+    assert!(
+        reasons[2].contains("gen_ai.usage.input_tokens is negative"),
+        "{}",
+        reasons[2]
+    );
 }
 
 #[test]
@@ -224,8 +252,13 @@ fn protobuf_and_json_decode_to_the_same_tasks() {
 fn a_malformed_export_names_where_it_fails() {
     let bad = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz"}]}]}]}"#;
     let e = otlp::decode_json(bad).unwrap_err().to_string();
-    assert!(e.contains("resourceSpans[0].scopeSpans[0].spans[0].traceId"), "{e}");
-    let e = otlp::decode_protobuf(b"\xff\xff\xff").unwrap_err().to_string();
+    assert!(
+        e.contains("resourceSpans[0].scopeSpans[0].spans[0].traceId"),
+        "{e}"
+    );
+    let e = otlp::decode_protobuf(b"\xff\xff\xff")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not an OTLP protobuf"), "{e}");
 }
 
@@ -237,7 +270,10 @@ fn the_same_span_twice_is_stored_once() {
         store.store_task_metrics(&map(&request).tasks).unwrap();
     }
     assert_eq!(
-        store.get_task_metrics(&Filter::default(), 10).unwrap().len(),
+        store
+            .get_task_metrics(&Filter::default(), 10)
+            .unwrap()
+            .len(),
         1
     );
 }

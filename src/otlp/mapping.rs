@@ -148,7 +148,10 @@ fn result_of(span: &Span) -> TaskResult {
     if code != StatusCode::Error as i32 {
         return TaskResult::Success;
     }
-    match text(&span.attributes, "error.type").as_deref().map(str::trim) {
+    match text(&span.attributes, "error.type")
+        .as_deref()
+        .map(str::trim)
+    {
         Some(t) if t.eq_ignore_ascii_case("timeout") => TaskResult::Timeout,
         Some(t) if t.eq_ignore_ascii_case("cancelled") || t.eq_ignore_ascii_case("canceled") => {
             TaskResult::Cancelled

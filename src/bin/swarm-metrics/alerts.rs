@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 use swarm_metrics::{
-    now, AlertGroup, AlertInstance, AlertState, Filter, Rules, TimeRange, Transition,
+    now, AlertGroup, AlertInstance, AlertState, Filter, MetricsStorage, Rules, TimeRange,
+    Transition,
 };
 
 use crate::args::{AlertsArgs, AlertsCommand, EvalArgs, HistoryArgs};
@@ -60,7 +61,7 @@ fn resolved(instance: &AlertInstance) -> bool {
 }
 
 /// An alert instance in Alertmanager's shape, with its state and figures.
-fn alert_json(instance: &AlertInstance) -> Value {
+pub fn alert_json(instance: &AlertInstance) -> Value {
     let mut alert = alertmanager_json(instance);
     alert["state"] = json!(instance.standing.state.as_str());
     alert["figures"] = json!(instance.figures);
@@ -177,15 +178,25 @@ fn eval(cx: &Context, args: EvalArgs, out: &mut impl Write) -> Result<ExitCode, 
 
 /// `alerts history`.
 fn history(cx: &Context, args: HistoryArgs, out: &mut impl Write) -> Result<(), Failure> {
+    let store = open_existing(&cx.db, cx.busy, false)?;
+    history_of(&store, args, cx.json, out)
+}
+
+/// `alerts history` of an open store.
+pub fn history_of(
+    store: &MetricsStorage,
+    args: HistoryArgs,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
     let span = parse_span("--since", &args.since)?;
     let end = now();
     let filter = Filter::new().range(TimeRange::new(end - span, end)?);
-    let store = open_existing(&cx.db, cx.busy, false)?;
     let mut transitions = store.alert_history(&filter)?;
     if let Some(rule) = &args.rule {
         transitions.retain(|t| &t.rule == rule);
     }
-    if cx.json {
+    if json {
         return write_json(out, &transitions);
     }
     let rows: Vec<Vec<String>> = transitions.iter().map(transition_row).collect();
@@ -210,8 +221,13 @@ fn transition_row(t: &Transition) -> Vec<String> {
 /// `alerts list`.
 fn list(cx: &Context, out: &mut impl Write) -> Result<(), Failure> {
     let store = open_existing(&cx.db, cx.busy, false)?;
+    list_of(&store, cx.json, out)
+}
+
+/// `alerts list` of an open store.
+pub fn list_of(store: &MetricsStorage, json: bool, out: &mut impl Write) -> Result<(), Failure> {
     let states = store.alert_states()?;
-    if cx.json {
+    if json {
         return write_json(out, &states);
     }
     let rows: Vec<Vec<String>> = states

@@ -59,8 +59,41 @@ pub enum Command {
     /// Alert rules from a TOML file: evaluate them (exit 3 when an alert
     /// fires), list the alerts' states, or show their transitions.
     Alerts(AlertsArgs),
+    /// Serve the store over HTTP: OpenTelemetry spans and JSON Lines in;
+    /// Prometheus /metrics, the questions as JSON, a live report, Server-
+    /// Sent Events and /health out. Stops cleanly on SIGTERM or Ctrl-C.
+    Serve(ServeArgs),
     #[command(flatten)]
     Question(Question),
+}
+
+/// The arguments of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on. Any address but loopback needs
+    /// --token-file. Port 0 picks a free port; the address is printed on
+    /// stdout once it listens.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub listen: String,
+    /// A file holding the token every request but /health must carry as
+    /// `Authorization: Bearer TOKEN`.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Alert rules (TOML, as for `alerts eval`) to evaluate every
+    /// --eval-every, sending each transition as an `alert` event.
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// How often the --rules are evaluated.
+    #[arg(long, default_value = "1m")]
+    pub eval_every: String,
+    /// Request bodies over this size (in bytes, or with a KiB, MiB or
+    /// GiB suffix; after gzip is undone) are refused with 413.
+    #[arg(long, default_value = "32MiB")]
+    pub max_body: String,
+    /// A client that takes longer than this to send its request's
+    /// headers, or its body, is cut off.
+    #[arg(long, default_value = "30s")]
+    pub read_timeout: String,
 }
 
 /// The arguments of `health`.

@@ -231,7 +231,7 @@ struct TaskGroup {
 /// gauges of what the store holds over the filter's range (they fall when
 /// cleanup or retention removes rows, so none is a counter); the latest
 /// value of every agent and swarm metric (gauges).
-fn prometheus(
+pub fn prometheus(
     store: &MetricsStorage,
     out: &mut impl Write,
     kind: Option<MetricKind>,

@@ -45,17 +45,7 @@ impl Outcome {
             );
         }
         if as_json {
-            return write_json(
-                out,
-                &json!({
-                    "imported": self.stored.stored(),
-                    "duplicates": self.stored.duplicates(),
-                    "rejected": self.rejected.len(),
-                    "tasks": self.stored.tasks,
-                    "agent_metrics": self.stored.agent_metrics,
-                    "swarm_metrics": self.stored.swarm_metrics,
-                }),
-            );
+            return write_json(out, &report_json(&self.stored, self.rejected.len()));
         }
         writeln!(
             out,
@@ -73,8 +63,21 @@ impl Outcome {
     }
 }
 
+/// What `import --json` prints (and `POST /ingest` answers): what was
+/// stored, kind by kind, and how many lines were rejected.
+pub fn report_json(stored: &StreamReport, rejected: usize) -> Value {
+    json!({
+        "imported": stored.stored(),
+        "duplicates": stored.duplicates(),
+        "rejected": rejected,
+        "tasks": stored.tasks,
+        "agent_metrics": stored.agent_metrics,
+        "swarm_metrics": stored.swarm_metrics,
+    })
+}
+
 /// Parses one line: a JSON object naming its `kind`.
-fn parse_line(line: &str) -> Result<Parsed, String> {
+pub fn parse_line(line: &str) -> Result<Parsed, String> {
     let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
     let kind = value
         .get("kind")

@@ -13,6 +13,7 @@ mod parse;
 mod print;
 mod questions;
 mod select;
+mod serve;
 mod transfer;
 
 use std::io::Write;
@@ -134,6 +135,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Report(args) => transfer::page(&cx, args, out).map(|()| ExitCode::SUCCESS),
         Command::Health(args) => maintain::health(&cx, args, out),
         Command::Alerts(args) => alerts::run(&cx, args, out),
+        Command::Serve(args) => serve::run(&cx, args),
         Command::Question(question) => {
             let store = open_existing(&cx.db, cx.busy, false)?;
             questions::answer(&store, question, cx.json, out).map(|()| ExitCode::SUCCESS)

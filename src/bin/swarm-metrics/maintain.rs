@@ -123,8 +123,13 @@ pub fn vacuum(cx: &Context, args: VacuumArgs, out: &mut impl Write) -> Result<()
 /// `stats`: rows per table, spans, sizes and schema version.
 pub fn stats(cx: &Context, out: &mut impl Write) -> Result<(), Failure> {
     let store = open_existing(&cx.db, cx.busy, false)?;
+    stats_of(&store, cx.json, out)
+}
+
+/// `stats` of an open store.
+pub fn stats_of(store: &MetricsStorage, json: bool, out: &mut impl Write) -> Result<(), Failure> {
     let stats = store.stats()?;
-    if cx.json {
+    if json {
         write_json(out, &stats)?;
     } else {
         print::stats(out, &stats)?;
@@ -216,13 +221,19 @@ enum Verdict {
     Unchecked(String),
 }
 
-/// `health`: exit 1 when a check fails, or the store cannot be opened.
-pub fn health(cx: &Context, args: HealthArgs, out: &mut impl Write) -> Result<ExitCode, Failure> {
+/// What `health`'s arguments ask to check.
+pub fn health_options(args: &HealthArgs) -> Result<HealthOptions, Failure> {
     let mut options =
         HealthOptions::new().stale_after(parse_span("--stale-after", &args.stale_after)?);
     if let Some(policy) = &args.policy {
         options = options.retention(parse::parse_policy(policy)?);
     }
+    Ok(options)
+}
+
+/// `health`: exit 1 when a check fails, or the store cannot be opened.
+pub fn health(cx: &Context, args: HealthArgs, out: &mut impl Write) -> Result<ExitCode, Failure> {
+    let options = health_options(&args)?;
     let health = match open_existing(&cx.db, cx.busy, false) {
         Ok(store) => store.health(&options),
         Err(Failure::Usage(message)) => return Err(Failure::Usage(message)),

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use swarm_metrics::{Filter, MetricsStorage, ReportOptions};
+use swarm_metrics::{Filter, MetricsStorage, Report, ReportOptions};
 
 use crate::args::{CopyArgs, ExportArgs, ImportArgs, ReportArgs};
 use crate::parse::parse_span;
@@ -80,8 +80,35 @@ pub fn copy(cx: &Context, args: CopyArgs, out: &mut impl Write) -> Result<(), Fa
 
 /// `report`: the HTML page, its numbers as JSON, or both.
 pub fn page(cx: &Context, args: ReportArgs, out: &mut impl Write) -> Result<(), Failure> {
+    if args.html.is_none() && !cx.json {
+        return Err(Failure::Usage(
+            "report needs --html FILE for the page (or --json for its numbers)".to_owned(),
+        ));
+    }
+    let html = args.html.clone();
+    let store = open_existing(&cx.db, cx.busy, false)?;
+    let report = report_of(&store, args)?;
+    if let Some(path) = &html {
+        report.write_html(path)?;
+    }
+    if cx.json {
+        write_json(out, &report)?;
+    } else if let Some(path) = &html {
+        writeln!(
+            out,
+            "wrote {} ({} tasks, {} agents)",
+            path.display(),
+            report.summary.tasks,
+            report.agents.len() as u64 + report.other_agents.map_or(0, |o| o.agents)
+        )?;
+    }
+    Ok(())
+}
+
+/// The report `report`'s arguments ask for (all but `--html`).
+pub fn report_of(store: &MetricsStorage, args: ReportArgs) -> Result<Report, Failure> {
     let ReportArgs {
-        html,
+        html: _,
         range,
         select,
         width,
@@ -91,11 +118,6 @@ pub fn page(cx: &Context, args: ReportArgs, out: &mut impl Write) -> Result<(), 
         top,
         title,
     } = args;
-    if html.is_none() && !cx.json {
-        return Err(Failure::Usage(
-            "report needs --html FILE for the page (or --json for its numbers)".to_owned(),
-        ));
-    }
     let filter = select.apply(Filter {
         time_range: range.range()?,
         ..Filter::new()
@@ -114,21 +136,5 @@ pub fn page(cx: &Context, args: ReportArgs, out: &mut impl Write) -> Result<(), 
     if let Some(title) = title {
         options = options.title(title);
     }
-    let store = open_existing(&cx.db, cx.busy, false)?;
-    let report = store.report(&options)?;
-    if let Some(path) = &html {
-        report.write_html(path)?;
-    }
-    if cx.json {
-        write_json(out, &report)?;
-    } else if let Some(path) = &html {
-        writeln!(
-            out,
-            "wrote {} ({} tasks, {} agents)",
-            path.display(),
-            report.summary.tasks,
-            report.agents.len() as u64 + report.other_agents.map_or(0, |o| o.agents)
-        )?;
-    }
-    Ok(())
+    Ok(store.report(&options)?)
 }
