@@ -277,3 +277,71 @@ fn the_same_span_twice_is_stored_once() {
         1
     );
 }
+
+/// `import --format otlp` reads the Collector file exporter's JSON Lines
+/// (one export per line) with the same mapping: all or nothing by
+/// default, the good spans with `--on-error skip`.
+#[cfg(feature = "cli")]
+#[test]
+fn import_reads_the_collector_file_exporters_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = export(
+        vec![s("service.name", "svc")],
+        vec![span(1, 5, vec![]), span(2, 6, vec![])],
+    );
+    let mut plain = span(3, 5, vec![]);
+    plain.attributes.clear();
+    let mixed = export(
+        vec![],
+        vec![
+            plain,
+            span(4, 5, vec![s("gen_ai.agent.name", "a")]),
+            span(5, 5, vec![]),
+        ],
+    );
+    let file = dir.path().join("traces.jsonl");
+    let text = format!(
+        "{}\n{}\n",
+        serde_json::to_string(&good).unwrap(),
+        serde_json::to_string(&mixed).unwrap()
+    );
+    std::fs::write(&file, text).unwrap();
+    let import = |db: &str, skip: bool| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_swarm-metrics"));
+        command
+            .arg("--db")
+            .arg(dir.path().join(db))
+            .args(["--json", "import", "--format", "otlp"])
+            .arg(&file);
+        if skip {
+            command.args(["--on-error", "skip"]);
+        }
+        let out = command.output().unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            out.status.code(),
+            report,
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    // Line 2's last span has no agent: the whole file is refused.
+    let (code, report, stderr) = import("abort.db", false);
+    assert_eq!(code, Some(2));
+    assert_eq!(report["imported"], 0);
+    assert!(stderr.contains("line 2: span"), "{stderr}");
+    assert!(stderr.contains("no agent"), "{stderr}");
+    let (code, report, _) = import("skip.db", true);
+    assert_eq!(code, Some(0));
+    assert_eq!(report["tasks"]["stored"], 3);
+    assert_eq!(report["rejected"], 1);
+    assert_eq!(report["ignored_spans"], 1);
+    let store = MetricsStorage::open(dir.path().join("skip.db")).unwrap();
+    let mut agents: Vec<String> = store
+        .get_task_metrics(&Filter::default(), 10)
+        .unwrap()
+        .into_iter()
+        .map(|t| t.agent_id)
+        .collect();
+    agents.sort();
+    assert_eq!(agents, ["a", "svc", "svc"]);
+}

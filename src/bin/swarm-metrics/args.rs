@@ -241,6 +241,20 @@ pub struct ImportArgs {
     /// store the rest and report the bad lines (skip).
     #[arg(long, value_enum, default_value_t = OnError::Abort)]
     pub on_error: OnError,
+    /// What the lines are: the store's own records (jsonl), or trace
+    /// exports as the OpenTelemetry Collector's file exporter writes
+    /// them (otlp), each task span stored as `serve` would.
+    #[arg(long, value_enum, default_value_t = ImportFormat::Jsonl)]
+    pub format: ImportFormat,
+}
+
+/// What `import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportFormat {
+    /// One metric per line, naming its `kind`.
+    Jsonl,
+    /// One OTLP JSON trace export per line.
+    Otlp,
 }
 
 /// The arguments of `export`.

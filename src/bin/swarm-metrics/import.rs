@@ -1,5 +1,6 @@
 //! `import`: JSON Lines into the store.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 
@@ -9,7 +10,7 @@ use swarm_metrics::{
     parse_metric, Error, MetricBatch, MetricKind, MetricsStorage, Parsed, StreamReport,
 };
 
-use crate::args::OnError;
+use crate::args::{ImportFormat, OnError};
 use crate::{write_json, Failure};
 
 /// Records stored per transaction in skip mode.
@@ -20,6 +21,8 @@ const REPORTED: usize = 20;
 /// What an import did.
 pub struct Outcome {
     lines: u64,
+    /// OpenTelemetry spans that were not tasks (`--format otlp`).
+    ignored_spans: Option<u64>,
     stored: StreamReport,
     rejected: Vec<(u64, String)>,
     on_error: OnError,
@@ -45,7 +48,11 @@ impl Outcome {
             );
         }
         if as_json {
-            return write_json(out, &report_json(&self.stored, self.rejected.len()));
+            let mut report = report_json(&self.stored, self.rejected.len());
+            if let Some(ignored) = self.ignored_spans {
+                report["ignored_spans"] = json!(ignored);
+            }
+            return write_json(out, &report);
         }
         writeln!(
             out,
@@ -59,6 +66,9 @@ impl Outcome {
             self.rejected.len(),
             self.lines
         )?;
+        if let Some(ignored) = self.ignored_spans {
+            writeln!(out, "{ignored} spans were not tasks and were left out")?;
+        }
         Ok(())
     }
 }
@@ -118,12 +128,35 @@ fn progress(size: Option<u64>) -> ProgressBar {
     }
 }
 
+/// The tasks of one trace export on line `line`, its rejected spans as
+/// bad records of that line, and how many spans were not tasks.
+fn span_records(line: u64, text: &str) -> (Vec<Line>, u64) {
+    let request = match swarm_metrics::otlp::decode_json(text.as_bytes()) {
+        Ok(request) => request,
+        Err(e) => return (vec![(line, Err(e.to_string()))], 0),
+    };
+    let mapped = swarm_metrics::otlp::tasks_from_spans(&request);
+    let records = mapped
+        .tasks
+        .into_iter()
+        .map(|t| (line, Ok(Parsed::Task(t))))
+        .chain(mapped.rejected.iter().map(|r| (line, Err(r.to_string()))))
+        .collect();
+    (records, mapped.ignored)
+}
+
 /// A line's number and what it holds: a metric, or why it is bad.
 type Line = (u64, Result<Parsed, String>);
 
 /// The lines of the input, parsed one at a time.
 struct Lines {
     reader: BufReader<Box<dyn Read>>,
+    format: ImportFormat,
+    /// Records of the last line read not yet handed out (a trace export
+    /// holds many spans).
+    pending: VecDeque<Line>,
+    /// Spans that were not tasks.
+    ignored_spans: u64,
     file: String,
     bar: ProgressBar,
     buffer: Vec<u8>,
@@ -136,6 +169,9 @@ impl Lines {
     /// the end of the input.
     fn next_record(&mut self) -> Result<Option<Line>, Failure> {
         loop {
+            if let Some(record) = self.pending.pop_front() {
+                return Ok(Some(record));
+            }
             self.buffer.clear();
             let n = self
                 .reader
@@ -155,17 +191,33 @@ impl Lines {
                     return Ok(Some((self.read, Err(reason))));
                 }
             };
-            if !text.is_empty() {
-                return Ok(Some((self.read, parse_line(text))));
+            if text.is_empty() {
+                continue;
+            }
+            match self.format {
+                ImportFormat::Jsonl => return Ok(Some((self.read, parse_line(text)))),
+                ImportFormat::Otlp => {
+                    let (records, ignored) = span_records(self.read, text);
+                    self.pending.extend(records);
+                    self.ignored_spans += ignored;
+                }
             }
         }
     }
 }
 
-pub fn run(store: &MetricsStorage, file: &Path, on_error: OnError) -> Result<Outcome, Failure> {
+pub fn run(
+    store: &MetricsStorage,
+    file: &Path,
+    on_error: OnError,
+    format: ImportFormat,
+) -> Result<Outcome, Failure> {
     let (input, size) = open_input(file)?;
     let mut lines = Lines {
         reader: BufReader::new(input),
+        format,
+        pending: VecDeque::new(),
+        ignored_spans: 0,
         file: file.display().to_string(),
         bar: progress(size),
         buffer: Vec::new(),
@@ -173,6 +225,7 @@ pub fn run(store: &MetricsStorage, file: &Path, on_error: OnError) -> Result<Out
     };
     let mut outcome = Outcome {
         lines: 0,
+        ignored_spans: None,
         stored: StreamReport::default(),
         rejected: Vec::new(),
         on_error,
@@ -182,6 +235,9 @@ pub fn run(store: &MetricsStorage, file: &Path, on_error: OnError) -> Result<Out
         OnError::Skip => import_good_lines(store, &mut lines, &mut outcome)?,
     }
     outcome.lines = lines.read;
+    if format == ImportFormat::Otlp {
+        outcome.ignored_spans = Some(lines.ignored_spans);
+    }
     lines.bar.finish_and_clear();
     Ok(outcome)
 }

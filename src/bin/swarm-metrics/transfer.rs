@@ -12,11 +12,15 @@ use crate::{export, import, open_existing, write_json, Context, Failure};
 
 /// `import`: exit 2 when a bad line aborted it.
 pub fn import(cx: &Context, args: ImportArgs, out: &mut impl Write) -> Result<ExitCode, Failure> {
-    let ImportArgs { file, on_error } = args;
+    let ImportArgs {
+        file,
+        on_error,
+        format,
+    } = args;
     let store = MetricsStorage::builder(&cx.db)
         .busy_timeout(cx.busy)
         .open()?;
-    let outcome = import::run(&store, &file, on_error)?;
+    let outcome = import::run(&store, &file, on_error, format)?;
     outcome.print(out, cx.json)?;
     out.flush()?;
     // What the report says is stored is committed; closing only
