@@ -5,7 +5,10 @@
 //! installs it when it is missing. `SWARM_METRICS_CHROMIUM` names another
 //! binary.
 
-use std::path::{Path, PathBuf};
+#[path = "common/chromium.rs"]
+mod chromium;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration as Wait, Instant};
 
@@ -15,32 +18,13 @@ use swarm_metrics::{Filter, MetricsStorage, ReportOptions, TaskMetric, TaskResul
 const WIDTH: u32 = 1000;
 const HEIGHT: u32 = 1600;
 
-fn chromium() -> PathBuf {
-    if let Some(path) = std::env::var_os("SWARM_METRICS_CHROMIUM") {
-        return PathBuf::from(path);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        for name in ["chromium", "chromium-browser", "google-chrome"] {
-            let candidate = dir.join(name);
-            if candidate.is_file() {
-                return candidate;
-            }
-        }
-    }
-    panic!(
-        "no Chromium found: run scripts/test, which installs the distribution's chromium \
-         package, or set SWARM_METRICS_CHROMIUM"
-    );
-}
-
 /// Screenshots `page` in headless Chromium and decodes the PNG: its
 /// width, height and RGBA pixels.
 fn screenshot(page: &Path, dir: &Path) -> (u32, u32, Vec<u8>) {
     let shot = dir.join("shot.png");
     // As root, Chromium only runs without its sandbox; the background
     // flags keep it from reaching out to the network at start.
-    let mut child = Command::new(chromium())
+    let mut child = Command::new(chromium::binary())
         .args([
             "--headless",
             "--no-sandbox",
