@@ -97,8 +97,8 @@ fn export(first: u64, end: DateTime<Utc>) -> Vec<u8> {
             trace_id: (i as u128).to_be_bytes().to_vec(),
             span_id: i.to_be_bytes().to_vec(),
             name: "invoke_agent".into(),
-            start_time_unix_nano: end_ns - 1_500_000_000 - i,
-            end_time_unix_nano: end_ns - i,
+            start_time_unix_nano: end_ns - 1_500_000_000 - i * 100_000,
+            end_time_unix_nano: end_ns - i * 100_000,
             attributes: vec![
                 attr(
                     "gen_ai.operation.name",
@@ -302,7 +302,7 @@ fn main() {
     let ingest_rows_s = (BATCHES * BATCH) as f64 / started.elapsed().as_secs_f64();
 
     let exports: Vec<Vec<u8>> = (0..BATCHES as u64)
-        .map(|b| export(b * BATCH as u64, end))
+        .map(|b| export(b * BATCH as u64, end - chrono::Duration::microseconds(66)))
         .collect();
     let started = Instant::now();
     for body in &exports {

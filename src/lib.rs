@@ -113,7 +113,7 @@ pub use query::analytics::{
 pub use query::compare::{
     Comparison, DurationComparison, ProportionTest, RateComparison, RegressedMeasure, Regression,
 };
-pub use query::generic::{parse_filter, parse_metric, Parsed, RECORD_FIELDS};
+pub use query::generic::{parse_filter, parse_metric, parse_record, Parsed, RECORD_FIELDS};
 #[cfg(feature = "report")]
 pub use report::{AgentRow, DurationPoint, OtherAgents, RateLine, Report, ReportOptions};
 pub use stats::interval::{Interval, IntervalMethod, DEFAULT_CONFIDENCE};

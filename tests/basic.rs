@@ -1075,3 +1075,49 @@ fn a_limit_that_cuts_one_microsecond_keeps_its_largest_task_ids() {
         }
     }
 }
+
+/// `parse_record` reads a line straight into its record when it can, and
+/// through `parse_metric` otherwise: the answer (or the error) is the
+/// same either way.
+#[test]
+fn parse_record_answers_as_parse_metric_does() {
+    use swarm_metrics::{parse_metric, parse_record, MetricKind};
+    let lines = [
+        r#"{"kind":"task","task_id":"t","agent_id":"a","duration_ms":5,"result":"success","timestamp":"2025-06-01T00:00:00.123456Z"}"#,
+        r#"{"kind":"task","task_id":"t","agent_id":"a","duration_ms":5,"result":"failure","swarm_id":null,"tokens_used":null,"timestamp":"2025-06-01T00:00:00Z"}"#,
+        r#"{"task_id":"t","kind":"task","agent_id":"a","duration_ms":5,"result":"timeout","timestamp":"2025-06-01T00:00:00Z","tokens_used":3,"files_changed":2,"swarm_id":"s"}"#,
+        r#"{"kind":"task","task_id":"t","agent_id":"a","agent_id":"b","duration_ms":5,"result":"success","timestamp":"2025-06-01T00:00:00Z"}"#,
+        r#"{"kind":"task","task_id":"","agent_id":"a","duration_ms":5,"result":"success"}"#,
+        r#"{"kind":"task","task_id":"t","agent_id":"a","duration_ms":-5,"result":"success"}"#,
+        r#"{"kind":"task","task_id":"t","agent_id":"a","duration_ms":5,"result":"maybe"}"#,
+        r#"{"kind":"task","agent_id":"a","duration_ms":5,"result":"success"}"#,
+        r#"{"kind":"agent","agent_id":"a","metric_type":"agent_throughput","value":1.5,"metadata":{"k":1},"timestamp":"2025-06-01T00:00:00Z"}"#,
+        r#"{"kind":"agent","agent_id":"a","metric_type":"swarm_health","value":1.5,"timestamp":"2025-06-01T00:00:00Z"}"#,
+        r#"{"kind":"swarm","swarm_id":"s","metric_type":"swarm_health","value":0.5,"metadata":null,"timestamp":"2025-06-01T00:00:00Z"}"#,
+        r#"{"kind":"swarm","swarm_id":"s","metric_type":"swarm_health","value":0.5,"metadata":[1],"timestamp":"2025-06-01T00:00:00Z"}"#,
+    ];
+    for line in lines {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        let kind: MetricKind = value["kind"].as_str().unwrap().parse().unwrap();
+        let slow = parse_metric(kind, &value);
+        let fast = parse_record(line);
+        match (&fast, &slow) {
+            (Ok(a), Ok(b)) => assert_eq!(format!("{a:?}"), format!("{b:?}"), "{line}"),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{line}"),
+            _ => panic!("{line}: {fast:?} vs {slow:?}"),
+        }
+    }
+    for (line, field) in [
+        ("{not json", "record"),
+        (r#"{"task_id":"t"}"#, "kind"),
+        (r#"{"kind":7}"#, "kind"),
+        (r#"{"kind":"gauge"}"#, "kind"),
+    ] {
+        match parse_record(line) {
+            Err(swarm_metrics::Error::InvalidInput { field: f, .. }) => {
+                assert_eq!(f, field, "{line}")
+            }
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+}

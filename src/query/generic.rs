@@ -6,7 +6,9 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::model::filter::{Filter, TimeRange};
-use crate::model::record::{json_type_name, MetricKind, MetricType, TaskResult};
+use crate::model::record::{
+    json_type_name, AgentMetric, MetricKind, MetricType, SwarmMetric, TaskMetric, TaskResult,
+};
 use crate::storage::MetricsStorage;
 
 pub use crate::model::batch::Parsed;
@@ -113,6 +115,49 @@ pub fn parse_metric(kind: MetricKind, data: &Value) -> Result<Parsed> {
     };
     parsed.validate()?;
     Ok(parsed)
+}
+
+/// Parses one line of JSON Lines as `import` and `POST /ingest` read
+/// them: a JSON object naming its `kind` (`task`, `agent` or `swarm`) and
+/// the fields [`parse_metric`] takes.
+///
+/// Most lines are read straight into their record; a line that is not
+/// (a null field, a duplicate key, a bad value) goes through
+/// [`parse_metric`], so that the answer and the error are the same as
+/// `parse_metric`'s either way.
+///
+/// # Errors
+/// [`Error::InvalidInput`]: field `record` when the line is not JSON,
+/// `kind` when the kind is missing or unknown, otherwise as
+/// [`parse_metric`].
+pub fn parse_record(line: &str) -> Result<Parsed> {
+    /// A record read with its kind as the tag.
+    #[derive(Deserialize)]
+    #[serde(tag = "kind", rename_all = "lowercase")]
+    enum Tagged {
+        Task(TaskMetric),
+        Agent(AgentMetric),
+        Swarm(SwarmMetric),
+    }
+    if let Ok(tagged) = serde_json::from_str::<Tagged>(line) {
+        let parsed = match tagged {
+            Tagged::Task(t) => Parsed::Task(t),
+            Tagged::Agent(m) => Parsed::Agent(m),
+            Tagged::Swarm(m) => Parsed::Swarm(m),
+        };
+        if parsed.validate().is_ok() {
+            return Ok(parsed);
+        }
+    }
+    let value: Value = serde_json::from_str(line)
+        .map_err(|e| Error::invalid("record", format!("not JSON: {e}")))?;
+    let kind = value
+        .get("kind")
+        .ok_or_else(|| Error::invalid("kind", "missing (task, agent or swarm)"))?
+        .as_str()
+        .ok_or_else(|| Error::invalid("kind", "must be a string: task, agent or swarm"))?
+        .parse::<MetricKind>()?;
+    parse_metric(kind, &value)
 }
 
 /// The filters of the reference's `query_metrics`.

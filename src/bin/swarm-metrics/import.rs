@@ -6,9 +6,7 @@ use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
-use swarm_metrics::{
-    parse_metric, Error, MetricBatch, MetricKind, MetricsStorage, Parsed, StreamReport,
-};
+use swarm_metrics::{parse_record, Error, MetricBatch, MetricsStorage, Parsed, StreamReport};
 
 use crate::args::{ImportFormat, OnError};
 use crate::{write_json, Failure};
@@ -88,15 +86,14 @@ pub fn report_json(stored: &StreamReport, rejected: usize) -> Value {
 
 /// Parses one line: a JSON object naming its `kind`.
 pub fn parse_line(line: &str) -> Result<Parsed, String> {
-    let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
-    let kind = value
-        .get("kind")
-        .ok_or("missing \"kind\" (task, agent or swarm)")?
-        .as_str()
-        .ok_or("\"kind\" must be a string: task, agent or swarm")?
-        .parse::<MetricKind>()
-        .map_err(|e| e.to_string())?;
-    parse_metric(kind, &value).map_err(|e| e.to_string())
+    parse_record(line).map_err(|e| match e {
+        // "not JSON: …", as the line's own fault.
+        Error::InvalidInput {
+            field: "record",
+            reason,
+        } => reason,
+        e => e.to_string(),
+    })
 }
 
 fn open_input(file: &Path) -> Result<(Box<dyn Read>, Option<u64>), Failure> {
