@@ -5,6 +5,7 @@
 //! nothing; SIGTERM drains and closes.
 #![cfg(all(feature = "cli", unix))]
 
+mod common;
 #[path = "common/serving.rs"]
 mod serving;
 
@@ -468,4 +469,86 @@ fn sigterm_finishes_requests_in_flight_ends_streams_and_closes_the_store() {
     let (code, stdout, stderr) = cli(&db, &["--json", "success-rate"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(json(&stdout)["total"], 20_000);
+}
+
+#[test]
+fn with_rules_each_alert_transition_is_an_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"agent-success\"\nkind = \"success_rate\"\ngroup_by = \"agent\"\n\
+         window = \"1h\"\nbelow = 0.85\nfor = \"0s\"\nseverity = \"page\"\n",
+    )
+    .unwrap();
+    let db = dir.path().join("s.db");
+    let server = Server::start_on(
+        dir,
+        db,
+        &["--rules", rules.to_str().unwrap(), "--eval-every", "1s"],
+    );
+    let stream = raw(&server, b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    // Thirty failures of agent "bad" in the last hour: its interval lies
+    // wholly below 0.85, so the next evaluation fires it.
+    let now = chrono::Utc::now();
+    let failures: String = (0..30)
+        .map(|i| {
+            format!(
+                "{{\"kind\":\"task\",\"task_id\":\"f{i}\",\"agent_id\":\"bad\",\"duration_ms\":5,\
+                 \"result\":\"failure\",\"timestamp\":\"{}\"}}\n",
+                (now - chrono::Duration::seconds(i)).to_rfc3339()
+            )
+        })
+        .collect();
+    let (status, _) = server.post("/ingest", "application/x-ndjson", failures.as_bytes());
+    assert_eq!(status, 200);
+    let mut seen = String::new();
+    let mut line = String::new();
+    while !(seen.contains("event: alert") && seen.contains("\"state\":\"firing\"")) {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "stream ended: {seen}"
+        );
+        seen.push_str(&line);
+    }
+    assert!(seen.contains("\"alertname\":\"agent-success\""), "{seen}");
+    assert!(seen.contains("\"agent\":\"bad\""), "{seen}");
+    let (_, states) = server.get("/api/v1/alerts");
+    assert!(states.contains("firing"), "{states}");
+}
+
+/// The same requests on every backend this build has (a file; with the
+/// `postgres` feature, a server database too): each answers as the
+/// command line does over the same store.
+#[test]
+fn every_backend_serves_ingest_spans_and_questions() {
+    for test in common::server::stores() {
+        let server = Server::start_at(&test.location, &[]);
+        let (status, body) =
+            server.post("/ingest", "application/x-ndjson", lines(60, "t").as_bytes());
+        assert_eq!(status, 200, "{}: {body}", test.backend);
+        let (status, body) = server.post(
+            "/v1/traces",
+            "application/json",
+            &serde_json::to_vec(&spans(6)).unwrap(),
+        );
+        assert_eq!(status, 200, "{}: {body}", test.backend);
+        assert_eq!(task_count(&server), 64, "{}", test.backend);
+        for (path, args) in [
+            (
+                "success-rate?by=agent",
+                vec!["success-rate", "--by", "agent"],
+            ),
+            ("summary", vec!["summary"]),
+        ] {
+            let (_, body) = server.get(&format!("/api/v1/{path}"));
+            let mut cli_args = vec!["--json"];
+            cli_args.extend(args);
+            let (code, stdout, stderr) = cli(std::path::Path::new(&test.location), &cli_args);
+            assert_eq!(code, 0, "{}: {stderr}", test.backend);
+            assert_eq!(json(&body), json(&stdout), "{}: {path}", test.backend);
+        }
+    }
 }

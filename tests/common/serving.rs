@@ -27,6 +27,11 @@ impl Server {
         Server::start_on(dir, db, extra)
     }
 
+    /// A server over `location`: a file's path or a server's URL.
+    pub fn start_at(location: &str, extra: &[&str]) -> Server {
+        Server::start_on(tempfile::tempdir().unwrap(), PathBuf::from(location), extra)
+    }
+
     pub fn start_on(dir: tempfile::TempDir, db: PathBuf, extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
             .arg("--db")

@@ -2,12 +2,14 @@
 //! in.
 
 use std::io::Read;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::Server;
 use crate::Failure;
@@ -76,9 +78,10 @@ impl IntoResponse for ApiError {
 
 /// The body as sent, refused with 413 past `max_body` (at once when its
 /// Content-Length says so, else as soon as it grows past it) and with 408
-/// when it does not arrive within `read_timeout`. Still gzipped if it was:
-/// see [`decoded`].
-pub async fn read(server: &Server, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+/// when it does not arrive within `read_timeout` (waiting for a turn to
+/// be read included: only so many bodies are read at once). Still gzipped
+/// if it was: see [`decoded`].
+pub async fn read(server: &Server, headers: &HeaderMap, body: Body) -> Result<Received, ApiError> {
     let limit = server.max_body;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -87,7 +90,11 @@ pub async fn read(server: &Server, headers: &HeaderMap, body: Body) -> Result<By
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::too_large(limit));
     }
-    let collected = tokio::time::timeout(server.read_timeout, Limited::new(body, limit).collect())
+    let collect = async {
+        let turn = Arc::clone(&server.readers).acquire_owned().await;
+        (turn, Limited::new(body, limit).collect().await)
+    };
+    let collected = tokio::time::timeout(server.read_timeout, collect)
         .await
         .map_err(|_| {
             ApiError::new(
@@ -98,11 +105,25 @@ pub async fn read(server: &Server, headers: &HeaderMap, body: Body) -> Result<By
                 ),
             )
         })?;
+    let (turn, collected) = collected;
+    // The semaphore is never closed, so a turn always comes.
+    let turn = turn.map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
     match collected {
-        Ok(collected) => Ok(collected.to_bytes()),
+        Ok(collected) => Ok(Received {
+            bytes: collected.to_bytes(),
+            _turn: turn,
+        }),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::too_large(limit)),
         Err(e) => Err(ApiError::bad_request(format!("reading the body: {e}"))),
     }
+}
+
+/// A body read whole, and its turn among the bodies read or handled at
+/// once, given back when this is dropped (once the request is done with
+/// it).
+pub struct Received {
+    pub bytes: Bytes,
+    _turn: OwnedSemaphorePermit,
 }
 
 /// How a body is encoded, from its Content-Encoding.
@@ -132,12 +153,12 @@ impl Encoding {
 
 /// The body with gzip undone, still within `limit` (a small gzip body can
 /// inflate to gigabytes: decoding stops one byte past the limit).
-pub fn decoded(bytes: Bytes, encoding: Encoding, limit: usize) -> Result<Bytes, ApiError> {
+pub fn decoded(body: &Received, encoding: Encoding, limit: usize) -> Result<Bytes, ApiError> {
     if encoding == Encoding::Identity {
-        return Ok(bytes);
+        return Ok(body.bytes.clone());
     }
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(&bytes[..])
+    flate2::read::GzDecoder::new(&body.bytes[..])
         .take(limit as u64 + 1)
         .read_to_end(&mut out)
         .map_err(|e| ApiError::bad_request(format!("the body is not valid gzip: {e}")))?;

@@ -43,6 +43,9 @@ pub struct Server {
     pub max_body: usize,
     /// How long a client may take to send its body.
     pub read_timeout: Duration,
+    /// Bodies read or handled at once: memory for bodies stays under this
+    /// many times `max_body` (twice for gzip), however many clients send.
+    pub readers: Arc<tokio::sync::Semaphore>,
     /// Where stored batches and alert transitions are announced.
     pub events: events::Hub,
 }
@@ -74,6 +77,7 @@ pub fn run(cx: &Context, args: ServeArgs) -> Result<ExitCode, Failure> {
         token,
         max_body,
         read_timeout,
+        readers: Arc::new(tokio::sync::Semaphore::new(body_readers())),
         events: events::Hub::new(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -163,6 +167,11 @@ async fn serve(
         );
     }
     Ok(())
+}
+
+/// Bodies read at once: two per core, at least four.
+fn body_readers() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| (2 * n.get()).max(4))
 }
 
 /// SIGTERM or Ctrl-C.

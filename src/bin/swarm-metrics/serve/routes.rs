@@ -138,7 +138,7 @@ async fn ingest_endpoint(
     let bytes = body::read(&server, &headers, request).await?;
     let max_body = server.max_body;
     let ingested = with_store(&server, move |store| {
-        ingest(store, &body::decoded(bytes, encoding, max_body)?)
+        ingest(store, &body::decoded(&bytes, encoding, max_body)?)
     })
     .await?;
     if let Some(event) = &ingested.event {

@@ -2,7 +2,6 @@
 //! or not; each task span stored as the mapping in `swarm_metrics::otlp`
 //! says.
 
-use axum::body::Bytes;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use prost::Message;
@@ -13,7 +12,7 @@ use swarm_metrics::otlp::proto::collector::trace::v1::{
 use swarm_metrics::otlp::{self, RejectedSpan};
 use swarm_metrics::MetricsStorage;
 
-use super::body::{decoded, ApiError, Encoding};
+use super::body::{decoded, ApiError, Encoding, Received};
 use super::ingest::task_event;
 
 /// Rejected spans named in `partial_success.error_message`.
@@ -77,13 +76,14 @@ pub fn export(
     store: &MetricsStorage,
     format: Format,
     encoding: Encoding,
-    body: Bytes,
+    body: Received,
     max_body: usize,
 ) -> Result<Exported, ApiError> {
-    let body = decoded(body, encoding, max_body)?;
+    // `body` keeps its turn until the export is stored.
+    let bytes = decoded(&body, encoding, max_body)?;
     let request = match format {
-        Format::Protobuf => otlp::decode_protobuf(&body)?,
-        Format::Json => otlp::decode_json(&body)?,
+        Format::Protobuf => otlp::decode_protobuf(&bytes)?,
+        Format::Json => otlp::decode_json(&bytes)?,
     };
     let mapped = otlp::tasks_from_spans(&request);
     let new = store.store_task_metrics(&mapped.tasks)?;
