@@ -176,6 +176,18 @@ fn metrics_are_the_prometheus_export_and_health_says_200_or_503() {
     let (_, exported, _) = cli(&server.db, &["export", "--format", "prometheus"]);
     assert_eq!(metrics, exported);
     assert!(metrics.contains("swarm_tasks{agent=\"a0\",swarm=\"s0\",result=\"success\"}"));
+    // OpenMetrics when asked for: the same families, and `# EOF`.
+    let (status, openmetrics) = answer(
+        agent()
+            .get(&server.url("/metrics"))
+            .header(
+                "Accept",
+                "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+            )
+            .call(),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(openmetrics, format!("{exported}# EOF\n"));
 
     let (status, health) = server.get("/health?stale_after=2h");
     assert_eq!(status, 200, "{health}");

@@ -147,21 +147,30 @@ async fn ingest_endpoint(
     Ok(Json(ingested.report).into_response())
 }
 
-async fn metrics(State(server): State<Arc<Server>>) -> Result<Response, ApiError> {
-    let text = with_store(&server, |store| {
+/// The exposition in the Prometheus text format, or in OpenMetrics when
+/// the scraper asks for it (every family is a gauge, which both write
+/// alike; OpenMetrics adds its `# EOF`).
+async fn metrics(
+    State(server): State<Arc<Server>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
+    let mut text = with_store(&server, |store| {
         let mut out = Vec::new();
         export::prometheus(store, &mut out, None, &Filter::default())?;
         Ok(out)
     })
     .await?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
+    let content_type = if openmetrics {
+        text.extend_from_slice(b"# EOF\n");
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    } else {
+        "text/plain; version=0.0.4; charset=utf-8"
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
 }
 
 async fn question(
