@@ -1288,3 +1288,112 @@ fn an_unreachable_receiver_is_an_error_that_names_it_and_the_state_is_saved() {
         "{text}"
     );
 }
+
+/// A receiver that takes POSTs over https (Python's `http.server` behind
+/// `ssl`), writing each body to `received`; returns it and its port.
+fn https_receiver(cert: &Path, key: &Path, received: &Path) -> (std::process::Child, u16) {
+    const SCRIPT: &str = "
+import http.server, ssl, sys
+class Receiver(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get('Content-Length', 0)))
+        open(sys.argv[3], 'wb').write(body)
+        self.send_response(200)
+        self.send_header('Content-Length', '0')
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(('127.0.0.1', 0), Receiver)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(sys.argv[1], sys.argv[2])
+server.socket = context.wrap_socket(server.socket, server_side=True)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", SCRIPT])
+        .arg(cert)
+        .arg(key)
+        .arg(received)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let port = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("port {line:?}"));
+    (child, port)
+}
+
+#[test]
+fn a_webhook_over_https_is_posted_when_its_certificate_is_trusted() {
+    let (dir, db) = alerting();
+    let rules = dir.path().join("rules.toml");
+    // A test CA, and the receiver's certificate for 127.0.0.1 signed by it.
+    let path = |name: &str| dir.path().join(name);
+    let (ca, cert, key) = (path("ca.pem"), path("cert.pem"), path("key.pem"));
+    std::fs::write(
+        path("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let openssl = |args: &str| {
+        let made = std::process::Command::new("openssl")
+            .args(args.split_whitespace())
+            .current_dir(dir.path())
+            .output()
+            .expect("openssl runs");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    };
+    let new_key = "-newkey rsa:2048 -nodes -days 2";
+    openssl(&format!(
+        "req -x509 {new_key} -subj /CN=test-ca -keyout ca.key -out ca.pem"
+    ));
+    openssl(&format!(
+        "req {new_key} -subj /CN=127.0.0.1 -keyout key.pem -out leaf.csr"
+    ));
+    openssl(
+        "x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+         -extfile leaf.ext -out cert.pem",
+    );
+    let received = dir.path().join("received.json");
+    let (mut receiver, port) = https_receiver(&cert, &key, &received);
+    let url = format!("https://127.0.0.1:{port}/hook");
+    let eval = |trust: Option<&Path>| {
+        let mut cmd = cli(&db);
+        cmd.args(["alerts", "eval", "--rules", rules.to_str().unwrap()])
+            .args(["--at", "2026-01-01T12:00:00Z", "--webhook", &url]);
+        if let Some(cert) = trust {
+            cmd.env("SSL_CERT_FILE", cert);
+        }
+        let output = cmd.output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    // A certificate no trusted root signed: refused, naming the receiver.
+    let (code, err) = eval(None);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(&url), "{err}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    assert!(!received.exists());
+    // Its CA trusted through SSL_CERT_FILE: posted.
+    let (code, err) = eval(Some(&ca));
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+    assert_eq!(code, Some(0), "{err}");
+    let body: Value = json_of(&std::fs::read_to_string(&received).unwrap());
+    assert_eq!(body[0]["labels"]["alertname"], "agent-success");
+    assert_eq!(body[0]["labels"]["agent"], "bad");
+}

@@ -89,11 +89,17 @@ fn alertmanager_json(instance: &AlertInstance) -> Value {
 /// How long a receiver may take to answer.
 const RECEIVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Posts `body` as JSON to `url`; a receiver that cannot be reached or
-/// refuses is an error naming it.
+/// Posts `body` as JSON to `url`, http or https; a receiver that cannot
+/// be reached or refuses is an error naming it. Over https the receiver's
+/// certificate is checked against the system's trusted roots (so an
+/// in-house CA installed there, or named by `SSL_CERT_FILE`, is trusted).
 fn post(url: &str, body: &Value) -> Result<(), Failure> {
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+        .build();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(RECEIVER_TIMEOUT))
+        .tls_config(tls)
         .build()
         .into();
     let text = serde_json::to_string(body).map_err(crate::json_error)?;
