@@ -17,9 +17,11 @@
 //! - the server's peak memory after clients send oversized and endless
 //!   bodies at once.
 
-use std::io::{BufRead, BufReader, Read, Write};
+#[path = "../tests/common/serving.rs"]
+mod serving;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +31,8 @@ use swarm_metrics::otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
 use swarm_metrics::otlp::proto::common::v1::{any_value::Value, AnyValue, KeyValue};
 use swarm_metrics::otlp::proto::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use swarm_metrics::{Filter, MetricBatch, MetricsStorage, TaskMetric, TaskResult, TimeRange};
+
+use serving::{agent, Server};
 
 const AGENTS: u64 = 100;
 const BATCH: usize = 1_000;
@@ -134,51 +138,19 @@ fn export(first: u64, end: DateTime<Utc>) -> Vec<u8> {
     .encode_to_vec()
 }
 
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(db: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_swarm-metrics"))
-        .arg("--db")
-        .arg(db)
-        .args(["serve", "--listen", "127.0.0.1:0", "--max-body", "32MiB"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .trim_start_matches("listening on http://")
-        .to_owned();
-    Server { child, addr }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(120)))
-        .build()
-        .into()
-}
-
 fn post(agent: &ureq::Agent, url: &str, content_type: &str, body: &[u8]) {
     let mut response = agent
         .post(url)
         .header("Content-Type", content_type)
         .send(body)
         .unwrap();
-    response.body_mut().read_to_vec().unwrap();
+    let answer = response.body_mut().read_to_vec().unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
 }
 
 fn peak_rss_mb(pid: u32) -> f64 {
@@ -277,7 +249,7 @@ fn main() {
         (rows_s, percentile(&samples, 0.5))
     };
 
-    let server = serve(&db);
+    let server = Server::start_at(db.to_str().unwrap(), &["--max-body", "32MiB"]);
     let base = format!("http://{}", server.addr);
     let client = agent();
 
@@ -344,6 +316,7 @@ fn main() {
                     .map(|_| {
                         let t = Instant::now();
                         let mut r = client.get(url.as_str()).call().unwrap();
+                        assert_eq!(r.status(), 200);
                         r.body_mut().read_to_vec().unwrap();
                         t.elapsed().as_secs_f64() * 1e3
                     })

@@ -12,19 +12,19 @@ use crate::import::{parse_line, report_json};
 /// Bad lines named in a refusal; the rest are counted.
 const NAMED: usize = 20;
 
-/// What a stored request answers and announces.
-pub struct Ingested {
-    /// `import --json`'s report.
-    pub report: Value,
-    /// The `task` event's data, when the request held tasks that were new.
+/// What a request that stores answers, and the `task` event it
+/// announces when it stored new tasks.
+pub struct Announced<T> {
+    pub answer: T,
     pub event: Option<Value>,
 }
 
 /// Parses every line of `body`; stores them in one transaction when all
-/// are good. A bad line refuses the whole request (400, naming each bad
-/// line, nothing stored). Lines already stored are counted as duplicates,
-/// so that sending the same body again stores nothing new.
-pub fn ingest(store: &MetricsStorage, body: &[u8]) -> Result<Ingested, ApiError> {
+/// are good, and answers `import --json`'s report. A bad line refuses the
+/// whole request (400, naming each bad line, nothing stored). Lines
+/// already stored are counted as duplicates, so that sending the same body
+/// again stores nothing new.
+pub fn ingest(store: &MetricsStorage, body: &[u8]) -> Result<Announced<Value>, ApiError> {
     let mut batch = MetricBatch::default();
     let mut bad = Vec::new();
     for (number, line) in body.split(|&b| b == b'\n').enumerate() {
@@ -54,8 +54,8 @@ pub fn ingest(store: &MetricsStorage, body: &[u8]) -> Result<Ingested, ApiError>
     let mut report = StreamReport::default();
     report.add(&batch, &stored);
     let event = (stored.new_tasks > 0).then(|| task_event(&batch.tasks, stored.new_tasks));
-    Ok(Ingested {
-        report: report_json(&report, 0),
+    Ok(Announced {
+        answer: report_json(&report, 0),
         event,
     })
 }

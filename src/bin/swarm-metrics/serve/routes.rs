@@ -14,7 +14,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use super::api::{self, TOKEN_PARAMETER};
 use super::body::{self, ApiError, Encoding};
-use super::ingest::ingest;
+use super::ingest::{ingest, Announced};
 use super::traces::{self, Format};
 use super::Server;
 use crate::args::Command;
@@ -110,22 +110,43 @@ fn json_bytes(bytes: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }
 
+/// Reads the request's body (within limits, gzip undone), hands it with
+/// the store to `work` on a blocking thread, and announces the tasks it
+/// stored. The body keeps its turn among those read at once until `work`
+/// is done with it.
+async fn store_body<T, F>(
+    server: &Arc<Server>,
+    headers: &HeaderMap,
+    request: Body,
+    work: F,
+) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&MetricsStorage, &[u8]) -> Result<Announced<T>, ApiError> + Send + 'static,
+{
+    let encoding = Encoding::of(headers)?;
+    let received = body::read(server, headers, request).await?;
+    let max_body = server.max_body;
+    let announced = with_store(server, move |store| {
+        work(store, &body::decoded(&received, encoding, max_body)?)
+    })
+    .await?;
+    if let Some(event) = &announced.event {
+        server.events.send("task", event);
+    }
+    Ok(announced.answer)
+}
+
 async fn traces_endpoint(
     State(server): State<Arc<Server>>,
     headers: HeaderMap,
     request: Body,
 ) -> Result<Response, ApiError> {
     let format = Format::of(&headers)?;
-    let encoding = Encoding::of(&headers)?;
-    let bytes = body::read(&server, &headers, request).await?;
-    let max_body = server.max_body;
-    let exported = with_store(&server, move |store| {
-        traces::export(store, format, encoding, bytes, max_body)
+    let exported = store_body(&server, &headers, request, move |store, body| {
+        traces::export(store, format, body)
     })
     .await?;
-    if let Some(event) = &exported.event {
-        server.events.send("task", event);
-    }
     Ok(exported.into_response())
 }
 
@@ -134,17 +155,8 @@ async fn ingest_endpoint(
     headers: HeaderMap,
     request: Body,
 ) -> Result<Response, ApiError> {
-    let encoding = Encoding::of(&headers)?;
-    let bytes = body::read(&server, &headers, request).await?;
-    let max_body = server.max_body;
-    let ingested = with_store(&server, move |store| {
-        ingest(store, &body::decoded(&bytes, encoding, max_body)?)
-    })
-    .await?;
-    if let Some(event) = &ingested.event {
-        server.events.send("task", event);
-    }
-    Ok(Json(ingested.report).into_response())
+    let report = store_body(&server, &headers, request, ingest).await?;
+    Ok(Json(report).into_response())
 }
 
 /// The exposition in the Prometheus text format, or in OpenMetrics when

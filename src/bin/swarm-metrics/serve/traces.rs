@@ -5,15 +5,14 @@
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use prost::Message;
-use serde_json::Value;
 use swarm_metrics::otlp::proto::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 use swarm_metrics::otlp::{self, RejectedSpan};
 use swarm_metrics::MetricsStorage;
 
-use super::body::{decoded, ApiError, Encoding, Received};
-use super::ingest::task_event;
+use super::body::ApiError;
+use super::ingest::{task_event, Announced};
 
 /// Rejected spans named in `partial_success.error_message`.
 const NAMED: usize = 10;
@@ -59,14 +58,12 @@ impl Format {
     }
 }
 
-/// What an export stored and answers.
+/// What an export answers.
 pub struct Exported {
     pub format: Format,
     pub response: ExportTraceServiceResponse,
     /// Spans that were not tasks.
     pub ignored: u64,
-    /// The `task` event's data, when spans made new tasks.
-    pub event: Option<Value>,
 }
 
 /// Decodes, maps and stores one export (all its task spans in one
@@ -75,15 +72,11 @@ pub struct Exported {
 pub fn export(
     store: &MetricsStorage,
     format: Format,
-    encoding: Encoding,
-    body: Received,
-    max_body: usize,
-) -> Result<Exported, ApiError> {
-    // `body` keeps its turn until the export is stored.
-    let bytes = decoded(&body, encoding, max_body)?;
+    body: &[u8],
+) -> Result<Announced<Exported>, ApiError> {
     let request = match format {
-        Format::Protobuf => otlp::decode_protobuf(&bytes)?,
-        Format::Json => otlp::decode_json(&bytes)?,
+        Format::Protobuf => otlp::decode_protobuf(body)?,
+        Format::Json => otlp::decode_json(body)?,
     };
     let mapped = otlp::tasks_from_spans(&request);
     let new = store.store_task_metrics(&mapped.tasks)?;
@@ -91,10 +84,12 @@ pub fn export(
         rejected_spans: mapped.rejected.len() as i64,
         error_message: reasons(&mapped.rejected),
     });
-    Ok(Exported {
-        format,
-        response: ExportTraceServiceResponse { partial_success },
-        ignored: mapped.ignored,
+    Ok(Announced {
+        answer: Exported {
+            format,
+            response: ExportTraceServiceResponse { partial_success },
+            ignored: mapped.ignored,
+        },
         event: (new > 0).then(|| task_event(&mapped.tasks, new)),
     })
 }
