@@ -1,0 +1,319 @@
+//! Metrics in and out: task, agent and swarm records from keyword
+//! arguments, dicts and tuples, and stored rows as the reference's dicts.
+
+use chrono::{DateTime, Utc};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use swarm_metrics::{AgentMetric, MetricType, SwarmMetric, TaskMetric, TaskResult};
+
+use crate::convert::{self, type_name};
+use crate::errors::invalid;
+
+/// The fields of a task, in the order a tuple gives them.
+pub const TASK_FIELDS: [&str; 8] = [
+    "task_id",
+    "agent_id",
+    "duration_ms",
+    "result",
+    "tokens_used",
+    "files_changed",
+    "timestamp",
+    "swarm_id",
+];
+
+/// The fields of an agent or swarm metric, in tuple order (the id first).
+const ENTITY_FIELDS: [&str; 5] = ["id", "metric_type", "value", "metadata", "timestamp"];
+
+/// The arguments of one task, as `store_task_metric` takes them.
+pub struct TaskArgs<'a, 'py> {
+    pub task_id: &'a Bound<'py, PyAny>,
+    pub agent_id: &'a Bound<'py, PyAny>,
+    pub duration_ms: &'a Bound<'py, PyAny>,
+    pub result: &'a Bound<'py, PyAny>,
+    pub tokens_used: Option<&'a Bound<'py, PyAny>>,
+    pub files_changed: Option<&'a Bound<'py, PyAny>>,
+    pub timestamp: Option<&'a Bound<'py, PyAny>>,
+    pub swarm_id: Option<&'a Bound<'py, PyAny>>,
+}
+
+impl TaskArgs<'_, '_> {
+    /// The task these arguments describe; stamped `now` when no timestamp
+    /// is given.
+    pub fn task(&self, now: DateTime<Utc>) -> PyResult<TaskMetric> {
+        let count_or_zero = |field, value: Option<&Bound<'_, PyAny>>| match value {
+            Some(v) if !v.is_none() => convert::count(field, v),
+            _ => Ok(0),
+        };
+        let mut task = TaskMetric::new(
+            convert::string("task_id", self.task_id)?,
+            convert::string("agent_id", self.agent_id)?,
+            convert::count("duration_ms", self.duration_ms)?,
+            convert::enumerated::<TaskResult>("result", self.result)?,
+        )
+        .tokens(count_or_zero("tokens_used", self.tokens_used)?)
+        .files(count_or_zero("files_changed", self.files_changed)?)
+        .at(convert::optional_instant("timestamp", self.timestamp)?.unwrap_or(now));
+        task.swarm_id = convert::optional_string("swarm_id", self.swarm_id)?;
+        Ok(task)
+    }
+}
+
+/// A task from one item of a batch: a dict with `store_task_metric`'s
+/// argument names (and `swarm_id`), or a tuple in the order of
+/// [`TASK_FIELDS`].
+pub fn task_item(
+    index: usize,
+    item: &Bound<'_, PyAny>,
+    now: DateTime<Utc>,
+) -> PyResult<TaskMetric> {
+    let in_item = |e: PyErr| in_batch(item.py(), index, e);
+    if let Ok(dict) = item.cast::<PyDict>() {
+        let py = item.py();
+        if has_unknown_key(dict, &TASK_FIELDS)? {
+            return Err(in_item(unknown_key(dict, &TASK_FIELDS)?));
+        }
+        let fields = (|| {
+            let task_id = required(dict, intern!(py, "task_id"), "task_id")?;
+            let agent_id = required(dict, intern!(py, "agent_id"), "agent_id")?;
+            let duration_ms = required(dict, intern!(py, "duration_ms"), "duration_ms")?;
+            let result = required(dict, intern!(py, "result"), "result")?;
+            let tokens_used = dict.get_item(intern!(py, "tokens_used"))?;
+            let files_changed = dict.get_item(intern!(py, "files_changed"))?;
+            let timestamp = dict.get_item(intern!(py, "timestamp"))?;
+            let swarm_id = dict.get_item(intern!(py, "swarm_id"))?;
+            TaskArgs {
+                task_id: &task_id,
+                agent_id: &agent_id,
+                duration_ms: &duration_ms,
+                result: &result,
+                tokens_used: tokens_used.as_ref(),
+                files_changed: files_changed.as_ref(),
+                timestamp: timestamp.as_ref(),
+                swarm_id: swarm_id.as_ref(),
+            }
+            .task(now)
+        })();
+        return fields.map_err(in_item);
+    }
+    if let Ok(tuple) = item.cast::<PyTuple>() {
+        let n = tuple.len();
+        if !(4..=TASK_FIELDS.len()).contains(&n) {
+            return Err(in_item(invalid(
+                "task",
+                format!(
+                    "a tuple holds 4 to {} fields ({}), not {n}",
+                    TASK_FIELDS.len(),
+                    TASK_FIELDS.join(", ")
+                ),
+            )));
+        }
+        let at = |i: usize| tuple.get_item(i);
+        let optional = |i: usize| (i < n).then(|| at(i)).transpose();
+        let fields = (|| {
+            let (task_id, agent_id, duration_ms, result) = (at(0)?, at(1)?, at(2)?, at(3)?);
+            let (tokens_used, files_changed) = (optional(4)?, optional(5)?);
+            let (timestamp, swarm_id) = (optional(6)?, optional(7)?);
+            TaskArgs {
+                task_id: &task_id,
+                agent_id: &agent_id,
+                duration_ms: &duration_ms,
+                result: &result,
+                tokens_used: tokens_used.as_ref(),
+                files_changed: files_changed.as_ref(),
+                timestamp: timestamp.as_ref(),
+                swarm_id: swarm_id.as_ref(),
+            }
+            .task(now)
+        })();
+        return fields.map_err(in_item);
+    }
+    Err(in_item(invalid(
+        "task",
+        format!("must be a dict or a tuple, not {}", type_name(item)),
+    )))
+}
+
+/// The parts of an agent or swarm metric.
+pub struct EntityParts {
+    pub id: String,
+    pub metric_type: MetricType,
+    pub value: f64,
+    pub metadata: Option<serde_json::Value>,
+    pub timestamp: DateTime<Utc>,
+}
+
+impl EntityParts {
+    /// Reads the parts from arguments; `id_field` is `agent_id` or
+    /// `swarm_id`.
+    pub fn read(
+        id_field: &'static str,
+        id: &Bound<'_, PyAny>,
+        metric_type: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        metadata: Option<&Bound<'_, PyAny>>,
+        timestamp: Option<&Bound<'_, PyAny>>,
+        now: DateTime<Utc>,
+    ) -> PyResult<Self> {
+        Ok(EntityParts {
+            id: convert::string(id_field, id)?,
+            metric_type: convert::enumerated("metric_type", metric_type)?,
+            value: convert::real("value", value)?,
+            metadata: match metadata {
+                Some(m) if !m.is_none() => Some(convert::to_json("metadata", m)?),
+                _ => None,
+            },
+            timestamp: convert::optional_instant("timestamp", timestamp)?.unwrap_or(now),
+        })
+    }
+
+    /// Reads one item of a batch: a dict with the argument names, or a
+    /// tuple `(id, metric_type, value[, metadata[, timestamp]])`.
+    pub fn item(
+        id_field: &'static str,
+        index: usize,
+        item: &Bound<'_, PyAny>,
+        now: DateTime<Utc>,
+    ) -> PyResult<Self> {
+        let py = item.py();
+        let in_item = |e: PyErr| in_batch(py, index, e);
+        if let Ok(dict) = item.cast::<PyDict>() {
+            let names = [id_field, "metric_type", "value", "metadata", "timestamp"];
+            if has_unknown_key(dict, &names)? {
+                return Err(in_item(unknown_key(dict, &names)?));
+            }
+            let required = |field: &'static str| -> PyResult<Bound<'_, PyAny>> {
+                dict.get_item(field)?
+                    .ok_or_else(|| invalid(field, "missing"))
+            };
+            let parts = (|| {
+                Self::read(
+                    id_field,
+                    &required(id_field)?,
+                    &required("metric_type")?,
+                    &required("value")?,
+                    dict.get_item("metadata")?.as_ref(),
+                    dict.get_item("timestamp")?.as_ref(),
+                    now,
+                )
+            })();
+            return parts.map_err(in_item);
+        }
+        if let Ok(tuple) = item.cast::<PyTuple>() {
+            let n = tuple.len();
+            if !(3..=ENTITY_FIELDS.len()).contains(&n) {
+                return Err(in_item(invalid(
+                    "metric",
+                    format!(
+                        "a tuple holds 3 to 5 fields ({id_field}, metric_type, value, metadata, \
+                         timestamp), not {n}"
+                    ),
+                )));
+            }
+            let optional = |i: usize| (i < n).then(|| tuple.get_item(i)).transpose();
+            let parts = (|| {
+                Self::read(
+                    id_field,
+                    &tuple.get_item(0)?,
+                    &tuple.get_item(1)?,
+                    &tuple.get_item(2)?,
+                    optional(3)?.as_ref(),
+                    optional(4)?.as_ref(),
+                    now,
+                )
+            })();
+            return parts.map_err(in_item);
+        }
+        Err(in_item(invalid(
+            "metric",
+            format!("must be a dict or a tuple, not {}", type_name(item)),
+        )))
+    }
+
+    /// As an agent metric.
+    pub fn agent(self) -> AgentMetric {
+        let mut m = AgentMetric::new(self.id, self.metric_type, self.value).at(self.timestamp);
+        m.metadata = self.metadata;
+        m
+    }
+
+    /// As a swarm metric.
+    pub fn swarm(self) -> SwarmMetric {
+        let mut m = SwarmMetric::new(self.id, self.metric_type, self.value).at(self.timestamp);
+        m.metadata = self.metadata;
+        m
+    }
+}
+
+/// The value of a field that must be given.
+fn required<'py>(
+    dict: &Bound<'py, PyDict>,
+    name: &Bound<'py, PyString>,
+    field: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    dict.get_item(name)?
+        .ok_or_else(|| invalid(field, "missing"))
+}
+
+/// Whether `dict` has a key outside `known`.
+fn has_unknown_key(dict: &Bound<'_, PyDict>, known: &[&str]) -> PyResult<bool> {
+    for key in dict.keys() {
+        match key.cast::<PyString>() {
+            Ok(k) if known.contains(&&*k.to_cow()?) => {}
+            _ => return Ok(true),
+        }
+    }
+    Ok(false)
+}
+
+/// The error for the first key of `dict` outside `known`.
+fn unknown_key(dict: &Bound<'_, PyDict>, known: &[&str]) -> PyResult<PyErr> {
+    for key in dict.keys() {
+        let shown = key.repr()?.to_string();
+        match key.cast::<PyString>() {
+            Ok(k) if known.contains(&&*k.to_cow()?) => {}
+            _ => {
+                return Ok(invalid(
+                    "metric",
+                    format!("unknown field {shown}; expected: {}", known.join(", ")),
+                ))
+            }
+        }
+    }
+    Ok(invalid("metric", "has too many fields"))
+}
+
+/// Prefixes an error of one item of a batch with its position, keeping
+/// its class.
+fn in_batch(py: Python<'_>, index: usize, error: PyErr) -> PyErr {
+    let message = error.value(py).to_string();
+    let class = error.get_type(py);
+    match class.call1((format!("item {index}: {message}"),)) {
+        Ok(instance) => PyErr::from_value(instance),
+        Err(_) => error,
+    }
+}
+
+/// A stored task as the reference's dict (with `swarm_id` beside its
+/// keys), its timestamp an aware `datetime` in UTC.
+pub fn task_dict<'py>(py: Python<'py>, task: &TaskMetric) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item(intern!(py, "task_id"), &task.task_id)?;
+    dict.set_item(intern!(py, "agent_id"), &task.agent_id)?;
+    dict.set_item(intern!(py, "swarm_id"), &task.swarm_id)?;
+    dict.set_item(intern!(py, "duration_ms"), task.duration_ms)?;
+    dict.set_item(intern!(py, "result"), task.result.as_str())?;
+    dict.set_item(intern!(py, "tokens_used"), task.tokens_used)?;
+    dict.set_item(intern!(py, "files_changed"), task.files_changed)?;
+    dict.set_item(intern!(py, "timestamp"), task.timestamp)?;
+    Ok(dict)
+}
+
+/// Stored tasks as a list of the reference's dicts.
+pub fn task_list<'py>(py: Python<'py>, tasks: &[TaskMetric]) -> PyResult<Bound<'py, PyList>> {
+    let list = PyList::empty(py);
+    for task in tasks {
+        list.append(task_dict(py, task)?)?;
+    }
+    Ok(list)
+}
