@@ -65,11 +65,31 @@ pub fn from_reference(
 ) -> PyResult<Filter> {
     let filters = match filters {
         Some(f) if !f.is_none() => {
-            if f.cast::<PyDict>().is_err() {
+            let Ok(dict) = f.cast::<PyDict>() else {
                 return Err(invalid(
                     "filters",
                     format!("must be a dict or None, not {}", type_name(f)),
                 ));
+            };
+            let known = &FILTER_KEYS[..5];
+            for key in dict.keys() {
+                let name = key
+                    .cast::<PyString>()
+                    .ok()
+                    .map(|k| k.to_cow().map(|c| c.into_owned()));
+                match name.transpose()? {
+                    Some(name) if known.contains(&name.as_str()) => {}
+                    _ => {
+                        return Err(invalid(
+                            "filters",
+                            format!(
+                                "unknown key {}; expected: {}",
+                                key.repr()?,
+                                known.join(", ")
+                            ),
+                        ))
+                    }
+                }
             }
             convert::to_json("filters", f)?
         }

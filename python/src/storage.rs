@@ -82,9 +82,7 @@ impl MetricsStorage {
             _ => PathBuf::from(swarm_metrics::DEFAULT_PATH),
         };
         let location = path.display().to_string();
-        let store = py
-            .detach(|| Store::builder(&path).create_dirs(true).open())
-            .map_err(store_error)?;
+        let store = py.detach(|| Store::open(&path)).map_err(store_error)?;
         Ok(MetricsStorage {
             store: RwLock::new(Some(Arc::new(store))),
             location,
@@ -152,7 +150,7 @@ impl MetricsStorage {
     ///
     /// Raises ``InvalidInput`` (nothing stored) for a field of the wrong
     /// type, an unknown result, a negative count or an empty id.
-    #[pyo3(signature = (task_id, agent_id, duration_ms, result, tokens_used=None, files_changed=None, timestamp=None, *, swarm_id=None))]
+    #[pyo3(signature = (task_id, agent_id, duration_ms, result, tokens_used=None, files_changed=None, timestamp=None, *, swarm_id=None), text_signature = "($self, task_id, agent_id, duration_ms, result, tokens_used=0, files_changed=0, timestamp=None, *, swarm_id=None)")]
     #[allow(clippy::too_many_arguments)]
     fn store_task_metric(
         &self,
@@ -209,7 +207,7 @@ impl MetricsStorage {
     /// ``limit``, as dicts with the reference's keys (and ``swarm_id``).
     /// ``time_range`` is a ``(start, end)`` pair of datetimes, both
     /// included, or a ``timedelta`` meaning the last span up to now.
-    #[pyo3(signature = (task_id=None, agent_id=None, result=None, time_range=None, limit=None, *, swarm_id=None))]
+    #[pyo3(signature = (task_id=None, agent_id=None, result=None, time_range=None, limit=None, *, swarm_id=None), text_signature = "($self, task_id=None, agent_id=None, result=None, time_range=None, limit=1000, *, swarm_id=None)")]
     #[allow(clippy::too_many_arguments)]
     fn get_task_metrics<'py>(
         &self,
@@ -236,7 +234,8 @@ impl MetricsStorage {
 
     /// Stores one agent metric and returns its id. ``metric_type`` is an
     /// agent ``MetricType`` or its string; ``metadata`` a JSON-compatible
-    /// dict.
+    /// dict. The same metric stored again (same agent, type, timestamp and
+    /// value: a retry) is kept once, and its id returned.
     #[pyo3(signature = (agent_id, metric_type, value, metadata=None, timestamp=None))]
     fn store_agent_metric(
         &self,
@@ -317,7 +316,7 @@ impl MetricsStorage {
     /// Agent metrics, newest first, as dicts with the reference's keys
     /// (``metric_id``, ``agent_id``, ``metric_type``, ``value``,
     /// ``metadata``, ``timestamp``).
-    #[pyo3(signature = (agent_id=None, metric_type=None, time_range=None, limit=None))]
+    #[pyo3(signature = (agent_id=None, metric_type=None, time_range=None, limit=None), text_signature = "($self, agent_id=None, metric_type=None, time_range=None, limit=1000)")]
     fn get_agent_metrics<'py>(
         &self,
         py: Python<'py>,
@@ -337,7 +336,7 @@ impl MetricsStorage {
     }
 
     /// Swarm metrics, newest first, as dicts with the reference's keys.
-    #[pyo3(signature = (swarm_id=None, metric_type=None, time_range=None, limit=None))]
+    #[pyo3(signature = (swarm_id=None, metric_type=None, time_range=None, limit=None), text_signature = "($self, swarm_id=None, metric_type=None, time_range=None, limit=1000)")]
     fn get_swarm_metrics<'py>(
         &self,
         py: Python<'py>,
@@ -393,7 +392,7 @@ impl MetricsStorage {
     /// matching ``filters`` (a dict of ``task_id``, ``agent_id``,
     /// ``swarm_id``, ``result``, ``metric_type``) and ``time_range``,
     /// newest first, at most ``limit``, as dicts with the reference's keys.
-    #[pyo3(signature = (metric_type, filters=None, time_range=None, limit=None))]
+    #[pyo3(signature = (metric_type, filters=None, time_range=None, limit=None), text_signature = "($self, metric_type, filters=None, time_range=None, limit=1000)")]
     fn query_metrics<'py>(
         &self,
         py: Python<'py>,
@@ -449,7 +448,11 @@ impl MetricsStorage {
         out.set_item("aggregation", aggregation.as_str())?;
         out.set_item("measure", aggregate.metric_type.map(MetricType::as_str))?;
         out.set_item("count", aggregate.count)?;
-        out.set_item("result", aggregate.value)?;
+        if aggregation == AggregationType::Count {
+            out.set_item("result", aggregate.count)?;
+        } else {
+            out.set_item("result", aggregate.value)?;
+        }
         if aggregation != AggregationType::Count {
             out.set_item(aggregation.as_str(), aggregate.value)?;
         }
@@ -461,7 +464,7 @@ impl MetricsStorage {
     /// Deletes metrics older than ``retention_days`` days (and rollups
     /// wholly older) and returns how many rows left each table:
     /// ``{"task_metrics": n, "agent_metrics": n, "swarm_metrics": n}``.
-    #[pyo3(signature = (retention_days=None))]
+    #[pyo3(signature = (retention_days=None), text_signature = "($self, retention_days=30)")]
     fn cleanup_old_metrics<'py>(
         &self,
         py: Python<'py>,
@@ -551,7 +554,7 @@ impl MetricsStorage {
 
     /// The ``q`` quantile (``0.95`` for p95) of a kind's values: task
     /// durations unless ``metric_type`` says tokens or files.
-    #[pyo3(signature = (q, kind=None, **filters))]
+    #[pyo3(signature = (q, kind=None, **filters), text_signature = "($self, q, kind='task', **filters)")]
     fn percentile<'py>(
         &self,
         py: Python<'py>,
@@ -567,7 +570,7 @@ impl MetricsStorage {
     }
 
     /// Several quantiles of one selection, read once.
-    #[pyo3(signature = (qs, kind=None, **filters))]
+    #[pyo3(signature = (qs, kind=None, **filters), text_signature = "($self, qs, kind='task', **filters)")]
     fn percentiles<'py>(
         &self,
         py: Python<'py>,
@@ -601,7 +604,7 @@ impl MetricsStorage {
     }
 
     /// The ``q`` quantile per ``by``.
-    #[pyo3(signature = (q, by, kind=None, **filters))]
+    #[pyo3(signature = (q, by, kind=None, **filters), text_signature = "($self, q, by, kind='task', **filters)")]
     fn percentile_by<'py>(
         &self,
         py: Python<'py>,
@@ -622,7 +625,7 @@ impl MetricsStorage {
     /// ``timedelta``). ``measure`` is an aggregation (``"avg"``, ``"sum"``
     /// …), ``"success_rate"``, or a quantile as a float (``0.95``) or as
     /// ``"p95"``. ``empty="zero"`` also lists buckets without metrics.
-    #[pyo3(signature = (measure, width, kind=None, empty=None, **filters))]
+    #[pyo3(signature = (measure, width, kind=None, empty=None, **filters), text_signature = "($self, measure, width, kind='task', empty='skip', **filters)")]
     fn series<'py>(
         &self,
         py: Python<'py>,
@@ -647,7 +650,7 @@ impl MetricsStorage {
     /// ``"raw_success_rate"``, ``"throughput"``, ``"avg_duration"`` or
     /// ``"avg_tokens"``; best first unless ``order="worst_first"``; agents
     /// with fewer than ``min_tasks`` tasks left out.
-    #[pyo3(signature = (by=None, n=None, order=None, min_tasks=None, **filters))]
+    #[pyo3(signature = (by=None, n=None, order=None, min_tasks=None, **filters), text_signature = "($self, by='success_rate', n=10, order='best_first', min_tasks=1, **filters)")]
     fn rank_agents<'py>(
         &self,
         py: Python<'py>,
@@ -673,7 +676,7 @@ impl MetricsStorage {
     }
 
     /// The ``n`` slowest tasks, slowest first, as task dicts.
-    #[pyo3(signature = (n=None, **filters))]
+    #[pyo3(signature = (n=None, **filters), text_signature = "($self, n=10, **filters)")]
     fn slowest_tasks<'py>(
         &self,
         py: Python<'py>,
@@ -731,7 +734,7 @@ impl MetricsStorage {
     /// the ``current`` window than in the ``baseline`` window (each a
     /// ``(start, end)`` pair or a ``timedelta``), at a false discovery rate
     /// of ``alpha``.
-    #[pyo3(signature = (current, baseline, alpha=None, **filters))]
+    #[pyo3(signature = (current, baseline, alpha=None, **filters), text_signature = "($self, current, baseline, alpha=0.05, **filters)")]
     fn regressions<'py>(
         &self,
         py: Python<'py>,
