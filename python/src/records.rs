@@ -283,12 +283,15 @@ fn unknown_key(dict: &Bound<'_, PyDict>, known: &[&str]) -> PyResult<PyErr> {
     Ok(invalid("metric", "has too many fields"))
 }
 
-/// Prefixes an error of one item of a batch with its position, keeping
-/// its class.
+/// Says which item of a batch an error is about, as the store says it,
+/// keeping the error's class.
 fn in_batch(py: Python<'_>, index: usize, error: PyErr) -> PyErr {
     let message = error.value(py).to_string();
     let class = error.get_type(py);
-    match class.call1((format!("item {index}: {message}"),)) {
+    match class.call1((format!(
+        "{message} (record {index} of the batch; nothing was stored)"
+    ),))
+    {
         Ok(instance) => PyErr::from_value(instance),
         Err(_) => error,
     }

@@ -469,11 +469,23 @@ impl MetricsStorage {
         &self,
         py: Python<'py>,
         retention_days: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    ) -> PyResult<Bound<'py, PyDict>> {
         let days = u32::try_from(convert::count_or("retention_days", retention_days, 30)?)
             .map_err(|_| invalid("retention_days", "is too large"))?;
         let report = self.run(py, move |s| s.cleanup_old_metrics(days))?;
-        answer(py, &report)
+        // The reference's order; the rollups and alert history only when
+        // something left them.
+        let out = PyDict::new(py);
+        out.set_item("task_metrics", report.task_metrics)?;
+        out.set_item("agent_metrics", report.agent_metrics)?;
+        out.set_item("swarm_metrics", report.swarm_metrics)?;
+        if report.rollups > 0 {
+            out.set_item("rollups", report.rollups)?;
+        }
+        if report.alert_transitions > 0 {
+            out.set_item("alert_transitions", report.alert_transitions)?;
+        }
+        Ok(out)
     }
 
     /// Applies tiered retention: raw rows older than ``raw`` are folded
