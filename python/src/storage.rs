@@ -489,10 +489,11 @@ impl MetricsStorage {
     }
 
     /// Applies tiered retention: raw rows older than ``raw`` are folded
-    /// into hourly rollups, hourly older than ``hourly`` into daily ones,
-    /// daily older than ``daily`` deleted (each a ``timedelta``, or
-    /// ``None`` to keep that tier forever). Answers stay exact for counts,
-    /// sums and success rates. Returns what was folded and deleted.
+    /// into hourly rollups, hourly ones older than ``hourly`` into daily
+    /// ones, daily ones older than ``daily`` deleted. Each horizon is a
+    /// ``timedelta``; ``None`` keeps the default (7, 90 and 730 days), and
+    /// ``"forever"`` keeps that tier for ever. Counts, sums and success
+    /// rates stay exact. Returns what was folded and deleted.
     #[pyo3(signature = (raw=None, hourly=None, daily=None))]
     fn apply_retention<'py>(
         &self,
@@ -501,14 +502,27 @@ impl MetricsStorage {
         hourly: Option<&Bound<'_, PyAny>>,
         daily: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let horizon = |field, value: Option<&Bound<'_, PyAny>>| match value {
-            Some(v) if !v.is_none() => convert::span(field, v).map(Some),
-            _ => Ok(None),
+        let defaults = RetentionPolicy::default();
+        let horizon = |field, value: Option<&Bound<'_, PyAny>>, default| match value {
+            None => Ok(default),
+            Some(v) if v.is_none() => Ok(default),
+            Some(v) if v.extract::<String>().is_ok_and(|s| s == "forever") => Ok(None),
+            Some(v) => convert::span(field, v)
+                .map_err(|_| {
+                    invalid(
+                        field,
+                        format!(
+                            "must be a timedelta, None or \"forever\", not {}",
+                            type_name(v)
+                        ),
+                    )
+                })
+                .map(Some),
         };
         let mut policy = RetentionPolicy::default();
-        policy.raw = horizon("raw", raw)?;
-        policy.hourly = horizon("hourly", hourly)?;
-        policy.daily = horizon("daily", daily)?;
+        policy.raw = horizon("raw", raw, defaults.raw)?;
+        policy.hourly = horizon("hourly", hourly, defaults.hourly)?;
+        policy.daily = horizon("daily", daily, defaults.daily)?;
         let report = self.run(py, move |s| s.apply_retention(&policy))?;
         answer(py, &report)
     }

@@ -228,8 +228,11 @@ def test_tiered_retention_keeps_counts_sums_and_rates_exact(loaded):
         t.duration_ms for t in model.tasks)
     assert len(store.get_task_metrics(limit=10_000)) == sum(
         t.timestamp >= cutoff for t in model.tasks)
-    with pytest.raises(swarm_metrics.InvalidInput, match="raw: must be a timedelta"):
+    with pytest.raises(swarm_metrics.InvalidInput, match="raw: must be a timedelta, None or"):
         store.apply_retention(raw=3)
+    # Raw rows kept for ever: nothing more to fold.
+    assert store.apply_retention(raw="forever", hourly="forever", daily="forever")[
+        "task_metrics"]["raw_folded"] == 0
 
 
 def test_report_alerts_health_and_stats(file_store, tmp_path):
