@@ -519,10 +519,12 @@ impl MetricsStorage {
                 })
                 .map(Some),
         };
-        let mut policy = RetentionPolicy::default();
-        policy.raw = horizon("raw", raw, defaults.raw)?;
-        policy.hourly = horizon("hourly", hourly, defaults.hourly)?;
-        policy.daily = horizon("daily", daily, defaults.daily)?;
+        let policy = RetentionPolicy {
+            raw: horizon("raw", raw, defaults.raw)?,
+            hourly: horizon("hourly", hourly, defaults.hourly)?,
+            daily: horizon("daily", daily, defaults.daily)?,
+            ..defaults
+        };
         let report = self.run(py, move |s| s.apply_retention(&policy))?;
         answer(py, &report)
     }
