@@ -10,8 +10,8 @@ use std::sync::{Arc, RwLock};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use swarm_metrics::{
-    now, AggregationType, EmptyBuckets, GroupBy, HealthOptions, Measure, MetricKind, MetricType,
-    MetricsStorage as Store, Order, RankBy, ReportOptions, RetentionPolicy, Rules,
+    now, AggregationType, Durability, EmptyBuckets, GroupBy, HealthOptions, Measure, MetricKind,
+    MetricType, MetricsStorage as Store, Order, RankBy, ReportOptions, RetentionPolicy, Rules,
 };
 
 use crate::convert::{self, answer, type_name};
@@ -28,6 +28,11 @@ const DEFAULT_LIMIT: u64 = 1000;
 /// ``.swarm/metrics.db`` under the current folder, creating its folder. A
 /// ``postgres://`` URL opens the store on that server instead. Use it as a
 /// context manager, or call ``close()``.
+///
+/// ``durability`` (files only): ``"normal"``, the default, makes a store
+/// that returned survive the process being killed; ``"full"`` also makes
+/// it survive the machine losing power, at the cost of a flush to disk per
+/// commit.
 ///
 /// One object is safe to share between threads; every call releases the
 /// GIL while the store works. A store that returned has its data on disk:
@@ -70,8 +75,12 @@ impl MetricsStorage {
 #[pymethods]
 impl MetricsStorage {
     #[new]
-    #[pyo3(signature = (db_path=None))]
-    fn new(py: Python<'_>, db_path: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+    #[pyo3(signature = (db_path=None, *, durability=None))]
+    fn new(
+        py: Python<'_>,
+        db_path: Option<&Bound<'_, PyAny>>,
+        durability: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
         let path: PathBuf = match db_path {
             Some(p) if !p.is_none() => p.extract().map_err(|_| {
                 invalid(
@@ -81,8 +90,20 @@ impl MetricsStorage {
             })?,
             _ => PathBuf::from(swarm_metrics::DEFAULT_PATH),
         };
+        let mut builder = Store::builder(&path);
+        match convert::optional_string("durability", durability)?.as_deref() {
+            None => {}
+            Some("normal") => builder = builder.durability(Durability::Normal),
+            Some("full") => builder = builder.durability(Durability::Full),
+            Some(other) => {
+                return Err(invalid(
+                    "durability",
+                    format!("unknown value {other:?}; expected one of: normal, full"),
+                ))
+            }
+        }
         let location = path.display().to_string();
-        let store = py.detach(|| Store::open(&path)).map_err(store_error)?;
+        let store = py.detach(|| builder.open()).map_err(store_error)?;
         Ok(MetricsStorage {
             store: RwLock::new(Some(Arc::new(store))),
             location,

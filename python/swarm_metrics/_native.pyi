@@ -23,7 +23,12 @@ GroupBy = Literal["agent", "swarm", "result", "metric_type"]
 Answer = Dict[str, Any]
 
 class MetricsStorage:
-    def __init__(self, db_path: Optional[Union[str, "PathLike[str]"]] = None) -> None: ...
+    def __init__(
+        self,
+        db_path: Optional[Union[str, "PathLike[str]"]] = None,
+        *,
+        durability: Optional[Literal["normal", "full"]] = None,
+    ) -> None: ...
     @property
     def db_path(self) -> str: ...
     @property

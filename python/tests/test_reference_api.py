@@ -368,6 +368,15 @@ def test_bad_agent_input_and_filters_raise_named_errors(store):
     assert store.get_agent_metrics() == []
 
 
+def test_durability_is_chosen_by_name(tmp_path):
+    with MetricsStorage(tmp_path / "full.db", durability="full") as s:
+        s.store_task_metric("t", "a", 1, "success")
+        assert len(s.get_task_metrics()) == 1
+    with pytest.raises(swarm_metrics.InvalidInput, match="durability: unknown value \"fast\""):
+        MetricsStorage(tmp_path / "other.db", durability="fast")
+    assert not (tmp_path / "other.db").exists()
+
+
 def test_a_foreign_file_is_refused_untouched(tmp_path):
     path = tmp_path / "other.db"
     path.write_bytes(b"this is not a database, but it is someone's file" * 100)
