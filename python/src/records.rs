@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use swarm_metrics::{AgentMetric, MetricType, SwarmMetric, TaskMetric, TaskResult};
 
@@ -22,8 +23,9 @@ pub const TASK_FIELDS: [&str; 8] = [
     "swarm_id",
 ];
 
-/// The fields of an agent or swarm metric, in tuple order (the id first).
-const ENTITY_FIELDS: [&str; 5] = ["id", "metric_type", "value", "metadata", "timestamp"];
+/// How many fields an agent or swarm metric has: its id, `metric_type`,
+/// `value`, `metadata` and `timestamp`, in tuple order.
+const ENTITY_FIELDS: usize = 5;
 
 /// The arguments of one task, as `store_task_metric` takes them.
 pub struct TaskArgs<'a, 'py> {
@@ -67,36 +69,17 @@ pub fn task_item(
     item: &Bound<'_, PyAny>,
     now: DateTime<Utc>,
 ) -> PyResult<TaskMetric> {
-    let in_item = |e: PyErr| in_batch(item.py(), index, e);
+    let py = item.py();
+    let in_item = |e: PyErr| in_batch(py, index, e);
+    let mut fields: [Option<Bound<'_, PyAny>>; TASK_FIELDS.len()] = Default::default();
     if let Ok(dict) = item.cast::<PyDict>() {
-        let py = item.py();
         if has_unknown_key(dict, &TASK_FIELDS)? {
             return Err(in_item(unknown_key(dict, &TASK_FIELDS)?));
         }
-        let fields = (|| {
-            let task_id = required(dict, intern!(py, "task_id"), "task_id")?;
-            let agent_id = required(dict, intern!(py, "agent_id"), "agent_id")?;
-            let duration_ms = required(dict, intern!(py, "duration_ms"), "duration_ms")?;
-            let result = required(dict, intern!(py, "result"), "result")?;
-            let tokens_used = dict.get_item(intern!(py, "tokens_used"))?;
-            let files_changed = dict.get_item(intern!(py, "files_changed"))?;
-            let timestamp = dict.get_item(intern!(py, "timestamp"))?;
-            let swarm_id = dict.get_item(intern!(py, "swarm_id"))?;
-            TaskArgs {
-                task_id: &task_id,
-                agent_id: &agent_id,
-                duration_ms: &duration_ms,
-                result: &result,
-                tokens_used: tokens_used.as_ref(),
-                files_changed: files_changed.as_ref(),
-                timestamp: timestamp.as_ref(),
-                swarm_id: swarm_id.as_ref(),
-            }
-            .task(now)
-        })();
-        return fields.map_err(in_item);
-    }
-    if let Ok(tuple) = item.cast::<PyTuple>() {
+        for (field, name) in fields.iter_mut().zip(task_field_names(py)) {
+            *field = dict.get_item(name.bind(py))?;
+        }
+    } else if let Ok(tuple) = item.cast::<PyTuple>() {
         let n = tuple.len();
         if !(4..=TASK_FIELDS.len()).contains(&n) {
             return Err(in_item(invalid(
@@ -108,30 +91,49 @@ pub fn task_item(
                 ),
             )));
         }
-        let at = |i: usize| tuple.get_item(i);
-        let optional = |i: usize| (i < n).then(|| at(i)).transpose();
-        let fields = (|| {
-            let (task_id, agent_id, duration_ms, result) = (at(0)?, at(1)?, at(2)?, at(3)?);
-            let (tokens_used, files_changed) = (optional(4)?, optional(5)?);
-            let (timestamp, swarm_id) = (optional(6)?, optional(7)?);
-            TaskArgs {
-                task_id: &task_id,
-                agent_id: &agent_id,
-                duration_ms: &duration_ms,
-                result: &result,
-                tokens_used: tokens_used.as_ref(),
-                files_changed: files_changed.as_ref(),
-                timestamp: timestamp.as_ref(),
-                swarm_id: swarm_id.as_ref(),
-            }
-            .task(now)
-        })();
-        return fields.map_err(in_item);
+        for (i, field) in fields.iter_mut().enumerate().take(n) {
+            *field = Some(tuple.get_item(i)?);
+        }
+    } else {
+        return Err(in_item(invalid(
+            "task",
+            format!("must be a dict or a tuple, not {}", type_name(item)),
+        )));
     }
-    Err(in_item(invalid(
-        "task",
-        format!("must be a dict or a tuple, not {}", type_name(item)),
-    )))
+    task_of(&fields, now).map_err(in_item)
+}
+
+/// A task from its fields in the order of [`TASK_FIELDS`]; the first four
+/// are required.
+fn task_of(fields: &[Option<Bound<'_, PyAny>>], now: DateTime<Utc>) -> PyResult<TaskMetric> {
+    let required = |i: usize| {
+        fields[i]
+            .as_ref()
+            .ok_or_else(|| invalid(TASK_FIELDS[i], "missing"))
+    };
+    TaskArgs {
+        task_id: required(0)?,
+        agent_id: required(1)?,
+        duration_ms: required(2)?,
+        result: required(3)?,
+        tokens_used: fields[4].as_ref(),
+        files_changed: fields[5].as_ref(),
+        timestamp: fields[6].as_ref(),
+        swarm_id: fields[7].as_ref(),
+    }
+    .task(now)
+}
+
+/// [`TASK_FIELDS`] as Python strings, made once: every dict of a batch is
+/// read with them.
+fn task_field_names(py: Python<'_>) -> &'static [Py<PyString>] {
+    static NAMES: PyOnceLock<Vec<Py<PyString>>> = PyOnceLock::new();
+    NAMES.get_or_init(py, || {
+        TASK_FIELDS
+            .iter()
+            .map(|name| PyString::intern(py, name).unbind())
+            .collect()
+    })
 }
 
 /// The parts of an agent or swarm metric.
@@ -177,57 +179,52 @@ impl EntityParts {
     ) -> PyResult<Self> {
         let py = item.py();
         let in_item = |e: PyErr| in_batch(py, index, e);
+        let names = [id_field, "metric_type", "value", "metadata", "timestamp"];
+        let mut fields: [Option<Bound<'_, PyAny>>; ENTITY_FIELDS] = Default::default();
         if let Ok(dict) = item.cast::<PyDict>() {
-            let names = [id_field, "metric_type", "value", "metadata", "timestamp"];
             if has_unknown_key(dict, &names)? {
                 return Err(in_item(unknown_key(dict, &names)?));
             }
-            let required = |field: &'static str| -> PyResult<Bound<'_, PyAny>> {
-                dict.get_item(field)?
-                    .ok_or_else(|| invalid(field, "missing"))
-            };
-            let parts = (|| {
-                Self::read(
-                    id_field,
-                    &required(id_field)?,
-                    &required("metric_type")?,
-                    &required("value")?,
-                    dict.get_item("metadata")?.as_ref(),
-                    dict.get_item("timestamp")?.as_ref(),
-                    now,
-                )
-            })();
-            return parts.map_err(in_item);
-        }
-        if let Ok(tuple) = item.cast::<PyTuple>() {
+            for (field, name) in fields.iter_mut().zip(names) {
+                *field = dict.get_item(name)?;
+            }
+        } else if let Ok(tuple) = item.cast::<PyTuple>() {
             let n = tuple.len();
-            if !(3..=ENTITY_FIELDS.len()).contains(&n) {
+            if !(3..=ENTITY_FIELDS).contains(&n) {
                 return Err(in_item(invalid(
                     "metric",
                     format!(
-                        "a tuple holds 3 to 5 fields ({id_field}, metric_type, value, metadata, \
-                         timestamp), not {n}"
+                        "a tuple holds 3 to 5 fields ({}), not {n}",
+                        names.join(", ")
                     ),
                 )));
             }
-            let optional = |i: usize| (i < n).then(|| tuple.get_item(i)).transpose();
-            let parts = (|| {
-                Self::read(
-                    id_field,
-                    &tuple.get_item(0)?,
-                    &tuple.get_item(1)?,
-                    &tuple.get_item(2)?,
-                    optional(3)?.as_ref(),
-                    optional(4)?.as_ref(),
-                    now,
-                )
-            })();
-            return parts.map_err(in_item);
+            for (i, field) in fields.iter_mut().enumerate().take(n) {
+                *field = Some(tuple.get_item(i)?);
+            }
+        } else {
+            return Err(in_item(invalid(
+                "metric",
+                format!("must be a dict or a tuple, not {}", type_name(item)),
+            )));
         }
-        Err(in_item(invalid(
-            "metric",
-            format!("must be a dict or a tuple, not {}", type_name(item)),
-        )))
+        let required = |i: usize| {
+            fields[i]
+                .as_ref()
+                .ok_or_else(|| invalid(names[i], "missing"))
+        };
+        let parts = (|| {
+            Self::read(
+                id_field,
+                required(0)?,
+                required(1)?,
+                required(2)?,
+                fields[3].as_ref(),
+                fields[4].as_ref(),
+                now,
+            )
+        })();
+        parts.map_err(in_item)
     }
 
     /// As an agent metric.
@@ -243,16 +240,6 @@ impl EntityParts {
         m.metadata = self.metadata;
         m
     }
-}
-
-/// The value of a field that must be given.
-fn required<'py>(
-    dict: &Bound<'py, PyDict>,
-    name: &Bound<'py, PyString>,
-    field: &str,
-) -> PyResult<Bound<'py, PyAny>> {
-    dict.get_item(name)?
-        .ok_or_else(|| invalid(field, "missing"))
 }
 
 /// Whether `dict` has a key outside `known`.
