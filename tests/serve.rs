@@ -296,16 +296,59 @@ fn otlp_exports_store_their_task_spans_once_in_any_encoding() {
     assert!(rejected == "1" || rejected == 1, "{body}");
     assert_eq!(task_count(&server), 8);
 
-    // Bad exports: 4xx, nothing stored.
-    for (content_type, body, status) in [
-        ("application/x-protobuf", b"\xff\xff\xff\xff".to_vec(), 400),
-        ("application/json", b"{\"resourceSpans\": 3}".to_vec(), 400),
-        ("text/plain", protobuf.clone(), 415),
+    // Bad exports: 4xx with a google.rpc.Status in the request's encoding
+    // (JSON for an unknown one) naming the problem; nothing stored.
+    for (content_type, body, status, named) in [
+        (
+            "application/x-protobuf",
+            b"\xff\xff\xff\xff".to_vec(),
+            400,
+            "protobuf",
+        ),
+        (
+            "application/json",
+            b"{\"resourceSpans\": 3}".to_vec(),
+            400,
+            "resourceSpans",
+        ),
+        ("text/plain", protobuf.clone(), 415, "text/plain"),
     ] {
-        let (got, message) = server.post("/v1/traces", content_type, &body);
-        assert_eq!(got, status, "{content_type}: {message}");
+        let mut response = agent()
+            .post(&server.url("/v1/traces"))
+            .header("Content-Type", content_type)
+            .send(&body[..])
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{content_type}");
+        let answered = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let bytes = response.body_mut().read_to_vec().unwrap();
+        let (code, message) = if content_type == "application/x-protobuf" {
+            assert_eq!(answered, "application/x-protobuf");
+            let status = RpcStatus::decode(&bytes[..]).unwrap();
+            (status.code, status.message)
+        } else {
+            assert_eq!(answered, "application/json");
+            let status = json(&String::from_utf8(bytes).unwrap());
+            (
+                status["code"].as_i64().unwrap() as i32,
+                status["message"].as_str().unwrap().to_owned(),
+            )
+        };
+        assert_eq!(code, 3, "{content_type}: INVALID_ARGUMENT");
+        assert!(message.contains(named), "{content_type}: {message}");
     }
     assert_eq!(task_count(&server), 8);
+}
+
+/// `google.rpc.Status`, as an OTLP exporter decodes an error body.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
 }
 
 /// A request written by hand, to send what a client library would not.

@@ -141,13 +141,19 @@ async fn traces_endpoint(
     State(server): State<Arc<Server>>,
     headers: HeaderMap,
     request: Body,
-) -> Result<Response, ApiError> {
-    let format = Format::of(&headers)?;
+) -> Response {
+    let format = match Format::of(&headers) {
+        Ok(format) => format,
+        Err(e) => return traces::failure(Format::Json, e),
+    };
     let exported = store_body(&server, &headers, request, move |store, body| {
         traces::export(store, format, body)
     })
-    .await?;
-    Ok(exported.into_response())
+    .await;
+    match exported {
+        Ok(exported) => exported.into_response(),
+        Err(e) => traces::failure(format, e),
+    }
 }
 
 async fn ingest_endpoint(

@@ -1,6 +1,6 @@
 //! `POST /v1/traces`: OTLP/HTTP trace exports, protobuf or JSON, gzipped
 //! or not; each task span stored as the mapping in `swarm_metrics::otlp`
-//! says.
+//! says. Failures answer as OTLP/HTTP has them: a `google.rpc.Status`.
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -105,6 +105,50 @@ fn reasons(rejected: &[RejectedSpan]) -> String {
         text.push_str(&format!("; and {} more", rejected.len() - NAMED));
     }
     text
+}
+
+/// `google.rpc.Status`, the body OTLP/HTTP gives every 4xx and 5xx
+/// response, in the request's encoding (its `details` left out).
+#[derive(Clone, PartialEq, prost::Message)]
+struct Status {
+    /// The gRPC status code.
+    #[prost(int32, tag = "1")]
+    code: i32,
+    /// What went wrong, as the other endpoints say it.
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+/// The failure of an export as OTLP/HTTP clients read it: the HTTP status,
+/// and a `Status` in the request's encoding (JSON for a content type that
+/// is neither) carrying the same message as the other endpoints' errors.
+pub fn failure(format: Format, error: ApiError) -> Response {
+    let code = match error.status {
+        StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => 3, // INVALID_ARGUMENT
+        StatusCode::UNAUTHORIZED => 16,                                    // UNAUTHENTICATED
+        StatusCode::REQUEST_TIMEOUT => 4,                                  // DEADLINE_EXCEEDED
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::TOO_MANY_REQUESTS => 8, // RESOURCE_EXHAUSTED
+        StatusCode::SERVICE_UNAVAILABLE => 14,                             // UNAVAILABLE
+        _ => 13,                                                           // INTERNAL
+    };
+    let status = Status {
+        code,
+        message: error.message,
+    };
+    let body = match format {
+        Format::Protobuf => status.encode_to_vec(),
+        Format::Json => serde_json::to_vec(&serde_json::json!({
+            "code": status.code,
+            "message": status.message,
+        }))
+        .unwrap_or_default(),
+    };
+    (
+        error.status,
+        [(header::CONTENT_TYPE, format.content_type())],
+        body,
+    )
+        .into_response()
 }
 
 impl IntoResponse for Exported {
