@@ -342,6 +342,28 @@ fn otlp_exports_store_their_task_spans_once_in_any_encoding() {
     assert_eq!(task_count(&server), 8);
 }
 
+/// A handler that panics, on its task or on a blocking thread, answers 500
+/// with an error body; the connection gets its answer, and the server goes
+/// on serving. (The panicking endpoints exist in debug builds only.)
+#[test]
+fn a_panicking_handler_is_a_500_and_the_server_goes_on() {
+    let server = Server::start(&[]);
+    for path in ["/debug/panic", "/debug/panic-blocking"] {
+        let (status, body) = server.get(path);
+        assert_eq!(status, 500, "{path}: {body}");
+        assert!(json(&body)["error"].as_str().is_some(), "{path}: {body}");
+    }
+    let (status, body) = server.post("/ingest", "application/x-ndjson", lines(5, "p").as_bytes());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(task_count(&server), 5);
+    let (status, body) = server.get("/api/v1/success-rate");
+    assert_eq!(
+        (status, json(&body)["total"].as_u64()),
+        (200, Some(5)),
+        "{body}"
+    );
+}
+
 /// `google.rpc.Status`, as an OTLP exporter decodes an error body.
 #[derive(Clone, PartialEq, prost::Message)]
 struct RpcStatus {

@@ -25,14 +25,33 @@ type Params = Query<Vec<(String, String)>>;
 
 /// Every endpoint, behind the token check and a panic guard.
 pub fn router(server: Arc<Server>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/v1/traces", post(traces_endpoint))
         .route("/ingest", post(ingest_endpoint))
         .route("/metrics", get(metrics))
         .route("/api/v1/{question}", get(question))
         .route("/report", get(report))
         .route("/events", get(events))
-        .route("/health", get(health))
+        .route("/health", get(health));
+    // Debug builds (the tests') can make a handler panic, on the request's
+    // task or on a blocking thread, to show that the guards answer it.
+    #[cfg(debug_assertions)]
+    let routes = routes
+        .route(
+            "/debug/panic",
+            get(|| async { panic!("a handler panicked on purpose") as &'static str }),
+        )
+        .route(
+            "/debug/panic-blocking",
+            get(|| async {
+                tokio::task::spawn_blocking(|| -> &'static str {
+                    panic!("a blocking task panicked on purpose")
+                })
+                .await
+                .map_err(ApiError::lost)
+            }),
+        );
+    routes
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(middleware::from_fn_with_state(
             Arc::clone(&server),
