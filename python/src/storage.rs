@@ -511,7 +511,8 @@ impl MetricsStorage {
 
     /// Applies tiered retention: raw rows older than ``raw`` are folded
     /// into hourly rollups, hourly ones older than ``hourly`` into daily
-    /// ones, daily ones older than ``daily`` deleted. Each horizon is a
+    /// ones, daily ones older than ``daily`` deleted (horizons aligned
+    /// down to whole hours for raw rows, to whole days for rollups). Each horizon is a
     /// ``timedelta``; ``None`` keeps the default (7, 90 and 730 days), and
     /// ``"forever"`` keeps that tier for ever. Counts, sums and success
     /// rates stay exact. Returns what was folded and deleted.

@@ -217,9 +217,11 @@ def test_tiered_retention_keeps_counts_sums_and_rates_exact(loaded):
     store, model, now = loaded
     before = (store.success_rate(), store.aggregate_metrics("task", "sum"),
               store.aggregate_metrics("task", "count"), store.success_rate_by("agent"))
+    asked = utc_now()
     report = store.apply_retention(raw=timedelta(days=3), hourly=timedelta(days=90),
                                    daily=timedelta(days=730))
-    cutoff = now - timedelta(days=3)
+    # The raw horizon is aligned down to a whole hour.
+    cutoff = (asked - timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
     assert report["task_metrics"]["raw_folded"] == sum(t.timestamp < cutoff for t in model.tasks)
     after = (store.success_rate(), store.aggregate_metrics("task", "sum"),
              store.aggregate_metrics("task", "count"), store.success_rate_by("agent"))
