@@ -11,7 +11,10 @@
 //! their ratio (library / baseline; the last column says which way is
 //! better). The baseline of `alerts_eval_100_rules` (100 alert rules
 //! grouped by agent, evaluated and recorded) is the 100 `success_rate_by`
-//! calls those rules read, in the same run.
+//! calls those rules read, in the same run. `store_single_4t` is four
+//! threads storing one task each for `SWARM_BENCH_SOAK_SECONDS` (30), and
+//! the `*_under_reads` rows the same beside two readers and retention
+//! (`throughput/under_reads.rs`), against the four alone.
 //!
 //! With the `postgres` feature and `SWARM_METRICS_PG_URL` naming a server,
 //! the same workloads run on a throwaway database there too, printed in a
@@ -21,6 +24,9 @@
 //! SWARM_METRICS_PG_URL=postgres://postgres@127.0.0.1:5432/postgres \
 //!     cargo bench --features postgres --bench throughput
 //! ```
+
+#[path = "throughput/under_reads.rs"]
+mod under_reads;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -499,6 +505,60 @@ fn main() {
         Some(raw_single),
     ));
     eprintln!("measured single stores");
+
+    // Writers beside readers: the four writers alone, then with the
+    // readers and retention beside them, each on a file with 30 days of
+    // history (see throughput/under_reads.rs).
+    let soak_seconds: u64 = std::env::var("SWARM_BENCH_SOAK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(30);
+    let alone = under_reads::run(&dir.path().join("soak-alone.db"), soak_seconds, false);
+    let busy = under_reads::run(&dir.path().join("soak-busy.db"), soak_seconds, true);
+    table.push(Row::higher(
+        "store_single_4t",
+        "rows/s",
+        alone.stores_per_s,
+        Some(raw_single),
+    ));
+    table.push(Row::higher(
+        "store_single_4t_under_reads",
+        "rows/s",
+        busy.stores_per_s,
+        Some(alone.stores_per_s),
+    ));
+    table.push(Row::lower(
+        "store_p99_ms_under_reads",
+        "ms",
+        busy.store_p99_ms,
+        Some(alone.store_p99_ms),
+    ));
+    table.push(Row::lower(
+        "store_max_ms_under_reads",
+        "ms",
+        busy.store_max_ms,
+        Some(alone.store_max_ms),
+    ));
+    table.push(Row::lower(
+        "wal_peak_mib_under_reads",
+        "MiB",
+        busy.wal_peak_mib,
+        Some(alone.wal_peak_mib),
+    ));
+    table.push(Row::lower(
+        "read_p99_ms_under_reads",
+        "ms",
+        busy.read_p99_ms,
+        None,
+    ));
+    table.push(Row::lower(
+        "read_max_ms_under_reads",
+        "ms",
+        busy.read_max_ms,
+        None,
+    ));
+    eprintln!("measured writers beside readers");
 
     // Queries over the full data set.
     let mut rng = Lcg(99);

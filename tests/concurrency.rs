@@ -12,6 +12,7 @@ use common::server::stores;
 use swarm_metrics::{
     AgentMetric, AggregationType, BucketValue, EmptyBuckets, Error, Filter, GroupBy, Measure,
     MetricKind, MetricType, MetricsStorage, RetentionPolicy, SuccessRate, TaskMetric, TaskResult,
+    TimeRange,
 };
 
 const THREADS: usize = 8;
@@ -127,6 +128,123 @@ fn eight_writers_a_reader_and_a_cleaner_see_exact_answers_and_lose_nothing() {
     }
     let swarm0 = store.success_rate(&Filter::new().swarm("swarm-0")).unwrap();
     assert_eq!(swarm0.total, 3 * STORES_PER_THREAD as u64);
+    assert!(store.integrity_check().unwrap().is_empty());
+}
+
+/// The load of `store_single_4t_under_reads` for a few seconds: four
+/// threads storing one task at a time, two readers without a pause, and
+/// tiered retention folding a month of history meanwhile. Every read is
+/// exact: all-time counts (raw rows and rollups together) are the history
+/// plus a prefix of each writer's stores; an agent's rows are its
+/// writer's newest.
+#[test]
+fn writers_beside_readers_and_retention_keep_every_answer_exact() {
+    const WRITERS: usize = 4;
+    const HISTORY: u64 = 20_000;
+    let store = MetricsStorage::temporary().unwrap();
+    let now = swarm_metrics::now();
+    let history: Vec<_> = (0..HISTORY)
+        .map(|i| {
+            TaskMetric::new(format!("h-{i}"), "history", 5, TaskResult::Success)
+                .at(now - Duration::seconds(i as i64 * 130 + 1))
+        })
+        .collect();
+    store.store_task_metrics(&history).unwrap();
+
+    let stored: Vec<AtomicU64> = (0..WRITERS).map(|_| AtomicU64::new(0)).collect();
+    let done = AtomicBool::new(false);
+    let run_for = std::time::Duration::from_secs(3);
+    let (reads, folds) = std::thread::scope(|s| {
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let (store, stored) = (&store, &stored);
+                s.spawn(move || {
+                    let clock = std::time::Instant::now();
+                    let mut i = 0;
+                    while clock.elapsed() < run_for {
+                        let task = TaskMetric::new(
+                            format!("w{w}-{i}"),
+                            format!("agent-{w}"),
+                            i as u64,
+                            TaskResult::ALL[i % 4],
+                        );
+                        assert!(store.store_task_metric(&task).unwrap());
+                        stored[w].fetch_add(1, Ordering::SeqCst);
+                        i += 1;
+                    }
+                })
+            })
+            .collect();
+        let sum = |stored: &[AtomicU64]| stored.iter().map(|n| n.load(Ordering::SeqCst)).sum();
+        let readers: Vec<_> = (0..2)
+            .map(|r| {
+                let (store, stored, done) = (&store, &stored, &done);
+                s.spawn(move || {
+                    let mut reads = 0;
+                    while !done.load(Ordering::SeqCst) {
+                        if r == 0 {
+                            let before: u64 = sum(stored);
+                            let all = store.success_rate(&Filter::new()).unwrap();
+                            let after: u64 = sum(stored);
+                            let live = all.total - HISTORY;
+                            assert!(
+                                (before..=after + WRITERS as u64).contains(&live),
+                                "read {live} live tasks, {before} to {after} stored"
+                            );
+                        } else {
+                            let w = reads % WRITERS;
+                            let agent = format!("agent-{w}");
+                            let hour = TimeRange::last(Duration::hours(1)).unwrap();
+                            let filter = Filter::new().agent(&agent).range(hour);
+                            let before = stored[w].load(Ordering::SeqCst);
+                            let rate = store.success_rate(&Filter::new().agent(&agent)).unwrap();
+                            let rows = store.get_task_metrics(&filter, 20).unwrap();
+                            let after = stored[w].load(Ordering::SeqCst);
+                            check_prefix(&rate, before, after, &agent);
+                            let newest = rows.first().map_or(0, |t| t.duration_ms + 1);
+                            assert!((before..=after + 1).contains(&newest), "{agent}");
+                        }
+                        reads += 1;
+                    }
+                    reads
+                })
+            })
+            .collect();
+        let retention = s.spawn(|| {
+            let mut folded = 0;
+            while !done.load(Ordering::SeqCst) {
+                let report = store.apply_retention(&RetentionPolicy::default()).unwrap();
+                folded += report.raw_folded;
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            folded
+        });
+        for w in writers {
+            w.join().unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+        let reads: Vec<usize> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+        (reads, retention.join().unwrap())
+    });
+    assert!(reads.iter().all(|n| *n > 0), "{reads:?}");
+    // History older than the raw horizon (7 days, aligned to the hour) was
+    // folded, and is still counted.
+    assert!(folds > 0);
+    let live: u64 = stored.iter().map(|n| n.load(Ordering::SeqCst)).sum();
+    let all = store.success_rate(&Filter::new()).unwrap();
+    assert_eq!(all.total, HISTORY + live);
+    let old = store.success_rate(&Filter::new().agent("history")).unwrap();
+    assert_eq!((old.total, old.success), (HISTORY, HISTORY));
+    for (w, n) in stored.iter().enumerate() {
+        let n = n.load(Ordering::SeqCst);
+        let agent = format!("agent-{w}");
+        check_prefix(
+            &store.success_rate(&Filter::new().agent(&agent)).unwrap(),
+            n,
+            n,
+            &agent,
+        );
+    }
     assert!(store.integrity_check().unwrap().is_empty());
 }
 
