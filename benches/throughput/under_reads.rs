@@ -30,7 +30,7 @@ pub struct Soak {
     pub store_p99_ms: f64,
     pub store_max_ms: f64,
     pub wal_peak_mib: f64,
-    /// Every read's latency (empty without readers).
+    /// Reads' latencies (0 without readers).
     pub read_p99_ms: f64,
     pub read_max_ms: f64,
 }
@@ -50,13 +50,13 @@ fn task(i: u64, at: DateTime<Utc>) -> TaskMetric {
     .at(at)
 }
 
-fn percentile_ms(mut samples: Vec<Duration>, q: f64) -> f64 {
-    if samples.is_empty() {
+/// The `q` quantile of sorted latencies, in milliseconds (0 for none).
+fn percentile_ms(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
         return 0.0;
     }
-    samples.sort_unstable();
-    let index = ((samples.len() - 1) as f64 * q).round() as usize;
-    samples[index].as_secs_f64() * 1000.0
+    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[index].as_secs_f64() * 1000.0
 }
 
 fn wal_of(path: &Path) -> PathBuf {
@@ -151,14 +151,16 @@ pub fn run(path: &Path, seconds: u64, readers: bool) -> Soak {
     });
     let elapsed = clock.elapsed();
     store.close().unwrap();
-    let stores = store_latencies.into_inner().unwrap();
-    let reads = read_latencies.into_inner().unwrap();
+    let mut stores = store_latencies.into_inner().unwrap();
+    let mut reads = read_latencies.into_inner().unwrap();
+    stores.sort_unstable();
+    reads.sort_unstable();
     Soak {
         stores_per_s: stored.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64(),
-        store_p99_ms: percentile_ms(stores.clone(), 0.99),
-        store_max_ms: percentile_ms(stores, 1.0),
+        store_p99_ms: percentile_ms(&stores, 0.99),
+        store_max_ms: percentile_ms(&stores, 1.0),
         wal_peak_mib: wal_peak.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0),
-        read_p99_ms: percentile_ms(reads.clone(), 0.99),
-        read_max_ms: percentile_ms(reads, 1.0),
+        read_p99_ms: percentile_ms(&reads, 0.99),
+        read_max_ms: percentile_ms(&reads, 1.0),
     }
 }

@@ -133,6 +133,33 @@ pub fn span(field: &'static str, value: &Bound<'_, PyAny>) -> PyResult<Duration>
         .map_err(|e| invalid(field, e.to_string()))
 }
 
+/// Refuses a dict with a key outside `known`, naming the first such key
+/// (`what` is how the message calls a key: "field" or "key").
+pub fn refuse_unknown_keys(
+    field: &'static str,
+    dict: &Bound<'_, PyDict>,
+    known: &[&str],
+    what: &str,
+) -> PyResult<()> {
+    for key in dict.keys() {
+        let is_known = match key.cast::<PyString>() {
+            Ok(k) => known.contains(&&*k.to_cow()?),
+            Err(_) => false,
+        };
+        if !is_known {
+            return Err(invalid(
+                field,
+                format!(
+                    "unknown {what} {}; expected: {}",
+                    key.repr()?,
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A string argument (a `str` enum member counts as its value).
 pub fn string(field: &'static str, value: &Bound<'_, PyAny>) -> PyResult<String> {
     value

@@ -22,39 +22,10 @@ pub const FILTER_KEYS: [&str; 6] = [
 /// A filter from keyword arguments (any of [`FILTER_KEYS`]); an unknown
 /// keyword is refused, not ignored.
 pub fn from_kwargs(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Filter> {
-    let Some(kwargs) = kwargs else {
-        return Ok(Filter::new());
-    };
-    let mut fields = Map::new();
-    let mut time_range = None;
-    for (key, value) in kwargs.iter() {
-        let key = key.cast::<PyString>()?.to_cow()?.into_owned();
-        match key.as_str() {
-            "time_range" => time_range = convert::time_range(Some(&value))?,
-            "task_id" | "agent_id" | "swarm_id" | "result" | "metric_type" => {
-                if !value.is_none() {
-                    let field = FILTER_KEYS
-                        .iter()
-                        .find(|k| **k == key)
-                        .copied()
-                        .unwrap_or("filter");
-                    fields.insert(key, Value::String(convert::string(field, &value)?));
-                }
-            }
-            other => {
-                return Err(invalid(
-                    "filter",
-                    format!(
-                        "unknown keyword {other:?}; expected: {}",
-                        FILTER_KEYS.join(", ")
-                    ),
-                ))
-            }
-        }
+    match kwargs {
+        Some(kwargs) => from_fields("filter", kwargs, &FILTER_KEYS),
+        None => Ok(Filter::new()),
     }
-    let mut filter = parse_filter(&Value::Object(fields)).map_err(store_error)?;
-    filter.time_range = time_range;
-    Ok(filter)
 }
 
 /// A filter from the reference's `filters` dict (`task_id`, `agent_id`,
@@ -63,39 +34,19 @@ pub fn from_reference(
     filters: Option<&Bound<'_, PyAny>>,
     time_range: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Filter> {
-    let filters = match filters {
+    let mut filter = match filters {
         Some(f) if !f.is_none() => {
-            let Ok(dict) = f.cast::<PyDict>() else {
-                return Err(invalid(
+            let dict = f.cast::<PyDict>().map_err(|_| {
+                invalid(
                     "filters",
                     format!("must be a dict or None, not {}", type_name(f)),
-                ));
-            };
-            let known = &FILTER_KEYS[..5];
-            for key in dict.keys() {
-                let name = key
-                    .cast::<PyString>()
-                    .ok()
-                    .map(|k| k.to_cow().map(|c| c.into_owned()));
-                match name.transpose()? {
-                    Some(name) if known.contains(&name.as_str()) => {}
-                    _ => {
-                        return Err(invalid(
-                            "filters",
-                            format!(
-                                "unknown key {}; expected: {}",
-                                key.repr()?,
-                                known.join(", ")
-                            ),
-                        ))
-                    }
-                }
-            }
-            convert::to_json("filters", f)?
+                )
+            })?;
+            // The reference passes the time range apart.
+            from_fields("filters", dict, &FILTER_KEYS[..5])?
         }
-        _ => Value::Null,
+        _ => Filter::new(),
     };
-    let mut filter = parse_filter(&filters).map_err(store_error)?;
     filter.time_range = convert::time_range(time_range)?;
     Ok(filter)
 }
@@ -110,4 +61,28 @@ pub fn from_dict(field: &'static str, value: &Bound<'_, PyAny>) -> PyResult<Filt
         )
     })?;
     from_kwargs(Some(dict))
+}
+
+/// The filter a dict of `known` keys (of [`FILTER_KEYS`]) describes; the
+/// store's own parser checks the values, as for every other caller.
+fn from_fields(
+    field: &'static str,
+    dict: &Bound<'_, PyDict>,
+    known: &[&'static str],
+) -> PyResult<Filter> {
+    convert::refuse_unknown_keys(field, dict, known, "key")?;
+    let mut fields = Map::new();
+    let mut time_range = None;
+    for (key, value) in dict.iter() {
+        let key = key.cast::<PyString>()?.to_cow()?.into_owned();
+        if key == "time_range" {
+            time_range = convert::time_range(Some(&value))?;
+        } else if !value.is_none() {
+            let name = known.iter().copied().find(|k| *k == key).unwrap_or(field);
+            fields.insert(key, Value::String(convert::string(name, &value)?));
+        }
+    }
+    let mut filter = parse_filter(&Value::Object(fields)).map_err(store_error)?;
+    filter.time_range = time_range;
+    Ok(filter)
 }

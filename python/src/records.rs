@@ -73,9 +73,7 @@ pub fn task_item(
     let in_item = |e: PyErr| in_batch(py, index, e);
     let mut fields: [Option<Bound<'_, PyAny>>; TASK_FIELDS.len()] = Default::default();
     if let Ok(dict) = item.cast::<PyDict>() {
-        if has_unknown_key(dict, &TASK_FIELDS)? {
-            return Err(in_item(unknown_key(dict, &TASK_FIELDS)?));
-        }
+        convert::refuse_unknown_keys("metric", dict, &TASK_FIELDS, "field").map_err(in_item)?;
         for (field, name) in fields.iter_mut().zip(task_field_names(py)) {
             *field = dict.get_item(name.bind(py))?;
         }
@@ -182,9 +180,7 @@ impl EntityParts {
         let names = [id_field, "metric_type", "value", "metadata", "timestamp"];
         let mut fields: [Option<Bound<'_, PyAny>>; ENTITY_FIELDS] = Default::default();
         if let Ok(dict) = item.cast::<PyDict>() {
-            if has_unknown_key(dict, &names)? {
-                return Err(in_item(unknown_key(dict, &names)?));
-            }
+            convert::refuse_unknown_keys("metric", dict, &names, "field").map_err(in_item)?;
             for (field, name) in fields.iter_mut().zip(names) {
                 *field = dict.get_item(name)?;
             }
@@ -240,34 +236,6 @@ impl EntityParts {
         m.metadata = self.metadata;
         m
     }
-}
-
-/// Whether `dict` has a key outside `known`.
-fn has_unknown_key(dict: &Bound<'_, PyDict>, known: &[&str]) -> PyResult<bool> {
-    for key in dict.keys() {
-        match key.cast::<PyString>() {
-            Ok(k) if known.contains(&&*k.to_cow()?) => {}
-            _ => return Ok(true),
-        }
-    }
-    Ok(false)
-}
-
-/// The error for the first key of `dict` outside `known`.
-fn unknown_key(dict: &Bound<'_, PyDict>, known: &[&str]) -> PyResult<PyErr> {
-    for key in dict.keys() {
-        let shown = key.repr()?.to_string();
-        match key.cast::<PyString>() {
-            Ok(k) if known.contains(&&*k.to_cow()?) => {}
-            _ => {
-                return Ok(invalid(
-                    "metric",
-                    format!("unknown field {shown}; expected: {}", known.join(", ")),
-                ))
-            }
-        }
-    }
-    Ok(invalid("metric", "has too many fields"))
 }
 
 /// Says which item of a batch an error is about, as the store says it,

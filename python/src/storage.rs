@@ -61,6 +61,32 @@ impl MetricsStorage {
             .ok_or_else(|| Closed::new_err(format!("{}: the store is closed", self.location)))
     }
 
+    /// Rows of `kind` matching `filter`, newest first, at most `limit`
+    /// (the reference's 1000 by default), as the reference's dicts.
+    fn rows<'py>(
+        &self,
+        py: Python<'py>,
+        kind: MetricKind,
+        filter: swarm_metrics::Filter,
+        limit: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let limit = convert::limit(limit, DEFAULT_LIMIT)?;
+        match kind {
+            MetricKind::Task => {
+                let tasks = self.run(py, move |s| s.get_task_metrics(&filter, limit))?;
+                records::task_list(py, &tasks).map(Bound::into_any)
+            }
+            MetricKind::Agent => {
+                let rows = self.run(py, move |s| s.get_agent_metrics(&filter, limit))?;
+                answer(py, &rows)
+            }
+            MetricKind::Swarm => {
+                let rows = self.run(py, move |s| s.get_swarm_metrics(&filter, limit))?;
+                answer(py, &rows)
+            }
+        }
+    }
+
     /// Runs `work` on the store with the GIL released.
     fn run<T: Send>(
         &self,
@@ -239,16 +265,14 @@ impl MetricsStorage {
         time_range: Option<&Bound<'_, PyAny>>,
         limit: Option<&Bound<'_, PyAny>>,
         swarm_id: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Bound<'py, PyList>> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         let mut filter = swarm_metrics::Filter::new();
         filter.task_id = convert::optional_string("task_id", task_id)?;
         filter.agent_id = convert::optional_string("agent_id", agent_id)?;
         filter.swarm_id = convert::optional_string("swarm_id", swarm_id)?;
         filter.result = convert::optional_enumerated("result", result)?;
         filter.time_range = convert::time_range(time_range)?;
-        let limit = convert::limit(limit, DEFAULT_LIMIT)?;
-        let tasks = self.run(py, move |s| s.get_task_metrics(&filter, limit))?;
-        records::task_list(py, &tasks)
+        self.rows(py, MetricKind::Task, filter, limit)
     }
 
     // ---------------------------------------------------- agents, swarms
@@ -351,9 +375,7 @@ impl MetricsStorage {
         filter.metric_type =
             convert::optional_enumerated::<MetricType>("metric_type", metric_type)?;
         filter.time_range = convert::time_range(time_range)?;
-        let limit = convert::limit(limit, DEFAULT_LIMIT)?;
-        let rows = self.run(py, move |s| s.get_agent_metrics(&filter, limit))?;
-        answer(py, &rows)
+        self.rows(py, MetricKind::Agent, filter, limit)
     }
 
     /// Swarm metrics, newest first, as dicts with the reference's keys.
@@ -371,9 +393,7 @@ impl MetricsStorage {
         filter.metric_type =
             convert::optional_enumerated::<MetricType>("metric_type", metric_type)?;
         filter.time_range = convert::time_range(time_range)?;
-        let limit = convert::limit(limit, DEFAULT_LIMIT)?;
-        let rows = self.run(py, move |s| s.get_swarm_metrics(&filter, limit))?;
-        answer(py, &rows)
+        self.rows(py, MetricKind::Swarm, filter, limit)
     }
 
     // ----------------------------------------------------------- generic
@@ -424,21 +444,7 @@ impl MetricsStorage {
     ) -> PyResult<Bound<'py, PyAny>> {
         let kind: MetricKind = convert::enumerated("metric_type", metric_type)?;
         let filter = filters::from_reference(filters, time_range)?;
-        let limit = convert::limit(limit, DEFAULT_LIMIT)?;
-        match kind {
-            MetricKind::Task => {
-                let tasks = self.run(py, move |s| s.get_task_metrics(&filter, limit))?;
-                records::task_list(py, &tasks).map(Bound::into_any)
-            }
-            MetricKind::Agent => {
-                let rows = self.run(py, move |s| s.get_agent_metrics(&filter, limit))?;
-                answer(py, &rows)
-            }
-            MetricKind::Swarm => {
-                let rows = self.run(py, move |s| s.get_swarm_metrics(&filter, limit))?;
-                answer(py, &rows)
-            }
-        }
+        self.rows(py, kind, filter, limit)
     }
 
     /// Aggregates metrics of one kind (``"task"``, ``"agent"`` or
