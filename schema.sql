@@ -1,4 +1,4 @@
--- The swarm-metrics schema, version 8, as the migrations in migrations/ make it.
+-- The swarm-metrics schema, version 9, as the migrations in migrations/ make it.
 -- Written by a test from those files (which say why each part is as it is);
 -- do not edit by hand. The rows the migrations insert are not shown.
 
@@ -130,7 +130,7 @@ CREATE TABLE "task_metrics" (
     swarm         INTEGER REFERENCES swarms (id),
     -- 1 once the row is in the agent and task-id indexes; see
     -- task_index_state.
-    indexed       INTEGER NOT NULL DEFAULT 1 CHECK (indexed IN (0, 1)),
+    indexed       INTEGER NOT NULL DEFAULT 1 CHECK (indexed IN (0, 1)), usage BLOB,
     PRIMARY KEY (timestamp, seq)
 ) WITHOUT ROWID;
 
@@ -180,4 +180,21 @@ CREATE TABLE alert_history (
     to_state   INTEGER NOT NULL CHECK (to_state BETWEEN 0 AND 3),
     figures    TEXT    NOT NULL,
     PRIMARY KEY (at, rule, group_key, to_state)
+) WITHOUT ROWID;
+
+CREATE TABLE models (
+    id       INTEGER PRIMARY KEY,
+    model    TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    UNIQUE (model, provider)
+);
+
+CREATE TABLE prices (
+    model       TEXT    NOT NULL,
+    valid_from  INTEGER NOT NULL,
+    input       INTEGER NOT NULL CHECK (input >= 0),
+    output      INTEGER NOT NULL CHECK (output >= 0),
+    cache_read  INTEGER NOT NULL CHECK (cache_read >= 0),
+    cache_write INTEGER NOT NULL CHECK (cache_write >= 0),
+    PRIMARY KEY (model, valid_from)
 ) WITHOUT ROWID;

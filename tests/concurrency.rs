@@ -194,9 +194,11 @@ fn writers_beside_readers_and_retention_keep_every_answer_exact() {
                         } else {
                             let w = reads % WRITERS;
                             let agent = format!("agent-{w}");
+                            // Counted before the range is taken, so that every
+                            // task counted lies inside it.
+                            let before = stored[w].load(Ordering::SeqCst);
                             let hour = TimeRange::last(Duration::hours(1)).unwrap();
                             let filter = Filter::new().agent(&agent).range(hour);
-                            let before = stored[w].load(Ordering::SeqCst);
                             let rate = store.success_rate(&Filter::new().agent(&agent)).unwrap();
                             let rows = store.get_task_metrics(&filter, 20).unwrap();
                             let after = stored[w].load(Ordering::SeqCst);

@@ -39,14 +39,16 @@ use crate::model::reports::{CleanupReport, VacuumReport};
 use crate::model::shapes::GroupRead;
 use crate::model::shapes::QueryShape;
 use crate::model::shapes::RowOrder;
+use crate::model::usage::Rates;
 use crate::rollup::rolled::AgentTotals;
 use crate::rollup::row::RollupRecord;
 use crate::rollup::tiers::{Backlog, Step};
 
 /// The engine a store was opened on.
 pub(crate) enum Engine {
-    /// One SQLite file.
-    File(sqlite::FileStore),
+    /// One SQLite file (boxed, as the server's handle is: a store is
+    /// moved whole, and a call pays one indirection either way).
+    File(Box<sqlite::FileStore>),
     /// A PostgreSQL server (boxed: its handle is several times the
     /// file's).
     #[cfg(feature = "postgres")]
@@ -61,7 +63,7 @@ macro_rules! on_engine {
     ($engine:expr, $method:ident($($arg:expr),* $(,)?)) => {
         match $engine {
             $crate::engine::Engine::File(engine) => {
-                $crate::engine::Backend::$method(engine, $($arg),*)
+                $crate::engine::Backend::$method(&**engine, $($arg),*)
             }
             #[cfg(feature = "postgres")]
             $crate::engine::Engine::Server(engine) => {
@@ -210,6 +212,13 @@ backend_contract! {
 
     /// Stores task metrics in one transaction; returns how many were new.
     fn store_tasks(&self, tasks: &[TaskMetric]) -> Result<usize>;
+
+    /// Sets `model`'s price from `from` (µs), replacing one that started
+    /// at the same instant.
+    fn set_price(&self, model: &str, from: i64, rates: Rates) -> Result<()>;
+
+    /// Every price, by model and start (µs).
+    fn prices(&self) -> Result<Vec<(String, i64, Rates)>>;
 
     /// Stores agent metrics in one transaction; returns their ids.
     fn store_agents(&self, metrics: &[AgentMetric]) -> Result<Vec<i64>>;

@@ -12,3 +12,4 @@ pub(crate) mod record;
 pub(crate) mod reports;
 pub(crate) mod shapes;
 pub(crate) mod span;
+pub(crate) mod usage;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::model::usage::{Tokens, Usage};
 
 pub use crate::model::enums::{AggregationType, MetricKind, MetricType, TaskResult};
 
@@ -30,8 +31,12 @@ pub fn now() -> DateTime<Utc> {
 /// `(task_id, timestamp)` identifies a task metric: storing the same pair
 /// again is ignored (the first write wins), so a retried store is never
 /// counted twice.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+///
+/// What the task's model calls used and cost is in [`usage`](Self::usage);
+/// in JSON its fields sit beside the others (`input_tokens`, `model`,
+/// `cost_usd` …), and are left out when not set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "TaskFields", into = "TaskFields")]
 pub struct TaskMetric {
     /// The task's id.
     pub task_id: String,
@@ -44,16 +49,97 @@ pub struct TaskMetric {
     pub duration_ms: u64,
     /// How it ended.
     pub result: TaskResult,
-    /// Tokens it used.
-    #[serde(default)]
+    /// Tokens it used, in all: with a breakdown in
+    /// [`usage`](Self::usage), input plus output (completed from the
+    /// breakdown when 0).
     pub tokens_used: u64,
     /// Files it changed.
-    #[serde(default)]
     pub files_changed: u64,
     /// When it was recorded (UTC, microsecond resolution); in JSON an
     /// RFC 3339 string, and now when missing.
-    #[serde(default = "now", deserialize_with = "rfc3339")]
     pub timestamp: DateTime<Utc>,
+    /// Tokens by type, model, provider and bill; empty by default.
+    pub usage: Usage,
+}
+
+/// A task metric as JSON has it: the usage fields beside the others, and
+/// unknown fields refused.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskFields {
+    task_id: String,
+    agent_id: String,
+    #[serde(default)]
+    swarm_id: Option<String>,
+    duration_ms: u64,
+    result: TaskResult,
+    #[serde(default)]
+    tokens_used: u64,
+    #[serde(default)]
+    files_changed: u64,
+    #[serde(default = "now", deserialize_with = "rfc3339")]
+    timestamp: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    input_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    output_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cache_read_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cache_write_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    provider: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cost_usd: Option<f64>,
+}
+
+impl From<TaskFields> for TaskMetric {
+    fn from(f: TaskFields) -> Self {
+        TaskMetric {
+            task_id: f.task_id,
+            agent_id: f.agent_id,
+            swarm_id: f.swarm_id,
+            duration_ms: f.duration_ms,
+            result: f.result,
+            tokens_used: f.tokens_used,
+            files_changed: f.files_changed,
+            timestamp: f.timestamp,
+            usage: Usage {
+                input_tokens: f.input_tokens,
+                output_tokens: f.output_tokens,
+                cache_read_tokens: f.cache_read_tokens,
+                cache_write_tokens: f.cache_write_tokens,
+                model: f.model,
+                provider: f.provider,
+                cost_usd: f.cost_usd,
+            },
+        }
+    }
+}
+
+impl From<TaskMetric> for TaskFields {
+    fn from(t: TaskMetric) -> Self {
+        let u = t.usage;
+        TaskFields {
+            task_id: t.task_id,
+            agent_id: t.agent_id,
+            swarm_id: t.swarm_id,
+            duration_ms: t.duration_ms,
+            result: t.result,
+            tokens_used: t.tokens_used,
+            files_changed: t.files_changed,
+            timestamp: t.timestamp,
+            input_tokens: u.input_tokens,
+            output_tokens: u.output_tokens,
+            cache_read_tokens: u.cache_read_tokens,
+            cache_write_tokens: u.cache_write_tokens,
+            model: u.model,
+            provider: u.provider,
+            cost_usd: u.cost_usd,
+        }
+    }
 }
 
 impl TaskMetric {
@@ -73,6 +159,7 @@ impl TaskMetric {
             tokens_used: 0,
             files_changed: 0,
             timestamp: now(),
+            usage: Usage::default(),
         }
     }
 
@@ -100,6 +187,21 @@ impl TaskMetric {
         self
     }
 
+    /// Sets tokens by type, model, provider and bill.
+    pub fn usage(mut self, usage: Usage) -> Self {
+        self.usage = usage;
+        self
+    }
+
+    /// The token counts the store keeps: `tokens_used` and the breakdown,
+    /// completed by the token rule.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the counts contradict each other.
+    pub(crate) fn resolved_tokens(&self) -> Result<Tokens> {
+        self.usage.resolve(self.tokens_used)
+    }
+
     /// Checks every field; called before anything is written.
     pub(crate) fn validate(&self) -> Result<()> {
         validate_id("task_id", &self.task_id)?;
@@ -110,6 +212,7 @@ impl TaskMetric {
         validate_count("duration_ms", self.duration_ms)?;
         validate_count("tokens_used", self.tokens_used)?;
         validate_count("files_changed", self.files_changed)?;
+        self.resolved_tokens()?;
         Ok(())
     }
 }

@@ -8,7 +8,7 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::Span;
 
-use crate::{TaskMetric, TaskResult};
+use crate::{TaskMetric, TaskResult, Usage};
 
 /// The attribute that marks an agent's invocation in the GenAI
 /// conventions, and the value it must have.
@@ -18,6 +18,8 @@ const INVOKE_AGENT: &str = "invoke_agent";
 const TASK_ID: &str = "swarm.task.id";
 const SWARM_ID: &str = "swarm.id";
 const FILES_CHANGED: &str = "swarm.files_changed";
+/// What the provider billed for the task, in USD.
+const COST_USD: &str = "swarm.cost_usd";
 
 /// The tasks a trace export holds, and what was left out.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -123,21 +125,29 @@ fn task_of(span: &Span, resource: &[KeyValue]) -> Result<TaskMetric, String> {
         .checked_sub(span.start_time_unix_nano)
         .ok_or("end_time_unix_nano is before start_time_unix_nano")?;
     let timestamp = time(span.end_time_unix_nano)?;
-    let input = count(attrs, "gen_ai.usage.input_tokens")?;
-    let output = count(attrs, "gen_ai.usage.output_tokens")?;
-    let task = TaskMetric {
+    let usage = Usage {
+        input_tokens: optional_count(attrs, "gen_ai.usage.input_tokens")?,
+        output_tokens: optional_count(attrs, "gen_ai.usage.output_tokens")?,
+        cache_read_tokens: optional_count(attrs, "gen_ai.usage.cache_read.input_tokens")?,
+        cache_write_tokens: optional_count(attrs, "gen_ai.usage.cache_creation.input_tokens")?,
+        model: text(attrs, "gen_ai.request.model").or_else(|| text(attrs, "gen_ai.response.model")),
+        provider: text(attrs, "gen_ai.provider.name").or_else(|| text(attrs, "gen_ai.system")),
+        cost_usd: amount(attrs, COST_USD)?,
+    };
+    let mut task = TaskMetric {
         task_id,
         agent_id,
         swarm_id,
         duration_ms: nanos / 1_000_000,
         result: result_of(span),
-        tokens_used: input
-            .checked_add(output)
-            .ok_or("gen_ai.usage.input_tokens + output_tokens overflows")?,
+        // Completed from the breakdown below, by the token rule.
+        tokens_used: 0,
         files_changed: count(attrs, FILES_CHANGED)?,
         timestamp,
+        usage,
     };
     task.validate().map_err(|e| e.to_string())?;
+    task.tokens_used = task.resolved_tokens().map_err(|e| e.to_string())?.total;
     Ok(task)
 }
 
@@ -186,8 +196,28 @@ fn text(attrs: &[KeyValue], key: &str) -> Option<String> {
 
 /// A non-negative integer attribute; 0 when absent.
 fn count(attrs: &[KeyValue], key: &str) -> Result<u64, String> {
-    match attribute(attrs, key) {
-        None => Ok(0),
+    optional_count(attrs, key).map(Option::unwrap_or_default)
+}
+
+/// A non-negative amount attribute (a number, or a string of one).
+fn amount(attrs: &[KeyValue], key: &str) -> Result<Option<f64>, String> {
+    let value = match attribute(attrs, key) {
+        None => return Ok(None),
+        Some(Value::DoubleValue(d)) => *d,
+        Some(Value::IntValue(i)) => *i as f64,
+        Some(Value::StringValue(s)) => s
+            .trim()
+            .parse()
+            .map_err(|_| format!("{key} is not a number ({s:?})"))?,
+        Some(other) => return Err(format!("{key} is not a number ({other:?})")),
+    };
+    Ok(Some(value))
+}
+
+/// A non-negative integer attribute, if present.
+fn optional_count(attrs: &[KeyValue], key: &str) -> Result<Option<u64>, String> {
+    let n = match attribute(attrs, key) {
+        None => return Ok(None),
         Some(Value::IntValue(i)) => {
             u64::try_from(*i).map_err(|_| format!("{key} is negative ({i})"))
         }
@@ -199,5 +229,6 @@ fn count(attrs: &[KeyValue], key: &str) -> Result<u64, String> {
             Ok(*d as u64)
         }
         Some(other) => Err(format!("{key} is not a whole number ({other:?})")),
-    }
+    }?;
+    Ok(Some(n))
 }

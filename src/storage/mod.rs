@@ -8,6 +8,7 @@
 //! [`crate::ops::plan`]. Each validates its arguments and then asks the engine
 //! ([`crate::engine::Backend`]).
 
+mod prices;
 pub(crate) mod write;
 
 use std::path::Path;
@@ -237,11 +238,11 @@ impl MetricsStorage {
         }
         let engine = match options.file.path.to_str().filter(|p| server_url(p)) {
             Some(url) => Engine::open_server(url, &options.file, &options.file_only)?,
-            None => Engine::File(FileStore::open(
+            None => Engine::File(Box::new(FileStore::open(
                 &options.file,
                 options.index_batch_rows,
                 temporary,
-            )?),
+            )?)),
         };
         Ok(MetricsStorage {
             engine,

@@ -21,6 +21,7 @@ mod fold;
 mod grouped;
 mod pinned;
 mod plan;
+mod prices;
 mod read;
 mod retention;
 mod rollups;

@@ -21,6 +21,7 @@ use crate::model::filter::{from_micros, Filter};
 use crate::model::record::{
     AggregationType, EntityFields, MetricKind, MetricType, TaskMetric, TaskResult,
 };
+use crate::model::usage::{usd, Split, Usage};
 use crate::rollup::rolled::RollupRead;
 
 /// A task metric from a row of [`TASK_SELECT`].
@@ -35,6 +36,32 @@ fn task_of(row: &Row) -> Result<TaskMetric> {
         let n: i64 = row.column(i)?;
         u64::try_from(n).map_err(|_| corrupt(format!("a negative count {n}")))
     };
+    let optional = |i: usize| -> Result<Option<u64>> {
+        let n: Option<i64> = row.column(i)?;
+        n.map(|n| u64::try_from(n).map_err(|_| corrupt(format!("a negative count {n}"))))
+            .transpose()
+    };
+    let tokens_used = count(6)?;
+    let mut usage = Usage {
+        model: row.column(8)?,
+        provider: row.column(9)?,
+        cost_usd: optional(13)?.map(usd),
+        ..Usage::default()
+    };
+    if let Some(input) = optional(10)? {
+        let cache_read = optional(11)?.unwrap_or(0);
+        let cache_write = optional(12)?.unwrap_or(0);
+        let output = tokens_used
+            .checked_sub(input)
+            .ok_or_else(|| corrupt(format!("input_tokens {input} above tokens_used")))?;
+        Split {
+            input,
+            output,
+            cache_read,
+            cache_write,
+        }
+        .fill(&mut usage);
+    }
     Ok(TaskMetric {
         task_id: row.column(1)?,
         agent_id: row.column(2)?,
@@ -42,16 +69,19 @@ fn task_of(row: &Row) -> Result<TaskMetric> {
         result: TaskResult::from_code(i64::from(code))
             .ok_or_else(|| corrupt(format!("unknown result code {code}")))?,
         duration_ms: count(5)?,
-        tokens_used: count(6)?,
+        tokens_used,
         files_changed: count(7)?,
         timestamp: from_micros(timestamp)
             .ok_or_else(|| corrupt(format!("timestamp {timestamp} µs out of range")))?,
+        usage,
     })
 }
 
 /// The columns [`task_of`] reads.
 const TASK_SELECT: &str = "m.timestamp, m.task_id, m.agent_id, m.swarm_id, m.result, \
-                           m.duration_ms, m.tokens_used, m.files_changed";
+                           m.duration_ms, m.tokens_used, m.files_changed, m.model, m.provider, \
+                           m.input_tokens, m.cache_read_tokens, m.cache_write_tokens, \
+                           m.cost_micros";
 
 /// The query of task rows matching `filter` in `order`, at most `limit`.
 pub(super) fn tasks_sql(filter: &Filter, limit: i64, order: &str) -> (String, Where) {

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::model::record::MetricKind;
 
 /// The migrations, in order; the schema version is how many have run.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     // 1: task metrics, range-partitioned by time.
     r#"
     CREATE TABLE task_metrics (
@@ -136,6 +136,30 @@ const MIGRATIONS: [&str; 5] = [
         to_state   smallint NOT NULL CHECK (to_state BETWEEN 0 AND 3),
         figures    text NOT NULL,
         PRIMARY KEY (at, rule, group_key, to_state)
+    );
+    "#,
+    // 6: what tasks cost, as in SQLite's migration 9, in plain columns:
+    // the input tokens (output is tokens_used minus them), the cached
+    // ones, the model and provider, and the cost in micro-dollars with
+    // whether it is the task's own bill (never re-priced). Prices in
+    // micro-dollars per million tokens.
+    r#"
+    ALTER TABLE task_metrics
+        ADD COLUMN model              text COLLATE "C",
+        ADD COLUMN provider           text COLLATE "C",
+        ADD COLUMN input_tokens       bigint CHECK (input_tokens >= 0),
+        ADD COLUMN cache_read_tokens  bigint CHECK (cache_read_tokens >= 0),
+        ADD COLUMN cache_write_tokens bigint CHECK (cache_write_tokens >= 0),
+        ADD COLUMN cost_micros        bigint CHECK (cost_micros BETWEEN 0 AND 1000000000000000),
+        ADD COLUMN cost_billed        boolean NOT NULL DEFAULT false;
+    CREATE TABLE prices (
+        model       text COLLATE "C" NOT NULL,
+        valid_from  bigint NOT NULL,
+        input       bigint NOT NULL CHECK (input >= 0),
+        output      bigint NOT NULL CHECK (output >= 0),
+        cache_read  bigint NOT NULL CHECK (cache_read >= 0),
+        cache_write bigint NOT NULL CHECK (cache_write >= 0),
+        PRIMARY KEY (model, valid_from)
     );
     "#,
 ];

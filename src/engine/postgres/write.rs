@@ -18,12 +18,15 @@ use crate::error::{Error, Result};
 use crate::model::filter::to_micros;
 use crate::model::record::{EntityRecord, MetricKind, TaskMetric};
 
-/// The columns of a task metric row, in the order they are written.
-const TASK_COLUMNS: &str =
-    "timestamp, task_id, agent_id, swarm_id, result, duration_ms, tokens_used, files_changed";
+/// The columns of a task metric row, in the order they are written;
+/// `cost_micros` is the task's bill here, priced on the way in (see
+/// [`PRICED_ROW`]).
+const TASK_COLUMNS: &str = "timestamp, task_id, agent_id, swarm_id, result, duration_ms, \
+                            tokens_used, files_changed, model, provider, input_tokens, \
+                            cache_read_tokens, cache_write_tokens, cost_micros, cost_billed";
 
-/// Their types, for binary `COPY`.
-const TASK_TYPES: [Type; 8] = [
+/// Their types, for binary `COPY` and typed parameters.
+const TASK_TYPES: [Type; 15] = [
     Type::INT8,
     Type::TEXT,
     Type::TEXT,
@@ -32,7 +35,32 @@ const TASK_TYPES: [Type; 8] = [
     Type::INT8,
     Type::INT8,
     Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::BOOL,
 ];
+
+/// The select list that writes incoming rows (aliased `i`, in
+/// [`TASK_COLUMNS`] order) with their cost: the bill, else the price in
+/// force at the task's timestamp times its tokens, in micro-dollars
+/// rounded half up once per task, as `Rates::cost` computes it for the
+/// file (numeric, so that no product overflows).
+const PRICED_ROW: &str = "i.timestamp, i.task_id, i.agent_id, i.swarm_id, i.result, \
+     i.duration_ms, i.tokens_used, i.files_changed, i.model, i.provider, i.input_tokens, \
+     i.cache_read_tokens, i.cache_write_tokens, \
+     coalesce(i.cost_micros, ( \
+         SELECT div((i.input_tokens - i.cache_read_tokens - i.cache_write_tokens)::numeric \
+                    * p.input + (i.tokens_used - i.input_tokens)::numeric * p.output \
+                    + i.cache_read_tokens::numeric * p.cache_read \
+                    + i.cache_write_tokens::numeric * p.cache_write + 500000, 1000000)::bigint \
+         FROM prices p \
+         WHERE i.input_tokens IS NOT NULL AND p.model = i.model AND p.valid_from <= i.timestamp \
+         ORDER BY p.valid_from DESC LIMIT 1)), \
+     i.cost_billed";
 
 /// Once a store has written this many metrics in transactions (an
 /// import, a copy), the time indexes are summarized and the statistics
@@ -161,17 +189,14 @@ impl PgWriter<'_> {
         let tx = &mut self.tx;
         let stored = if tasks.len() < COPY_FROM_ROWS {
             let statement = tx
-                .prepare(&format!(
-                    "INSERT INTO task_metrics ({TASK_COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"
-                ))
+                .prepare_typed(&insert_one_sql(), &TASK_TYPES)
                 .map_err(err("store task metrics"))?;
             // In key order, as the larger batches below.
             let mut in_order: Vec<&TaskMetric> = tasks.iter().collect();
             in_order.sort_by(|a, b| (&a.task_id, a.timestamp).cmp(&(&b.task_id, b.timestamp)));
             let mut stored = 0;
             for task in in_order {
-                let row = TaskRow::of(task);
+                let row = TaskRow::of(task)?;
                 stored += tx
                     .execute(&statement, &row.params())
                     .map_err(err("store task metrics"))?;
@@ -198,7 +223,7 @@ impl PgWriter<'_> {
             let types: Vec<Type> = std::iter::once(Type::INT4).chain(TASK_TYPES).collect();
             let mut writer = BinaryCopyInWriter::new(sink, &types);
             for (ord, task) in (0i32..).zip(tasks) {
-                let row = TaskRow::of(task);
+                let row = TaskRow::of(task)?;
                 let mut values: Vec<&(dyn ToSql + Sync)> = vec![&ord];
                 values.extend(row.params());
                 writer.write(&values).map_err(err("copy task metrics"))?;
@@ -207,8 +232,8 @@ impl PgWriter<'_> {
             tx.execute(
                 &format!(
                     "INSERT INTO task_metrics ({TASK_COLUMNS}) \
-                     SELECT {TASK_COLUMNS} FROM incoming_task_rows \
-                     ORDER BY task_id, timestamp, ord ON CONFLICT DO NOTHING"
+                     SELECT {PRICED_ROW} FROM incoming_task_rows i \
+                     ORDER BY i.task_id, i.timestamp, i.ord ON CONFLICT DO NOTHING"
                 ),
                 &[],
             )
@@ -390,24 +415,30 @@ impl PgStore {
     /// transaction.
     fn store_one_task(&self, task: &TaskMetric) -> Result<Written> {
         self.ensure_partitions("task_metrics", [to_micros(task.timestamp)])?;
-        let row = TaskRow::of(task);
+        let row = TaskRow::of(task)?;
         let params: Vec<(&(dyn ToSql + Sync), Type)> =
             row.params().into_iter().zip(TASK_TYPES).collect();
         let inserted = self
             .conn()?
-            .query_typed(
-                &format!(
-                    "INSERT INTO task_metrics ({TASK_COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING 1"
-                ),
-                &params,
-            )
+            .query_typed(&format!("{} RETURNING 1", insert_one_sql()), &params)
             .map_err(self.error("store task metrics"))?;
         Ok(Written {
             new_tasks: inserted.len(),
             ..Written::default()
         })
     }
+}
+
+/// The statement storing one task metric, its values the parameters in
+/// [`TASK_COLUMNS`] order.
+fn insert_one_sql() -> String {
+    let params: Vec<String> = (1..=TASK_TYPES.len()).map(|i| format!("${i}")).collect();
+    format!(
+        "INSERT INTO task_metrics ({TASK_COLUMNS}) \
+         SELECT {PRICED_ROW} FROM (VALUES ({})) AS i ({TASK_COLUMNS}) \
+         ON CONFLICT DO NOTHING",
+        params.join(", ")
+    )
 }
 
 /// One task metric as the values of a row.
@@ -418,22 +449,36 @@ struct TaskRow<'a> {
     duration_ms: i64,
     tokens_used: i64,
     files_changed: i64,
+    input: Option<i64>,
+    cache_read: Option<i64>,
+    cache_write: Option<i64>,
+    billed: Option<i64>,
+    is_billed: bool,
 }
 
 impl<'a> TaskRow<'a> {
-    fn of(task: &'a TaskMetric) -> Self {
-        TaskRow {
+    /// The row of a validated task.
+    fn of(task: &'a TaskMetric) -> Result<Self> {
+        let tokens = task.resolved_tokens()?;
+        let billed = task.usage.billed_micros()?.map(count);
+        let split = tokens.split;
+        Ok(TaskRow {
             timestamp: to_micros(task.timestamp),
             task,
             result: task.result.code() as i16,
             duration_ms: count(task.duration_ms),
-            tokens_used: count(task.tokens_used),
+            tokens_used: count(tokens.total),
             files_changed: count(task.files_changed),
-        }
+            input: split.map(|s| count(s.input)),
+            cache_read: split.map(|s| count(s.cache_read)),
+            cache_write: split.map(|s| count(s.cache_write)),
+            billed,
+            is_billed: billed.is_some(),
+        })
     }
 
     /// The values in [`TASK_COLUMNS`] order.
-    fn params(&self) -> [&(dyn ToSql + Sync); 8] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 15] {
         [
             &self.timestamp,
             &self.task.task_id,
@@ -443,6 +488,13 @@ impl<'a> TaskRow<'a> {
             &self.duration_ms,
             &self.tokens_used,
             &self.files_changed,
+            &self.task.usage.model,
+            &self.task.usage.provider,
+            &self.input,
+            &self.cache_read,
+            &self.cache_write,
+            &self.billed,
+            &self.is_billed,
         ]
     }
 }

@@ -75,7 +75,8 @@ pub(crate) fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
         1,
         flags,
         RunningAggregate(Running::to_bytes),
-    )
+    )?;
+    crate::engine::sqlite::usage::register_usage_functions(conn)
 }
 
 /// An SQL aggregate that folds its numeric argument into a [`Running`]

@@ -12,6 +12,7 @@ mod grouped;
 pub(crate) mod names;
 pub(crate) mod open;
 mod plan;
+pub(crate) mod prices;
 pub(crate) mod read;
 pub(crate) mod retention;
 pub(crate) mod rollup_codec;
@@ -22,6 +23,7 @@ mod stats;
 mod store;
 pub(crate) mod task_place;
 mod tasks;
+pub(crate) mod usage;
 pub(crate) mod writer;
 
 use std::ops::ControlFlow;
@@ -34,7 +36,7 @@ use r2d2::{Pool, PooledConnection};
 use rusqlite::types::{FromSql, Value as SqlValue};
 use rusqlite::{params_from_iter, Connection, Row};
 
-use crate::engine::sqlite::names::SwarmNames;
+use crate::engine::sqlite::names::{ModelNames, SwarmNames};
 use crate::engine::sqlite::open::pool::{OpenReaders, ReaderManager};
 use crate::engine::sqlite::open::settings::ConnectionSettings;
 use crate::engine::sqlite::open::Options;
@@ -58,6 +60,8 @@ pub(crate) struct FileStore {
     watermark_seen: AtomicI64,
     /// The swarm names task metrics read so far named.
     pub(crate) swarm_names: SwarmNames,
+    /// Models and providers read so far, by id.
+    pub(crate) model_names: ModelNames,
     /// This store's number among the stores of the process, for
     /// [`consistent`](Self::consistent)'s pinned connection.
     id: u64,
@@ -100,7 +104,8 @@ impl FileStore {
             open_readers: opened.open_readers,
             writer,
             watermark_seen: AtomicI64::new(i64::MIN),
-            swarm_names: Default::default(),
+            swarm_names: SwarmNames::new("swarms"),
+            model_names: ModelNames::new("models"),
             id: crate::engine::pinning::new_store_id(),
             _temporary: temporary,
         })

@@ -10,7 +10,8 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::Row;
 
 use crate::engine::sqlite::filter::{Field, Params};
-use crate::engine::sqlite::names::SwarmNames;
+use crate::engine::sqlite::names::{ModelNames, SwarmNames};
+use crate::engine::sqlite::usage::UsageCell;
 use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::engine::task_order_sql;
 use crate::error::{Error, Result};
@@ -19,6 +20,7 @@ use crate::model::filter::{from_micros, to_micros, Filter};
 use crate::model::record::{
     AgentMetric, Entity, EntityFields, MetricKind, Stored, SwarmMetric, TaskMetric, TaskResult,
 };
+use crate::model::usage::{usd, Usage};
 
 pub(crate) use crate::model::shapes::RowOrder;
 
@@ -36,10 +38,11 @@ struct Rows<T> {
     operation: &'static str,
 }
 
-/// What decoding a row may look up: swarm names, which task rows hold as
-/// ids.
+/// What decoding a row may look up: swarm names and models, which task
+/// rows hold as ids.
 struct Names<'a> {
     swarms: &'a SwarmNames,
+    models: &'a ModelNames,
     snapshot: &'a Snapshot<'a>,
 }
 
@@ -49,6 +52,41 @@ impl Names<'_> {
             let sql = "SELECT name FROM swarms WHERE id = ?1";
             self.snapshot.one(sql, vec![id.into()], "read task metrics")
         })
+    }
+
+    /// Model and provider of `models` row `id` ('' for one not named).
+    fn model(&self, id: i64) -> Result<(String, String)> {
+        self.models.name(id, |id| {
+            let sql = "SELECT model || char(0) || provider FROM models WHERE id = ?1";
+            let joined: Option<String> =
+                self.snapshot
+                    .one(sql, vec![id.into()], "read task metrics")?;
+            // Names never hold NUL, so the first one splits them.
+            Ok(joined.and_then(|j| {
+                j.split_once('\0')
+                    .map(|(m, p)| (m.to_owned(), p.to_owned()))
+            }))
+        })
+    }
+
+    /// The usage a row's blob holds, for a task of `tokens_used` tokens.
+    fn usage(&self, blob: Option<Vec<u8>>, tokens_used: u64) -> Result<Usage> {
+        let Some(blob) = blob else {
+            return Ok(Usage::default());
+        };
+        let cell = UsageCell::decode(&blob, tokens_used)?;
+        let mut usage = Usage::default();
+        if cell.model != 0 {
+            let id = i64::try_from(cell.model).unwrap_or(i64::MAX);
+            let (model, provider) = self.model(id)?;
+            usage.model = Some(model).filter(|m| !m.is_empty());
+            usage.provider = Some(provider).filter(|p| !p.is_empty());
+        }
+        if let Some(split) = cell.split {
+            split.fill(&mut usage);
+        }
+        usage.cost_usd = cell.cost.map(|c| usd(c.micros));
+        Ok(usage)
     }
 }
 
@@ -122,6 +160,7 @@ impl FileStore {
     fn names<'a>(&'a self, snapshot: &'a Snapshot<'a>) -> Names<'a> {
         Names {
             swarms: &self.swarm_names,
+            models: &self.model_names,
             snapshot,
         }
     }
@@ -335,7 +374,7 @@ fn build_select(
             let (agent, join) = name_of(&filter.agent_id, Field::AgentId, "agents", "agent");
             format!(
                 "SELECT m.task_id, {agent}, m.swarm, m.duration_ms, m.result, m.tokens_used, \
-                        m.files_changed, m.timestamp \
+                        m.files_changed, m.timestamp, m.usage \
                  FROM {source} m {join} \
                  WHERE {clause} \
                  ORDER BY {order} LIMIT {limit}"
@@ -395,15 +434,17 @@ fn task_from_row(row: &Row<'_>, names: &Names<'_>) -> Result<TaskMetric> {
     let code: i64 = column(row, 4, TABLE)?;
     let result = TaskResult::from_code(code)
         .ok_or_else(|| corrupt(TABLE, format!("unknown result code {code}")))?;
+    let tokens_used = count_column(row, 5, TABLE)?;
     Ok(TaskMetric {
         task_id: column(row, 0, TABLE)?,
         agent_id: column(row, 1, TABLE)?,
         swarm_id: swarm.map(|id| names.swarm(id)).transpose()?,
         duration_ms: count_column(row, 3, TABLE)?,
         result,
-        tokens_used: count_column(row, 5, TABLE)?,
+        tokens_used,
         files_changed: count_column(row, 6, TABLE)?,
         timestamp: timestamp_column(row, 7, TABLE)?,
+        usage: names.usage(column(row, 8, TABLE)?, tokens_used)?,
     })
 }
 

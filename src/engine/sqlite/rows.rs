@@ -19,10 +19,12 @@ use foldhash::fast::RandomState as Fast;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::engine::sqlite::task_place::{NewestTime, Place, Placer};
+use crate::engine::sqlite::usage::UsageCell;
 use crate::engine::sqlite::writer::Caches;
 use crate::error::{Error, Result};
 use crate::model::filter::to_micros;
 use crate::model::record::{Entity, MetricKind, TaskMetric};
+use crate::model::usage::{cost_of, PriceBook, Usage};
 
 /// Task metrics stored one at a time that wait, at most, before joining the
 /// agent index (see the module documentation).
@@ -48,6 +50,10 @@ pub(crate) struct Cache {
     unindexed: Option<usize>,
     /// The newest task metric's timestamp.
     newest: NewestTime,
+    /// Interned `(model, provider)` pairs ('' for the one not named).
+    models: HashMap<(String, String), i64, Fast>,
+    /// The prices of the models stored so far.
+    pub(crate) prices: PriceBook,
 }
 
 impl Cache {
@@ -62,6 +68,8 @@ impl Cache {
             watermark: None,
             unindexed: None,
             newest: NewestTime::default(),
+            models: HashMap::default(),
+            prices: PriceBook::default(),
         }
     }
 }
@@ -118,12 +126,73 @@ pub(crate) fn intern(
     Ok(id)
 }
 
+/// The interned id of a task's model and provider, created on first use;
+/// 0 when it names neither.
+fn intern_model(conn: &Connection, cache: &mut Cache, usage: &Usage) -> Result<u64> {
+    if usage.model.is_none() && usage.provider.is_none() {
+        return Ok(0);
+    }
+    let key = (
+        usage.model.clone().unwrap_or_default(),
+        usage.provider.clone().unwrap_or_default(),
+    );
+    if let Some(&id) = cache.models.get(&key) {
+        return Ok(id as u64);
+    }
+    let found: Option<i64> = conn
+        .prepare_cached("SELECT id FROM models WHERE model = ?1 AND provider = ?2")
+        .and_then(|mut s| s.query_row((&key.0, &key.1), |r| r.get(0)).optional())
+        .map_err(Error::sqlite("look up model"))?;
+    let id = match found {
+        Some(id) => id,
+        None => conn
+            .prepare_cached("INSERT INTO models (model, provider) VALUES (?1, ?2) RETURNING id")
+            .and_then(|mut s| s.query_row((&key.0, &key.1), |r| r.get(0)))
+            .map_err(Error::sqlite("intern model"))?,
+    };
+    cache.models.insert(key, id);
+    Ok(id as u64)
+}
+
+/// Loads `model`'s prices into the cache's book, once per transaction
+/// chain (the cache is forgotten when another connection writes).
+fn load_prices(conn: &Connection, cache: &mut Cache, model: &str) -> Result<()> {
+    if cache.prices.knows(model) {
+        return Ok(());
+    }
+    let prices = crate::engine::sqlite::prices::read_prices(conn, model)?;
+    cache.prices.insert(model, prices);
+    Ok(())
+}
+
+/// The usage blob of `task`, stamped `at` (µs), priced by the book.
+fn usage_blob(
+    conn: &Connection,
+    cache: &mut Cache,
+    task: &TaskMetric,
+    at: i64,
+) -> Result<(u64, Option<Vec<u8>>)> {
+    let tokens = task.resolved_tokens()?;
+    if task.usage.is_empty() {
+        return Ok((tokens.total, None));
+    }
+    if let Some(model) = &task.usage.model {
+        load_prices(conn, cache, model)?;
+    }
+    let cell = UsageCell {
+        model: intern_model(conn, cache, &task.usage)?,
+        split: tokens.split,
+        cost: cost_of(&task.usage, tokens, at, &cache.prices)?,
+    };
+    Ok((tokens.total, cell.encode()))
+}
+
 /// Stores a task metric where `task_place` put it.
 const INSERT_TASK: &str = "\
 INSERT INTO task_metrics
     (timestamp, seq, task_id, agent, swarm, duration_ms, result, tokens_used, files_changed,
-     indexed)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+     indexed, usage)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
 /// Records that `agent` ran tasks in `swarm`, which swarm queries use to
 /// find the swarm's tasks through the agent index.
@@ -249,6 +318,7 @@ pub(crate) fn insert_tasks(
         // Validated before submission: every count fits an i64.
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let indexed = eager || timestamp <= watermark;
+        let (tokens_used, usage) = usage_blob(conn, cache, task, timestamp)?;
         stmt.execute(params![
             timestamp,
             seq,
@@ -257,9 +327,10 @@ pub(crate) fn insert_tasks(
             swarm,
             count(task.duration_ms),
             task.result.code(),
-            count(task.tokens_used),
+            count(tokens_used),
             count(task.files_changed),
             indexed,
+            usage,
         ])
         .map_err(Error::sqlite("store task metrics"))?;
         inserted += 1;

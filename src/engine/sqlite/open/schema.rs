@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 
 /// The version the last migration leads to: what this version of the
 /// crate writes.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// `PRAGMA application_id` of a swarm-metrics file ("SwMt").
 pub(crate) const APPLICATION_ID: i64 = 0x5377_4d74;
@@ -65,6 +65,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         to: 8,
         sql: include_str!("../../../../migrations/0008_alerts.sql"),
+        then: None,
+    },
+    Migration {
+        to: 9,
+        sql: include_str!("../../../../migrations/0009_usage_and_prices.sql"),
         then: None,
     },
 ];

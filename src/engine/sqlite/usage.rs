@@ -1,0 +1,273 @@
+//! How the file keeps a task's usage: one nullable `usage` blob of
+//! variable-length integers, and the SQL functions that read it.
+//!
+//! Every nullable column costs a byte a row even when empty, and a task's
+//! usage is several numbers of which most tasks have all or none; one blob
+//! costs a byte when empty and about six when full (model, input tokens,
+//! cost), where five columns would cost ten. The blob is
+//!
+//! ```text
+//! head      varint  model << 4 | flags   (model: the `models` row, 0 for none)
+//! input     varint  when flags & SPLIT   (output is tokens_used − input)
+//! cache     2 varints when flags & CACHE  (reads, writes)
+//! cost      varint  when flags & COST    (micro-dollars; BILLED: the task's bill)
+//! ```
+//!
+//! Queries read it through `usage_cost`, `usage_input`, `usage_cache_read`,
+//! `usage_cache_write` and `usage_model`, each NULL where the blob holds
+//! nothing of theirs.
+
+use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::types::ValueRef;
+use rusqlite::Connection;
+
+use crate::error::{Error, Result};
+use crate::model::usage::{Cost, Split};
+
+const SPLIT: u64 = 1;
+const CACHE: u64 = 2;
+const COST: u64 = 4;
+const BILLED: u64 = 8;
+const FLAG_BITS: u32 = 4;
+
+/// A task's usage as the blob holds it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct UsageCell {
+    /// The `models` row naming model and provider; 0 for none.
+    pub model: u64,
+    /// Input and cache tokens; output is not kept (see the module doc).
+    pub split: Option<Split>,
+    pub cost: Option<Cost>,
+}
+
+impl UsageCell {
+    /// The blob, or `None` when there is nothing to keep.
+    pub fn encode(&self) -> Option<Vec<u8>> {
+        if *self == UsageCell::default() {
+            return None;
+        }
+        let mut flags = 0;
+        let cached = self
+            .split
+            .filter(|s| s.cache_read != 0 || s.cache_write != 0);
+        if self.split.is_some() {
+            flags |= SPLIT;
+        }
+        if cached.is_some() {
+            flags |= CACHE;
+        }
+        if let Some(cost) = self.cost {
+            flags |= COST | if cost.billed { BILLED } else { 0 };
+        }
+        let mut out = Vec::with_capacity(8);
+        put(&mut out, self.model << FLAG_BITS | flags);
+        if let Some(split) = self.split {
+            put(&mut out, split.input);
+        }
+        if let Some(split) = cached {
+            put(&mut out, split.cache_read);
+            put(&mut out, split.cache_write);
+        }
+        if let Some(cost) = self.cost {
+            put(&mut out, cost.micros);
+        }
+        Some(out)
+    }
+
+    /// Reads a blob back; `tokens_used` is the row's, of which output is
+    /// the part that is not input.
+    pub fn decode(bytes: &[u8], tokens_used: u64) -> Result<UsageCell> {
+        let corrupt = |reason: &str| Error::CorruptRow {
+            table: "task_metrics",
+            reason: format!("usage {bytes:02x?}: {reason}"),
+        };
+        let mut at = 0;
+        let mut next = || take(bytes, &mut at).ok_or_else(|| corrupt("truncated"));
+        let head = next()?;
+        let flags = head & ((1 << FLAG_BITS) - 1);
+        let mut cell = UsageCell {
+            model: head >> FLAG_BITS,
+            ..UsageCell::default()
+        };
+        if flags & SPLIT != 0 {
+            let input = next()?;
+            let (cache_read, cache_write) = if flags & CACHE != 0 {
+                (next()?, next()?)
+            } else {
+                (0, 0)
+            };
+            let output = tokens_used
+                .checked_sub(input)
+                .ok_or_else(|| corrupt("more input tokens than tokens_used"))?;
+            if cache_read.saturating_add(cache_write) > input {
+                return Err(corrupt("more cached tokens than input tokens"));
+            }
+            cell.split = Some(Split {
+                input,
+                output,
+                cache_read,
+                cache_write,
+            });
+        }
+        if flags & COST != 0 {
+            cell.cost = Some(Cost {
+                micros: next()?,
+                billed: flags & BILLED != 0,
+            });
+        }
+        if at != bytes.len() {
+            return Err(corrupt("bytes after the last field"));
+        }
+        Ok(cell)
+    }
+}
+
+/// Appends `n` as a LEB128 varint.
+fn put(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Reads a LEB128 varint at `*at`, moving past it.
+fn take(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut n = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes.get(*at)?;
+        *at += 1;
+        n |= u64::from(b & 0x7f).checked_shl(shift)?;
+        if b & 0x80 == 0 {
+            return Some(n);
+        }
+    }
+    None
+}
+
+/// Which part of a blob a SQL function reads.
+#[derive(Clone, Copy)]
+enum Part {
+    Cost,
+    Input,
+    CacheRead,
+    CacheWrite,
+    Model,
+}
+
+/// The part of the blob in argument 0, NULL where the blob has none. A
+/// blob that does not decode is an error, not a NULL: a wrong answer is
+/// worse than none.
+fn part_of(ctx: &Context<'_>, part: Part) -> rusqlite::Result<Option<i64>> {
+    let bytes = match ctx.get_raw(0) {
+        ValueRef::Null => return Ok(None),
+        ValueRef::Blob(b) => b,
+        _ => {
+            return Err(rusqlite::Error::UserFunctionError(
+                "usage is not a blob".into(),
+            ))
+        }
+    };
+    // Output is not read here, so the total does not matter.
+    let cell = UsageCell::decode(bytes, u64::MAX)
+        .map_err(|e| rusqlite::Error::UserFunctionError(e.to_string().into()))?;
+    let value = match part {
+        Part::Cost => cell.cost.map(|c| c.micros),
+        Part::Input => cell.split.map(|s| s.input),
+        Part::CacheRead => cell.split.map(|s| s.cache_read),
+        Part::CacheWrite => cell.split.map(|s| s.cache_write),
+        Part::Model => Some(cell.model).filter(|&m| m != 0),
+    };
+    Ok(value.map(|v| i64::try_from(v).unwrap_or(i64::MAX)))
+}
+
+/// Registers `usage_cost`, `usage_input`, `usage_cache_read`,
+/// `usage_cache_write` and `usage_model` on one connection.
+pub(crate) fn register_usage_functions(conn: &Connection) -> rusqlite::Result<()> {
+    let flags = FunctionFlags::SQLITE_UTF8
+        | FunctionFlags::SQLITE_DETERMINISTIC
+        | FunctionFlags::SQLITE_INNOCUOUS;
+    for (name, part) in [
+        ("usage_cost", Part::Cost),
+        ("usage_input", Part::Input),
+        ("usage_cache_read", Part::CacheRead),
+        ("usage_cache_write", Part::CacheWrite),
+        ("usage_model", Part::Model),
+    ] {
+        conn.create_scalar_function(name, 1, flags, move |ctx| part_of(ctx, part))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_round_trip_and_stay_small() {
+        let split = Split {
+            input: 3_000,
+            output: 500,
+            cache_read: 0,
+            cache_write: 0,
+        };
+        let full = UsageCell {
+            model: 3,
+            split: Some(split),
+            cost: Some(Cost {
+                micros: 16_500,
+                billed: false,
+            }),
+        };
+        let blob = full.encode().unwrap();
+        assert_eq!(blob.len(), 1 + 2 + 3);
+        assert_eq!(UsageCell::decode(&blob, 3_500).unwrap(), full);
+        let cached = UsageCell {
+            model: 300,
+            split: Some(Split {
+                cache_read: 2_000,
+                cache_write: 1,
+                ..split
+            }),
+            cost: Some(Cost {
+                micros: u64::MAX >> 1,
+                billed: true,
+            }),
+        };
+        let blob = cached.encode().unwrap();
+        assert_eq!(UsageCell::decode(&blob, 3_500).unwrap(), cached);
+        assert_eq!(UsageCell::default().encode(), None);
+        let model_only = UsageCell {
+            model: 1,
+            ..UsageCell::default()
+        };
+        assert_eq!(model_only.encode().unwrap(), vec![0x10]);
+    }
+
+    #[test]
+    fn damaged_blobs_are_corrupt_rows() {
+        let full = UsageCell {
+            model: 3,
+            split: Some(Split {
+                input: 3_000,
+                output: 0,
+                cache_read: 0,
+                cache_write: 0,
+            }),
+            cost: None,
+        };
+        let blob = full.encode().unwrap();
+        for bad in [
+            &blob[..blob.len() - 1],
+            &[blob.as_slice(), &[0]].concat(),
+            &[0xff; 11],
+        ] {
+            assert!(matches!(
+                UsageCell::decode(bad, 3_000),
+                Err(Error::CorruptRow { .. })
+            ));
+        }
+        // More input than the row's total.
+        assert!(UsageCell::decode(&blob, 2_999).is_err());
+    }
+}
