@@ -32,3 +32,6 @@ CREATE TABLE prices (
     cache_write INTEGER NOT NULL CHECK (cache_write >= 0),
     PRIMARY KEY (model, valid_from)
 ) WITHOUT ROWID;
+
+-- A task's cost is a measure as its duration is (answers give it in USD).
+INSERT INTO metric_types (code, name) VALUES (13, 'task_cost');

@@ -7,7 +7,11 @@ mod common;
 
 use chrono::{Duration, TimeZone, Utc};
 use common::server::stores;
-use swarm_metrics::{Error, Filter, MetricsStorage, Price, TaskMetric, TaskResult, Usage};
+use proptest::prelude::*;
+use swarm_metrics::{
+    AggregationType, Error, Filter, GroupBy, MetricKind, MetricsStorage, Price, RetentionPolicy,
+    TaskColumn, TaskMetric, TaskResult, Usage,
+};
 
 fn day(d: u32) -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, d, 0, 0, 0).unwrap()
@@ -221,4 +225,207 @@ fn usage_is_json_beside_the_other_fields() {
         "input_tokenz": 3
     });
     assert!(serde_json::from_value::<TaskMetric>(typo).is_err());
+}
+
+/// One random task of a cost case: agent, result, hours ago, input,
+/// output, cache reads, how it is priced (0: the model's price, 1: a bill
+/// in micro-dollars, 2: a model without a price, 3: no usage).
+type CostTask = (u32, usize, i64, u64, u64, u64, u8, u64);
+
+fn cost_task_strategy() -> impl Strategy<Value = CostTask> {
+    (
+        0..3u32,
+        0..4usize,
+        0..(30 * 24i64),
+        0..50_000u64,
+        0..8_000u64,
+        0..100u64,
+        0..4u8,
+        0..2_000_000u64,
+    )
+}
+
+/// The price the cases use (USD per million tokens), and its cost of a
+/// breakdown in micro-dollars rounded half up, written out here as the
+/// model of the store's rule.
+const MODEL_PRICE: Price = Price {
+    input: 2.5,
+    output: 10.0,
+    cache_read: 1.25,
+    cache_write: 0.0,
+};
+
+fn model_cost(input: u64, output: u64, cache_read: u64) -> u64 {
+    // Rates in micro-dollars per million tokens.
+    let pico = (input - cache_read) * 2_500_000 + output * 10_000_000 + cache_read * 1_250_000;
+    (pico + 500_000) / 1_000_000
+}
+
+/// The tasks of a case, each with the cost the model gives it.
+fn cost_case(tasks: &[CostTask], now: chrono::DateTime<Utc>) -> Vec<(TaskMetric, Option<u64>)> {
+    tasks
+        .iter()
+        .enumerate()
+        .map(
+            |(i, &(agent, result, hours, input, output, cached, how, bill))| {
+                let cache_read = cached.min(input);
+                let usage = Usage::new()
+                    .input(input)
+                    .output(output)
+                    .cache_read(cache_read);
+                let (usage, cost) = match how {
+                    0 => (
+                        usage.model("m"),
+                        Some(model_cost(input, output, cache_read)),
+                    ),
+                    1 => (usage.model("m").cost(bill as f64 / 1e6), Some(bill)),
+                    2 => (usage.model("unpriced"), None),
+                    _ => (Usage::new(), None),
+                };
+                let task = TaskMetric::new(
+                    format!("t{i}"),
+                    format!("agent-{agent}"),
+                    10,
+                    TaskResult::ALL[result],
+                )
+                .at(now - Duration::hours(hours) - Duration::minutes(i as i64 % 60))
+                .usage(usage);
+                (task, cost)
+            },
+        )
+        .collect()
+}
+
+/// Every cost answer of the store against the model: the sum, count,
+/// unpriced count, extremes and median of the whole selection and of each
+/// agent, exact to the micro-dollar.
+fn assert_costs(store: &MetricsStorage, model: &[(TaskMetric, Option<u64>)], when: &str) {
+    let costs = Filter::new().column(TaskColumn::Cost);
+    let check = |filter: &Filter, selected: Vec<&(TaskMetric, Option<u64>)>, what: &str| {
+        let priced: Vec<u64> = selected.iter().filter_map(|(_, c)| *c).collect();
+        let unpriced = (selected.len() - priced.len()) as u64;
+        let sum = store
+            .aggregate_metrics(MetricKind::Task, AggregationType::Sum, filter)
+            .unwrap();
+        let want = (!priced.is_empty()).then(|| priced.iter().sum::<u64>() as f64 / 1e6);
+        assert_eq!(sum.value, want, "{when} {what}: sum");
+        assert_eq!(sum.count, priced.len() as u64, "{when} {what}: count");
+        assert_eq!(sum.unpriced, Some(unpriced), "{when} {what}: unpriced");
+        let max = store
+            .aggregate_metrics(MetricKind::Task, AggregationType::Max, filter)
+            .unwrap();
+        let want = priced.iter().max().map(|m| *m as f64 / 1e6);
+        assert_eq!(max.value, want, "{when} {what}: max");
+        let median = store.percentile(MetricKind::Task, 0.5, filter).unwrap();
+        let mut sorted: Vec<f64> = priced.iter().map(|c| *c as f64).collect();
+        sorted.sort_by(f64::total_cmp);
+        let want = match sorted.len() {
+            0 => None,
+            n => {
+                let rank = 0.5 * (n - 1) as f64;
+                let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+                Some((sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)) / 1e6)
+            }
+        };
+        match (median.value, want) {
+            (Some(got), Some(want)) => {
+                assert!(
+                    (got - want).abs() <= 1e-12 * want.max(1.0),
+                    "{when} {what}: median {got} {want}"
+                )
+            }
+            (got, want) => assert_eq!(got, want, "{when} {what}: median"),
+        }
+        assert_eq!(
+            median.unpriced,
+            Some(unpriced),
+            "{when} {what}: median's unpriced"
+        );
+    };
+    check(&costs, model.iter().collect(), "all");
+    let by_agent = store
+        .aggregate_by(
+            MetricKind::Task,
+            AggregationType::Sum,
+            GroupBy::Agent,
+            &costs,
+        )
+        .unwrap();
+    for agent in 0..3 {
+        let name = format!("agent-{agent}");
+        let selected: Vec<_> = model.iter().filter(|(t, _)| t.agent_id == name).collect();
+        check(&costs.clone().agent(&name), selected.clone(), &name);
+        let group = by_agent
+            .iter()
+            .find(|g| g.key.as_deref() == Some(name.as_str()));
+        match group {
+            Some(g) => {
+                let priced: Vec<u64> = selected.iter().filter_map(|(_, c)| *c).collect();
+                let want = (!priced.is_empty()).then(|| priced.iter().sum::<u64>() as f64 / 1e6);
+                assert_eq!(g.value.value, want, "{when} {name}: grouped sum");
+                assert_eq!(
+                    g.value.unpriced,
+                    Some((selected.len() - priced.len()) as u64),
+                    "{when} {name}: grouped unpriced"
+                );
+            }
+            None => assert!(selected.is_empty(), "{when} {name}: group missing"),
+        }
+    }
+}
+
+fn costs_survive_retention(store: &MetricsStorage, tasks: &[CostTask]) {
+    let now = swarm_metrics::now();
+    store
+        .set_price("m", now - Duration::days(400), MODEL_PRICE)
+        .unwrap();
+    let model = cost_case(tasks, now);
+    let batch: Vec<TaskMetric> = model.iter().map(|(t, _)| t.clone()).collect();
+    store.store_task_metrics(&batch).unwrap();
+    assert_costs(store, &model, "raw");
+    let policy = RetentionPolicy {
+        raw: Some(Duration::days(2)),
+        hourly: Some(Duration::days(10)),
+        daily: None,
+        chunk_rows: 50,
+    };
+    store.apply_retention(&policy).unwrap();
+    assert_costs(store, &model, "after retention");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// Costs are exact to the micro-dollar before and after retention
+    /// folds the raw rows into hourly and daily rollups, on every engine.
+    #[test]
+    fn cost_answers_are_exact_before_and_after_retention(
+        tasks in prop::collection::vec(cost_task_strategy(), 0..150)
+    ) {
+        for s in stores() {
+            costs_survive_retention(&s.store, &tasks);
+        }
+    }
+}
+
+#[test]
+fn rollups_of_many_tasks_keep_cost_sums_exact() {
+    // Past 512 tasks an hour, a rollup keeps statistics: sums stay exact.
+    let tasks: Vec<CostTask> = (0..1_200)
+        .map(|i| {
+            (
+                i % 3,
+                (i % 4) as usize,
+                72,
+                10_000 + u64::from(i),
+                900,
+                50,
+                (i % 4) as u8,
+                1_234 * u64::from(i),
+            )
+        })
+        .collect();
+    for s in stores() {
+        costs_survive_retention(&s.store, &tasks);
+    }
 }

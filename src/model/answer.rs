@@ -28,6 +28,10 @@ pub struct Aggregate {
     /// The aggregate; `None` when the selection is empty (and, for
     /// `stddev`, when it holds a single value).
     pub value: Option<f64>,
+    /// For costs (`task_cost`, in USD): the selected tasks that have no
+    /// cost, which `count` leaves out; `None` for other measures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpriced: Option<u64>,
 }
 
 /// The result of [`MetricsStorage::percentile`](crate::MetricsStorage::percentile).
@@ -47,6 +51,9 @@ pub struct Percentile {
     /// sketches answer within 1% of the exact quantile.
     #[serde(default)]
     pub approximate: bool,
+    /// As [`Aggregate::unpriced`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpriced: Option<u64>,
 }
 
 /// The outcome counts of a set of tasks and the share that succeeded.
@@ -156,6 +163,7 @@ pub(crate) fn finish(
         metric_type,
         count: stat.count(),
         value: stat.value(aggregation),
+        unpriced: None,
     }
 }
 
@@ -181,6 +189,7 @@ pub(crate) fn quantiles_of(
                 count,
                 value: sketch_quantile(&sketch, q),
                 approximate: true,
+                unpriced: None,
             })
             .collect();
     }
@@ -191,6 +200,7 @@ pub(crate) fn quantiles_of(
             count: values.len() as u64,
             value: quantile(values, q),
             approximate: false,
+            unpriced: None,
         })
         .collect()
 }

@@ -115,6 +115,8 @@ string_enum! {
         SwarmLatency = (11, "swarm_latency"),
         /// A swarm's resource use.
         SwarmResource = (12, "swarm_resource"),
+        /// What a task cost, in USD.
+        TaskCost = (13, "task_cost"),
     }
 }
 
@@ -154,7 +156,7 @@ impl MetricType {
     /// The kind of metric this type belongs to.
     pub fn kind(self) -> MetricKind {
         match self.code() {
-            1..=4 => MetricKind::Task,
+            1..=4 | 13 => MetricKind::Task,
             5..=8 => MetricKind::Agent,
             _ => MetricKind::Swarm,
         }

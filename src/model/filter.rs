@@ -131,6 +131,11 @@ pub enum TaskColumn {
     /// `files_changed`.
     #[serde(rename = "task_files")]
     Files,
+    /// The task's cost (micro-dollars in the store; answers are in USD).
+    /// Tasks without a cost are not among the values: answers count them
+    /// apart, as unpriced.
+    #[serde(rename = "task_cost")]
+    Cost,
 }
 
 impl TaskColumn {
@@ -141,6 +146,7 @@ impl TaskColumn {
             TaskColumn::Duration => MetricType::TaskDuration,
             TaskColumn::Tokens => MetricType::TaskTokens,
             TaskColumn::Files => MetricType::TaskFiles,
+            TaskColumn::Cost => MetricType::TaskCost,
         }
     }
 
@@ -151,16 +157,20 @@ impl TaskColumn {
             MetricType::TaskDuration => Some(TaskColumn::Duration),
             MetricType::TaskTokens => Some(TaskColumn::Tokens),
             MetricType::TaskFiles => Some(TaskColumn::Files),
+            MetricType::TaskCost => Some(TaskColumn::Cost),
             _ => None,
         }
     }
 
-    /// The SQL column.
+    /// The column's name: as the server stores it, and as the file
+    /// computes it from the usage blob (see the file engine's
+    /// `measured_sql`).
     pub(crate) fn sql(self) -> &'static str {
         match self {
             TaskColumn::Duration => "duration_ms",
             TaskColumn::Tokens => "tokens_used",
             TaskColumn::Files => "files_changed",
+            TaskColumn::Cost => "cost_micros",
         }
     }
 }

@@ -6,6 +6,7 @@ use crate::engine::on_engine;
 use crate::error::{Error, Result};
 use crate::model::filter::Filter;
 use crate::model::record::{AggregationType, MetricKind};
+use crate::query::cost::measures_cost;
 use crate::storage::MetricsStorage;
 
 pub(crate) use crate::model::answer::{Aggregate, Percentile, SuccessRate};
@@ -14,7 +15,9 @@ impl MetricsStorage {
     /// Combines the values of the metrics of `kind` that match `filter`.
     ///
     /// Task metrics aggregate `duration_ms` unless `filter.metric_type`
-    /// names another column (`task_tokens`, `task_files`); agent and swarm
+    /// names another column (`task_tokens`, `task_files`, `task_cost`:
+    /// costs in USD, with the tasks that have none counted apart as
+    /// [`unpriced`](Aggregate::unpriced)); agent and swarm
     /// metrics aggregate `value`, of the metric type in the filter if any.
     /// Raw rows and rollups are read in one snapshot.
     ///
@@ -30,6 +33,9 @@ impl MetricsStorage {
         filter: &Filter,
     ) -> Result<Aggregate> {
         filter.validate(kind, true)?;
+        if measures_cost(kind, filter) {
+            return self.cost_aggregate(aggregation, filter);
+        }
         on_engine!(self.engine(), aggregate(kind, aggregation, filter))
     }
 
@@ -68,6 +74,9 @@ impl MetricsStorage {
             }
         }
         filter.validate(kind, true)?;
+        if measures_cost(kind, filter) {
+            return self.cost_percentiles(qs, filter);
+        }
         on_engine!(self.engine(), percentiles(kind, qs, filter))
     }
 

@@ -8,5 +8,6 @@ pub(crate) mod aggregate;
 pub(crate) mod alerting;
 pub(crate) mod analytics;
 pub(crate) mod compare;
+pub(crate) mod cost;
 pub(crate) mod generic;
 pub(crate) mod read;

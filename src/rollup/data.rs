@@ -14,14 +14,67 @@ use sketches_ddsketch::DDSketch;
 
 use crate::error::{Error, Result};
 use crate::model::record::MetricKind;
+use crate::model::usage::Split;
 use crate::stats::running::{decode_sketch, encode_sketch, Stat};
 
 /// Metrics a row keeps as exact values, at most.
 const MAX_VALUES: usize = 512;
 
-/// The form tags that open an encoded summary.
+/// The form tags that open an encoded summary: values and statistics
+/// of the three measures every task has, and (from schema version 9) of
+/// task summaries with the optional measures after them.
 const VALUES_TAG: u8 = 0;
 const STATS_TAG: u8 = 1;
+const TASK_VALUES_TAG: u8 = 2;
+const TASK_STATS_TAG: u8 = 3;
+
+/// The measures of a task: duration, tokens and files, which every task
+/// has, then the optional ones: cost (micro-dollars) and tokens by type.
+/// Task measures are never negative, so a negative value (-1) marks a task
+/// without the measure.
+pub(crate) mod measure {
+    pub const DURATION: usize = 0;
+    pub const TOKENS: usize = 1;
+    pub const FILES: usize = 2;
+    pub const COST: usize = 3;
+    pub const INPUT: usize = 4;
+    pub const OUTPUT: usize = 5;
+    pub const CACHE_READ: usize = 6;
+    pub const CACHE_WRITE: usize = 7;
+    /// The measures every task has.
+    pub const DENSE: usize = 3;
+    /// All of them.
+    pub const ALL: usize = 8;
+}
+
+/// What a task adds to a summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TaskValues {
+    pub duration_ms: i64,
+    pub tokens_used: i64,
+    pub files_changed: i64,
+    /// Micro-dollars.
+    pub cost: Option<u64>,
+    pub split: Option<Split>,
+}
+
+impl TaskValues {
+    /// The values in [`measure`] order, -1 for those it lacks.
+    fn measures(&self) -> [i64; measure::ALL] {
+        let opt = |v: Option<u64>| v.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX));
+        let split = |f: fn(&Split) -> u64| opt(self.split.as_ref().map(f));
+        [
+            self.duration_ms,
+            self.tokens_used,
+            self.files_changed,
+            opt(self.cost),
+            split(|s| s.input),
+            split(|s| s.output),
+            split(|s| s.cache_read),
+            split(|s| s.cache_write),
+        ]
+    }
+}
 
 /// The measured columns of one kind: how many, and whether integers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +89,7 @@ fn shape(kind: MetricKind) -> Shape {
     match kind {
         MetricKind::Task => Shape {
             classes: 4,
-            measures: 3,
+            measures: measure::ALL,
             int: true,
         },
         _ => Shape {
@@ -63,17 +116,27 @@ impl Column {
         }
     }
 
-    fn value(&self, i: usize) -> f64 {
+    /// Value `i`, if the metric has one (see [`measure`]).
+    fn value(&self, i: usize) -> Option<f64> {
         match self {
-            Column::Int(v) => v[i] as f64,
-            Column::Real(v) => v[i],
+            Column::Int(v) => (v[i] >= 0).then_some(v[i] as f64),
+            Column::Real(v) => Some(v[i]),
         }
     }
 
     fn push_into(&self, i: usize, stat: &mut Stat) {
         match self {
-            Column::Int(v) => stat.push_int(v[i]),
+            Column::Int(v) if v[i] >= 0 => stat.push_int(v[i]),
+            Column::Int(_) => {}
             Column::Real(v) => stat.push_real(v[i]),
+        }
+    }
+
+    /// Whether some metric has a value.
+    fn any(&self) -> bool {
+        match self {
+            Column::Int(v) => v.iter().any(|x| *x >= 0),
+            Column::Real(v) => !v.is_empty(),
         }
     }
 
@@ -130,8 +193,9 @@ impl RollupData {
         }
     }
 
-    /// Adds a task of result `class` with its duration, tokens and files.
-    pub fn push_task(&mut self, class: usize, measures: [i64; 3]) -> Result<()> {
+    /// Adds a task of result `class`.
+    pub fn push_task(&mut self, class: usize, task: &TaskValues) -> Result<()> {
+        let measures = task.measures();
         self.push(class, |m, column| match column {
             Column::Int(v) => v.push(measures[m]),
             Column::Real(v) => v.push(measures[m] as f64),
@@ -249,8 +313,8 @@ impl RollupData {
                     .filter(|(_, c)| **c as usize == class)
                 {
                     column.push_into(i, &mut stat);
-                    if with_values {
-                        values.push(column.value(i));
+                    if let Some(v) = column.value(i).filter(|_| with_values) {
+                        values.push(v);
                     }
                 }
                 Part {
@@ -274,9 +338,10 @@ impl RollupData {
     /// The summary as stored in a rollup row.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
+        let task = self.shape.measures > measure::DENSE;
         match &self.form {
             Form::Values { class, columns } => {
-                out.push(VALUES_TAG);
+                out.push(if task { TASK_VALUES_TAG } else { VALUES_TAG });
                 put_varint(&mut out, class.len() as u64);
                 if self.shape.classes > 1 {
                     // Two bits per class.
@@ -288,7 +353,8 @@ impl RollupData {
                         out.push(byte);
                     }
                 }
-                for column in columns {
+                let (dense, optional) = columns.split_at(columns.len().min(measure::DENSE));
+                for column in dense {
                     match column {
                         // Task measures are never negative: as unsigned
                         // they take the fewest bytes.
@@ -296,14 +362,36 @@ impl RollupData {
                         Column::Real(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
                     }
                 }
+                if task {
+                    // One byte says whether any task has an optional
+                    // measure; each value then as varint(value + 1), 0
+                    // for none.
+                    let any = optional.iter().any(Column::any);
+                    out.push(u8::from(any));
+                    for column in optional.iter().filter(|_| any) {
+                        if let Column::Int(v) = column {
+                            v.iter()
+                                .for_each(|x| put_varint(&mut out, (*x).wrapping_add(1) as u64));
+                        }
+                    }
+                }
             }
             Form::Stats(stats) => {
-                out.push(STATS_TAG);
+                out.push(if task { TASK_STATS_TAG } else { STATS_TAG });
                 for measures in stats {
                     let count = measures.first().map_or(0, Stat::count);
                     put_varint(&mut out, count);
-                    if count > 0 {
-                        measures.iter().for_each(|s| put_stat(&mut out, s));
+                    if count == 0 {
+                        continue;
+                    }
+                    let (dense, optional) = measures.split_at(measures.len().min(measure::DENSE));
+                    dense.iter().for_each(|s| put_stat(&mut out, s));
+                    // Each optional measure with its own count.
+                    for s in optional {
+                        put_varint(&mut out, s.count());
+                        if s.count() > 0 {
+                            put_stat(&mut out, s);
+                        }
                     }
                 }
             }
@@ -320,8 +408,14 @@ impl RollupData {
             at: 0,
             table,
         };
-        let form = match r.byte()? {
-            VALUES_TAG => {
+        let tag = r.byte()?;
+        let with_optional = match (tag, shape.measures > measure::DENSE) {
+            (VALUES_TAG | STATS_TAG, _) => false,
+            (TASK_VALUES_TAG | TASK_STATS_TAG, true) => true,
+            _ => return Err(r.corrupt(&format!("unknown form {tag}"))),
+        };
+        let form = match tag {
+            VALUES_TAG | TASK_VALUES_TAG => {
                 let n = usize::try_from(r.varint()?).map_err(|_| r.corrupt("count"))?;
                 if n > MAX_VALUES {
                     return Err(r.corrupt("too many values"));
@@ -338,7 +432,7 @@ impl RollupData {
                     class.resize(n, 0);
                 }
                 let mut columns = Vec::with_capacity(shape.measures);
-                for _ in 0..shape.measures {
+                for _ in 0..shape.measures.min(measure::DENSE) {
                     columns.push(if shape.int {
                         Column::Int(
                             (0..n)
@@ -349,26 +443,40 @@ impl RollupData {
                         Column::Real((0..n).map(|_| r.f64()).collect::<Result<_>>()?)
                     });
                 }
+                let any = with_optional && r.byte()? != 0;
+                for _ in measure::DENSE..shape.measures {
+                    let values = if any {
+                        (0..n)
+                            .map(|_| r.varint().map(|x| (x as i64).wrapping_sub(1)))
+                            .collect::<Result<_>>()?
+                    } else {
+                        vec![-1; n]
+                    };
+                    columns.push(Column::Int(values));
+                }
                 Form::Values { class, columns }
             }
-            STATS_TAG => {
+            _ => {
                 let mut stats = Vec::with_capacity(shape.classes);
                 for _ in 0..shape.classes {
                     let count = r.varint()?;
-                    let measures = (0..shape.measures)
-                        .map(|_| {
-                            if count == 0 {
-                                Ok(Stat::new(shape.int, true))
-                            } else {
-                                r.stat(count, shape.int)
-                            }
-                        })
-                        .collect::<Result<Vec<_>>>()?;
+                    let mut measures = Vec::with_capacity(shape.measures);
+                    for m in 0..shape.measures {
+                        let count = match m < measure::DENSE {
+                            true => count,
+                            false if count > 0 && with_optional => r.varint()?,
+                            false => 0,
+                        };
+                        measures.push(if count == 0 {
+                            Stat::new(shape.int, true)
+                        } else {
+                            r.stat(count, shape.int)?
+                        });
+                    }
                     stats.push(measures);
                 }
                 Form::Stats(stats)
             }
-            tag => return Err(r.corrupt(&format!("unknown form {tag}"))),
         };
         if r.at != bytes.len() {
             return Err(r.corrupt("trailing bytes"));
@@ -383,7 +491,10 @@ pub(crate) fn from_stats(kind: MetricKind, class: usize, stats: Vec<Stat>) -> Re
     let shape = shape(kind);
     class_code(class, shape)?;
     let mut all = empty_stats(shape);
-    all[class] = stats;
+    // The measures it does not give (those added since) are empty.
+    for (slot, stat) in all[class].iter_mut().zip(stats) {
+        *slot = stat;
+    }
     Ok(RollupData {
         shape,
         form: Form::Stats(all),
@@ -519,10 +630,20 @@ mod tests {
     use super::*;
     use crate::model::record::AggregationType;
 
+    fn plain(duration_ms: i64, tokens_used: i64, files_changed: i64) -> TaskValues {
+        TaskValues {
+            duration_ms,
+            tokens_used,
+            files_changed,
+            cost: None,
+            split: None,
+        }
+    }
+
     fn tasks(n: i64) -> RollupData {
         let mut s = RollupData::new(MetricKind::Task);
         for i in 0..n {
-            s.push_task((i % 4) as usize, [i * 1000, i % 97, i % 5])
+            s.push_task((i % 4) as usize, &plain(i * 1000, i % 97, i % 5))
                 .unwrap();
         }
         s
@@ -562,13 +683,63 @@ mod tests {
     fn sums_past_64_bits_survive() {
         let mut s = RollupData::new(MetricKind::Task);
         for _ in 0..600 {
-            s.push_task(0, [i64::MAX, 0, 0]).unwrap();
+            s.push_task(0, &plain(i64::MAX, 0, 0)).unwrap();
         }
         let back = RollupData::decode(&s.encode(), MetricKind::Task, "t").unwrap();
         assert_eq!(
             back.part(0, 0, false).stat.sum_int,
             600 * i128::from(i64::MAX)
         );
+    }
+
+    fn priced(cost: u64, input: u64, output: u64) -> TaskValues {
+        TaskValues {
+            cost: Some(cost),
+            split: Some(Split {
+                input,
+                output,
+                cache_read: input / 2,
+                cache_write: 0,
+            }),
+            tokens_used: (input + output) as i64,
+            ..plain(10, 0, 1)
+        }
+    }
+
+    #[test]
+    fn optional_measures_count_only_the_tasks_that_have_them() {
+        let mut s = RollupData::new(MetricKind::Task);
+        s.push_task(0, &priced(1_500, 100, 20)).unwrap();
+        s.push_task(0, &plain(5, 7, 0)).unwrap();
+        s.push_task(1, &priced(2_500, 300, 0)).unwrap();
+        let mut back = RollupData::decode(&s.encode(), MetricKind::Task, "t").unwrap();
+        for data in [&s, &back] {
+            assert_eq!(data.counts(), [2, 1, 0, 0]);
+            let cost = data.part(0, measure::COST, true);
+            assert_eq!((cost.stat.count(), cost.values), (1, vec![1_500.0]));
+            assert_eq!(data.part(0, measure::INPUT, false).stat.sum_int, 100);
+            assert_eq!(data.part(1, measure::CACHE_READ, false).stat.sum_int, 150);
+        }
+        // The same through the statistics form.
+        back.make_stats();
+        let back = RollupData::decode(&back.encode(), MetricKind::Task, "t").unwrap();
+        let cost = back.part(0, measure::COST, true);
+        assert_eq!((cost.stat.count(), cost.stat.sum_int), (1, 1_500));
+        assert_eq!(back.part(0, measure::DURATION, false).stat.count(), 2);
+        assert_eq!(back.part(1, measure::OUTPUT, false).stat.count(), 1);
+        // Without any, a values row pays one byte for them.
+        let plain_row = tasks(14).encode();
+        let mut old = plain_row.clone();
+        old[0] = VALUES_TAG;
+        old.pop();
+        assert_eq!(*plain_row.last().unwrap(), 0);
+        let from_old = RollupData::decode(&old, MetricKind::Task, "t").unwrap();
+        assert_eq!(
+            from_old.encode(),
+            plain_row,
+            "older rows read with no optional measures"
+        );
+        assert_eq!(from_old.part(0, measure::COST, true).stat.count(), 0);
     }
 
     #[test]

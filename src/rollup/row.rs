@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::record::MetricKind;
-use crate::rollup::data::RollupData;
+use crate::rollup::data::{measure, RollupData};
 
 /// The table holding `kind`'s rollups.
 pub(crate) fn rollup_table(kind: MetricKind) -> &'static str {
@@ -39,9 +39,10 @@ pub(crate) fn count_columns(kind: MetricKind) -> &'static [&'static str] {
 /// Which measure of a summary holds a raw column's values.
 pub(crate) fn measure_of(column: &str) -> usize {
     match column {
-        "tokens_used" => 1,
-        "files_changed" => 2,
-        _ => 0,
+        "tokens_used" => measure::TOKENS,
+        "files_changed" => measure::FILES,
+        "cost_micros" => measure::COST,
+        _ => measure::DURATION,
     }
 }
 

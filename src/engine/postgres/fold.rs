@@ -22,9 +22,10 @@ use super::rollups::key_columns;
 use super::Columns;
 use super::PgStore;
 use crate::engine::backlog_condition;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::record::MetricKind;
-use crate::rollup::data::RollupData;
+use crate::model::usage::Split;
+use crate::rollup::data::{RollupData, TaskValues};
 use crate::rollup::row::{count_columns, rollup_table};
 use crate::rollup::tiers::{Step, DAY_US, HOUR_US};
 
@@ -51,7 +52,8 @@ fn raw_columns(kind: MetricKind) -> &'static str {
     match kind {
         MetricKind::Task => {
             "m.timestamp, m.agent_id, coalesce(m.swarm_id, ''), m.result, \
-             m.duration_ms, m.tokens_used, m.files_changed"
+             m.duration_ms, m.tokens_used, m.files_changed, m.cost_micros, m.input_tokens, \
+             m.cache_read_tokens, m.cache_write_tokens"
         }
         MetricKind::Agent => "m.timestamp, m.agent_id, m.metric_type, m.value",
         MetricKind::Swarm => "m.timestamp, m.swarm_id, m.metric_type, m.value",
@@ -67,11 +69,11 @@ fn fold_row(groups: &mut Groups, kind: MetricKind, row: &Row) -> Result<()> {
         MetricKind::Task => {
             let swarm: String = row.column(2)?;
             let result: i16 = row.column(3)?;
-            let measures = [row.column::<i64>(4)?, row.column(5)?, row.column(6)?];
+            let task = task_values(row)?;
             groups
                 .entry((bucket, name, Second::Name(swarm)))
                 .or_insert_with(|| RollupData::new(kind))
-                .push_task(usize::try_from(result).unwrap_or(usize::MAX), measures)
+                .push_task(usize::try_from(result).unwrap_or(usize::MAX), &task)
         }
         _ => {
             let metric_type: i16 = row.column(2)?;
@@ -81,6 +83,39 @@ fn fold_row(groups: &mut Groups, kind: MetricKind, row: &Row) -> Result<()> {
                 .push_value(row.column(3)?)
         }
     }
+}
+
+/// What a task row (of [`raw_columns`]) adds to its rollup.
+fn task_values(row: &Row) -> Result<TaskValues> {
+    let corrupt = |reason: String| Error::CorruptRow {
+        table: "task_metrics",
+        reason,
+    };
+    let count = |i: usize| -> Result<Option<u64>> {
+        let n: Option<i64> = row.column(i)?;
+        n.map(|n| u64::try_from(n).map_err(|_| corrupt(format!("a negative count {n}"))))
+            .transpose()
+    };
+    let tokens_used: i64 = row.column(5)?;
+    let split = match count(8)? {
+        Some(input) => Some(Split {
+            input,
+            output: u64::try_from(tokens_used)
+                .ok()
+                .and_then(|t| t.checked_sub(input))
+                .ok_or_else(|| corrupt(format!("input_tokens {input} above tokens_used")))?,
+            cache_read: count(9)?.unwrap_or(0),
+            cache_write: count(10)?.unwrap_or(0),
+        }),
+        None => None,
+    };
+    Ok(TaskValues {
+        duration_ms: row.column(4)?,
+        tokens_used,
+        files_changed: row.column(6)?,
+        cost: count(7)?,
+        split,
+    })
 }
 
 impl PgStore {

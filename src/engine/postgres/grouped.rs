@@ -193,6 +193,7 @@ impl PgStore {
                         count,
                         value: row.column(2)?,
                         approximate: false,
+                        unpriced: None,
                     };
                     Ok((key, percentile))
                 })
@@ -239,7 +240,7 @@ impl PgStore {
                 .entry(key_of(&row, group_by, table)?)
                 .or_default()
                 .0
-                .push(row.column(1)?);
+                .extend(row.column::<Option<f64>>(1)?);
         }
         if rollups {
             let read = RollupRead::column(kind, filter, Some(group_by), column, true);

@@ -262,6 +262,7 @@ impl PgStore {
                     count,
                     value,
                     approximate: false,
+                    unpriced: None,
                 })
                 .collect())
         })
@@ -441,6 +442,7 @@ pub(super) fn aggregate_of(
         metric_type,
         count,
         value,
+        unpriced: None,
     })
 }
 

@@ -126,7 +126,7 @@ impl PgStore {
                         .entry(row.column(0)?)
                         .or_default()
                         .0
-                        .push(row.column(1)?);
+                        .extend(row.column::<Option<f64>>(1)?);
                 }
                 let read = RollupRead::column(kind, filter, None, column, true);
                 for (start, rolled) in self.merge_rollups_by_time(client, &read, width)? {
@@ -154,6 +154,7 @@ impl PgStore {
                         count: u64::try_from(row.column::<i64>(1)?).unwrap_or(0),
                         value: row.column(2)?,
                         approximate: false,
+                        unpriced: None,
                     };
                     Ok((row.column(0)?, percentile))
                 })

@@ -43,11 +43,12 @@ impl PgStore {
             kind.table(),
             w.clause
         );
+        // A task without a cost has none: NULL, left out.
         let mut values: Vec<f64> = client
             .query_typed(&sql, &w.params())
             .map_err(self.error("read values"))?
             .iter()
-            .map(|row| row.column(0))
+            .filter_map(|row| row.column::<Option<f64>>(0).transpose())
             .collect::<Result<_>>()?;
         let mut sketch = None;
         if rollups {

@@ -6,6 +6,7 @@ use sketches_ddsketch::DDSketch;
 
 use crate::engine::sqlite::functions::{raw_stat, raw_stat_columns, sql_function};
 use crate::engine::sqlite::retention::merge::{merge_rollups, rollups_apply};
+use crate::engine::sqlite::usage::measured_sql;
 use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::error::{Error, Result};
 use crate::model::answer::{
@@ -42,6 +43,7 @@ impl FileStore {
                 metric_type,
                 count,
                 value: if count == 0 { None } else { value },
+                unpriced: None,
             })
         })
     }
@@ -68,8 +70,10 @@ impl FileStore {
         let (column, _) = aggregated_column(kind, filter)?;
         let (mut values, rolled) = self.snapshot(|snapshot| {
             let (sql, params) = percentile_sql(kind, filter)?;
-            let values = snapshot.rows(&sql, params, "read values", |row| {
-                value_at(row, 0, kind, "read values")
+            let mut values = Vec::new();
+            snapshot.each(&sql, params, "read values", |row| {
+                values.extend(value_at(row, 0, kind, "read values")?);
+                Ok(())
             })?;
             let mut rolled = None;
             if rollups_apply(snapshot, kind, filter)? {
@@ -152,7 +156,8 @@ pub(crate) fn aggregate_sql(
 ) -> Result<(String, Vec<SqlValue>)> {
     let (column, _) = aggregated_column(kind, filter)?;
     let (from, params) = filter.sql_from(kind);
-    let sql = format!("SELECT count(m.{column}), {function}(m.{column}) FROM {from}");
+    let c = measured_sql(column);
+    let sql = format!("SELECT count({c}), {function}({c}) FROM {from}");
     Ok((sql, params))
 }
 
@@ -160,7 +165,7 @@ pub(crate) fn aggregate_sql(
 pub(crate) fn percentile_sql(kind: MetricKind, filter: &Filter) -> Result<(String, Vec<SqlValue>)> {
     let (column, _) = aggregated_column(kind, filter)?;
     let (from, params) = filter.sql_from(kind);
-    let sql = format!("SELECT m.{column} FROM {from}");
+    let sql = format!("SELECT {} FROM {from}", measured_sql(column));
     Ok((sql, params))
 }
 
@@ -177,16 +182,17 @@ pub(crate) fn success_rate_sql(filter: &Filter) -> (String, Vec<SqlValue>) {
 }
 
 /// A stored metric value (an integer column of tasks, or a real value),
-/// as a float.
+/// as a float; `None` for a task without the measure (no cost).
 pub(crate) fn value_at(
     row: &rusqlite::Row<'_>,
     index: usize,
     kind: MetricKind,
     operation: &'static str,
-) -> Result<f64> {
+) -> Result<Option<f64>> {
     match row.get_ref(index).map_err(Error::sqlite(operation))? {
-        rusqlite::types::ValueRef::Integer(i) => Ok(i as f64),
-        rusqlite::types::ValueRef::Real(x) => Ok(x),
+        rusqlite::types::ValueRef::Integer(i) => Ok(Some(i as f64)),
+        rusqlite::types::ValueRef::Real(x) => Ok(Some(x)),
+        rusqlite::types::ValueRef::Null if kind == MetricKind::Task => Ok(None),
         other => Err(Error::CorruptRow {
             table: kind.table(),
             reason: format!("a metric value holds {:?}", other.data_type()),

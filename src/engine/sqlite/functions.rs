@@ -7,6 +7,7 @@ use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row};
 
+use crate::engine::sqlite::usage::measured_sql;
 use crate::error::{Error, Result};
 use crate::model::record::AggregationType;
 use crate::stats::running::{Running, Stat};
@@ -14,7 +15,8 @@ use crate::stats::running::{Running, Stat};
 /// The select list computing a raw column's stat in SQL (aliased `m`);
 /// [`raw_stat`] decodes it.
 pub(crate) fn raw_stat_columns(column: &str) -> String {
-    format!("total(m.{column}), min(m.{column}), max(m.{column}), {RUNNING_FUNCTION}(m.{column})")
+    let c = measured_sql(column);
+    format!("total({c}), min({c}), max({c}), {RUNNING_FUNCTION}({c})")
 }
 
 /// The stat selected by [`raw_stat_columns`], from column `at` on, of an

@@ -8,6 +8,7 @@ use rusqlite::types::Value as SqlValue;
 use crate::engine::sqlite::aggregate::value_at;
 use crate::engine::sqlite::functions::{raw_stat, raw_stat_columns, sql_function};
 use crate::engine::sqlite::retention::merge::{merge_rollups, rollups_apply};
+use crate::engine::sqlite::usage::measured_sql;
 use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::error::{Error, Result};
 use crate::model::analytics::Grouped;
@@ -62,16 +63,16 @@ impl FileStore {
                     })
                     .collect());
             }
+            let c = measured_sql(column);
             let sql = format!(
-                "SELECT {key}, count(m.{column}), {}(m.{column}) FROM {from} GROUP BY {group_column}",
+                "SELECT {key}, count({c}), {}({c}) FROM {from} GROUP BY {group_column}",
                 sql_function(aggregation),
             );
             let mut rows = snapshot.rows(&sql, params, "aggregate by group", |row| {
                 let key: Option<String> =
                     row.get(0).map_err(Error::sqlite("aggregate by group"))?;
                 let count: i64 = row.get(1).map_err(Error::sqlite("aggregate by group"))?;
-                let value: Option<f64> =
-                    row.get(2).map_err(Error::sqlite("aggregate by group"))?;
+                let value: Option<f64> = row.get(2).map_err(Error::sqlite("aggregate by group"))?;
                 let count = u64::try_from(count).unwrap_or(0);
                 Ok(Grouped {
                     key,
@@ -80,6 +81,7 @@ impl FileStore {
                         metric_type,
                         count,
                         value: if count == 0 { None } else { value },
+                        unpriced: None,
                     },
                 })
             })?;
@@ -120,7 +122,7 @@ impl FileStore {
                             values.clear();
                         }
                     }
-                    values.push(value_at(row, 1, kind, operation)?);
+                    values.extend(value_at(row, 1, kind, operation)?);
                     Ok(())
                 })?;
                 if let Some(done) = current {
@@ -199,7 +201,8 @@ fn values_by_group_sql(kind: MetricKind, group_by: GroupBy, filter: &Filter) -> 
     let (column, _) = aggregated_column(kind, filter)?;
     let (from, _) = filter.sql_from(kind);
     Ok(format!(
-        "SELECT {key}, m.{column} FROM {from} ORDER BY {}",
+        "SELECT {key}, {} FROM {from} ORDER BY {}",
+        measured_sql(column),
         group_by.column("m")
     ))
 }
@@ -219,8 +222,8 @@ fn values_by_group(
     let mut groups = GroupValues::new();
     snapshot.each(sql, params, operation, |row| {
         let key: Option<String> = row.get(0).map_err(Error::sqlite(operation))?;
-        let value = value_at(row, 1, kind, operation)?;
-        groups.entry(key).or_default().0.push(value);
+        let values = &mut groups.entry(key).or_default().0;
+        values.extend(value_at(row, 1, kind, operation)?);
         Ok(())
     })?;
     if rollups {

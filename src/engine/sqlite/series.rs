@@ -9,6 +9,7 @@ use sketches_ddsketch::DDSketch;
 use crate::engine::sqlite::aggregate::value_at;
 use crate::engine::sqlite::functions::{raw_stat, raw_stat_columns, sql_function};
 use crate::engine::sqlite::retention::merge::{merge_rollups_by_time, rollups_apply};
+use crate::engine::sqlite::usage::measured_sql;
 use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::error::{Error, Result};
 use crate::model::analytics::{bucket_of, BucketValue, Measure, SeriesRead};
@@ -97,9 +98,9 @@ impl SeriesRead<'_> {
             }
             return Ok(buckets);
         }
+        let c = measured_sql(column);
         let sql = format!(
-            "SELECT {bucket} AS bucket, count(m.{column}), {}(m.{column}) FROM {from} \
-             GROUP BY bucket",
+            "SELECT {bucket} AS bucket, count({c}), {}({c}) FROM {from} GROUP BY bucket",
             sql_function(aggregation),
         );
         snapshot.each(&sql, params, operation, |row| {
@@ -112,6 +113,7 @@ impl SeriesRead<'_> {
                 metric_type,
                 count,
                 value: if count == 0 { None } else { value },
+                unpriced: None,
             };
             buckets.insert(start, BucketValue::Aggregate(aggregate));
             Ok(())
@@ -128,11 +130,13 @@ impl SeriesRead<'_> {
         let operation = "percentile series";
         let (column, metric_type) = aggregated_column(self.kind, self.filter)?;
         let (from, params) = self.filter.sql_from(self.kind);
-        let sql = format!("SELECT m.timestamp, m.{column} FROM {from}");
+        let sql = format!("SELECT m.timestamp, {} FROM {from}", measured_sql(column));
         let mut values: BTreeMap<i64, (Vec<f64>, Option<DDSketch>)> = BTreeMap::new();
         snapshot.each(&sql, params, operation, |row| {
             let t: i64 = row.get(0).map_err(Error::sqlite(operation))?;
-            let v = value_at(row, 1, self.kind, operation)?;
+            let Some(v) = value_at(row, 1, self.kind, operation)? else {
+                return Ok(());
+            };
             values
                 .entry(bucket_of(t, self.width))
                 .or_default()

@@ -145,6 +145,16 @@ fn take(bytes: &[u8], at: &mut usize) -> Option<u64> {
     None
 }
 
+/// The SQL of a measured column over the table aliased `m`: the column
+/// itself, or for the cost (a column on a server) what computes it from
+/// the blob.
+pub(crate) fn measured_sql(column: &str) -> String {
+    match column {
+        "cost_micros" => "usage_cost(m.usage)".to_owned(),
+        _ => format!("m.{column}"),
+    }
+}
+
 /// Which part of a blob a SQL function reads.
 #[derive(Clone, Copy)]
 enum Part {

@@ -8,6 +8,7 @@ use crate::model::filter::{Filter, GroupBy};
 use crate::model::record::{AggregationType, MetricKind};
 use crate::model::shapes::GroupRead;
 use crate::query::analytics::validate_q;
+use crate::query::cost::measures_cost;
 use crate::storage::MetricsStorage;
 
 pub use crate::model::analytics::Grouped;
@@ -28,17 +29,15 @@ impl MetricsStorage {
     ) -> Result<Vec<Grouped<Aggregate>>> {
         filter.validate(kind, true)?;
         group_by.validate(kind)?;
-        on_engine!(
-            self.engine(),
-            aggregate_by(
-                &GroupRead {
-                    kind,
-                    group_by,
-                    filter
-                },
-                aggregation
-            )
-        )
+        let read = GroupRead {
+            kind,
+            group_by,
+            filter,
+        };
+        if measures_cost(kind, filter) {
+            return self.cost_aggregate_by(&read, aggregation);
+        }
+        on_engine!(self.engine(), aggregate_by(&read, aggregation))
     }
 
     /// [`percentile`](Self::percentile) for every group at once, sorted by
@@ -58,17 +57,15 @@ impl MetricsStorage {
         validate_q(q)?;
         filter.validate(kind, true)?;
         group_by.validate(kind)?;
-        on_engine!(
-            self.engine(),
-            percentile_by(
-                &GroupRead {
-                    kind,
-                    group_by,
-                    filter
-                },
-                q
-            )
-        )
+        let read = GroupRead {
+            kind,
+            group_by,
+            filter,
+        };
+        if measures_cost(kind, filter) {
+            return self.cost_percentile_by(&read, q);
+        }
+        on_engine!(self.engine(), percentile_by(&read, q))
     }
 
     /// The values of each group of the selection (durations of task

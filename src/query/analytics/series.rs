@@ -11,6 +11,7 @@ use crate::model::analytics::bucket_of;
 use crate::model::answer::{aggregated_column, Aggregate, Percentile, SuccessRate};
 use crate::model::filter::{from_micros, to_micros, Filter};
 use crate::model::record::MetricKind;
+use crate::query::cost::measures_cost;
 use crate::storage::MetricsStorage;
 
 pub(crate) use crate::model::analytics::SeriesRead;
@@ -66,7 +67,12 @@ impl MetricsStorage {
             filter,
             width,
         };
-        let mut buckets = on_engine!(self.engine(), series(&series, measure))?;
+        let cost = measures_cost(kind, filter) && measure != Measure::SuccessRate;
+        let mut buckets = if cost {
+            self.cost_series(&series, measure)?
+        } else {
+            on_engine!(self.engine(), series(&series, measure))?
+        };
         if empty == EmptyBuckets::Zero {
             let (_, metric_type) = aggregated_column(kind, filter)?;
             let empty = match measure {
@@ -75,6 +81,7 @@ impl MetricsStorage {
                     metric_type,
                     count: 0,
                     value: None,
+                    unpriced: cost.then_some(0),
                 }),
                 Measure::Percentile(q) => BucketValue::Percentile(Percentile {
                     q,
@@ -82,6 +89,7 @@ impl MetricsStorage {
                     count: 0,
                     value: None,
                     approximate: false,
+                    unpriced: cost.then_some(0),
                 }),
                 Measure::SuccessRate => BucketValue::SuccessRate(SuccessRate::default()),
             };

@@ -12,9 +12,10 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::engine::backlog_condition;
 use crate::engine::sqlite::each_row;
 use crate::engine::sqlite::rollup_codec::{insert_sql, read_summary, row_values};
+use crate::engine::sqlite::usage::UsageCell;
 use crate::error::{Error, Result};
 use crate::model::record::MetricKind;
-use crate::rollup::data::RollupData;
+use crate::rollup::data::{RollupData, TaskValues};
 use crate::rollup::row::{key_columns, rollup_table};
 use crate::rollup::tiers::floor_to;
 use crate::rollup::tiers::{Step, DAY_US, HOUR_US};
@@ -125,7 +126,7 @@ fn fold_raw(conn: &Connection, kind: MetricKind, cutoff: i64, limit: i64) -> Res
     let (table, within) = (kind.table(), within_timestamp(kind));
     let columns = match kind {
         MetricKind::Task => {
-            "agent, coalesce(swarm, 0), result, duration_ms, tokens_used, files_changed"
+            "agent, coalesce(swarm, 0), result, duration_ms, tokens_used, files_changed, usage"
         }
         MetricKind::Agent => "agent, metric_type, value",
         MetricKind::Swarm => "swarm, metric_type, value",
@@ -152,7 +153,24 @@ fn fold_raw(conn: &Connection, kind: MetricKind, cutoff: i64, limit: i64) -> Res
         match kind {
             MetricKind::Task => {
                 let result = usize::try_from(get(4)?).unwrap_or(usize::MAX);
-                summary.push_task(result, [get(5)?, get(6)?, get(7)?])
+                let tokens_used = get(6)?;
+                let usage: Option<Vec<u8>> = row.get(8).map_err(Error::sqlite("fold metrics"))?;
+                let cell = match usage {
+                    Some(blob) => {
+                        UsageCell::decode(&blob, u64::try_from(tokens_used).unwrap_or(0))?
+                    }
+                    None => UsageCell::default(),
+                };
+                summary.push_task(
+                    result,
+                    &TaskValues {
+                        duration_ms: get(5)?,
+                        tokens_used,
+                        files_changed: get(7)?,
+                        cost: cell.cost.map(|c| c.micros),
+                        split: cell.split,
+                    },
+                )
             }
             _ => {
                 let value: f64 = row.get(4).map_err(Error::sqlite("fold metrics"))?;
