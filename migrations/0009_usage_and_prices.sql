@@ -35,3 +35,9 @@ CREATE TABLE prices (
 
 -- A task's cost is a measure as its duration is (answers give it in USD).
 INSERT INTO metric_types (code, name) VALUES (13, 'task_cost');
+-- And so are the tokens of each type.
+INSERT INTO metric_types (code, name) VALUES
+    (14, 'task_input_tokens'),
+    (15, 'task_output_tokens'),
+    (16, 'task_cache_read_tokens'),
+    (17, 'task_cache_write_tokens');

@@ -99,7 +99,9 @@ pub use model::record::{
     TaskResult, MAX_ID_LEN,
 };
 pub use model::span::parse_span;
-pub use model::usage::{Price, PriceEntry, Split, Usage, MAX_COST_MICROS};
+pub use model::usage::{
+    CostPerSuccess, Price, PriceEntry, Split, TokensByType, Usage, MAX_COST_MICROS,
+};
 pub use ops::health::{Health, HealthCheck, HealthOptions};
 pub use ops::inspect::{StoreStats, TableStats};
 pub use ops::plan::QueryShape;

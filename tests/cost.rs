@@ -343,6 +343,80 @@ fn assert_costs(store: &MetricsStorage, model: &[(TaskMetric, Option<u64>)], whe
         );
     };
     check(&costs, model.iter().collect(), "all");
+    // Tokens by type, and cost per success, against the same model.
+    let tokens = store.tokens_by_type(&Filter::new()).unwrap();
+    let split: Vec<_> = model
+        .iter()
+        .filter_map(|(t, _)| t.usage.input_tokens.map(|i| (i, t)))
+        .collect();
+    assert_eq!(tokens.tasks, model.len() as u64, "{when}: tasks");
+    assert_eq!(
+        tokens.with_breakdown,
+        split.len() as u64,
+        "{when}: with breakdown"
+    );
+    let input: u64 = split.iter().map(|(i, _)| i).sum();
+    let output: u64 = split
+        .iter()
+        .map(|(_, t)| t.usage.output_tokens.unwrap())
+        .sum();
+    let cache_read: u64 = split
+        .iter()
+        .map(|(_, t)| t.usage.cache_read_tokens.unwrap())
+        .sum();
+    assert_eq!(
+        (tokens.input, tokens.output),
+        (input, output),
+        "{when}: input, output"
+    );
+    assert_eq!(
+        (tokens.cache_read, tokens.cache_write),
+        (cache_read, 0),
+        "{when}: cache"
+    );
+    assert_eq!(
+        (tokens.total, tokens.unsplit),
+        (input + output, 0),
+        "{when}: total"
+    );
+    let per = store.cost_per_success(None, &Filter::new()).unwrap();
+    let priced: u64 = model.iter().filter_map(|(_, c)| *c).sum();
+    let successes = model
+        .iter()
+        .filter(|(t, _)| t.result == TaskResult::Success)
+        .count() as u64;
+    assert_eq!(per.len(), 1);
+    assert_eq!(
+        per[0].cost_usd,
+        priced as f64 / 1e6,
+        "{when}: cost per success"
+    );
+    assert_eq!(per[0].successes, successes, "{when}: successes");
+    assert_eq!(
+        per[0].cost_per_success_usd,
+        (successes > 0).then(|| priced as f64 / 1e6 / successes as f64),
+        "{when}: per success"
+    );
+    let by_agent = store
+        .cost_per_success(Some(GroupBy::Agent), &Filter::new())
+        .unwrap();
+    for line in &by_agent {
+        let of_agent = |t: &TaskMetric| Some(t.agent_id.as_str()) == line.id.as_deref();
+        let cost: u64 = model
+            .iter()
+            .filter(|(t, _)| of_agent(t))
+            .filter_map(|(_, c)| *c)
+            .sum();
+        let unpriced = model
+            .iter()
+            .filter(|(t, c)| of_agent(t) && c.is_none())
+            .count() as u64;
+        assert_eq!(
+            (line.cost_usd, line.unpriced),
+            (cost as f64 / 1e6, unpriced),
+            "{when}: {line:?}"
+        );
+    }
     let by_agent = store
         .aggregate_by(
             MetricKind::Task,

@@ -117,6 +117,14 @@ string_enum! {
         SwarmResource = (12, "swarm_resource"),
         /// What a task cost, in USD.
         TaskCost = (13, "task_cost"),
+        /// A task's input tokens, cached ones included.
+        TaskInputTokens = (14, "task_input_tokens"),
+        /// A task's output tokens.
+        TaskOutputTokens = (15, "task_output_tokens"),
+        /// A task's input tokens read from the prompt cache.
+        TaskCacheReadTokens = (16, "task_cache_read_tokens"),
+        /// A task's input tokens written to the prompt cache.
+        TaskCacheWriteTokens = (17, "task_cache_write_tokens"),
     }
 }
 
@@ -156,7 +164,7 @@ impl MetricType {
     /// The kind of metric this type belongs to.
     pub fn kind(self) -> MetricKind {
         match self.code() {
-            1..=4 | 13 => MetricKind::Task,
+            1..=4 | 13..=17 => MetricKind::Task,
             5..=8 => MetricKind::Agent,
             _ => MetricKind::Swarm,
         }

@@ -136,6 +136,19 @@ pub enum TaskColumn {
     /// apart, as unpriced.
     #[serde(rename = "task_cost")]
     Cost,
+    /// Input tokens, cached ones included; like the other token types,
+    /// only tasks with a breakdown have them.
+    #[serde(rename = "task_input_tokens")]
+    InputTokens,
+    /// Output tokens.
+    #[serde(rename = "task_output_tokens")]
+    OutputTokens,
+    /// Input tokens read from the prompt cache.
+    #[serde(rename = "task_cache_read_tokens")]
+    CacheReadTokens,
+    /// Input tokens written to the prompt cache.
+    #[serde(rename = "task_cache_write_tokens")]
+    CacheWriteTokens,
 }
 
 impl TaskColumn {
@@ -147,6 +160,10 @@ impl TaskColumn {
             TaskColumn::Tokens => MetricType::TaskTokens,
             TaskColumn::Files => MetricType::TaskFiles,
             TaskColumn::Cost => MetricType::TaskCost,
+            TaskColumn::InputTokens => MetricType::TaskInputTokens,
+            TaskColumn::OutputTokens => MetricType::TaskOutputTokens,
+            TaskColumn::CacheReadTokens => MetricType::TaskCacheReadTokens,
+            TaskColumn::CacheWriteTokens => MetricType::TaskCacheWriteTokens,
         }
     }
 
@@ -158,6 +175,10 @@ impl TaskColumn {
             MetricType::TaskTokens => Some(TaskColumn::Tokens),
             MetricType::TaskFiles => Some(TaskColumn::Files),
             MetricType::TaskCost => Some(TaskColumn::Cost),
+            MetricType::TaskInputTokens => Some(TaskColumn::InputTokens),
+            MetricType::TaskOutputTokens => Some(TaskColumn::OutputTokens),
+            MetricType::TaskCacheReadTokens => Some(TaskColumn::CacheReadTokens),
+            MetricType::TaskCacheWriteTokens => Some(TaskColumn::CacheWriteTokens),
             _ => None,
         }
     }
@@ -171,6 +192,10 @@ impl TaskColumn {
             TaskColumn::Tokens => "tokens_used",
             TaskColumn::Files => "files_changed",
             TaskColumn::Cost => "cost_micros",
+            TaskColumn::InputTokens => "input_tokens",
+            TaskColumn::OutputTokens => "output_tokens",
+            TaskColumn::CacheReadTokens => "cache_read_tokens",
+            TaskColumn::CacheWriteTokens => "cache_write_tokens",
         }
     }
 }

@@ -280,6 +280,49 @@ impl Split {
     }
 }
 
+/// The tokens of a selection of tasks by type, from
+/// [`MetricsStorage::tokens_by_type`](crate::MetricsStorage::tokens_by_type).
+/// Sums are exact up to 2^53 tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TokensByType {
+    /// Tasks selected.
+    pub tasks: u64,
+    /// Of them, the tasks with a breakdown.
+    pub with_breakdown: u64,
+    /// `tokens_used` of every selected task.
+    pub total: u64,
+    /// Input tokens of the tasks with a breakdown, cached ones included.
+    pub input: u64,
+    /// Output tokens of the tasks with a breakdown.
+    pub output: u64,
+    /// Input tokens read from the prompt cache.
+    pub cache_read: u64,
+    /// Input tokens written to the prompt cache.
+    pub cache_write: u64,
+    /// Tokens of the tasks without a breakdown: `total - input - output`.
+    pub unsplit: u64,
+}
+
+/// What one agent, swarm or model spends per successful task, from
+/// [`MetricsStorage::cost_per_success`](crate::MetricsStorage::cost_per_success).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CostPerSuccess {
+    /// The agent, swarm or model; `None` for the whole selection, for
+    /// tasks without a swarm, or for tasks whose model is not known.
+    pub id: Option<String>,
+    /// The cost of every selected task that has one, successful or not,
+    /// in USD.
+    pub cost_usd: f64,
+    /// The tasks that succeeded.
+    pub successes: u64,
+    /// `cost_usd / successes`; `None` without a success.
+    pub cost_per_success_usd: Option<f64>,
+    /// The selected tasks without a cost, left out of `cost_usd`.
+    pub unpriced: u64,
+}
+
 /// A model's price in USD per million tokens of each type; kept to a
 /// millionth of a dollar per million tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]

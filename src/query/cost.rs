@@ -6,12 +6,13 @@
 use std::collections::BTreeMap;
 
 use crate::engine::on_engine;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::analytics::{BucketValue, Grouped, Measure, SeriesRead};
 use crate::model::answer::{Aggregate, Percentile};
-use crate::model::filter::{Filter, TaskColumn};
+use crate::model::filter::{Filter, GroupBy, TaskColumn};
 use crate::model::record::{AggregationType, MetricKind};
 use crate::model::shapes::GroupRead;
+use crate::model::usage::{CostPerSuccess, TokensByType};
 use crate::storage::MetricsStorage;
 
 /// Micro-dollars in a dollar, as the divisor of answers.
@@ -200,5 +201,121 @@ impl MetricsStorage {
                 (start, value.in_usd(tasks))
             })
             .collect())
+    }
+}
+
+impl MetricsStorage {
+    /// The tokens of the selected tasks by type: input (cached ones
+    /// included), output, cache reads and writes, and the tokens of tasks
+    /// without a breakdown; raw rows and rollups read in one snapshot.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) for a filter
+    /// field that does not apply to task metrics; [`Error::Sqlite`](crate::Error::Sqlite)
+    /// or a server error when the read fails.
+    pub fn tokens_by_type(&self, filter: &Filter) -> Result<TokensByType> {
+        filter.validate(MetricKind::Task, false)?;
+        let sum = |column: TaskColumn| -> Result<(u64, u64)> {
+            let a = on_engine!(
+                self.engine(),
+                aggregate(
+                    MetricKind::Task,
+                    AggregationType::Sum,
+                    &filter.clone().column(column)
+                )
+            )?;
+            Ok((a.count, a.value.unwrap_or(0.0) as u64))
+        };
+        let [total, input, output, cache_read, cache_write] = on_engine!(
+            self.engine(),
+            consistent(|| Ok([
+                sum(TaskColumn::Tokens)?,
+                sum(TaskColumn::InputTokens)?,
+                sum(TaskColumn::OutputTokens)?,
+                sum(TaskColumn::CacheReadTokens)?,
+                sum(TaskColumn::CacheWriteTokens)?,
+            ]))
+        )?;
+        Ok(TokensByType {
+            tasks: total.0,
+            with_breakdown: input.0,
+            total: total.1,
+            input: input.1,
+            output: output.1,
+            cache_read: cache_read.1,
+            cache_write: cache_write.1,
+            unsplit: total.1.saturating_sub(input.1 + output.1),
+        })
+    }
+
+    /// What the selected tasks cost per success: the cost of all of them
+    /// (failures cost too) divided by the successes, for the whole
+    /// selection (`group_by` `None`) or per agent or swarm, sorted by key;
+    /// raw rows and rollups read in one snapshot. The cheapest way to a
+    /// success is the lowest `cost_per_success_usd`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) for a grouping
+    /// other than agent or swarm, or a filter field that does not apply to
+    /// task metrics; [`Error::Sqlite`](crate::Error::Sqlite) or a server
+    /// error when the read fails.
+    pub fn cost_per_success(
+        &self,
+        group_by: Option<GroupBy>,
+        filter: &Filter,
+    ) -> Result<Vec<CostPerSuccess>> {
+        filter.validate(MetricKind::Task, false)?;
+        let costs = filter.clone().column(TaskColumn::Cost);
+        let Some(group_by) = group_by else {
+            let (cost, rate) = on_engine!(
+                self.engine(),
+                consistent(|| Ok((
+                    self.cost_aggregate(AggregationType::Sum, &costs)?,
+                    on_engine!(self.engine(), success_rate(filter))?,
+                )))
+            )?;
+            return Ok(vec![per_success(None, cost, rate.success)]);
+        };
+        if !matches!(group_by, GroupBy::Agent | GroupBy::Swarm) {
+            return Err(Error::invalid(
+                "group_by",
+                format!("cost per success is by agent or swarm, not {group_by:?}"),
+            ));
+        }
+        let read = GroupRead {
+            kind: MetricKind::Task,
+            group_by,
+            filter: &costs,
+        };
+        let (costs, rates) = on_engine!(
+            self.engine(),
+            consistent(|| Ok((
+                self.cost_aggregate_by(&read, AggregationType::Sum)?,
+                on_engine!(self.engine(), success_rate_by(group_by, filter))?,
+            )))
+        )?;
+        let successes: BTreeMap<Option<String>, u64> = rates
+            .into_iter()
+            .map(|g| (g.key, g.value.success))
+            .collect();
+        Ok(costs
+            .into_iter()
+            .map(|g| {
+                let successes = successes.get(&g.key).copied().unwrap_or(0);
+                per_success(g.key, g.value, successes)
+            })
+            .collect())
+    }
+}
+
+/// One line of [`MetricsStorage::cost_per_success`].
+fn per_success(id: Option<String>, cost: Aggregate, successes: u64) -> CostPerSuccess {
+    let cost_usd = cost.value.unwrap_or(0.0);
+    CostPerSuccess {
+        id,
+        cost_usd,
+        successes,
+        cost_per_success_usd: (successes > 0).then(|| cost_usd / successes as f64),
+        unpriced: cost.unpriced.unwrap_or(0),
     }
 }

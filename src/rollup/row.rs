@@ -42,6 +42,10 @@ pub(crate) fn measure_of(column: &str) -> usize {
         "tokens_used" => measure::TOKENS,
         "files_changed" => measure::FILES,
         "cost_micros" => measure::COST,
+        "input_tokens" => measure::INPUT,
+        "output_tokens" => measure::OUTPUT,
+        "cache_read_tokens" => measure::CACHE_READ,
+        "cache_write_tokens" => measure::CACHE_WRITE,
         _ => measure::DURATION,
     }
 }

@@ -139,7 +139,8 @@ const MIGRATIONS: [&str; 6] = [
     );
     "#,
     // 6: what tasks cost, as in SQLite's migration 9, in plain columns:
-    // the input tokens (output is tokens_used minus them), the cached
+    // the input tokens (output is tokens_used minus them, a generated
+    // column that measures read as the others), the cached
     // ones, the model and provider, and the cost in micro-dollars with
     // whether it is the task's own bill (never re-priced). Prices in
     // micro-dollars per million tokens.
@@ -151,7 +152,8 @@ const MIGRATIONS: [&str; 6] = [
         ADD COLUMN cache_read_tokens  bigint CHECK (cache_read_tokens >= 0),
         ADD COLUMN cache_write_tokens bigint CHECK (cache_write_tokens >= 0),
         ADD COLUMN cost_micros        bigint CHECK (cost_micros BETWEEN 0 AND 1000000000000000),
-        ADD COLUMN cost_billed        boolean NOT NULL DEFAULT false;
+        ADD COLUMN cost_billed        boolean NOT NULL DEFAULT false,
+        ADD COLUMN output_tokens      bigint GENERATED ALWAYS AS (tokens_used - input_tokens) STORED;
     CREATE TABLE prices (
         model       text COLLATE "C" NOT NULL,
         valid_from  bigint NOT NULL,
