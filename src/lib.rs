@@ -100,7 +100,7 @@ pub use model::record::{
 };
 pub use model::span::parse_span;
 pub use model::usage::{
-    CostPerSuccess, Price, PriceEntry, Split, TokensByType, Usage, MAX_COST_MICROS,
+    CostPerSuccess, Price, PriceEntry, RecomputeReport, Split, TokensByType, Usage, MAX_COST_MICROS,
 };
 pub use ops::health::{Health, HealthCheck, HealthOptions};
 pub use ops::inspect::{StoreStats, TableStats};
@@ -121,6 +121,7 @@ pub use query::generic::{parse_filter, parse_metric, parse_record, Parsed, RECOR
 pub use report::{AgentRow, DurationPoint, OtherAgents, RateLine, Report, ReportOptions};
 pub use stats::interval::{Interval, IntervalMethod, DEFAULT_CONFIDENCE};
 pub use stats::running::quantile;
+pub use storage::prices::parse_prices;
 pub use storage::write::{BatchReport, KindCount, MetricBatch, StreamReport};
 pub use storage::{MetricsStorage, StorageBuilder, DEFAULT_PATH};
 

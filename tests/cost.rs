@@ -503,3 +503,159 @@ fn rollups_of_many_tasks_keep_cost_sums_exact() {
         costs_survive_retention(&s.store, &tasks);
     }
 }
+
+#[test]
+fn recompute_prices_raw_tasks_again_and_counts_the_folded_ones() {
+    for s in stores() {
+        let store = &s.store;
+        let now = swarm_metrics::now();
+        let usage = Usage::new().model("m").input(1_000_000).output(0);
+        let tasks = [
+            // Folded by the retention below: keeps having no cost.
+            task("old", now - Duration::days(5), usage.clone()),
+            task("new", now - Duration::hours(1), usage.clone()),
+            task("billed", now - Duration::hours(1), usage.clone().cost(0.5)),
+            task(
+                "other",
+                now - Duration::hours(1),
+                Usage::new().model("x").input(5),
+            ),
+        ];
+        store.store_task_metrics(&tasks).unwrap();
+        store
+            .apply_retention(&RetentionPolicy {
+                raw: Some(Duration::days(2)),
+                ..RetentionPolicy::default()
+            })
+            .unwrap();
+        let costs = Filter::new().column(TaskColumn::Cost);
+        let sum = |store: &MetricsStorage| {
+            store
+                .aggregate_metrics(MetricKind::Task, AggregationType::Sum, &costs)
+                .unwrap()
+        };
+        assert_eq!(
+            (sum(store).value, sum(store).unpriced),
+            (Some(0.5), Some(3))
+        );
+        store
+            .set_price(
+                "m",
+                now - Duration::days(30),
+                Price {
+                    input: 2.0,
+                    ..Price::default()
+                },
+            )
+            .unwrap();
+        let report = store.recompute_costs(now - Duration::days(30)).unwrap();
+        assert_eq!(
+            (report.repriced, report.now_unpriced, report.billed),
+            (2, 1, 1),
+            "{}: {report:?}",
+            s.backend
+        );
+        assert_eq!(
+            (report.folded_tasks, report.folded_rollups),
+            (1, 1),
+            "{}",
+            s.backend
+        );
+        // 1M input tokens at 2 USD; the bill kept; the folded task and the
+        // model without a price stay unpriced.
+        let after = sum(store);
+        assert_eq!(
+            (after.value, after.unpriced),
+            (Some(2.5), Some(2)),
+            "{}",
+            s.backend
+        );
+        // Running it again changes nothing.
+        assert_eq!(
+            store.recompute_costs(now - Duration::days(30)).unwrap(),
+            report
+        );
+        assert_eq!(sum(store), after);
+    }
+}
+
+#[test]
+fn the_command_line_shows_what_the_library_computes() {
+    use assert_cmd::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let run = |args: &[&str]| {
+        let out = Command::cargo_bin("swarm-metrics")
+            .unwrap()
+            .arg("--db")
+            .arg(&db)
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let prices = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/prices.toml");
+    let lines = [
+        r#"{"kind":"task","task_id":"a","agent_id":"a1","duration_ms":5,"result":"success","input_tokens":12000,"output_tokens":800,"cache_read_tokens":4000,"model":"gpt-4o","timestamp":"2026-03-01T10:00:00Z"}"#,
+        r#"{"kind":"task","task_id":"b","agent_id":"a1","duration_ms":5,"result":"failure","input_tokens":3000,"output_tokens":100,"model":"claude-sonnet-4","timestamp":"2026-03-01T11:00:00Z"}"#,
+        r#"{"kind":"task","task_id":"c","agent_id":"a2","duration_ms":5,"result":"success","tokens_used":50,"model":"gpt-4o","timestamp":"2026-03-01T12:00:00Z"}"#,
+        r#"{"kind":"task","task_id":"d","agent_id":"a2","duration_ms":5,"result":"success","input_tokens":10,"output_tokens":10,"cost_usd":0.25,"timestamp":"2026-03-01T12:00:00Z"}"#,
+    ];
+    run(&["prices", "import", prices]);
+    let listed: serde_json::Value =
+        serde_json::from_str(&run(&["--json", "prices", "list"])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 4);
+    let input = lines.join("\n");
+    let out = Command::cargo_bin("swarm-metrics")
+        .unwrap()
+        .arg("--db")
+        .arg(&db)
+        .args(["import", "-"])
+        .write_stdin(input)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // a: 8,000 uncached × 2.5 + 800 × 10 + 4,000 × 1.25 = 33,000 µ$;
+    // b: 3,000 × 3 + 100 × 15 = 10,500 µ$; c: no breakdown; d: billed.
+    let store = MetricsStorage::open(&db).unwrap();
+    let costs = Filter::new().column(TaskColumn::Cost);
+    let library = store
+        .aggregate_metrics(MetricKind::Task, AggregationType::Sum, &costs)
+        .unwrap();
+    assert_eq!(library.value, Some(0.0435 + 0.25));
+    let cli: serde_json::Value = serde_json::from_str(&run(&[
+        "--json",
+        "aggregate",
+        "--agg",
+        "sum",
+        "--metric-type",
+        "task_cost",
+    ]))
+    .unwrap();
+    assert_eq!(cli["value"].as_f64(), library.value, "{cli}");
+    assert_eq!(cli["unpriced"], 1, "{cli}");
+    let per: serde_json::Value =
+        serde_json::from_str(&run(&["--json", "cost-per-success", "--by", "agent"])).unwrap();
+    let lib = store
+        .cost_per_success(Some(GroupBy::Agent), &Filter::new())
+        .unwrap();
+    assert_eq!(per, serde_json::to_value(&lib).unwrap());
+    assert_eq!(per[0]["id"], "a1");
+    assert_eq!(per[0]["cost_per_success_usd"], 0.0435);
+    assert_eq!(per[1]["unpriced"], 1);
+    let tokens: serde_json::Value = serde_json::from_str(&run(&["--json", "tokens"])).unwrap();
+    assert_eq!(
+        tokens,
+        serde_json::to_value(store.tokens_by_type(&Filter::new()).unwrap()).unwrap()
+    );
+    assert_eq!(tokens["cache_read"], 4000);
+    // The rows come back with their usage.
+    let rows = run(&["--json", "query", "--task", "a"]);
+    assert!(rows.contains(r#""cost_usd":0.033"#), "{rows}");
+}

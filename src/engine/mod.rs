@@ -39,7 +39,7 @@ use crate::model::reports::{CleanupReport, VacuumReport};
 use crate::model::shapes::GroupRead;
 use crate::model::shapes::QueryShape;
 use crate::model::shapes::RowOrder;
-use crate::model::usage::Rates;
+use crate::model::usage::{Rates, RecomputeReport};
 use crate::rollup::rolled::AgentTotals;
 use crate::rollup::row::RollupRecord;
 use crate::rollup::tiers::{Backlog, Step};
@@ -219,6 +219,10 @@ backend_contract! {
 
     /// Every price, by model and start (µs).
     fn prices(&self) -> Result<Vec<(String, i64, Rates)>>;
+
+    /// Prices the raw tasks from `since` (µs) on again, bills kept, and
+    /// counts what of the range is folded.
+    fn reprice_since(&self, since: i64) -> Result<RecomputeReport>;
 
     /// Stores agent metrics in one transaction; returns their ids.
     fn store_agents(&self, metrics: &[AgentMetric]) -> Result<Vec<i64>>;

@@ -323,6 +323,23 @@ pub struct CostPerSuccess {
     pub unpriced: u64,
 }
 
+/// What [`MetricsStorage::recompute_costs`](crate::MetricsStorage::recompute_costs) did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RecomputeReport {
+    /// Raw tasks priced again (they name a model and have a breakdown).
+    pub repriced: u64,
+    /// Of them, the ones without a price in force at their timestamp.
+    pub now_unpriced: u64,
+    /// Raw tasks that keep their bill.
+    pub billed: u64,
+    /// Tasks of the range already folded into rollups, which keep the
+    /// cost they were folded with.
+    pub folded_tasks: u64,
+    /// The rollups holding them.
+    pub folded_rollups: u64,
+}
+
 /// A model's price in USD per million tokens of each type; kept to a
 /// millionth of a dollar per million tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]

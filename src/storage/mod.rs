@@ -8,7 +8,7 @@
 //! [`crate::ops::plan`]. Each validates its arguments and then asks the engine
 //! ([`crate::engine::Backend`]).
 
-mod prices;
+pub(crate) mod prices;
 pub(crate) mod write;
 
 use std::path::Path;

@@ -63,8 +63,82 @@ pub enum Command {
     /// Prometheus /metrics, the questions as JSON, a live report, Server-
     /// Sent Events and /health out. Stops cleanly on SIGTERM or Ctrl-C.
     Serve(ServeArgs),
+    /// Model prices in USD per million tokens, with the date each starts:
+    /// tasks are priced at their timestamp's price as they are stored.
+    Prices(PricesArgs),
     #[command(flatten)]
     Question(Question),
+}
+
+/// The arguments of `prices`.
+#[derive(Debug, Args)]
+pub struct PricesArgs {
+    #[command(subcommand)]
+    pub command: PricesCommand,
+}
+
+/// What `prices` does.
+#[derive(Debug, Subcommand)]
+pub enum PricesCommand {
+    /// Set a model's price from a date on (replacing one from the same
+    /// instant).
+    Set(PriceSetArgs),
+    /// Every price, by model and date.
+    List,
+    /// Set every price of a TOML file of [[price]] tables (model, from,
+    /// input, output, cache_read, cache_write); all are checked first.
+    Import {
+        /// The TOML file.
+        file: PathBuf,
+    },
+    /// Price again the tasks stored since a span ago (after a price was
+    /// set or corrected): each by the price in force at its timestamp,
+    /// bills kept. Says how many tasks and rollups of the range were
+    /// already folded and keep the cost they had.
+    Recompute {
+        /// How far back, e.g. 30d.
+        #[arg(long)]
+        since: String,
+    },
+}
+
+/// The arguments of `prices set`.
+#[derive(Debug, Args)]
+pub struct PriceSetArgs {
+    /// The model, as tasks name it.
+    pub model: String,
+    /// From when (a date, midnight UTC, or an RFC 3339 time).
+    #[arg(long)]
+    pub from: String,
+    /// USD per million input tokens (not read from or written to a cache).
+    #[arg(long)]
+    pub input: f64,
+    /// USD per million output tokens.
+    #[arg(long)]
+    pub output: f64,
+    /// USD per million input tokens read from the cache.
+    #[arg(long, default_value_t = 0.0)]
+    pub cache_read: f64,
+    /// USD per million input tokens written to the cache.
+    #[arg(long, default_value_t = 0.0)]
+    pub cache_write: f64,
+}
+
+/// The arguments of `cost-per-success`.
+#[derive(Debug, Args)]
+pub struct CostPerSuccessArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// One line per agent or swarm.
+    #[arg(long, value_enum)]
+    pub by: Option<By>,
+}
+
+/// The arguments of `tokens`.
+#[derive(Debug, Args)]
+pub struct TokensArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 /// The arguments of `serve`.
@@ -166,7 +240,8 @@ pub enum Question {
     /// Metrics matching the filters, newest first.
     Query(QueryArgs),
     /// avg, sum, count, min, max, stddev or a percentile (p50, p95, p99.9)
-    /// of durations (or --metric-type task_tokens / task_files) or values.
+    /// of durations (or --metric-type task_tokens / task_files / task_cost
+    /// in USD / task_input_tokens …) or values.
     Aggregate(AggregateArgs),
     /// The share of successful tasks, with the counts behind it.
     SuccessRate(SuccessRateArgs),
@@ -190,6 +265,13 @@ pub enum Question {
     Slowest(SlowestArgs),
     /// Tasks outside their agent's Tukey fences (1.5 x IQR) of duration.
     Outliers(OutliersArgs),
+    /// What a success costs: the cost of all selected tasks (in USD)
+    /// divided by the successes, whole or per agent or swarm, with the
+    /// tasks that have no cost counted as unpriced.
+    CostPerSuccess(CostPerSuccessArgs),
+    /// Tokens by type: input (cached included), output, cache reads and
+    /// writes, and those of tasks without a breakdown.
+    Tokens(TokensArgs),
 }
 
 /// The arguments of `cleanup`.

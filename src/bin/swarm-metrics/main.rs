@@ -6,6 +6,7 @@
 
 mod alerts;
 mod args;
+mod cost;
 mod export;
 mod import;
 mod maintain;
@@ -136,6 +137,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Health(args) => maintain::health(&cx, args, out),
         Command::Alerts(args) => alerts::run(&cx, args, out),
         Command::Serve(args) => serve::run(&cx, args),
+        Command::Prices(args) => cost::prices(&cx, args, out).map(|()| ExitCode::SUCCESS),
         Command::Question(question) => {
             let store = open_existing(&cx.db, cx.busy, false)?;
             questions::answer(&store, question, cx.json, out).map(|()| ExitCode::SUCCESS)

@@ -15,6 +15,20 @@ pub fn parse_time(flag: &str, text: &str) -> Result<DateTime<Utc>, Failure> {
         })
 }
 
+/// A date (midnight UTC) or an RFC 3339 time.
+pub fn parse_day_or_time(flag: &str, text: &str) -> Result<DateTime<Utc>, Failure> {
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        if let Some(midnight) = date.and_hms_opt(0, 0, 0) {
+            return Ok(midnight.and_utc());
+        }
+    }
+    parse_time(flag, text).map_err(|_| {
+        Failure::Usage(format!(
+            "{flag} {text:?} is neither a date such as 2026-01-01 nor an RFC 3339 time"
+        ))
+    })
+}
+
 /// Parses a tiered retention policy: `RAW,HOURLY,DAILY`.
 pub fn parse_policy(text: &str) -> Result<swarm_metrics::RetentionPolicy, Failure> {
     let parts: Vec<&str> = text.split(',').map(str::trim).collect();

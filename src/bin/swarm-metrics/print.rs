@@ -133,6 +133,8 @@ pub struct Figure {
     pub metric_type: Option<MetricType>,
     pub count: u64,
     pub value: Option<f64>,
+    /// For costs: the tasks without one.
+    pub unpriced: Option<u64>,
 }
 
 impl From<Aggregate> for Figure {
@@ -141,6 +143,7 @@ impl From<Aggregate> for Figure {
             metric_type: a.metric_type,
             count: a.count,
             value: a.value,
+            unpriced: a.unpriced,
         }
     }
 }
@@ -151,17 +154,22 @@ impl From<Percentile> for Figure {
             metric_type: p.metric_type,
             count: p.count,
             value: p.value,
+            unpriced: p.unpriced,
         }
     }
 }
 
 pub fn aggregate_json(name: &str, a: &Figure) -> Value {
-    json!({
+    let mut figure = json!({
         "aggregation": name,
         "metric_type": a.metric_type,
         "value": a.value,
         "count": a.count,
-    })
+    });
+    if let Some(unpriced) = a.unpriced {
+        figure["unpriced"] = json!(unpriced);
+    }
+    figure
 }
 
 pub fn rate_json(rate: &SuccessRate) -> Value {

@@ -15,6 +15,7 @@ use crate::args::{
     AggregateArgs, CompareArgs, OutliersArgs, QueryArgs, Question, RegressionsArgs, SeriesArgs,
     SlowestArgs, SuccessRateArgs, SummaryArgs, TopArgs,
 };
+use crate::cost;
 use crate::{write_json, Failure};
 
 use crate::parse::{parse_aggregation, parse_span, Aggregation};
@@ -43,6 +44,8 @@ pub fn answer(
         Question::Top(args) => top(store, args, as_json, out),
         Question::Slowest(args) => slowest(store, args, as_json, out),
         Question::Outliers(args) => outliers(store, args, as_json, out),
+        Question::CostPerSuccess(args) => cost::cost_per_success(store, args, as_json, out),
+        Question::Tokens(args) => cost::tokens(store, args, as_json, out),
     }
 }
 

@@ -1,9 +1,11 @@
 //! Prices on the server: set, and listed. Tasks are priced as they are
 //! written, by the statement that writes them (see `write.rs`).
 
+use super::write::price_of_row;
 use super::{Columns, PgStore};
 use crate::error::{Error, Result};
-use crate::model::usage::Rates;
+use crate::model::usage::{Rates, RecomputeReport};
+use crate::rollup::tiers::{DAY_US, HOUR_US};
 
 impl PgStore {
     /// Sets `model`'s price from `from` (µs), replacing one that started
@@ -28,6 +30,51 @@ impl PgStore {
             )
             .map_err(self.error("set price"))?;
         Ok(())
+    }
+
+    /// Prices again the raw task rows from `since` (µs) on, in one
+    /// statement, and counts the tasks and rollups of the range already
+    /// folded.
+    pub(crate) fn reprice_since(&self, since: i64) -> Result<RecomputeReport> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(self.error("re-price tasks"))?;
+        let repriced = tx
+            .query_one(
+                concat!(
+                    "WITH u AS (UPDATE task_metrics AS i SET cost_micros = ",
+                    price_of_row!(),
+                    " WHERE i.timestamp >= $1 AND NOT i.cost_billed AND i.model IS NOT NULL \
+                      AND i.input_tokens IS NOT NULL RETURNING i.cost_micros) \
+                     SELECT count(*), count(*) FILTER (WHERE cost_micros IS NULL) FROM u"
+                ),
+                &[&since],
+            )
+            .map_err(self.error("re-price tasks"))?;
+        let billed = tx
+            .query_one(
+                "SELECT count(*) FROM task_metrics WHERE timestamp >= $1 AND cost_billed",
+                &[&since],
+            )
+            .map_err(self.error("re-price tasks"))?;
+        let folded = tx
+            .query_one(
+                "SELECT coalesce(sum(success + failure + timeout + cancelled), 0)::bigint, \
+                        count(*) FROM task_summaries \
+                 WHERE bucket + CASE level WHEN 1 THEN $2::bigint ELSE $3::bigint END > $1",
+                &[&since, &HOUR_US, &DAY_US],
+            )
+            .map_err(self.error("count folded tasks"))?;
+        tx.commit().map_err(self.error("re-price tasks"))?;
+        let n = |row: &postgres::Row, i: usize| -> Result<u64> {
+            Ok(u64::try_from(row.column::<i64>(i)?).unwrap_or(0))
+        };
+        Ok(RecomputeReport {
+            repriced: n(&repriced, 0)?,
+            now_unpriced: n(&repriced, 1)?,
+            billed: n(&billed, 0)?,
+            folded_tasks: n(&folded, 0)?,
+            folded_rollups: n(&folded, 1)?,
+        })
     }
 
     /// Every price, by model and start.

@@ -49,18 +49,28 @@ const TASK_TYPES: [Type; 15] = [
 /// force at the task's timestamp times its tokens, in micro-dollars
 /// rounded half up once per task, as `Rates::cost` computes it for the
 /// file (numeric, so that no product overflows).
-const PRICED_ROW: &str = "i.timestamp, i.task_id, i.agent_id, i.swarm_id, i.result, \
+const PRICED_ROW: &str = concat!(
+    "i.timestamp, i.task_id, i.agent_id, i.swarm_id, i.result, \
      i.duration_ms, i.tokens_used, i.files_changed, i.model, i.provider, i.input_tokens, \
-     i.cache_read_tokens, i.cache_write_tokens, \
-     coalesce(i.cost_micros, ( \
-         SELECT div((i.input_tokens - i.cache_read_tokens - i.cache_write_tokens)::numeric \
+     i.cache_read_tokens, i.cache_write_tokens, coalesce(i.cost_micros, ",
+    price_of_row!(),
+    "), i.cost_billed"
+);
+
+/// The cost of row `i` at the price in force at its timestamp, in
+/// micro-dollars rounded half up; NULL without a price or a breakdown.
+macro_rules! price_of_row {
+    () => {
+        "(SELECT div((i.input_tokens - i.cache_read_tokens - i.cache_write_tokens)::numeric \
                     * p.input + (i.tokens_used - i.input_tokens)::numeric * p.output \
                     + i.cache_read_tokens::numeric * p.cache_read \
                     + i.cache_write_tokens::numeric * p.cache_write + 500000, 1000000)::bigint \
-         FROM prices p \
-         WHERE i.input_tokens IS NOT NULL AND p.model = i.model AND p.valid_from <= i.timestamp \
-         ORDER BY p.valid_from DESC LIMIT 1)), \
-     i.cost_billed";
+          FROM prices p \
+          WHERE i.input_tokens IS NOT NULL AND p.model = i.model AND p.valid_from <= i.timestamp \
+          ORDER BY p.valid_from DESC LIMIT 1)"
+    };
+}
+pub(super) use price_of_row;
 
 /// Once a store has written this many metrics in transactions (an
 /// import, a copy), the time indexes are summarized and the statistics

@@ -1,12 +1,22 @@
 //! Prices in the file: written by the writer (which forgets the prices it
 //! remembers for pricing stores), read by it to price tasks, and listed.
 
-use rusqlite::{params, Connection};
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 
-use crate::engine::sqlite::rows::Cache;
-use crate::engine::sqlite::FileStore;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::engine::sqlite::rows::{load_prices, Cache};
+use crate::engine::sqlite::usage::UsageCell;
+use crate::engine::sqlite::{each_row, FileStore};
 use crate::error::{Error, Result};
-use crate::model::usage::{PriceBook, Rates};
+use crate::model::usage::{Cost, PriceBook, Rates, RecomputeReport};
+use crate::rollup::tiers::{DAY_US, HOUR_US};
+
+/// Task rows one writer job re-prices at most: what a store queued
+/// meanwhile waits for.
+const REPRICE_CHUNK: i64 = 5_000;
 
 /// `model`'s prices, oldest first.
 pub(crate) fn read_prices(conn: &Connection, model: &str) -> Result<Vec<(i64, Rates)>> {
@@ -81,7 +91,131 @@ fn price_row(r: &rusqlite::Row<'_>) -> Result<(String, i64, Rates)> {
     ))
 }
 
+/// Re-prices up to [`REPRICE_CHUNK`] task rows after `(timestamp, seq)`
+/// `after`; returns what it did and the key of the last row it read, if
+/// any.
+fn reprice_chunk(
+    conn: &Connection,
+    cache: &mut Cache,
+    after: (i64, i64),
+) -> Result<(RecomputeReport, Option<(i64, i64)>)> {
+    let operation = "re-price tasks";
+    let mut rows: Vec<(i64, i64, i64, Vec<u8>)> = Vec::new();
+    each_row(
+        conn,
+        "SELECT timestamp, seq, tokens_used, usage FROM task_metrics \
+         WHERE (timestamp, seq) > (?1, ?2) AND usage IS NOT NULL \
+         ORDER BY timestamp, seq LIMIT ?3",
+        vec![after.0.into(), after.1.into(), REPRICE_CHUNK.into()],
+        operation,
+        |row| {
+            let get = |i| row.get::<_, i64>(i).map_err(Error::sqlite(operation));
+            let blob: Vec<u8> = row.get(3).map_err(Error::sqlite(operation))?;
+            rows.push((get(0)?, get(1)?, get(2)?, blob));
+            Ok(())
+        },
+    )?;
+    let last = rows.last().map(|r| (r.0, r.1));
+    let mut report = RecomputeReport::default();
+    let mut models: HashMap<u64, Option<String>> = HashMap::new();
+    for (timestamp, seq, tokens_used, blob) in rows {
+        let cell = UsageCell::decode(&blob, u64::try_from(tokens_used).unwrap_or(0))?;
+        if cell.cost.is_some_and(|c| c.billed) {
+            report.billed += 1;
+            continue;
+        }
+        let Some(split) = cell.split.filter(|_| cell.model != 0) else {
+            continue;
+        };
+        let model = match models.entry(cell.model) {
+            Entry::Occupied(known) => known.get().clone(),
+            Entry::Vacant(slot) => {
+                let name: Option<String> = conn
+                    .prepare_cached("SELECT model FROM models WHERE id = ?1")
+                    .and_then(|mut s| {
+                        s.query_row([i64::try_from(cell.model).unwrap_or(-1)], |r| r.get(0))
+                            .optional()
+                    })
+                    .map_err(Error::sqlite(operation))?;
+                slot.insert(name.filter(|m| !m.is_empty())).clone()
+            }
+        };
+        let Some(model) = model else {
+            continue;
+        };
+        load_prices(conn, cache, &model)?;
+        let cost = match cache.prices.rates_at(&model, timestamp) {
+            Some(rates) => Some(Cost {
+                micros: rates.cost(split).ok_or_else(|| {
+                    Error::invalid(
+                        "price",
+                        format!("the price of {model} makes a task cost more than a task may"),
+                    )
+                })?,
+                billed: false,
+            }),
+            None => None,
+        };
+        report.repriced += 1;
+        report.now_unpriced += u64::from(cost.is_none());
+        if cost != cell.cost {
+            let blob = UsageCell { cost, ..cell }.encode();
+            conn.prepare_cached(
+                "UPDATE task_metrics SET usage = ?1 WHERE timestamp = ?2 AND seq = ?3",
+            )
+            .and_then(|mut s| s.execute(params![blob, timestamp, seq]))
+            .map_err(Error::sqlite(operation))?;
+        }
+    }
+    Ok((report, last))
+}
+
 impl FileStore {
+    /// Prices again the raw task rows from `since` (µs) on, in chunks, and
+    /// counts the tasks and rollups of the range already folded.
+    pub(crate) fn reprice_since(&self, since: i64) -> Result<RecomputeReport> {
+        let mut report = RecomputeReport::default();
+        let mut after = (since, -1);
+        loop {
+            let (chunk, last) = self
+                .writer()?
+                .run(move |conn, cache| reprice_chunk(conn, cache, after))?;
+            report.repriced += chunk.repriced;
+            report.now_unpriced += chunk.now_unpriced;
+            report.billed += chunk.billed;
+            match last {
+                Some(last) => after = last,
+                None => break,
+            }
+        }
+        let (tasks, rollups) = self.snapshot(|snapshot| {
+            let mut found = (0, 0);
+            snapshot.each(
+                "SELECT coalesce(sum(success + failure + timeout + cancelled), 0), count(*) \
+                 FROM task_summaries \
+                 WHERE bucket + CASE level WHEN 1 THEN ?2 ELSE ?3 END > ?1",
+                vec![
+                    SqlValue::Integer(since),
+                    SqlValue::Integer(HOUR_US),
+                    SqlValue::Integer(DAY_US),
+                ],
+                "count folded tasks",
+                |row| {
+                    let get = |i| {
+                        row.get::<_, i64>(i)
+                            .map_err(Error::sqlite("count folded tasks"))
+                    };
+                    found = (get(0)?, get(1)?);
+                    Ok(())
+                },
+            )?;
+            Ok(found)
+        })?;
+        report.folded_tasks = u64::try_from(tasks).unwrap_or(0);
+        report.folded_rollups = u64::try_from(rollups).unwrap_or(0);
+        Ok(report)
+    }
+
     /// Sets `model`'s price from `from` (µs), replacing one that started
     /// at the same instant.
     pub(crate) fn set_price(&self, model: &str, from: i64, rates: Rates) -> Result<()> {

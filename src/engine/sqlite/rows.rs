@@ -156,7 +156,7 @@ fn intern_model(conn: &Connection, cache: &mut Cache, usage: &Usage) -> Result<u
 
 /// Loads `model`'s prices into the cache's book, once per transaction
 /// chain (the cache is forgotten when another connection writes).
-fn load_prices(conn: &Connection, cache: &mut Cache, model: &str) -> Result<()> {
+pub(crate) fn load_prices(conn: &Connection, cache: &mut Cache, model: &str) -> Result<()> {
     if cache.prices.knows(model) {
         return Ok(());
     }

@@ -12,8 +12,8 @@ use clap::Parser;
 use swarm_metrics::MetricsStorage;
 
 use super::body::ApiError;
-use crate::args::{AlertsArgs, AlertsCommand, Cli, Command};
-use crate::{alerts, maintain, questions, Failure};
+use crate::args::{AlertsArgs, AlertsCommand, Cli, Command, PricesArgs, PricesCommand};
+use crate::{alerts, cost, maintain, questions, Failure};
 
 /// The query parameter that may carry the bearer token; never an
 /// argument.
@@ -35,6 +35,9 @@ fn words(question: &str) -> Option<&'static [&'static str]> {
         "stats" => &["stats"],
         "alerts" => &["alerts", "list"],
         "alert-history" => &["alerts", "history"],
+        "cost-per-success" => &["cost-per-success"],
+        "tokens" => &["tokens"],
+        "prices" => &["prices", "list"],
         _ => return None,
     })
 }
@@ -78,8 +81,8 @@ pub fn question(name: &str, params: Vec<(String, String)>) -> Result<Command, Ap
             axum::http::StatusCode::NOT_FOUND,
             format!(
                 "no question {name:?}: ask success-rate, aggregate, percentile, series, top, \
-                 slowest, outliers, summary, compare, regressions, query, stats, alerts or \
-                 alert-history"
+                 slowest, outliers, summary, compare, regressions, query, stats, alerts, \
+                 alert-history, cost-per-success, tokens or prices"
             ),
         )
     })?;
@@ -130,6 +133,9 @@ pub fn answer(store: &MetricsStorage, command: Command) -> Result<Vec<u8>, Failu
         Command::Alerts(AlertsArgs {
             command: AlertsCommand::History(args),
         }) => alerts::history_of(store, args, true, &mut out)?,
+        Command::Prices(PricesArgs {
+            command: PricesCommand::List,
+        }) => cost::list(store, true, &mut out)?,
         _ => return Err(Failure::Usage("not a question".to_owned())),
     }
     Ok(out)
