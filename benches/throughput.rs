@@ -32,11 +32,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection};
 use swarm_metrics::{
-    AggregationType, Filter, GroupBy, MetricKind, MetricsStorage, RetentionPolicy, Rules,
-    TaskMetric, TaskResult, TimeRange,
+    AggregationType, Filter, GroupBy, MetricKind, MetricsStorage, Price, RetentionPolicy, Rules,
+    TaskMetric, TaskResult, TimeRange, Usage,
 };
 
 const AGENTS: u64 = 100;
@@ -81,9 +81,49 @@ fn task(i: u64, rows: u64, end: DateTime<Utc>, rng: &mut Lcg) -> TaskMetric {
         result,
     )
     .swarm(format!("swarm-{:02}", agent % SWARMS))
-    .tokens(rng.next() % 8_000)
     .files(rng.next() % 20)
     .at(at)
+    .usage(usage(agent, rng))
+}
+
+/// The models the bench's agents run, each priced (USD per million
+/// input and output tokens) by [`set_prices`].
+const MODELS: [(&str, f64, f64); 4] = [
+    ("gpt-4o", 2.5, 10.0),
+    ("gpt-4o-mini", 0.15, 0.6),
+    ("claude-sonnet-4", 3.0, 15.0),
+    ("claude-haiku-4", 0.8, 4.0),
+];
+
+/// A task's usage: its agent's model and provider, and its tokens split
+/// into input (three quarters) and output; priced as it is stored.
+fn usage(agent: u64, rng: &mut Lcg) -> Usage {
+    let tokens = rng.next() % 8_000;
+    let (model, _, _) = MODELS[(agent % MODELS.len() as u64) as usize];
+    let provider = if model.starts_with("gpt") {
+        "openai"
+    } else {
+        "anthropic"
+    };
+    Usage::new()
+        .model(model)
+        .provider(provider)
+        .input(tokens * 3 / 4)
+        .output(tokens - tokens * 3 / 4)
+}
+
+/// Sets the prices of [`MODELS`] in `store`, from before the bench's
+/// first task.
+fn set_prices(store: &MetricsStorage) {
+    let from = chrono::Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap();
+    for (model, input, output) in MODELS {
+        let price = Price {
+            input,
+            output,
+            ..Price::default()
+        };
+        store.set_price(model, from, price).unwrap();
+    }
 }
 
 fn tasks(range: std::ops::Range<u64>, rows: u64, end: DateTime<Utc>) -> Vec<TaskMetric> {
@@ -399,6 +439,7 @@ fn main() {
     // moments of a machine whose speed drifts.
     let ours_path = dir.path().join("ours.db");
     let store = MetricsStorage::open(&ours_path).unwrap();
+    set_prices(&store);
     let raw_path = dir.path().join("raw.db");
     let raw = raw_create(&raw_path);
     let (mut stored, mut raw_stored) = (Duration::ZERO, Duration::ZERO);
@@ -447,6 +488,7 @@ fn main() {
         });
         one_thread_runs.push({
             let s = MetricsStorage::open(file("single-1t")).unwrap();
+            set_prices(&s);
             let clock = Instant::now();
             for t in &singles {
                 s.store_task_metric(t).unwrap();
@@ -456,6 +498,7 @@ fn main() {
         });
         eight_thread_runs.push({
             let s = MetricsStorage::open(file("single-8t")).unwrap();
+            set_prices(&s);
             let clock = Instant::now();
             // Thread i stores every 8th metric from the i-th on, so that
             // together they store in time order, as concurrent agents
@@ -488,10 +531,9 @@ fn main() {
         Some(raw_single),
     ));
     let processes_path = dir.path().join("processes.db");
-    MetricsStorage::open(&processes_path)
-        .unwrap()
-        .close()
-        .unwrap();
+    let processes = MetricsStorage::open(&processes_path).unwrap();
+    set_prices(&processes);
+    processes.close().unwrap();
     table.push(Row::higher(
         "store_single_3p4t",
         "rows/s",
@@ -934,6 +976,7 @@ fn postgres_figures(
     };
     let figures = {
         let store = MetricsStorage::open(&url).unwrap();
+        set_prices(&store);
         let mut figures = Vec::new();
         let clock = Instant::now();
         for start in (0..rows).step_by(BATCH) {

@@ -6,13 +6,14 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
-use swarm_metrics::{AgentMetric, MetricType, SwarmMetric, TaskMetric, TaskResult};
+use swarm_metrics::{AgentMetric, MetricType, SwarmMetric, TaskMetric, TaskResult, Usage};
 
 use crate::convert::{self, type_name};
 use crate::errors::invalid;
 
-/// The fields of a task, in the order a tuple gives them.
-pub const TASK_FIELDS: [&str; 8] = [
+/// The fields of a task: a tuple gives the first [`TUPLE_FIELDS`] in this
+/// order; a dict may name any.
+pub const TASK_FIELDS: [&str; 15] = [
     "task_id",
     "agent_id",
     "duration_ms",
@@ -21,7 +22,17 @@ pub const TASK_FIELDS: [&str; 8] = [
     "files_changed",
     "timestamp",
     "swarm_id",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "model",
+    "provider",
+    "cost_usd",
 ];
+
+/// How many fields a tuple may give.
+const TUPLE_FIELDS: usize = 8;
 
 /// How many fields an agent or swarm metric has: its id, `metric_type`,
 /// `value`, `metadata` and `timestamp`, in tuple order.
@@ -37,6 +48,8 @@ pub struct TaskArgs<'a, 'py> {
     pub files_changed: Option<&'a Bound<'py, PyAny>>,
     pub timestamp: Option<&'a Bound<'py, PyAny>>,
     pub swarm_id: Option<&'a Bound<'py, PyAny>>,
+    /// `input_tokens` … `cost_usd`, in [`TASK_FIELDS`] order.
+    pub usage: [Option<&'a Bound<'py, PyAny>>; 7],
 }
 
 impl TaskArgs<'_, '_> {
@@ -57,6 +70,23 @@ impl TaskArgs<'_, '_> {
         .files(count_or_zero("files_changed", self.files_changed)?)
         .at(convert::optional_instant("timestamp", self.timestamp)?.unwrap_or(now));
         task.swarm_id = convert::optional_string("swarm_id", self.swarm_id)?;
+        let [input, output, cache_read, cache_write, model, provider, cost] = self.usage;
+        let count = |field, value: Option<&Bound<'_, PyAny>>| match value {
+            Some(v) if !v.is_none() => convert::count(field, v).map(Some),
+            _ => Ok(None),
+        };
+        task.usage = Usage {
+            input_tokens: count("input_tokens", input)?,
+            output_tokens: count("output_tokens", output)?,
+            cache_read_tokens: count("cache_read_tokens", cache_read)?,
+            cache_write_tokens: count("cache_write_tokens", cache_write)?,
+            model: convert::optional_string("model", model)?,
+            provider: convert::optional_string("provider", provider)?,
+            cost_usd: match cost {
+                Some(v) if !v.is_none() => Some(convert::real("cost_usd", v)?),
+                _ => None,
+            },
+        };
         Ok(task)
     }
 }
@@ -79,13 +109,14 @@ pub fn task_item(
         }
     } else if let Ok(tuple) = item.cast::<PyTuple>() {
         let n = tuple.len();
-        if !(4..=TASK_FIELDS.len()).contains(&n) {
+        if !(4..=TUPLE_FIELDS).contains(&n) {
             return Err(in_item(invalid(
                 "task",
                 format!(
-                    "a tuple holds 4 to {} fields ({}), not {n}",
-                    TASK_FIELDS.len(),
-                    TASK_FIELDS.join(", ")
+                    "a tuple holds 4 to {TUPLE_FIELDS} fields ({}), not {n}; a dict \
+                     also takes {}",
+                    TASK_FIELDS[..TUPLE_FIELDS].join(", "),
+                    TASK_FIELDS[TUPLE_FIELDS..].join(", ")
                 ),
             )));
         }
@@ -118,6 +149,7 @@ fn task_of(fields: &[Option<Bound<'_, PyAny>>], now: DateTime<Utc>) -> PyResult<
         files_changed: fields[5].as_ref(),
         timestamp: fields[6].as_ref(),
         swarm_id: fields[7].as_ref(),
+        usage: std::array::from_fn(|i| fields[8 + i].as_ref()),
     }
     .task(now)
 }
@@ -264,6 +296,29 @@ pub fn task_dict<'py>(py: Python<'py>, task: &TaskMetric) -> PyResult<Bound<'py,
     dict.set_item(intern!(py, "tokens_used"), task.tokens_used)?;
     dict.set_item(intern!(py, "files_changed"), task.files_changed)?;
     dict.set_item(intern!(py, "timestamp"), task.timestamp)?;
+    // Usage only where there is some, so that other tasks keep the
+    // reference's keys alone.
+    let u = &task.usage;
+    let counts = [
+        (intern!(py, "input_tokens"), u.input_tokens),
+        (intern!(py, "output_tokens"), u.output_tokens),
+        (intern!(py, "cache_read_tokens"), u.cache_read_tokens),
+        (intern!(py, "cache_write_tokens"), u.cache_write_tokens),
+    ];
+    for (key, value) in counts {
+        if let Some(value) = value {
+            dict.set_item(key, value)?;
+        }
+    }
+    if let Some(model) = &u.model {
+        dict.set_item(intern!(py, "model"), model)?;
+    }
+    if let Some(provider) = &u.provider {
+        dict.set_item(intern!(py, "provider"), provider)?;
+    }
+    if let Some(cost) = u.cost_usd {
+        dict.set_item(intern!(py, "cost_usd"), cost)?;
+    }
     Ok(dict)
 }
 

@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use swarm_metrics::{
     now, AggregationType, Durability, EmptyBuckets, GroupBy, HealthOptions, Measure, MetricKind,
-    MetricType, MetricsStorage as Store, Order, RankBy, ReportOptions, RetentionPolicy, Rules,
+    MetricType, MetricsStorage as Store, Order, Price, RankBy, ReportOptions, RetentionPolicy, Rules,
 };
 
 use crate::convert::{self, answer, type_name};
@@ -197,7 +197,14 @@ impl MetricsStorage {
     ///
     /// Raises ``InvalidInput`` (nothing stored) for a field of the wrong
     /// type, an unknown result, a negative count or an empty id.
-    #[pyo3(signature = (task_id, agent_id, duration_ms, result, tokens_used=None, files_changed=None, timestamp=None, *, swarm_id=None), text_signature = "($self, task_id, agent_id, duration_ms, result, tokens_used=0, files_changed=0, timestamp=None, *, swarm_id=None)")]
+    ///
+    /// What the task's model calls used and cost, all optional and keyword
+    /// only: ``input_tokens`` (cache reads and writes included),
+    /// ``output_tokens``, ``cache_read_tokens``, ``cache_write_tokens``,
+    /// ``model``, ``provider``, ``cost_usd`` (the bill, which wins over any
+    /// price). ``tokens_used`` is then ``input_tokens + output_tokens``
+    /// (completed when left out; a contradiction raises ``InvalidInput``).
+    #[pyo3(signature = (task_id, agent_id, duration_ms, result, tokens_used=None, files_changed=None, timestamp=None, *, swarm_id=None, input_tokens=None, output_tokens=None, cache_read_tokens=None, cache_write_tokens=None, model=None, provider=None, cost_usd=None), text_signature = "($self, task_id, agent_id, duration_ms, result, tokens_used=0, files_changed=0, timestamp=None, *, swarm_id=None, input_tokens=None, output_tokens=None, cache_read_tokens=None, cache_write_tokens=None, model=None, provider=None, cost_usd=None)")]
     #[allow(clippy::too_many_arguments)]
     fn store_task_metric(
         &self,
@@ -210,6 +217,13 @@ impl MetricsStorage {
         files_changed: Option<&Bound<'_, PyAny>>,
         timestamp: Option<&Bound<'_, PyAny>>,
         swarm_id: Option<&Bound<'_, PyAny>>,
+        input_tokens: Option<&Bound<'_, PyAny>>,
+        output_tokens: Option<&Bound<'_, PyAny>>,
+        cache_read_tokens: Option<&Bound<'_, PyAny>>,
+        cache_write_tokens: Option<&Bound<'_, PyAny>>,
+        model: Option<&Bound<'_, PyAny>>,
+        provider: Option<&Bound<'_, PyAny>>,
+        cost_usd: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let task = TaskArgs {
             task_id,
@@ -220,6 +234,15 @@ impl MetricsStorage {
             files_changed,
             timestamp,
             swarm_id,
+            usage: [
+                input_tokens,
+                output_tokens,
+                cache_read_tokens,
+                cache_write_tokens,
+                model,
+                provider,
+                cost_usd,
+            ],
         }
         .task(now())?;
         self.run(py, move |s| s.store_task_metric(&task))
@@ -591,6 +614,90 @@ impl MetricsStorage {
         let filter = filters::from_kwargs(filters)?;
         let rate = self.run(py, move |s| s.success_rate(&filter))?;
         answer(py, &rate)
+    }
+
+    /// Sets ``model``'s price from ``valid_from`` (a ``datetime``; naive is
+    /// local time) on, in USD per million tokens of each type: ``input``
+    /// (not read from or written to a cache), ``output``, ``cache_read``,
+    /// ``cache_write``. Tasks stored from then on are priced by it.
+    #[pyo3(signature = (model, valid_from, input, output, cache_read=0.0, cache_write=0.0))]
+    #[allow(clippy::too_many_arguments)]
+    fn set_price(
+        &self,
+        py: Python<'_>,
+        model: &Bound<'_, PyAny>,
+        valid_from: &Bound<'_, PyAny>,
+        input: &Bound<'_, PyAny>,
+        output: &Bound<'_, PyAny>,
+        cache_read: f64,
+        cache_write: f64,
+    ) -> PyResult<()> {
+        let model = convert::string("model", model)?;
+        let from = convert::instant("valid_from", valid_from)?;
+        let price = Price {
+            input: convert::real("input", input)?,
+            output: convert::real("output", output)?,
+            cache_read,
+            cache_write,
+        };
+        self.run(py, move |s| s.set_price(&model, from, price))
+    }
+
+    /// Every price: ``[{"model", "from", "input", "output", "cache_read",
+    /// "cache_write"}]`` by model and date.
+    fn prices<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let prices = self.run(py, |s| s.prices())?;
+        answer(py, &prices)
+    }
+
+    /// Prices again the tasks stored since ``since`` (a ``datetime``, or a
+    /// ``timedelta`` back from now), bills kept; says how many tasks and
+    /// rollups were already folded and keep their cost.
+    fn recompute_costs<'py>(
+        &self,
+        py: Python<'py>,
+        since: &Bound<'_, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let since = match convert::span("since", since) {
+            Ok(back) => now() - back,
+            Err(_) => convert::instant("since", since)?,
+        };
+        let report = self.run(py, move |s| s.recompute_costs(since))?;
+        answer(py, &report)
+    }
+
+    /// What a success costs: the cost of all selected tasks (USD) divided
+    /// by the successes, ``[{"id", "cost_usd", "successes",
+    /// "cost_per_success_usd", "unpriced"}]``, whole (``by=None``) or per
+    /// ``"agent"`` or ``"swarm"``.
+    #[pyo3(signature = (by=None, **filters))]
+    fn cost_per_success<'py>(
+        &self,
+        py: Python<'py>,
+        by: Option<&Bound<'_, PyAny>>,
+        filters: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let by: Option<GroupBy> = match by {
+            Some(by) if !by.is_none() => Some(convert::option("by", by, GROUPINGS)?),
+            _ => None,
+        };
+        let filter = filters::from_kwargs(filters)?;
+        let lines = self.run(py, move |s| s.cost_per_success(by, &filter))?;
+        answer(py, &lines)
+    }
+
+    /// Tokens by type of the selected tasks: ``{"tasks",
+    /// "with_breakdown", "total", "input", "output", "cache_read",
+    /// "cache_write", "unsplit"}``.
+    #[pyo3(signature = (**filters))]
+    fn tokens_by_type<'py>(
+        &self,
+        py: Python<'py>,
+        filters: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let filter = filters::from_kwargs(filters)?;
+        let tokens = self.run(py, move |s| s.tokens_by_type(&filter))?;
+        answer(py, &tokens)
     }
 
     /// Success rates per ``by`` (``"agent"``, ``"swarm"`` or

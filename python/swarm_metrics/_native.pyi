@@ -55,6 +55,13 @@ class MetricsStorage:
         timestamp: Optional[datetime] = None,
         *,
         swarm_id: Optional[str] = None,
+        input_tokens: Optional[int] = None,
+        output_tokens: Optional[int] = None,
+        cache_read_tokens: Optional[int] = None,
+        cache_write_tokens: Optional[int] = None,
+        model: Optional[str] = None,
+        provider: Optional[str] = None,
+        cost_usd: Optional[float] = None,
     ) -> None: ...
     def get_task_metrics(
         self,
@@ -124,6 +131,19 @@ class MetricsStorage:
     # metric_type (what task aggregates measure), time_range.
     def success_rate(self, **filters: Any) -> Answer: ...
     def success_rate_by(self, by: GroupBy, **filters: Any) -> List[Answer]: ...
+    def set_price(
+        self,
+        model: str,
+        valid_from: datetime,
+        input: float,
+        output: float,
+        cache_read: float = 0.0,
+        cache_write: float = 0.0,
+    ) -> None: ...
+    def prices(self) -> List[Answer]: ...
+    def recompute_costs(self, since: Union[datetime, timedelta]) -> Answer: ...
+    def cost_per_success(self, by: Optional[GroupBy] = None, **filters: Any) -> List[Answer]: ...
+    def tokens_by_type(self, **filters: Any) -> Answer: ...
     def percentile(self, q: float, kind: Kind = "task", **filters: Any) -> Answer: ...
     def percentiles(self, qs: Sequence[float], kind: Kind = "task", **filters: Any) -> List[Answer]: ...
     def aggregate_by(
