@@ -11,7 +11,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use swarm_metrics::{
     now, AggregationType, Durability, EmptyBuckets, GroupBy, HealthOptions, Measure, MetricKind,
-    MetricType, MetricsStorage as Store, Order, Price, RankBy, ReportOptions, RetentionPolicy, Rules,
+    MetricType, MetricsStorage as Store, Order, Price, RankBy, ReportOptions, RetentionPolicy,
+    Rules,
 };
 
 use crate::convert::{self, answer, type_name};
@@ -473,7 +474,8 @@ impl MetricsStorage {
     /// Aggregates metrics of one kind (``"task"``, ``"agent"`` or
     /// ``"swarm"``): ``avg``, ``sum``, ``count``, ``min``, ``max`` or
     /// ``stddev``. For tasks, ``filters={"metric_type": "task_tokens"}``
-    /// (or ``task_files``) picks what is measured; durations by default.
+    /// (or ``task_files``, ``task_cost`` in USD with ``unpriced`` counting
+    /// the tasks without a cost) picks what is measured; durations by default.
     ///
     /// Returns a dict with ``metric_type``, ``aggregation``, ``count``,
     /// ``result`` (the aggregate) and the aggregate again under the
@@ -505,6 +507,10 @@ impl MetricsStorage {
         }
         if aggregation != AggregationType::Count {
             out.set_item(aggregation.as_str(), aggregate.value)?;
+        }
+        // Costs say how many selected tasks had none.
+        if let Some(unpriced) = aggregate.unpriced {
+            out.set_item("unpriced", unpriced)?;
         }
         Ok(out)
     }
