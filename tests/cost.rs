@@ -659,3 +659,84 @@ fn the_command_line_shows_what_the_library_computes() {
     let rows = run(&["--json", "query", "--task", "a"]);
     assert!(rows.contains(r#""cost_usd":0.033"#), "{rows}");
 }
+
+#[test]
+fn per_model_answers_hold_within_the_raw_horizon() {
+    for s in stores() {
+        let store = &s.store;
+        let now = swarm_metrics::now();
+        store
+            .set_price(
+                "m1",
+                now - Duration::days(30),
+                Price {
+                    input: 1.0,
+                    ..Price::default()
+                },
+            )
+            .unwrap();
+        store
+            .set_price(
+                "m2",
+                now - Duration::days(30),
+                Price {
+                    input: 2.0,
+                    ..Price::default()
+                },
+            )
+            .unwrap();
+        let usage = |model: &str| Usage::new().model(model).provider("p").input(1_000_000);
+        let tasks = [
+            task("a", now - Duration::hours(1), usage("m1")),
+            task("b", now - Duration::hours(2), usage("m1").provider("q")),
+            task("c", now - Duration::hours(1), usage("m2")),
+            task("d", now - Duration::hours(1), Usage::new().provider("p")),
+            // Folded below: its model is not kept.
+            task("e", now - Duration::days(5), usage("m2")),
+        ];
+        store.store_task_metrics(&tasks).unwrap();
+        let check = |want: &[(Option<&str>, f64, u64)], when: &str| {
+            let lines = store
+                .cost_per_success(Some(GroupBy::Model), &Filter::new())
+                .unwrap();
+            let got: Vec<(Option<&str>, f64, u64)> = lines
+                .iter()
+                .map(|l| (l.id.as_deref(), l.cost_usd, l.successes))
+                .collect();
+            assert_eq!(got, want, "{} {when}", s.backend);
+            let costs = Filter::new().column(TaskColumn::Cost);
+            let sums = store
+                .aggregate_by(
+                    MetricKind::Task,
+                    AggregationType::Sum,
+                    GroupBy::Model,
+                    &costs,
+                )
+                .unwrap();
+            let sums: Vec<(Option<&str>, Option<f64>)> = sums
+                .iter()
+                .map(|g| (g.key.as_deref(), g.value.value))
+                .collect();
+            let want: Vec<(Option<&str>, Option<f64>)> = want
+                .iter()
+                .map(|(k, c, _)| (*k, (*c > 0.0).then_some(*c)))
+                .collect();
+            assert_eq!(sums, want, "{} {when}", s.backend);
+        };
+        // One model from two providers is one line; no model is None.
+        check(
+            &[(None, 0.0, 1), (Some("m1"), 2.0, 2), (Some("m2"), 4.0, 2)],
+            "raw",
+        );
+        store
+            .apply_retention(&RetentionPolicy {
+                raw: Some(Duration::days(2)),
+                ..RetentionPolicy::default()
+            })
+            .unwrap();
+        check(
+            &[(None, 2.0, 2), (Some("m1"), 2.0, 2), (Some("m2"), 2.0, 1)],
+            "folded",
+        );
+    }
+}

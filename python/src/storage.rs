@@ -990,7 +990,7 @@ impl MetricsStorage {
 }
 
 /// The groupings, for messages.
-const GROUPINGS: &str = "agent, swarm, result, metric_type";
+const GROUPINGS: &str = "agent, swarm, result, metric_type, model";
 
 /// What a series measures, from `"avg"` (any aggregation),
 /// `"success_rate"`, a quantile as a float, or `"p95"`.

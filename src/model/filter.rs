@@ -379,12 +379,17 @@ pub enum GroupBy {
     Result,
     /// The metric type (agent and swarm metrics).
     MetricType,
+    /// The model that ran the task (task metrics). Tasks without a model,
+    /// and tasks already folded into rollups (which do not keep the
+    /// model), form the group with no key: per-model answers are whole
+    /// within the raw horizon only.
+    Model,
 }
 
 impl GroupBy {
     /// Whether this grouping applies to metrics of `kind`: agents to task
-    /// and agent metrics, swarms to task and swarm metrics, results to
-    /// task metrics, metric types to agent and swarm metrics.
+    /// and agent metrics, swarms to task and swarm metrics, results and
+    /// models to task metrics, metric types to agent and swarm metrics.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] naming `group_by` when it does not.
@@ -392,7 +397,7 @@ impl GroupBy {
         match (self, kind) {
             (GroupBy::Agent, MetricKind::Task | MetricKind::Agent)
             | (GroupBy::Swarm, MetricKind::Task | MetricKind::Swarm)
-            | (GroupBy::Result, MetricKind::Task)
+            | (GroupBy::Result | GroupBy::Model, MetricKind::Task)
             | (GroupBy::MetricType, MetricKind::Agent | MetricKind::Swarm) => Ok(()),
             _ => Err(Error::invalid(
                 "group_by",

@@ -250,13 +250,14 @@ impl MetricsStorage {
 
     /// What the selected tasks cost per success: the cost of all of them
     /// (failures cost too) divided by the successes, for the whole
-    /// selection (`group_by` `None`) or per agent or swarm, sorted by key;
+    /// selection (`group_by` `None`) or per agent, swarm or model (see
+    /// [`GroupBy::Model`] for what a model's line holds), sorted by key;
     /// raw rows and rollups read in one snapshot. The cheapest way to a
     /// success is the lowest `cost_per_success_usd`.
     ///
     /// # Errors
     /// [`Error::InvalidInput`](crate::Error::InvalidInput) for a grouping
-    /// other than agent or swarm, or a filter field that does not apply to
+    /// other than agent, swarm or model, or a filter field that does not apply to
     /// task metrics; [`Error::Sqlite`](crate::Error::Sqlite) or a server
     /// error when the read fails.
     pub fn cost_per_success(
@@ -276,10 +277,10 @@ impl MetricsStorage {
             )?;
             return Ok(vec![per_success(None, cost, rate.success)]);
         };
-        if !matches!(group_by, GroupBy::Agent | GroupBy::Swarm) {
+        if !matches!(group_by, GroupBy::Agent | GroupBy::Swarm | GroupBy::Model) {
             return Err(Error::invalid(
                 "group_by",
-                format!("cost per success is by agent or swarm, not {group_by:?}"),
+                format!("cost per success is by agent, swarm or model, not {group_by:?}"),
             ));
         }
         let read = GroupRead {

@@ -366,6 +366,7 @@ fn regressions(out: &mut String, report: &Report) {
             GroupBy::Agent => "agent",
             GroupBy::Swarm => "swarm",
             GroupBy::Result => "result",
+            GroupBy::Model => "model",
             GroupBy::MetricType => "metric type",
         };
         let (measure, what, shown): (&str, &str, fn(f64) -> String) = match r.measure {

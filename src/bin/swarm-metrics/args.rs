@@ -129,7 +129,8 @@ pub struct PriceSetArgs {
 pub struct CostPerSuccessArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
-    /// One line per agent or swarm.
+    /// One line per agent, swarm or model (per model within the raw
+    /// horizon: rollups do not keep the model).
     #[arg(long, value_enum)]
     pub by: Option<By>,
 }
@@ -549,6 +550,8 @@ pub enum By {
     Swarm,
     Result,
     MetricType,
+    /// The task's model (within the raw horizon: rollups do not keep it).
+    Model,
 }
 
 impl From<By> for swarm_metrics::GroupBy {
@@ -557,6 +560,7 @@ impl From<By> for swarm_metrics::GroupBy {
             By::Agent => swarm_metrics::GroupBy::Agent,
             By::Swarm => swarm_metrics::GroupBy::Swarm,
             By::Result => swarm_metrics::GroupBy::Result,
+            By::Model => swarm_metrics::GroupBy::Model,
             By::MetricType => swarm_metrics::GroupBy::MetricType,
         }
     }

@@ -28,6 +28,7 @@ fn key_column(group_by: GroupBy) -> &'static str {
         GroupBy::Swarm => "m.swarm_id",
         GroupBy::Result => "m.result",
         GroupBy::MetricType => "m.metric_type",
+        GroupBy::Model => "m.model",
     }
 }
 
@@ -36,7 +37,7 @@ fn key_column(group_by: GroupBy) -> &'static str {
 fn key_of(row: &Row, group_by: GroupBy, table: &'static str) -> Result<Option<String>> {
     let corrupt = |reason: String| Error::CorruptRow { table, reason };
     Ok(match group_by {
-        GroupBy::Agent | GroupBy::Swarm => row.column(0)?,
+        GroupBy::Agent | GroupBy::Swarm | GroupBy::Model => row.column(0)?,
         GroupBy::Result => {
             let code: i16 = row.column(0)?;
             let result = TaskResult::from_code(i64::from(code))

@@ -97,7 +97,8 @@ impl PgStore {
     ) -> Result<BTreeMap<Option<String>, Rolled>> {
         let by_result = read.group == Some(GroupBy::Result);
         let key = match read.group {
-            None | Some(GroupBy::Result) => "NULL::text".to_owned(),
+            // Rollups do not keep the model: theirs is no model.
+            None | Some(GroupBy::Result | GroupBy::Model) => "NULL::text".to_owned(),
             Some(GroupBy::Agent) => "r.agent_id".to_owned(),
             Some(GroupBy::Swarm) if read.kind == MetricKind::Task => {
                 "NULLIF(r.swarm_id, '')".to_owned()

@@ -262,6 +262,7 @@ impl GroupBy {
             GroupBy::Swarm => ("swarms", "id"),
             GroupBy::Result => ("task_results", "code"),
             GroupBy::MetricType => ("metric_types", "code"),
+            GroupBy::Model => return Ok(model_key(alias)),
         };
         let column = self.column(alias);
         Ok(format!("(SELECT name FROM {names} WHERE {key} = {column})"))
@@ -275,9 +276,17 @@ impl GroupBy {
             GroupBy::Swarm => "swarm",
             GroupBy::Result => "result",
             GroupBy::MetricType => "metric_type",
+            // Grouped by name: one model may come from several providers.
+            GroupBy::Model => return model_key(alias),
         };
         format!("{alias}.{column}")
     }
+}
+
+/// A task's model name from its usage blob, in the table aliased `alias`:
+/// NULL for a task without one.
+fn model_key(alias: &str) -> String {
+    format!("(SELECT NULLIF(model, '') FROM models WHERE id = usage_model({alias}.usage))")
 }
 
 #[cfg(test)]

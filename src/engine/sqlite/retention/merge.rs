@@ -40,6 +40,8 @@ pub(crate) fn merge_rollups(
 ) -> Result<BTreeMap<Option<String>, Rolled>> {
     let by_result = read.group == Some(GroupBy::Result);
     let key = match read.group {
+        // Rollups do not keep the model: theirs is no model.
+        Some(GroupBy::Model) => "NULL".to_owned(),
         Some(group) if !by_result => group.key_sql(read.kind, "r")?,
         _ => "NULL".to_owned(),
     };
