@@ -250,7 +250,7 @@ fn csv_and_prometheus_exports_are_well_formed() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "kind,timestamp,task_id,agent_id,swarm_id,duration_ms,result,tokens_used,files_changed,metric_type,value,metadata"
+        "kind,timestamp,task_id,agent_id,swarm_id,duration_ms,result,tokens_used,files_changed,metric_type,value,metadata,input_tokens,output_tokens,cache_read_tokens,cache_write_tokens,model,provider,cost_usd"
     );
     assert!(
         csv.contains("\"{\"\"note\"\":\"\"with, \\\"\"quotes\\\"\"\\nand lines\"\"}\""),
@@ -285,6 +285,9 @@ fn csv_and_prometheus_exports_are_well_formed() {
     assert!(!text.contains(" counter"), "{text}");
     assert!(!text.contains("_total"), "{text}");
     assert!(text.contains("swarm_swarm_metric{swarm=\"s1\",metric_type=\"swarm_health\"} 0.25"));
+    // No task has a cost: none is counted as zero without saying so.
+    assert!(text.contains("swarm_cost_usd{agent=\"a1\",swarm=\"s1\",model=\"\"} 0"));
+    assert!(text.contains("swarm_tasks_unpriced{agent=\"a1\",swarm=\"s1\",model=\"\"} 2"));
 }
 
 #[test]

@@ -658,6 +658,43 @@ fn the_command_line_shows_what_the_library_computes() {
     // The rows come back with their usage.
     let rows = run(&["--json", "query", "--task", "a"]);
     assert!(rows.contains(r#""cost_usd":0.033"#), "{rows}");
+    // Prometheus shows the same costs per agent, swarm and model.
+    let text = run(&["export", "--format", "prometheus"]);
+    for line in [
+        r#"swarm_cost_usd{agent="a1",swarm="",model="gpt-4o"} 0.033"#,
+        r#"swarm_cost_usd{agent="a1",swarm="",model="claude-sonnet-4"} 0.0105"#,
+        r#"swarm_tasks_unpriced{agent="a2",swarm="",model="gpt-4o"} 1"#,
+        r#"swarm_cost_usd{agent="a2",swarm="",model=""} 0.25"#,
+    ] {
+        assert!(text.contains(line), "{line} not in\n{text}");
+    }
+    // An export imported elsewhere keeps every task's usage and cost.
+    let jsonl = run(&["export", "--format", "jsonl"]);
+    let copy = dir.path().join("copy.db");
+    let out = Command::cargo_bin("swarm-metrics")
+        .unwrap()
+        .arg("--db")
+        .arg(&copy)
+        .args(["import", "-"])
+        .write_stdin(jsonl)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copied = MetricsStorage::open(&copy).unwrap();
+    assert_eq!(
+        copied
+            .aggregate_metrics(MetricKind::Task, AggregationType::Sum, &costs)
+            .unwrap(),
+        library
+    );
+    assert_eq!(
+        copied.tokens_by_type(&Filter::new()).unwrap(),
+        store.tokens_by_type(&Filter::new()).unwrap()
+    );
 }
 
 #[test]

@@ -206,7 +206,7 @@ pub fn parse_filter(filters: &Value) -> Result<Filter> {
 /// Every field of a generic record, in the order of the command line's
 /// CSV export: `kind` and `timestamp`, then the task fields, then those
 /// of agent and swarm metrics.
-pub const RECORD_FIELDS: [&str; 12] = [
+pub const RECORD_FIELDS: [&str; 19] = [
     "kind",
     "timestamp",
     "task_id",
@@ -219,6 +219,13 @@ pub const RECORD_FIELDS: [&str; 12] = [
     "metric_type",
     "value",
     "metadata",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "model",
+    "provider",
+    "cost_usd",
 ];
 
 /// Deserializes `value`, turning serde's error into an input error that

@@ -51,6 +51,22 @@ struct Record<'a> {
     value: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_read_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_write_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider: Option<&'a str>,
+    /// The task's cost: on import, a bill, so that a copy keeps the cost
+    /// each task had.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cost_usd: Option<f64>,
 }
 
 impl<'a> Record<'a> {
@@ -65,6 +81,13 @@ impl<'a> Record<'a> {
             result: Some(t.result),
             tokens_used: Some(t.tokens_used),
             files_changed: Some(t.files_changed),
+            input_tokens: t.usage.input_tokens,
+            output_tokens: t.usage.output_tokens,
+            cache_read_tokens: t.usage.cache_read_tokens,
+            cache_write_tokens: t.usage.cache_write_tokens,
+            model: t.usage.model.as_deref(),
+            provider: t.usage.provider.as_deref(),
+            cost_usd: t.usage.cost_usd,
             ..Record::default()
         }
     }
@@ -227,6 +250,14 @@ struct TaskGroup {
     tokens: u64,
 }
 
+/// The cost of an agent's tasks in one swarm on one model: micro-dollars,
+/// summed exactly, and the tasks without a cost.
+#[derive(Default)]
+struct CostGroup {
+    micros: u64,
+    unpriced: u64,
+}
+
 /// Per agent and swarm: tasks by result, duration quantiles and tokens, as
 /// gauges of what the store holds over the filter's range (they fall when
 /// cleanup or retention removes rows, so none is a counter); the latest
@@ -240,13 +271,22 @@ pub fn prometheus(
     let wanted = |k: MetricKind| kind.is_none_or(|only| only == k);
     if wanted(MetricKind::Task) {
         let mut groups: BTreeMap<(String, String), TaskGroup> = BTreeMap::new();
+        let mut costs: BTreeMap<(String, String, String), CostGroup> = BTreeMap::new();
         store.for_each_task_metric(filter, |t| {
+            let swarm = t.swarm_id.clone().unwrap_or_default();
             let g = groups
-                .entry((t.agent_id.clone(), t.swarm_id.clone().unwrap_or_default()))
+                .entry((t.agent_id.clone(), swarm.clone()))
                 .or_default();
             *g.by_result.entry(t.result).or_default() += 1;
             g.durations.push(t.duration_ms as f64);
             g.tokens = g.tokens.saturating_add(t.tokens_used);
+            let model = t.usage.model.clone().unwrap_or_default();
+            let c = costs.entry((t.agent_id.clone(), swarm, model)).or_default();
+            match t.usage.cost_usd {
+                // Stored as whole micro-dollars: the product gives them back.
+                Some(usd) => c.micros = c.micros.saturating_add((usd * 1e6).round() as u64),
+                None => c.unpriced += 1,
+            }
             ControlFlow::<()>::Continue(())
         })?;
         let labels = |(agent, swarm): &(String, String)| {
@@ -290,6 +330,42 @@ pub fn prometheus(
         writeln!(out, "# TYPE swarm_tokens_used gauge")?;
         for (key, g) in &groups {
             writeln!(out, "swarm_tokens_used{{{}}} {}", labels(key), g.tokens)?;
+        }
+        let cost_labels = |(agent, swarm, model): &(String, String, String)| {
+            format!(
+                "agent=\"{}\",swarm=\"{}\",model=\"{}\"",
+                label(agent),
+                label(swarm),
+                label(model)
+            )
+        };
+        writeln!(
+            out,
+            "# HELP swarm_cost_usd What the tasks stored cost, by agent, swarm and model \
+             (tasks without a cost are counted in swarm_tasks_unpriced)."
+        )?;
+        writeln!(out, "# TYPE swarm_cost_usd gauge")?;
+        for (key, c) in &costs {
+            let usd = c.micros as f64 / 1e6;
+            writeln!(
+                out,
+                "swarm_cost_usd{{{}}} {}",
+                cost_labels(key),
+                sample(usd)
+            )?;
+        }
+        writeln!(
+            out,
+            "# HELP swarm_tasks_unpriced Tasks stored without a cost, by agent, swarm and model."
+        )?;
+        writeln!(out, "# TYPE swarm_tasks_unpriced gauge")?;
+        for (key, c) in &costs {
+            writeln!(
+                out,
+                "swarm_tasks_unpriced{{{}}} {}",
+                cost_labels(key),
+                c.unpriced
+            )?;
         }
     }
     for (kind, entity) in [(MetricKind::Agent, "agent"), (MetricKind::Swarm, "swarm")] {
