@@ -345,3 +345,67 @@ fn import_reads_the_collector_file_exporters_lines() {
     agents.sort();
     assert_eq!(agents, ["a", "svc", "svc"]);
 }
+
+#[test]
+fn spans_with_usage_attributes_are_priced_as_they_are_stored() {
+    let store = MetricsStorage::temporary().unwrap();
+    let from = chrono::DateTime::from_timestamp(0, 0).unwrap();
+    let price = swarm_metrics::Price {
+        input: 3.0,
+        output: 15.0,
+        cache_read: 0.3,
+        cache_write: 3.75,
+    };
+    store.set_price("claude-sonnet-4", from, price).unwrap();
+    let usage = |model: &str| {
+        vec![
+            s("gen_ai.agent.name", "coder"),
+            i("gen_ai.usage.input_tokens", 10_000),
+            i("gen_ai.usage.output_tokens", 1_000),
+            i("gen_ai.usage.cache_read.input_tokens", 6_000),
+            i("gen_ai.usage.cache_creation.input_tokens", 1_000),
+            s("gen_ai.request.model", model),
+            s("gen_ai.provider.name", "anthropic"),
+        ]
+    };
+    let mut billed = usage("claude-sonnet-4");
+    billed.push(attr("swarm.cost_usd", Value::DoubleValue(0.5)));
+    let mut response_model = usage("ignored");
+    response_model.retain(|kv| kv.key != "gen_ai.request.model");
+    response_model.push(s("gen_ai.response.model", "claude-sonnet-4"));
+    let request = export(
+        vec![s("service.name", "svc")],
+        vec![
+            span(1, 10, usage("claude-sonnet-4")),
+            span(2, 10, billed),
+            span(3, 10, usage("unknown-model")),
+            span(4, 10, response_model),
+            // Cached tokens beyond the input contradict the token rule.
+            span(
+                5,
+                10,
+                vec![
+                    i("gen_ai.usage.input_tokens", 10),
+                    i("gen_ai.usage.cache_read.input_tokens", 11),
+                ],
+            ),
+        ],
+    );
+    let mapped = map(&request);
+    assert_eq!(mapped.rejected.len(), 1, "{:?}", mapped.rejected);
+    assert!(
+        mapped.rejected[0].reason.contains("cache"),
+        "{:?}",
+        mapped.rejected
+    );
+    store.store_task_metrics(&mapped.tasks).unwrap();
+    let mut rows = store.get_task_metrics(&Filter::new(), 10).unwrap();
+    rows.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+    let costs: Vec<Option<f64>> = rows.iter().map(|t| t.usage.cost_usd).collect();
+    // 3,000 uncached × 3 + 1,000 × 15 + 6,000 × 0.3 + 1,000 × 3.75 µ$.
+    let priced = (9_000 + 15_000 + 1_800 + 3_750) as f64 / 1e6;
+    assert_eq!(costs, vec![Some(priced), Some(0.5), None, Some(priced)]);
+    assert_eq!(rows[0].tokens_used, 11_000);
+    assert_eq!(rows[0].usage.provider.as_deref(), Some("anthropic"));
+    assert_eq!(rows[0].usage.cache_write_tokens, Some(1_000));
+}
