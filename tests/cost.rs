@@ -777,3 +777,74 @@ fn per_model_answers_hold_within_the_raw_horizon() {
         );
     }
 }
+
+#[test]
+fn cost_alert_rules_fire_on_spend_over_the_budget() {
+    let rules = swarm_metrics::Rules::from_toml_str(
+        r#"
+        [[rule]]
+        name = "spend"
+        kind = "cost"
+        group_by = "agent"
+        window = "1h"
+        above_usd = 1.5
+        "#,
+    )
+    .unwrap();
+    assert!(swarm_metrics::Rules::from_toml_str(
+        "[[rule]]\nname = \"x\"\nkind = \"cost\"\nwindow = \"1h\"\nabove_ms = 3"
+    )
+    .is_err());
+    for s in stores() {
+        let store = &s.store;
+        let now = swarm_metrics::now();
+        let billed = |id: &str, agent: &str, usd: f64, minutes: i64| {
+            TaskMetric::new(id, agent, 1, TaskResult::Success)
+                .at(now - Duration::minutes(minutes))
+                .usage(Usage::new().cost(usd))
+        };
+        store
+            .store_task_metrics(&[
+                billed("a1", "big", 1.0, 10),
+                billed("a2", "big", 0.75, 20),
+                // Outside the window.
+                billed("a3", "small", 5.0, 90),
+                billed("a4", "small", 0.5, 5),
+                TaskMetric::new("a5", "small", 1, TaskResult::Success)
+                    .at(now - Duration::minutes(5)),
+            ])
+            .unwrap();
+        let findings = store.alert_findings(&rules, now).unwrap();
+        let of = |agent: &str| {
+            findings
+                .iter()
+                .find(|f| f.group.as_deref() == Some(agent))
+                .unwrap_or_else(|| panic!("{}: no finding for {agent}", s.backend))
+        };
+        assert_eq!(
+            of("big").verdict,
+            swarm_metrics::Verdict::Holds,
+            "{}",
+            s.backend
+        );
+        assert_eq!(of("big").figures.cost_usd, Some(1.75));
+        assert_eq!(
+            of("small").verdict,
+            swarm_metrics::Verdict::Clear,
+            "{}",
+            s.backend
+        );
+        assert_eq!(
+            (
+                of("small").figures.cost_usd,
+                of("small").figures.unpriced,
+                of("small").figures.tasks
+            ),
+            (Some(0.5), Some(1), 2)
+        );
+        assert!(of("big")
+            .figures
+            .describe()
+            .contains("cost $1.75 of 2 tasks"));
+    }
+}

@@ -41,6 +41,12 @@ pub struct Figures {
     /// The adjusted p-value of a regression.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub q_value: Option<f64>,
+    /// What the window's tasks cost, in USD (those with a cost).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    /// The window's tasks without a cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unpriced: Option<u64>,
 }
 
 impl Figures {
@@ -67,6 +73,13 @@ impl Figures {
             }
             if self.approximate {
                 part.push_str(" (approximate: from rollups)");
+            }
+            parts.push(part);
+        }
+        if let Some(cost) = self.cost_usd {
+            let mut part = format!("cost ${cost:.2} of {} tasks", self.tasks);
+            if let Some(n) = self.unpriced.filter(|n| *n > 0) {
+                part.push_str(&format!(" ({n} without a cost)"));
             }
             parts.push(part);
         }

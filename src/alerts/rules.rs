@@ -4,7 +4,7 @@
 //! ```toml
 //! [[rule]]
 //! name = "agent-success"   # unique; the alert's `alertname` label
-//! kind = "success_rate"    # success_rate | latency | burn_rate | regression | no_data
+//! kind = "success_rate"    # success_rate | latency | burn_rate | regression | no_data | cost
 //! group_by = "agent"       # none | agent | swarm
 //! window = "1h"
 //! below = 0.85
@@ -144,6 +144,14 @@ pub enum Condition {
         /// The span just before the window.
         baseline: Duration,
     },
+    /// The tasks of the window cost more than `above_usd` in all. Spend
+    /// is spend however few tasks made it: `min_tasks` does not apply.
+    /// Tasks without a cost count for nothing (the figures say how many),
+    /// so the cost compared is what is known to be spent.
+    Cost {
+        /// The budget of one window, in USD.
+        above_usd: f64,
+    },
 }
 
 /// One alert rule.
@@ -185,6 +193,7 @@ struct RawRule {
     mode: Option<String>,
     quantile: Option<f64>,
     above_ms: Option<f64>,
+    above_usd: Option<f64>,
     objective: Option<f64>,
     windows: Option<Vec<RawWindows>>,
     baseline: Option<String>,
@@ -350,6 +359,7 @@ impl RawRule {
             ("mode", self.mode.is_some()),
             ("quantile", self.quantile.is_some()),
             ("above_ms", self.above_ms.is_some()),
+            ("above_usd", self.above_usd.is_some()),
             ("objective", self.objective.is_some()),
             ("windows", self.windows.is_some()),
             ("baseline", self.baseline.is_some()),
@@ -362,10 +372,11 @@ impl RawRule {
             "burn_rate" => &["objective", "windows"],
             "regression" => &["baseline", "alpha", "window"],
             "no_data" => &["baseline", "window"],
+            "cost" => &["above_usd", "window"],
             _ => {
                 return Err(bad(
                     "kind",
-                    "must be success_rate, latency, burn_rate, regression or no_data",
+                    "must be success_rate, latency, burn_rate, regression, no_data or cost",
                 ))
             }
         };
@@ -439,6 +450,12 @@ impl RawRule {
             "regression" => Condition::Regression {
                 baseline: baseline.ok_or_else(|| bad("baseline", "is required"))?,
                 alpha: share("alpha", self.alpha)?.unwrap_or(DEFAULT_ALPHA),
+            },
+            "cost" => Condition::Cost {
+                above_usd: match required("above_usd", self.above_usd)? {
+                    v if v.is_finite() && v >= 0.0 => v,
+                    _ => return Err(bad("above_usd", "must be a finite amount, 0 or more")),
+                },
             },
             _ => Condition::NoData {
                 baseline: baseline.ok_or_else(|| bad("baseline", "is required"))?,

@@ -17,7 +17,7 @@ use crate::engine::on_engine;
 use crate::error::Result;
 use crate::model::answer::SuccessRate;
 use crate::model::filter::{Filter, GroupBy, TaskColumn, TimeRange};
-use crate::model::record::MetricKind;
+use crate::model::record::{AggregationType, MetricKind};
 use crate::stats::interval::IntervalMethod;
 use crate::stats::order_bound::{lower_bound_rank, quantile_lower_bound};
 use crate::stats::running::{quantile, sketch_quantile};
@@ -170,6 +170,46 @@ impl MetricsStorage {
                                 ..rate_figures(&rate, 0.95, IntervalMethod::Wilson)
                             },
                         }
+                    })
+                    .collect())
+            }
+            Condition::Cost { above_usd } => {
+                let filter = within(&rule.filter, window).column(TaskColumn::Cost);
+                let groups = match group_by_of(rule.group_by) {
+                    None => vec![(
+                        None,
+                        self.aggregate_metrics(MetricKind::Task, AggregationType::Sum, &filter)?,
+                    )],
+                    Some(by) => self
+                        .aggregate_by(MetricKind::Task, AggregationType::Sum, by, &filter)?
+                        .into_iter()
+                        .map(|g| (g.key, g.value))
+                        .collect(),
+                };
+                Ok(groups
+                    .into_iter()
+                    .filter_map(|(group, cost)| {
+                        let unpriced = cost.unpriced.unwrap_or(0);
+                        let tasks = cost.count + unpriced;
+                        // A window without tasks has no instance.
+                        (tasks > 0).then(|| {
+                            let spent = cost.value.unwrap_or(0.0);
+                            Finding {
+                                rule: rule.name.clone(),
+                                group,
+                                verdict: if spent > *above_usd {
+                                    Verdict::Holds
+                                } else {
+                                    Verdict::Clear
+                                },
+                                figures: Figures {
+                                    tasks,
+                                    cost_usd: Some(spent),
+                                    unpriced: Some(unpriced),
+                                    ..Figures::default()
+                                },
+                            }
+                        })
                     })
                     .collect())
             }
