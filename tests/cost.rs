@@ -848,3 +848,53 @@ fn cost_alert_rules_fire_on_spend_over_the_budget() {
             .contains("cost $1.75 of 2 tasks"));
     }
 }
+
+#[test]
+fn agents_rank_by_what_a_success_costs() {
+    for s in stores() {
+        let store = &s.store;
+        let now = swarm_metrics::now();
+        let t = |id: &str, agent: &str, result: TaskResult, usd: Option<f64>| {
+            let usage = usd.map_or_else(Usage::new, |usd| Usage::new().cost(usd));
+            TaskMetric::new(id, agent, 1, result)
+                .at(now - Duration::minutes(5))
+                .usage(usage)
+        };
+        store
+            .store_task_metrics(&[
+                t("1", "cheap", TaskResult::Success, Some(0.125)),
+                t("2", "cheap", TaskResult::Success, Some(0.125)),
+                t("3", "cheap", TaskResult::Failure, None),
+                t("4", "pricey", TaskResult::Success, Some(0.5)),
+                t("5", "pricey", TaskResult::Failure, Some(0.5)),
+                t("6", "failing", TaskResult::Failure, Some(0.25)),
+                t("7", "unpriced", TaskResult::Success, None),
+            ])
+            .unwrap();
+        let ranking = |order| {
+            store
+                .rank_agents(
+                    swarm_metrics::RankBy::CostPerSuccess,
+                    order,
+                    10,
+                    1,
+                    &Filter::new(),
+                )
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.agent_id, r.score, r.unpriced))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ranking(swarm_metrics::Order::BestFirst),
+            vec![
+                ("cheap".to_owned(), 0.125, Some(1)),
+                ("pricey".to_owned(), 1.0, Some(0)),
+                ("failing".to_owned(), f64::INFINITY, Some(0)),
+            ],
+            "{}",
+            s.backend
+        );
+        assert_eq!(ranking(swarm_metrics::Order::WorstFirst)[0].0, "failing");
+    }
+}

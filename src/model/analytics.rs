@@ -104,6 +104,11 @@ pub enum RankBy {
     AvgDuration,
     /// The mean tokens per task.
     AvgTokens,
+    /// What a success costs: the cost of the agent's tasks (USD) over its
+    /// successes; an agent without a success ranks last (its score is
+    /// infinite), and an agent none of whose tasks has a cost is left
+    /// out (it is not free, only unpriced).
+    CostPerSuccess,
 }
 
 /// Which end of a ranking comes first.
@@ -131,6 +136,10 @@ pub struct Ranked {
     /// The 95% Wilson interval of its success rate, whatever the ranking.
     #[serde(default)]
     pub interval: Option<Interval>,
+    /// Ranked by cost per success: its tasks without a cost, which the
+    /// score leaves out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpriced: Option<u64>,
 }
 
 /// Statistics of task durations, in milliseconds.

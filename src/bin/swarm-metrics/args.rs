@@ -593,6 +593,8 @@ pub enum Rank {
     Throughput,
     AvgDuration,
     AvgTokens,
+    /// USD per successful task (agents whose tasks have no cost left out).
+    CostPerSuccess,
 }
 
 impl From<Rank> for swarm_metrics::RankBy {
@@ -603,6 +605,7 @@ impl From<Rank> for swarm_metrics::RankBy {
             Rank::Throughput => swarm_metrics::RankBy::Throughput,
             Rank::AvgDuration => swarm_metrics::RankBy::AvgDuration,
             Rank::AvgTokens => swarm_metrics::RankBy::AvgTokens,
+            Rank::CostPerSuccess => swarm_metrics::RankBy::CostPerSuccess,
         }
     }
 }

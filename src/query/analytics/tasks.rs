@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use super::{validate_n, P50, P95, P99};
 use crate::engine::{on_engine, AgentTotalsSpan};
 use crate::error::Result;
-use crate::model::filter::{to_micros, Filter, TaskColumn};
+use crate::model::filter::{to_micros, Filter, GroupBy, TaskColumn};
 use crate::model::record::{AggregationType, MetricKind, TaskMetric};
 use crate::query::read::RowOrder;
 use crate::stats::interval::Interval;
@@ -47,7 +47,17 @@ impl MetricsStorage {
         filter.validate(MetricKind::Task, false)?;
         validate_n(n)?;
         let best_first = order == Order::BestFirst;
-        let (agents, (oldest, newest)) = self.agent_totals(filter)?;
+        let ((agents, (oldest, newest)), costs) = self.consistent(|store| {
+            let costs = match by {
+                RankBy::CostPerSuccess => store
+                    .cost_per_success(Some(GroupBy::Agent), filter)?
+                    .into_iter()
+                    .filter_map(|line| Some((line.id.clone()?, line)))
+                    .collect(),
+                _ => BTreeMap::new(),
+            };
+            Ok((store.agent_totals(filter)?, costs))
+        })?;
         let span = match &filter.time_range {
             Some(range) => to_micros(range.end()) - to_micros(range.start()),
             None => newest.saturating_sub(oldest),
@@ -57,23 +67,36 @@ impl MetricsStorage {
         let mut ranked: Vec<Ranked> = agents
             .into_iter()
             .filter(|(_, r)| r.tasks >= min_tasks.max(1))
-            .map(|(agent_id, r)| {
+            .filter_map(|(agent_id, r)| {
                 let tasks = r.tasks as f64;
+                let mut unpriced = None;
                 let score = match by {
                     RankBy::SuccessRate | RankBy::RawSuccessRate => r.success as f64 / tasks,
                     RankBy::Throughput => tasks / hours,
                     RankBy::AvgDuration => r.duration_total / tasks,
                     RankBy::AvgTokens => r.tokens_total / tasks,
+                    RankBy::CostPerSuccess => {
+                        let line = costs.get(&agent_id)?;
+                        if line.unpriced >= r.tasks {
+                            return None;
+                        }
+                        unpriced = Some(line.unpriced);
+                        line.cost_per_success_usd.unwrap_or(f64::INFINITY)
+                    }
                 };
-                Ranked {
+                Some(Ranked {
                     agent_id,
                     score,
                     tasks: r.tasks,
                     interval: Interval::default_for(r.success, r.tasks),
-                }
+                    unpriced,
+                })
             })
             .collect();
-        let higher_is_better = !matches!(by, RankBy::AvgDuration | RankBy::AvgTokens);
+        let higher_is_better = !matches!(
+            by,
+            RankBy::AvgDuration | RankBy::AvgTokens | RankBy::CostPerSuccess
+        );
         // What is compared: the score, or for success rates the bound of
         // the interval on the side that matters.
         let key = |r: &Ranked| match (by, r.interval) {
