@@ -379,6 +379,18 @@ fn assert_costs(store: &MetricsStorage, model: &[(TaskMetric, Option<u64>)], whe
         (input + output, 0),
         "{when}: total"
     );
+    let summary = store.summary(&Filter::new()).unwrap();
+    let priced_total: Vec<u64> = model.iter().filter_map(|(_, c)| *c).collect();
+    assert_eq!(
+        summary.cost_usd,
+        (!priced_total.is_empty()).then(|| priced_total.iter().sum::<u64>() as f64 / 1e6),
+        "{when}: summary's cost"
+    );
+    assert_eq!(
+        summary.unpriced,
+        (model.len() - priced_total.len()) as u64,
+        "{when}: summary"
+    );
     let per = store.cost_per_success(None, &Filter::new()).unwrap();
     let priced: u64 = model.iter().filter_map(|(_, c)| *c).sum();
     let successes = model

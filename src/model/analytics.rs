@@ -178,6 +178,13 @@ pub struct Summary {
     pub tokens_per_task: Option<f64>,
     /// Files changed in all.
     pub files_changed_total: u64,
+    /// What the tasks with a cost cost in all, in USD (`None` when none
+    /// has one).
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+    /// The tasks without a cost.
+    #[serde(default)]
+    pub unpriced: u64,
 }
 
 /// A task whose duration lies outside its agent's Tukey fences.

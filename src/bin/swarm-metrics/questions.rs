@@ -278,6 +278,14 @@ fn summary(
         cell(summary.tokens_per_task)
     )?;
     writeln!(out, "files changed    {}", summary.files_changed_total)?;
+    let cost = summary
+        .cost_usd
+        .map_or_else(|| "-".to_owned(), |usd| format!("${usd:.6}"));
+    writeln!(
+        out,
+        "cost             {cost} ({} tasks without a cost)",
+        summary.unpriced
+    )?;
     Ok(())
 }
 

@@ -134,12 +134,17 @@ impl MetricsStorage {
     /// As [`success_rate`](Self::success_rate).
     pub fn summary(&self, filter: &Filter) -> Result<Summary> {
         filter.validate(MetricKind::Task, false)?;
-        self.consistent(
-            |store| match on_engine!(store.engine(), summary_of_rows(filter))? {
-                Some(summary) => Ok(summary),
-                None => store.summary_from_answers(filter),
-            },
-        )
+        self.consistent(|store| {
+            let mut summary = match on_engine!(store.engine(), summary_of_rows(filter))? {
+                Some(summary) => summary,
+                None => store.summary_from_answers(filter)?,
+            };
+            let costs = filter.clone().column(TaskColumn::Cost);
+            let cost = store.aggregate_metrics(MetricKind::Task, AggregationType::Sum, &costs)?;
+            summary.cost_usd = cost.value;
+            summary.unpriced = cost.unpriced.unwrap_or(0);
+            Ok(summary)
+        })
     }
 
     /// [`summary`](Self::summary) from the calls that answer its parts
