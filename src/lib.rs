@@ -118,7 +118,9 @@ pub use query::compare::{
 };
 pub use query::generic::{parse_filter, parse_metric, parse_record, Parsed, RECORD_FIELDS};
 #[cfg(feature = "report")]
-pub use report::{AgentRow, DurationPoint, OtherAgents, RateLine, Report, ReportOptions};
+pub use report::{
+    AgentRow, CostPoint, DurationPoint, OtherAgents, RateLine, Report, ReportOptions,
+};
 pub use stats::interval::{Interval, IntervalMethod, DEFAULT_CONFIDENCE};
 pub use stats::running::quantile;
 pub use storage::prices::parse_prices;

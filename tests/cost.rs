@@ -910,3 +910,73 @@ fn agents_rank_by_what_a_success_costs() {
         assert_eq!(ranking(swarm_metrics::Order::WorstFirst)[0].0, "failing");
     }
 }
+
+#[test]
+fn the_report_shows_the_costs_the_library_computes() {
+    for s in stores() {
+        let store = &s.store;
+        let now = swarm_metrics::now();
+        let tasks: Vec<TaskMetric> = (0..40)
+            .map(|i| {
+                let usage = match i % 4 {
+                    0 => Usage::new(),
+                    n => Usage::new().cost(f64::from(n) * 0.125 + f64::from(i) * 1e-6),
+                };
+                TaskMetric::new(
+                    format!("t{i}"),
+                    format!("agent-{}", i % 3),
+                    10,
+                    TaskResult::Success,
+                )
+                .at(now - Duration::minutes(i64::from(i) * 7))
+                .usage(usage)
+            })
+            .collect();
+        store.store_task_metrics(&tasks).unwrap();
+        let report = store.report(&swarm_metrics::ReportOptions::new()).unwrap();
+        let costs = Filter::new().column(TaskColumn::Cost);
+        let total = store
+            .aggregate_metrics(MetricKind::Task, AggregationType::Sum, &costs)
+            .unwrap();
+        assert_eq!(report.summary.cost_usd, total.value, "{}", s.backend);
+        assert_eq!(report.summary.unpriced, 10);
+        for row in &report.agents {
+            let own = store
+                .aggregate_metrics(
+                    MetricKind::Task,
+                    AggregationType::Sum,
+                    &costs.clone().agent(&row.agent_id),
+                )
+                .unwrap();
+            assert_eq!(row.cost_usd, own.value, "{} {}", s.backend, row.agent_id);
+        }
+        // Every bucket of the chart together is the whole, to the micro-dollar.
+        let micros: i64 = report
+            .costs
+            .iter()
+            .map(|c| (c.cost.value.unwrap_or(0.0) * 1e6).round() as i64)
+            .sum();
+        assert_eq!(
+            micros,
+            (total.value.unwrap() * 1e6).round() as i64,
+            "{}",
+            s.backend
+        );
+        let unpriced: u64 = report
+            .costs
+            .iter()
+            .map(|c| c.cost.unpriced.unwrap_or(0))
+            .sum();
+        assert_eq!(unpriced, 10);
+        let page = report.to_html();
+        assert!(
+            page.contains(&format!(
+                "id=\"cost\" data-value=\"{}\"",
+                total.value.unwrap()
+            )),
+            "{}",
+            s.backend
+        );
+        assert!(page.contains("<section id=\"costs\"><h2>Cost over time</h2>"));
+    }
+}

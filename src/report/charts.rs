@@ -258,6 +258,32 @@ pub(super) fn durations(report: &Report) -> Option<String> {
     }))
 }
 
+/// What the tasks of each bucket cost.
+pub(super) fn costs(report: &Report) -> Option<String> {
+    let axis = Axis::of(report)?;
+    let top = report
+        .costs
+        .iter()
+        .filter_map(|c| c.cost.value)
+        .fold(0f64, f64::max);
+    let top = if top > 0.0 { top * 1.1 } else { 1.0 };
+    Some(svg("Cost per bucket over time, in USD", |root| {
+        let label_y = |y: &f64| format!("${y:.2}");
+        let mut chart = chart_on(root, &axis, top, &label_y)?;
+        let points = report
+            .costs
+            .iter()
+            .map(|c| c.cost.value.map(|v| (axis.point(c.start), v)));
+        for run in runs(points) {
+            draw_run(&mut chart, run, COLOURS[COST_COLOUR], 2)?;
+        }
+        Ok(())
+    }))
+}
+
+/// The colour of the cost line.
+const COST_COLOUR: usize = 2;
+
 /// The legend colour of the duration lines, for the page.
 pub(super) const P50_COLOUR: usize = 1;
 /// See [`P50_COLOUR`].

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::{AgentRow, DurationPoint, OtherAgents, RateLine, Report, ReportOptions};
+use super::{AgentRow, CostPoint, DurationPoint, OtherAgents, RateLine, Report, ReportOptions};
 use crate::alerts::AlertState;
 use crate::engine::on_engine;
 use crate::error::{Error, Result};
@@ -57,6 +57,7 @@ pub(super) fn gather(store: &MetricsStorage, options: &ReportOptions) -> Result<
 
     let mut rates = Vec::new();
     let mut durations = Vec::new();
+    let mut costs = Vec::new();
     let mut swarms_not_charted = 0;
     if let Some(span) = span {
         let charted = filter.clone().range(span);
@@ -113,6 +114,20 @@ pub(super) fn gather(store: &MetricsStorage, options: &ReportOptions) -> Result<
                 });
             }
         }
+        for bucket in store.series(
+            MetricKind::Task,
+            Measure::Aggregate(AggregationType::Sum),
+            width,
+            &charted.clone().column(TaskColumn::Cost),
+            EmptyBuckets::Zero,
+        )? {
+            if let BucketValue::Aggregate(cost) = bucket.value {
+                costs.push(CostPoint {
+                    start: bucket.start,
+                    cost,
+                });
+            }
+        }
     }
 
     let (agents, other_agents) = leaderboard(store, filter, options.top_agents)?;
@@ -142,6 +157,7 @@ pub(super) fn gather(store: &MetricsStorage, options: &ReportOptions) -> Result<
         rates,
         swarms_not_charted,
         durations,
+        costs,
         agents,
         other_agents,
         current,
@@ -250,6 +266,16 @@ fn leaderboard(
         .into_iter()
         .filter_map(|g| Some((g.key?, g.value.value.map_or(0, |v| v as u64))))
         .collect();
+    let costs: HashMap<String, Option<f64>> = store
+        .aggregate_by(
+            MetricKind::Task,
+            AggregationType::Sum,
+            GroupBy::Agent,
+            &filter.clone().column(TaskColumn::Cost),
+        )?
+        .into_iter()
+        .filter_map(|g| Some((g.key?, g.value.value)))
+        .collect();
     let mut rows = Vec::new();
     let mut others = OtherAgents::default();
     for g in &rates {
@@ -263,6 +289,7 @@ fn leaderboard(
                 rate: g.value,
                 p95_ms: p95.get(agent).copied().flatten(),
                 tokens: agent_tokens,
+                cost_usd: costs.get(agent).copied().flatten(),
             });
         } else {
             others.agents += 1;
@@ -276,6 +303,9 @@ fn leaderboard(
                 others.rate.add(result, count);
             }
             others.tokens += agent_tokens;
+            // Costs are whole micro-dollars: the product gives them back.
+            let micros = costs.get(agent).copied().flatten().unwrap_or(0.0) * 1e6;
+            others.cost_micros += micros.round() as u64;
         }
     }
     Ok((rows, (others.agents > 0).then_some(others)))

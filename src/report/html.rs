@@ -72,6 +72,7 @@ pub(super) fn page(report: &Report) -> String {
     summary(&mut out, report);
     rates(&mut out, report);
     durations(&mut out, report);
+    costs(&mut out, report);
     leaderboard(&mut out, report);
     regressions(&mut out, report);
     outliers(&mut out, report);
@@ -188,6 +189,18 @@ fn summary(out: &mut String, report: &Report) {
         s.files_changed_total.to_string(),
         String::new(),
     );
+    card(
+        out,
+        "cost",
+        "Cost",
+        s.cost_usd.map_or("–".to_owned(), usd),
+        s.cost_usd.map_or(String::new(), |c| c.to_string()),
+        if s.unpriced > 0 {
+            format!("{} tasks without a cost", count(s.unpriced))
+        } else {
+            String::new()
+        },
+    );
     out.push_str("</div></section>");
 }
 
@@ -283,14 +296,55 @@ fn agent_row(out: &mut String, a: &AgentRow) {
     let per_task = (a.rate.total > 0).then(|| a.tokens as f64 / a.rate.total as f64);
     let _ = write!(
         out,
-        "<tr>{}{}{}{}{}{}</tr>",
+        "<tr>{}{}{}{}{}{}{}</tr>",
         cell(&a.agent_id, &a.agent_id),
         optional_cell(a.rate.rate, |_| rate_text(&a.rate)),
         cell(a.rate.total, &count(a.rate.total)),
         optional_cell(a.p95_ms, millis),
         cell(a.tokens, &count(a.tokens)),
         optional_cell(per_task, |t| format!("{t:.0}")),
+        optional_cell(a.cost_usd, usd),
     );
+}
+
+/// USD to the cent, or to the micro-dollar below a cent.
+fn usd(v: f64) -> String {
+    if v != 0.0 && v.abs() < 0.01 {
+        format!("${v:.6}")
+    } else {
+        format!("${v:.2}")
+    }
+}
+
+fn costs(out: &mut String, report: &Report) {
+    if report.summary.cost_usd.is_none() {
+        // No task has a cost: no chart of zeros.
+        return;
+    }
+    out.push_str("<section id=\"costs\"><h2>Cost over time</h2>");
+    if let Some(svg) = charts::costs(report) {
+        out.push_str(&svg);
+    }
+    out.push_str("<details><summary>The numbers</summary><table id=\"cost-data\">");
+    out.push_str(&head(&[
+        "bucket start",
+        "tasks with a cost",
+        "without",
+        "cost",
+    ]));
+    out.push_str("<tbody>");
+    for c in &report.costs {
+        let unpriced = c.cost.unpriced.unwrap_or(0);
+        let _ = write!(
+            out,
+            "<tr>{}{}{}{}</tr>",
+            cell(c.start.to_rfc3339(), &time(c.start)),
+            cell(c.cost.count, &count(c.cost.count)),
+            cell(unpriced, &count(unpriced)),
+            optional_cell(c.cost.value, usd),
+        );
+    }
+    out.push_str("</tbody></table></details></section>");
 }
 
 fn leaderboard(out: &mut String, report: &Report) {
@@ -311,6 +365,7 @@ fn leaderboard(out: &mut String, report: &Report) {
         "p95 duration",
         "tokens",
         "tokens per task",
+        "cost",
     ]));
     out.push_str("<tbody>");
     for a in &report.agents {
@@ -320,16 +375,18 @@ fn leaderboard(out: &mut String, report: &Report) {
     if let Some(others) = &report.other_agents {
         let _ = write!(
             out,
-            "<tfoot><tr id=\"other-agents\" data-agents=\"{}\" data-tasks=\"{}\" data-success=\"{}\" data-tokens=\"{}\">\
-             <td>{} more agents</td><td>{}</td><td>{}</td><td>–</td><td>{}</td><td></td></tr></tfoot>",
+            "<tfoot><tr id=\"other-agents\" data-agents=\"{}\" data-tasks=\"{}\" data-success=\"{}\" data-tokens=\"{}\" data-cost-micros=\"{}\">\
+             <td>{} more agents</td><td>{}</td><td>{}</td><td>–</td><td>{}</td><td></td><td>{}</td></tr></tfoot>",
             others.agents,
             others.rate.total,
             others.rate.success,
             others.tokens,
+            others.cost_micros,
             count(others.agents),
             escape(&rate_text(&others.rate)),
             count(others.rate.total),
             count(others.tokens),
+            usd(others.cost_micros as f64 / 1e6),
         );
     }
     out.push_str("</table></section>");

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::model::filter::{Filter, TimeRange};
 use crate::model::record::MetricKind;
 use crate::ops::inspect::StoreStats;
-use crate::query::aggregate::{Percentile, SuccessRate};
+use crate::query::aggregate::{Aggregate, Percentile, SuccessRate};
 use crate::query::analytics::{Bucket, Outlier, Summary};
 use crate::query::compare::Regression;
 use crate::storage::MetricsStorage;
@@ -193,6 +193,16 @@ pub struct DurationPoint {
     pub p95: Percentile,
 }
 
+/// One bucket of the cost chart.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CostPoint {
+    /// The bucket's first instant.
+    pub start: DateTime<Utc>,
+    /// What its tasks cost (USD), with the count of those without a cost.
+    pub cost: Aggregate,
+}
+
 /// One agent of the leaderboard.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -205,6 +215,9 @@ pub struct AgentRow {
     pub p95_ms: Option<f64>,
     /// Tokens used in all.
     pub tokens: u64,
+    /// What its tasks cost (USD; `None` when none has a cost).
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
 }
 
 /// The agents past the leaderboard's length, summed up.
@@ -217,6 +230,9 @@ pub struct OtherAgents {
     pub rate: SuccessRate,
     /// Their tokens together.
     pub tokens: u64,
+    /// Their cost together, in micro-dollars (summed exactly).
+    #[serde(default)]
+    pub cost_micros: u64,
 }
 
 /// Everything a report shows, read from one snapshot of the store: the
@@ -244,6 +260,9 @@ pub struct Report {
     pub swarms_not_charted: u64,
     /// Duration p50 and p95 over time, every bucket of the span.
     pub durations: Vec<DurationPoint>,
+    /// Cost over time, every bucket of the span.
+    #[serde(default)]
+    pub costs: Vec<CostPoint>,
     /// The busiest agents, best first by the lower bound of their success
     /// rate's interval.
     pub agents: Vec<AgentRow>,
