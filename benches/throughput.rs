@@ -74,7 +74,7 @@ fn task(i: u64, rows: u64, end: DateTime<Utc>, rng: &mut Lcg) -> TaskMetric {
         95..=97 => TaskResult::Timeout,
         _ => TaskResult::Cancelled,
     };
-    TaskMetric::new(
+    let task = TaskMetric::new(
         format!("task-{i:08}"),
         format!("agent-{agent:03}"),
         100 + rng.next() % 60_000,
@@ -82,8 +82,19 @@ fn task(i: u64, rows: u64, end: DateTime<Utc>, rng: &mut Lcg) -> TaskMetric {
     )
     .swarm(format!("swarm-{:02}", agent % SWARMS))
     .files(rng.next() % 20)
-    .at(at)
-    .usage(usage(agent, rng))
+    .at(at);
+    let tokens = rng.next() % 8_000;
+    if without_usage() {
+        return task.tokens(tokens);
+    }
+    task.usage(usage(agent, tokens))
+}
+
+/// Whether tasks carry no usage (`SWARM_BENCH_NO_USAGE=1`): the bench as
+/// it was before tasks had costs, to measure what pricing costs.
+fn without_usage() -> bool {
+    static WITHOUT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WITHOUT.get_or_init(|| std::env::var_os("SWARM_BENCH_NO_USAGE").is_some())
 }
 
 /// The models the bench's agents run, each priced (USD per million
@@ -97,8 +108,7 @@ const MODELS: [(&str, f64, f64); 4] = [
 
 /// A task's usage: its agent's model and provider, and its tokens split
 /// into input (three quarters) and output; priced as it is stored.
-fn usage(agent: u64, rng: &mut Lcg) -> Usage {
-    let tokens = rng.next() % 8_000;
+fn usage(agent: u64, tokens: u64) -> Usage {
     let (model, _, _) = MODELS[(agent % MODELS.len() as u64) as usize];
     let provider = if model.starts_with("gpt") {
         "openai"

@@ -50,8 +50,9 @@ pub(crate) struct Cache {
     unindexed: Option<usize>,
     /// The newest task metric's timestamp.
     newest: NewestTime,
-    /// Interned `(model, provider)` pairs ('' for the one not named).
-    models: HashMap<(String, String), i64, Fast>,
+    /// Interned models, by model and then provider ('' for the one not
+    /// named): nested, so that a lookup borrows the names.
+    models: HashMap<String, HashMap<String, i64, Fast>, Fast>,
     /// The prices of the models stored so far.
     pub(crate) prices: PriceBook,
 }
@@ -132,26 +133,29 @@ fn intern_model(conn: &Connection, cache: &mut Cache, usage: &Usage) -> Result<u
     if usage.model.is_none() && usage.provider.is_none() {
         return Ok(0);
     }
-    let key = (
-        usage.model.clone().unwrap_or_default(),
-        usage.provider.clone().unwrap_or_default(),
-    );
-    if let Some(&id) = cache.models.get(&key) {
+    let model = usage.model.as_deref().unwrap_or_default();
+    let provider = usage.provider.as_deref().unwrap_or_default();
+    if let Some(&id) = cache.models.get(model).and_then(|p| p.get(provider)) {
         return Ok(id as u64);
     }
     let found: Option<i64> = conn
         .prepare_cached("SELECT id FROM models WHERE model = ?1 AND provider = ?2")
-        .and_then(|mut s| s.query_row((&key.0, &key.1), |r| r.get(0)).optional())
+        .and_then(|mut s| s.query_row((model, provider), |r| r.get(0)).optional())
         .map_err(Error::sqlite("look up model"))?;
     let id = match found {
         Some(id) => id,
         None => conn
             .prepare_cached("INSERT INTO models (model, provider) VALUES (?1, ?2) RETURNING id")
-            .and_then(|mut s| s.query_row((&key.0, &key.1), |r| r.get(0)))
+            .and_then(|mut s| s.query_row((model, provider), |r| r.get(0)))
             .map_err(Error::sqlite("intern model"))?,
     };
-    cache.models.insert(key, id);
-    Ok(id as u64)
+    cache
+        .models
+        .entry(model.to_owned())
+        .or_default()
+        .insert(provider.to_owned(), id);
+    // Ids count up from 1 (an INTEGER PRIMARY KEY never hands out 0).
+    Ok(u64::try_from(id).unwrap_or(0))
 }
 
 /// Loads `model`'s prices into the cache's book, once per transaction
