@@ -83,11 +83,13 @@ fn task(i: u64, rows: u64, end: DateTime<Utc>, rng: &mut Lcg) -> TaskMetric {
     .swarm(format!("swarm-{:02}", agent % SWARMS))
     .files(rng.next() % 20)
     .at(at);
-    let tokens = rng.next() % 8_000;
+    // tokens_used is the total either way, as the baseline stores it.
+    let task = task.tokens(rng.next() % 8_000);
     if without_usage() {
-        return task.tokens(tokens);
+        return task;
     }
-    task.usage(usage(agent, tokens))
+    let usage = usage(agent, task.tokens_used);
+    task.usage(usage)
 }
 
 /// Whether tasks carry no usage (`SWARM_BENCH_NO_USAGE=1`): the bench as

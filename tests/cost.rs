@@ -980,3 +980,46 @@ fn the_report_shows_the_costs_the_library_computes() {
         assert!(page.contains("<section id=\"costs\"><h2>Cost over time</h2>"));
     }
 }
+
+#[test]
+fn the_generic_json_calls_carry_usage() {
+    for s in stores() {
+        let store = &s.store;
+        store
+            .store_metric(
+                MetricKind::Task,
+                &serde_json::json!({
+                    "task_id": "t", "agent_id": "a", "duration_ms": 5, "result": "success",
+                    "input_tokens": 100, "output_tokens": 20, "model": "m", "cost_usd": 0.02
+                }),
+            )
+            .unwrap();
+        let err = store
+            .store_metric(
+                MetricKind::Task,
+                &serde_json::json!({
+                    "task_id": "u", "agent_id": "a", "duration_ms": 5, "result": "success",
+                    "tokens_used": 3, "input_tokens": 100
+                }),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidInput {
+                    field: "input_tokens",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let rows = store
+            .query_metrics(MetricKind::Task, &serde_json::json!({}), None, 10)
+            .unwrap();
+        assert_eq!(rows.len(), 1, "{}", s.backend);
+        assert_eq!(rows[0]["tokens_used"], 120);
+        assert_eq!(rows[0]["output_tokens"], 20);
+        assert_eq!(rows[0]["model"], "m");
+        assert_eq!(rows[0]["cost_usd"], 0.02);
+    }
+}
