@@ -114,7 +114,8 @@ pub use query::analytics::{
     Ranked, Summary, P50, P90, P95, P99,
 };
 pub use query::compare::{
-    Comparison, DurationComparison, ProportionTest, RateComparison, RegressedMeasure, Regression,
+    Comparison, CostComparison, DurationComparison, ProportionTest, RateComparison,
+    RegressedMeasure, Regression,
 };
 pub use query::generic::{parse_filter, parse_metric, parse_record, Parsed, RECORD_FIELDS};
 #[cfg(feature = "report")]

@@ -1023,3 +1023,63 @@ fn the_generic_json_calls_carry_usage() {
         assert_eq!(rows[0]["cost_usd"], 0.02);
     }
 }
+
+#[test]
+fn compare_weighs_the_costs_of_two_selections() {
+    for s in stores() {
+        let store = &s.store;
+        let now = swarm_metrics::now();
+        let mut tasks = Vec::new();
+        for i in 0..12 {
+            let at = now - Duration::minutes(i);
+            // a's tasks cost 0.10–0.21, b's 0.50–0.61; one of a's has none.
+            let a_usage = if i == 0 {
+                Usage::new()
+            } else {
+                Usage::new().cost(0.1 + i as f64 * 0.01)
+            };
+            tasks.push(
+                TaskMetric::new(format!("a{i}"), "a", 10, TaskResult::Success)
+                    .at(at)
+                    .usage(a_usage),
+            );
+            let b_result = if i % 2 == 0 {
+                TaskResult::Success
+            } else {
+                TaskResult::Failure
+            };
+            tasks.push(
+                TaskMetric::new(format!("b{i}"), "b", 10, b_result)
+                    .at(at)
+                    .usage(Usage::new().cost(0.5 + i as f64 * 0.01)),
+            );
+        }
+        store.store_task_metrics(&tasks).unwrap();
+        let c = store
+            .compare(&Filter::new().agent("a"), &Filter::new().agent("b"))
+            .unwrap();
+        let cost = c.cost.expect("both sides have costs");
+        let sum = |from: f64, n: i64| {
+            (0..n)
+                .map(|i| ((from + i as f64 * 0.01) * 1e6).round() as u64)
+                .sum::<u64>() as f64
+                / 1e6
+        };
+        assert_eq!(cost.total_a, sum(0.11, 11), "{}", s.backend);
+        assert_eq!(cost.total_b, sum(0.5, 12), "{}", s.backend);
+        assert_eq!((cost.unpriced_a, cost.unpriced_b), (1, 0));
+        assert_eq!(cost.per_success_a, Some(cost.total_a / 12.0));
+        assert_eq!(cost.per_success_b, Some(cost.total_b / 6.0));
+        assert_eq!((cost.median_a, cost.median_b), (0.16, 0.555));
+        assert!(cost.p_value < 0.001, "{cost:?}");
+        // Without costs on a side there is nothing to compare.
+        let none = store
+            .compare(
+                &Filter::new().agent("a").task("a0"),
+                &Filter::new().agent("b"),
+            )
+            .unwrap();
+        assert_eq!(none.cost, None);
+        assert!(serde_json::to_value(&none).unwrap().get("cost").is_none());
+    }
+}

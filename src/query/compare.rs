@@ -61,6 +61,36 @@ pub struct DurationComparison {
     pub p_value: f64,
 }
 
+/// Two selections' costs compared (USD): what each spent, per success,
+/// and whether a task of one costs more than a task of the other (tasks
+/// with a cost only).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CostComparison {
+    /// What the tasks of `a` with a cost cost in all.
+    pub total_a: f64,
+    /// The same of `b`.
+    pub total_b: f64,
+    /// `total_a` over the successes of `a`; `None` without one.
+    pub per_success_a: Option<f64>,
+    /// The same of `b`.
+    pub per_success_b: Option<f64>,
+    /// The tasks of `a` without a cost, left out of the rest.
+    pub unpriced_a: u64,
+    /// The same of `b`.
+    pub unpriced_b: u64,
+    /// The median cost of a task of `a`.
+    pub median_a: f64,
+    /// The median cost of a task of `b`.
+    pub median_b: f64,
+    /// `median_a - median_b`.
+    pub median_difference: f64,
+    /// The Mann–Whitney U statistic of `a` (as for durations).
+    pub u: f64,
+    /// Its two-sided p-value.
+    pub p_value: f64,
+}
+
 /// The result of [`MetricsStorage::compare`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -76,6 +106,10 @@ pub struct Comparison {
     /// no tasks, or when part of a side survives only in rollups that keep
     /// sketches (past 512 tasks in a bucket), which hold no sample to test.
     pub duration: Option<DurationComparison>,
+    /// The costs compared; `None` (and left out of JSON) when a side has
+    /// no task with a cost, or keeps part of its costs only in sketches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostComparison>,
 }
 
 impl MetricsStorage {
@@ -120,8 +154,59 @@ impl MetricsStorage {
                     sketch,
                 })
             };
-            Ok(comparison_of(side(a)?, side(b)?))
+            let mut comparison = comparison_of(side(a)?, side(b)?);
+            comparison.cost = store.compare_costs(a, b, &comparison)?;
+            Ok(comparison)
         })
+    }
+}
+
+impl MetricsStorage {
+    /// The costs of `a` and `b` compared, inside the caller's snapshot.
+    fn compare_costs(
+        &self,
+        a: &Filter,
+        b: &Filter,
+        rates: &Comparison,
+    ) -> Result<Option<CostComparison>> {
+        // The engines give cost values in micro-dollars; answers in USD.
+        let usd = |micros: f64| micros / 1e6;
+        let side = |filter: &Filter| -> Result<(Vec<f64>, bool, f64, u64)> {
+            let costs = filter.clone().column(TaskColumn::Cost);
+            let (values, sketch) = self.selected_values(MetricKind::Task, &costs)?;
+            let total = self.cost_aggregate(crate::AggregationType::Sum, &costs)?;
+            let values = values.into_iter().map(usd).collect();
+            Ok((
+                values,
+                sketch.is_some(),
+                total.value.unwrap_or(0.0),
+                total.unpriced.unwrap_or(0),
+            ))
+        };
+        let (mut values_a, sketched_a, total_a, unpriced_a) = side(a)?;
+        let (mut values_b, sketched_b, total_b, unpriced_b) = side(b)?;
+        if sketched_a || sketched_b {
+            return Ok(None);
+        }
+        let Some(shift) = compare_durations(&mut values_a, &mut values_b) else {
+            return Ok(None);
+        };
+        let per_success = |total: f64, rate: &SuccessRate| {
+            (rate.success > 0).then(|| total / rate.success as f64)
+        };
+        Ok(Some(CostComparison {
+            total_a,
+            total_b,
+            per_success_a: per_success(total_a, &rates.a),
+            per_success_b: per_success(total_b, &rates.b),
+            unpriced_a,
+            unpriced_b,
+            median_a: shift.median_a,
+            median_b: shift.median_b,
+            median_difference: shift.median_difference,
+            u: shift.u,
+            p_value: shift.p_value,
+        }))
     }
 }
 
@@ -144,6 +229,7 @@ fn comparison_of(mut a: Side, mut b: Side) -> Comparison {
         a: a.rate,
         b: b.rate,
         duration,
+        cost: None,
     }
 }
 

@@ -285,6 +285,27 @@ pub fn compare_table(out: &mut impl Write, c: &Comparison) -> Result<(), Failure
             "duration      no test (no tasks on one side, or durations kept only as sketches)"
         )?,
     }
+    if let Some(cost) = &c.cost {
+        let per = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("${v:.6}"));
+        writeln!(
+            out,
+            "cost          a ${:.6} ({} per success, {} unpriced)  b ${:.6} ({} per success, {} unpriced)",
+            cost.total_a,
+            per(cost.per_success_a),
+            cost.unpriced_a,
+            cost.total_b,
+            per(cost.per_success_b),
+            cost.unpriced_b,
+        )?;
+        writeln!(
+            out,
+            "              median a ${:.6}, b ${:.6}, p = {} (Mann-Whitney U = {})",
+            cost.median_a,
+            cost.median_b,
+            p(cost.p_value),
+            cost.u
+        )?;
+    }
     Ok(())
 }
 
