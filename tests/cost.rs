@@ -596,18 +596,22 @@ fn the_command_line_shows_what_the_library_computes() {
     use assert_cmd::Command;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("m.db");
-    let run = |args: &[&str]| {
+    // The command line on `db`, `stdin` given it; its output, once it
+    // succeeded.
+    let cli = |db: &std::path::Path, args: &[&str], stdin: &str| {
         let out = Command::cargo_bin("swarm-metrics")
             .unwrap()
             .arg("--db")
-            .arg(&db)
+            .arg(db)
             .args(args)
+            .write_stdin(stdin)
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(out.status.success(), "{args:?}: {stderr}");
         String::from_utf8(out.stdout).unwrap()
     };
+    let run = |args: &[&str]| cli(&db, args, "");
     let prices = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/prices.toml");
     let lines = [
         r#"{"kind":"task","task_id":"a","agent_id":"a1","duration_ms":5,"result":"success","input_tokens":12000,"output_tokens":800,"cache_read_tokens":4000,"model":"gpt-4o","timestamp":"2026-03-01T10:00:00Z"}"#,
@@ -619,20 +623,7 @@ fn the_command_line_shows_what_the_library_computes() {
     let listed: serde_json::Value =
         serde_json::from_str(&run(&["--json", "prices", "list"])).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 4);
-    let input = lines.join("\n");
-    let out = Command::cargo_bin("swarm-metrics")
-        .unwrap()
-        .arg("--db")
-        .arg(&db)
-        .args(["import", "-"])
-        .write_stdin(input)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli(&db, &["import", "-"], &lines.join("\n"));
     // a: 8,000 uncached × 2.5 + 800 × 10 + 4,000 × 1.25 = 33,000 µ$;
     // b: 3,000 × 3 + 100 × 15 = 10,500 µ$; c: no breakdown; d: billed.
     let store = MetricsStorage::open(&db).unwrap();
@@ -641,7 +632,7 @@ fn the_command_line_shows_what_the_library_computes() {
         .aggregate_metrics(MetricKind::Task, AggregationType::Sum, &costs)
         .unwrap();
     assert_eq!(library.value, Some(0.0435 + 0.25));
-    let cli: serde_json::Value = serde_json::from_str(&run(&[
+    let answer: serde_json::Value = serde_json::from_str(&run(&[
         "--json",
         "aggregate",
         "--agg",
@@ -650,8 +641,8 @@ fn the_command_line_shows_what_the_library_computes() {
         "task_cost",
     ]))
     .unwrap();
-    assert_eq!(cli["value"].as_f64(), library.value, "{cli}");
-    assert_eq!(cli["unpriced"], 1, "{cli}");
+    assert_eq!(answer["value"].as_f64(), library.value, "{answer}");
+    assert_eq!(answer["unpriced"], 1, "{answer}");
     let per: serde_json::Value =
         serde_json::from_str(&run(&["--json", "cost-per-success", "--by", "agent"])).unwrap();
     let lib = store
@@ -683,19 +674,7 @@ fn the_command_line_shows_what_the_library_computes() {
     // An export imported elsewhere keeps every task's usage and cost.
     let jsonl = run(&["export", "--format", "jsonl"]);
     let copy = dir.path().join("copy.db");
-    let out = Command::cargo_bin("swarm-metrics")
-        .unwrap()
-        .arg("--db")
-        .arg(&copy)
-        .args(["import", "-"])
-        .write_stdin(jsonl)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli(&copy, &["import", "-"], &jsonl);
     let copied = MetricsStorage::open(&copy).unwrap();
     assert_eq!(
         copied

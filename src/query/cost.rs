@@ -110,32 +110,9 @@ impl MetricsStorage {
         read: &GroupRead<'_>,
         aggregation: AggregationType,
     ) -> Result<Vec<Grouped<Aggregate>>> {
-        let tasks = counting_tasks(read.filter);
-        let counting = GroupRead {
-            filter: &tasks,
-            ..*read
-        };
-        let (groups, counts) = on_engine!(
-            self.engine(),
-            consistent(|| Ok((
-                on_engine!(self.engine(), aggregate_by(read, aggregation))?,
-                on_engine!(
-                    self.engine(),
-                    aggregate_by(&counting, AggregationType::Count)
-                )?,
-            )))
-        )?;
-        let counts = tasks_by_key(counts);
-        Ok(groups
-            .into_iter()
-            .map(|g| {
-                let tasks = counts.get(&g.key).copied().unwrap_or(0);
-                Grouped {
-                    value: g.value.in_usd(tasks),
-                    key: g.key,
-                }
-            })
-            .collect())
+        self.per_group_in_usd(read, Aggregate::in_usd, || {
+            on_engine!(self.engine(), aggregate_by(read, aggregation))
+        })
     }
 
     /// A cost quantile per group of a validated task selection.
@@ -144,6 +121,20 @@ impl MetricsStorage {
         read: &GroupRead<'_>,
         q: f64,
     ) -> Result<Vec<Grouped<Percentile>>> {
+        self.per_group_in_usd(read, Percentile::in_usd, || {
+            on_engine!(self.engine(), percentile_by(read, q))
+        })
+    }
+
+    /// The groups `fetch` reads (in micro-dollars), in USD with their
+    /// unpriced tasks: the tasks of each group counted in the same
+    /// snapshot.
+    fn per_group_in_usd<T>(
+        &self,
+        read: &GroupRead<'_>,
+        in_usd: fn(T, u64) -> T,
+        fetch: impl FnOnce() -> Result<Vec<Grouped<T>>>,
+    ) -> Result<Vec<Grouped<T>>> {
         let tasks = counting_tasks(read.filter);
         let counting = GroupRead {
             filter: &tasks,
@@ -152,7 +143,7 @@ impl MetricsStorage {
         let (groups, counts) = on_engine!(
             self.engine(),
             consistent(|| Ok((
-                on_engine!(self.engine(), percentile_by(read, q))?,
+                fetch()?,
                 on_engine!(
                     self.engine(),
                     aggregate_by(&counting, AggregationType::Count)
@@ -165,7 +156,7 @@ impl MetricsStorage {
             .map(|g| {
                 let tasks = counts.get(&g.key).copied().unwrap_or(0);
                 Grouped {
-                    value: g.value.in_usd(tasks),
+                    value: in_usd(g.value, tasks),
                     key: g.key,
                 }
             })
