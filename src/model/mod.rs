@@ -6,6 +6,7 @@
 pub(crate) mod analytics;
 pub(crate) mod answer;
 pub(crate) mod batch;
+pub(crate) mod checks;
 pub(crate) mod enums;
 pub(crate) mod filter;
 pub(crate) mod record;

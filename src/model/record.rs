@@ -8,6 +8,9 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::model::usage::{Tokens, Usage};
 
+pub use crate::model::checks::MAX_ID_LEN;
+pub(crate) use crate::model::checks::{validate_count, validate_id};
+
 pub use crate::model::enums::{AggregationType, MetricKind, MetricType, TaskResult};
 
 /// Reads a timestamp from an RFC 3339 string, truncated to microseconds.
@@ -17,9 +20,6 @@ fn rfc3339<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<DateTime
         .map(|t| t.with_timezone(&Utc).trunc_subsecs(6))
         .map_err(|e| serde::de::Error::custom(format!("{text:?} is not RFC 3339: {e}")))
 }
-
-/// Longest id accepted, in bytes.
-pub const MAX_ID_LEN: usize = 512;
 
 /// The current time, truncated to the microsecond resolution of the store.
 pub fn now() -> DateTime<Utc> {
@@ -366,37 +366,6 @@ pub struct Stored<T> {
     /// The metric itself.
     #[serde(flatten)]
     pub metric: T,
-}
-
-/// Rejects empty, blank, over-long and NUL-carrying ids.
-pub(crate) fn validate_id(field: &'static str, id: &str) -> Result<()> {
-    if id.trim().is_empty() {
-        return Err(Error::invalid(field, "must not be empty or blank"));
-    }
-    if id.len() > MAX_ID_LEN {
-        return Err(Error::invalid(
-            field,
-            format!(
-                "is {} bytes long; at most {MAX_ID_LEN} are allowed",
-                id.len()
-            ),
-        ));
-    }
-    if id.contains('\0') {
-        return Err(Error::invalid(field, "must not contain a NUL character"));
-    }
-    Ok(())
-}
-
-/// Counts are stored as SQLite integers, so they must fit an `i64`.
-pub(crate) fn validate_count(field: &'static str, n: u64) -> Result<()> {
-    if i64::try_from(n).is_err() {
-        return Err(Error::invalid(
-            field,
-            format!("{n} is larger than the largest storable value {}", i64::MAX),
-        ));
-    }
-    Ok(())
 }
 
 /// Values must be finite and not negative.

@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::record::{validate_count, validate_id};
+use crate::model::checks::{validate_count, validate_id};
 
 /// The largest cost a task may carry, in micro-dollars (a billion
 /// dollars): far beyond any real bill, and small enough that the sum of

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::engine::sqlite::rows::{load_prices, Cache};
 use crate::engine::sqlite::usage::UsageCell;
 use crate::engine::sqlite::{each_row, FileStore};
 use crate::error::{Error, Result};
@@ -34,11 +33,22 @@ pub(crate) fn read_prices(conn: &Connection, model: &str) -> Result<Vec<(i64, Ra
     }
     Ok(prices)
 }
+/// Loads `model`'s prices into the writer's `book`, once while the book
+/// is kept (the writer forgets it when another connection writes).
+pub(crate) fn load_prices(conn: &Connection, book: &mut PriceBook, model: &str) -> Result<()> {
+    if book.knows(model) {
+        return Ok(());
+    }
+    let prices = read_prices(conn, model)?;
+    book.insert(model, prices);
+    Ok(())
+}
+
 /// Writes `model`'s price from `from` (µs), replacing the one that started
-/// then; the writer's book forgets the model's prices.
-pub(crate) fn write_price(
+/// then; the writer's `book` forgets every price.
+fn write_price(
     conn: &Connection,
-    cache: &mut Cache,
+    book: &mut PriceBook,
     model: &str,
     from: i64,
     rates: Rates,
@@ -62,7 +72,7 @@ pub(crate) fn write_price(
         ])
     })
     .map_err(Error::sqlite("set price"))?;
-    cache.prices = PriceBook::default();
+    *book = PriceBook::default();
     Ok(())
 }
 
@@ -96,7 +106,7 @@ fn price_row(r: &rusqlite::Row<'_>) -> Result<(String, i64, Rates)> {
 /// any.
 fn reprice_chunk(
     conn: &Connection,
-    cache: &mut Cache,
+    book: &mut PriceBook,
     after: (i64, i64),
 ) -> Result<(RecomputeReport, Option<(i64, i64)>)> {
     let operation = "re-price tasks";
@@ -143,8 +153,8 @@ fn reprice_chunk(
         let Some(model) = model else {
             continue;
         };
-        load_prices(conn, cache, &model)?;
-        let cost = match cache.prices.rates_at(&model, timestamp) {
+        load_prices(conn, book, &model)?;
+        let cost = match book.rates_at(&model, timestamp) {
             Some(rates) => Some(Cost {
                 micros: rates.cost(split).ok_or_else(|| {
                     Error::invalid(
@@ -179,7 +189,7 @@ impl FileStore {
         loop {
             let (chunk, last) = self
                 .writer()?
-                .run(move |conn, cache| reprice_chunk(conn, cache, after))?;
+                .run(move |conn, cache| reprice_chunk(conn, &mut cache.prices, after))?;
             report.repriced += chunk.repriced;
             report.now_unpriced += chunk.now_unpriced;
             report.billed += chunk.billed;
@@ -221,7 +231,7 @@ impl FileStore {
     pub(crate) fn set_price(&self, model: &str, from: i64, rates: Rates) -> Result<()> {
         let model = model.to_owned();
         self.writer()?
-            .run(move |conn, cache| write_price(conn, cache, &model, from, rates))
+            .run(move |conn, cache| write_price(conn, &mut cache.prices, &model, from, rates))
     }
 
     /// Every price, by model and start.

@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 use foldhash::fast::RandomState as Fast;
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::engine::sqlite::prices::load_prices;
 use crate::engine::sqlite::task_place::{NewestTime, Place, Placer};
 use crate::engine::sqlite::usage::UsageCell;
 use crate::engine::sqlite::writer::Caches;
@@ -158,17 +159,6 @@ fn intern_model(conn: &Connection, cache: &mut Cache, usage: &Usage) -> Result<u
     Ok(u64::try_from(id).unwrap_or(0))
 }
 
-/// Loads `model`'s prices into the cache's book, once per transaction
-/// chain (the cache is forgotten when another connection writes).
-pub(crate) fn load_prices(conn: &Connection, cache: &mut Cache, model: &str) -> Result<()> {
-    if cache.prices.knows(model) {
-        return Ok(());
-    }
-    let prices = crate::engine::sqlite::prices::read_prices(conn, model)?;
-    cache.prices.insert(model, prices);
-    Ok(())
-}
-
 /// The usage blob of `task`, stamped `at` (µs), priced by the book.
 fn usage_blob(
     conn: &Connection,
@@ -181,7 +171,7 @@ fn usage_blob(
         return Ok((tokens.total, None));
     }
     if let Some(model) = &task.usage.model {
-        load_prices(conn, cache, model)?;
+        load_prices(conn, &mut cache.prices, model)?;
     }
     let cell = UsageCell {
         model: intern_model(conn, cache, &task.usage)?,
