@@ -117,6 +117,15 @@ impl Usage {
         *self == Usage::default()
     }
 
+    /// The model whose price sets the cost of a task of this usage
+    /// resolved to `tokens`: none when it is billed or has no breakdown.
+    pub(crate) fn priced_model(&self, tokens: Tokens) -> Option<&str> {
+        match (&self.cost_usd, tokens.split) {
+            (None, Some(_)) => self.model.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The bill in micro-dollars, checked.
     pub(crate) fn billed_micros(&self) -> Result<Option<u64>> {
         let Some(usd) = self.cost_usd else {
@@ -271,6 +280,24 @@ pub struct Split {
 }
 
 impl Split {
+    /// The breakdown a stored row holds: its total and input (output is
+    /// the rest) and its cached tokens; `None` when they break the token
+    /// rule, which only a damaged row does.
+    pub(crate) fn stored(
+        tokens_used: u64,
+        input: u64,
+        cache_read: u64,
+        cache_write: u64,
+    ) -> Option<Split> {
+        let output = tokens_used.checked_sub(input)?;
+        (cache_read.checked_add(cache_write)? <= input).then_some(Split {
+            input,
+            output,
+            cache_read,
+            cache_write,
+        })
+    }
+
     /// The usage fields this breakdown reads back as.
     pub(crate) fn fill(self, usage: &mut Usage) {
         usage.input_tokens = Some(self.input);
@@ -480,7 +507,7 @@ pub(crate) fn cost_of(
             billed: true,
         }));
     }
-    let (Some(model), Some(split)) = (&usage.model, tokens.split) else {
+    let (Some(model), Some(split)) = (usage.priced_model(tokens), tokens.split) else {
         return Ok(None);
     };
     let Some(rates) = book.rates_at(model, at) else {

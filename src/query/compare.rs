@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::filter::{Filter, GroupBy, TaskColumn, TimeRange};
-use crate::model::record::MetricKind;
+use crate::model::record::{AggregationType, MetricKind};
 use crate::query::aggregate::SuccessRate;
 use crate::stats::hypothesis::{
     benjamini_hochberg, fisher_exact, mann_whitney, needs_exact_test, two_proportion_z,
@@ -174,7 +174,7 @@ impl MetricsStorage {
         let side = |filter: &Filter| -> Result<(Vec<f64>, bool, f64, u64)> {
             let costs = filter.clone().column(TaskColumn::Cost);
             let (values, sketch) = self.selected_values(MetricKind::Task, &costs)?;
-            let total = self.cost_aggregate(crate::AggregationType::Sum, &costs)?;
+            let total = self.cost_aggregate(AggregationType::Sum, &costs)?;
             let values = values.into_iter().map(usd).collect();
             Ok((
                 values,

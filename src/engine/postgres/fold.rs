@@ -17,6 +17,7 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 use postgres::{Row, Transaction};
 
+use super::read::split_of;
 use super::retention::Partition;
 use super::rollups::key_columns;
 use super::Columns;
@@ -24,7 +25,6 @@ use super::PgStore;
 use crate::engine::backlog_condition;
 use crate::error::{Error, Result};
 use crate::model::record::MetricKind;
-use crate::model::usage::Split;
 use crate::rollup::data::{RollupData, TaskValues};
 use crate::rollup::row::{count_columns, rollup_table};
 use crate::rollup::tiers::{Step, DAY_US, HOUR_US};
@@ -97,18 +97,9 @@ fn task_values(row: &Row) -> Result<TaskValues> {
             .transpose()
     };
     let tokens_used: i64 = row.column(5)?;
-    let split = match count(8)? {
-        Some(input) => Some(Split {
-            input,
-            output: u64::try_from(tokens_used)
-                .ok()
-                .and_then(|t| t.checked_sub(input))
-                .ok_or_else(|| corrupt(format!("input_tokens {input} above tokens_used")))?,
-            cache_read: count(9)?.unwrap_or(0),
-            cache_write: count(10)?.unwrap_or(0),
-        }),
-        None => None,
-    };
+    let total = u64::try_from(tokens_used)
+        .map_err(|_| corrupt(format!("a negative count {tokens_used}")))?;
+    let split = split_of(row, total, 8)?;
     Ok(TaskValues {
         duration_ms: row.column(4)?,
         tokens_used,

@@ -48,19 +48,8 @@ fn task_of(row: &Row) -> Result<TaskMetric> {
         cost_usd: optional(13)?.map(usd),
         ..Usage::default()
     };
-    if let Some(input) = optional(10)? {
-        let cache_read = optional(11)?.unwrap_or(0);
-        let cache_write = optional(12)?.unwrap_or(0);
-        let output = tokens_used
-            .checked_sub(input)
-            .ok_or_else(|| corrupt(format!("input_tokens {input} above tokens_used")))?;
-        Split {
-            input,
-            output,
-            cache_read,
-            cache_write,
-        }
-        .fill(&mut usage);
+    if let Some(split) = split_of(row, tokens_used, 10)? {
+        split.fill(&mut usage);
     }
     Ok(TaskMetric {
         task_id: row.column(1)?,
@@ -75,6 +64,34 @@ fn task_of(row: &Row) -> Result<TaskMetric> {
             .ok_or_else(|| corrupt(format!("timestamp {timestamp} µs out of range")))?,
         usage,
     })
+}
+
+/// The breakdown of a task row of `tokens_used` tokens whose
+/// `input_tokens`, `cache_read_tokens` and `cache_write_tokens` are the
+/// columns from `at` on; `None` without one.
+pub(super) fn split_of(row: &Row, tokens_used: u64, at: usize) -> Result<Option<Split>> {
+    let count = |i: usize| -> Result<Option<u64>> {
+        let n: Option<i64> = row.column(i)?;
+        n.map(|n| {
+            u64::try_from(n).map_err(|_| Error::CorruptRow {
+                table: "task_metrics",
+                reason: format!("a negative count {n}"),
+            })
+        })
+        .transpose()
+    };
+    let Some(input) = count(at)? else {
+        return Ok(None);
+    };
+    let (cache_read, cache_write) = (count(at + 1)?.unwrap_or(0), count(at + 2)?.unwrap_or(0));
+    Split::stored(tokens_used, input, cache_read, cache_write)
+        .map(Some)
+        .ok_or_else(|| Error::CorruptRow {
+            table: "task_metrics",
+            reason: format!(
+                "input_tokens {input}, cache {cache_read} + {cache_write} do not fit                  tokens_used {tokens_used}"
+            ),
+        })
 }
 
 /// The columns [`task_of`] reads.

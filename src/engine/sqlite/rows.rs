@@ -170,7 +170,7 @@ fn usage_blob(
     if task.usage.is_empty() {
         return Ok((tokens.total, None));
     }
-    if let Some(model) = &task.usage.model {
+    if let Some(model) = task.usage.priced_model(tokens) {
         load_prices(conn, &mut cache.prices, model)?;
     }
     let cell = UsageCell {

@@ -96,18 +96,10 @@ impl UsageCell {
             } else {
                 (0, 0)
             };
-            let output = tokens_used
-                .checked_sub(input)
-                .ok_or_else(|| corrupt("more input tokens than tokens_used"))?;
-            if cache_read.saturating_add(cache_write) > input {
-                return Err(corrupt("more cached tokens than input tokens"));
-            }
-            cell.split = Some(Split {
-                input,
-                output,
-                cache_read,
-                cache_write,
-            });
+            cell.split = Some(
+                Split::stored(tokens_used, input, cache_read, cache_write)
+                    .ok_or_else(|| corrupt("a breakdown that does not add up to tokens_used"))?,
+            );
         }
         if flags & COST != 0 {
             cell.cost = Some(Cost {
