@@ -662,7 +662,9 @@ fn regressions_find_what_got_worse_and_nothing_else() {
             .map(|r| (r.group, r.id.clone(), r.measure))
             .collect();
         what.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
-        use swarm_metrics::RegressedMeasure::{Duration as Slower, SuccessRate as Fell};
+        use swarm_metrics::RegressedMeasure::{
+            Cost as Pricier, Duration as Slower, SuccessRate as Fell,
+        };
         assert_eq!(
             what,
             [
@@ -676,7 +678,7 @@ fn regressions_find_what_got_worse_and_nothing_else() {
             assert!(r.q_value <= 0.05 && r.p_value <= r.q_value, "{r:?}");
             match r.measure {
                 Fell => assert!(r.current < r.baseline),
-                Slower => assert!(r.current > r.baseline),
+                Slower | Pricier => assert!(r.current > r.baseline),
             }
         }
         let failing = found.iter().find(|r| r.id == "failing").unwrap();

@@ -1062,3 +1062,116 @@ fn compare_weighs_the_costs_of_two_selections() {
         assert!(serde_json::to_value(&none).unwrap().get("cost").is_none());
     }
 }
+
+#[test]
+fn regressions_find_the_agent_whose_tasks_cost_more() {
+    let rules = swarm_metrics::Rules::from_toml_str(
+        r#"
+        [[rule]]
+        name = "worse"
+        kind = "regression"
+        group_by = "agent"
+        window = "1h"
+        baseline = "1d"
+        min_tasks = 5
+        "#,
+    )
+    .unwrap();
+    for s in stores() {
+        let store = &s.store;
+        let now = swarm_metrics::now();
+        let mut tasks = Vec::new();
+        // Both agents succeed as often and take as long in both windows;
+        // only `pricier`'s tasks cost three times more in the last hour.
+        for i in 0..30i64 {
+            for (window, at) in [
+                ("now", now - Duration::minutes(1 + i)),
+                ("then", now - Duration::hours(3) - Duration::minutes(i)),
+            ] {
+                let result = if i % 10 == 0 {
+                    TaskResult::Failure
+                } else {
+                    TaskResult::Success
+                };
+                let cost = 0.1 + i as f64 * 0.001;
+                let pricier_cost = if window == "now" { cost * 3.0 } else { cost };
+                tasks.push(
+                    TaskMetric::new(format!("s-{window}-{i}"), "steady", 100 + i as u64, result)
+                        .swarm("s1")
+                        .at(at)
+                        .usage(Usage::new().cost(cost)),
+                );
+                tasks.push(
+                    TaskMetric::new(format!("p-{window}-{i}"), "pricier", 100 + i as u64, result)
+                        .swarm("s2")
+                        .at(at)
+                        .usage(Usage::new().cost(pricier_cost)),
+                );
+            }
+        }
+        // A task without a cost changes the counts, not the costs tested.
+        tasks.push(
+            TaskMetric::new("p-unpriced", "pricier", 115, TaskResult::Success)
+                .swarm("s2")
+                .at(now - Duration::minutes(40)),
+        );
+        store.store_task_metrics(&tasks).unwrap();
+        let current = swarm_metrics::TimeRange::new(now - Duration::hours(1), now).unwrap();
+        let baseline =
+            swarm_metrics::TimeRange::new(now - Duration::hours(25), now - Duration::hours(1))
+                .unwrap();
+        let found = store.regressions(current, baseline, 0.05).unwrap();
+        let what: Vec<(GroupBy, &str, swarm_metrics::RegressedMeasure)> = found
+            .iter()
+            .map(|r| (r.group, r.id.as_str(), r.measure))
+            .collect();
+        use swarm_metrics::RegressedMeasure::Cost;
+        assert_eq!(
+            what,
+            [
+                (GroupBy::Agent, "pricier", Cost),
+                (GroupBy::Swarm, "s2", Cost)
+            ],
+            "{}",
+            s.backend
+        );
+        let micros = |usd: f64| (usd * 1e6).round() as u64;
+        let median = |scale: f64| {
+            let mut costs: Vec<u64> = (0..30)
+                .map(|i| micros((0.1 + i as f64 * 0.001) * scale))
+                .collect();
+            costs.sort_unstable();
+            (costs[14] + costs[15]) as f64 / 2e6
+        };
+        let r = &found[0];
+        assert_eq!(
+            (r.baseline, r.current),
+            (median(1.0), median(3.0)),
+            "{}",
+            s.backend
+        );
+        assert!(r.q_value <= 0.05 && r.p_value <= r.q_value, "{r:?}");
+        let cost = r.comparison.cost.expect("both windows have costs");
+        let total = |scale: f64| {
+            (0..30)
+                .map(|i| micros((0.1 + i as f64 * 0.001) * scale))
+                .sum::<u64>() as f64
+                / 1e6
+        };
+        assert_eq!((cost.total_a, cost.total_b), (total(3.0), total(1.0)));
+        assert_eq!((cost.unpriced_a, cost.unpriced_b), (1, 0));
+        assert_eq!(cost.per_success_a, Some(total(3.0) / 28.0));
+        // The regression rule watches success rates and durations: a rise
+        // in cost alone does not fire it.
+        let findings = store.alert_findings(&rules, now).unwrap();
+        assert_eq!(findings.len(), 2, "{}", s.backend);
+        for f in &findings {
+            assert_eq!(
+                f.verdict,
+                swarm_metrics::Verdict::Clear,
+                "{}: {f:?}",
+                s.backend
+            );
+        }
+    }
+}

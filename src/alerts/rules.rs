@@ -132,7 +132,8 @@ pub enum Condition {
         windows: Vec<BurnWindows>,
     },
     /// The success rate fell or durations rose from `baseline` to the
-    /// window, significantly at `alpha`.
+    /// window, significantly at `alpha` (a rise in cost does not count:
+    /// spend is watched by [`Condition::Cost`]).
     Regression {
         /// The span just before the window.
         baseline: Duration,

@@ -18,6 +18,7 @@ use crate::error::Result;
 use crate::model::answer::SuccessRate;
 use crate::model::filter::{Filter, GroupBy, TaskColumn, TimeRange};
 use crate::model::record::{AggregationType, MetricKind};
+use crate::query::compare::{RegressedMeasure, Regression};
 use crate::stats::interval::IntervalMethod;
 use crate::stats::order_bound::{lower_bound_rank, quantile_lower_bound};
 use crate::stats::running::{quantile, sketch_quantile};
@@ -145,8 +146,13 @@ impl MetricsStorage {
             }
             Condition::Regression { baseline, alpha } => {
                 let baseline_range = ending_at(at - rule.window, *baseline)?;
-                let regressions =
-                    self.regressions_in(&rule.filter, window, baseline_range, *alpha)?;
+                // The rule watches the health of work; spend has its own
+                // kind of rule, so a cost regression does not fire it.
+                let regressions: Vec<Regression> = self
+                    .regressions_in(&rule.filter, window, baseline_range, *alpha)?
+                    .into_iter()
+                    .filter(|r| r.measure != RegressedMeasure::Cost)
+                    .collect();
                 let wanted = group_by_of(rule.group_by);
                 Ok(self
                     .rates(reads, rule, window)?

@@ -9,9 +9,12 @@ use sketches_ddsketch::DDSketch;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::model::answer::Aggregate;
 use crate::model::filter::{Filter, GroupBy, TaskColumn, TimeRange};
 use crate::model::record::{AggregationType, MetricKind};
+use crate::model::shapes::GroupRead;
 use crate::query::aggregate::SuccessRate;
+use crate::query::cost::MICROS_PER_USD;
 use crate::stats::hypothesis::{
     benjamini_hochberg, fisher_exact, mann_whitney, needs_exact_test, two_proportion_z,
 };
@@ -142,80 +145,58 @@ impl MetricsStorage {
     /// that does not apply to task metrics; otherwise as
     /// [`success_rate`](Self::success_rate).
     pub fn compare(&self, a: &Filter, b: &Filter) -> Result<Comparison> {
-        // Both sides and both measures from one snapshot: the durations
-        // compared are those of the tasks whose rate is compared.
+        // Both sides and every measure from one snapshot: the durations
+        // and costs compared are those of the tasks whose rate is compared.
         self.consistent(|store| {
             let side = |filter: &Filter| -> Result<Side> {
                 let durations = filter.clone().column(TaskColumn::Duration);
                 let (values, sketch) = store.selected_values(MetricKind::Task, &durations)?;
+                let costs = filter.clone().column(TaskColumn::Cost);
+                let (cost_values, cost_sketch) = store.selected_values(MetricKind::Task, &costs)?;
+                let spent = store.cost_aggregate(AggregationType::Sum, &costs)?;
                 Ok(Side {
                     rate: store.success_rate(filter)?,
                     values,
                     sketch,
+                    cost: CostSide::of(cost_values, cost_sketch.is_some(), &spent),
                 })
             };
-            let mut comparison = comparison_of(side(a)?, side(b)?);
-            comparison.cost = store.compare_costs(a, b, &comparison)?;
-            Ok(comparison)
+            Ok(comparison_of(side(a)?, side(b)?))
         })
     }
 }
 
-impl MetricsStorage {
-    /// The costs of `a` and `b` compared, inside the caller's snapshot.
-    fn compare_costs(
-        &self,
-        a: &Filter,
-        b: &Filter,
-        rates: &Comparison,
-    ) -> Result<Option<CostComparison>> {
-        // The engines give cost values in micro-dollars; answers in USD.
-        let usd = |micros: f64| micros / 1e6;
-        let side = |filter: &Filter| -> Result<(Vec<f64>, bool, f64, u64)> {
-            let costs = filter.clone().column(TaskColumn::Cost);
-            let (values, sketch) = self.selected_values(MetricKind::Task, &costs)?;
-            let total = self.cost_aggregate(AggregationType::Sum, &costs)?;
-            let values = values.into_iter().map(usd).collect();
-            Ok((
-                values,
-                sketch.is_some(),
-                total.value.unwrap_or(0.0),
-                total.unpriced.unwrap_or(0),
-            ))
-        };
-        let (mut values_a, sketched_a, total_a, unpriced_a) = side(a)?;
-        let (mut values_b, sketched_b, total_b, unpriced_b) = side(b)?;
-        if sketched_a || sketched_b {
-            return Ok(None);
-        }
-        let Some(shift) = compare_durations(&mut values_a, &mut values_b) else {
-            return Ok(None);
-        };
-        let per_success = |total: f64, rate: &SuccessRate| {
-            (rate.success > 0).then(|| total / rate.success as f64)
-        };
-        Ok(Some(CostComparison {
-            total_a,
-            total_b,
-            per_success_a: per_success(total_a, &rates.a),
-            per_success_b: per_success(total_b, &rates.b),
-            unpriced_a,
-            unpriced_b,
-            median_a: shift.median_a,
-            median_b: shift.median_b,
-            median_difference: shift.median_difference,
-            u: shift.u,
-            p_value: shift.p_value,
-        }))
-    }
-}
-
-/// One side of a comparison: its success rate and its durations (with the
-/// sketch of what survives only as one).
+/// One side of a comparison: its success rate, its durations (with the
+/// sketch of what survives only as one) and its costs.
 struct Side {
     rate: SuccessRate,
     values: Vec<f64>,
     sketch: Option<DDSketch>,
+    cost: CostSide,
+}
+
+/// The costs of one side: the cost of each task with one (USD), whether
+/// part of them survives only in sketches, their total and the tasks
+/// without a cost.
+#[derive(Default)]
+struct CostSide {
+    values: Vec<f64>,
+    sketched: bool,
+    total: f64,
+    unpriced: u64,
+}
+
+impl CostSide {
+    /// From the engines' values (micro-dollars) and the side's cost sum
+    /// (USD, with its unpriced count).
+    fn of(micros: Vec<f64>, sketched: bool, spent: &Aggregate) -> Self {
+        CostSide {
+            values: micros.into_iter().map(|m| m / MICROS_PER_USD).collect(),
+            sketched,
+            total: spent.value.unwrap_or(0.0),
+            unpriced: spent.unpriced.unwrap_or(0),
+        }
+    }
 }
 
 fn comparison_of(mut a: Side, mut b: Side) -> Comparison {
@@ -224,13 +205,38 @@ fn comparison_of(mut a: Side, mut b: Side) -> Comparison {
     } else {
         compare_durations(&mut a.values, &mut b.values)
     };
+    let cost = compare_costs(&mut a, &mut b);
     Comparison {
         rate: compare_rates(&a.rate, &b.rate),
         a: a.rate,
         b: b.rate,
         duration,
-        cost: None,
+        cost,
     }
+}
+
+/// The costs of `a` and `b` compared: `None` when a side has no task with
+/// a cost or keeps part of its costs only in sketches.
+fn compare_costs(a: &mut Side, b: &mut Side) -> Option<CostComparison> {
+    if a.cost.sketched || b.cost.sketched {
+        return None;
+    }
+    let shift = compare_durations(&mut a.cost.values, &mut b.cost.values)?;
+    let per_success =
+        |total: f64, rate: &SuccessRate| (rate.success > 0).then(|| total / rate.success as f64);
+    Some(CostComparison {
+        total_a: a.cost.total,
+        total_b: b.cost.total,
+        per_success_a: per_success(a.cost.total, &a.rate),
+        per_success_b: per_success(b.cost.total, &b.rate),
+        unpriced_a: a.cost.unpriced,
+        unpriced_b: b.cost.unpriced,
+        median_a: shift.median_a,
+        median_b: shift.median_b,
+        median_difference: shift.median_difference,
+        u: shift.u,
+        p_value: shift.p_value,
+    })
 }
 
 fn compare_rates(a: &SuccessRate, b: &SuccessRate) -> Option<RateComparison> {
@@ -270,6 +276,8 @@ pub enum RegressedMeasure {
     SuccessRate,
     /// The median duration rose.
     Duration,
+    /// The median cost of a task rose (tasks with a cost only).
+    Cost,
 }
 
 /// An agent or swarm that got significantly worse between two windows.
@@ -282,7 +290,8 @@ pub struct Regression {
     pub id: String,
     /// What got worse.
     pub measure: RegressedMeasure,
-    /// The success rate, or the median duration (ms), in the baseline.
+    /// The success rate, the median duration (ms) or the median cost of a
+    /// task (USD) in the baseline.
     pub baseline: f64,
     /// The same in the current window.
     pub current: f64,
@@ -298,11 +307,13 @@ pub struct Regression {
 
 impl MetricsStorage {
     /// The agents and swarms whose success rate fell, or whose median task
-    /// duration rose, significantly from the `baseline` window to the
-    /// `current` one: the question a controller asks each morning.
+    /// duration or median task cost rose, significantly from the `baseline`
+    /// window to the `current` one: the question a controller asks each
+    /// morning.
     ///
-    /// Every agent and swarm with tasks in both windows is tested on both
-    /// measures ([`compare`](Self::compare)); the p-values are adjusted for
+    /// Every agent and swarm with tasks in both windows is tested on each
+    /// measure (cost where both windows have tasks with a cost, and keep
+    /// their costs as values rather than only in sketches) ([`compare`](Self::compare)); the p-values are adjusted for
     /// the number of tests by the Benjamini–Hochberg procedure, which keeps
     /// the expected share of false alarms among those reported at
     /// `alpha`. Reported: the tests whose adjusted p-value is at most
@@ -370,17 +381,36 @@ impl MetricsStorage {
                     group,
                     &filter.clone().column(TaskColumn::Duration),
                 )?;
+                let costs = filter.clone().column(TaskColumn::Cost);
+                let mut cost_values = self.values_by_group(MetricKind::Task, group, &costs)?;
+                let read = GroupRead {
+                    kind: MetricKind::Task,
+                    group_by: group,
+                    filter: &costs,
+                };
+                let mut spent: BTreeMap<Option<String>, Aggregate> = self
+                    .cost_aggregate_by(&read, AggregationType::Sum)?
+                    .into_iter()
+                    .map(|g| (g.key, g.value))
+                    .collect();
                 Ok(self
                     .success_rate_by(group, &filter)?
                     .into_iter()
                     .filter_map(|g| {
                         let (values, sketch) = values.remove(&g.key).unwrap_or_default();
+                        let cost = match (cost_values.remove(&g.key), spent.remove(&g.key)) {
+                            (Some((micros, sketch)), Some(spent)) => {
+                                CostSide::of(micros, sketch.is_some(), &spent)
+                            }
+                            _ => CostSide::default(),
+                        };
                         Some((
                             g.key?,
                             Side {
                                 rate: g.value,
                                 values,
                                 sketch,
+                                cost,
                             },
                         ))
                     })
@@ -423,6 +453,12 @@ impl MetricsStorage {
                             d.p_value,
                         ),
                         d.median_difference > 0.0,
+                    ));
+                }
+                if let Some(c) = comparison.cost {
+                    tests.push((
+                        regression(RegressedMeasure::Cost, c.median_b, c.median_a, c.p_value),
+                        c.median_difference > 0.0,
                     ));
                 }
             }

@@ -16,7 +16,7 @@ use crate::model::usage::{CostPerSuccess, TokensByType};
 use crate::storage::MetricsStorage;
 
 /// Micro-dollars in a dollar, as the divisor of answers.
-const MICROS_PER_USD: f64 = 1_000_000.0;
+pub(crate) const MICROS_PER_USD: f64 = 1_000_000.0;
 
 /// Whether a selection of `kind` measures costs.
 pub(crate) fn measures_cost(kind: MetricKind, filter: &Filter) -> bool {

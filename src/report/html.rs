@@ -429,6 +429,7 @@ fn regressions(out: &mut String, report: &Report) {
         let (measure, what, shown): (&str, &str, fn(f64) -> String) = match r.measure {
             RegressedMeasure::SuccessRate => ("success_rate", "success rate fell", percent),
             RegressedMeasure::Duration => ("duration", "median duration rose", millis),
+            RegressedMeasure::Cost => ("cost", "median cost rose", usd),
         };
         let _ = write!(
             out,

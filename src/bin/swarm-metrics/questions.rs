@@ -362,6 +362,7 @@ fn regressions(
     }
     let value = |measure: RegressedMeasure, v: f64| match measure {
         RegressedMeasure::SuccessRate => rate_cell(Some(v)),
+        RegressedMeasure::Cost => format!("${v}"),
         _ => format!("{v} ms"),
     };
     table_of(
@@ -374,6 +375,7 @@ fn regressions(
                 r.id.clone(),
                 match r.measure {
                     RegressedMeasure::SuccessRate => "success rate fell".to_owned(),
+                    RegressedMeasure::Cost => "costs rose".to_owned(),
                     _ => "durations rose".to_owned(),
                 },
                 value(r.measure, r.baseline),
