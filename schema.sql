@@ -1,4 +1,4 @@
--- The swarm-metrics schema, version 9, as the migrations in migrations/ make it.
+-- The swarm-metrics schema, version 10, as the migrations in migrations/ make it.
 -- Written by a test from those files (which say why each part is as it is);
 -- do not edit by hand. The rows the migrations insert are not shown.
 
@@ -115,38 +115,6 @@ CREATE TABLE swarm_summaries (
     PRIMARY KEY (level, bucket, swarm, metric_type)
 ) WITHOUT ROWID;
 
-CREATE TABLE "task_metrics" (
-    timestamp     INTEGER NOT NULL,
-    -- The row's number among the rows of its microsecond.
-    seq           INTEGER NOT NULL,
-    task_id       TEXT    NOT NULL,
-    -- The columns aggregates read come first: SQLite finds a column by
-    -- walking the ones before it.
-    result        INTEGER NOT NULL CHECK (result BETWEEN 0 AND 3),
-    duration_ms   INTEGER NOT NULL CHECK (duration_ms >= 0),
-    tokens_used   INTEGER NOT NULL CHECK (tokens_used >= 0),
-    files_changed INTEGER NOT NULL CHECK (files_changed >= 0),
-    agent         INTEGER NOT NULL REFERENCES agents (id),
-    swarm         INTEGER REFERENCES swarms (id),
-    -- 1 once the row is in the agent and task-id indexes; see
-    -- task_index_state.
-    indexed       INTEGER NOT NULL DEFAULT 1 CHECK (indexed IN (0, 1)), usage BLOB,
-    PRIMARY KEY (timestamp, seq)
-) WITHOUT ROWID;
-
-CREATE INDEX idx_task_metrics_agent ON task_metrics (agent, timestamp) WHERE indexed = 1;
-
-CREATE INDEX idx_task_metrics_task_id ON task_metrics (task_id) WHERE indexed = 1;
-
-CREATE VIEW task_metrics_view AS
-SELECT t.task_id, a.name AS agent_id, s.name AS swarm_id, t.duration_ms,
-       r.name AS result, t.tokens_used, t.files_changed,
-       strftime('%Y-%m-%dT%H:%M:%f', t.timestamp / 1000000.0, 'unixepoch') || 'Z' AS timestamp
-FROM task_metrics t
-JOIN agents a ON a.id = t.agent
-LEFT JOIN swarms s ON s.id = t.swarm
-JOIN task_results r ON r.code = t.result;
-
 CREATE TABLE alert_states (
     rule         TEXT    NOT NULL,
     -- The agent or swarm; '' for the rule's whole selection (ids are
@@ -198,3 +166,36 @@ CREATE TABLE prices (
     cache_write INTEGER NOT NULL CHECK (cache_write >= 0),
     PRIMARY KEY (model, valid_from)
 ) WITHOUT ROWID;
+
+CREATE TABLE "task_metrics" (
+    timestamp     INTEGER NOT NULL,
+    -- Twice the row's number among the rows of its microsecond, plus 1
+    -- while the row is not yet in the agent and task-id indexes (see
+    -- task_index_state).
+    seq           INTEGER NOT NULL CHECK (seq >= 0),
+    task_id       TEXT    NOT NULL,
+    -- The columns aggregates read come first: SQLite finds a column by
+    -- walking the ones before it.
+    result        INTEGER NOT NULL CHECK (result BETWEEN 0 AND 3),
+    duration_ms   INTEGER NOT NULL CHECK (duration_ms >= 0),
+    tokens_used   INTEGER NOT NULL CHECK (tokens_used >= 0),
+    files_changed INTEGER NOT NULL CHECK (files_changed >= 0),
+    agent         INTEGER NOT NULL REFERENCES agents (id),
+    swarm         INTEGER REFERENCES swarms (id),
+    -- The task's usage: src/engine/sqlite/usage.rs.
+    usage         BLOB,
+    PRIMARY KEY (timestamp, seq)
+) WITHOUT ROWID;
+
+CREATE INDEX idx_task_metrics_agent ON task_metrics (agent, timestamp) WHERE seq % 2 = 0;
+
+CREATE INDEX idx_task_metrics_task_id ON task_metrics (task_id) WHERE seq % 2 = 0;
+
+CREATE VIEW task_metrics_view AS
+SELECT t.task_id, a.name AS agent_id, s.name AS swarm_id, t.duration_ms,
+       r.name AS result, t.tokens_used, t.files_changed,
+       strftime('%Y-%m-%dT%H:%M:%f', t.timestamp / 1000000.0, 'unixepoch') || 'Z' AS timestamp
+FROM task_metrics t
+JOIN agents a ON a.id = t.agent
+LEFT JOIN swarms s ON s.id = t.swarm
+JOIN task_results r ON r.code = t.result;

@@ -6,7 +6,7 @@
 //! commit of a few stores from different agents would otherwise write one
 //! agent-index page per store on top of the table's last page. Rows later
 //! than the watermark in `task_index_state` are not in the index yet
-//! (`indexed = 0`); once [`DEFAULT_INDEX_BATCH_ROWS`] (or the configured
+//! (an odd `seq`: see [`stored_seq`]); once [`DEFAULT_INDEX_BATCH_ROWS`] (or the configured
 //! number of) such rows have been stored, the transaction that stores the
 //! last of them also marks them all indexed and moves the watermark to the
 //! newest row. A row stored at or before the watermark, and every row of a
@@ -185,8 +185,17 @@ fn usage_blob(
 const INSERT_TASK: &str = "\
 INSERT INTO task_metrics
     (timestamp, seq, task_id, agent, swarm, duration_ms, result, tokens_used, files_changed,
-     indexed, usage)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+     usage)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+
+/// The `seq` column of the row numbered `seq` in its microsecond: twice
+/// that, plus 1 while the row is not in the agent and task-id indexes (a
+/// column of its own would cost a header byte in every row; see
+/// migrations/0010_index_state_in_seq.sql). Moving a row into the indexes
+/// takes 1 from it, which keeps the rows of a microsecond in their order.
+fn stored_seq(seq: i64, indexed: bool) -> i64 {
+    seq * 2 + i64::from(!indexed)
+}
 
 /// Records that `agent` ran tasks in `swarm`, which swarm queries use to
 /// find the swarm's tasks through the agent index.
@@ -250,8 +259,8 @@ pub(crate) fn index_pending(conn: &Connection, cache: &mut Cache) -> Result<()> 
 /// `new` as the watermark.
 fn set_watermark(conn: &Connection, cache: &mut Cache, old: i64, new: i64) -> Result<()> {
     conn.prepare_cached(
-        "UPDATE task_metrics SET indexed = 1 \
-         WHERE timestamp > ?1 AND timestamp <= ?2 AND indexed = 0",
+        "UPDATE task_metrics SET seq = seq - 1 \
+         WHERE timestamp > ?1 AND timestamp <= ?2 AND seq % 2 = 1",
     )
     .and_then(|mut s| s.execute([old, new]))
     .map_err(Error::sqlite("index task metrics"))?;
@@ -315,7 +324,7 @@ pub(crate) fn insert_tasks(
         let (tokens_used, usage) = usage_blob(conn, cache, task, timestamp)?;
         stmt.execute(params![
             timestamp,
-            seq,
+            stored_seq(seq, indexed),
             task.task_id,
             agent,
             swarm,
@@ -323,7 +332,6 @@ pub(crate) fn insert_tasks(
             task.result.code(),
             count(tokens_used),
             count(task.files_changed),
-            indexed,
             usage,
         ])
         .map_err(Error::sqlite("store task metrics"))?;

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 
 /// The version the last migration leads to: what this version of the
 /// crate writes.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// `PRAGMA application_id` of a swarm-metrics file ("SwMt").
 pub(crate) const APPLICATION_ID: i64 = 0x5377_4d74;
@@ -70,6 +70,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         to: 9,
         sql: include_str!("../../../../migrations/0009_usage_and_prices.sql"),
+        then: None,
+    },
+    Migration {
+        to: 10,
+        sql: include_str!("../../../../migrations/0010_index_state_in_seq.sql"),
         then: None,
     },
 ];
@@ -478,6 +483,104 @@ mod tests {
         );
         let elsewhen = later.at(at(5_000_001));
         assert_eq!(store.store_task_metrics(&[elsewhen]).unwrap(), 1);
+    }
+
+    /// Migration 10 moves each row's index state into its seq: rows keep
+    /// their fields, usage and order, waiting rows join the indexes later
+    /// as before, and retries of migrated rows are still found.
+    #[test]
+    fn version_9_tasks_keep_their_answers_after_migration() {
+        use crate::{Filter, MetricsStorage, TaskMetric, TaskResult, Usage};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        apply_for_test(&conn, 9);
+        // Two microseconds of two rows each; the later two not yet
+        // indexed. c was billed 1,500 µ$ by model m of provider p.
+        conn.execute_batch(
+            "INSERT INTO agents (id, name) VALUES (1, 'a1'), (2, 'a2');
+             INSERT INTO models (id, model, provider) VALUES (1, 'm', 'p');
+             INSERT INTO task_metrics (timestamp, seq, task_id, result, duration_ms, tokens_used,
+                                       files_changed, agent, swarm, indexed, usage) VALUES
+                 (5000000, 0, 'c', 0, 30, 3, 1, 1, NULL, 1, x'1cdc0b'),
+                 (5000000, 1, 'a', 1, 10, 1, 0, 2, NULL, 1, NULL),
+                 (9000000, 0, 'd', 3, 40, 4, 2, 2, NULL, 0, NULL),
+                 (9000000, 1, 'b', 2, 20, 2, 0, 1, NULL, 0, NULL);
+             UPDATE task_index_state SET watermark = 5000000;",
+        )
+        .unwrap();
+        drop(conn);
+
+        let store = MetricsStorage::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let at = |us| chrono::DateTime::from_timestamp_micros(us).unwrap();
+        let task = |id: &str, agent: &str, ms, result, tokens, files, us| {
+            TaskMetric::new(id, agent, ms, result)
+                .tokens(tokens)
+                .files(files)
+                .at(at(us))
+        };
+        let billed = Usage::new().model("m").provider("p").cost(0.0015);
+        // Newest first; rows of one microsecond by task id, last first.
+        let expected = [
+            task("d", "a2", 40, TaskResult::Cancelled, 4, 2, 9_000_000),
+            task("b", "a1", 20, TaskResult::Timeout, 2, 0, 9_000_000),
+            task("c", "a1", 30, TaskResult::Success, 3, 1, 5_000_000).usage(billed),
+            task("a", "a2", 10, TaskResult::Failure, 1, 0, 5_000_000),
+        ];
+        assert_eq!(
+            store.get_task_metrics(&Filter::new(), 10).unwrap(),
+            expected
+        );
+        let by_agent = store.get_task_metrics(&Filter::new().agent("a2"), 10);
+        assert_eq!(
+            by_agent.unwrap(),
+            [expected[0].clone(), expected[3].clone()]
+        );
+        for t in &expected {
+            let by_task = store.get_task_metrics(&Filter::new().task(&t.task_id), 10);
+            assert_eq!(by_task.unwrap(), [t.clone()]);
+        }
+        assert_eq!(store.store_task_metrics(&expected).unwrap(), 0);
+        // A new row of a microsecond that has two takes the third place.
+        let e = task("e", "a1", 50, TaskResult::Success, 5, 0, 9_000_000);
+        assert_eq!(store.store_task_metrics(&[e]).unwrap(), 1);
+        let keys = |path: &Path| -> Vec<(String, i64)> {
+            Connection::open(path)
+                .unwrap()
+                .prepare("SELECT task_id, seq FROM task_metrics")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        let key = |id: &str, seq| (id.to_owned(), seq);
+        // Doubled, odd while waiting for the indexes ...
+        assert_eq!(
+            keys(&path),
+            [
+                key("c", 0),
+                key("a", 2),
+                key("d", 1),
+                key("b", 3),
+                key("e", 5)
+            ]
+        );
+        // ... and even once in them.
+        store.close().unwrap();
+        assert_eq!(
+            keys(&path),
+            [
+                key("c", 0),
+                key("a", 2),
+                key("d", 0),
+                key("b", 2),
+                key("e", 4)
+            ]
+        );
     }
 
     #[test]
