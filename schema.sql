@@ -169,17 +169,17 @@ CREATE TABLE prices (
 
 CREATE TABLE "task_metrics" (
     timestamp     INTEGER NOT NULL,
-    -- Twice the row's number among the rows of its microsecond, plus 1
-    -- while the row is not yet in the agent and task-id indexes (see
-    -- task_index_state).
-    seq           INTEGER NOT NULL CHECK (seq >= 0),
+    -- The row's number among the rows of its microsecond.
+    seq           INTEGER NOT NULL,
     task_id       TEXT    NOT NULL,
     -- The columns aggregates read come first: SQLite finds a column by
     -- walking the ones before it.
     result        INTEGER NOT NULL CHECK (result BETWEEN 0 AND 3),
     duration_ms   INTEGER NOT NULL CHECK (duration_ms >= 0),
     tokens_used   INTEGER NOT NULL CHECK (tokens_used >= 0),
-    files_changed INTEGER NOT NULL CHECK (files_changed >= 0),
+    -- The count once the row is in the agent and task-id indexes; its
+    -- bitwise complement while it waits (see task_index_state).
+    files_changed INTEGER NOT NULL,
     agent         INTEGER NOT NULL REFERENCES agents (id),
     swarm         INTEGER REFERENCES swarms (id),
     -- The task's usage: src/engine/sqlite/usage.rs.
@@ -187,13 +187,15 @@ CREATE TABLE "task_metrics" (
     PRIMARY KEY (timestamp, seq)
 ) WITHOUT ROWID;
 
-CREATE INDEX idx_task_metrics_agent ON task_metrics (agent, timestamp) WHERE seq % 2 = 0;
+CREATE INDEX idx_task_metrics_agent ON task_metrics (agent, timestamp)
+    WHERE files_changed >= 0;
 
-CREATE INDEX idx_task_metrics_task_id ON task_metrics (task_id) WHERE seq % 2 = 0;
+CREATE INDEX idx_task_metrics_task_id ON task_metrics (task_id) WHERE files_changed >= 0;
 
 CREATE VIEW task_metrics_view AS
 SELECT t.task_id, a.name AS agent_id, s.name AS swarm_id, t.duration_ms,
-       r.name AS result, t.tokens_used, t.files_changed,
+       r.name AS result, t.tokens_used,
+       max(t.files_changed, ~t.files_changed) AS files_changed,
        strftime('%Y-%m-%dT%H:%M:%f', t.timestamp / 1000000.0, 'unixepoch') || 'Z' AS timestamp
 FROM task_metrics t
 JOIN agents a ON a.id = t.agent

@@ -197,7 +197,7 @@ pub fn index_state(path: &std::path::Path) -> (i64, i64) {
         .unwrap();
     let wrong: i64 = conn
         .query_row(
-            "SELECT count(*) FROM task_metrics WHERE (seq % 2 = 0) != (timestamp <= ?1)",
+            "SELECT count(*) FROM task_metrics WHERE (files_changed >= 0) != (timestamp <= ?1)",
             [watermark],
             |r| r.get(0),
         )

@@ -156,7 +156,7 @@ impl Filter {
             ),
         };
         let indexed = format!(
-            "SELECT * FROM task_metrics WHERE seq % 2 = 0 AND {through_index}{keys}{indexed_range}"
+            "SELECT * FROM task_metrics WHERE files_changed >= 0 AND {through_index}{keys}{indexed_range}"
         );
         Some(if all_indexed {
             format!("({indexed})")
@@ -306,7 +306,7 @@ mod tests {
                 "(SELECT * FROM task_metrics \
                   WHERE timestamp > (SELECT watermark FROM task_index_state) AND {agent} \
                   UNION ALL \
-                  SELECT * FROM task_metrics WHERE seq % 2 = 0 AND {agent}) m \
+                  SELECT * FROM task_metrics WHERE files_changed >= 0 AND {agent}) m \
                  WHERE m.result = ?2"
             )
         );

@@ -7,7 +7,7 @@ use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row};
 
-use crate::engine::sqlite::usage::measured_sql;
+use crate::engine::sqlite::columns::measured_sql;
 use crate::error::{Error, Result};
 use crate::model::record::AggregationType;
 use crate::stats::running::{Running, Stat};

@@ -5,6 +5,7 @@
 
 pub(crate) mod aggregate;
 mod alerts;
+pub(crate) mod columns;
 pub(crate) mod consistent;
 pub(crate) mod filter;
 pub(crate) mod functions;

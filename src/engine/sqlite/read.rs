@@ -9,6 +9,7 @@ use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::Row;
 
+use crate::engine::sqlite::columns::FILES_CHANGED;
 use crate::engine::sqlite::filter::{Field, Params};
 use crate::engine::sqlite::names::{ModelNames, SwarmNames};
 use crate::engine::sqlite::usage::UsageCell;
@@ -374,7 +375,7 @@ fn build_select(
             let (agent, join) = name_of(&filter.agent_id, Field::AgentId, "agents", "agent");
             format!(
                 "SELECT m.task_id, {agent}, m.swarm, m.duration_ms, m.result, m.tokens_used, \
-                        m.files_changed, m.timestamp, m.usage \
+                        {FILES_CHANGED}, m.timestamp, m.usage \
                  FROM {source} m {join} \
                  WHERE {clause} \
                  ORDER BY {order} LIMIT {limit}"

@@ -6,7 +6,7 @@
 //! commit of a few stores from different agents would otherwise write one
 //! agent-index page per store on top of the table's last page. Rows later
 //! than the watermark in `task_index_state` are not in the index yet
-//! (an odd `seq`: see [`stored_seq`]); once [`DEFAULT_INDEX_BATCH_ROWS`] (or the configured
+//! (their `files_changed` negative: see [`stored_files`]); once [`DEFAULT_INDEX_BATCH_ROWS`] (or the configured
 //! number of) such rows have been stored, the transaction that stores the
 //! last of them also marks them all indexed and moves the watermark to the
 //! newest row. A row stored at or before the watermark, and every row of a
@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 use foldhash::fast::RandomState as Fast;
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::engine::sqlite::columns::stored_files;
 use crate::engine::sqlite::prices::load_prices;
 use crate::engine::sqlite::task_place::{NewestTime, Place, Placer};
 use crate::engine::sqlite::usage::UsageCell;
@@ -188,15 +189,6 @@ INSERT INTO task_metrics
      usage)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 
-/// The `seq` column of the row numbered `seq` in its microsecond: twice
-/// that, plus 1 while the row is not in the agent and task-id indexes (a
-/// column of its own would cost a header byte in every row; see
-/// migrations/0010_index_state_in_seq.sql). Moving a row into the indexes
-/// takes 1 from it, which keeps the rows of a microsecond in their order.
-fn stored_seq(seq: i64, indexed: bool) -> i64 {
-    seq * 2 + i64::from(!indexed)
-}
-
 /// Records that `agent` ran tasks in `swarm`, which swarm queries use to
 /// find the swarm's tasks through the agent index.
 fn link_agent_swarm(conn: &Connection, cache: &mut Cache, agent: i64, swarm: i64) -> Result<()> {
@@ -259,8 +251,8 @@ pub(crate) fn index_pending(conn: &Connection, cache: &mut Cache) -> Result<()> 
 /// `new` as the watermark.
 fn set_watermark(conn: &Connection, cache: &mut Cache, old: i64, new: i64) -> Result<()> {
     conn.prepare_cached(
-        "UPDATE task_metrics SET seq = seq - 1 \
-         WHERE timestamp > ?1 AND timestamp <= ?2 AND seq % 2 = 1",
+        "UPDATE task_metrics SET files_changed = ~files_changed \
+         WHERE timestamp > ?1 AND timestamp <= ?2 AND files_changed < 0",
     )
     .and_then(|mut s| s.execute([old, new]))
     .map_err(Error::sqlite("index task metrics"))?;
@@ -324,14 +316,14 @@ pub(crate) fn insert_tasks(
         let (tokens_used, usage) = usage_blob(conn, cache, task, timestamp)?;
         stmt.execute(params![
             timestamp,
-            stored_seq(seq, indexed),
+            seq,
             task.task_id,
             agent,
             swarm,
             count(task.duration_ms),
             task.result.code(),
             count(tokens_used),
-            count(task.files_changed),
+            stored_files(count(task.files_changed), indexed),
             usage,
         ])
         .map_err(Error::sqlite("store task metrics"))?;

@@ -7,9 +7,9 @@ use rusqlite::types::Value as SqlValue;
 use sketches_ddsketch::DDSketch;
 
 use crate::engine::sqlite::aggregate::value_at;
+use crate::engine::sqlite::columns::measured_sql;
 use crate::engine::sqlite::functions::{raw_stat, raw_stat_columns, sql_function};
 use crate::engine::sqlite::retention::merge::{merge_rollups_by_time, rollups_apply};
-use crate::engine::sqlite::usage::measured_sql;
 use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::error::{Error, Result};
 use crate::model::analytics::{bucket_of, BucketValue, Measure, SeriesRead};

@@ -119,7 +119,7 @@ impl<'c> Placer<'c> {
     fn stored(&self, us: i64, task_id: &str) -> Result<bool> {
         let sql = if us <= self.watermark {
             "SELECT EXISTS (SELECT 1 FROM task_metrics \
-             WHERE task_id = ?2 AND timestamp = ?1 AND seq % 2 = 0)"
+             WHERE task_id = ?2 AND timestamp = ?1 AND files_changed >= 0)"
         } else {
             "SELECT EXISTS (SELECT 1 FROM task_metrics WHERE timestamp = ?1 AND task_id = ?2)"
         };
@@ -133,7 +133,7 @@ impl<'c> Placer<'c> {
     fn next_seq(&self, us: i64) -> Result<i64> {
         self.conn
             .prepare_cached(
-                "SELECT coalesce(max(seq) / 2 + 1, 0) FROM task_metrics WHERE timestamp = ?1",
+                "SELECT coalesce(max(seq) + 1, 0) FROM task_metrics WHERE timestamp = ?1",
             )
             .and_then(|mut s| s.query_row([us], |r| r.get(0)))
             .map_err(Error::sqlite("store task metrics"))
@@ -165,10 +165,9 @@ mod tests {
             .at(chrono::DateTime::from_timestamp_micros(us).unwrap())
     }
 
-    /// `(timestamp, seq, task_id, indexed)` of every row, in key order,
-    /// seq as the row's number in its microsecond.
+    /// `(timestamp, seq, task_id, indexed)` of every row, in key order.
     fn rows(conn: &Connection) -> Vec<(i64, i64, String, bool)> {
-        conn.prepare("SELECT timestamp, seq / 2, task_id, seq % 2 = 0 FROM task_metrics")
+        conn.prepare("SELECT timestamp, seq, task_id, files_changed >= 0 FROM task_metrics")
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .unwrap()

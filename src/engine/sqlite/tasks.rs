@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::engine::sqlite::columns::FILES_CHANGED;
 use crate::engine::sqlite::retention::merge::{merge_rollups, rollup_span, rollups_apply};
 use crate::engine::sqlite::{FileStore, Snapshot};
 use crate::engine::AgentTotalsSpan;
@@ -35,7 +36,7 @@ impl FileStore {
     fn summary_of_raw_rows(&self, filter: &Filter) -> Result<Summary> {
         let (from, params) = filter.sql_from(MetricKind::Task);
         let sql =
-            format!("SELECT m.result, m.duration_ms, m.tokens_used, m.files_changed FROM {from}");
+            format!("SELECT m.result, m.duration_ms, m.tokens_used, {FILES_CHANGED} FROM {from}");
         let mut summary = Summary::default();
         let mut durations = Vec::new();
         let mut sum_duration = 0f64;

@@ -137,21 +137,6 @@ fn take(bytes: &[u8], at: &mut usize) -> Option<u64> {
     None
 }
 
-/// The SQL of a measured column over the table aliased `m`: the column
-/// itself, or for the cost and the token types (columns on a server)
-/// what computes them from the blob.
-pub(crate) fn measured_sql(column: &str) -> String {
-    match column {
-        "cost_micros" => "usage_cost(m.usage)".to_owned(),
-        "input_tokens" => "usage_input(m.usage)".to_owned(),
-        // NULL without a breakdown, as the input is.
-        "output_tokens" => "(m.tokens_used - usage_input(m.usage))".to_owned(),
-        "cache_read_tokens" => "usage_cache_read(m.usage)".to_owned(),
-        "cache_write_tokens" => "usage_cache_write(m.usage)".to_owned(),
-        _ => format!("m.{column}"),
-    }
-}
-
 /// Which part of a blob a SQL function reads.
 #[derive(Clone, Copy)]
 enum Part {

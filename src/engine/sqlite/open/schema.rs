@@ -74,7 +74,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         to: 10,
-        sql: include_str!("../../../../migrations/0010_index_state_in_seq.sql"),
+        sql: include_str!("../../../../migrations/0010_index_state_in_files.sql"),
         then: None,
     },
 ];
@@ -485,7 +485,8 @@ mod tests {
         assert_eq!(store.store_task_metrics(&[elsewhen]).unwrap(), 1);
     }
 
-    /// Migration 10 moves each row's index state into its seq: rows keep
+    /// Migration 10 moves each row's index state into the sign of its
+    /// files_changed: rows keep
     /// their fields, usage and order, waiting rows join the indexes later
     /// as before, and retries of migrated rows are still found.
     #[test]
@@ -547,39 +548,46 @@ mod tests {
         // A new row of a microsecond that has two takes the third place.
         let e = task("e", "a1", 50, TaskResult::Success, 5, 0, 9_000_000);
         assert_eq!(store.store_task_metrics(&[e]).unwrap(), 1);
-        let keys = |path: &Path| -> Vec<(String, i64)> {
+        let files = |path: &Path| -> Vec<(String, i64)> {
             Connection::open(path)
                 .unwrap()
-                .prepare("SELECT task_id, seq FROM task_metrics")
+                .prepare("SELECT task_id, files_changed FROM task_metrics")
                 .unwrap()
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
                 .unwrap()
                 .collect::<rusqlite::Result<_>>()
                 .unwrap()
         };
-        let key = |id: &str, seq| (id.to_owned(), seq);
-        // Doubled, odd while waiting for the indexes ...
+        let row = |id: &str, files| (id.to_owned(), files);
+        // Complemented while waiting for the indexes ...
         assert_eq!(
-            keys(&path),
+            files(&path),
             [
-                key("c", 0),
-                key("a", 2),
-                key("d", 1),
-                key("b", 3),
-                key("e", 5)
+                row("c", 1),
+                row("a", 0),
+                row("d", -3),
+                row("b", -1),
+                row("e", -1)
             ]
         );
-        // ... and even once in them.
+        // ... and the count itself once in them.
         store.close().unwrap();
         assert_eq!(
-            keys(&path),
+            files(&path),
             [
-                key("c", 0),
-                key("a", 2),
-                key("d", 0),
-                key("b", 2),
-                key("e", 4)
+                row("c", 1),
+                row("a", 0),
+                row("d", 2),
+                row("b", 0),
+                row("e", 0)
             ]
+        );
+        assert_eq!(
+            MetricsStorage::open(&path)
+                .unwrap()
+                .get_task_metrics(&Filter::new().agent("a2"), 10)
+                .unwrap(),
+            [expected[0].clone(), expected[3].clone()]
         );
     }
 

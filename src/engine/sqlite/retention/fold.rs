@@ -126,7 +126,8 @@ fn fold_raw(conn: &Connection, kind: MetricKind, cutoff: i64, limit: i64) -> Res
     let (table, within) = (kind.table(), within_timestamp(kind));
     let columns = match kind {
         MetricKind::Task => {
-            "agent, coalesce(swarm, 0), result, duration_ms, tokens_used, files_changed, usage"
+            "agent, coalesce(swarm, 0), result, duration_ms, tokens_used, \
+             max(files_changed, ~files_changed), usage"
         }
         MetricKind::Agent => "agent, metric_type, value",
         MetricKind::Swarm => "swarm, metric_type, value",
