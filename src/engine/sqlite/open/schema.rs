@@ -542,7 +542,7 @@ mod tests {
         );
         for t in &expected {
             let by_task = store.get_task_metrics(&Filter::new().task(&t.task_id), 10);
-            assert_eq!(by_task.unwrap(), [t.clone()]);
+            assert_eq!(by_task.unwrap(), std::slice::from_ref(t));
         }
         assert_eq!(store.store_task_metrics(&expected).unwrap(), 0);
         // A new row of a microsecond that has two takes the third place.
