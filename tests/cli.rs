@@ -250,7 +250,7 @@ fn csv_and_prometheus_exports_are_well_formed() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "kind,timestamp,task_id,agent_id,swarm_id,duration_ms,result,tokens_used,files_changed,metric_type,value,metadata,input_tokens,output_tokens,cache_read_tokens,cache_write_tokens,model,provider,cost_usd"
+        "kind,timestamp,task_id,agent_id,swarm_id,duration_ms,result,tokens_used,files_changed,metric_type,value,metadata,input_tokens,output_tokens,cache_read_tokens,cache_write_tokens,model,provider,cost_usd,trace_id,span_id"
     );
     assert!(
         csv.contains("\"{\"\"note\"\":\"\"with, \\\"\"quotes\\\"\"\\nand lines\"\"}\""),

@@ -117,6 +117,8 @@ fn the_opentelemetry_python_sdk_spans_are_stored_as_the_mapping_says() {
                 "tokens_used": t.tokens_used,
                 "files_changed": t.files_changed,
                 "timestamp_us": t.timestamp.timestamp_micros(),
+                "trace_id": t.trace.map(|ids| ids.trace_hex()),
+                "span_id": t.trace.map(|ids| ids.span_hex()),
             });
             (t.task_id, task)
         })

@@ -3,6 +3,9 @@
 //! from OTLP JSON, and stored.
 #![cfg(feature = "otlp")]
 
+mod common;
+
+use common::server::stores;
 use prost::Message;
 use swarm_metrics::otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
 use swarm_metrics::otlp::proto::common::v1::{any_value::Value, AnyValue, KeyValue};
@@ -11,7 +14,7 @@ use swarm_metrics::otlp::proto::trace::v1::{
     status::StatusCode, ResourceSpans, ScopeSpans, Span, Status,
 };
 use swarm_metrics::otlp::{self, SpanTasks};
-use swarm_metrics::{Filter, MetricsStorage, TaskResult};
+use swarm_metrics::{Filter, MetricsStorage, TaskMetric, TaskResult, TraceIds};
 
 const START: u64 = 1_765_000_000_000_000_000;
 
@@ -126,6 +129,9 @@ fn an_invoke_agent_span_maps_field_by_field() {
     assert_eq!(t.result, TaskResult::Success);
     assert_eq!(t.tokens_used, 345);
     assert_eq!(t.files_changed, 3);
+    let trace = t.trace.expect("the span's ids");
+    assert_eq!(trace.trace_hex(), "a00102030405060708090a0b0c0d0e01");
+    assert_eq!(trace.span_hex(), "b000000000000001");
     let end = START + 1_250_999_999;
     // The timestamp is the span's end, at the store's microseconds.
     assert_eq!(
@@ -408,4 +414,110 @@ fn spans_with_usage_attributes_are_priced_as_they_are_stored() {
     assert_eq!(rows[0].tokens_used, 11_000);
     assert_eq!(rows[0].usage.provider.as_deref(), Some("anthropic"));
     assert_eq!(rows[0].usage.cache_write_tokens, Some(1_000));
+}
+
+/// A task named by `swarm.task.id` keeps the trace and span ids of its
+/// span all the same, on every engine this build has, through JSON and
+/// back; ids of the wrong length reject the span, naming them.
+#[test]
+fn trace_and_span_ids_stay_with_the_task() {
+    let named = |n: u8| {
+        span(
+            n,
+            5,
+            vec![
+                s("gen_ai.agent.name", "a"),
+                s("swarm.task.id", &format!("task-{n}")),
+            ],
+        )
+    };
+    let mut short = named(3);
+    short.span_id.pop();
+    let mut without = named(4);
+    without.trace_id.clear();
+    without.span_id.clear();
+    let request = export(
+        vec![],
+        vec![
+            named(1),
+            {
+                let mut billed = named(2);
+                billed.attributes.push(i("gen_ai.usage.input_tokens", 10));
+                billed.attributes.push(s("gen_ai.request.model", "m"));
+                billed
+                    .attributes
+                    .push(attr("swarm.cost_usd", Value::DoubleValue(0.25)));
+                billed
+            },
+            short,
+            without,
+        ],
+    );
+    let mapped = map(&request);
+    assert_eq!(mapped.rejected.len(), 1, "{:?}", mapped.rejected);
+    assert!(
+        mapped.rejected[0]
+            .reason
+            .contains("trace_id and span_id must be 16 and 8 bytes"),
+        "{}",
+        mapped.rejected[0]
+    );
+    let ids = |n: u8| {
+        TraceIds::from_hex(
+            &format!("a00102030405060708090a0b0c0d0e{n:02x}"),
+            &format!("b0000000000000{n:02x}"),
+        )
+        .unwrap()
+    };
+    let traces: Vec<Option<TraceIds>> = mapped.tasks.iter().map(|t| t.trace).collect();
+    assert_eq!(traces, [Some(ids(1)), Some(ids(2)), None]);
+    for store in stores() {
+        store.store.store_task_metrics(&mapped.tasks).unwrap();
+        let mut rows = store.store.get_task_metrics(&Filter::new(), 10).unwrap();
+        rows.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+        let kept: Vec<(&str, Option<TraceIds>)> =
+            rows.iter().map(|t| (t.task_id.as_str(), t.trace)).collect();
+        assert_eq!(
+            kept,
+            [
+                ("task-1", Some(ids(1))),
+                ("task-2", Some(ids(2))),
+                ("task-4", None)
+            ],
+            "{}",
+            store.backend
+        );
+        assert_eq!(rows[1].usage.cost_usd, Some(0.25), "{}", store.backend);
+        let json = serde_json::to_value(&rows[1]).unwrap();
+        assert_eq!(json["trace_id"], "a00102030405060708090a0b0c0d0e02");
+        assert_eq!(json["span_id"], "b000000000000002");
+        let back: TaskMetric = serde_json::from_value(json).unwrap();
+        assert_eq!(back, rows[1]);
+        assert!(serde_json::to_value(&rows[2])
+            .unwrap()
+            .get("trace_id")
+            .is_none());
+    }
+    // JSON with half of the pair, or a bad id, is refused naming the field.
+    let line = |extra: &str| {
+        format!(r#"{{"task_id":"t","agent_id":"a","duration_ms":1,"result":"success"{extra}}}"#)
+    };
+    for (extra, field) in [
+        (
+            r#","trace_id":"a00102030405060708090a0b0c0d0e02""#,
+            "span_id",
+        ),
+        (r#","span_id":"b000000000000002""#, "trace_id"),
+        (
+            r#","trace_id":"a00102030405060708090a0b0c0d0e0","span_id":"b000000000000002""#,
+            "trace_id",
+        ),
+        (
+            r#","trace_id":"a00102030405060708090a0b0c0d0e02","span_id":"0000000000000000""#,
+            "span_id",
+        ),
+    ] {
+        let e = serde_json::from_str::<TaskMetric>(&line(extra)).unwrap_err();
+        assert!(e.to_string().contains(field), "{extra}: {e}");
+    }
 }

@@ -319,6 +319,11 @@ pub fn task_dict<'py>(py: Python<'py>, task: &TaskMetric) -> PyResult<Bound<'py,
     if let Some(cost) = u.cost_usd {
         dict.set_item(intern!(py, "cost_usd"), cost)?;
     }
+    // The OpenTelemetry span of a task stored from one (OTLP ingest).
+    if let Some(trace) = task.trace {
+        dict.set_item(intern!(py, "trace_id"), trace.trace_hex())?;
+        dict.set_item(intern!(py, "span_id"), trace.span_hex())?;
+    }
     Ok(dict)
 }
 

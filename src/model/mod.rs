@@ -13,4 +13,5 @@ pub(crate) mod record;
 pub(crate) mod reports;
 pub(crate) mod shapes;
 pub(crate) mod span;
+pub(crate) mod trace;
 pub(crate) mod usage;

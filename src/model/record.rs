@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::model::trace::TraceIds;
 use crate::model::usage::{Tokens, Usage};
 
 pub use crate::model::checks::MAX_ID_LEN;
@@ -36,7 +37,7 @@ pub fn now() -> DateTime<Utc> {
 /// in JSON its fields sit beside the others (`input_tokens`, `model`,
 /// `cost_usd` …), and are left out when not set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(from = "TaskFields", into = "TaskFields")]
+#[serde(try_from = "TaskFields", into = "TaskFields")]
 pub struct TaskMetric {
     /// The task's id.
     pub task_id: String,
@@ -60,6 +61,9 @@ pub struct TaskMetric {
     pub timestamp: DateTime<Utc>,
     /// Tokens by type, model, provider and bill; empty by default.
     pub usage: Usage,
+    /// The OpenTelemetry trace and span it was recorded from, if any; in
+    /// JSON `trace_id` and `span_id` beside the other fields.
+    pub trace: Option<TraceIds>,
 }
 
 /// A task metric as JSON has it: the usage fields beside the others, and
@@ -93,11 +97,27 @@ struct TaskFields {
     provider: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cost_usd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trace_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    span_id: Option<String>,
 }
 
-impl From<TaskFields> for TaskMetric {
-    fn from(f: TaskFields) -> Self {
-        TaskMetric {
+impl TryFrom<TaskFields> for TaskMetric {
+    type Error = Error;
+
+    fn try_from(f: TaskFields) -> Result<Self> {
+        let trace = match (&f.trace_id, &f.span_id) {
+            (Some(trace), Some(span)) => Some(TraceIds::from_hex(trace, span)?),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(Error::invalid("span_id", "a trace_id needs its span_id"))
+            }
+            (None, Some(_)) => {
+                return Err(Error::invalid("trace_id", "a span_id needs its trace_id"))
+            }
+        };
+        Ok(TaskMetric {
             task_id: f.task_id,
             agent_id: f.agent_id,
             swarm_id: f.swarm_id,
@@ -115,7 +135,8 @@ impl From<TaskFields> for TaskMetric {
                 provider: f.provider,
                 cost_usd: f.cost_usd,
             },
-        }
+            trace,
+        })
     }
 }
 
@@ -138,6 +159,8 @@ impl From<TaskMetric> for TaskFields {
             model: u.model,
             provider: u.provider,
             cost_usd: u.cost_usd,
+            trace_id: t.trace.map(|ids| ids.trace_hex()),
+            span_id: t.trace.map(|ids| ids.span_hex()),
         }
     }
 }
@@ -160,6 +183,7 @@ impl TaskMetric {
             files_changed: 0,
             timestamp: now(),
             usage: Usage::default(),
+            trace: None,
         }
     }
 
@@ -193,6 +217,12 @@ impl TaskMetric {
         self
     }
 
+    /// Sets the trace and span the task was recorded from.
+    pub fn trace(mut self, trace: TraceIds) -> Self {
+        self.trace = Some(trace);
+        self
+    }
+
     /// The token counts the store keeps: `tokens_used` and the breakdown,
     /// completed by the token rule.
     ///
@@ -212,6 +242,9 @@ impl TaskMetric {
         validate_count("duration_ms", self.duration_ms)?;
         validate_count("tokens_used", self.tokens_used)?;
         validate_count("files_changed", self.files_changed)?;
+        if let Some(trace) = &self.trace {
+            trace.validate()?;
+        }
         self.resolved_tokens()?;
         Ok(())
     }

@@ -8,6 +8,7 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::Span;
 
+use crate::model::trace::{hex, TraceIds};
 use crate::{TaskMetric, TaskResult, Usage};
 
 /// The attribute that marks an agent's invocation in the GenAI
@@ -89,12 +90,25 @@ fn span_key(span: &Span) -> String {
     format!("{}:{}", hex(&span.trace_id), hex(&span.span_id))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+/// The span's trace and span ids, kept with its task; `None` when the
+/// span has none (or all-zero ones, W3C's "no id"), an error when they
+/// are not 16 and 8 bytes.
+fn trace_of(span: &Span) -> Result<Option<TraceIds>, String> {
+    if span.trace_id.is_empty() && span.span_id.is_empty() {
+        return Ok(None);
+    }
+    let (Ok(trace_id), Ok(span_id)) = (
+        <[u8; 16]>::try_from(span.trace_id.as_slice()),
+        <[u8; 8]>::try_from(span.span_id.as_slice()),
+    ) else {
+        return Err(format!(
+            "trace_id and span_id must be 16 and 8 bytes, not {} and {}",
+            span.trace_id.len(),
+            span.span_id.len()
+        ));
+    };
+    let ids = TraceIds::new(trace_id, span_id);
+    Ok(ids.validate().is_ok().then_some(ids))
 }
 
 fn task_of(span: &Span, resource: &[KeyValue]) -> Result<TaskMetric, String> {
@@ -145,6 +159,7 @@ fn task_of(span: &Span, resource: &[KeyValue]) -> Result<TaskMetric, String> {
         files_changed: count(attrs, FILES_CHANGED)?,
         timestamp,
         usage,
+        trace: trace_of(span)?,
     };
     task.validate().map_err(|e| e.to_string())?;
     task.tokens_used = task.resolved_tokens().map_err(|e| e.to_string())?.total;

@@ -206,7 +206,7 @@ pub fn parse_filter(filters: &Value) -> Result<Filter> {
 /// Every field of a generic record, in the order of the command line's
 /// CSV export: `kind` and `timestamp`, then the task fields, then those
 /// of agent and swarm metrics.
-pub const RECORD_FIELDS: [&str; 19] = [
+pub const RECORD_FIELDS: [&str; 21] = [
     "kind",
     "timestamp",
     "task_id",
@@ -226,6 +226,8 @@ pub const RECORD_FIELDS: [&str; 19] = [
     "model",
     "provider",
     "cost_usd",
+    "trace_id",
+    "span_id",
 ];
 
 /// Deserializes `value`, turning serde's error into an input error that

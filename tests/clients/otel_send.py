@@ -83,6 +83,8 @@ for i in range(count):
             "tokens_used": input_tokens + output_tokens,
             "files_changed": attributes.get("swarm.files_changed", 0),
             "timestamp_us": end // 1000,
+            "trace_id": "%032x" % context.trace_id,
+            "span_id": "%016x" % context.span_id,
         }
     )
     # A span that is not a task: ignored by the server.

@@ -67,6 +67,11 @@ struct Record<'a> {
     /// each task had.
     #[serde(skip_serializing_if = "Option::is_none")]
     cost_usd: Option<f64>,
+    /// The OpenTelemetry trace and span the task was recorded from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    span_id: Option<String>,
 }
 
 impl<'a> Record<'a> {
@@ -88,6 +93,8 @@ impl<'a> Record<'a> {
             model: t.usage.model.as_deref(),
             provider: t.usage.provider.as_deref(),
             cost_usd: t.usage.cost_usd,
+            trace_id: t.trace.map(|ids| ids.trace_hex()),
+            span_id: t.trace.map(|ids| ids.span_hex()),
             ..Record::default()
         }
     }

@@ -21,6 +21,7 @@ use crate::model::filter::{from_micros, Filter};
 use crate::model::record::{
     AggregationType, EntityFields, MetricKind, MetricType, TaskMetric, TaskResult,
 };
+use crate::model::trace::TraceIds;
 use crate::model::usage::{usd, Split, Usage};
 use crate::rollup::rolled::RollupRead;
 
@@ -51,6 +52,13 @@ fn task_of(row: &Row) -> Result<TaskMetric> {
     if let Some(split) = split_of(row, tokens_used, 10)? {
         split.fill(&mut usage);
     }
+    let trace: Option<Vec<u8>> = row.column(14)?;
+    let trace = trace
+        .map(|bytes| {
+            TraceIds::from_bytes(&bytes)
+                .ok_or_else(|| corrupt(format!("trace of {} bytes, not 24", bytes.len())))
+        })
+        .transpose()?;
     Ok(TaskMetric {
         task_id: row.column(1)?,
         agent_id: row.column(2)?,
@@ -63,6 +71,7 @@ fn task_of(row: &Row) -> Result<TaskMetric> {
         timestamp: from_micros(timestamp)
             .ok_or_else(|| corrupt(format!("timestamp {timestamp} µs out of range")))?,
         usage,
+        trace,
     })
 }
 
@@ -98,7 +107,7 @@ pub(super) fn split_of(row: &Row, tokens_used: u64, at: usize) -> Result<Option<
 const TASK_SELECT: &str = "m.timestamp, m.task_id, m.agent_id, m.swarm_id, m.result, \
                            m.duration_ms, m.tokens_used, m.files_changed, m.model, m.provider, \
                            m.input_tokens, m.cache_read_tokens, m.cache_write_tokens, \
-                           m.cost_micros";
+                           m.cost_micros, m.trace";
 
 /// The query of task rows matching `filter` in `order`, at most `limit`.
 pub(super) fn tasks_sql(filter: &Filter, limit: i64, order: &str) -> (String, Where) {

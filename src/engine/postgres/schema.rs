@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::model::record::MetricKind;
 
 /// The migrations, in order; the schema version is how many have run.
-const MIGRATIONS: [&str; 6] = [
+const MIGRATIONS: [&str; 7] = [
     // 1: task metrics, range-partitioned by time.
     r#"
     CREATE TABLE task_metrics (
@@ -163,6 +163,12 @@ const MIGRATIONS: [&str; 6] = [
         cache_write bigint NOT NULL CHECK (cache_write >= 0),
         PRIMARY KEY (model, valid_from)
     );
+    "#,
+    // 7: the OpenTelemetry trace and span a task was recorded from: the
+    // trace id's 16 bytes, then the span id's 8 (as the file's usage blob
+    // ends with them).
+    r#"
+    ALTER TABLE task_metrics ADD COLUMN trace bytea CHECK (octet_length(trace) = 24);
     "#,
 ];
 

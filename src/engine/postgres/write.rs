@@ -23,10 +23,11 @@ use crate::model::record::{EntityRecord, MetricKind, TaskMetric};
 /// [`PRICED_ROW`]).
 const TASK_COLUMNS: &str = "timestamp, task_id, agent_id, swarm_id, result, duration_ms, \
                             tokens_used, files_changed, model, provider, input_tokens, \
-                            cache_read_tokens, cache_write_tokens, cost_micros, cost_billed";
+                            cache_read_tokens, cache_write_tokens, cost_micros, cost_billed, \
+                            trace";
 
 /// Their types, for binary `COPY` and typed parameters.
-const TASK_TYPES: [Type; 15] = [
+const TASK_TYPES: [Type; 16] = [
     Type::INT8,
     Type::TEXT,
     Type::TEXT,
@@ -42,6 +43,7 @@ const TASK_TYPES: [Type; 15] = [
     Type::INT8,
     Type::INT8,
     Type::BOOL,
+    Type::BYTEA,
 ];
 
 /// The select list that writes incoming rows (aliased `i`, in
@@ -54,7 +56,7 @@ const PRICED_ROW: &str = concat!(
      i.duration_ms, i.tokens_used, i.files_changed, i.model, i.provider, i.input_tokens, \
      i.cache_read_tokens, i.cache_write_tokens, coalesce(i.cost_micros, ",
     price_of_row!(),
-    "), i.cost_billed"
+    "), i.cost_billed, i.trace"
 );
 
 /// The cost of row `i` at the price in force at its timestamp, in
@@ -464,6 +466,8 @@ struct TaskRow<'a> {
     cache_write: Option<i64>,
     billed: Option<i64>,
     is_billed: bool,
+    /// The trace id's bytes, then the span id's.
+    trace: Option<Vec<u8>>,
 }
 
 impl<'a> TaskRow<'a> {
@@ -484,11 +488,12 @@ impl<'a> TaskRow<'a> {
             cache_write: split.map(|s| count(s.cache_write)),
             billed,
             is_billed: billed.is_some(),
+            trace: task.trace.map(|ids| ids.to_bytes().to_vec()),
         })
     }
 
     /// The values in [`TASK_COLUMNS`] order.
-    fn params(&self) -> [&(dyn ToSql + Sync); 15] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 16] {
         [
             &self.timestamp,
             &self.task.task_id,
@@ -505,6 +510,7 @@ impl<'a> TaskRow<'a> {
             &self.cache_write,
             &self.billed,
             &self.is_billed,
+            &self.trace,
         ]
     }
 }

@@ -21,6 +21,7 @@ use crate::model::filter::{from_micros, to_micros, Filter};
 use crate::model::record::{
     AgentMetric, Entity, EntityFields, MetricKind, Stored, SwarmMetric, TaskMetric, TaskResult,
 };
+use crate::model::trace::TraceIds;
 use crate::model::usage::{usd, Usage};
 
 pub(crate) use crate::model::shapes::RowOrder;
@@ -70,10 +71,11 @@ impl Names<'_> {
         })
     }
 
-    /// The usage a row's blob holds, for a task of `tokens_used` tokens.
-    fn usage(&self, blob: Option<Vec<u8>>, tokens_used: u64) -> Result<Usage> {
+    /// The usage and trace ids a row's blob holds, for a task of
+    /// `tokens_used` tokens.
+    fn usage(&self, blob: Option<Vec<u8>>, tokens_used: u64) -> Result<(Usage, Option<TraceIds>)> {
         let Some(blob) = blob else {
-            return Ok(Usage::default());
+            return Ok((Usage::default(), None));
         };
         let cell = UsageCell::decode(&blob, tokens_used)?;
         let mut usage = Usage::default();
@@ -87,7 +89,7 @@ impl Names<'_> {
             split.fill(&mut usage);
         }
         usage.cost_usd = cell.cost.map(|c| usd(c.micros));
-        Ok(usage)
+        Ok((usage, cell.trace))
     }
 }
 
@@ -436,6 +438,7 @@ fn task_from_row(row: &Row<'_>, names: &Names<'_>) -> Result<TaskMetric> {
     let result = TaskResult::from_code(code)
         .ok_or_else(|| corrupt(TABLE, format!("unknown result code {code}")))?;
     let tokens_used = count_column(row, 5, TABLE)?;
+    let (usage, trace) = names.usage(column(row, 8, TABLE)?, tokens_used)?;
     Ok(TaskMetric {
         task_id: column(row, 0, TABLE)?,
         agent_id: column(row, 1, TABLE)?,
@@ -445,7 +448,8 @@ fn task_from_row(row: &Row<'_>, names: &Names<'_>) -> Result<TaskMetric> {
         tokens_used,
         files_changed: count_column(row, 6, TABLE)?,
         timestamp: timestamp_column(row, 7, TABLE)?,
-        usage: names.usage(column(row, 8, TABLE)?, tokens_used)?,
+        usage,
+        trace,
     })
 }
 

@@ -160,7 +160,8 @@ fn intern_model(conn: &Connection, cache: &mut Cache, usage: &Usage) -> Result<u
     Ok(u64::try_from(id).unwrap_or(0))
 }
 
-/// The usage blob of `task`, stamped `at` (µs), priced by the book.
+/// The usage blob of `task` (its usage and trace ids), stamped `at`
+/// (µs), priced by the book.
 fn usage_blob(
     conn: &Connection,
     cache: &mut Cache,
@@ -168,7 +169,7 @@ fn usage_blob(
     at: i64,
 ) -> Result<(u64, Option<Vec<u8>>)> {
     let tokens = task.resolved_tokens()?;
-    if task.usage.is_empty() {
+    if task.usage.is_empty() && task.trace.is_none() {
         return Ok((tokens.total, None));
     }
     if let Some(model) = task.usage.priced_model(tokens) {
@@ -178,6 +179,7 @@ fn usage_blob(
         model: intern_model(conn, cache, &task.usage)?,
         split: tokens.split,
         cost: cost_of(&task.usage, tokens, at, &cache.prices)?,
+        trace: task.trace,
     };
     Ok((tokens.total, cell.encode()))
 }

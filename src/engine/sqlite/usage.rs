@@ -11,7 +11,12 @@
 //! input     varint  when flags & SPLIT   (output is tokens_used − input)
 //! cache     2 varints when flags & CACHE  (reads, writes)
 //! cost      varint  when flags & COST    (micro-dollars; BILLED: the task's bill)
+//! trace     24 bytes when any are left    (trace id, span id: `TraceIds`)
 //! ```
+//!
+//! The trace ids of a task recorded from an OpenTelemetry span ride in the
+//! same blob (no flag is left in the head; they are what remains after the
+//! last varint): a column of their own would cost every other row a byte.
 //!
 //! Queries read it through `usage_cost`, `usage_input`, `usage_cache_read`,
 //! `usage_cache_write` and `usage_model`, each NULL where the blob holds
@@ -22,6 +27,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 
 use crate::error::{Error, Result};
+use crate::model::trace::{TraceIds, TRACE_IDS_LEN};
 use crate::model::usage::{Cost, Split};
 
 const SPLIT: u64 = 1;
@@ -38,6 +44,8 @@ pub(crate) struct UsageCell {
     /// Input and cache tokens; output is not kept (see the module doc).
     pub split: Option<Split>,
     pub cost: Option<Cost>,
+    /// The span the task was recorded from.
+    pub trace: Option<TraceIds>,
 }
 
 impl UsageCell {
@@ -70,6 +78,9 @@ impl UsageCell {
         }
         if let Some(cost) = self.cost {
             put(&mut out, cost.micros);
+        }
+        if let Some(trace) = self.trace {
+            out.extend_from_slice(&trace.to_bytes());
         }
         Some(out)
     }
@@ -107,8 +118,13 @@ impl UsageCell {
                 billed: flags & BILLED != 0,
             });
         }
-        if at != bytes.len() {
-            return Err(corrupt("bytes after the last field"));
+        match bytes.len() - at {
+            0 => {}
+            TRACE_IDS_LEN => {
+                let trace = TraceIds::from_bytes(&bytes[at..]);
+                cell.trace = Some(trace.ok_or_else(|| corrupt("unreadable trace ids"))?);
+            }
+            _ => return Err(corrupt("bytes after the last field")),
         }
         Ok(cell)
     }
@@ -210,6 +226,7 @@ mod tests {
                 micros: 16_500,
                 billed: false,
             }),
+            trace: None,
         };
         let blob = full.encode().unwrap();
         assert_eq!(blob.len(), 1 + 2 + 3);
@@ -225,6 +242,7 @@ mod tests {
                 micros: u64::MAX >> 1,
                 billed: true,
             }),
+            trace: None,
         };
         let blob = cached.encode().unwrap();
         assert_eq!(UsageCell::decode(&blob, 3_500).unwrap(), cached);
@@ -234,6 +252,22 @@ mod tests {
             ..UsageCell::default()
         };
         assert_eq!(model_only.encode().unwrap(), vec![0x10]);
+        // Trace ids follow the last varint, with or without usage.
+        let trace = TraceIds::new([7; 16], [9; 8]);
+        for cell in [
+            UsageCell {
+                trace: Some(trace),
+                ..full
+            },
+            UsageCell {
+                trace: Some(trace),
+                ..UsageCell::default()
+            },
+        ] {
+            let blob = cell.encode().unwrap();
+            assert_eq!(&blob[blob.len() - TRACE_IDS_LEN..], &trace.to_bytes());
+            assert_eq!(UsageCell::decode(&blob, 3_500).unwrap(), cell);
+        }
     }
 
     #[test]
@@ -247,6 +281,7 @@ mod tests {
                 cache_write: 0,
             }),
             cost: None,
+            trace: None,
         };
         let blob = full.encode().unwrap();
         for bad in [
