@@ -55,6 +55,22 @@ fn file_at_version(version: i64, sql: &str) -> (tempfile::TempDir, std::path::Pa
     (dir, path)
 }
 
+/// A task metric of the given fields, stamped `us` µs after the epoch.
+fn task(
+    id: &str,
+    agent: &str,
+    ms: u64,
+    result: crate::TaskResult,
+    tokens: u64,
+    files: u64,
+    us: i64,
+) -> crate::TaskMetric {
+    crate::TaskMetric::new(id, agent, ms, result)
+        .tokens(tokens)
+        .files(files)
+        .at(chrono::DateTime::from_timestamp_micros(us).unwrap())
+}
+
 /// Migration 5 keeps a metric stored twice by an older version once,
 /// the first stored, and keeps two readings of the same microsecond
 /// that differ; a retry after it is ignored.
@@ -124,7 +140,7 @@ fn version_4_duplicates_are_kept_once() {
 /// retries of migrated rows are ignored.
 #[test]
 fn version_6_tasks_keep_their_answers_after_migration() {
-    use crate::{Filter, MetricsStorage, TaskMetric, TaskResult};
+    use crate::{Filter, MetricsStorage, TaskResult};
     // Three tasks in one microsecond, stored out of task-id order; the
     // last two rows not yet indexed.
     let (_dir, path) = file_at_version(
@@ -145,12 +161,6 @@ fn version_6_tasks_keep_their_answers_after_migration() {
     let store = MetricsStorage::open(&path).unwrap();
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
     let at = |us| chrono::DateTime::from_timestamp_micros(us).unwrap();
-    let task = |id: &str, agent: &str, ms, result, tokens, files, us| {
-        TaskMetric::new(id, agent, ms, result)
-            .tokens(tokens)
-            .files(files)
-            .at(at(us))
-    };
     let expected = [
         task("e", "a1", 50, TaskResult::Success, 5, 0, 9_000_001),
         task("d", "a2", 40, TaskResult::Cancelled, 4, 2, 9_000_000).swarm("s1"),
@@ -187,7 +197,7 @@ fn version_6_tasks_keep_their_answers_after_migration() {
 /// as before, and retries of migrated rows are still found.
 #[test]
 fn version_9_tasks_keep_their_answers_after_migration() {
-    use crate::{Filter, MetricsStorage, TaskMetric, TaskResult, Usage};
+    use crate::{Filter, MetricsStorage, TaskResult, Usage};
     // Two microseconds of two rows each; the later two not yet
     // indexed. c was billed 1,500 µ$ by model m of provider p.
     let (_dir, path) = file_at_version(
@@ -205,13 +215,6 @@ fn version_9_tasks_keep_their_answers_after_migration() {
 
     let store = MetricsStorage::open(&path).unwrap();
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
-    let at = |us| chrono::DateTime::from_timestamp_micros(us).unwrap();
-    let task = |id: &str, agent: &str, ms, result, tokens, files, us| {
-        TaskMetric::new(id, agent, ms, result)
-            .tokens(tokens)
-            .files(files)
-            .at(at(us))
-    };
     let billed = Usage::new().model("m").provider("p").cost(0.0015);
     // Newest first; rows of one microsecond by task id, last first.
     let expected = [
