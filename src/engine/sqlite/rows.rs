@@ -6,12 +6,13 @@
 //! commit of a few stores from different agents would otherwise write one
 //! agent-index page per store on top of the table's last page. Rows later
 //! than the watermark in `task_index_state` are not in the index yet
-//! (their `files_changed` negative: see [`stored_files`]); once [`DEFAULT_INDEX_BATCH_ROWS`] (or the configured
-//! number of) such rows have been stored, the transaction that stores the
-//! last of them also marks them all indexed and moves the watermark to the
-//! newest row. A row stored at or before the watermark, and every row of a
-//! large batch, is indexed at once, so the rule "indexed exactly up to the
-//! watermark" always holds.
+//! (their `files_changed` negative: see [`stored_files`]); once
+//! [`DEFAULT_INDEX_BATCH_ROWS`] (or the configured number of) such rows
+//! have been stored, the transaction that stores the last of them also
+//! marks them all indexed and moves the watermark to the newest row. A row
+//! stored at or before the watermark, and every row of a large batch, is
+//! indexed at once, so the rule "indexed exactly up to the watermark"
+//! always holds.
 
 use std::collections::{HashMap, HashSet};
 
