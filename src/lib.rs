@@ -94,6 +94,7 @@ pub use error::PostgresError;
 pub use error::{Error, PoolError, Result, SqliteError};
 pub use model::answer::{Aggregate, Percentile, SuccessRate};
 pub use model::filter::{Filter, GroupBy, TaskColumn, TimeRange, DEFAULT_LIMIT};
+pub use model::pricing::{Price, PriceEntry};
 pub use model::record::{
     now, AgentMetric, AggregationType, MetricKind, MetricType, Stored, SwarmMetric, TaskMetric,
     TaskResult, MAX_ID_LEN,
@@ -101,7 +102,7 @@ pub use model::record::{
 pub use model::span::parse_span;
 pub use model::trace::TraceIds;
 pub use model::usage::{
-    CostPerSuccess, Price, PriceEntry, RecomputeReport, Split, TokensByType, Usage, MAX_COST_MICROS,
+    CostPerSuccess, RecomputeReport, Split, TokensByType, Usage, MAX_COST_MICROS,
 };
 pub use ops::health::{Health, HealthCheck, HealthOptions};
 pub use ops::inspect::{StoreStats, TableStats};

@@ -31,6 +31,7 @@ use crate::model::answer::{Aggregate, GroupValues, Percentile, SuccessRate};
 use crate::model::batch::Parsed;
 use crate::model::batch::{BatchReport, MetricBatch, StreamReport};
 use crate::model::filter::{Filter, GroupBy};
+use crate::model::pricing::Rates;
 use crate::model::record::{
     AgentMetric, AggregationType, MetricKind, Stored, SwarmMetric, TaskMetric,
 };
@@ -39,7 +40,7 @@ use crate::model::reports::{CleanupReport, VacuumReport};
 use crate::model::shapes::GroupRead;
 use crate::model::shapes::QueryShape;
 use crate::model::shapes::RowOrder;
-use crate::model::usage::{Rates, RecomputeReport};
+use crate::model::usage::RecomputeReport;
 use crate::rollup::rolled::AgentTotals;
 use crate::rollup::row::RollupRecord;
 use crate::rollup::tiers::{Backlog, Step};

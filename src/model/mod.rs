@@ -9,6 +9,7 @@ pub(crate) mod batch;
 pub(crate) mod checks;
 pub(crate) mod enums;
 pub(crate) mod filter;
+pub(crate) mod pricing;
 pub(crate) mod record;
 pub(crate) mod reports;
 pub(crate) mod shapes;

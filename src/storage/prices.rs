@@ -6,8 +6,9 @@ use chrono::{DateTime, Utc};
 use crate::engine::on_engine;
 use crate::error::{Error, Result};
 use crate::model::filter::{from_micros, to_micros};
+use crate::model::pricing::{Price, PriceEntry};
 use crate::model::record::validate_id;
-use crate::model::usage::{Price, PriceEntry, RecomputeReport};
+use crate::model::usage::RecomputeReport;
 use crate::storage::MetricsStorage;
 
 impl MetricsStorage {

@@ -4,7 +4,8 @@
 use super::write::price_of_row;
 use super::{Columns, PgStore};
 use crate::error::{Error, Result};
-use crate::model::usage::{Rates, RecomputeReport};
+use crate::model::pricing::Rates;
+use crate::model::usage::RecomputeReport;
 use crate::rollup::tiers::{DAY_US, HOUR_US};
 
 impl PgStore {

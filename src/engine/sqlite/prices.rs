@@ -10,7 +10,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::engine::sqlite::usage::UsageCell;
 use crate::engine::sqlite::{each_row, FileStore};
 use crate::error::{Error, Result};
-use crate::model::usage::{Cost, PriceBook, Rates, RecomputeReport};
+use crate::model::pricing::{Cost, PriceBook, Rates};
+use crate::model::usage::RecomputeReport;
 use crate::rollup::tiers::{DAY_US, HOUR_US};
 
 /// Task rows one writer job re-prices at most: what a store queued

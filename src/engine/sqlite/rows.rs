@@ -26,8 +26,9 @@ use crate::engine::sqlite::usage::UsageCell;
 use crate::engine::sqlite::writer::Caches;
 use crate::error::{Error, Result};
 use crate::model::filter::to_micros;
+use crate::model::pricing::{cost_of, PriceBook};
 use crate::model::record::{Entity, MetricKind, TaskMetric};
-use crate::model::usage::{cost_of, PriceBook, Usage};
+use crate::model::usage::Usage;
 
 /// Task metrics stored one at a time that wait, at most, before joining the
 /// agent index (see the module documentation).

@@ -27,8 +27,9 @@ use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 
 use crate::error::{Error, Result};
+use crate::model::pricing::Cost;
 use crate::model::trace::{TraceIds, TRACE_IDS_LEN};
-use crate::model::usage::{Cost, Split};
+use crate::model::usage::Split;
 
 const SPLIT: u64 = 1;
 const CACHE: u64 = 2;
