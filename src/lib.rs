@@ -70,6 +70,7 @@ pub use chrono;
 pub use serde_json;
 
 mod alerts;
+mod bytes;
 mod engine;
 mod error;
 mod model;

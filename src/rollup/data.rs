@@ -12,6 +12,7 @@
 
 use sketches_ddsketch::DDSketch;
 
+use crate::bytes::{put_varint, unzigzag, zigzag, Reader};
 use crate::error::{Error, Result};
 use crate::model::record::MetricKind;
 use crate::model::usage::Split;
@@ -403,11 +404,7 @@ impl RollupData {
     /// rollups in `table`.
     pub fn decode(bytes: &[u8], kind: MetricKind, table: &'static str) -> Result<RollupData> {
         let shape = shape(kind);
-        let mut r = Reader {
-            bytes,
-            at: 0,
-            table,
-        };
+        let mut r = Reader::new(bytes, table, "rollup data");
         let tag = r.byte()?;
         let with_optional = match (tag, shape.measures > measure::DENSE) {
             (VALUES_TAG | STATS_TAG, _) => false,
@@ -478,7 +475,7 @@ impl RollupData {
                 Form::Stats(stats)
             }
         };
-        if r.at != bytes.len() {
+        if !r.rest().is_empty() {
             return Err(r.corrupt("trailing bytes"));
         }
         Ok(RollupData { shape, form })
@@ -520,22 +517,6 @@ fn class_code(class: usize, shape: Shape) -> Result<u8> {
     }
 }
 
-fn zigzag(x: i64) -> u64 {
-    ((x << 1) ^ (x >> 63)) as u64
-}
-
-fn unzigzag(x: u64) -> i64 {
-    ((x >> 1) as i64) ^ -((x & 1) as i64)
-}
-
-fn put_varint(out: &mut Vec<u8>, mut x: u64) {
-    while x >= 0x80 {
-        out.push((x as u8) | 0x80);
-        x >>= 7;
-    }
-    out.push(x as u8);
-}
-
 /// A stat as stored: sum, min and max (integers: 16-byte sum, zigzag
 /// varints; reals: 8-byte floats), mean and M2, and the sketch with its
 /// length.
@@ -556,50 +537,8 @@ fn put_stat(out: &mut Vec<u8>, s: &Stat) {
     out.extend(sketch);
 }
 
-/// Reads an encoded summary, every read checked.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-    table: &'static str,
-}
-
+/// Reads a stat back, as [`put_stat`] wrote it.
 impl Reader<'_> {
-    fn corrupt(&self, what: &str) -> Error {
-        Error::CorruptRow {
-            table: self.table,
-            reason: format!("rollup data at byte {}: {what}", self.at),
-        }
-    }
-
-    fn take(&mut self, n: usize) -> Result<&[u8]> {
-        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
-        let end = end.ok_or_else(|| self.corrupt("cut short"))?;
-        let slice = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(slice)
-    }
-
-    fn byte(&mut self) -> Result<u8> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn varint(&mut self) -> Result<u64> {
-        let mut x = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            x |= u64::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                return Ok(x);
-            }
-        }
-        Err(self.corrupt("varint too long"))
-    }
-
-    fn f64(&mut self) -> Result<f64> {
-        let b = self.take(8)?;
-        Ok(f64::from_le_bytes(b.try_into().unwrap_or_default()))
-    }
-
     fn stat(&mut self, count: u64, int: bool) -> Result<Stat> {
         let mut s = Stat::new(int, false);
         if int {
@@ -618,7 +557,7 @@ impl Reader<'_> {
         s.welford.mean = self.f64()?;
         s.welford.m2 = self.f64()?;
         let len = usize::try_from(self.varint()?).map_err(|_| self.corrupt("sketch length"))?;
-        let table = self.table;
+        let table = self.table();
         let sketch = self.take(len)?;
         s.sketch = Some(decode_sketch(sketch, table)?);
         Ok(s)
@@ -626,142 +565,4 @@ impl Reader<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::record::AggregationType;
-
-    fn plain(duration_ms: i64, tokens_used: i64, files_changed: i64) -> TaskValues {
-        TaskValues {
-            duration_ms,
-            tokens_used,
-            files_changed,
-            cost: None,
-            split: None,
-        }
-    }
-
-    fn tasks(n: i64) -> RollupData {
-        let mut s = RollupData::new(MetricKind::Task);
-        for i in 0..n {
-            s.push_task((i % 4) as usize, &plain(i * 1000, i % 97, i % 5))
-                .unwrap();
-        }
-        s
-    }
-
-    #[test]
-    fn values_round_trip_and_stay_small() {
-        let s = tasks(14);
-        let bytes = s.encode();
-        assert!(bytes.len() < 14 * 6, "{} bytes", bytes.len());
-        let back = RollupData::decode(&bytes, MetricKind::Task, "t").unwrap();
-        assert_eq!(back.encode(), bytes);
-        assert_eq!(back.counts(), [4, 4, 3, 3]);
-        let part = back.part(1, 0, true);
-        assert_eq!(part.values, [1000.0, 5000.0, 9000.0, 13000.0]);
-        assert_eq!(part.stat.value(AggregationType::Sum), Some(28000.0));
-    }
-
-    #[test]
-    fn past_the_limit_statistics_keep_counts_and_sums_exact() {
-        let mut a = tasks(400);
-        let mut b = tasks(400);
-        a.merge(&mut b).unwrap();
-        assert!(matches!(a.form, Form::Stats(_)));
-        assert_eq!(a.counts(), [200, 200, 200, 200]);
-        let back = RollupData::decode(&a.encode(), MetricKind::Task, "t").unwrap();
-        let part = back.part(0, 0, true);
-        // Results 0 are tasks 0, 4, ..., 396, twice.
-        let sum: i64 = (0..100).map(|k| 2 * 4 * k * 1000).sum();
-        assert_eq!(part.stat.sum_int, i128::from(sum));
-        assert_eq!(part.stat.count(), 200);
-        assert!(part.values.is_empty());
-        assert_eq!(part.sketch.unwrap().count(), 200);
-    }
-
-    #[test]
-    fn sums_past_64_bits_survive() {
-        let mut s = RollupData::new(MetricKind::Task);
-        for _ in 0..600 {
-            s.push_task(0, &plain(i64::MAX, 0, 0)).unwrap();
-        }
-        let back = RollupData::decode(&s.encode(), MetricKind::Task, "t").unwrap();
-        assert_eq!(
-            back.part(0, 0, false).stat.sum_int,
-            600 * i128::from(i64::MAX)
-        );
-    }
-
-    fn priced(cost: u64, input: u64, output: u64) -> TaskValues {
-        TaskValues {
-            cost: Some(cost),
-            split: Some(Split {
-                input,
-                output,
-                cache_read: input / 2,
-                cache_write: 0,
-            }),
-            tokens_used: (input + output) as i64,
-            ..plain(10, 0, 1)
-        }
-    }
-
-    #[test]
-    fn optional_measures_count_only_the_tasks_that_have_them() {
-        let mut s = RollupData::new(MetricKind::Task);
-        s.push_task(0, &priced(1_500, 100, 20)).unwrap();
-        s.push_task(0, &plain(5, 7, 0)).unwrap();
-        s.push_task(1, &priced(2_500, 300, 0)).unwrap();
-        let mut back = RollupData::decode(&s.encode(), MetricKind::Task, "t").unwrap();
-        for data in [&s, &back] {
-            assert_eq!(data.counts(), [2, 1, 0, 0]);
-            let cost = data.part(0, measure::COST, true);
-            assert_eq!((cost.stat.count(), cost.values), (1, vec![1_500.0]));
-            assert_eq!(data.part(0, measure::INPUT, false).stat.sum_int, 100);
-            assert_eq!(data.part(1, measure::CACHE_READ, false).stat.sum_int, 150);
-        }
-        // The same through the statistics form.
-        back.make_stats();
-        let back = RollupData::decode(&back.encode(), MetricKind::Task, "t").unwrap();
-        let cost = back.part(0, measure::COST, true);
-        assert_eq!((cost.stat.count(), cost.stat.sum_int), (1, 1_500));
-        assert_eq!(back.part(0, measure::DURATION, false).stat.count(), 2);
-        assert_eq!(back.part(1, measure::OUTPUT, false).stat.count(), 1);
-        // Without any, a values row pays one byte for them.
-        let plain_row = tasks(14).encode();
-        let mut old = plain_row.clone();
-        old[0] = VALUES_TAG;
-        old.pop();
-        assert_eq!(*plain_row.last().unwrap(), 0);
-        let from_old = RollupData::decode(&old, MetricKind::Task, "t").unwrap();
-        assert_eq!(
-            from_old.encode(),
-            plain_row,
-            "older rows read with no optional measures"
-        );
-        assert_eq!(from_old.part(0, measure::COST, true).stat.count(), 0);
-    }
-
-    #[test]
-    fn entity_values_round_trip() {
-        let mut s = RollupData::new(MetricKind::Agent);
-        for v in [0.5, 1e300, 3.25] {
-            s.push_value(v).unwrap();
-        }
-        let back = RollupData::decode(&s.encode(), MetricKind::Agent, "t").unwrap();
-        assert_eq!(back.part(0, 0, true).values, [0.5, 1e300, 3.25]);
-        assert_eq!(back.counts(), [3, 0, 0, 0]);
-    }
-
-    #[test]
-    fn damaged_data_is_refused() {
-        let bytes = tasks(10).encode();
-        for cut in [0, 1, 5, bytes.len() - 1] {
-            assert!(RollupData::decode(&bytes[..cut], MetricKind::Task, "t").is_err());
-        }
-        let mut longer = bytes.clone();
-        longer.push(0);
-        assert!(RollupData::decode(&longer, MetricKind::Task, "t").is_err());
-        assert!(RollupData::decode(&[9], MetricKind::Task, "t").is_err());
-    }
-}
+mod tests;

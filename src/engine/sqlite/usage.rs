@@ -26,7 +26,8 @@ use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 
-use crate::error::{Error, Result};
+use crate::bytes::{put_varint, Reader};
+use crate::error::Result;
 use crate::model::pricing::Cost;
 use crate::model::trace::{TraceIds, TRACE_IDS_LEN};
 use crate::model::usage::Split;
@@ -69,16 +70,16 @@ impl UsageCell {
             flags |= COST | if cost.billed { BILLED } else { 0 };
         }
         let mut out = Vec::with_capacity(8);
-        put(&mut out, self.model << FLAG_BITS | flags);
+        put_varint(&mut out, self.model << FLAG_BITS | flags);
         if let Some(split) = self.split {
-            put(&mut out, split.input);
+            put_varint(&mut out, split.input);
         }
         if let Some(split) = cached {
-            put(&mut out, split.cache_read);
-            put(&mut out, split.cache_write);
+            put_varint(&mut out, split.cache_read);
+            put_varint(&mut out, split.cache_write);
         }
         if let Some(cost) = self.cost {
-            put(&mut out, cost.micros);
+            put_varint(&mut out, cost.micros);
         }
         if let Some(trace) = self.trace {
             out.extend_from_slice(&trace.to_bytes());
@@ -89,69 +90,41 @@ impl UsageCell {
     /// Reads a blob back; `tokens_used` is the row's, of which output is
     /// the part that is not input.
     pub fn decode(bytes: &[u8], tokens_used: u64) -> Result<UsageCell> {
-        let corrupt = |reason: &str| Error::CorruptRow {
-            table: "task_metrics",
-            reason: format!("usage {bytes:02x?}: {reason}"),
-        };
-        let mut at = 0;
-        let mut next = || take(bytes, &mut at).ok_or_else(|| corrupt("truncated"));
-        let head = next()?;
+        let mut r = Reader::new(bytes, "task_metrics", "usage");
+        let head = r.varint()?;
         let flags = head & ((1 << FLAG_BITS) - 1);
         let mut cell = UsageCell {
             model: head >> FLAG_BITS,
             ..UsageCell::default()
         };
         if flags & SPLIT != 0 {
-            let input = next()?;
+            let input = r.varint()?;
             let (cache_read, cache_write) = if flags & CACHE != 0 {
-                (next()?, next()?)
+                (r.varint()?, r.varint()?)
             } else {
                 (0, 0)
             };
             cell.split = Some(
                 Split::stored(tokens_used, input, cache_read, cache_write)
-                    .ok_or_else(|| corrupt("a breakdown that does not add up to tokens_used"))?,
+                    .ok_or_else(|| r.corrupt("a breakdown that does not add up to tokens_used"))?,
             );
         }
         if flags & COST != 0 {
             cell.cost = Some(Cost {
-                micros: next()?,
+                micros: r.varint()?,
                 billed: flags & BILLED != 0,
             });
         }
-        match bytes.len() - at {
+        match r.rest().len() {
             0 => {}
             TRACE_IDS_LEN => {
-                let trace = TraceIds::from_bytes(&bytes[at..]);
-                cell.trace = Some(trace.ok_or_else(|| corrupt("unreadable trace ids"))?);
+                let trace = TraceIds::from_bytes(r.rest());
+                cell.trace = Some(trace.ok_or_else(|| r.corrupt("unreadable trace ids"))?);
             }
-            _ => return Err(corrupt("bytes after the last field")),
+            _ => return Err(r.corrupt("bytes after the last field")),
         }
         Ok(cell)
     }
-}
-
-/// Appends `n` as a LEB128 varint.
-fn put(out: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        out.push((n as u8 & 0x7f) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
-/// Reads a LEB128 varint at `*at`, moving past it.
-fn take(bytes: &[u8], at: &mut usize) -> Option<u64> {
-    let mut n = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *bytes.get(*at)?;
-        *at += 1;
-        n |= u64::from(b & 0x7f).checked_shl(shift)?;
-        if b & 0x80 == 0 {
-            return Some(n);
-        }
-    }
-    None
 }
 
 /// Which part of a blob a SQL function reads.
@@ -211,6 +184,7 @@ pub(crate) fn register_usage_functions(conn: &Connection) -> rusqlite::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     #[test]
     fn blobs_round_trip_and_stay_small() {
