@@ -195,7 +195,8 @@ CREATE INDEX idx_task_metrics_task_id ON task_metrics (task_id) WHERE files_chan
 CREATE VIEW task_metrics_view AS
 SELECT t.task_id, a.name AS agent_id, s.name AS swarm_id, t.duration_ms,
        r.name AS result, t.tokens_used,
-       max(t.files_changed, ~t.files_changed) AS files_changed,
+       CASE WHEN t.files_changed < 0 THEN ~t.files_changed ELSE t.files_changed END
+           AS files_changed,
        strftime('%Y-%m-%dT%H:%M:%f', t.timestamp / 1000000.0, 'unixepoch') || 'Z' AS timestamp
 FROM task_metrics t
 JOIN agents a ON a.id = t.agent

@@ -6,8 +6,11 @@
 //! blob (src/engine/sqlite/usage.rs).
 
 /// `files_changed` as read back from any row, in the index or not (see
-/// [`stored_files`]).
-pub(crate) const FILES_CHANGED: &str = "max(m.files_changed, ~m.files_changed)";
+/// [`stored_files`]). A `CASE` is plain bytecode where `max(x, ~x)` is a
+/// function call: over 1M rows, 8 ms more than the bare column against
+/// 27 ms.
+pub(crate) const FILES_CHANGED: &str =
+    "CASE WHEN m.files_changed < 0 THEN ~m.files_changed ELSE m.files_changed END";
 
 /// The `files_changed` column of a row that changed `files` files: the
 /// count itself once the row is in the agent and task-id indexes, its

@@ -127,7 +127,7 @@ fn fold_raw(conn: &Connection, kind: MetricKind, cutoff: i64, limit: i64) -> Res
     let columns = match kind {
         MetricKind::Task => {
             "agent, coalesce(swarm, 0), result, duration_ms, tokens_used, \
-             max(files_changed, ~files_changed), usage"
+             CASE WHEN files_changed < 0 THEN ~files_changed ELSE files_changed END, usage"
         }
         MetricKind::Agent => "agent, metric_type, value",
         MetricKind::Swarm => "swarm, metric_type, value",
