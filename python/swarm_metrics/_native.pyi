@@ -19,7 +19,7 @@ TaskItem = Union[Mapping[str, Any], Tuple[Any, ...]]
 #: arguments, or a tuple (id, metric_type, value[, metadata[, timestamp]]).
 EntityItem = Union[Mapping[str, Any], Tuple[Any, ...]]
 Kind = Literal["task", "agent", "swarm"]
-GroupBy = Literal["agent", "swarm", "result", "metric_type"]
+GroupBy = Literal["agent", "swarm", "result", "metric_type", "model"]
 Answer = Dict[str, Any]
 
 class MetricsStorage:
