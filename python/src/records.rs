@@ -6,14 +6,16 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
-use swarm_metrics::{AgentMetric, MetricType, SwarmMetric, TaskMetric, TaskResult, Usage};
+use swarm_metrics::{
+    AgentMetric, MetricType, SwarmMetric, TaskMetric, TaskResult, TraceIds, Usage,
+};
 
 use crate::convert::{self, type_name};
-use crate::errors::invalid;
+use crate::errors::{invalid, store_error};
 
 /// The fields of a task: a tuple gives the first [`TUPLE_FIELDS`] in this
 /// order; a dict may name any.
-pub const TASK_FIELDS: [&str; 15] = [
+pub const TASK_FIELDS: [&str; 17] = [
     "task_id",
     "agent_id",
     "duration_ms",
@@ -29,6 +31,8 @@ pub const TASK_FIELDS: [&str; 15] = [
     "model",
     "provider",
     "cost_usd",
+    "trace_id",
+    "span_id",
 ];
 
 /// How many fields a tuple may give.
@@ -50,6 +54,8 @@ pub struct TaskArgs<'a, 'py> {
     pub swarm_id: Option<&'a Bound<'py, PyAny>>,
     /// `input_tokens` … `cost_usd`, in [`TASK_FIELDS`] order.
     pub usage: [Option<&'a Bound<'py, PyAny>>; 7],
+    /// `trace_id` and `span_id`: the OpenTelemetry span, in hex.
+    pub trace: [Option<&'a Bound<'py, PyAny>>; 2],
 }
 
 impl TaskArgs<'_, '_> {
@@ -86,6 +92,18 @@ impl TaskArgs<'_, '_> {
                 Some(v) if !v.is_none() => Some(convert::real("cost_usd", v)?),
                 _ => None,
             },
+        };
+        let [trace_id, span_id] = self.trace;
+        task.trace = match (
+            convert::optional_string("trace_id", trace_id)?,
+            convert::optional_string("span_id", span_id)?,
+        ) {
+            (Some(trace), Some(span)) => {
+                Some(TraceIds::from_hex(&trace, &span).map_err(store_error)?)
+            }
+            (None, None) => None,
+            (Some(_), None) => return Err(invalid("span_id", "a trace_id needs its span_id")),
+            (None, Some(_)) => return Err(invalid("trace_id", "a span_id needs its trace_id")),
         };
         Ok(task)
     }
@@ -150,6 +168,7 @@ fn task_of(fields: &[Option<Bound<'_, PyAny>>], now: DateTime<Utc>) -> PyResult<
         timestamp: fields[6].as_ref(),
         swarm_id: fields[7].as_ref(),
         usage: std::array::from_fn(|i| fields[8 + i].as_ref()),
+        trace: [fields[15].as_ref(), fields[16].as_ref()],
     }
     .task(now)
 }

@@ -205,7 +205,10 @@ impl MetricsStorage {
     /// ``model``, ``provider``, ``cost_usd`` (the bill, which wins over any
     /// price). ``tokens_used`` is then ``input_tokens + output_tokens``
     /// (completed when left out; a contradiction raises ``InvalidInput``).
-    #[pyo3(signature = (task_id, agent_id, duration_ms, result, tokens_used=None, files_changed=None, timestamp=None, *, swarm_id=None, input_tokens=None, output_tokens=None, cache_read_tokens=None, cache_write_tokens=None, model=None, provider=None, cost_usd=None), text_signature = "($self, task_id, agent_id, duration_ms, result, tokens_used=0, files_changed=0, timestamp=None, *, swarm_id=None, input_tokens=None, output_tokens=None, cache_read_tokens=None, cache_write_tokens=None, model=None, provider=None, cost_usd=None)")]
+    /// ``trace_id`` and ``span_id`` (hex, both or neither) name the
+    /// OpenTelemetry span the task was recorded from, as rows of tasks
+    /// stored from spans carry them.
+    #[pyo3(signature = (task_id, agent_id, duration_ms, result, tokens_used=None, files_changed=None, timestamp=None, *, swarm_id=None, input_tokens=None, output_tokens=None, cache_read_tokens=None, cache_write_tokens=None, model=None, provider=None, cost_usd=None, trace_id=None, span_id=None), text_signature = "($self, task_id, agent_id, duration_ms, result, tokens_used=0, files_changed=0, timestamp=None, *, swarm_id=None, input_tokens=None, output_tokens=None, cache_read_tokens=None, cache_write_tokens=None, model=None, provider=None, cost_usd=None, trace_id=None, span_id=None)")]
     #[allow(clippy::too_many_arguments)]
     fn store_task_metric(
         &self,
@@ -225,6 +228,8 @@ impl MetricsStorage {
         model: Option<&Bound<'_, PyAny>>,
         provider: Option<&Bound<'_, PyAny>>,
         cost_usd: Option<&Bound<'_, PyAny>>,
+        trace_id: Option<&Bound<'_, PyAny>>,
+        span_id: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let task = TaskArgs {
             task_id,
@@ -244,6 +249,7 @@ impl MetricsStorage {
                 provider,
                 cost_usd,
             ],
+            trace: [trace_id, span_id],
         }
         .task(now())?;
         self.run(py, move |s| s.store_task_metric(&task))

@@ -62,6 +62,8 @@ class MetricsStorage:
         model: Optional[str] = None,
         provider: Optional[str] = None,
         cost_usd: Optional[float] = None,
+        trace_id: Optional[str] = None,
+        span_id: Optional[str] = None,
     ) -> None: ...
     def get_task_metrics(
         self,

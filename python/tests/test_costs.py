@@ -82,3 +82,33 @@ def test_recompute_prices_what_came_before_its_price(store):
     assert (report["repriced"], report["now_unpriced"]) == (1, 0)
     total = store.aggregate_metrics("task", "sum", filters={"metric_type": "task_cost"})
     assert (total["result"], total["unpriced"]) == (2.0, 0)
+
+
+def test_trace_ids_go_in_and_come_back_and_rows_copy_whole(store, tmp_path):
+    trace, span = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    store.store_task_metric("a", "agent", 10, "success", trace_id=trace.upper(), span_id=span)
+    store.store_task_metrics([
+        {"task_id": "b", "agent_id": "agent", "duration_ms": 5, "result": "success",
+         "trace_id": trace, "span_id": "b7ad6b7169203332", "model": "m", "cost_usd": 0.5},
+        ("c", "agent", 5, "failure"),
+    ])
+    rows = {r["task_id"]: r for r in store.get_task_metrics()}
+    assert (rows["a"]["trace_id"], rows["a"]["span_id"]) == (trace, span)
+    assert rows["b"]["span_id"] == "b7ad6b7169203332"
+    assert "trace_id" not in rows["c"] and "span_id" not in rows["c"]
+    # A row is what a store takes: copied as it is read.
+    other = swarm_metrics.MetricsStorage(str(tmp_path / "copy.db"))
+    assert other.store_task_metrics(list(rows.values())) == 3
+    assert {r["task_id"]: r for r in other.get_task_metrics()} == rows
+    other.close()
+    # Half a pair, a bad digit or an all-zero id: refused, naming the field,
+    # nothing stored.
+    for kwargs, field in [
+        ({"trace_id": trace}, "span_id"),
+        ({"span_id": span}, "trace_id"),
+        ({"trace_id": trace[:-1] + "g", "span_id": span}, "trace_id"),
+        ({"trace_id": trace, "span_id": "0" * 16}, "span_id"),
+    ]:
+        with pytest.raises(swarm_metrics.InvalidInput, match=field):
+            store.store_task_metric("x", "agent", 1, "success", **kwargs)
+    assert len(store.get_task_metrics()) == 3
