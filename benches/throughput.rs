@@ -65,8 +65,10 @@ impl Lcg {
 /// The i-th of `rows` task metrics spread evenly over the 30 days before
 /// `end`, time-ordered.
 fn task(i: u64, rows: u64, end: DateTime<Utc>, rng: &mut Lcg) -> TaskMetric {
-    let span_us = DAYS * 86_400_000_000;
-    let at = end - chrono::Duration::microseconds(span_us - (i as i64 * span_us) / rows as i64);
+    let span_us = i128::from(DAYS) * 86_400_000_000;
+    // In 128 bits: i × 30 days of microseconds passes i64 from 3.6M rows.
+    let offset = span_us - i128::from(i) * span_us / i128::from(rows);
+    let at = end - chrono::Duration::microseconds(offset as i64);
     let agent = rng.next() % AGENTS;
     let result = match rng.next() % 100 {
         0..=84 => TaskResult::Success,
