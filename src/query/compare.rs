@@ -118,8 +118,10 @@ pub struct Comparison {
 impl MetricsStorage {
     /// Compares the tasks matching `a` with those matching `b`: their
     /// success rates (difference and p-value, by the two-proportion z-test,
-    /// or Fisher's exact test when the counts are small) and their
-    /// durations (difference of medians, and the Mann–Whitney U test).
+    /// or Fisher's exact test when the counts are small), their
+    /// durations (difference of medians, and the Mann–Whitney U test), and
+    /// where both sides have tasks with a cost, their costs
+    /// ([`Comparison::cost`]).
     ///
     /// ```
     /// use swarm_metrics::{Filter, MetricsStorage, TaskMetric, TaskResult};
