@@ -5,7 +5,11 @@
 //! ```text
 //! cargo bench --bench throughput                         # 1,000,000 task metrics
 //! SWARM_BENCH_ROWS=100000 cargo bench --bench throughput # quicker
+//! SWARM_BENCH_ROWS=10000000 SWARM_BENCH_DAYS=300 cargo bench --bench throughput
 //! ```
+//!
+//! The last keeps 1M's tasks per hour over ten times the history: how the
+//! answers grow with history (`SWARM_BENCH_DAYS`, 30 by default).
 //!
 //! Prints one row per workload: the library's figure, the baseline's, and
 //! their ratio (library / baseline; the last column says which way is
@@ -41,7 +45,19 @@ use swarm_metrics::{
 
 const AGENTS: u64 = 100;
 const SWARMS: u64 = 10;
-const DAYS: i64 = 30;
+/// The days the tasks span (`SWARM_BENCH_DAYS`, 30 by default): at 10M
+/// tasks, 300 days keep the density of 1M over 30, so that a run measures
+/// how answers grow with history rather than with tasks per hour.
+fn days() -> i64 {
+    static DAYS: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *DAYS.get_or_init(|| {
+        std::env::var("SWARM_BENCH_DAYS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|&d: &i64| d >= 4)
+            .unwrap_or(30)
+    })
+}
 const BATCH: usize = 1_000;
 const QUERY_SAMPLES: usize = 200;
 /// Runs of each single-store workload; the median is reported.
@@ -65,7 +81,7 @@ impl Lcg {
 /// The i-th of `rows` task metrics spread evenly over the 30 days before
 /// `end`, time-ordered.
 fn task(i: u64, rows: u64, end: DateTime<Utc>, rng: &mut Lcg) -> TaskMetric {
-    let span_us = i128::from(DAYS) * 86_400_000_000;
+    let span_us = i128::from(days()) * 86_400_000_000;
     // In 128 bits: i × 30 days of microseconds passes i64 from 3.6M rows.
     let offset = span_us - i128::from(i) * span_us / i128::from(rows);
     let at = end - chrono::Duration::microseconds(offset as i64);
@@ -445,7 +461,10 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let end = swarm_metrics::now();
     let mut table = Vec::new();
-    println!("swarm-metrics throughput: {rows} task metrics, {AGENTS} agents, {SWARMS} swarms, {DAYS} days");
+    println!(
+        "swarm-metrics throughput: {rows} task metrics, {AGENTS} agents, {SWARMS} swarms, {} days",
+        days()
+    );
     println!("machine: {}\n", machine());
 
     // store_batch: time-ordered batches of 1,000, the library and the
@@ -621,7 +640,7 @@ fn main() {
     let windows: Vec<(String, i64)> = (0..=QUERY_SAMPLES)
         .map(|_| {
             let agent = format!("agent-{:03}", rng.next() % AGENTS);
-            let hours_back = 24 + (rng.next() % (DAYS as u64 * 24 - 48)) as i64;
+            let hours_back = 24 + (rng.next() % (days() as u64 * 24 - 48)) as i64;
             (agent, hours_back)
         })
         .collect();
@@ -871,7 +890,7 @@ fn main() {
     let (ours_cleanup, ours_wait) = cleanup_while_storing(
         || |t: &TaskMetric| assert!(store.store_task_metric(t).unwrap()),
         || {
-            let report = store.cleanup_old_metrics((DAYS / 2) as u32).unwrap();
+            let report = store.cleanup_old_metrics((days() / 2) as u32).unwrap();
             assert!(report.task_metrics >= rows / 2 - rows / 100, "{report:?}");
         },
     );
@@ -882,7 +901,7 @@ fn main() {
             move |t: &TaskMetric| raw_insert(&conn, t)
         },
         || {
-            let cutoff = (end - chrono::Duration::days(DAYS / 2)).timestamp_micros();
+            let cutoff = (end - chrono::Duration::days(days() / 2)).timestamp_micros();
             raw.execute("DELETE FROM task_metrics WHERE timestamp < ?1", [cutoff])
                 .unwrap();
         },
@@ -1112,7 +1131,7 @@ fn postgres_figures(
 
         let store = MetricsStorage::open(&url).unwrap();
         let clock = Instant::now();
-        let report = store.cleanup_old_metrics((DAYS / 2) as u32).unwrap();
+        let report = store.cleanup_old_metrics((days() / 2) as u32).unwrap();
         assert!(report.task_metrics >= rows / 2 - rows / 100, "{report:?}");
         figures.push(("cleanup_half", clock.elapsed().as_secs_f64() * 1e3));
         store.close().unwrap();
