@@ -385,16 +385,21 @@ impl MetricsStorage {
                 )?;
                 let costs = filter.clone().column(TaskColumn::Cost);
                 let mut cost_values = self.values_by_group(MetricKind::Task, group, &costs)?;
-                let read = GroupRead {
-                    kind: MetricKind::Task,
-                    group_by: group,
-                    filter: &costs,
+                // A window without a cost has no totals to read (the
+                // common case of a store without usage: one read, not three).
+                let mut spent: BTreeMap<Option<String>, Aggregate> = if cost_values.is_empty() {
+                    BTreeMap::new()
+                } else {
+                    let read = GroupRead {
+                        kind: MetricKind::Task,
+                        group_by: group,
+                        filter: &costs,
+                    };
+                    self.cost_aggregate_by(&read, AggregationType::Sum)?
+                        .into_iter()
+                        .map(|g| (g.key, g.value))
+                        .collect()
                 };
-                let mut spent: BTreeMap<Option<String>, Aggregate> = self
-                    .cost_aggregate_by(&read, AggregationType::Sum)?
-                    .into_iter()
-                    .map(|g| (g.key, g.value))
-                    .collect();
                 Ok(self
                     .success_rate_by(group, &filter)?
                     .into_iter()

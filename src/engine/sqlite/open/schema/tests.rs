@@ -192,9 +192,9 @@ fn version_6_tasks_keep_their_answers_after_migration() {
 }
 
 /// Migration 10 moves each row's index state into the sign of its
-/// files_changed: rows keep
-/// their fields, usage and order, waiting rows join the indexes later
-/// as before, and retries of migrated rows are still found.
+/// files_changed: rows keep their fields, usage and order, waiting rows
+/// join the indexes later as before, and retries of migrated rows are
+/// still found.
 #[test]
 fn version_9_tasks_keep_their_answers_after_migration() {
     use crate::{Filter, MetricsStorage, TaskResult, Usage};
