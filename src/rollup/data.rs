@@ -16,7 +16,7 @@ use crate::bytes::{put_varint, unzigzag, zigzag, Reader};
 use crate::error::{Error, Result};
 use crate::model::record::MetricKind;
 use crate::model::usage::Split;
-use crate::stats::running::{decode_sketch, encode_sketch, Stat};
+use crate::stats::running::{decode_sketch, encode_sketch, Stat, Welford};
 
 /// Metrics a row keeps as exact values, at most.
 const MAX_VALUES: usize = 512;
@@ -530,7 +530,7 @@ fn put_stat(out: &mut Vec<u8>, s: &Stat) {
         out.extend(s.min.to_le_bytes());
         out.extend(s.max.to_le_bytes());
     }
-    out.extend(s.welford.mean.to_le_bytes());
+    out.extend(s.welford.mean().to_le_bytes());
     out.extend(s.welford.m2.to_le_bytes());
     let sketch = s.sketch.as_ref().map(encode_sketch).unwrap_or_default();
     put_varint(out, sketch.len() as u64);
@@ -553,9 +553,8 @@ impl Reader<'_> {
             s.min = self.f64()?;
             s.max = self.f64()?;
         }
-        s.welford.n = count;
-        s.welford.mean = self.f64()?;
-        s.welford.m2 = self.f64()?;
+        let (mean, m2) = (self.f64()?, self.f64()?);
+        s.welford = Welford::from_parts(count, mean, m2);
         let len = usize::try_from(self.varint()?).map_err(|_| self.corrupt("sketch length"))?;
         let table = self.table();
         let sketch = self.take(len)?;

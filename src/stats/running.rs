@@ -13,19 +13,47 @@ use crate::error::{Error, Result};
 /// Running mean and sum of squared deviations (Welford): stable where the
 /// textbook `sqrt((Σx² - (Σx)²/n) / (n-1))` cancels to nothing, e.g. for
 /// 1e9+1 … 1e9+4.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+///
+/// The mean is kept as an origin (the first value) plus an offset, and
+/// values are pushed relative to the origin: a mean near 4.5e15 rounds to
+/// a whole unit, and Welford's update multiplies that rounding by each
+/// deviation, which cost a relative 1e-12 of the deviation of large
+/// durations; relative to the first value, the running mean is as small
+/// as the spread and rounds accordingly.
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Welford {
     pub n: u64,
-    pub mean: f64,
+    origin: f64,
+    offset: f64,
     pub m2: f64,
 }
 
 impl Welford {
+    /// A state of `n` values with this `mean` and sum of squared
+    /// deviations `m2`, as a stored rollup or a server keeps them.
+    pub fn from_parts(n: u64, mean: f64, m2: f64) -> Self {
+        Welford {
+            n,
+            origin: mean,
+            offset: 0.0,
+            m2,
+        }
+    }
+
+    /// The mean of the values pushed.
+    pub fn mean(&self) -> f64 {
+        self.origin + self.offset
+    }
+
     pub fn push(&mut self, x: f64) {
+        if self.n == 0 {
+            self.origin = x;
+        }
         self.n += 1;
-        let delta = x - self.mean;
-        self.mean += delta / self.n as f64;
-        self.m2 += delta * (x - self.mean);
+        let y = x - self.origin;
+        let delta = y - self.offset;
+        self.offset += delta / self.n as f64;
+        self.m2 += delta * (y - self.offset);
     }
 
     /// Chan's parallel combination of two states.
@@ -39,8 +67,8 @@ impl Welford {
         }
         let (na, nb) = (self.n as f64, other.n as f64);
         let n = na + nb;
-        let delta = other.mean - self.mean;
-        self.mean += delta * nb / n;
+        let delta = (other.origin - self.origin) + (other.offset - self.offset);
+        self.offset += delta * nb / n;
         self.m2 += other.m2 + delta * delta * na * nb / n;
         self.n += other.n;
     }
@@ -48,6 +76,14 @@ impl Welford {
     /// The sample standard deviation; `None` below two values.
     pub fn sample_stddev(&self) -> Option<f64> {
         (self.n >= 2).then(|| (self.m2 / (self.n - 1) as f64).sqrt())
+    }
+}
+
+/// Two states are equal when they hold the same count, mean and sum of
+/// squared deviations, however the mean is split.
+impl PartialEq for Welford {
+    fn eq(&self, other: &Self) -> bool {
+        (self.n, self.mean(), self.m2) == (other.n, other.mean(), other.m2)
     }
 }
 
@@ -65,7 +101,7 @@ impl Running {
     pub fn to_bytes(self) -> Vec<u8> {
         let mut out = Vec::with_capacity(40);
         out.extend(self.welford.n.to_le_bytes());
-        out.extend(self.welford.mean.to_le_bytes());
+        out.extend(self.welford.mean().to_le_bytes());
         out.extend(self.welford.m2.to_le_bytes());
         out.extend(self.int_sum.to_le_bytes());
         out
@@ -75,11 +111,11 @@ impl Running {
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
         let part = |i: usize| -> Option<[u8; 8]> { bytes.get(i * 8..i * 8 + 8)?.try_into().ok() };
         Some(Running {
-            welford: Welford {
-                n: u64::from_le_bytes(part(0)?),
-                mean: f64::from_le_bytes(part(1)?),
-                m2: f64::from_le_bytes(part(2)?),
-            },
+            welford: Welford::from_parts(
+                u64::from_le_bytes(part(0)?),
+                f64::from_le_bytes(part(1)?),
+                f64::from_le_bytes(part(2)?),
+            ),
             int_sum: i128::from_le_bytes(bytes.get(24..40)?.try_into().ok()?),
         })
     }
@@ -304,6 +340,50 @@ mod tests {
         assert_eq!(w.sample_stddev(), Some(0.0));
     }
 
+    /// The deviation of whole numbers, from their exact sums.
+    fn exact_stddev(xs: &[i64]) -> f64 {
+        let n = xs.len() as i128;
+        let sum: i128 = xs.iter().map(|&x| i128::from(x)).sum();
+        let squares: i128 = xs.iter().map(|&x| i128::from(x) * i128::from(x)).sum();
+        ((n * squares - sum * sum) as f64 / (n * (n - 1)) as f64).sqrt()
+    }
+
+    #[test]
+    fn large_values_keep_their_deviation_to_the_last_digits() {
+        // Durations near 2^52 that spread by about 4e11: a mean kept whole
+        // rounds to a unit, which cost 1e-12 of the deviation.
+        let xs: Vec<i64> = (0..60i64)
+            .map(|i| 4_503_599_627_370_496 + (i * 7_919 % 61) * 13_000_000_000 + i * 977)
+            .collect();
+        let exact = exact_stddev(&xs);
+        let mut one = Welford::default();
+        xs.iter().for_each(|&x| one.push(x as f64));
+        let got = one.sample_stddev().unwrap();
+        assert!(
+            (got - exact).abs() <= 1e-14 * exact,
+            "{got} against {exact}"
+        );
+        let (mut a, mut b) = (Welford::default(), Welford::default());
+        xs[..25].iter().for_each(|&x| a.push(x as f64));
+        xs[25..].iter().for_each(|&x| b.push(x as f64));
+        a.merge(&b);
+        let merged = a.sample_stddev().unwrap();
+        assert!(
+            (merged - exact).abs() <= 1e-14 * exact,
+            "{merged} against {exact}"
+        );
+        // Two values an odd distance apart, whose mean is a half that a
+        // whole-number mean rounds away.
+        let pair = [8_000_000_000_000_001, 8_000_544_684_172_124];
+        let mut two = Welford::default();
+        pair.iter().for_each(|&x| two.push(x as f64));
+        let (got, exact) = (two.sample_stddev().unwrap(), exact_stddev(&pair));
+        assert!(
+            (got - exact).abs() <= 1e-14 * exact,
+            "{got} against {exact}"
+        );
+    }
+
     #[test]
     fn running_states_survive_their_byte_form() {
         let mut r = Running {
@@ -326,7 +406,7 @@ mod tests {
         a.merge(&b).unwrap();
         assert_eq!(a.count(), 5);
         let (m, w) = (a.welford, whole.welford);
-        assert!((m.mean - w.mean).abs() <= 1e-6 * w.mean.abs());
+        assert!((m.mean() - w.mean()).abs() <= 1e-6 * w.mean().abs());
         assert!((m.m2 - w.m2).abs() <= 1e-9 * w.m2);
         assert_eq!((a.min, a.max), (whole.min, whole.max));
         assert_eq!(a.sketch.unwrap().count(), 5);

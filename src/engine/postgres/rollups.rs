@@ -300,10 +300,6 @@ pub(super) fn stat_of(row: &Row, at: usize, kind: MetricKind) -> Result<Stat> {
         stat.sum_real / n as f64
     };
     let variance: Option<f64> = row.column(at + 4)?;
-    stat.welford = Welford {
-        n,
-        mean,
-        m2: variance.unwrap_or(0.0) * (n - 1) as f64,
-    };
+    stat.welford = Welford::from_parts(n, mean, variance.unwrap_or(0.0) * (n - 1) as f64);
     Ok(stat)
 }

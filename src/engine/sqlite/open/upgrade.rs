@@ -131,11 +131,7 @@ fn old_stat(row: &Row<'_>, at: usize, count: u64, int: bool) -> Result<Stat> {
         s.min = real_at(row, at + 1)?;
         s.max = real_at(row, at + 2)?;
     }
-    s.welford = Welford {
-        n: count,
-        mean: real_at(row, at + 3)?,
-        m2: real_at(row, at + 4)?,
-    };
+    s.welford = Welford::from_parts(count, real_at(row, at + 3)?, real_at(row, at + 4)?);
     let sketch: Vec<u8> = row.get(at + 5).map_err(|e| corrupt(e.to_string()))?;
     s.sketch = Some(decode_sketch(&sketch, "rollups")?);
     Ok(s)
@@ -160,7 +156,7 @@ mod tests {
             sum,
             s.min_int.into(),
             s.max_int.into(),
-            s.welford.mean.into(),
+            s.welford.mean().into(),
             s.welford.m2.into(),
             encode_sketch(s.sketch.as_ref().unwrap()).into(),
         ]
