@@ -28,6 +28,10 @@
 //! SWARM_METRICS_PG_URL=postgres://postgres@127.0.0.1:5432/postgres \
 //!     cargo bench --features postgres --bench throughput
 //! ```
+//!
+//! `SWARM_BENCH_POSTGRES_ONLY=1` measures the server alone, without the
+//! file's rows and their baselines (for comparing changes to the server
+//! engine quickly).
 
 #[path = "throughput/under_reads.rs"]
 mod under_reads;
@@ -448,6 +452,23 @@ fn stores_from_processes(
     rate((per_process * PROCESSES as u64) as usize, clock.elapsed())
 }
 
+/// What the queries ask, the same in every run: (agent, hours back) of
+/// each window, and the task ids looked up.
+fn query_samples(rows: u64) -> (Vec<(String, i64)>, Vec<String>) {
+    let mut rng = Lcg(99);
+    let windows = (0..=QUERY_SAMPLES)
+        .map(|_| {
+            let agent = format!("agent-{:03}", rng.next() % AGENTS);
+            let hours_back = 24 + (rng.next() % (days() as u64 * 24 - 48)) as i64;
+            (agent, hours_back)
+        })
+        .collect();
+    let task_ids = (0..=QUERY_SAMPLES)
+        .map(|_| format!("task-{:08}", rng.next() % rows))
+        .collect();
+    (windows, task_ids)
+}
+
 fn main() {
     if let Ok(job) = std::env::var("SWARM_BENCH_CHILD") {
         return child_stores(&job);
@@ -457,6 +478,13 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .filter(|n| *n >= 10_000)
         .unwrap_or(1_000_000);
+    if std::env::var_os("SWARM_BENCH_POSTGRES_ONLY").is_some() {
+        let (windows, task_ids) = query_samples(rows);
+        for (name, figure) in postgres_figures(rows, swarm_metrics::now(), &windows, &task_ids) {
+            println!("| {name:<27} | {figure:>14.3} |");
+        }
+        return;
+    }
     let single_rows = (rows / 50).clamp(2_000, 20_000) as usize;
     let dir = tempfile::tempdir().unwrap();
     let end = swarm_metrics::now();
@@ -636,14 +664,7 @@ fn main() {
     eprintln!("measured writers beside readers");
 
     // Queries over the full data set.
-    let mut rng = Lcg(99);
-    let windows: Vec<(String, i64)> = (0..=QUERY_SAMPLES)
-        .map(|_| {
-            let agent = format!("agent-{:03}", rng.next() % AGENTS);
-            let hours_back = 24 + (rng.next() % (days() as u64 * 24 - 48)) as i64;
-            (agent, hours_back)
-        })
-        .collect();
+    let (windows, task_ids) = query_samples(rows);
     let range_of = |hours_back: i64, span_hours: i64| {
         let start = end - chrono::Duration::hours(hours_back);
         TimeRange::new(start, start + chrono::Duration::hours(span_hours)).unwrap()
@@ -671,9 +692,6 @@ fn main() {
 
     // One task by id, as an orchestrator asks when it retries or reports
     // a task.
-    let task_ids: Vec<String> = (0..=QUERY_SAMPLES)
-        .map(|_| format!("task-{:08}", rng.next() % rows))
-        .collect();
     let (ours, base) = paired_medians(
         |i| {
             let filter = Filter::new().task(&task_ids[i]);

@@ -1159,6 +1159,24 @@ mod postgres_only {
         assert!(store.schema_version().unwrap() >= 2);
     }
 
+    /// Reads run statements each connection prepares once and keeps; a
+    /// kept statement whose result no longer fits the table (another
+    /// version changed a column's type) is prepared again, not an error.
+    #[test]
+    fn kept_statements_follow_a_changed_table() {
+        let db = common::server::database();
+        let store = MetricsStorage::builder(&db.url)
+            .pool_size(1)
+            .open()
+            .unwrap();
+        let task = TaskMetric::new("t-1", "agent-1", 40, TaskResult::Success).at(base());
+        assert!(store.store_task_metric(&task).unwrap());
+        let by_id = Filter::new().task("t-1");
+        assert_eq!(store.get_task_metrics(&by_id, 10).unwrap(), [task.clone()]);
+        db.execute("ALTER TABLE task_metrics ALTER COLUMN provider TYPE varchar(200)");
+        assert_eq!(store.get_task_metrics(&by_id, 10).unwrap(), [task]);
+    }
+
     /// Options that concern a file are refused on a server, naming the
     /// option, rather than ignored; those that apply to both are taken.
     #[test]

@@ -16,6 +16,7 @@
 
 mod alerts;
 mod backend;
+mod conn;
 mod filter;
 mod fold;
 mod grouped;
@@ -41,16 +42,13 @@ use std::time::Duration;
 
 use postgres::config::Host;
 use r2d2::PooledConnection;
-use r2d2_postgres::PostgresConnectionManager;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::{Error, PoolError, PostgresError, Result};
+use conn::Manager;
 
 pub(crate) use read::PlannedQuery;
 pub(crate) use write::{Metrics, Written};
-
-/// A pooled connection to the server.
-type Manager = PostgresConnectionManager<MakeRustlsConnect>;
 
 /// A metrics store on a PostgreSQL server.
 pub(crate) struct PgStore {

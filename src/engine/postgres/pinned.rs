@@ -6,10 +6,10 @@
 
 use std::ops::{Deref, DerefMut};
 
-use postgres::Client;
 use r2d2::PooledConnection;
 
-use super::{Manager, PgStore};
+use super::conn::{Conn, Manager};
+use super::PgStore;
 use crate::engine::pinning;
 use crate::error::{Error, Result};
 
@@ -31,9 +31,9 @@ pub(super) struct ReadConn {
 }
 
 impl Deref for ReadConn {
-    type Target = Client;
+    type Target = Conn;
 
-    fn deref(&self) -> &Client {
+    fn deref(&self) -> &Conn {
         match &self.conn {
             Some(conn) => conn,
             None => unreachable!("a read connection is held until dropped"),
@@ -42,7 +42,7 @@ impl Deref for ReadConn {
 }
 
 impl DerefMut for ReadConn {
-    fn deref_mut(&mut self) -> &mut Client {
+    fn deref_mut(&mut self) -> &mut Conn {
         match &mut self.conn {
             Some(conn) => conn,
             None => unreachable!("a read connection is held until dropped"),

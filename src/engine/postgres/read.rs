@@ -182,7 +182,7 @@ impl PgStore {
         let (sql, w) = tasks_sql(filter, limit, order);
         let rows = self
             .read_conn()?
-            .query_typed(&sql, &w.params())
+            .query_prepared(&sql, &w.params())
             .map_err(self.error("read task metrics"))?;
         rows.iter().map(task_of).collect()
     }
