@@ -1172,7 +1172,10 @@ mod postgres_only {
         let task = TaskMetric::new("t-1", "agent-1", 40, TaskResult::Success).at(base());
         assert!(store.store_task_metric(&task).unwrap());
         let by_id = Filter::new().task("t-1");
-        assert_eq!(store.get_task_metrics(&by_id, 10).unwrap(), [task.clone()]);
+        assert_eq!(
+            store.get_task_metrics(&by_id, 10).unwrap(),
+            std::slice::from_ref(&task)
+        );
         db.execute("ALTER TABLE task_metrics ALTER COLUMN provider TYPE varchar(200)");
         assert_eq!(store.get_task_metrics(&by_id, 10).unwrap(), [task]);
     }
