@@ -1180,6 +1180,30 @@ mod postgres_only {
         assert_eq!(store.get_task_metrics(&by_id, 10).unwrap(), [task]);
     }
 
+    /// A pooled connection idle for a while is tested before it is
+    /// handed out: one the server ended meanwhile is replaced, and the
+    /// call succeeds.
+    #[test]
+    fn a_connection_the_server_ended_is_replaced() {
+        let db = common::server::database();
+        let store = MetricsStorage::builder(&db.url)
+            .pool_size(1)
+            .open()
+            .unwrap();
+        let task = TaskMetric::new("t-1", "agent-1", 40, TaskResult::Success).at(base());
+        assert!(store.store_task_metric(&task).unwrap());
+        db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1_200));
+        let by_id = Filter::new().task("t-1");
+        assert_eq!(
+            store.get_task_metrics(&by_id, 10).unwrap(),
+            std::slice::from_ref(&task)
+        );
+    }
+
     /// Options that concern a file are refused on a server, naming the
     /// option, rather than ignored; those that apply to both are taken.
     #[test]
