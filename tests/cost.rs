@@ -159,6 +159,63 @@ fn each_task_is_priced_at_the_price_of_its_day() {
             "{}",
             s.backend
         );
+        // A batch of 16 or more goes straight into the table on a server,
+        // priced on the way: the same costs. Stored again, with one new
+        // task, only that one is new; a task twice in one batch, once.
+        let big: Vec<TaskMetric> = (0..3)
+            .flat_map(|round| {
+                tasks.iter().map(move |t| {
+                    let mut t = t.clone();
+                    t.task_id = format!("{}-{round}", t.task_id);
+                    t
+                })
+            })
+            .collect();
+        assert_eq!(store.store_task_metrics(&big).unwrap(), 21, "{}", s.backend);
+        let of = |suffix: &str| -> Vec<Option<f64>> {
+            rows(store)
+                .iter()
+                .filter(|t| t.task_id.ends_with(suffix))
+                .map(|t| t.usage.cost_usd)
+                .collect()
+        };
+        for round in 0..3 {
+            assert_eq!(of(&format!("-{round}")), costs, "{}", s.backend);
+        }
+        let mut again = big.clone();
+        again.push(task("h", day(11), usage.clone()));
+        assert_eq!(
+            store.store_task_metrics(&again).unwrap(),
+            1,
+            "{}",
+            s.backend
+        );
+        let mut twice = big[..15].to_vec();
+        twice.iter_mut().for_each(|t| t.task_id.push_str("-x"));
+        twice.push(twice[3].clone());
+        assert_eq!(
+            store.store_task_metrics(&twice).unwrap(),
+            15,
+            "{}",
+            s.backend
+        );
+        let all = rows(store);
+        let cost_of = |id: &str| {
+            all.iter()
+                .find(|t| t.task_id == id)
+                .map(|t| t.usage.cost_usd)
+        };
+        let copies: Vec<&TaskMetric> = all.iter().filter(|t| t.task_id.ends_with("-x")).collect();
+        assert_eq!(copies.len(), 15, "{}", s.backend);
+        for copy in copies {
+            let original = copy.task_id.trim_end_matches("-x");
+            assert_eq!(
+                Some(copy.usage.cost_usd),
+                cost_of(original),
+                "{}",
+                s.backend
+            );
+        }
         let prices = store.prices().unwrap();
         assert_eq!(prices.len(), 2);
         assert_eq!((prices[0].from, prices[0].price), (day(1), SONNET));

@@ -17,6 +17,7 @@
 mod alerts;
 mod backend;
 mod conn;
+mod direct;
 mod filter;
 mod fold;
 mod grouped;

@@ -88,26 +88,28 @@ impl PgStore {
                 &[],
             )
             .map_err(self.error("read prices"))?;
-        rows.iter()
-            .map(|row| {
-                let rate = |i| -> Result<u64> {
-                    let v: i64 = row.column(i)?;
-                    u64::try_from(v).map_err(|_| Error::CorruptRow {
-                        table: "prices",
-                        reason: format!("a negative rate {v}"),
-                    })
-                };
-                Ok((
-                    row.column(0)?,
-                    row.column(1)?,
-                    Rates {
-                        input: rate(2)?,
-                        output: rate(3)?,
-                        cache_read: rate(4)?,
-                        cache_write: rate(5)?,
-                    },
-                ))
-            })
-            .collect()
+        rows.iter().map(price_row).collect()
     }
+}
+
+/// A row of `model, valid_from, input, output, cache_read, cache_write`
+/// from the `prices` table.
+pub(super) fn price_row(row: &postgres::Row) -> Result<(String, i64, Rates)> {
+    let rate = |i| -> Result<u64> {
+        let v: i64 = row.column(i)?;
+        u64::try_from(v).map_err(|_| Error::CorruptRow {
+            table: "prices",
+            reason: format!("a negative rate {v}"),
+        })
+    };
+    Ok((
+        row.column(0)?,
+        row.column(1)?,
+        Rates {
+            input: rate(2)?,
+            output: rate(3)?,
+            cache_read: rate(4)?,
+            cache_write: rate(5)?,
+        },
+    ))
 }

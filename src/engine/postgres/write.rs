@@ -1,9 +1,11 @@
-//! Storing on PostgreSQL: a batch goes in by binary `COPY` into a
-//! session's temporary table, then into the partitioned table in one
-//! `INSERT … ON CONFLICT DO NOTHING`, all in one transaction: all or
-//! nothing, and a retried store (of the same `(task_id, timestamp)`, or
-//! agent or swarm metric) is ignored as in SQLite. Stores from many hosts
-//! at once wait on row locks at most, and never fail on them.
+//! Storing on PostgreSQL: a batch of tasks none of which is stored yet is
+//! copied straight into the table (`direct.rs`); any other batch goes in
+//! by binary `COPY` into a session's temporary table, then into the
+//! partitioned table in one `INSERT … ON CONFLICT DO NOTHING`; all in one
+//! transaction: all or nothing, and a retried store (of the same
+//! `(task_id, timestamp)`, or agent or swarm metric) is ignored as in
+//! SQLite. Stores from many hosts at once wait on row locks at most, and
+//! never fail on them.
 
 use std::sync::atomic::Ordering;
 
@@ -21,13 +23,14 @@ use crate::model::record::{EntityRecord, MetricKind, TaskMetric};
 /// The columns of a task metric row, in the order they are written;
 /// `cost_micros` is the task's bill here, priced on the way in (see
 /// [`PRICED_ROW`]).
-const TASK_COLUMNS: &str = "timestamp, task_id, agent_id, swarm_id, result, duration_ms, \
+pub(super) const TASK_COLUMNS: &str =
+    "timestamp, task_id, agent_id, swarm_id, result, duration_ms, \
                             tokens_used, files_changed, model, provider, input_tokens, \
                             cache_read_tokens, cache_write_tokens, cost_micros, cost_billed, \
                             trace";
 
 /// Their types, for binary `COPY` and typed parameters.
-const TASK_TYPES: [Type; 16] = [
+pub(super) const TASK_TYPES: [Type; 16] = [
     Type::INT8,
     Type::TEXT,
     Type::TEXT,
@@ -196,6 +199,11 @@ impl PgWriter<'_> {
     fn write_tasks(&mut self, tasks: &[TaskMetric]) -> Result<usize> {
         if tasks.is_empty() {
             return Ok(0);
+        }
+        if tasks.len() >= COPY_FROM_ROWS {
+            if let Some(stored) = self.store.copy_new_tasks(&mut self.tx, tasks)? {
+                return Ok(stored);
+            }
         }
         let err = |operation| self.store.error(operation);
         let tx = &mut self.tx;
@@ -459,7 +467,7 @@ fn insert_one_sql() -> String {
 }
 
 /// One task metric as the values of a row.
-struct TaskRow<'a> {
+pub(super) struct TaskRow<'a> {
     timestamp: i64,
     task: &'a TaskMetric,
     result: i16,
@@ -477,7 +485,7 @@ struct TaskRow<'a> {
 
 impl<'a> TaskRow<'a> {
     /// The row of a validated task.
-    fn of(task: &'a TaskMetric) -> Result<Self> {
+    pub(super) fn of(task: &'a TaskMetric) -> Result<Self> {
         let tokens = task.resolved_tokens()?;
         let billed = task.usage.billed_micros()?.map(count);
         let split = tokens.split;
@@ -498,7 +506,7 @@ impl<'a> TaskRow<'a> {
     }
 
     /// The values in [`TASK_COLUMNS`] order.
-    fn params(&self) -> [&(dyn ToSql + Sync); 16] {
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 16] {
         [
             &self.timestamp,
             &self.task.task_id,
