@@ -1159,11 +1159,9 @@ mod postgres_only {
         assert!(store.schema_version().unwrap() >= 2);
     }
 
-    /// Reads run statements each connection prepares once and keeps; a
-    /// kept statement whose result no longer fits the table (another
-    /// version changed a column's type) is prepared again, not an error.
-    #[test]
-    fn kept_statements_follow_a_changed_table() {
+    /// A store on a fresh database with a pool of one connection, and the
+    /// task `t-1` it stored.
+    fn one_connection_with_a_task() -> (common::server::Database, MetricsStorage, TaskMetric) {
         let db = common::server::database();
         let store = MetricsStorage::builder(&db.url)
             .pool_size(1)
@@ -1171,6 +1169,15 @@ mod postgres_only {
             .unwrap();
         let task = TaskMetric::new("t-1", "agent-1", 40, TaskResult::Success).at(base());
         assert!(store.store_task_metric(&task).unwrap());
+        (db, store, task)
+    }
+
+    /// Reads run statements each connection prepares once and keeps; a
+    /// kept statement whose result no longer fits the table (another
+    /// version changed a column's type) is prepared again, not an error.
+    #[test]
+    fn kept_statements_follow_a_changed_table() {
+        let (db, store, task) = one_connection_with_a_task();
         let by_id = Filter::new().task("t-1");
         assert_eq!(
             store.get_task_metrics(&by_id, 10).unwrap(),
@@ -1185,13 +1192,7 @@ mod postgres_only {
     /// call succeeds.
     #[test]
     fn a_connection_the_server_ended_is_replaced() {
-        let db = common::server::database();
-        let store = MetricsStorage::builder(&db.url)
-            .pool_size(1)
-            .open()
-            .unwrap();
-        let task = TaskMetric::new("t-1", "agent-1", 40, TaskResult::Success).at(base());
-        assert!(store.store_task_metric(&task).unwrap());
+        let (db, store, task) = one_connection_with_a_task();
         db.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
              WHERE datname = current_database() AND pid <> pg_backend_pid()",
