@@ -1756,6 +1756,40 @@ mod postgres_only {
         );
     }
 
+    /// A bulk write refreshes the statistics of the partitions it wrote,
+    /// and only theirs: a month written one task at a time before, and
+    /// the partitioned table as a whole, are left to autovacuum.
+    #[test]
+    fn a_bulk_write_analyzes_the_partitions_it_wrote() {
+        let db = common::server::database();
+        let store = MetricsStorage::open(&db.url).unwrap();
+        let january: chrono::DateTime<chrono::Utc> = "2025-01-05T00:00:00Z".parse().unwrap();
+        let single = TaskMetric::new("t-jan", "a", 1, TaskResult::Success).at(january);
+        assert!(store.store_task_metric(&single).unwrap());
+        let start: chrono::DateTime<chrono::Utc> = "2025-03-05T00:00:00Z".parse().unwrap();
+        let stream = (0..12_000i64).map(move |i| {
+            Ok(Parsed::Task(
+                TaskMetric::new(format!("t{i:05}"), "a", 1, TaskResult::Success)
+                    .at(start + chrono::Duration::seconds(i * 60)),
+            ))
+        });
+        assert_eq!(store.store_stream(stream).unwrap().tasks.stored, 12_000);
+        let mut client = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+        let mut estimated = |table: &str| -> f32 {
+            client
+                .query_one(
+                    "SELECT reltuples FROM pg_class WHERE relname = $1",
+                    &[&table],
+                )
+                .unwrap()
+                .get(0)
+        };
+        // -1: never analyzed (nor vacuumed).
+        assert_eq!(estimated("task_metrics_y2025m03"), 12_000.0);
+        assert_eq!(estimated("task_metrics_y2025m01"), -1.0);
+        assert_eq!(estimated("task_metrics"), -1.0);
+    }
+
     /// After an import, a day's query reads that day's pages through the
     /// time index rather than the whole month's (the query plan guarded,
     /// not its time).

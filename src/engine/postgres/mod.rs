@@ -77,6 +77,8 @@ pub(crate) struct PgStore {
     /// `write.rs`).
     bulk_rows: AtomicU64,
     next_refresh: AtomicU64,
+    /// The partitions written in transactions since the last refresh.
+    partitions_written: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl PgStore {
@@ -116,6 +118,7 @@ impl PgStore {
             lock_timeout: busy_timeout.max(Duration::from_secs(1)),
             bulk_rows: AtomicU64::new(0),
             next_refresh: AtomicU64::new(0),
+            partitions_written: Mutex::new(std::collections::BTreeSet::new()),
         };
         store.create_partitions_ahead()?;
         Ok(store)

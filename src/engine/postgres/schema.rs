@@ -235,6 +235,25 @@ pub(super) fn month_of(t: i64) -> Option<(i64, i64, String)> {
 /// and its name's suffix (`y2025m03`).
 pub(super) type Month = (i64, i64, String);
 
+/// The months rows at `timestamps` (µs) fall in, each once, in the order
+/// first met. Rows of a batch mostly share a month: one comparison each.
+pub(super) fn months_of(timestamps: impl IntoIterator<Item = i64>) -> Result<Vec<Month>> {
+    let mut months: Vec<Month> = Vec::new();
+    for t in timestamps {
+        if months
+            .iter()
+            .any(|(first, next, _)| (*first..*next).contains(&t))
+        {
+            continue;
+        }
+        let month = month_of(t).ok_or_else(|| {
+            Error::invalid("timestamp", format!("{t} µs is outside the calendar"))
+        })?;
+        months.push(month);
+    }
+    Ok(months)
+}
+
 /// The statement creating `table`'s partition for `month`.
 pub(super) fn partition_sql(table: &str, (first, next, name): &Month) -> String {
     format!(
@@ -257,17 +276,10 @@ impl PgStore {
         table: &'static str,
         timestamps: impl IntoIterator<Item = i64>,
     ) -> Result<Vec<Month>> {
+        let mut months = months_of(timestamps)?;
         let known = self.known_partitions()?;
-        let mut missing: Vec<Month> = Vec::new();
-        for t in timestamps {
-            let month = month_of(t).ok_or_else(|| {
-                Error::invalid("timestamp", format!("{t} µs is outside the calendar"))
-            })?;
-            if !known.contains(&(table, month.0)) && !missing.contains(&month) {
-                missing.push(month);
-            }
-        }
-        Ok(missing)
+        months.retain(|month| !known.contains(&(table, month.0)));
+        Ok(months)
     }
 
     /// Records that `table`'s partition starting at `first` exists.
@@ -360,23 +372,43 @@ impl PgStore {
     }
 
     /// After a bulk write: summarizes the time index ranges written since
-    /// they were last summarized, and refreshes the planner's statistics,
-    /// so that range queries skip what they do not need at once rather
-    /// than after the next autovacuum.
+    /// they were last summarized, and refreshes the planner's statistics
+    /// of the partitions written since the last refresh, so that range
+    /// queries skip what they do not need at once rather than after the
+    /// next autovacuum. Only those partitions: analyzing a partitioned
+    /// table samples every partition, and then the whole table again
+    /// (twice the work, growing with history), for estimates that queries
+    /// here take from the partitions they scan.
     pub(super) fn refresh_after_bulk_write(&self) -> Result<()> {
+        let written: Vec<String> = std::mem::take(&mut *self.partitions_written()?)
+            .into_iter()
+            .map(|name| format!("\"{name}\""))
+            .collect();
+        let mut sql = "SELECT brin_summarize_new_values(i.indexrelid) \
+                       FROM pg_index i \
+                       JOIN pg_inherits h ON h.inhrelid = i.indrelid \
+                       JOIN pg_class c ON c.oid = i.indexrelid \
+                       JOIN pg_am a ON a.oid = c.relam \
+                       WHERE a.amname = 'brin' AND h.inhparent IN \
+                           ('task_metrics'::regclass, 'agent_metrics'::regclass, \
+                            'swarm_metrics'::regclass)"
+            .to_owned();
+        if !written.is_empty() {
+            sql.push_str(&format!("; ANALYZE {}", written.join(", ")));
+        }
         self.conn()?
-            .batch_execute(
-                "SELECT brin_summarize_new_values(i.indexrelid) \
-                 FROM pg_index i \
-                 JOIN pg_inherits h ON h.inhrelid = i.indrelid \
-                 JOIN pg_class c ON c.oid = i.indexrelid \
-                 JOIN pg_am a ON a.oid = c.relam \
-                 WHERE a.amname = 'brin' AND h.inhparent IN \
-                     ('task_metrics'::regclass, 'agent_metrics'::regclass, \
-                      'swarm_metrics'::regclass); \
-                 ANALYZE task_metrics, agent_metrics, swarm_metrics",
-            )
+            .batch_execute(&sql)
             .map_err(self.error("refresh statistics"))
+    }
+
+    /// The partitions (by full name) written in transactions since the
+    /// last refresh.
+    pub(super) fn partitions_written(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, std::collections::BTreeSet<String>>> {
+        self.partitions_written
+            .lock()
+            .map_err(|_| Error::Internal("a thread panicked while recording a write"))
     }
 
     /// The schema version recorded on the server.

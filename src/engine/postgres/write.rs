@@ -13,7 +13,7 @@ use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
 use postgres::Transaction;
 
-use super::schema::{created_meanwhile, partition_sql};
+use super::schema::{created_meanwhile, months_of, partition_sql};
 use super::Columns;
 use super::PgStore;
 use crate::error::{Error, Result};
@@ -124,6 +124,8 @@ pub(crate) struct PgWriter<'a> {
     created: Vec<(&'static str, i64)>,
     /// Metrics written in this transaction.
     rows: usize,
+    /// The partitions they went into, by full name.
+    partitions_written: Vec<String>,
 }
 
 impl PgWriter<'_> {
@@ -143,6 +145,12 @@ impl PgWriter<'_> {
             ("agent_metrics", times(metrics.agents)),
             ("swarm_metrics", times(metrics.swarms)),
         ] {
+            for (_, _, name) in months_of(timestamps.iter().copied())? {
+                let name = format!("{table}_{name}");
+                if !self.partitions_written.contains(&name) {
+                    self.partitions_written.push(name);
+                }
+            }
             self.make_partitions(table, timestamps)?;
         }
         self.written = true;
@@ -376,12 +384,14 @@ impl PgStore {
             written: false,
             created: Vec::new(),
             rows: 0,
+            partitions_written: Vec::new(),
         };
         let value = write(&mut writer)?;
         writer.tx.commit().map_err(self.error("commit a write"))?;
         for (table, first) in writer.created {
             self.know_partition(table, first)?;
         }
+        self.partitions_written()?.extend(writer.partitions_written);
         let written = self
             .bulk_rows
             .fetch_add(writer.rows as u64, Ordering::Relaxed)
