@@ -1756,6 +1756,78 @@ mod postgres_only {
         );
     }
 
+    /// The pages of March's partition that a day's query from `day` reads
+    /// (the lossy blocks of its bitmap scan), the partition's pages, and
+    /// the plan, checked to go through the time index.
+    fn march_pages_a_day_reads(
+        db: &common::server::Database,
+        day: chrono::DateTime<chrono::Utc>,
+    ) -> (i64, i64, String) {
+        let (from, to) = (
+            day.timestamp_micros(),
+            (day + chrono::Duration::days(1)).timestamp_micros(),
+        );
+        let mut client = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+        let pages: i64 = client
+            .query_one(
+                "SELECT pg_relation_size('task_metrics_y2025m03') / 8192",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        let plan: serde_json::Value = client
+            .query_one(
+                &format!(
+                    "EXPLAIN (ANALYZE, FORMAT JSON) SELECT m.result, count(*) FROM task_metrics m \
+                     WHERE m.timestamp >= {from} AND m.timestamp <= {to} GROUP BY m.result"
+                ),
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        let text = plan.to_string();
+        assert!(
+            text.contains("Bitmap Index Scan")
+                && text.contains("task_metrics_y2025m03_timestamp_idx"),
+            "{text}"
+        );
+        fn lossy(node: &serde_json::Value) -> Option<i64> {
+            node.get("Lossy Heap Blocks")
+                .and_then(|v| v.as_i64())
+                .or_else(|| match node {
+                    serde_json::Value::Object(m) => m.values().find_map(lossy),
+                    serde_json::Value::Array(a) => a.iter().find_map(lossy),
+                    _ => None,
+                })
+        }
+        (lossy(&plan).unwrap_or(0), pages, text)
+    }
+
+    /// Batches stored one after another keep the time index summarized
+    /// as they go: the last day of 60,000 tasks stored in batches of
+    /// 1,000 reads its own pages, not the month's newest third.
+    #[test]
+    fn batches_keep_the_time_index_summarized() {
+        let db = common::server::database();
+        let store = MetricsStorage::open(&db.url).unwrap();
+        let start: chrono::DateTime<chrono::Utc> = "2025-03-01T00:00:00Z".parse().unwrap();
+        for batch in 0..60i64 {
+            let tasks: Vec<TaskMetric> = (batch * 1_000..(batch + 1) * 1_000)
+                .map(|i| {
+                    TaskMetric::new(format!("t{i:05}"), "a", 1, TaskResult::Success)
+                        .at(start + chrono::Duration::seconds(i * 43))
+                })
+                .collect();
+            assert_eq!(store.store_task_metrics(&tasks).unwrap(), 1_000);
+        }
+        let last_day = start + chrono::Duration::days(28);
+        let (read, pages, text) = march_pages_a_day_reads(&db, last_day);
+        // A day is a thirtieth of the data, plus the two ranges of 32
+        // pages it falls in; the newest third unsummarized would be read
+        // whole.
+        assert!(read * 5 < pages, "read {read} of {pages} pages: {text}");
+    }
+
     /// A bulk write refreshes the statistics of the partitions it wrote,
     /// and only theirs: a month written one task at a time before, and
     /// the partitioned table as a whole, are left to autovacuum.
@@ -1807,47 +1879,7 @@ mod postgres_only {
         });
         assert_eq!(store.store_stream(stream).unwrap().tasks.stored, 20_000);
         let day = start + chrono::Duration::days(10);
-        let (from, to) = (
-            day.timestamp_micros(),
-            (day + chrono::Duration::days(1)).timestamp_micros(),
-        );
-        let mut client = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
-        let pages: i64 = client
-            .query_one(
-                "SELECT relpages::bigint FROM pg_class WHERE relname = 'task_metrics_y2025m03'",
-                &[],
-            )
-            .unwrap()
-            .get(0);
-        let plan: serde_json::Value = client
-            .query_one(
-                &format!(
-                    "EXPLAIN (ANALYZE, FORMAT JSON) SELECT m.result, count(*) FROM task_metrics m \
-                     WHERE m.timestamp >= {from} AND m.timestamp <= {to} GROUP BY m.result"
-                ),
-                &[],
-            )
-            .unwrap()
-            .get(0);
-        let text = plan.to_string();
-        assert!(
-            text.contains("Bitmap Index Scan")
-                && text.contains("task_metrics_y2025m03_timestamp_idx"),
-            "{text}"
-        );
-        let lossy =
-            |node: &serde_json::Value| node.get("Lossy Heap Blocks").and_then(|v| v.as_i64());
-        fn find(
-            node: &serde_json::Value,
-            f: &dyn Fn(&serde_json::Value) -> Option<i64>,
-        ) -> Option<i64> {
-            f(node).or_else(|| match node {
-                serde_json::Value::Object(m) => m.values().find_map(|v| find(v, f)),
-                serde_json::Value::Array(a) => a.iter().find_map(|v| find(v, f)),
-                _ => None,
-            })
-        }
-        let read = find(&plan, &lossy).unwrap_or(0);
+        let (read, pages, text) = march_pages_a_day_reads(&db, day);
         // The store explains its own queries the same way.
         let range = TimeRange::new(day, day + chrono::Duration::days(1)).unwrap();
         let plan = store

@@ -73,10 +73,12 @@ pub(crate) struct PgStore {
     /// than wait for ever on a transaction that waits for it.
     lock_timeout: Duration,
     /// Metrics this store has written in transactions, and the total at
-    /// which it next refreshes the time indexes and statistics (see
-    /// `write.rs`).
+    /// which it next refreshes the statistics of the partitions written
+    /// (see `write.rs`).
     bulk_rows: AtomicU64,
     next_refresh: AtomicU64,
+    /// The total at which it next summarizes the time indexes.
+    next_summary: AtomicU64,
     /// The partitions written in transactions since the last refresh.
     partitions_written: Mutex<std::collections::BTreeSet<String>>,
 }
@@ -118,6 +120,7 @@ impl PgStore {
             lock_timeout: busy_timeout.max(Duration::from_secs(1)),
             bulk_rows: AtomicU64::new(0),
             next_refresh: AtomicU64::new(0),
+            next_summary: AtomicU64::new(0),
             partitions_written: Mutex::new(std::collections::BTreeSet::new()),
         };
         store.create_partitions_ahead()?;

@@ -371,33 +371,39 @@ impl PgStore {
         }
     }
 
-    /// After a bulk write: summarizes the time index ranges written since
-    /// they were last summarized, and refreshes the planner's statistics
-    /// of the partitions written since the last refresh, so that range
-    /// queries skip what they do not need at once rather than after the
-    /// next autovacuum. Only those partitions: analyzing a partitioned
-    /// table samples every partition, and then the whole table again
-    /// (twice the work, growing with history), for estimates that queries
-    /// here take from the partitions they scan.
-    pub(super) fn refresh_after_bulk_write(&self) -> Result<()> {
+    /// Summarizes the time index ranges written since they were last
+    /// summarized, so that range queries skip what they do not need at
+    /// once rather than after the next autovacuum.
+    pub(super) fn summarize_time_indexes(&self) -> Result<()> {
+        self.conn()?
+            .batch_execute(
+                "SELECT brin_summarize_new_values(i.indexrelid) \
+                 FROM pg_index i \
+                 JOIN pg_inherits h ON h.inhrelid = i.indrelid \
+                 JOIN pg_class c ON c.oid = i.indexrelid \
+                 JOIN pg_am a ON a.oid = c.relam \
+                 WHERE a.amname = 'brin' AND h.inhparent IN \
+                     ('task_metrics'::regclass, 'agent_metrics'::regclass, \
+                      'swarm_metrics'::regclass)",
+            )
+            .map_err(self.error("summarize the time indexes"))
+    }
+
+    /// Refreshes the planner's statistics of the partitions written in
+    /// transactions since the last refresh. Only those partitions:
+    /// analyzing a partitioned table samples every partition, and then the
+    /// whole table again (twice the work, growing with history), for
+    /// estimates that queries here take from the partitions they scan.
+    pub(super) fn analyze_partitions_written(&self) -> Result<()> {
         let written: Vec<String> = std::mem::take(&mut *self.partitions_written()?)
             .into_iter()
             .map(|name| format!("\"{name}\""))
             .collect();
-        let mut sql = "SELECT brin_summarize_new_values(i.indexrelid) \
-                       FROM pg_index i \
-                       JOIN pg_inherits h ON h.inhrelid = i.indrelid \
-                       JOIN pg_class c ON c.oid = i.indexrelid \
-                       JOIN pg_am a ON a.oid = c.relam \
-                       WHERE a.amname = 'brin' AND h.inhparent IN \
-                           ('task_metrics'::regclass, 'agent_metrics'::regclass, \
-                            'swarm_metrics'::regclass)"
-            .to_owned();
-        if !written.is_empty() {
-            sql.push_str(&format!("; ANALYZE {}", written.join(", ")));
+        if written.is_empty() {
+            return Ok(());
         }
         self.conn()?
-            .batch_execute(&sql)
+            .batch_execute(&format!("ANALYZE {}", written.join(", ")))
             .map_err(self.error("refresh statistics"))
     }
 
