@@ -269,19 +269,17 @@ pub(super) fn created_meanwhile(e: &postgres::Error) -> bool {
 }
 
 impl PgStore {
-    /// The monthly partitions of `table` that rows at `timestamps` (µs)
-    /// go into and that are not known to exist.
+    /// Of the `months` rows of `table` go into, those whose partitions
+    /// are not known to exist.
     pub(super) fn missing_partitions(
         &self,
         table: &'static str,
-        timestamps: impl IntoIterator<Item = i64>,
+        mut months: Vec<Month>,
     ) -> Result<Vec<Month>> {
-        let mut months = months_of(timestamps)?;
         let known = self.known_partitions()?;
         months.retain(|month| !known.contains(&(table, month.0)));
         Ok(months)
     }
-
     /// Records that `table`'s partition starting at `first` exists.
     pub(super) fn know_partition(&self, table: &'static str, first: i64) -> Result<()> {
         self.known_partitions()?.insert((table, first));
@@ -299,7 +297,12 @@ impl PgStore {
         table: &'static str,
         timestamps: impl IntoIterator<Item = i64>,
     ) -> Result<()> {
-        let missing = self.missing_partitions(table, timestamps)?;
+        self.ensure_months(table, months_of(timestamps)?)
+    }
+
+    /// [`ensure_partitions`](Self::ensure_partitions) of rows in `months`.
+    pub(super) fn ensure_months(&self, table: &'static str, months: Vec<Month>) -> Result<()> {
+        let missing = self.missing_partitions(table, months)?;
         if missing.is_empty() {
             return Ok(());
         }

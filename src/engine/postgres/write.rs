@@ -13,7 +13,7 @@ use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
 use postgres::Transaction;
 
-use super::schema::{created_meanwhile, months_of, partition_sql};
+use super::schema::{created_meanwhile, months_of, partition_sql, Month};
 use super::Columns;
 use super::PgStore;
 use crate::error::{Error, Result};
@@ -153,13 +153,14 @@ impl PgWriter<'_> {
             ("agent_metrics", times(metrics.agents)),
             ("swarm_metrics", times(metrics.swarms)),
         ] {
-            for (_, _, name) in months_of(timestamps.iter().copied())? {
+            let months = months_of(timestamps)?;
+            for (_, _, name) in &months {
                 let name = format!("{table}_{name}");
                 if !self.partitions_written.contains(&name) {
                     self.partitions_written.push(name);
                 }
             }
-            self.make_partitions(table, timestamps)?;
+            self.make_partitions(table, months)?;
         }
         self.written = true;
         self.rows += metrics.tasks.len() + metrics.agents.len() + metrics.swarms.len();
@@ -175,18 +176,18 @@ impl PgWriter<'_> {
         })
     }
 
-    /// Makes the partitions rows at `timestamps` need: before the first
+    /// Makes the partitions rows in `months` need: before the first
     /// write on the store's own connection for schema changes (committed
     /// at once, for every other writer too); after it, inside this
     /// transaction, which already holds the table's lock that creating a
     /// partition elsewhere would wait for.
-    fn make_partitions(&mut self, table: &'static str, timestamps: Vec<i64>) -> Result<()> {
+    fn make_partitions(&mut self, table: &'static str, months: Vec<Month>) -> Result<()> {
         if !self.written {
-            return self.store.ensure_partitions(table, timestamps);
+            return self.store.ensure_months(table, months);
         }
         let missing: Vec<_> = self
             .store
-            .missing_partitions(table, timestamps)?
+            .missing_partitions(table, months)?
             .into_iter()
             .filter(|month| !self.created.contains(&(table, month.0)))
             .collect();
