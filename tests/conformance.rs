@@ -1903,6 +1903,19 @@ mod postgres_only {
             .unwrap()
             .join("\n");
         assert!(plan.contains("task_metrics_y2025m03_pkey"), "{plan}");
+        for shape in [
+            swarm_metrics::QueryShape::Percentile,
+            swarm_metrics::QueryShape::Aggregate(AggregationType::Avg),
+        ] {
+            let plan = store
+                .query_plan(MetricKind::Task, shape, &Filter::new().range(range))
+                .unwrap()
+                .join("\n");
+            assert!(
+                plan.contains("Bitmap Index Scan on task_metrics_y2025m03_timestamp_idx"),
+                "{shape:?}: {plan}"
+            );
+        }
         // A day is a twentieth of the data: its pages and the two ranges
         // of 32 pages it falls in, far less than the month's (unsummarized
         // ranges would all be read).

@@ -1,8 +1,6 @@
 //! Query plans on a server: PostgreSQL's `EXPLAIN` of the query a call
 //! runs.
 
-use postgres::types::Type;
-
 use super::filter::Where;
 use super::read::{aggregate_sql, percentiles_sql, success_rate_sql, tasks_sql, PlannedQuery};
 use super::Columns;
@@ -38,13 +36,8 @@ impl PgStore {
             PlannedQuery::SuccessRate => success_rate_sql(filter),
             PlannedQuery::Percentile => percentiles_sql(kind, filter)?,
         };
-        let mut params = w.params();
-        let median = vec![0.5f64];
-        if matches!(query, PlannedQuery::Percentile) {
-            params.push((&median, Type::FLOAT8_ARRAY));
-        }
         self.read_conn()?
-            .query_typed(&format!("EXPLAIN (COSTS OFF) {sql}"), &params)
+            .query_typed(&format!("EXPLAIN (COSTS OFF) {sql}"), &w.params())
             .map_err(self.error("explain query"))?
             .iter()
             .map(|row| row.column(0))
