@@ -5,7 +5,7 @@
 //! the server: every row is written twice and checked for a conflict one
 //! by one. Most batches hold only tasks the store has never seen, so a
 //! batch is first copied straight into `task_metrics`, priced here by the
-//! same rule as the file ([`cost_of`]) from the prices in force inside the
+//! same rule as the file (`cost_of`) from the prices in force inside the
 //! transaction, in key order like the general path. A task already stored
 //! (a retried batch, another host's write of the same task) makes the copy
 //! fail on the primary key: it is undone to a savepoint and the batch
@@ -15,19 +15,14 @@ use std::collections::HashSet;
 
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::error::SqlState;
-use postgres::types::ToSql;
 use postgres::Transaction;
 
 use super::prices::price_row;
 use super::write::{TaskRow, TASK_COLUMNS, TASK_TYPES};
 use super::PgStore;
 use crate::error::Result;
-use crate::model::filter::to_micros;
-use crate::model::pricing::{cost_of, PriceBook, Rates};
+use crate::model::pricing::{PriceBook, Rates};
 use crate::model::record::TaskMetric;
-
-/// Where the cost goes among [`TASK_COLUMNS`].
-const COST_COLUMN: usize = 13;
 
 impl PgStore {
     /// Copies `tasks` straight into `task_metrics` inside `tx`: `Some`
@@ -47,15 +42,9 @@ impl PgStore {
             return Ok(None);
         }
         let book = self.price_book(tx, tasks)?;
-        let rows: Vec<(TaskRow<'_>, Option<i64>)> = in_order
+        let rows: Vec<TaskRow<'_>> = in_order
             .iter()
-            .map(|task| {
-                let row = TaskRow::of(task)?;
-                let tokens = task.resolved_tokens()?;
-                let cost = cost_of(&task.usage, tokens, to_micros(task.timestamp), &book)?
-                    .map(|c| i64::try_from(c.micros).unwrap_or(i64::MAX));
-                Ok((row, cost))
-            })
+            .map(|task| TaskRow::of(task)?.priced(&book))
             .collect::<Result<_>>()?;
         let err = |operation| self.error(operation);
         tx.batch_execute("SAVEPOINT direct_copy")
@@ -112,16 +101,14 @@ impl PgStore {
 /// Copies the priced rows into `task_metrics` in binary.
 fn copy_rows(
     tx: &mut Transaction<'_>,
-    rows: &[(TaskRow<'_>, Option<i64>)],
+    rows: &[TaskRow<'_>],
 ) -> std::result::Result<(), postgres::Error> {
     let sink = tx.copy_in(&format!(
         "COPY task_metrics ({TASK_COLUMNS}) FROM STDIN (FORMAT binary)"
     ))?;
     let mut writer = BinaryCopyInWriter::new(sink, &TASK_TYPES);
-    for (row, cost) in rows {
-        let mut values: [&(dyn ToSql + Sync); 16] = row.params();
-        values[COST_COLUMN] = cost;
-        writer.write(&values)?;
+    for row in rows {
+        writer.write(&row.params())?;
     }
     writer.finish()?;
     Ok(())

@@ -18,7 +18,9 @@ use super::Columns;
 use super::PgStore;
 use crate::error::{Error, Result};
 use crate::model::filter::to_micros;
+use crate::model::pricing::{cost_of, PriceBook};
 use crate::model::record::{EntityRecord, MetricKind, TaskMetric};
+use crate::model::usage::Tokens;
 
 /// The columns of a task metric row, in the order they are written;
 /// `cost_micros` is the task's bill here, priced on the way in (see
@@ -511,8 +513,10 @@ pub(super) struct TaskRow<'a> {
     input: Option<i64>,
     cache_read: Option<i64>,
     cache_write: Option<i64>,
-    billed: Option<i64>,
+    /// The `cost_micros` column: the bill, until [`TaskRow::priced`].
+    cost_micros: Option<i64>,
     is_billed: bool,
+    tokens: Tokens,
     /// The trace id's bytes, then the span id's.
     trace: Option<Vec<u8>>,
 }
@@ -533,10 +537,19 @@ impl<'a> TaskRow<'a> {
             input: split.map(|s| count(s.input)),
             cache_read: split.map(|s| count(s.cache_read)),
             cache_write: split.map(|s| count(s.cache_write)),
-            billed,
+            cost_micros: billed,
             is_billed: billed.is_some(),
+            tokens,
             trace: task.trace.map(|ids| ids.to_bytes().to_vec()),
         })
+    }
+
+    /// The row with its cost: the bill, else its tokens at the price in
+    /// `book` in force at its timestamp (the file's rule, [`cost_of`]).
+    pub(super) fn priced(mut self, book: &PriceBook) -> Result<Self> {
+        let cost = cost_of(&self.task.usage, self.tokens, self.timestamp, book)?;
+        self.cost_micros = cost.map(|c| count(c.micros));
+        Ok(self)
     }
 
     /// The values in [`TASK_COLUMNS`] order.
@@ -555,7 +568,7 @@ impl<'a> TaskRow<'a> {
             &self.input,
             &self.cache_read,
             &self.cache_write,
-            &self.billed,
+            &self.cost_micros,
             &self.is_billed,
             &self.trace,
         ]
