@@ -280,6 +280,7 @@ impl PgStore {
         months.retain(|month| !known.contains(&(table, month.0)));
         Ok(months)
     }
+
     /// Records that `table`'s partition starting at `first` exists.
     pub(super) fn know_partition(&self, table: &'static str, first: i64) -> Result<()> {
         self.known_partitions()?.insert((table, first));
