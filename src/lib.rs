@@ -101,6 +101,7 @@ pub use model::record::{
     TaskResult, MAX_ID_LEN,
 };
 pub use model::span::parse_span;
+pub use model::tally::TaskTally;
 pub use model::trace::TraceIds;
 pub use model::usage::{
     CostPerSuccess, RecomputeReport, Split, TokensByType, Usage, MAX_COST_MICROS,

@@ -40,6 +40,7 @@ use crate::model::reports::{CleanupReport, VacuumReport};
 use crate::model::shapes::GroupRead;
 use crate::model::shapes::QueryShape;
 use crate::model::shapes::RowOrder;
+use crate::model::tally::TaskTally;
 use crate::model::usage::RecomputeReport;
 use crate::rollup::rolled::AgentTotals;
 use crate::rollup::row::RollupRecord;
@@ -400,4 +401,9 @@ backend_contract! {
     /// The newest task's instant (µs) of each swarm with tasks (`None`:
     /// tasks without a swarm), raw rows only.
     fn last_task_by_swarm(&self) -> Result<Vec<(Option<String>, i64)>>;
+
+    /// The raw tasks matching `filter`, counted per agent, swarm, model
+    /// and result, in one snapshot, in no order; a key may come in
+    /// several tallies.
+    fn task_tallies(&self, filter: &Filter) -> Result<Vec<TaskTally>>;
 }

@@ -14,5 +14,6 @@ pub(crate) mod record;
 pub(crate) mod reports;
 pub(crate) mod shapes;
 pub(crate) mod span;
+pub(crate) mod tally;
 pub(crate) mod trace;
 pub(crate) mod usage;

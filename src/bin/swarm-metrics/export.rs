@@ -250,18 +250,19 @@ fn sample(v: f64) -> String {
     }
 }
 
+/// The tasks of one agent in one swarm, over its models and results.
 #[derive(Default)]
 struct TaskGroup {
     by_result: BTreeMap<TaskResult, u64>,
     durations: Vec<f64>,
-    tokens: u64,
+    tokens: u128,
 }
 
 /// The cost of an agent's tasks in one swarm on one model: micro-dollars,
 /// summed exactly, and the tasks without a cost.
 #[derive(Default)]
 struct CostGroup {
-    micros: u64,
+    micros: u128,
     unpriced: u64,
 }
 
@@ -279,23 +280,19 @@ pub fn prometheus(
     if wanted(MetricKind::Task) {
         let mut groups: BTreeMap<(String, String), TaskGroup> = BTreeMap::new();
         let mut costs: BTreeMap<(String, String, String), CostGroup> = BTreeMap::new();
-        store.for_each_task_metric(filter, |t| {
-            let swarm = t.swarm_id.clone().unwrap_or_default();
+        for t in store.task_tallies(filter)? {
+            let swarm = t.swarm_id.unwrap_or_default();
             let g = groups
                 .entry((t.agent_id.clone(), swarm.clone()))
                 .or_default();
-            *g.by_result.entry(t.result).or_default() += 1;
-            g.durations.push(t.duration_ms as f64);
-            g.tokens = g.tokens.saturating_add(t.tokens_used);
-            let model = t.usage.model.clone().unwrap_or_default();
-            let c = costs.entry((t.agent_id.clone(), swarm, model)).or_default();
-            match t.usage.cost_usd {
-                // Stored as whole micro-dollars: the product gives them back.
-                Some(usd) => c.micros = c.micros.saturating_add((usd * 1e6).round() as u64),
-                None => c.unpriced += 1,
-            }
-            ControlFlow::<()>::Continue(())
-        })?;
+            *g.by_result.entry(t.result).or_default() += t.tasks;
+            g.durations.extend(t.durations_ms.iter().map(|&d| d as f64));
+            g.tokens += t.tokens_used;
+            let model = t.model.unwrap_or_default();
+            let c = costs.entry((t.agent_id, swarm, model)).or_default();
+            c.micros += t.cost_micros;
+            c.unpriced += t.unpriced;
+        }
         let labels = |(agent, swarm): &(String, String)| {
             format!("agent=\"{}\",swarm=\"{}\"", label(agent), label(swarm))
         };

@@ -30,6 +30,7 @@ mod rollups;
 mod schema;
 mod series;
 mod span;
+mod tally;
 mod tls;
 mod transfer;
 mod values;

@@ -22,6 +22,7 @@ mod series;
 mod span;
 mod stats;
 mod store;
+mod tally;
 pub(crate) mod task_place;
 mod tasks;
 pub(crate) mod usage;

@@ -401,14 +401,14 @@ fn build_select(
     (sql, params)
 }
 
-fn corrupt(table: &'static str, reason: impl Into<String>) -> Error {
+pub(super) fn corrupt(table: &'static str, reason: impl Into<String>) -> Error {
     Error::CorruptRow {
         table,
         reason: reason.into(),
     }
 }
 
-fn column<T: rusqlite::types::FromSql>(
+pub(super) fn column<T: rusqlite::types::FromSql>(
     row: &Row<'_>,
     index: usize,
     table: &'static str,
@@ -426,7 +426,7 @@ fn timestamp_column(
     from_micros(us).ok_or_else(|| corrupt(table, format!("timestamp {us} out of range")))
 }
 
-fn count_column(row: &Row<'_>, index: usize, table: &'static str) -> Result<u64> {
+pub(super) fn count_column(row: &Row<'_>, index: usize, table: &'static str) -> Result<u64> {
     let n: i64 = column(row, index, table)?;
     u64::try_from(n).map_err(|_| corrupt(table, format!("negative count {n}")))
 }
