@@ -196,13 +196,13 @@ fn main() {
         let step = 30 * 86_400_000_000 / rows as i64;
         for chunk in (0..rows).step_by(10 * BATCH) {
             let upto = (chunk + 10 * BATCH as u64).min(rows);
+            // Each chunk ends where the next begins: 30 days in all, the
+            // last task two hours before the workloads' tasks.
+            let chunk_end = end
+                - chrono::Duration::hours(2)
+                - chrono::Duration::microseconds((rows - upto) as i64 * step);
             store
-                .store_task_metrics(&tasks(
-                    "fill-",
-                    chunk..upto,
-                    end - chrono::Duration::hours(2),
-                    step,
-                ))
+                .store_task_metrics(&tasks("fill-", chunk..upto, chunk_end, step))
                 .unwrap();
         }
         store.close().unwrap();
