@@ -1,6 +1,7 @@
 //! The shapes of the questions an engine is asked: which query a plan
 //! explains, in which order rows come, what a grouped read selects.
 
+use crate::error::Result;
 use crate::model::filter::{Filter, GroupBy};
 use crate::model::record::{AggregationType, MetricKind};
 
@@ -38,4 +39,19 @@ pub(crate) struct GroupRead<'a> {
     pub group_by: GroupBy,
     /// Which metrics are read.
     pub filter: &'a Filter,
+}
+
+impl<'a> GroupRead<'a> {
+    /// The grouped read of `kind`'s metrics `filter` selects by
+    /// `group_by`, once both are checked to apply to `kind` (the filter
+    /// may pick a task column, as aggregates do).
+    pub fn checked(kind: MetricKind, group_by: GroupBy, filter: &'a Filter) -> Result<Self> {
+        filter.validate(kind, true)?;
+        group_by.validate(kind)?;
+        Ok(GroupRead {
+            kind,
+            group_by,
+            filter,
+        })
+    }
 }

@@ -5,6 +5,7 @@
 //! once take turns, and a partition another host dropped meanwhile is
 //! passed over.
 
+use super::schema::partition_indexes;
 use super::Columns;
 use super::PgStore;
 use crate::error::{Error, Result};
@@ -256,13 +257,10 @@ impl PgStore {
         if amcheck {
             let indexes = conn
                 .query(
-                    "SELECT c.oid, c.relname::text FROM pg_index i \
-                     JOIN pg_class c ON c.oid = i.indexrelid \
-                     JOIN pg_am a ON a.oid = c.relam \
-                     JOIN pg_inherits h ON h.inhrelid = i.indrelid \
-                     WHERE a.amname = 'btree' AND h.inhparent IN \
-                         ('task_metrics'::regclass, 'agent_metrics'::regclass, \
-                          'swarm_metrics'::regclass)",
+                    &format!(
+                        "SELECT c.oid, c.relname::text {}",
+                        partition_indexes("btree")
+                    ),
                     &[],
                 )
                 .map_err(self.error("check integrity"))?;

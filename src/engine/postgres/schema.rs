@@ -380,16 +380,10 @@ impl PgStore {
     /// once rather than after the next autovacuum.
     pub(super) fn summarize_time_indexes(&self) -> Result<()> {
         self.conn()?
-            .batch_execute(
-                "SELECT brin_summarize_new_values(i.indexrelid) \
-                 FROM pg_index i \
-                 JOIN pg_inherits h ON h.inhrelid = i.indrelid \
-                 JOIN pg_class c ON c.oid = i.indexrelid \
-                 JOIN pg_am a ON a.oid = c.relam \
-                 WHERE a.amname = 'brin' AND h.inhparent IN \
-                     ('task_metrics'::regclass, 'agent_metrics'::regclass, \
-                      'swarm_metrics'::regclass)",
-            )
+            .batch_execute(&format!(
+                "SELECT brin_summarize_new_values(c.oid) {}",
+                partition_indexes("brin")
+            ))
             .map_err(self.error("summarize the time indexes"))
     }
 
@@ -430,6 +424,20 @@ impl PgStore {
             .column(0)?;
         Ok(i64::from(version.unwrap_or(0)))
     }
+}
+
+/// `FROM … WHERE …` of the indexes of access method `method` (`brin`,
+/// `btree`) on the partitions of the three metric tables, as `c`
+/// (`pg_class`: `c.oid`, `c.relname`).
+pub(super) fn partition_indexes(method: &str) -> String {
+    format!(
+        "FROM pg_index i \
+         JOIN pg_class c ON c.oid = i.indexrelid \
+         JOIN pg_am a ON a.oid = c.relam \
+         JOIN pg_inherits h ON h.inhrelid = i.indrelid \
+         WHERE a.amname = '{method}' AND h.inhparent IN \
+             ('task_metrics'::regclass, 'agent_metrics'::regclass, 'swarm_metrics'::regclass)"
+    )
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{params, Connection, Row};
+use rusqlite::{params, Connection, Row, ToSql};
 
 use super::FileStore;
 use crate::alerts::evaluate::{group_key, AlertRow, Evaluation, Outcome, StoredAlert, Transition};
@@ -16,16 +16,24 @@ use crate::model::filter::{to_micros, Filter};
 const STATES: &str = "alert_states";
 const HISTORY: &str = "alert_history";
 
+/// The states, in the columns [`alert_row`] reads.
 const SELECT_STATES: &str = "SELECT rule, group_key, group_by, state, active_since, cleared_at, \
-                             evaluated_at, figures FROM alert_states ORDER BY rule, group_key";
+                             evaluated_at, NULL, figures FROM alert_states ORDER BY rule, group_key";
 
-/// A state row of [`SELECT_STATES`].
-fn state_row(row: &Row<'_>) -> Result<StoredAlert> {
+/// The transitions in a time range, oldest first, in the columns
+/// [`alert_row`] reads.
+const SELECT_HISTORY: &str = "SELECT rule, group_key, group_by, to_state, NULL, NULL, at, \
+                              from_state, figures FROM alert_history \
+                              WHERE at >= ?1 AND at <= ?2 ORDER BY at, rule, group_key";
+
+/// A row of [`SELECT_STATES`] or [`SELECT_HISTORY`], from `table`: its
+/// columns in the order of [`AlertRow`]'s fields.
+fn alert_row(row: &Row<'_>, table: &'static str) -> Result<AlertRow> {
     let corrupt = |e: rusqlite::Error| Error::CorruptRow {
-        table: STATES,
+        table,
         reason: e.to_string(),
     };
-    AlertRow {
+    Ok(AlertRow {
         rule: row.get(0).map_err(corrupt)?,
         group_key: row.get(1).map_err(corrupt)?,
         group_by: row.get(2).map_err(corrupt)?,
@@ -33,30 +41,17 @@ fn state_row(row: &Row<'_>) -> Result<StoredAlert> {
         active_since: row.get(4).map_err(corrupt)?,
         cleared_at: row.get(5).map_err(corrupt)?,
         at: row.get(6).map_err(corrupt)?,
-        from_state: None,
-        figures: row.get(7).map_err(corrupt)?,
-    }
-    .into_state(STATES)
+        from_state: row.get(7).map_err(corrupt)?,
+        figures: row.get(8).map_err(corrupt)?,
+    })
 }
 
-/// A history row: at, rule, group_key, group_by, from, to, figures.
+fn state_row(row: &Row<'_>) -> Result<StoredAlert> {
+    alert_row(row, STATES)?.into_state(STATES)
+}
+
 fn history_row(row: &Row<'_>) -> Result<Transition> {
-    let corrupt = |e: rusqlite::Error| Error::CorruptRow {
-        table: HISTORY,
-        reason: e.to_string(),
-    };
-    AlertRow {
-        at: row.get(0).map_err(corrupt)?,
-        rule: row.get(1).map_err(corrupt)?,
-        group_key: row.get(2).map_err(corrupt)?,
-        group_by: row.get(3).map_err(corrupt)?,
-        from_state: Some(row.get(4).map_err(corrupt)?),
-        state: row.get(5).map_err(corrupt)?,
-        active_since: None,
-        cleared_at: None,
-        figures: row.get(6).map_err(corrupt)?,
-    }
-    .into_transition(HISTORY)
+    alert_row(row, HISTORY)?.into_transition(HISTORY)
 }
 
 /// Every state row, read on the writer's connection.
@@ -116,49 +111,55 @@ fn write_outcome(conn: &Connection, outcome: &Outcome) -> Result<()> {
             .execute(params![rule, group_key(group)])
             .map_err(Error::sqlite(operation))?;
     }
-    let mut upsert = conn
-        .prepare_cached(
-            "INSERT OR REPLACE INTO alert_states (rule, group_key, group_by, state, \
-             active_since, cleared_at, evaluated_at, figures) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .map_err(Error::sqlite(operation))?;
-    for state in &outcome.states {
-        let r = AlertRow::of_state(state)?;
-        upsert
-            .execute(params![
-                r.rule,
-                r.group_key,
-                r.group_by,
-                r.state,
-                r.active_since,
-                r.cleared_at,
-                r.at,
-                r.figures
-            ])
-            .map_err(Error::sqlite(operation))?;
-    }
-    let mut insert = conn
-        .prepare_cached(
-            "INSERT OR IGNORE INTO alert_history (at, rule, group_key, group_by, from_state, \
-             to_state, figures) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .map_err(Error::sqlite(operation))?;
-    for transition in &outcome.transitions {
-        let r = AlertRow::of_transition(transition)?;
-        insert
-            .execute(params![
-                r.at,
-                r.rule,
-                r.group_key,
-                r.group_by,
-                r.from_state,
-                r.state,
-                r.figures
-            ])
+    // Both statements take an alert row's columns as `?1` … `?9`, in the
+    // order of its fields (see `row_params`), each using those it keeps.
+    let states = outcome.states.iter().map(AlertRow::of_state);
+    write_rows(
+        conn,
+        "INSERT OR REPLACE INTO alert_states (rule, group_key, group_by, state, \
+         active_since, cleared_at, evaluated_at, figures) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?9)",
+        states,
+    )?;
+    let transitions = outcome.transitions.iter().map(AlertRow::of_transition);
+    write_rows(
+        conn,
+        "INSERT OR IGNORE INTO alert_history (rule, group_key, group_by, to_state, at, \
+         from_state, figures) VALUES (?1, ?2, ?3, ?4, ?7, ?8, ?9)",
+        transitions,
+    )?;
+    Ok(())
+}
+
+/// Runs `sql` once for each row, its columns bound by [`row_params`].
+fn write_rows(
+    conn: &Connection,
+    sql: &str,
+    rows: impl Iterator<Item = Result<AlertRow>>,
+) -> Result<()> {
+    let operation = "record alerts";
+    let mut statement = conn.prepare_cached(sql).map_err(Error::sqlite(operation))?;
+    for row in rows {
+        statement
+            .execute(row_params(&row?).as_slice())
             .map_err(Error::sqlite(operation))?;
     }
     Ok(())
+}
+
+/// An alert row's columns as `?1` … `?9`, in the order of its fields.
+fn row_params(r: &AlertRow) -> [&dyn ToSql; 9] {
+    [
+        &r.rule,
+        &r.group_key,
+        &r.group_by,
+        &r.state,
+        &r.active_since,
+        &r.cleared_at,
+        &r.at,
+        &r.from_state,
+        &r.figures,
+    ]
 }
 
 impl FileStore {
@@ -188,8 +189,7 @@ impl FileStore {
         });
         self.snapshot(|snapshot| {
             snapshot.rows(
-                "SELECT at, rule, group_key, group_by, from_state, to_state, figures \
-                 FROM alert_history WHERE at >= ?1 AND at <= ?2 ORDER BY at, rule, group_key",
+                SELECT_HISTORY,
                 vec![SqlValue::Integer(start), SqlValue::Integer(end)],
                 "read the alert history",
                 history_row,

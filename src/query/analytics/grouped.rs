@@ -27,13 +27,7 @@ impl MetricsStorage {
         group_by: GroupBy,
         filter: &Filter,
     ) -> Result<Vec<Grouped<Aggregate>>> {
-        filter.validate(kind, true)?;
-        group_by.validate(kind)?;
-        let read = GroupRead {
-            kind,
-            group_by,
-            filter,
-        };
+        let read = GroupRead::checked(kind, group_by, filter)?;
         if measures_cost(kind, filter) {
             return self.cost_aggregate_by(&read, aggregation);
         }
@@ -55,13 +49,7 @@ impl MetricsStorage {
         filter: &Filter,
     ) -> Result<Vec<Grouped<Percentile>>> {
         validate_q(q)?;
-        filter.validate(kind, true)?;
-        group_by.validate(kind)?;
-        let read = GroupRead {
-            kind,
-            group_by,
-            filter,
-        };
+        let read = GroupRead::checked(kind, group_by, filter)?;
         if measures_cost(kind, filter) {
             return self.cost_percentile_by(&read, q);
         }
@@ -78,16 +66,8 @@ impl MetricsStorage {
         group_by: GroupBy,
         filter: &Filter,
     ) -> Result<GroupValues> {
-        filter.validate(kind, true)?;
-        group_by.validate(kind)?;
-        on_engine!(
-            self.engine(),
-            values_by_group(&GroupRead {
-                kind,
-                group_by,
-                filter
-            })
-        )
+        let read = GroupRead::checked(kind, group_by, filter)?;
+        on_engine!(self.engine(), values_by_group(&read))
     }
 
     /// [`success_rate`](Self::success_rate) for every agent, swarm or
