@@ -62,6 +62,117 @@ fn three_processes_importing_into_one_file_all_succeed_with_exact_counts() {
     assert!(store.integrity_check().unwrap().is_empty());
 }
 
+/// Two stores on one file, each with its own writer, take turns storing
+/// single tasks: each writer keeps what it interned across the other's
+/// commits but reads again what the other can change (the index
+/// watermark, the newest task, the prices). Every answer stays exact, the
+/// batched index catches up, and a price one of them sets prices the
+/// other's next task.
+#[test]
+fn two_writers_on_one_file_see_each_others_changes() {
+    use swarm_metrics::{Price, Usage};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shared.db");
+    let open = || {
+        MetricsStorage::builder(&db)
+            .index_batch_rows(16)
+            .open()
+            .unwrap()
+    };
+    let (a, b) = (open(), open());
+    let now = swarm_metrics::now();
+    let task = |i: usize, agent: &str| {
+        TaskMetric::new(format!("t{i}"), agent, i as u64, TaskResult::Success)
+            .swarm(format!("swarm-{}", i % 3))
+            // Each store later than the one before, as live agents store.
+            .at(now - Duration::seconds(600) + Duration::milliseconds(i as i64))
+    };
+    let mut expected: std::collections::BTreeMap<String, u64> = Default::default();
+    for i in 0..200 {
+        // Both writers store for both agents, turn by turn, with runs of
+        // a few stores on one side.
+        let (store, agent) = match (i / 3) % 2 {
+            0 => (&a, ["x", "y"][i % 2]),
+            _ => (&b, ["y", "z"][i % 2]),
+        };
+        assert!(store.store_task_metric(&task(i, agent)).unwrap());
+        *expected.entry(agent.to_owned()).or_default() += 1;
+        if i % 25 == 0 {
+            for s in [&a, &b] {
+                for (agent, n) in &expected {
+                    let filter = Filter::new().agent(agent);
+                    assert_eq!(s.success_rate(&filter).unwrap().total, *n, "{agent} at {i}");
+                    let rows = s.get_task_metrics(&filter, 1000).unwrap();
+                    assert_eq!(rows.len() as u64, *n, "{agent} at {i}");
+                }
+                let last = Filter::new().task(format!("t{i}"));
+                assert_eq!(s.get_task_metrics(&last, 10).unwrap().len(), 1);
+            }
+        }
+    }
+    // A batch through one writer joins the index at once and moves the
+    // watermark past every row; a late task through the other writer,
+    // before that watermark but after every row that writer saw, must
+    // then join the index too.
+    let batch: Vec<TaskMetric> = (300..320).map(|i| task(i, "y")).collect();
+    b.store_task_metrics(&batch).unwrap();
+    let late = TaskMetric::new("late", "w", 5, TaskResult::Failure)
+        .at(task(305, "w").timestamp + Duration::microseconds(500));
+    assert!(a.store_task_metric(&late).unwrap());
+    for s in [&a, &b] {
+        let rows = s.get_task_metrics(&Filter::new().agent("w"), 10).unwrap();
+        assert_eq!(rows.len(), 1, "the late task by its agent");
+    }
+    // Tasks of one microsecond, later than all before, stored in turn by
+    // both writers: each finds the other's rows there and takes the next
+    // place; the same task again, through either writer, is a retry.
+    let shared = now - Duration::seconds(60);
+    for i in 0..6 {
+        let store = [&a, &b][i % 2];
+        let t = TaskMetric::new(format!("same-{i}"), "x", 1, TaskResult::Success).at(shared);
+        assert!(store.store_task_metric(&t).unwrap(), "same-{i}");
+        assert!(
+            ![&b, &a][i % 2].store_task_metric(&t).unwrap(),
+            "same-{i} again"
+        );
+    }
+    let at_shared = Filter::new().range(swarm_metrics::TimeRange::new(shared, shared).unwrap());
+    assert_eq!(a.success_rate(&at_shared).unwrap().total, 6);
+    // The batched index caught up: less than a batch per writer waits
+    // (a waiting row keeps its file count complemented, below zero).
+    let waiting: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM task_metrics WHERE files_changed < 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(waiting < 2 * 16, "{waiting} rows wait for the index");
+    // A price set through one writer prices the other's next task.
+    let priced = |i: usize| task(i, "x").usage(Usage::new().model("m").input(1_000_000).output(0));
+    assert!(a.store_task_metric(&priced(1000)).unwrap());
+    let price = Price {
+        input: 2.0,
+        output: 0.0,
+        cache_read: 0.0,
+        cache_write: 0.0,
+    };
+    b.set_price("m", now - Duration::days(1), price).unwrap();
+    assert!(a.store_task_metric(&priced(1001)).unwrap());
+    let cost = |id: &str| {
+        a.get_task_metrics(&Filter::new().task(id), 1).unwrap()[0]
+            .usage
+            .cost_usd
+    };
+    assert_eq!(cost("t1000"), None);
+    assert_eq!(cost("t1001"), Some(2.0));
+    for s in [a, b] {
+        assert!(s.integrity_check().unwrap().is_empty());
+        s.close().unwrap();
+    }
+}
+
 #[test]
 fn a_full_database_refuses_the_batch_whole_and_stays_usable() {
     let dir = tempfile::tempdir().unwrap();

@@ -12,7 +12,10 @@
 //! marks them all indexed and moves the watermark to the newest row. A row
 //! stored at or before the watermark, and every row of a large batch, is
 //! indexed at once, so the rule "indexed exactly up to the watermark"
-//! always holds.
+//! always holds. When several processes store into one file, each counts
+//! the rows it stored (counting them all again after each commit of
+//! another process would cost every such commit a scan): the batch then
+//! grows to at most one per process before one of them indexes it all.
 
 use std::collections::{HashMap, HashSet};
 
@@ -35,9 +38,11 @@ use crate::model::usage::Usage;
 pub(crate) const DEFAULT_INDEX_BATCH_ROWS: usize = 4096;
 
 /// What the writer remembers about the file between transactions, for
-/// the jobs of this module. Valid only while no other connection writes:
-/// the writer watches `PRAGMA data_version` and has it forgotten when it
-/// changes, and after every rollback.
+/// the jobs of this module. Forgotten after every rollback; when another
+/// connection wrote (the writer watches `PRAGMA data_version`), only what
+/// another writer can change is forgotten: interned ids are never
+/// deleted nor reused, and the count of unindexed rows is a threshold
+/// (see the module documentation).
 pub(crate) struct Cache {
     /// Unindexed task metrics after which they join the agent index.
     index_batch_rows: usize,
@@ -82,6 +87,14 @@ impl Cache {
 impl Caches for Cache {
     fn forget(&mut self) {
         *self = Cache::new(self.index_batch_rows);
+    }
+
+    fn others_wrote(&mut self) {
+        // Another process may have moved the watermark, stored a newer
+        // task, or set a price.
+        self.watermark = None;
+        self.newest = NewestTime::default();
+        self.prices = PriceBook::default();
     }
 
     /// Moves the unindexed task metrics into the agent index once there

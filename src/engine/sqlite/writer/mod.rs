@@ -70,6 +70,13 @@ pub(crate) trait Caches: Send + 'static {
     /// back, or another connection wrote since the last transaction.
     fn forget(&mut self);
 
+    /// Another connection wrote since the last transaction (nothing of
+    /// this writer's was rolled back): what others can change is
+    /// forgotten. By default, everything.
+    fn others_wrote(&mut self) {
+        self.forget();
+    }
+
     /// Runs inside each transaction just before it commits; if it fails,
     /// every job of the transaction fails with it.
     fn before_commit(&mut self, conn: &Connection) -> Result<()>;

@@ -120,7 +120,7 @@ impl<C: Caches> WriterConnection<C> {
             .map_err(Error::sqlite("begin write"))?;
         if self.data_version != Some(version) {
             // Another connection wrote: what the caches know may be stale.
-            self.caches.forget();
+            self.caches.others_wrote();
             self.data_version = Some(version);
         }
         Ok(())
