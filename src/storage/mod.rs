@@ -125,8 +125,10 @@ impl StorageBuilder {
     /// table's last page instead of a page of each index too, and a group
     /// writes each index page once for all its rows; queries by task id,
     /// agent or swarm read the waiting rows through the time order. A
-    /// batch of this many metrics or more joins the indexes at once. Must
-    /// be at least 1 ([`open`](Self::open) refuses 0).
+    /// batch of this many metrics or more joins the indexes at once. When
+    /// several processes store into one file, each counts its own stores,
+    /// so up to this many per process wait. Must be at least 1
+    /// ([`open`](Self::open) refuses 0).
     pub fn index_batch_rows(mut self, rows: usize) -> Self {
         self.file_only.push("index_batch_rows");
         self.index_batch_rows = rows;
