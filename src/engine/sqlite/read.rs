@@ -41,15 +41,25 @@ struct Rows<T> {
 }
 
 /// What decoding a row may look up: swarm names and models, which task
-/// rows hold as ids.
-struct Names<'a> {
+/// rows hold as ids (and agents, which reads of rows join instead).
+pub(super) struct Names<'a> {
     swarms: &'a SwarmNames,
     models: &'a ModelNames,
     snapshot: &'a Snapshot<'a>,
 }
 
 impl Names<'_> {
-    fn swarm(&self, id: i64) -> Result<String> {
+    /// The agent of `agents` row `id`, read from the snapshot (agents are
+    /// not remembered: reads of rows join their names).
+    pub(super) fn agent(&self, id: i64) -> Result<String> {
+        let sql = "SELECT name FROM agents WHERE id = ?1";
+        let name: Option<String> = self
+            .snapshot
+            .one(sql, vec![id.into()], "read task metrics")?;
+        name.ok_or_else(|| corrupt("task_metrics", format!("{id} is not a row of agents")))
+    }
+
+    pub(super) fn swarm(&self, id: i64) -> Result<String> {
         self.swarms.name(id, |id| {
             let sql = "SELECT name FROM swarms WHERE id = ?1";
             self.snapshot.one(sql, vec![id.into()], "read task metrics")
@@ -57,7 +67,7 @@ impl Names<'_> {
     }
 
     /// Model and provider of `models` row `id` ('' for one not named).
-    fn model(&self, id: i64) -> Result<(String, String)> {
+    pub(super) fn model(&self, id: i64) -> Result<(String, String)> {
         self.models.name(id, |id| {
             let sql = "SELECT model || char(0) || provider FROM models WHERE id = ?1";
             let joined: Option<String> =
@@ -160,7 +170,7 @@ impl FileStore {
         Ok(rows)
     }
 
-    fn names<'a>(&'a self, snapshot: &'a Snapshot<'a>) -> Names<'a> {
+    pub(super) fn names<'a>(&'a self, snapshot: &'a Snapshot<'a>) -> Names<'a> {
         Names {
             swarms: &self.swarm_names,
             models: &self.model_names,

@@ -1,15 +1,18 @@
 //! [`MetricsStorage::task_tallies`](crate::MetricsStorage::task_tallies)
 //! on the file: one pass over the rows, counted by the interned ids the
-//! rows hold; names are looked up once per id at the end.
+//! rows hold; names are looked up once per group at the end, through
+//! the store's remembered names.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
+use foldhash::fast::RandomState as Fast;
 use rusqlite::types::ValueRef;
 use rusqlite::Row;
 
 use super::read::{column, corrupt, count_column};
 use super::usage::UsageCell;
-use super::{FileStore, Snapshot};
+use super::FileStore;
 use crate::error::Result;
 use crate::model::filter::Filter;
 use crate::model::record::{MetricKind, TaskResult};
@@ -32,22 +35,33 @@ impl FileStore {
             "SELECT m.agent, m.swarm, m.result, m.duration_ms, m.tokens_used, m.usage FROM {from}"
         );
         self.snapshot(|snapshot| {
-            let mut counted: HashMap<Key, TaskTally> = HashMap::new();
+            // Every row is hashed: the quick hasher the writer's maps use.
+            let mut counted: HashMap<Key, TaskTally, Fast> = HashMap::default();
             snapshot.each(&sql, params, OPERATION, |row| {
                 let (key, duration, tokens, cost) = tally_row(row)?;
                 counted
                     .entry(key)
+                    // Named once per group, below.
                     .or_insert_with(|| TaskTally::empty(String::new(), None, None, key.3))
                     .add(duration, tokens, cost);
                 Ok(())
             })?;
-            let mut names = Lookup::new(snapshot);
+            // Swarms and models are remembered by the store; an agent is
+            // read once per tally.
+            let names = self.names(snapshot);
+            let mut agents: HashMap<i64, String> = HashMap::new();
             counted
                 .into_iter()
                 .map(|((agent, swarm, model, _), mut tally)| {
-                    tally.agent_id = names.name("agents", agent)?;
-                    tally.swarm_id = swarm.map(|id| names.name("swarms", id)).transpose()?;
-                    tally.model = names.model(model)?;
+                    tally.agent_id = match agents.entry(agent) {
+                        Entry::Occupied(known) => known.get().clone(),
+                        Entry::Vacant(new) => new.insert(names.agent(agent)?).clone(),
+                    };
+                    tally.swarm_id = swarm.map(|id| names.swarm(id)).transpose()?;
+                    if model != 0 {
+                        let id = i64::try_from(model).unwrap_or(i64::MAX);
+                        tally.model = Some(names.model(id)?.0).filter(|m| !m.is_empty());
+                    }
                     Ok(tally)
                 })
                 .collect()
@@ -76,46 +90,4 @@ fn tally_row(row: &Row<'_>) -> Result<(Key, u64, u64, Option<u64>)> {
     );
     let cost = cell.cost.map(|c| c.micros);
     Ok((key, count_column(row, 3, TABLE)?, tokens, cost))
-}
-
-/// Names by interned id, each read once from the snapshot.
-struct Lookup<'a> {
-    snapshot: &'a Snapshot<'a>,
-    read: HashMap<(&'static str, i64), Option<String>>,
-}
-
-impl<'a> Lookup<'a> {
-    fn new(snapshot: &'a Snapshot<'a>) -> Self {
-        Lookup {
-            snapshot,
-            read: HashMap::new(),
-        }
-    }
-
-    /// The name of row `id` of `table` (`agents`, `swarms` or `models`,
-    /// whose model name is read); a row that is missing is corruption.
-    fn name(&mut self, table: &'static str, id: i64) -> Result<String> {
-        if let Some(name) = self.read.get(&(table, id)) {
-            return name.clone().ok_or_else(|| missing(table, id));
-        }
-        let column = if table == "models" { "model" } else { "name" };
-        let sql = format!("SELECT {column} FROM {table} WHERE id = ?1");
-        let name: Option<String> = self.snapshot.one(&sql, vec![id.into()], OPERATION)?;
-        self.read.insert((table, id), name.clone());
-        name.ok_or_else(|| missing(table, id))
-    }
-
-    /// The model of `models` row `id`: `None` for 0 and for the row of
-    /// tasks that named a provider only.
-    fn model(&mut self, id: u64) -> Result<Option<String>> {
-        if id == 0 {
-            return Ok(None);
-        }
-        let id = i64::try_from(id).map_err(|_| missing("models", i64::MAX))?;
-        Ok(Some(self.name("models", id)?).filter(|m| !m.is_empty()))
-    }
-}
-
-fn missing(table: &'static str, id: i64) -> crate::error::Error {
-    corrupt(TABLE, format!("{id} is not a row of {table}"))
 }
