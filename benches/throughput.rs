@@ -31,7 +31,8 @@
 //!
 //! `SWARM_BENCH_POSTGRES_ONLY=1` measures the server alone, without the
 //! file's rows and their baselines (for comparing changes to the server
-//! engine quickly).
+//! engine quickly); `SWARM_BENCH_SOAK_ONLY=1` runs only the writers beside
+//! readers, alone and busy.
 
 #[path = "throughput/under_reads.rs"]
 mod under_reads;
@@ -469,6 +470,35 @@ fn query_samples(rows: u64) -> (Vec<(String, i64)>, Vec<String>) {
     (windows, task_ids)
 }
 
+/// How long each soak runs (`SWARM_BENCH_SOAK_SECONDS`, 30 by default).
+fn soak_seconds() -> u64 {
+    std::env::var("SWARM_BENCH_SOAK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(30)
+}
+
+/// The writers beside readers alone (`SWARM_BENCH_SOAK_ONLY=1`).
+fn soak_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let seconds = soak_seconds();
+    let alone = under_reads::run(&dir.path().join("soak-alone.db"), seconds, false);
+    let busy = under_reads::run(&dir.path().join("soak-busy.db"), seconds, true);
+    for (name, soak) in [("alone", alone), ("busy", busy)] {
+        println!(
+            "{name}: {:.0} stores/s, p99 {:.3} ms, max {:.1} ms, WAL peak {:.1} MiB, \
+             reads p99 {:.1} ms, max {:.1} ms",
+            soak.stores_per_s,
+            soak.store_p99_ms,
+            soak.store_max_ms,
+            soak.wal_peak_mib,
+            soak.read_p99_ms,
+            soak.read_max_ms
+        );
+    }
+}
+
 fn main() {
     if let Ok(job) = std::env::var("SWARM_BENCH_CHILD") {
         return child_stores(&job);
@@ -478,6 +508,9 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .filter(|n| *n >= 10_000)
         .unwrap_or(1_000_000);
+    if std::env::var_os("SWARM_BENCH_SOAK_ONLY").is_some() {
+        return soak_only();
+    }
     if std::env::var_os("SWARM_BENCH_POSTGRES_ONLY").is_some() {
         let (windows, task_ids) = query_samples(rows);
         for (name, figure) in postgres_figures(rows, swarm_metrics::now(), &windows, &task_ids) {
@@ -612,11 +645,7 @@ fn main() {
     // Writers beside readers: the four writers alone, then with the
     // readers and retention beside them, each on a file with 30 days of
     // history (see throughput/under_reads.rs).
-    let soak_seconds: u64 = std::env::var("SWARM_BENCH_SOAK_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|n| *n >= 1)
-        .unwrap_or(30);
+    let soak_seconds = soak_seconds();
     let alone = under_reads::run(&dir.path().join("soak-alone.db"), soak_seconds, false);
     let busy = under_reads::run(&dir.path().join("soak-busy.db"), soak_seconds, true);
     table.push(Row::higher(

@@ -250,6 +250,97 @@ fn writers_beside_readers_and_retention_keep_every_answer_exact() {
     assert!(store.integrity_check().unwrap().is_empty());
 }
 
+/// The WAL's checkpoint sequence number (bytes 12 to 15 of its header,
+/// big-endian): each start of the log over advances it. `None` while the
+/// file is missing or shorter than a header.
+fn wal_sequence(path: &std::path::Path) -> Option<u32> {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let header = std::fs::read(std::path::PathBuf::from(wal)).ok()?;
+    let bytes: [u8; 4] = header.get(12..16)?.try_into().ok()?;
+    Some(u32::from_be_bytes(bytes))
+}
+
+/// The log starts over while two readers read without a pause: the
+/// background checkpoint finds a moment between reads (or holds new reads
+/// back for a moment), and never needs the readers to stop. Writers run
+/// until the log has started over three times (or a minute passed, which
+/// fails); every read meanwhile and the final count are exact.
+#[test]
+fn the_log_starts_over_while_readers_read_without_a_pause() {
+    const WRITERS: usize = 4;
+    const RESTARTS: u32 = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("busy.db");
+    let store = MetricsStorage::open(&path).unwrap();
+    let stored: Vec<AtomicU64> = (0..WRITERS).map(|_| AtomicU64::new(0)).collect();
+    let done = AtomicBool::new(false);
+    let restarts = std::thread::scope(|s| {
+        for (w, stored) in stored.iter().enumerate() {
+            let (store, done) = (&store, &done);
+            s.spawn(move || {
+                let mut i = 0;
+                while !done.load(Ordering::SeqCst) {
+                    let task = TaskMetric::new(
+                        format!("w{w}-{i}"),
+                        format!("agent-{w}"),
+                        i as u64,
+                        TaskResult::ALL[i % 4],
+                    );
+                    assert!(store.store_task_metric(&task).unwrap());
+                    stored.fetch_add(1, Ordering::SeqCst);
+                    i += 1;
+                }
+            });
+        }
+        for r in 0..2 {
+            let (store, stored, done) = (&store, &stored, &done);
+            s.spawn(move || {
+                let mut reads = 0;
+                while !done.load(Ordering::SeqCst) {
+                    let w = (reads + r) % WRITERS;
+                    let agent = format!("agent-{w}");
+                    let before = stored[w].load(Ordering::SeqCst);
+                    let rate = store.success_rate(&Filter::new().agent(&agent)).unwrap();
+                    let after = stored[w].load(Ordering::SeqCst);
+                    check_prefix(&rate, before, after, &agent);
+                    reads += 1;
+                }
+            });
+        }
+        let clock = std::time::Instant::now();
+        let first = loop {
+            if let Some(sequence) = wal_sequence(&path) {
+                break sequence;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
+        let mut restarts = 0;
+        while restarts < RESTARTS && clock.elapsed() < std::time::Duration::from_secs(60) {
+            if let Some(sequence) = wal_sequence(&path) {
+                restarts = sequence.wrapping_sub(first);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        done.store(true, Ordering::SeqCst);
+        restarts
+    });
+    assert!(
+        restarts >= RESTARTS,
+        "the log started over {restarts} times under reads"
+    );
+    for (w, n) in stored.iter().enumerate() {
+        let n = n.load(Ordering::SeqCst);
+        let agent = format!("agent-{w}");
+        check_prefix(
+            &store.success_rate(&Filter::new().agent(&agent)).unwrap(),
+            n,
+            n,
+            &agent,
+        );
+    }
+}
+
 #[test]
 fn a_failing_batch_in_a_shared_commit_is_undone_alone() {
     let store = MetricsStorage::temporary().unwrap();

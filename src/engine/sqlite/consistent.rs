@@ -9,13 +9,11 @@
 
 use std::rc::Rc;
 
-use r2d2::PooledConnection;
-
 use crate::engine::pinning;
-use crate::engine::sqlite::open::pool::ReaderManager;
+use crate::engine::sqlite::open::pool::Reader;
 
 /// The file's pinned connection: shared by the reads inside `consistent`.
-type Shared = Rc<PooledConnection<ReaderManager>>;
+type Shared = Rc<Reader>;
 
 /// The connection pinned for store `id` on this thread, if any.
 pub(crate) fn pinned(id: u64) -> Option<Shared> {
@@ -25,7 +23,7 @@ pub(crate) fn pinned(id: u64) -> Option<Shared> {
 /// Pins `conn` for store `id` on this thread until the returned guard is
 /// dropped (also when the caller's closure panics), which ends its read
 /// transaction.
-pub(crate) fn pin(id: u64, conn: PooledConnection<ReaderManager>) -> Pin {
+pub(crate) fn pin(id: u64, conn: Reader) -> Pin {
     pinning::pin::<Shared>(id, Rc::new(conn));
     Pin(id)
 }

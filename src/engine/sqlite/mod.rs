@@ -34,12 +34,13 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use r2d2::{Pool, PooledConnection};
+use r2d2::Pool;
 use rusqlite::types::{FromSql, Value as SqlValue};
 use rusqlite::{params_from_iter, Connection, Row};
 
 use crate::engine::sqlite::names::{ModelNames, SwarmNames};
-use crate::engine::sqlite::open::pool::{OpenReaders, ReaderManager};
+use crate::engine::sqlite::open::gate::ReadGate;
+use crate::engine::sqlite::open::pool::{OpenReaders, Reader, ReaderManager};
 use crate::engine::sqlite::open::settings::ConnectionSettings;
 use crate::engine::sqlite::open::Options;
 use crate::engine::sqlite::rows::{index_pending, Cache};
@@ -54,6 +55,8 @@ pub(crate) struct FileStore {
     /// Taken out only while closing.
     readers: Option<Pool<ReaderManager>>,
     open_readers: Arc<OpenReaders>,
+    /// What every read passes (see [`open::gate`]).
+    gate: Arc<ReadGate>,
     /// `None` when opened read-only.
     writer: Option<Writer<Cache>>,
     /// The highest index watermark a reader has seen. The watermark only
@@ -82,28 +85,31 @@ impl FileStore {
     ) -> Result<FileStore> {
         let path = options.path.clone();
         let opened = crate::engine::sqlite::open::open(options)?;
-        let writer = match opened.checkpoint {
-            None => None,
-            Some(conn) => {
-                let checkpointer = Checkpointer::start(conn).map_err(|source| Error::Io {
-                    operation: "start checkpoint thread",
-                    path: path.clone(),
-                    source,
-                })?;
-                let caches = Cache::new(index_batch_rows);
-                let writer_options = WriterOptions {
-                    checkpointer: Some(checkpointer),
-                    busy_timeout: options.busy_timeout,
-                    path: path.clone(),
-                };
-                Some(Writer::new(opened.first, caches, writer_options)?)
-            }
-        };
+        let writer =
+            match opened.checkpoint {
+                None => None,
+                Some(conn) => {
+                    let checkpointer = Checkpointer::start(conn, Arc::clone(&opened.gate))
+                        .map_err(|source| Error::Io {
+                            operation: "start checkpoint thread",
+                            path: path.clone(),
+                            source,
+                        })?;
+                    let caches = Cache::new(index_batch_rows);
+                    let writer_options = WriterOptions {
+                        checkpointer: Some(checkpointer),
+                        busy_timeout: options.busy_timeout,
+                        path: path.clone(),
+                    };
+                    Some(Writer::new(opened.first, caches, writer_options)?)
+                }
+            };
         Ok(FileStore {
             path,
             settings: opened.settings,
             readers: Some(opened.readers),
             open_readers: opened.open_readers,
+            gate: opened.gate,
             writer,
             watermark_seen: AtomicI64::new(i64::MIN),
             swarm_names: SwarmNames::new("swarms"),
@@ -123,10 +129,10 @@ impl FileStore {
         self.settings.read_only
     }
 
-    /// A reader connection from the pool.
-    pub(crate) fn reader(&self) -> Result<PooledConnection<ReaderManager>> {
+    /// A reader connection from the pool, through the read gate.
+    pub(crate) fn reader(&self) -> Result<Reader> {
         match &self.readers {
-            Some(pool) => pool.get().map_err(|source| Error::Pool {
+            Some(pool) => Reader::check_out(&self.gate, pool).map_err(|source| Error::Pool {
                 path: self.path.clone(),
                 source: PoolError(source),
             }),

@@ -5,6 +5,7 @@
 //! What comes out is a set of configured connections; the store
 //! ([`crate::MetricsStorage`]) puts its writer on top of them.
 
+pub(crate) mod gate;
 pub(crate) mod pool;
 pub(crate) mod schema;
 pub(crate) mod settings;
@@ -19,6 +20,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 
 use crate::error::{Error, PoolError, Result};
+use gate::ReadGate;
 use pool::{OpenReaders, ReaderManager};
 use schema::{classify_open_error, open_database};
 use settings::{ConnectionSettings, Durability};
@@ -69,6 +71,8 @@ pub(crate) struct Opened {
     pub checkpoint: Option<Connection>,
     pub readers: Pool<ReaderManager>,
     pub open_readers: Arc<OpenReaders>,
+    /// What every read passes; the checkpointer closes it.
+    pub gate: Arc<ReadGate>,
 }
 
 /// Opens (or creates) the file `options` name.
@@ -165,6 +169,7 @@ pub(crate) fn open(options: &Options) -> Result<Opened> {
         checkpoint,
         readers,
         open_readers,
+        gate: Arc::new(ReadGate::default()),
     })
 }
 

@@ -11,8 +11,11 @@ use std::ops::Deref;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
+
+use super::gate::{ReadGate, ReadPass};
 
 /// How many reader connections are open.
 #[derive(Default)]
@@ -59,6 +62,37 @@ impl Drop for OpenGuard {
         if *count == 0 {
             self.0.all_closed.notify_all();
         }
+    }
+}
+
+/// A reader connection checked out for one read: back to the pool, and
+/// the read over at the [gate](super::gate), when dropped.
+pub(crate) struct Reader {
+    // Declared first: the connection is back in the pool (its read
+    // transaction ended) before the gate counts the read as over.
+    conn: PooledConnection<ReaderManager>,
+    _pass: ReadPass,
+}
+
+impl Reader {
+    /// Checks out a connection of `pool` through `gate`.
+    pub fn check_out(
+        gate: &Arc<ReadGate>,
+        pool: &Pool<ReaderManager>,
+    ) -> Result<Self, r2d2::Error> {
+        let pass = gate.enter();
+        Ok(Reader {
+            conn: pool.get()?,
+            _pass: pass,
+        })
+    }
+}
+
+impl Deref for Reader {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.conn
     }
 }
 

@@ -28,7 +28,7 @@ impl Durability {
 
 /// The largest WAL file kept when the log starts over; a larger one is
 /// truncated to this size (see `writer::checkpoint`).
-const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+const JOURNAL_SIZE_LIMIT: i64 = 24 * 1024 * 1024;
 
 /// Per-connection settings, applied to the writer and every pooled reader.
 #[derive(Debug, Clone, Copy)]

@@ -20,11 +20,19 @@
 //! overlapping: each reader that starts while some frames are not yet
 //! copied holds on to the log, and under steady writes there always are
 //! such frames. So the WAL would grow without bound. Past
-//! [`TRUNCATE_PAGES`] the background thread therefore also truncates the
-//! log, with this process's writer holding back meanwhile: no frame is
-//! added while it waits briefly for the readers of older snapshots, and
-//! readers that start meanwhile read the database file alone.
-//! `journal_size_limit` caps what the file keeps when the log starts over.
+//! [`RESTART_PAGES`] the background thread therefore also makes the log
+//! start over, between reads: it shuts the
+//! [read gate](crate::engine::sqlite::open::gate) at a moment when no read
+//! of this process is under way (writers keep storing while it waits for
+//! one), copies what was written meanwhile, and only then holds this
+//! process's writer back for the restart itself, which then waits for no
+//! reader. Reads started meanwhile wait at the gate for those two steps.
+//!
+//! The log starts over from its beginning rather than being truncated:
+//! the file's blocks are written again instead of being freed and
+//! allocated anew (a truncation took about 10 ms of the writer's pause).
+//! `journal_size_limit` still cuts the file back after a burst made it
+//! larger.
 
 use std::cell::Cell;
 use std::os::raw::c_int;
@@ -36,24 +44,32 @@ use std::time::Duration;
 use rusqlite::hooks::{CheckpointMode, Wal};
 use rusqlite::Connection;
 
+use crate::engine::sqlite::open::gate::ReadGate;
+
 /// WAL growth, in pages, between two background checkpoints (SQLite's own
-/// automatic checkpoint runs at 1000).
-const CHECKPOINT_PAGES: c_int = 4000;
+/// automatic checkpoint runs at 1000). Single stores from several threads
+/// grow the WAL by tens of thousands of pages a second.
+const CHECKPOINT_PAGES: c_int = 1500;
 
-/// WAL pages from which a background checkpoint also truncates the WAL
-/// (24 MiB with 4 KiB pages, leaving ten tries before 64 MiB); see
-/// [`truncate_with_writer_paused`].
-const TRUNCATE_PAGES: c_int = 6000;
+/// WAL pages from which a background checkpoint also makes the log start
+/// over (12 MiB with 4 KiB pages); see [`restart_between_reads`].
+const RESTART_PAGES: c_int = 3000;
 
-/// WAL growth, in pages, after which a truncation is tried again when
-/// readers kept it from finishing.
-const TRUNCATE_RETRY_PAGES: c_int = 1000;
+/// WAL growth, in pages, after which a restart is tried again when reads
+/// kept it from finishing.
+const RESTART_RETRY_PAGES: c_int = 500;
 
-/// The first wait of a truncating checkpoint for readers.
-const TRUNCATE_WAIT_MIN: Duration = Duration::from_millis(100);
+/// How long a restart waits, writers storing, for a moment with no read
+/// under way before it shuts the read gate regardless.
+const READ_GAP_WAIT: Duration = Duration::from_millis(30);
 
-/// The longest wait of a truncating checkpoint for readers.
-pub(crate) const TRUNCATE_WAIT_MAX: Duration = Duration::from_secs(1);
+/// The first wait of a restart for the reads under way once the gate is
+/// shut (which new reads wait for too), and for the write lock.
+const RESTART_WAIT_MIN: Duration = Duration::from_millis(20);
+
+/// The longest wait of a restart, after reads kept earlier ones from
+/// finishing.
+pub(crate) const RESTART_WAIT_MAX: Duration = Duration::from_secs(1);
 
 /// WAL pages after which a commit checkpoints by itself, should the
 /// background thread fall behind (48 MiB with 4 KiB pages).
@@ -94,8 +110,8 @@ struct State {
     pages: c_int,
     /// The size at which the next checkpoint is due.
     due_at: c_int,
-    /// How long the next truncating checkpoint waits for readers.
-    truncate_wait: Duration,
+    /// How long the next restart waits for reads and the write lock.
+    restart_wait: Duration,
     stop: bool,
 }
 
@@ -109,13 +125,12 @@ impl State {
 struct Shared {
     state: Mutex<State>,
     wake: Condvar,
-    /// Signalled when a truncating checkpoint ends.
-    truncated: Condvar,
-    /// A truncating checkpoint is under way: the writer starts no
-    /// transaction meanwhile (see [`Checkpointer::wait_for_truncation`]).
-    /// Changed only with `state` locked, so that waiting on `truncated`
-    /// misses no change.
-    truncating: AtomicBool,
+    /// Signalled when a restart ends.
+    restarted: Condvar,
+    /// A restart is under way: the writer starts no transaction meanwhile
+    /// (see [`Checkpointer::wait_for_restart`]). Changed only with `state`
+    /// locked, so that waiting on `restarted` misses no change.
+    restarting: AtomicBool,
 }
 
 /// The background checkpoint thread; stopped and joined on drop.
@@ -125,12 +140,13 @@ pub(crate) struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Starts the thread; it owns `conn` and closes it when stopped.
-    pub fn start(conn: Connection) -> std::io::Result<Self> {
+    /// Starts the thread; it owns `conn` and closes it when stopped, and
+    /// shuts `gate` for restarts of the log.
+    pub fn start(conn: Connection, gate: Arc<ReadGate>) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 due_at: CHECKPOINT_PAGES,
-                truncate_wait: TRUNCATE_WAIT_MIN,
+                restart_wait: RESTART_WAIT_MIN,
                 ..State::default()
             }),
             ..Shared::default()
@@ -139,7 +155,7 @@ impl Checkpointer {
             .name("swarm-metrics-checkpoint".to_owned())
             .spawn({
                 let shared = Arc::clone(&shared);
-                move || run(&conn, &shared)
+                move || run(&conn, &shared, &gate)
             })?;
         Ok(Checkpointer {
             shared,
@@ -164,11 +180,11 @@ impl Checkpointer {
         }
     }
 
-    /// Waits, at most `max`, while a truncating checkpoint is under way:
-    /// the writer calls this before each transaction, so that the
-    /// checkpoint finds the write lock free.
-    pub fn wait_for_truncation(&self, max: Duration) {
-        if !self.shared.truncating.load(Ordering::Acquire) {
+    /// Waits, at most `max`, while the log is being restarted: the writer
+    /// calls this before each transaction, so that the restart finds the
+    /// write lock free.
+    pub fn wait_for_restart(&self, max: Duration) {
+        if !self.shared.restarting.load(Ordering::Acquire) {
             return;
         }
         let state = self
@@ -176,8 +192,8 @@ impl Checkpointer {
             .state
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let _ = self.shared.truncated.wait_timeout_while(state, max, |_| {
-            self.shared.truncating.load(Ordering::Acquire)
+        let _ = self.shared.restarted.wait_timeout_while(state, max, |_| {
+            self.shared.restarting.load(Ordering::Acquire)
         });
     }
 
@@ -210,19 +226,30 @@ pub(crate) fn checkpoint_passive(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// Copies the rest of the WAL into the database file and starts the log
-/// over, truncated. It must wait for the readers of older snapshots, and
-/// no writer of any process writes meanwhile, so callers copy the bulk
-/// with [`checkpoint_passive`] first; it waits at most `wait` and, if
-/// readers are still there, gives up. Returns whether the WAL was
-/// truncated. Sets `conn`'s busy timeout to `wait`.
+/// over, truncated (for an explicit checkpoint, which should leave the
+/// WAL file empty). It must wait for the readers of older snapshots, and no
+/// writer of any process writes meanwhile, so callers copy the bulk with
+/// [`checkpoint_passive`] first; it waits at most `wait` and, if readers are
+/// still there, gives up. Returns whether the WAL was truncated. Sets
+/// `conn`'s busy timeout to `wait`.
 pub(crate) fn truncate_wal(conn: &Connection, wait: Duration) -> rusqlite::Result<bool> {
+    end_wal(conn, "PRAGMA wal_checkpoint(TRUNCATE)", wait)
+}
+
+/// As [`truncate_wal`], but the next commit writes the log from its start
+/// again instead of the file being truncated.
+fn restart_wal(conn: &Connection, wait: Duration) -> rusqlite::Result<bool> {
+    end_wal(conn, "PRAGMA wal_checkpoint(RESTART)", wait)
+}
+
+fn end_wal(conn: &Connection, pragma: &str, wait: Duration) -> rusqlite::Result<bool> {
     conn.busy_timeout(wait)?;
     // The first column is 1 when the checkpoint was blocked.
-    let blocked: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+    let blocked: i64 = conn.query_row(pragma, [], |r| r.get(0))?;
     Ok(blocked == 0)
 }
 
-fn run(conn: &Connection, shared: &Shared) {
+fn run(conn: &Connection, shared: &Shared, gate: &ReadGate) {
     loop {
         let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
         while !state.stop && !state.due() {
@@ -237,36 +264,50 @@ fn run(conn: &Connection, shared: &Shared) {
         // If readers keep this checkpoint from finishing, the WAL keeps
         // growing, and the next one is due a CHECKPOINT_PAGES later.
         state.due_at = state.pages.saturating_add(CHECKPOINT_PAGES);
-        let truncate = state.pages >= TRUNCATE_PAGES;
+        let restart = state.pages >= RESTART_PAGES;
         drop(state);
         let _ = checkpoint_passive(conn);
-        if truncate {
-            truncate_with_writer_paused(conn, shared);
+        if restart {
+            restart_between_reads(conn, shared, gate);
         }
     }
 }
 
-/// Truncates the WAL while this process's writer holds back: it would
-/// otherwise hardly ever let go of the write lock that a truncating
-/// checkpoint needs. The wait for readers starts short; each time readers
-/// keep the truncation from finishing, the next try comes
-/// [`TRUNCATE_RETRY_PAGES`] later and waits twice as long, up to
-/// [`TRUNCATE_WAIT_MAX`]: as long as the longest read.
-fn truncate_with_writer_paused(conn: &Connection, shared: &Shared) {
-    let set = |truncating: bool| {
-        let state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
-        shared.truncating.store(truncating, Ordering::Release);
-        state
+/// Makes the log start over between reads: with the read gate shut and no
+/// read of this process under way, the rest of the log is copied while
+/// writers store, then this process's writer holds back for the restart
+/// alone (it would otherwise hardly ever let go of the write lock the
+/// restart needs). The waits for reads and for the lock start short; each
+/// time reads (or another process) keep the restart from finishing, the
+/// next try comes [`RESTART_RETRY_PAGES`] later and waits twice as long, up
+/// to [`RESTART_WAIT_MAX`], and each restart that finishes halves it again:
+/// the wait follows the length of the reads.
+fn restart_between_reads(conn: &Connection, shared: &Shared, gate: &ReadGate) {
+    let lock = || shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+    let set_restarting = |restarting: bool| {
+        let _state = lock();
+        shared.restarting.store(restarting, Ordering::Release);
     };
-    let wait = set(true).truncate_wait;
-    let truncated = truncate_wal(conn, wait).unwrap_or(false);
-    let mut state = set(false);
-    if truncated {
-        state.truncate_wait = TRUNCATE_WAIT_MIN;
-    } else {
-        state.due_at = state.pages.saturating_add(TRUNCATE_RETRY_PAGES);
-        state.truncate_wait = (wait * 2).min(TRUNCATE_WAIT_MAX);
+    let wait = lock().restart_wait;
+    let mut restarted = false;
+    if let Some(_closed) = gate.close(READ_GAP_WAIT, wait) {
+        // No snapshot of this process holds this copy back now.
+        let _ = checkpoint_passive(conn);
+        set_restarting(true);
+        restarted = restart_wal(conn, wait).unwrap_or(false);
+        set_restarting(false);
+        shared.restarted.notify_all();
     }
-    drop(state);
-    shared.truncated.notify_all();
+    let mut state = lock();
+    if restarted {
+        // What the writer reported meanwhile is from before the restart.
+        state.pages = 0;
+        state.due_at = CHECKPOINT_PAGES;
+        // Halved, not reset: a wait that had to grow before is likely
+        // needed again, as long as reads stay that long.
+        state.restart_wait = (wait / 2).max(RESTART_WAIT_MIN);
+    } else {
+        state.due_at = state.pages.saturating_add(RESTART_RETRY_PAGES);
+        state.restart_wait = (wait * 2).min(RESTART_WAIT_MAX);
+    }
 }

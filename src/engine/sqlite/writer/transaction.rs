@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode};
 
-use super::checkpoint::{take_wal_pages, watch_wal, Checkpointer, TRUNCATE_WAIT_MAX};
+use super::checkpoint::{take_wal_pages, watch_wal, Checkpointer, RESTART_WAIT_MAX};
 use super::{Caches, Job, JobFn, Output, WriterOptions};
 use crate::error::{Error, Result};
 
@@ -15,9 +15,10 @@ use crate::error::{Error, Result};
 /// process's maintenance (which pauses longer than this between chunks).
 const LOCK_POLL_MAX: Duration = Duration::from_millis(1);
 
-/// Longest the writer holds back for a truncating checkpoint: its wait for
-/// readers, and the copy of what the passive one before it left.
-const TRUNCATION_WAIT_MAX: Duration = TRUNCATE_WAIT_MAX.saturating_mul(2);
+/// Longest the writer holds back for a restart of the log: its wait for
+/// other processes' readers, and the copy of what the passive checkpoint
+/// before it left.
+const RESTART_HOLD_MAX: Duration = RESTART_WAIT_MAX.saturating_mul(2);
 
 /// The writer connection and its caches.
 pub(super) struct WriterConnection<C> {
@@ -110,7 +111,7 @@ impl<C: Caches> WriterConnection<C> {
             self.rollback();
         }
         if let Some(checkpointer) = &self.checkpointer {
-            checkpointer.wait_for_truncation(TRUNCATION_WAIT_MAX);
+            checkpointer.wait_for_restart(RESTART_HOLD_MAX);
         }
         self.take_write_lock()?;
         let version: i64 = self
