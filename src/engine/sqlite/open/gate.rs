@@ -18,6 +18,7 @@
 //! waiting: waiting would be for its own read to end.
 
 use std::cell::RefCell;
+use std::marker::PhantomData;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -78,6 +79,7 @@ impl ReadGate {
         });
         ReadPass {
             gate: Arc::clone(self),
+            _this_thread: PhantomData,
         }
     }
 
@@ -117,9 +119,10 @@ impl ReadGate {
 }
 
 /// One read's way through a [`ReadGate`]; the read ends when it is
-/// dropped.
+/// dropped. Not `Send`: the thread that holds it is remembered.
 pub(crate) struct ReadPass {
     gate: Arc<ReadGate>,
+    _this_thread: PhantomData<*const ()>,
 }
 
 impl Drop for ReadPass {
