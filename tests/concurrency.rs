@@ -38,6 +38,21 @@ fn check_prefix(rate: &SuccessRate, before: u64, after: u64, who: &str) {
     );
 }
 
+/// Once the writers have stopped: writer `w`'s agent `agent-{w}` has
+/// exactly the tasks it stored, with their outcomes.
+fn check_every_writer(store: &MetricsStorage, stored: &[AtomicU64]) {
+    for (w, n) in stored.iter().enumerate() {
+        let n = n.load(Ordering::SeqCst);
+        let agent = format!("agent-{w}");
+        check_prefix(
+            &store.success_rate(&Filter::new().agent(&agent)).unwrap(),
+            n,
+            n,
+            &agent,
+        );
+    }
+}
+
 #[test]
 fn eight_writers_a_reader_and_a_cleaner_see_exact_answers_and_lose_nothing() {
     let store = MetricsStorage::temporary().unwrap();
@@ -237,16 +252,7 @@ fn writers_beside_readers_and_retention_keep_every_answer_exact() {
     assert_eq!(all.total, HISTORY + live);
     let old = store.success_rate(&Filter::new().agent("history")).unwrap();
     assert_eq!((old.total, old.success), (HISTORY, HISTORY));
-    for (w, n) in stored.iter().enumerate() {
-        let n = n.load(Ordering::SeqCst);
-        let agent = format!("agent-{w}");
-        check_prefix(
-            &store.success_rate(&Filter::new().agent(&agent)).unwrap(),
-            n,
-            n,
-            &agent,
-        );
-    }
+    check_every_writer(&store, &stored);
     assert!(store.integrity_check().unwrap().is_empty());
 }
 
@@ -329,16 +335,7 @@ fn the_log_starts_over_while_readers_read_without_a_pause() {
         restarts >= RESTARTS,
         "the log started over {restarts} times under reads"
     );
-    for (w, n) in stored.iter().enumerate() {
-        let n = n.load(Ordering::SeqCst);
-        let agent = format!("agent-{w}");
-        check_prefix(
-            &store.success_rate(&Filter::new().agent(&agent)).unwrap(),
-            n,
-            n,
-            &agent,
-        );
-    }
+    check_every_writer(&store, &stored);
 }
 
 #[test]

@@ -85,25 +85,24 @@ impl FileStore {
     ) -> Result<FileStore> {
         let path = options.path.clone();
         let opened = crate::engine::sqlite::open::open(options)?;
-        let writer =
-            match opened.checkpoint {
-                None => None,
-                Some(conn) => {
-                    let checkpointer = Checkpointer::start(conn, Arc::clone(&opened.gate))
-                        .map_err(|source| Error::Io {
-                            operation: "start checkpoint thread",
-                            path: path.clone(),
-                            source,
-                        })?;
-                    let caches = Cache::new(index_batch_rows);
-                    let writer_options = WriterOptions {
-                        checkpointer: Some(checkpointer),
-                        busy_timeout: options.busy_timeout,
-                        path: path.clone(),
-                    };
-                    Some(Writer::new(opened.first, caches, writer_options)?)
-                }
-            };
+        let writer = match opened.checkpoint {
+            None => None,
+            Some(conn) => {
+                let gate = Arc::clone(&opened.gate);
+                let checkpointer = Checkpointer::start(conn, gate).map_err(|source| Error::Io {
+                    operation: "start checkpoint thread",
+                    path: path.clone(),
+                    source,
+                })?;
+                let caches = Cache::new(index_batch_rows);
+                let writer_options = WriterOptions {
+                    checkpointer: Some(checkpointer),
+                    busy_timeout: options.busy_timeout,
+                    path: path.clone(),
+                };
+                Some(Writer::new(opened.first, caches, writer_options)?)
+            }
+        };
         Ok(FileStore {
             path,
             settings: opened.settings,
