@@ -38,6 +38,29 @@ fn check_prefix(rate: &SuccessRate, before: u64, after: u64, who: &str) {
     );
 }
 
+/// Writer `w`'s task `i`: on agent `agent-{w}`, lasting `i` ms, with
+/// result `ALL[i % 4]` (what [`check_prefix`] expects).
+fn writer_task(w: usize, i: usize) -> TaskMetric {
+    TaskMetric::new(
+        format!("w{w}-{i}"),
+        format!("agent-{w}"),
+        i as u64,
+        TaskResult::ALL[i % 4],
+    )
+}
+
+/// Stores writer `w`'s tasks one at a time while `go` holds, counting each
+/// in `stored` once the store has returned. Any error, busy or locked
+/// included, fails the test.
+fn store_while(store: &MetricsStorage, w: usize, stored: &AtomicU64, go: impl Fn() -> bool) {
+    let mut i = 0;
+    while go() {
+        assert!(store.store_task_metric(&writer_task(w, i)).unwrap());
+        stored.fetch_add(1, Ordering::SeqCst);
+        i += 1;
+    }
+}
+
 /// Once the writers have stopped: writer `w`'s agent `agent-{w}` has
 /// exactly the tasks it stored, with their outcomes.
 fn check_every_writer(store: &MetricsStorage, stored: &[AtomicU64]) {
@@ -72,13 +95,7 @@ fn eight_writers_a_reader_and_a_cleaner_see_exact_answers_and_lose_nothing() {
                 let (store, stored) = (&store, &stored);
                 s.spawn(move || {
                     for i in 0..STORES_PER_THREAD {
-                        let task = TaskMetric::new(
-                            format!("w{w}-{i}"),
-                            format!("agent-{w}"),
-                            i as u64,
-                            TaskResult::ALL[i % 4],
-                        )
-                        .swarm(format!("swarm-{}", w % 3));
+                        let task = writer_task(w, i).swarm(format!("swarm-{}", w % 3));
                         // Any error, busy or locked included, fails the test.
                         assert!(store.store_task_metric(&task).unwrap());
                         stored[w].fetch_add(1, Ordering::SeqCst);
@@ -175,18 +192,7 @@ fn writers_beside_readers_and_retention_keep_every_answer_exact() {
                 let (store, stored) = (&store, &stored);
                 s.spawn(move || {
                     let clock = std::time::Instant::now();
-                    let mut i = 0;
-                    while clock.elapsed() < run_for {
-                        let task = TaskMetric::new(
-                            format!("w{w}-{i}"),
-                            format!("agent-{w}"),
-                            i as u64,
-                            TaskResult::ALL[i % 4],
-                        );
-                        assert!(store.store_task_metric(&task).unwrap());
-                        stored[w].fetch_add(1, Ordering::SeqCst);
-                        i += 1;
-                    }
+                    store_while(store, w, &stored[w], || clock.elapsed() < run_for);
                 })
             })
             .collect();
@@ -284,20 +290,7 @@ fn the_log_starts_over_while_readers_read_without_a_pause() {
     let restarts = std::thread::scope(|s| {
         for (w, stored) in stored.iter().enumerate() {
             let (store, done) = (&store, &done);
-            s.spawn(move || {
-                let mut i = 0;
-                while !done.load(Ordering::SeqCst) {
-                    let task = TaskMetric::new(
-                        format!("w{w}-{i}"),
-                        format!("agent-{w}"),
-                        i as u64,
-                        TaskResult::ALL[i % 4],
-                    );
-                    assert!(store.store_task_metric(&task).unwrap());
-                    stored.fetch_add(1, Ordering::SeqCst);
-                    i += 1;
-                }
-            });
+            s.spawn(move || store_while(store, w, stored, || !done.load(Ordering::SeqCst)));
         }
         for r in 0..2 {
             let (store, stored, done) = (&store, &stored, &done);

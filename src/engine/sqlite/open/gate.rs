@@ -20,7 +20,7 @@
 use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Default)]
 struct State {
@@ -88,33 +88,23 @@ impl ReadGate {
     /// waits up to `drain` for the reads under way to end. `None`, with the
     /// gate open again, when they do not.
     pub fn close(&self, gap: Duration, drain: Duration) -> Option<GateClosed<'_>> {
-        let mut state = self.lock();
-        let gap_ends = Instant::now() + gap;
-        while state.reading > 0 {
-            let left = gap_ends.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            state = self
-                .changed
-                .wait_timeout(state, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        state.closed = true;
-        let drained = self
+        let reading = |state: &mut State| state.reading > 0;
+        let (mut state, _) = self
             .changed
-            .wait_timeout_while(state, drain, |state| state.reading > 0)
-            .unwrap_or_else(PoisonError::into_inner)
-            .0;
-        let closed = GateClosed { gate: self };
-        if drained.reading > 0 {
-            drop(drained);
-            // Dropping `closed` opens the gate again.
-            drop(closed);
+            .wait_timeout_while(self.lock(), gap, reading)
+            .unwrap_or_else(PoisonError::into_inner);
+        state.closed = true;
+        let (mut state, _) = self
+            .changed
+            .wait_timeout_while(state, drain, reading)
+            .unwrap_or_else(PoisonError::into_inner);
+        if state.reading > 0 {
+            state.closed = false;
+            drop(state);
+            self.changed.notify_all();
             return None;
         }
-        Some(closed)
+        Some(GateClosed { gate: self })
     }
 }
 
