@@ -1,17 +1,17 @@
 //! The gate every read of the file passes: it lets the log start over
 //! without holding writers back.
 //!
-//! A truncating checkpoint can only start the WAL over once no reader
-//! holds a snapshot older than its last frame. Under steady writes some
-//! reader nearly always does, so the checkpoint would have to stop the
-//! writer until the reads of the moment end: a store as long as the
-//! longest read. Every read of this process checks out a connection
-//! through this gate instead, and the checkpointer
-//! [closes](ReadGate::close) it for the moment the truncation needs: it
-//! waits, writers running, for a moment with no read under way and shuts
-//! the gate then, so that reads started meanwhile wait for the truncation
-//! alone; only when such moments do not come does it shut the gate and
-//! let the reads of the moment drain, which new reads wait for too.
+//! A checkpoint can only start the WAL over once no reader holds a
+//! snapshot older than its last frame. Under steady writes some reader
+//! nearly always does, so the checkpoint would have to stop the writer
+//! until the reads of the moment end: a store as long as the longest
+//! read. Every read of this process checks out a connection through this
+//! gate instead, and the checkpointer [closes](ReadGate::close) it for the
+//! moment the restart needs: it waits, writers running, for a moment with
+//! no read under way and shuts the gate then, so that reads started
+//! meanwhile wait for the restart alone; only when such moments do not
+//! come does it shut the gate and let the reads of the moment drain, which
+//! new reads wait for too.
 //!
 //! A thread that already holds a pass of a gate (a read inside
 //! `consistent`, or a read made while reading) passes again without
